@@ -1,0 +1,109 @@
+"""``acfc``: the ACF toolchain's command line.
+
+Each subcommand lives in its own module under ``acf.cli`` with ``add_arguments(parser)``
+and ``run(args) -> int``; modules are imported only when their command runs, so
+``acfc asm`` / ``disasm`` / ``run`` / ``opt`` / ``debug`` start without torch or TVM.
+User errors print ``file:line:col: error: ...`` (or ``acfc: error: ...``) and exit 1;
+internal errors say they are internal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "targets": ("acf.cli.targets_cmd", "list hardware targets, or print one with derived figures"),
+    "asm": ("acf.cli.asm_cmd", "assemble ACF assembly into a binary container"),
+    "disasm": ("acf.cli.disasm_cmd", "disassemble a binary container into assembly"),
+    "isa-doc": ("acf.cli.isadoc_cmd", "write the ISA reference (docs/isa.md) from the ISA table"),
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def register(name: str, module: str, help_text: str) -> None:
+    COMMANDS[name] = (module, help_text)
+
+
+def _load_optional() -> None:
+    """Commands from layers that may not exist in every checkout stage."""
+    for name, module, help_text in (
+        ("run", "acf.cli.run_cmd", "run a program on the emulator"),
+        ("opt", "acf.cli.opt_cmd", "run compiler passes over IR"),
+        ("compile", "acf.cli.compile_cmd", "compile IR or a PyTorch model to an ACF program"),
+        ("debug", "acf.cli.debug_cmd", "assembly-level debugger"),
+        ("bench", "acf.cli.bench_cmd", "evaluation sweeps"),
+        ("demo", "acf.cli.demo_cmd", "the main job: compile, emulate and compare a sparse training step"),
+    ):
+        if importlib.util.find_spec(module) is not None:
+            COMMANDS.setdefault(name, (module, help_text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_optional()
+    parser = argparse.ArgumentParser(prog="acfc", description="Adaptive Compute Fabric toolchain")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(p)
+        else:
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def read_input(path: str, binary: bool = False) -> tuple[str | bytes, str]:
+    """Read a file or stdin ('-'); returns (content, display name)."""
+    try:
+        if path == "-":
+            return (sys.stdin.buffer.read() if binary else sys.stdin.read()), "<stdin>"
+        with open(path, "rb" if binary else "r", encoding=None if binary else "utf-8") as fh:
+            return fh.read(), path
+    except OSError as exc:
+        raise UserError(f"{path}: error: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: error: not UTF-8 text") from None
+
+
+def write_output(path: str | None, data: str | bytes) -> None:
+    """Write to a file (atomically: never a half-written output) or stdout ('-' or None)."""
+    import os
+    import tempfile
+
+    if path in (None, "-"):
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data)
+            sys.stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".acfc-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"{path}: error: cannot write: {exc.strerror}") from None

@@ -1,0 +1,1 @@
+"""acf.frontends"""

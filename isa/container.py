@@ -1,0 +1,170 @@
+"""The versioned binary container of an ACF program (``.acfbin``). Never pickled.
+
+Layout (little-endian)::
+
+    header   32 bytes: magic "ACFB", u16 version, u16 flags (0), u32 section count,
+             u32 reserved (0), u64 total size, u32 CRC-32 of everything after the header,
+             u32 reserved (0)
+    table    24 bytes per section: u32 kind, u32 reserved (0), u64 offset, u64 size
+    sections CODE (1): 32-byte instruction words
+             SYMBOLS (2), LABELS (3), DEBUG (4), TARGET (5): UTF-8 JSON documents
+
+DEBUG maps instruction addresses to the IR op id and source location (file, line, layer),
+so reports, traces and the debugger speak in layers and lines. Every offset and size is
+bounds-checked on load and every JSON document is checked against its expected shape;
+anything else raises :class:`ContainerError`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from typing import Any
+
+from acf.isa.encoding import DecodeError, decode_all, encode_all
+from acf.isa.program import Program, SourceLoc, Symbol
+
+MAGIC = b"ACFB"
+VERSION = 1
+_HEADER = struct.Struct("<4sHHIIQII")
+_ENTRY = struct.Struct("<IIQQ")
+CODE, SYMBOLS, LABELS, DEBUG, TARGET = 1, 2, 3, 4, 5
+_KINDS = {CODE: "code", SYMBOLS: "symbols", LABELS: "labels", DEBUG: "debug", TARGET: "target"}
+MAX_SIZE = 1 << 34
+
+
+class ContainerError(ValueError):
+    """A file that is not a valid ACF container; the message says what is wrong."""
+
+
+def write(prog: Program) -> bytes:
+    """Serialize a program (code, symbols, labels, debug info, target) to container bytes."""
+    sections = [
+        (CODE, encode_all(prog.instructions)),
+        (SYMBOLS, _json([
+            {"name": s.name, "space": s.space, "addr": s.addr, "shape": list(s.shape),
+             "dtype": s.dtype, "fmt": s.fmt, "cluster": s.cluster}
+            for s in prog.symbols.values()
+        ])),
+        (LABELS, _json(prog.labels)),
+        (DEBUG, _json([
+            [addr, loc.op_id, loc.file, loc.line, loc.layer] for addr, loc in sorted(prog.debug.items())
+        ])),
+        (TARGET, _json({"name": prog.target})),
+    ]
+    offset = _HEADER.size + _ENTRY.size * len(sections)
+    table, body = b"", b""
+    for kind, data in sections:
+        table += _ENTRY.pack(kind, 0, offset + len(body), len(data))
+        body += data
+    rest = table + body
+    total = _HEADER.size + len(rest)
+    header = _HEADER.pack(MAGIC, VERSION, 0, len(sections), 0, total, zlib.crc32(rest), 0)
+    return header + rest
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def read(data: bytes) -> Program:
+    """Parse container bytes into a Program, validating every byte it relies on."""
+    if len(data) < _HEADER.size:
+        raise ContainerError(f"file too short for a container header ({len(data)} bytes)")
+    magic, version, flags, count, res, total, crc, res2 = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ContainerError("not an ACF binary (bad magic)")
+    if version != VERSION:
+        raise ContainerError(f"unsupported container version {version} (this tool reads {VERSION})")
+    if flags or res or res2:
+        raise ContainerError("reserved header fields are not zero")
+    if total != len(data):
+        raise ContainerError(f"size mismatch: header says {total} bytes, file has {len(data)}")
+    if zlib.crc32(data[_HEADER.size :]) != crc:
+        raise ContainerError("checksum mismatch: the file is corrupted")
+    if count > 16 or _HEADER.size + count * _ENTRY.size > len(data):
+        raise ContainerError(f"bad section count {count}")
+    sections: dict[int, bytes] = {}
+    spans = []
+    for i in range(count):
+        kind, rsv, off, size = _ENTRY.unpack_from(data, _HEADER.size + i * _ENTRY.size)
+        if kind not in _KINDS or rsv:
+            raise ContainerError(f"section {i}: unknown kind {kind}")
+        if kind in sections:
+            raise ContainerError(f"section {i}: duplicate {_KINDS[kind]} section")
+        start = _HEADER.size + count * _ENTRY.size
+        if off < start or off + size > len(data):
+            raise ContainerError(f"section {_KINDS[kind]}: bytes {off}..{off + size} out of bounds")
+        spans.append((off, off + size))
+        sections[kind] = data[off : off + size]
+    spans.sort()
+    for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise ContainerError("sections overlap")
+    if CODE not in sections:
+        raise ContainerError("no code section")
+    try:
+        instructions = decode_all(sections[CODE])
+    except DecodeError as exc:
+        raise ContainerError(f"code: {exc}") from None
+    prog = Program(instructions=instructions)
+    prog.symbols = _symbols(_load(sections.get(SYMBOLS, b"[]"), "symbols"))
+    prog.labels = _labels(_load(sections.get(LABELS, b"{}"), "labels"), len(instructions))
+    prog.debug = _debug(_load(sections.get(DEBUG, b"[]"), "debug"), len(instructions))
+    tgt = _load(sections.get(TARGET, b'{"name": ""}'), "target")
+    if not isinstance(tgt, dict) or not isinstance(tgt.get("name"), str):
+        raise ContainerError("target section: expected {\"name\": str}")
+    prog.target = tgt["name"]
+    return prog
+
+
+def _load(blob: bytes, what: str) -> Any:
+    try:
+        return json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ContainerError(f"{what} section: not valid JSON ({exc.__class__.__name__})") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _symbols(doc: Any) -> dict[str, Symbol]:
+    if not isinstance(doc, list):
+        raise ContainerError("symbols section: expected a list")
+    out = {}
+    for entry in doc:
+        ok = (
+            isinstance(entry, dict)
+            and set(entry) == {"name", "space", "addr", "shape", "dtype", "fmt", "cluster"}
+            and isinstance(entry["name"], str)
+            and entry["space"] in ("dram", "gb", "sp", "acc")
+            and _is_int(entry["addr"]) and entry["addr"] >= 0
+            and isinstance(entry["shape"], list) and all(_is_int(d) and d >= 0 for d in entry["shape"])
+            and entry["dtype"] == "f32" and isinstance(entry["fmt"], str)
+            and _is_int(entry["cluster"]) and 0 <= entry["cluster"] < 256
+        )
+        if not ok:
+            raise ContainerError(f"symbols section: malformed entry {str(entry)[:80]}")
+        out[entry["name"]] = Symbol(entry["name"], entry["space"], entry["addr"], tuple(entry["shape"]),
+                                    entry["dtype"], entry["fmt"], entry["cluster"])
+    return out
+
+
+def _labels(doc: Any, n: int) -> dict[str, int]:
+    if not isinstance(doc, dict) or not all(_is_int(v) and 0 <= v <= n for v in doc.values()):
+        raise ContainerError("labels section: expected {name: address within the code}")
+    return dict(doc)
+
+
+def _debug(doc: Any, n: int) -> dict[int, SourceLoc]:
+    if not isinstance(doc, list):
+        raise ContainerError("debug section: expected a list")
+    out = {}
+    for e in doc:
+        if not (isinstance(e, list) and len(e) == 5 and _is_int(e[0]) and 0 <= e[0] < n and _is_int(e[1])
+                and isinstance(e[2], str) and _is_int(e[3]) and isinstance(e[4], str)):
+            raise ContainerError(f"debug section: malformed entry {str(e)[:80]}")
+        out[e[0]] = SourceLoc(e[2], e[3], e[4], e[1])
+    return out

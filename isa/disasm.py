@@ -1,0 +1,122 @@
+"""Disassembler: Program -> assembly text that reassembles to the same bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acf.isa.fields import Field, MemRef
+from acf.isa.program import Instruction, Program, SourceLoc
+from acf.isa.spec import CLUSTER_UNITS
+
+
+def format_value(field: Field, value: Any, index: int, labels: dict[int, str]) -> str:
+    k = field.kind.name
+    if k == "mem":
+        return str(value)
+    if k == "f32":
+        return repr(float(value))
+    if k == "cl":
+        return f"c{value}"
+    if k == "tok":
+        return f"t{value}"
+    if k == "reg":
+        return ("fr" if field.name in ("fd", "fr") else "ar") + str(value)
+    if k == "rel":
+        return labels.get(index + 1 + value, str(value))
+    return str(value)
+
+
+def format_instruction(ins: Instruction, index: int = 0, labels: dict[int, str] | None = None) -> str:
+    """One instruction as assembly: positional required fields, then non-default keywords."""
+    labels = labels or {}
+    op, args = ins.op, ins.args
+    parts: list[str] = []
+    if op.queued and (ins.unit in CLUSTER_UNITS or args["cl"]):
+        parts.append(f"c{args['cl']}")
+    keyword_mode = False
+    for f in op.fields:
+        value = args[f.name]
+        text = format_value(f, value, index, labels)
+        # Operands stay positional while they are required and not plain numbers (the
+        # dispatcher's short forms like ``loop 4, end`` excepted); after that, name=value.
+        numeric = f.kind.name in ("u", "s", "f32") and op.queued
+        if f.default is not None or numeric:
+            keyword_mode = True
+        if not keyword_mode:
+            parts.append(text)
+        elif f.default is None or not _same(value, f.default):
+            parts.append(f"{f.name}={text}")
+    line = op.mnemonic + (" " + ", ".join(parts) if parts else "")
+    waits = [f"t{args[k]}" for k in ("wait0", "wait1") if op.queued and args[k]]
+    sigs = [f"t{args[k]}" for k in ("sig0", "sig1") if op.queued and args[k]]
+    if op.queued and (args["wait1"] and not args["wait0"]):
+        waits = [f"t{args['wait0']}", f"t{args['wait1']}"]  # keep slot positions exact
+    if op.queued and (args["sig1"] and not args["sig0"]):
+        sigs = [f"t{args['sig0']}", f"t{args['sig1']}"]
+    if waits:
+        line += f" wait({', '.join(waits)})"
+    if sigs:
+        line += f" sig({', '.join(sigs)})"
+    return line
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        import struct
+
+        return struct.pack("<f", a) == struct.pack("<f", b)
+    return a == b and type(a) is type(b) or (isinstance(a, MemRef) and a == b)
+
+
+def disassemble(prog: Program, with_addresses: bool = False) -> str:
+    """The whole program as assembly: directives, labels, instructions, .loc lines."""
+    out: list[str] = []
+    if prog.target:
+        out.append(f".target {prog.target}")
+    for sym in prog.symbols.values():
+        shape = ",".join(str(d) for d in sym.shape)
+        extra = (f" {sym.fmt}" if sym.fmt != "dense" else "") + (f" c{sym.cluster}" if sym.cluster else "")
+        out.append(f".tensor {sym.name} {sym.space} {sym.addr:#x} f32[{shape}]{extra}")
+    labels = _labels(prog)
+    loc = SourceLoc()
+    for i, ins in enumerate(prog.instructions):
+        for name in sorted(n for n, a in labels.items() if a == i):
+            out.append(f"{name}:")
+        new_loc = prog.debug.get(i, SourceLoc())
+        if new_loc != loc:
+            out.append(_loc_line(new_loc))
+            loc = new_loc
+        prefix = f"{i:6d}:  " if with_addresses else "    "
+        out.append(prefix + format_instruction(ins, i, {a: n for n, a in labels.items()}))
+    end = len(prog.instructions)
+    for name in sorted(n for n, a in labels.items() if a == end):
+        out.append(f"{name}:")
+    return "\n".join(out) + "\n"
+
+
+def _loc_line(loc: SourceLoc) -> str:
+    if loc == SourceLoc():
+        return ".loc"
+    text = f'.loc "{_esc(loc.file)}" {loc.line} "{_esc(loc.layer)}"'
+    return text + (f" {loc.op_id}" if loc.op_id >= 0 else "")
+
+
+def _esc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _labels(prog: Program) -> dict[str, int]:
+    """Program labels plus generated ``L<addr>`` ones for loop ends that have none."""
+    labels = dict(prog.labels)
+    have = set(labels.values())
+    for i, ins in enumerate(prog.instructions):
+        for f in ins.op.fields:
+            if f.kind.name == "rel":
+                target = i + 1 + ins.args[f.name]
+                if target not in have and target <= len(prog.instructions):
+                    name = f"L{target}"
+                    while name in labels:
+                        name += "_"
+                    labels[name] = target
+                    have.add(target)
+    return labels

@@ -1,0 +1,147 @@
+"""Instructions, programs, symbols and debug locations: the in-memory form of an ACF program."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from acf.isa.fields import FieldError
+from acf.isa.spec import BY_MNEMONIC, HEADER_FIELDS, HEADER_KINDS, Op, unit_of
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction: a table row plus operand values (header fields included when queued).
+
+    ``args`` maps every field name of the row (and ``cl``, ``wait0``, ``wait1``, ``sig0``,
+    ``sig1`` for queued rows) to its value. Construct through :func:`make` to validate.
+    """
+
+    op: Op
+    args: dict[str, Any]
+
+    @property
+    def mnemonic(self) -> str:
+        return self.op.mnemonic
+
+    @property
+    def unit(self) -> str:
+        return unit_of(self.op, self.args)
+
+    @property
+    def cluster(self) -> int:
+        return int(self.args.get("cl", 0))
+
+    @property
+    def waits(self) -> tuple[int, ...]:
+        return tuple(t for t in (self.args.get("wait0", 0), self.args.get("wait1", 0)) if t)
+
+    @property
+    def signals(self) -> tuple[int, ...]:
+        return tuple(t for t in (self.args.get("sig0", 0), self.args.get("sig1", 0)) if t)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.args[name]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Instruction):
+            return NotImplemented
+        return self.op.mnemonic == other.op.mnemonic and _norm(self.args) == _norm(other.args)
+
+    def __hash__(self) -> int:
+        return hash((self.op.mnemonic, tuple(sorted(_norm(self.args).items()))))
+
+    def __repr__(self) -> str:
+        return f"Instruction({self.op.mnemonic}, {self.args})"
+
+
+def _norm(args: dict[str, Any]) -> dict[str, Any]:
+    # Floats compare bit-exactly (NaN equals NaN, -0.0 differs from 0.0).
+    import struct
+
+    out = {}
+    for k, v in args.items():
+        out[k] = ("f32", struct.pack("<f", v)) if isinstance(v, float) else v
+    return out
+
+
+def make(mnemonic: str, **args: Any) -> Instruction:
+    """Build and validate an instruction: ``make("mm", cl=0, dst=MemRef("acc", 0), ...)``.
+
+    Fields with defaults may be omitted; header fields default to 0. Raises FieldError
+    naming the field for any out-of-range value, unknown field or missing field.
+    """
+    op = BY_MNEMONIC.get(mnemonic)
+    if op is None:
+        raise FieldError(f"unknown instruction {mnemonic!r}")
+    return make_op(op, args)
+
+
+def make_op(op: Op, args: dict[str, Any]) -> Instruction:
+    known = {f.name for f in op.fields} | (set(HEADER_FIELDS) if op.queued else set())
+    for name in args:
+        if name not in known:
+            raise FieldError(f"{op.mnemonic}: unknown field '{name}'")
+    full: dict[str, Any] = {}
+    if op.queued:
+        for h in HEADER_FIELDS:
+            full[h] = HEADER_KINDS[h].check(h, args.get(h, 0))
+    for f in op.fields:
+        if f.name in args:
+            full[f.name] = f.kind.check(f.name, args[f.name])
+        elif f.default is not None:
+            full[f.name] = f.kind.check(f.name, f.default)
+        else:
+            raise FieldError(f"{op.mnemonic}: missing field '{f.name}'")
+    return Instruction(op, full)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A named tensor or buffer: ``.tensor W dram 0x1000 f32[64,64] csr``."""
+
+    name: str
+    space: str
+    addr: int
+    shape: tuple[int, ...]
+    dtype: str = "f32"
+    fmt: str = "dense"
+    cluster: int = 0  # for on-chip spaces (sp, acc)
+
+    @property
+    def nbytes(self) -> int:
+        n = 4
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class SourceLoc:
+    """Where an instruction came from: IR op id, user file:line and layer name."""
+
+    file: str = ""
+    line: int = 0
+    layer: str = ""
+    op_id: int = -1
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.file else "?"
+        return f"{where}" + (f" ({self.layer})" if self.layer else "")
+
+
+@dataclass
+class Program:
+    """A whole ACF program: instructions plus symbols, labels, debug info and its target."""
+
+    instructions: list[Instruction] = field(default_factory=list)
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    debug: dict[int, SourceLoc] = field(default_factory=dict)
+    target: str = ""
+
+    def __len__(self) -> int:
+        return len(self.instructions)
+
+    def label_at(self, addr: int) -> list[str]:
+        return [name for name, a in self.labels.items() if a == addr]
