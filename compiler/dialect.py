@@ -1,0 +1,175 @@
+"""Declarative op definitions and the dialect registry (xDSL style).
+
+An op is a small class::
+
+    @register_op
+    class Matmul(OpDef):
+        '''``%c = graph.matmul %a, %b {transpose_b = true} : tensor<4x8xf32>, tensor<16x8xf32> -> tensor<4x16xf32>``'''
+        name = "graph.matmul"
+        operands = ("a", "b")
+        results = ("out",)
+        attributes = {"transpose_a": attr("bool", False), "transpose_b": attr("bool", False)}
+        infer = staticmethod(shape_rules.matmul)
+
+Operand names ending in ``?`` are optional (only at the end), one ending in ``*`` is
+variadic. ``verify_op`` checks counts, attribute kinds, and that the declared result types
+agree with ``infer`` (shape and element type; a result may add a sparse encoding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .ir import Attribute, DenseElements, Operation, TensorType, Type
+from .shape_rules import ShapeError
+
+ATTR_KINDS = ("bool", "int", "float", "str", "ints", "dense")
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """The kind of an attribute and its default (``None`` default = required)."""
+
+    kind: str
+    default: object = _REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def accepts(self, value: Attribute) -> bool:
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "int":
+            return isinstance(value, int) and not isinstance(value, bool)
+        if self.kind == "float":
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind == "str":
+            return isinstance(value, str)
+        if self.kind == "ints":
+            return isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)
+        return isinstance(value, DenseElements)
+
+
+def attr(kind: str, default: object = _REQUIRED) -> AttrSpec:
+    """Declare an attribute: ``attr("ints", [1, 1])``; no default means required."""
+    assert kind in ATTR_KINDS, kind
+    return AttrSpec(kind, default)
+
+
+class VerifyError(Exception):
+    """An op that breaks its definition; the verifier adds the location."""
+
+
+class OpDef:
+    """Base of op definitions: a name, operand/result names, attributes and a shape rule."""
+
+    name: ClassVar[str]
+    operands: ClassVar[tuple[str, ...]] = ()
+    results: ClassVar[tuple[str, ...]] = ()
+    attributes: ClassVar[dict[str, AttrSpec]] = {}
+    infer: ClassVar[Callable[[Sequence[TensorType], Mapping[str, Attribute]], list[TensorType]]]
+    custom_form: ClassVar[bool] = True
+
+    @classmethod
+    def verify(cls, op: Operation) -> None:
+        """Extra checks beyond counts, attributes and shapes (override when needed)."""
+
+
+_REGISTRY: dict[str, type[OpDef]] = {}
+
+
+def register_op(cls: type[OpDef]) -> type[OpDef]:
+    """Class decorator adding an op definition to the registry."""
+    assert cls.name not in _REGISTRY, f"op {cls.name} registered twice"
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def lookup_op(name: str) -> type[OpDef] | None:
+    return _REGISTRY.get(name)
+
+
+def registered_ops() -> Iterator[type[OpDef]]:
+    yield from _REGISTRY.values()
+
+
+class AttrView(Mapping[str, Attribute]):
+    """An op's attributes with its definition's defaults filled in."""
+
+    def __init__(self, op: Operation, spec: type[OpDef]) -> None:
+        self._values = op.attributes
+        self._spec = spec
+
+    def __getitem__(self, key: str) -> Attribute:
+        if key in self._values:
+            return self._values[key]
+        default = self._spec.attributes[key].default
+        if default is _REQUIRED:
+            raise KeyError(key)
+        return default  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spec.attributes)
+
+    def __len__(self) -> int:
+        return len(self._spec.attributes)
+
+
+def attrs_of(op: Operation) -> AttrView:
+    """``attrs_of(op)["stride"]`` reads an attribute or its default."""
+    spec = lookup_op(op.name)
+    if spec is None:
+        raise KeyError(f"unregistered op {op.name}")
+    return AttrView(op, spec)
+
+
+def operand_count_range(spec: type[OpDef]) -> tuple[int, int | None]:
+    """(minimum, maximum or None for variadic) operand counts."""
+    names = spec.operands
+    if any(n.endswith("*") for n in names):
+        return len(names) - 1, None
+    return sum(1 for n in names if not n.endswith("?")), len(names)
+
+
+def verify_op(op: Operation) -> None:
+    """Check one op against its registered definition; raises :class:`VerifyError`."""
+    spec = lookup_op(op.name)
+    if spec is None:
+        return  # unregistered ops are opaque
+    lo, hi = operand_count_range(spec)
+    n = len(op.operands)
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+        raise VerifyError(f"'{op.name}' expects {want} operands, got {n}")
+    for key, value in op.attributes.items():
+        if key == "sparsity":
+            continue  # analysis annotation, allowed on every op
+        if key not in spec.attributes:
+            valid = ", ".join(spec.attributes) or "none"
+            raise VerifyError(f"'{op.name}' has no attribute '{key}' (valid: {valid})")
+        if not spec.attributes[key].accepts(value):
+            raise VerifyError(f"attribute '{key}' of '{op.name}' must be "
+                              f"{spec.attributes[key].kind}")
+    for key, aspec in spec.attributes.items():
+        if aspec.required and key not in op.attributes:
+            raise VerifyError(f"'{op.name}' requires attribute '{key}'")
+    operand_types: list[Type] = [v.type for v in op.operands]
+    for i, t in enumerate(operand_types):
+        if not isinstance(t, TensorType):
+            raise VerifyError(f"operand #{i} of '{op.name}' must be a tensor, got {t}")
+    try:
+        expected = spec.infer(operand_types, AttrView(op, spec))  # type: ignore[arg-type]
+    except ShapeError as err:
+        raise VerifyError(f"'{op.name}': {err}") from None
+    if len(expected) != len(op.results):
+        raise VerifyError(f"'{op.name}' must have {len(expected)} results, got {len(op.results)}")
+    for i, (want, result) in enumerate(zip(expected, op.results)):
+        if not want.same_shape_and_element(result.type):
+            raise VerifyError(f"result #{i} of '{op.name}' has type {result.type}, "
+                              f"but its operands give {want}")
+    spec.verify(op)

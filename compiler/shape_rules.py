@@ -1,0 +1,287 @@
+"""Result-type rules of every ``graph`` op, in one place.
+
+Each rule takes the operand types and an attribute view (``attrs["stride"]`` gives the
+default when the op does not set it) and returns the result types, or raises
+:class:`ShapeError` with a message that the verifier turns into a located diagnostic.
+Results are always dense here; an op may still declare a sparse encoding on a result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .ir import Attribute, TensorType, Type
+
+Attrs = Mapping[str, Attribute]
+Types = Sequence[TensorType]
+
+
+class ShapeError(Exception):
+    """Operand types or attributes that no valid op could have."""
+
+
+def _fmt(t: Type) -> str:
+    return str(t)
+
+
+def same_as_first(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``relu``, ``exp``, ``softmax``...: one result shaped like the first operand."""
+    return [ts[0].dense()]
+
+
+def all_same(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``relu_backward(grad, x)``, ``mask_apply(w, mask)``: all operands share one shape."""
+    for t in ts[1:]:
+        if t.shape != ts[0].shape:
+            raise ShapeError(f"operand shapes differ: {_fmt(ts[0])} vs {_fmt(t)}")
+    return [ts[0].dense()]
+
+
+def broadcast(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``add``, ``mul``...: numpy broadcasting, equal element types."""
+    if ts[0].element != ts[1].element:
+        raise ShapeError(f"element types differ: {_fmt(ts[0])} vs {_fmt(ts[1])}")
+    try:
+        shape = np.broadcast_shapes(ts[0].shape, ts[1].shape)
+    except ValueError:
+        raise ShapeError(f"shapes {_fmt(ts[0])} and {_fmt(ts[1])} do not broadcast") from None
+    return [TensorType(tuple(shape), ts[0].element)]
+
+
+def _matmul_shape(a: TensorType, b: TensorType, ta: bool, tb: bool) -> TensorType:
+    if a.rank < 2 or a.rank != b.rank:
+        raise ShapeError(f"matmul needs operands of equal rank >= 2, got {_fmt(a)}, {_fmt(b)}")
+    m, k = (a.shape[-1], a.shape[-2]) if ta else (a.shape[-2], a.shape[-1])
+    k2, n = (b.shape[-1], b.shape[-2]) if tb else (b.shape[-2], b.shape[-1])
+    if k != k2:
+        raise ShapeError(f"contracting dimensions differ: {k} vs {k2}")
+    if a.shape[:-2] != b.shape[:-2]:
+        raise ShapeError(f"batch dimensions differ: {_fmt(a)} vs {_fmt(b)}")
+    return TensorType(a.shape[:-2] + (m, n), a.element)
+
+
+def matmul(ts: Types, attrs: Attrs) -> list[TensorType]:
+    return [_matmul_shape(ts[0], ts[1], bool(attrs["transpose_a"]), bool(attrs["transpose_b"]))]
+
+
+def sddmm(ts: Types, attrs: Attrs) -> list[TensorType]:
+    out = matmul(ts[:2], attrs)[0]
+    if ts[2].shape != out.shape:
+        raise ShapeError(f"mask {_fmt(ts[2])} does not match the product shape {out.shape}")
+    return [out]
+
+
+def linear(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``x[..., K] · w[N, K]^T + bias[N]``."""
+    x, w = ts[0], ts[1]
+    if w.rank != 2 or x.rank < 1 or x.shape[-1] != w.shape[1]:
+        raise ShapeError(f"linear needs x[..., K] and w[N, K], got {_fmt(x)}, {_fmt(w)}")
+    if len(ts) == 3 and ts[2].shape != (w.shape[0],):
+        raise ShapeError(f"bias must be tensor<{w.shape[0]}x{w.element}>, got {_fmt(ts[2])}")
+    return [TensorType(x.shape[:-1] + (w.shape[0],), x.element)]
+
+
+def _pair(attrs: Attrs, name: str) -> tuple[int, int]:
+    value = attrs[name]
+    if not isinstance(value, list) or len(value) != 2:
+        raise ShapeError(f"'{name}' must be a list of two integers")
+    return int(value[0]), int(value[1])
+
+
+def _window(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    if out <= 0 or stride <= 0:
+        raise ShapeError(f"window {kernel} (stride {stride}, pad {pad}) does not fit size {size}")
+    return out
+
+
+def conv2d_shape(x: tuple[int, ...], w: tuple[int, ...], attrs: Attrs) -> tuple[int, ...]:
+    if len(x) != 4 or len(w) != 4:
+        raise ShapeError("conv2d needs NCHW input and OIHW weight")
+    groups = int(attrs["groups"])
+    if groups <= 0 or x[1] != w[1] * groups or w[0] % groups:
+        raise ShapeError(f"channels do not match: input {x[1]}, weight {w[1]} x {groups} groups")
+    (sh, sw), (ph, pw), (dh, dw) = (_pair(attrs, n) for n in ("stride", "padding", "dilation"))
+    return (x[0], w[0], _window(x[2], w[2], sh, ph, dh), _window(x[3], w[3], sw, pw, dw))
+
+
+def conv2d(ts: Types, attrs: Attrs) -> list[TensorType]:
+    if len(ts) == 3 and ts[2].shape != (ts[1].shape[0],):
+        raise ShapeError(f"bias must have shape ({ts[1].shape[0]},), got {_fmt(ts[2])}")
+    return [TensorType(conv2d_shape(ts[0].shape, ts[1].shape, attrs), ts[0].element)]
+
+
+def _expect(actual: TensorType, shape: tuple[int, ...], what: str) -> None:
+    if actual.shape != shape:
+        raise ShapeError(f"{what} must have shape {shape}, got {_fmt(actual)}")
+
+
+def conv2d_backward_input(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(grad_out, w) {input_shape}`` -> grad_input."""
+    shape = tuple(int(d) for d in attrs["input_shape"])  # type: ignore[union-attr]
+    _expect(ts[0], conv2d_shape(shape, ts[1].shape, attrs), "grad_out")
+    return [TensorType(shape, ts[0].element)]
+
+
+def conv2d_backward_weight(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(grad_out, x) {weight_shape}`` -> grad_weight."""
+    shape = tuple(int(d) for d in attrs["weight_shape"])  # type: ignore[union-attr]
+    _expect(ts[0], conv2d_shape(ts[1].shape, shape, attrs), "grad_out")
+    return [TensorType(shape, ts[0].element)]
+
+
+def pool2d_shape(x: TensorType, attrs: Attrs) -> tuple[int, ...]:
+    if x.rank != 4:
+        raise ShapeError(f"pooling needs an NCHW input, got {_fmt(x)}")
+    kh, kw = _pair(attrs, "kernel_size")
+    sh, sw = _pair(attrs, "stride") if attrs["stride"] else (kh, kw)
+    ph, pw = _pair(attrs, "padding")
+    return x.shape[:2] + (_window(x.shape[2], kh, sh, ph), _window(x.shape[3], kw, sw, pw))
+
+
+def pool2d(ts: Types, attrs: Attrs) -> list[TensorType]:
+    return [TensorType(pool2d_shape(ts[0], attrs), ts[0].element)]
+
+
+def pool2d_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(grad_out, x)`` -> grad_x."""
+    _expect(ts[0], pool2d_shape(ts[1], attrs), "grad_out")
+    return [ts[1].dense()]
+
+
+def _channels(x: TensorType) -> TensorType:
+    if x.rank < 2:
+        raise ShapeError(f"batch_norm needs an input of rank >= 2, got {_fmt(x)}")
+    return TensorType((x.shape[1],), x.element)
+
+
+def batch_norm(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(x, weight, bias)`` -> out, mean, invstd."""
+    c = _channels(ts[0])
+    for t in ts[1:]:
+        _expect(t, c.shape, "weight and bias")
+    return [ts[0].dense(), c, c]
+
+
+def batch_norm_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(grad_out, x, weight, mean, invstd)`` -> grad_x, grad_weight, grad_bias."""
+    _expect(ts[0], ts[1].shape, "grad_out")
+    c = _channels(ts[1])
+    for t in ts[2:]:
+        _expect(t, c.shape, "weight, mean and invstd")
+    return [ts[1].dense(), c, c]
+
+
+def _norm_split(x: TensorType, attrs: Attrs) -> tuple[TensorType, TensorType]:
+    k = int(attrs["normalized_rank"])
+    if not 1 <= k <= x.rank:
+        raise ShapeError(f"normalized_rank {k} out of range for {_fmt(x)}")
+    stats = TensorType(x.shape[:-k] + (1,) * k, x.element)
+    return TensorType(x.shape[-k:], x.element), stats
+
+
+def layer_norm(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(x, weight, bias)`` -> out, mean, rstd (stats keep the normalized dims as 1)."""
+    affine, stats = _norm_split(ts[0], attrs)
+    for t in ts[1:]:
+        _expect(t, affine.shape, "weight and bias")
+    return [ts[0].dense(), stats, stats]
+
+
+def layer_norm_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(grad_out, x, mean, rstd, weight)`` -> grad_x, grad_weight, grad_bias."""
+    _expect(ts[0], ts[1].shape, "grad_out")
+    affine, stats = _norm_split(ts[1], attrs)
+    _expect(ts[2], stats.shape, "mean")
+    _expect(ts[3], stats.shape, "rstd")
+    _expect(ts[4], affine.shape, "weight")
+    return [ts[1].dense(), affine, affine]
+
+
+def normalize_axes(axes: Sequence[int], rank: int) -> list[int]:
+    out = sorted({a + rank if a < 0 else a for a in axes}) if axes else list(range(rank))
+    if any(not 0 <= a < rank for a in out):
+        raise ShapeError(f"axes {list(axes)} out of range for rank {rank}")
+    return out
+
+
+def reduce(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``{axes = [1], keepdim = false}``; no axes means all axes."""
+    x = ts[0]
+    axes = normalize_axes(attrs["axes"], x.rank)  # type: ignore[arg-type]
+    keep = bool(attrs["keepdim"])
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+    return [TensorType(shape, x.element)]
+
+
+def axis_op(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``softmax``/``log_softmax`` (+ backward): all operands alike, ``axis`` in range."""
+    normalize_axes([int(attrs["axis"])], ts[0].rank)  # type: ignore[arg-type]
+    return all_same(ts, attrs)
+
+
+def reshape(ts: Types, attrs: Attrs) -> list[TensorType]:
+    shape = tuple(int(d) for d in attrs["shape"])  # type: ignore[union-attr]
+    if int(np.prod(shape)) != int(np.prod(ts[0].shape)) or any(d < 0 for d in shape):
+        raise ShapeError(f"cannot reshape {_fmt(ts[0])} to {list(shape)}")
+    return [TensorType(shape, ts[0].element)]
+
+
+def transpose(ts: Types, attrs: Attrs) -> list[TensorType]:
+    perm = [int(p) for p in attrs["perm"]]  # type: ignore[union-attr]
+    if sorted(perm) != list(range(ts[0].rank)):
+        raise ShapeError(f"perm {perm} is not a permutation of rank {ts[0].rank}")
+    return [TensorType(tuple(ts[0].shape[p] for p in perm), ts[0].element)]
+
+
+def broadcast_to(ts: Types, attrs: Attrs) -> list[TensorType]:
+    shape = tuple(int(d) for d in attrs["shape"])  # type: ignore[union-attr]
+    try:
+        ok = np.broadcast_shapes(ts[0].shape, shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ShapeError(f"cannot broadcast {_fmt(ts[0])} to {list(shape)}")
+    return [TensorType(shape, ts[0].element)]
+
+
+def _logits_labels(logits: TensorType, labels: TensorType) -> None:
+    if logits.rank != 2 or labels.shape != logits.shape[:1] or labels.element != "i64":
+        raise ShapeError(f"need logits[N, C] and i64 labels[N], got {_fmt(logits)}, "
+                         f"{_fmt(labels)}")
+
+
+def cross_entropy(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(logits[N, C], labels[N] : i64)`` -> mean loss ``tensor<f32>``."""
+    _logits_labels(ts[0], ts[1])
+    return [TensorType((), ts[0].element)]
+
+
+def cross_entropy_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(grad_loss : tensor<f32>, logits, labels)`` -> grad_logits."""
+    _expect(ts[0], (), "grad_loss")
+    _logits_labels(ts[1], ts[2])
+    return [ts[1].dense()]
+
+
+def constant(ts: Types, attrs: Attrs) -> list[TensorType]:
+    return [attrs["value"].type]  # type: ignore[union-attr]
+
+
+def sgd_update(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(param, grad, momentum_buf)`` -> new param, new momentum_buf."""
+    all_same(ts, attrs)
+    return [ts[0], ts[2].dense()]
+
+
+def adam_update(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``(param, grad, m, v, step : tensor<...>)`` -> new param, m, v."""
+    all_same(ts[:4], attrs)
+    _expect(ts[4], (), "step")
+    return [ts[0], ts[2].dense(), ts[3].dense()]
+
+
+def no_results(ts: Types, attrs: Attrs) -> list[TensorType]:
+    return []
