@@ -224,7 +224,11 @@ def _instruction(node: Tree, ctx: _Ctx, index: int) -> Instruction:
     args: dict[str, Any] = {}
     positional = [o for o in operands if not (isinstance(o, Tree) and o.data == "kwarg")]
     keywords = [o for o in operands if isinstance(o, Tree) and o.data == "kwarg"]
-    if op.queued and positional and _is_cluster(positional[0]):
+    # A leading cN is the cluster for rows that run on a cluster unit; global rows (dma,
+    # cfg) may name one with ``cl=cN`` (it only matters for their queue id).
+    if op.queued and positional and _is_cluster(positional[0]) and (
+        op.unit in CLUSTER_UNITS or op.unit.startswith("field:")
+    ):
         args["cl"] = int(str(positional[0])[1:])
         positional = positional[1:]
     if len(positional) > len(op.fields):
@@ -234,6 +238,9 @@ def _instruction(node: Tree, ctx: _Ctx, index: int) -> Instruction:
     for kw in keywords:
         name_tok, value = kw.children
         name = str(name_tok)
+        if name == "cl" and op.queued and _is_cluster(value):
+            args["cl"] = int(str(value)[1:])
+            continue
         try:
             field = op.field(name)
         except KeyError:
@@ -268,8 +275,8 @@ def _clause(ctx: _Ctx, op: Op, clause: Tree, args: dict[str, Any]) -> None:
         raise ctx.error(names[2], f"at most two tokens in {kind}(...)")
     for i, tok in enumerate(names):
         m = re.fullmatch(r"t(\d+)", str(tok))
-        if not m or not 1 <= int(m.group(1)) <= 255:
-            raise ctx.error(tok, f"expected a token t1..t255, got {str(tok)!r}")
+        if not m or not 0 <= int(m.group(1)) <= 255:
+            raise ctx.error(tok, f"expected a token t0..t255 (t0 = none), got {str(tok)!r}")
         args[f"{kind}{i}"] = int(m.group(1))
 
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from lark import Lark
 
-from acf.isa.spec import OPS
+from acf.isa import spec
 
 _TEMPLATE = r"""
 start: _line*
@@ -41,13 +41,18 @@ _NL: /(\r?\n)+/
 """
 
 
-def grammar_text() -> str:
+def grammar_text(mnemonics: tuple[str, ...] | None = None) -> str:
     """The grammar, with every mnemonic of the table as an alternative (longest first)."""
-    names = sorted((op.mnemonic for op in OPS), key=len, reverse=True)
+    names = sorted(mnemonics or (op.mnemonic for op in spec.OPS), key=len, reverse=True)
     alts = " | ".join(f'/{m.replace(".", "[.]")}(?![A-Za-z0-9_.])/' for m in names)
     return _TEMPLATE.replace("{mnemonics}", alts)
 
 
-@lru_cache(maxsize=1)
 def parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    """The parser for the current table (rebuilt only when the table changes)."""
+    return _parser(tuple(op.mnemonic for op in spec.OPS))
+
+
+@lru_cache(maxsize=4)
+def _parser(mnemonics: tuple[str, ...]) -> Lark:
+    return Lark(grammar_text(mnemonics), parser="lalr", propagate_positions=True, maybe_placeholders=False)

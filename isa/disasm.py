@@ -31,7 +31,8 @@ def format_instruction(ins: Instruction, index: int = 0, labels: dict[int, str] 
     labels = labels or {}
     op, args = ins.op, ins.args
     parts: list[str] = []
-    if op.queued and (ins.unit in CLUSTER_UNITS or args["cl"]):
+    cluster_row = op.unit in CLUSTER_UNITS or op.unit.startswith("field:")
+    if op.queued and cluster_row:
         parts.append(f"c{args['cl']}")
     keyword_mode = False
     for f in op.fields:
@@ -46,6 +47,8 @@ def format_instruction(ins: Instruction, index: int = 0, labels: dict[int, str] 
             parts.append(text)
         elif f.default is None or not _same(value, f.default):
             parts.append(f"{f.name}={text}")
+    if op.queued and not cluster_row and args["cl"]:
+        parts.append(f"cl=c{args['cl']}")
     line = op.mnemonic + (" " + ", ".join(parts) if parts else "")
     waits = [f"t{args[k]}" for k in ("wait0", "wait1") if op.queued and args[k]]
     sigs = [f"t{args[k]}" for k in ("sig0", "sig1") if op.queued and args[k]]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from acf.isa.spec import OPS, QUEUED_HEADER_BITS, WORD_BITS
+from acf.isa import spec
+from acf.isa.spec import QUEUED_HEADER_BITS, WORD_BITS
 
 
 def isa_markdown() -> str:
@@ -21,9 +22,9 @@ def isa_markdown() -> str:
         "| mnemonic | opcode | group | unit | timing | doc |",
         "|---|---|---|---|---|---|",
     ]
-    for op in OPS:
+    for op in spec.OPS:
         out.append(f"| `{op.mnemonic}` | `{op.opcode:#04x}` | {op.group} | {op.unit} | {op.timing} | {op.doc} |")
-    for op in OPS:
+    for op in spec.OPS:
         out += ["", f"## `{op.mnemonic}`", "", op.doc, ""]
         out.append(f"opcode `{op.opcode:#04x}`, unit `{op.unit}`, timing class `{op.timing}`, "
                    f"energy events: {', '.join(f'`{e}`' for e in op.energy) or 'none'}.")

@@ -25,6 +25,8 @@ Assembly::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from acf.isa.fields import AREG, CL, MemRef, F32, FMT, FREG, REL, TOK, Field, Kind, enum, mem, s, u
@@ -261,6 +263,25 @@ def check_table(ops: tuple[Op, ...] = OPS) -> None:
         names = [f.name for f in op.fields]
         assert len(set(names)) == len(names), op.mnemonic
         assert not set(names) & set(HEADER_FIELDS), op.mnemonic
+
+
+@contextmanager
+def extended(*extra: Op) -> Iterator[None]:
+    """Temporarily add rows to the table (tests: a made-up instruction needs only a row)."""
+    global OPS
+    saved = OPS
+    check_table(saved + extra)
+    OPS = saved + extra
+    for op in extra:
+        BY_MNEMONIC[op.mnemonic] = op
+        BY_OPCODE[op.opcode] = op
+    try:
+        yield
+    finally:
+        OPS = saved
+        for op in extra:
+            del BY_MNEMONIC[op.mnemonic]
+            del BY_OPCODE[op.opcode]
 
 
 def unit_of(op: Op, args: dict[str, object]) -> str:

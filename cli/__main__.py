@@ -1,0 +1,7 @@
+"""``python -m acf.cli`` is ``acfc``."""
+
+import sys
+
+from acf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""Targets load, validate, derive figures, and bad files name the key and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from acf.isa.target import TargetError, available_targets, load_target
+
+SHIPPED = {"acf-small", "acf-base", "acf-h200-iso", "acf-dense", "procrustes-like",
+           "tensordash-like", "sigma-like", "tpu-like"}
+
+
+def test_all_shipped_targets_load() -> None:
+    assert SHIPPED <= set(available_targets())
+    for name in available_targets():
+        t = load_target(name)
+        assert t.peak_macs_per_s > 0 and t.total_area_mm2() > 0
+        for cost in t.energy.as_dict().values():
+            assert cost.source
+
+
+def test_derived_figures_of_acf_base() -> None:
+    t = load_target("acf-base")
+    # 16 clusters x 16 x 16 PEs at 1 GHz
+    assert t.peak_macs_per_s == 16 * 256 * 1e9
+    # 8 channels x 32 B/cycle at 1 GHz
+    assert t.dram_bytes_per_s == 256e9
+    # 4x4 mesh: 4 links cross the cut each way, 32 B/cycle
+    assert t.bisection_bytes_per_s == 2 * 4 * 32 * 1e9
+
+
+def test_baselines_switch_features_off() -> None:
+    assert load_target("acf-dense").cluster.skip == "none"
+    assert load_target("procrustes-like").cluster.skip == "a"
+    assert load_target("sigma-like").cluster.dataflow == "flexible"
+    tpu = load_target("tpu-like")
+    assert (tpu.cluster.dataflow, tpu.cluster.pe_rows, tpu.cluster.pe_cols) == ("systolic", 32, 32)
+    assert load_target("acf-h200-iso").numeric.mode == "bf16"
+
+
+def test_overrides_apply_and_rename() -> None:
+    t = load_target("acf-base", {"cluster.lookahead": "4", "fabric.grid": "[2, 2]"})
+    assert t.cluster.lookahead == 4 and t.num_clusters == 4
+    assert t.config_hash() != load_target("acf-base").config_hash()
+
+
+@pytest.mark.parametrize(
+    "body, key, reason",
+    [
+        ("[cluster]\npe_rows = 0\n", "cluster.pe_rows", "must be >= 1"),
+        ("[cluster]\nskip = \"sometimes\"\n", "cluster.skip", "must be one of"),
+        ("[cluster]\nbogus = 1\n", "cluster.bogus", "unknown field"),
+        ("[noc]\ntopology = \"torus\"\nvirtual_channels = 1\n", "noc.virtual_channels", "dateline"),
+        ("[energy]\nmac_fp32 = 4.6\n", "energy.mac_fp32", "value = "),
+        ("[energy]\nmac_fp32 = { value = 4.6, unit = \"pJ\", source = \"\" }\n", "energy.mac_fp32.source", "needs a source"),
+        ("[fabric]\ngrid = [4]\n", "fabric.grid", "[x, y]"),
+    ],
+)
+def test_bad_config_names_key_and_reason(tmp_path, body: str, key: str, reason: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('inherit = "acf-base"\n[target]\nname = "bad"\n' + body)
+    with pytest.raises(TargetError) as exc:
+        load_target(path)
+    msg = str(exc.value)
+    assert str(path) in msg and f"key '{key}'" in msg and reason in msg
+
+
+def test_unknown_target_lists_known_ones() -> None:
+    with pytest.raises(TargetError, match="known: .*acf-base"):
+        load_target("acf-nope")
+
+
+def test_not_toml(tmp_path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text("[cluster\n")
+    with pytest.raises(TargetError, match="not valid TOML"):
+        load_target(path)
