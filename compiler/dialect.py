@@ -140,7 +140,9 @@ def verify_op(op: Operation) -> None:
     """Check one op against its registered definition; raises :class:`VerifyError`."""
     spec = lookup_op(op.name)
     if spec is None:
-        return  # unregistered ops are opaque
+        if op.name.startswith("graph."):
+            raise VerifyError(f"unknown op '{op.name}' in the graph dialect")
+        return  # ops of other dialects are opaque here
     lo, hi = operand_count_range(spec)
     n = len(op.operands)
     if n < lo or (hi is not None and n > hi):
@@ -173,3 +175,6 @@ def verify_op(op: Operation) -> None:
             raise VerifyError(f"result #{i} of '{op.name}' has type {result.type}, "
                               f"but its operands give {want}")
     spec.verify(op)
+
+
+from . import graph_ops as _graph_ops  # noqa: E402,F401  (registers the graph dialect)

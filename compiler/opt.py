@@ -1,0 +1,113 @@
+"""``acf-opt``: parse ACF IR, run a pass pipeline, print the result.
+
+Usage::
+
+    python -m acf.compiler.opt in.acfir -p 'canonicalize,cse' [-o out.acfir]
+        [--print-ir-before=NAME] [--print-ir-after=NAME] [--print-ir-after-all]
+        [--print-ir-after-change] [--time-passes] [--reproducer=PATH]
+        [--print-generic] [--no-verify-each] [--list-passes]
+
+``-`` reads stdin; output goes to stdout unless ``-o``. User errors print
+``file:line:col: error: ...`` on stderr and return 1; usage errors return 2; a pass that
+crashes returns 3 after writing a reproducer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .diagnostics import IRError
+from .pass_manager import Instrumentation, PassFailure, PassManager, parse_pipeline
+from .passes import PASSES, PIPELINES
+from .printer import print_module
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def _names(values: list[str]) -> set[str]:
+    return {n.strip() for v in values for n in v.split(",") if n.strip()}
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    ap = _ArgumentParser(prog="acf-opt", description="Run passes over ACF IR.")
+    ap.add_argument("input", nargs="?", default="-", help="IR file, or - for stdin")
+    ap.add_argument("-p", "--pipeline", default="", help="e.g. 'canonicalize,cse,tile{m=32}'")
+    ap.add_argument("-o", "--output", default="-", help="output file (default stdout)")
+    ap.add_argument("--print-ir-before", action="append", default=[], metavar="NAME")
+    ap.add_argument("--print-ir-after", action="append", default=[], metavar="NAME")
+    ap.add_argument("--print-ir-after-all", action="store_true")
+    ap.add_argument("--print-ir-after-change", action="store_true")
+    ap.add_argument("--time-passes", action="store_true")
+    ap.add_argument("--reproducer", metavar="PATH", help="where to write a crash reproducer")
+    ap.add_argument("--print-generic", action="store_true", help="print every op generically")
+    ap.add_argument("--no-verify-each", action="store_true", help="skip verify after passes")
+    ap.add_argument("--list-passes", action="store_true", help="list passes and pipelines")
+    return ap
+
+
+def _list_passes() -> str:
+    lines = ["passes:"]
+    for name, cls in sorted(PASSES.items()):
+        opts = ", ".join(f"{k}={o.default!r}" for k, o in cls.options.items())
+        lines.append(f"  {name}{'{' + opts + '}' if opts else ''}")
+    lines.append("pipelines:")
+    lines += [f"  {name} = {text}" for name, text in sorted(PIPELINES.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _read(path: str) -> tuple[str, str]:
+    if path == "-":
+        return sys.stdin.read(), "<stdin>"
+    with open(path, encoding="utf-8") as f:
+        return f.read(), path
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns the process exit status (0 ok, 1 IR error, 2 usage, 3 crash)."""
+    from .parser import parse_module
+
+    try:
+        args = build_arg_parser().parse_args(argv)
+    except _UsageError as err:
+        sys.stderr.write(f"acf-opt: error: {err}\n")
+        return 2
+    if args.list_passes:
+        sys.stdout.write(_list_passes())
+        return 0
+    instr = Instrumentation(
+        print_before=_names(args.print_ir_before), print_after=_names(args.print_ir_after),
+        print_after_all=args.print_ir_after_all, print_after_change=args.print_ir_after_change,
+        time_passes=args.time_passes, reproducer=args.reproducer, stream=sys.stderr)
+    try:
+        passes = parse_pipeline(args.pipeline)
+        text, name = _read(args.input)
+        module = parse_module(text, name)
+        PassManager(passes, instr, verify_each=not args.no_verify_each).run(module)
+        result = print_module(module, generic=args.print_generic)
+    except IRError as err:
+        sys.stderr.write(f"{err}\n")
+        return 1
+    except OSError as err:
+        sys.stderr.write(f"acf-opt: error: {err.strerror}: {err.filename}\n")
+        return 1
+    except PassFailure as err:
+        sys.stderr.write(f"{err}\n")
+        return 3
+    if args.output == "-":
+        sys.stdout.write(result)
+    else:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

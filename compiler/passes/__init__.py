@@ -1,0 +1,27 @@
+"""The pass registry: every pass by its pipeline name, and named default pipelines.
+
+Adding a pass: write ``passes/my_pass.py`` (a :class:`ModulePass` subclass with a docstring
+example), add one line to ``PASSES`` below, and add ``tests/compiler/my-pass.acfir``.
+"""
+
+from __future__ import annotations
+
+from .base import ModulePass, PassOption
+from .canonicalize import Canonicalize
+from .cse import CommonSubexpressionElimination
+from .dce import DeadCodeElimination
+from .sparsity_propagation import SparsityPropagation
+
+PASSES: dict[str, type[ModulePass]] = {
+    Canonicalize.name: Canonicalize,
+    CommonSubexpressionElimination.name: CommonSubexpressionElimination,
+    DeadCodeElimination.name: DeadCodeElimination,
+    SparsityPropagation.name: SparsityPropagation,
+}
+
+PIPELINES: dict[str, str] = {
+    "default": "canonicalize,cse,dce",
+    "sparse-training": "canonicalize,cse,sparsity-propagation,dce",
+}
+
+__all__ = ["PASSES", "PIPELINES", "ModulePass", "PassOption"]

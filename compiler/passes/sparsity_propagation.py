@@ -1,0 +1,142 @@
+"""``sparsity-propagation``: record where zeros come from, and turn masked weight
+gradients into SDDMM.
+
+Every value gets a ``sparsity`` annotation (a function argument in its attribute dict, an
+op result in the op's attributes, one string per result; a list for multi-result ops):
+
+* ``weight:<format>`` - a function argument with a sparse encoding (``weight:csr``),
+* ``mask`` - the output of ``graph.mask_apply`` (a masked weight),
+* ``relu`` / ``relu-grad`` - zeros made by ``relu`` / ``relu_backward``,
+* sources joined with ``+`` when zeros of several kinds survive (``mul``, ``sddmm``),
+* ``dense`` - no known zeros.
+
+Shape ops (reshape, transpose, broadcast_to) keep their input's annotation; ``mul`` and
+``mask_apply`` union their operands' zeros; ``add``/``sub`` keep only a source common to
+both. Rewrites first (each result of the ``matmul`` must have no other use):
+
+* ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)``;
+* ``sgd_update(w, matmul(a, b), buf)`` / ``adam_update(w, matmul(a, b), ...)`` with a
+  sparse-encoded ``w`` -> the gradient becomes ``sddmm(a, b, w)`` (only ``w``'s non-zeros are
+  updated, so the other gradient entries were never needed).
+
+Before::
+
+    graph.func @step(%x: tensor<4x8xf32>, %dy: tensor<4x16xf32>, %w: tensor<16x8xf32, #csr>, %buf: tensor<16x8xf32>) -> (tensor<16x8xf32, #csr>, tensor<16x8xf32>) {
+      %gw = graph.matmul %dy, %x {transpose_a = true} : tensor<4x16xf32>, tensor<4x8xf32> -> tensor<16x8xf32>
+      %w2, %b2 = graph.sgd_update %w, %gw, %buf {lr = 0.1} : ...
+
+After::
+
+    graph.func @step(..., %w: tensor<16x8xf32, #csr> {sparsity = "weight:csr"}, ...) ... {
+      %0 = graph.sddmm %dy, %x, %w {transpose_a = true, sparsity = "weight:csr"} : ...
+      %w2, %b2 = graph.sgd_update %w, %0, %buf {lr = 0.1, sparsity = ["weight:csr", "dense"]} : ...
+"""
+
+from __future__ import annotations
+
+from ..ir import FuncOp, Module, Operation, TensorType, Value
+from ..sparse_encoding import encoding_to_format
+from .base import ModulePass, apply_patterns, new_op_before, use_counts
+
+DENSE = "dense"
+KEEPS_INPUT = ("graph.reshape", "graph.transpose", "graph.broadcast_to", "graph.neg")
+UNION = ("graph.mul", "graph.mask_apply", "graph.sddmm")
+COMMON = ("graph.add", "graph.sub")
+
+
+def _is_masked_weight(value: Value) -> bool:
+    return isinstance(value.type, TensorType) and value.type.encoding is not None
+
+
+def _sole_matmul(value: Value, counts: dict[Value, int]) -> Operation | None:
+    op = value.defining_op
+    if op is not None and op.name == "graph.matmul" and counts.get(value, 0) == 1:
+        return op
+    return None
+
+
+def _sddmm_before(anchor: Operation, matmul: Operation, mask: Value) -> Value:
+    attrs = {k: v for k, v in matmul.attributes.items() if k != "sparsity"}
+    op = new_op_before(anchor, "graph.sddmm", [*matmul.operands, mask], [matmul.result.type],
+                       attrs)
+    op.loc = matmul.loc
+    return op.result
+
+
+def rewrite_masked_gradients(func: FuncOp) -> None:
+    """Turn matmuls whose only consumer keeps just masked entries into ``graph.sddmm``."""
+    counts = use_counts(func)
+
+    def masked_matmul(op: Operation) -> list[Value] | None:
+        if op.name == "graph.mask_apply":
+            matmul = _sole_matmul(op.operands[0], counts)
+            if matmul is not None:
+                return [_sddmm_before(op, matmul, op.operands[1])]
+        return None
+
+    def masked_update(op: Operation) -> list[Value] | None:
+        if op.name in ("graph.sgd_update", "graph.adam_update") and \
+                _is_masked_weight(op.operands[0]):
+            matmul = _sole_matmul(op.operands[1], counts)
+            if matmul is not None:
+                op.operands[1] = _sddmm_before(op, matmul, op.operands[0])
+                counts[op.operands[1]] = 1
+        return None  # rewritten in place
+
+    apply_patterns(func, [masked_matmul, masked_update], max_rounds=1)
+
+
+def _join(sources: list[str]) -> str:
+    parts = sorted({p for s in sources for p in s.split("+") if p != DENSE})
+    return "+".join(parts) if parts else DENSE
+
+
+def _result_sparsity(op: Operation, inputs: list[str]) -> list[str]:
+    if op.name == "graph.relu":
+        return ["relu"]
+    if op.name == "graph.relu_backward":
+        return [_join([inputs[0], "relu-grad"])]
+    if op.name == "graph.mask_apply":
+        return [_join([inputs[0], "mask" if inputs[1] == DENSE else inputs[1]])]
+    if op.name == "graph.sddmm":
+        return [_join([inputs[2]]) if inputs[2] != DENSE else "mask"]
+    if op.name in KEEPS_INPUT or op.name in UNION:
+        return [_join(inputs)]
+    if op.name in COMMON:
+        common = set(inputs[0].split("+")) & set(inputs[1].split("+"))
+        return [_join(sorted(common))]
+    if op.name in ("graph.sgd_update", "graph.adam_update"):
+        return [inputs[0]] + [DENSE] * (len(op.results) - 1)
+    return [DENSE] * len(op.results)
+
+
+def annotate(func: FuncOp) -> None:
+    """Set the ``sparsity`` annotation of every argument and op result."""
+    known: dict[Value, str] = {}
+    for arg, attrs in zip(func.arguments, func.body.arg_attributes):
+        known[arg] = f"weight:{_format_name(arg)}" if _is_masked_weight(arg) else DENSE
+        attrs["sparsity"] = known[arg]
+    for op in func.body.ops:
+        if not op.results:
+            continue
+        found = _result_sparsity(op, [known.get(v, DENSE) for v in op.operands])
+        known.update(zip(op.results, found))
+        op.attributes["sparsity"] = found[0] if len(found) == 1 else list(found)
+
+
+def _format_name(value: Value) -> str:
+    try:
+        return encoding_to_format(value.type.encoding)  # type: ignore[union-attr]
+    except ValueError:
+        return "sparse"
+
+
+class SparsityPropagation(ModulePass):
+    """Rewrite masked weight gradients into SDDMM, then annotate where zeros come from."""
+
+    name = "sparsity-propagation"
+
+    def run(self, module: Module) -> None:
+        for func in module.funcs:
+            rewrite_masked_gradients(func)
+            annotate(func)
