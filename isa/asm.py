@@ -160,16 +160,23 @@ def _directive_first_pass(node: Tree, ctx: _Ctx, prog: Program) -> None:
 def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:
     args = node.children[1:]
     if len(args) < 4:
-        raise ctx.error(node.children[0], ".tensor NAME SPACE ADDR DTYPE[SHAPE] [FMT] [cN]")
+        raise ctx.error(node.children[0], ".tensor NAME SPACE ADDR DTYPE[SHAPE] [FMT] [tile[R,C]] [cN]")
     name, space, addr, shape = args[:4]
     if str(space) not in ("dram", "gb", "sp", "acc"):
         raise ctx.error(space, f"unknown memory space {str(space)!r} (dram gb sp acc)")
     if not isinstance(shape, Tree) or str(shape.children[0]) != "f32":
         raise ctx.error(node.children[0], "tensor type must be f32[d0,d1,...]")
     dims = tuple(_int(ctx, d) for d in shape.children[1:])
-    fmt, cluster = "dense", 0
+    fmt, cluster, tile = "dense", 0, ()
     for extra in args[4:]:
         text = str(extra)
+        if isinstance(extra, Tree) and str(extra.children[0]) == "tile":
+            tile = tuple(_int(ctx, d) for d in extra.children[1:])
+            if len(tile) != 2 or min(tile) < 1:
+                raise ctx.error(node.children[0], "tile[ROWS,COLS] needs two positive sizes")
+            continue
+        if isinstance(extra, Tree):
+            raise ctx.error(node.children[0], f"unexpected {_text(extra)!r} in .tensor")
         if re.fullmatch(r"c\d+", text):
             cluster = int(text[1:])
         else:
@@ -177,7 +184,9 @@ def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:
                 fmt = str(FmtSpec.parse(text))
             except FieldError as exc:
                 raise ctx.error(extra, str(exc)) from None
-    return Symbol(str(name), str(space), _int(ctx, addr), dims, "f32", fmt, cluster)
+    if tile and fmt == "dense":
+        raise ctx.error(node.children[0], "tile[...] applies to sparse formats only")
+    return Symbol(str(name), str(space), _int(ctx, addr), dims, "f32", fmt, cluster, tile)
 
 
 def _directive_second_pass(node: Tree, ctx: _Ctx, prog: Program, loc: SourceLoc) -> SourceLoc:

@@ -44,7 +44,7 @@ def write(prog: Program) -> bytes:
         (CODE, encode_all(prog.instructions)),
         (SYMBOLS, _json([
             {"name": s.name, "space": s.space, "addr": s.addr, "shape": list(s.shape),
-             "dtype": s.dtype, "fmt": s.fmt, "cluster": s.cluster}
+             "dtype": s.dtype, "fmt": s.fmt, "cluster": s.cluster, "tile": list(s.tile)}
             for s in prog.symbols.values()
         ])),
         (LABELS, _json(prog.labels)),
@@ -137,18 +137,20 @@ def _symbols(doc: Any) -> dict[str, Symbol]:
     for entry in doc:
         ok = (
             isinstance(entry, dict)
-            and set(entry) == {"name", "space", "addr", "shape", "dtype", "fmt", "cluster"}
+            and set(entry) == {"name", "space", "addr", "shape", "dtype", "fmt", "cluster", "tile"}
             and isinstance(entry["name"], str)
             and entry["space"] in ("dram", "gb", "sp", "acc")
             and _is_int(entry["addr"]) and entry["addr"] >= 0
             and isinstance(entry["shape"], list) and all(_is_int(d) and d >= 0 for d in entry["shape"])
             and entry["dtype"] == "f32" and isinstance(entry["fmt"], str)
             and _is_int(entry["cluster"]) and 0 <= entry["cluster"] < 256
+            and isinstance(entry["tile"], list) and len(entry["tile"]) in (0, 2)
+            and all(_is_int(d) and d >= 1 for d in entry["tile"])
         )
         if not ok:
             raise ContainerError(f"symbols section: malformed entry {str(entry)[:80]}")
         out[entry["name"]] = Symbol(entry["name"], entry["space"], entry["addr"], tuple(entry["shape"]),
-                                    entry["dtype"], entry["fmt"], entry["cluster"])
+                                    entry["dtype"], entry["fmt"], entry["cluster"], tuple(entry["tile"]))
     return out
 
 

@@ -79,6 +79,8 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
     for sym in prog.symbols.values():
         shape = ",".join(str(d) for d in sym.shape)
         extra = (f" {sym.fmt}" if sym.fmt != "dense" else "") + (f" c{sym.cluster}" if sym.cluster else "")
+        if sym.tile:
+            extra += f" tile[{sym.tile[0]},{sym.tile[1]}]"
         out.append(f".tensor {sym.name} {sym.space} {sym.addr:#x} f32[{shape}]{extra}")
     labels = _labels(prog)
     loc = SourceLoc()

@@ -98,7 +98,13 @@ def make_op(op: Op, args: dict[str, Any]) -> Instruction:
 
 @dataclass(frozen=True)
 class Symbol:
-    """A named tensor or buffer: ``.tensor W dram 0x1000 f32[64,64] csr``."""
+    """A named tensor or buffer: ``.tensor W dram 0x1000 f32[64,64] csr tile[32,32]``.
+
+    Dense tensors are stored raw, row-major. A sparse tensor is stored as a grid of packed
+    tiles (``tile``; the whole tensor is one tile when empty), each in a fixed slot sized
+    for a fully dense tile, so masks can change at run time without moving anything
+    (see :mod:`acf.isa.symbols`).
+    """
 
     name: str
     space: str
@@ -107,13 +113,14 @@ class Symbol:
     dtype: str = "f32"
     fmt: str = "dense"
     cluster: int = 0  # for on-chip spaces (sp, acc)
+    tile: tuple[int, ...] = ()  # (rows, cols) of one packed tile of a sparse tensor
 
     @property
     def nbytes(self) -> int:
-        n = 4
-        for d in self.shape:
-            n *= d
-        return n
+        """Bytes the symbol occupies in its memory space (slots included)."""
+        from acf.isa.symbols import symbol_nbytes
+
+        return symbol_nbytes(self)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""How named tensors are laid out in memory, shared by the runtime, emulator and compiler.
+
+* ``dense``: the raw fp32 values, row-major (``4 * prod(shape)`` bytes, no header).
+* sparse formats: the tensor, viewed as 2-D ``(shape[0], prod(shape[1:]))``, is cut into a
+  row-major grid of ``tile`` blocks (edge tiles are smaller); tile ``t`` is packed with
+  :func:`acf.isa.formats.pack` into slot ``t``, at ``addr + t * slot``, where ``slot`` is the
+  encoded size of a fully dense tile of the largest tile shape, rounded up to 64 bytes.
+  A load reads the header, so it moves only the encoded bytes; a mask change repacks the
+  slots in place and never forces a recompile.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from acf.isa import formats
+
+if TYPE_CHECKING:
+    from acf.isa.program import Symbol
+
+SLOT_ALIGN = 64
+
+
+def as_2d_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    if not shape:
+        return (1, 1)
+    return (shape[0], math.prod(shape[1:]) if len(shape) > 1 else 1)
+
+
+def tile_shape(sym: "Symbol") -> tuple[int, int]:
+    rows, cols = as_2d_shape(sym.shape)
+    if sym.tile:
+        return (min(sym.tile[0], rows), min(sym.tile[1], cols))
+    return (rows, cols)
+
+
+def tile_grid(sym: "Symbol") -> tuple[int, int]:
+    rows, cols = as_2d_shape(sym.shape)
+    tr, tc = tile_shape(sym)
+    return (math.ceil(rows / tr) if rows else 0, math.ceil(cols / tc) if cols else 0)
+
+
+def slot_bytes(sym: "Symbol") -> int:
+    """Bytes reserved per packed tile: a fully dense tile's encoding, 64-byte aligned."""
+    tr, tc = tile_shape(sym)
+    spec = formats.FormatSpec.parse(sym.fmt)
+    worst = formats.encoded_size(spec, tr, tc, nnz=tr * tc, nblocks=_max_blocks(spec, tr, tc))
+    return -(-worst // SLOT_ALIGN) * SLOT_ALIGN
+
+
+def _max_blocks(spec: formats.FormatSpec, tr: int, tc: int) -> int | None:
+    if spec.format != formats.Format.BCSR:
+        return None
+    return math.ceil(tr / spec.block_rows) * math.ceil(tc / spec.block_cols)
+
+
+def tile_address(sym: "Symbol", ti: int, tj: int) -> int:
+    """Byte address of tile (ti, tj) of a sparse symbol."""
+    _, gc = tile_grid(sym)
+    return sym.addr + (ti * gc + tj) * slot_bytes(sym)
+
+
+def symbol_nbytes(sym: "Symbol") -> int:
+    if sym.fmt == "dense":
+        return 4 * math.prod(sym.shape)
+    gr, gc = tile_grid(sym)
+    return gr * gc * slot_bytes(sym)
+
+
+def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
+    """The bytes to place at ``sym.addr`` for ``array`` (shape must match)."""
+    x = np.ascontiguousarray(array, dtype=np.float32)
+    if tuple(x.shape) != tuple(sym.shape):
+        raise ValueError(f"tensor {sym.name!r}: expected shape {list(sym.shape)}, got {list(x.shape)}")
+    if sym.fmt == "dense":
+        return x.tobytes()
+    x2 = x.reshape(as_2d_shape(sym.shape))
+    spec = formats.FormatSpec.parse(sym.fmt)
+    tr, tc = tile_shape(sym)
+    gr, gc = tile_grid(sym)
+    slot = slot_bytes(sym)
+    out = bytearray(gr * gc * slot)
+    for i in range(gr):
+        for j in range(gc):
+            blob = formats.pack(x2[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc], spec)
+            off = (i * gc + j) * slot
+            out[off:off + len(blob)] = blob
+    return bytes(out)
+
+
+def unpack_symbol(sym: "Symbol", data: bytes | np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_symbol` (raises formats.FormatError on a corrupt tile)."""
+    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    if sym.fmt == "dense":
+        return buf[: symbol_nbytes(sym)].view(np.float32).reshape(sym.shape).copy()
+    rows, cols = as_2d_shape(sym.shape)
+    tr, tc = tile_shape(sym)
+    gr, gc = tile_grid(sym)
+    slot = slot_bytes(sym)
+    out = np.zeros((rows, cols), dtype=np.float32)
+    for i in range(gr):
+        for j in range(gc):
+            off = (i * gc + j) * slot
+            size = formats.header(buf[off:off + slot]).encoded_size
+            if size > slot:
+                raise formats.FormatError(f"tensor {sym.name!r} tile ({i},{j}): {size} bytes overflow its {slot}-byte slot")
+            out[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc] = formats.unpack(buf[off:off + size])
+    return out.reshape(sym.shape)
