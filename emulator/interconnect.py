@@ -1,0 +1,376 @@
+"""Memory-system and NoC timing of the fast model (docs/timing.md sections 6 and 7).
+
+:class:`Interconnect` owns every shared resource outside the clusters: DRAM channels, the
+global buffer and the NoC links, plus the NoC configuration (topology, routing, multicast
+groups, pinned routes). Each request method takes the cycle the resource is requested at
+and returns the cycle the access ends::
+
+    ic = Interconnect(load_target("acf-small"))
+    end = ic.dram(s, np.array([[0x1000, 300]]), qid)        # DRAM runs (address, length)
+    end = ic.transfer(s, ("c", 0), ("c", 3), 256, qid)       # unicast over the NoC
+    end = ic.multicast(s, ("p", 0), ic.group(1), 256, qid)   # port -> group
+
+Arbitration is first-come-first-served in call order: **the caller must issue requests of
+each kind (DRAM, global buffer, NoC) in nondecreasing ``(request, qid)`` order** (request
+cycle, ties in queue-id order). A call out of that order raises
+:class:`InterconnectOrderError`, an internal error of the caller.
+
+Resolved corner cases (the contract does not spell them out): a DRAM request with no bytes
+touches no channel and ends at ``request``; a global-buffer request of 0 bytes follows the
+formula (busy 0, ends at ``max(request, free) + latency``); a NoC transfer of 0 bytes is one
+flit (``F = max(1, ...)``). Multicast and reduction trees use the dimension-order routes and
+ignore pins; the reduction tree is the multicast tree from the root with every link reversed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from acf.emulator.routing import (
+    Link,
+    Node,
+    RouteConfig,
+    RoutingError,
+    as_node,
+    rectangle,
+    tree,
+    validate,
+)
+from acf.emulator.routing import route as _route
+
+__all__ = ["Interconnect", "InterconnectOrderError", "RoutingError"]
+
+_KINDS = ("dram", "gbuf", "noc")
+
+
+class InterconnectOrderError(RuntimeError):
+    """Internal error: a caller issued requests out of (request cycle, qid) order."""
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class Interconnect:
+    """DRAM channels, global buffer and NoC of one target, with FCFS contention."""
+
+    def __init__(self, target, check_order: bool = True):
+        X, Y = (int(v) for v in target.fabric.grid)
+        self.grid = (X, Y)
+        noc, dram, gb = target.noc, target.dram, target.gbuf
+        self.W = int(noc.link_bytes)
+        self.r = int(noc.router_latency)
+        self.virtual_channels = int(noc.virtual_channels)
+        self.channels = int(dram.channels)
+        self.burst = int(dram.burst_bytes)
+        self.interleave = int(dram.interleave_bytes)
+        self.dram_bpc = int(dram.bytes_per_cycle)
+        self.dram_latency = int(dram.latency_cycles)
+        self.gbuf_bpc = int(gb.banks) * int(gb.bank_bytes)
+        self.gbuf_latency = int(gb.latency_cycles)
+        self.check_order = check_order
+        # configuration
+        self.topology = str(noc.topology)
+        self.routing = str(noc.routing)
+        self.pins: dict[tuple[int, int], int] = {}
+        self.groups: dict[int, tuple[int, int, int, int]] = {}
+        validate(self._config())
+        self._routes: dict[tuple[Node, Node], list[Link]] = {}
+        self._trees: dict[tuple[Node, tuple[Node, ...]], list[tuple[Link, int]]] = {}
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        """Forget all contention state and statistics (configuration is kept)."""
+        self.link_busy_until: dict[Link, int] = {}
+        self.link_flits: dict[Link, int] = {}
+        self.channel_free = np.zeros(self.channels, dtype=np.int64)
+        self.gbuf_free = 0
+        self.dram_bytes = 0
+        self.dram_bursts = 0
+        self.channel_bytes = np.zeros(self.channels, dtype=np.int64)
+        self.channel_bursts = np.zeros(self.channels, dtype=np.int64)
+        self.gbuf_bytes = 0
+        self.flit_hops = {"router": 0, "link": 0}
+        self.last_flit_hops = {"router": 0, "link": 0}
+        self._last = {k: (-(1 << 62), -1) for k in _KINDS}
+
+    # ---- configuration ---------------------------------------------------------------------
+
+    def _config(self, **change) -> RouteConfig:
+        fields = dict(grid=self.grid, topology=self.topology, routing=self.routing,
+                      virtual_channels=self.virtual_channels, pins=self.pins)
+        fields.update(change)
+        return RouteConfig(**fields)
+
+    def _apply(self, **change) -> None:
+        cfg = self._config(**change)
+        validate(cfg)  # raises before anything changes
+        self.topology, self.routing, self.pins = cfg.topology, cfg.routing, dict(cfg.pins)
+        self._routes.clear()
+        self._trees.clear()
+
+    def set_topology(self, name: str) -> None:
+        """``noc.topo``: mesh or torus (wrap links on); rejected if it could deadlock."""
+        self._apply(topology=name)
+
+    def set_routing(self, name: str) -> None:
+        """``noc.route``: default dimension order xy or yx."""
+        self._apply(routing=name)
+
+    def pin(self, src_cluster: int, dst_cluster: int, via_cluster: int) -> None:
+        """``noc.pin``: route src -> via -> dst (each leg in the default order)."""
+        pins = dict(self.pins)
+        pins[(int(src_cluster), int(dst_cluster))] = int(via_cluster)
+        self._apply(pins=pins)
+
+    def clear_pins(self) -> None:
+        """``noc.clear``: remove every pinned route."""
+        self._apply(pins={})
+
+    def set_group(self, g: int, x0: int, y0: int, x1: int, y1: int) -> None:
+        """``noc.mcast``: group g is the cluster rectangle [x0..x1] x [y0..y1]."""
+        if int(g) < 0:
+            raise RoutingError(f"multicast group id {g} is negative")
+        rectangle(self.grid, x0, y0, x1, y1)  # validates
+        self.groups[int(g)] = (int(x0), int(y0), int(x1), int(y1))
+
+    def group(self, g: int) -> list[Node]:
+        """Members of multicast group g, in ascending cluster id."""
+        try:
+            rect = self.groups[int(g)]
+        except KeyError:
+            raise RoutingError(f"multicast group {g} is not defined (noc.mcast)") from None
+        return rectangle(self.grid, *rect)
+
+    def route(self, src: Node | int, dst: Node | int) -> list[Link]:
+        """Links from src to dst under the current configuration (pins included)."""
+        return list(self._route(as_node(src), as_node(dst)))
+
+    def _route(self, src: Node, dst: Node) -> list[Link]:
+        key = (src, dst)
+        r = self._routes.get(key)
+        if r is None:
+            self._check_node(src)
+            self._check_node(dst)
+            r = self._routes[key] = _route(src, dst, self._config())
+        return r
+
+    def _check_node(self, n: Node) -> None:
+        X, Y = self.grid
+        limit = {"c": X * Y, "p": Y}.get(n[0])
+        if limit is None or not 0 <= n[1] < limit:
+            raise RoutingError(f"no NoC node {n!r} on a {X}x{Y} fabric")
+
+    def _tree(self, src: Node, members: list[Node]) -> list[tuple[Link, int]]:
+        key = (src, tuple(members))
+        t = self._trees.get(key)
+        if t is None:
+            for n in (src, *members):
+                self._check_node(n)
+            t = self._trees[key] = tree(src, members, self._config())
+        return t
+
+    # ---- ordering --------------------------------------------------------------------------
+
+    def _order(self, kind: str, request: int, qid: int) -> None:
+        key = (request, qid)
+        if key < self._last[kind]:
+            raise InterconnectOrderError(
+                f"internal error: {kind} request (cycle {request}, qid {qid}) arrived after "
+                f"(cycle {self._last[kind][0]}, qid {self._last[kind][1]}); requests must come "
+                "in nondecreasing (cycle, qid) order"
+            )
+        self._last[kind] = key
+
+    # ---- memory ----------------------------------------------------------------------------
+
+    def dram(self, request: int, runs: np.ndarray, qid: int) -> int:
+        """DRAM access of byte runs ``(address, length)``; returns the end cycle (latency in).
+
+        Runs split at interleave boundaries; a piece goes to channel
+        ``(a // interleave) % channels`` and costs ``ceil(len / burst)`` bursts. Each touched
+        channel is busy ``ceil(bursts * burst / bytes_per_cycle)`` from
+        ``max(request, free_c)``.
+        """
+        request = int(request)
+        if self.check_order:
+            self._order("dram", request, qid)
+        runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+        addr, length = runs[:, 0], runs[:, 1]
+        if runs.size and (length.min() < 0 or addr.min() < 0):
+            raise ValueError("DRAM runs need nonnegative addresses and lengths")
+        if not length.all():
+            keep = length > 0
+            addr, length = addr[keep], length[keep]
+        if addr.size == 0:
+            return request
+        bursts, nbytes = self._dram_split(addr, length)
+        touched = bursts > 0
+        busy = -(-(bursts * self.burst) // self.dram_bpc)
+        start = np.maximum(self.channel_free, request)
+        self.channel_free = np.where(touched, start + busy, self.channel_free)
+        end = int((start + busy)[touched].max()) + self.dram_latency
+        self.dram_bytes += int(length.sum())
+        self.dram_bursts += int(bursts.sum())
+        self.channel_bytes += nbytes
+        self.channel_bursts += bursts
+        return end
+
+    def _dram_split(self, addr: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bursts and bytes per channel of nonempty runs (vectorized, no loop over runs)."""
+        I, ch, B = self.interleave, self.channels, self.burst
+        stop = addr + length
+        k0 = addr // I
+        k1 = (stop - 1) // I
+        single = k0 == k1
+        # first piece of every run (the whole run when it stays inside one chunk)
+        first = np.where(single, length, (k0 + 1) * I - addr)
+        pieces_ch = [k0 % ch]
+        pieces_len = [first]
+        multi = ~single
+        if multi.any():
+            k0m, k1m = k0[multi], k1[multi]
+            pieces_ch.append(k1m % ch)
+            pieces_len.append(stop[multi] - k1m * I)
+            # full chunks k0+1 .. k1-1: m // ch on every channel, then m % ch more
+            # on consecutive channels from (k0 + 1) % ch (a difference array over 2*ch)
+            m = k1m - k0m - 1
+            base = int((m // ch).sum())
+            lo = (k0m + 1) % ch
+            hi = lo + m % ch
+            diff = np.bincount(lo, minlength=2 * ch + 1) - np.bincount(hi, minlength=2 * ch + 1)
+            cover = np.cumsum(diff)[: 2 * ch]
+            full = cover[:ch] + cover[ch:] + base
+        else:
+            full = np.zeros(ch, dtype=np.int64)
+        pch = np.concatenate(pieces_ch)
+        plen = np.concatenate(pieces_len)
+        pb = -(-plen // B)
+        bursts = np.bincount(pch, weights=pb, minlength=ch)
+        nbytes = np.bincount(pch, weights=plen, minlength=ch)
+        bursts = np.rint(bursts).astype(np.int64) + full * _cdiv(I, B)
+        nbytes = np.rint(nbytes).astype(np.int64) + full * I
+        return bursts, nbytes
+
+    def gbuf(self, request: int, nbytes: int, qid: int) -> int:
+        """Global-buffer access of nbytes: one shared port of banks*bank_bytes bytes/cycle."""
+        request = int(request)
+        if self.check_order:
+            self._order("gbuf", request, qid)
+        s = max(request, self.gbuf_free)
+        busy = _cdiv(int(nbytes), self.gbuf_bpc)
+        self.gbuf_free = s + busy
+        self.gbuf_bytes += int(nbytes)
+        return s + busy + self.gbuf_latency
+
+    # ---- NoC -------------------------------------------------------------------------------
+
+    def flits(self, nbytes: int) -> int:
+        return max(1, _cdiv(int(nbytes), self.W))
+
+    def _count(self, links, F: int) -> None:
+        flits = self.link_flits
+        routers = set()
+        for link in links:
+            flits[link] = flits.get(link, 0) + F
+            for n in link:
+                if n[0] == "c":
+                    routers.add(n)
+        hops = {"router": len(routers) * F, "link": len(links) * F}
+        self.last_flit_hops = hops
+        self.flit_hops["router"] += hops["router"]
+        self.flit_hops["link"] += hops["link"]
+
+    def transfer(self, request: int, src: Node | int, dst: Node | int, nbytes: int, qid: int) -> int:
+        """Unicast of nbytes from src to dst over the current route; returns the end cycle.
+
+        Link h carries the ``F`` flits during ``[t0 + h*r, t0 + h*r + F)`` with
+        ``t0 = max(request, max_h(free_h - h*r))``; ends at ``t0 + H*r + F``.
+        """
+        request = int(request)
+        if self.check_order:
+            self._order("noc", request, qid)
+        F = self.flits(nbytes)
+        links = self._route(as_node(src), as_node(dst))
+        if not links:
+            self.last_flit_hops = {"router": 0, "link": 0}
+            return request + F
+        r, free = self.r, self.link_busy_until
+        t0 = request
+        for h, link in enumerate(links):
+            t = free.get(link, 0) - h * r
+            if t > t0:
+                t0 = t
+        for h, link in enumerate(links):
+            free[link] = t0 + h * r + F
+        self._count(links, F)
+        return t0 + len(links) * r + F
+
+    def multicast(self, request: int, src: Node | int, members: list, nbytes: int, qid: int) -> int:
+        """Multicast over the union of the default routes; a link at depth h is reserved at
+        ``t0 + h*r``; ends at ``t0 + Hmax*r + F``."""
+        request = int(request)
+        if self.check_order:
+            self._order("noc", request, qid)
+        F = self.flits(nbytes)
+        t = self._tree(as_node(src), [as_node(m) for m in members])
+        return self._reserve(request, t, F, reverse=False)
+
+    def reduce(self, request: int, root: Node | int, members: list, nbytes: int, qid: int) -> int:
+        """Reduction over the multicast tree of root reversed: a link at depth h is reserved at
+        ``t0 + (Hmax - h)*r``; ends at ``t0 + Hmax*(r + 1) + F``."""
+        request = int(request)
+        if self.check_order:
+            self._order("noc", request, qid)
+        F = self.flits(nbytes)
+        t = self._tree(as_node(root), [as_node(m) for m in members])
+        return self._reserve(request, [((b, a), h) for (a, b), h in t], F, reverse=True)
+
+    def _reserve(self, request: int, links: list[tuple[Link, int]], F: int, reverse: bool) -> int:
+        if not links:
+            self.last_flit_hops = {"router": 0, "link": 0}
+            return request + F
+        hmax = max(h for _, h in links) + 1
+        r, free = self.r, self.link_busy_until
+        offs = [((hmax - h) if reverse else h) * r for _, h in links]
+        t0 = request
+        for (link, _), off in zip(links, offs):
+            t = free.get(link, 0) - off
+            if t > t0:
+                t0 = t
+        for (link, _), off in zip(links, offs):
+            free[link] = t0 + off + F
+        self._count([link for link, _ in links], F)
+        return t0 + hmax * ((r + 1) if reverse else r) + F
+
+    # ---- reverse execution -----------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Copy of all mutable state (configuration, contention, statistics)."""
+        return {
+            "topology": self.topology,
+            "routing": self.routing,
+            "pins": dict(self.pins),
+            "groups": dict(self.groups),
+            "link_busy_until": dict(self.link_busy_until),
+            "link_flits": dict(self.link_flits),
+            "channel_free": self.channel_free.copy(),
+            "gbuf_free": self.gbuf_free,
+            "dram_bytes": self.dram_bytes,
+            "dram_bursts": self.dram_bursts,
+            "channel_bytes": self.channel_bytes.copy(),
+            "channel_bursts": self.channel_bursts.copy(),
+            "gbuf_bytes": self.gbuf_bytes,
+            "flit_hops": dict(self.flit_hops),
+            "last_flit_hops": dict(self.last_flit_hops),
+            "_last": dict(self._last),
+        }
+
+    def restore(self, snap: dict) -> None:
+        """Return to a snapshot (the snapshot stays usable for later restores)."""
+        for key, value in snap.items():
+            if isinstance(value, (dict, np.ndarray)):
+                value = value.copy()
+            setattr(self, key, value)
+        self._routes.clear()
+        self._trees.clear()
