@@ -5,16 +5,19 @@ Usage::
     python -m acf.compiler.opt in.acfir -p 'canonicalize,cse' [-o out.acfir]
         [--print-ir-before=NAME] [--print-ir-after=NAME] [--print-ir-after-all]
         [--print-ir-after-change] [--time-passes] [--reproducer=PATH]
-        [--print-generic] [--no-verify-each] [--list-passes]
+        [--print-generic] [--no-verify-each] [--split-input-file] [--list-passes]
 
 ``-`` reads stdin; output goes to stdout unless ``-o``. User errors print
 ``file:line:col: error: ...`` on stderr and return 1; usage errors return 2; a pass that
-crashes returns 3 after writing a reproducer.
+crashes returns 3 after writing a reproducer. ``--split-input-file`` treats each chunk
+between ``// -----`` lines as its own module (line numbers stay those of the file) and
+reports every failing chunk.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from .diagnostics import IRError
@@ -49,6 +52,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reproducer", metavar="PATH", help="where to write a crash reproducer")
     ap.add_argument("--print-generic", action="store_true", help="print every op generically")
     ap.add_argument("--no-verify-each", action="store_true", help="skip verify after passes")
+    ap.add_argument("--split-input-file", action="store_true",
+                    help="process chunks separated by '// -----' independently")
     ap.add_argument("--list-passes", action="store_true", help="list passes and pipelines")
     return ap
 
@@ -70,10 +75,40 @@ def _read(path: str) -> tuple[str, str]:
         return f.read(), path
 
 
-def main(argv: list[str]) -> int:
-    """Entry point; returns the process exit status (0 ok, 1 IR error, 2 usage, 3 crash)."""
+SPLIT_MARKER = re.compile(r"^// -----.*$", re.MULTILINE)
+
+
+def split_chunks(text: str) -> list[str]:
+    """Chunks between ``// -----`` lines, each padded with newlines to keep line numbers."""
+    chunks, start, line = [], 0, 0
+    for match in SPLIT_MARKER.finditer(text):
+        chunks.append("\n" * line + text[start:match.start()])
+        line = text.count("\n", 0, match.end())
+        start = match.end()
+    chunks.append("\n" * line + text[start:])
+    return chunks
+
+
+def _process(text: str, name: str, passes_text: str, args: argparse.Namespace,
+             instr: Instrumentation) -> tuple[int, str]:
+    """Parse, run the pipeline and print one module: (status, output text)."""
     from .parser import parse_module
 
+    try:
+        passes = parse_pipeline(passes_text)
+        module = parse_module(text, name)
+        PassManager(passes, instr, verify_each=not args.no_verify_each).run(module)
+        return 0, print_module(module, generic=args.print_generic)
+    except IRError as err:
+        sys.stderr.write(f"{err}\n")
+        return 1, ""
+    except PassFailure as err:
+        sys.stderr.write(f"{err}\n")
+        return 3, ""
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns the process exit status (0 ok, 1 IR error, 2 usage, 3 crash)."""
     try:
         args = build_arg_parser().parse_args(argv)
     except _UsageError as err:
@@ -87,26 +122,24 @@ def main(argv: list[str]) -> int:
         print_after_all=args.print_ir_after_all, print_after_change=args.print_ir_after_change,
         time_passes=args.time_passes, reproducer=args.reproducer, stream=sys.stderr)
     try:
-        passes = parse_pipeline(args.pipeline)
+        parse_pipeline(args.pipeline)  # report a bad pipeline once, before any input
         text, name = _read(args.input)
-        module = parse_module(text, name)
-        PassManager(passes, instr, verify_each=not args.no_verify_each).run(module)
-        result = print_module(module, generic=args.print_generic)
     except IRError as err:
         sys.stderr.write(f"{err}\n")
         return 1
     except OSError as err:
         sys.stderr.write(f"acf-opt: error: {err.strerror}: {err.filename}\n")
         return 1
-    except PassFailure as err:
-        sys.stderr.write(f"{err}\n")
-        return 3
+    chunks = split_chunks(text) if args.split_input_file else [text]
+    outcomes = [_process(chunk, name, args.pipeline, args, instr) for chunk in chunks]
+    status = max(code for code, _ in outcomes)
+    result = "// -----\n".join(out for code, out in outcomes if code == 0)
     if args.output == "-":
         sys.stdout.write(result)
     else:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(result)
-    return 0
+    return status
 
 
 if __name__ == "__main__":

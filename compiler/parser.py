@@ -47,7 +47,11 @@ def _expected_text(name: str) -> str:
 
 
 def _describe(token: Token) -> str:
-    return "end of input" if token.type == "$END" else f"'{token}'"
+    if token.type == "$END":
+        return "end of input"
+    if token.type == "TENSOR_HEAD":
+        return f"type '{token}...>'"
+    return f"'{token}'"
 
 
 def _syntax_error(err: UnexpectedInput, source: SourceText) -> IRError:
@@ -113,8 +117,8 @@ class _Builder:
         func = FuncOp(str(symbol)[1:], [self.type(a.children[1]) for a in args], result_types,
                       loc=loc, pos=self.pos(tree))
         self.scopes = [{}]
-        self.later_defs = {str(t) for op in ops for t in op.scan_values(
-            lambda v: isinstance(v, Token) and v.type == "VALUE_ID")}
+        self.later_defs = {str(t) for op in ops for names in op.find_data("result_names")
+                           for t in names.children}
         for arg_tree, value, attrs in zip(args, func.arguments, func.body.arg_attributes):
             self.define(arg_tree.children[0], value)
             if arg_tree.children[2] is not None:

@@ -92,7 +92,10 @@ class Printer:
         if isinstance(value, list):
             return "[" + ", ".join(self.attr(v) for v in value) + "]"
         if isinstance(value, DenseElements):
-            return f"dense<{self.dense(value.array)}> : {self.type(value.type)}"
+            array = value.array
+            if array.size > 1 and np.all(array == array.reshape(-1)[0]):
+                array = array.reshape(-1)[0]  # splat: dense<0.5>
+            return f"dense<{self.dense(np.asarray(array))}> : {self.type(value.type)}"
         raise TypeError(f"internal error: cannot print attribute {value!r}")
 
     def dense(self, array: np.ndarray) -> str:
