@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -524,17 +523,14 @@ def test_fuzz_hypothesis_headers(body, fid):
     assert pack(y, header(buf).format_spec) == buf
 
 
-# ----------------------------------------------------------------------------- speed
+# ------------------------------------------------------------------- large tiles
+# (speed is measured by benchmarks/formats.py; tests never assert wall-clock time)
 
-def test_512_tiles_are_fast():
+def test_512_tiles_round_trip():
     rng = np.random.default_rng(5)
     x = make_tile(rng, 512, 512, 0.1, False)
     for text in SPECS:
         t = fit_to(x, text)
-        start = time.perf_counter()
         buf = pack(t, text)
-        y = unpack(buf)
-        metadata_counts(t, text)
-        elapsed = time.perf_counter() - start
-        assert_same_tile(t, y)
-        assert elapsed < 0.1, f"{text}: {elapsed * 1e3:.1f} ms"
+        assert_same_tile(t, unpack(buf))
+        assert metadata_counts(t, text).encoded_size == len(buf)
