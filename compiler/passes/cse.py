@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from ..ir import Block, Module, Operation, Value, attribute_key
-from .base import ModulePass, erase_dead_ops, is_pure
+from .base import ModulePass, is_pure
 
 
 def op_key(op: Operation) -> Hashable:
@@ -34,6 +34,7 @@ def op_key(op: Operation) -> Hashable:
 def cse_block(block: Block) -> None:
     seen: dict[Hashable, Operation] = {}
     replace: dict[Value, Value] = {}
+    duplicates: list[Operation] = []
     for op in block.ops:
         for user in op.walk():  # nested regions may read replaced values too
             user.operands = [replace.get(v, v) for v in user.operands]
@@ -43,16 +44,18 @@ def cse_block(block: Block) -> None:
         if key in seen:
             for old, new in zip(op.results, seen[key].results):
                 replace[old] = new
+            duplicates.append(op)
         else:
             seen[key] = op
+    for op in duplicates:  # now unused: every reader was redirected above
+        op.erase()
 
 
 class CommonSubexpressionElimination(ModulePass):
-    """Merge identical pure ops within each function body, then drop the duplicates."""
+    """Merge identical pure ops within each function body (other dead code stays)."""
 
     name = "cse"
 
     def run(self, module: Module) -> None:
         for func in module.funcs:
             cse_block(func.body)
-            erase_dead_ops(func)
