@@ -51,6 +51,18 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+class _Plan:
+    """Links of one NoC operation with their reservation offsets from t0, the end offset
+    (``H*r``, ``Hmax*r`` or ``Hmax*(r+1)``) and the routers it traverses."""
+
+    __slots__ = ("links", "tail", "routers")
+
+    def __init__(self, links: list[tuple[Link, int]], tail: int):
+        self.links = links
+        self.tail = tail
+        self.routers = len({n for link, _ in links for n in link if n[0] == "c"})
+
+
 class Interconnect:
     """DRAM channels, global buffer and NoC of one target, with FCFS contention."""
 
@@ -76,7 +88,7 @@ class Interconnect:
         self.groups: dict[int, tuple[int, int, int, int]] = {}
         validate(self._config())
         self._routes: dict[tuple[Node, Node], list[Link]] = {}
-        self._trees: dict[tuple[Node, tuple[Node, ...]], list[tuple[Link, int]]] = {}
+        self._plans: dict[tuple, _Plan] = {}
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -107,7 +119,7 @@ class Interconnect:
         validate(cfg)  # raises before anything changes
         self.topology, self.routing, self.pins = cfg.topology, cfg.routing, dict(cfg.pins)
         self._routes.clear()
-        self._trees.clear()
+        self._plans.clear()
 
     def set_topology(self, name: str) -> None:
         """``noc.topo``: mesh or torus (wrap links on); rejected if it could deadlock."""
@@ -161,14 +173,30 @@ class Interconnect:
         if limit is None or not 0 <= n[1] < limit:
             raise RoutingError(f"no NoC node {n!r} on a {X}x{Y} fabric")
 
-    def _tree(self, src: Node, members: list[Node]) -> list[tuple[Link, int]]:
-        key = (src, tuple(members))
-        t = self._trees.get(key)
-        if t is None:
-            for n in (src, *members):
+    def _plan(self, kind: str, src: Node | int, members) -> _Plan:
+        """Cached reservation plan of a unicast ("u", members = dst), multicast ("m") or
+        reduction ("r"): each link with its offset from t0, and the end offset."""
+        src = as_node(src)
+        dsts = (as_node(members),) if kind == "u" else tuple(as_node(m) for m in members)
+        key = (kind, src, dsts)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        r = self.r
+        if kind == "u":
+            links = self._route(src, dsts[0])
+            plan = _Plan([(link, h * r) for h, link in enumerate(links)], len(links) * r)
+        else:
+            for n in (src, *dsts):
                 self._check_node(n)
-            t = self._trees[key] = tree(src, members, self._config())
-        return t
+            t = tree(src, dsts, self._config())
+            hmax = max((h + 1 for _, h in t), default=0)
+            if kind == "m":
+                plan = _Plan([(link, h * r) for link, h in t], hmax * r)
+            else:
+                plan = _Plan([((b, a), (hmax - h) * r) for (a, b), h in t], hmax * (r + 1))
+        self._plans[key] = plan
+        return plan
 
     # ---- ordering --------------------------------------------------------------------------
 
@@ -196,57 +224,52 @@ class Interconnect:
         if self.check_order:
             self._order("dram", request, qid)
         runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
-        addr, length = runs[:, 0], runs[:, 1]
-        if runs.size and (length.min() < 0 or addr.min() < 0):
-            raise ValueError("DRAM runs need nonnegative addresses and lengths")
-        if not length.all():
-            keep = length > 0
-            addr, length = addr[keep], length[keep]
-        if addr.size == 0:
+        if runs.size == 0:
             return request
-        bursts, nbytes = self._dram_split(addr, length)
+        if runs.min() < 0:
+            raise ValueError("DRAM runs need nonnegative addresses and lengths")
+        bursts, nbytes = self._dram_split(runs[:, 0], runs[:, 1])
         touched = bursts > 0
+        if not touched.any():
+            return request
         busy = -(-(bursts * self.burst) // self.dram_bpc)
-        start = np.maximum(self.channel_free, request)
-        self.channel_free = np.where(touched, start + busy, self.channel_free)
-        end = int((start + busy)[touched].max()) + self.dram_latency
-        self.dram_bytes += int(length.sum())
+        done = np.maximum(self.channel_free, request) + busy
+        self.channel_free = np.where(touched, done, self.channel_free)
+        self.dram_bytes += int(nbytes.sum())
         self.dram_bursts += int(bursts.sum())
         self.channel_bytes += nbytes
         self.channel_bursts += bursts
-        return end
+        return int(done[touched].max()) + self.dram_latency
 
     def _dram_split(self, addr: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bursts and bytes per channel of nonempty runs (vectorized, no loop over runs)."""
+        """Bursts and bytes per channel of the runs (vectorized, no loop over runs).
+
+        Every run is a first piece (up to its first interleave boundary), ``m`` full chunks
+        and a last piece (empty when the run stays inside one chunk; an empty run is one
+        empty first piece). The full chunks put ``m // ch`` on every channel and one more
+        on the ``m % ch`` channels from ``(k0 + 1) % ch`` on (a difference array over
+        ``2 * ch`` slots).
+        """
         I, ch, B = self.interleave, self.channels, self.burst
         stop = addr + length
         k0 = addr // I
-        k1 = (stop - 1) // I
-        single = k0 == k1
-        # first piece of every run (the whole run when it stays inside one chunk)
-        first = np.where(single, length, (k0 + 1) * I - addr)
-        pieces_ch = [k0 % ch]
-        pieces_len = [first]
-        multi = ~single
+        k1 = np.maximum((stop - 1) // I, k0)
+        multi = k1 > k0
+        pch = k0 % ch
+        plen = np.minimum(length, (k0 + 1) * I - addr)
+        full = np.zeros(ch, dtype=np.int64)
         if multi.any():
             k0m, k1m = k0[multi], k1[multi]
-            pieces_ch.append(k1m % ch)
-            pieces_len.append(stop[multi] - k1m * I)
-            # full chunks k0+1 .. k1-1: m // ch on every channel, then m % ch more
-            # on consecutive channels from (k0 + 1) % ch (a difference array over 2*ch)
+            pch = np.concatenate([pch, k1m % ch])
+            plen = np.concatenate([plen, stop[multi] - k1m * I])
             m = k1m - k0m - 1
-            base = int((m // ch).sum())
             lo = (k0m + 1) % ch
-            hi = lo + m % ch
-            diff = np.bincount(lo, minlength=2 * ch + 1) - np.bincount(hi, minlength=2 * ch + 1)
-            cover = np.cumsum(diff)[: 2 * ch]
-            full = cover[:ch] + cover[ch:] + base
-        else:
-            full = np.zeros(ch, dtype=np.int64)
-        pch = np.concatenate(pieces_ch)
-        plen = np.concatenate(pieces_len)
-        pb = -(-plen // B)
-        bursts = np.bincount(pch, weights=pb, minlength=ch)
+            diff = np.bincount(lo, minlength=2 * ch + 1) - np.bincount(
+                lo + m % ch, minlength=2 * ch + 1
+            )
+            cover = np.cumsum(diff[: 2 * ch])
+            full += cover[:ch] + cover[ch:] + int((m // ch).sum())
+        bursts = np.bincount(pch, weights=-(-plen // B), minlength=ch)
         nbytes = np.bincount(pch, weights=plen, minlength=ch)
         bursts = np.rint(bursts).astype(np.int64) + full * _cdiv(I, B)
         nbytes = np.rint(nbytes).astype(np.int64) + full * I
@@ -268,80 +291,46 @@ class Interconnect:
     def flits(self, nbytes: int) -> int:
         return max(1, _cdiv(int(nbytes), self.W))
 
-    def _count(self, links, F: int) -> None:
-        flits = self.link_flits
-        routers = set()
-        for link in links:
-            flits[link] = flits.get(link, 0) + F
-            for n in link:
-                if n[0] == "c":
-                    routers.add(n)
-        hops = {"router": len(routers) * F, "link": len(links) * F}
-        self.last_flit_hops = hops
-        self.flit_hops["router"] += hops["router"]
-        self.flit_hops["link"] += hops["link"]
-
     def transfer(self, request: int, src: Node | int, dst: Node | int, nbytes: int, qid: int) -> int:
         """Unicast of nbytes from src to dst over the current route; returns the end cycle.
 
         Link h carries the ``F`` flits during ``[t0 + h*r, t0 + h*r + F)`` with
         ``t0 = max(request, max_h(free_h - h*r))``; ends at ``t0 + H*r + F``.
         """
-        request = int(request)
         if self.check_order:
             self._order("noc", request, qid)
-        F = self.flits(nbytes)
-        links = self._route(as_node(src), as_node(dst))
-        if not links:
-            self.last_flit_hops = {"router": 0, "link": 0}
-            return request + F
-        r, free = self.r, self.link_busy_until
-        t0 = request
-        for h, link in enumerate(links):
-            t = free.get(link, 0) - h * r
-            if t > t0:
-                t0 = t
-        for h, link in enumerate(links):
-            free[link] = t0 + h * r + F
-        self._count(links, F)
-        return t0 + len(links) * r + F
+        return self._reserve(int(request), self._plan("u", src, dst), self.flits(nbytes))
 
     def multicast(self, request: int, src: Node | int, members: list, nbytes: int, qid: int) -> int:
         """Multicast over the union of the default routes; a link at depth h is reserved at
         ``t0 + h*r``; ends at ``t0 + Hmax*r + F``."""
-        request = int(request)
         if self.check_order:
             self._order("noc", request, qid)
-        F = self.flits(nbytes)
-        t = self._tree(as_node(src), [as_node(m) for m in members])
-        return self._reserve(request, t, F, reverse=False)
+        return self._reserve(int(request), self._plan("m", src, members), self.flits(nbytes))
 
     def reduce(self, request: int, root: Node | int, members: list, nbytes: int, qid: int) -> int:
         """Reduction over the multicast tree of root reversed: a link at depth h is reserved at
         ``t0 + (Hmax - h)*r``; ends at ``t0 + Hmax*(r + 1) + F``."""
-        request = int(request)
         if self.check_order:
             self._order("noc", request, qid)
-        F = self.flits(nbytes)
-        t = self._tree(as_node(root), [as_node(m) for m in members])
-        return self._reserve(request, [((b, a), h) for (a, b), h in t], F, reverse=True)
+        return self._reserve(int(request), self._plan("r", root, members), self.flits(nbytes))
 
-    def _reserve(self, request: int, links: list[tuple[Link, int]], F: int, reverse: bool) -> int:
-        if not links:
-            self.last_flit_hops = {"router": 0, "link": 0}
-            return request + F
-        hmax = max(h for _, h in links) + 1
-        r, free = self.r, self.link_busy_until
-        offs = [((hmax - h) if reverse else h) * r for _, h in links]
+    def _reserve(self, request: int, plan: _Plan, F: int) -> int:
+        """Pipelined FCFS reservation of every link of plan; returns the end cycle."""
+        free, flits = self.link_busy_until, self.link_flits
         t0 = request
-        for (link, _), off in zip(links, offs):
+        for link, off in plan.links:
             t = free.get(link, 0) - off
             if t > t0:
                 t0 = t
-        for (link, _), off in zip(links, offs):
+        for link, off in plan.links:
             free[link] = t0 + off + F
-        self._count([link for link, _ in links], F)
-        return t0 + hmax * ((r + 1) if reverse else r) + F
+            flits[link] = flits.get(link, 0) + F
+        hops = {"router": plan.routers * F, "link": len(plan.links) * F}
+        self.last_flit_hops = hops
+        self.flit_hops["router"] += hops["router"]
+        self.flit_hops["link"] += hops["link"]
+        return t0 + plan.tail + F
 
     # ---- reverse execution -----------------------------------------------------------------
 
@@ -373,4 +362,4 @@ class Interconnect:
                 value = value.copy()
             setattr(self, key, value)
         self._routes.clear()
-        self._trees.clear()
+        self._plans.clear()
