@@ -20,6 +20,15 @@ touches no channel and ends at ``request``; a global-buffer request of 0 bytes f
 formula (busy 0, ends at ``max(request, free) + latency``); a NoC transfer of 0 bytes is one
 flit (``F = max(1, ...)``). Multicast and reduction trees use the dimension-order routes and
 ignore pins; the reduction tree is the multicast tree from the root with every link reversed.
+
+Statistics (cumulative; ``reset_stats()`` clears them with the contention state):
+``link_flits`` (link -> flits carried), ``link_busy_until`` (link -> end of its latest
+booking), ``dram_bytes`` (exact run bytes), ``dram_bursts``, ``channel_bytes`` and
+``channel_bursts`` (per channel, int64 arrays), ``channel_free``, ``gbuf_bytes``, and
+``flit_hops = {"router": ..., "link": ...}``: flits x routers traversed (every cluster
+router on the route or tree, source and destination included; ports are not routers) and
+flits x links. ``last_flit_hops`` holds the same two counts for the latest NoC operation.
+``snapshot()`` / ``restore()`` copy all of it plus the configuration.
 """
 
 from __future__ import annotations
@@ -291,7 +300,9 @@ class Interconnect:
     def flits(self, nbytes: int) -> int:
         return max(1, _cdiv(int(nbytes), self.W))
 
-    def transfer(self, request: int, src: Node | int, dst: Node | int, nbytes: int, qid: int) -> int:
+    def transfer(
+        self, request: int, src: Node | int, dst: Node | int, nbytes: int, qid: int
+    ) -> int:
         """Unicast of nbytes from src to dst over the current route; returns the end cycle.
 
         Link h carries the ``F`` flits during ``[t0 + h*r, t0 + h*r + F)`` with

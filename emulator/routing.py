@@ -259,9 +259,12 @@ def find_cycle(edges: Iterable[tuple[Channel, Channel]]) -> list[Channel] | None
 
 
 def _describe(cfg: RouteConfig) -> str:
-    vcs = cfg.virtual_channels
-    return (f"topology={cfg.topology}, routing={cfg.routing}, {vcs} virtual channel"
-            f"{'s' if vcs != 1 else ''}, {len(cfg.pins)} pinned route{'s' if len(cfg.pins) != 1 else ''}")
+    vcs, pins = cfg.virtual_channels, len(cfg.pins)
+    return (
+        f"topology={cfg.topology}, routing={cfg.routing}, "
+        f"{vcs} virtual channel{'s' if vcs != 1 else ''}, "
+        f"{pins} pinned route{'s' if pins != 1 else ''}"
+    )
 
 
 def check_deadlock_free(cfg: RouteConfig) -> None:

@@ -347,3 +347,57 @@ def test_snapshot_restore_round_trip(base):
     _assert_same_state(base.snapshot(), after)
     base.restore(snap)  # a snapshot can be restored more than once
     assert _workload(base, 10) == first
+
+
+# ---- randomized invariants of the pipelined link reservation -----------------------------
+
+
+@pytest.mark.parametrize("topology", ["mesh", "torus"])
+def test_random_noc_traffic_books_links_without_overlap_and_as_early_as_allowed(topology):
+    """Every link interval starts after the link's previous booking ends, the hops of one
+    operation are r apart (multicast) or mirrored (reduce), and t0 is the earliest such."""
+    ic = Interconnect(load_target("acf-base"))
+    ic.set_topology(topology)
+    ic.set_group(0, 1, 1, 3, 2)
+    rng = np.random.default_rng(3)
+    r = ic.r
+    booked = {}  # link -> end of its latest interval
+    request = 0
+    for i in range(400):
+        request += int(rng.integers(0, 4))
+        nbytes = int(rng.integers(0, 300))
+        F = max(1, -(-nbytes // ic.W))
+        kind = rng.integers(0, 4)
+        if kind < 2:
+            src, dst = c(int(rng.integers(0, 16))), c(int(rng.integers(0, 16)))
+            if kind == 1:
+                src = p(int(rng.integers(0, 4)))
+            links = ic.route(src, dst)
+            end = ic.transfer(request, src, dst, nbytes, 0)
+            offs = [h * r for h in range(len(links))]
+            tail = len(links) * r
+        else:
+            root = c(int(rng.integers(0, 16)))
+            members = ic.group(0)
+            depth = {}
+            for m in members:
+                for h, link in enumerate(ic.route(root, m)):
+                    depth[link] = h
+            hmax = max(depth.values(), default=-1) + 1
+            if kind == 2:
+                end = ic.multicast(request, root, members, nbytes, 0)
+                links, offs, tail = list(depth), [h * r for h in depth.values()], hmax * r
+            else:
+                end = ic.reduce(request, root, members, nbytes, 0)
+                links = [(b, a) for a, b in depth]
+                offs = [(hmax - h) * r for h in depth.values()]
+                tail = hmax * (r + 1)
+        t0 = end - tail - F
+        assert t0 >= request
+        tight = t0 == request
+        for link, off in zip(links, offs):
+            assert t0 + off >= booked.get(link, 0)
+            tight |= t0 + off == booked.get(link, 0)
+            booked[link] = t0 + off + F
+        assert tight
+    assert booked == ic.link_busy_until
