@@ -1,7 +1,7 @@
 """``canonicalize``: small local simplifications, then removal of dead ops.
 
 Patterns: ``x * 1 -> x``, ``x + 0 -> x``, ``x - 0 -> x``, ``x / 1 -> x`` (when ``x``
-already has the result shape), ``transpose(transpose(x))`` -> one transpose (or ``x``),
+already has the result type, encoding included), ``transpose(transpose(x))`` -> one transpose (or ``x``),
 ``reshape(reshape(x))`` -> one reshape, reshape/broadcast_to to the same shape -> ``x``.
 
 Before::
@@ -38,9 +38,8 @@ def _splat_value(value: Value) -> float | None:
 
 
 def _same_type(value: Value, op: Operation) -> bool:
-    return value.type == op.result.type or (
-        getattr(value.type, "shape", None) == getattr(op.result.type, "shape", ())
-        and getattr(value.type, "element", None) == getattr(op.result.type, "element", None))
+    """``value`` can stand in for ``op``'s result: same shape, element type and encoding."""
+    return value.type == op.result.type
 
 
 def fold_identity_operand(op: Operation) -> list[Value] | None:
@@ -72,7 +71,7 @@ def fold_transpose_pair(op: Operation) -> list[Value] | None:
     elif perm != list(range(len(perm))):
         return None
     if perm == list(range(len(perm))):
-        return [source]
+        return [source] if source.type == op.result.type else None  # else a format change
     fused = new_op_before(op, "graph.transpose", [source], [op.result.type], {"perm": perm})
     return [fused.result]
 

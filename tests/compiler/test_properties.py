@@ -1,0 +1,160 @@
+"""Hypothesis: random graph programs print/parse to a fixed point, and every pass keeps
+the interpreter's results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acf.compiler.interp import run_func
+from acf.compiler.ir import TensorType
+from acf.compiler.parser import parse_module
+from acf.compiler.pass_manager import PassManager, parse_pipeline
+from acf.compiler.printer import print_module
+from acf.compiler.sparse_encoding import format_to_encoding
+
+SIZES = (2, 3, 4)
+UNARY = ("relu", "neg", "exp")
+BINARY = ("add", "sub", "mul")
+PIPELINES = ("canonicalize", "cse", "dce", "sparsity-propagation", "default", "sparse-training")
+
+
+class ProgramBuilder:
+    """Writes one ``graph.func`` as text while tracking the shape of every value."""
+
+    def __init__(self, draw: st.DrawFn) -> None:
+        self.draw = draw
+        self.args: list[tuple[str, TensorType]] = []
+        self.values: list[tuple[str, tuple[int, ...]]] = []
+        self.lines: list[str] = []
+
+    def arg(self, shape: tuple[int, ...], encoding: str | None = None) -> str:
+        name = f"%arg{len(self.args)}"
+        self.args.append((name, TensorType(shape, "f32",
+                                           format_to_encoding(encoding) if encoding else None)))
+        self.values.append((name, shape))
+        return name
+
+    def type_of(self, name: str) -> str:
+        for arg, ty in self.args:
+            if arg == name:
+                return str(ty)
+        return str(TensorType(dict(self.values)[name]))
+
+    def emit(self, op: str, operands: list[str], shape: tuple[int, ...], attrs: str = "") -> str:
+        name = f"%v{len(self.lines)}"
+        types = ", ".join(self.type_of(v) for v in operands) or "()"
+        loc = self.draw(st.sampled_from(["", f' loc("model.py":{len(self.lines) + 1}:3)']))
+        self.lines.append(f"  {name} = graph.{op}{''.join(' ' + ', '.join(operands))}{attrs} : {types} -> "
+                          f"{TensorType(shape)}{loc}")
+        self.values.append((name, shape))
+        return name
+
+    def pick(self, rank: int | None = None) -> tuple[str, tuple[int, ...]]:
+        choices = [v for v in self.values if rank is None or len(v[1]) == rank]
+        return self.draw(st.sampled_from(choices))
+
+    def constant(self, shape: tuple[int, ...], value: float) -> str:
+        return self.emit("constant", [], shape,
+                         f" {{value = dense<{value!r}> : {TensorType(shape)}}}")
+
+    def step(self) -> None:
+        kind = self.draw(st.sampled_from(
+            ["unary", "binary", "identity", "matmul", "transpose", "reshape", "reduce",
+             "duplicate", "masked_matmul"]))
+        x, shape = self.pick()
+        if kind == "unary":
+            self.emit(self.draw(st.sampled_from(UNARY)), [x], shape)
+        elif kind == "binary":
+            y, yshape = self.draw(st.sampled_from([v for v in self.values if v[1] == shape]
+                                                  + [v for v in self.values
+                                                     if v[1] == shape[-1:]]))
+            self.emit(self.draw(st.sampled_from(BINARY)), [x, y], shape)
+        elif kind == "identity":  # x * 1, x + 0 for canonicalize
+            op, value = self.draw(st.sampled_from([("mul", 1.0), ("add", 0.0), ("div", 1.0)]))
+            self.emit(op, [x, self.constant(shape, value)], shape)
+        elif kind in ("matmul", "masked_matmul"):
+            a, (m, k) = self.pick(2)
+            n = self.draw(st.sampled_from(SIZES))
+            b = self.arg((n, k))
+            out = self.emit("matmul", [a, b], (m, n), " {transpose_b = true}")
+            if kind == "masked_matmul":
+                self.emit("mask_apply", [out, self.arg((m, n), "csr")], (m, n))
+        elif kind == "transpose" and len(shape) == 2:
+            t = self.emit("transpose", [x], shape[::-1], " {perm = [1, 0]}")
+            if self.draw(st.booleans()):
+                self.emit("transpose", [t], shape, " {perm = [1, 0]}")
+        elif kind == "reshape":
+            size = int(np.prod(shape))
+            flat = self.emit("reshape", [x], (size,), f" {{shape = [{size}]}}")
+            self.emit("reshape", [flat], shape, f" {{shape = {list(shape)}}}")
+        elif kind == "reduce" and len(shape) == 2:
+            axis = self.draw(st.sampled_from([0, 1]))
+            op = self.draw(st.sampled_from(["reduce_sum", "reduce_max", "reduce_mean"]))
+            self.emit(op, [x], (shape[1 - axis],), f" {{axes = [{axis}]}}")
+        else:  # the same op twice, for cse
+            op = self.draw(st.sampled_from(UNARY))
+            self.emit(op, [x], shape)
+            self.emit(op, [x], shape)
+
+    def text(self) -> str:
+        results = self.draw(st.lists(st.sampled_from(self.values[len(self.args):] or self.values),
+                                     min_size=1, max_size=3))
+        params = ", ".join(f"{n}: {ty}" for n, ty in self.args)
+        rtypes = ", ".join(self.type_of(n) for n, _ in results)
+        ret = f"  graph.return {', '.join(n for n, _ in results)} : {rtypes}"
+        return (f"graph.func @random({params}) -> ({rtypes}) {{\n"
+                + "\n".join(self.lines + [ret]) + "\n}\n")
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> str:
+    builder = ProgramBuilder(draw)
+    m, k = draw(st.sampled_from(SIZES)), draw(st.sampled_from(SIZES))
+    builder.arg((m, k))
+    builder.arg((k,))
+    for _ in range(draw(st.integers(1, 8))):
+        builder.step()
+    return builder.text()
+
+
+def inputs_for(module_text: str, seed: int) -> list[np.ndarray]:
+    func = parse_module(module_text).funcs[0]
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for arg in func.arguments:
+        array = rng.standard_normal(arg.type.shape).astype(np.float32)
+        if arg.type.encoding is not None:
+            array = (rng.random(arg.type.shape) < 0.5).astype(np.float32)
+        arrays.append(array)
+    return arrays
+
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(programs())
+def test_print_parse_print_is_a_fixed_point(text: str) -> None:
+    printed = print_module(parse_module(text))
+    assert print_module(parse_module(printed)) == printed
+    generic = print_module(parse_module(text), generic=True)
+    assert print_module(parse_module(generic)) == printed
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+@FAST
+@given(text=programs(), seed=st.integers(0, 2**16))
+def test_passes_keep_interpreter_results(pipeline: str, text: str, seed: int) -> None:
+    args = inputs_for(text, seed)
+    module = parse_module(text)
+    before = run_func(module.funcs[0], args)
+    PassManager(parse_pipeline(pipeline)).run(module)
+    after = run_func(module.funcs[0], args)
+    assert len(before) == len(after)
+    for want, got in zip(before, after):
+        np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True)
+    printed = print_module(module)
+    assert print_module(parse_module(printed)) == printed
