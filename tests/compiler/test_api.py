@@ -1,0 +1,183 @@
+"""The Python API: encodings, building IR in code, pipelines with options, reproducers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from acf.compiler.diagnostics import IRError
+from acf.compiler.dialect import VerifyError, lookup_op, verify_op
+from acf.compiler.ir import FuncOp, Module, Operation, TensorType
+from acf.compiler.opt import main
+from acf.compiler.parser import parse_module
+from acf.compiler.pass_manager import Instrumentation, PassFailure, PassManager, parse_pipeline
+from acf.compiler.passes import PASSES, ModulePass, PassOption
+from acf.compiler.printer import print_module
+from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
+from acf.compiler.verifier import verify_module
+
+FORMATS = ["dense", "csr", "csc", "coo", "bitmap", "nm2:4", "bcsr4x4"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_format_names_and_encodings_convert_both_ways(fmt: str) -> None:
+    enc = format_to_encoding(fmt)
+    assert encoding_to_format(enc) == fmt
+    if enc is not None:
+        text = f"#e = {enc}\n"
+        module = parse_module(text)
+        assert module.aliases["#e"] == enc
+        assert print_module(module) == text
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(["nm", "bcsr"]), st.integers(1, 8), st.integers(1, 8))
+def test_parametric_formats_round_trip(kind: str, a: int, b: int) -> None:
+    fmt = f"nm{min(a, b)}:{max(a, b)}" if kind == "nm" else f"bcsr{a}x{b}"
+    assert encoding_to_format(format_to_encoding(fmt)) == fmt
+
+
+def test_dimension_names_do_not_matter() -> None:
+    module = parse_module("#e = #sparse<{map = (r, c) -> (c : dense, r : compressed)}>\n")
+    assert encoding_to_format(module.aliases["#e"]) == "csc"
+
+
+def test_unknown_format_name_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="csr, csc, coo"):
+        format_to_encoding("ell")
+
+
+def test_ir_error_text_has_location_line_and_caret() -> None:
+    with pytest.raises(IRError) as info:
+        parse_module("graph.func @f() -> () {\n  graph.return %nope : tensor<f32>\n}\n", "m.acfir")
+    assert str(info.value).splitlines() == [
+        "m.acfir:2:16: error: use of undefined value '%nope'",
+        "  graph.return %nope : tensor<f32>",
+        "               ^",
+    ]
+
+
+def build_relu_matmul() -> Module:
+    """``@f(%x, %w) = relu(x · wᵀ)`` built in code rather than parsed."""
+    x_t, w_t = TensorType((4, 8)), TensorType((16, 8), encoding=format_to_encoding("csr"))
+    func = FuncOp("f", [x_t, w_t], [TensorType((4, 16))], arg_names=["x", "w"])
+    x, w = func.arguments
+    mm = func.body.append(Operation("graph.matmul", [x, w], [TensorType((4, 16))],
+                                    {"transpose_b": True}))
+    relu = func.body.append(Operation("graph.relu", [mm.result], [TensorType((4, 16))]))
+    func.body.append(Operation("graph.return", [relu.result], []))
+    return Module([func], {"#csr": format_to_encoding("csr")})
+
+
+def test_ir_built_in_code_verifies_prints_and_reparses() -> None:
+    module = build_relu_matmul()
+    verify_module(module)
+    text = print_module(module)
+    assert "%0 = graph.matmul %x, %w {transpose_b = true} : tensor<4x8xf32>, " \
+           "tensor<16x8xf32, #csr> -> tensor<4x16xf32>" in text
+    assert print_module(parse_module(text)) == text
+
+
+def test_verifier_reports_bad_result_shape_of_built_op() -> None:
+    module = build_relu_matmul()
+    module.funcs[0].body.ops[0].results[0].type = TensorType((4, 8))
+    with pytest.raises(IRError, match="result #0 of 'graph.matmul'"):
+        verify_module(module)
+
+
+def test_verifier_catches_use_before_definition_after_reordering() -> None:
+    module = build_relu_matmul()
+    ops = module.funcs[0].body.ops
+    ops[0], ops[1] = ops[1], ops[0]
+    with pytest.raises(IRError, match="does not dominate"):
+        verify_module(module)
+
+
+def test_op_definitions_are_declarative() -> None:
+    conv = lookup_op("graph.conv2d")
+    assert conv is not None and conv.operands == ("x", "weight", "bias?")
+    assert conv.attributes["stride"].default == [1, 1]
+    op = Operation("graph.relu", [], [TensorType((2,))])
+    with pytest.raises(VerifyError, match="expects 1 operands, got 0"):
+        verify_op(op)
+
+
+class Tile(ModulePass):
+    """A stand-in pass with options, to exercise ``tile{m=32,n=32,k=64}`` pipelines."""
+
+    name = "tile"
+    options = {"m": PassOption(int, 16), "n": PassOption(int, 16), "k": PassOption(int, 16),
+               "swizzle": PassOption(bool, False)}
+    seen: list[tuple[int, int, int, bool]] = []
+
+    def run(self, module: Module) -> None:
+        Tile.seen.append((self.m, self.n, self.k, self.swizzle))
+
+
+class Crash(ModulePass):
+    name = "crash"
+
+    def run(self, module: Module) -> None:
+        raise RuntimeError("boom")
+
+
+class Corrupt(ModulePass):
+    name = "corrupt"
+
+    def run(self, module: Module) -> None:
+        module.funcs[0].body.ops[0].attributes["bogus"] = 1
+
+
+REGISTRY = {**PASSES, "tile": Tile, "crash": Crash, "corrupt": Corrupt}
+
+
+def test_pipeline_options_are_typed_and_described() -> None:
+    passes = parse_pipeline("cse, tile{m=32,n=32,k=64,swizzle=true},dce", REGISTRY)
+    assert [p.describe() for p in passes] == ["cse", "tile{m=32,n=32,k=64,swizzle=true}", "dce"]
+    PassManager(passes).run(build_relu_matmul())
+    assert Tile.seen[-1] == (32, 32, 64, True)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("tile{m=big}", "<pipeline>:1:8: error: bad value for option 'tile.m': expected int, "
+                    "got 'big'"),
+    ("tile{q=1}", "<pipeline>:1:6: error: pass 'tile' has no option 'q'; valid options: k, m, "
+                  "n, swizzle"),
+    ("tile{m=1", "<pipeline>:1:9: error: expected ',' or '}', got end of pipeline"),
+    ("cse;", "<pipeline>:1:4: error: unexpected character ';'"),
+])
+def test_pipeline_errors_are_located(text: str, message: str) -> None:
+    with pytest.raises(IRError) as info:
+        parse_pipeline(text, REGISTRY)
+    assert str(info.value).splitlines()[0] == message
+
+
+@pytest.mark.parametrize("bad_pass,problem", [("crash", "RuntimeError: boom"),
+                                              ("corrupt", "produced invalid IR")])
+def test_failing_pass_writes_a_reproducer(tmp_path: Path, bad_pass: str, problem: str) -> None:
+    repro = tmp_path / "repro.acfir"
+    module = build_relu_matmul()
+    original = print_module(module)
+    manager = PassManager(parse_pipeline(f"cse,{bad_pass}", REGISTRY),
+                          Instrumentation(reproducer=str(repro), stream=io.StringIO()))
+    with pytest.raises(PassFailure, match=problem) as info:
+        manager.run(module)
+    assert str(repro) in str(info.value)
+    lines = repro.read_text().splitlines(keepends=True)
+    assert lines[1] == f"// RUN: acf-opt %s -p 'cse,{bad_pass}'\n"
+    assert "".join(lines[2:]) == original
+
+
+def test_main_returns_status_and_writes_output(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "in.acfir"
+    src.write_text(print_module(build_relu_matmul()))
+    out = tmp_path / "out.acfir"
+    assert main([str(src), "-p", "default", "-o", str(out)]) == 0
+    assert out.read_text() == src.read_text()
+    assert main([str(src), "-p", "nope"]) == 1
+    assert "unknown pass 'nope'" in capsys.readouterr().err
+    assert main(["--definitely-not-an-option"]) == 2
