@@ -51,7 +51,7 @@ class IRError(Exception):
         self.pos = pos
         self.source = source
 
-    def with_source(self, source: SourceText) -> "IRError":
+    def with_source(self, source: SourceText) -> IRError:
         """Attach the text the position refers to (when the error was raised without it)."""
         if self.source is None and self.pos is not None and self.pos.file == source.name:
             self.source = source

@@ -51,7 +51,8 @@ class AttrSpec:
             return isinstance(value, str)
         if self.kind == "ints":
             return isinstance(value, list) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value)
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
         return isinstance(value, DenseElements)
 
 
@@ -146,8 +147,8 @@ def verify_op(op: Operation) -> None:
     lo, hi = operand_count_range(spec)
     n = len(op.operands)
     if n < lo or (hi is not None and n > hi):
-        want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
-        raise VerifyError(f"'{op.name}' expects {want} operands, got {n}")
+        count_text = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+        raise VerifyError(f"'{op.name}' expects {count_text} operands, got {n}")
     for key, value in op.attributes.items():
         if key == "sparsity":
             continue  # analysis annotation, allowed on every op
@@ -155,8 +156,9 @@ def verify_op(op: Operation) -> None:
             valid = ", ".join(spec.attributes) or "none"
             raise VerifyError(f"'{op.name}' has no attribute '{key}' (valid: {valid})")
         if not spec.attributes[key].accepts(value):
-            raise VerifyError(f"attribute '{key}' of '{op.name}' must be "
-                              f"{spec.attributes[key].kind}")
+            raise VerifyError(
+                f"attribute '{key}' of '{op.name}' must be {spec.attributes[key].kind}"
+            )
     for key, aspec in spec.attributes.items():
         if aspec.required and key not in op.attributes:
             raise VerifyError(f"'{op.name}' requires attribute '{key}'")
@@ -172,9 +174,10 @@ def verify_op(op: Operation) -> None:
         raise VerifyError(f"'{op.name}' must have {len(expected)} results, got {len(op.results)}")
     for i, (want, result) in enumerate(zip(expected, op.results)):
         if not want.same_shape_and_element(result.type):
-            raise VerifyError(f"result #{i} of '{op.name}' has type {result.type}, "
-                              f"but its operands give {want}")
+            raise VerifyError(
+                f"result #{i} of '{op.name}' has type {result.type}, but its operands give {want}"
+            )
     spec.verify(op)
 
 
-from . import graph_ops as _graph_ops  # noqa: E402,F401  (registers the graph dialect)
+from . import graph_ops as _graph_ops  # noqa: F401  (registers the graph dialect)

@@ -33,10 +33,12 @@ class InterpError(Exception):
 
 def semantics(*names: str) -> Callable[[Semantics], Semantics]:
     """Register the numpy semantics of one or more ops."""
+
     def wrap(fn: Semantics) -> Semantics:
         for name in names:
             SEMANTICS[name] = fn
         return fn
+
     return wrap
 
 
@@ -44,14 +46,20 @@ def _one(fn: Callable[..., np.ndarray]) -> Semantics:
     return lambda xs, a, op: [fn(*xs)]
 
 
-for _name, _fn in {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-    "neg": np.negative, "exp": np.exp, "sqrt": np.sqrt,
+ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "neg": np.negative,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
     "rsqrt": lambda x: (f32(1) / np.sqrt(x)).astype(x.dtype),
     "relu": lambda x: np.maximum(x, x.dtype.type(0)),
     "relu_backward": lambda g, x: np.where(x > 0, g, g.dtype.type(0)),
     "mask_apply": lambda w, m: np.where(m != 0, w, w.dtype.type(0)),
-}.items():
+}
+for _name, _fn in ELEMENTWISE.items():
     SEMANTICS[f"graph.{_name}"] = _one(_fn)
 
 
@@ -94,8 +102,9 @@ def _broadcast_to(xs, attrs, op):
 
 @semantics("graph.reduce_sum", "graph.reduce_max", "graph.reduce_mean")
 def _reduce(xs, attrs, op):
-    fn = {"graph.reduce_sum": np.sum, "graph.reduce_max": np.max,
-          "graph.reduce_mean": np.mean}[op.name]
+    fn = {"graph.reduce_sum": np.sum, "graph.reduce_max": np.max, "graph.reduce_mean": np.mean}[
+        op.name
+    ]
     axes = tuple(normalize_axes(attrs["axes"], xs[0].ndim))
     return [np.asarray(fn(xs[0], axis=axes, keepdims=bool(attrs["keepdim"])), xs[0].dtype)]
 
@@ -144,9 +153,11 @@ def _gelu_parts(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray
         inner = _SQRT_2_OVER_PI * (x64 + 0.044715 * x64**3)
         t = np.tanh(inner)
         value = 0.5 * x64 * (1 + t)
-        grad = 0.5 * (1 + t) + 0.5 * x64 * (1 - t**2) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x64**2)
+        grad = 0.5 * (1 + t) + 0.5 * x64 * (1 - t**2) * _SQRT_2_OVER_PI * (
+            1 + 3 * 0.044715 * x64**2
+        )
     else:
-        cdf = 0.5 * (1 + _erf(x64 / math.sqrt(2.0)).astype(np.float64))
+        cdf = 0.5 * (1 + np.asarray(_erf(x64 / math.sqrt(2.0)), dtype=np.float64))
         value = x64 * cdf
         grad = cdf + x64 * np.exp(-0.5 * x64**2) / math.sqrt(2 * math.pi)
     return value.astype(x.dtype), grad.astype(x.dtype)
@@ -192,8 +203,11 @@ def _batch_norm_backward(xs, attrs, op):
     grad_bias = g.sum(axis=axes)
     grad_weight = (g * xhat).sum(axis=axes)
     scale = _channel_view(w, x.ndim) * inv_v / f32(count)
-    grad_x = scale * (f32(count) * g - _channel_view(grad_bias, x.ndim)
-                      - xhat * _channel_view(grad_weight, x.ndim))
+    grad_x = scale * (
+        f32(count) * g
+        - _channel_view(grad_bias, x.ndim)
+        - xhat * _channel_view(grad_weight, x.ndim)
+    )
     return [grad_x, grad_weight, grad_bias]
 
 
@@ -213,8 +227,15 @@ def _layer_norm_backward(xs, attrs, op):
     count = f32(int(np.prod(x.shape[-k:])))
     xhat = (x - mean) * inv
     gxhat = g * w
-    grad_x = inv / count * (count * gxhat - gxhat.sum(axis=axes, keepdims=True)
-                            - xhat * (gxhat * xhat).sum(axis=axes, keepdims=True))
+    grad_x = (
+        inv
+        / count
+        * (
+            count * gxhat
+            - gxhat.sum(axis=axes, keepdims=True)
+            - xhat * (gxhat * xhat).sum(axis=axes, keepdims=True)
+        )
+    )
     return [grad_x, (g * xhat).sum(axis=lead), g.sum(axis=lead)]
 
 
@@ -233,8 +254,9 @@ def _cross_entropy_backward(xs, attrs, op):
     return [grad * (g / f32(len(labels)))]
 
 
-def _keep_pattern(op: Operation, param: np.ndarray, outs: list[np.ndarray],
-                  olds: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _keep_pattern(
+    op: Operation, param: np.ndarray, outs: list[np.ndarray], olds: Sequence[np.ndarray]
+) -> list[np.ndarray]:
     """A sparse-encoded param changes only at its non-zeros (its pattern is runtime data)."""
     ptype = op.operands[0].type
     if not (isinstance(ptype, TensorType) and ptype.encoding is not None):
@@ -270,8 +292,9 @@ def run_func(func: FuncOp, args: Sequence[np.ndarray]) -> list[np.ndarray]:
     from . import interp_conv  # noqa: F401  (registers conv and pooling semantics)
 
     if len(args) != len(func.arguments):
-        raise InterpError(f"@{func.sym_name} takes {len(func.arguments)} arguments, "
-                          f"got {len(args)}")
+        raise InterpError(
+            f"@{func.sym_name} takes {len(func.arguments)} arguments, got {len(args)}"
+        )
     env: dict[Value, np.ndarray] = {}
     for value, array in zip(func.arguments, args):
         dtype = NP_DTYPES[getattr(value.type, "element", getattr(value.type, "name", "f32"))]

@@ -13,15 +13,24 @@ from .interp import f32, semantics
 from .shape_rules import conv2d_shape
 
 
-def _windows(xp: np.ndarray, kh: int, kw: int, out_hw: tuple[int, int],
-             stride: tuple[int, int], dilation: tuple[int, int]):
+def _windows(
+    xp: np.ndarray,
+    kh: int,
+    kw: int,
+    out_hw: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+):
     """Yield ((i, j), slice_h, slice_w): the strided view of padded input for kernel tap i, j."""
     oh, ow = out_hw
     for i in range(kh):
         for j in range(kw):
             h0, w0 = i * dilation[0], j * dilation[1]
-            yield (i, j), slice(h0, h0 + stride[0] * (oh - 1) + 1, stride[0]), \
-                slice(w0, w0 + stride[1] * (ow - 1) + 1, stride[1])
+            yield (
+                (i, j),
+                slice(h0, h0 + stride[0] * (oh - 1) + 1, stride[0]),
+                slice(w0, w0 + stride[1] * (ow - 1) + 1, stride[1]),
+            )
 
 
 def _pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
@@ -30,8 +39,12 @@ def _pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndar
 
 
 def _conv_params(attrs):
-    return (tuple(attrs["stride"]), tuple(attrs["padding"]), tuple(attrs["dilation"]),
-            int(attrs["groups"]))
+    return (
+        tuple(attrs["stride"]),
+        tuple(attrs["padding"]),
+        tuple(attrs["dilation"]),
+        int(attrs["groups"]),
+    )
 
 
 def _im2col(x: np.ndarray, wshape: tuple[int, ...], attrs) -> np.ndarray:
@@ -56,7 +69,7 @@ def _col2im(cols: np.ndarray, xshape: tuple[int, ...], wshape: tuple[int, ...], 
     xp = np.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), cols.dtype)
     for (i, j), sh, sw in _windows(xp, kh, kw, (oh, ow), stride, dilation):
         xp[:, :, sh, sw] += cols[:, :, i, j]
-    return xp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
+    return xp[:, :, padding[0] : padding[0] + h, padding[1] : padding[1] + w]
 
 
 def _grouped_weight(w: np.ndarray, groups: int) -> np.ndarray:
@@ -112,8 +125,9 @@ def _pool_params(x: np.ndarray, attrs):
 def _pool_windows(xp: np.ndarray, attrs, x: np.ndarray) -> np.ndarray:
     """Stacked windows: [KH*KW, N, C, OH, OW]."""
     (kh, kw), stride, _, out_hw = _pool_params(x, attrs)
-    return np.stack([xp[:, :, sh, sw]
-                     for _, sh, sw in _windows(xp, kh, kw, out_hw, stride, (1, 1))])
+    return np.stack(
+        [xp[:, :, sh, sw] for _, sh, sw in _windows(xp, kh, kw, out_hw, stride, (1, 1))]
+    )
 
 
 @semantics("graph.max_pool2d")
@@ -130,10 +144,10 @@ def _max_pool2d_backward(xs, attrs, op):
     gp = np.zeros(_pad(x, padding).shape, g.dtype)
     for (i, j), sh, sw in _windows(gp, kh, kw, out_hw, stride, (1, 1)):
         gp[:, :, sh, sw] += np.where(first_max == i * kw + j, g, f32(0))
-    return [gp[:, :, padding[0]:padding[0] + x.shape[2], padding[1]:padding[1] + x.shape[3]]]
+    return [gp[:, :, padding[0] : padding[0] + x.shape[2], padding[1] : padding[1] + x.shape[3]]]
 
 
-def _avg_divisor(x: np.ndarray, attrs) -> np.ndarray | float:
+def _avg_divisor(x: np.ndarray, attrs) -> np.ndarray | np.floating:
     (kh, kw), _, padding, _ = _pool_params(x, attrs)
     if attrs["count_include_pad"]:
         return f32(kh * kw)
@@ -156,4 +170,4 @@ def _avg_pool2d_backward(xs, attrs, op):
     gp = np.zeros(_pad(x, padding).shape, g.dtype)
     for _, sh, sw in _windows(gp, kh, kw, out_hw, stride, (1, 1)):
         gp[:, :, sh, sw] += share
-    return [gp[:, :, padding[0]:padding[0] + x.shape[2], padding[1]:padding[1] + x.shape[3]]]
+    return [gp[:, :, padding[0] : padding[0] + x.shape[2], padding[1] : padding[1] + x.shape[3]]]

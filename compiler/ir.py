@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -49,13 +48,16 @@ class TensorType:
     def rank(self) -> int:
         return len(self.shape)
 
-    def dense(self) -> "TensorType":
+    def dense(self) -> TensorType:
         """The same tensor without a sparse encoding."""
         return TensorType(self.shape, self.element)
 
-    def same_shape_and_element(self, other: "Type") -> bool:
-        return (isinstance(other, TensorType) and other.shape == self.shape
-                and other.element == self.element)
+    def same_shape_and_element(self, other: Type) -> bool:
+        return (
+            isinstance(other, TensorType)
+            and other.shape == self.shape
+            and other.element == self.element
+        )
 
     def __str__(self) -> str:
         dims = "".join(f"{d}x" for d in self.shape)
@@ -63,7 +65,7 @@ class TensorType:
         return f"tensor<{dims}{self.element}{enc}>"
 
 
-Type = Union[ScalarType, TensorType]
+Type = ScalarType | TensorType
 
 
 @dataclass(eq=False)
@@ -74,14 +76,17 @@ class DenseElements:
     type: TensorType
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, DenseElements) and self.type == other.type
-                and np.array_equal(self.array, other.array))
+        return (
+            isinstance(other, DenseElements)
+            and self.type == other.type
+            and np.array_equal(self.array, other.array)
+        )
 
     def key(self) -> tuple:
         return (self.type, self.array.tobytes())
 
 
-Attribute = Union[bool, int, float, str, list, DenseElements, TensorType]
+Attribute = bool | int | float | str | list | DenseElements | TensorType
 
 
 def attribute_key(value: Attribute) -> object:
@@ -106,18 +111,19 @@ class Location:
 class Value:
     """An SSA value: a result of an :class:`Operation` or an argument of a :class:`Block`."""
 
-    def __init__(self, type: Type, owner: "Operation | Block", index: int,
-                 name_hint: str | None = None) -> None:
+    def __init__(
+        self, type: Type, owner: Operation | Block, index: int, name_hint: str | None = None
+    ) -> None:
         self.type = type
         self.owner = owner
         self.index = index
         self.name_hint = name_hint
 
     @property
-    def defining_op(self) -> "Operation | None":
+    def defining_op(self) -> Operation | None:
         return self.owner if isinstance(self.owner, Operation) else None
 
-    def uses(self) -> Iterator[tuple["Operation", int]]:
+    def uses(self) -> Iterator[tuple[Operation, int]]:
         """Every (op, operand index) reading this value, in the enclosing function."""
         top = self.owner if isinstance(self.owner, Block) else self.owner.parent_block
         while top is not None and top.parent_op is not None and top.parent_op.parent_block:
@@ -132,7 +138,7 @@ class Value:
     def has_uses(self) -> bool:
         return next(self.uses(), None) is not None
 
-    def replace_all_uses_with(self, new: "Value") -> None:
+    def replace_all_uses_with(self, new: Value) -> None:
         for op, i in list(self.uses()):
             op.operands[i] = new
 
@@ -143,10 +149,16 @@ class Value:
 class Operation:
     """One op: ``%r = "graph.relu"(%x) {...} : (tensor<4xf32>) -> tensor<4xf32>``."""
 
-    def __init__(self, name: str, operands: list[Value], result_types: list[Type],
-                 attributes: dict[str, Attribute] | None = None,
-                 regions: list["Region"] | None = None, loc: Location | None = None,
-                 pos: SourcePos | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        operands: list[Value],
+        result_types: list[Type],
+        attributes: dict[str, Attribute] | None = None,
+        regions: list[Region] | None = None,
+        loc: Location | None = None,
+        pos: SourcePos | None = None,
+    ) -> None:
         self.name = name
         self.operands = list(operands)
         self.results = [Value(t, self, i) for i, t in enumerate(result_types)]
@@ -164,11 +176,11 @@ class Operation:
         assert len(self.results) == 1, f"{self.name} has {len(self.results)} results"
         return self.results[0]
 
-    def add_region(self, region: "Region") -> None:
+    def add_region(self, region: Region) -> None:
         region.parent_op = self
         self.regions.append(region)
 
-    def walk(self) -> Iterator["Operation"]:
+    def walk(self) -> Iterator[Operation]:
         """This op and every op nested in its regions, in order."""
         yield self
         for region in self.regions:
@@ -230,9 +242,15 @@ class Region:
 class FuncOp(Operation):
     """``graph.func @name(%a: T, ...) -> (R, ...) { ... graph.return ... }``."""
 
-    def __init__(self, sym_name: str, arg_types: list[Type], result_types: list[Type],
-                 arg_names: list[str] | None = None, loc: Location | None = None,
-                 pos: SourcePos | None = None) -> None:
+    def __init__(
+        self,
+        sym_name: str,
+        arg_types: list[Type],
+        result_types: list[Type],
+        arg_names: list[str] | None = None,
+        loc: Location | None = None,
+        pos: SourcePos | None = None,
+    ) -> None:
         super().__init__("graph.func", [], [], {"sym_name": sym_name}, loc=loc, pos=pos)
         body = Block(arg_types)
         for value, name in zip(body.args, arg_names or []):
@@ -268,8 +286,9 @@ class FuncOp(Operation):
 class Module:
     """The top level: encoding aliases (``#csr = #sparse<...>``) and functions."""
 
-    def __init__(self, funcs: list[FuncOp] | None = None,
-                 aliases: dict[str, SparseEncoding] | None = None) -> None:
+    def __init__(
+        self, funcs: list[FuncOp] | None = None, aliases: dict[str, SparseEncoding] | None = None
+    ) -> None:
         self.funcs: list[FuncOp] = list(funcs or [])
         self.aliases: dict[str, SparseEncoding] = dict(aliases or {})
 

@@ -52,8 +52,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reproducer", metavar="PATH", help="where to write a crash reproducer")
     ap.add_argument("--print-generic", action="store_true", help="print every op generically")
     ap.add_argument("--no-verify-each", action="store_true", help="skip verify after passes")
-    ap.add_argument("--split-input-file", action="store_true",
-                    help="process chunks separated by '// -----' independently")
+    ap.add_argument(
+        "--split-input-file",
+        action="store_true",
+        help="process chunks separated by '// -----' independently",
+    )
     ap.add_argument("--list-passes", action="store_true", help="list passes and pipelines")
     return ap
 
@@ -82,15 +85,16 @@ def split_chunks(text: str) -> list[str]:
     """Chunks between ``// -----`` lines, each padded with newlines to keep line numbers."""
     chunks, start, line = [], 0, 0
     for match in SPLIT_MARKER.finditer(text):
-        chunks.append("\n" * line + text[start:match.start()])
+        chunks.append("\n" * line + text[start : match.start()])
         line = text.count("\n", 0, match.end())
         start = match.end()
     chunks.append("\n" * line + text[start:])
     return chunks
 
 
-def _process(text: str, name: str, passes_text: str, args: argparse.Namespace,
-             instr: Instrumentation) -> tuple[int, str]:
+def _process(
+    text: str, name: str, passes_text: str, args: argparse.Namespace, instr: Instrumentation
+) -> tuple[int, str]:
     """Parse, run the pipeline and print one module: (status, output text)."""
     from .parser import parse_module
 
@@ -118,9 +122,14 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(_list_passes())
         return 0
     instr = Instrumentation(
-        print_before=_names(args.print_ir_before), print_after=_names(args.print_ir_after),
-        print_after_all=args.print_ir_after_all, print_after_change=args.print_ir_after_change,
-        time_passes=args.time_passes, reproducer=args.reproducer, stream=sys.stderr)
+        print_before=_names(args.print_ir_before),
+        print_after=_names(args.print_ir_after),
+        print_after_all=args.print_ir_after_all,
+        print_after_change=args.print_ir_after_change,
+        time_passes=args.time_passes,
+        reproducer=args.reproducer,
+        stream=sys.stderr,
+    )
     try:
         parse_pipeline(args.pipeline)  # report a bad pipeline once, before any input
         text, name = _read(args.input)

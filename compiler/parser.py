@@ -17,8 +17,18 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from .diagnostics import IRError, SourcePos, SourceText
 from .grammar import GRAMMAR
 from .ir import (
-    Attribute, Block, DenseElements, FuncOp, Location, Module, Operation, Region, ScalarType,
-    TensorType, Type, Value,
+    Attribute,
+    Block,
+    DenseElements,
+    FuncOp,
+    Location,
+    Module,
+    Operation,
+    Region,
+    ScalarType,
+    TensorType,
+    Type,
+    Value,
 )
 from .sparse_encoding import LevelExpr, LevelType, SparseEncoding
 
@@ -29,11 +39,21 @@ def _lark() -> Lark:
 
 
 _TERMINAL_TEXT = {
-    "TENSOR_HEAD": "a tensor type", "SCALAR": "a scalar type", "VALUE_ID": "a value (%name)",
-    "SYMBOL": "a function name (@name)", "OP_NAME": "an op name", "STRING": "a string",
-    "INT": "an integer", "FLOAT": "a float", "BOOL": "true/false", "NAME": "a name",
-    "ENC_ALIAS": "an encoding alias (#name)", "FUNC_KW": "'graph.func'",
-    "SPARSE_OPEN": "'#sparse<'", "DENSE_OPEN": "'dense<'", "LOC_OPEN": "'loc('",
+    "TENSOR_HEAD": "a tensor type",
+    "SCALAR": "a scalar type",
+    "VALUE_ID": "a value (%name)",
+    "SYMBOL": "a function name (@name)",
+    "OP_NAME": "an op name",
+    "STRING": "a string",
+    "INT": "an integer",
+    "FLOAT": "a float",
+    "BOOL": "true/false",
+    "NAME": "a name",
+    "ENC_ALIAS": "an encoding alias (#name)",
+    "FUNC_KW": "'graph.func'",
+    "SPARSE_OPEN": "'#sparse<'",
+    "DENSE_OPEN": "'dense<'",
+    "LOC_OPEN": "'loc('",
 }
 
 
@@ -55,13 +75,14 @@ def _describe(token: Token) -> str:
 
 
 def _syntax_error(err: UnexpectedInput, source: SourceText) -> IRError:
-    pos = source.pos(err.line if err.line > 0 else len(source.lines),
-                     err.column if err.column > 0 else 1)
+    pos = source.pos(
+        err.line if err.line > 0 else len(source.lines), err.column if err.column > 0 else 1
+    )
     if isinstance(err, UnexpectedToken):
         expected = sorted(_expected_text(e) for e in err.expected if not e.startswith("__"))
         msg = f"unexpected {_describe(err.token)}, expected one of: {', '.join(expected)}"
     elif isinstance(err, UnexpectedCharacters):
-        msg = f"unexpected character '{source.text[err.pos_in_stream]}'"
+        msg = f"unexpected character '{source.text[err.pos_in_stream or 0]}'"
     elif isinstance(err, UnexpectedEOF):
         msg = "unexpected end of input"
     else:
@@ -100,8 +121,9 @@ class _Builder:
             else:
                 func = self.func(item)
                 if func.sym_name in names:
-                    raise self.error(item.children[1], f"redefinition of function "
-                                                       f"'@{func.sym_name}'")
+                    raise self.error(
+                        item.children[1], f"redefinition of function '@{func.sym_name}'"
+                    )
                 names.add(func.sym_name)
                 module.funcs.append(func)
         return module
@@ -110,15 +132,22 @@ class _Builder:
         _, symbol, *rest = tree.children
         loc = self.location(rest[-1]) if rest[-1] is not None else None
         args = [c for c in rest if isinstance(c, Tree) and c.data == "func_arg"]
-        results_tree = next((c for c in rest if isinstance(c, Tree) and c.data == "func_results"),
-                            None)
+        results_tree = next(
+            (c for c in rest if isinstance(c, Tree) and c.data == "func_results"), None
+        )
         ops = [c for c in rest if isinstance(c, Tree) and c.data == "operation"]
         result_types = self.func_results(results_tree) if results_tree is not None else []
-        func = FuncOp(str(symbol)[1:], [self.type(a.children[1]) for a in args], result_types,
-                      loc=loc, pos=self.pos(tree))
+        func = FuncOp(
+            str(symbol)[1:],
+            [self.type(a.children[1]) for a in args],
+            result_types,
+            loc=loc,
+            pos=self.pos(tree),
+        )
         self.scopes = [{}]
-        self.later_defs = {str(t) for op in ops for names in op.find_data("result_names")
-                           for t in names.children}
+        self.later_defs = {
+            str(t) for op in ops for names in op.find_data("result_names") for t in names.children
+        }
         for arg_tree, value, attrs in zip(args, func.arguments, func.body.arg_attributes):
             self.define(arg_tree.children[0], value)
             if arg_tree.children[2] is not None:
@@ -134,20 +163,24 @@ class _Builder:
         return self.type_list(child) if child.data == "type_list" else [self.type(child)]
 
     # --- values -------------------------------------------------------------------
-    def define(self, token: Token, value: Value) -> None:
+    def define(self, token: Token | Tree, value: Value) -> None:
         name = str(token)[1:]
         if any(name in scope for scope in self.scopes):
             raise self.error(token, f"redefinition of value '%{name}'")
         value.name_hint = name
         self.scopes[-1][name] = value
 
-    def use(self, token: Token) -> Value:
+    def use(self, token: Token | Tree) -> Value:
         name = str(token)[1:]
         for scope in reversed(self.scopes):
             if name in scope:
                 return scope[name]
-        raise self.error(token, f"value '%{name}' is used before it is defined"
-                         if str(token) in self.later_defs else f"use of undefined value '%{name}'")
+        raise self.error(
+            token,
+            f"value '%{name}' is used before it is defined"
+            if str(token) in self.later_defs
+            else f"use of undefined value '%{name}'",
+        )
 
     # --- operations ----------------------------------------------------------------
     def operation(self, tree: Tree) -> Operation:
@@ -165,21 +198,37 @@ class _Builder:
         operands = [self.use(t) for t in values.children] if values is not None else []
         operand_types = self.type_list(in_types) if in_types is not None else []
         result_types = self.type_list(out_types) if out_types is not None else []
-        if len(operand_types) != len(operands) and (operand_types or in_types is not None
-                                                    or operands):
-            raise self.error(name_tok, f"'{name}' has {len(operands)} operands but "
-                                       f"{len(operand_types)} operand types")
-        for token, value, written in zip(values.children if values else [], operands,
-                                         operand_types):
+        if len(operand_types) != len(operands) and (
+            operand_types or in_types is not None or operands
+        ):
+            raise self.error(
+                name_tok,
+                f"'{name}' has {len(operands)} operands but {len(operand_types)} operand types",
+            )
+        for token, value, written in zip(
+            values.children if values else [], operands, operand_types
+        ):
             if value.type != written:
-                raise self.error(token, f"use of value '{token}' expects type {written}, "
-                                        f"but it has type {value.type}")
-        op = Operation(name, operands, result_types, self.attr_dict(attrs) if attrs else {},
-                       regions, loc, self.pos(name_tok))
+                raise self.error(
+                    token,
+                    f"use of value '{token}' expects type {written}, but it has type {value.type}",
+                )
+        op = Operation(
+            name,
+            operands,
+            result_types,
+            self.attr_dict(attrs) if attrs else {},
+            regions,
+            loc,
+            self.pos(name_tok),
+        )
         result_tokens = names_tree.children if names_tree is not None else []
         if len(result_tokens) != len(op.results):
-            raise self.error(name_tok, f"'{name}' declares {len(op.results)} result types but "
-                                       f"names {len(result_tokens)} results")
+            raise self.error(
+                name_tok,
+                f"'{name}' declares {len(op.results)} result types but "
+                f"names {len(result_tokens)} results",
+            )
         for token, value in zip(result_tokens, op.results):
             self.define(token, value)
         return op
@@ -194,8 +243,12 @@ class _Builder:
 
     def location(self, tree: Tree) -> Location:
         _, file, line, col, _, layer = tree.children
-        return Location(ast.literal_eval(str(file)), int(line), int(col),
-                        ast.literal_eval(str(layer)) if layer is not None else None)
+        return Location(
+            ast.literal_eval(str(file)),
+            int(str(line)),
+            int(str(col)),
+            ast.literal_eval(str(layer)) if layer is not None else None,
+        )
 
     # --- types and encodings ---------------------------------------------------------
     def type_list(self, tree: Tree) -> list[Type]:
@@ -208,7 +261,7 @@ class _Builder:
         if tree.data == "scalar_type":
             return ScalarType(str(tree.children[0]))
         head, enc = tree.children
-        *dims, element = str(head)[len("tensor<"):].split("x")
+        *dims, element = str(head)[len("tensor<") :].split("x")
         if enc is None:
             encoding = None
         elif enc.data == "alias_ref":
@@ -220,8 +273,9 @@ class _Builder:
             encoding = self.encoding(enc)
         shape = tuple(int(d) for d in dims)
         if encoding is not None and encoding.rank != len(shape):
-            raise self.error(head, f"encoding of rank {encoding.rank} on a tensor of rank "
-                                   f"{len(shape)}")
+            raise self.error(
+                head, f"encoding of rank {encoding.rank} on a tensor of rank {len(shape)}"
+            )
         return TensorType(shape, element, encoding)
 
     def encoding(self, tree: Tree) -> SparseEncoding:
@@ -229,7 +283,7 @@ class _Builder:
         levels = []
         for level in (c for c in tree.children if isinstance(c, Tree)):
             (dim, op, value), kind = level.children[0].children, level.children[1]
-            expr = LevelExpr(str(dim), str(op) if op else None, int(value) if value else 0)
+            expr = LevelExpr(str(dim), str(op) if op else None, int(str(value)) if value else 0)
             try:
                 levels.append((expr, self.level_type(kind)))
             except ValueError as err:
@@ -243,7 +297,7 @@ class _Builder:
     def level_type(tree: Tree) -> LevelType:
         first, *args = tree.children
         if str(first) == "structured":
-            return LevelType("structured", n=int(args[0]), m=int(args[1]))
+            return LevelType("structured", n=int(str(args[0])), m=int(str(args[1])))
         if args[0] is not None and str(args[0]) != "nonunique":
             raise ValueError(f"unknown level property '{args[0]}'; expected 'nonunique'")
         return LevelType(str(first), nonunique=args[0] is not None)
@@ -288,14 +342,15 @@ class _Builder:
 
         dtype = {"f32": np.float32, "i64": np.int64, "i1": np.bool_, "index": np.int64}
         try:
-            array = np.array(nested(literal), dtype=dtype[type_.element])
+            array: np.ndarray = np.array(nested(literal), dtype=dtype[type_.element])
             if array.ndim == 0:
                 array = np.broadcast_to(array, type_.shape).copy()
         except (ValueError, TypeError):
             raise self.error(literal, "ragged dense literal") from None
         if array.shape != type_.shape:
-            raise self.error(literal, f"dense literal has shape {list(array.shape)}, "
-                                      f"but its type is {type_}")
+            raise self.error(
+                literal, f"dense literal has shape {list(array.shape)}, but its type is {type_}"
+            )
         return DenseElements(array, type_)
 
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from .diagnostics import IRError, SourceText
 from .ir import Module
@@ -41,8 +41,8 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     while pos < len(text) and text[pos:].strip():
         match = _TOKEN.match(text, pos)
         assert match is not None
-        kind = match.lastgroup
-        start = match.start(kind)  # type: ignore[arg-type]
+        kind = match.lastgroup or "bad"
+        start = match.start(kind)
         if kind == "bad":
             raise _pipeline_error(text, start + 1, f"unexpected character '{match[kind]}'")
         out.append((match[kind], start + 1))
@@ -50,8 +50,11 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     return out
 
 
-def parse_pipeline(text: str, registry: dict[str, type[ModulePass]] | None = None,
-                   pipelines: dict[str, str] | None = None) -> list[ModulePass]:
+def parse_pipeline(
+    text: str,
+    registry: dict[str, type[ModulePass]] | None = None,
+    pipelines: dict[str, str] | None = None,
+) -> list[ModulePass]:
     """Build pass instances from pipeline text; errors are located in ``<pipeline>``."""
     registry = PASSES if registry is None else registry
     pipelines = PIPELINES if pipelines is None else pipelines
@@ -71,11 +74,12 @@ def parse_pipeline(text: str, registry: dict[str, type[ModulePass]] | None = Non
             result += parse_pipeline(pipelines[name], registry, pipelines)
         elif name not in registry:
             choices = ", ".join(sorted(registry) + sorted(pipelines))
-            raise _pipeline_error(text, col, f"unknown pass '{name}'; valid passes and "
-                                             f"pipelines: {choices}")
+            raise _pipeline_error(
+                text, col, f"unknown pass '{name}'; valid passes and pipelines: {choices}"
+            )
         else:
             cls = registry[name]
-            values = {}
+            values: dict[str, Any] = {}
             if i < len(tokens) and tokens[i][0] == "{":
                 i += 1
                 while tokens[i - 1][0] != "}":
@@ -84,16 +88,20 @@ def parse_pipeline(text: str, registry: dict[str, type[ModulePass]] | None = Non
                         break
                     if key not in cls.options:
                         valid = ", ".join(sorted(cls.options)) or "none"
-                        raise _pipeline_error(text, kcol, f"pass '{name}' has no option "
-                                                          f"'{key}'; valid options: {valid}")
+                        raise _pipeline_error(
+                            text,
+                            kcol,
+                            f"pass '{name}' has no option '{key}'; valid options: {valid}",
+                        )
                     if expect("'='")[0] != "=":
                         raise _pipeline_error(text, tokens[i - 1][1], "expected '='")
                     value, vcol = expect("an option value")
                     try:
                         values[key] = cls.options[key].parse(value)
                     except ValueError as err:
-                        raise _pipeline_error(text, vcol, f"bad value for option "
-                                                          f"'{name}.{key}': {err}") from None
+                        raise _pipeline_error(
+                            text, vcol, f"bad value for option '{name}.{key}': {err}"
+                        ) from None
                     sep, scol = expect("',' or '}'")
                     if sep not in (",", "}"):
                         raise _pipeline_error(text, scol, "expected ',' or '}'")
@@ -125,15 +133,19 @@ class Instrumentation:
 class PassManager:
     """Runs a list of passes over a module, verifying after each."""
 
-    def __init__(self, passes: list[ModulePass], instrumentation: Instrumentation | None = None,
-                 verify_each: bool = True) -> None:
+    def __init__(
+        self,
+        passes: list[ModulePass],
+        instrumentation: Instrumentation | None = None,
+        verify_each: bool = True,
+    ) -> None:
         self.passes = passes
         self.instr = instrumentation or Instrumentation()
         self.verify_each = verify_each
         self.timings: list[tuple[str, float]] = []
 
     @classmethod
-    def from_text(cls, text: str, **kwargs: object) -> "PassManager":
+    def from_text(cls, text: str, **kwargs: object) -> PassManager:
         return cls(parse_pipeline(text), **kwargs)  # type: ignore[arg-type]
 
     @property
@@ -170,7 +182,7 @@ class PassManager:
             except IRError as err:
                 problem = f"pass '{pass_.name}' produced invalid IR: {err}"
                 raise PassFailure(self._failure(input_ir, problem)) from None
-            except Exception as err:  # noqa: BLE001  (any crash inside a pass is a bug)
+            except Exception as err:
                 problem = f"pass '{pass_.name}' failed: {type(err).__name__}: {err}"
                 raise PassFailure(self._failure(input_ir, problem)) from err
             self.timings.append((pass_.name, time.perf_counter() - start))
@@ -190,7 +202,12 @@ class PassManager:
 
     def timing_report(self) -> str:
         total = sum(t for _, t in self.timings)
-        lines = ["===" + "-" * 60 + "===", "  ... Pass execution timing report ...",
-                 "===" + "-" * 60 + "===", f"  Total Execution Time: {total:.4f} seconds", ""]
+        lines = [
+            "===" + "-" * 60 + "===",
+            "  ... Pass execution timing report ...",
+            "===" + "-" * 60 + "===",
+            f"  Total Execution Time: {total:.4f} seconds",
+            "",
+        ]
         lines += [f"  {t:10.4f}  {name}" for name, t in self.timings]
         return "\n".join(lines + [f"  {total:10.4f}  Total", ""])

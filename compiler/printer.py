@@ -20,7 +20,15 @@ import numpy as np
 
 from .dialect import lookup_op
 from .ir import (
-    Attribute, Block, DenseElements, FuncOp, Location, Module, Operation, TensorType, Type,
+    Attribute,
+    Block,
+    DenseElements,
+    FuncOp,
+    Location,
+    Module,
+    Operation,
+    TensorType,
+    Type,
     Value,
 )
 from .sparse_encoding import SparseEncoding
@@ -42,8 +50,12 @@ def format_string(value: str) -> str:
 class Printer:
     """Stateful printer: keeps the value namer and the encoding alias table."""
 
-    def __init__(self, aliases: dict[str, SparseEncoding] | None = None,
-                 generic: bool = False, with_locations: bool = True) -> None:
+    def __init__(
+        self,
+        aliases: dict[str, SparseEncoding] | None = None,
+        generic: bool = False,
+        with_locations: bool = True,
+    ) -> None:
         self.alias_of = {enc: name for name, enc in (aliases or {}).items()}
         self.generic = generic
         self.with_locations = with_locations
@@ -134,7 +146,7 @@ class Printer:
             if op.results:
                 text += f" -> {out_types}"
             return [text + self.location(op.loc)]
-        lines = [f'{prefix}{format_string(op.name)}({operands})']
+        lines = [f"{prefix}{format_string(op.name)}({operands})"]
         if op.regions:
             lines[-1] += " ("
             for i, region in enumerate(op.regions):

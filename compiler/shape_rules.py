@@ -83,6 +83,13 @@ def linear(ts: Types, attrs: Attrs) -> list[TensorType]:
     return [TensorType(x.shape[:-1] + (w.shape[0],), x.element)]
 
 
+def _int(attrs: Attrs, name: str) -> int:
+    value = attrs[name]
+    if not isinstance(value, int):
+        raise ShapeError(f"'{name}' must be an integer")
+    return value
+
+
 def _pair(attrs: Attrs, name: str) -> tuple[int, int]:
     value = attrs[name]
     if not isinstance(value, list) or len(value) != 2:
@@ -100,7 +107,7 @@ def _window(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) ->
 def conv2d_shape(x: tuple[int, ...], w: tuple[int, ...], attrs: Attrs) -> tuple[int, ...]:
     if len(x) != 4 or len(w) != 4:
         raise ShapeError("conv2d needs NCHW input and OIHW weight")
-    groups = int(attrs["groups"])
+    groups = _int(attrs, "groups")
     if groups <= 0 or x[1] != w[1] * groups or w[0] % groups:
         raise ShapeError(f"channels do not match: input {x[1]}, weight {w[1]} x {groups} groups")
     (sh, sw), (ph, pw), (dh, dw) = (_pair(attrs, n) for n in ("stride", "padding", "dilation"))
@@ -175,7 +182,7 @@ def batch_norm_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
 
 
 def _norm_split(x: TensorType, attrs: Attrs) -> tuple[TensorType, TensorType]:
-    k = int(attrs["normalized_rank"])
+    k = _int(attrs, "normalized_rank")
     if not 1 <= k <= x.rank:
         raise ShapeError(f"normalized_rank {k} out of range for {_fmt(x)}")
     stats = TensorType(x.shape[:-k] + (1,) * k, x.element)
@@ -249,8 +256,7 @@ def broadcast_to(ts: Types, attrs: Attrs) -> list[TensorType]:
 
 def _logits_labels(logits: TensorType, labels: TensorType) -> None:
     if logits.rank != 2 or labels.shape != logits.shape[:1] or labels.element != "i64":
-        raise ShapeError(f"need logits[N, C] and i64 labels[N], got {_fmt(logits)}, "
-                         f"{_fmt(labels)}")
+        raise ShapeError(f"need logits[N, C] and i64 labels[N], got {_fmt(logits)}, {_fmt(labels)}")
 
 
 def cross_entropy(ts: Types, attrs: Attrs) -> list[TensorType]:

@@ -113,14 +113,20 @@ def format_to_encoding(fmt: str) -> SparseEncoding | None:
         return _matrix(*fixed[fmt])
     if match := re.fullmatch(r"nm(\d+):(\d+)", fmt):
         n, m = int(match[1]), int(match[2])
-        return _matrix(("i", "dense"), (f"j floordiv {m}", "dense"),
-                       (f"j mod {m}", f"structured[{n}, {m}]"))
+        return _matrix(
+            ("i", "dense"), (f"j floordiv {m}", "dense"), (f"j mod {m}", f"structured[{n}, {m}]")
+        )
     if match := re.fullmatch(r"bcsr(\d+)x(\d+)", fmt):
         r, c = match[1], match[2]
-        return _matrix((f"i floordiv {r}", "dense"), (f"j floordiv {c}", "compressed"),
-                       (f"i mod {r}", "dense"), (f"j mod {c}", "dense"))
-    raise ValueError(f"unknown format name '{fmt}'; expected dense, csr, csc, coo, bitmap, "
-                     "nmN:M or bcsrRxC")
+        return _matrix(
+            (f"i floordiv {r}", "dense"),
+            (f"j floordiv {c}", "compressed"),
+            (f"i mod {r}", "dense"),
+            (f"j mod {c}", "dense"),
+        )
+    raise ValueError(
+        f"unknown format name '{fmt}'; expected dense, csr, csc, coo, bitmap, nmN:M or bcsrRxC"
+    )
 
 
 def _canonical(enc: SparseEncoding) -> SparseEncoding:

@@ -60,8 +60,11 @@ def verify_func(func: FuncOp) -> None:
     got = [v.type for v in ret.operands]
     if got != func.function_result_types:
         want = ", ".join(map(str, func.function_result_types)) or "nothing"
-        raise _error(ret, f"'graph.return' returns ({', '.join(map(str, got))}) but "
-                          f"'@{func.sym_name}' declares ({want})")
+        raise _error(
+            ret,
+            f"'graph.return' returns ({', '.join(map(str, got))}) but "
+            f"'@{func.sym_name}' declares ({want})",
+        )
 
 
 def verify_module(module: Module) -> None:

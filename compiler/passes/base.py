@@ -72,9 +72,13 @@ def _option_text(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def new_op_before(anchor: Operation, name: str, operands: Sequence[Value],
-                  result_types: Sequence[Type],
-                  attributes: dict[str, Attribute] | None = None) -> Operation:
+def new_op_before(
+    anchor: Operation,
+    name: str,
+    operands: Sequence[Value],
+    result_types: Sequence[Type],
+    attributes: dict[str, Attribute] | None = None,
+) -> Operation:
     """Create ``name`` just before ``anchor``, inheriting its source location."""
     assert anchor.parent_block is not None
     op = Operation(name, list(operands), list(result_types), attributes, loc=anchor.loc)
@@ -91,8 +95,11 @@ def use_counts(func: FuncOp) -> dict[Value, int]:
 
 def is_pure(op: Operation) -> bool:
     """Ops that can be removed when unused: every graph op but the terminator."""
-    return op.name.startswith("graph.") and op.name not in ("graph.return", "graph.func") \
+    return (
+        op.name.startswith("graph.")
+        and op.name not in ("graph.return", "graph.func")
         and not op.regions
+    )
 
 
 def erase_dead_ops(func: FuncOp) -> bool:

@@ -44,8 +44,12 @@ def _same_type(value: Value, op: Operation) -> bool:
 
 def fold_identity_operand(op: Operation) -> list[Value] | None:
     """``x * 1``, ``1 * x``, ``x + 0``, ``0 + x``, ``x - 0``, ``x / 1`` -> ``x``."""
-    identities = {"graph.mul": (1.0, True), "graph.add": (0.0, True),
-                  "graph.sub": (0.0, False), "graph.div": (1.0, False)}
+    identities = {
+        "graph.mul": (1.0, True),
+        "graph.add": (0.0, True),
+        "graph.sub": (0.0, False),
+        "graph.div": (1.0, False),
+    }
     if op.name not in identities:
         return None
     neutral, commutative = identities[op.name]
@@ -85,8 +89,13 @@ def fold_reshape(op: Operation) -> list[Value] | None:
         return [source]
     inner = source.defining_op
     if op.name == "graph.reshape" and inner is not None and inner.name == "graph.reshape":
-        fused = new_op_before(op, "graph.reshape", [inner.operands[0]], [op.result.type],
-                              {"shape": op.attributes["shape"]})
+        fused = new_op_before(
+            op,
+            "graph.reshape",
+            [inner.operands[0]],
+            [op.result.type],
+            {"shape": op.attributes["shape"]},
+        )
         return [fused.result]
     return None
 

@@ -25,10 +25,10 @@ from .base import ModulePass, is_pure
 
 def op_key(op: Operation) -> Hashable:
     """What makes two pure ops interchangeable."""
-    attrs = tuple(sorted((k, attribute_key(v)) for k, v in op.attributes.items()
-                         if k != "sparsity"))
-    return (op.name, tuple(id(v) for v in op.operands), attrs,
-            tuple(r.type for r in op.results))
+    attrs = tuple(
+        sorted((k, attribute_key(v)) for k, v in op.attributes.items() if k != "sparsity")
+    )
+    return (op.name, tuple(id(v) for v in op.operands), attrs, tuple(r.type for r in op.results))
 
 
 def cse_block(block: Block) -> None:

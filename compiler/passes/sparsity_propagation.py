@@ -57,8 +57,7 @@ def _sole_matmul(value: Value, counts: dict[Value, int]) -> Operation | None:
 
 def _sddmm_before(anchor: Operation, matmul: Operation, mask: Value) -> Value:
     attrs = {k: v for k, v in matmul.attributes.items() if k != "sparsity"}
-    op = new_op_before(anchor, "graph.sddmm", [*matmul.operands, mask], [matmul.result.type],
-                       attrs)
+    op = new_op_before(anchor, "graph.sddmm", [*matmul.operands, mask], [matmul.result.type], attrs)
     op.loc = matmul.loc
     return op.result
 
@@ -75,8 +74,9 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
         return None
 
     def masked_update(op: Operation) -> list[Value] | None:
-        if op.name in ("graph.sgd_update", "graph.adam_update") and \
-                _is_masked_weight(op.operands[0]):
+        if op.name in ("graph.sgd_update", "graph.adam_update") and _is_masked_weight(
+            op.operands[0]
+        ):
             matmul = _sole_matmul(op.operands[1], counts)
             if matmul is not None:
                 op.operands[1] = _sddmm_before(op, matmul, op.operands[0])

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from acf.compiler.diagnostics import IRError
 from acf.compiler.dialect import VerifyError, lookup_op, verify_op
 from acf.compiler.ir import FuncOp, Module, Operation, TensorType
@@ -19,6 +17,8 @@ from acf.compiler.passes import PASSES, ModulePass, PassOption
 from acf.compiler.printer import print_module
 from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
 from acf.compiler.verifier import verify_module
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 FORMATS = ["dense", "csr", "csc", "coo", "bitmap", "nm2:4", "bcsr4x4"]
 
@@ -66,8 +66,9 @@ def build_relu_matmul() -> Module:
     x_t, w_t = TensorType((4, 8)), TensorType((16, 8), encoding=format_to_encoding("csr"))
     func = FuncOp("f", [x_t, w_t], [TensorType((4, 16))], arg_names=["x", "w"])
     x, w = func.arguments
-    mm = func.body.append(Operation("graph.matmul", [x, w], [TensorType((4, 16))],
-                                    {"transpose_b": True}))
+    mm = func.body.append(
+        Operation("graph.matmul", [x, w], [TensorType((4, 16))], {"transpose_b": True})
+    )
     relu = func.body.append(Operation("graph.relu", [mm.result], [TensorType((4, 16))]))
     func.body.append(Operation("graph.return", [relu.result], []))
     return Module([func], {"#csr": format_to_encoding("csr")})
@@ -77,8 +78,10 @@ def test_ir_built_in_code_verifies_prints_and_reparses() -> None:
     module = build_relu_matmul()
     verify_module(module)
     text = print_module(module)
-    assert "%0 = graph.matmul %x, %w {transpose_b = true} : tensor<4x8xf32>, " \
-           "tensor<16x8xf32, #csr> -> tensor<4x16xf32>" in text
+    assert (
+        "%0 = graph.matmul %x, %w {transpose_b = true} : tensor<4x8xf32>, "
+        "tensor<16x8xf32, #csr> -> tensor<4x16xf32>" in text
+    )
     assert print_module(parse_module(text)) == text
 
 
@@ -110,9 +113,13 @@ class Tile(ModulePass):
     """A stand-in pass with options, to exercise ``tile{m=32,n=32,k=64}`` pipelines."""
 
     name = "tile"
-    options = {"m": PassOption(int, 16), "n": PassOption(int, 16), "k": PassOption(int, 16),
-               "swizzle": PassOption(bool, False)}
-    seen: list[tuple[int, int, int, bool]] = []
+    options: ClassVar[dict[str, PassOption]] = {
+        "m": PassOption(int, 16),
+        "n": PassOption(int, 16),
+        "k": PassOption(int, 16),
+        "swizzle": PassOption(bool, False),
+    }
+    seen: ClassVar[list[tuple[int, int, int, bool]]] = []
 
     def run(self, module: Module) -> None:
         Tile.seen.append((self.m, self.n, self.k, self.swizzle))
@@ -142,28 +149,41 @@ def test_pipeline_options_are_typed_and_described() -> None:
     assert Tile.seen[-1] == (32, 32, 64, True)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("tile{m=big}", "<pipeline>:1:8: error: bad value for option 'tile.m': expected int, "
-                    "got 'big'"),
-    ("tile{q=1}", "<pipeline>:1:6: error: pass 'tile' has no option 'q'; valid options: k, m, "
-                  "n, swizzle"),
-    ("tile{m=1", "<pipeline>:1:9: error: expected ',' or '}', got end of pipeline"),
-    ("cse;", "<pipeline>:1:4: error: unexpected character ';'"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "tile{m=big}",
+            ("<pipeline>:1:8: error: bad value for option 'tile.m': expected int, got 'big'"),
+        ),
+        (
+            "tile{q=1}",
+            (
+                "<pipeline>:1:6: error: pass 'tile' has no option 'q'; valid options: k, "
+                "m, n, swizzle"
+            ),
+        ),
+        ("tile{m=1", "<pipeline>:1:9: error: expected ',' or '}', got end of pipeline"),
+        ("cse;", "<pipeline>:1:4: error: unexpected character ';'"),
+    ],
+)
 def test_pipeline_errors_are_located(text: str, message: str) -> None:
     with pytest.raises(IRError) as info:
         parse_pipeline(text, REGISTRY)
     assert str(info.value).splitlines()[0] == message
 
 
-@pytest.mark.parametrize("bad_pass,problem", [("crash", "RuntimeError: boom"),
-                                              ("corrupt", "produced invalid IR")])
+@pytest.mark.parametrize(
+    "bad_pass,problem", [("crash", "RuntimeError: boom"), ("corrupt", "produced invalid IR")]
+)
 def test_failing_pass_writes_a_reproducer(tmp_path: Path, bad_pass: str, problem: str) -> None:
     repro = tmp_path / "repro.acfir"
     module = build_relu_matmul()
     original = print_module(module)
-    manager = PassManager(parse_pipeline(f"cse,{bad_pass}", REGISTRY),
-                          Instrumentation(reproducer=str(repro), stream=io.StringIO()))
+    manager = PassManager(
+        parse_pipeline(f"cse,{bad_pass}", REGISTRY),
+        Instrumentation(reproducer=str(repro), stream=io.StringIO()),
+    )
     with pytest.raises(PassFailure, match=problem) as info:
         manager.run(module)
     assert str(repro) in str(info.value)

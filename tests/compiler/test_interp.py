@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from acf.compiler.dialect import registered_ops
 from acf.compiler.interp import SEMANTICS, run_func
 from acf.compiler.ir import TensorType
@@ -19,18 +18,25 @@ def t(shape: tuple[int, ...], element: str = "f32") -> str:
     return str(TensorType(shape, element))
 
 
-def run_op(op: str, args: list[np.ndarray], results: list[tuple[int, ...]], attrs: str = "",
-           elements: list[str] | None = None) -> list[np.ndarray]:
+def run_op(
+    op: str,
+    args: list[np.ndarray],
+    results: list[tuple[int, ...]],
+    attrs: str = "",
+    elements: list[str] | None = None,
+) -> list[np.ndarray]:
     """Wrap one op in a function, parse and verify it, and interpret it."""
     elements = elements or ["i64" if a.dtype == np.int64 else "f32" for a in args]
     arg_types = [t(a.shape, e) for a, e in zip(args, elements)]
     params = ", ".join(f"%a{i}: {ty}" for i, ty in enumerate(arg_types))
     res_types = [t(s) for s in results]
     names = ", ".join(f"%r{i}" for i in range(len(results)))
-    text = (f"graph.func @f({params}) -> ({', '.join(res_types)}) {{\n"
-            f"  {names} = graph.{op} {', '.join(f'%a{i}' for i in range(len(args)))}"
-            f"{' ' + attrs if attrs else ''} : {', '.join(arg_types)} -> {', '.join(res_types)}\n"
-            f"  graph.return {names} : {', '.join(res_types)}\n}}\n")
+    text = (
+        f"graph.func @f({params}) -> ({', '.join(res_types)}) {{\n"
+        f"  {names} = graph.{op} {', '.join(f'%a{i}' for i in range(len(args)))}"
+        f"{' ' + attrs if attrs else ''} : {', '.join(arg_types)} -> {', '.join(res_types)}\n"
+        f"  graph.return {names} : {', '.join(res_types)}\n}}\n"
+    )
     return run_func(parse_module(text).funcs[0], args)
 
 
@@ -38,36 +44,49 @@ def rand(*shape: int) -> np.ndarray:
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-def close(ours: np.ndarray, theirs: "torch.Tensor", atol: float = 1e-5) -> None:
+def close(ours: np.ndarray, theirs: torch.Tensor, atol: float = 1e-5) -> None:
     assert ours.dtype == theirs.detach().numpy().dtype
     np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-5, atol=atol)
 
 
 def test_every_op_has_semantics() -> None:
-    missing = [op.name for op in registered_ops()
-               if op.name not in SEMANTICS and op.name != "graph.return"]
+    missing = [
+        op.name for op in registered_ops() if op.name not in SEMANTICS and op.name != "graph.return"
+    ]
     run_op("relu", [rand(2)], [(2,)])  # loads the conv semantics module
     missing = [n for n in missing if n not in SEMANTICS]
     assert missing == []
 
 
-@pytest.mark.parametrize("groups,stride,padding,dilation", [(1, 1, 0, 1), (2, 2, 1, 1),
-                                                            (1, 2, 2, 2)])
+@pytest.mark.parametrize(
+    "groups,stride,padding,dilation", [(1, 1, 0, 1), (2, 2, 1, 1), (1, 2, 2, 2)]
+)
 def test_conv2d_and_its_gradients(groups: int, stride: int, padding: int, dilation: int) -> None:
     x = torch.tensor(rand(2, 4, 7, 6), requires_grad=True)
     w = torch.tensor(rand(6, 4 // groups, 3, 3), requires_grad=True)
     out = F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
     g = torch.tensor(rand(*out.shape))
     out.backward(g)
-    conv = (f"{{stride = [{stride}, {stride}], padding = [{padding}, {padding}], "
-            f"dilation = [{dilation}, {dilation}], groups = {groups}")
-    close(run_op("conv2d", [x.detach().numpy(), w.detach().numpy()], [out.shape], conv + "}")[0],
-          out)
-    gx = run_op("conv2d_backward_input", [g.numpy(), w.detach().numpy()], [x.shape],
-                conv + f", input_shape = {list(x.shape)}}}")[0]
+    conv = (
+        f"{{stride = [{stride}, {stride}], padding = [{padding}, {padding}], "
+        f"dilation = [{dilation}, {dilation}], groups = {groups}"
+    )
+    close(
+        run_op("conv2d", [x.detach().numpy(), w.detach().numpy()], [out.shape], conv + "}")[0], out
+    )
+    gx = run_op(
+        "conv2d_backward_input",
+        [g.numpy(), w.detach().numpy()],
+        [x.shape],
+        conv + f", input_shape = {list(x.shape)}}}",
+    )[0]
     close(gx, x.grad)
-    gw = run_op("conv2d_backward_weight", [g.numpy(), x.detach().numpy()], [w.shape],
-                conv + f", weight_shape = {list(w.shape)}}}")[0]
+    gw = run_op(
+        "conv2d_backward_weight",
+        [g.numpy(), x.detach().numpy()],
+        [w.shape],
+        conv + f", weight_shape = {list(w.shape)}}}",
+    )[0]
     close(gw, w.grad, atol=1e-4)
 
 
@@ -81,8 +100,9 @@ def test_batch_norm_training_forward_and_backward() -> None:
     args = [x.detach().numpy(), w.detach().numpy(), b.detach().numpy()]
     y, mean, invstd = run_op("batch_norm", args, [x.shape, (3,), (3,)])
     close(y, out, atol=1e-5)
-    gx, gw, gb = run_op("batch_norm_backward", [g.numpy(), args[0], args[1], mean, invstd],
-                        [x.shape, (3,), (3,)])
+    gx, gw, gb = run_op(
+        "batch_norm_backward", [g.numpy(), args[0], args[1], mean, invstd], [x.shape, (3,), (3,)]
+    )
     close(gx, x.grad, atol=1e-4)
     close(gw, w.grad, atol=1e-4)
     close(gb, b.grad, atol=1e-4)
@@ -98,8 +118,9 @@ def test_layer_norm_forward_and_backward() -> None:
     args = [x.detach().numpy(), w.detach().numpy(), b.detach().numpy()]
     y, mean, rstd = run_op("layer_norm", args, [x.shape, (3, 4, 1), (3, 4, 1)])
     close(y, out)
-    gx, gw, gb = run_op("layer_norm_backward", [g.numpy(), args[0], mean, rstd, args[1]],
-                        [x.shape, (6,), (6,)])
+    gx, gw, gb = run_op(
+        "layer_norm_backward", [g.numpy(), args[0], mean, rstd, args[1]], [x.shape, (6,), (6,)]
+    )
     close(gx, x.grad, atol=1e-4)
     close(gw, w.grad, atol=1e-4)
     close(gb, b.grad, atol=1e-4)
@@ -147,8 +168,11 @@ def test_cross_entropy_and_backward() -> None:
     loss.backward()
     ours = run_op("cross_entropy", [logits.detach().numpy(), labels.numpy()], [()])[0]
     close(ours, loss)
-    grad = run_op("cross_entropy_backward",
-                  [np.ones((), np.float32), logits.detach().numpy(), labels.numpy()], [(6, 5)])
+    grad = run_op(
+        "cross_entropy_backward",
+        [np.ones((), np.float32), logits.detach().numpy(), labels.numpy()],
+        [(6, 5)],
+    )
     close(grad[0], logits.grad)
 
 
@@ -161,8 +185,12 @@ def test_sgd_matches_torch_optimizer() -> None:
     for _ in range(2):
         p.grad = torch.tensor(grad)
         opt.step()
-        p0, buf = run_op("sgd_update", [p0, grad, buf], [p0.shape, p0.shape],
-                         "{lr = 0.1, momentum = 0.9, weight_decay = 0.01}")
+        p0, buf = run_op(
+            "sgd_update",
+            [p0, grad, buf],
+            [p0.shape, p0.shape],
+            "{lr = 0.1, momentum = 0.9, weight_decay = 0.01}",
+        )
     close(p0, p)
 
 
@@ -174,16 +202,24 @@ def test_adam_matches_torch_optimizer() -> None:
         grad = rand(4, 3)
         p.grad = torch.tensor(grad)
         opt.step()
-        p0, m, v = run_op("adam_update", [p0, grad, m, v, np.asarray(step, np.float32)],
-                          [p0.shape] * 3, "{lr = 0.01, weight_decay = 0.1}")
+        p0, m, v = run_op(
+            "adam_update",
+            [p0, grad, m, v, np.asarray(step, np.float32)],
+            [p0.shape] * 3,
+            "{lr = 0.01, weight_decay = 0.1}",
+        )
     close(p0, p)
 
 
 def test_linear_matmul_and_reductions() -> None:
     x, w, b = rand(3, 5), rand(4, 5), rand(4)
     close(run_op("linear", [x, w, b], [(3, 4)])[0], F.linear(*map(torch.tensor, (x, w, b))))
-    close(run_op("matmul", [x, w], [(3, 4)], "{transpose_b = true}")[0],
-          torch.tensor(x) @ torch.tensor(w).T)
-    close(run_op("reduce_mean", [x], [(3, 1)], "{axes = [-1], keepdim = true}")[0],
-          torch.tensor(x).mean(-1, keepdim=True))
+    close(
+        run_op("matmul", [x, w], [(3, 4)], "{transpose_b = true}")[0],
+        torch.tensor(x) @ torch.tensor(w).T,
+    )
+    close(
+        run_op("reduce_mean", [x], [(3, 1)], "{axes = [-1], keepdim = true}")[0],
+        torch.tensor(x).mean(-1, keepdim=True),
+    )
     close(run_op("reduce_max", [x], [(5,)], "{axes = [0]}")[0], torch.tensor(x).amax(0))

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from acf.compiler.interp import run_func
 from acf.compiler.ir import TensorType
 from acf.compiler.parser import parse_module
 from acf.compiler.pass_manager import PassManager, parse_pipeline
 from acf.compiler.printer import print_module
 from acf.compiler.sparse_encoding import format_to_encoding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SIZES = (2, 3, 4)
 UNARY = ("relu", "neg", "exp")
@@ -32,8 +31,9 @@ class ProgramBuilder:
 
     def arg(self, shape: tuple[int, ...], encoding: str | None = None) -> str:
         name = f"%arg{len(self.args)}"
-        self.args.append((name, TensorType(shape, "f32",
-                                           format_to_encoding(encoding) if encoding else None)))
+        self.args.append(
+            (name, TensorType(shape, "f32", format_to_encoding(encoding) if encoding else None))
+        )
         self.values.append((name, shape))
         return name
 
@@ -47,8 +47,10 @@ class ProgramBuilder:
         name = f"%v{len(self.lines)}"
         types = ", ".join(self.type_of(v) for v in operands) or "()"
         loc = self.draw(st.sampled_from(["", f' loc("model.py":{len(self.lines) + 1}:3)']))
-        self.lines.append(f"  {name} = graph.{op}{''.join(' ' + ', '.join(operands))}{attrs} : {types} -> "
-                          f"{TensorType(shape)}{loc}")
+        self.lines.append(
+            f"  {name} = graph.{op}{''.join(' ' + ', '.join(operands))}{attrs} : {types} -> "
+            f"{TensorType(shape)}{loc}"
+        )
         self.values.append((name, shape))
         return name
 
@@ -57,20 +59,36 @@ class ProgramBuilder:
         return self.draw(st.sampled_from(choices))
 
     def constant(self, shape: tuple[int, ...], value: float) -> str:
-        return self.emit("constant", [], shape,
-                         f" {{value = dense<{value!r}> : {TensorType(shape)}}}")
+        return self.emit(
+            "constant", [], shape, f" {{value = dense<{value!r}> : {TensorType(shape)}}}"
+        )
 
     def step(self) -> None:
-        kind = self.draw(st.sampled_from(
-            ["unary", "binary", "identity", "matmul", "transpose", "reshape", "reduce",
-             "duplicate", "masked_matmul"]))
+        kind = self.draw(
+            st.sampled_from(
+                [
+                    "unary",
+                    "binary",
+                    "identity",
+                    "matmul",
+                    "transpose",
+                    "reshape",
+                    "reduce",
+                    "duplicate",
+                    "masked_matmul",
+                ]
+            )
+        )
         x, shape = self.pick()
         if kind == "unary":
             self.emit(self.draw(st.sampled_from(UNARY)), [x], shape)
         elif kind == "binary":
-            y, yshape = self.draw(st.sampled_from([v for v in self.values if v[1] == shape]
-                                                  + [v for v in self.values
-                                                     if v[1] == shape[-1:]]))
+            y, _ = self.draw(
+                st.sampled_from(
+                    [v for v in self.values if v[1] == shape]
+                    + [v for v in self.values if v[1] == shape[-1:]]
+                )
+            )
             self.emit(self.draw(st.sampled_from(BINARY)), [x, y], shape)
         elif kind == "identity":  # x * 1, x + 0 for canonicalize
             op, value = self.draw(st.sampled_from([("mul", 1.0), ("add", 0.0), ("div", 1.0)]))
@@ -100,13 +118,21 @@ class ProgramBuilder:
             self.emit(op, [x], shape)
 
     def text(self) -> str:
-        results = self.draw(st.lists(st.sampled_from(self.values[len(self.args):] or self.values),
-                                     min_size=1, max_size=3))
+        results = self.draw(
+            st.lists(
+                st.sampled_from(self.values[len(self.args) :] or self.values),
+                min_size=1,
+                max_size=3,
+            )
+        )
         params = ", ".join(f"{n}: {ty}" for n, ty in self.args)
         rtypes = ", ".join(self.type_of(n) for n, _ in results)
         ret = f"  graph.return {', '.join(n for n, _ in results)} : {rtypes}"
-        return (f"graph.func @random({params}) -> ({rtypes}) {{\n"
-                + "\n".join(self.lines + [ret]) + "\n}\n")
+        return (
+            f"graph.func @random({params}) -> ({rtypes}) {{\n"
+            + "\n".join(self.lines + [ret])
+            + "\n}\n"
+        )
 
 
 @st.composite
