@@ -4,12 +4,14 @@ An op is a small class::
 
     @register_op
     class Matmul(OpDef):
-        '''``%c = graph.matmul %a, %b {transpose_b = true} : tensor<4x8xf32>, tensor<16x8xf32> -> tensor<4x16xf32>``'''
+        '''``graph.matmul %a, %b {transpose_b = true}``: a·b, optional transposes.'''
+
         name = "graph.matmul"
-        operands = ("a", "b")
-        results = ("out",)
-        attributes = {"transpose_a": attr("bool", False), "transpose_b": attr("bool", False)}
+        operands = ("a", "b")            # default: ("x",)
+        results = ("out",)               # the default
+        attributes = attrs(transpose_a=attr("bool", False), transpose_b=attr("bool", False))
         infer = staticmethod(shape_rules.matmul)
+        verify = staticmethod(extra_checks)   # optional hook, raises VerifyError
 
 Operand names ending in ``?`` are optional (only at the end), one ending in ``*`` is
 variadic. ``verify_op`` checks counts, attribute kinds, and that the declared result types
@@ -18,8 +20,9 @@ agree with ``infer`` (shape and element type; a result may add a sparse encoding
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 from .ir import Attribute, DenseElements, Operation, TensorType, Type
@@ -56,6 +59,11 @@ class AttrSpec:
         return isinstance(value, DenseElements)
 
 
+def attrs(**specs: AttrSpec) -> Mapping[str, AttrSpec]:
+    """An op's attribute table (read-only): ``attrs(axis=attr("int", -1))``."""
+    return MappingProxyType(specs)
+
+
 def attr(kind: str, default: object = _REQUIRED) -> AttrSpec:
     """Declare an attribute: ``attr("ints", [1, 1])``; no default means required."""
     assert kind in ATTR_KINDS, kind
@@ -70,14 +78,18 @@ class OpDef:
     """Base of op definitions: a name, operand/result names, attributes and a shape rule."""
 
     name: ClassVar[str]
-    operands: ClassVar[tuple[str, ...]] = ()
-    results: ClassVar[tuple[str, ...]] = ()
-    attributes: ClassVar[dict[str, AttrSpec]] = {}
-    infer: ClassVar[Callable[[Sequence[TensorType], Mapping[str, Attribute]], list[TensorType]]]
+    operands: ClassVar[tuple[str, ...]] = ("x",)
+    results: ClassVar[tuple[str, ...]] = ("out",)
+    attributes: ClassVar[Mapping[str, AttrSpec]] = MappingProxyType({})
     custom_form: ClassVar[bool] = True
 
-    @classmethod
-    def verify(cls, op: Operation) -> None:
+    @staticmethod
+    def infer(ts: Sequence[TensorType], attrs: Mapping[str, Attribute]) -> list[TensorType]:
+        """Result types from operand types and attributes (a rule from ``shape_rules``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def verify(op: Operation) -> None:
         """Extra checks beyond counts, attributes and shapes (override when needed)."""
 
 
@@ -177,7 +189,12 @@ def verify_op(op: Operation) -> None:
             raise VerifyError(
                 f"result #{i} of '{op.name}' has type {result.type}, but its operands give {want}"
             )
-    spec.verify(op)
+    try:
+        spec.verify(op)
+    except VerifyError as err:
+        raise VerifyError(f"'{op.name}': {err}") from None
 
 
-from . import graph_ops as _graph_ops  # noqa: F401  (registers the graph dialect)
+# Importing the op modules registers the graph dialect.
+from . import graph_nn_ops as _graph_nn_ops  # noqa: F401
+from . import graph_ops as _graph_ops  # noqa: F401

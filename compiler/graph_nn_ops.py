@@ -1,0 +1,276 @@
+"""The ``graph`` dialect, training ops: convolution, pooling, normalization, activations
+and their backward ops, the loss and the optimizer updates (see ``graph_ops.py`` for the
+conventions; shape rules live in ``shape_rules.py``).
+"""
+
+from __future__ import annotations
+
+from . import shape_rules as rules
+from .dialect import OpDef, VerifyError, attr, attrs, attrs_of, register_op
+from .graph_ops import UnaryOp
+from .ir import Operation
+
+CONV = attrs(
+    stride=attr("ints", [1, 1]),
+    padding=attr("ints", [0, 0]),
+    dilation=attr("ints", [1, 1]),
+    groups=attr("int", 1),
+)
+POOL = attrs(kernel_size=attr("ints"), stride=attr("ints", []), padding=attr("ints", [0, 0]))
+AVG_POOL = attrs(**POOL, count_include_pad=attr("bool", True))
+AXIS = attrs(axis=attr("int", -1))
+GELU = attrs(approximate=attr("str", "none"))
+
+
+# --- convolution and pooling -----------------------------------------------------------------
+@register_op
+class Conv2d(OpDef):
+    """``graph.conv2d %x, %w {stride = [2, 2], padding = [1, 1]}``: NCHW input, OIHW weight."""
+
+    name = "graph.conv2d"
+    operands = ("x", "weight", "bias?")
+    attributes = CONV
+    infer = staticmethod(rules.conv2d)
+
+
+@register_op
+class Conv2dBackwardInput(OpDef):
+    """``graph.conv2d_backward_input %grad_out, %w {input_shape = [N, C, H, W], ...}``."""
+
+    name = "graph.conv2d_backward_input"
+    operands = ("grad_out", "weight")
+    results = ("grad_x",)
+    attributes = attrs(input_shape=attr("ints"), **CONV)
+    infer = staticmethod(rules.conv2d_backward_input)
+
+
+@register_op
+class Conv2dBackwardWeight(OpDef):
+    """``graph.conv2d_backward_weight %grad_out, %x {weight_shape = [O, C/g, KH, KW], ...}``."""
+
+    name = "graph.conv2d_backward_weight"
+    operands = ("grad_out", "x")
+    results = ("grad_weight",)
+    attributes = attrs(weight_shape=attr("ints"), **CONV)
+    infer = staticmethod(rules.conv2d_backward_weight)
+
+
+@register_op
+class MaxPool2d(OpDef):
+    """``graph.max_pool2d %x {kernel_size = [2, 2]}`` (stride defaults to the kernel)."""
+
+    name = "graph.max_pool2d"
+    attributes = POOL
+    infer = staticmethod(rules.pool2d)
+
+
+@register_op
+class MaxPool2dBackward(OpDef):
+    """``graph.max_pool2d_backward %grad_out, %x``: each gradient to its window's first max."""
+
+    name = "graph.max_pool2d_backward"
+    operands = ("grad_out", "x")
+    results = ("grad_x",)
+    attributes = POOL
+    infer = staticmethod(rules.pool2d_backward)
+
+
+@register_op
+class AvgPool2d(OpDef):
+    """``graph.avg_pool2d %x {kernel_size = [2, 2], count_include_pad = true}``."""
+
+    name = "graph.avg_pool2d"
+    attributes = AVG_POOL
+    infer = staticmethod(rules.pool2d)
+
+
+@register_op
+class AvgPool2dBackward(OpDef):
+    """``graph.avg_pool2d_backward %grad_out, %x``: spreads each gradient over its window."""
+
+    name = "graph.avg_pool2d_backward"
+    operands = ("grad_out", "x")
+    results = ("grad_x",)
+    attributes = AVG_POOL
+    infer = staticmethod(rules.pool2d_backward)
+
+
+# --- normalization ---------------------------------------------------------------------
+@register_op
+class BatchNorm(OpDef):
+    """``%out, %mean, %invstd = graph.batch_norm %x, %w, %b {eps = 1e-05}`` (training mode,
+    statistics over every dim but 1, biased variance)."""
+
+    name = "graph.batch_norm"
+    operands = ("x", "weight", "bias")
+    results = ("out", "mean", "invstd")
+    attributes = attrs(eps=attr("float", 1e-5))
+    infer = staticmethod(rules.batch_norm)
+
+
+@register_op
+class BatchNormBackward(OpDef):
+    """``%gx, %gw, %gb = graph.batch_norm_backward %g, %x, %w, %mean, %invstd``."""
+
+    name = "graph.batch_norm_backward"
+    operands = ("grad_out", "x", "weight", "mean", "invstd")
+    results = ("grad_x", "grad_weight", "grad_bias")
+    infer = staticmethod(rules.batch_norm_backward)
+
+
+@register_op
+class LayerNorm(OpDef):
+    """``%out, %mean, %rstd = graph.layer_norm %x, %w, %b {normalized_rank = 1}``."""
+
+    name = "graph.layer_norm"
+    operands = ("x", "weight", "bias")
+    results = ("out", "mean", "rstd")
+    attributes = attrs(normalized_rank=attr("int", 1), eps=attr("float", 1e-5))
+    infer = staticmethod(rules.layer_norm)
+
+
+@register_op
+class LayerNormBackward(OpDef):
+    """``%gx, %gw, %gb = graph.layer_norm_backward %g, %x, %mean, %rstd, %w``."""
+
+    name = "graph.layer_norm_backward"
+    operands = ("grad_out", "x", "mean", "rstd", "weight")
+    results = ("grad_x", "grad_weight", "grad_bias")
+    attributes = attrs(normalized_rank=attr("int", 1))
+    infer = staticmethod(rules.layer_norm_backward)
+
+
+# --- activations -------------------------------------------------------------------------
+class _Backward(OpDef):
+    operands = ("grad_out", "x")
+    results = ("grad_x",)
+    infer = staticmethod(rules.all_same)
+
+
+def _verify_gelu(op: Operation) -> None:
+    if attrs_of(op)["approximate"] not in ("none", "tanh"):
+        raise VerifyError('\'approximate\' must be "none" or "tanh"')
+
+
+@register_op
+class Relu(UnaryOp):
+    """``graph.relu %x``: max(x, 0)."""
+
+    name = "graph.relu"
+
+
+@register_op
+class ReluBackward(_Backward):
+    """``graph.relu_backward %grad_out, %x``: grad_out where x > 0, else 0."""
+
+    name = "graph.relu_backward"
+
+
+@register_op
+class Gelu(UnaryOp):
+    """``graph.gelu %x {approximate = "tanh"}``: exact (erf) GELU unless approximated."""
+
+    name = "graph.gelu"
+    attributes = GELU
+    verify = staticmethod(_verify_gelu)
+
+
+@register_op
+class GeluBackward(_Backward):
+    """``graph.gelu_backward %grad_out, %x``."""
+
+    name = "graph.gelu_backward"
+    attributes = GELU
+    verify = staticmethod(_verify_gelu)
+
+
+@register_op
+class Softmax(OpDef):
+    """``graph.softmax %x {axis = -1}``."""
+
+    name = "graph.softmax"
+    attributes = AXIS
+    infer = staticmethod(rules.axis_op)
+
+
+@register_op
+class SoftmaxBackward(OpDef):
+    """``graph.softmax_backward %grad_out, %out``: out * (g - sum(g * out, axis))."""
+
+    name = "graph.softmax_backward"
+    operands = ("grad_out", "out")
+    results = ("grad_x",)
+    attributes = AXIS
+    infer = staticmethod(rules.axis_op)
+
+
+@register_op
+class LogSoftmax(Softmax):
+    """``graph.log_softmax %x {axis = -1}``."""
+
+    name = "graph.log_softmax"
+
+
+@register_op
+class LogSoftmaxBackward(SoftmaxBackward):
+    """``graph.log_softmax_backward %grad_out, %out``: g - exp(out) * sum(g, axis)."""
+
+    name = "graph.log_softmax_backward"
+
+
+# --- loss and optimizers -------------------------------------------------
+@register_op
+class CrossEntropy(OpDef):
+    """``graph.cross_entropy %logits, %labels : tensor<NxCxf32>, tensor<Nxi64> -> tensor<f32>``
+    (mean over the batch)."""
+
+    name = "graph.cross_entropy"
+    operands = ("logits", "labels")
+    results = ("loss",)
+    infer = staticmethod(rules.cross_entropy)
+
+
+@register_op
+class CrossEntropyBackward(OpDef):
+    """``graph.cross_entropy_backward %g, %logits, %labels``: (softmax - onehot) * g / N."""
+
+    name = "graph.cross_entropy_backward"
+    operands = ("grad_loss", "logits", "labels")
+    results = ("grad_logits",)
+    infer = staticmethod(rules.cross_entropy_backward)
+
+
+@register_op
+class SgdUpdate(OpDef):
+    """``%p2, %buf2 = graph.sgd_update %p, %grad, %buf {lr = 0.1, momentum = 0.9}``.
+
+    PyTorch SGD: g = grad + wd*p; buf = momentum*buf + g; p -= lr*buf. A param with a
+    sparse encoding changes only at its non-zeros (its pattern is kept)."""
+
+    name = "graph.sgd_update"
+    operands = ("param", "grad", "momentum_buf")
+    results = ("new_param", "new_momentum_buf")
+    attributes = attrs(
+        lr=attr("float"), momentum=attr("float", 0.0), weight_decay=attr("float", 0.0)
+    )
+    infer = staticmethod(rules.sgd_update)
+
+
+@register_op
+class AdamUpdate(OpDef):
+    """``%p2, %m2, %v2 = graph.adam_update %p, %grad, %m, %v, %step {lr = 0.001}``.
+
+    PyTorch Adam with bias correction at ``step`` (1-based, a rank-0 tensor); a sparse
+    param as in ``sgd_update``."""
+
+    name = "graph.adam_update"
+    operands = ("param", "grad", "m", "v", "step")
+    results = ("new_param", "new_m", "new_v")
+    attributes = attrs(
+        lr=attr("float"),
+        beta1=attr("float", 0.9),
+        beta2=attr("float", 0.999),
+        eps=attr("float", 1e-8),
+        weight_decay=attr("float", 0.0),
+    )
+    infer = staticmethod(rules.adam_update)
