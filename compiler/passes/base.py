@@ -116,23 +116,33 @@ def erase_dead_ops(func: FuncOp) -> bool:
 
 
 def apply_patterns(func: FuncOp, patterns: Sequence[Pattern], max_rounds: int = 10) -> bool:
-    """Greedily apply ``patterns`` until nothing changes; returns whether anything did."""
+    """Greedily apply ``patterns`` until nothing changes; returns whether anything did.
+
+    Each round is one forward sweep: replaced results are recorded and substituted into
+    later operands as the sweep reaches them (uses always follow definitions), so a round
+    costs time linear in the number of ops.
+    """
     changed_any = False
     for _ in range(max_rounds):
         changed = False
+        replaced: dict[Value, Value] = {}
         for op in list(func.body.ops):
-            if op.parent_block is None:
-                continue
+            for user in op.walk():
+                user.operands = [_resolve(replaced, v) for v in user.operands]
             for pattern in patterns:
                 replacement = pattern(op)
-                if replacement is None:
-                    continue
-                for old, new in zip(op.results, replacement):
-                    old.replace_all_uses_with(new)
-                changed = True
-                break
+                if replacement is not None:
+                    replaced.update(zip(op.results, replacement))
+                    changed = True
+                    break
         changed = erase_dead_ops(func) or changed
         changed_any = changed_any or changed
         if not changed:
             break
     return changed_any
+
+
+def _resolve(replaced: dict[Value, Value], value: Value) -> Value:
+    while value in replaced:
+        value = replaced[value]
+    return value

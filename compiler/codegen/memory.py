@@ -1,0 +1,190 @@
+"""Memory planning: a DRAM buffer for every value of a function.
+
+Arguments and results become ``.tensor`` symbols named after the IR argument names and
+``result0``, ``result1``... so the runtime binds inputs and reads outputs by name. A tensor
+whose type carries a sparse encoding is a tiled sparse symbol in that format
+(``encoding_to_format``) with the tile shape the tiler chose; everything else is dense,
+row-major. Intermediates get 64-byte-aligned bump allocations, and a buffer is reused
+(first fit) after the last use of every value it holds. ``graph.reshape`` of a dense value
+aliases its operand's buffer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from acf.isa.program import Symbol
+from acf.isa.symbols import symbol_nbytes
+
+from ..ir import FuncOp, Operation, TensorType, Value
+from ..sparse_encoding import encoding_to_format
+
+ALIGN = 64
+BASE = 0x1000
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """Where a value lives in DRAM, in which format (tile = packed tile shape if sparse)."""
+
+    addr: int
+    shape: tuple[int, ...]
+    fmt: str = "dense"
+    tile: tuple[int, int] = (0, 0)
+    name: str = ""
+
+    @property
+    def rows_cols(self) -> tuple[int, int]:
+        """The 2-D view: leading dims x last dim (a scalar is 1 x 1)."""
+        if not self.shape:
+            return (1, 1)
+        return (math.prod(self.shape[:-1]), self.shape[-1])
+
+    @property
+    def sparse(self) -> bool:
+        return self.fmt != "dense"
+
+    def symbol(self) -> Symbol:
+        return Symbol(
+            self.name,
+            "dram",
+            self.addr,
+            self.shape,
+            "f32",
+            self.fmt,
+            tile=self.tile if self.sparse else (),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return self.symbol().nbytes if self.sparse else 4 * math.prod(self.shape)
+
+
+def value_format(value: Value) -> str:
+    t = value.type
+    if isinstance(t, TensorType) and t.encoding is not None:
+        return encoding_to_format(t.encoding)
+    return "dense"
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+class Heap:
+    """Bump allocation with first-fit reuse of freed blocks."""
+
+    def __init__(self, start: int) -> None:
+        self.top = _align(start)
+        self.free: list[tuple[int, int]] = []  # (addr, size)
+
+    def alloc(self, nbytes: int) -> int:
+        size = _align(max(nbytes, 1))
+        for i, (addr, have) in enumerate(self.free):
+            if have >= size:
+                if have > size:
+                    self.free[i] = (addr + size, have - size)
+                else:
+                    del self.free[i]
+                return addr
+        addr, self.top = self.top, self.top + size
+        return addr
+
+    def release(self, addr: int, nbytes: int) -> None:
+        self.free.append((addr, _align(max(nbytes, 1))))
+        self.free.sort()
+
+
+@dataclass
+class MemoryPlan:
+    """Buffers of every value, the symbols to declare, and the DRAM high-water mark."""
+
+    buffers: dict[Value, Buffer]
+    symbols: dict[str, Symbol]
+    top: int
+
+
+def plan_memory(
+    func: FuncOp,
+    tile: tuple[int, int],
+    extra: dict[str, tuple[int, ...]],
+    arg_shapes: dict[Value, tuple[int, ...]] | None = None,
+) -> MemoryPlan:
+    """Assign DRAM to ``func``'s arguments, results and intermediates.
+
+    ``extra`` names additional dense symbols (``hyper``, constants) with their shapes;
+    ``arg_shapes`` overrides the stored shape of an argument (one-hot labels).
+    """
+    buffers: dict[Value, Buffer] = {}
+    symbols: dict[str, Symbol] = {}
+    top = BASE
+    arg_shapes = arg_shapes or {}
+
+    def declare(name: str, shape: tuple[int, ...], fmt: str) -> Buffer:
+        nonlocal top
+        buf = Buffer(top, shape, fmt, tile if fmt != "dense" else (0, 0), name)
+        symbols[name] = buf.symbol()
+        top = _align(top + max(symbol_nbytes(symbols[name]), 4))
+        return buf
+
+    for arg in func.arguments:
+        shape = arg_shapes.get(arg, arg.type.shape)  # type: ignore[union-attr]
+        buffers[arg] = declare(arg.name_hint or f"arg{arg.index}", shape, value_format(arg))
+    ret = func.return_op
+    returned = list(ret.operands) if ret is not None else []
+    result_buf: dict[Value, Buffer] = {}
+    for i, v in enumerate(returned):
+        buf = declare(f"result{i}", v.type.shape, value_format(v))  # type: ignore[union-attr]
+        if v not in result_buf and v not in buffers:
+            result_buf[v] = buf
+    for name, shape in extra.items():
+        declare(name, shape, "dense")
+
+    ops = func.body.ops
+    last_use: dict[Value, int] = {}
+    for i, op in enumerate(ops):
+        for v in op.operands:
+            last_use[v] = i
+    alias_root: dict[Value, Value] = {}
+    heap = Heap(top)
+    held: dict[Value, Buffer] = {}  # root value -> heap buffer
+    for i, op in enumerate(ops):
+        if op.name == "graph.return":
+            break
+        for r in op.results:
+            if r in result_buf:
+                buffers[r] = result_buf[r]
+            elif _aliases(op) and not buffers[op.operands[0]].sparse:
+                src = buffers[op.operands[0]]
+                buffers[r] = Buffer(src.addr, r.type.shape, "dense", name=src.name)  # type: ignore[union-attr]
+                alias_root[r] = alias_root.get(op.operands[0], op.operands[0])
+            else:
+                fmt = value_format(r)
+                probe = Buffer(0, r.type.shape, fmt, tile if fmt != "dense" else (0, 0))  # type: ignore[union-attr]
+                buffers[r] = Buffer(heap.alloc(probe.nbytes), probe.shape, fmt, probe.tile)
+                held[r] = buffers[r]
+        for v in set(op.operands) | set(op.results):
+            _release_if_dead(v, i, last_use, alias_root, held, heap)
+    return MemoryPlan(buffers, symbols, heap.top)
+
+
+def _aliases(op: Operation) -> bool:
+    return op.name == "graph.reshape"
+
+
+def _release_if_dead(
+    v: Value,
+    i: int,
+    last_use: dict[Value, int],
+    alias_root: dict[Value, Value],
+    held: dict[Value, Buffer],
+    heap: Heap,
+) -> None:
+    root = alias_root.get(v, v)
+    if root not in held:
+        return
+    group = [root] + [a for a, r in alias_root.items() if r is root]
+    if all(last_use.get(a, -1) <= i for a in group):
+        buf = held.pop(root)
+        heap.release(buf.addr, buf.nbytes)

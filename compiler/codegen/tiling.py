@@ -1,0 +1,95 @@
+"""Tiling: the tile sizes of a compilation, checked against the target's buffers.
+
+One square tile side ``T`` serves every matmul dimension (TM = TN = TK = T) so that a
+sparse tensor has one packed-tile grid whatever role it plays (forward weight, transposed
+in the backward-data GEMM, sampled in the SDDMM weight gradient). ``T`` is the largest
+multiple of the PE array (rows and columns) such that double-buffered A and B tiles plus a
+double-buffered sampling tile fit the scratchpad and a double-buffered C tile fits the
+accumulator. Vector kernels use tiles of at most ``T*T`` elements.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from acf.isa.target import Target
+
+F32 = 4
+MAX_DIM = 65535  # rows/cols fields are 16 bits
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """``t``: the square matmul tile side; ``elems``: the vector-kernel tile budget."""
+
+    t: int
+    spad_bytes: int
+    acc_bytes: int
+
+    @property
+    def elems(self) -> int:
+        return self.t * self.t
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.t, self.t)
+
+
+def matmul_spad_bytes(t: int) -> int:
+    """Scratchpad bytes of the matmul kernel at tile side t: 2 x (A, B, S) tiles."""
+    return 2 * 3 * t * t * F32
+
+
+def matmul_acc_bytes(t: int) -> int:
+    return 2 * t * t * F32
+
+
+def choose_tiling(target: Target, tile: int = 0) -> Tiling:
+    """The largest PE-aligned tile side that fits (or ``tile`` if given and it fits).
+
+    Raises ``ValueError`` saying which buffer is too small.
+    """
+    c = target.cluster
+    spad, acc = int(c.spad_bytes), int(c.acc_bytes)
+    step = math.lcm(int(c.pe_rows), int(c.pe_cols))
+    if tile:
+        if matmul_spad_bytes(tile) > spad or matmul_acc_bytes(tile) > acc:
+            raise ValueError(
+                f"tile {tile}x{tile} needs {matmul_spad_bytes(tile)} scratchpad bytes and "
+                f"{matmul_acc_bytes(tile)} accumulator bytes; {target.name} has {spad} and {acc}"
+            )
+        return Tiling(tile, spad, acc)
+    t = step
+    if matmul_spad_bytes(t) > spad or matmul_acc_bytes(t) > acc:
+        t = 1
+        while matmul_spad_bytes(t + 1) <= spad and matmul_acc_bytes(t + 1) <= acc:
+            t += 1
+        if matmul_spad_bytes(t) > spad:
+            raise ValueError(
+                f"{target.name}: the scratchpad ({spad} bytes) cannot hold one "
+                "double-buffered 1x1 tile set"
+            )
+        return Tiling(t, spad, acc)
+    while (
+        matmul_spad_bytes(t + step) <= spad
+        and matmul_acc_bytes(t + step) <= acc
+        and t + step <= 256
+    ):
+        t += step
+    return Tiling(t, spad, acc)
+
+
+def row_block(cols: int, tiling: Tiling, buffers: int) -> int:
+    """Rows per tile for a row-wise kernel (softmax...) keeping ``buffers`` tiles of
+    ``rows x cols`` in the scratchpad; 0 when a single row does not fit."""
+    if cols * F32 * buffers > tiling.spad_bytes or cols > MAX_DIM:
+        return 0
+    return max(1, min(tiling.elems // max(cols, 1), tiling.spad_bytes // (cols * F32 * buffers)))
+
+
+def vector_tile(rows: int, cols: int, tiling: Tiling) -> tuple[int, int]:
+    """(tile rows, tile cols) of at most ``tiling.elems`` elements for a rows x cols view."""
+    tc = max(1, min(cols, tiling.elems, MAX_DIM))
+    tr = max(1, min(rows, tiling.elems // tc, MAX_DIM))
+    return tr, tc
