@@ -1,0 +1,78 @@
+"""N:M fine-grained structured sparsity: in every group of M consecutive weights along the
+input dimension (Linear rows; Conv2d flattened over in*kh*kw) exactly N are non-zero.
+
+``nm``: one-shot magnitude N:M at construction, fixed afterwards.
+``nm-srste``: Zhou et al. 2021. The forward pass uses the N:M-masked weights, the gradient
+reaches the dense weights straight through (STE), refined by ``lambda_w * (1 - M) * W``:
+``W <- W - lr * (g(W * M) + lambda_w * (1 - M) * W)``. The mask is recomputed from the dense
+weights after every step, so every step needs the dense weight gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from acf.algorithms.base import SparsityAlgorithm
+from acf.algorithms.structure import nm_mask
+
+
+class NM(SparsityAlgorithm):
+    name = "nm"
+    updates_masks = False
+
+    def __init__(self, model, optimizer, density=None, *, n: int = 2, m: int = 4, **kwargs):
+        if not (isinstance(n, int) and isinstance(m, int)) or n < 0 or m < 1 or n > m:
+            raise ValueError(f"N:M needs integers 0 <= N <= M and M >= 1, got N={n}, M={m}")
+        if density is not None and abs(float(density) - n / m) > 1e-9:
+            raise ValueError(f"{self.name}: density is fixed at N/M = {n}/{m}; got {density}")
+        self.n, self.m = n, m
+        kwargs.pop("distribution", None)
+        super().__init__(model, optimizer, n / m, **kwargs)
+
+    def init_masks(self) -> dict[str, torch.Tensor]:
+        return {n: nm_mask(p.detach().abs(), self.n, self.m) for n, p in self.params.items()}
+
+
+class NMSRSTE(NM):
+    name = "nm-srste"
+    updates_masks = True
+    masks_weights = False  # the dense weights live on; only the forward sees W * M
+    zero_grown = False
+
+    def __init__(self, *args, lambda_w: float = 2e-4, **kwargs):
+        if lambda_w < 0:
+            raise ValueError(f"lambda_w must be >= 0, got {lambda_w}")
+        self.lambda_w = float(lambda_w)
+        self.dense: dict[str, torch.Tensor] = {}
+        super().__init__(*args, **kwargs)
+
+    def _remask(self) -> dict[str, torch.Tensor]:
+        masks = {}
+        for name, p in self.params.items():
+            self.dense[name] = p.detach().clone()
+            masks[name] = nm_mask(self.dense[name].abs(), self.n, self.m)
+            p.mul_(masks[name])  # the next forward sees W * M
+        return masks
+
+    def init_masks(self) -> dict[str, torch.Tensor]:
+        return self._remask()
+
+    def is_update_step(self, step: int) -> bool:
+        return step > 0
+
+    def needs_dense_grad(self, step: int) -> bool:
+        return True
+
+    def masks_grads(self, step: int) -> bool:
+        return False
+
+    @torch.no_grad()
+    def before_optimizer_step(self) -> None:
+        for name, p in self.params.items():
+            dense = self.dense[name]
+            if p.grad is not None:
+                p.grad.add_(dense * ~self.masks[name], alpha=self.lambda_w)
+            p.copy_(dense)  # the optimizer updates the dense weights
+
+    def update(self, step: int) -> dict[str, torch.Tensor]:
+        return self._remask()

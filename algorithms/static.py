@@ -1,0 +1,31 @@
+"""Static sparsity: a mask fixed at construction, random or by weight magnitude."""
+
+from __future__ import annotations
+
+import torch
+
+from acf.algorithms.base import SparsityAlgorithm
+from acf.algorithms.structure import topk_mask
+
+
+class StaticRandom(SparsityAlgorithm):
+    """Uniformly random mask with exactly ``round(density * numel)`` active weights per layer."""
+
+    name = "static-random"
+    updates_masks = False
+
+    def init_masks(self) -> dict[str, torch.Tensor]:
+        return {
+            n: topk_mask(torch.rand(p.shape, generator=self.generator), self.nnz_target(n))
+            for n, p in self.params.items()
+        }
+
+
+class StaticMagnitude(SparsityAlgorithm):
+    """One-shot magnitude pruning of the initial weights (largest ``|w|`` kept)."""
+
+    name = "static-magnitude"
+    updates_masks = False
+
+    def init_masks(self) -> dict[str, torch.Tensor]:
+        return {n: topk_mask(p.detach().abs(), self.nnz_target(n)) for n, p in self.params.items()}

@@ -1,0 +1,57 @@
+import pytest
+import torch
+from torch import nn
+
+from acf import algorithms
+from acf.algorithms import erk_densities, sparsifiable
+from tests.algorithms.helpers import sgd
+
+
+def net():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3), nn.Conv2d(16, 32, 3), nn.Conv2d(32, 64, 3), nn.Flatten(),
+        nn.Linear(64, 256), nn.Linear(256, 512), nn.Linear(512, 10),
+    )
+
+
+def test_default_selection_and_options():
+    model = net()
+    assert sparsifiable(model) == ["1.weight", "2.weight", "4.weight", "5.weight", "6.weight"]
+    assert sparsifiable(model, exclude_first_conv=False, exclude_last_linear=True) == [
+        "0.weight", "1.weight", "2.weight", "4.weight", "5.weight"
+    ]
+
+
+@pytest.mark.parametrize("density", [0.05, 0.1, 0.3, 0.6])
+def test_erk_overall_density_and_order(density):
+    model = net()
+    alg = algorithms.create("static-random", model, sgd(model), density=density, distribution="erk")
+    report = alg.density_report()
+    assert abs(report["density"] - density) < 1e-3
+    ratio = {n: sum(p.shape) / p.numel() for n, p in alg.params.items()}
+    by_size = sorted(alg.params, key=lambda n: ratio[n])
+    dens = [alg.densities[n] for n in by_size]
+    assert dens == sorted(dens)  # larger ERK ratio (smaller layer) -> larger density
+    assert alg.densities["6.weight"] > alg.densities["5.weight"]
+    assert all(0.0 <= d <= 1.0 for d in alg.densities.values())
+
+
+def test_erk_caps_dense_layers_and_rescales():
+    shapes = {"big": torch.Size([1000, 1000]), "small": torch.Size([10, 10])}
+    d = erk_densities(shapes, 0.5)
+    assert d["small"] == 1.0
+    total = 1000 * 1000 + 100
+    assert abs((d["big"] * 1e6 + 100) / total - 0.5) < 1e-9
+
+
+def test_uniform_and_per_layer():
+    model = net()
+    alg = algorithms.create("static-magnitude", model, sgd(model), density=0.25)
+    for name, layer in alg.density_report()["layers"].items():
+        assert layer["nnz"] == round(0.25 * layer["numel"]), name
+    per = {n: 0.1 * (i + 1) for i, n in enumerate(sparsifiable(model))}
+    other = net()
+    alg = algorithms.create("static-random", other, sgd(other), density=per)
+    for name, layer in alg.density_report()["layers"].items():
+        assert layer["nnz"] == round(per[name] * layer["numel"])
