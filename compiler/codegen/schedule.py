@@ -81,14 +81,8 @@ class ClusterStream:
         self.last_writer: dict[Slot, int] = {}
         self.readers: dict[Slot, list[int]] = {}
 
-    def emit(
-        self,
-        mnemonic: str,
-        loc: SourceLoc,
-        reads: tuple[Slot, ...] = (),
-        writes: tuple[Slot, ...] = (),
-        **args: Any,
-    ) -> int:
+    def emit(self, mnemonic: str, loc: SourceLoc, reads: tuple[Slot, ...] = (),
+             writes: tuple[Slot, ...] = (), **args: Any) -> int:
         """Queue one instruction on this cluster; returns its index in the stream."""
         row = BY_MNEMONIC[mnemonic]
         if row.queued:

@@ -101,11 +101,8 @@ def instruction_op(ins: Instruction, loc: SourceLoc | None = None) -> Operation:
     for name, kind in fields_of(row).items():
         value = ins.args[name]
         default = 0 if name in HEADER_FIELDS else defaults.get(name)
-        if (
-            default is not None
-            and kind.check(name, default) == value
-            and type(value) is type(kind.check(name, default))
-        ):
+        if default is not None and kind.check(name, default) == value and type(value) is type(
+                kind.check(name, default)):
             continue
         attrs[name] = to_attribute(kind, value)
     location = None
@@ -123,12 +120,8 @@ def from_program(prog: Program, name: str = "main") -> Module:
     if prog.target:
         body.append(_decl("acf.target", name=prog.target))
     for sym in prog.symbols.values():
-        attrs: dict[str, Attribute] = {
-            "name": sym.name,
-            "space": sym.space,
-            "addr": sym.addr,
-            "shape": list(sym.shape),
-        }
+        attrs: dict[str, Attribute] = {"name": sym.name, "space": sym.space, "addr": sym.addr,
+                                       "shape": list(sym.shape)}
         if sym.dtype != "f32":
             attrs["dtype"] = sym.dtype
         if sym.fmt != "dense":
@@ -185,16 +178,10 @@ def instruction_of(op: Operation) -> Instruction:
 def _symbol(op: Operation) -> Symbol:
     a = op.attributes
     try:
-        return Symbol(
-            str(a["name"]),
-            str(a.get("space", "dram")),
-            int(a["addr"]),  # type: ignore[arg-type]
-            tuple(int(d) for d in a["shape"]),
-            str(a.get("dtype", "f32")),  # type: ignore[union-attr]
-            str(a.get("fmt", "dense")),
-            int(a.get("cluster", 0)),  # type: ignore[arg-type]
-            tuple(int(d) for d in a.get("tile", [])),
-        )  # type: ignore[union-attr]
+        return Symbol(str(a["name"]), str(a.get("space", "dram")), int(a["addr"]),  # type: ignore[arg-type]
+                      tuple(int(d) for d in a["shape"]), str(a.get("dtype", "f32")),  # type: ignore[union-attr]
+                      str(a.get("fmt", "dense")), int(a.get("cluster", 0)),  # type: ignore[arg-type]
+                      tuple(int(d) for d in a.get("tile", [])))  # type: ignore[union-attr]
     except (KeyError, TypeError, ValueError) as err:
         raise _err(op, f"bad symbol declaration ({err})") from None
 
@@ -218,9 +205,8 @@ def to_program(module: Module, func: str | None = None) -> Program:
             prog.instructions.append(instruction_of(op))
             if op.loc is not None or "op_id" in op.attributes:
                 loc = op.loc or Location("", 0, 0)
-                prog.debug[index] = SourceLoc(
-                    loc.file, loc.line, loc.layer or "", int(op.attributes.get("op_id", -1))
-                )  # type: ignore[arg-type]
+                prog.debug[index] = SourceLoc(loc.file, loc.line, loc.layer or "",
+                                              int(op.attributes.get("op_id", -1)))  # type: ignore[arg-type]
     return prog
 
 
