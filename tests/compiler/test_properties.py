@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from acf.compiler.interp import run_func
-from acf.compiler.ir import TensorType
+from acf.compiler.ir import Location, TensorType
 from acf.compiler.parser import parse_module
 from acf.compiler.pass_manager import PassManager, parse_pipeline
 from acf.compiler.printer import print_module
@@ -184,3 +184,39 @@ def test_passes_keep_interpreter_results(pipeline: str, text: str, seed: int) ->
         np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True)
     printed = print_module(module)
     assert print_module(parse_module(printed)) == printed
+
+
+attribute_values = st.recursive(
+    st.one_of(
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8),
+        st.sampled_from(['say "hi"', "back\\slash", "new\nline"]),
+    ),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@FAST
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), attribute_values, max_size=5
+    ),
+    st.integers(1, 10**6),
+    st.integers(1, 10**4),
+    st.text("abc.py/_ ", max_size=10),
+)
+def test_attributes_and_locations_round_trip(attrs: dict, line: int, col: int, file: str) -> None:
+    module = parse_module(
+        'graph.func @f() -> () {\n  "test.attrs"() : () -> ()\n  graph.return\n}\n'
+    )
+    op = module.funcs[0].body.ops[0]
+    op.attributes.update(attrs)
+    op.loc = Location(file, line, col, "layer.0")
+    printed = print_module(module)
+    reparsed = parse_module(printed)
+    assert print_module(reparsed) == printed
+    assert reparsed.funcs[0].body.ops[0].loc == op.loc
+    assert repr(reparsed.funcs[0].body.ops[0].attributes) == repr(attrs)
