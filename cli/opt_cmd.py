@@ -1,0 +1,15 @@
+"""``acfc opt in.acfir -p PIPELINE [options]``: the compiler's pass driver (see acf.compiler.opt)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the pass driver (try --help)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from acf.compiler.opt import main
+
+    return main(list(args.args))
