@@ -1,0 +1,103 @@
+"""RigL and SET: exact prune/grow sets, density preservation, dense-gradient requests."""
+
+import math
+
+import torch
+
+from acf import algorithms
+from tests.algorithms.helpers import fake_step, mlp, sgd
+
+
+def expected_rigl_mask(old, weight, grad, fraction):
+    """Reference: drop the k smallest |w| among active, grow the k largest |g| elsewhere."""
+    old, w, g = old.flatten(), weight.abs().flatten(), grad.abs().flatten()
+    active = torch.nonzero(old).flatten()
+    k = round(fraction * len(active))
+    keep = active[torch.argsort(w[active])][k:]
+    new = torch.zeros_like(old)
+    new[keep] = True
+    candidates = torch.nonzero(~new).flatten()
+    new[candidates[torch.argsort(g[candidates], descending=True)][:k]] = True
+    return new.reshape(weight.shape), k
+
+
+def test_rigl_grows_where_dense_grad_is_largest_and_keeps_density():
+    model = mlp(24, 32, 16)
+    opt = sgd(model, lr=0.1)
+    alg = algorithms.create("rigl", model, opt, density=0.2, delta_t=1, t_end=8, alpha=0.4)
+    counts = {n: int(m.sum()) for n, m in alg.masks.items()}
+    for step in range(8):
+        old = {n: m.clone() for n, m in alg.masks.items()}
+        grads = {n: torch.randn(p.shape) for n, p in model.named_parameters()}
+        assert alg.needs_dense_grad(step)
+        for n, p in model.named_parameters():
+            p.grad = grads[n].clone()
+        opt.step()  # grads masked before, so grown (zero) weights move off zero: no ties
+        weights = {n: p.detach().clone() for n, p in alg.params.items()}
+        alg.step()
+        fraction = 0.4 / 2 * (1 + math.cos(math.pi * (step + 1) / 8))
+        for n, p in alg.params.items():
+            want, k = expected_rigl_mask(old[n], weights[n], grads[n], fraction)
+            assert k > 0 or step == 7  # the cosine decay reaches 0 at t_end
+            assert torch.equal(alg.masks[n], want), (step, n)
+            assert int(alg.masks[n].sum()) == counts[n]
+            newly = alg.masks[n] & ~old[n]
+            assert torch.all(p[newly] == 0)  # grown weights start at zero
+            assert torch.all(p[~alg.masks[n]] == 0)
+    assert not alg.needs_dense_grad(8)  # t_end reached
+
+
+def test_rigl_dense_grad_only_on_update_steps():
+    model = mlp(16, 16)
+    alg = algorithms.create("rigl", model, sgd(model), density=0.3, delta_t=5, t_end=20)
+    wants = [alg.needs_dense_grad(t) for t in range(30)]
+    assert [t for t, w in enumerate(wants) if w] == [4, 9, 14, 19]
+    for t in range(30):
+        fake_step(alg, seed=t)
+    assert alg.update_steps == [5, 10, 15, 20]
+    assert {e.step for e in alg.events} <= {5, 10, 15, 20}
+    for e in alg.events:
+        assert e.grown == e.pruned and e.nnz == round(0.3 * e.numel)
+
+
+def test_set_regrows_at_random():
+    def run(seed):
+        model = mlp(32, 32, seed=1)
+        alg = algorithms.create(
+            "set", model, sgd(model), density=0.25, delta_t=1, t_end=10, zeta=0.3, seed=seed
+        )
+        before = {n: m.clone() for n, m in alg.masks.items()}
+        fake_step(alg, seed=7)
+        return alg, before
+
+    a, a0 = run(0)
+    a2, _ = run(0)
+    b, _ = run(1)
+    name = "0.weight"
+    grown_a = a.masks[name] & ~a0[name]
+    assert torch.equal(a.masks[name], a2.masks[name])  # seeded: repeatable
+    b0 = b.masks[name]
+    assert not torch.equal(a.masks[name], b0)
+    ev_a, ev_b = a.events[0], b.events[0]
+    assert int(a.masks[name].sum()) == int(a0[name].sum()) == round(0.25 * 32 * 32)
+    assert ev_a.grown == int(grown_a.sum()) and ev_a.grown > 0
+    # same prune count on the same weights; SET drops the smallest magnitudes
+    k = round(0.3 * int(a0[name].sum()))
+    dropped = a0[name] & ~a.masks[name]
+    assert ev_a.pruned <= k and ev_b.pruned <= k
+    assert not a.needs_dense_grad(0)
+    assert dropped.sum() == ev_a.pruned
+
+
+def test_set_drops_smallest_magnitudes():
+    model = mlp(32, 32, seed=3)
+    alg = algorithms.create("set", model, sgd(model), density=0.5, delta_t=1, t_end=10, zeta=0.2)
+    old = alg.masks["0.weight"].clone()
+    w = alg.params["0.weight"].detach().abs().clone()
+    fake_step(alg)  # lr = 0: the weights SET ranks are w
+    dropped = old & ~alg.masks["0.weight"]
+    k = round(0.2 * int(old.sum()))
+    # dropped positions are among the k smallest active magnitudes (some of those k may
+    # have been regrown at random, so fewer than k can be missing)
+    assert 0 < int(dropped.sum()) <= k
+    assert w[dropped].max() <= torch.sort(w[old]).values[k - 1]
