@@ -1,0 +1,246 @@
+"""Converters of core-ATen views, elementwise math, matmuls, reductions and constants.
+
+Views are value semantics in the graph dialect: ``view``/``reshape``/``squeeze``... become
+``graph.reshape`` to the node's static shape, ``t``/``transpose``/``permute`` become
+``graph.transpose``, ``expand`` becomes ``graph.broadcast_to``; ``clone``/``detach``/
+``contiguous`` are the identity. A matmul operand that is a 2-D transpose is folded into
+the matmul's ``transpose_a``/``transpose_b`` flags, and ``addmm(b, x, t(w))`` becomes
+``graph.linear %x, %w, %b``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+
+from ..compiler.ir import Value
+from .aten_to_ir import ConvertContext, converter
+
+aten = torch.ops.aten
+
+
+# --- identities and views ---------------------------------------------------------------
+@converter(aten.clone.default, aten.detach.default, aten.alias.default,
+           aten.contiguous.default, aten.lift_fresh_copy.default)
+def _identity(ctx: ConvertContext, node: fx.Node) -> Value:
+    return ctx.value(node.args[0])
+
+
+@converter(aten._to_copy.default)
+def _to_copy(ctx: ConvertContext, node: fx.Node) -> Value:
+    src = node.args[0]
+    if ctx.element(src) != ctx.element():
+        raise ctx.unsupported(f"conversion to {ctx.meta().dtype}")
+    return ctx.value(src)
+
+
+@converter(aten.copy.default)
+def _copy(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _broadcast(ctx, ctx.value(node.args[1]), ctx.shape())
+
+
+def _reshape(ctx: ConvertContext, x: Value, shape: tuple[int, ...]) -> Value:
+    if x.type.shape == shape:  # type: ignore[union-attr]
+        return x
+    return ctx.emit("graph.reshape", [x], shape=list(shape))
+
+
+def _broadcast(ctx: ConvertContext, x: Value, shape: tuple[int, ...]) -> Value:
+    if x.type.shape == shape:  # type: ignore[union-attr]
+        return x
+    return ctx.emit("graph.broadcast_to", [x], shape=list(shape))
+
+
+@converter(aten.view.default, aten._unsafe_view.default, aten.reshape.default,
+           aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default,
+           aten.flatten.using_ints, aten.view_as.default)
+def _view(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _reshape(ctx, ctx.value(node.args[0]), ctx.shape())
+
+
+@converter(aten.expand.default, aten.expand_as.default)
+def _expand(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _broadcast(ctx, ctx.value(node.args[0]), ctx.shape())
+
+
+def _perm(ctx: ConvertContext, node: fx.Node, perm: list[int]) -> Value:
+    x = ctx.value(node.args[0])
+    rank = len(perm)
+    if perm == sorted(perm):
+        return x
+    swaps_last_two = rank in (2, 3) and perm == list(range(rank - 2)) + [rank - 1, rank - 2]
+    if swaps_last_two and x in ctx.b.transposed_from:
+        return ctx.b.transposed_from[x]  # t(t(x)) = x
+    out = ctx.emit("graph.transpose", [x], perm=perm)
+    if swaps_last_two:
+        ctx.b.transposed_from[out] = x
+    return out
+
+
+@converter(aten.t.default)
+def _t(ctx: ConvertContext, node: fx.Node) -> Value:
+    rank = len(ctx.shape())
+    return _perm(ctx, node, [1, 0] if rank == 2 else list(range(rank)))
+
+
+@converter(aten.transpose.int)
+def _transpose(ctx: ConvertContext, node: fx.Node) -> Value:
+    rank = len(ctx.shape())
+    perm = list(range(rank))
+    a, b = (d % rank for d in node.args[1:3])
+    perm[a], perm[b] = perm[b], perm[a]
+    return _perm(ctx, node, perm)
+
+
+@converter(aten.permute.default)
+def _permute(ctx: ConvertContext, node: fx.Node) -> Value:
+    rank = len(ctx.shape())
+    return _perm(ctx, node, [d % rank for d in node.args[1]])
+
+
+# --- matmul -------------------------------------------------------------------------------
+def _operand(ctx: ConvertContext, arg: Any) -> tuple[Value, bool]:
+    """(value, transposed): fold a transposing view into the matmul's flag."""
+    v = ctx.value(arg)
+    src = ctx.b.transposed_from.get(v)
+    return (src, True) if src is not None else (v, False)
+
+
+def _matmul(ctx: ConvertContext, a_arg: Any, b_arg: Any) -> Value:
+    a, ta = _operand(ctx, a_arg)
+    b, tb = _operand(ctx, b_arg)
+    return ctx.emit("graph.matmul", [a, b], transpose_a=ta, transpose_b=tb)
+
+
+@converter(aten.mm.default, aten.bmm.default)
+def _mm(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _matmul(ctx, node.args[0], node.args[1])
+
+
+@converter(aten.addmm.default)
+def _addmm(ctx: ConvertContext, node: fx.Node) -> Value:
+    bias, x, w = node.args[:3]
+    beta, alpha = node.kwargs.get("beta", 1), node.kwargs.get("alpha", 1)
+    wsrc = ctx.b.transposed_from.get(ctx.value(w))
+    bias_v = ctx.value(bias)
+    if (wsrc is not None and wsrc.type.rank == 2 and beta == 1 and alpha == 1  # type: ignore[union-attr]
+            and bias_v.type.rank == 1):  # type: ignore[union-attr]
+        return ctx.emit("graph.linear", [ctx.value(x), wsrc, bias_v])
+    prod = _matmul(ctx, x, w)
+    if alpha != 1:
+        prod = ctx.emit("graph.mul", [prod, ctx.const(alpha)])
+    if beta != 1:
+        bias_v = ctx.emit("graph.mul", [bias_v, ctx.const(beta)])
+    return ctx.emit("graph.add", [prod, bias_v])
+
+
+# --- elementwise ----------------------------------------------------------------------------
+def _scaled(ctx: ConvertContext, node: fx.Node, b: Value) -> Value:
+    alpha = node.kwargs.get("alpha", 1)
+    return b if alpha == 1 else ctx.emit("graph.mul", [b, ctx.const(alpha, ctx.element())])
+
+
+def _binary(name: str, with_alpha: bool = False):
+    def convert(ctx: ConvertContext, node: fx.Node) -> Value:
+        if node.kwargs.get("rounding_mode") is not None:
+            raise ctx.unsupported(f"rounding_mode={node.kwargs['rounding_mode']!r}")
+        el = ctx.element()
+        a, b = (ctx.value(x, el) for x in node.args[:2])
+        for v in (a, b):
+            if v.type.element != el:  # type: ignore[union-attr]
+                raise ctx.unsupported(f"mixed element types ({v.type} in a {el} op)")
+        if with_alpha:
+            b = _scaled(ctx, node, b)
+        return ctx.emit(f"graph.{name}", [a, b])
+    return convert
+
+
+for _name, _ops in {
+    "add": (aten.add.Tensor, aten.add.Scalar),
+    "sub": (aten.sub.Tensor, aten.sub.Scalar),
+}.items():
+    converter(*_ops)(_binary(_name, with_alpha=True))
+converter(aten.mul.Tensor, aten.mul.Scalar)(_binary("mul"))
+converter(aten.div.Tensor, aten.div.Scalar, aten.div.Tensor_mode)(_binary("div"))
+
+
+@converter(aten.rsub.Scalar, aten.rsub.Tensor)
+def _rsub(ctx: ConvertContext, node: fx.Node) -> Value:
+    a, b = ctx.value(node.args[0]), ctx.value(node.args[1])
+    return ctx.emit("graph.sub", [b, _scaled(ctx, node, a)])
+
+
+for _name, _op in {"neg": aten.neg.default, "exp": aten.exp.default,
+                   "sqrt": aten.sqrt.default, "rsqrt": aten.rsqrt.default,
+                   "relu": aten.relu.default}.items():
+    converter(_op)(lambda ctx, node, _n=_name: ctx.emit(f"graph.{_n}", [ctx.value(node.args[0])]))
+
+
+@converter(aten.reciprocal.default)
+def _reciprocal(ctx: ConvertContext, node: fx.Node) -> Value:
+    return ctx.emit("graph.div", [ctx.const(1.0), ctx.value(node.args[0])])
+
+
+@converter(aten.pow.Tensor_Scalar)
+def _pow(ctx: ConvertContext, node: fx.Node) -> Value:
+    x, p = ctx.value(node.args[0]), float(node.args[1])
+    if p == 1.0:
+        return x
+    if p == 2.0:
+        return ctx.emit("graph.mul", [x, x])
+    if p == 0.5:
+        return ctx.emit("graph.sqrt", [x])
+    if p == -0.5:
+        return ctx.emit("graph.rsqrt", [x])
+    if p == -1.0:
+        return ctx.emit("graph.div", [ctx.const(1.0), x])
+    raise ctx.unsupported(f"exponent {p} (graph dialect has no pow)")
+
+
+# --- reductions ---------------------------------------------------------------------------
+def _reduce(kind: str):
+    def convert(ctx: ConvertContext, node: fx.Node) -> Value:
+        x = ctx.value(node.args[0])
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        if node.kwargs.get("dtype") not in (None, ctx.meta(node.args[0]).dtype):
+            raise ctx.unsupported(f"dtype={node.kwargs['dtype']}")
+        axes = [dims] if isinstance(dims, int) else list(dims or [])
+        return ctx.emit(f"graph.reduce_{kind}", [x], axes=axes, keepdim=bool(keep))
+    return convert
+
+
+converter(aten.sum.dim_IntList, aten.sum.default)(_reduce("sum"))
+converter(aten.mean.dim, aten.mean.default)(_reduce("mean"))
+converter(aten.amax.default)(_reduce("max"))
+
+
+# --- constants ---------------------------------------------------------------------------------
+def _filled(ctx: ConvertContext, value: float) -> Value:
+    el = ctx.element()
+    dtype = {"f32": np.float32, "i64": np.int64, "i1": np.bool_}[el]
+    return ctx.const(np.full(ctx.shape(), value, dtype), el)
+
+
+@converter(aten.zeros.default, aten.zeros_like.default, aten.new_zeros.default,
+           aten.empty_like.default, aten.empty.memory_format)
+def _zeros(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _filled(ctx, 0)
+
+
+@converter(aten.ones.default, aten.ones_like.default, aten.new_ones.default)
+def _ones(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _filled(ctx, 1)
+
+
+@converter(aten.full.default, aten.full_like.default, aten.new_full.default)
+def _full(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _filled(ctx, node.args[-1] if node.target != aten.new_full.default else node.args[2])
+
+
+@converter(aten.scalar_tensor.default)
+def _scalar_tensor(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _filled(ctx, node.args[0])

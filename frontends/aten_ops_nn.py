@@ -1,0 +1,356 @@
+"""Converters of core-ATen neural-network ops: convolution, normalization, pooling,
+activations, softmax and the negative-log-likelihood loss (forward and backward).
+
+Compositions used where the graph dialect has no exact op (documented per converter):
+batch-norm running statistics (``mul``/``add`` of the saved mean and of the unbiased
+variance ``reduce_mean((x - mean)^2) * n/(n-1)``), ``nll_loss_forward/backward`` (via
+``graph.cross_entropy(_backward)``; fused with the preceding ``_log_softmax`` when there is
+one), ``_adaptive_avg_pool2d`` (an ``avg_pool2d`` whose window divides the input).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+
+from ..compiler.ir import Value
+from .aten_to_ir import ConvertContext, PoolIndices, converter
+
+aten = torch.ops.aten
+
+
+def _pair(v: Any, default: list[int] | None = None) -> list[int]:
+    if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
+        return list(default or [])
+    if isinstance(v, int):
+        return [v, v]
+    return [int(v[0]), int(v[-1])] if len(v) in (1, 2) else list(v)
+
+
+def _arg(node: fx.Node, i: int, name: str, default: Any) -> Any:
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
+# --- convolution ------------------------------------------------------------------------
+def _conv_attrs(ctx: ConvertContext, node: fx.Node, first: int) -> dict[str, Any]:
+    stride, padding, dilation, transposed, _out_pad, groups = node.args[first:first + 6]
+    if transposed:
+        raise ctx.unsupported("transposed convolution")
+    if len(stride) != 2:
+        raise ctx.unsupported(f"{len(stride)}-d convolution (graph.conv2d is 2-d)")
+    return {"stride": _pair(stride), "padding": _pair(padding), "dilation": _pair(dilation),
+            "groups": int(groups)}
+
+
+@converter(aten.convolution.default)
+def _convolution(ctx: ConvertContext, node: fx.Node) -> Value:
+    x, w, b = node.args[:3]
+    operands = [ctx.value(x), ctx.value(w)] + ([ctx.value(b)] if b is not None else [])
+    return ctx.emit("graph.conv2d", operands, **_conv_attrs(ctx, node, 3))
+
+
+@converter(aten.convolution_backward.default)
+def _convolution_backward(ctx: ConvertContext, node: fx.Node) -> tuple:
+    g, x, w = ctx.values(node.args[:3])
+    attrs = _conv_attrs(ctx, node, 4)
+    mask = node.args[10]
+    gx = gw = gb = None
+    if mask[0]:
+        gx = ctx.emit("graph.conv2d_backward_input", [g, w],
+                      input_shape=list(x.type.shape), **attrs)  # type: ignore[union-attr]
+    if mask[1]:
+        gw = ctx.emit("graph.conv2d_backward_weight", [g, x],
+                      weight_shape=list(w.type.shape), **attrs)  # type: ignore[union-attr]
+    if mask[2]:
+        gb = ctx.emit("graph.reduce_sum", [g], axes=[0, 2, 3])
+    return gx, gw, gb
+
+
+# --- batch norm -----------------------------------------------------------------------------
+def _affine(ctx: ConvertContext, v: Any, c: int, fill: float) -> Value:
+    return ctx.value(v) if v is not None else ctx.const(np.full((c,), fill, np.float32))
+
+
+def _channel_view(ctx: ConvertContext, v: Value, rank: int) -> Value:
+    c = v.type.shape[0]  # type: ignore[union-attr]
+    return ctx.emit("graph.reshape", [v], shape=[1, c] + [1] * (rank - 2))
+
+
+def _running_update(ctx: ConvertContext, old: Value, new: Value, momentum: float) -> Value:
+    """``(1 - momentum) * old + momentum * new`` (PyTorch's running-statistics update)."""
+    keep = ctx.emit("graph.mul", [old, ctx.const(1.0 - momentum)])
+    return ctx.emit("graph.add", [keep, ctx.emit("graph.mul", [new, ctx.const(momentum)])])
+
+
+def _bn_train(ctx: ConvertContext, node: fx.Node, has_stats: bool) -> tuple:
+    x = ctx.value(node.args[0])
+    shape = x.type.shape  # type: ignore[union-attr]
+    c = shape[1]
+    w, b = _affine(ctx, node.args[1], c, 1.0), _affine(ctx, node.args[2], c, 0.0)
+    momentum, eps = (node.args[6], node.args[7]) if has_stats else (node.args[4], node.args[5])
+    out, mean, invstd = ctx.emit_all("graph.batch_norm", [x, w, b], eps=float(eps))
+    if not has_stats:
+        return out, mean, invstd
+    count = int(np.prod(shape)) // c
+    centered = ctx.emit("graph.sub", [x, _channel_view(ctx, mean, len(shape))])
+    square = ctx.emit("graph.mul", [centered, centered])
+    var = ctx.emit("graph.reduce_mean", [square], axes=[0] + list(range(2, len(shape))))
+    unbiased = ctx.emit("graph.mul", [var, ctx.const(count / max(count - 1, 1))])
+    new_mean = _running_update(ctx, ctx.value(node.args[3]), mean, float(momentum))
+    new_var = _running_update(ctx, ctx.value(node.args[4]), unbiased, float(momentum))
+    return out, mean, invstd, new_mean, new_var
+
+
+@converter(aten._native_batch_norm_legit_functional.default, aten._native_batch_norm_legit.default)
+def _batch_norm_functional(ctx: ConvertContext, node: fx.Node) -> tuple:
+    if not node.args[5]:
+        return _bn_eval(ctx, node)
+    return _bn_train(ctx, node, has_stats=True)
+
+
+@converter(aten._native_batch_norm_legit.no_stats)
+def _batch_norm_no_stats(ctx: ConvertContext, node: fx.Node) -> tuple:
+    if not node.args[3]:
+        raise ctx.unsupported("evaluation-mode batch norm without running statistics")
+    return _bn_train(ctx, node, has_stats=False)
+
+
+@converter(aten._native_batch_norm_legit_no_training.default)
+def _bn_eval(ctx: ConvertContext, node: fx.Node) -> tuple:
+    """Evaluation mode: ``(x - running_mean) * rsqrt(running_var + eps) * w + b``."""
+    x = ctx.value(node.args[0])
+    rank, c = x.type.rank, x.type.shape[1]  # type: ignore[union-attr]
+    w, b = _affine(ctx, node.args[1], c, 1.0), _affine(ctx, node.args[2], c, 0.0)
+    rm, rv = ctx.value(node.args[3]), ctx.value(node.args[4])
+    eps = node.args[-1]
+    inv = ctx.emit("graph.rsqrt", [ctx.emit("graph.add", [rv, ctx.const(float(eps))])])
+    scale = _channel_view(ctx, ctx.emit("graph.mul", [inv, w]), rank)
+    out = ctx.emit("graph.mul", [ctx.emit("graph.sub", [x, _channel_view(ctx, rm, rank)]), scale])
+    out = ctx.emit("graph.add", [out, _channel_view(ctx, b, rank)])
+    empty = ctx.const(np.zeros((0,), np.float32))
+    return (out, empty, empty) if len(node.args) == 7 else (out, empty, empty, rm, rv)
+
+
+@converter(aten.native_batch_norm_backward.default)
+def _batch_norm_backward(ctx: ConvertContext, node: fx.Node) -> tuple:
+    g, x = ctx.values(node.args[:2])
+    if not node.args[7]:
+        raise ctx.unsupported("backward of evaluation-mode batch norm")
+    w = _affine(ctx, node.args[2], x.type.shape[1], 1.0)  # type: ignore[union-attr]
+    mean, invstd = ctx.values(node.args[5:7])
+    return tuple(ctx.emit_all("graph.batch_norm_backward", [g, x, w, mean, invstd]))
+
+
+# --- layer norm ----------------------------------------------------------------------------
+@converter(aten.native_layer_norm.default)
+def _layer_norm(ctx: ConvertContext, node: fx.Node) -> tuple:
+    x, shape, w, b, eps = node.args
+    size = [int(d) for d in shape]
+    w_v = ctx.value(w) if w is not None else ctx.const(np.ones(size, np.float32))
+    b_v = ctx.value(b) if b is not None else ctx.const(np.zeros(size, np.float32))
+    return tuple(ctx.emit_all("graph.layer_norm", [ctx.value(x), w_v, b_v],
+                              normalized_rank=len(size), eps=float(eps)))
+
+
+@converter(aten.native_layer_norm_backward.default)
+def _layer_norm_backward(ctx: ConvertContext, node: fx.Node) -> tuple:
+    g, x, shape, mean, rstd, w = node.args[:6]
+    size = [int(d) for d in shape]
+    w_v = ctx.value(w) if w is not None else ctx.const(np.ones(size, np.float32))
+    return tuple(ctx.emit_all("graph.layer_norm_backward",
+                              [ctx.value(g), ctx.value(x), ctx.value(mean), ctx.value(rstd), w_v],
+                              normalized_rank=len(size)))
+
+
+# --- pooling --------------------------------------------------------------------------------
+def _pool_attrs(ctx: ConvertContext, node: fx.Node, first: int) -> dict[str, Any]:
+    kernel = _pair(node.args[first])
+    stride = _pair(_arg(node, first + 1, "stride", []), kernel)
+    padding = _pair(_arg(node, first + 2, "padding", 0), [0, 0])
+    return {"kernel_size": kernel, "stride": stride, "padding": padding}
+
+
+def _check_shape(ctx: ConvertContext, v: Value, what: str) -> Value:
+    if v.type.shape != ctx.shape():  # type: ignore[union-attr]
+        raise ctx.unsupported(f"{what} (result {list(ctx.shape())}, graph op gives "
+                              f"{list(v.type.shape)})")  # type: ignore[union-attr]
+    return v
+
+
+@converter(aten.max_pool2d_with_indices.default)
+def _max_pool(ctx: ConvertContext, node: fx.Node) -> tuple:
+    x = ctx.value(node.args[0])
+    if _pair(_arg(node, 4, "dilation", 1)) != [1, 1]:
+        raise ctx.unsupported("dilated max pooling")
+    out = ctx.emit("graph.max_pool2d", [x], **_pool_attrs(ctx, node, 1))
+    if out.type.shape != tuple(node.meta["val"][0].shape):  # type: ignore[union-attr]
+        raise ctx.unsupported("ceil-mode max pooling that adds a window")
+    return out, PoolIndices(x)
+
+
+@converter(aten.max_pool2d_with_indices_backward.default)
+def _max_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    g, x = ctx.values(node.args[:2])
+    if _pair(node.args[5]) != [1, 1] or node.args[6]:
+        raise ctx.unsupported("dilated or ceil-mode max pooling")
+    return ctx.emit("graph.max_pool2d_backward", [g, x], **_pool_attrs(ctx, node, 2))
+
+
+def _avg_attrs(ctx: ConvertContext, node: fx.Node, first: int) -> dict[str, Any]:
+    attrs = _pool_attrs(ctx, node, first)
+    ceil = _arg(node, first + 3, "ceil_mode", False)
+    attrs["count_include_pad"] = bool(_arg(node, first + 4, "count_include_pad", True))
+    if _arg(node, first + 5, "divisor_override", None) is not None:
+        raise ctx.unsupported("avg pooling with divisor_override")
+    if ceil:
+        raise ctx.unsupported("ceil-mode avg pooling")
+    return attrs
+
+
+@converter(aten.avg_pool2d.default)
+def _avg_pool(ctx: ConvertContext, node: fx.Node) -> Value:
+    out = ctx.emit("graph.avg_pool2d", [ctx.value(node.args[0])], **_avg_attrs(ctx, node, 1))
+    return _check_shape(ctx, out, "avg pooling shape")
+
+
+@converter(aten.avg_pool2d_backward.default)
+def _avg_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    g, x = ctx.values(node.args[:2])
+    return ctx.emit("graph.avg_pool2d_backward", [g, x], **_avg_attrs(ctx, node, 2))
+
+
+def _adaptive_window(ctx: ConvertContext, x: Value, out_hw: list[int]) -> list[int]:
+    h, w = x.type.shape[2:]  # type: ignore[union-attr]
+    if h % out_hw[0] or w % out_hw[1]:
+        raise ctx.unsupported(f"adaptive pooling of {h}x{w} to {out_hw[0]}x{out_hw[1]} "
+                              "(windows must divide the input)")
+    return [h // out_hw[0], w // out_hw[1]]
+
+
+@converter(aten._adaptive_avg_pool2d.default)
+def _adaptive_avg_pool(ctx: ConvertContext, node: fx.Node) -> Value:
+    x = ctx.value(node.args[0])
+    k = _adaptive_window(ctx, x, _pair(node.args[1]))
+    return ctx.emit("graph.avg_pool2d", [x], kernel_size=k, stride=k)
+
+
+@converter(aten._adaptive_avg_pool2d_backward.default)
+def _adaptive_avg_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    g, x = ctx.values(node.args[:2])
+    k = _adaptive_window(ctx, x, list(g.type.shape[2:]))  # type: ignore[union-attr]
+    return ctx.emit("graph.avg_pool2d_backward", [g, x], kernel_size=k, stride=k)
+
+
+# --- activations and softmax ---------------------------------------------------------------
+@converter(aten.threshold_backward.default)
+def _threshold_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    if node.args[2] != 0:
+        raise ctx.unsupported(f"threshold {node.args[2]} (only ReLU's 0)")
+    return ctx.emit("graph.relu_backward", ctx.values(node.args[:2]))
+
+
+@converter(aten.gelu.default)
+def _gelu(ctx: ConvertContext, node: fx.Node) -> Value:
+    approximate = _arg(node, 1, "approximate", "none")
+    return ctx.emit("graph.gelu", [ctx.value(node.args[0])], approximate=approximate)
+
+
+@converter(aten.gelu_backward.default)
+def _gelu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    approximate = _arg(node, 2, "approximate", "none")
+    return ctx.emit("graph.gelu_backward", ctx.values(node.args[:2]), approximate=approximate)
+
+
+@converter(aten._softmax.default, aten._safe_softmax.default)
+def _softmax(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``_safe_softmax`` differs only on rows that are entirely -inf (it returns 0 there)."""
+    return ctx.emit("graph.softmax", [ctx.value(node.args[0])], axis=int(node.args[1]))
+
+
+@converter(aten._log_softmax.default)
+def _log_softmax(ctx: ConvertContext, node: fx.Node) -> Value:
+    return ctx.emit("graph.log_softmax", [ctx.value(node.args[0])], axis=int(node.args[1]))
+
+
+@converter(aten._softmax_backward_data.default)
+def _softmax_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    return ctx.emit("graph.softmax_backward", ctx.values(node.args[:2]), axis=int(node.args[2]))
+
+
+@converter(aten._log_softmax_backward_data.default)
+def _log_softmax_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    grad, out = node.args[:2]
+    if _is_nll_backward(grad) and _rank2_axis1(node.args[2], out):
+        # log_softmax_backward(nll_loss_backward(g, logp, t), logp) = ce_backward(g, logp, t):
+        # softmax(logp) = softmax(logits), so the logits themselves are not needed.
+        g, _logp, target = grad.args[:3]
+        ce = ctx.emit("graph.cross_entropy_backward",
+                      [ctx.value(g), ctx.value(out), ctx.value(target)])
+        return _sum_reduction(ctx, grad, 4, ce)
+    return ctx.emit("graph.log_softmax_backward", ctx.values(node.args[:2]),
+                    axis=int(node.args[2]))
+
+
+# --- negative log likelihood -------------------------------------------------------------------
+def _is_nll_backward(arg: Any) -> bool:
+    return isinstance(arg, fx.Node) and arg.target == aten.nll_loss_backward.default
+
+
+def _rank2_axis1(axis: int, node: Any) -> bool:
+    return isinstance(node, fx.Node) and len(node.meta["val"].shape) == 2 and axis % 2 == 1
+
+
+def _check_nll(ctx: ConvertContext, node: fx.Node, first: int) -> None:
+    weight, reduction, ignore_index = node.args[first:first + 3]
+    if weight is not None:
+        raise ctx.unsupported("class weights")
+    if reduction not in (1, 2):
+        raise ctx.unsupported("reduction='none'")
+    if len(ctx.meta(node.args[first - 1]).shape) != 1:
+        raise ctx.unsupported("targets that are not one label per row")
+    del ignore_index  # labels equal to ignore_index are not supported (not checked)
+
+
+def _sum_reduction(ctx: ConvertContext, nll: fx.Node, reduction_arg: int, v: Value) -> Value:
+    """graph.cross_entropy is a mean; reduction='sum' (2) scales it by the batch size."""
+    if nll.args[reduction_arg] != 2:
+        return v
+    n = ctx.shape(nll.args[reduction_arg - 2])[0]
+    return ctx.emit("graph.mul", [v, ctx.const(float(n))])
+
+
+@converter(aten.nll_loss_forward.default)
+def _nll_loss_forward(ctx: ConvertContext, node: fx.Node) -> tuple:
+    """-mean(logp[i, t_i]); over a ``_log_softmax`` it is ``graph.cross_entropy`` of the
+    logits, else ``cross_entropy(logp) - mean(logsumexp(logp))`` (logp - log_softmax(logp)
+    is logsumexp(logp) in every column)."""
+    logp_node, target = node.args[:2]
+    _check_nll(ctx, node, 2)
+    logp, t = ctx.value(logp_node), ctx.value(target)
+    n = logp.type.shape[0]  # type: ignore[union-attr]
+    src = logp_node
+    if (isinstance(src, fx.Node) and src.target == aten._log_softmax.default
+            and _rank2_axis1(src.args[1], src)):
+        loss = ctx.emit("graph.cross_entropy", [ctx.value(src.args[0]), t])
+    else:
+        ce = ctx.emit("graph.cross_entropy", [logp, t])
+        lse = ctx.emit("graph.sub", [logp, ctx.emit("graph.log_softmax", [logp], axis=1)])
+        loss = ctx.emit("graph.sub", [ce, ctx.emit("graph.reduce_mean", [lse])])
+    return _sum_reduction(ctx, node, 3, loss), ctx.const(float(n))
+
+
+@converter(aten.nll_loss_backward.default)
+def _nll_loss_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """-onehot(t) * g / N = ce_backward(g, 0, t) - g / (N * C): softmax(0) is 1/C."""
+    g, logp_node, target = node.args[:3]
+    _check_nll(ctx, node, 3)
+    n, c = ctx.shape(logp_node)
+    gv = ctx.value(g)
+    zeros = ctx.const(np.zeros((n, c), np.float32))
+    ce = ctx.emit("graph.cross_entropy_backward", [gv, zeros, ctx.value(target)])
+    uniform = ctx.emit("graph.mul", [gv, ctx.const(1.0 / (n * c))])
+    out = ctx.emit("graph.sub", [ce, uniform])
+    return _sum_reduction(ctx, node, 4, out)

@@ -1,0 +1,204 @@
+"""Convert core-ATen FX graphs to the ``graph`` dialect, one small converter per ATen op.
+
+The converters live in :mod:`aten_ops_core` (views, elementwise, matmul, reductions,
+constants) and :mod:`aten_ops_nn` (convolution, normalization, pooling, softmax, losses,
+activations); each is registered for its ATen overloads::
+
+    @converter(aten.mm.default)
+    def _(ctx: ConvertContext, node: fx.Node) -> Value:
+        a, b = ctx.values(node.args[:2])
+        return ctx.emit("graph.matmul", [a, b])
+
+A converter returns a Value, a tuple of Values / None (multi-result ATen ops, read by
+``getitem`` nodes), or an opaque marker the matching backward op understands (pooling
+indices). Every op it emits carries the node's location: the last user frame of the node's
+``stack_trace`` (``file:line:col``) and its layer (``nn_module_stack``). An op with no
+converter raises :class:`UnsupportedOpError` naming the ATen op and that source line.
+"""
+
+from __future__ import annotations
+
+import linecache
+import operator
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+
+from ..compiler.ir import Location, TensorType, Value
+from .ir_builder import FuncBuilder
+from .torch_capture import layer_of
+
+Converter = Callable[["ConvertContext", fx.Node], Any]
+CONVERTERS: dict[Any, Converter] = {}
+TORCH_ELEMENT = {torch.float32: "f32", torch.int64: "i64", torch.bool: "i1"}
+
+
+class UnsupportedOpError(Exception):
+    """An ATen op (or a form of one) with no graph-dialect lowering, at a user source line."""
+
+    def __init__(self, op: str, loc: Location | None, reason: str = "",
+                 code: str | None = None) -> None:
+        where = f"{loc.file}:{loc.line}:{loc.col}" if loc else "<unknown>"
+        detail = f": {reason}" if reason else ""
+        text = f"{where}: error: unsupported ATen op '{op}'{detail}"
+        if code:
+            text += f"\n{code}"
+        super().__init__(text)
+        self.op = op
+        self.loc = loc
+        self.reason = reason
+
+
+def converter(*targets: Any) -> Callable[[Converter], Converter]:
+    """Register a converter for one or more ATen overloads."""
+    def wrap(fn: Converter) -> Converter:
+        for target in targets:
+            CONVERTERS[target] = fn
+        return fn
+    return wrap
+
+
+@dataclass(frozen=True)
+class PoolIndices:
+    """Stands for ``max_pool2d_with_indices``'s indices: its backward reads the pool input."""
+
+    x: Value
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)')
+_LIBRARY_DIRS = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
+
+
+def source_location(stack_trace: str | None, layer: str | None,
+                    default: Location | None = None) -> Location | None:
+    """The last user frame of an FX ``stack_trace`` (outside torch and this package), with
+    its column (from the ``^^^`` marker when present, else the line's first non-blank);
+    ``default`` (with ``layer``) when there is none, e.g. for ``nn.Sequential`` models."""
+    fallback = Location(default.file, default.line, default.col, layer) if default else None
+    if not stack_trace:
+        return fallback
+    lines = stack_trace.splitlines()
+    frames = []
+    for i, line in enumerate(lines):
+        m = _FRAME.match(line)
+        if m:
+            caret = next((ln for ln in lines[i + 2:i + 3] if set(ln.strip()) <= set("^~")
+                          and ln.strip()), None)
+            frames.append((m.group(1), int(m.group(2)), caret))
+    user = [f for f in frames if not f[0].startswith(_LIBRARY_DIRS)]
+    if not user:
+        return fallback
+    file, line, caret = user[-1]
+    text = linecache.getline(file, line)
+    indent = len(text) - len(text.lstrip())
+    col = indent + 1
+    if caret is not None:
+        col = indent + len(caret) - len(caret.lstrip()) - 4 + 1  # tracebacks indent code by 4
+    return Location(file, line, max(col, 1), layer)
+
+
+class ConvertContext:
+    """State of one graph conversion: the builder, FX node -> IR value, the current node."""
+
+    def __init__(self, builder: FuncBuilder) -> None:
+        self.b = builder
+        self.env: dict[fx.Node, Any] = {}
+        self.node: fx.Node | None = None
+
+    # --- reading FX arguments -----------------------------------------------------
+    def value(self, arg: Any, element: str | None = None) -> Value:
+        """The IR value of an FX argument; Python numbers become rank-0 constants."""
+        if isinstance(arg, fx.Node):
+            v = self.env[arg]
+            if not isinstance(v, Value):
+                raise self.unsupported(f"argument '{arg.name}' is not a tensor")
+            return v
+        if isinstance(arg, (bool, int, float)):
+            return self.b.constant(arg, element or self.element())
+        raise self.unsupported(f"argument {arg!r} is not a tensor or a number")
+
+    def values(self, args: Sequence[Any]) -> list[Value]:
+        return [self.value(a) for a in args]
+
+    def meta(self, node: fx.Node | None = None) -> torch.Tensor:
+        val = (node or self.node).meta.get("val")  # type: ignore[union-attr]
+        if not isinstance(val, torch.Tensor):
+            raise self.unsupported("a result is not a single tensor")
+        return val
+
+    def shape(self, node: fx.Node | None = None) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.meta(node).shape)
+
+    def element(self, node: fx.Node | None = None) -> str:
+        dtype = self.meta(node).dtype
+        if dtype not in TORCH_ELEMENT:
+            raise self.unsupported(f"element type {dtype} (the fabric model has f32, i64, i1)")
+        return TORCH_ELEMENT[dtype]
+
+    def type_of(self, node: fx.Node) -> TensorType:
+        return TensorType(self.shape(node), self.element(node))
+
+    # --- emitting -----------------------------------------------------------------------
+    def emit(self, name: str, operands: Sequence[Value], **attrs: Any) -> Value:
+        return self.b.op(name, operands, **attrs)[0]
+
+    def emit_all(self, name: str, operands: Sequence[Value], **attrs: Any) -> list[Value]:
+        return self.b.op(name, operands, **attrs)
+
+    def const(self, value: Any, element: str = "f32") -> Value:
+        return self.b.constant(np.asarray(value), element)
+
+    def unsupported(self, reason: str = "") -> UnsupportedOpError:
+        node = self.node
+        op = str(node.target) if node is not None else "?"
+        loc = self.b.loc
+        code = linecache.getline(loc.file, loc.line).rstrip() if loc else None
+        return UnsupportedOpError(op, loc, reason, code or None)
+
+
+def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Value | None],
+                  strip_prefix: str = "", default_loc: Location | None = None) -> list[Any]:
+    """Emit ``gm``'s ops into ``builder``; ``inputs`` bind its placeholders in order.
+
+    ``strip_prefix`` is the attribute of a capture wrapper that holds the user's model (left
+    out of layer names); ``default_loc`` stands in for nodes with no user frame.
+
+    Returns the IR values of the graph's outputs (None where the graph returns None).
+    """
+    ctx = ConvertContext(builder)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(inputs):
+        raise RuntimeError(f"internal error: {len(placeholders)} placeholders, "
+                           f"{len(inputs)} inputs")
+    ctx.env.update(zip(placeholders, inputs))
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            continue
+        builder.loc = source_location(node.meta.get("stack_trace"),
+                                      layer_of(node, strip_prefix), default_loc)
+        ctx.node = node
+        if node.op == "output":
+            return [ctx.env[a] if isinstance(a, fx.Node) else None for a in node.args[0]]
+        if node.op == "get_attr":
+            tensor = getattr(gm, str(node.target))
+            ctx.env[node] = ctx.const(tensor.detach().numpy(), TORCH_ELEMENT[tensor.dtype])
+        elif node.op == "call_function" and node.target is operator.getitem:
+            ctx.env[node] = ctx.env[node.args[0]][node.args[1]]
+        elif node.op == "call_function" and node.target in CONVERTERS:
+            ctx.env[node] = CONVERTERS[node.target](ctx, node)
+        else:
+            raise ctx.unsupported("no graph-dialect lowering")
+        out = ctx.env[node]
+        if isinstance(out, Value) and out.name_hint is None and out.defining_op is not None:
+            out.name_hint = node.name
+    raise RuntimeError("internal error: FX graph without an output node")
+
+
+from . import aten_ops_core as _core  # noqa: F401  (registers converters)
+from . import aten_ops_nn as _nn  # noqa: F401

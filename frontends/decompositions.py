@@ -1,0 +1,50 @@
+"""The pinned decomposition table used when capturing training steps.
+
+``aot_autograd`` already lowers every CompositeImplicit op (``linear``, ``cross_entropy``,
+``flatten``, math-backend ``scaled_dot_product_attention``...) to core ATen. On top of that we
+decompose exactly the ops below, each into core-ATen ops that ``aten_to_ir`` converts. The
+list is explicit (never "all of torch's decompositions") so a torch upgrade cannot silently
+change what the converters see; an op that is neither here nor in the converter table is
+reported as unsupported with the user's source line.
+
+Deliberately *not* decomposed (they map one-to-one onto graph-dialect ops, which keeps the
+three GEMMs per layer and the normalization backward visible to the compiler):
+``convolution(_backward)``, ``native_batch_norm_backward``, ``native_layer_norm(_backward)``,
+``max_pool2d_with_indices(_backward)``, ``avg_pool2d(_backward)``, ``_softmax`` /
+``_log_softmax`` (+ ``_backward_data``), ``gelu(_backward)``, ``nll_loss_forward/backward``,
+``threshold_backward``.
+
+Never decompose ``aten._scaled_dot_product_flash_attention_for_cpu``: in torch 2.13 its
+decomposition gives wrong attention gradients. Attention is captured on the math SDPA
+backend instead (see ``torch_capture``), where it arrives as bmm + softmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: ``aten`` overload packets decomposed at capture (names, resolved lazily: no torch import).
+DECOMPOSED_OPS: tuple[str, ...] = (
+    "mse_loss",             # -> sub, mul, mean
+    "mse_loss_backward",    # -> sub, mul, div
+    "rsub",                 # -> sub
+    "var_mean",             # -> mean, sub, mul, sum, div
+    "var",
+    "std",
+    "addcmul",              # -> mul, add
+    "addcdiv",              # -> div, add
+    "baddbmm",              # -> bmm, mul, add
+    "mv",                   # -> mul, sum
+    "dot",
+    "native_dropout_backward",        # -> mul (dropout itself is unsupported: no RNG op)
+)
+
+
+def decomposition_table() -> dict[Any, Any]:
+    """``{OpOverload: decomposition}`` for :data:`DECOMPOSED_OPS` (imports torch)."""
+    import torch
+    from torch._decomp import get_decompositions
+
+    aten = torch.ops.aten
+    packets = [getattr(aten, name) for name in DECOMPOSED_OPS if hasattr(aten, name)]
+    return get_decompositions(packets)

@@ -1,0 +1,81 @@
+"""A small builder of ``graph.func`` bodies that infers result types from the dialect.
+
+The compiler's IR has no builder API yet; this one constructs :class:`Operation` objects
+directly and asks each op's registered shape rule for its result types, so every emitted op
+is well-typed by construction (the verifier still runs on the finished module)::
+
+    b = FuncBuilder("train_step", [TensorType((4, 8))], ["x"])
+    (y,) = b.op("graph.relu", [b.args[0]])
+    func = b.finish([y])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..compiler.dialect import AttrView, lookup_op
+from ..compiler.ir import (
+    Attribute,
+    DenseElements,
+    FuncOp,
+    Location,
+    Operation,
+    TensorType,
+    Type,
+    Value,
+)
+
+NP_ELEMENT = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.bool_): "i1"}
+
+
+class FuncBuilder:
+    """Appends ops to one new function; ``loc`` is stamped on every op emitted."""
+
+    def __init__(self, name: str, arg_types: Sequence[Type], arg_names: Sequence[str]) -> None:
+        self.func = FuncOp(name, list(arg_types), [], list(arg_names))
+        self.loc: Location | None = None
+        #: value -> its source, for values that swap the last two dims of a rank-2/3 tensor
+        #: (so matmuls can fold them into transpose flags, across forward and backward)
+        self.transposed_from: dict[Value, Value] = {}
+
+    @property
+    def args(self) -> list[Value]:
+        return self.func.arguments
+
+    def op(self, name: str, operands: Sequence[Value], name_hint: str | None = None,
+           **attributes: Attribute) -> list[Value]:
+        """Emit ``name``; attributes equal to their default are left out of the IR."""
+        spec = lookup_op(name)
+        if spec is None:
+            raise KeyError(f"internal error: unknown op {name}")
+        attrs = {k: v for k, v in attributes.items()
+                 if k not in spec.attributes or spec.attributes[k].required
+                 or spec.attributes[k].default != v
+                 or type(spec.attributes[k].default) is not type(v)}
+        probe = Operation(name, list(operands), [], attrs)
+        result_types = spec.infer([v.type for v in operands], AttrView(probe, spec))
+        op = Operation(name, list(operands), result_types, attrs, loc=self.loc)
+        self.func.body.append(op)
+        if name_hint:
+            for i, r in enumerate(op.results):
+                r.name_hint = name_hint if len(op.results) == 1 else f"{name_hint}_{i}"
+        return op.results
+
+    def one(self, name: str, operands: Sequence[Value], **attributes: Attribute) -> Value:
+        return self.op(name, operands, **attributes)[0]
+
+    def constant(self, array: np.ndarray | float, element: str = "f32") -> Value:
+        """``graph.constant`` of a numpy array (or a scalar: a rank-0 tensor)."""
+        dtype = {"f32": np.float32, "i64": np.int64, "i1": np.bool_}[element]
+        arr = np.asarray(array, dtype=dtype)
+        value = DenseElements(arr, TensorType(tuple(arr.shape), element))
+        return self.one("graph.constant", [], value=value)
+
+    def finish(self, results: Sequence[Value]) -> FuncOp:
+        """Append ``graph.return`` and fix the signature's result types."""
+        self.loc = None
+        self.func.body.append(Operation("graph.return", list(results), []))
+        self.func.function_result_types = [v.type for v in results]
+        return self.func

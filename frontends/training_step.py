@@ -1,0 +1,289 @@
+"""Capture a whole training step (forward, backward, optimizer update) as one ``graph.func``.
+
+::
+
+    step = capture_training_step(model, (x,), labels=y, optimizer="sgd",
+                                 optimizer_options={"lr": 0.1, "momentum": 0.9},
+                                 masks={"fc1.weight": mask})
+    print(step.text())       # graph.func @train_step(%fc1.weight: ..., %x: ..., ...) {...}
+    outs = run_func(step.func, step.bind(model, (x,), y, masks=...))
+
+``@train_step`` takes, in order (see :attr:`CapturedStep.arguments`): every parameter and
+buffer of the model (``named_parameters`` / ``named_buffers`` order), the user inputs, the
+labels, one 0/1 mask per masked parameter, and the optimizer state (``momentum_buf`` per
+parameter for SGD with momentum; ``adam_m``, ``adam_v`` per parameter and one ``adam_step``,
+1-based, for Adam). It returns (see :attr:`CapturedStep.results`): the loss, the model output,
+one gradient per parameter, the updated parameters, the updated buffers that the step
+mutates (batch-norm running statistics), and the updated optimizer state.
+
+A masked parameter ``w`` enters the forward pass as ``graph.mask_apply %w, %mask``; its
+gradient is masked the same way and so is the updated parameter (pruned weights stay zero).
+Masks are arguments, so changing a mask needs no recapture.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..compiler.ir import Location, Module, TensorType, Value
+from ..compiler.passes import PASSES
+from ..compiler.printer import print_module
+from ..compiler.verifier import verify_module
+from .aten_to_ir import TORCH_ELEMENT, convert_graph
+from .ir_builder import FuncBuilder
+from .torch_capture import CapturedGraphs, capture
+
+WRAPPED = "model"  # attribute of the capture wrapper holding the user's model
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What one IR argument or result is: ``Binding("param", "fc1.weight")``."""
+
+    kind: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """``sgd`` (lr, momentum, weight_decay) or ``adam`` (lr, betas, eps, weight_decay)."""
+
+    kind: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    @classmethod
+    def make(cls, optimizer: Any, options: dict[str, Any] | None) -> OptimizerConfig:
+        if isinstance(optimizer, torch.optim.Optimizer):
+            kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}.get(type(optimizer))
+            if kind is None or len(optimizer.param_groups) != 1:
+                raise ValueError("only torch.optim.SGD / Adam with one param group are supported")
+            group = optimizer.param_groups[0]
+            if group.get("nesterov") or group.get("dampening", 0) or group.get("amsgrad"):
+                raise ValueError("nesterov, dampening and amsgrad are not supported")
+            opts = {k: group[k] for k in ("lr", "momentum", "weight_decay", "betas", "eps")
+                    if k in group}
+            return cls(kind, **{k: (tuple(v) if k == "betas" else float(v))
+                                for k, v in opts.items()})
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        return cls(optimizer, **(options or {}))
+
+
+@dataclass
+class CapturedStep:
+    """The IR of one training step and what each of its arguments and results is."""
+
+    module: Module
+    graphs: CapturedGraphs
+    arguments: list[Binding]
+    results: list[Binding]
+    optimizer: OptimizerConfig
+    masked: list[str] = field(default_factory=list)
+
+    @property
+    def func(self):
+        return self.module.func("train_step")
+
+    def text(self) -> str:
+        return print_module(self.module)
+
+    def bind(self, model: nn.Module, inputs: tuple, labels: Any = None,
+             masks: dict[str, Any] | None = None,
+             state: dict[Binding, Any] | None = None) -> list[np.ndarray]:
+        """Arrays in argument order; optimizer state defaults to zeros (step 1)."""
+        params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+        given = {Binding("input", f"input{i}"): x for i, x in enumerate(inputs)}
+        given[Binding("label", "labels")] = labels
+        for name, m in (masks or {}).items():
+            given[Binding("mask", name)] = m
+        given.update(state or {})
+        out = []
+        for arg, binding in zip(self.func.arguments, self.arguments):
+            if binding.kind in ("param", "buffer"):
+                value = (params if binding.kind == "param" else buffers)[binding.name]
+            elif binding in given:
+                value = given[binding]
+            elif binding.kind == "adam_step":
+                value = 1.0
+            else:
+                value = np.zeros(arg.type.shape, np.float32)  # type: ignore[union-attr]
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu().numpy()
+            out.append(np.asarray(value))
+        return out
+
+    def unpack(self, outputs: list[np.ndarray]) -> dict[Binding, np.ndarray]:
+        """``{Binding("grad", "fc1.weight"): array, ...}`` from the function's results."""
+        return dict(zip(self.results, outputs))
+
+
+class _StepModule(nn.Module):
+    """model + loss, returning (loss, detached output) so only the loss has a tangent."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable | None, has_labels: bool) -> None:
+        super().__init__()
+        setattr(self, WRAPPED, model)
+        self.loss_fn = loss_fn
+        self.has_labels = has_labels
+
+    def forward(self, *args: Any) -> tuple:
+        inputs, labels = (args[:-1], args[-1]) if self.has_labels else (args, None)
+        out = getattr(self, WRAPPED)(*inputs)
+        if self.loss_fn is None and not self.has_labels:
+            return (out,)
+        loss = self.loss_fn(out, labels) if self.has_labels else self.loss_fn(out)
+        return (loss, out.detach()) if isinstance(out, torch.Tensor) else (loss,)
+
+
+def _ttype(t: torch.Tensor) -> TensorType:
+    return TensorType(tuple(int(d) for d in t.shape), TORCH_ELEMENT[t.dtype])
+
+
+def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any = None,
+                          loss_fn: Callable | None = None, optimizer: Any = "sgd",
+                          masks: dict[str, Any] | None = None,
+                          optimizer_options: dict[str, Any] | None = None) -> CapturedStep:
+    """Capture ``loss_fn(model(*example_inputs), labels)``, its backward and one optimizer
+    step as ``@train_step``. ``loss_fn`` defaults to cross entropy when labels are given;
+    with neither, the model must return the scalar loss. The model is not modified."""
+    frame = inspect.stack()[1]
+    caller = Location(frame.filename, frame.lineno, 1)
+    opt = OptimizerConfig.make(optimizer, optimizer_options)
+    if labels is not None and loss_fn is None:
+        loss_fn = torch.nn.functional.cross_entropy
+    inputs = tuple(example_inputs)
+    wrapper = _StepModule(copy.deepcopy(model), loss_fn, labels is not None)
+    args = inputs + ((labels,) if labels is not None else ())
+    names = [f"input{i}" for i in range(len(inputs))] + (["labels"] if labels is not None else [])
+    graphs = capture(wrapper, args, names, strip_prefix=WRAPPED)
+    masked = [n for n, _ in model.named_parameters() if masks and n in masks]
+    return _build(model, inputs, labels, graphs, opt, masked, caller)
+
+
+def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
+           opt: OptimizerConfig, masked: list[str], caller: Location) -> CapturedStep:
+    params = list(model.named_parameters())
+    buffers = list(model.named_buffers())
+    arguments: list[Binding] = []
+    types: list[TensorType] = []
+
+    def arg(binding: Binding, ttype: TensorType) -> None:
+        arguments.append(binding)
+        types.append(ttype)
+
+    for name, p in params:
+        arg(Binding("param", name), _ttype(p))
+    for name, b in buffers:
+        arg(Binding("buffer", name), _ttype(b))
+    for i, x in enumerate(inputs):
+        arg(Binding("input", f"input{i}"), _ttype(x))
+    if labels is not None:
+        arg(Binding("label", "labels"), _ttype(labels))
+    pshape = {name: _ttype(p) for name, p in params}
+    for name in masked:
+        arg(Binding("mask", name), pshape[name])
+    state_kinds = {"sgd": ["momentum_buf"] if opt.momentum else [], "adam": ["adam_m", "adam_v"]}
+    for kind in state_kinds[opt.kind]:
+        for name, _ in params:
+            arg(Binding(kind, name), pshape[name].dense())
+    if opt.kind == "adam":
+        arg(Binding("adam_step"), TensorType((), "f32"))
+
+    b = FuncBuilder("train_step", types, [f"{a.kind}.{a.name}" if a.kind not in
+                                          ("param", "buffer", "input", "label") else a.name
+                                          for a in arguments])
+    by = dict(zip(arguments, b.args))
+
+    def at(layer: str) -> Location:
+        return Location(caller.file, caller.line, caller.col, layer or None)
+
+    effective: dict[Binding, Value] = dict(by)
+    for name in masked:
+        b.loc = at(name.rpartition(".")[0])
+        effective[Binding("param", name)] = b.one(
+            "graph.mask_apply", [by[Binding("param", name)], by[Binding("mask", name)]])
+    fw_args = []
+    for gi in graphs.inputs:
+        kind = "label" if gi.kind == "input" and gi.name == "labels" else gi.kind
+        fw_args.append(effective[Binding(kind, gi.name)])
+    fw_out = convert_graph(b, graphs.forward, fw_args, WRAPPED, caller)
+    n_mut = len(graphs.mutated_inputs)
+    user = fw_out[n_mut:n_mut + graphs.num_user_outputs]
+    b.loc = at("")
+    tangents = [b.constant(np.ones((), np.float32)) if i == 0 else
+                b.constant(np.zeros(user[i].type.shape, np.float32))
+                for i in graphs.tangent_outputs]
+    bw_out = convert_graph(b, graphs.backward, fw_out[graphs.saved_slice] + tangents,
+                           WRAPPED, caller)
+
+    results: list[Binding] = [Binding("loss")]
+    values: list[Value] = [user[0]]
+    if len(user) > 1:
+        results.append(Binding("output"))
+        values.append(user[1])
+    grads: dict[str, Value] = {}
+    for gi, g in zip(graphs.inputs, bw_out):
+        if gi.kind == "param":
+            grads[gi.name] = g
+    for name, _ in params:
+        b.loc = at(name.rpartition(".")[0])
+        g = grads.get(name) or b.constant(np.zeros(pshape[name].shape, np.float32))
+        if name in masked:
+            g = b.one("graph.mask_apply", [g, by[Binding("mask", name)]])
+        grads[name] = g
+        results.append(Binding("grad", name))
+        values.append(g)
+    new_state: list[tuple[Binding, Value]] = []
+    for name, _ in params:
+        b.loc = at(name.rpartition(".")[0])
+        p = by[Binding("param", name)]
+        new_p, state = _update(b, opt, p, grads[name], by, name)
+        if name in masked:
+            new_p = b.one("graph.mask_apply", [new_p, by[Binding("mask", name)]])
+        results.append(Binding("param", name))
+        values.append(new_p)
+        new_state += state
+    for idx, v in zip(graphs.mutated_inputs, fw_out[:n_mut]):
+        results.append(Binding("buffer", graphs.inputs[idx].name))
+        values.append(v)
+    if opt.kind == "adam":
+        b.loc = at("")
+        step = by[Binding("adam_step")]
+        new_state.append((Binding("adam_step"), b.one("graph.add", [step, b.constant(1.0)])))
+    for binding, v in sorted(new_state, key=lambda s: arguments.index(s[0])):
+        results.append(binding)
+        values.append(v)
+    module = Module([b.finish(values)])
+    PASSES["dce"]().run(module)
+    verify_module(module)
+    return CapturedStep(module, graphs, arguments, results, opt, masked)
+
+
+def _update(b: FuncBuilder, opt: OptimizerConfig, p: Value, g: Value,
+            by: dict[Binding, Value], name: str) -> tuple[Value, list[tuple[Binding, Value]]]:
+    if opt.kind == "sgd":
+        buf_arg = by.get(Binding("momentum_buf", name))
+        buf = buf_arg if buf_arg is not None else b.constant(
+            np.zeros(p.type.shape, np.float32))  # type: ignore[union-attr]
+        new_p, new_buf = b.op("graph.sgd_update", [p, g, buf], lr=float(opt.lr),
+                              momentum=float(opt.momentum),
+                              weight_decay=float(opt.weight_decay))
+        return new_p, ([(Binding("momentum_buf", name), new_buf)] if buf_arg is not None else [])
+    m, v = by[Binding("adam_m", name)], by[Binding("adam_v", name)]
+    new_p, new_m, new_v = b.op("graph.adam_update", [p, g, m, v, by[Binding("adam_step")]],
+                               lr=float(opt.lr), beta1=float(opt.betas[0]),
+                               beta2=float(opt.betas[1]), eps=float(opt.eps),
+                               weight_decay=float(opt.weight_decay))
+    return new_p, [(Binding("adam_m", name), new_m), (Binding("adam_v", name), new_v)]

@@ -1,0 +1,1 @@
+"""Tests of acf.frontends (PyTorch capture of training steps)."""
