@@ -1,0 +1,152 @@
+"""Planted timing bugs in the fast model must be caught by the equivalence check.
+
+Each mutation monkeypatches one small thing in ``acf.emulator`` (a window off by one, a tie
+broken the other way, a link booked one cycle too long, a bank count off by one...). On a
+fixed set of generated micro-programs (plus a few aimed at the mutated feature) at least one
+program must then disagree with the per-cycle reference. Programs on which the unmutated fast
+model already disagrees are left out of the comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import microprograms as mp  # noqa: E402
+from reference import simulate  # noqa: E402
+from test_reference_equivalence import compare, fast_run  # noqa: E402
+
+pytestmark = pytest.mark.skipif(fast_run() is None, reason="acf.emulator.run has not landed yet")
+
+N_PROGRAMS = 60
+
+
+def _collect(n: int, **kw) -> list[mp.MicroProgram]:
+    out: list[mp.MicroProgram] = []
+
+    @settings(max_examples=n, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(mp.microprograms(**kw))
+    def grab(m):
+        out.append(m)
+
+    grab()
+    return out
+
+
+def _aimed(blocks: list[str], variants: list[dict] | None = None, n: int = 15):
+    return _collect(n, blocks=blocks, variants=variants)
+
+
+@dataclass
+class Mutation:
+    name: str
+    apply: Callable  # (monkeypatch) -> None
+    programs: Callable[[], list]  # extra aimed programs
+
+
+def _ic():
+    from acf.emulator import interconnect
+
+    return interconnect.Interconnect
+
+
+def m_link_booking(mpatch):
+    """A NoC link stays booked one cycle after its last flit."""
+    Interconnect = _ic()
+    orig = Interconnect._reserve
+
+    def _reserve(self, request, plan, F):
+        end = orig(self, request, plan, F)
+        for link, _ in plan.links:
+            self.link_busy_until[link] += 1
+        return end
+
+    mpatch.setattr(Interconnect, "_reserve", _reserve)
+
+
+def m_noc_tail(mpatch):
+    """A transfer's end forgets one router pipeline stage (H*r - 1)."""
+    Interconnect = _ic()
+    orig = Interconnect._reserve
+
+    def _reserve(self, request, plan, F):
+        end = orig(self, request, plan, F)
+        return end - 1 if plan.tail > 0 else end
+
+    mpatch.setattr(Interconnect, "_reserve", _reserve)
+
+
+def _init_patch(mpatch, tweak):
+    Interconnect = _ic()
+    orig = Interconnect.__init__
+
+    def __init__(self, target, *a, **kw):
+        orig(self, target, *a, **kw)
+        tweak(self, target)
+
+    mpatch.setattr(Interconnect, "__init__", __init__)
+
+
+def m_gbuf_banks(mpatch):
+    """The global buffer counts one bank too many."""
+    _init_patch(mpatch, lambda ic, t: setattr(ic, "gbuf_bpc", (t.gbuf.banks + 1) * t.gbuf.bank_bytes))
+
+
+def m_dram_interleave(mpatch):
+    """DRAM channel interleaving at twice the configured granularity."""
+    _init_patch(mpatch, lambda ic, t: setattr(ic, "interleave", 2 * ic.interleave))
+
+
+MUTATIONS = [
+    Mutation("noc link booked one cycle too long", m_link_booking,
+             lambda: _aimed(["send", "multiload", "mcast"])),
+    Mutation("noc end one cycle early", m_noc_tail, lambda: _aimed(["send", "mcast"])),
+    Mutation("global buffer bandwidth off by one bank", m_gbuf_banks,
+             lambda: _aimed(["multiload", "dma", "ldg"])),
+    Mutation("dram interleave doubled", m_dram_interleave,
+             lambda: _aimed(["multiload", "dma", "mm"])),
+]
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    """Generated programs on which the unmutated fast model agrees with the reference,
+    with the reference results (computed once)."""
+    run = fast_run()
+    progs = _collect(N_PROGRAMS)
+    extra = {m.name: m.programs() for m in MUTATIONS}
+    out = {}
+    for key, lst in [("common", progs), *extra.items()]:
+        keep = []
+        for m in lst:
+            prog, target = mp.load(m)
+            ref = simulate(prog, target, m.inputs)
+            if not compare(ref, run(prog, target, inputs=m.inputs)):
+                keep.append((m, ref))
+        out[key] = keep
+    return out
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.name)
+def test_mutation_is_detected(mutation, baseline, monkeypatch):
+    programs = baseline[mutation.name] + baseline["common"]
+    assert programs, "no program on which the fast model agrees with the reference"
+    mutation.apply(monkeypatch)
+    run = fast_run()
+    for m, ref in programs:
+        prog, target = mp.load(m)
+        try:
+            fast = run(prog, target, inputs=m.inputs)
+        except Exception:
+            return  # the mutant crashed: detected
+        if compare(ref, fast):
+            return
+    pytest.fail(f"mutation {mutation.name!r} survived {len(programs)} programs")
