@@ -19,7 +19,15 @@ from acf.algorithms.vector import Vector
 REGISTRY: dict[str, type[SparsityAlgorithm]] = {
     cls.name: cls
     for cls in (
-        StaticRandom, StaticMagnitude, GradualMagnitude, SET, RigL, NM, NMSRSTE, Block, Vector
+        StaticRandom,
+        StaticMagnitude,
+        GradualMagnitude,
+        SET,
+        RigL,
+        NM,
+        NMSRSTE,
+        Block,
+        Vector,
     )
 }
 NAMES = tuple(REGISTRY)
@@ -43,7 +51,22 @@ def create(name: str, model, optimizer, **options) -> SparsityAlgorithm:
 
 
 __all__ = [
-    "NAMES", "REGISTRY", "create", "SparsityAlgorithm", "MaskUpdate", "MaskBinder",
-    "EagerBinder", "erk_densities", "sparsifiable", "StaticRandom", "StaticMagnitude",
-    "GradualMagnitude", "SET", "RigL", "NM", "NMSRSTE", "Block", "Vector",
+    "NAMES",
+    "NM",
+    "NMSRSTE",
+    "REGISTRY",
+    "SET",
+    "Block",
+    "EagerBinder",
+    "GradualMagnitude",
+    "MaskBinder",
+    "MaskUpdate",
+    "RigL",
+    "SparsityAlgorithm",
+    "StaticMagnitude",
+    "StaticRandom",
+    "Vector",
+    "create",
+    "erk_densities",
+    "sparsifiable",
 ]

@@ -22,9 +22,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
-
 from acf.algorithms.masks import EagerBinder, MaskBinder
+from torch import nn
 
 DISTRIBUTIONS = ("uniform", "erk")
 

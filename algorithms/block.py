@@ -9,7 +9,6 @@ tiles by the trained weights; ``schedule="static"`` prunes once, at construction
 from __future__ import annotations
 
 import torch
-
 from acf.algorithms.gmp import GradualMagnitude
 from acf.algorithms.structure import expand_groups, group_scores, topk_mask
 

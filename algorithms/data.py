@@ -36,10 +36,10 @@ class Dataset:
 
 def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
     perm = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(round(len(y) * test_fraction))
+    n_test = round(len(y) * test_fraction)
     test, train = perm[:n_test], perm[n_test:]
-    as_x = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    as_y = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    as_x = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    as_y = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
     return as_x(x[train]), as_y(y[train]), as_x(x[test]), as_y(y[test])
 
 
@@ -66,8 +66,8 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
         data = make_dataset(args)
     finally:
         np.random.set_state(state)
-    to_x = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32).reshape(-1, 1, 1, 40))  # noqa: E731
-    to_y = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
+    to_x = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32).reshape(-1, 1, 1, 40))
+    to_y = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))
     return Dataset(
         "mnist1d", to_x(data["x"]), to_y(data["y"]), to_x(data["x_test"]), to_y(data["y_test"]), 10
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from acf.algorithms.base import SparsityAlgorithm
 from acf.algorithms.structure import topk_mask
 

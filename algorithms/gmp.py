@@ -10,7 +10,6 @@ smallest-magnitude active weights are removed; pruned weights never return.
 from __future__ import annotations
 
 import torch
-
 from acf.algorithms.base import SparsityAlgorithm
 from acf.algorithms.structure import topk_mask
 

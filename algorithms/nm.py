@@ -11,7 +11,6 @@ weights after every step, so every step needs the dense weight gradient.
 from __future__ import annotations
 
 import torch
-
 from acf.algorithms.base import SparsityAlgorithm
 from acf.algorithms.structure import nm_mask
 

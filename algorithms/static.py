@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from acf.algorithms.base import SparsityAlgorithm
 from acf.algorithms.structure import topk_mask
 

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
-
 from acf.algorithms import SparsityAlgorithm, create
 from acf.algorithms.data import load_dataset
 from acf.algorithms.models import make_model
+from torch import nn
 
 StepHook = Callable[[int, nn.Module, "SparsityAlgorithm | None"], Any]
 
@@ -119,6 +118,8 @@ def train(
         mask_update_events=0 if alg is None else len(alg.events),
         dense_grad=dense_grad,
         density=None if alg is None else alg.density_report(),
-        update_cost=None if alg is None else {k: v for k, v in alg.update_cost().items() if k != "events"},
+        update_cost=None
+        if alg is None
+        else {k: v for k, v in alg.update_cost().items() if k != "events"},
         hook_records=records,
     )

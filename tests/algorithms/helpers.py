@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -9,7 +11,7 @@ from torch import nn
 def mlp(*widths: int, seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
-    for a, b in zip(widths, widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
@@ -22,7 +24,9 @@ def fake_step(alg, grads: dict[str, torch.Tensor] | None = None, seed: int = 0) 
     """One iteration with given (or random) gradients: optimizer step then algorithm step."""
     g = torch.Generator().manual_seed(seed)
     for name, p in alg.model.named_parameters():
-        p.grad = grads[name].clone() if grads and name in grads else torch.randn(p.shape, generator=g)
+        p.grad = (
+            grads[name].clone() if grads and name in grads else torch.randn(p.shape, generator=g)
+        )
     alg.optimizer.step()
     alg.step()
     alg.optimizer.zero_grad()

@@ -1,17 +1,22 @@
 import pytest
 import torch
-from torch import nn
-
 from acf import algorithms
 from acf.algorithms import erk_densities, sparsifiable
+from torch import nn
+
 from tests.algorithms.helpers import sgd
 
 
 def net():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3), nn.Conv2d(16, 32, 3), nn.Conv2d(32, 64, 3), nn.Flatten(),
-        nn.Linear(64, 256), nn.Linear(256, 512), nn.Linear(512, 10),
+        nn.Conv2d(3, 16, 3),
+        nn.Conv2d(16, 32, 3),
+        nn.Conv2d(32, 64, 3),
+        nn.Flatten(),
+        nn.Linear(64, 256),
+        nn.Linear(256, 512),
+        nn.Linear(512, 10),
     )
 
 
@@ -19,7 +24,11 @@ def test_default_selection_and_options():
     model = net()
     assert sparsifiable(model) == ["1.weight", "2.weight", "4.weight", "5.weight", "6.weight"]
     assert sparsifiable(model, exclude_first_conv=False, exclude_last_linear=True) == [
-        "0.weight", "1.weight", "2.weight", "4.weight", "5.weight"
+        "0.weight",
+        "1.weight",
+        "2.weight",
+        "4.weight",
+        "5.weight",
     ]
 
 

@@ -3,8 +3,8 @@
 import math
 
 import torch
-
 from acf import algorithms
+
 from tests.algorithms.helpers import fake_step, mlp, sgd
 
 

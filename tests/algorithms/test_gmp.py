@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from acf import algorithms
+
 from tests.algorithms.helpers import fake_step, mlp, sgd
 
 
@@ -18,11 +18,17 @@ def cubic(t, t0, t_end, dt, s_i, s_f):
 def test_gmp_follows_cubic_schedule(s_i):
     model = mlp(50, 40, 30)
     alg = algorithms.create(
-        "gmp", model, sgd(model, lr=0.01), density=0.1, t_start=10, t_end=50, delta_t=10,
+        "gmp",
+        model,
+        sgd(model, lr=0.01),
+        density=0.1,
+        t_start=10,
+        t_end=50,
+        delta_t=10,
         initial_sparsity=s_i,
     )
     numel = {n: p.numel() for n, p in alg.params.items()}
-    for t in range(0, 61):
+    for t in range(61):
         if t:
             fake_step(alg, seed=t)
         for n, m in alg.masks.items():

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-
 from acf import algorithms
 from acf.algorithms import EagerBinder, MaskBinder
+
 from tests.algorithms.helpers import fake_step, mlp, sgd
 
 OPTIONS = {

@@ -1,12 +1,19 @@
 import pytest
-
 from acf import algorithms
+
 from tests.algorithms.helpers import mlp, sgd
 
 
 def test_names():
     assert algorithms.NAMES == (
-        "static-random", "static-magnitude", "gmp", "set", "rigl", "nm", "nm-srste", "block",
+        "static-random",
+        "static-magnitude",
+        "gmp",
+        "set",
+        "rigl",
+        "nm",
+        "nm-srste",
+        "block",
         "vector",
     )
 

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from torch import nn
-
 from acf import algorithms
 from acf.algorithms.structure import as_matrix
 from acf.isa.target import load_target
+from torch import nn
+
 from tests.algorithms.helpers import fake_step, mlp, sgd
 
 
@@ -34,7 +34,9 @@ def test_nm_exactly_n_per_group(n, m):
 def test_nm_keeps_largest_in_group():
     model = mlp(8, 2)
     with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[1, -5, 3, 0.5, 9, 8, -7, 1], [0, 0, 1, 2, 4, 3, 2, 1]]))
+        model[0].weight.copy_(
+            torch.tensor([[1, -5, 3, 0.5, 9, 8, -7, 1], [0, 0, 1, 2, 4, 3, 2, 1]])
+        )
     alg = algorithms.create("nm", model, sgd(model), n=2, m=4)
     want = torch.tensor([[0, 1, 1, 0, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 0, 0]], dtype=torch.bool)
     assert torch.equal(alg.masks["0.weight"], want)
@@ -80,8 +82,15 @@ def assert_constant_on_tiles(mask, br, bc):
 def test_block_masks_constant_per_block(block, schedule):
     model = conv_net()
     alg = algorithms.create(
-        "block", model, sgd(model, lr=0.1), density=0.25, block=block, schedule=schedule,
-        t_end=6, delta_t=2, exclude_first_conv=False,
+        "block",
+        model,
+        sgd(model, lr=0.1),
+        density=0.25,
+        block=block,
+        schedule=schedule,
+        t_end=6,
+        delta_t=2,
+        exclude_first_conv=False,
     )
     for t in range(8):
         fake_step(alg, seed=t)
@@ -118,7 +127,9 @@ def test_vector_masks_follow_target_lanes():
 def test_vector_length_from_config_and_lookahead():
     model = mlp(64, 32)
     narrow = load_target("acf-base", overrides={"cluster.pe_cols": 8})
-    alg = algorithms.create("vector", model, sgd(model), density=0.5, target=narrow, schedule="static")
+    alg = algorithms.create(
+        "vector", model, sgd(model), density=0.5, target=narrow, schedule="static"
+    )
     assert alg.vector_length == 8
     assert_constant_on_tiles(alg.masks["0.weight"], 8, 1)
     model = mlp(64, 32)

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from acf.algorithms.data import load_dataset
 from acf.algorithms.train import train
 
@@ -43,7 +42,12 @@ def test_dense_mlp_learns_digits():
 def test_rigl_run_records_updates_and_dense_grad_steps():
     seen = []
     r = train(
-        "rigl", 0.3, 120, eval_every=60, delta_t=20, t_end=100,
+        "rigl",
+        0.3,
+        120,
+        eval_every=60,
+        delta_t=20,
+        t_end=100,
         step_hook=lambda step, model, alg: seen.append(step) or (step if step % 50 == 0 else None),
     )
     assert seen == list(range(120)) and r.hook_records == [0, 50, 100]
