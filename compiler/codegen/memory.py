@@ -110,6 +110,7 @@ def plan_memory(
     tile: tuple[int, int],
     extra: dict[str, tuple[int, ...]],
     arg_shapes: dict[Value, tuple[int, ...]] | None = None,
+    named: dict[Value, str] | None = None,
 ) -> MemoryPlan:
     """Assign DRAM to ``func``'s arguments, results and intermediates.
 
@@ -138,8 +139,9 @@ def plan_memory(
         buf = declare(f"result{i}", v.type.shape, value_format(v))  # type: ignore[union-attr]
         if v not in result_buf and v not in buffers:
             result_buf[v] = buf
-    for name, shape in extra.items():
-        declare(name, shape, "dense")
+    extra_buf = {name: declare(name, shape, "dense") for name, shape in extra.items()}
+    for v, name in (named or {}).items():
+        buffers[v] = extra_buf[name]
 
     ops = func.body.ops
     last_use: dict[Value, int] = {}
@@ -153,6 +155,8 @@ def plan_memory(
         if op.name == "graph.return":
             break
         for r in op.results:
+            if r in buffers:
+                continue
             if r in result_buf:
                 buffers[r] = result_buf[r]
             elif _aliases(op) and not buffers[op.operands[0]].sparse:

@@ -1,0 +1,215 @@
+"""What a kernel emitter works with: its op, buffers, on-chip slots and per-cluster streams.
+
+Kernels call :meth:`KernelContext.load` / :meth:`KernelContext.store` to move tiles between
+DRAM buffers (dense or packed sparse tiles) and scratchpad slots, and
+:meth:`KernelContext.emit` for everything else; every instruction carries the op's
+:class:`SourceLoc`. Slots come from a per-kernel allocator shared by all clusters (each
+cluster has its own scratchpad, so the same layout serves all).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from acf.isa.fields import FmtSpec, MemRef
+from acf.isa.program import SourceLoc
+from acf.isa.symbols import slot_bytes, tile_address
+from acf.isa.target import Target
+
+from ..dialect import AttrView, attrs_of
+from ..ir import Operation, Value
+from .errors import error_at
+from .memory import Buffer
+from .placement import Placement, round_robin
+from .schedule import ClusterStream, Slot
+from .tiling import Tiling
+
+SLOT_ALIGN = 64
+SCALAR_FREG = 8  # fr8..fr15 hold broadcast scalars; fr0..fr7 optimizer hyperparameters
+
+
+@dataclass
+class OpStats:
+    """Per-op summary numbers."""
+
+    name: str
+    instructions: int = 0
+    macs: int = 0
+    dram_bytes: int = 0
+
+
+@dataclass
+class HyperSlot:
+    """Where one optimizer op's hyperparameters live in the ``hyper`` tensor."""
+
+    op_id: int
+    op: str
+    offset: int
+    names: tuple[str, ...]
+    defaults: tuple[float, ...]
+
+
+@dataclass
+class HyperTable:
+    """Layout of the ``hyper`` DRAM tensor the runtime fills (8 floats per optimizer op)."""
+
+    slots: list[HyperSlot] = field(default_factory=list)
+    stride: int = 8
+
+    def add(self, op_id: int, op: str, names: tuple[str, ...], defaults: tuple[float, ...]) -> int:
+        offset = len(self.slots) * self.stride
+        self.slots.append(HyperSlot(op_id, op, offset, names, defaults))
+        return offset
+
+    @property
+    def size(self) -> int:
+        return len(self.slots) * self.stride
+
+
+class Allocator:
+    """Bump allocation of scratchpad / accumulator slots for one kernel."""
+
+    def __init__(self, ctx: "KernelContext") -> None:
+        self.ctx = ctx
+        self.top = {"sp": 0, "acc": 0}
+
+    def __call__(self, space: str, nbytes: int) -> Slot:
+        limit = self.ctx.tiling.spad_bytes if space == "sp" else self.ctx.tiling.acc_bytes
+        addr = self.top[space]
+        size = -(-max(nbytes, 4) // SLOT_ALIGN) * SLOT_ALIGN
+        if addr + size > limit:
+            what = "scratchpad" if space == "sp" else "accumulator"
+            raise error_at(self.ctx.op, f"needs more than the {limit}-byte {what} of "
+                                        f"{self.ctx.target.name} ({addr + size} bytes)")
+        self.top[space] = addr + size
+        return Slot(space, addr, size)
+
+
+class KernelContext:
+    """One op being lowered: its operands' buffers, slots, streams and statistics."""
+
+    def __init__(self, op: Operation, op_id: int, loc: SourceLoc, target: Target,
+                 tiling: Tiling, buffers: dict[Value, Buffer], hyper: HyperTable,
+                 placement: Placement = round_robin) -> None:
+        self.op, self.op_id, self.loc = op, op_id, loc
+        self.target, self.tiling, self.buffers, self.hyper = target, tiling, buffers, hyper
+        self.placement = placement
+        gx, gy = target.fabric.grid
+        self.streams = [ClusterStream(c) for c in range(int(gx) * int(gy))]
+        self.phases: list[list[ClusterStream]] = []
+        self.alloc = Allocator(self)
+        self.stats = OpStats(op.name)
+        self.scalar_loaded: set[tuple[int, int]] = set()
+
+    # ---- operands -------------------------------------------------------------------------
+    @property
+    def attrs(self) -> AttrView:
+        return attrs_of(self.op)
+
+    def buf(self, value: Value) -> Buffer:
+        return self.buffers[value]
+
+    @property
+    def ins(self) -> list[Buffer]:
+        return [self.buffers[v] for v in self.op.operands]
+
+    @property
+    def outs(self) -> list[Buffer]:
+        return [self.buffers[v] for v in self.op.results]
+
+    def error(self, message: str) -> Exception:
+        return error_at(self.op, message)
+
+    def place(self, tiles: list[Any]) -> Iterator[tuple[int, Any]]:
+        return iter(self.placement(tiles, self.target))
+
+    def barrier(self) -> None:
+        """End a phase: later instructions may read what earlier ones stored to DRAM."""
+        self.phases.append(self.streams)
+        self.streams = [ClusterStream(s.cl) for s in self.streams]
+
+    def all_phases(self) -> list[list[ClusterStream]]:
+        return [p for p in self.phases + [self.streams] if any(s.items for s in p)]
+
+    # ---- instructions ---------------------------------------------------------------------
+    def emit(self, cl: int, mnemonic: str, reads: tuple[Slot, ...] = (),
+             writes: tuple[Slot, ...] = (), **args: Any) -> int:
+        return self.streams[cl].emit(mnemonic, self.loc, reads, writes, **args)
+
+    def _tile_coords(self, buf: Buffer, r0: int, c0: int, rows: int, cols: int) -> tuple[int, int]:
+        tr, tc = buf.tile
+        R, C = buf.rows_cols
+        if len(buf.shape) != 2:
+            raise self.error(f"sparse tensors must be 2-D here, got shape {list(buf.shape)}")
+        if r0 % tr or c0 % tc or rows != min(tr, R - r0) or cols != min(tc, C - c0):
+            raise self.error(f"internal error: {rows}x{cols} access at ({r0},{c0}) is not "
+                             f"a packed {tr}x{tc} tile")
+        return r0 // tr, c0 // tc
+
+    def load(self, cl: int, buf: Buffer, r0: int, c0: int, rows: int, cols: int, slot: Slot,
+             base: int = 0) -> int:
+        """``ld`` a rows x cols tile at (r0, c0) of the 2-D view of ``buf`` into ``slot``.
+
+        ``base`` is a byte offset (batch) into a dense buffer."""
+        self.stats.dram_bytes += 4 * rows * cols
+        if buf.sparse:
+            ti, tj = self._tile_coords(buf, r0, c0, rows, cols)
+            src = MemRef("dram", tile_address(buf.symbol(), ti, tj))
+            return self.emit(cl, "ld", writes=(slot,), dst=slot.ref(), src=src,
+                             fmt=FmtSpec.parse(buf.fmt), rows=rows, cols=cols)
+        pitch = buf.rows_cols[1]
+        src = MemRef("dram", buf.addr + base + 4 * (r0 * pitch + c0))
+        return self.emit(cl, "ld", writes=(slot,), dst=slot.ref(), src=src,
+                         fmt=FmtSpec("dense"), rows=rows, cols=cols,
+                         stride=0 if pitch == cols else pitch)
+
+    def store(self, cl: int, buf: Buffer, r0: int, c0: int, rows: int, cols: int, slot: Slot,
+              base: int = 0) -> int:
+        """``st`` a tile from ``slot`` to (r0, c0) of ``buf`` (encoding packed tiles)."""
+        self.stats.dram_bytes += 4 * rows * cols
+        if buf.sparse:
+            ti, tj = self._tile_coords(buf, r0, c0, rows, cols)
+            sym = buf.symbol()
+            return self.emit(cl, "st", reads=(slot,), dst=MemRef("dram", tile_address(sym, ti, tj)),
+                             src=slot.ref(), fmt=FmtSpec.parse(buf.fmt), rows=rows, cols=cols,
+                             cap=slot_bytes(sym))
+        pitch = buf.rows_cols[1]
+        dst = MemRef("dram", buf.addr + base + 4 * (r0 * pitch + c0))
+        return self.emit(cl, "st", reads=(slot,), dst=dst, src=slot.ref(), fmt=FmtSpec("dense"),
+                         rows=rows, cols=cols, stride=0 if pitch == cols else pitch)
+
+    def vop(self, cl: int, fn: str, dst: Slot, a: Slot, rows: int, cols: int,
+            b: Slot | None = None, bmode: str = "tile", imm: float = 0.0) -> int:
+        reads = (a,) if b is None else (a, b)
+        args: dict[str, Any] = {"fn": fn, "dst": dst.ref(), "a": a.ref(), "rows": rows,
+                                "cols": cols, "bmode": bmode, "imm": float(imm)}
+        if b is not None:
+            args["b"] = b.ref()
+        return self.emit(cl, "vop", reads=reads, writes=(dst,), **args)
+
+    def vred(self, cl: int, fn: str, dst: Slot, a: Slot, rows: int, cols: int, axis: int,
+             accum: bool = False) -> int:
+        reads = (a, dst) if accum else (a,)
+        return self.emit(cl, "vred", reads=reads, writes=(dst,), fn=fn, dst=dst.ref(), a=a.ref(),
+                         rows=rows, cols=cols, axis=axis, accum=int(accum))
+
+    def scalar_to_freg(self, cl: int, buf: Buffer, slot: Slot, freg: int = SCALAR_FREG) -> None:
+        """Load a one-element tensor into float register ``freg`` of cluster ``cl`` (once)."""
+        if (cl, freg) in self.scalar_loaded:
+            return
+        self.scalar_loaded.add((cl, freg))
+        self.load(cl, buf, 0, 0, 1, 1, slot)
+        self.emit(cl, "fld", reads=(slot,), fd=freg, src=slot.ref())
+
+
+def tiles_2d(rows: int, cols: int, tr: int, tc: int) -> list[tuple[int, int, int, int]]:
+    """(r0, c0, h, w) of a row-major grid of tr x tc tiles over rows x cols."""
+    return [(r0, c0, min(tr, rows - r0), min(tc, cols - c0))
+            for r0 in range(0, rows, tr) for c0 in range(0, cols, tc)]
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)

@@ -1,0 +1,152 @@
+"""Elementwise kernels over ``vop``: unary functions, binary functions with numpy
+broadcasting (row and column operands via ``bmode=row``/``col``, one-element operands via a
+float register and ``bmode=freg``), ``relu_backward`` (``relu_bwd``), ``mask_apply``
+(``mask``), and copies (``graph.reshape`` of a sparse value, a returned argument).
+
+Each output tile (at most T*T elements of the 2-D view ``leading dims x last dim``) is
+loaded, transformed in place, and stored; slots are double-buffered::
+
+    ld   sp[A] <- a tile         ld sp[B] <- b tile / row / column
+    vop  add, sp[A], sp[A], sp[B], rows=.., cols=.., bmode=row
+    st   sp[A] -> out tile
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..context import SCALAR_FREG, KernelContext, tiles_2d
+from ..memory import Buffer
+from ..tiling import vector_tile
+from . import kernel
+
+UNARY = {"graph.neg": "neg", "graph.exp": "exp", "graph.sqrt": "sqrt", "graph.rsqrt": "rsqrt",
+         "graph.relu": "relu", "graph.gelu": "gelu"}
+BINARY = {"graph.add": "add", "graph.sub": "sub", "graph.mul": "mul", "graph.div": "div",
+          "graph.relu_backward": "relu_bwd", "graph.gelu_backward": "gelu_bwd",
+          "graph.mask_apply": "mask"}
+COMMUTATIVE = ("add", "mul")
+
+
+def _role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
+    """How an operand of ``shape`` broadcasts against ``out``: tile, row, col or scalar."""
+    if shape == out:
+        return "tile"
+    if math.prod(shape) == 1:
+        return "scalar"
+    padded = (1,) * (len(out) - len(shape)) + shape
+    if padded == out:
+        return "tile"
+    if len(out) >= 1 and padded == (1,) * (len(out) - 1) + out[-1:]:
+        return "row"
+    if len(out) >= 2 and padded == out[:-1] + (1,):
+        return "col"
+    return "other"
+
+
+def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: Buffer,
+                roles: tuple[str, str] = ("tile", "tile")) -> None:
+    """out = fn(a, b) tile by tile; ``roles[1]`` says how b broadcasts (a is a full tile)."""
+    rows, cols = out.rows_cols
+    if out.sparse or a.sparse:
+        tr, tc = out.tile if out.sparse else a.tile
+    else:
+        tr, tc = vector_tile(rows, cols, ctx.tiling)
+    size = 4 * tr * tc
+    a_slots = [ctx.alloc("sp", size) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", size if roles[1] == "tile" else 4 * max(tr, tc))
+               for _ in range(2)] if b is not None else []
+    scalar_slot = ctx.alloc("sp", 4) if roles[1] == "scalar" else None
+    count = [0] * len(ctx.streams)
+    for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
+        sa = a_slots[count[cl] % 2]
+        ctx.load(cl, a, r0, c0, h, w, sa)
+        if b is None:
+            ctx.vop(cl, fn, sa, sa, h, w)
+        else:
+            sb = b_slots[count[cl] % 2]
+            role = roles[1]
+            if role == "tile":
+                ctx.load(cl, b, r0, c0, h, w, sb)
+                ctx.vop(cl, fn, sa, sa, h, w, sb)
+            elif role == "row":
+                ctx.load(cl, b, 0, c0, 1, w, sb)
+                ctx.vop(cl, fn, sa, sa, h, w, sb, bmode="row")
+            elif role == "col":
+                ctx.load(cl, Buffer(b.addr, (rows, 1)), r0, 0, h, 1, sb)
+                ctx.vop(cl, fn, sa, sa, h, w, sb, bmode="col")
+            else:
+                assert scalar_slot is not None
+                ctx.scalar_to_freg(cl, Buffer(b.addr, (1, 1)), scalar_slot)
+                ctx.vop(cl, fn, sa, sa, h, w, bmode="freg", imm=float(SCALAR_FREG))
+        count[cl] += 1
+        ctx.store(cl, out, r0, c0, h, w, sa)
+
+
+@kernel(*UNARY)
+def unary(ctx: KernelContext) -> None:
+    if ctx.op.name == "graph.gelu" and ctx.attrs["approximate"] != "none":
+        raise ctx.error("only the exact (erf) GELU lowers to vop gelu")
+    elementwise(ctx, UNARY[ctx.op.name], ctx.ins[0], None, ctx.outs[0])
+
+
+@kernel(*BINARY)
+def binary(ctx: KernelContext) -> None:
+    fn = BINARY[ctx.op.name]
+    if ctx.op.name == "graph.gelu_backward" and ctx.attrs["approximate"] != "none":
+        raise ctx.error("only the exact (erf) GELU backward lowers to vop gelu_bwd")
+    a, b = ctx.ins
+    out = ctx.outs[0]
+    if ctx.op.name == "graph.gelu_backward":  # vop gelu_bwd(a = x, b = grad)
+        a, b = b, a
+    if ctx.op.name == "graph.relu_backward":  # relu_bwd: b where a > 0, a = x
+        a, b = b, a
+    ra, rb = _role(a.shape, out.shape), _role(b.shape, out.shape)
+    if ra == "tile":
+        if rb == "other":
+            raise ctx.error(f"broadcast of {list(b.shape)} to {list(out.shape)} is not supported")
+        elementwise(ctx, fn, a, b, out, ("tile", rb))
+        return
+    if rb != "tile" or ra == "other":
+        raise ctx.error(f"broadcast of {list(a.shape)} and {list(b.shape)} to "
+                        f"{list(out.shape)} is not supported")
+    if fn in COMMUTATIVE:
+        elementwise(ctx, fn, b, a, out, ("tile", ra))
+    elif fn == "sub":  # a - b = -(b - a)
+        elementwise(ctx, "sub", b, a, out, ("tile", ra))
+        elementwise_inplace(ctx, "neg", out)
+    elif fn == "div":  # a / b = a * (1 / b)
+        elementwise(ctx, "recip", b, None, out)
+        elementwise_inplace(ctx, "mul", out, a, ra)
+    else:
+        raise ctx.error(f"'{fn}' with a broadcast first operand is not supported")
+
+
+def elementwise_inplace(ctx: KernelContext, fn: str, out: Buffer, b: Buffer | None = None,
+                        role: str = "tile") -> None:
+    """A second pass over ``out``, after a barrier (it reads what the first pass stored)."""
+    ctx.barrier()
+    elementwise(ctx, fn, out, b, out, ("tile", role))
+
+
+@kernel("graph.reshape")
+def reshape(ctx: KernelContext) -> None:
+    a, out = ctx.ins[0], ctx.outs[0]
+    if a.addr == out.addr:
+        return  # aliased by the memory plan: no code
+    if a.sparse or out.sparse:
+        raise ctx.error("reshape of a sparse tensor is not supported")
+    copy(ctx, Buffer(a.addr, out.shape), out)
+
+
+def copy(ctx: KernelContext, src: Buffer, dst: Buffer) -> None:
+    """dst = src through the scratchpad (``vop copy`` is not needed: ld then st)."""
+    rows, cols = dst.rows_cols
+    tr, tc = dst.tile if dst.sparse else vector_tile(rows, cols, ctx.tiling)
+    slots = [ctx.alloc("sp", 4 * tr * tc) for _ in range(2)]
+    count = [0] * len(ctx.streams)
+    for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
+        s = slots[count[cl] % 2]
+        count[cl] += 1
+        ctx.load(cl, src, r0, c0, h, w, s)
+        ctx.store(cl, dst, r0, c0, h, w, s)

@@ -1,0 +1,122 @@
+"""GEMM kernels: ``graph.matmul`` (``transpose_a``/``transpose_b`` via the mm ``ta``/``tb``
+flags), ``graph.linear`` (x·wᵀ via ``tb``, bias added on the accumulator tile) and
+``graph.sddmm`` (the mask tile is the sampling tile S of ``sddmm``).
+
+Per output tile (T x T, placed round-robin over the clusters), per k-chunk::
+
+    ld  A[kk % 2] <- A tile          ld  B[kk % 2] <- B tile (decoded if sparse)
+    mm  acc C[t % 2] (+)= A . B      (sddmm: sampled at S[t % 2])
+    st  C -> DRAM                    (encoded if the result is sparse)
+
+Double-buffered A, B, S and C slots; tokens come from the slot accesses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..context import KernelContext
+from ..memory import Buffer
+from . import kernel
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """C[b] (+)= op(A[b]) op(B[b]) [sampled at S] [+ bias row]."""
+
+    a: Buffer
+    b: Buffer
+    out: Buffer
+    m: int
+    n: int
+    k: int
+    ta: bool = False
+    tb: bool = False
+    batch: int = 1
+    sample: Buffer | None = None
+    bias: Buffer | None = None
+
+
+def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
+    t = ctx.tiling.t
+    tile_bytes = 4 * t * t
+    a_slots = [ctx.alloc("sp", tile_bytes) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", tile_bytes) for _ in range(2)]
+    s_slots = [ctx.alloc("sp", tile_bytes) for _ in range(2)] if g.sample else []
+    bias_slots = [ctx.alloc("sp", 4 * t) for _ in range(2)] if g.bias else []
+    c_slots = [ctx.alloc("acc", tile_bytes) for _ in range(2)]
+    if g.batch > 1 and any(x is not None and x.sparse for x in (g.a, g.b, g.sample, g.out)):
+        raise ctx.error("batched matmul with a sparse operand is not supported")
+    tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, t)
+             for j0 in range(0, g.n, t)]
+    kiter = [0] * len(ctx.streams)
+    titer = [0] * len(ctx.streams)
+    mnemonic = "sddmm" if g.sample else "mm"
+    for cl, (bi, i0, j0) in ctx.place(tiles):
+        mt, nt = min(t, g.m - i0), min(t, g.n - j0)
+        c = c_slots[titer[cl] % 2]
+        extra = {}
+        if g.sample:
+            s = s_slots[titer[cl] % 2]
+            ctx.load(cl, g.sample, i0, j0, mt, nt, s, base=4 * bi * g.m * g.n)
+            extra["s"] = s.ref()
+        titer[cl] += 1
+        for k0 in range(0, g.k, t):
+            kt = min(t, g.k - k0)
+            a, b = a_slots[kiter[cl] % 2], b_slots[kiter[cl] % 2]
+            kiter[cl] += 1
+            if g.ta:
+                ctx.load(cl, g.a, k0, i0, kt, mt, a, base=4 * bi * g.m * g.k)
+            else:
+                ctx.load(cl, g.a, i0, k0, mt, kt, a, base=4 * bi * g.m * g.k)
+            if g.tb:
+                ctx.load(cl, g.b, j0, k0, nt, kt, b, base=4 * bi * g.n * g.k)
+            else:
+                ctx.load(cl, g.b, k0, j0, kt, nt, b, base=4 * bi * g.n * g.k)
+            reads = (a, b) + ((s,) if g.sample else ()) + ((c,) if k0 else ())
+            ctx.emit(cl, mnemonic, reads=reads, writes=(c,), dst=c.ref(), a=a.ref(), b=b.ref(),
+                     m=mt, n=nt, k=kt, accum=int(k0 > 0), ta=int(g.ta), tb=int(g.tb), **extra)
+            ctx.stats.macs += mt * nt * kt
+        if g.k == 0:
+            raise ctx.error("matmul with an empty contraction dimension")
+        if g.bias is not None:
+            bias = bias_slots[titer[cl] % 2]
+            ctx.load(cl, g.bias, 0, j0, 1, nt, bias)
+            ctx.vop(cl, "add", c, c, mt, nt, bias, bmode="row")
+        ctx.store(cl, g.out, i0, j0, mt, nt, c, base=4 * bi * g.m * g.n)
+
+
+def _dims(ctx: KernelContext, ta: bool, tb: bool) -> tuple[int, int, int, int]:
+    a, b = ctx.op.operands[0].type.shape, ctx.op.operands[1].type.shape  # type: ignore[union-attr]
+    m, k = (a[-1], a[-2]) if ta else (a[-2], a[-1])
+    n = b[-2] if tb else b[-1]
+    batch = 1
+    for d in a[:-2]:
+        batch *= d
+    return m, n, k, batch
+
+
+@kernel("graph.matmul", "graph.sddmm")
+def matmul(ctx: KernelContext) -> None:
+    ta, tb = bool(ctx.attrs["transpose_a"]), bool(ctx.attrs["transpose_b"])
+    m, n, k, batch = _dims(ctx, ta, tb)
+    ins = ctx.ins
+    sample = ins[2] if ctx.op.name == "graph.sddmm" else None
+    emit_gemm(ctx, Gemm(ins[0], ins[1], ctx.outs[0], m, n, k, ta, tb, batch, sample))
+
+
+@kernel("graph.linear")
+def linear(ctx: KernelContext) -> None:
+    ins = ctx.ins
+    x_shape = ctx.op.operands[0].type.shape  # type: ignore[union-attr]
+    w_shape = ctx.op.operands[1].type.shape  # type: ignore[union-attr]
+    m = 1
+    for d in x_shape[:-1]:
+        m *= d
+    bias = ins[2] if len(ins) == 3 else None
+    x = Buffer(ins[0].addr, (m, x_shape[-1]), ins[0].fmt, ins[0].tile, ins[0].name)
+    out = ctx.outs[0]
+    out2 = Buffer(out.addr, (m, w_shape[0]), out.fmt, out.tile, out.name)
+    if x.sparse and len(x_shape) != 2 or out.sparse and len(x_shape) != 2:
+        raise ctx.error("linear with a sparse input or result needs a 2-D input")
+    emit_gemm(ctx, Gemm(x, ins[1], out2, m, w_shape[0], w_shape[1], tb=True, bias=bias))

@@ -1,0 +1,99 @@
+"""Optimizer kernels: ``graph.sgd_update`` (``sgd``) and ``graph.adam_update`` (``adam``).
+
+Hyperparameters are never immediates: each optimizer op owns 8 floats of the ``hyper``
+DRAM tensor, which the runtime fills (so changing lr, or Adam's step, never recompiles);
+each cluster loads them into fr0.. with ``fld``. Layouts (see ``CompiledProgram.hyper``):
+sgd ``lr, momentum, dampening(0), weight_decay``; adam ``lr, beta1, beta2, eps,
+weight_decay, 1 - beta1**step, 1 - beta2**step``.
+
+A parameter with a sparse encoding keeps its pattern: after the update, the new parameter
+and buffers are selected back to their old values where the old parameter is zero
+(``vop mask`` against a copy of the old parameter).
+"""
+
+from __future__ import annotations
+
+from ..context import KernelContext, tiles_2d
+from ..memory import Buffer
+from ..schedule import Slot
+from ..tiling import vector_tile
+from . import kernel
+
+SGD = ("lr", "momentum", "dampening", "weight_decay")
+ADAM = ("lr", "beta1", "beta2", "eps", "weight_decay", "bias_correction1", "bias_correction2")
+
+
+def _load_hyper(ctx: KernelContext, cl: int, hyper: Buffer, offset: int, n: int,
+                slot: Slot) -> None:
+    ctx.load(cl, hyper, 0, offset, 1, n, slot)
+    for i in range(n):
+        ctx.emit(cl, "fld", reads=(slot,), fd=i, src=slot.ref(4 * i))
+
+
+def _keep_pattern(ctx: KernelContext, cl: int, p0: Slot, news: list[Slot], olds: list[Slot],
+                  tmp: Slot, h: int, w: int) -> None:
+    """new <- where(p0 != 0, new, old) for each (new, old) pair."""
+    for new, old in zip(news, olds):
+        ctx.vop(cl, "mask", new, new, h, w, p0)
+        if old is None:
+            continue
+        ctx.vop(cl, "mask", tmp, old, h, w, p0)
+        ctx.vop(cl, "sub", old, old, h, w, tmp)
+        ctx.vop(cl, "add", new, new, h, w, old)
+
+
+def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
+            defaults: tuple[float, ...], hyper: Buffer) -> None:
+    param = ctx.ins[0]
+    states = ctx.ins[2:2 + (1 if mnemonic == "sgd" else 2)]
+    grad = ctx.ins[1]
+    offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults)
+    rows, cols = param.rows_cols
+    tr, tc = param.tile if param.sparse else vector_tile(rows, cols, ctx.tiling)
+    size = 4 * tr * tc
+    sp = ctx.alloc("sp", size)
+    sg = ctx.alloc("sp", size)
+    ss = [ctx.alloc("sp", size) for _ in states]
+    hslot = ctx.alloc("sp", 4 * len(names))
+    sparse = param.sparse
+    if sparse:
+        p0 = ctx.alloc("sp", size)
+        olds = [ctx.alloc("sp", size) for _ in states]
+        tmp = ctx.alloc("sp", size)
+    loaded: set[int] = set()
+    for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
+        if cl not in loaded:
+            loaded.add(cl)
+            _load_hyper(ctx, cl, hyper, offset, len(names), hslot)
+        ctx.load(cl, param, r0, c0, h, w, sp)
+        ctx.load(cl, grad, r0, c0, h, w, sg)
+        for buf, slot in zip(states, ss):
+            ctx.load(cl, buf, r0, c0, h, w, slot)
+        if sparse:
+            ctx.vop(cl, "copy", p0, sp, h, w)
+            for slot, old in zip(ss, olds):
+                ctx.vop(cl, "copy", old, slot, h, w)
+        ref = {"w": sp.ref(), "g": sg.ref(), "n": h * w, "fr": 0}
+        if mnemonic == "sgd":
+            ref["mom"] = ss[0].ref()
+        else:
+            ref["m1"], ref["m2"] = ss[0].ref(), ss[1].ref()
+        ctx.emit(cl, mnemonic, reads=(sp, sg, *ss), writes=(sp, *ss), **ref)
+        if sparse:
+            _keep_pattern(ctx, cl, p0, [sp, *ss], [None, *olds], tmp, h, w)  # type: ignore[list-item]
+        for buf, slot in zip(ctx.outs, [sp, *ss]):
+            ctx.store(cl, buf, r0, c0, h, w, slot)
+
+
+@kernel("graph.sgd_update")
+def sgd_update(ctx: KernelContext, hyper: Buffer | None = None) -> None:
+    a = ctx.attrs
+    defaults = (float(a["lr"]), float(a["momentum"]), 0.0, float(a["weight_decay"]))  # type: ignore[arg-type]
+    _update(ctx, "sgd", SGD, defaults, ctx.hyper_buffer)  # type: ignore[attr-defined]
+
+
+@kernel("graph.adam_update")
+def adam_update(ctx: KernelContext) -> None:
+    a = ctx.attrs
+    defaults = tuple(float(a[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))  # type: ignore[arg-type]
+    _update(ctx, "adam", ADAM, defaults + (0.0, 0.0), ctx.hyper_buffer)  # type: ignore[attr-defined]

@@ -1,0 +1,217 @@
+"""Lowering of a verified ``graph.func`` to an ACF :class:`Program`, in named steps::
+
+    tiling  = choose_tiling(target)                 # one square tile side T
+    plan    = plan_memory(func, ...)                # DRAM buffers, .tensor symbols
+    for op in func: kernel(ctx)                     # per-cluster streams with tokens
+    program = barrier-separated kernels + halt      # each instruction with its .loc
+
+Between two ops there is a ``barrier`` (the next op reads what this one stored); inside an
+op, clusters work on disjoint output tiles, synchronized by tokens only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from acf.isa.program import Program, SourceLoc, make
+from acf.isa.target import Target
+
+from ..ir import FuncOp, Module, Operation, TensorType, Value
+from .context import HyperTable, KernelContext, OpStats
+from .errors import error_at
+from .kernels import load_all
+from .memory import Buffer, MemoryPlan, plan_memory
+from .placement import round_robin
+from .schedule import merge
+from .tiling import Tiling, choose_tiling
+
+NO_CODE = ("graph.constant", "graph.return")
+OPTIMIZERS = ("graph.sgd_update", "graph.adam_update")
+
+
+@dataclass
+class CompileOptions:
+    """``tile``: force the tile side (0 = the tiler's choice); ``func``: which function;
+    ``placement``: the output-tile placement function."""
+
+    tile: int = 0
+    func: str | None = None
+    placement: Callable = round_robin
+
+
+@dataclass
+class CompiledProgram:
+    """A program plus what the runtime needs to bind it.
+
+    ``inputs``: argument symbol names in order; ``outputs``: ``result0..``; ``onehot``:
+    label inputs the runtime passes as one-hot f32 ``[N, C]``; ``constants``: symbol ->
+    array to place before running; ``hyper``: the layout of the ``hyper`` tensor;
+    ``summary``: per-op instructions, MACs and DRAM bytes (dense-equivalent).
+    """
+
+    program: Program
+    inputs: list[str]
+    outputs: list[str]
+    onehot: dict[str, int] = field(default_factory=dict)
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    hyper: HyperTable = field(default_factory=HyperTable)
+    summary: list[OpStats] = field(default_factory=list)
+    tiling: Tiling | None = None
+    plan: MemoryPlan | None = None
+
+    @property
+    def symbols(self):
+        return self.program.symbols
+
+    def hyper_values(self, step: int = 1, **overrides: float) -> np.ndarray:
+        """The ``hyper`` tensor from the ops' attributes (Adam bias corrections at ``step``)."""
+        out = np.zeros(max(self.hyper.size, 1), np.float32)
+        for slot in self.hyper.slots:
+            values = dict(zip(slot.names, slot.defaults))
+            values.update({k: v for k, v in overrides.items() if k in values})
+            if "bias_correction1" in values:
+                values["bias_correction1"] = 1.0 - values["beta1"] ** step
+                values["bias_correction2"] = 1.0 - values["beta2"] ** step
+            out[slot.offset:slot.offset + len(slot.names)] = [values[n] for n in slot.names]
+        return out
+
+    def bind(self, args: list[np.ndarray], step: int = 1) -> dict[str, np.ndarray]:
+        """Runtime inputs by symbol name for positional ``args`` (labels become one-hot)."""
+        inputs: dict[str, np.ndarray] = {}
+        for name, value in zip(self.inputs, args):
+            if name in self.onehot:
+                labels = np.asarray(value, np.int64)
+                hot = np.zeros((len(labels), self.onehot[name]), np.float32)
+                hot[np.arange(len(labels)), labels] = 1.0
+                value = hot
+            inputs[name] = np.asarray(value, np.float32)
+        inputs.update(self.constants)
+        if self.hyper.slots:
+            inputs["hyper"] = self.hyper_values(step)
+        return inputs
+
+
+def source_loc(op: Operation, op_id: int) -> SourceLoc:
+    if op.loc is not None:
+        return SourceLoc(op.loc.file, op.loc.line, op.loc.layer or "", op_id)
+    if op.pos is not None:
+        return SourceLoc(op.pos.file, op.pos.line, "", op_id)
+    return SourceLoc("", 0, "", op_id)
+
+
+def _label_classes(func: FuncOp) -> dict[Value, int]:
+    out: dict[Value, int] = {}
+    for op in func.body.ops:
+        if op.name in ("graph.cross_entropy", "graph.cross_entropy_backward"):
+            labels, logits = op.operands[-1], op.operands[-2]
+            if labels.defining_op is not None:
+                raise error_at(op, "labels must be a function argument (the runtime passes "
+                                   "them one-hot)")
+            out[labels] = logits.type.shape[1]  # type: ignore[union-attr]
+    return out
+
+
+def compile_func(func: FuncOp, target: Target, options: CompileOptions) -> CompiledProgram:
+    kernels = load_all()
+    try:
+        tiling = choose_tiling(target, options.tile)
+    except ValueError as err:
+        raise error_at(func, str(err)) from None
+    for op in func.body.ops:
+        if op.name not in kernels and op.name not in NO_CODE:
+            raise error_at(op, f"no ACF kernel for '{op.name}' yet")
+    classes = _label_classes(func)
+    arg_shapes = {v: (v.type.shape[0], c) for v, c in classes.items()}  # type: ignore[union-attr]
+    extra: dict[str, tuple[int, ...]] = {}
+    named: dict[Value, str] = {}
+    constants: dict[str, np.ndarray] = {}
+    for op in func.body.ops:
+        if op.name == "graph.constant":
+            name = f"const{len(constants)}"
+            constants[name] = np.asarray(op.attributes["value"].array, np.float32)  # type: ignore[union-attr]
+            extra[name] = op.result.type.shape  # type: ignore[union-attr]
+            named[op.result] = name
+    n_opt = sum(op.name in OPTIMIZERS for op in func.body.ops)
+    hyper = HyperTable()
+    if n_opt:
+        extra["hyper"] = (n_opt * hyper.stride,)
+    for v in func.arguments:
+        if not isinstance(v.type, TensorType):
+            raise error_at(func, f"argument '%{v.name_hint}' must be a tensor")
+    plan = plan_memory(func, tiling.shape, extra, arg_shapes, named)
+    if plan.top > int(target.dram.size_bytes):
+        raise error_at(func, f"needs {plan.top} bytes of DRAM; {target.name} has "
+                             f"{target.dram.size_bytes}")
+    hyper_buf = Buffer(plan.symbols["hyper"].addr, (1, n_opt * hyper.stride)) if n_opt else None
+    prog = Program(target=target.name, symbols=dict(plan.symbols))
+    summary: list[OpStats] = []
+    for op_id, op in enumerate(func.body.ops):
+        if op.name in NO_CODE:
+            continue
+        loc = source_loc(op, op_id)
+        ctx = KernelContext(op, op_id, loc, target, tiling, plan.buffers, hyper, options.placement)
+        ctx.hyper_buffer = hyper_buf  # type: ignore[attr-defined]
+        kernels[op.name](ctx)
+        start = len(prog.instructions)
+        for phase in ctx.all_phases():
+            if prog.instructions:
+                _append(prog, make("barrier"), loc)
+            for ins, where in merge(phase):
+                _append(prog, ins, where)
+        ctx.stats.instructions = len(prog.instructions) - start
+        summary.append(ctx.stats)
+    _copy_returned_arguments(func, plan, target, tiling, hyper, prog, summary, options)
+    _append(prog, make("halt"), SourceLoc())
+    outputs = [f"result{i}" for i in range(len(func.return_op.operands))] if func.return_op else []
+    return CompiledProgram(prog, [a.name_hint or f"arg{a.index}" for a in func.arguments],
+                           outputs, {v.name_hint or "": c for v, c in classes.items()},
+                           constants, hyper, summary, tiling, plan)
+
+
+def _append(prog: Program, ins, loc: SourceLoc) -> None:
+    if loc != SourceLoc():
+        prog.debug[len(prog.instructions)] = loc
+    prog.instructions.append(ins)
+
+
+def _copy_returned_arguments(func, plan, target, tiling, hyper, prog, summary, options) -> None:
+    """A result that is an argument, a constant or returned twice is copied to its symbol."""
+    from .kernels.elementwise import copy
+
+    ret = func.return_op
+    if ret is None:
+        return
+    for i, v in enumerate(ret.operands):
+        dst_sym = plan.symbols[f"result{i}"]
+        src = plan.buffers[v]
+        if src.addr == dst_sym.addr:
+            continue
+        dst = Buffer(dst_sym.addr, dst_sym.shape, dst_sym.fmt,
+                     dst_sym.tile if dst_sym.tile else (0, 0), dst_sym.name)
+        if src.fmt != dst.fmt or src.tile != dst.tile:
+            raise error_at(ret, f"result #{i} changes format on return; not supported")
+        loc = source_loc(ret, len(func.body.ops) - 1)
+        ctx = KernelContext(ret, len(func.body.ops) - 1, loc, target, tiling, plan.buffers,
+                            hyper, options.placement)
+        copy(ctx, src, dst)
+        if prog.instructions:
+            _append(prog, make("barrier"), loc)
+        for ins, where in merge(ctx.streams):
+            _append(prog, ins, where)
+
+
+def compile_module(module: Module, target: Target, options: CompileOptions | None = None
+                   ) -> CompiledProgram:
+    """Compile one function of a verified graph-dialect module for ``target``.
+
+    Raises :class:`~acf.compiler.codegen.errors.CodegenError` (a located ``IRError``)
+    for an op or shape the target cannot run.
+    """
+    options = options or CompileOptions()
+    if not module.funcs:
+        raise error_at(Operation("graph.module", [], []), "module has no function")
+    func = module.func(options.func) if options.func else module.funcs[0]
+    return compile_func(func, target, options)
