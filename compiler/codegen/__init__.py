@@ -14,4 +14,4 @@ Modules, one concern each: ``tiling`` (tile sizes vs. the target's buffers), ``m
 from .errors import CodegenError
 from .lower import CompiledProgram, CompileOptions, compile_module
 
-__all__ = ["CodegenError", "CompiledProgram", "CompileOptions", "compile_module"]
+__all__ = ["CodegenError", "CompileOptions", "CompiledProgram", "compile_module"]

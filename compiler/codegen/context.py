@@ -72,7 +72,7 @@ class HyperTable:
 class Allocator:
     """Bump allocation of scratchpad / accumulator slots for one kernel."""
 
-    def __init__(self, ctx: "KernelContext") -> None:
+    def __init__(self, ctx: KernelContext) -> None:
         self.ctx = ctx
         self.top = {"sp": 0, "acc": 0}
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from acf.isa.program import Program, SourceLoc, make
 from acf.isa.target import Target
 

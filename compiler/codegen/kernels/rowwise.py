@@ -43,6 +43,8 @@ class _Blocks:
 
     def __init__(self, ctx: KernelContext, rows: int, tr: int, widths: list[int],
                  place_single: bool = False) -> None:
+        free = ctx.tiling.spad_bytes - ctx.alloc.top["sp"] - 2 * 64 * len(widths) - 64
+        tr = max(1, min(tr, free // (8 * sum(widths))))
         self.slots = [[ctx.alloc("sp", 4 * tr * w) for _ in range(2)] for w in widths]
         blocks = [(r0, min(tr, rows - r0)) for r0 in range(0, rows, tr)]
         self.placed = ([(0, b) for b in blocks] if place_single else list(ctx.place(blocks)))

@@ -1,0 +1,63 @@
+"""Shared helpers of the codegen tests: compile IR text, run it, compare with the interpreter."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from acf.compiler.codegen import CompiledProgram, compile_module
+from acf.compiler.interp import run_func
+from acf.compiler.parser import parse_module
+from acf.isa.program import Program
+from acf.isa.target import load_target
+
+from . import reference
+
+CSR = "#csr = #sparse<{map = (i, j) -> (i : dense, j : compressed)}>\n"
+
+
+def compile_text(text: str, target: str = "acf-small", **options) -> CompiledProgram:
+    from acf.compiler.codegen import CompileOptions
+
+    module = parse_module(text, "test.acfir")
+    return compile_module(module, load_target(target), CompileOptions(**options))
+
+
+def expected(text: str, args: list[np.ndarray]) -> list[np.ndarray]:
+    return run_func(parse_module(text).funcs[0], args)
+
+
+def check_close(got: np.ndarray, want: np.ndarray) -> None:
+    want = np.asarray(want, np.float32)
+    scale = float(np.max(np.abs(want))) if want.size else 0.0
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-6 * max(scale, 1e-30))
+
+
+def run_reference(c: CompiledProgram, args: list[np.ndarray]) -> list[np.ndarray]:
+    outs = reference.run(c.program, load_target(c.program.target), c.bind(args))
+    return [outs[name] for name in c.outputs]
+
+
+def check_tokens(prog: Program) -> None:
+    """Per barrier interval: every token's signals equal its waits, and each wait is preceded
+    (in program order) by at least as many signals."""
+    signals: dict[int, int] = defaultdict(int)
+    waits: dict[int, int] = defaultdict(int)
+    for ins in prog.instructions + [None]:
+        if ins is None or ins.mnemonic in ("barrier", "halt"):
+            assert dict(signals) == dict(waits), "unbalanced tokens before a barrier"
+            signals.clear()
+            waits.clear()
+            continue
+        for t in ins.waits:
+            waits[t] += 1
+            assert waits[t] <= signals[t], f"wait on t{t} before its signal: {ins}"
+        for t in ins.signals:
+            signals[t] += 1
+
+
+def sparse_weight(rng: np.random.Generator, shape: tuple[int, int], density: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    mask = (rng.random(shape) < density).astype(np.float32)
+    w = rng.standard_normal(shape).astype(np.float32) * mask
+    return w, mask

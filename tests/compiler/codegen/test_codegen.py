@@ -1,0 +1,171 @@
+"""Codegen: graph IR -> ACF program, checked against the numpy interpreter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from acf.compiler.codegen import CodegenError
+from acf.isa.asm import assemble
+from acf.isa.disasm import disassemble
+
+from .helpers import (
+    CSR,
+    check_close,
+    check_tokens,
+    compile_text,
+    expected,
+    run_reference,
+    sparse_weight,
+)
+
+MLP = CSR + """
+graph.func @train_step(%x: tensor<8x64xf32>, %w: tensor<40x64xf32, #csr>, %mask: tensor<40x64xf32, #csr>, %gy: tensor<8x40xf32>, %buf: tensor<40x64xf32>) -> (tensor<8x40xf32>, tensor<8x64xf32>, tensor<40x64xf32>, tensor<40x64xf32, #csr>, tensor<40x64xf32>) {
+  %h = graph.linear %x, %w : tensor<8x64xf32>, tensor<40x64xf32, #csr> -> tensor<8x40xf32> loc("mlp.py":10:5 layer "fc1")
+  %y = graph.relu %h : tensor<8x40xf32> -> tensor<8x40xf32> loc("mlp.py":11:5 layer "act1")
+  %gh = graph.relu_backward %gy, %h : tensor<8x40xf32>, tensor<8x40xf32> -> tensor<8x40xf32>
+  %gx = graph.matmul %gh, %w : tensor<8x40xf32>, tensor<40x64xf32, #csr> -> tensor<8x64xf32>
+  %gw = graph.sddmm %gh, %x, %mask {transpose_a = true} : tensor<8x40xf32>, tensor<8x64xf32>, tensor<40x64xf32, #csr> -> tensor<40x64xf32> loc("mlp.py":12:1 layer "fc1.wgrad")
+  %nw, %nb = graph.sgd_update %w, %gw, %buf {lr = 0.1, momentum = 0.9, weight_decay = 0.01} : tensor<40x64xf32, #csr>, tensor<40x64xf32>, tensor<40x64xf32> -> tensor<40x64xf32, #csr>, tensor<40x64xf32>
+  graph.return %y, %gx, %gw, %nw, %nb : tensor<8x40xf32>, tensor<8x64xf32>, tensor<40x64xf32>, tensor<40x64xf32, #csr>, tensor<40x64xf32>
+}
+"""
+
+
+def mlp_args(density: float, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    w, mask = sparse_weight(rng, (40, 64), density)
+    x = np.maximum(rng.standard_normal((8, 64)), 0).astype(np.float32)
+    gy = rng.standard_normal((8, 40)).astype(np.float32)
+    buf = (rng.standard_normal((40, 64)) * mask).astype(np.float32)
+    return [x, w, mask, gy, buf]
+
+
+@pytest.mark.parametrize("density", [1.0, 0.5, 0.1])
+@pytest.mark.parametrize("tile", [0, 16])
+def test_mlp_layer_forward_backward_sgd(density: float, tile: int) -> None:
+    c = compile_text(MLP, tile=tile)
+    args = mlp_args(density)
+    for got, want in zip(run_reference(c, args), expected(MLP, args)):
+        check_close(got, want)
+    check_tokens(c.program)
+    text = disassemble(c.program)
+    assert "sddmm c" in text and "csr" in text
+    assert assemble(text).instructions == c.program.instructions
+
+
+def test_symbols_debug_info_and_summary() -> None:
+    c = compile_text(MLP)
+    syms = c.program.symbols
+    assert c.inputs == ["x", "w", "mask", "gy", "buf"]
+    assert c.outputs == [f"result{i}" for i in range(5)]
+    assert syms["w"].fmt == "csr" and syms["w"].tile == c.tiling.shape
+    assert syms["result3"].fmt == "csr" and syms["x"].fmt == "dense"
+    assert all(s.addr % 64 == 0 for s in syms.values())
+    assert "hyper" in syms and c.hyper.slots[0].names[0] == "lr"
+    assert len(c.program.debug) >= len(c.program) - 1  # all but the final halt
+    layers = {loc.layer for loc in c.program.debug.values()}
+    assert {"fc1", "act1", "fc1.wgrad"} <= layers
+    wgrad = [i for i, loc in c.program.debug.items() if loc.layer == "fc1.wgrad"]
+    assert any(c.program.instructions[i].mnemonic == "sddmm" for i in wgrad)
+    by_op = {s.name: s for s in c.summary}
+    assert by_op["graph.linear"].macs == 8 * 40 * 64
+    assert by_op["graph.sddmm"].macs == 40 * 64 * 8
+    assert all(s.instructions > 0 for s in c.summary)
+
+
+SOFTMAX_CE = """
+graph.func @loss(%z: tensor<12x10xf32>, %labels: tensor<12xi64>, %g: tensor<12x10xf32>) -> (tensor<12x10xf32>, tensor<12x10xf32>, tensor<f32>, tensor<12x10xf32>, tensor<12x10xf32>, tensor<12x10xf32>) {
+  %s = graph.softmax %z : tensor<12x10xf32> -> tensor<12x10xf32>
+  %ls = graph.log_softmax %z : tensor<12x10xf32> -> tensor<12x10xf32>
+  %loss = graph.cross_entropy %z, %labels : tensor<12x10xf32>, tensor<12xi64> -> tensor<f32>
+  %gz = graph.cross_entropy_backward %loss, %z, %labels : tensor<f32>, tensor<12x10xf32>, tensor<12xi64> -> tensor<12x10xf32>
+  %gs = graph.softmax_backward %g, %s : tensor<12x10xf32>, tensor<12x10xf32> -> tensor<12x10xf32>
+  %gl = graph.log_softmax_backward %g, %ls : tensor<12x10xf32>, tensor<12x10xf32> -> tensor<12x10xf32>
+  graph.return %s, %ls, %loss, %gz, %gs, %gl : tensor<12x10xf32>, tensor<12x10xf32>, tensor<f32>, tensor<12x10xf32>, tensor<12x10xf32>, tensor<12x10xf32>
+}
+"""
+
+
+def test_softmax_cross_entropy() -> None:
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal((12, 10)).astype(np.float32) * 3,
+            rng.integers(0, 10, 12), rng.standard_normal((12, 10)).astype(np.float32)]
+    c = compile_text(SOFTMAX_CE)
+    assert c.onehot == {"labels": 10}
+    assert c.program.symbols["labels"].shape == (12, 10)
+    for got, want in zip(run_reference(c, args), expected(SOFTMAX_CE, args)):
+        check_close(got, want)
+    check_tokens(c.program)
+
+
+REDUCE = """
+graph.func @red(%x: tensor<6x5x70xf32>) -> (tensor<6x5xf32>, tensor<5x70xf32>, tensor<f32>, tensor<6x5x1xf32>) {
+  %a = graph.reduce_sum %x {axes = [2]} : tensor<6x5x70xf32> -> tensor<6x5xf32>
+  %b = graph.reduce_max %x {axes = [0]} : tensor<6x5x70xf32> -> tensor<5x70xf32>
+  %c = graph.reduce_mean %x : tensor<6x5x70xf32> -> tensor<f32>
+  %d = graph.reduce_mean %x {axes = [-1], keepdim = true} : tensor<6x5x70xf32> -> tensor<6x5x1xf32>
+  graph.return %a, %b, %c, %d : tensor<6x5xf32>, tensor<5x70xf32>, tensor<f32>, tensor<6x5x1xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("tile", [0, 8])
+def test_reductions(tile: int) -> None:
+    x = np.random.default_rng(2).standard_normal((6, 5, 70)).astype(np.float32)
+    c = compile_text(REDUCE, tile=tile)
+    for got, want in zip(run_reference(c, [x]), expected(REDUCE, [x])):
+        check_close(got, want)
+    check_tokens(c.program)
+
+
+ELEMENTWISE = """
+graph.func @ew(%a: tensor<9x70xf32>, %row: tensor<70xf32>, %col: tensor<9x1xf32>, %s: tensor<f32>) -> (tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>) {
+  %0 = graph.add %a, %row : tensor<9x70xf32>, tensor<70xf32> -> tensor<9x70xf32>
+  %1 = graph.sub %col, %a : tensor<9x1xf32>, tensor<9x70xf32> -> tensor<9x70xf32>
+  %2 = graph.div %a, %s : tensor<9x70xf32>, tensor<f32> -> tensor<9x70xf32>
+  %3 = graph.mul %row, %a : tensor<70xf32>, tensor<9x70xf32> -> tensor<9x70xf32>
+  %4 = graph.exp %a : tensor<9x70xf32> -> tensor<9x70xf32>
+  %5 = graph.mask_apply %a, %4 : tensor<9x70xf32>, tensor<9x70xf32> -> tensor<9x70xf32>
+  %6 = graph.div %row, %4 : tensor<70xf32>, tensor<9x70xf32> -> tensor<9x70xf32>
+  graph.return %0, %1, %2, %3, %4, %5, %6 : tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>
+}
+"""
+
+
+def test_elementwise_and_broadcast() -> None:
+    rng = np.random.default_rng(3)
+    args = [rng.standard_normal((9, 70)).astype(np.float32),
+            rng.standard_normal(70).astype(np.float32),
+            rng.standard_normal((9, 1)).astype(np.float32), np.float32(1.7)]
+    c = compile_text(ELEMENTWISE, tile=8)
+    for got, want in zip(run_reference(c, args), expected(ELEMENTWISE, args)):
+        check_close(got, want)
+    check_tokens(c.program)
+
+
+def test_row_too_large_is_a_located_error() -> None:
+    text = """graph.func @f(%x: tensor<2x20000xf32>) -> (tensor<2x20000xf32>) {
+  %y = graph.softmax %x : tensor<2x20000xf32> -> tensor<2x20000xf32>
+  graph.return %y : tensor<2x20000xf32>
+}
+"""
+    with pytest.raises(CodegenError) as err:
+        compile_text(text)
+    msg = str(err.value)
+    assert msg.startswith("test.acfir:2:8: error: 'graph.softmax': a row of 20000 f32"), msg
+    assert "acf-small" in msg
+
+
+def test_tile_that_cannot_fit_is_an_error() -> None:
+    with pytest.raises(CodegenError, match="tile 128x128 needs"):
+        compile_text(MLP, tile=128)
+
+
+def test_unsupported_op_is_located() -> None:
+    text = """graph.func @f(%x: tensor<1x2x4x4xf32>) -> (tensor<1x2x2x2xf32>) {
+  %y = graph.max_pool2d %x {kernel_size = [2, 2]} : tensor<1x2x4x4xf32> -> tensor<1x2x2x2xf32>
+  graph.return %y : tensor<1x2x2x2xf32>
+}
+"""
+    with pytest.raises(CodegenError, match=r"test.acfir:2:8: error: .*no ACF kernel"):
+        compile_text(text)
