@@ -58,7 +58,7 @@ class CapturedGraphs:
         return self.inputs.index(GraphInput(kind, name))
 
 
-_ROOT = re.compile(r"^L\['[^']*'\]\.?")
+_ROOT = re.compile(r"^L\['[^']*'\]")
 _MODULES = re.compile(r"\._modules\['([^']*)'\]|\[(\d+)\]|\['([^']*)'\]")
 
 
