@@ -37,6 +37,7 @@ TARGET_VARIANTS: list[dict] = [
     {"dram.channels": 1, "dram.burst_bytes": 32},
     {"dram.channels": 4, "dram.interleave_bytes": 64, "dram.latency_cycles": 5},
     {"cluster.spad_banks": 2, "cluster.spad_bank_bytes": 4, "cluster.vec_special_cycles": 3},
+    {"cluster.spad_banks": 3, "cluster.spad_bank_bytes": 2},
     {"cluster.spad_banks": 8, "cluster.vec_lanes": 4, "cluster.pe_rows": 2, "cluster.pe_cols": 3},
     {"gbuf.banks": 1, "gbuf.bank_bytes": 8, "cluster.codec_values_per_cycle": 1,
      "cluster.codec_index_per_cycle": 2},

@@ -211,11 +211,12 @@ class BankArbiter:
 
 
 def bank_machine(operands: list[tuple[str, list[int]]], bank_bytes: int, banks: int) -> Par:
-    """``operands``: (buffer, byte addresses of its elements). Each distinct word of each
-    operand is one access to bank ``word mod banks`` of its buffer."""
+    """``operands``: (buffer, byte addresses of its fp32 elements). Each distinct word any
+    byte of an operand lies in is one access to bank ``word mod banks`` of its buffer."""
     arb: dict[tuple[str, int], BankArbiter] = {}
     for buf, addrs in operands:
-        for w in sorted({a // bank_bytes for a in addrs}):
+        words = {w for a in addrs for w in range(a // bank_bytes, (a + 3) // bank_bytes + 1)}
+        for w in sorted(words):
             arb.setdefault((buf, w % banks), BankArbiter()).queue.append(w)
     return Par(*arb.values())
 
