@@ -12,7 +12,14 @@ from acf.isa.target import load_target
 from .helpers import check_close, compile_text, expected
 from .test_codegen import ELEMENTWISE, MLP, REDUCE, SOFTMAX_CE, mlp_args
 
-pytestmark = pytest.mark.skipif(not hasattr(emulator, "run"), reason="emulator not landed yet")
+try:
+    import acf.emulator as emulator
+
+    HAVE_EMULATOR = hasattr(emulator, "run")
+except ImportError:  # the emulator is landing in pieces
+    HAVE_EMULATOR = False
+
+pytestmark = pytest.mark.skipif(not HAVE_EMULATOR, reason="emulator not landed yet")
 
 
 def emulate(c, args):
@@ -22,7 +29,7 @@ def emulate(c, args):
 
 def _cycles(result) -> int:
     report = result.report
-    for key in ("cycles", "total_cycles"):
+    for key in ("total_cycles", "cycles"):
         if hasattr(report, key):
             return int(getattr(report, key))
         if isinstance(report, dict) and key in report:
