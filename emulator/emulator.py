@@ -1,0 +1,151 @@
+"""The emulator object (stepped or batched) and the ``run`` entry point."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from acf.emulator.energy import breakdown
+from acf.emulator.engine import Engine, Record
+from acf.emulator.interconnect import Interconnect
+from acf.emulator.report import Report
+from acf.emulator.routing import link_name
+from acf.emulator.state import State
+from acf.isa import formats, symbols
+from acf.isa.program import Program
+from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
+from acf.isa.target import Target, load_target
+
+
+@dataclass
+class Result:
+    """Outputs (every ``.tensor`` symbol, read back per its format), report and records."""
+
+    outputs: dict[str, np.ndarray]
+    report: Report
+    records: list[Record] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # symbol -> why it did not decode
+
+
+class Emulator:
+    """One program on one target. ``step()`` runs until the next instruction retires and
+    returns its :class:`Record` (None when the program is over); ``run()`` goes to the end.
+    ``queues``, ``state`` and ``cycle`` expose the machine to a debugger."""
+
+    def __init__(self, program: Program, target: Target | str, inputs: dict[str, np.ndarray] | None = None):
+        self.target = load_target(target) if isinstance(target, str) else target
+        self.program = program
+        self.ic = Interconnect(self.target)
+        self.state = State(self.target, groups=lambda g: [n[1] for n in self.ic.group(g)])
+        for name, value in (inputs or {}).items():
+            sym = program.symbols.get(name)
+            if sym is None:
+                known = ", ".join(sorted(program.symbols)) or "none"
+                raise ValueError(f"input {name!r} is not a .tensor symbol of the program (symbols: {known})")
+            data = np.frombuffer(symbols.pack_symbol(sym, np.asarray(value, np.float32)), np.uint8)
+            self.state.check(sym.space, sym.cluster, sym.addr, data.size)
+            self.state.write(sym.space, sym.cluster, sym.addr, data)
+        self.engine = Engine(program, self.target, self.state, self.ic)
+
+    @property
+    def cycle(self) -> int:
+        return self.engine.now
+
+    @property
+    def queues(self) -> dict[str, list[int]]:
+        """Instruction indices waiting in each non-empty queue, by queue name."""
+        return {_qname(self.engine, q): [p.index for p in queue]
+                for q, queue in enumerate(self.engine.queues) if queue}
+
+    def step(self) -> Record | None:
+        return self.engine.step()
+
+    def run(self) -> Result:
+        self.engine.run()
+        return self.result()
+
+    def result(self) -> Result:
+        outputs, bad = read_outputs(self.program, self.state)
+        return Result(outputs, build_report(self), list(self.engine.records), bad)
+
+
+def run(program: Program, target: Target | str, inputs: dict[str, np.ndarray] | None = None,
+        mode: str = "batched") -> Result:
+    """Run a program to the end. ``mode`` is ``batched`` or ``stepped`` (same results)."""
+    emu = Emulator(program, target, inputs)
+    if mode == "stepped":
+        while emu.step() is not None:
+            pass
+        return emu.result()
+    if mode != "batched":
+        raise ValueError(f"unknown mode {mode!r} (batched, stepped)")
+    return emu.run()
+
+
+def read_outputs(program: Program, state: State) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    out, bad = {}, {}
+    for name, sym in sorted(program.symbols.items()):
+        try:
+            n = sym.nbytes
+            state.check(sym.space, sym.cluster, sym.addr, n)
+            out[name] = symbols.unpack_symbol(sym, state.buf(sym.space, sym.cluster)[sym.addr:sym.addr + n])
+        except (formats.FormatError, ValueError, Exception) as exc:  # a never-written sparse tensor
+            bad[name] = str(exc)
+    return out, bad
+
+
+def _qname(engine: Engine, q: int) -> str:
+    n = len(CLUSTER_UNITS)
+    if q < engine.ncl * n:
+        return f"c{q // n}.{CLUSTER_UNITS[q % n]}"
+    return GLOBAL_UNITS[q - engine.ncl * n]
+
+
+def build_report(emu: Emulator) -> Report:
+    eng, t, ic = emu.engine, emu.target, emu.ic
+    total = eng.total_cycles
+    seconds = total / (float(t.clock.freq_ghz) * 1e9)
+    busy: Counter = Counter()
+    tok: Counter = Counter()
+    res: Counter = Counter()
+    issued = effectual = 0
+    for r in eng.records:
+        name = r.unit if r.unit in GLOBAL_UNITS else f"c{r.cluster}.{r.unit}"
+        busy[name] += r.end - r.start
+        tok[name] += r.token_wait_cycles
+        res[name] += r.resource_stall_cycles
+        issued += r.issued_macs
+        effectual += r.effectual_macs
+    totals = getattr(eng, "event_totals", Counter())
+    energy = breakdown(t, totals, seconds)
+    area = t.area_breakdown_mm2()
+    peak = t.num_clusters * t.macs_per_cluster * total
+    mem = {
+        "dram_bytes": int(ic.dram_bytes),
+        "gbuf_bytes": int(ic.gbuf_bytes),
+        "spad_read_bytes": int(totals.get("spad_read_byte", 0)),
+        "spad_write_bytes": int(totals.get("spad_write_byte", 0)),
+        "acc_access_bytes": int(totals.get("acc_access_byte", 0)),
+    }
+    return Report(
+        target=t.name, target_config_hash=t.config_hash(), numeric_mode=str(t.numeric.mode),
+        total_cycles=int(total), time_s=seconds, clock_ghz=float(t.clock.freq_ghz),
+        instructions_count=len(eng.records),
+        busy_cycles={k: int(v) for k, v in sorted(busy.items())},
+        stall_cycles={k: {"token_wait_cycles": int(tok[k]), "resource_cycles": int(res[k])}
+                      for k in sorted(busy)},
+        utilization_ratio={k: (v / total if total else 0.0) for k, v in sorted(busy.items())},
+        macs_issued_count=int(issued), macs_effectual_count=int(effectual),
+        macs_skipped_count=int(issued - effectual),
+        mac_array_utilization_ratio=effectual / peak if peak else 0.0,
+        memory_bytes=mem,
+        noc_link_flits={link_name(k): int(v) for k, v in sorted(ic.link_flits.items())},
+        noc_flit_hops={"router_flit_hops": int(ic.flit_hops["router"]), "link_flit_hops": int(ic.flit_hops["link"])},
+        energy_events_count={k: int(v) for k, v in sorted(totals.items())},
+        energy_pj=dict(sorted(energy.items())),
+        energy_j={k: v * 1e-12 for k, v in sorted(energy.items())},
+        energy_total_pj=float(sum(energy.values())), energy_total_j=float(sum(energy.values())) * 1e-12,
+        area_mm2=dict(sorted(area.items())), area_total_mm2=float(sum(area.values())),
+    )

@@ -1,0 +1,130 @@
+"""Energy: event counts x per-event energy from the target, plus leakage x time.
+
+Every instruction's events follow its ISA row's ``energy`` list (``mac`` is ``mac_fp32`` or
+``mac_bf16`` by the numeric mode); counts are exact (bytes, flits x routers/links, values,
+elements). Components group events for the report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from acf.isa.semantics import SPECIAL
+
+#: Report component of each energy event.
+COMPONENT = {
+    "mac_fp32": "mac_arrays", "mac_bf16": "mac_arrays", "mac_skipped": "mac_arrays",
+    "spad_read_byte": "scratchpads", "spad_write_byte": "scratchpads",
+    "acc_access_byte": "accumulators", "gbuf_read_byte": "global_buffer",
+    "gbuf_write_byte": "global_buffer", "dram_byte": "dram", "noc_router_flit": "noc",
+    "noc_link_flit": "noc", "codec_value": "codecs", "codec_index": "codecs",
+    "vec_op": "vector_units", "vec_special_op": "vector_units", "reconfig": "noc",
+}
+
+
+def mac_event(target) -> str:
+    return "mac_bf16" if str(target.numeric.mode) == "bf16" else "mac_fp32"
+
+
+def costs(target) -> dict[str, float]:
+    return {k: c.value for k, c in target.energy.as_dict().items()}
+
+
+def _counts(engine, ex) -> Counter:
+    """Event counts of one retired instruction."""
+    c: Counter = ex.counts
+    ins, info, rec = ex.p.ins, ex.effect.info, ex.record
+    m, cls = ins.mnemonic, ins.op.timing
+    if cls in ("matmul", "sddmm"):
+        M, N, K = ins["m"], ins["n"], ins["k"]
+        c[engine.mac_event] += rec.effectual_macs
+        c["mac_skipped"] += rec.issued_macs - rec.effectual_macs
+        c["spad_read_byte"] += 4 * (M * K + K * N) + (4 * M * N if cls == "sddmm" else 0)
+        c["acc_access_byte"] += 4 * M * N * (2 if ins["accum"] else 1)
+    elif cls in ("load", "gather"):
+        c["dram_byte" if info["space"] == "dram" else "gbuf_read_byte"] += info["nbytes"]
+        V, X = info["codec"]
+        c["codec_value"] += V
+        c["codec_index"] += X
+        c["spad_write_byte"] += 4 * (ins["rows"] * ins["cols"] if m == "ld" else ins["d0"] * ins["d1"] * ins["d2"])
+    elif cls == "store":
+        c["spad_read_byte"] += 4 * ins["rows"] * ins["cols"]
+        V, X = info["codec"]
+        c["codec_value"] += V
+        c["codec_index"] += X
+        c["dram_byte" if info["space"] == "dram" else "gbuf_write_byte"] += info["nbytes"]
+    elif cls == "dma":
+        c["dram_byte"] += info["nbytes"]
+        c["gbuf_write_byte" if m == "dma.ld" else "gbuf_read_byte"] += info["nbytes"]
+    elif m == "vop":
+        n = ins["rows"] * ins["cols"]
+        c["vec_special_op" if ins["fn"] in SPECIAL else "vec_op"] += n
+        c["spad_read_byte"] += 4 * n * (2 if info.get("bshape") else 1)
+        c["spad_write_byte"] += 4 * n
+    elif m == "vred":
+        n = ins["rows"] * ins["cols"]
+        c["vec_op"] += n
+        c["spad_read_byte"] += 4 * n
+        c["spad_write_byte"] += 4 * info["out_shape"][0] * info["out_shape"][1]
+    elif m in ("sgd", "adam"):
+        n = ins["n"]
+        c["vec_op"] += n * (3 if m == "sgd" else 6)
+        if m == "adam":
+            c["vec_special_op"] += n
+        c["spad_read_byte"] += 4 * n * (3 if m == "sgd" else 4)
+        c["spad_write_byte"] += 4 * n * (2 if m == "sgd" else 3)
+    elif m == "fld":
+        c["spad_read_byte"] += 4
+    elif cls == "codec":
+        V, X = info["codec"]
+        c["codec_value"] += V
+        c["codec_index"] += X
+        dense = 4 * ins["rows"] * ins["cols"]
+        c["spad_read_byte"] += dense if m == "enc" else info["nbytes"]
+        c["spad_write_byte"] += info["nbytes"] if m == "enc" else dense
+    elif cls == "noc_config":
+        c["reconfig"] += 1
+    elif m == "send":
+        c["spad_read_byte"] += info["nbytes"]
+        c["spad_write_byte"] += info["nbytes"]
+    elif m == "bcast":
+        src = {"sp": "spad_read_byte", "gb": "gbuf_read_byte", "dram": "dram_byte"}[info["space"]]
+        c[src] += info["nbytes"]
+        c["spad_write_byte"] += info["nbytes"] * len(info["members"])
+    elif m == "reduce":
+        k = len(info["members"])
+        c["spad_read_byte"] += info["nbytes"] * k
+        c["vec_op"] += (info["nbytes"] // 4) * max(0, k - 1)
+        c["spad_write_byte"] += info["nbytes"]
+    return c
+
+
+def event_counts(engine, ex) -> float:
+    """Count one instruction's events into the engine's totals; return its energy in pJ."""
+    if not hasattr(engine, "event_totals"):
+        engine.event_totals = Counter()
+        engine.costs = costs(engine.t)
+        engine.mac_event = mac_event(engine.t)
+    c = _counts(engine, ex)
+    engine.event_totals.update(c)
+    return float(sum(n * engine.costs[k] for k, n in c.items()))
+
+
+def breakdown(target, totals: Counter, seconds: float) -> dict[str, float]:
+    """Energy per component in pJ: dynamic events plus leakage x time."""
+    cost = costs(target)
+    out: dict[str, float] = {}
+    for ev, n in sorted(totals.items()):
+        comp = COMPONENT[ev]
+        out[comp] = out.get(comp, 0.0) + n * cost[ev]
+    mw_to_pj = seconds * 1e-3 * 1e12  # mW x s = mJ; 1 mJ = 1e9 pJ
+    out["leakage_clusters"] = cost["leak_cluster_mw"] * target.num_clusters * mw_to_pj
+    out["leakage_global_buffer"] = cost["leak_gbuf_mw"] * mw_to_pj
+    out["leakage_noc"] = cost["leak_noc_mw"] * mw_to_pj
+    return out
+
+
+def events_of_row(op: Any, target) -> list[str]:
+    """Target energy keys an ISA row's events map to (``mac`` -> fp32/bf16 variant)."""
+    return [mac_event(target) if e == "mac" else e for e in op.energy]

@@ -1,0 +1,108 @@
+"""Architectural state: DRAM, global buffer, per-cluster scratchpad and accumulator, address
+and float registers. Implements the read interface :mod:`acf.isa.semantics` needs.
+
+Memories are zero-filled and lazy: large ones are anonymous ``MAP_NORESERVE`` mappings, so a
+150 GB DRAM costs only the pages a program touches.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+from acf.isa.semantics import SemanticError
+
+SPACE_NAMES = {"dram": "DRAM", "gb": "global buffer", "sp": "scratchpad", "acc": "accumulator"}
+_LAZY_BYTES = 64 << 20
+
+
+def _zeros(nbytes: int) -> np.ndarray:
+    if nbytes < _LAZY_BYTES:
+        return np.zeros(nbytes, np.uint8)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), np.uint8)
+
+
+class State:
+    """Memories and registers of one fabric instance."""
+
+    def __init__(self, target, groups=None):
+        n = target.num_clusters
+        self.num_clusters = n
+        self.dram = _zeros(int(target.dram.size_bytes))
+        self.gb = _zeros(int(target.gbuf.bytes))
+        self.sp = [_zeros(int(target.cluster.spad_bytes)) for _ in range(n)]
+        self.acc = [_zeros(int(target.cluster.acc_bytes)) for _ in range(n)]
+        self.ar = [0] * 16
+        self.fregs = np.zeros((n, 16), np.float32)
+        self.bf16 = str(target.numeric.mode) == "bf16"
+        self._groups = groups  # callable g -> list of cluster ids (the NoC owns groups)
+
+    # ---- the semantics.Machine interface ---------------------------------------------------
+    def buf(self, space: str, cl: int) -> np.ndarray:
+        if space == "dram":
+            return self.dram
+        if space == "gb":
+            return self.gb
+        if not 0 <= cl < self.num_clusters:
+            raise SemanticError(f"cluster c{cl} does not exist ({self.num_clusters} clusters)",
+                                "out-of-bounds", f"c{cl}")
+        return self.sp[cl] if space == "sp" else self.acc[cl]
+
+    def check(self, space: str, cl: int, addr: int, nbytes: int) -> None:
+        size = self.buf(space, cl).size
+        if addr < 0 or addr + nbytes > size:
+            raise SemanticError(
+                f"out-of-bounds {SPACE_NAMES[space]} access {addr:#x}+{nbytes:#x} > {size:#x}",
+                "out-of-bounds", f"{space}[{addr:#x}]")
+
+    def read(self, space: str, cl: int, addr: int, nbytes: int) -> np.ndarray:
+        """A view of the bytes (callers copy what must outlive later writes)."""
+        self.check(space, cl, addr, nbytes)
+        return self.buf(space, cl)[addr:addr + nbytes]
+
+    def tile(self, space: str, cl: int, addr: int, rows: int, cols: int, pitch: int = 0) -> np.ndarray:
+        """A fresh float32 copy of a rows x cols tile, rows ``pitch`` elements apart."""
+        pitch = pitch or cols
+        if rows <= 0 or cols <= 0:
+            return np.zeros((max(rows, 0), max(cols, 0)), np.float32)
+        span = 4 * ((rows - 1) * pitch + cols)
+        raw = self.read(space, cl, addr, span)
+        if pitch == cols:
+            return raw.view(np.float32).reshape(rows, cols).copy() if addr % 4 == 0 else \
+                raw.copy().view(np.float32).reshape(rows, cols)
+        flat = raw.view(np.float32) if addr % 4 == 0 else raw.copy().view(np.float32)
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (4 * pitch, 4)).copy()
+
+    def freg(self, cl: int, index: int) -> float:
+        return float(self.fregs[cl, index])
+
+    def group(self, g: int) -> list[int]:
+        if self._groups is None:
+            raise SemanticError(f"multicast group {g} is not defined", "noc")
+        return self._groups(g)
+
+    # ---- commits ---------------------------------------------------------------------------
+    def write(self, space: str, cl: int, addr: int, data: np.ndarray, pitch: int = 0) -> None:
+        """Commit one write: bytes, or a 2-D tile whose rows land ``pitch`` bytes apart."""
+        b = self.buf(space, cl)
+        if data.ndim == 2:
+            rows, cols = data.shape
+            rb = data.shape[1] * data.itemsize
+            if rows == 0 or rb == 0:
+                return
+            if not pitch or pitch == rb or rows == 1:
+                b[addr:addr + rows * rb] = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+                return
+            if addr % 4 == 0 and pitch % 4 == 0 and data.itemsize == 4:
+                span = (rows - 1) * pitch + rb
+                view = b[addr:addr + span].view(data.dtype)
+                np.lib.stride_tricks.as_strided(view, (rows, cols), (pitch, data.itemsize))[...] = data
+                return
+            raw = np.ascontiguousarray(data).view(np.uint8).reshape(rows, rb)
+            for r in range(rows):  # unaligned pitched tile: rare, per row
+                b[addr + r * pitch:addr + r * pitch + rb] = raw[r]
+            return
+        flat = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        b[addr:addr + flat.size] = flat

@@ -1,0 +1,204 @@
+"""Closed-form durations of the MAC array, vector unit, banks and codec (docs/timing.md 3-5).
+
+Pure functions of the operands and the cluster configuration, vectorized with numpy: the
+effectual pairs of every lookahead window of every output are one batched product of 0/1
+masks; fully dense operands short-circuit to arithmetic. Nothing loops per element or PE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Window-count chunk: bounds the (windows, m, n) temporary of the batched mask product.
+_CHUNK_ELEMS = 1 << 22
+
+
+@dataclass(frozen=True)
+class ClusterTiming:
+    """The cluster fields the closed forms use (read once from the target)."""
+
+    R: int
+    C: int
+    d: int
+    I: int
+    Fo: int
+    L: int
+    dataflow: str
+    skip_hw: str
+    reduce_cycles: int
+    special: int
+    bank_bytes: int
+    banks: int
+    codec_v: int
+    codec_x: int
+
+    @staticmethod
+    def of(target) -> "ClusterTiming":
+        c = target.cluster
+        return ClusterTiming(int(c.pe_rows), int(c.pe_cols), max(1, int(c.lookahead)), int(c.issue_cycles),
+                             int(c.fold_cycles), int(c.vec_lanes), str(c.dataflow), str(c.skip),
+                             int(c.reduce_cycles), int(c.vec_special_cycles), int(c.spad_bank_bytes),
+                             int(c.spad_banks), int(c.codec_values_per_cycle), int(c.codec_index_per_cycle))
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def skip_masks(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(za, zb) as float32 0/1 masks, or None where the operand counts as all ones."""
+    za = zb = None
+    if "a" in skip and cfg.skip_hw in ("a", "ab"):
+        za = (A != 0)
+        za = None if za.all() else za.astype(np.float32)
+    if "b" in skip and cfg.skip_hw == "ab":
+        zb = (B != 0)
+        zb = None if zb.all() else zb.astype(np.float32)
+    return za, zb
+
+
+def _window_sums(z: np.ndarray, d: int) -> np.ndarray:
+    """Per row of z (rows, K): sum over windows of max(1, effectual in the window)."""
+    rows, K = z.shape
+    nw = _cdiv(K, d)
+    pad = np.zeros((rows, nw * d), np.float32)
+    pad[:, :K] = z
+    return np.maximum(pad.reshape(rows, nw, d).sum(axis=2), 1).sum(axis=1)
+
+
+def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: int, d: int) -> np.ndarray:
+    """c(i, j): cycles of each output's PE (docs/timing.md section 3), shape (m, n)."""
+    if k == 0:
+        return np.zeros((m, n), np.float32)
+    if za is None and zb is None:
+        return np.full((m, n), k, np.float32)
+    if zb is None:  # effectual pairs depend on the row only
+        return np.broadcast_to(_window_sums(za, d)[:, None], (m, n))
+    if za is None:
+        return np.broadcast_to(_window_sums(zb.T, d)[None, :], (m, n))
+    nw = _cdiv(k, d)
+    if nw == 1:
+        return np.maximum(za @ zb, 1)
+    a = np.zeros((m, nw * d), np.float32)
+    a[:, :k] = za
+    b = np.zeros((nw * d, n), np.float32)
+    b[:k] = zb
+    a = a.reshape(m, nw, d).transpose(1, 0, 2)  # (windows, m, d)
+    b = b.reshape(nw, d, n)                     # (windows, d, n)
+    out = np.zeros((m, n), np.float32)
+    step = max(1, _CHUNK_ELEMS // max(1, m * n))
+    for w0 in range(0, nw, step):  # loops over chunks of windows, not elements
+        out += np.maximum(np.matmul(a[w0:w0 + step], b[w0:w0 + step]), 1).sum(axis=0)
+    return out
+
+
+def effectual_macs(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: int,
+                   sample: np.ndarray | None = None) -> int:
+    """sum of eff[i, j, k] over computed outputs (all, or where ``sample`` is set)."""
+    if sample is not None:
+        if za is None and zb is None:
+            return int(sample.sum()) * k
+        a = za if za is not None else np.ones((m, k), np.float32)
+        b = zb if zb is not None else np.ones((k, n), np.float32)
+        return int(round(float((a @ b)[sample].sum(dtype=np.float64))))
+    ca = za.sum(axis=0, dtype=np.float64) if za is not None else np.full(k, float(m))
+    rb = zb.sum(axis=1, dtype=np.float64) if zb is not None else np.full(k, float(n))
+    return int(round(float(ca @ rb)))
+
+
+def _fold_max_sum(c: np.ndarray, R: int, C: int) -> int:
+    """sum over R x C folds (fold rows first) of the fold's max c."""
+    m, n = c.shape
+    fm, fn = _cdiv(m, R), _cdiv(n, C)
+    pad = np.zeros((fm * R, fn * C), np.float32)
+    pad[:m, :n] = c
+    return int(pad.reshape(fm, R, fn, C).max(axis=(1, 3)).sum())
+
+
+def mm_cycles(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming) -> tuple[int, int, int]:
+    """(cycles, issued MACs, effectual MACs) of ``mm`` with A (m, k) and B (k, n)."""
+    m, k = A.shape
+    n = B.shape[1]
+    issued = m * n * k
+    za, zb = skip_masks(A, B, skip, cfg)
+    eff = effectual_macs(za, zb, m, n, k)
+    folds = _cdiv(m, cfg.R) * _cdiv(n, cfg.C)
+    if cfg.dataflow == "systolic":
+        return cfg.I + folds * (k + cfg.R + cfg.C - 2 + cfg.Fo), issued, eff
+    if cfg.dataflow == "flexible":
+        return cfg.I + max(1, _cdiv(eff, cfg.R * cfg.C)) + cfg.reduce_cycles + cfg.Fo, issued, eff
+    if za is None and zb is None or k == 0:
+        return cfg.I + folds * (k + cfg.Fo), issued, eff
+    c = pe_cycles(za, zb, m, n, k, cfg.d)
+    return cfg.I + _fold_max_sum(np.asarray(c), cfg.R, cfg.C) + folds * cfg.Fo, issued, eff
+
+
+def sddmm_cycles(A: np.ndarray, B: np.ndarray, S: np.ndarray, skip: str, cfg: ClusterTiming
+                 ) -> tuple[int, int, int]:
+    """(cycles, issued, effectual) of ``sddmm``: outputs sampled where S (m, n) is set."""
+    m, k = A.shape
+    n = B.shape[1]
+    P = int(S.sum())
+    if P == 0:
+        return cfg.I, 0, 0
+    za, zb = skip_masks(A, B, skip, cfg)
+    eff = effectual_macs(za, zb, m, n, k, S)
+    issued = P * k
+    if cfg.dataflow == "systolic":
+        folds = _cdiv(m, cfg.R) * _cdiv(n, cfg.C)
+        return cfg.I + folds * (k + cfg.R + cfg.C - 2 + cfg.Fo), issued, eff
+    if cfg.dataflow == "flexible":
+        return cfg.I + max(1, _cdiv(eff, cfg.R * cfg.C)) + cfg.reduce_cycles + cfg.Fo, issued, eff
+    chunks = _cdiv(P, cfg.R * cfg.C)
+    c = np.asarray(pe_cycles(za, zb, m, n, k, cfg.d))[S]  # row-major sampled outputs
+    pad = np.zeros(chunks * cfg.R * cfg.C, np.float32)
+    pad[:P] = c
+    return cfg.I + int(pad.reshape(chunks, -1).max(axis=1).sum()) + chunks * cfg.Fo, issued, eff
+
+
+def vec_cycles(elements: int, work: int, cfg: ClusterTiming) -> int:
+    """Lane cycles of a vector operation: ceil(N / L) * work."""
+    return _cdiv(elements, cfg.L) * work
+
+
+def bank_cycles(operands: list[tuple[str, int, int, int, int]], cfg: ClusterTiming) -> int:
+    """max over (buffer, bank) of word accesses; operands are (buffer, addr, rows, cols, pitch).
+
+    Each operand's distinct words are the union of its rows' word ranges (rows ascending, so
+    a row only overlaps the rows before it); every range adds ``n // banks`` to each bank and
+    one more to ``n % banks`` banks from its first, counted with a difference array.
+    """
+    bb, nb = cfg.bank_bytes, cfg.banks
+    per_buffer: dict[str, np.ndarray] = {}
+    for buf, addr, rows, cols, pitch in operands:
+        if rows <= 0 or cols <= 0:
+            continue
+        pitch = pitch or cols
+        starts = addr + 4 * pitch * np.arange(rows, dtype=np.int64)
+        lo = starts // bb
+        hi = (starts + 4 * cols - 1) // bb
+        prev = np.maximum.accumulate(np.concatenate([[lo[0] - 1], hi[:-1]]))
+        lo = np.maximum(lo, prev + 1)
+        n = np.maximum(hi - lo + 1, 0)
+        keep = n > 0
+        lo, n = lo[keep], n[keep]
+        counts = per_buffer.setdefault(buf, np.zeros(nb, np.int64))
+        counts += int((n // nb).sum())
+        rem = n % nb
+        first = lo % nb
+        diff = np.bincount(first, minlength=2 * nb + 1) - np.bincount(first + rem, minlength=2 * nb + 1)
+        cover = np.cumsum(diff[: 2 * nb])
+        counts += cover[:nb] + cover[nb:]
+    return int(max((int(c.max()) for c in per_buffer.values()), default=0))
+
+
+def codec_cycles(values: int, index_entries: int, cfg: ClusterTiming) -> int:
+    """max(ceil(V / values per cycle), ceil(X / indices per cycle)); 0 for dense tiles."""
+    return max(_cdiv(values, cfg.codec_v), _cdiv(index_entries, cfg.codec_x))
+
+
+__all__ = ["ClusterTiming", "bank_cycles", "codec_cycles", "effectual_macs", "mm_cycles",
+           "pe_cycles", "sddmm_cycles", "skip_masks", "vec_cycles"]

@@ -1,0 +1,557 @@
+"""Numerical semantics of every ISA row: one pure function per mnemonic.
+
+A function receives the instruction, its effective addresses (``ea``: memory field name ->
+byte address, address registers already added at dispatch) and a :class:`Machine` that
+reads architectural state; it returns an :class:`Effect`: the writes to commit at the
+instruction's end, the byte ranges it reads and writes (for race detection) and ``info``,
+the data-dependent quantities a timing model needs (operand tiles, DRAM runs, codec work).
+Nothing is mutated here, so an emulator is free to commit effects in timing order.
+
+Numerics are fp32 numpy. With ``Machine.bf16`` the operands of every multiply are rounded
+to bfloat16 (round to nearest even on the bit pattern) and products accumulate in fp32.
+Dispatcher rows (``loop setar addar barrier halt``) describe their action in ``info``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from acf.isa import formats
+from acf.isa.program import Instruction
+
+
+class SemanticError(Exception):
+    """An instruction cannot execute (a trap): ``kind`` is a short cause, ``address`` text."""
+
+    def __init__(self, message: str, kind: str = "trap", address: str = ""):
+        super().__init__(message)
+        self.kind = kind
+        self.address = address
+
+
+@dataclass(frozen=True)
+class Access:
+    """Bytes an instruction touches: ``rows`` runs of ``rowbytes`` every ``pitch`` bytes."""
+
+    space: str
+    cluster: int
+    addr: int
+    rows: int
+    rowbytes: int
+    pitch: int
+    write: bool
+
+    @property
+    def end(self) -> int:
+        return self.addr + (self.rows - 1) * self.pitch + self.rowbytes if self.rows else self.addr
+
+
+@dataclass
+class Effect:
+    """What an instruction does: writes ``(space, cluster, addr, data, pitch_bytes)`` where
+    data is a uint8 vector or a 2-D float32 tile (rows written ``pitch_bytes`` apart)."""
+
+    writes: list[tuple[str, int, int, np.ndarray, int]] = field(default_factory=list)
+    accesses: list[Access] = field(default_factory=list)
+    freg: list[tuple[int, int, float]] = field(default_factory=list)  # (cluster, index, value)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Machine(Protocol):
+    """Read access to architectural state (bounds-checked; raises SemanticError)."""
+
+    bf16: bool
+
+    def read(self, space: str, cluster: int, addr: int, nbytes: int) -> np.ndarray: ...
+    def tile(self, space: str, cluster: int, addr: int, rows: int, cols: int, pitch: int = 0) -> np.ndarray: ...
+    def check(self, space: str, cluster: int, addr: int, nbytes: int) -> None: ...
+    def freg(self, cluster: int, index: int) -> float: ...
+    def group(self, g: int) -> list[int]: ...
+
+
+Semantic = Callable[[Instruction, dict[str, int], Machine], Effect]
+SEMANTICS: dict[str, Semantic] = {}
+
+SPECIAL = frozenset({"div", "exp", "log", "sqrt", "rsqrt", "recip", "tanh", "erf", "gelu",
+                     "gelu_bwd", "sigmoid"})
+UNARY = frozenset({"copy", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "recip", "tanh", "erf",
+                   "relu", "gelu", "square", "sigmoid"})
+
+
+def semantics(*names: str) -> Callable[[Semantic], Semantic]:
+    def deco(fn: Semantic) -> Semantic:
+        for n in names:
+            SEMANTICS[n] = fn
+        return fn
+    return deco
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def bf16_round(x: np.ndarray) -> np.ndarray:
+    """Round fp32 values to bfloat16 (nearest even), returned as fp32; NaN stays NaN."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32)
+    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000))
+    r = np.where(np.isnan(x), u | np.uint32(0x00400000), r).astype(np.uint32)
+    return r.view(np.float32)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    try:  # scipy is optional; math.erf is the exact fallback
+        from scipy.special import erf
+        return erf(x.astype(np.float64))
+    except ImportError:  # pragma: no cover - depends on the environment
+        return np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64))
+
+
+def _tile_access(space: str, cl: int, addr: int, rows: int, cols: int, pitch: int, write: bool) -> Access:
+    return Access(space, cl, addr, rows, 4 * cols, 4 * (pitch or cols), write)
+
+
+def _spec(fmt: Any) -> formats.FormatSpec:
+    return formats.FormatSpec.parse(str(fmt))
+
+
+def codec_counts(tile: np.ndarray, spec: formats.FormatSpec) -> tuple[int, int, int]:
+    """(stored values, index + pointer entries, encoded bytes); dense bypasses the codec."""
+    if spec.format == formats.Format.DENSE:
+        return 0, 0, 4 * tile.size
+    mc = formats.metadata_counts(tile, spec)
+    return mc.stored_values, mc.index_entries + mc.pointer_entries, mc.encoded_size
+
+
+def read_packed(m: Machine, space: str, cl: int, addr: int, fmt: Any, rows: int, cols: int
+                ) -> tuple[np.ndarray, int]:
+    """Decode the packed tile at ``space[addr]``, checking its header against the operands."""
+    spec = _spec(fmt)
+    where = f"{space}[{addr:#x}]"
+    try:
+        h = formats.header(m.read(space, cl, addr, formats.HEADER_BYTES))
+        size = h.encoded_size
+        if h.format_spec != spec or (h.rows, h.cols) != (rows, cols) and spec.format != formats.Format.BCSR:
+            raise formats.FormatError(f"tile is {h.format_spec} {h.rows}x{h.cols}, instruction says {spec} {rows}x{cols}")
+        tile = formats.unpack(m.read(space, cl, addr, size))
+    except formats.FormatError as exc:
+        raise SemanticError(f"bad format header at {where}: {exc}", "bad format header", where) from None
+    if tile.shape != (rows, cols):
+        raise SemanticError(f"bad format header at {where}: tile is {tile.shape[0]}x{tile.shape[1]}, "
+                            f"instruction says {rows}x{cols}", "bad format header", where)
+    return tile, size
+
+
+def dense_runs(addr: int, rows: int, rowbytes: int, pitch: int) -> np.ndarray:
+    """(address, length) of each row of a pitched block, as an int64 array."""
+    r = np.arange(rows, dtype=np.int64)
+    return np.stack([addr + r * pitch, np.full(rows, rowbytes, np.int64)], axis=1)
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+
+@semantics("dma.ld", "dma.st")
+def _dma(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    load = ins.mnemonic == "dma.ld"
+    rows, rb = ins["rows"], ins["rowbytes"]
+    pitch = ins["stride"] or rb
+    dram_addr = ea["src"] if load else ea["dst"]
+    gb_addr = ea["dst"] if load else ea["src"]
+    dram = Access("dram", 0, dram_addr, rows, rb, pitch, not load)
+    gb = Access("gb", 0, gb_addr, 1, rows * rb, rows * rb, load)
+    if load:
+        m.check("dram", 0, dram_addr, dram.end - dram_addr if rows else 0)
+        data = np.concatenate([m.read("dram", 0, dram_addr + r * pitch, rb) for r in range(rows)]) \
+            if pitch != rb else m.read("dram", 0, dram_addr, rows * rb).copy()
+        m.check("gb", 0, gb_addr, rows * rb)
+        writes = [("gb", 0, gb_addr, data, 0)]
+    else:
+        data = m.read("gb", 0, gb_addr, rows * rb).copy()
+        m.check("dram", 0, dram_addr, dram.end - dram_addr if rows else 0)
+        writes = [("dram", 0, dram_addr, data.reshape(rows, rb), pitch)] if rows else []
+    return Effect(writes, [dram, gb], info={"runs": dense_runs(dram_addr, rows, rb, pitch), "nbytes": rows * rb})
+
+
+@semantics("ld")
+def _ld(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, rows, cols = ins.cluster, ins["rows"], ins["cols"]
+    src, space = ea["src"], ins["src"].space
+    spec = _spec(ins["fmt"])
+    if spec.format == formats.Format.DENSE:
+        pitch = ins["stride"] or cols
+        tile = m.tile(space, cl, src, rows, cols, pitch)
+        runs = dense_runs(src, rows, 4 * cols, 4 * pitch)
+        acc = _tile_access(space, cl, src, rows, cols, pitch, False)
+        V = X = 0
+        nbytes = 4 * rows * cols
+    else:
+        tile, nbytes = read_packed(m, space, cl, src, ins["fmt"], rows, cols)
+        runs = np.array([[src, nbytes]], np.int64)
+        acc = Access(space, cl, src, 1, nbytes, nbytes, False)
+        V, X, _ = codec_counts(tile, spec)
+    m.check("sp", cl, ea["dst"], 4 * rows * cols)
+    return Effect([("sp", cl, ea["dst"], tile, 4 * cols)],
+                  [acc, _tile_access("sp", cl, ea["dst"], rows, cols, cols, True)],
+                  info={"runs": runs, "nbytes": nbytes, "codec": (V, X), "space": space})
+
+
+@semantics("ldg")
+def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, space, base = ins.cluster, ins["src"].space, ea["src"]
+    d0, d1, d2 = ins["d0"], ins["d1"], ins["d2"]
+    s0, s1, s2 = ins["s0"], ins["s1"], ins["s2"]
+    n = d0 * d1 * d2
+    rowbase = (base + 4 * (np.arange(d0, dtype=np.int64)[:, None] * s0
+                           + np.arange(d1, dtype=np.int64)[None, :] * s1)).reshape(-1)
+    off = 4 * np.arange(d2, dtype=np.int64) * s2
+    addrs = (rowbase[:, None] + off[None, :]).reshape(-1)
+    if n:
+        lo, hi = int(addrs.min()), int(addrs.max()) + 4
+        raw = m.read(space, cl, lo, hi - lo).copy()
+        idx = (addrs - lo)[:, None] + np.arange(4)[None, :]
+        vals = raw[idx].reshape(-1).view(np.float32)
+    else:
+        lo = hi = base
+        vals = np.zeros(0, np.float32)
+    if s2 == 1:
+        runs = np.stack([rowbase, np.full(rowbase.size, 4 * d2, np.int64)], 1) if d2 else np.zeros((0, 2), np.int64)
+    else:
+        runs = np.stack([addrs, np.full(addrs.size, 4, np.int64)], 1)
+    m.check("sp", cl, ea["dst"], 4 * n)
+    return Effect([("sp", cl, ea["dst"], vals.reshape(1, n), 4 * n)],
+                  [Access(space, cl, lo, 1, hi - lo, hi - lo, False),
+                   Access("sp", cl, ea["dst"], 1, 4 * n, 4 * n, True)],
+                  info={"runs": runs, "nbytes": 4 * n, "codec": (0, 0), "space": space})
+
+
+@semantics("st")
+def _st(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, rows, cols = ins.cluster, ins["rows"], ins["cols"]
+    sspace, dspace, dst = ins["src"].space, ins["dst"].space, ea["dst"]
+    tile = m.tile(sspace, cl, ea["src"], rows, cols)
+    spec = _spec(ins["fmt"])
+    reads = _tile_access(sspace, cl, ea["src"], rows, cols, cols, False)
+    if spec.format == formats.Format.DENSE:
+        pitch = ins["stride"] or cols
+        w = _tile_access(dspace, cl, dst, rows, cols, pitch, True)
+        m.check(dspace, cl, dst, w.end - dst if rows else 0)
+        writes = [(dspace, cl, dst, tile, 4 * pitch)]
+        runs, nbytes, V, X = dense_runs(dst, rows, 4 * cols, 4 * pitch), 4 * rows * cols, 0, 0
+    else:
+        try:
+            blob = np.frombuffer(formats.pack(tile, spec), np.uint8)
+        except formats.FormatError as exc:
+            raise SemanticError(f"cannot encode tile as {spec}: {exc}", "format") from None
+        if ins["cap"] and blob.size > ins["cap"]:
+            raise SemanticError(f"capacity overflow: {spec} encoding of {blob.size} bytes exceeds cap "
+                                f"{ins['cap']}", "capacity overflow", f"{dspace}[{dst:#x}]")
+        m.check(dspace, cl, dst, blob.size)
+        w = Access(dspace, cl, dst, 1, blob.size, blob.size, True)
+        writes = [(dspace, cl, dst, blob, 0)]
+        runs, nbytes = np.array([[dst, blob.size]], np.int64), int(blob.size)
+        V, X, _ = codec_counts(tile, spec)
+    return Effect(writes, [reads, w], info={"runs": runs, "nbytes": nbytes, "codec": (V, X), "space": dspace})
+
+
+# ---- compute --------------------------------------------------------------------------------
+
+
+def _mm_operands(ins: Instruction, ea: dict[str, int], m: Machine) -> tuple[np.ndarray, np.ndarray, list[Access]]:
+    cl, M, N, K = ins.cluster, ins["m"], ins["n"], ins["k"]
+    A = m.tile("sp", cl, ea["a"], K, M).T if ins["ta"] else m.tile("sp", cl, ea["a"], M, K)
+    B = m.tile("sp", cl, ea["b"], N, K).T if ins["tb"] else m.tile("sp", cl, ea["b"], K, N)
+    acc = [Access("sp", cl, ea["a"], 1, 4 * M * K, 4 * M * K, False),
+           Access("sp", cl, ea["b"], 1, 4 * K * N, 4 * K * N, False)]
+    return A, B, acc
+
+
+def _product(A: np.ndarray, B: np.ndarray, bf16: bool) -> np.ndarray:
+    if bf16:
+        A, B = bf16_round(A), bf16_round(B)
+    return np.matmul(A, B, dtype=np.float32)
+
+
+@semantics("mm", "sddmm")
+def _mm(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, M, N = ins.cluster, ins["m"], ins["n"]
+    A, B, acc = _mm_operands(ins, ea, m)
+    info: dict[str, Any] = {"A": A, "B": B}
+    C = _product(A, B, m.bf16) if A.size and B.size else np.zeros((M, N), np.float32)
+    if ins.mnemonic == "sddmm":
+        S = m.tile("sp", cl, ea["s"], M, N)
+        acc.append(Access("sp", cl, ea["s"], 1, 4 * M * N, 4 * M * N, False))
+        C = np.where(S != 0, C, np.float32(0))
+        info["S"] = S != 0
+    dspace = ins["dst"].space
+    if ins["accum"]:
+        C = C + m.tile(dspace, cl, ea["dst"], M, N)
+        acc.append(Access(dspace, cl, ea["dst"], 1, 4 * M * N, 4 * M * N, False))
+    m.check(dspace, cl, ea["dst"], 4 * M * N)
+    acc.append(Access(dspace, cl, ea["dst"], 1, 4 * M * N, 4 * M * N, True))
+    return Effect([(dspace, cl, ea["dst"], C.astype(np.float32, copy=False), 4 * N)], acc, info=info)
+
+
+# ---- vector ---------------------------------------------------------------------------------
+
+
+def vfn(fn: str, a: np.ndarray, b: np.ndarray, bf16: bool = False) -> np.ndarray:
+    """Elementwise function of the ``VFN`` enum in fp32 (``b`` broadcast to ``a``)."""
+    if bf16 and fn in ("mul", "square", "gelu_bwd"):
+        a, b = bf16_round(a), bf16_round(b)
+    f32 = np.float32
+    with np.errstate(all="ignore"):
+        if fn == "add": return a + b  # noqa: E701 - a flat table reads best here
+        if fn == "sub": return a - b  # noqa: E701
+        if fn == "mul": return a * b  # noqa: E701
+        if fn == "div": return a / b  # noqa: E701
+        if fn == "max": return np.maximum(a, b)  # noqa: E701
+        if fn == "min": return np.minimum(a, b)  # noqa: E701
+        if fn == "copy": return a.copy()  # noqa: E701
+        if fn == "neg": return -a  # noqa: E701
+        if fn == "abs": return np.abs(a)  # noqa: E701
+        if fn == "exp": return np.exp(a)  # noqa: E701
+        if fn == "log": return np.log(a)  # noqa: E701
+        if fn == "sqrt": return np.sqrt(a)  # noqa: E701
+        if fn == "rsqrt": return f32(1) / np.sqrt(a)  # noqa: E701
+        if fn == "recip": return f32(1) / a  # noqa: E701
+        if fn == "tanh": return np.tanh(a)  # noqa: E701
+        if fn == "erf": return _erf(a).astype(f32)  # noqa: E701
+        if fn == "relu": return np.maximum(a, f32(0))  # noqa: E701
+        if fn == "relu_bwd": return np.where(a > 0, b, f32(0))  # noqa: E701
+        if fn == "mask": return np.where(b != 0, a, f32(0))  # noqa: E701
+        if fn == "gelu":  # exact erf form, as torch.nn.functional.gelu(approximate="none")
+            return (0.5 * a.astype(np.float64) * (1 + _erf(a / math.sqrt(2)))).astype(f32)
+        if fn == "gelu_bwd":  # a = x, b = incoming gradient
+            x = a.astype(np.float64)
+            cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+            pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            return (b * (cdf + x * pdf)).astype(f32)
+        if fn == "gt": return (a > b).astype(f32)  # noqa: E701
+        if fn == "ge": return (a >= b).astype(f32)  # noqa: E701
+        if fn == "eq": return (a == b).astype(f32)  # noqa: E701
+        if fn == "square": return a * a  # noqa: E701
+        if fn == "sigmoid": return (f32(1) / (f32(1) + np.exp(-a))).astype(f32)  # noqa: E701
+    raise SemanticError(f"unknown vector function {fn!r}")
+
+
+@semantics("vop")
+def _vop(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, fn, rows, cols, bmode = ins.cluster, ins["fn"], ins["rows"], ins["cols"], ins["bmode"]
+    pitch = ins["pitch"] or cols
+    aspace, bspace, dspace = ins["a"].space, ins["b"].space, ins["dst"].space
+    A = m.tile(aspace, cl, ea["a"], rows, cols, pitch)
+    acc = [_tile_access(aspace, cl, ea["a"], rows, cols, pitch, False)]
+    bshape: tuple[int, int, int] | None = None
+    if fn in UNARY:
+        B = np.zeros(1, np.float32)
+    elif bmode == "tile":
+        B, bshape = m.tile(bspace, cl, ea["b"], rows, cols, pitch), (rows, cols, pitch)
+    elif bmode == "row":
+        B, bshape = m.tile(bspace, cl, ea["b"], 1, cols), (1, cols, cols)
+    elif bmode == "col":
+        B, bshape = m.tile(bspace, cl, ea["b"], rows, 1), (rows, 1, 1)
+    elif bmode == "imm":
+        B = np.float32(ins["imm"])
+    else:
+        B = np.float32(m.freg(cl, int(ins["imm"]) % 16))
+    if bshape is not None:
+        acc.append(_tile_access(bspace, cl, ea["b"], *bshape, False))
+    out = vfn(fn, A, B, m.bf16).astype(np.float32, copy=False).reshape(rows, cols)
+    w = _tile_access(dspace, cl, ea["dst"], rows, cols, pitch, True)
+    m.check(dspace, cl, ea["dst"], w.end - ea["dst"] if rows else 0)
+    acc.append(w)
+    return Effect([(dspace, cl, ea["dst"], out, 4 * pitch)], acc, info={"bshape": bshape})
+
+
+@semantics("vred")
+def _vred(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, fn, rows, cols, axis = ins.cluster, ins["fn"], ins["rows"], ins["cols"], ins["axis"]
+    aspace, dspace = ins["a"].space, ins["dst"].space
+    pitch = ins["pitch"] or cols
+    A = m.tile(aspace, cl, ea["a"], rows, cols, pitch)
+    shape = (1, cols) if axis == 0 else (rows, 1)
+    if A.size == 0:
+        out = np.zeros(shape, np.float32)
+    elif fn == "sumsq":
+        out = np.sum(A * A, axis=axis, dtype=np.float32)
+    else:
+        out = {"sum": np.sum, "max": np.max, "min": np.min, "mean": np.mean}[fn](A, axis=axis)
+    out = np.asarray(out, np.float32).reshape(shape)
+    acc = [_tile_access(aspace, cl, ea["a"], rows, cols, pitch, False)]
+    n = shape[0] * shape[1]
+    if ins["accum"]:
+        old = m.tile(dspace, cl, ea["dst"], *shape)
+        out = {"max": np.maximum, "min": np.minimum}.get(fn, np.add)(old, out)
+        acc.append(Access(dspace, cl, ea["dst"], 1, 4 * n, 4 * n, False))
+    m.check(dspace, cl, ea["dst"], 4 * n)
+    acc.append(Access(dspace, cl, ea["dst"], 1, 4 * n, 4 * n, True))
+    return Effect([(dspace, cl, ea["dst"], out, 4 * shape[1])], acc, info={"out_shape": shape})
+
+
+def _vec(m: Machine, cl: int, addr: int, n: int) -> np.ndarray:
+    return m.tile("sp", cl, addr, 1, n).reshape(-1)
+
+
+@semantics("sgd")
+def _sgd(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    """torch.optim.SGD: d = g + wd*w; buf = mom*buf + (1-damp)*d; w -= lr*buf.
+
+    torch's first step sets ``buf = d``; the runtime gets it exactly by passing a zero buffer
+    with dampening 0 on that step (mom*0 + 1*d == d in fp32). With momentum 0, buf = d."""
+    cl, n, fr = ins.cluster, ins["n"], ins["fr"]
+    lr, mom, damp, wd = (np.float32(m.freg(cl, (fr + i) % 16)) for i in range(4))
+    w, g, buf = (_vec(m, cl, ea[k], n) for k in ("w", "g", "mom"))
+    d = g + wd * w if wd != 0 else g
+    buf = mom * buf + (np.float32(1) - damp) * d if mom != 0 else d
+    w = w - lr * buf
+    acc = [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, False) for k in ("w", "g", "mom")]
+    acc += [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, True) for k in ("w", "mom")]
+    return Effect([("sp", cl, ea["w"], w.reshape(1, n), 0), ("sp", cl, ea["mom"], buf.reshape(1, n), 0)], acc)
+
+
+@semantics("adam")
+def _adam(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    """torch.optim.Adam (single-tensor path, no amsgrad); fr+5, fr+6 = 1-beta1^t, 1-beta2^t."""
+    cl, n, fr = ins.cluster, ins["n"], ins["fr"]
+    lr, b1, b2, eps, wd, bc1, bc2 = (m.freg(cl, (fr + i) % 16) for i in range(7))
+    w, g, m1, m2 = (_vec(m, cl, ea[k], n) for k in ("w", "g", "m1", "m2"))
+    f32 = np.float32
+    if wd != 0:
+        g = g + f32(wd) * w
+    wt = f32(1 - b1)
+    m1 = m1 + wt * (g - m1) if wt < 0.5 else g - (g - m1) * f32(b1)  # torch.lerp
+    m2 = m2 * f32(b2) + f32(1 - b2) * g * g
+    step = f32(lr / bc1) if bc1 else f32(np.inf)
+    with np.errstate(all="ignore"):
+        denom = np.sqrt(m2) / f32(math.sqrt(bc2)) + f32(eps)
+        w = w - step * (m1 / denom)
+    acc = [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, False) for k in ("w", "g", "m1", "m2")]
+    acc += [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, True) for k in ("w", "m1", "m2")]
+    return Effect([("sp", cl, ea[k], v.astype(f32).reshape(1, n), 0)
+                   for k, v in (("w", w), ("m1", m1), ("m2", m2))], acc)
+
+
+@semantics("fset")
+def _fset(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    return Effect(freg=[(ins.cluster, ins["fd"], float(np.float32(ins["imm"])))])
+
+
+@semantics("fld")
+def _fld(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    v = float(m.tile("sp", ins.cluster, ea["src"], 1, 1)[0, 0])
+    return Effect(accesses=[Access("sp", ins.cluster, ea["src"], 1, 4, 4, False)],
+                  freg=[(ins.cluster, ins["fd"], v)])
+
+
+# ---- format conversion ----------------------------------------------------------------------
+
+
+@semantics("enc")
+def _enc(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, rows, cols, sspace = ins.cluster, ins["rows"], ins["cols"], ins["src"].space
+    tile = m.tile(sspace, cl, ea["src"], rows, cols)
+    spec = _spec(ins["fmt"])
+    try:
+        blob = np.frombuffer(formats.pack(tile, spec), np.uint8)
+    except formats.FormatError as exc:
+        raise SemanticError(f"cannot encode tile as {spec}: {exc}", "format") from None
+    if blob.size > ins["cap"]:
+        raise SemanticError(f"capacity overflow: {spec} encoding of {blob.size} bytes exceeds cap {ins['cap']}",
+                            "capacity overflow", f"sp[{ea['dst']:#x}]")
+    m.check("sp", cl, ea["dst"], blob.size)
+    V, X, _ = codec_counts(tile, spec)
+    return Effect([("sp", cl, ea["dst"], blob, 0)],
+                  [_tile_access(sspace, cl, ea["src"], rows, cols, cols, False),
+                   Access("sp", cl, ea["dst"], 1, blob.size, blob.size, True)],
+                  info={"codec": (V, X), "nbytes": int(blob.size)})
+
+
+@semantics("dec")
+def _dec(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, rows, cols = ins.cluster, ins["rows"], ins["cols"]
+    tile, size = read_packed(m, "sp", cl, ea["src"], ins["fmt"], rows, cols)
+    V, X, _ = codec_counts(tile, _spec(ins["fmt"]))
+    m.check("sp", cl, ea["dst"], 4 * rows * cols)
+    return Effect([("sp", cl, ea["dst"], tile, 4 * cols)],
+                  [Access("sp", cl, ea["src"], 1, size, size, False),
+                   _tile_access("sp", cl, ea["dst"], rows, cols, cols, True)],
+                  info={"codec": (V, X), "nbytes": size})
+
+
+# ---- NoC ------------------------------------------------------------------------------------
+
+
+@semantics("noc.topo", "noc.route", "noc.mcast", "noc.pin", "noc.clear")
+def _noc_cfg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    """Configuration applies at the instruction's end (the emulator owns the NoC)."""
+    return Effect(info={"config": (ins.mnemonic, {k: ins.args[k] for k in (f.name for f in ins.op.fields)})})
+
+
+@semantics("send")
+def _send(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, to, n, sspace = ins.cluster, ins["to"], ins["bytes"], ins["src"].space
+    data = m.read(sspace, cl, ea["src"], n).copy()
+    m.check("sp", to, ea["dst"], n)
+    return Effect([("sp", to, ea["dst"], data, 0)],
+                  [Access(sspace, cl, ea["src"], 1, n, n, False), Access("sp", to, ea["dst"], 1, n, n, True)],
+                  info={"nbytes": n})
+
+
+@semantics("bcast")
+def _bcast(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, n, sspace = ins.cluster, ins["bytes"], ins["src"].space
+    src_cl = cl if sspace == "sp" else 0
+    data = m.read(sspace, src_cl, ea["src"], n).copy()
+    members = m.group(ins["grp"])
+    acc = [Access(sspace, src_cl, ea["src"], 1, n, n, False)]
+    writes = []
+    for mb in members:
+        m.check("sp", mb, ea["dst"], n)
+        writes.append(("sp", mb, ea["dst"], data, 0))
+        acc.append(Access("sp", mb, ea["dst"], 1, n, n, True))
+    return Effect(writes, acc, info={"nbytes": n, "members": members, "space": sspace,
+                                     "runs": np.array([[ea["src"], n]], np.int64)})
+
+
+@semantics("reduce")
+def _reduce(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    cl, n, sspace = ins.cluster, ins["n"], ins["src"].space
+    members = m.group(ins["grp"])
+    total = np.zeros((1, n), np.float32)
+    acc = []
+    for mb in members:  # fixed member order: the sum is deterministic
+        total = total + m.tile(sspace, mb, ea["src"], 1, n)
+        acc.append(Access(sspace, mb, ea["src"], 1, 4 * n, 4 * n, False))
+    m.check("sp", cl, ea["dst"], 4 * n)
+    acc.append(Access("sp", cl, ea["dst"], 1, 4 * n, 4 * n, True))
+    return Effect([("sp", cl, ea["dst"], total, 0)], acc, info={"nbytes": 4 * n, "members": members})
+
+
+@semantics("recv", "sync")
+def _nothing(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    """Ordering only: recv waits for its send, sync for its tokens."""
+    return Effect()
+
+
+# ---- dispatcher rows ------------------------------------------------------------------------
+
+
+@semantics("loop", "setar", "addar", "barrier", "halt")
+def _ctl(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    """Executed by the dispatcher; ``info['ctl']`` says what it does."""
+    return Effect(info={"ctl": (ins.mnemonic, dict(ins.args))})
+
+
+def apply_ctl(ins: Instruction, ar: list[int]) -> None:
+    """Address-register effect of ``setar``/``addar`` (ar0 stays 0)."""
+    r = ins["ar"]
+    if r:
+        ar[r] = ins["value"] if ins.mnemonic == "setar" else ar[r] + ins["value"]
+
+
+__all__ = ["Access", "Effect", "Machine", "SEMANTICS", "SemanticError", "SPECIAL", "UNARY",
+           "apply_ctl", "bf16_round", "codec_counts", "read_packed", "vfn"]
