@@ -72,11 +72,11 @@ def symbol_nbytes(sym: "Symbol") -> int:
 
 def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
     """The bytes to place at ``sym.addr`` for ``array`` (shape must match)."""
-    x = np.ascontiguousarray(array, dtype=np.float32)
+    x = np.asarray(array, dtype=np.float32)  # keeps rank 0 (ascontiguousarray would not)
     if tuple(x.shape) != tuple(sym.shape):
         raise ValueError(f"tensor {sym.name!r}: expected shape {list(sym.shape)}, got {list(x.shape)}")
     if sym.fmt == "dense":
-        return x.tobytes()
+        return np.ascontiguousarray(x).tobytes()
     x2 = x.reshape(as_2d_shape(sym.shape))
     spec = formats.FormatSpec.parse(sym.fmt)
     tr, tc = tile_shape(sym)

@@ -50,13 +50,10 @@ def test_mlp_matches_interpreter(density: float) -> None:
     (SOFTMAX_CE, lambda r: [r.standard_normal((12, 10)).astype(np.float32), r.integers(0, 10, 12),
                             r.standard_normal((12, 10)).astype(np.float32)]),
     (REDUCE, lambda r: [r.standard_normal((6, 5, 70)).astype(np.float32)]),
-    pytest.param(ELEMENTWISE, lambda r: [r.standard_normal((9, 70)).astype(np.float32),
-                                         r.standard_normal(70).astype(np.float32),
-                                         r.standard_normal((9, 1)).astype(np.float32),
-                                         np.float32(1.7)],
-                 marks=pytest.mark.xfail(raises=ValueError, strict=True,
-                                         reason="isa.symbols.pack_symbol turns a 0-d input into "
-                                                "shape [1] (np.ascontiguousarray)")),
+    (ELEMENTWISE, lambda r: [r.standard_normal((9, 70)).astype(np.float32),
+                             r.standard_normal(70).astype(np.float32),
+                             r.standard_normal((9, 1)).astype(np.float32),
+                             np.float32(1.7)]),
 ], ids=["softmax-ce", "reduce", "elementwise"])
 def test_kernels_match_interpreter(text, args) -> None:
     values = args(np.random.default_rng(4))
