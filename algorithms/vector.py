@@ -14,7 +14,9 @@ multiples of ``C``. ``"pe_rows"`` suits a GEMM that takes the weight as the A op
 of the fold share it). ``"lookahead"`` makes vectors of ``d = lookahead`` weights along the
 input dimension, aligned to the PE's skip windows: an all-zero window costs 1 cycle instead
 of ``d`` (the window floor ``max(1, .)``), which saves ``d - 1`` cycles per window and only
-where the PEs of a fold agree, so it is the weaker choice; it is kept for ablations.
+where the PEs of a fold agree, so it is the weaker choice; it is kept for ablations. (The
+other balanced pattern is ``nm`` with ``m = lookahead``: every window then holds exactly
+``n`` effectual pairs on every PE.)
 An explicit ``vector_length`` with ``axis="out"|"in"`` overrides the target.
 """
 
