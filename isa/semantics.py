@@ -272,7 +272,7 @@ def _mm_operands(ins: Instruction, ea: dict[str, int], m: Machine) -> tuple[np.n
 def _product(A: np.ndarray, B: np.ndarray, bf16: bool) -> np.ndarray:
     if bf16:
         A, B = bf16_round(A), bf16_round(B)
-    return np.matmul(A, B, dtype=np.float32)
+    return A @ B  # both fp32: BLAS sgemm (a dtype= argument would bypass BLAS)
 
 
 @semantics("mm", "sddmm")
