@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from acf.compiler.interp import run_func
@@ -25,7 +26,8 @@ def assert_close(actual: np.ndarray, expected: torch.Tensor, what: str) -> None:
                                rtol=1e-4, atol=1e-5 * max(scale, 1e-12), msg=lambda m: f"{what}: {m}")
 
 
-def eager_step(model, inputs, labels, optimizer: str, options: dict, masks=None):
+def eager_step(model, inputs, labels, optimizer: str, options: dict, masks=None,
+               loss_fn=F.cross_entropy):
     """One eager step on a copy: (loss, output, grads, params after, buffers after)."""
     m = copy.deepcopy(model).train()
     params = dict(m.named_parameters())
@@ -34,7 +36,7 @@ def eager_step(model, inputs, labels, optimizer: str, options: dict, masks=None)
             params[name].mul_(mask)
     with sdpa_kernel(SDPBackend.MATH):
         out = m(*inputs)
-        loss = F.cross_entropy(out, labels)
+        loss = loss_fn(out, labels)
         loss.backward()
     for name, mask in (masks or {}).items():
         params[name].grad.mul_(mask)
@@ -48,11 +50,11 @@ def eager_step(model, inputs, labels, optimizer: str, options: dict, masks=None)
 
 
 def check_step(model, inputs, labels, optimizer="sgd", options=None, masks=None,
-               check_update=True) -> CapturedStep:
+               check_update=True, loss_fn=F.cross_entropy) -> CapturedStep:
     options = options or {"lr": 0.1}
     torch.manual_seed(0)
     step = capture_training_step(model, inputs, labels=labels, optimizer=optimizer,
-                                 optimizer_options=options, masks=masks)
+                                 optimizer_options=options, masks=masks, loss_fn=loss_fn)
     text = print_module(step.module)
     assert print_module(parse_module(text, "step.acfir")) == text  # verifies, too
     masked_model = copy.deepcopy(model)
@@ -61,7 +63,7 @@ def check_step(model, inputs, labels, optimizer="sgd", options=None, masks=None,
             dict(masked_model.named_parameters())[name].mul_(mask)
     got = step.unpack(run_func(step.func, step.bind(masked_model, inputs, labels, masks)))
     loss, out, grads, new_params, new_buffers = eager_step(model, inputs, labels, optimizer,
-                                                           options, masks)
+                                                           options, masks, loss_fn)
     assert_close(got[Binding("loss")], loss, "loss")
     assert_close(got[Binding("output")], out, "output")
     for name, g in grads.items():
@@ -92,6 +94,16 @@ def test_mlp_sgd_momentum_weight_decay_with_mask() -> None:
     assert Binding("mask", "fc1.weight") in step.arguments
     assert Binding("momentum_buf", "fc2.bias") in step.results
     assert sum(op.name == "graph.mask_apply" for op in step.func.body.ops) == 3
+
+
+@pytest.mark.parametrize("loss_fn", [
+    lambda out, y: F.nll_loss(F.log_softmax(out, 1), y, reduction="sum"),  # fused, summed
+    lambda out, y: F.nll_loss(out, y),  # no log_softmax before it: the composed form
+    lambda out, y: F.mse_loss(out, out.detach() * 0.5),  # decomposed by the pinned table
+], ids=["nll-sum", "nll-raw", "mse"])
+def test_mlp_other_losses(loss_fn) -> None:
+    torch.manual_seed(6)
+    check_step(MLP(), (torch.randn(4, 8),), torch.tensor([0, 3, 1, 2]), loss_fn=loss_fn)
 
 
 def test_mlp_adam_step() -> None:
