@@ -437,7 +437,8 @@ class Engine:
                 elif m == "noc.mcast":
                     ic.set_group(a["grp"], a["x0"], a["y0"], a["x1"], a["y1"])
                 elif m == "noc.pin":
-                    ic.pin(a["src"], a["dst"], a["via"])
+                    if a["src"] != a["dst"]:  # a cluster never routes to itself: nothing to pin
+                        ic.pin(a["src"], a["dst"], a["via"])
                 else:
                     ic.clear_pins()
         except RoutingError as exc:

@@ -18,10 +18,19 @@ _LAZY_BYTES = 64 << 20
 
 
 def _zeros(nbytes: int) -> np.ndarray:
+    """Zeroed bytes; a large memory the host cannot map whole is backed by the largest
+    mapping it grants (halving down to 1 GiB), and accesses beyond it trap."""
     if nbytes < _LAZY_BYTES:
         return np.zeros(nbytes, np.uint8)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
-    return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), np.uint8)
+    size = nbytes
+    while True:
+        try:
+            return np.frombuffer(mmap.mmap(-1, size, flags=flags), np.uint8)
+        except OSError:
+            if size <= 1 << 30:
+                raise
+            size //= 2
 
 
 class State:
@@ -30,7 +39,8 @@ class State:
     def __init__(self, target, groups=None):
         n = target.num_clusters
         self.num_clusters = n
-        self.dram = _zeros(int(target.dram.size_bytes))
+        self.dram_size = int(target.dram.size_bytes)
+        self.dram = _zeros(self.dram_size)
         self.gb = _zeros(int(target.gbuf.bytes))
         self.sp = [_zeros(int(target.cluster.spad_bytes)) for _ in range(n)]
         self.acc = [_zeros(int(target.cluster.acc_bytes)) for _ in range(n)]
@@ -53,8 +63,10 @@ class State:
     def check(self, space: str, cl: int, addr: int, nbytes: int) -> None:
         size = self.buf(space, cl).size
         if addr < 0 or addr + nbytes > size:
+            declared = self.dram_size if space == "dram" else size
+            what = "" if declared == size else f" (host backing store {size:#x} of {declared:#x})"
             raise SemanticError(
-                f"out-of-bounds {SPACE_NAMES[space]} access {addr:#x}+{nbytes:#x} > {size:#x}",
+                f"out-of-bounds {SPACE_NAMES[space]} access {addr:#x}+{nbytes:#x} > {size:#x}{what}",
                 "out-of-bounds", f"{space}[{addr:#x}]")
 
     def read(self, space: str, cl: int, addr: int, nbytes: int) -> np.ndarray:

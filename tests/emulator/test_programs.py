@@ -1,0 +1,128 @@
+"""The shared assembly programs, each against its numpy reference, in both modes and via
+``acfc run``."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from acf.emulator import run
+from tests.emulator.conftest import PROGRAMS, program, random_inputs
+
+NAMES = sorted(p.name for p in PROGRAMS.glob("*.s"))
+
+
+def _erf(x):
+    return np.vectorize(math.erf)(x.astype(np.float64))
+
+
+def expected(name: str, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if name == "gemm_sddmm.s":
+        W, X, S = x["W"], x["X"], x["S"]
+        return {"Y": W @ X, "G": np.where(S != 0, X @ W.T, 0)}
+    if name == "vector.s":
+        A, B, R = x["A"], x["B"], x["R"]
+        gelu = 0.5 * A * (1 + _erf(A / math.sqrt(2)))
+        cdf = 0.5 * (1 + _erf(A / math.sqrt(2)))
+        pdf = np.exp(-0.5 * A.astype(np.float64) ** 2) / math.sqrt(2 * math.pi)
+        outs = [A + B, A * R, A - R[0, :8, None], np.maximum(A, 0.25), A * 0.5,
+                np.where(A > 0, B, 0), gelu, np.where(B != 0, A, 0), (A > B) * 1.0,
+                B * (cdf + A * pdf), A * A[0, 1]]
+        red = [2 * A.sum(0), A.mean(0), (A * A).sum(0), A.min(0)]
+        return {"OUT": np.stack(outs), "RED": np.stack(red)}
+    if name == "optim.s":
+        import torch
+
+        P = x["P"]
+        w = torch.nn.Parameter(torch.tensor(P[0]))
+        opt = torch.optim.SGD([w], lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01)
+        w.grad = torch.tensor(P[1])
+        opt.step()
+        w2 = torch.nn.Parameter(torch.tensor(P[0]))
+        opt2 = torch.optim.Adam([w2], lr=0.001, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+        w2.grad = torch.tensor(P[1])
+        opt2.step()
+        st = opt2.state[w2]
+        mom = opt.state[w]["momentum_buffer"]
+        return {"OUT": np.stack([w.detach().numpy(), mom.numpy(), w2.detach().numpy(),
+                                 st["exp_avg"].numpy(), st["exp_avg_sq"].numpy()])}
+    if name == "codec_mem.s":
+        D = x["D"]
+        return {"E": D, "F": D, "GTH": D[:4, 0:16:2], "H": D}
+    if name == "noc.s":
+        V = x["V"]
+        return {"OUT": np.stack([V * k for k in (1, 2, 3, 4)]), "RED": V * 10, "SND": V * 2}
+    if name == "loop.s":
+        return {"Y": x["X"] * 3}
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_program_matches_numpy_in_both_modes(name: str, small) -> None:
+    prog = program(name)
+    x = random_inputs(prog)
+    if name == "optim.s":
+        x["P"][2:] = 0  # fresh momentum buffer: torch's first step
+    batched = run(prog, small, x)
+    stepped = run(prog, small, x, mode="stepped")
+    for sym, want in expected(name, x).items():
+        np.testing.assert_allclose(batched.outputs[sym], want, rtol=2e-5, atol=2e-6, err_msg=sym)
+    assert batched.report.to_json() == stepped.report.to_json()
+    assert [(r.index, r.start, r.end) for r in batched.records] == \
+           [(r.index, r.start, r.end) for r in stepped.records]
+    for sym in batched.outputs:
+        assert batched.outputs[sym].tobytes() == stepped.outputs[sym].tobytes()
+
+
+def test_every_instruction_is_covered() -> None:
+    from acf.isa.spec import OPS
+
+    used = {i.mnemonic for n in NAMES for i in program(n).instructions}
+    assert {op.mnemonic for op in OPS} - used == set()
+
+
+def _acfc(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "acf.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("name", ["gemm_sddmm.s", "noc.s"])
+def test_acfc_run(name: str, tmp_path) -> None:
+    prog = program(name)
+    x = random_inputs(prog)
+    np.savez(tmp_path / "in.npz", **x)
+    proc = _acfc("run", str(PROGRAMS / name), "--target", "acf-small", "--inputs", str(tmp_path / "in.npz"),
+                 "--outputs", str(tmp_path / "out.npz"), "--report", str(tmp_path / "r.json"),
+                 "--csv", str(tmp_path / "r.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "total cycles" in proc.stdout
+    out = np.load(tmp_path / "out.npz")
+    for sym, want in expected(name, x).items():
+        np.testing.assert_allclose(out[sym], want, rtol=2e-5, atol=2e-6)
+    ref = run(prog, "acf-small", x)
+    assert (tmp_path / "r.json").read_text() == ref.report.to_json()
+    assert (tmp_path / "r.csv").read_text().startswith("metric,value\n")
+
+
+def test_acfc_run_trap_is_one_clean_line(tmp_path) -> None:
+    src = tmp_path / "oob.s"
+    src.write_text(".target acf-small\n    ld c0, sp[0xfff0], dram[0x0], dense, rows=4, cols=4\n    halt\n")
+    proc = _acfc("run", str(src), "--quiet", "--stepped")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "trap at cycle 1: c0.ld #0 ld: out-of-bounds scratchpad access 0xfff0+0x40 > 0x10000" in proc.stderr
+
+
+def test_acfc_run_user_errors(tmp_path) -> None:
+    proc = _acfc("run", str(tmp_path / "missing.s"))
+    assert proc.returncode == 1 and "cannot read" in proc.stderr and "Traceback" not in proc.stderr
+    src = tmp_path / "p.s"
+    src.write_text("    halt\n")
+    proc = _acfc("run", str(src), "--target", "nope")
+    assert proc.returncode == 1 and "unknown target" in proc.stderr
+    np.savez(tmp_path / "in.npz", Q=np.zeros(3))
+    proc = _acfc("run", str(src), "--target", "acf-small", "--inputs", str(tmp_path / "in.npz"))
+    assert proc.returncode == 1 and "not a .tensor symbol" in proc.stderr

@@ -1,0 +1,157 @@
+"""Closed-form cycle counts on crafted zero-skipping patterns (computed here, independently,
+from docs/timing.md), dataflows of the baseline targets, bytes moved, every target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acf.emulator import run
+from acf.emulator.gemm import gemm_asm
+from acf.isa import formats
+from acf.isa.asm import assemble
+from acf.isa.target import available_targets, load_target
+
+
+def mm_program(m: int, n: int, k: int, skip: str = "ab") -> str:
+    return (".target acf-small\n"
+            f".tensor A sp 0x0 f32[{m},{k}] c0\n"
+            f".tensor B sp 0x4000 f32[{k},{n}] c0\n"
+            f".tensor C acc 0x0 f32[{m},{n}] c0\n"
+            f"    mm c0, acc[0x0], sp[0x0], sp[0x4000], m={m}, n={n}, k={k}, skip={skip}\n"
+            "    halt\n")
+
+
+def os_cycles(A, B, t, skip="ab") -> int:
+    """docs/timing.md section 3, output stationary, written out loop by loop."""
+    c = t.cluster
+    R, C, d, I, Fo = c.pe_rows, c.pe_cols, c.lookahead, c.issue_cycles, c.fold_cycles
+    m, k = A.shape
+    n = B.shape[1]
+    use_a = "a" in skip and c.skip in ("a", "ab")
+    use_b = "b" in skip and c.skip == "ab"
+    cyc = np.zeros((m, n), int)
+    for i in range(m):
+        for j in range(n):
+            eff = [(A[i, q] != 0 or not use_a) and (B[q, j] != 0 or not use_b) for q in range(k)]
+            cyc[i, j] = sum(max(1, sum(eff[w:w + d])) for w in range(0, k, d))
+    total = I
+    for i0 in range(0, m, R):
+        for j0 in range(0, n, C):
+            total += cyc[i0:i0 + R, j0:j0 + C].max() + Fo
+    return total
+
+
+def patterns(m: int, n: int, k: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((m, k)).astype(np.float32) + 3
+    B = rng.standard_normal((k, n)).astype(np.float32) + 3
+    out = {"dense": (A, B)}
+    Z = A.copy()
+    Z[::2] = 0
+    out["zero_rows"] = (Z, B)
+    L = np.zeros_like(A)
+    L[:, 0] = A[:, 0]
+    out["one_dense_lane"] = (L, B)
+    chk = (np.add.outer(np.arange(m), np.arange(k)) % 2).astype(bool)
+    chkb = (np.add.outer(np.arange(k), np.arange(n)) % 2 == 0)
+    out["checkerboard"] = (np.where(chk, A, 0), np.where(chkb, B, 0))
+    S = np.zeros_like(A)
+    S[1, 5] = 2.0
+    out["single_nonzero"] = (S, B)
+    out["all_zero"] = (np.zeros_like(A), np.zeros_like(B))
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["dense", "zero_rows", "one_dense_lane", "checkerboard",
+                                     "single_nonzero", "all_zero"])
+@pytest.mark.parametrize("skip", ["ab", "a", "none"])
+def test_zero_skipping_cycles_are_the_closed_form(pattern: str, skip: str, small) -> None:
+    m, n, k = 8, 12, 16
+    A, B = patterns(m, n, k)[pattern]
+    prog = assemble(mm_program(m, n, k, skip))
+    res = run(prog, small, {"A": A, "B": B})
+    rec = res.records[0]
+    assert (rec.start, rec.end - rec.start) == (1, os_cycles(A, B, small, skip))
+    np.testing.assert_allclose(res.outputs["C"], A @ B, rtol=1e-5, atol=1e-5)
+    assert rec.issued_macs == m * n * k
+
+
+def test_dense_target_takes_dense_cycles() -> None:
+    t = load_target("acf-dense")
+    A, B = patterns(16, 16, 32)["checkerboard"]
+    res = run(assemble(mm_program(16, 16, 32)), t, {"A": A, "B": B})
+    c = t.cluster
+    assert res.records[0].end - res.records[0].start == c.issue_cycles + 32 + c.fold_cycles
+    assert res.records[0].effectual_macs == 16 * 16 * 32
+
+
+@pytest.mark.parametrize("name,form", [
+    ("tpu-like", lambda c, m, n, k, e: c.issue_cycles + 1 * (k + c.pe_rows + c.pe_cols - 2 + c.fold_cycles)),
+    ("sigma-like", lambda c, m, n, k, e: c.issue_cycles + max(1, -(-e // (c.pe_rows * c.pe_cols)))
+     + c.reduce_cycles + c.fold_cycles),
+])
+def test_baseline_dataflows(name, form) -> None:
+    t = load_target(name)
+    A, B = patterns(16, 16, 32)["zero_rows"]
+    rec = run(assemble(mm_program(16, 16, 32)), t, {"A": A, "B": B}).records[0]
+    eff = int(((A != 0).astype(int) @ np.ones((32, 16), int)).sum()) if t.cluster.skip != "none" else 16 * 16 * 32
+    assert rec.effectual_macs == eff
+    assert rec.end - rec.start == form(t.cluster, 16, 16, 32, eff)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo", "bitmap", "nm2:4", "bcsr4x4"])
+def test_sparse_load_moves_the_encoded_size(fmt: str, small) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 16)).astype(np.float32)
+    x = formats.nm_prune(x, 2, 4) if fmt.startswith("nm") else np.where(rng.random((16, 16)) < 0.7, 0, x)
+    x = x.astype(np.float32)
+    src = (".target acf-small\n"
+           f".tensor X dram 0x0 f32[16,16] {fmt}\n.tensor Y sp 0x1000 f32[16,16] c0\n"
+           f"    ld c0, sp[0x1000], dram[X], {fmt}, rows=16, cols=16\n    halt\n")
+    res = run(assemble(src), small, {"X": x})
+    want = formats.encoded_size_of(x, fmt)
+    assert res.records[0].bytes == want == res.report.memory_bytes["dram_bytes"]
+    np.testing.assert_array_equal(res.outputs["Y"], x)
+
+
+@pytest.mark.parametrize("name", available_targets())
+def test_every_target_runs_a_small_gemm(name: str) -> None:
+    t = load_target(name)
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((64, 64)).astype(np.float32)
+    W[rng.random(W.shape) < 0.8] = 0
+    X = rng.standard_normal((64, 64)).astype(np.float32)
+    res = run(assemble(gemm_asm(t, 64, 64, 64, w_fmt="csr")), t, {"W": W, "X": X})
+    np.testing.assert_allclose(res.outputs["Y"], W @ X, rtol=2e-2 if t.numeric.mode == "bf16" else 1e-5,
+                               atol=5e-2 if t.numeric.mode == "bf16" else 1e-4)
+    assert res.report.total_cycles > 0 and res.report.energy_total_pj > 0
+    assert res.report.macs_issued_count == 64 ** 3
+
+
+def test_gemm_with_hardware_loop_and_determinism(small) -> None:
+    prog = assemble(gemm_asm(small, 32, 32, 1024, w_fmt="csr"))
+    assert any(i.mnemonic == "loop" for i in prog.instructions)
+    rng = np.random.default_rng(1)
+    W = np.where(rng.random((32, 1024)) < 0.7, 0, rng.standard_normal((32, 1024))).astype(np.float32)
+    X = np.where(rng.random((1024, 32)) < 0.5, 0, rng.standard_normal((1024, 32))).astype(np.float32)
+    a = run(prog, small, {"W": W, "X": X})
+    b = run(prog, small, {"W": W, "X": X})
+    assert a.report.to_json() == b.report.to_json()
+    assert a.outputs["Y"].tobytes() == b.outputs["Y"].tobytes()
+    np.testing.assert_allclose(a.outputs["Y"], W @ X, rtol=1e-4, atol=1e-4)
+    assert a.report.macs_effectual_count < a.report.macs_issued_count
+
+
+def test_bf16_rounds_multiply_operands() -> None:
+    from acf.isa.semantics import bf16_round
+
+    x = np.array([1.0, 1.00390625, 1.01171875, -3.3, np.nan], np.float32)
+    r = bf16_round(x)
+    assert r[0] == 1.0 and r[1] == 1.0 and r[2] == np.float32(1.015625)
+    assert (r[:4].view(np.uint32) & 0xFFFF == 0).all() and np.isnan(r[4])
+    t = load_target("acf-small", {"numeric.mode": "bf16"})
+    A = np.full((4, 4), 1.00390625, np.float32)
+    res = run(assemble(mm_program(4, 4, 4)), t, {"A": A, "B": np.eye(4, dtype=np.float32)})
+    np.testing.assert_array_equal(res.outputs["C"], np.ones((4, 4), np.float32))
+    assert res.report.energy_events_count.get("mac_bf16") == 16  # B = I: 48 pairs skipped

@@ -1,0 +1,110 @@
+"""Traps: races, token deadlock, out-of-bounds, bad format headers, capacity, routing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acf.emulator import EmulatorTrap, run
+from acf.isa.asm import assemble
+
+
+def trap_of(src: str, target="acf-small", inputs=None, mode="batched") -> EmulatorTrap:
+    with pytest.raises(EmulatorTrap) as info:
+        run(assemble(".target acf-small\n" + src), target, inputs, mode=mode)
+    return info.value
+
+
+@pytest.mark.parametrize("mode", ["batched", "stepped"])
+def test_missing_token_is_a_race_naming_both_instructions(mode) -> None:
+    t = trap_of("""
+        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4
+    top:
+        mm c0, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4
+        halt
+    """, mode=mode)
+    assert t.kind == "race"
+    text = str(t)
+    assert "c0.ld #0 ld" in text and "c0.mac #1 mm (label top)" in text
+    assert (t.index, t.mnemonic, t.unit, t.cluster) == (1, "mm", "mac", 0)
+    assert t.other.index == 0
+
+
+def test_token_orders_the_same_accesses() -> None:
+    res = run(assemble(""".target acf-small
+        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 sig(t1)
+        mm c0, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t1)
+        halt
+    """), "acf-small")
+    assert len(res.records) == 2
+
+
+def test_disjoint_strided_blocks_do_not_race() -> None:
+    run(assemble(""".target acf-small
+        st c0, dram[0x0], acc[0x0], dense, rows=4, cols=4, stride=8
+        st c1, dram[0x10], acc[0x0], dense, rows=4, cols=4, stride=8
+        halt
+    """), "acf-small")
+
+
+def test_token_deadlock_names_blocked_heads() -> None:
+    t = trap_of("""
+        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 wait(t1) sig(t2)
+        mm c1, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t2) sig(t1)
+        halt
+    """)
+    assert t.kind == "deadlock"
+    assert "c0.ld #0 ld waits for token t1" in str(t) and "c1.mac #1 mm waits for token t2" in str(t)
+
+
+def test_recv_without_send_deadlocks() -> None:
+    t = trap_of("    recv c1, c0\n    halt\n")
+    assert "waits for a send from c0" in str(t)
+
+
+def test_out_of_bounds_message() -> None:
+    t = trap_of("    setar ar1, 0x100\nx:\n    vop c3, add, sp[0xffc0+ar1], sp[0x0], sp[0x0], rows=1, cols=4\n    halt\n")
+    assert str(t) == ("trap at cycle 2: c3.vec #1 vop (label x): out-of-bounds scratchpad access "
+                      "0x100c0+0x10 > 0x10000")
+    assert t.cycle == 2 and t.kind == "out-of-bounds"
+
+
+def test_bad_format_header() -> None:
+    x = np.eye(8, dtype=np.float32)
+    t = trap_of(".tensor X dram 0x0 f32[8,8] csr\n"
+                "    ld c0, sp[0x0], dram[X], coo, rows=8, cols=8\n    halt\n", inputs={"X": x})
+    assert t.kind == "bad format header" and "bad format header at dram[0x0]" in str(t)
+    t = trap_of(".tensor X dram 0x0 f32[8,8] csr\n"
+                "    ld c0, sp[0x0], dram[X], csr, rows=4, cols=16\n    halt\n", inputs={"X": x})
+    assert t.kind == "bad format header"
+    t = trap_of("    dec c0, sp[0x100], sp[0x0], csr, rows=4, cols=4\n    halt\n")
+    assert t.kind == "bad format header"
+
+
+def test_capacity_overflow() -> None:
+    t = trap_of(".tensor X sp 0x0 f32[8,8] c0\n"
+                "    st c0, dram[0x0], sp[0x0], csr, rows=8, cols=8, cap=64\n    halt\n",
+                inputs={"X": np.ones((8, 8), np.float32)})
+    assert t.kind == "capacity overflow" and "exceeds cap 64" in str(t)
+    t = trap_of(".tensor X sp 0x0 f32[8,8] c0\n"
+                "    enc c0, sp[0x400], sp[0x0], bitmap, rows=8, cols=8, cap=16\n    halt\n",
+                inputs={"X": np.ones((8, 8), np.float32)})
+    assert t.kind == "capacity overflow"
+
+
+def test_routing_deadlock_and_undefined_group() -> None:
+    from acf.isa.target import load_target
+
+    t1 = load_target("acf-base", {"noc.virtual_channels": 1})
+    t = trap_of("    noc.topo torus\n    halt\n", target=t1)
+    assert t.kind == "routing" and t.mnemonic == "noc.topo" and t.cycle == 1 + 4 + 64
+    assert "routing deadlock" in str(t)
+    t = trap_of("    bcast c0, 3, sp[0x0], sp[0x0], 64\n    halt\n")
+    assert t.kind == "routing" and "group 3 is not defined" in str(t)
+
+
+def test_loops_nest_four_deep() -> None:
+    deep = ("".join(f"    loop 2, e{i}\n" for i in range(5)) + "    sync c0, vec\n"
+            + "".join(f"e{4 - i}:\n" for i in range(5)))
+    t = trap_of(deep + "    halt\n")
+    assert "nest deeper than 4" in str(t)
