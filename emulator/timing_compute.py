@@ -82,6 +82,10 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
     nw = _cdiv(k, d)
     if nw == 1:
         return np.maximum(za @ zb, 1)
+    if d <= 64 and d & (d - 1) == 0:
+        # sum_w max(1, E_w) = E + (windows with no effectual pair): E is one BLAS product,
+        # the empty windows are counted on bit-packed masks (d-bit groups of 64-bit words).
+        return (za @ zb) + (nw - _nonempty_windows(za, zb, d)).astype(np.float32)
     a = np.zeros((m, nw * d), np.float32)
     a[:, :k] = za
     b = np.zeros((nw * d, n), np.float32)
@@ -92,6 +96,33 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
     step = max(1, _CHUNK_ELEMS // max(1, m * n))
     for w0 in range(0, nw, step):  # loops over chunks of windows, not elements
         out += np.maximum(np.matmul(a[w0:w0 + step], b[w0:w0 + step]), 1).sum(axis=0)
+    return out
+
+
+def _pack_rows(z: np.ndarray, words: int) -> np.ndarray:
+    """Rows of a 0/1 matrix as little-endian bit strings in ``words`` 64-bit words."""
+    rows, k = z.shape
+    out = np.zeros((rows, 8 * words), np.uint8)
+    out[:, :_cdiv(k, 8)] = np.packbits(z.astype(bool), axis=1, bitorder="little")
+    return out.view(np.uint64)
+
+
+def _nonempty_windows(za: np.ndarray, zb: np.ndarray, d: int) -> np.ndarray:
+    """(m, n) count of lookahead windows holding at least one effectual pair (d = 2^p <= 64)."""
+    m, k = za.shape
+    n = zb.shape[1]
+    words = _cdiv(k, 64)
+    a, b = _pack_rows(za, words), _pack_rows(zb.T, words)
+    group = np.uint64(sum(1 << i for i in range(0, 64, d)))  # lowest bit of every d-bit group
+    out = np.empty((m, n), np.int64)
+    step = max(1, _CHUNK_ELEMS // max(1, n * words))
+    for r0 in range(0, m, step):  # chunks of rows bound the (rows, n, words) temporary
+        x = a[r0:r0 + step, None, :] & b[None, :, :]
+        s = d // 2
+        while s:  # fold each d-bit group onto its lowest bit
+            x |= x >> np.uint64(s)
+            s //= 2
+        out[r0:r0 + step] = np.bitwise_count(x & group).sum(axis=2, dtype=np.int64)
     return out
 
 
