@@ -1,0 +1,371 @@
+"""The runtime session: compile training-step modules, bind data and masks, run steps.
+
+::
+
+    from acf.runtime import Session, SessionOptions
+    sess = Session("acf-small", SessionOptions(grad_variants=("sddmm", "dense")))
+    sess.load(ir_text, carry={"result3": "w", "result4": "buf"})   # compiles both variants
+    sess.bind_mask("w", mask)                  # MaskBinder protocol: a mask is data
+    res = sess.run_step({"x": x, "w": w, "gy": gy, "buf": buf})
+    res.outputs["result2"], res.report.total_cycles, res.report.by_kind["wgrad_sddmm"]
+    res = sess.run_step({"x": x2, "gy": gy2}, dense_grad=True)   # w, buf carried over
+    assert sess.compile_count == 2
+
+Programs are cached by (IR text hash, target config hash, pipeline, tile, variant); see
+:mod:`acf.runtime.variants` for what a variant is. Masks, weights, hyperparameters and
+labels are data: changing them never recompiles. The one runtime-initiated recompilation
+is *re-specialization*: when the measured density of a masked weight crosses a density band
+(:mod:`acf.runtime.formats`), the storage format of that weight is re-chosen and that one
+variant is compiled once (recorded in ``report.respecialized``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from acf import emulator
+from acf.compiler.codegen import CompiledProgram, CompileOptions, compile_module
+from acf.compiler.ir import FuncOp, Module, TensorType
+from acf.compiler.parser import parse_module
+from acf.compiler.pass_manager import PassManager
+from acf.compiler.printer import print_module
+from acf.compiler.verifier import verify_module
+from acf.isa.target import Target, load_target
+
+from .errors import BindError, RuntimeOptionError
+from .formats import DensityBands
+from .report import StepReport, build_step_report, record
+from .torch_io import to_numpy
+from .variants import (
+    Variant,
+    apply_formats,
+    dense_weight_gradients,
+    gemm_kind,
+    masked_params,
+    value_format,
+)
+
+GRAD_VARIANTS = ("sddmm", "dense")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """``pipeline``: the pass pipeline before codegen; ``grad_variants``: weight-gradient
+    variants compiled up front at :meth:`Session.load`; ``respecialize``: ``"band"`` (the
+    density-band rule) or ``"off"``; ``formats``: ``"ir"`` (masked weights keep the storage
+    format the IR gives them) or ``"auto"`` (the band format of the first bound mask);
+    ``verify``: on a re-specialization step run the old and the new program and keep the
+    faster (the step's outputs come from the kept one); ``tile``: force the tile side;
+    ``mode``: the emulator mode (``batched`` or ``stepped``)."""
+
+    pipeline: str = "sparse-training"
+    grad_variants: tuple[str, ...] = ("sddmm",)
+    respecialize: str = "band"
+    formats: str = "ir"
+    bands: DensityBands = field(default_factory=DensityBands)
+    verify: bool = True
+    tile: int = 0
+    mode: str = "batched"
+
+    def __post_init__(self) -> None:
+        for g in self.grad_variants:
+            if g not in GRAD_VARIANTS:
+                raise RuntimeOptionError(f"grad_variants: unknown {g!r}; valid: {GRAD_VARIANTS}")
+        if self.respecialize not in ("band", "off"):
+            raise RuntimeOptionError("respecialize must be 'band' or 'off'")
+        if self.formats not in ("ir", "auto"):
+            raise RuntimeOptionError("formats must be 'ir' or 'auto'")
+        if self.mode not in ("batched", "stepped"):
+            raise RuntimeOptionError("mode must be 'batched' or 'stepped'")
+
+
+@dataclass
+class StepResult:
+    """``outputs``: result name -> array (``result0``... and any names given at load);
+    ``values``: the results in order; ``report``: the :class:`StepReport`."""
+
+    outputs: dict[str, np.ndarray]
+    values: list[np.ndarray]
+    report: StepReport
+
+
+@dataclass
+class Compiled:
+    program: CompiledProgram
+    func: FuncOp
+    op_kinds: dict[int, str]
+    op_layers: dict[int, str]
+
+
+class LoadedStep:
+    """One training-step module loaded into a session (its state, masks, variants)."""
+
+    def __init__(self, session: Session, name: str, module: Module,
+                 carry: Mapping[str, str], result_names: Sequence[str] | None) -> None:
+        self.session, self.name = session, name
+        if not module.funcs:
+            raise BindError("module has no function")
+        self.text = print_module(module)
+        self.text_hash = hashlib.sha256(self.text.encode()).hexdigest()[:16]
+        func = module.funcs[0]
+        self.arg_names = [a.name_hint or f"arg{a.index}" for a in func.arguments]
+        self.arg_types = {n: a.type for n, a in zip(self.arg_names, func.arguments)}
+        self.n_results = len(func.return_op.operands) if func.return_op else 0
+        self.result_names = list(result_names or [])
+        if self.result_names and len(self.result_names) != self.n_results:
+            raise BindError(f"result_names: {len(self.result_names)} names for "
+                            f"{self.n_results} results")
+        self.masks_of = masked_params(func)          # param -> mask argument
+        self.ir_formats = {p: value_format(func.argument(p)) for p in self.masks_of}
+        for res, arg in carry.items():
+            if arg not in self.arg_types:
+                raise BindError(f"carry: {arg!r} is not an argument ({self._arg_list()})")
+            if res not in self._result_keys():
+                raise BindError(f"carry: {res!r} is not a result ({sorted(self._result_keys())})")
+        self.carry = dict(carry)
+        self.state: dict[str, np.ndarray] = {}
+        self.masks: dict[str, np.ndarray] = {}
+        self.densities: dict[str, float] = {}
+        self.bands: dict[str, str] = {}
+        self.formats: dict[str, str] = {}            # param -> format chosen by the runtime
+        self.step = 0
+
+    def _arg_list(self) -> str:
+        return ", ".join(self.arg_names)
+
+    def _result_keys(self) -> set[str]:
+        return {f"result{i}" for i in range(self.n_results)} | set(self.result_names)
+
+    def variant(self, dense_grad: bool) -> Variant:
+        v = Variant("dense" if dense_grad else "sddmm")
+        for p, f in sorted(self.formats.items()):
+            if f != self.ir_formats.get(p):
+                v = v.with_format(p, f)
+        return v
+
+
+class Session:
+    """Compiles, caches and runs training-step programs on one target (see module doc).
+
+    Implements the ``MaskBinder`` protocol of :mod:`acf.algorithms.masks` structurally
+    (``bind_mask``/``bind``)."""
+
+    def __init__(self, target: Target | str = "acf-small",
+                 options: SessionOptions | None = None) -> None:
+        self.target = load_target(target) if isinstance(target, str) else target
+        self.options = options or SessionOptions()
+        self.compile_count = 0
+        self.compile_log: list[dict[str, str]] = []
+        self._cache: dict[tuple[str, ...], Compiled] = {}
+        self._steps: dict[str, LoadedStep] = {}
+        self._current: LoadedStep | None = None
+
+    # ---- loading -----------------------------------------------------------------------
+    def load(self, module: Module | str, name: str = "step", *,
+             carry: Mapping[str, str] | None = None,
+             result_names: Sequence[str] | None = None) -> LoadedStep:
+        """Load a graph-dialect module (or its text) and compile its up-front variants.
+
+        ``carry``: ``{result: argument}`` pairs whose result becomes the argument's value on
+        the next step (updated weights, optimizer state); ``result_names``: names for the
+        results besides ``result0``...
+        """
+        if isinstance(module, str):
+            module = parse_module(module, f"<{name}>")
+        loaded = LoadedStep(self, name, module, carry or {}, result_names)
+        self._steps[name] = loaded
+        self._current = loaded
+        for g in self.options.grad_variants:
+            self._compiled(loaded, loaded.variant(g == "dense"), "initial")
+        return loaded
+
+    def _get(self, name: str | None) -> LoadedStep:
+        if name is None:
+            if self._current is None:
+                raise BindError("no program loaded: call Session.load first")
+            return self._current
+        if name not in self._steps:
+            raise BindError(f"no program {name!r} loaded (loaded: {sorted(self._steps)})")
+        return self._steps[name]
+
+    def _compiled(self, loaded: LoadedStep, variant: Variant, reason: str) -> Compiled:
+        o = self.options
+        key = (loaded.text_hash, self.target.config_hash(), o.pipeline, str(o.tile),
+               variant.key())
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        module = parse_module(loaded.text, f"<{loaded.name}>")
+        func = module.funcs[0]
+        apply_formats(module, func, dict(variant.formats))
+        verify_module(module)
+        if o.pipeline:
+            PassManager.from_text(o.pipeline).run(module)
+        if variant.wgrad == "dense":
+            dense_weight_gradients(func)
+            verify_module(module)
+        program = compile_module(module, self.target, CompileOptions(tile=o.tile))
+        kinds, layers = {}, {}
+        for i, op in enumerate(func.body.ops):
+            kinds[i] = gemm_kind(func, op)
+            layers[i] = (op.loc.layer if op.loc is not None and op.loc.layer else "") or ""
+        compiled = Compiled(program, func, kinds, layers)
+        self._cache[key] = compiled
+        self.compile_count += 1
+        self.compile_log.append({"program": loaded.name, "variant": variant.key(),
+                                 "reason": reason})
+        return compiled
+
+    # ---- data --------------------------------------------------------------------------
+    def bind_mask(self, param_name: str, mask: Any, program: str | None = None) -> None:
+        """Make ``mask`` (bool / 0-1, the parameter's shape) the active set of a masked
+        parameter. Data only: never recompiles (a density-band crossing is acted on at the
+        next :meth:`run_step`)."""
+        loaded = self._get(program)
+        if param_name not in loaded.masks_of:
+            known = ", ".join(sorted(loaded.masks_of)) or "none"
+            raise BindError(f"{param_name!r} is not a masked parameter of {loaded.name!r} "
+                            f"(masked parameters: {known})")
+        m = to_numpy(mask, param_name)
+        shape = loaded.arg_types[param_name].shape  # type: ignore[union-attr]
+        if tuple(m.shape) != tuple(shape):
+            raise BindError(f"mask for {param_name!r}: expected shape {list(shape)}, "
+                            f"got {list(m.shape)}")
+        loaded.masks[param_name] = (m != 0).astype(np.float32)
+
+    bind = bind_mask  # the MaskBinder protocol's method name
+
+    def set_params(self, values: Mapping[str, Any], program: str | None = None) -> None:
+        """Set persistent argument values (weights, optimizer state) by argument name."""
+        loaded = self._get(program)
+        for name, value in values.items():
+            loaded.state[name] = self._check(loaded, name, value)
+
+    def _check(self, loaded: LoadedStep, name: str, value: Any) -> np.ndarray:
+        if name not in loaded.arg_types:
+            raise BindError(f"unknown tensor {name!r} for {loaded.name!r}; arguments: "
+                            f"{loaded._arg_list()}")
+        x = to_numpy(value, name)
+        t = loaded.arg_types[name]
+        shape = tuple(t.shape) if isinstance(t, TensorType) else ()
+        if tuple(x.shape) != shape:
+            raise BindError(f"tensor {name!r}: expected shape {list(shape)}, got {list(x.shape)}")
+        if x.dtype.kind not in "biuf":
+            raise BindError(f"tensor {name!r}: dtype {x.dtype} is not numeric")
+        return x
+
+    # ---- running -----------------------------------------------------------------------
+    def run_step(self, inputs: Mapping[str, Any] | Sequence[Any] | None = None, *,
+                 dense_grad: bool = False, step: int | None = None,
+                 program: str | None = None) -> StepResult:
+        """Run one step. ``inputs``: by argument name (or all arguments positionally);
+        arguments not given come from :meth:`set_params` / carried results; a masked
+        parameter's mask argument comes from :meth:`bind_mask` unless given. ``dense_grad``
+        picks the dense weight-gradient variant. ``step`` (1-based) sets Adam's bias
+        correction; default: the next step of this program."""
+        loaded = self._get(program)
+        given: dict[str, np.ndarray] = {}
+        if inputs is not None and not isinstance(inputs, Mapping):
+            values = list(inputs)
+            if len(values) != len(loaded.arg_names):
+                raise BindError(f"{loaded.name!r} takes {len(loaded.arg_names)} arguments "
+                                f"({loaded._arg_list()}), got {len(values)}")
+            inputs = dict(zip(loaded.arg_names, values))
+        for name, value in (inputs or {}).items():
+            given[name] = self._check(loaded, name, value)
+        for param, mask_arg in loaded.masks_of.items():
+            if mask_arg in given:
+                loaded.masks[param] = (given[mask_arg] != 0).astype(np.float32)
+        args = {**loaded.state, **given}
+        for param, mask_arg in loaded.masks_of.items():
+            if param not in loaded.masks:
+                raise BindError(f"no mask bound for masked parameter {param!r}: call "
+                                f"bind_mask({param!r}, mask) or pass {mask_arg!r}")
+            mask = loaded.masks[param]
+            args[mask_arg] = mask
+            if param in args:  # weights are stored masked (packed, for a sparse format)
+                args[param] = np.asarray(args[param], np.float32) * mask
+        missing = [n for n in loaded.arg_names if n not in args]
+        if missing:
+            raise BindError(f"missing inputs for {loaded.name!r}: {', '.join(missing)}")
+        loaded.step = step if step is not None else loaded.step + 1
+        respec = self._track_density(loaded)
+
+        variant = loaded.variant(dense_grad)
+        ordered = [args[n] for n in loaded.arg_names]
+        before = self.compile_count
+        compiled = self._compiled(loaded, variant, "variant")
+        result = self._emulate(compiled, ordered, loaded.step)
+        report_extra: list[dict[str, Any]] = []
+        for param, old_fmt, new_fmt in respec:
+            entry = {"param": param, "density": loaded.densities[param], "from": old_fmt,
+                     "to": new_fmt, "new_cycles": int(result.report.total_cycles)}
+            if self.options.verify:
+                old_formats = dict(loaded.formats)
+                old_formats[param] = old_fmt
+                old_variant = _variant_for(loaded, old_formats, dense_grad)
+                old = self._compiled(loaded, old_variant, "respecialize-baseline")
+                old_result = self._emulate(old, ordered, loaded.step)
+                entry["old_cycles"] = int(old_result.report.total_cycles)
+                entry["kept"] = entry["new_cycles"] <= entry["old_cycles"]
+                if not entry["kept"]:
+                    loaded.formats[param] = old_fmt
+                    variant, compiled, result = old_variant, old, old_result
+            else:
+                entry["kept"] = True
+            report_extra.append(entry)
+
+        values = [result.outputs[n] for n in compiled.program.outputs]
+        outputs = dict(zip(compiled.program.outputs, values))
+        outputs.update(zip(loaded.result_names, values))
+        rep = build_step_report(loaded.step, loaded.name, variant.key(), result,
+                                compiled.program.program, compiled.op_kinds, compiled.op_layers)
+        rep.compiled = self.compile_count > before
+        rep.densities = dict(loaded.densities)
+        rep.formats = {p: loaded.formats.get(p, loaded.ir_formats[p]) for p in loaded.masks_of}
+        rep.respecialized = report_extra
+        for res, arg in loaded.carry.items():
+            loaded.state[arg] = outputs[res]
+        record(rep)
+        return StepResult(outputs, values, rep)
+
+    def _emulate(self, compiled: Compiled, ordered: list[np.ndarray], step: int) -> Any:
+        inputs = compiled.program.bind(ordered, step)
+        return emulator.run(compiled.program.program, self.target, inputs, mode=self.options.mode)
+
+    def _track_density(self, loaded: LoadedStep) -> list[tuple[str, str, str]]:
+        """Update measured densities; return (param, old format, new format) crossings."""
+        bands = self.options.bands
+        out = []
+        for param in loaded.masks_of:
+            mask = loaded.masks[param]
+            d = float(mask.mean()) if mask.size else 0.0
+            loaded.densities[param] = d
+            current = loaded.formats.get(param, loaded.ir_formats[param])
+            if param not in loaded.bands:  # first measurement: no crossing
+                loaded.bands[param] = bands.band(d)
+                if self.options.formats == "auto" and self.options.respecialize != "off":
+                    loaded.formats[param] = bands.format_for(d)
+                continue
+            band = bands.band(d, loaded.bands[param])
+            if band == loaded.bands[param]:
+                continue
+            loaded.bands[param] = band
+            if self.options.respecialize == "off" or band == current:
+                continue
+            loaded.formats[param] = band
+            out.append((param, current, band))
+        return out
+
+
+def _variant_for(loaded: LoadedStep, formats: dict[str, str], dense_grad: bool) -> Variant:
+    v = Variant("dense" if dense_grad else "sddmm")
+    for p, f in sorted(formats.items()):
+        if f != loaded.ir_formats.get(p):
+            v = v.with_format(p, f)
+    return v

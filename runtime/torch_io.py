@@ -1,0 +1,48 @@
+"""Thin torch <-> numpy conversion for the runtime (torch is imported only when a torch
+tensor is actually seen, so the runtime itself never needs torch)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from .errors import BindError
+
+
+def is_torch_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def to_numpy(x: Any, name: str = "") -> np.ndarray:
+    """A numpy array for ``x`` (numpy, scalar, list or a dense, strided torch tensor)."""
+    if is_torch_tensor(x):
+        import torch
+
+        if x.layout != torch.strided:
+            raise BindError(
+                f"tensor {name!r}: torch layout {x.layout} is not supported; pass a dense "
+                "(strided) tensor, e.g. x.to_dense() - the runtime packs sparse weights into "
+                "the fabric's formats itself")
+        if x.is_complex():
+            raise BindError(f"tensor {name!r}: complex tensors are not supported")
+        x = x.detach()
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
+        return x.cpu().numpy()
+    if hasattr(x, "tocoo") and hasattr(x, "nnz"):  # scipy.sparse
+        raise BindError(f"tensor {name!r}: scipy sparse matrices are not supported; pass a "
+                        "dense array")
+    return np.asarray(x)
+
+
+def to_torch(x: np.ndarray, like: Any = None) -> Any:
+    """A torch tensor for ``x`` (on ``like``'s device and dtype when given)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if like is not None:
+        t = t.to(device=like.device, dtype=like.dtype)
+    return t

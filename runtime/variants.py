@@ -1,0 +1,194 @@
+"""Program variants the runtime compiles from one training-step module.
+
+A *variant* is a small, named rewrite of the (already pass-pipelined) module; it is part of
+the program cache key, so switching between variants that were compiled once never
+recompiles:
+
+* ``wgrad="sddmm"`` (default): the module as the ``sparse-training`` pipeline left it, masked
+  weight gradients as ``graph.sddmm`` (only unpruned positions are computed).
+* ``wgrad="dense"``: every ``graph.sddmm`` becomes a dense ``graph.matmul``; a returned gradient
+  is the full dense weight gradient (RigL growth, SR-STE), while what the optimizer consumes is
+  masked again (``graph.mask_apply``) or, for a sparse-encoded parameter, left to the
+  optimizer kernel, which keeps the parameter's pattern.
+* ``formats={param: fmt}``: the storage format of a masked parameter (``dense``, ``csr``,
+  ``bitmap``, ...), applied to the parameter argument, its mask argument when that is
+  sparse-encoded, and the parameter the optimizer returns. This is what re-specialization
+  changes.
+
+Masks themselves are never part of a variant: they are input data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from acf.compiler.ir import FuncOp, Module, Operation, TensorType, Value
+from acf.compiler.passes.base import new_op_before
+from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
+
+OPTIMIZERS = ("graph.sgd_update", "graph.adam_update")
+GEMMS = ("graph.linear", "graph.matmul", "graph.sddmm", "graph.conv2d")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What distinguishes two programs compiled from one module (part of the cache key)."""
+
+    wgrad: str = "sddmm"
+    formats: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def format_of(self, param: str) -> str | None:
+        return dict(self.formats).get(param)
+
+    def with_format(self, param: str, fmt: str) -> Variant:
+        f = dict(self.formats)
+        f[param] = fmt
+        return Variant(self.wgrad, tuple(sorted(f.items())))
+
+    def with_wgrad(self, wgrad: str) -> Variant:
+        return Variant(wgrad, self.formats)
+
+    def key(self) -> str:
+        fmts = ",".join(f"{p}={f}" for p, f in self.formats)
+        return f"wgrad={self.wgrad};formats={fmts}"
+
+
+def value_format(value: Value) -> str:
+    t = value.type
+    return encoding_to_format(t.encoding) if isinstance(t, TensorType) else "dense"
+
+
+def _set_format(value: Value, fmt: str) -> None:
+    t = value.type
+    assert isinstance(t, TensorType)
+    value.type = TensorType(t.shape, t.element, format_to_encoding(fmt))
+
+
+def masked_params(func: FuncOp) -> dict[str, str]:
+    """``{param argument: mask argument}`` of a training step.
+
+    Found from the data flow: the sampling operand of an ``sddmm`` (or the mask of a
+    ``mask_apply``) whose result becomes the gradient of an optimizer update of a parameter
+    argument, or, by the frontend's naming convention, an argument ``mask.<param>``.
+    """
+    args = {v.name_hint: v for v in func.arguments}
+    out: dict[str, str] = {}
+    for name in args:
+        if name and name.startswith("mask.") and name[5:] in args:
+            out[name[5:]] = name
+    for op in func.body.ops:
+        if op.name not in OPTIMIZERS:
+            continue
+        param = op.operands[0]
+        if param.defining_op is not None or not param.name_hint or param.name_hint in out:
+            continue
+        grad = op.operands[1].defining_op
+        if grad is None:
+            continue
+        mask = None
+        if grad.name == "graph.sddmm":
+            mask = grad.operands[2]
+        elif grad.name == "graph.mask_apply":
+            mask = grad.operands[1]
+        if mask is not None and mask.defining_op is None and mask is not param and mask.name_hint:
+            out[param.name_hint] = mask.name_hint
+    return out
+
+
+def apply_formats(module: Module, func: FuncOp, formats: dict[str, str]) -> None:
+    """Store each named parameter in ``fmt`` (argument, sparse mask, optimizer result)."""
+    if not formats:
+        return
+    masks = masked_params(func)
+    args = {v.name_hint: v for v in func.arguments}
+    for param, fmt in formats.items():
+        p = args[param]
+        _set_format(p, fmt)
+        m = args.get(masks.get(param, ""))
+        if m is not None and value_format(m) != "dense":
+            _set_format(m, fmt)
+        for op in func.body.ops:
+            if op.name in OPTIMIZERS and op.operands[0] is p:
+                _set_format(op.results[0], fmt)
+    ret = func.return_op
+    if ret is not None:
+        func.function_result_types = [v.type for v in ret.operands]
+
+
+def dense_weight_gradients(func: FuncOp) -> int:
+    """Rewrite every ``graph.sddmm`` to a dense ``graph.matmul`` (see the module doc);
+    returns how many were rewritten."""
+    count = 0
+    for op in list(func.body.ops):
+        if op.name != "graph.sddmm":
+            continue
+        a, b, mask = op.operands
+        attrs = {k: v for k, v in op.attributes.items() if k != "sparsity"}
+        out_t = op.result.type
+        assert isinstance(out_t, TensorType)
+        mm = new_op_before(op, "graph.matmul", [a, b], [out_t.dense()], attrs)
+        mm.loc = op.loc
+        masked: Value | None = None
+        for user, i in list(op.result.uses()):
+            if user.name == "graph.return" or (
+                    user.name in OPTIMIZERS and i == 1 and value_format(user.operands[0]) != "dense"):
+                user.operands[i] = mm.result
+                continue
+            if masked is None:
+                if value_format(mask) != "dense":
+                    raise ValueError(
+                        f"dense weight gradient: a sparse-encoded mask feeding "
+                        f"'{user.name}' is not supported")
+                ma = new_op_before(op, "graph.mask_apply", [mm.result, mask], [out_t.dense()])
+                ma.loc = op.loc
+                masked = ma.result
+            user.operands[i] = masked
+        op.erase()
+        count += 1
+    ret = func.return_op
+    if ret is not None:
+        func.function_result_types = [v.type for v in ret.operands]
+    return count
+
+
+def gemm_kind(func: FuncOp, op: Operation) -> str:
+    """``forward``, ``backward_data``, ``wgrad_sddmm``, ``wgrad_dense``, ``optimizer`` or
+    ``other`` for one op of a training step.
+
+    Ops before the first ``*_backward`` op are the forward pass. After it, an ``sddmm`` is a
+    sampled weight gradient; a matmul is a weight gradient when it contracts over the batch
+    (``transpose_a``) or its result reaches an optimizer's gradient operand; any other matmul
+    is a backward-data GEMM.
+    """
+    if op.name in OPTIMIZERS:
+        return "optimizer"
+    if op.name not in GEMMS:
+        return "other"
+    if op.name == "graph.sddmm":
+        return "wgrad_sddmm"
+    ops = func.body.ops
+    first_bwd = next((i for i, o in enumerate(ops) if o.name.endswith("_backward")), len(ops))
+    if ops.index(op) < first_bwd:
+        return "forward"
+    if op.name == "graph.matmul" and bool(_attr(op, "transpose_a")):
+        return "wgrad_dense"
+    if _feeds_optimizer_grad(op.results[0]):
+        return "wgrad_dense"
+    return "backward_data"
+
+
+def _attr(op: Operation, name: str) -> object:
+    v = op.attributes.get(name)
+    return getattr(v, "value", v)
+
+
+def _feeds_optimizer_grad(value: Value, depth: int = 0) -> bool:
+    if depth > 4:
+        return False
+    for user, i in value.uses():
+        if user.name in OPTIMIZERS and i == 1:
+            return True
+        if user.name in ("graph.mask_apply", "graph.reshape") and _feeds_optimizer_grad(
+                user.results[0], depth + 1):
+            return True
+    return False
