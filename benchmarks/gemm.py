@@ -16,7 +16,6 @@ import time
 import tracemalloc
 
 import numpy as np
-
 from acf.emulator import run
 from acf.emulator.gemm import gemm_asm
 from acf.isa.asm import assemble

@@ -35,13 +35,12 @@ def _load_program(path: str):
     data, name = read_input(path, binary=True)
     try:
         return container.read(data)
-    except Exception as exc:  # the container reports every corruption as an error
+    except container.ContainerError as exc:
         raise UserError(f"{name}: error: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-
     from acf.emulator import EmulatorTrap
     from acf.emulator import run as emulate
     from acf.isa.target import TargetError, load_target, parse_set_args

@@ -74,8 +74,8 @@ def gemm_asm(target: Target, M: int, N: int, K: int, w_fmt: str = "dense", skip:
     w_bytes = symbols.symbol_nbytes(wsym)
     x_addr = _align(w_bytes)
     y_addr = _align(x_addr + 4 * K * N)
-    lines = [f"# Y[{M},{N}] = W[{M},{K}] @ X[{K},{N}] on {p.gm}x{p.gn} clusters, "
-             f"blocks {bm}x{bn}, K chunk {kc}",
+    lines = [(f"# Y[{M},{N}] = W[{M},{K}] @ X[{K},{N}] on {p.gm}x{p.gn} clusters, "
+              f"blocks {bm}x{bn}, K chunk {kc}"),
              f".target {target.name.split('+')[0]}",
              f".tensor W dram 0x0 f32[{M},{K}]{w_tile}",
              f".tensor X dram {x_addr:#x} f32[{K},{N}]",
@@ -86,7 +86,7 @@ def gemm_asm(target: Target, M: int, N: int, K: int, w_fmt: str = "dense", skip:
     d_b = 4 * kc * N
 
     def tok(c: int, name: str) -> int:
-        return 1 + 5 * c + "L0 L1 F0 F1 D".split().index(name)
+        return 1 + 5 * c + ["L0", "L1", "F0", "F1", "D"].index(name)
 
     def a_addr(ci: int) -> int:
         return symbols.tile_address(wsym, ci, 0) if w_fmt != "dense" else 4 * ci * bm * K
@@ -98,14 +98,14 @@ def gemm_asm(target: Target, M: int, N: int, K: int, w_fmt: str = "dense", skip:
             off = f"+{areg}" if areg else ""
             wa = a_addr(ci) + rel * d_a
             xa = x_addr + rel * d_b + 4 * cj * bn
+            load, free = tok(c, f"L{b}"), tok(c, f"F{b}")
             out += [
-                f"    ld c{c}, sp[{a_buf[b]:#x}], dram[{wa:#x}{off}], {w_fmt}, rows={bm}, cols={kc}, "
-                f"stride={K} wait(t{tok(c, f'F{b}')}) sig(t{tok(c, f'L{b}')})",
-                f"    ld c{c}, sp[{b_buf[b]:#x}], dram[{xa:#x}{off.replace('ar1', 'ar2')}], dense, "
-                f"rows={kc}, cols={bn}, stride={N} sig(t{tok(c, f'L{b}')})",
-                f"    mm c{c}, acc[0x0], sp[{a_buf[b]:#x}], sp[{b_buf[b]:#x}], m={bm}, n={bn}, k={kc}, "
-                f"accum={1 if k else 0}, skip={skip} wait(t{tok(c, f'L{b}')}, t{tok(c, f'L{b}')}) "
-                f"sig(t{tok(c, f'F{b}')})",
+                (f"    ld c{c}, sp[{a_buf[b]:#x}], dram[{wa:#x}{off}], {w_fmt}, rows={bm}, cols={kc}, "
+                 f"stride={K} wait(t{free}) sig(t{load})"),
+                (f"    ld c{c}, sp[{b_buf[b]:#x}], dram[{xa:#x}{off.replace('ar1', 'ar2')}], dense, "
+                 f"rows={kc}, cols={bn}, stride={N} sig(t{load})"),
+                (f"    mm c{c}, acc[0x0], sp[{a_buf[b]:#x}], sp[{b_buf[b]:#x}], m={bm}, n={bn}, k={kc}, "
+                 f"accum={1 if k else 0}, skip={skip} wait(t{load}, t{load}) sig(t{free})"),
             ]
         return out
 
@@ -123,8 +123,8 @@ def gemm_asm(target: Target, M: int, N: int, K: int, w_fmt: str = "dense", skip:
         ci, cj = divmod(c, p.gn)
         ya = y_addr + 4 * (ci * bm * N + cj * bn)
         lines += [f"    sync c{c}, mac sig(t{tok(c, 'D')})",
-                  f"    st c{c}, dram[{ya:#x}], acc[0x0], dense, rows={bm}, cols={bn}, stride={N} "
-                  f"wait(t{tok(c, 'D')})"]
+                  (f"    st c{c}, dram[{ya:#x}], acc[0x0], dense, rows={bm}, cols={bn}, stride={N} "
+                   f"wait(t{tok(c, 'D')})")]
     lines.append("    halt")
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-
 from acf.emulator.traps import Where
 from acf.isa.semantics import Access
 

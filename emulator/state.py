@@ -10,7 +10,6 @@ from __future__ import annotations
 import mmap
 
 import numpy as np
-
 from acf.isa.semantics import SemanticError
 
 SPACE_NAMES = {"dram": "DRAM", "gb": "global buffer", "sp": "scratchpad", "acc": "accumulator"}

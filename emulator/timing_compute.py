@@ -35,7 +35,7 @@ class ClusterTiming:
     codec_x: int
 
     @staticmethod
-    def of(target) -> "ClusterTiming":
+    def of(target) -> ClusterTiming:
         c = target.cluster
         return ClusterTiming(int(c.pe_rows), int(c.pe_cols), max(1, int(c.lookahead)), int(c.issue_cycles),
                              int(c.fold_cycles), int(c.vec_lanes), str(c.dataflow), str(c.skip),
@@ -134,10 +134,10 @@ def effectual_macs(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int,
             return int(sample.sum()) * k
         a = za if za is not None else np.ones((m, k), np.float32)
         b = zb if zb is not None else np.ones((k, n), np.float32)
-        return int(round(float((a @ b)[sample].sum(dtype=np.float64))))
+        return round(float((a @ b)[sample].sum(dtype=np.float64)))
     ca = za.sum(axis=0, dtype=np.float64) if za is not None else np.full(k, float(m))
     rb = zb.sum(axis=1, dtype=np.float64) if zb is not None else np.full(k, float(n))
-    return int(round(float(ca @ rb)))
+    return round(float(ca @ rb))
 
 
 def _fold_max_sum(c: np.ndarray, R: int, C: int) -> int:

@@ -15,11 +15,11 @@ Dispatcher rows (``loop setar addar barrier halt``) describe their action in ``i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-
 from acf.isa import formats
 from acf.isa.program import Instruction
 
@@ -304,25 +304,25 @@ def vfn(fn: str, a: np.ndarray, b: np.ndarray, bf16: bool = False) -> np.ndarray
         a, b = bf16_round(a), bf16_round(b)
     f32 = np.float32
     with np.errstate(all="ignore"):
-        if fn == "add": return a + b  # noqa: E701 - a flat table reads best here
-        if fn == "sub": return a - b  # noqa: E701
-        if fn == "mul": return a * b  # noqa: E701
-        if fn == "div": return a / b  # noqa: E701
-        if fn == "max": return np.maximum(a, b)  # noqa: E701
-        if fn == "min": return np.minimum(a, b)  # noqa: E701
-        if fn == "copy": return a.copy()  # noqa: E701
-        if fn == "neg": return -a  # noqa: E701
-        if fn == "abs": return np.abs(a)  # noqa: E701
-        if fn == "exp": return np.exp(a)  # noqa: E701
-        if fn == "log": return np.log(a)  # noqa: E701
-        if fn == "sqrt": return np.sqrt(a)  # noqa: E701
-        if fn == "rsqrt": return f32(1) / np.sqrt(a)  # noqa: E701
-        if fn == "recip": return f32(1) / a  # noqa: E701
-        if fn == "tanh": return np.tanh(a)  # noqa: E701
-        if fn == "erf": return _erf(a).astype(f32)  # noqa: E701
-        if fn == "relu": return np.maximum(a, f32(0))  # noqa: E701
-        if fn == "relu_bwd": return np.where(a > 0, b, f32(0))  # noqa: E701
-        if fn == "mask": return np.where(b != 0, a, f32(0))  # noqa: E701
+        if fn == "add": return a + b
+        if fn == "sub": return a - b
+        if fn == "mul": return a * b
+        if fn == "div": return a / b
+        if fn == "max": return np.maximum(a, b)
+        if fn == "min": return np.minimum(a, b)
+        if fn == "copy": return a.copy()
+        if fn == "neg": return -a
+        if fn == "abs": return np.abs(a)
+        if fn == "exp": return np.exp(a)
+        if fn == "log": return np.log(a)
+        if fn == "sqrt": return np.sqrt(a)
+        if fn == "rsqrt": return f32(1) / np.sqrt(a)
+        if fn == "recip": return f32(1) / a
+        if fn == "tanh": return np.tanh(a)
+        if fn == "erf": return _erf(a).astype(f32)
+        if fn == "relu": return np.maximum(a, f32(0))
+        if fn == "relu_bwd": return np.where(a > 0, b, f32(0))
+        if fn == "mask": return np.where(b != 0, a, f32(0))
         if fn == "gelu":  # exact erf form, as torch.nn.functional.gelu(approximate="none")
             return (0.5 * a.astype(np.float64) * (1 + _erf(a / math.sqrt(2)))).astype(f32)
         if fn == "gelu_bwd":  # a = x, b = incoming gradient
@@ -330,11 +330,11 @@ def vfn(fn: str, a: np.ndarray, b: np.ndarray, bf16: bool = False) -> np.ndarray
             cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
             pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
             return (b * (cdf + x * pdf)).astype(f32)
-        if fn == "gt": return (a > b).astype(f32)  # noqa: E701
-        if fn == "ge": return (a >= b).astype(f32)  # noqa: E701
-        if fn == "eq": return (a == b).astype(f32)  # noqa: E701
-        if fn == "square": return a * a  # noqa: E701
-        if fn == "sigmoid": return (f32(1) / (f32(1) + np.exp(-a))).astype(f32)  # noqa: E701
+        if fn == "gt": return (a > b).astype(f32)
+        if fn == "ge": return (a >= b).astype(f32)
+        if fn == "eq": return (a == b).astype(f32)
+        if fn == "square": return a * a
+        if fn == "sigmoid": return (f32(1) / (f32(1) + np.exp(-a))).astype(f32)
     raise SemanticError(f"unknown vector function {fn!r}")
 
 
@@ -553,5 +553,17 @@ def apply_ctl(ins: Instruction, ar: list[int]) -> None:
         ar[r] = ins["value"] if ins.mnemonic == "setar" else ar[r] + ins["value"]
 
 
-__all__ = ["Access", "Effect", "Machine", "SEMANTICS", "SemanticError", "SPECIAL", "UNARY",
-           "apply_ctl", "bf16_round", "codec_counts", "read_packed", "vfn"]
+__all__ = [
+    "SEMANTICS",
+    "SPECIAL",
+    "UNARY",
+    "Access",
+    "Effect",
+    "Machine",
+    "SemanticError",
+    "apply_ctl",
+    "bf16_round",
+    "codec_counts",
+    "read_packed",
+    "vfn",
+]

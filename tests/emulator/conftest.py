@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from acf.isa.asm import assemble
 
 PROGRAMS = Path(__file__).parent / "programs"

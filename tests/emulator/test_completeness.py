@@ -4,7 +4,6 @@ that exist in every target's energy table."""
 from __future__ import annotations
 
 import pytest
-
 from acf.emulator.energy import COMPONENT, events_of_row
 from acf.emulator.engine import TIMING_CLASSES
 from acf.isa.semantics import SEMANTICS
@@ -29,6 +28,7 @@ def test_every_energy_event_exists_in_the_target(name: str) -> None:
 
 def test_stepped_emulator_exposes_the_machine(small) -> None:
     from acf.emulator import Emulator
+
     from tests.emulator.conftest import program, random_inputs
 
     prog = program("gemm_sddmm.s")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from acf.emulator import run
 from acf.emulator.gemm import gemm_asm
 from acf.isa import formats

@@ -1,0 +1,148 @@
+"""Durations of started instructions (docs/timing.md sections 3-7b), mixed into the engine.
+
+Compute, vector and codec instructions end at a closed-form cycle; memory and NoC ones
+become resource requests, events of phase 2, granted by the interconnect in request-cycle
+order. An instruction retires once its last part has been granted (``Inflight.parts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from acf.emulator import timing_compute as tc
+from acf.emulator.interconnect import RoutingError
+from acf.isa.semantics import SPECIAL
+
+RETIRE, REQUEST = 0, 2
+
+
+class Durations:
+    """The timing half of :class:`acf.emulator.engine.Engine`."""
+
+    def _time(self, ex: Any, s: int) -> None:
+        ins, info, cfg = ex.p.ins, ex.effect.info, self.cfg
+        I, cls = cfg.I, ins.op.timing
+        rec = ex.record
+        s1 = s + I
+        if cls in ("matmul", "sddmm"):
+            if cls == "matmul":
+                cyc, issued, effm = tc.mm_cycles(info["A"], info["B"], ins["skip"], cfg)
+            else:
+                cyc, issued, effm = tc.sddmm_cycles(info["A"], info["B"], info["S"], ins["skip"], cfg)
+            rec.issued_macs, rec.effectual_macs = issued, effm
+            return self._fixed(ex, s + cyc)
+        if cls in ("vector", "reduce", "optimizer"):
+            elems, work, ops = self._vec_work(ex)
+            return self._fixed(ex, s1 + max(tc.vec_cycles(elems, work, cfg), tc.bank_cycles(ops, cfg)))
+        if cls in ("scalar", "sync"):
+            return self._fixed(ex, s1 + 1)
+        if cls == "noc_recv":
+            return self._fixed(ex, s1)
+        if cls == "codec":
+            return self._fixed(ex, s1 + tc.codec_cycles(*info["codec"], cfg))
+        if cls == "noc_config":
+            return self._fixed(ex, s1 + self.reconfig)
+        cl = ins.cluster
+        y = cl // self.X
+        rec.bytes = int(info.get("nbytes", 0))
+        if cls in ("load", "gather"):
+            space, nb = info["space"], info["nbytes"]
+            dst = ex.p.ea["dst"]
+            tile = ("sp", dst, 1, nb // 4, 0) if cls == "gather" else ("sp", dst, ins["rows"], ins["cols"], 0)
+            ex.end = s1 + max(tc.codec_cycles(*info["codec"], cfg), tc.bank_cycles([tile], cfg))
+            self._source(ex, s1, space, info["runs"], nb)
+            self._request(ex, s1 + self.lat[space], "noc", (("p", y), ("c", cl), nb))
+        elif cls == "store":
+            codec = tc.codec_cycles(*info["codec"], cfg)
+            ex.end = s1 + codec
+            self._request(ex, s1 + codec, "noc", (("c", cl), ("p", y), info["nbytes"]),
+                          then=lambda end: self._source(ex, end, info["space"], info["runs"], info["nbytes"]))
+        elif cls == "dma":
+            ex.end = s1
+            self._source(ex, s1, "dram", info["runs"], info["nbytes"])
+            self._source(ex, s1, "gb", info["runs"], info["nbytes"])
+        elif cls == "noc_send":
+            ex.end = s1
+            self._request(ex, s1, "noc", (("c", cl), ("c", ins["to"]), info["nbytes"]))
+        elif cls == "noc_bcast":
+            ex.end = s1
+            members = [("c", m) for m in info["members"]]
+            if info["space"] == "sp":
+                self._request(ex, s1, "mcast", (("c", cl), members, info["nbytes"]))
+            else:
+                self._source(ex, s1, info["space"], info["runs"], info["nbytes"])
+                self._request(ex, s1 + self.lat[info["space"]], "mcast", (("p", y), members, info["nbytes"]))
+        elif cls == "noc_reduce":
+            ex.end = s1
+            self._request(ex, s1, "reduce", (("c", cl), [("c", m) for m in info["members"]], info["nbytes"]))
+        else:  # pragma: no cover - the completeness test keeps TIMING_CLASSES in sync
+            raise AssertionError(f"no timing for class {cls}")
+
+    def _vec_work(self, ex: Any) -> tuple[int, int, list]:
+        ins, ea = ex.p.ins, ex.p.ea
+        m = ins.mnemonic
+        if m == "vop":
+            rows, cols, pitch = ins["rows"], ins["cols"], ins["pitch"] or ins["cols"]
+            ops = [(ins["dst"].space, ea["dst"], rows, cols, pitch), (ins["a"].space, ea["a"], rows, cols, pitch)]
+            bshape = ex.effect.info.get("bshape")
+            if bshape is not None:
+                ops.append((ins["b"].space, ea["b"], *bshape))
+            return rows * cols, 1 + self.cfg.special if ins["fn"] in SPECIAL else 1, ops
+        if m == "vred":
+            rows, cols = ins["rows"], ins["cols"]
+            sh = ex.effect.info["out_shape"]
+            ops = [(ins["dst"].space, ea["dst"], sh[0], sh[1], 0),
+                   (ins["a"].space, ea["a"], rows, cols, ins["pitch"] or cols)]
+            return rows * cols, 1, ops
+        n = ins["n"]
+        keys = ("w", "g", "mom") if m == "sgd" else ("w", "g", "m1", "m2")
+        work = 3 if m == "sgd" else 6 + self.cfg.special
+        return n, work, [("sp", ea[k], 1, n, 0) for k in keys]
+
+    def _fixed(self, ex: Any, end: int) -> None:
+        ex.end = end
+        self.push(end, RETIRE, ex.p.q, self._retire, ex)
+
+    def _source(self, ex: Any, cycle: int, space: str, runs: np.ndarray, nbytes: int) -> None:
+        if space == "dram":
+            self._request(ex, cycle, "dram", (runs,))
+        else:
+            self._request(ex, cycle, "gbuf", (nbytes,))
+
+    def _request(self, ex: Any, cycle: int, kind: str, args: tuple,
+                 then: Callable[[int], None] | None = None) -> None:
+        ex.parts += 1
+        self.push(cycle, REQUEST, ex.p.q, self._grant, (ex, kind, args, then))
+
+    def _grant(self, arg: tuple, t: int) -> None:
+        ex, kind, args, then = arg
+        q = ex.p.q
+        try:
+            if kind == "dram":
+                end = self.ic.dram(t, args[0], q)
+                self.probe.channel_free[:] = 0
+                free = self.probe.dram(t, args[0], q)
+            elif kind == "gbuf":
+                end = self.ic.gbuf(t, args[0], q)
+                free = t + -(-int(args[0]) // self.ic.gbuf_bpc) + self.ic.gbuf_latency
+            else:
+                fn = {"noc": self.ic.transfer, "mcast": self.ic.multicast, "reduce": self.ic.reduce}[kind]
+                end = fn(t, *args, q)
+                hops = self.ic.last_flit_hops
+                ex.counts["noc_router_flit"] += hops["router"]
+                ex.counts["noc_link_flit"] += hops["link"]
+                self.probe.link_busy_until.clear()
+                free = {"noc": self.probe.transfer, "mcast": self.probe.multicast,
+                        "reduce": self.probe.reduce}[kind](t, *args, q)
+        except RoutingError as exc:
+            raise self.trap(exc.reason, t, ex.p.where, "routing") from None
+        ex.record.resource_stall_cycles += max(0, end - free)
+        ex.end = max(ex.end, end)
+        if then is not None:
+            then(end)
+        ex.parts -= 1
+        if ex.parts == 0:
+            self.push(ex.end, RETIRE, q, self._retire, ex)
+
