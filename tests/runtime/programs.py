@@ -1,0 +1,69 @@
+"""IR-text training steps used by the runtime tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CSR = "#csr = #sparse<{map = (i, j) -> (i : dense, j : compressed)}>\n"
+
+# One masked layer: forward, ReLU, backward-data, SDDMM weight gradient, SGD with momentum.
+LAYER = CSR + """
+graph.func @train_step(%x: tensor<8x64xf32>, %w: tensor<40x64xf32, #csr>, %mask: tensor<40x64xf32, #csr>, %gy: tensor<8x40xf32>, %buf: tensor<40x64xf32>) -> (tensor<8x40xf32>, tensor<8x64xf32>, tensor<40x64xf32>, tensor<40x64xf32, #csr>, tensor<40x64xf32>) {
+  %h = graph.linear %x, %w : tensor<8x64xf32>, tensor<40x64xf32, #csr> -> tensor<8x40xf32> loc("mlp.py":10:5 layer "fc1")
+  %y = graph.relu %h : tensor<8x40xf32> -> tensor<8x40xf32> loc("mlp.py":11:5 layer "act1")
+  %gh = graph.relu_backward %gy, %h : tensor<8x40xf32>, tensor<8x40xf32> -> tensor<8x40xf32> loc("mlp.py":11:5 layer "act1")
+  %gx = graph.matmul %gh, %w : tensor<8x40xf32>, tensor<40x64xf32, #csr> -> tensor<8x64xf32> loc("mlp.py":10:5 layer "fc1")
+  %gw = graph.sddmm %gh, %x, %mask {transpose_a = true} : tensor<8x40xf32>, tensor<8x64xf32>, tensor<40x64xf32, #csr> -> tensor<40x64xf32> loc("mlp.py":10:5 layer "fc1")
+  %nw, %nb = graph.sgd_update %w, %gw, %buf {lr = 0.1, momentum = 0.9, weight_decay = 0.01} : tensor<40x64xf32, #csr>, tensor<40x64xf32>, tensor<40x64xf32> -> tensor<40x64xf32, #csr>, tensor<40x64xf32> loc("mlp.py":20:1 layer "fc1")
+  graph.return %y, %gx, %gw, %nw, %nb : tensor<8x40xf32>, tensor<8x64xf32>, tensor<40x64xf32>, tensor<40x64xf32, #csr>, tensor<40x64xf32>
+}
+"""
+
+# A two-layer MLP training step with a loss: masked (dense-stored) fc1, dense fc2,
+# cross entropy, full backward, plain SGD; the masked weight enters through mask_apply,
+# as the PyTorch frontend emits it.
+MLP = """
+graph.func @train_step(%w1: tensor<48x32xf32>, %w2: tensor<10x48xf32>, %x: tensor<16x32xf32>, %labels: tensor<16xi64>, %mask.w1: tensor<48x32xf32>) -> (tensor<f32>, tensor<48x32xf32>, tensor<10x48xf32>, tensor<48x32xf32>, tensor<10x48xf32>) {
+  %mw1 = graph.mask_apply %w1, %mask.w1 : tensor<48x32xf32>, tensor<48x32xf32> -> tensor<48x32xf32> loc("mlp.py":3:1 layer "fc1")
+  %h = graph.linear %x, %mw1 : tensor<16x32xf32>, tensor<48x32xf32> -> tensor<16x48xf32> loc("mlp.py":3:1 layer "fc1")
+  %a = graph.relu %h : tensor<16x48xf32> -> tensor<16x48xf32> loc("mlp.py":4:1 layer "act")
+  %z = graph.linear %a, %w2 : tensor<16x48xf32>, tensor<10x48xf32> -> tensor<16x10xf32> loc("mlp.py":5:1 layer "fc2")
+  %ls = graph.log_softmax %z {axis = 1} : tensor<16x10xf32> -> tensor<16x10xf32> loc("mlp.py":6:1 layer "loss")
+  %loss = graph.cross_entropy %z, %labels : tensor<16x10xf32>, tensor<16xi64> -> tensor<f32> loc("mlp.py":6:1 layer "loss")
+  %one = graph.constant {value = dense<1.0> : tensor<f32>} : () -> tensor<f32>
+  %gz = graph.cross_entropy_backward %one, %ls, %labels : tensor<f32>, tensor<16x10xf32>, tensor<16xi64> -> tensor<16x10xf32> loc("mlp.py":6:1 layer "loss")
+  %ga = graph.matmul %gz, %w2 : tensor<16x10xf32>, tensor<10x48xf32> -> tensor<16x48xf32> loc("mlp.py":5:1 layer "fc2")
+  %gw2 = graph.matmul %gz, %a {transpose_a = true} : tensor<16x10xf32>, tensor<16x48xf32> -> tensor<10x48xf32> loc("mlp.py":5:1 layer "fc2")
+  %gh = graph.relu_backward %ga, %a : tensor<16x48xf32>, tensor<16x48xf32> -> tensor<16x48xf32> loc("mlp.py":4:1 layer "act")
+  %gw1d = graph.matmul %gh, %x {transpose_a = true} : tensor<16x48xf32>, tensor<16x32xf32> -> tensor<48x32xf32> loc("mlp.py":3:1 layer "fc1")
+  %gw1 = graph.mask_apply %gw1d, %mask.w1 : tensor<48x32xf32>, tensor<48x32xf32> -> tensor<48x32xf32> loc("mlp.py":3:1 layer "fc1")
+  %z1 = graph.constant {value = dense<0.0> : tensor<48x32xf32>} : () -> tensor<48x32xf32>
+  %nw1p, %b1 = graph.sgd_update %w1, %gw1, %z1 {lr = 0.1} : tensor<48x32xf32>, tensor<48x32xf32>, tensor<48x32xf32> -> tensor<48x32xf32>, tensor<48x32xf32> loc("mlp.py":9:1 layer "fc1")
+  %nw1 = graph.mask_apply %nw1p, %mask.w1 : tensor<48x32xf32>, tensor<48x32xf32> -> tensor<48x32xf32> loc("mlp.py":9:1 layer "fc1")
+  %z2 = graph.constant {value = dense<0.0> : tensor<10x48xf32>} : () -> tensor<10x48xf32>
+  %nw2, %b2 = graph.sgd_update %w2, %gw2, %z2 {lr = 0.1} : tensor<10x48xf32>, tensor<10x48xf32>, tensor<10x48xf32> -> tensor<10x48xf32>, tensor<10x48xf32> loc("mlp.py":9:1 layer "fc2")
+  graph.return %loss, %gw1, %gw2, %nw1, %nw2 : tensor<f32>, tensor<48x32xf32>, tensor<10x48xf32>, tensor<48x32xf32>, tensor<10x48xf32>
+}
+"""
+
+
+def layer_args(density: float, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((40, 64)) < density).astype(np.float32)
+    w = rng.standard_normal((40, 64)).astype(np.float32) * mask
+    return {"x": np.maximum(rng.standard_normal((8, 64)), 0).astype(np.float32), "w": w,
+            "mask": mask, "gy": rng.standard_normal((8, 40)).astype(np.float32),
+            "buf": (rng.standard_normal((40, 64)) * mask).astype(np.float32)}
+
+
+def mlp_args(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"w1": (rng.standard_normal((48, 32)) * 0.3).astype(np.float32),
+            "w2": (rng.standard_normal((10, 48)) * 0.3).astype(np.float32),
+            "x": rng.standard_normal((16, 32)).astype(np.float32),
+            "labels": rng.integers(0, 10, 16)}
+
+
+def random_mask(shape: tuple[int, int], density: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) < density).astype(np.float32)

@@ -1,0 +1,187 @@
+"""Runtime session: training steps from IR text on the emulator against the interpreter,
+masks as data (no recompiles), weight-gradient variants, re-specialization, reports, and
+clear errors for bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from acf.compiler.interp import run_func
+from acf.compiler.parser import parse_module
+from acf.runtime import BindError, Session, SessionOptions, profile
+
+from .programs import LAYER, MLP, layer_args, mlp_args, random_mask
+
+
+def interp(text: str, args: list[np.ndarray]) -> list[np.ndarray]:
+    return run_func(parse_module(text).funcs[0], args)
+
+
+def close(got: np.ndarray, want: np.ndarray) -> None:
+    want = np.asarray(want, np.float32)
+    scale = float(np.max(np.abs(want))) if want.size else 0.0
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5,
+                               atol=1e-6 * max(scale, 1.0))
+
+
+def test_mlp_training_step_matches_interpreter() -> None:
+    sess = Session("acf-small")
+    sess.load(MLP)
+    args = mlp_args()
+    mask = random_mask((48, 32), 0.4, 1)
+    sess.bind_mask("w1", mask)
+    res = sess.run_step(args)
+    want = interp(MLP, [args["w1"] * mask, args["w2"], args["x"], args["labels"], mask])
+    for got, w in zip(res.values, want):
+        close(got, w)
+    rep = res.report
+    assert rep.total_cycles > 0 and rep.energy_j > 0 and rep.seconds > 0
+    assert {"forward", "backward_data", "wgrad_sddmm", "wgrad_dense", "optimizer",
+            "other"} <= set(rep.by_kind)
+    assert rep.by_kind["wgrad_sddmm"]["effectual_macs"] > 0
+    assert {"fc1", "fc2", "act", "loss"} <= set(rep.by_layer)
+    assert rep.by_layer["fc1"]["energy_j"] > 0
+    d = json.loads(rep.to_json())
+    assert d["total_cycles"] == rep.total_cycles and d["densities"]["w1"] == pytest.approx(
+        mask.mean())
+
+
+def test_mask_changes_are_data_not_recompiles() -> None:
+    sess = Session("acf-small", SessionOptions(respecialize="off"))
+    sess.load(MLP, carry={"result3": "w1", "result4": "w2"})
+    assert sess.compile_count == 1
+    args = mlp_args(2)
+    sess.set_params({"w1": args["w1"], "w2": args["w2"]})
+    w1, w2 = args["w1"], args["w2"]
+    for i, density in enumerate([0.8, 0.5, 0.3, 0.1]):
+        mask = random_mask((48, 32), density, 10 + i)
+        sess.bind_mask("w1", mask)
+        res = sess.run_step({"x": args["x"], "labels": args["labels"]})
+        want = interp(MLP, [w1 * mask, w2, args["x"], args["labels"], mask])
+        for got, w in zip(res.values, want):
+            close(got, w)
+        w1, w2 = want[3], want[4]
+        assert not res.report.compiled
+    assert sess.compile_count == 1
+
+
+def test_cycles_follow_density() -> None:
+    sess = Session("acf-small", SessionOptions(respecialize="off"))
+    sess.load(LAYER)
+    cycles = []
+    for density in (1.0, 0.5, 0.1):
+        args = layer_args(density)
+        sess.bind_mask("w", args.pop("mask"))
+        res = sess.run_step(args)
+        cycles.append(res.report.total_cycles)
+        macs = res.report.by_kind["wgrad_sddmm"]["effectual_macs"]
+        assert macs <= int(40 * 64 * 8 * density * 1.3) + 64
+    assert cycles[0] > cycles[1] > cycles[2]
+    assert sess.compile_count == 1
+
+
+def test_dense_gradient_variant() -> None:
+    sess = Session("acf-small", SessionOptions(grad_variants=("sddmm", "dense")))
+    sess.load(LAYER)
+    assert sess.compile_count == 2  # both variants up front
+    args = layer_args(0.3)
+    sess.bind_mask("w", args["mask"])
+    inputs = {k: v for k, v in args.items() if k != "mask"}
+    sparse = sess.run_step(inputs)
+    dense = sess.run_step(inputs, dense_grad=True)
+    assert sess.compile_count == 2
+    want = interp(LAYER, [args[k] for k in ("x", "w", "mask", "gy", "buf")])
+    gh = np.where(want[0] > 0, args["gy"], 0).astype(np.float32)
+    close(dense.values[2], gh.T @ args["x"])                  # the full dense gradient
+    close(sparse.values[2], want[2])                           # sampled at the mask
+    assert np.count_nonzero(dense.values[2] * (1 - args["mask"])) > 0
+    for i in (0, 1, 3, 4):  # same forward, backward-data and masked update
+        close(dense.values[i], want[i])
+    assert "wgrad_dense" in dense.report.by_kind and "wgrad_sddmm" not in dense.report.by_kind
+    assert "wgrad_sddmm" in sparse.report.by_kind
+
+
+def test_respecialization_once_and_faster() -> None:
+    sess = Session("acf-small")
+    sess.load(LAYER)
+    low = layer_args(0.3, seed=3)
+    sess.bind_mask("w", low.pop("mask"))
+    first = sess.run_step(low)
+    assert first.report.formats == {"w": "csr"} and not first.report.respecialized
+    compiles = sess.compile_count
+    reports = []
+    for seed in (4, 5, 6):  # density 0.8: crosses the dense band once, then stays
+        high = layer_args(0.8, seed=seed)
+        mask = high.pop("mask")
+        sess.bind_mask("w", mask)
+        res = sess.run_step(high)
+        want = interp(LAYER, [high["x"], high["w"], mask, high["gy"], high["buf"]])
+        for got, w in zip(res.values, want):
+            close(got, w)
+        reports.append(res.report)
+    respec = [r for rep in reports for r in rep.respecialized]
+    assert len(respec) == 1
+    r = respec[0]
+    assert (r["from"], r["to"], r["kept"]) == ("csr", "dense", True)
+    assert r["new_cycles"] < r["old_cycles"]
+    assert reports[0].formats == {"w": "dense"} and reports[-1].formats == {"w": "dense"}
+    assert sess.compile_count == compiles + 1
+    assert reports[1].total_cycles < r["old_cycles"]
+
+
+def test_profile_collects_reports(tmp_path) -> None:
+    sess = Session("acf-small")
+    sess.load(LAYER)
+    args = layer_args(0.5)
+    sess.bind_mask("w", args.pop("mask"))
+    path = tmp_path / "report.json"
+    with profile(path) as prof:
+        sess.run_step(args)
+        sess.run_step(args)
+    sess.run_step(args)
+    assert len(prof.reports) == 2
+    data = json.loads(path.read_text())
+    assert [s["step"] for s in data["steps"]] == [1, 2]
+    assert set(data["steps"][0]["by_kind"]) >= {"forward", "wgrad_sddmm", "optimizer"}
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    sess = Session("acf-small")
+    sess.load(LAYER)
+    args = layer_args(0.5)
+    mask = args.pop("mask")
+    with pytest.raises(BindError, match="no mask bound for masked parameter 'w'"):
+        sess.run_step(args)
+    with pytest.raises(BindError, match="'fc9.weight' is not a masked parameter.*w"):
+        sess.bind_mask("fc9.weight", mask)
+    with pytest.raises(BindError, match=r"mask for 'w': expected shape \[40, 64\]"):
+        sess.bind_mask("w", mask[:, :10])
+    sess.bind_mask("w", mask)
+    with pytest.raises(BindError, match=r"tensor 'x': expected shape \[8, 64\], got \[8, 63\]"):
+        sess.run_step({**args, "x": args["x"][:, :63]})
+    with pytest.raises(BindError, match="unknown tensor 'xx'.*arguments: x, w, mask"):
+        sess.run_step({**args, "xx": args["x"]})
+    with pytest.raises(BindError, match="missing inputs.*gy"):
+        sess.run_step({k: v for k, v in args.items() if k != "gy"})
+    with pytest.raises(BindError, match="takes 5 arguments"):
+        sess.run_step([args["x"]])
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support")
+def test_sparse_torch_tensors_are_rejected() -> None:
+    torch = pytest.importorskip("torch")
+    sess = Session("acf-small")
+    sess.load(LAYER)
+    args = layer_args(0.5)
+    sess.bind_mask("w", torch.from_numpy(args.pop("mask")))  # dense torch tensors are fine
+    inputs = {k: torch.from_numpy(v) for k, v in args.items()}
+    inputs["w"] = inputs["w"].to_sparse()
+    with pytest.raises(BindError, match="tensor 'w': torch layout torch.sparse_coo"):
+        sess.run_step(inputs)
+    inputs["w"] = torch.from_numpy(args["w"]).to_sparse_csr()
+    with pytest.raises(BindError, match="sparse_csr.*to_dense"):
+        sess.run_step(inputs)
+    inputs["w"] = torch.from_numpy(args["w"])
+    assert sess.run_step(inputs).report.total_cycles > 0
