@@ -30,6 +30,7 @@ import numpy as np
 
 from acf import emulator
 from acf.compiler.codegen import CompiledProgram, CompileOptions, compile_module
+from acf.compiler.codegen.kernels import load_all
 from acf.compiler.ir import FuncOp, Module, TensorType
 from acf.compiler.parser import parse_module
 from acf.compiler.pass_manager import PassManager
@@ -46,6 +47,7 @@ from .variants import (
     apply_formats,
     dense_weight_gradients,
     gemm_kind,
+    lower_transposes,
     masked_params,
     value_format,
 )
@@ -208,7 +210,9 @@ class Session:
             PassManager.from_text(o.pipeline).run(module)
         if variant.wgrad == "dense":
             dense_weight_gradients(func)
-            verify_module(module)
+        if "graph.transpose" not in load_all():
+            lower_transposes(func)
+        verify_module(module)
         program = compile_module(module, self.target, CompileOptions(tile=o.tile))
         kinds, layers = {}, {}
         for i, op in enumerate(func.body.ops):

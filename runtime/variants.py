@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from acf.compiler.ir import FuncOp, Module, Operation, TensorType, Value
 from acf.compiler.passes.base import new_op_before
 from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
@@ -166,6 +168,8 @@ def gemm_kind(func: FuncOp, op: Operation) -> str:
         return "other"
     if op.name == "graph.sddmm":
         return "wgrad_sddmm"
+    if is_layout_matmul(op):
+        return "other"
     ops = func.body.ops
     first_bwd = next((i for i, o in enumerate(ops) if o.name.endswith("_backward")), len(ops))
     if ops.index(op) < first_bwd:
@@ -192,3 +196,35 @@ def _feeds_optimizer_grad(value: Value, depth: int = 0) -> bool:
                 user.results[0], depth + 1):
             return True
     return False
+
+
+def lower_transposes(func: FuncOp) -> int:
+    """Stand-in for a missing ``graph.transpose`` kernel: a 2-D transpose becomes
+    ``matmul(x, I, transpose_a)`` (xᵀ·I, exact in fp32). Used only when codegen has no
+    transpose kernel; reported as ``other`` (layout) work, not as a GEMM."""
+    from acf.compiler.ir import DenseElements
+
+    count = 0
+    for op in list(func.body.ops):
+        if op.name != "graph.transpose":
+            continue
+        x = op.operands[0]
+        t = x.type
+        if not isinstance(t, TensorType) or t.rank != 2 or t.encoding is not None:
+            continue
+        n = t.shape[0]
+        eye = np.eye(n, dtype=np.float32)
+        const = new_op_before(op, "graph.constant", [], [TensorType((n, n))],
+                              {"value": DenseElements(eye, TensorType((n, n)))})
+        mm = new_op_before(op, "graph.matmul", [x, const.result], [op.result.type],
+                           {"transpose_a": True})
+        mm.loc = op.loc
+        op.result.replace_all_uses_with(mm.result)
+        op.erase()
+        count += 1
+    return count
+
+
+def is_layout_matmul(op: Operation) -> bool:
+    b = op.operands[1].defining_op if len(op.operands) > 1 else None
+    return op.name == "graph.matmul" and b is not None and b.name == "graph.constant"

@@ -1,0 +1,189 @@
+"""``torch.compile(model, backend="acf", options={...})``: run forward and backward on the fabric.
+
+::
+
+    import acf.frontends.backend            # registers "acf" (also found via the
+                                            # torch_dynamo_backends entry point)
+    cmodel = torch.compile(model, backend="acf", options={"target": "acf-small"})
+    loss = F.cross_entropy(cmodel(x), y)
+    loss.backward()                         # .grad filled from the emulator's results
+
+The backend hands Dynamo's graph to ``aot_autograd`` under the pinned decomposition table;
+its forward and backward compilers convert each core-ATen FX graph to a ``graph.func``
+(:func:`acf.frontends.aten_to_ir.convert_graph`), load it into an :class:`acf.runtime.Session`
+and return a boxed callable that binds the call's tensors, runs the program on the emulator
+and returns torch tensors. Every call appends a :class:`acf.runtime.StepReport` to
+``acf.frontends.backend.REPORTS`` (and to any active :func:`acf.runtime.profile`).
+
+Options (unknown names raise ``ValueError`` listing the valid ones):
+
+* ``target``: a shipped target name or TOML path (default ``acf-small``);
+* ``skip_policy``: ``none`` | ``a`` | ``ab`` - the clusters' zero-skipping (``cluster.skip``);
+* ``dtype``: ``fp32`` | ``bf16`` - the numeric mode (``numeric.mode``; bf16 multiply, fp32
+  accumulate);
+* ``fallback``: ``error`` (default: an op with no lowering or kernel raises) or ``host``
+  (such a graph runs eagerly on the host; its unsupported ops are listed in the reports'
+  ``host_ops``). The fallback is per graph, not per op;
+* ``report``: a path; the reports of all calls so far are written there as JSON after
+  each call;
+* ``pipeline``: the pass pipeline (default ``sparse-training``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..compiler.codegen import CodegenError
+from ..compiler.ir import Module, TensorType
+from ..runtime import Session, SessionOptions, StepReport
+from ..runtime.report import record
+from ..runtime.torch_io import to_numpy, to_torch
+from .aten_to_ir import TORCH_ELEMENT, UnsupportedOpError, convert_graph
+from .decompositions import decomposition_table
+from .ir_builder import FuncBuilder
+
+OPTIONS = {
+    "target": "acf-small",
+    "skip_policy": None,
+    "dtype": None,
+    "fallback": "error",
+    "report": None,
+    "pipeline": "sparse-training",
+}
+REPORTS: list[StepReport] = []
+
+
+def parse_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The backend's options with defaults; a clear error for unknown names or values."""
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"acf backend: unknown option(s) {', '.join(map(repr, unknown))}; "
+                         f"valid options: {', '.join(sorted(OPTIONS))}")
+    opts = {**OPTIONS, **given}
+    if opts["fallback"] not in ("error", "host"):
+        raise ValueError(f"acf backend: fallback must be 'error' or 'host', got "
+                         f"{opts['fallback']!r}")
+    if opts["skip_policy"] not in (None, "none", "a", "ab"):
+        raise ValueError(f"acf backend: skip_policy must be 'none', 'a' or 'ab', got "
+                         f"{opts['skip_policy']!r}")
+    if opts["dtype"] not in (None, "fp32", "bf16"):
+        raise ValueError(f"acf backend: dtype must be 'fp32' or 'bf16', got {opts['dtype']!r}")
+    return opts
+
+
+def _target(opts: dict[str, Any]) -> Any:
+    from ..isa.target import load_target
+
+    overrides: dict[str, Any] = {}
+    if opts["skip_policy"] is not None:
+        overrides["cluster.skip"] = opts["skip_policy"]
+    if opts["dtype"] is not None:
+        overrides["numeric.mode"] = opts["dtype"]
+    return load_target(opts["target"], overrides or None)
+
+
+class FabricGraph:
+    """One FX graph compiled for the fabric (or kept on the host under ``fallback=host``)."""
+
+    def __init__(self, gm: torch.fx.GraphModule, example_inputs: list[Any], kind: str,
+                 session: Session, opts: dict[str, Any]) -> None:
+        self.gm, self.kind, self.opts, self.session = gm, kind, opts, session
+        self.host_ops: list[str] = []
+        self.none_outputs: list[int] = []
+        self.n_outputs = 0
+        try:
+            self._compile(example_inputs)
+            self.on_host = False
+        except (UnsupportedOpError, CodegenError) as err:
+            if opts["fallback"] != "host":
+                raise
+            self.on_host = True
+            self.host_ops = [getattr(err, "op", None) or str(err).splitlines()[0]]
+
+    def _compile(self, example_inputs: list[Any]) -> None:
+        types, names = [], []
+        for i, x in enumerate(example_inputs):
+            if not isinstance(x, torch.Tensor):
+                raise UnsupportedOpError("<non-tensor graph input>", None,
+                                         f"input {i} is {type(x).__name__}")
+            if x.dtype not in TORCH_ELEMENT:
+                raise UnsupportedOpError("<graph input>", None, f"dtype {x.dtype}")
+            types.append(TensorType(tuple(int(d) for d in x.shape), TORCH_ELEMENT[x.dtype]))
+            names.append(f"arg{i}")
+        b = FuncBuilder(self.kind, types, names)
+        outs = convert_graph(b, self.gm, b.args)
+        self.n_outputs = len(outs)
+        self.none_outputs = [i for i, v in enumerate(outs) if v is None]
+        values = [v for v in outs if v is not None]
+        self.name = f"{self.kind}{id(self)}"
+        self.session.load(Module([b.finish(values)]), name=self.name)
+
+    def __call__(self, args: list[Any]) -> list[Any]:
+        if self.on_host:
+            outs = self.gm(*args)
+            rep = StepReport(step=0, program=self.kind, variant="host", target="host",
+                             total_cycles=0, seconds=0.0, energy_j=0.0,
+                             host_ops=list(self.host_ops))
+            _keep(rep, self.opts)
+            return list(outs)
+        arrays = [to_numpy(a, f"arg{i}") for i, a in enumerate(args)]
+        args.clear()  # boxed calling convention: the callee may free its inputs
+        res = self.session.run_step(arrays, program=self.name)
+        _keep(res.report, self.opts)
+        it = iter(res.values)
+        out: list[Any] = []
+        for i in range(self.n_outputs):
+            out.append(None if i in self.none_outputs else to_torch(np.asarray(next(it))))
+        return out
+
+
+def _keep(report: StepReport, opts: dict[str, Any]) -> None:
+    REPORTS.append(report)
+    if report.variant == "host":
+        record(report)
+    if opts["report"]:
+        Path(opts["report"]).write_text(json.dumps(
+            {"steps": [r.as_dict() for r in REPORTS]}, sort_keys=True, indent=2) + "\n")
+
+
+def acf_backend(gm: torch.fx.GraphModule, example_inputs: list[Any],
+                options: dict[str, Any] | None = None, **kwargs: Any) -> Callable:
+    """The Dynamo backend (``torch.compile(..., backend="acf", options=...)``)."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    opts = parse_options({**(options or {}), **kwargs})
+    session = Session(_target(opts), SessionOptions(pipeline=opts["pipeline"]))
+
+    def compiler(kind: str) -> Callable:
+        def compile_graph(fx_gm: torch.fx.GraphModule, inputs: list[Any]) -> Callable:
+            return _boxed(FabricGraph(fx_gm, list(inputs), kind, session, opts))
+        return compile_graph
+
+    return aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"),
+                        decompositions=decomposition_table())(gm, example_inputs)
+
+
+def _boxed(graph: FabricGraph) -> Callable:
+    def run(args: list[Any]) -> list[Any]:
+        return graph(args)
+    run._boxed_call = True  # type: ignore[attr-defined]
+    return run
+
+
+def register() -> None:
+    """Register ``"acf"`` with Dynamo (idempotent)."""
+    from torch._dynamo.backends.registry import _BACKENDS, register_backend
+
+    if "acf" not in _BACKENDS or _BACKENDS.get("acf") is not acf_backend:
+        _BACKENDS.pop("acf", None)
+        register_backend(compiler_fn=acf_backend, name="acf")
+
+
+register()
