@@ -10,6 +10,7 @@ from .base import ModulePass, PassOption
 from .canonicalize import Canonicalize
 from .cse import CommonSubexpressionElimination
 from .dce import DeadCodeElimination
+from .select_formats import SelectFormats
 from .sparsity_propagation import SparsityPropagation
 
 PASSES: dict[str, type[ModulePass]] = {
@@ -17,6 +18,7 @@ PASSES: dict[str, type[ModulePass]] = {
     CommonSubexpressionElimination.name: CommonSubexpressionElimination,
     DeadCodeElimination.name: DeadCodeElimination,
     SparsityPropagation.name: SparsityPropagation,
+    SelectFormats.name: SelectFormats,
 }
 
 PIPELINES: dict[str, str] = {

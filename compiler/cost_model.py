@@ -1,0 +1,477 @@
+"""Analytical cost of GEMM operand tiles and GEMM layers, derived from ``docs/timing.md``.
+
+Three levels, each a closed form of the timing contract:
+
+* :func:`tile_cost` - one operand tile in one format: its exact encoded bytes
+  (``isa.formats``), flits, DRAM cycles, NoC cycles, codec cycles and the duration of an
+  uncontended ``ld`` (section 7b: ``I + max(DRAM, latency + NoC, codec)``). Counts are exact
+  from a mask when one is given, expected values from a density otherwise.
+* :func:`mm_cycles` - the MAC array time of one ``mm`` (section 3) given the skip hardware:
+  exact from masks (the lookahead-window formula), or its expectation from densities
+  (``E[max(1, Binomial(d, p))]`` per window, plus the expected maximum over a fold).
+* :func:`gemm_cost` - a whole GEMM as ``compiler/codegen/kernels/matmul.py`` emits it
+  (per output tile and k-chunk: ``ld A``, ``ld B``, ``mm``; double-buffered slots; one ``st``
+  per output tile; tiles placed on clusters): the per-cluster queues are composed with the
+  shared row-port NoC links and the DRAM bandwidth, reserving links as section 7 does.
+
+Nothing here imports the emulator (``compiler`` and ``emulator`` know nothing of each
+other); ``tests/compiler/test_cost_model.py`` checks the numbers against it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from acf.isa import formats
+from acf.isa.target import Target
+
+#: Formats the model compares (``nm2:4`` only when the pattern is 2:4).
+FORMATS = ("dense", "csr", "csc", "coo", "bitmap", "bcsr4x4", "nm2:4")
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+# ---- one tile ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileCost:
+    """Cost of loading one ``rows x cols`` tile in ``format`` (cycles are integers)."""
+
+    format: str
+    rows: int
+    cols: int
+    nnz: float
+    bytes: int
+    values: int        # codec values (0 for dense)
+    indices: int       # codec index + pointer entries (0 for dense)
+    flits: int
+    dram_cycles: int   # channel busy time, latency excluded
+    noc_cycles: int    # H*r + F on the memory route
+    codec_cycles: int
+    load_cycles: int   # an uncontended ``ld``: I + max(DRAM + lat, lat + NoC, codec)
+
+
+def is_pattern(mask: np.ndarray | None, fmt: str) -> bool:
+    """Whether a tile with this mask can be stored in ``fmt`` (nm needs its N:M pattern)."""
+    spec = formats.FormatSpec.parse(fmt)
+    if spec.format != formats.Format.NM:
+        return True
+    if mask is None:
+        return False
+    return formats.is_nm(np.asarray(mask, np.float32), spec.n, spec.m)
+
+
+def tile_counts(fmt: str, rows: int, cols: int, mask: np.ndarray | None = None,
+                density: float | None = None) -> tuple[int, int, int, float]:
+    """``(encoded bytes, codec values, codec index entries, nnz)`` of a tile.
+
+    Exact from ``mask`` (any array, non-zero = kept); from ``density`` the expected counts
+    (bcsr blocks: ``GR*GC*(1 - (1-p)^(br*bc))``).
+    """
+    spec = formats.FormatSpec.parse(fmt)
+    if mask is not None:
+        tile = (np.asarray(mask) != 0).astype(np.float32)
+        mc = formats.metadata_counts(tile, spec)
+        if spec.format == formats.Format.DENSE:
+            return mc.encoded_size, 0, 0, float(mc.nnz)
+        return mc.encoded_size, mc.stored_values, mc.index_entries + mc.pointer_entries, float(mc.nnz)
+    p = 1.0 if density is None else min(1.0, max(0.0, float(density)))
+    rc = rows * cols
+    nnz = int(round(p * rc))
+    f = spec.format
+    if f == formats.Format.DENSE:
+        return formats.encoded_size(spec, rows, cols), 0, 0, float(nnz)
+    if f == formats.Format.BCSR:
+        br, bc = spec.block_rows, spec.block_cols
+        gr, gc = _cdiv(rows, br), _cdiv(cols, bc)
+        blocks = int(round(gr * gc * (1.0 - (1.0 - p) ** (br * bc))))
+        return (formats.encoded_size(spec, rows, cols, nblocks=blocks), blocks * br * bc,
+                blocks + gr + 1, float(nnz))
+    if f == formats.Format.NM:
+        slots = rows * (cols // spec.m) * spec.n
+        return formats.encoded_size(spec, rows, cols), slots, slots, float(nnz)
+    size = formats.encoded_size(spec, rows, cols, nnz=nnz)
+    index = {formats.Format.CSR: nnz + rows + 1, formats.Format.CSC: nnz + cols + 1,
+             formats.Format.COO: 2 * nnz, formats.Format.BITMAP: 0}[f]
+    return size, nnz, index, float(nnz)
+
+
+def dram_busy(target: Target, nbytes: int, runs: int = 1) -> int:
+    """Channel busy cycles of ``runs`` equal contiguous runs totalling ``nbytes``, spread
+    over the channels by the interleave (the most loaded channel; latency excluded)."""
+    d = target.dram
+    if nbytes <= 0:
+        return 0
+    il, ch, burst, bpc = (int(d.interleave_bytes), int(d.channels), int(d.burst_bytes),
+                          int(d.bytes_per_cycle))
+    run = nbytes / runs
+    pieces_per_run = max(1, math.ceil(run / il))
+    pieces = runs * pieces_per_run
+    bursts_per_piece = _cdiv(math.ceil(run / pieces_per_run), burst)
+    per_channel = _cdiv(pieces, ch) * bursts_per_piece
+    return _cdiv(per_channel * burst, bpc)
+
+
+def codec_cycles(target: Target, values: int, indices: int) -> int:
+    c = target.cluster
+    return max(_cdiv(values, int(c.codec_values_per_cycle)), _cdiv(indices, int(c.codec_index_per_cycle)))
+
+
+def tile_cost(target: Target, fmt: str, rows: int, cols: int, *, mask: np.ndarray | None = None,
+              density: float | None = None, hops: int = 1) -> TileCost:
+    """The cost of one ``ld`` of a tile; ``hops`` = links from the row's memory port
+    (``x + 1`` for cluster ``(x, y)``)."""
+    nbytes, values, indices, nnz = tile_counts(fmt, rows, cols, mask, density)
+    flits = max(1, _cdiv(nbytes, int(target.noc.link_bytes)))
+    lat = int(target.dram.latency_cycles)
+    dense = formats.FormatSpec.parse(fmt).format == formats.Format.DENSE
+    runs = rows if dense else 1
+    dram = dram_busy(target, nbytes, runs)
+    noc = hops * int(target.noc.router_latency) + flits
+    codec = codec_cycles(target, values, indices)
+    load = int(target.cluster.issue_cycles) + max(dram + lat, lat + noc, codec)
+    return TileCost(str(fmt), rows, cols, nnz, nbytes, values, indices, flits, dram, noc, codec, load)
+
+
+# ---- the MAC array ----------------------------------------------------------------------
+
+
+def _skips(target: Target, skip: str) -> tuple[bool, bool]:
+    hw = str(target.cluster.skip)
+    return ("a" in skip and hw in ("a", "ab")), ("b" in skip and hw == "ab")
+
+
+def _window_sums(z: np.ndarray, d: int) -> np.ndarray:
+    """Per row of z (rows, K): sum over windows of d of max(1, effectual)."""
+    rows, k = z.shape
+    nw = _cdiv(k, d)
+    pad = np.zeros((rows, nw * d), np.float32)
+    pad[:, :k] = z
+    return np.maximum(pad.reshape(rows, nw, d).sum(axis=2), 1).sum(axis=1)
+
+
+def _expected_window_sum(k: int, d: int, p: float) -> tuple[float, float]:
+    """Mean and variance of sum over windows of max(1, Binomial(len, p))."""
+    mean = var = 0.0
+    for w0 in range(0, k, d):
+        n = min(d, k - w0)
+        ks = np.arange(n + 1)
+        pk = np.array([math.comb(n, int(i)) * p ** i * (1 - p) ** (n - i) for i in ks])
+        v = np.maximum(ks, 1)
+        m1 = float((pk * v).sum())
+        mean += m1
+        var += float((pk * v * v).sum()) - m1 * m1
+    return mean, var
+
+
+def _expected_max(mean: float, var: float, n: int) -> float:
+    """Expected maximum of n such sums (a normal approximation)."""
+    if n <= 1 or var <= 0:
+        return mean
+    return mean + math.sqrt(var) * math.sqrt(2.0 * math.log(n)) * 0.85
+
+
+def mm_cycles(target: Target, m: int, n: int, k: int, *, a_mask: np.ndarray | None = None,
+              b_mask: np.ndarray | None = None, a_density: float = 1.0, b_density: float = 1.0,
+              skip: str = "ab") -> float:
+    """Cycles of one ``mm`` (m x k by k x n). Masks (0/1, shapes (m, k) and (k, n)) make it
+    exact; otherwise the expectation at the given densities."""
+    c = target.cluster
+    R, C, d, I, Fo = int(c.pe_rows), int(c.pe_cols), max(1, int(c.lookahead)), int(c.issue_cycles), int(c.fold_cycles)
+    sa, sb = _skips(target, skip)
+    folds = _cdiv(m, R) * _cdiv(n, C)
+    pa = float(np.mean(np.asarray(a_mask) != 0)) if a_mask is not None else a_density
+    pb = float(np.mean(np.asarray(b_mask) != 0)) if b_mask is not None else b_density
+    pa, pb = (pa if sa else 1.0), (pb if sb else 1.0)
+    if str(c.dataflow) == "systolic":
+        return I + folds * (k + R + C - 2 + Fo)
+    if str(c.dataflow) == "flexible":
+        if a_mask is not None or b_mask is not None:
+            za = (np.asarray(a_mask) != 0) if (a_mask is not None and sa) else np.ones((m, k), bool)
+            zb = (np.asarray(b_mask) != 0) if (b_mask is not None and sb) else np.ones((k, n), bool)
+            eff = float(za.sum(axis=0) @ zb.sum(axis=1)) if (za.size and zb.size) else 0.0
+            if a_mask is None and sa:
+                eff *= a_density
+            if b_mask is None and sb:
+                eff *= b_density
+        else:
+            eff = m * n * k * pa * pb
+        return I + max(1, math.ceil(eff / (R * C))) + int(c.reduce_cycles) + Fo
+    if k == 0:
+        return I + folds * Fo
+    exact_a = a_mask is not None or pa >= 1.0
+    exact_b = b_mask is not None or pb >= 1.0
+    if exact_a and exact_b:
+        za = (np.asarray(a_mask) != 0) if (a_mask is not None and sa) else None
+        zb = (np.asarray(b_mask) != 0) if (b_mask is not None and sb) else None
+        if za is not None and za.all():
+            za = None
+        if zb is not None and zb.all():
+            zb = None
+        if za is None and zb is None:
+            return I + folds * (k + Fo)
+        if za is not None and zb is not None:
+            ca = np.zeros((m, n), np.float32)
+            nw = _cdiv(k, d)
+            a = np.zeros((m, nw * d), np.float32)
+            a[:, :k] = za
+            b = np.zeros((nw * d, n), np.float32)
+            b[:k] = zb
+            for w in range(nw):
+                ca += np.maximum(a[:, w * d:(w + 1) * d] @ b[w * d:(w + 1) * d], 1)
+            cij = ca
+        elif za is not None:
+            cij = np.broadcast_to(_window_sums(za.astype(np.float32), d)[:, None], (m, n))
+        else:
+            cij = np.broadcast_to(_window_sums(zb.T.astype(np.float32), d)[None, :], (m, n))
+        fm, fn = _cdiv(m, R), _cdiv(n, C)
+        pad = np.zeros((fm * R, fn * C), np.float32)
+        pad[:m, :n] = cij
+        return I + float(pad.reshape(fm, R, fn, C).max(axis=(1, 3)).sum()) + folds * Fo
+    mean, var = _expected_window_sum(k, d, pa * pb)
+    per_fold = min(float(k), _expected_max(mean, var, min(m, R) * min(n, C)))
+    return I + folds * (per_fold + Fo)
+
+
+# ---- a whole GEMM -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A GEMM operand: its 2-D stored shape, format and (optionally) its mask."""
+
+    rows: int
+    cols: int
+    fmt: str = "dense"
+    mask: np.ndarray | None = None
+    density: float = 1.0
+    transposed: bool = False  # stored transposed (mm ta / tb)
+
+    def tile_mask(self, r0: int, c0: int, h: int, w: int) -> np.ndarray | None:
+        if self.mask is None:
+            return None
+        return np.asarray(self.mask)[r0:r0 + h, c0:c0 + w]
+
+
+@dataclass
+class GemmCost:
+    """Modelled cycles of a GEMM and where they go."""
+
+    cycles: int
+    load_cycles: int            # sum of ld durations (all clusters)
+    mac_cycles: int             # sum of mm durations (all clusters)
+    port_flits: dict[int, int]  # row -> flits through its memory port (both directions)
+    dram_bytes: int
+    per_cluster_end: dict[int, int] = field(default_factory=dict)
+
+
+class _Links:
+    """Section 7 link reservation (pipelined over the route's links)."""
+
+    def __init__(self, r: int) -> None:
+        self.free: dict[tuple, int] = {}
+        self.r = r
+        self.flits: dict[tuple, int] = {}
+
+    def reserve(self, request: int, links: list[tuple], flits: int) -> int:
+        r = self.r
+        t0 = max([request] + [self.free.get(l, 0) - h * r for h, l in enumerate(links)])
+        for h, l in enumerate(links):
+            self.free[l] = t0 + h * r + flits
+            self.flits[l] = self.flits.get(l, 0) + flits
+        return t0 + len(links) * r + flits
+
+
+def memory_route(x: int, y: int, inbound: bool = True) -> list[tuple]:
+    """Links between port ``P_y`` and cluster ``(x, y)`` (xy routing from the west port)."""
+    links = [(("p", y), ("c", 0, y))] + [(("c", i, y), ("c", i + 1, y)) for i in range(x)]
+    if inbound:
+        return links
+    return [(b, a) for a, b in reversed(links)]
+
+
+def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *, t: int,
+              placement: Callable | None = None, out_fmt: str = "dense",
+              skip: str = "ab") -> GemmCost:
+    """Model ``C[m,n] = op(A) op(B)`` compiled by the matmul kernel with tile side ``t``.
+
+    Each cluster's ``ld`` queue loads A then B per k-chunk, its ``mac`` queue runs the ``mm``
+    once both are in (double-buffered slots: a load waits for the ``mm`` two chunks back),
+    and its ``st`` queue stores each output tile; loads share the row-port links and the
+    DRAM bandwidth, reserved in request order.
+    """
+    X, Y = (int(v) for v in target.fabric.grid)
+    I = int(target.cluster.issue_cycles)
+    lat = int(target.dram.latency_cycles)
+    dram_bw = int(target.dram.channels) * int(target.dram.bytes_per_cycle)
+    tiles = [(i0, j0) for i0 in range(0, m, t) for j0 in range(0, n, t)]
+    if placement is None:
+        placed = [(i % (X * Y), tile) for i, tile in enumerate(tiles)]
+    else:
+        placed = list(placement(tiles, target))
+    # Per cluster, the program order of its instructions.
+    work: dict[int, list] = {}
+    for cl, (i0, j0) in placed:
+        work.setdefault(cl, []).append((i0, j0))
+    links = _Links(int(target.noc.router_latency))
+    dram_free = [0]
+    total_load = total_mac = 0
+    dram_bytes = 0
+    cost_cache: dict = {}
+
+    def ld_cost(op: Operand, r0: int, c0: int, h: int, w: int, hops: int) -> TileCost:
+        key = (id(op), r0, c0, h, w, hops)
+        if key not in cost_cache:
+            mask = op.tile_mask(r0, c0, h, w)
+            dens = None if mask is not None else (op.density if op.fmt != "dense" else None)
+            cost_cache[key] = tile_cost(target, op.fmt, h, w, mask=mask, density=dens, hops=hops)
+        return cost_cache[key]
+
+    # Simulate clusters in lock-step: events are processed in request order per cluster.
+    state = {cl: {"ld_free": 0, "mac_free": 0, "st_free": 0, "mm_end": [], "st_end": []}
+             for cl in work}
+    streams = {cl: _cluster_ops(target, work[cl], m, n, k, t, a, b, skip) for cl in work}
+    pos = {cl: 0 for cl in work}
+    ends: dict[int, int] = {}
+    pending = set(work)
+    while pending:
+        # next instruction: the cluster whose next op can be requested earliest
+        best = None
+        for cl in pending:
+            kind, info = streams[cl][pos[cl]]
+            st = state[cl]
+            if kind == "ld":
+                ready = st["ld_free"]
+                dep = info["war"]
+                if dep is not None and dep < len(st["mm_end"]):
+                    ready = max(ready, st["mm_end"][dep])
+                elif dep is not None:
+                    ready = None  # its mm has not been scheduled yet
+            elif kind == "mm":
+                ready = max(st["mac_free"], info["ready_loads"](st))
+                if info["waits_store"] is not None:
+                    ws = info["waits_store"]
+                    ready = max(ready, st["st_end"][ws]) if ws < len(st["st_end"]) else None
+            else:
+                ready = max(st["st_free"], st["mm_end"][-1])
+            if ready is not None and (best is None or (ready, cl) < best[:2]):
+                best = (ready, cl, kind, info)
+        assert best is not None
+        s, cl, kind, info = best
+        st = state[cl]
+        x, y = cl % X, cl // X
+        if kind == "ld":
+            op, r0, c0, h, w = info["tile"]
+            tc = ld_cost(op, r0, c0, h, w, x + 1)
+            s1 = s + I
+            dstart = max(s1, dram_free[0])
+            dram_free[0] = dstart + _cdiv(tc.bytes, dram_bw)
+            dram_end = dram_free[0] + lat
+            noc_end = links.reserve(s1 + lat, memory_route(x, y), tc.flits)
+            e = max(dram_end, noc_end, s1 + tc.codec_cycles)
+            st["ld_free"] = e
+            st.setdefault("loads", []).append(e)
+            total_load += e - s
+            dram_bytes += tc.bytes
+        elif kind == "mm":
+            e = s + int(round(info["cycles"]))
+            st["mac_free"] = e
+            st["mm_end"].append(e)
+            total_mac += e - s
+        else:
+            h, w = info["shape"]
+            nbytes, values, indices, _ = tile_counts(out_fmt, h, w, None, 1.0)
+            s1 = s + I + codec_cycles(target, values, indices)
+            noc_end = links.reserve(s1, memory_route(x, y, inbound=False),
+                                    max(1, _cdiv(nbytes, int(target.noc.link_bytes))))
+            dstart = max(noc_end, dram_free[0])
+            dram_free[0] = dstart + _cdiv(nbytes, dram_bw)
+            e = dram_free[0] + lat
+            st["st_free"] = e
+            st["st_end"].append(e)
+            dram_bytes += nbytes
+        ends[cl] = max(ends.get(cl, 0), e)
+        pos[cl] += 1
+        if pos[cl] == len(streams[cl]):
+            pending.discard(cl)
+    port: dict[int, int] = {}
+    for link, f in links.flits.items():
+        if link[0][0] == "p" or link[1][0] == "p":
+            yy = link[0][1] if link[0][0] == "p" else link[1][1]
+            port[yy] = port.get(yy, 0) + f
+    return GemmCost(max(ends.values(), default=0), total_load, total_mac, port, dram_bytes, ends)
+
+
+def _cluster_ops(target: Target, tiles: list[tuple[int, int]], m: int, n: int, k: int, t: int,
+                 a: Operand, b: Operand, skip: str) -> list[tuple[str, dict]]:
+    """The kernel's instruction sequence on one cluster (ld A, ld B, mm per chunk; st)."""
+    ops: list[tuple[str, dict]] = []
+    kiter = 0
+    for ti, (i0, j0) in enumerate(tiles):
+        mt, nt = min(t, m - i0), min(t, n - j0)
+        for k0 in range(0, k, t):
+            kt = min(t, k - k0)
+            war = kiter - 2 if kiter >= 2 else None
+            ta = (a, k0, i0, kt, mt) if a.transposed else (a, i0, k0, mt, kt)
+            tb = (b, j0, k0, nt, kt) if b.transposed else (b, k0, j0, kt, nt)
+            ops.append(("ld", {"tile": ta, "war": war}))
+            ops.append(("ld", {"tile": tb, "war": war}))
+            am = a.tile_mask(*ta[1:])
+            bm = b.tile_mask(*tb[1:])
+            if am is not None and a.transposed:
+                am = am.T
+            if bm is not None and b.transposed:
+                bm = bm.T
+            idx = kiter
+
+            def ready(st, idx=idx):
+                loads = st.get("loads", [])
+                return loads[2 * idx + 1] if len(loads) > 2 * idx + 1 else 10 ** 12
+
+            cyc = mm_cycles(target, mt, nt, kt, a_mask=am, b_mask=bm, a_density=a.density,
+                            b_density=b.density, skip=skip)
+            ops.append(("mm", {"cycles": cyc,
+                               "ready_loads": ready,
+                               "waits_store": ti - 2 if (k0 == 0 and ti >= 2) else None}))
+            kiter += 1
+        ops.append(("st", {"shape": (mt, nt)}))
+    return ops
+
+
+# ---- format choice ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The format chosen for one value and the modelled cost of every candidate."""
+
+    format: str
+    costs: dict[str, float]
+    density: float
+
+
+def candidates(mask: np.ndarray | None, rows: int, cols: int,
+               formats_: Sequence[str] = FORMATS) -> list[str]:
+    out = []
+    for f in formats_:
+        spec = formats.FormatSpec.parse(f)
+        if spec.format == formats.Format.NM and (cols % spec.m or not is_pattern(mask, f)):
+            continue
+        out.append(f)
+    return out
+
+
+def choose(costs: dict[str, float], current: str = "dense", tie: float = 0.01) -> str:
+    """The cheapest format; one within ``tie`` of it loses to ``current`` (no layout change
+    for a negligible gain) and then to dense (no codec work)."""
+    best = min(costs, key=lambda f: (costs[f], FORMATS.index(f) if f in FORMATS else 99))
+    for keep in (current, "dense"):
+        if keep in costs and costs[keep] <= costs[best] * (1 + tie):
+            return keep
+    return best
