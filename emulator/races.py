@@ -10,13 +10,22 @@ check stays cheap on long programs.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 
 import numpy as np
 from acf.emulator.traps import Where
 from acf.isa.semantics import Access
 
-_PRUNE_EVERY = 512
+_PRUNE_EVERY = 256
+# History is bucketed by address region (4 KiB on chip, 64 KiB in DRAM and the global
+# buffer) and, inside a bucket, by queue in epoch order: a check skips every entry its
+# clock already orders in one bisection, and looks only at nearby addresses.
+_SHIFT = {"sp": 12, "acc": 12, "gb": 16, "dram": 16}
+
+
+def _epoch(entry: tuple) -> int:
+    return entry[4]
 
 
 def _contiguous(a: Access) -> bool:
@@ -51,7 +60,8 @@ class RaceDetector:
         self.active = np.zeros(nqueues, bool)
         self.tokens: dict[int, deque] = {}
         self.sends: dict[tuple, np.ndarray] = {}
-        self.history: dict[tuple[str, int], list[tuple[Access, int, int, Where]]] = {}
+        # (space, cluster) -> bucket -> queue -> [(lo, hi, access, queue, epoch, where)]
+        self.history: dict[tuple[str, int], dict[int, dict[int, list[tuple]]]] = {}
         self._added = 0
 
     def start(self, q: int, where: Where, waits: tuple[int, ...], accesses: list[Access],
@@ -70,17 +80,34 @@ class RaceDetector:
         race = None
         epoch = int(clock[q])
         for acc in accesses:
-            hist = self.history.setdefault((acc.space, acc.cluster), [])
+            lo, hi = acc.addr, acc.end
+            if hi <= lo:
+                continue
+            buckets = self.history.setdefault((acc.space, acc.cluster), {})
+            sh = _SHIFT[acc.space]
+            keys = range(lo >> sh, ((hi - 1) >> sh) + 1)
             if race is None:
-                for prev, pq, pe, pwhere in hist:
-                    if pq != q and (prev.write or acc.write) and clock[pq] < pe and _overlap(prev, acc):
-                        race = (pwhere, where)
-                        break
-            hist.append((acc, q, epoch, where))
+                race = self._check(buckets, keys, acc, lo, hi, q, clock, where)
+            entry = (lo, hi, acc, q, epoch, where)
+            for key in keys:
+                buckets.setdefault(key, {}).setdefault(q, []).append(entry)
             self._added += 1
         if self._added >= _PRUNE_EVERY:
             self._prune()
         return clock, race
+
+    @staticmethod
+    def _check(buckets: dict, keys: range, acc: Access, lo: int, hi: int, q: int,
+               clock: np.ndarray, where: Where) -> tuple[Where, Where] | None:
+        for key in keys:
+            for pq, lst in buckets.get(key, {}).items():
+                known = clock[pq]
+                if pq == q or lst[-1][4] <= known:
+                    continue
+                for plo, phi, prev, _, _, pwhere in lst[bisect_right(lst, known, key=_epoch):]:
+                    if (prev.write or acc.write) and plo < hi and lo < phi and _overlap(prev, acc):
+                        return (pwhere, where)
+        return None
 
     def end(self, clock: np.ndarray, signals: tuple[int, ...], send_key: tuple | None = None) -> None:
         for t in signals:
@@ -95,5 +122,15 @@ class RaceDetector:
     def _prune(self) -> None:
         self._added = 0
         floor = self.Q[self.active].min(axis=0) if self.active.any() else np.zeros(self.nq, np.int64)
-        for key, hist in self.history.items():
-            self.history[key] = [h for h in hist if floor[h[1]] < h[2]]
+        for buckets in self.history.values():
+            for key in list(buckets):
+                per_q = buckets[key]
+                for pq in list(per_q):
+                    lst = per_q[pq]
+                    cut = bisect_right(lst, floor[pq], key=_epoch)
+                    if cut == len(lst):
+                        del per_q[pq]
+                    elif cut:
+                        per_q[pq] = lst[cut:]
+                if not per_q:
+                    del buckets[key]

@@ -203,6 +203,8 @@ def bank_cycles(operands: list[tuple[str, int, int, int, int]], cfg: ClusterTimi
     one more to ``n % banks`` banks from its first, counted with a difference array.
     """
     bb, nb = cfg.bank_bytes, cfg.banks
+    if all(rows <= 1 or not pitch or pitch == cols for _, _, rows, cols, pitch in operands):
+        return _bank_cycles_contiguous(operands, bb, nb)
     per_buffer: dict[str, np.ndarray] = {}
     for buf, addr, rows, cols, pitch in operands:
         if rows <= 0 or cols <= 0:
@@ -224,6 +226,22 @@ def bank_cycles(operands: list[tuple[str, int, int, int, int]], cfg: ClusterTimi
         cover = np.cumsum(diff[: 2 * nb])
         counts += cover[:nb] + cover[nb:]
     return int(max((int(c.max()) for c in per_buffer.values()), default=0))
+
+
+def _bank_cycles_contiguous(operands: list[tuple[str, int, int, int, int]], bb: int, nb: int) -> int:
+    """bank_cycles when every operand is one contiguous word range (plain integers: most
+    vector operands are, and numpy's per-call cost would dominate)."""
+    per_buffer: dict[str, list[int]] = {}
+    for buf, addr, rows, cols, _ in operands:
+        if rows <= 0 or cols <= 0:
+            continue
+        lo, hi = addr // bb, (addr + 4 * rows * cols - 1) // bb
+        n = hi - lo + 1
+        counts = per_buffer.setdefault(buf, [0] * nb)
+        full, rem, first = n // nb, n % nb, lo % nb
+        for b in range(nb):
+            counts[b] += full + (1 if (b - first) % nb < rem else 0)
+    return max((max(c) for c in per_buffer.values()), default=0)
 
 
 def codec_cycles(values: int, index_entries: int, cfg: ClusterTiming) -> int:
