@@ -448,6 +448,51 @@ class Builder:
         self.lines.append(f"{label}:")
         self.blocks.append(f"loop{iters}")
 
+    def b_burst(self) -> None:
+        """One producer releases two consumers in the same cycle (two tokens signalled at one
+        end): same-cycle requests for DRAM, the global buffer and shared NoC links, granted in
+        queue-id order."""
+        ta, tb = self.token(), self.token()
+        unit = self.pick(["mac", "vec", "dma", "cfg"])
+        where = f"c{self.cluster()}, " if unit not in ("dma", "cfg") else ""
+        self.emit(f"sync {where}{unit}" + self.clauses(sig=(ta, tb)))
+        dst = self.cluster()
+        kinds = []
+        for tok in (ta, tb):
+            kind = self.pick(["send", "send", "ld", "bcast"])
+            kinds.append(kind)
+            cl = self.cluster()
+            nbytes = self.pick([32, 100, 256, 640])
+            if kind == "send":
+                src = self.alloc("sp", nbytes, cl)
+                d = self.alloc("sp", nbytes, dst)
+                self.emit(f"send c{cl}, c{dst}, sp[{d:#x}], sp[{src:#x}], {nbytes}" + self.clauses((tok,)))
+                self.emit(f"recv c{dst}, c{cl}")
+            elif kind == "ld":
+                rows, cols = self.dims(1, 8), self.dims(1, 16)
+                fmt = self.pick(["dense", "csr", "bitmap"])
+                name, _ = self.tensor(self.pick(["dram", "gb"]), rows, cols, fmt)
+                space = self.decls[-1].split()[2]
+                d = self.alloc("sp", 4 * rows * cols, cl)
+                self.emit(f"ld c{cl}, sp[{d:#x}], {space}[{name}], fmt={fmt}, rows={rows}, cols={cols}"
+                          + self.clauses((tok,)))
+            else:
+                grp = self.groups % 16
+                self.groups += 1
+                X, Y = self.grid
+                tcfg = self.token()
+                self.emit(f"noc.mcast {grp}, 0, 0, {X - 1}, {Y - 1}" + self.clauses(sig=(tcfg,)))
+                self.emit(f"sync c{cl}, noc" + self.clauses((tcfg,)))
+                space = self.pick(["sp", "dram"])
+                src = self.alloc(space, nbytes, cl)
+                d = max(self.sp)
+                for m in range(self.ncl):
+                    self.sp[m] = d + -(-nbytes // 64) * 64
+                if d + nbytes > 60_000:
+                    raise OverflowError
+                self.emit(f"bcast c{cl}, {grp}, sp[{d:#x}], {space}[{src:#x}], {nbytes}" + self.clauses((tok,)))
+        self.blocks.append("burst:" + "+".join(kinds))
+
     def b_barrier(self) -> None:
         self.emit("barrier")
         self.blocks.append("barrier")
@@ -460,6 +505,7 @@ class Builder:
         "send": (lambda b: b.b_send(), 3), "mcast": (lambda b: b.b_mcast(), 3),
         "noc_cfg": (lambda b: b.b_noc_cfg(), 1), "tokens": (lambda b: b.b_tokens(), 1),
         "loop": (lambda b: b.b_loop(), 2), "barrier": (lambda b: b.b_barrier(), 1),
+        "burst": (lambda b: b.b_burst(), 4),
     }
 
     def text(self) -> str:

@@ -105,14 +105,97 @@ def m_dram_interleave(mpatch):
     _init_patch(mpatch, lambda ic, t: setattr(ic, "interleave", 2 * ic.interleave))
 
 
+def _cfg_patch(mpatch, **delta):
+    """Change fields of the fast model's ClusterTiming (the cluster figures its closed forms
+    read) by the given deltas."""
+    import dataclasses
+
+    from acf.emulator import timing_compute as tc
+
+    orig = tc.ClusterTiming.of
+
+    def of(target):
+        cfg = orig(target)
+        return dataclasses.replace(cfg, **{k: getattr(cfg, k) + v for k, v in delta.items()})
+
+    mpatch.setattr(tc.ClusterTiming, "of", staticmethod(of))
+
+
+def m_lookahead(mpatch):
+    """The PE's lookahead window is one pair wider than configured."""
+    _cfg_patch(mpatch, d=1)
+
+
+def m_spad_banks(mpatch):
+    """The scratchpad has one bank more than configured (vector bank conflicts)."""
+    _cfg_patch(mpatch, banks=1)
+
+
+def m_fold(mpatch):
+    """Each fold drains one cycle longer."""
+    _cfg_patch(mpatch, Fo=1)
+
+
+def m_codec_index(mpatch):
+    """The codec decodes one more index per cycle."""
+    _cfg_patch(mpatch, codec_x=1)
+
+
+def m_noc_tie(mpatch):
+    """NoC requests of the same cycle are granted in reverse queue-id order."""
+    from acf.emulator import engine
+
+    Interconnect = _ic()
+    orig_init = Interconnect.__init__
+
+    def __init__(self, target, check_order=True):
+        orig_init(self, target, check_order=False)
+
+    mpatch.setattr(Interconnect, "__init__", __init__)
+    orig_push = engine.Engine.push
+
+    def push(self, cycle, phase, q, fn, arg):
+        if phase == engine.REQUEST and isinstance(arg, tuple) and len(arg) == 4 and \
+                arg[1] in ("noc", "mcast", "reduce"):
+            q = 10_000 - q
+        return orig_push(self, cycle, phase, q, fn, arg)
+
+    mpatch.setattr(engine.Engine, "push", push)
+
+
+def m_queue_depth(mpatch):
+    """Unit queues hold one instruction more than configured."""
+    from acf.emulator import engine
+
+    orig = engine.Engine.__init__
+
+    def __init__(self, *a, **kw):
+        orig(self, *a, **kw)
+        self.depth += 1
+
+    mpatch.setattr(engine.Engine, "__init__", __init__)
+
+
+SLOW_GB = [{"gbuf.banks": 1, "gbuf.bank_bytes": 8, "cluster.codec_values_per_cycle": 1,
+            "cluster.codec_index_per_cycle": 2}]
+SHALLOW = [{"cluster.queue_depth": 1}, {"cluster.queue_depth": 2, "cluster.issue_cycles": 3}]
+
 MUTATIONS = [
     Mutation("noc link booked one cycle too long", m_link_booking,
              lambda: _aimed(["send", "multiload", "mcast"])),
     Mutation("noc end one cycle early", m_noc_tail, lambda: _aimed(["send", "mcast"])),
+    Mutation("noc same-cycle tie broken the other way", m_noc_tie,
+             lambda: _aimed(["burst"])),
     Mutation("global buffer bandwidth off by one bank", m_gbuf_banks,
-             lambda: _aimed(["multiload", "dma", "ldg"])),
+             lambda: _aimed(["multiload", "dma", "ldg"], SLOW_GB)),
     Mutation("dram interleave doubled", m_dram_interleave,
              lambda: _aimed(["multiload", "dma", "mm"])),
+    Mutation("lookahead window off by one", m_lookahead, lambda: _aimed(["mm", "sddmm"])),
+    Mutation("scratchpad bank count off by one", m_spad_banks, lambda: _aimed(["vec"])),
+    Mutation("fold drain off by one", m_fold, lambda: _aimed(["mm"])),
+    Mutation("codec index rate off by one", m_codec_index, lambda: _aimed(["codec", "mm"])),
+    Mutation("queue depth off by one", m_queue_depth,
+             lambda: _aimed(["multiload", "tokens", "send"], SHALLOW)),
 ]
 
 
