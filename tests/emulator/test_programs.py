@@ -126,3 +126,20 @@ def test_acfc_run_user_errors(tmp_path) -> None:
     np.savez(tmp_path / "in.npz", Q=np.zeros(3))
     proc = _acfc("run", str(src), "--target", "acf-small", "--inputs", str(tmp_path / "in.npz"))
     assert proc.returncode == 1 and "not a .tensor symbol" in proc.stderr
+
+
+EXAMPLES = sorted((PROGRAMS.parents[2] / "examples").glob("*.s"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_run(path) -> None:
+    from acf.isa.asm import assemble
+
+    prog = assemble(path.read_text(), str(path))
+    x = random_inputs(prog)
+    res = run(prog, prog.target or "acf-small", x)
+    assert res.report.total_cycles > 0 and not res.unreadable
+    if "W" in x and "X" in x and "Y" in res.outputs:
+        np.testing.assert_allclose(res.outputs["Y"], x["W"] @ x["X"], rtol=1e-4, atol=1e-4)
+    if "H" in res.outputs:
+        np.testing.assert_array_equal(res.outputs["H"], np.maximum(x["X"], 0))
