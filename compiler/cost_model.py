@@ -69,7 +69,8 @@ def is_pattern(mask: np.ndarray | None, fmt: str) -> bool:
 
 def tile_counts(fmt: str, rows: int, cols: int, mask: np.ndarray | None = None,
                 density: float | None = None) -> tuple[int, int, int, float]:
-    """``(encoded bytes, codec values, codec index entries, nnz)`` of a tile.
+    """``(bytes moved, codec values, codec index entries, nnz)`` of a tile: the exact encoded
+    size for a compressed format, the raw ``4 * rows * cols`` for dense (no header, no codec).
 
     Exact from ``mask`` (any array, non-zero = kept); from ``density`` the expected counts
     (bcsr blocks: ``GR*GC*(1 - (1-p)^(br*bc))``).
@@ -78,15 +79,15 @@ def tile_counts(fmt: str, rows: int, cols: int, mask: np.ndarray | None = None,
     if mask is not None:
         tile = (np.asarray(mask) != 0).astype(np.float32)
         mc = formats.metadata_counts(tile, spec)
-        if spec.format == formats.Format.DENSE:
-            return mc.encoded_size, 0, 0, float(mc.nnz)
+        if spec.format == formats.Format.DENSE:  # raw values: a dense ld moves no header
+            return 4 * rows * cols, 0, 0, float(mc.nnz)
         return mc.encoded_size, mc.stored_values, mc.index_entries + mc.pointer_entries, float(mc.nnz)
     p = 1.0 if density is None else min(1.0, max(0.0, float(density)))
     rc = rows * cols
     nnz = int(round(p * rc))
     f = spec.format
     if f == formats.Format.DENSE:
-        return formats.encoded_size(spec, rows, cols), 0, 0, float(nnz)
+        return 4 * rc, 0, 0, float(nnz)
     if f == formats.Format.BCSR:
         br, bc = spec.block_rows, spec.block_cols
         gr, gc = _cdiv(rows, br), _cdiv(cols, bc)
