@@ -1,0 +1,83 @@
+"""``acfc bench``: evaluation sweeps (models x sparsity x masks x targets x --set grids).
+
+    acfc bench --models resnet18-cifar --sparsity 0,0.9 --targets acf-base,acf-dense \\
+        --set cluster.lookahead=1,4,8 --out results/run1 [--jobs N] [--executor ray]
+        [--calibrate] [--accuracy rigl,set] [--formats auto,dense]
+
+Rows go to OUT/rows.jsonl (append-only; a re-run skips finished run ids) and OUT/rows.csv;
+the summary (OUT/summary.md, comparison.json) and plots are written at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from acf.cli import UserError
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default="tiny-mlp", help="comma-separated model names")
+    p.add_argument("--sparsity", default="0,0.5,0.7,0.8,0.9,0.95", help="weight sparsities in [0, 1)")
+    p.add_argument("--targets", default="acf-base,acf-dense")
+    p.add_argument("--masks", default="random", help="random, magnitude, nm, block")
+    p.add_argument("--formats", default="auto", help="auto (CSR weights) and/or dense (formats fixed)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=V1,V2",
+                   help="grid over a target field (values ';'-separated when they are lists)")
+    p.add_argument("--act-density", type=float, default=0.5, help="ReLU activation density")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--max-waves", type=int, default=1, help="output-tile waves emulated per GEMM")
+    p.add_argument("--max-k-chunks", type=int, default=8, help="k-chunks emulated per output tile")
+    p.add_argument("--full", action="store_true", help="emulate every tile (no sampling)")
+    p.add_argument("--out", default="results/bench", help="output directory")
+    p.add_argument("--jobs", type=int, default=0, help="workers (0 = all CPUs, 1 = in process)")
+    p.add_argument("--executor", default="process", choices=("process", "ray"))
+    p.add_argument("--calibrate", action="store_true", help="also run the peer calibration cases")
+    p.add_argument("--accuracy", default="", help="algorithms to train for accuracy vs sparsity")
+    p.add_argument("--accuracy-steps", type=int, default=200)
+    p.add_argument("--compare", default="resnet18-cifar:0.9", help="MODEL:SPARSITY tables in the summary")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from acf.evaluation import baselines, calibration, report
+    from acf.evaluation.sweep import Grid, SweepError, parse_sets, run_sweep
+
+    try:
+        sparsities = [float(s) for s in _csv(args.sparsity)]
+    except ValueError:
+        raise UserError(f"acfc: error: --sparsity {args.sparsity!r}: expected numbers in [0, 1)") from None
+    try:
+        grid = Grid(models=_csv(args.models), sparsities=sparsities, targets=_csv(args.targets),
+                    masks=_csv(args.masks), sets=parse_sets(args.set), act_density=args.act_density,
+                    batch=args.batch, formats=_csv(args.formats), max_waves=args.max_waves,
+                    max_k_chunks=args.max_k_chunks, full=args.full)
+        res = run_sweep(grid, args.out, jobs=args.jobs, executor=args.executor,
+                        progress=not args.no_progress)
+    except SweepError as exc:
+        raise UserError(f"acfc: error: {exc}") from None
+    print(f"{res.ran} runs done, {res.skipped} already finished; rows in {res.out_dir}/rows.jsonl")
+    errors = [r for r in res.rows if r.get("status") != "ok"]
+    for r in errors[-5:]:
+        print(f"error in run {r['run_id']} ({r.get('model')}, {r.get('target')}): {r.get('error')}", file=sys.stderr)
+    try:
+        anchors = baselines.load_anchors()
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"note: no GPU anchors ({exc})", file=sys.stderr)
+        anchors = None
+    cal = calibration.calibrate() if args.calibrate else None
+    acc = (report.accuracy_runs(_csv(args.accuracy), sparsities, args.accuracy_steps)
+           if args.accuracy else None)
+    comps = []
+    for item in _csv(args.compare):
+        model, _, sp = item.partition(":")
+        comps.append((model, float(sp or 0.9)))
+    command = "acfc bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
+    path = report.write_report(res.rows, args.out, anchors, cal, acc, tuple(comps), command)
+    print(f"summary: {path}")
+    return 1 if errors else 0

@@ -1,0 +1,282 @@
+"""Baselines and the normalizations every comparison states.
+
+* **Measured GPU** (:func:`load_anchors`): the H200 numbers in ``shared/anchors/*.json``;
+  every derived value carries the file's ``what`` / ``device`` / ``torch`` provenance.
+* **Roofline GPUs** (:data:`GPUS`, :func:`roofline_gemm`): A100 / H100 / H200 from NVIDIA
+  datasheet figures (dense peaks; the datasheets' "with sparsity" figures are 2x these).
+* **Local CPU** (:func:`cpu_gemm`): a GEMM timed live with torch.
+* **Normalization** (:func:`iso_peak_time`, :func:`iso_power_time`, :func:`iso_area_time`):
+  iso-peak MAC/s *for a named dtype*, iso-power, iso-area; fabric energies scaled to the
+  compared chip's node by Stillmaker & Baas 2017 (:func:`scale_energy`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ANCHORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+DEFAULT_ANCHORS = ANCHORS_DIR / "gpu_h200_2026-11-27.json"
+
+
+# ---- datasheet GPUs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """Dense peak FLOP/s per dtype, memory bandwidth, TDP, process node, die area; ``source``."""
+
+    name: str
+    peak_flops: dict[str, float]
+    mem_bytes_per_s: float
+    tdp_w: float
+    node_nm: int  # nearest node of the Stillmaker & Baas tables (4N/N4 -> 7, the smallest)
+    process: str
+    die_mm2: float
+    source: str
+
+
+GPUS: dict[str, GpuSpec] = {
+    # NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB, 2021): FP32 19.5 TFLOPS, TF32 156
+    # (312 with sparsity), BF16 312 (624 with sparsity), HBM2e 2,039 GB/s, max TDP 400 W.
+    # Die: 826 mm^2, TSMC N7 (NVIDIA A100 Tensor Core GPU Architecture whitepaper, 2020).
+    "A100": GpuSpec("A100", {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12}, 2039e9, 400.0, 7,
+                    "TSMC N7", 826.0, "NVIDIA A100 datasheet (SXM4 80GB) and A100 architecture whitepaper"),
+    # NVIDIA H100 Tensor Core GPU datasheet (SXM5): FP32 67 TFLOPS, TF32 989 with sparsity
+    # (494.5 dense), BF16 1,979 with sparsity (989.5 dense), HBM3 3.35 TB/s, TDP up to 700 W.
+    # Die: 814 mm^2, TSMC 4N (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022).
+    "H100": GpuSpec("H100", {"fp32": 67e12, "tf32": 494.5e12, "bf16": 989.5e12}, 3.35e12, 700.0, 7,
+                    "TSMC 4N", 814.0, "NVIDIA H100 datasheet (SXM5) and Hopper whitepaper"),
+    # NVIDIA H200 Tensor Core GPU datasheet (SXM): FP32 67 TFLOPS, TF32 989 with sparsity,
+    # BF16 1,979 with sparsity, 141 GB HBM3e at 4.8 TB/s, TDP up to 700 W (same GH100 die).
+    "H200": GpuSpec("H200", {"fp32": 67e12, "tf32": 494.5e12, "bf16": 989.5e12}, 4.8e12, 700.0, 7,
+                    "TSMC 4N", 814.0, "NVIDIA H200 datasheet (SXM) and Hopper whitepaper"),
+}
+
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2}
+
+
+def gpu(name: str) -> GpuSpec:
+    try:
+        return GPUS[name]
+    except KeyError:
+        raise ValueError(f"unknown GPU {name!r}; choose one of {', '.join(GPUS)}") from None
+
+
+def roofline_gemm(gpu_name: str, m: int, n: int, k: int, dtype: str = "bf16") -> dict[str, Any]:
+    """Roofline time of a dense ``m x n x k`` GEMM: max(FLOPs / peak, bytes / bandwidth), with
+    the three operands moved once (perfect on-chip reuse). Energy = TDP x time (an upper bound)."""
+    g = gpu(gpu_name)
+    if dtype not in g.peak_flops:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(g.peak_flops)}")
+    flops = 2.0 * m * n * k
+    nbytes = DTYPE_BYTES[dtype] * (m * k + k * n + m * n)
+    t_compute = flops / g.peak_flops[dtype]
+    t_memory = nbytes / g.mem_bytes_per_s
+    t = max(t_compute, t_memory)
+    return {"gpu": g.name, "dtype": dtype, "flops": flops, "bytes": nbytes, "time_s": t,
+            "bound": "compute" if t_compute >= t_memory else "memory",
+            "energy_j_upper": t * g.tdp_w, "source": g.source,
+            "normalization": f"roofline at datasheet dense {dtype} peak"}
+
+
+# ---- measured anchors ---------------------------------------------------------------------
+
+
+@dataclass
+class Anchors:
+    """The measured GPU file, its provenance, and look-ups by workload name."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        return {"anchor_file": self.path.name, "device": str(self.data.get("device", "")),
+                "torch": str(self.data.get("torch", "")), "what": str(self.data.get("what", ""))}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.data.get("gemm_and_training", []))
+
+    def find(self, name: str) -> dict[str, Any]:
+        for r in self.rows():
+            if r["name"] == name:
+                return {**r, "provenance": self.provenance}
+        raise KeyError(f"no anchor row {name!r} in {self.path.name}")
+
+    def training_step(self, model: str, precision: str = "fp32") -> dict[str, Any] | None:
+        """The measured whole training step (time_s, energy_j) for an evaluation model name."""
+        names = {"resnet18-cifar": "train resnet18-cifar bs=128", "vgg16-cifar": "train vgg16-cifar bs=128",
+                 "resnet50-imagenet": "train resnet50-imagenet bs=64",
+                 "bert-base-layer": "train bert-base seq128 bs=32"}
+        if model not in names:
+            return None
+        try:
+            row = self.find(f"{names[model]} {precision}")
+        except KeyError:
+            return None
+        if model == "bert-base-layer":
+            # the anchor is all of BERT-base (12 encoder layers + embeddings + head): one layer
+            # is approximated as 1/12 of it; the row says so
+            row = {**row, "time_s": row["time_s"] / 12, "energy_j": row["energy_j"] / 12,
+                   "note": "whole-model BERT-base step / 12 layers (approximation)"}
+        return row
+
+    def gemm(self, kind: str, dtype: str, shape: str, sparsity: float = 0.0) -> dict[str, Any]:
+        """``kind``: dense | csr | 2:4; ``shape``: e.g. ``4096x4096x4096``."""
+        if kind == "dense":
+            return self.find(f"dense {dtype} {shape}")
+        if kind == "2:4":
+            return self.find(f"2:4 {dtype} {shape}")
+        return self.find(f"csr {dtype} {shape} sp={sparsity:g}")
+
+    def sparse_step_ratio(self, sparsity: float, dtype: str = "float32") -> dict[str, Any] | None:
+        """Measured cuSPARSE (SpMM + SDDMM) linear-layer training step over the dense step,
+        averaged over the shapes measured at ``sparsity`` (None where it was not measured)."""
+        sec = self.data.get("sparse_training_step_linear", {})
+        key = f"sparse_step_ms_sp{sparsity:g}"
+        ratios = [r[key] / r["dense_step_ms"] for r in sec.get("rows", [])
+                  if r.get("dtype") == dtype and key in r]
+        if not ratios:
+            return None
+        return {"ratio": sum(ratios) / len(ratios), "n_shapes": len(ratios), "dtype": dtype,
+                "what": sec.get("what", ""), "provenance": self.provenance}
+
+
+def default_anchors() -> Path:
+    """``$ACF_ANCHORS``, else ``shared/anchors`` beside or inside the checkout."""
+    env = os.environ.get("ACF_ANCHORS")
+    if env:
+        return Path(env)
+    inside = Path(__file__).resolve().parents[1] / "shared" / "anchors" / DEFAULT_ANCHORS.name
+    return DEFAULT_ANCHORS if DEFAULT_ANCHORS.exists() else inside
+
+
+def load_anchors(path: Path | str | None = None) -> Anchors:
+    p = Path(path) if path else default_anchors()
+    if not p.exists():
+        raise FileNotFoundError(f"anchors file {p} not found")
+    data = json.loads(p.read_text())
+    if "what" not in data:
+        raise ValueError(f"{p}: anchors need a 'what' provenance field")
+    return Anchors(p, data)
+
+
+# ---- local CPU ------------------------------------------------------------------------------
+
+
+def cpu_gemm(m: int, n: int, k: int, dtype: str = "fp32", min_time_s: float = 0.2) -> dict[str, Any]:
+    """Time a dense GEMM on this machine's CPU with torch (mean over >= ``min_time_s``)."""
+    import platform
+
+    import torch
+
+    tdt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b = torch.randn(m, k, dtype=tdt), torch.randn(k, n, dtype=tdt)
+    torch.matmul(a, b)
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        torch.matmul(a, b)
+        calls += 1
+        el = time.perf_counter() - t0
+        if el >= min_time_s:
+            break
+    t = el / calls
+    return {"device": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "dtype": dtype, "m": m, "n": n, "k": k, "time_s": t, "gflops": 2 * m * n * k / t / 1e9,
+            "torch": torch.__version__, "normalization": "measured live, no normalization"}
+
+
+# ---- technology scaling (Stillmaker & Baas 2017) ------------------------------------------
+# A. Stillmaker and B. Baas, "Scaling equations for the accurate prediction of CMOS device
+# performance from 180 nm to 7 nm," Integration, the VLSI Journal 58 (2017) 74-81,
+# doi:10.1016/j.vlsi.2017.02.002. Energy per operation at node X and supply V is
+# proportional to a2*V^2 + a1*V + a0 with the per-node coefficients of the paper's energy
+# table (HP/ITRS-style fits; the 65 nm row matches the authors' corrigendum example:
+# 3.755 V^2 - 4.398 V + 1.975). E_Y = E_X * F_Y(V_Y) / F_X(V_X). Area scales by the
+# paper's area factor table. Nodes outside 7..130 nm are clamped to the range (a 4N / 5 nm
+# class GPU is compared at 7 nm: favourable to the GPU).
+_NODES = (130, 90, 65, 45, 32, 20, 16, 14, 10, 7)
+_ENERGY_COEF = {
+    130: (7.171, -6.709, 2.904), 90: (4.762, -4.781, 2.092), 65: (3.755, -4.398, 1.975),
+    45: (1.103, -0.362, 0.2767), 32: (0.9559, -0.7823, 0.471), 20: (0.373, -0.1582, 0.04104),
+    16: (0.2958, -0.1241, 0.03024), 14: (0.2363, -0.09675, 0.02239), 10: (0.2068, -0.09311, 0.02375),
+    7: (0.1776, -0.09097, 0.02447),
+}
+# area factor relative to 45 nm (row "45 nm" of the paper's area table)
+_AREA_FROM_45 = {130: 6.4, 90: 2.8, 65: 1.5, 45: 1.0, 32: 0.46, 20: 0.21, 16: 0.19, 14: 0.17,
+                 10: 0.1, 7: 0.059}
+# nominal supply per node assumed here (PTM nominal values used by the paper's fits)
+NOMINAL_VDD = {130: 1.3, 90: 1.2, 65: 1.1, 45: 1.0, 32: 0.9, 20: 0.9, 16: 0.85, 14: 0.8, 10: 0.75, 7: 0.7}
+SCALING_CITATION = ("Stillmaker & Baas, Integration 58 (2017) 74-81: energy polynomial in Vdd per "
+                    "node, nominal Vdd per node; nodes clamped to 7..130 nm")
+
+
+def _node(nm: float) -> int:
+    return min(_NODES, key=lambda n: abs(n - max(7, min(130, nm))))
+
+
+def energy_factor(from_nm: float, to_nm: float, from_vdd: float | None = None,
+                  to_vdd: float | None = None) -> float:
+    """Multiply an energy at ``from_nm`` by this to get it at ``to_nm`` (Stillmaker & Baas)."""
+    a, b = _node(from_nm), _node(to_nm)
+    va, vb = from_vdd or NOMINAL_VDD[a], to_vdd or NOMINAL_VDD[b]
+    fa = sum(c * va ** p for c, p in zip(_ENERGY_COEF[a], (2, 1, 0)))
+    fb = sum(c * vb ** p for c, p in zip(_ENERGY_COEF[b], (2, 1, 0)))
+    return fb / fa
+
+
+def area_factor(from_nm: float, to_nm: float) -> float:
+    return _AREA_FROM_45[_node(to_nm)] / _AREA_FROM_45[_node(from_nm)]
+
+
+def scale_energy(joules: float, from_nm: float, to_nm: float) -> dict[str, Any]:
+    f = energy_factor(from_nm, to_nm)
+    return {"energy_j": joules * f, "factor": f, "from_nm": from_nm, "to_nm": _node(to_nm),
+            "method": SCALING_CITATION}
+
+
+# ---- normalizations -------------------------------------------------------------------------
+
+
+def iso_peak_time(acf_seconds: float, acf_peak_macs_per_s: float, gpu_name: str, dtype: str
+                  ) -> dict[str, Any]:
+    """ACF time scaled to the GPU's dense peak MAC/s for ``dtype`` (a fabric with the same
+    efficiency and ``gpu_peak / acf_peak`` x the MACs): t x acf_peak / gpu_peak."""
+    g = gpu(gpu_name)
+    gpu_macs = g.peak_flops[dtype] / 2
+    return {"time_s": acf_seconds * acf_peak_macs_per_s / gpu_macs, "factor": acf_peak_macs_per_s / gpu_macs,
+            "normalization": f"iso-peak {dtype} MAC/s ({g.name} dense {dtype} {gpu_macs / 1e12:.1f} TMAC/s, "
+                             f"{g.source}); assumes linear scaling of the fabric"}
+
+
+def iso_power_time(acf_seconds: float, acf_energy_j: float, gpu_name: str) -> dict[str, Any]:
+    """ACF time if scaled to the GPU's TDP (power-proportional replication)."""
+    g = gpu(gpu_name)
+    p = acf_energy_j / max(acf_seconds, 1e-30)
+    return {"time_s": acf_seconds * p / g.tdp_w, "acf_power_w": p,
+            "normalization": f"iso-power at {g.name} TDP {g.tdp_w:.0f} W ({g.source})"}
+
+
+def iso_area_time(acf_seconds: float, acf_area_mm2: float, acf_node_nm: float, gpu_name: str
+                  ) -> dict[str, Any]:
+    """ACF time if its area, scaled to the GPU's node, were replicated to the GPU's die area."""
+    g = gpu(gpu_name)
+    area = acf_area_mm2 * area_factor(acf_node_nm, g.node_nm)
+    return {"time_s": acf_seconds * area / g.die_mm2, "acf_area_scaled_mm2": area,
+            "normalization": f"iso-area: {g.name} die {g.die_mm2:.0f} mm2 ({g.process}); ACF area "
+                             f"scaled {acf_node_nm:g}->{g.node_nm} nm by {SCALING_CITATION}"}
+
+
+def shape_of(name: str) -> tuple[int, int, int] | None:
+    m = re.search(r"(\d+)x(\d+)x(\d+)", name)
+    return tuple(int(x) for x in m.groups()) if m else None  # type: ignore[return-value]
+
+
+__all__ = ["Anchors", "GPUS", "GpuSpec", "area_factor", "cpu_gemm", "energy_factor", "iso_area_time",
+           "iso_peak_time", "iso_power_time", "load_anchors", "roofline_gemm", "scale_energy"]

@@ -1,0 +1,189 @@
+"""Evaluation: a CI-sized sweep end to end, resume after an interruption, anchors, rooflines,
+normalizations and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from acf.evaluation import baselines, report
+from acf.evaluation.sweep import Grid, SweepError, read_rows, run_sweep
+from acf.evaluation.workloads import (
+    Workload,
+    WorkloadError,
+    gemm_ir,
+    sample_plan,
+    training_gemms,
+    model_layers,
+    weight_mask,
+)
+
+import numpy as np
+
+CI = dict(models=["tiny-mlp"], sparsities=[0.0, 0.9], targets=["acf-base", "acf-dense"])
+
+
+def _rows(path):
+    return [r for r in read_rows(path) if r.get("status") == "ok"]
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    res = run_sweep(Grid(**CI), out, jobs=1, progress=False)
+    assert res.ran == 4 and res.skipped == 0
+    return out
+
+
+def test_ci_sweep_writes_rows_and_sane_values(sweep_dir) -> None:
+    rows = _rows(sweep_dir)
+    errors = [r for r in read_rows(sweep_dir) if r.get("status") != "ok"]
+    assert not errors, errors[0].get("error")
+    assert len(rows) == 4
+    for r in rows:
+        for key in ("run_id", "config_hash", "package_version", "target", "model", "sparsity", "cycles",
+                    "seconds", "energy_j", "macs_issued", "macs_effectual", "utilization",
+                    "noc_max_link_load", "sampled"):
+            assert key in r, key
+        assert r["cycles"] > 0 and r["seconds"] > 0 and r["energy_j"] > 0
+        assert 0 < r["utilization"] <= 1 and 0 < r["sampled"] <= 1
+        assert r["macs_effectual"] <= r["macs_issued"] + 1e-6
+        assert any(k.startswith("energy_mac_arrays") for k in r)
+        assert len(r["gemms"]) == 6  # 2 layers x (fwd, bwd-data, wgrad)
+    by = {(r["target"], r["sparsity"]): r for r in rows}
+    assert by[("acf-base", 0.9)]["macs_effectual"] < by[("acf-dense", 0.9)]["macs_effectual"]
+    assert by[("acf-base", 0.9)]["cycles"] < by[("acf-dense", 0.9)]["cycles"]
+    csv_text = (sweep_dir / "rows.csv").read_text().splitlines()
+    assert len(csv_text) == 5 and "config_hash" in csv_text[0]
+
+
+def test_report_writes_every_output(sweep_dir) -> None:
+    anchors = baselines.load_anchors()
+    acc = [{"algorithm": "rigl", "sparsity": 0.9, "model": "mlp", "dataset": "digits", "steps": 1,
+            "final_accuracy": 0.5}]
+    path = report.write_report(_rows(sweep_dir), sweep_dir, anchors=anchors, accuracy=acc,
+                               comparisons=(("tiny-mlp", 0.9),))
+    text = path.read_text()
+    assert "tiny-mlp at 90 %" in text and "Amdahl bound" in text and "fraction of ideal" in text
+    for name in report.PLOTS:
+        p = sweep_dir / name
+        assert p.exists() and p.stat().st_size > 1000, name
+    comp = json.loads((sweep_dir / "comparison.json").read_text())["comparisons"][0]
+    assert comp["vs_targets"][0]["target"] == "acf-dense"
+    assert all(0 < g["fraction_of_ideal"] <= 1.5 for g in comp["gemms"])
+    assert comp["step_amdahl_bound"] >= comp["step_realized_speedup"] > 0
+
+
+def test_resume_after_interruption_loses_and_redoes_nothing(tmp_path) -> None:
+    grid = Grid(**CI)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(grid, tmp_path, jobs=1, progress=False, fail_after=2)
+    first = read_rows(tmp_path)
+    assert len(first) == 2
+    res = run_sweep(grid, tmp_path, jobs=1, progress=False)
+    assert res.skipped == 2 and res.ran == 2
+    rows = read_rows(tmp_path)
+    ids = [r["run_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 4
+    assert rows[:2] == first  # finished rows untouched
+    again = run_sweep(grid, tmp_path, jobs=1, progress=False)
+    assert again.ran == 0 and again.skipped == 4
+
+
+def test_torn_last_line_is_ignored(tmp_path) -> None:
+    (tmp_path / "rows.jsonl").write_text('{"run_id": "a", "status": "ok"}\n{"run_id": "b", "sta')
+    assert [r["run_id"] for r in read_rows(tmp_path)] == ["a"]
+
+
+def test_anchors_load_with_provenance() -> None:
+    a = baselines.load_anchors()
+    assert "NVML" in a.provenance["what"] and a.provenance["device"] == "NVIDIA H200"
+    step = a.training_step("resnet18-cifar", "fp32")
+    assert step["time_s"] > 0 and step["energy_j"] > 0 and "what" in step["provenance"]
+    g = a.gemm("dense", "bfloat16", "4096x4096x4096")
+    assert g["dense_tflops_equiv"] > 100
+    ratio = a.sparse_step_ratio(0.9)
+    assert ratio is not None and ratio["ratio"] > 1  # cuSPARSE is slower than dense at 90 %
+
+
+def test_roofline_known_gemm() -> None:
+    r = baselines.roofline_gemm("H100", 4096, 4096, 4096, "bf16")
+    assert r["bound"] == "compute"
+    assert math.isclose(r["time_s"], 2 * 4096 ** 3 / 989.5e12, rel_tol=1e-12)
+    small = baselines.roofline_gemm("A100", 4096, 4096, 1, "fp32")
+    assert small["bound"] == "memory"
+    assert math.isclose(small["time_s"], 4 * (4096 + 4096 + 4096 * 4096) / 2039e9, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="unknown GPU"):
+        baselines.roofline_gemm("V100", 1, 1, 1)
+
+
+def test_normalizations_state_themselves() -> None:
+    iso = baselines.iso_peak_time(1.0, 4.096e12, "H200", "bf16")
+    assert "iso-peak bf16" in iso["normalization"]
+    assert math.isclose(iso["time_s"], 4.096e12 / (989.5e12 / 2))
+    assert "TDP" in baselines.iso_power_time(1.0, 10.0, "H200")["normalization"]
+    assert "iso-area" in baselines.iso_area_time(1.0, 100.0, 45, "H200")["normalization"]
+    f = baselines.energy_factor(45, 7)
+    assert 0.01 < f < 0.2  # 45 nm -> 7 nm lowers energy per op
+    assert math.isclose(baselines.energy_factor(45, 45), 1.0)
+    assert "Stillmaker" in baselines.scale_energy(1.0, 45, 5)["method"]
+
+
+def test_cpu_measured_live() -> None:
+    r = baselines.cpu_gemm(64, 64, 64, min_time_s=0.01)
+    assert r["time_s"] > 0 and r["gflops"] > 0
+
+
+def test_workload_shapes_and_ir() -> None:
+    layers = model_layers("resnet18-cifar")
+    conv1 = layers[0]
+    assert (conv1.m, conv1.n, conv1.k) == (128 * 32 * 32, 64, 27)
+    gemms = training_gemms(layers, 0.9)
+    assert {g.role for g in gemms} == {"fwd", "bwd_data", "wgrad"}
+    assert all(g.op == "sddmm" for g in gemms if g.role == "wgrad")
+    assert "graph.sddmm" in gemm_ir(gemms[2]) and "#csr" in gemm_ir(gemms[0])
+    big = gemms[0]
+    plan = sample_plan(big, 144, 16)
+    assert plan.fraction < 1 and plan.time_scale > 1
+    assert Workload.build("bert-base-layer", 0.5).dense_macs > 0
+    m = weight_mask((16, 32), 0.25, "nm", np.random.default_rng(0))
+    assert m.sum() == 16 * 32 // 4
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(models=["nope"]), "unknown model"),
+    (dict(models=["tiny-mlp"], targets=["nope"]), "unknown target"),
+    (dict(models=["tiny-mlp"], masks=["nope"]), "unknown mask"),
+    (dict(models=["tiny-mlp"], sparsities=[1.0]), "impossible sparsity"),
+    (dict(models=["tiny-mlp"], sparsities=[-0.1]), "impossible sparsity"),
+    (dict(models=["tiny-mlp"], sets={"cluster.nope": ["1"]}), "unknown field"),
+    (dict(models=["tiny-mlp"], sets={"cluster.lookahead": ["0"]}), "must be >= 1"),
+])
+def test_bad_input_errors(tmp_path, kwargs, match) -> None:
+    with pytest.raises(SweepError, match=match):
+        run_sweep(Grid(**kwargs), tmp_path, jobs=1, progress=False)
+
+
+def test_bad_model_in_workloads() -> None:
+    with pytest.raises(WorkloadError, match="unknown model"):
+        model_layers("alexnet")
+
+
+def test_cli_bench_bad_input(capsys) -> None:
+    from acf.cli import main
+
+    assert main(["bench", "--models", "nope", "--out", "/tmp/x-acf-bench-bad", "--no-progress"]) == 1
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_ray_executor_local_cluster(tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        res = run_sweep(Grid(models=["tiny-mlp"], sparsities=[0.9], targets=["acf-base", "acf-dense"]),
+                        tmp_path, executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert res.ran == 2 and all(r["status"] == "ok" for r in res.rows)
