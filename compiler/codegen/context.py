@@ -103,6 +103,8 @@ class KernelContext:
         self.alloc = Allocator(self)
         self.stats = OpStats(op.name)
         self.scalar_loaded: set[tuple[int, int]] = set()
+        self.scratch: list[Buffer] = []  # the op's DRAM scratch (kernels.scratch)
+        self.options: Any = None  # the CompileOptions (lower sets it)
 
     # ---- operands -------------------------------------------------------------------------
     @property
@@ -127,9 +129,14 @@ class KernelContext:
         return iter(self.placement(tiles, self.target))
 
     def barrier(self) -> None:
-        """End a phase: later instructions may read what earlier ones stored to DRAM."""
+        """End a phase: later instructions may read what earlier ones stored to DRAM.
+
+        Every instruction of the phase has ended at the barrier, so the next phase
+        allocates its slots afresh (slots must not be used across a barrier)."""
         self.phases.append(self.streams)
         self.streams = [ClusterStream(s.cl) for s in self.streams]
+        self.alloc = Allocator(self)
+        self.scalar_loaded.clear()
 
     def all_phases(self) -> list[list[ClusterStream]]:
         return [p for p in self.phases + [self.streams] if any(s.items for s in p)]
@@ -181,9 +188,35 @@ class KernelContext:
         return self.emit(cl, "st", reads=(slot,), dst=dst, src=slot.ref(), fmt=FmtSpec("dense"),
                          rows=rows, cols=cols, stride=0 if pitch == cols else pitch)
 
+    def ldg(self, cl: int, slot: Slot, addr: int, dims: tuple[int, int, int],
+            strides: tuple[int, int, int], offset: int = 0) -> int:
+        """``ldg`` a d0 x d1 x d2 block at DRAM byte ``addr`` (element strides) into ``slot``."""
+        d0, d1, d2 = dims
+        s0, s1, s2 = (st if d > 1 else 0 for st, d in zip(strides, dims))
+        if s2 > 0xFFFF or s1 > 0xFFFFFF or s0 > 0xFFFFFFFF:
+            raise self.error(f"gather strides {strides} exceed the ldg fields (16/24/32 bits)")
+        self.stats.dram_bytes += 4 * d0 * d1 * d2
+        return self.emit(cl, "ldg", writes=(slot,), dst=slot.ref(offset), src=MemRef("dram", addr),
+                         d0=d0, d1=d1, d2=d2, s0=s0, s1=s1, s2=s2)
+
+    def ld_at(self, cl: int, slot: Slot, addr: int, rows: int, cols: int, stride: int = 0) -> int:
+        """Dense ``ld`` of rows x cols at DRAM byte ``addr`` (row pitch ``stride`` elements)."""
+        self.stats.dram_bytes += 4 * rows * cols
+        return self.emit(cl, "ld", writes=(slot,), dst=slot.ref(), src=MemRef("dram", addr),
+                         fmt=FmtSpec("dense"), rows=rows, cols=cols,
+                         stride=0 if stride in (0, cols) or rows == 1 else stride)
+
+    def st_at(self, cl: int, slot: Slot, addr: int, rows: int, cols: int, stride: int = 0,
+              offset: int = 0) -> int:
+        """Dense ``st`` of rows x cols from ``slot`` (+ byte ``offset``) to DRAM byte ``addr``."""
+        self.stats.dram_bytes += 4 * rows * cols
+        return self.emit(cl, "st", reads=(slot,), dst=MemRef("dram", addr), src=slot.ref(offset),
+                         fmt=FmtSpec("dense"), rows=rows, cols=cols,
+                         stride=0 if stride in (0, cols) or rows == 1 else stride)
+
     def vop(self, cl: int, fn: str, dst: Slot, a: Slot, rows: int, cols: int,
             b: Slot | None = None, bmode: str = "tile", imm: float = 0.0) -> int:
-        reads = (a,) if b is None else (a, b)
+        reads = (a,) if b is None or b == a else (a, b)
         args: dict[str, Any] = {"fn": fn, "dst": dst.ref(), "a": a.ref(), "rows": rows,
                                 "cols": cols, "bmode": bmode, "imm": float(imm)}
         if b is not None:

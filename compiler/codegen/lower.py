@@ -21,7 +21,7 @@ from acf.isa.target import Target
 from ..ir import FuncOp, Module, Operation, TensorType, Value
 from .context import HyperTable, KernelContext, OpStats
 from .errors import error_at
-from .kernels import load_all
+from .kernels import load_all, scratch_shapes
 from .memory import Buffer, MemoryPlan, plan_memory
 from .placement import round_robin
 from .schedule import merge
@@ -140,7 +140,7 @@ def compile_func(func: FuncOp, target: Target, options: CompileOptions) -> Compi
     for v in func.arguments:
         if not isinstance(v.type, TensorType):
             raise error_at(func, f"argument '%{v.name_hint}' must be a tensor")
-    plan = plan_memory(func, tiling.shape, extra, arg_shapes, named)
+    plan = plan_memory(func, tiling.shape, extra, arg_shapes, named, scratch_shapes)
     if plan.top > int(target.dram.size_bytes):
         raise error_at(func, f"needs {plan.top} bytes of DRAM; {target.name} has "
                              f"{target.dram.size_bytes}")
@@ -153,6 +153,8 @@ def compile_func(func: FuncOp, target: Target, options: CompileOptions) -> Compi
         loc = source_loc(op, op_id)
         ctx = KernelContext(op, op_id, loc, target, tiling, plan.buffers, hyper, options.placement)
         ctx.hyper_buffer = hyper_buf  # type: ignore[attr-defined]
+        ctx.scratch = (plan.scratch or {}).get(op_id, [])
+        ctx.options = options
         kernels[op.name](ctx)
         start = len(prog.instructions)
         for phase in ctx.all_phases():

@@ -12,6 +12,7 @@ aliases its operand's buffer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from acf.isa.program import Symbol
@@ -103,6 +104,7 @@ class MemoryPlan:
     buffers: dict[Value, Buffer]
     symbols: dict[str, Symbol]
     top: int
+    scratch: dict[int, list[Buffer]] | None = None  # op index -> its scratch buffers
 
 
 def plan_memory(
@@ -111,11 +113,14 @@ def plan_memory(
     extra: dict[str, tuple[int, ...]],
     arg_shapes: dict[Value, tuple[int, ...]] | None = None,
     named: dict[Value, str] | None = None,
+    scratch_of: Callable[[Operation], list[tuple[int, ...]]] | None = None,
 ) -> MemoryPlan:
     """Assign DRAM to ``func``'s arguments, results and intermediates.
 
     ``extra`` names additional dense symbols (``hyper``, constants) with their shapes;
-    ``arg_shapes`` overrides the stored shape of an argument (one-hot labels).
+    ``arg_shapes`` overrides the stored shape of an argument (one-hot labels);
+    ``scratch_of(op)`` lists the shapes of dense DRAM scratch buffers an op's kernel needs
+    (padded inputs, tap-major partial results); they live only while that op runs.
     """
     buffers: dict[Value, Buffer] = {}
     symbols: dict[str, Symbol] = {}
@@ -151,9 +156,13 @@ def plan_memory(
     alias_root: dict[Value, Value] = {}
     heap = Heap(top)
     held: dict[Value, Buffer] = {}  # root value -> heap buffer
+    scratch: dict[int, list[Buffer]] = {}
     for i, op in enumerate(ops):
         if op.name == "graph.return":
             break
+        shapes = scratch_of(op) if scratch_of is not None else []
+        if shapes:
+            scratch[i] = [Buffer(heap.alloc(4 * math.prod(sh)), tuple(sh)) for sh in shapes]
         for r in op.results:
             if r in buffers:
                 continue
@@ -170,7 +179,9 @@ def plan_memory(
                 held[r] = buffers[r]
         for v in set(op.operands) | set(op.results):
             _release_if_dead(v, i, last_use, alias_root, held, heap)
-    return MemoryPlan(buffers, symbols, heap.top)
+        for b in scratch.get(i, []):
+            heap.release(b.addr, b.nbytes)
+    return MemoryPlan(buffers, symbols, heap.top, scratch)
 
 
 def _aliases(op: Operation) -> bool:

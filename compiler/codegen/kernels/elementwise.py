@@ -85,16 +85,18 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
 
 @kernel(*UNARY)
 def unary(ctx: KernelContext) -> None:
-    if ctx.op.name == "graph.gelu" and ctx.attrs["approximate"] != "none":
-        raise ctx.error("only the exact (erf) GELU lowers to vop gelu")
+    if ctx.op.name == "graph.gelu" and ctx.attrs["approximate"] == "tanh":
+        gelu_tanh(ctx, ctx.ins[0], None, ctx.outs[0])
+        return
     elementwise(ctx, UNARY[ctx.op.name], ctx.ins[0], None, ctx.outs[0])
 
 
 @kernel(*BINARY)
 def binary(ctx: KernelContext) -> None:
     fn = BINARY[ctx.op.name]
-    if ctx.op.name == "graph.gelu_backward" and ctx.attrs["approximate"] != "none":
-        raise ctx.error("only the exact (erf) GELU backward lowers to vop gelu_bwd")
+    if ctx.op.name == "graph.gelu_backward" and ctx.attrs["approximate"] == "tanh":
+        gelu_tanh(ctx, ctx.ins[1], ctx.ins[0], ctx.outs[0])
+        return
     a, b = ctx.ins
     out = ctx.outs[0]
     if ctx.op.name == "graph.gelu_backward":  # vop gelu_bwd(a = x, b = grad)
@@ -150,3 +152,50 @@ def copy(ctx: KernelContext, src: Buffer, dst: Buffer) -> None:
         count[cl] += 1
         ctx.load(cl, src, r0, c0, h, w, s)
         ctx.store(cl, dst, r0, c0, h, w, s)
+
+
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_A = 0.044715
+
+
+def gelu_tanh(ctx: KernelContext, x: Buffer, g: Buffer | None, out: Buffer) -> None:
+    """tanh-approximate GELU (``g`` None) or its backward ``g * d gelu/dx``, in fp32 vops:
+    t = tanh(c (x + a x^3)); gelu = x (1 + t) / 2;
+    d/dx = (1 + t) / 2 + x (1 - t^2) c (1 + 3 a x^2) / 2."""
+    if any(b is not None and b.sparse for b in (x, g, out)):
+        raise ctx.error("GELU of sparse tensors is not supported")
+    rows, cols = out.rows_cols
+    tr, tc = vector_tile(rows, cols, ctx.tiling)
+    names = ("x", "u", "t") + (("v", "g") if g is not None else ())
+    s = {k: ctx.alloc("sp", 4 * tr * tc) for k in names}
+    X, U, T = s["x"], s["u"], s["t"]
+    for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
+        ctx.load(cl, x, r0, c0, h, w, X)
+        v = lambda fn, d, a, b=None, **kw: ctx.vop(cl, fn, d, a, h, w, b, **kw)  # noqa: E731
+        v("square", U, X)
+        v("mul", T, U, bmode="imm", imm=GELU_A)
+        v("add", T, T, bmode="imm", imm=1.0)
+        v("mul", T, T, X)
+        v("mul", T, T, bmode="imm", imm=GELU_C)
+        v("tanh", T, T)
+        if g is None:
+            v("add", T, T, bmode="imm", imm=1.0)
+            v("mul", T, T, X)
+            v("mul", T, T, bmode="imm", imm=0.5)
+            ctx.store(cl, out, r0, c0, h, w, T)
+            continue
+        V, G = s["v"], s["g"]
+        ctx.load(cl, g, r0, c0, h, w, G)
+        v("mul", U, U, bmode="imm", imm=3 * GELU_A)
+        v("add", U, U, bmode="imm", imm=1.0)
+        v("mul", U, U, bmode="imm", imm=GELU_C)
+        v("mul", U, U, X)
+        v("square", V, T)
+        v("neg", V, V)
+        v("add", V, V, bmode="imm", imm=1.0)
+        v("mul", U, U, V)
+        v("add", T, T, bmode="imm", imm=1.0)
+        v("add", U, U, T)
+        v("mul", U, U, bmode="imm", imm=0.5)
+        v("mul", U, U, G)
+        ctx.store(cl, out, r0, c0, h, w, U)

@@ -1,8 +1,10 @@
 """Reductions over ``vred``: ``graph.reduce_sum``/``reduce_max``/``reduce_mean``.
 
-The reduced axes must be a suffix (view ``outer x inner``, reduce columns: ``axis=1``) or a
-prefix (view ``reduced x kept``, reduce rows: ``axis=0``) of the shape; all axes is the
-suffix case with one row. Chunks along the reduced axis accumulate into one slot
+A suffix of reduced axes is the view ``outer x inner`` (reduce columns: ``axis=1``), a
+prefix the view ``reduced x kept`` (reduce rows: ``axis=0``); all axes is the suffix case
+with one row. Other axis sets (e.g. the middle axes of attention-shaped tensors) are first
+gathered (``ldg``) into a DRAM scratch copy with the reduced axes last, then reduced as a
+suffix. Chunks along the reduced axis accumulate into one slot
 (``accum=1``); the mean multiplies the sum by ``1/count`` (``vop mul ... bmode=imm``)::
 
     ld   sp[X] <- tile        vred sum, sp[R], sp[X], rows=.., cols=.., axis=1, accum=1
@@ -17,7 +19,9 @@ from ..context import KernelContext
 from ..memory import Buffer
 from ..shape_rules_view import normalize
 from ..tiling import vector_tile
-from . import kernel
+from ...dialect import attrs_of
+from . import kernel, scratch
+from .layout import contiguous_strides, gather_copy
 
 FN = {"graph.reduce_sum": "sum", "graph.reduce_max": "max", "graph.reduce_mean": "sum"}
 
@@ -37,9 +41,30 @@ def reduce(ctx: KernelContext) -> None:
     elif axes == list(range(len(axes))):
         red, kept = math.prod(shape[:len(axes)]), math.prod(shape[len(axes):])
         reduce_2d(ctx, fn, Buffer(x.addr, (red, kept)), Buffer(out.addr, (1, kept)), 0)
-    else:
-        raise ctx.error(f"reducing axes {axes} of a rank-{r} tensor is not supported "
-                        "(reduce a prefix or a suffix of the axes)")
+    else:  # middle axes: gather the reduced axes last into scratch, then a suffix reduce
+        kept = [i for i in range(r) if i not in axes]
+        perm = kept + axes
+        xs = contiguous_strides(shape)
+        tshape = [shape[p] for p in perm]
+        tmp = ctx.scratch[0]
+        gather_copy(ctx, x.addr, tmp.addr, tshape, [xs[p] for p in perm],
+                    contiguous_strides(tshape))
+        ctx.barrier()
+        outer = math.prod(shape[i] for i in kept)
+        inner = math.prod(shape[i] for i in axes)
+        reduce_2d(ctx, fn, Buffer(tmp.addr, (outer, inner)), Buffer(out.addr, (outer, 1)), 1)
+
+
+def _middle(op) -> bool:
+    shape = op.operands[0].type.shape
+    r = len(shape)
+    axes = normalize(list(attrs_of(op)["axes"]), r)
+    return not (axes == list(range(r - len(axes), r)) or axes == list(range(len(axes))))
+
+
+@scratch(*FN)
+def _reduce_scratch(op) -> list[tuple[int, ...]]:
+    return [tuple(op.operands[0].type.shape)] if _middle(op) else []
 
 
 def reduce_2d(ctx: KernelContext, fn: str, x: Buffer, out: Buffer, axis: int) -> None:

@@ -1,0 +1,302 @@
+"""Convolution kernels (``groups = 1``): ``graph.conv2d``, ``conv2d_backward_input`` and
+``conv2d_backward_weight``, as sums over kernel taps (kh, kw) of GEMMs.
+
+Data layout: activations stay NCHW and weights OIHW in DRAM, exactly as the IR has them;
+nothing is transposed in DRAM except where noted. Per tap the GEMM operands are strided
+views read with ``ldg``:
+
+* weight slice ``W[:, :, kh, kw]`` (Cout x Cin: row stride Cin*KH*KW, column stride KH*KW),
+  always the ``a`` operand of ``mm`` (``skip=ab``), so zero weights are skipped;
+* the input window of image n: Cin x (OH x OW) with ``d0 = channels`` (stride H*W),
+  ``d1 = output rows`` (stride sh*W), ``d2 = output columns`` (stride sw), i.e. the tap's
+  shifted, strided im2col rows, gathered straight into the ``b`` slot.
+
+``conv2d``: out[n] (Cout x OH*OW, an NCHW plane block) = sum_taps W_tap . window_tap(n);
+padding copies the input into the interior of a zero-filled DRAM scratch [N, C, H+2ph,
+W+2pw] first (``fill`` then ``gather_copy``; barriers in between). Output tiles (n, Cout
+block, block of whole output rows) are placed round-robin; per tap and Cin block::
+
+    ldg sp[A] <- W[o0:, c0:, kh, kw]      ldg sp[B] <- x[n, c0:, kh*dh + sh*oh, kw*dw + sw*ow]
+    mm  acc[C] (+)= A . B                (m = Cout block, k = Cin block, n = pixels)
+    ... vop add acc[C], acc[C], bias col;  st acc[C] -> out[n, o0:, rows]
+
+``conv2d_backward_input``: the transposed conv, i.e. a stride-1 conv (dilation dh, dw) of
+the output gradient, dilated by the stride and padded by ``d*(K-1) - p``, with the
+flipped weight: ``mm ta=1`` reads the tap slice ``W[:, :, KH-1-kh, KW-1-kw]`` (Cout x Cin)
+as the transposed ``a``. The dilated, padded gradient is built in DRAM scratch: a stride
+> 1 first stores g's rows into block 0 of a zeroed buffer [N*Cout*OH, sh*sw, OW] (one
+``st`` with row stride sh*sw*OW), whose zero blocks make the dilated image a plain 4-D
+strided view that ``gather_copy`` moves into the padded buffer.
+
+``conv2d_backward_weight``: per tap, gW_tap (Cout x Cin) = sum over images and pixel blocks
+of g[n] (Cout x pixels, ``ld``) times window_tap(n) (Cin x pixels, ``ldg``) transposed
+(``mm tb=1``). Tap results go to a DRAM scratch laid out [Cout, KH*KW, Cin] (contiguous
+stores) and one ``gather_copy`` permutes it to OIHW (1x1 kernels store OIHW directly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..context import KernelContext
+from ..memory import Buffer
+from . import kernel, scratch
+from .layout import fill, gather_copy
+from .loops import KLoop
+
+
+@dataclass(frozen=True)
+class Conv:
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+
+    @property
+    def oh(self) -> int:
+        return (self.h + 2 * self.ph - self.dh * (self.kh - 1) - 1) // self.sh + 1
+
+    @property
+    def ow(self) -> int:
+        return (self.w + 2 * self.pw - self.dw * (self.kw - 1) - 1) // self.sw + 1
+
+
+def _conv_of(op, xshape=None, wshape=None) -> Conv:
+    from ...dialect import attrs_of
+
+    a = attrs_of(op)
+    if int(a["groups"]) != 1:  # type: ignore[arg-type]
+        raise ValueError("groups")
+    if op.name == "graph.conv2d":
+        xshape, wshape = op.operands[0].type.shape, op.operands[1].type.shape
+    elif op.name == "graph.conv2d_backward_input":
+        xshape, wshape = tuple(a["input_shape"]), op.operands[1].type.shape  # type: ignore[arg-type]
+    else:
+        xshape, wshape = op.operands[1].type.shape, tuple(a["weight_shape"])  # type: ignore[arg-type]
+    (sh, sw), (ph, pw), (dh, dw) = (tuple(int(v) for v in a[k]) for k in ("stride", "padding", "dilation"))  # type: ignore[union-attr]
+    n, c, h, w = xshape
+    return Conv(n, c, h, w, wshape[0], wshape[2], wshape[3], sh, sw, ph, pw, dh, dw)
+
+
+def _bwd_input_geometry(v: Conv) -> tuple[int, int, int, int]:
+    """(top, left, Hz, Wz) of the dilated, padded output gradient."""
+    top, left = v.dh * (v.kh - 1) - v.ph, v.dw * (v.kw - 1) - v.pw
+    hz = max(v.h + v.dh * (v.kh - 1), top + v.oh * v.sh)
+    wz = max(v.w + v.dw * (v.kw - 1), left + v.ow * v.sw)
+    return top, left, hz, wz
+
+
+@scratch("graph.conv2d", "graph.conv2d_backward_input", "graph.conv2d_backward_weight")
+def _conv_scratch(op) -> list[tuple[int, ...]]:
+    try:
+        v = _conv_of(op)
+    except ValueError:
+        return []
+    out: list[tuple[int, ...]] = []
+    if op.name == "graph.conv2d_backward_input":
+        top, left, hz, wz = _bwd_input_geometry(v)
+        out.append((v.n, v.o, hz, wz))
+        if v.sh * v.sw > 1:
+            out.append((v.n * v.o * v.oh, v.sh * v.sw, v.ow))
+        return out
+    if v.ph or v.pw:
+        out.append((v.n, v.c, v.h + 2 * v.ph, v.w + 2 * v.pw))
+    if op.name == "graph.conv2d_backward_weight" and v.kh * v.kw > 1:
+        out.append((v.o, v.kh * v.kw, v.c))
+    return out
+
+
+def _params(ctx: KernelContext) -> Conv:
+    try:
+        v = _conv_of(ctx.op)
+    except ValueError:
+        raise ctx.error("grouped convolution (groups > 1) is not supported yet") from None
+    if any(b.sparse for b in ctx.ins + ctx.outs):
+        raise ctx.error("conv operands must be stored dense (zero weights are still skipped: "
+                        "the weight is the a operand of mm with skip=ab)")
+    return v
+
+
+def _padded_input(ctx: KernelContext, x: Buffer, v: Conv, which: int = 0) -> tuple[int, int, int]:
+    """(address, Hin, Win) of the input the taps read: x itself, or a zero-padded copy."""
+    if not (v.ph or v.pw):
+        return x.addr, v.h, v.w
+    xp = ctx.scratch[which]
+    hp, wp = v.h + 2 * v.ph, v.w + 2 * v.pw
+    fill(ctx, xp.addr, v.n * v.c * hp * wp)
+    ctx.barrier()
+    gather_copy(ctx, x.addr, xp.addr + 4 * (v.ph * wp + v.pw), [v.n * v.c, v.h, v.w],
+                [v.h * v.w, v.w, 1], [hp * wp, wp, 1])
+    ctx.barrier()
+    return xp.addr, hp, wp
+
+
+def _pixel_blocks(oh: int, ow: int, limit: int) -> list[tuple[int, int, int, int]]:
+    """(oh0, rows, ow0, cols) blocks of the output plane with rows*cols <= limit."""
+    if ow <= limit:
+        r = max(1, limit // ow)
+        return [(i, min(r, oh - i), 0, ow) for i in range(0, oh, r)]
+    return [(i, 1, j, min(limit, ow - j)) for i in range(oh) for j in range(0, ow, limit)]
+
+
+@dataclass(frozen=True)
+class TapGemm:
+    """out[n, o, pixels] (+bias) = sum over taps and input-channel blocks of A_tap . window.
+
+    ``w_addr`` + ``w_rs``/``w_cs``: the weight as a matrix [rows=Cout(fwd)/Cout(bwd-in),
+    cols=Cin] per tap at element offset ``taps[i][2]``; ``ta``: the slice is stored k x m.
+    """
+
+    x_addr: int
+    cin: int
+    hin: int
+    win: int
+    w_addr: int
+    w_rs: int
+    w_cs: int
+    ta: bool
+    out_addr: int
+    n: int
+    cout: int
+    oh: int
+    ow: int
+    sh: int
+    sw: int
+    taps: tuple[tuple[int, int, int], ...]  # (input row offset, input col offset, weight offset)
+    bias: Buffer | None = None
+
+
+def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
+    t = ctx.tiling.t
+    elems = ctx.tiling.elems
+    mt_max = min(g.cout, t)
+    blocks = _pixel_blocks(g.oh, g.ow, max(1, min(elems // mt_max, 0xFFFF)))
+    pmax = max(r * c for _, r, _, c in blocks)
+    kt_max = max(1, min(g.cin, elems // max(mt_max, pmax)))
+    a_slots = [ctx.alloc("sp", 4 * mt_max * kt_max) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", 4 * kt_max * pmax) for _ in range(2)]
+    c_slots = [ctx.alloc("acc", 4 * mt_max * pmax) for _ in range(2)]
+    bias_slots = [ctx.alloc("sp", 4 * mt_max) for _ in range(2)] if g.bias is not None else []
+    tiles = [(n, m0, blk) for n in range(g.n) for m0 in range(0, g.cout, mt_max) for blk in blocks]
+    plane_in, plane_out = g.hin * g.win, g.oh * g.ow
+    loop = KLoop(ctx)
+    for cl, (n, m0, (oh0, rows, ow0, cols)) in ctx.place(tiles):
+        mt, pt = min(mt_max, g.cout - m0), rows * cols
+        c = c_slots[loop.tile(cl) % 2]
+        steps = []
+        for dy, dx, woff in g.taps:
+            for k0 in range(0, g.cin, kt_max):
+                kt = min(kt_max, g.cin - k0)
+                if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m)
+                    a_addr = g.w_addr + 4 * (woff + k0 * g.w_rs + m0 * g.w_cs)
+                    a_dims, a_str = (1, kt, mt), (0, g.w_rs, g.w_cs)
+                else:
+                    a_addr = g.w_addr + 4 * (woff + m0 * g.w_rs + k0 * g.w_cs)
+                    a_dims, a_str = (1, mt, kt), (0, g.w_rs, g.w_cs)
+                b_addr = g.x_addr + 4 * (n * g.cin * plane_in + k0 * plane_in
+                                         + (oh0 * g.sh + dy) * g.win + ow0 * g.sw + dx)
+                steps.append((kt, a_addr, a_dims, a_str, b_addr, (kt, rows, cols),
+                              (plane_in, g.sh * g.win, g.sw)))
+        loop.run(cl, steps, a_slots, b_slots, c, mt, pt, ta=g.ta, tb=False)
+        ctx.stats.macs += mt * pt * g.cin * len(g.taps)
+        if g.bias is not None:
+            bias = bias_slots[loop.tiles[cl] % 2]
+            ctx.load(cl, Buffer(g.bias.addr, (g.cout, 1)), m0, 0, mt, 1, bias)
+            ctx.vop(cl, "add", c, c, mt, pt, bias, bmode="col")
+        ctx.st_at(cl, c, g.out_addr + 4 * (n * g.cout * plane_out + m0 * plane_out + oh0 * g.ow + ow0),
+                  mt, pt, plane_out)
+
+
+@kernel("graph.conv2d")
+def conv2d(ctx: KernelContext) -> None:
+    v = _params(ctx)
+    x, w = ctx.ins[0], ctx.ins[1]
+    bias = ctx.ins[2] if len(ctx.ins) == 3 else None
+    xa, hin, win = _padded_input(ctx, x, v)
+    taps = tuple((kh * v.dh, kw * v.dw, kh * v.kw + kw) for kh in range(v.kh) for kw in range(v.kw))
+    emit_tap_gemm(ctx, TapGemm(xa, v.c, hin, win, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, False,
+                               ctx.outs[0].addr, v.n, v.o, v.oh, v.ow, v.sh, v.sw, taps, bias))
+
+
+@kernel("graph.conv2d_backward_input")
+def conv2d_backward_input(ctx: KernelContext) -> None:
+    v = _params(ctx)
+    g, w = ctx.ins
+    top, left, hz, wz = _bwd_input_geometry(v)
+    if top < 0 or left < 0:
+        raise ctx.error("padding larger than dilation*(kernel-1) is not supported in the "
+                        "input gradient")
+    gz = ctx.scratch[0]
+    planes = v.n * v.o
+    fill(ctx, gz.addr, planes * hz * wz)
+    if v.sh * v.sw > 1:
+        g2 = ctx.scratch[1]
+        blk = v.sh * v.sw
+        fill(ctx, g2.addr, planes * v.oh * blk * v.ow)
+        ctx.barrier()
+        gather_copy(ctx, g.addr, g2.addr, [planes * v.oh, v.ow], [v.ow, 1], [blk * v.ow, 1])
+        src, sstr = g2.addr, [v.oh * blk * v.ow, v.sw * v.ow, 1, v.ow]
+    else:
+        src, sstr = g.addr, [v.oh * v.ow, v.ow, 1, 0]
+    ctx.barrier()
+    gather_copy(ctx, src, gz.addr + 4 * (top * wz + left), [planes, v.oh * v.sh, v.ow, v.sw],
+                sstr, [hz * wz, wz, v.sw, 1])
+    ctx.barrier()
+    taps = tuple((kh * v.dh, kw * v.dw, (v.kh - 1 - kh) * v.kw + (v.kw - 1 - kw))
+                 for kh in range(v.kh) for kw in range(v.kw))
+    emit_tap_gemm(ctx, TapGemm(gz.addr, v.o, hz, wz, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, True,
+                               ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps))
+
+
+@kernel("graph.conv2d_backward_weight")
+def conv2d_backward_weight(ctx: KernelContext) -> None:
+    v = _params(ctx)
+    g, x = ctx.ins
+    out = ctx.outs[0]
+    xa, hin, win = _padded_input(ctx, x, v)
+    ntap = v.kh * v.kw
+    direct = ntap == 1
+    dst = out.addr if direct else ctx.scratch[-1].addr
+    t, elems = ctx.tiling.t, ctx.tiling.elems
+    ot, ct = min(v.o, t), min(v.c, t)
+    blocks = _pixel_blocks(v.oh, v.ow, max(1, min(elems // max(ot, ct), 0xFFFF)))
+    pmax = max(r * c for _, r, _, c in blocks)
+    a_slots = [ctx.alloc("sp", 4 * ot * pmax) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", 4 * ct * pmax) for _ in range(2)]
+    c_slots = [ctx.alloc("acc", 4 * ot * ct) for _ in range(2)]
+    plane_in, plane_out = hin * win, v.oh * v.ow
+    tiles = [(tap, o0, c0) for tap in range(ntap) for o0 in range(0, v.o, ot) for c0 in range(0, v.c, ct)]
+    loop = KLoop(ctx)
+    for cl, (tap, o0, c0) in ctx.place(tiles):
+        kh, kw = divmod(tap, v.kw)
+        mt, nt = min(ot, v.o - o0), min(ct, v.c - c0)
+        c = c_slots[loop.tile(cl) % 2]
+        steps = []
+        for n in range(v.n):
+            for oh0, rows, ow0, cols in blocks:
+                pt = rows * cols
+                a_addr = g.addr + 4 * (n * v.o * plane_out + o0 * plane_out + oh0 * v.ow + ow0)
+                b_addr = xa + 4 * (n * v.c * plane_in + c0 * plane_in
+                                   + (oh0 * v.sh + kh * v.dh) * win + ow0 * v.sw + kw * v.dw)
+                steps.append((pt, a_addr, (1, mt, pt) if cols == v.ow else (1, mt, pt),
+                              (0, plane_out, 1), b_addr, (nt, rows, cols),
+                              (plane_in, v.sh * win, v.sw)))
+        loop.run(cl, steps, a_slots, b_slots, c, mt, nt, ta=False, tb=True)
+        ctx.stats.macs += mt * nt * v.n * plane_out
+        if direct:
+            ctx.st_at(cl, c, dst + 4 * (o0 * v.c + c0), mt, nt, v.c)
+        else:
+            ctx.st_at(cl, c, dst + 4 * (o0 * ntap * v.c + tap * v.c + c0), mt, nt, ntap * v.c)
+    if not direct:
+        ctx.barrier()
+        gather_copy(ctx, dst, out.addr, [v.o, v.c, ntap], [ntap * v.c, 1, v.c],
+                    [v.c * ntap, ntap, 1])

@@ -1,0 +1,176 @@
+"""End to end on the emulator (acf-small): the layout, convolution, pooling and
+normalization kernels equal the numpy interpreter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from acf import emulator
+from acf.isa.target import load_target
+
+from .helpers import check_close, check_tokens, compile_text, expected
+
+
+def emulate(c, args):
+    result = emulator.run(c.program, load_target(c.program.target), c.bind(args))
+    return [result.outputs[name] for name in c.outputs], result
+
+
+def _ty(shape) -> str:
+    return "tensor<" + "x".join(str(d) for d in shape) + ("x" if shape else "") + "f32>"
+
+
+def func(args: dict[str, tuple], body: list[tuple[str, str, list[str], str, list[tuple]]],
+         rets: list[str]) -> str:
+    """IR text: body rows (results, op, operands, attrs, result shapes)."""
+    shapes = dict(args)
+    lines = []
+    for res, op, ops, attrs, rshapes in body:
+        names = [r.strip() for r in res.split(",")]
+        for n, sh in zip(names, rshapes):
+            shapes[n] = sh
+        a = f" {{{attrs}}}" if attrs else ""
+        lines.append(f"  {', '.join('%' + n for n in names)} = graph.{op} "
+                     f"{', '.join('%' + o for o in ops)}{a} : "
+                     f"{', '.join(_ty(shapes[o]) for o in ops)} -> "
+                     f"{', '.join(_ty(s) for s in rshapes)}")
+    sig = ", ".join(f"%{k}: {_ty(v)}" for k, v in args.items())
+    rt = ", ".join(_ty(shapes[r]) for r in rets)
+    return (f"graph.func @f({sig}) -> ({rt}) {{\n" + "\n".join(lines)
+            + f"\n  graph.return {', '.join('%' + r for r in rets)} : {rt}\n}}\n")
+
+
+def run_case(text: str, args: list[np.ndarray], **options):
+    c = compile_text(text, **options)
+    check_tokens(c.program)
+    outs, result = emulate(c, args)
+    for got, want in zip(outs, expected(text, args)):
+        check_close(got, want)
+    return c, result
+
+
+def rnd(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_transpose_broadcast_and_middle_reduce() -> None:
+    rng = np.random.default_rng(0)
+    text = func({"x": (2, 3, 5, 4), "m": (7, 9), "b": (3, 1, 4)}, [
+        ("t", "transpose", ["x"], "perm = [0, 2, 1, 3]", [(2, 5, 3, 4)]),
+        ("u", "transpose", ["m"], "perm = [1, 0]", [(9, 7)]),
+        ("p", "transpose", ["x"], "perm = [3, 1, 0, 2]", [(4, 3, 2, 5)]),
+        ("bb", "broadcast_to", ["b"], "shape = [2, 3, 5, 4]", [(2, 3, 5, 4)]),
+        ("r", "reduce_sum", ["x"], "axes = [1]", [(2, 5, 4)]),
+        ("q", "reduce_mean", ["x"], "axes = [0, 2], keepdim = true", [(1, 3, 1, 4)]),
+    ], ["t", "u", "p", "bb", "r", "q"])
+    run_case(text, [rnd(rng, 2, 3, 5, 4), rnd(rng, 7, 9), rnd(rng, 3, 1, 4)])
+
+
+def test_attention_block_shapes() -> None:
+    """q k^T softmax v on [B, H, S, D] with head transposes, layer norm and tanh GELU."""
+    rng = np.random.default_rng(1)
+    B, S, H, D = 2, 6, 2, 4
+    text = func({"x": (B, S, H, D), "w": (H * D,), "b": (H * D,)}, [
+        ("q", "transpose", ["x"], "perm = [0, 2, 1, 3]", [(B, H, S, D)]),
+        ("k", "transpose", ["x"], "perm = [0, 2, 3, 1]", [(B, H, D, S)]),
+        ("s", "matmul", ["q", "k"], "", [(B, H, S, S)]),
+        ("p", "softmax", ["s"], "", [(B, H, S, S)]),
+        ("o", "matmul", ["p", "q"], "", [(B, H, S, D)]),
+        ("ot", "transpose", ["o"], "perm = [0, 2, 1, 3]", [(B, S, H, D)]),
+        ("f", "reshape", ["ot"], f"shape = [{B}, {S}, {H * D}]", [(B, S, H * D)]),
+        ("y, mu, rs", "layer_norm", ["f", "w", "b"], "", [(B, S, H * D), (B, S, 1), (B, S, 1)]),
+        ("gy", "gelu", ["y"], 'approximate = "tanh"', [(B, S, H * D)]),
+        ("gg", "gelu_backward", ["f", "y"], 'approximate = "tanh"', [(B, S, H * D)]),
+        ("gx, gw, gb", "layer_norm_backward", ["gg", "f", "mu", "rs", "w"], "",
+         [(B, S, H * D), (H * D,), (H * D,)]),
+    ], ["s", "ot", "y", "mu", "rs", "gy", "gg", "gx", "gw", "gb"])
+    run_case(text, [rnd(rng, B, S, H, D), rnd(rng, H * D), rnd(rng, H * D)])
+
+
+CONVS = [
+    # (N, C, H, W, O, KH, KW, stride, padding, dilation)
+    (2, 3, 6, 6, 4, 3, 3, 1, 1, 1),
+    (2, 4, 7, 7, 5, 3, 3, 2, 1, 1),
+    (1, 3, 8, 8, 4, 1, 1, 2, 0, 1),
+    (1, 2, 9, 8, 3, 3, 2, 1, 2, 2),
+    (1, 70, 5, 5, 60, 3, 3, 1, 1, 1),  # channel blocks > the 52-wide tile
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=[f"conv{i}" for i in range(len(CONVS))])
+def test_conv2d_forward_and_backward(case) -> None:
+    n, c, h, w, o, kh, kw, s, p, d = case
+    oh = (h + 2 * p - d * (kh - 1) - 1) // s + 1
+    ow = (w + 2 * p - d * (kw - 1) - 1) // s + 1
+    attrs = f"stride = [{s}, {s}], padding = [{p}, {p}], dilation = [{d}, {d}]"
+    text = func({"x": (n, c, h, w), "wt": (o, c, kh, kw), "bias": (o,), "g": (n, o, oh, ow)}, [
+        ("y", "conv2d", ["x", "wt", "bias"], attrs, [(n, o, oh, ow)]),
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {w}], " + attrs,
+         [(n, c, h, w)]),
+        ("gw", "conv2d_backward_weight", ["g", "x"],
+         f"weight_shape = [{o}, {c}, {kh}, {kw}], " + attrs, [(o, c, kh, kw)]),
+    ], ["y", "gx", "gw"])
+    rng = np.random.default_rng(2)
+    wt = rnd(rng, o, c, kh, kw) * (rng.random((o, c, kh, kw)) < 0.5)
+    c_, _ = run_case(text, [rnd(rng, n, c, h, w), wt.astype(np.float32), rnd(rng, o), rnd(rng, n, o, oh, ow)])
+    mms = [i for i in c_.program.instructions if i.mnemonic == "mm"]
+    assert mms and all(i["skip"] == "ab" for i in mms)
+
+
+def test_sparse_conv_weight_skips_macs() -> None:
+    n, c, h, w, o = 1, 8, 6, 6, 8
+    text = func({"x": (n, c, h, w), "wt": (o, c, 3, 3)}, [
+        ("y", "conv2d", ["x", "wt"], "padding = [1, 1]", [(n, o, h, w)])], ["y"])
+    rng = np.random.default_rng(3)
+    x = np.abs(rnd(rng, n, c, h, w))
+    dense = rnd(rng, o, c, 3, 3)
+    sparse = (dense * (rng.random(dense.shape) < 0.1)).astype(np.float32)
+    c1 = compile_text(text)
+    _, r_dense = emulate(c1, [x, dense])
+    outs, r_sparse = emulate(c1, [x, sparse])
+    check_close(outs[0], expected(text, [x, sparse])[0])
+    assert r_sparse.report.total_cycles < r_dense.report.total_cycles
+
+
+@pytest.mark.parametrize("pool", [("max_pool2d", "kernel_size = [2, 2]"),
+                                  ("avg_pool2d", "kernel_size = [2, 2]"),
+                                  ("max_pool2d", "kernel_size = [3, 3], stride = [2, 2], padding = [1, 1]"),
+                                  ("avg_pool2d", "kernel_size = [3, 3], stride = [1, 1], padding = [1, 1]")])
+def test_pooling(pool) -> None:
+    op, attrs = pool
+    n, c, h, w = 2, 3, 8, 6
+    kh = 2 if "[2, 2]" in attrs.split("stride")[0] else 3
+    s = kh if "stride" not in attrs else int(attrs.split("stride = [")[1][0])
+    p = 0 if "padding" not in attrs else 1
+    oh, ow = (h + 2 * p - kh) // s + 1, (w + 2 * p - kh) // s + 1
+    body = [("y", op, ["x"], attrs, [(n, c, oh, ow)])]
+    rets = ["y"]
+    if s == kh and p == 0:
+        body.append(("gx", op + "_backward", ["g", "x"], attrs, [(n, c, h, w)]))
+        rets.append("gx")
+    text = func({"x": (n, c, h, w), "g": (n, c, oh, ow)}, body, rets)
+    rng = np.random.default_rng(4)
+    x = rnd(rng, n, c, h, w)
+    x[0, 0, :2, :2] = 1.5  # a tie: the gradient goes to the first maximum only
+    run_case(text, [x, rnd(rng, n, c, oh, ow)])
+
+
+def test_batch_norm_forward_backward_and_global_pool() -> None:
+    n, c, h, w = 3, 5, 4, 6
+    text = func({"x": (n, c, h, w), "wt": (c,), "b": (c,), "g": (n, c, h, w)}, [
+        ("y, mean, inv", "batch_norm", ["x", "wt", "b"], "", [(n, c, h, w), (c,), (c,)]),
+        ("gx, gw, gb", "batch_norm_backward", ["g", "x", "wt", "mean", "inv"], "",
+         [(n, c, h, w), (c,), (c,)]),
+        ("gap", "reduce_mean", ["y"], "axes = [2, 3]", [(n, c)]),
+    ], ["y", "mean", "inv", "gx", "gw", "gb", "gap"])
+    rng = np.random.default_rng(5)
+    run_case(text, [rnd(rng, n, c, h, w) * 2 + 0.5, rnd(rng, c), rnd(rng, c), rnd(rng, n, c, h, w)])
+
+
+def test_batch_norm_large_planes() -> None:
+    n, c, h, w = 2, 3, 40, 40  # a channel's pixels span several tiles
+    text = func({"x": (n, c, h, w), "wt": (c,), "b": (c,)}, [
+        ("y, mean, inv", "batch_norm", ["x", "wt", "b"], "", [(n, c, h, w), (c,), (c,)]),
+    ], ["y", "mean", "inv"])
+    rng = np.random.default_rng(6)
+    run_case(text, [rnd(rng, n, c, h, w), rnd(rng, c), rnd(rng, c)])
