@@ -18,10 +18,10 @@ from acf.emulator.traps import Where
 from acf.isa.semantics import Access
 
 _PRUNE_EVERY = 256
-# History is bucketed by address region (4 KiB on chip, 64 KiB in DRAM and the global
+# History is bucketed by address region (16 KiB on chip, 256 KiB in DRAM and the global
 # buffer) and, inside a bucket, by queue in epoch order: a check skips every entry its
 # clock already orders in one bisection, and looks only at nearby addresses.
-_SHIFT = {"sp": 12, "acc": 12, "gb": 16, "dram": 16}
+_SHIFT = {"sp": 14, "acc": 14, "gb": 18, "dram": 18}
 
 
 def _epoch(entry: tuple) -> int:
