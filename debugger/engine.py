@@ -109,7 +109,8 @@ class Debugger:
 
     def run_to_cycle(self, cycle: int) -> Stop:
         """Run forward until every event before ``cycle`` is processed (or a point fires)."""
-        return self._forward(lambda evs: self._next_at_or_after(cycle), "cycle")
+        stop = self._forward(lambda evs: self._next_at_or_after(cycle), "cycle")
+        return self._stop_cycle(cycle) if stop.reason == "cycle" else stop
 
     def _counted(self, n: int, pred: Callable[[Event], bool]) -> Stop:
         left = [n]
@@ -133,6 +134,9 @@ class Debugger:
                 return self._stop(hits[0].point.__class__.__name__.lower(), hits, evs)
             if done(evs):
                 return self._stop(reason, [], evs)
+
+    def _stop_cycle(self, cycle: int) -> Stop:
+        return Stop("cycle", self.m.pos, self.m.cycle, message=self._at(cycle))
 
     def _next_at_or_after(self, cycle: int) -> bool:
         nxt = self.m.next_cycle()
@@ -283,7 +287,10 @@ class Debugger:
         while not self._next_at_or_after(cycle):
             if self.m.advance() is None:
                 return self._end()
-        return Stop("cycle", self.m.pos, self.m.cycle)
+        return Stop("cycle", self.m.pos, self.m.cycle, message=self._at(cycle))
+
+    def _at(self, cycle: int) -> str:
+        return f"at cycle {cycle} (last event at cycle {self.m.cycle})"
 
     def goto_pos(self, pos: int) -> Stop:
         self._quiet_goto(pos)

@@ -87,10 +87,11 @@ def _cl(space: str, cl: int) -> str:
 def resolve_address(prog: Program, text: str) -> int:
     """An address: a number or ``label[+N]``; raises PointError naming what is missing."""
     m = re.fullmatch(r"([A-Za-z_][\w.$]*)\s*(?:\+\s*(\w+))?", text.strip())
-    if m and m.group(1) in prog.labels:
-        return prog.labels[m.group(1)] + (int(m.group(2), 0) if m.group(2) else 0)
     try:
-        addr = int(text, 0)
+        if m and m.group(1) in prog.labels:
+            addr = prog.labels[m.group(1)] + (int(m.group(2), 0) if m.group(2) else 0)
+        else:
+            addr = int(text, 0)
     except ValueError:
         raise PointError(f"no label {text.strip()!r} in the program") from None
     if not 0 <= addr < len(prog.instructions):

@@ -30,8 +30,10 @@ def location(dbg: Debugger, index: int) -> str:
 
 def stop_lines(dbg: Debugger, stop: Stop) -> list[str]:
     head = f"cycle {stop.cycle}"
-    if stop.reason in ("end", "trap", "beginning"):
-        return [f"{stop.message} ({head})"]
+    if stop.reason in ("end", "trap"):
+        return [stop.message]
+    if stop.reason in ("beginning", "cycle"):
+        return [stop.message if stop.reason == "cycle" else f"{stop.message} ({head})"]
     out = []
     for h in stop.hits:
         p, e = h.point, h.event
@@ -43,7 +45,9 @@ def stop_lines(dbg: Debugger, stop: Stop) -> list[str]:
             verb = "started" if e.kind == "start" else "retired"
             out.append(f"{what}: {e.queue} {verb} {location(dbg, e.index)} at cycle {e.cycle}")
         else:
-            out.append(f"{what} at {head}")
+            nxt = dbg.m.next_cycle()
+            later = f", next at cycle {nxt}" if nxt is not None else ""
+            out.append(f"{what} reached: last event at {head}{later}")
     if not out:
         last = stop.events[-1] if stop.events else None
         if last is not None:

@@ -58,6 +58,20 @@ def _producer(
     return "no instruction (nothing left in the program signals it)", None, None
 
 
+def _rank(
+    m: Machine, q: int | None, index: int | None, inflight: dict[int, Any]
+) -> tuple[int, int]:
+    """Which of several producers the critical path follows: one not dispatched, then one
+    still queued, then the running one that ends last."""
+    if q is None:
+        return (3, 0)
+    ex = inflight.get(q)
+    if ex is not None and ex.p.index == index:
+        return (0, ex.end if not ex.parts else 1 << 62)
+    queue = m.engine.queues[q]
+    return (1 if queue and queue[0].index == index else 2, 0)
+
+
 def dispatcher_state(m: Machine) -> str:
     eng = m.engine
     if eng.halted:
@@ -97,14 +111,13 @@ def explain(m: Machine, q: int) -> Link:
     need = Counter(p.ins.waits)
     missing = [(tok, k) for tok, k in sorted(need.items()) if eng.tokens[tok] < k]
     if missing:
-        tok, k = missing[0]
-        what, nq, ni = _producer(m, tok, inflight)
-        return Link(
-            f"{head} waits for token t{tok} (count {eng.tokens[tok]}, needs {k}), "
-            f"signalled by {what}",
-            nq,
-            ni,
-        )
+        found = [(tok, k, *_producer(m, tok, inflight)) for tok, k in missing]
+        parts = [
+            f"token t{tok} (count {eng.tokens[tok]}, needs {k}), signalled by {what}"
+            for tok, k, what, _, _ in found
+        ]
+        _, _, _, nq, ni = max(found, key=lambda f: _rank(m, f[3], f[4], inflight))
+        return Link(f"{head} waits for " + "; and for ".join(parts), nq, ni)
     if p.ins.mnemonic == "recv" and p.match is not None:
         end = eng.send_end.get(p.match)
         if end is None or end > eng.now:
