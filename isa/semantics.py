@@ -298,44 +298,43 @@ def _mm(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
 # ---- vector ---------------------------------------------------------------------------------
 
 
-def vfn(fn: str, a: np.ndarray, b: np.ndarray, bf16: bool = False) -> np.ndarray:
-    """Elementwise function of the ``VFN`` enum in fp32 (``b`` broadcast to ``a``)."""
-    if bf16 and fn in ("mul", "square", "gelu_bwd"):
-        a, b = bf16_round(a), bf16_round(b)
-    f32 = np.float32
+def _gelu(a: np.ndarray, b: Any) -> np.ndarray:
+    """Exact erf form, as torch.nn.functional.gelu(approximate="none")."""
+    return 0.5 * a.astype(np.float64) * (1 + _erf(a / math.sqrt(2)))
+
+
+def _gelu_bwd(a: np.ndarray, b: Any) -> np.ndarray:
+    """a = x, b = incoming gradient: b * (Phi(x) + x * phi(x))."""
+    x = a.astype(np.float64)
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return b * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * pdf)
+
+
+_ONE, _ZERO = np.float32(1), np.float32(0)
+_VFN: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b, "max": np.maximum, "min": np.minimum,
+    "copy": lambda a, b: a.copy(), "neg": lambda a, b: -a, "abs": lambda a, b: np.abs(a),
+    "exp": lambda a, b: np.exp(a), "log": lambda a, b: np.log(a), "sqrt": lambda a, b: np.sqrt(a),
+    "rsqrt": lambda a, b: _ONE / np.sqrt(a), "recip": lambda a, b: _ONE / a,
+    "tanh": lambda a, b: np.tanh(a), "erf": lambda a, b: _erf(a),
+    "relu": lambda a, b: np.maximum(a, _ZERO), "relu_bwd": lambda a, b: np.where(a > 0, b, _ZERO),
+    "mask": lambda a, b: np.where(b != 0, a, _ZERO), "gelu": _gelu, "gelu_bwd": _gelu_bwd,
+    "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "eq": lambda a, b: a == b,
+    "square": lambda a, b: a * a, "sigmoid": lambda a, b: _ONE / (_ONE + np.exp(-a)),
+}
+
+
+def vfn(fn: str, a: np.ndarray, b: Any, bf16: bool = False) -> np.ndarray:
+    """Elementwise function of the ``VFN`` enum in fp32 (``b`` broadcast to ``a``; gt/ge/eq
+    give 1.0/0.0). In bf16 mode the operands of a multiply are rounded to bfloat16."""
+    f = _VFN.get(fn)
+    if f is None:
+        raise SemanticError(f"unknown vector function {fn!r}")
+    if bf16 and fn in ("mul", "square"):
+        a, b = bf16_round(a), bf16_round(np.asarray(b, np.float32))
     with np.errstate(all="ignore"):
-        if fn == "add": return a + b
-        if fn == "sub": return a - b
-        if fn == "mul": return a * b
-        if fn == "div": return a / b
-        if fn == "max": return np.maximum(a, b)
-        if fn == "min": return np.minimum(a, b)
-        if fn == "copy": return a.copy()
-        if fn == "neg": return -a
-        if fn == "abs": return np.abs(a)
-        if fn == "exp": return np.exp(a)
-        if fn == "log": return np.log(a)
-        if fn == "sqrt": return np.sqrt(a)
-        if fn == "rsqrt": return f32(1) / np.sqrt(a)
-        if fn == "recip": return f32(1) / a
-        if fn == "tanh": return np.tanh(a)
-        if fn == "erf": return _erf(a).astype(f32)
-        if fn == "relu": return np.maximum(a, f32(0))
-        if fn == "relu_bwd": return np.where(a > 0, b, f32(0))
-        if fn == "mask": return np.where(b != 0, a, f32(0))
-        if fn == "gelu":  # exact erf form, as torch.nn.functional.gelu(approximate="none")
-            return (0.5 * a.astype(np.float64) * (1 + _erf(a / math.sqrt(2)))).astype(f32)
-        if fn == "gelu_bwd":  # a = x, b = incoming gradient
-            x = a.astype(np.float64)
-            cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
-            pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-            return (b * (cdf + x * pdf)).astype(f32)
-        if fn == "gt": return (a > b).astype(f32)
-        if fn == "ge": return (a >= b).astype(f32)
-        if fn == "eq": return (a == b).astype(f32)
-        if fn == "square": return a * a
-        if fn == "sigmoid": return (f32(1) / (f32(1) + np.exp(-a))).astype(f32)
-    raise SemanticError(f"unknown vector function {fn!r}")
+        return np.asarray(f(a, b)).astype(np.float32, copy=False)
 
 
 @semantics("vop")
