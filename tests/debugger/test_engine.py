@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from acf.debugger.engine import Debugger
 from acf.debugger.machine import Machine
 from acf.debugger.points import PointError
@@ -39,7 +38,11 @@ def test_breakpoint_at_label_on_unit_stops_at_each_start(pipeline) -> None:
     starts = [r.start for r in ref.records if r.index == bp.value]
     for cycle in starts:
         stop = dbg.cont()
-        assert (stop.reason, stop.cycle, stop.hits[0].event.queue) == ("breakpoint", cycle, "c0.vec")
+        assert (stop.reason, stop.cycle, stop.hits[0].event.queue) == (
+            "breakpoint",
+            cycle,
+            "c0.vec",
+        )
     assert dbg.cont().reason == "end"
 
 
@@ -93,7 +96,9 @@ def test_checkpoint_replay_matches_a_straight_run(name: str) -> None:
     while m.advance() is not None:
         pass
     assert m.trap is None
-    assert [(r.index, r.start, r.end) for r in m.engine.records] == [(r.index, r.start, r.end) for r in ref.records]
+    assert [(r.index, r.start, r.end) for r in m.engine.records] == [
+        (r.index, r.start, r.end) for r in ref.records
+    ]
     end, end_digest = m.pos, m.digest()
     m.goto(end // 2)
     mid = m.digest()

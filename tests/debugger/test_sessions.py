@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from acf.cli import main
 
 SESSIONS = Path(__file__).parent / "sessions"
@@ -21,9 +20,9 @@ CASES = sorted(p.stem for p in SESSIONS.glob("*.cmd"))
 def transcript(name: str, capsys: pytest.CaptureFixture[str]) -> str:
     cmd = SESSIONS / f"{name}.cmd"
     header = cmd.read_text()
-    program = re.search(r"^# program: (\S+)", header, re.M).group(1)
+    program = re.search(r"^# program: (\S+)", header, re.MULTILINE).group(1)
     argv = ["debug", str(SESSIONS / program), "-x", str(cmd), "--batch"]
-    inputs = re.search(r"^# inputs: (\S+)", header, re.M)
+    inputs = re.search(r"^# inputs: (\S+)", header, re.MULTILINE)
     if inputs:
         argv += ["--inputs", str(SESSIONS / inputs.group(1))]
     capsys.readouterr()
@@ -42,7 +41,7 @@ def test_transcript(name: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_reverse_continue_matches_forward_digest(capsys: pytest.CaptureFixture[str]) -> None:
     out = transcript("reverse", capsys)
-    digests = re.findall(r"^(\w{16}) at position (\d+)", out, re.M)
+    digests = re.findall(r"^(\w{16}) at position (\d+)", out, re.MULTILINE)
     first, second, back_to_second, back_to_first = digests[:4]
     assert back_to_second == second and back_to_first == first
     assert digests[4] == digests[6]  # goto 100 twice, via a goto back to cycle 40
