@@ -11,11 +11,11 @@ summation order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
-from hypothesis import strategies as st
-
 from acf.isa import formats
+from hypothesis import strategies as st
 
 # Target variants: overrides on top of acf-small.
 TARGET_VARIANTS: list[dict] = [
@@ -211,7 +211,7 @@ class Builder:
         store = self.draw(st.booleans())
         sig = (t_done,) if store else ()
         if sddmm:
-            s_addr, _, ws = self.operand(cl, m, n, False)
+            s_addr, _, _ = self.operand(cl, m, n, False)
             self.emit(f"sddmm c{cl}, {dspace}[{dst:#x}], sp[{a_addr:#x}], sp[{b_addr:#x}], sp[{s_addr:#x}], "
                       f"m={m}, n={n}, k={k}, ta={ta}, tb={tb}, skip={skip}" + self.clauses(waits, sig))
         else:
@@ -220,7 +220,7 @@ class Builder:
         if store:
             fmt = self.pick(STORE_FORMATS)
             dest = self.pick(["dram", "dram", "gb"])
-            out = self.alloc(dest, formats.encoded_size("dense", m, n) + 4 * (m + n + 4) * 4 + 64)
+            out = self.alloc(dest, 12 * m * n + 4 * (m + n) + 128)  # worst encoding of any format
             self.emit(f"st c{cl}, {dest}[{out:#x}], {dspace}[{dst:#x}], fmt={fmt}, rows={m}, cols={n}"
                       + self.clauses((t_done,)))
         self.blocks.append("sddmm" if sddmm else "mm")
@@ -327,7 +327,7 @@ class Builder:
         rows, rb = self.int_draw(1, 6), self.pick([4, 16, 40, 64, 100, 256])
         stride = self.pick([0, rb + 12, 256])
         pitch = stride or rb
-        name, _ = self.tensor("dram", 1, (rows * pitch) // 4 + 1)
+        self.tensor("dram", 1, (rows * pitch) // 4 + 1)
         src = int(self.decls[-1].split()[3], 16)
         gdst = self.alloc("gb", rows * rb)
         t1 = self.token()
@@ -386,7 +386,13 @@ class Builder:
             what = "route"
         self.cfg_kind = what
         if what == "route":
-            self.emit(f"noc.route {self.pick(['xy', 'yx'])}")
+            choice = self.pick(["xy", "yx", "topo", "clear"])
+            if choice == "topo":
+                self.emit(f"noc.topo {self.pick(['mesh', 'torus'])}")
+            elif choice == "clear":
+                self.emit("noc.clear")
+            else:
+                self.emit(f"noc.route {choice}")
         else:
             a, b = self.cluster(), self.cluster()
             X = self.grid[0]
@@ -497,7 +503,7 @@ class Builder:
         self.emit("barrier")
         self.blocks.append("barrier")
 
-    BLOCKS = {
+    BLOCKS: ClassVar[dict] = {
         "mm": (lambda b: b.b_mm(False), 6), "sddmm": (lambda b: b.b_mm(True), 3),
         "relu_mm": (lambda b: b.b_relu_mm(), 2), "vec": (lambda b: b.b_vec(), 3),
         "codec": (lambda b: b.b_codec(), 2), "multiload": (lambda b: b.b_multiload(), 3),

@@ -20,25 +20,22 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import microprograms as mp  # noqa: E402
-from reference import RefResult, simulate  # noqa: E402
+import microprograms as mp
+from acf.isa.asm import assemble
+from acf.isa.target import load_target
+from reference import RefResult, simulate
 
-from acf.isa.asm import assemble  # noqa: E402
-from acf.isa.target import load_target  # noqa: E402
-
-EXAMPLES = int(os.environ.get("ACF_EQUIV_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("ACF_EQUIV_EXAMPLES", "400"))
 
 
 # ---- the fast model, through its public API ------------------------------------------------
 
 
 def fast_run():
-    """``acf.emulator.run``, or None while the fast emulator has not landed."""
-    try:
-        import acf.emulator as em
-    except ImportError:
-        return None
-    return getattr(em, "run", None)
+    """``acf.emulator.run``, the fast model's public entry point."""
+    from acf.emulator import run
+
+    return run
 
 
 def _get(obj, name):
@@ -99,7 +96,6 @@ def check_program(m: mp.MicroProgram, run=None) -> list[str]:
 _STATS = {"n": 0, "ref_s": 0.0, "fast_s": 0.0}
 
 
-@pytest.mark.skipif(fast_run() is None, reason="acf.emulator.run has not landed yet")
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 @given(mp.microprograms())

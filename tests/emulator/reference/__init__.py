@@ -6,6 +6,6 @@ links. It is slow and only meant for the small programs of the equivalence suite
 nothing from ``acf.emulator``.
 """
 
-from .core import RefError, RefResult, Record, simulate
+from .core import Record, RefError, RefResult, simulate
 
-__all__ = ["RefError", "RefResult", "Record", "simulate"]
+__all__ = ["Record", "RefError", "RefResult", "simulate"]

@@ -15,11 +15,11 @@ Each cycle ``t`` runs these phases in order:
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 from acf.isa import formats
 from acf.isa.fields import MemRef
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
@@ -72,7 +72,7 @@ class Pending:
 class Exec:
     """A started instruction: components report their finish cycles; the end is the latest."""
 
-    def __init__(self, sim: "Sim", p: Pending, start: int):
+    def __init__(self, sim: Sim, p: Pending, start: int):
         self.sim, self.p, self.start = sim, p, start
         self.qk = qkey(p.inst.unit, p.inst.cluster)
         self.open = 0
@@ -206,9 +206,9 @@ class Sim:
             if t > self.max_cycles:
                 raise RefError(f"no end after {self.max_cycles} cycles")
             if (self.live and not self.busy and not self.actions and not self.machines
-                    and not self.ending and self.ms.idle and self._dispatch_blocked(t)):
-                if not any(self.can_start(k, t) for k, q in self.queues.items() if q):
-                    raise RefError(f"deadlock at cycle {t}: nothing can start")
+                    and not self.ending and self.ms.idle and self._dispatch_blocked(t)
+                    and not any(self.can_start(k, t) for k, q in self.queues.items() if q)):
+                raise RefError(f"deadlock at cycle {t}: nothing can start")
         total = max(last_end, self.halt_cycle)
         self.stats["noc_flit_hops"] = self.noc.flits
         return RefResult(sorted(self.records, key=lambda r: (r.start, r.index)), total, self.stats)

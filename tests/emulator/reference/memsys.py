@@ -9,7 +9,7 @@ never shares a cycle with the next one.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 
 class Job:

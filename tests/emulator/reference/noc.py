@@ -9,6 +9,7 @@ most one flit per cycle (asserted).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 
@@ -94,7 +95,7 @@ class Noc:
                     y = ny
                     nodes.append((x, y))
         ids = [cnode(self.cid(*n)) for n in nodes]
-        return list(zip(ids[:-1], ids[1:]))
+        return list(itertools.pairwise(ids))
 
     def unicast_route(self, s: int, d: int) -> list[tuple]:
         via = self.pins.get((s, d))
