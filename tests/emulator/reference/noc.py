@@ -99,7 +99,7 @@ class Noc:
 
     def unicast_route(self, s: int, d: int) -> list[tuple]:
         via = self.pins.get((s, d))
-        if via is None:
+        if via is None or s == d:  # a transfer within one cluster uses no link
             return self.cluster_route(s, d)
         return self.cluster_route(s, via) + self.cluster_route(via, d)
 
