@@ -95,6 +95,8 @@ def _store_block(ctx: KernelContext, cl: int, slot, addr: int, e: tuple[int, int
         return
     if e1 == 1:
         ctx.st_at(cl, slot, addr, e0, e2, D0)
+    elif D1 == e2:  # block rows are contiguous in dst: one row of e1*e2 per d0 index
+        ctx.st_at(cl, slot, addr, e0, e1 * e2, D0)
     elif e0 == 1 or D0 == e1 * D1:
         ctx.st_at(cl, slot, addr, e0 * e1, e2, D1)
     else:

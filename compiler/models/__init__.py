@@ -1,0 +1,1 @@
+"""Torch-free generators of graph-dialect training-step programs."""
