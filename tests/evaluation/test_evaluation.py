@@ -187,3 +187,15 @@ def test_ray_executor_local_cluster(tmp_path) -> None:
     finally:
         ray.shutdown()
     assert res.ran == 2 and all(r["status"] == "ok" for r in res.rows)
+
+
+def test_calibration_from_rows_reports_gap(sweep_dir) -> None:
+    from acf.evaluation.calibration import CASES, calibrate_from_rows
+
+    rows = _rows(sweep_dir)
+    import dataclasses
+
+    case = dataclasses.replace(CASES[1], peer="acf-base", baseline="acf-dense")
+    (c,) = calibrate_from_rows(rows, "tiny-mlp", (case,))
+    assert c["modelled_speedup"] > 0 and "gap" in c and c["headline"] == 1.95
+    assert (abs(c["gap"]) > 0.25) == bool(c["explanation"])

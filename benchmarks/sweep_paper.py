@@ -1,0 +1,50 @@
+"""The committed evaluation run (results/): main sweep, ablations, calibration, accuracy.
+
+    python -m acf.benchmarks.sweep_paper --out results [--jobs 2]   (or: python benchmarks/sweep_paper.py)
+
+Each stage is resumable (rows keyed by run id): re-running skips finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from acf.evaluation import baselines, calibration, report
+from acf.evaluation.sweep import Grid, run_sweep
+
+TARGETS = ["acf-base", "acf-dense", "procrustes-like", "tensordash-like", "sigma-like", "tpu-like"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="results")
+    p.add_argument("--jobs", type=int, default=0)
+    p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--sparsity", default="0,0.5,0.7,0.8,0.9,0.95")
+    p.add_argument("--paper-workloads", action="store_true",
+                   help="calibrate on the papers' workloads (slow) instead of the sweep's rows")
+    a = p.parse_args()
+    out = Path(a.out)
+    anchors = baselines.load_anchors()
+    main_dir = out / "resnet18_main"
+    res = run_sweep(Grid(models=["resnet18-cifar"], targets=TARGETS,
+                                sparsities=[float(x) for x in a.sparsity.split(",")]), main_dir, jobs=a.jobs)
+    abl_dir = out / "resnet18_ablations"
+    abl = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base"],
+                         sets={"cluster.lookahead": ["1", "4", "8", "32"]}), abl_dir, jobs=a.jobs)
+    abl2 = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base", "acf-dense"],
+                          formats=["dense"]), abl_dir, jobs=a.jobs)
+    cal = calibration.calibrate() if a.paper_workloads else calibration.calibrate_from_rows(res.rows)
+    (out / "calibration.json").write_text(json.dumps(cal, indent=1))
+    acc = None if a.skip_accuracy else report.accuracy_runs(["rigl", "set", "static-magnitude"],
+                                                          [0.0, 0.5, 0.8, 0.9, 0.95], steps=300)
+    report.write_report(res.rows, main_dir, anchors, cal, acc, (("resnet18-cifar", 0.9),),
+                        "python benchmarks/sweep_paper.py --out " + a.out)
+    report.write_report(res.rows + abl.rows + abl2.rows, abl_dir, anchors, None, None, (),
+                        "python benchmarks/sweep_paper.py --out " + a.out)
+
+
+if __name__ == "__main__":
+    main()
