@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", help="write the report as JSON")
     p.add_argument("--csv", help="write the report as CSV")
     p.add_argument("--stepped", action="store_true", help="instruction-stepped mode (same results)")
+    p.add_argument("--trace", help="write a Chrome/Perfetto trace JSON (1 simulated cycle = 1 ns)")
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")
 
 
@@ -59,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UserError(f"{args.inputs}: error: cannot read inputs: {exc}") from None
     try:
-        res = emulate(prog, target, inputs, mode="stepped" if args.stepped else "batched")
+        if args.trace:
+            res = _run_traced(prog, target, inputs, args.trace)
+        else:
+            res = emulate(prog, target, inputs, mode="stepped" if args.stepped else "batched")
     except EmulatorTrap as exc:
         raise UserError(f"{args.program}: {exc}") from None
     except ValueError as exc:
@@ -77,3 +81,23 @@ def run(args: argparse.Namespace) -> int:
         for sym, why in sorted(res.unreadable.items()):
             print(f"note: output {sym!r} not decoded: {why}", file=sys.stderr)
     return 0
+
+
+def _run_traced(prog, target, inputs, path: str):  # type: ignore[no-untyped-def]
+    """Stream the trace to a temporary file and move it into place only on success."""
+    import os
+    import tempfile
+
+    from acf.debugger.trace import write_trace
+    from acf.emulator import Emulator
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".acfc-trace-", suffix=".json")
+    os.close(fd)
+    try:
+        res = write_trace(Emulator(prog, target, inputs), prog, target, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return res
