@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from acf.isa.tech import area_factor, energy_factor
 from acf.emulator.energy import breakdown
 from acf.emulator.engine import Engine, Record
 from acf.emulator.interconnect import Interconnect
@@ -120,6 +121,16 @@ def build_report(emu: Emulator) -> Report:
     totals = getattr(eng, "event_totals", Counter())
     energy = breakdown(t, totals, seconds)
     area = t.area_breakdown_mm2()
+    # Technology knob: tables are given at tech.node_nm; scale_to_nm > 0 reports them at
+    # another node (Stillmaker & Baas 2017, acf.isa.tech).
+    node = int(t.tech.node_nm)
+    e_factor = a_factor = 1.0
+    if t.tech.scale_to_nm:
+        e_factor = energy_factor(node, t.tech.scale_to_nm)
+        a_factor = area_factor(node, t.tech.scale_to_nm)
+        node = int(t.tech.scale_to_nm)
+        energy = {k: v * e_factor for k, v in energy.items()}
+        area = {k: v * a_factor for k, v in area.items()}
     peak = t.num_clusters * t.macs_per_cluster * total
     mem = {
         "dram_bytes": int(ic.dram_bytes),
@@ -147,4 +158,5 @@ def build_report(emu: Emulator) -> Report:
         energy_j={k: v * 1e-12 for k, v in sorted(energy.items())},
         energy_total_pj=float(sum(energy.values())), energy_total_j=float(sum(energy.values())) * 1e-12,
         area_mm2=dict(sorted(area.items())), area_total_mm2=float(sum(area.values())),
+        tech_node_nm=node, tech_energy_scale=e_factor, tech_area_scale=a_factor,
     )

@@ -42,6 +42,9 @@ class Report:
     energy_total_j: float = 0.0
     area_mm2: dict[str, float] = field(default_factory=dict)
     area_total_mm2: float = 0.0
+    tech_node_nm: int = 0  # node the energy and area figures refer to
+    tech_energy_scale: float = 1.0  # factor applied to the target's tables (tech.scale_to_nm)
+    tech_area_scale: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

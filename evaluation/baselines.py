@@ -192,47 +192,14 @@ def cpu_gemm(m: int, n: int, k: int, dtype: str = "fp32", min_time_s: float = 0.
             "torch": torch.__version__, "normalization": "measured live, no normalization"}
 
 
-# ---- technology scaling (Stillmaker & Baas 2017) ------------------------------------------
-# A. Stillmaker and B. Baas, "Scaling equations for the accurate prediction of CMOS device
-# performance from 180 nm to 7 nm," Integration, the VLSI Journal 58 (2017) 74-81,
-# doi:10.1016/j.vlsi.2017.02.002. Energy per operation at node X and supply V is
-# proportional to a2*V^2 + a1*V + a0 with the per-node coefficients of the paper's energy
-# table (HP/ITRS-style fits; the 65 nm row matches the authors' corrigendum example:
-# 3.755 V^2 - 4.398 V + 1.975). E_Y = E_X * F_Y(V_Y) / F_X(V_X). Area scales by the
-# paper's area factor table. Nodes outside 7..130 nm are clamped to the range (a 4N / 5 nm
-# class GPU is compared at 7 nm: favourable to the GPU).
-_NODES = (130, 90, 65, 45, 32, 20, 16, 14, 10, 7)
-_ENERGY_COEF = {
-    130: (7.171, -6.709, 2.904), 90: (4.762, -4.781, 2.092), 65: (3.755, -4.398, 1.975),
-    45: (1.103, -0.362, 0.2767), 32: (0.9559, -0.7823, 0.471), 20: (0.373, -0.1582, 0.04104),
-    16: (0.2958, -0.1241, 0.03024), 14: (0.2363, -0.09675, 0.02239), 10: (0.2068, -0.09311, 0.02375),
-    7: (0.1776, -0.09097, 0.02447),
-}
-# area factor relative to 45 nm (row "45 nm" of the paper's area table)
-_AREA_FROM_45 = {130: 6.4, 90: 2.8, 65: 1.5, 45: 1.0, 32: 0.46, 20: 0.21, 16: 0.19, 14: 0.17,
-                 10: 0.1, 7: 0.059}
-# nominal supply per node assumed here (PTM nominal values used by the paper's fits)
-NOMINAL_VDD = {130: 1.3, 90: 1.2, 65: 1.1, 45: 1.0, 32: 0.9, 20: 0.9, 16: 0.85, 14: 0.8, 10: 0.75, 7: 0.7}
-SCALING_CITATION = ("Stillmaker & Baas, Integration 58 (2017) 74-81: energy polynomial in Vdd per "
-                    "node, nominal Vdd per node; nodes clamped to 7..130 nm")
-
-
-def _node(nm: float) -> int:
-    return min(_NODES, key=lambda n: abs(n - max(7, min(130, nm))))
-
-
-def energy_factor(from_nm: float, to_nm: float, from_vdd: float | None = None,
-                  to_vdd: float | None = None) -> float:
-    """Multiply an energy at ``from_nm`` by this to get it at ``to_nm`` (Stillmaker & Baas)."""
-    a, b = _node(from_nm), _node(to_nm)
-    va, vb = from_vdd or NOMINAL_VDD[a], to_vdd or NOMINAL_VDD[b]
-    fa = sum(c * va ** p for c, p in zip(_ENERGY_COEF[a], (2, 1, 0)))
-    fb = sum(c * vb ** p for c, p in zip(_ENERGY_COEF[b], (2, 1, 0)))
-    return fb / fa
-
-
-def area_factor(from_nm: float, to_nm: float) -> float:
-    return _AREA_FROM_45[_node(to_nm)] / _AREA_FROM_45[_node(from_nm)]
+# ---- technology scaling: the shared implementation lives in acf.isa.tech ----------------------
+from acf.isa.tech import (  # noqa: E402
+    NOMINAL_VDD,
+    SCALING_CITATION,
+    _node,
+    area_factor,
+    energy_factor,
+)
 
 
 def scale_energy(joules: float, from_nm: float, to_nm: float) -> dict[str, Any]:
