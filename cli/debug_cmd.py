@@ -32,24 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from acf.cli.run_cmd import _load_program
+    from acf.cli.program_io import load_inputs, load_program, load_target_for
     from acf.debugger.engine import Debugger
     from acf.debugger.shell import PROMPT, Shell
-    from acf.isa.target import TargetError, load_target
 
-    prog = _load_program(args.program)
-    try:
-        target = load_target(args.target or prog.target or "acf-base")
-    except TargetError as exc:
-        raise UserError(str(exc)) from None
-    inputs = {}
-    if args.inputs:
-        try:
-            with np.load(args.inputs) as npz:
-                inputs = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{args.inputs}: error: cannot read inputs: {exc}") from None
+    prog = load_program(args.program)
+    target = load_target_for(prog, args.target)
+    inputs = load_inputs(args.inputs)
     try:
         dbg = Debugger(prog, target, inputs)
     except ValueError as exc:

@@ -22,43 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")
 
 
-def _load_program(path: str):
-    from acf.isa.asm import AsmError, assemble
-
-    if path.endswith(".s") or path == "-":
-        text, name = read_input(path)
-        try:
-            return assemble(text, name)
-        except AsmError as exc:
-            raise UserError(str(exc)) from None
-    from acf.isa import container
-
-    data, name = read_input(path, binary=True)
-    try:
-        return container.read(data)
-    except container.ContainerError as exc:
-        raise UserError(f"{name}: error: {exc}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+    from acf.cli.program_io import load_inputs, load_program, load_target_for
     from acf.emulator import EmulatorTrap
     from acf.emulator import run as emulate
-    from acf.isa.target import TargetError, load_target, parse_set_args
 
-    prog = _load_program(args.program)
-    name = args.target or prog.target or "acf-base"
-    try:
-        target = load_target(name, parse_set_args(args.set) or None)
-    except TargetError as exc:
-        raise UserError(str(exc)) from None
-    inputs = {}
-    if args.inputs:
-        try:
-            with np.load(args.inputs) as npz:
-                inputs = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{args.inputs}: error: cannot read inputs: {exc}") from None
+    prog = load_program(args.program)
+    target = load_target_for(prog, args.target, args.set)
+    inputs = load_inputs(args.inputs)
     try:
         if args.trace:
             res = _run_traced(prog, target, inputs, args.trace)
