@@ -122,20 +122,17 @@ class Durations:
         try:
             if kind == "dram":
                 end = self.ic.dram(t, args[0], q)
-                self.probe.channel_free[:] = 0
-                free = self.probe.dram(t, args[0], q)
+                free = self.ic.last_free
             elif kind == "gbuf":
                 end = self.ic.gbuf(t, args[0], q)
                 free = t + -(-int(args[0]) // self.ic.gbuf_bpc) + self.ic.gbuf_latency
             else:
                 fn = {"noc": self.ic.transfer, "mcast": self.ic.multicast, "reduce": self.ic.reduce}[kind]
                 end = fn(t, *args, q)
+                free = self.ic.last_free
                 hops = self.ic.last_flit_hops
                 ex.counts["noc_router_flit"] += hops["router"]
                 ex.counts["noc_link_flit"] += hops["link"]
-                self.probe.link_busy_until.clear()
-                free = {"noc": self.probe.transfer, "mcast": self.probe.multicast,
-                        "reduce": self.probe.reduce}[kind](t, *args, q)
         except RoutingError as exc:
             raise self.trap(exc.reason, t, ex.p.where, "routing") from None
         ex.record.resource_stall_cycles += max(0, end - free)

@@ -86,7 +86,6 @@ class Engine(Durations):
 
     def __init__(self, program: Program, target, state: State, ic: Interconnect):
         self.prog, self.t, self.state, self.ic = program, target, state, ic
-        self.probe = Interconnect(target, check_order=False)  # contention-free durations
         self.cfg = tc.ClusterTiming.of(target)
         self.ncl = target.num_clusters
         self.nq = self.ncl * len(CLUSTER_UNITS) + len(GLOBAL_UNITS)
@@ -303,18 +302,18 @@ class Engine(Durations):
     def _configure(self, ex: Inflight, cfg: tuple, e: int) -> None:
         m, a = cfg
         try:
-            for ic in (self.ic, self.probe):
-                if m == "noc.topo":
-                    ic.set_topology(a["topology"])
-                elif m == "noc.route":
-                    ic.set_routing(a["routing"])
-                elif m == "noc.mcast":
-                    ic.set_group(a["grp"], a["x0"], a["y0"], a["x1"], a["y1"])
-                elif m == "noc.pin":
-                    if a["src"] != a["dst"]:  # a cluster never routes to itself: nothing to pin
-                        ic.pin(a["src"], a["dst"], a["via"])
-                else:
-                    ic.clear_pins()
+            ic = self.ic
+            if m == "noc.topo":
+                ic.set_topology(a["topology"])
+            elif m == "noc.route":
+                ic.set_routing(a["routing"])
+            elif m == "noc.mcast":
+                ic.set_group(a["grp"], a["x0"], a["y0"], a["x1"], a["y1"])
+            elif m == "noc.pin":
+                if a["src"] != a["dst"]:  # a cluster never routes to itself: nothing to pin
+                    ic.pin(a["src"], a["dst"], a["via"])
+            else:
+                ic.clear_pins()
         except RoutingError as exc:
             raise self.trap(f"routing deadlock: {exc.reason}" if exc.cycle else exc.reason, e,
                             ex.p.where, "routing") from None

@@ -28,7 +28,9 @@ booking), ``dram_bytes`` (exact run bytes), ``dram_bursts``, ``channel_bytes`` a
 ``flit_hops = {"router": ..., "link": ...}``: flits x routers traversed (every cluster
 router on the route or tree, source and destination included; ports are not routers) and
 flits x links. ``last_flit_hops`` holds the same two counts for the latest NoC operation.
-``snapshot()`` / ``restore()`` copy all of it plus the configuration.
+``snapshot()`` / ``restore()`` copy all of it plus the configuration. ``last_free`` is
+the end the latest DRAM or NoC request would have had on idle resources (its duration
+without contention: the engine's resource-stall statistic).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class Interconnect:
         self.gbuf_bytes = 0
         self.flit_hops = {"router": 0, "link": 0}
         self.last_flit_hops = {"router": 0, "link": 0}
+        self.last_free = 0
         self._last = {k: (-(1 << 62), -1) for k in _KINDS}
 
     # ---- configuration ---------------------------------------------------------------------
@@ -233,6 +236,7 @@ class Interconnect:
         if self.check_order:
             self._order("dram", request, qid)
         runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+        self.last_free = request
         if runs.size == 0:
             return request
         if runs.min() < 0:
@@ -242,6 +246,7 @@ class Interconnect:
         if not touched.any():
             return request
         busy = -(-(bursts * self.burst) // self.dram_bpc)
+        self.last_free = request + int(busy.max()) + self.dram_latency  # idle channels
         done = np.maximum(self.channel_free, request) + busy
         self.channel_free = np.where(touched, done, self.channel_free)
         self.dram_bytes += int(nbytes.sum())
@@ -341,6 +346,7 @@ class Interconnect:
         self.last_flit_hops = hops
         self.flit_hops["router"] += hops["router"]
         self.flit_hops["link"] += hops["link"]
+        self.last_free = request + plan.tail + F  # idle links: t0 = request
         return t0 + plan.tail + F
 
     # ---- reverse execution -----------------------------------------------------------------
@@ -363,6 +369,7 @@ class Interconnect:
             "gbuf_bytes": self.gbuf_bytes,
             "flit_hops": dict(self.flit_hops),
             "last_flit_hops": dict(self.last_flit_hops),
+            "last_free": self.last_free,
             "_last": dict(self._last),
         }
 

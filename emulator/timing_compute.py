@@ -108,21 +108,44 @@ def _pack_rows(z: np.ndarray, words: int) -> np.ndarray:
 
 
 def _nonempty_windows(za: np.ndarray, zb: np.ndarray, d: int) -> np.ndarray:
-    """(m, n) count of lookahead windows holding at least one effectual pair (d = 2^p <= 64)."""
+    """(m, n) count of lookahead windows holding at least one effectual pair (d = 2^p <= 64).
+
+    Per 64-bit word of the packed masks, ``x = a & b`` holds the effectual pairs of 64/d
+    windows; a d-bit group is nonzero iff ``((x & L) + L) | x`` has its top bit set (L: all
+    bits but the groups' top bits; the sum carries into the top bit without leaving the
+    group). Up to d words' indicators are merged into one word (word w shifted right by
+    w mod d, still inside its group), so one popcount counts them all. Every temporary is
+    an (rows, n) array, contiguous: no reduction over a short axis.
+    """
     m, k = za.shape
     n = zb.shape[1]
     words = _cdiv(k, 64)
     a, b = _pack_rows(za, words), _pack_rows(zb.T, words)
-    group = np.uint64(sum(1 << i for i in range(0, 64, d)))  # lowest bit of every d-bit group
-    out = np.empty((m, n), np.int64)
-    step = max(1, _CHUNK_ELEMS // max(1, n * words))
-    for r0 in range(0, m, step):  # chunks of rows bound the (rows, n, words) temporary
-        x = a[r0:r0 + step, None, :] & b[None, :, :]
-        s = d // 2
-        while s:  # fold each d-bit group onto its lowest bit
-            x |= x >> np.uint64(s)
-            s //= 2
-        out[r0:r0 + step] = np.bitwise_count(x & group).sum(axis=2, dtype=np.int64)
+    bt = np.ascontiguousarray(b.T)  # (words, n)
+    top = np.uint64(sum(1 << i for i in range(d - 1, 64, d)))
+    low = ~top
+    if d > 1:
+        a_low, b_low = a & low, bt & low
+    out = np.zeros((m, n), np.int64)
+    step = max(1, _CHUNK_ELEMS // max(1, n))
+    for r0 in range(0, m, step):  # chunks of rows bound the (rows, n) temporaries
+        total = out[r0:r0 + step]
+        merged = None
+        for w in range(words):
+            col = slice(w, w + 1)
+            if d == 1:  # every pair is its own window
+                total += np.bitwise_count(a[r0:r0 + step, col] & bt[w])
+                continue
+            y = a_low[r0:r0 + step, col] & b_low[w]
+            y += low
+            y |= a[r0:r0 + step, col] & bt[w]
+            y &= top
+            if w % d:
+                y >>= np.uint64(w % d)
+            merged = y if merged is None else np.bitwise_or(merged, y, out=merged)
+            if w % d == d - 1 or w == words - 1:
+                total += np.bitwise_count(merged)
+                merged = None
     return out
 
 
