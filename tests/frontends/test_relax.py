@@ -199,7 +199,7 @@ def test_unsupported_op_names_the_relax_op() -> None:
 
 
 @requires_tvm
-def test_mlp_forward_on_the_emulator(mlp) -> None:
+def test_mlp_forward_and_training_step_on_the_emulator(mlp) -> None:
     from acf.runtime import Session
 
     mod, args = mlp
@@ -208,3 +208,9 @@ def test_mlp_forward_on_the_emulator(mlp) -> None:
     res = sess.run_step(args)
     _assert_close(res.values, run_relax(mod, args))
     assert res.report.total_cycles > 0
+
+    labels = np.array([2, 0, 1, 3], np.int64)
+    grad_mod, adjoint = relax_gradient_module(mod)
+    sess.load(relax_training_step(mod), name="mlp_step")
+    res = sess.run_step([*args, labels])
+    _assert_close(res.values, run_relax(grad_mod, [*args, labels], adjoint))
