@@ -46,9 +46,11 @@ from .variants import (
     Variant,
     apply_formats,
     dense_weight_gradients,
+    elide_bound_masks,
     gemm_kind,
     lower_transposes,
     masked_params,
+    materialize_broadcasts,
     value_format,
 )
 
@@ -208,10 +210,12 @@ class Session:
         verify_module(module)
         if o.pipeline:
             PassManager.from_text(o.pipeline).run(module)
+        elide_bound_masks(func, loaded.masks_of)
         if variant.wgrad == "dense":
             dense_weight_gradients(func)
         if "graph.transpose" not in load_all():
             lower_transposes(func)
+        materialize_broadcasts(func)
         verify_module(module)
         program = compile_module(module, self.target, CompileOptions(tile=o.tile))
         kinds, layers = {}, {}

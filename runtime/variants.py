@@ -29,7 +29,8 @@ from acf.compiler.passes.base import new_op_before
 from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
 
 OPTIMIZERS = ("graph.sgd_update", "graph.adam_update")
-GEMMS = ("graph.linear", "graph.matmul", "graph.sddmm", "graph.conv2d")
+GEMMS = ("graph.linear", "graph.matmul", "graph.sddmm", "graph.conv2d",
+         "graph.conv2d_backward_input", "graph.conv2d_backward_weight")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,30 @@ def apply_formats(module: Module, func: FuncOp, formats: dict[str, str]) -> None
         func.function_result_types = [v.type for v in ret.operands]
 
 
+def elide_bound_masks(func: FuncOp, masks: dict[str, str]) -> int:
+    """Drop ``mask_apply(%w, %mask.w)`` of a masked parameter *argument* by its own mask.
+
+    The session binds a masked parameter already multiplied by its mask (it stores weights
+    masked, see :meth:`Session.run_step`), so that op is the identity on every value the
+    runtime passes; on the fabric it is a full pass over the weight per step. The masks of
+    the gradient and of the updated parameter stay (a mask change can leave momentum at a
+    newly pruned position). Returns how many were dropped."""
+    args = {v.name_hint: v for v in func.arguments if v.name_hint}
+    count = 0
+    for op in list(func.body.ops):
+        if op.name != "graph.mask_apply":
+            continue
+        w, m = op.operands
+        if (w.defining_op is not None or m.defining_op is not None or not w.name_hint
+                or masks.get(w.name_hint) != m.name_hint or args.get(w.name_hint) is not w
+                or op.result.type != w.type):
+            continue
+        op.result.replace_all_uses_with(w)
+        op.erase()
+        count += 1
+    return count
+
+
 def dense_weight_gradients(func: FuncOp) -> int:
     """Rewrite every ``graph.sddmm`` to a dense ``graph.matmul`` (see the module doc);
     returns how many were rewritten."""
@@ -168,6 +193,10 @@ def gemm_kind(func: FuncOp, op: Operation) -> str:
         return "other"
     if op.name == "graph.sddmm":
         return "wgrad_sddmm"
+    if op.name == "graph.conv2d_backward_weight":
+        return "wgrad_dense"
+    if op.name == "graph.conv2d_backward_input":
+        return "backward_data"
     if is_layout_matmul(op):
         return "other"
     ops = func.body.ops
@@ -222,6 +251,46 @@ def lower_transposes(func: FuncOp) -> int:
         op.result.replace_all_uses_with(mm.result)
         op.erase()
         count += 1
+    return count
+
+
+ELEMENTWISE_BINARY = ("graph.add", "graph.sub", "graph.mul", "graph.div", "graph.relu_backward",
+                      "graph.gelu_backward", "graph.mask_apply")
+
+
+def _lowerable_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Whether codegen's elementwise kernels take an operand of ``shape`` against ``out``
+    directly: the full shape, one element, a last-axis row or a column (``[..., 1]``)."""
+    if int(np.prod(shape, dtype=np.int64)) == 1:
+        return True
+    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+    return (padded == out or padded == (1,) * (len(out) - 1) + out[-1:]
+            or (len(out) >= 2 and padded == out[:-1] + (1,)))
+
+
+def materialize_broadcasts(func: FuncOp) -> int:
+    """Stand-in for broadcasts the elementwise kernels do not lower (e.g. a per-channel
+    ``[1, C, 1, 1]`` operand against ``[N, C, H, W]``, as in batch norm's running-variance
+    update): the operand is first expanded with ``graph.broadcast_to`` (exact). Returns how
+    many operands were expanded."""
+    count = 0
+    for op in list(func.body.ops):
+        if op.name not in ELEMENTWISE_BINARY:
+            continue
+        out_t = op.results[0].type
+        if not isinstance(out_t, TensorType) or out_t.encoding is not None:
+            continue
+        for i, x in enumerate(op.operands):
+            t = x.type
+            if (not isinstance(t, TensorType) or t.encoding is not None
+                    or _lowerable_broadcast(tuple(t.shape), tuple(out_t.shape))):
+                continue
+            bc = new_op_before(op, "graph.broadcast_to", [x],
+                               [TensorType(tuple(out_t.shape), t.element)],
+                               {"shape": list(out_t.shape)})
+            bc.loc = op.loc
+            op.operands[i] = bc.result
+            count += 1
     return count
 
 

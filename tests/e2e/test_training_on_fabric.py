@@ -1,0 +1,75 @@
+"""Training steps on the fabric against eager PyTorch in fp32.
+
+Each model's training step (forward, backward, optimizer) is captured once, compiled for
+``acf-small`` by the runtime session, and run for 3 steps on the emulator with weights,
+batch-norm buffers and optimizer state carried by the session. Every step compares the
+loss, the forward output, every ``.grad``, every parameter after the update and the
+batch-norm running statistics with eager PyTorch (see :func:`harness.assert_close`):
+``assert_close(rtol=1e-4, atol=1e-5*max|ref|)`` and relative L2 error <= 1e-5, with the
+fp64 rule where PyTorch's own fp32 result is the less accurate one.
+
+Sizes (chosen so the folder runs in well under 4 minutes on 2 cores): MLP 8-16-4, batch 4;
+SmallCNN (8 channels, 8x8 images, batch 2); ResNet-18 (CIFAR stem, width 8, 16x16 images,
+batch 4, 10 classes); transformer block (d=16, 2 heads, 5 tokens, batch 2).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ..frontends.models import MLP, ResNet18, SmallCNN, TransformerBlock
+from .harness import L2_MAX, train_and_compare
+
+SGD = {"lr": 0.1, "momentum": 0.9}
+
+
+def batches(shape: tuple[int, ...], classes: int, seed: int, n: int = 3) -> list:
+    g = torch.Generator().manual_seed(seed)
+    return [((torch.randn(*shape, generator=g),),
+             torch.randint(0, classes, (shape[0],), generator=g)) for _ in range(n)]
+
+
+def run(model, data, optimizer="sgd", options=SGD, **kw):
+    fabric, errors = train_and_compare(model, data, optimizer=optimizer, options=options, **kw)
+    print(f"\n{type(model).__name__}: {errors.compared} tensors, worst relative L2 vs eager "
+          f"fp32 {errors.rel_l2:.3g} ({errors.worst}), worst max-abs/max|ref| "
+          f"{errors.rel_max:.3g}; fp64 rule applied to {len(errors.l2_vs_fp64)}")
+    for what, l2, l2_exact, l2_eager in sorted(errors.l2_vs_fp64, key=lambda e: -e[1])[:5]:
+        print(f"  {what}: vs eager fp32 {l2:.3g}, vs fp64 {l2_exact:.3g} "
+              f"(eager fp32 vs fp64 {l2_eager:.3g})")
+    assert all(not r.compiled for r in fabric.reports)  # compiled once, at load
+    assert fabric.session.compile_count == 1
+    return fabric, errors
+
+
+def test_mlp() -> None:
+    torch.manual_seed(0)
+    fabric, errors = run(MLP(), batches((4, 8), 4, seed=1))
+    assert errors.rel_l2 <= L2_MAX and not errors.l2_vs_fp64
+    assert all(r.total_cycles > 0 and r.energy_j > 0 for r in fabric.reports)
+
+
+def test_small_cnn_with_batch_norm_statistics() -> None:
+    torch.manual_seed(3)
+    fabric, errors = run(SmallCNN(), batches((2, 3, 8, 8), 5, seed=2))
+    buffers = [b for b in fabric.step_ir.results if b.kind == "buffer"]
+    assert len(buffers) == 6  # running mean/var and num_batches_tracked of both BNs
+    kinds = fabric.reports[-1].by_kind
+    assert kinds["forward"]["effectual_macs"] > 0 and kinds["wgrad_dense"]["effectual_macs"] > 0
+    assert kinds["backward_data"]["effectual_macs"] > 0
+
+
+@pytest.mark.e2e_slow
+def test_resnet18_reduced() -> None:
+    """CIFAR ResNet-18 at width 8 (channels 8-16-32-64), 16x16 images, batch 4."""
+    torch.manual_seed(4)
+    run(ResNet18(classes=10, width=8), batches((4, 3, 16, 16), 10, seed=3))
+
+
+def test_transformer_block_adam() -> None:
+    torch.manual_seed(5)
+    fabric, _ = run(TransformerBlock(), batches((2, 5, 16), 3, seed=4), optimizer="adam",
+                    options={"lr": 1e-3})
+    names = {op.name for op in fabric.step_ir.func.body.ops}
+    assert {"graph.layer_norm", "graph.softmax", "graph.gelu", "graph.matmul"} <= names
