@@ -1,6 +1,6 @@
 """Baselines and the normalizations every comparison states.
 
-* **Measured GPU** (:func:`load_anchors`): the H200 numbers in ``shared/anchors/*.json``;
+* **Measured GPU** (:func:`load_anchors`): the H200 numbers in ``evaluation/anchors/*.json`` (a copy of the shared measurement file);
   every derived value carries the file's ``what`` / ``device`` / ``torch`` provenance.
 * **Roofline GPUs** (:data:`GPUS`, :func:`roofline_gemm`): A100 / H100 / H200 from NVIDIA
   datasheet figures (dense peaks; the datasheets' "with sparsity" figures are 2x these).
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ANCHORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+# The measured H200 anchors ship with the package (a verbatim copy of the shared file).
+ANCHORS_DIR = Path(__file__).resolve().parent / "anchors"
 DEFAULT_ANCHORS = ANCHORS_DIR / "gpu_h200_2026-11-27.json"
 
 
@@ -149,12 +150,9 @@ class Anchors:
 
 
 def default_anchors() -> Path:
-    """``$ACF_ANCHORS``, else ``shared/anchors`` beside or inside the checkout."""
+    """``$ACF_ANCHORS``, else the anchors shipped with the package."""
     env = os.environ.get("ACF_ANCHORS")
-    if env:
-        return Path(env)
-    inside = Path(__file__).resolve().parents[1] / "shared" / "anchors" / DEFAULT_ANCHORS.name
-    return DEFAULT_ANCHORS if DEFAULT_ANCHORS.exists() else inside
+    return Path(env) if env else DEFAULT_ANCHORS
 
 
 def load_anchors(path: Path | str | None = None) -> Anchors:
