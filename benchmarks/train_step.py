@@ -1,67 +1,155 @@
-"""Capture + compile + emulate time of one training step, printed as a table.
+"""Capture + compile + emulate time, cycles, energy and peak memory of one training step.
 
-    python -m acf.benchmarks.train_step            # or: python benchmarks/train_step.py
+    python -m acf.benchmarks.train_step                 # ResNet-18/CIFAR, batch 32, acf-base
+    python -m acf.benchmarks.train_step --quick         # MLP rows only
+    python -m acf.benchmarks.train_step --batch 8 --target acf-small --width 16
 
-MLP (784-256-10, batch 32) at several weight densities through capture_training_step and
-the runtime session. ResNet-18/CIFAR (batch 32, 90 % sparsity) runs when codegen has conv
-kernels; otherwise its row says why it was skipped.
+Rows: ResNet-18/CIFAR (3x32x32, 10 classes; SGD with momentum) dense and with 90 % random
+weight masks on every conv and linear weight (the masked weight gradients compiled as SDDMM
+where codegen has a sampled kernel), plus an MLP (784-256-10) at three densities. Each row
+runs in its own process so that its peak RSS (``ru_maxrss``) is its own. Targets the design
+asks for on 2 cores: compile <= 15 s, emulation <= 60 s, peak memory <= 4 GB.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
 import time
 
 
-def _mlp_row(density: float) -> tuple:
+def _resnet18(width: int, classes: int = 10):
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or c_in != c_out:
+                self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                              nn.BatchNorm2d(c_out))
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+    class ResNet18(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            layers, c_in = [], width
+            for i, stride in enumerate((1, 2, 2, 2)):
+                c_out = width * 2 ** i
+                layers.append(nn.Sequential(Block(c_in, c_out, stride), Block(c_out, c_out, 1)))
+                c_in = c_out
+            self.layers = nn.Sequential(*layers)
+            self.fc = nn.Linear(c_in, classes)
+
+        def forward(self, x):
+            out = self.layers(F.relu(self.bn1(self.conv1(x))))
+            return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+    return ResNet18()
+
+
+def _row(kind: str, density: float, batch: int, target: str, width: int, size: int,
+         queue) -> None:
     import torch
     from torch import nn
 
     from acf.frontends.training_step import capture_training_step
-    from acf.runtime import Session
+    from acf.runtime import Session, SessionOptions
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    x, y = torch.randn(32, 784), torch.randint(0, 10, (32,))
-    mask = torch.rand(256, 784) < density
+    if kind == "resnet18":
+        model = _resnet18(width)
+        x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        name = f"ResNet-18 b{batch} d={density:.2f}"
+    else:
+        model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+        x, y = torch.randn(batch, 784), torch.randint(0, 10, (batch,))
+        name = f"MLP b{batch} d={density:.2f}"
+    masks = {n: torch.rand(p.shape) < density for n, p in model.named_parameters()
+             if p.dim() >= 2} if density < 1.0 else {}
     t0 = time.perf_counter()
-    step = capture_training_step(model, (x,), labels=y, masks={"0.weight": mask})
+    step = capture_training_step(model, (x,), labels=y, optimizer="sgd",
+                                 optimizer_options={"lr": 0.1, "momentum": 0.9},
+                                 masks=masks or None)
     t1 = time.perf_counter()
-    sess = Session("acf-base")
-    sess.load(step.module)
+    sess = Session(target, SessionOptions(respecialize="off"))
+    loaded = sess.load(step.module)
     t2 = time.perf_counter()
-    sess.bind_mask("0.weight", mask)
-    args = dict(zip(sess._get(None).arg_names, step.bind(model, (x,), y,
-                                                         masks={"0.weight": mask})))
-    res = sess.run_step(args)
+    for n, m in masks.items():
+        sess.bind_mask(n, m)
+    values = step.bind(model, (x,), y, masks=masks or None)
+    res = sess.run_step(dict(zip(loaded.arg_names, values)))
     t3 = time.perf_counter()
-    return (f"MLP d={density:.2f}", t1 - t0, t2 - t1, t3 - t2, res.report.total_cycles,
-            res.report.energy_j)
+    rep = res.report
+    gemm = {k: v["effectual_macs"] for k, v in rep.by_kind.items() if v["effectual_macs"]}
+    queue.put({"name": name, "target": target, "capture_s": t1 - t0, "compile_s": t2 - t1,
+               "emulate_s": t3 - t2, "cycles": int(rep.total_cycles),
+               "energy_j": float(rep.energy_j), "seconds": float(rep.seconds),
+               "effectual_macs": int(rep.effectual_macs), "by_kind_macs": gemm,
+               "instructions": len(sess._cache[next(iter(sess._cache))].program.program.instructions)
+               if hasattr(sess._cache[next(iter(sess._cache))].program.program, "instructions")
+               else None,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def _resnet_row() -> tuple:
-    from acf.compiler.codegen.kernels import load_all
-
-    if "graph.conv2d" not in load_all():
-        return ("ResNet-18 b32 90%", None, None, None, "skipped: no conv kernel", None)
-    return ("ResNet-18 b32 90%", None, None, None, "not wired yet", None)
-
-
-def main() -> None:
-    rows = [_mlp_row(d) for d in (1.0, 0.3, 0.1)]
+def run_row(*args) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_row, args=(*args, q))
+    p.start()
     try:
-        rows.append(_resnet_row())
+        out = q.get(timeout=3600)
     except Exception as exc:  # noqa: BLE001 - a benchmark row, not a failure
-        rows.append(("ResNet-18 b32 90%", None, None, None, f"skipped: {exc}", None))
-    head = f"{'workload':<20}{'capture s':>10}{'compile s':>10}{'emulate s':>10}" \
-           f"{'cycles':>14}{'energy uJ':>11}"
+        out = {"name": f"{args[0]} d={args[1]:.2f}", "error": repr(exc)}
+    p.join()
+    if p.exitcode:
+        out.setdefault("error", f"exit code {p.exitcode}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="acf-base")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--width", type=int, default=64, help="ResNet-18 base width (64: CIFAR)")
+    ap.add_argument("--size", type=int, default=32, help="image side")
+    ap.add_argument("--density", type=float, default=0.1, help="masked-row weight density")
+    ap.add_argument("--quick", action="store_true", help="MLP rows only")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    a = ap.parse_args(argv)
+    rows = [run_row("mlp", d, a.batch, a.target, a.width, a.size) for d in (1.0, 0.3, 0.1)]
+    if not a.quick:
+        for d in (1.0, a.density):
+            rows.append(run_row("resnet18", d, a.batch, a.target, a.width, a.size))
+    head = (f"{'workload':<24}{'target':>10}{'capture s':>10}{'compile s':>10}{'emulate s':>10}"
+            f"{'cycles':>14}{'energy mJ':>11}{'peak MB':>9}")
     print(head)
     print("-" * len(head))
-    for name, cap, comp, emu, cyc, e in rows:
-        f = (lambda v: f"{v:>10.2f}" if v is not None else f"{'-':>10}")
-        cyc_s = f"{cyc:>14,}" if isinstance(cyc, int) else f"  {cyc}"
-        e_s = f"{e * 1e6:>11.2f}" if e is not None else ""
-        print(f"{name:<20}{f(cap)}{f(comp)}{f(emu)}{cyc_s}{e_s}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<24}  error: {r['error']}")
+            continue
+        print(f"{r['name']:<24}{r['target']:>10}{r['capture_s']:>10.2f}{r['compile_s']:>10.2f}"
+              f"{r['emulate_s']:>10.2f}{r['cycles']:>14,}{r['energy_j'] * 1e3:>11.3f}"
+              f"{r['peak_rss_mb']:>9.0f}")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
