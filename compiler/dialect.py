@@ -162,8 +162,8 @@ def verify_op(op: Operation) -> None:
         count_text = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
         raise VerifyError(f"'{op.name}' expects {count_text} operands, got {n}")
     for key, value in op.attributes.items():
-        if key == "sparsity":
-            continue  # analysis annotation, allowed on every op
+        if key == "sparsity" or key.startswith("acf_"):
+            continue  # analysis / lowering annotations (sparsity, acf_tile...), on every op
         if key not in spec.attributes:
             valid = ", ".join(spec.attributes) or "none"
             raise VerifyError(f"'{op.name}' has no attribute '{key}' (valid: {valid})")

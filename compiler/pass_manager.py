@@ -177,14 +177,17 @@ class PassManager:
             start = time.perf_counter()
             try:
                 pass_.run(module)
+            except IRError:
+                raise  # located at the input (tiles that cannot fit...): the user's to fix
+            except Exception as err:
+                problem = f"pass '{pass_.name}' failed: {type(err).__name__}: {err}"
+                raise PassFailure(self._failure(input_ir, problem)) from err
+            try:
                 if self.verify_each:
                     verify_module(module)
             except IRError as err:
                 problem = f"pass '{pass_.name}' produced invalid IR: {err}"
                 raise PassFailure(self._failure(input_ir, problem)) from None
-            except Exception as err:
-                problem = f"pass '{pass_.name}' failed: {type(err).__name__}: {err}"
-                raise PassFailure(self._failure(input_ir, problem)) from err
             self.timings.append((pass_.name, time.perf_counter() - start))
             if self.instr.print_after_all or pass_.name in self.instr.print_after:
                 self._dump("After", pass_, module)

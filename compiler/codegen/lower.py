@@ -1,9 +1,10 @@
 """Lowering of a verified ``graph.func`` to an ACF :class:`Program`, in named steps::
 
-    tiling  = choose_tiling(target)                 # one square tile side T
-    plan    = plan_memory(func, ...)                # DRAM buffers, .tensor symbols
-    for op in func: kernel(ctx)                     # per-cluster streams with tokens
-    program = barrier-separated kernels + halt      # each instruction with its .loc
+    low = begin(func, target, options)      # tiling T, memory plan, .tensor symbols
+    for op in func: lower_op(low, id, op)   # per-cluster streams with tokens, barriers
+    compiled = finish(low)                  # returned-argument copies, halt
+
+The steps are public so the ``lower-to-acf`` pass can drive them from IR annotations.
 
 Between two ops there is a ``barrier`` (the next op reads what this one stored); inside an
 op, clusters work on disjoint output tiles, synchronized by tokens only.
@@ -113,7 +114,25 @@ def _label_classes(func: FuncOp) -> dict[Value, int]:
     return out
 
 
-def compile_func(func: FuncOp, target: Target, options: CompileOptions) -> CompiledProgram:
+@dataclass
+class Lowering:
+    """A lowering in progress: what :func:`begin` decided and the program built so far."""
+
+    func: FuncOp
+    target: Target
+    options: CompileOptions
+    tiling: Tiling
+    plan: MemoryPlan
+    hyper: HyperTable
+    hyper_buf: Buffer | None
+    classes: dict[Value, int]
+    constants: dict[str, np.ndarray]
+    prog: Program
+    summary: list[OpStats] = field(default_factory=list)
+
+
+def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
+    """Step 1: tiling, kernel availability, the memory plan and the program's symbols."""
     kernels = load_all()
     try:
         tiling = choose_tiling(target, options.tile)
@@ -146,30 +165,49 @@ def compile_func(func: FuncOp, target: Target, options: CompileOptions) -> Compi
                              f"{target.dram.size_bytes}")
     hyper_buf = Buffer(plan.symbols["hyper"].addr, (1, n_opt * hyper.stride)) if n_opt else None
     prog = Program(target=target.name, symbols=dict(plan.symbols))
-    summary: list[OpStats] = []
-    for op_id, op in enumerate(func.body.ops):
-        if op.name in NO_CODE:
-            continue
-        loc = source_loc(op, op_id)
-        ctx = KernelContext(op, op_id, loc, target, tiling, plan.buffers, hyper, options.placement)
-        ctx.hyper_buffer = hyper_buf  # type: ignore[attr-defined]
-        ctx.scratch = (plan.scratch or {}).get(op_id, [])
-        ctx.options = options
-        kernels[op.name](ctx)
-        start = len(prog.instructions)
-        for phase in ctx.all_phases():
-            if prog.instructions:
-                _append(prog, make("barrier"), loc)
-            for ins, where in merge(phase):
-                _append(prog, ins, where)
-        ctx.stats.instructions = len(prog.instructions) - start
-        summary.append(ctx.stats)
-    _copy_returned_arguments(func, plan, target, tiling, hyper, prog, summary, options)
+    return Lowering(func, target, options, tiling, plan, hyper, hyper_buf, classes, constants,
+                    prog)
+
+
+def lower_op(low: Lowering, op_id: int, op: Operation, placement: Callable | None = None) -> None:
+    """Step 2: one op's kernel, its phases separated by barriers (and a barrier before it
+    when the program already has instructions: it may read what they stored)."""
+    loc = source_loc(op, op_id)
+    ctx = KernelContext(op, op_id, loc, low.target, low.tiling, low.plan.buffers, low.hyper,
+                        placement or low.options.placement)
+    ctx.hyper_buffer = low.hyper_buf  # type: ignore[attr-defined]
+    ctx.scratch = (low.plan.scratch or {}).get(op_id, [])
+    ctx.options = low.options
+    load_all()[op.name](ctx)
+    prog = low.prog
+    start = len(prog.instructions)
+    for phase in ctx.all_phases():
+        if prog.instructions:
+            _append(prog, make("barrier"), loc)
+        for ins, where in merge(phase):
+            _append(prog, ins, where)
+    ctx.stats.instructions = len(prog.instructions) - start
+    low.summary.append(ctx.stats)
+
+
+def finish(low: Lowering) -> CompiledProgram:
+    """Step 3: copies of returned arguments, ``halt``, and what the runtime binds."""
+    func, prog = low.func, low.prog
+    _copy_returned_arguments(func, low.plan, low.target, low.tiling, low.hyper, prog,
+                             low.summary, low.options)
     _append(prog, make("halt"), SourceLoc())
     outputs = [f"result{i}" for i in range(len(func.return_op.operands))] if func.return_op else []
     return CompiledProgram(prog, [a.name_hint or f"arg{a.index}" for a in func.arguments],
-                           outputs, {v.name_hint or "": c for v, c in classes.items()},
-                           constants, hyper, summary, tiling, plan)
+                           outputs, {v.name_hint or "": c for v, c in low.classes.items()},
+                           low.constants, low.hyper, low.summary, low.tiling, low.plan)
+
+
+def compile_func(func: FuncOp, target: Target, options: CompileOptions) -> CompiledProgram:
+    low = begin(func, target, options)
+    for op_id, op in enumerate(func.body.ops):
+        if op.name not in NO_CODE:
+            lower_op(low, op_id, op)
+    return finish(low)
 
 
 def _append(prog: Program, ins, loc: SourceLoc) -> None:

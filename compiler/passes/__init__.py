@@ -10,8 +10,12 @@ from .base import ModulePass, PassOption
 from .canonicalize import Canonicalize
 from .cse import CommonSubexpressionElimination
 from .dce import DeadCodeElimination
+from .lower_to_acf import LowerToAcf
+from .place import Place
+from .schedule import Schedule
 from .select_formats import SelectFormats
 from .sparsity_propagation import SparsityPropagation
+from .tile import Tile
 
 PASSES: dict[str, type[ModulePass]] = {
     Canonicalize.name: Canonicalize,
@@ -19,6 +23,10 @@ PASSES: dict[str, type[ModulePass]] = {
     DeadCodeElimination.name: DeadCodeElimination,
     SparsityPropagation.name: SparsityPropagation,
     SelectFormats.name: SelectFormats,
+    Tile.name: Tile,
+    Place.name: Place,
+    Schedule.name: Schedule,
+    LowerToAcf.name: LowerToAcf,
 }
 
 PIPELINES: dict[str, str] = {
