@@ -10,7 +10,7 @@ from __future__ import annotations
 import mmap
 
 import numpy as np
-from acf.isa.semantics import SemanticError
+from acf.isa.semantics import DecodeCache, SemanticError
 
 SPACE_NAMES = {"dram": "DRAM", "gb": "global buffer", "sp": "scratchpad", "acc": "accumulator"}
 _LAZY_BYTES = 64 << 20
@@ -47,6 +47,7 @@ class State:
         self.fregs = np.zeros((n, 16), np.float32)
         self.bf16 = str(target.numeric.mode) == "bf16"
         self._groups = groups  # callable g -> list of cluster ids (the NoC owns groups)
+        self.decode_cache = DecodeCache()  # packed tiles decoded once per distinct bytes
 
     # ---- the semantics.Machine interface ---------------------------------------------------
     def buf(self, space: str, cl: int) -> np.ndarray:

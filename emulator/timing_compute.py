@@ -8,6 +8,7 @@ masks; fully dense operands short-circuit to arithmetic. Nothing loops per eleme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -61,12 +62,29 @@ def skip_masks(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
 
 
 def _window_sums(z: np.ndarray, d: int) -> np.ndarray:
-    """Per row of z (rows, K): sum over windows of max(1, effectual in the window)."""
+    """Per row of z (rows, K): sum over windows of max(1, effectual in the window).
+
+    The per-window counts are one BLAS product with a 0/1 window-indicator matrix (exact:
+    float32 counts up to 2^24); a very wide indicator falls back to a padded reshape.
+    """
     rows, K = z.shape
+    if d == 1:  # every window is one pair: max(1, 0 or 1) = 1
+        return np.full(rows, K, np.float32)
     nw = _cdiv(K, d)
+    if K * nw <= _CHUNK_ELEMS:
+        return np.maximum(z @ _window_matrix(K, d), 1).sum(axis=1)
     pad = np.zeros((rows, nw * d), np.float32)
     pad[:, :K] = z
     return np.maximum(pad.reshape(rows, nw, d).sum(axis=2), 1).sum(axis=1)
+
+
+@lru_cache(maxsize=64)
+def _window_matrix(K: int, d: int) -> np.ndarray:
+    """(K, windows) float32: 1 where pair k lies in window w (k // d == w)."""
+    w = np.zeros((K, _cdiv(K, d)), np.float32)
+    w[np.arange(K), np.arange(K) // d] = 1
+    w.flags.writeable = False
+    return w
 
 
 def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: int, d: int) -> np.ndarray:
@@ -158,8 +176,9 @@ def effectual_macs(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int,
         a = za if za is not None else np.ones((m, k), np.float32)
         b = zb if zb is not None else np.ones((k, n), np.float32)
         return round(float((a @ b)[sample].sum(dtype=np.float64)))
-    ca = za.sum(axis=0, dtype=np.float64) if za is not None else np.full(k, float(m))
-    rb = zb.sum(axis=1, dtype=np.float64) if zb is not None else np.full(k, float(n))
+    # column / row counts as BLAS products (exact in float32 below 2^24), dotted in float64
+    ca = (np.ones(m, np.float32) @ za).astype(np.float64) if za is not None else np.full(k, float(m))
+    rb = (zb @ np.ones(n, np.float32)).astype(np.float64) if zb is not None else np.full(k, float(n))
     return round(float(ca @ rb))
 
 

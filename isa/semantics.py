@@ -126,9 +126,51 @@ def codec_counts(tile: np.ndarray, spec: formats.FormatSpec) -> tuple[int, int, 
     return mc.stored_values, mc.index_entries + mc.pointer_entries, mc.encoded_size
 
 
+class DecodeCache:
+    """Decoded packed tiles of one machine, keyed by where they were read and validated by
+    their bytes: a tile loaded again (the same weights by several clusters, or every step)
+    is decoded once. An entry is used only when the stored bytes are identical, so writes
+    need no tracking. Holds at most ``budget`` bytes (oldest entries dropped first); the
+    cached tiles are read-only."""
+
+    def __init__(self, budget: int = 256 << 20):
+        self.budget = budget
+        self.used = 0
+        self.entries: dict[tuple, tuple[np.ndarray, np.ndarray, int, int]] = {}
+
+    def get(self, key: tuple, raw: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+        e = self.entries.get(key)
+        if e is None or e[0].size != raw.size or not np.array_equal(e[0], raw):
+            return None
+        return e[1], e[2], e[3]
+
+    def put(self, key: tuple, raw: np.ndarray, tile: np.ndarray, V: int, X: int) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.used -= old[0].nbytes + old[1].nbytes
+        tile.flags.writeable = False
+        cost = raw.nbytes + tile.nbytes
+        if cost > self.budget:
+            return
+        while self.entries and self.used + cost > self.budget:
+            r, t, _, _ = self.entries.pop(next(iter(self.entries)))  # the oldest
+            self.used -= r.nbytes + t.nbytes
+        self.entries[key] = (raw.copy(), tile, V, X)
+        self.used += cost
+
+
 def read_packed(m: Machine, space: str, cl: int, addr: int, fmt: Any, rows: int, cols: int
                 ) -> tuple[np.ndarray, int]:
     """Decode the packed tile at ``space[addr]``, checking its header against the operands."""
+    tile, size, _, _ = read_packed_counts(m, space, cl, addr, fmt, rows, cols)
+    return tile, size
+
+
+def read_packed_counts(m: Machine, space: str, cl: int, addr: int, fmt: Any, rows: int, cols: int
+                       ) -> tuple[np.ndarray, int, int, int]:
+    """:func:`read_packed` plus the tile's codec counts (stored values, index + pointer
+    entries). Uses the machine's ``decode_cache`` (a :class:`DecodeCache`) when it has one;
+    a cached tile is read-only."""
     spec = _spec(fmt)
     where = f"{space}[{addr:#x}]"
     try:
@@ -136,13 +178,22 @@ def read_packed(m: Machine, space: str, cl: int, addr: int, fmt: Any, rows: int,
         size = h.encoded_size
         if h.format_spec != spec or (h.rows, h.cols) != (rows, cols) and spec.format != formats.Format.BCSR:
             raise formats.FormatError(f"tile is {h.format_spec} {h.rows}x{h.cols}, instruction says {spec} {rows}x{cols}")
-        tile = formats.unpack(m.read(space, cl, addr, size))
+        raw = m.read(space, cl, addr, size)
+        cache: DecodeCache | None = getattr(m, "decode_cache", None)
+        key = (space, cl if space in ("sp", "acc") else -1, addr)
+        hit = cache.get(key, raw) if cache is not None else None
+        if hit is not None:
+            return hit[0], size, hit[1], hit[2]
+        tile = formats.unpack(raw)
     except formats.FormatError as exc:
         raise SemanticError(f"bad format header at {where}: {exc}", "bad format header", where) from None
     if tile.shape != (rows, cols):
         raise SemanticError(f"bad format header at {where}: tile is {tile.shape[0]}x{tile.shape[1]}, "
                             f"instruction says {rows}x{cols}", "bad format header", where)
-    return tile, size
+    V, X, _ = codec_counts(tile, spec)
+    if cache is not None:
+        cache.put(key, raw, tile, V, X)
+    return tile, size, V, X
 
 
 def dense_runs(addr: int, rows: int, rowbytes: int, pitch: int) -> np.ndarray:
@@ -189,10 +240,9 @@ def _ld(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
         V = X = 0
         nbytes = 4 * rows * cols
     else:
-        tile, nbytes = read_packed(m, space, cl, src, ins["fmt"], rows, cols)
+        tile, nbytes, V, X = read_packed_counts(m, space, cl, src, ins["fmt"], rows, cols)
         runs = np.array([[src, nbytes]], np.int64)
         acc = Access(space, cl, src, 1, nbytes, nbytes, False)
-        V, X, _ = codec_counts(tile, spec)
     m.check("sp", cl, ea["dst"], 4 * rows * cols)
     return Effect([("sp", cl, ea["dst"], tile, 4 * cols)],
                   [acc, _tile_access("sp", cl, ea["dst"], rows, cols, cols, True)],
@@ -472,8 +522,7 @@ def _enc(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
 @semantics("dec")
 def _dec(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     cl, rows, cols = ins.cluster, ins["rows"], ins["cols"]
-    tile, size = read_packed(m, "sp", cl, ea["src"], ins["fmt"], rows, cols)
-    V, X, _ = codec_counts(tile, _spec(ins["fmt"]))
+    tile, size, V, X = read_packed_counts(m, "sp", cl, ea["src"], ins["fmt"], rows, cols)
     m.check("sp", cl, ea["dst"], 4 * rows * cols)
     return Effect([("sp", cl, ea["dst"], tile, 4 * cols)],
                   [Access("sp", cl, ea["src"], 1, size, size, False),
@@ -557,6 +606,7 @@ __all__ = [
     "SPECIAL",
     "UNARY",
     "Access",
+    "DecodeCache",
     "Effect",
     "Machine",
     "SemanticError",
@@ -564,5 +614,6 @@ __all__ = [
     "bf16_round",
     "codec_counts",
     "read_packed",
+    "read_packed_counts",
     "vfn",
 ]
