@@ -27,6 +27,11 @@ Options (unknown names raise ``ValueError`` listing the valid ones):
 * ``report``: a path; the reports of all calls so far are written there as JSON after
   each call;
 * ``pipeline``: the pass pipeline (default ``sparse-training``).
+
+Shapes are static: programs are compiled for the shapes of the first call. A call with new
+input shapes (e.g. another batch size) makes Dynamo recompile; with its default automatic
+dynamic shapes that second graph would be symbolic, which the backend rejects with a clear
+error. Pass ``torch.compile(..., dynamic=False)``: then each new shape compiles once.
 """
 
 from __future__ import annotations
@@ -159,6 +164,7 @@ def acf_backend(gm: torch.fx.GraphModule, example_inputs: list[Any],
     from torch._dynamo.backends.common import aot_autograd
 
     opts = parse_options({**(options or {}), **kwargs})
+    _reject_dynamic(example_inputs)
     session = Session(_target(opts), SessionOptions(pipeline=opts["pipeline"]))
 
     def compiler(kind: str) -> Callable:
@@ -168,6 +174,18 @@ def acf_backend(gm: torch.fx.GraphModule, example_inputs: list[Any],
 
     return aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"),
                         decompositions=decomposition_table())(gm, example_inputs)
+
+
+def _reject_dynamic(example_inputs: list[Any]) -> None:
+    for i, x in enumerate(example_inputs):
+        symbolic = isinstance(x, torch.SymInt) or (
+            isinstance(x, torch.Tensor) and any(not isinstance(d, int) for d in x.shape))
+        if symbolic:
+            raise ValueError(
+                "acf backend: dynamic shapes are not supported (programs are compiled for "
+                "static shapes); this graph has a symbolic shape, e.g. after a call with a "
+                "new batch size. Use torch.compile(model, backend='acf', dynamic=False): each "
+                "new shape is then compiled once.")
 
 
 def _boxed(graph: FabricGraph) -> Callable:

@@ -77,7 +77,15 @@ class OptimizerConfig:
             return cls(kind, **{k: (tuple(v) if k == "betas" else float(v))
                                 for k, v in opts.items()})
         if optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+            raise ValueError(f"optimizer must be 'sgd' or 'adam' or a torch.optim.SGD/Adam, "
+                             f"got {optimizer!r}")
+        valid = {"sgd": ("lr", "momentum", "weight_decay"),
+                 "adam": ("lr", "betas", "eps", "weight_decay")}[optimizer]
+        unknown = sorted(set(options or {}) - set(valid))
+        if unknown:
+            raise ValueError(f"optimizer_options: unknown option(s) "
+                             f"{', '.join(map(repr, unknown))} for {optimizer!r}; valid: "
+                             f"{', '.join(valid)}")
         return cls(optimizer, **(options or {}))
 
 
@@ -104,6 +112,7 @@ class CapturedStep:
              state: dict[Binding, Any] | None = None) -> list[np.ndarray]:
         """Arrays in argument order; optimizer state defaults to zeros (step 1)."""
         params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+        _check_static(self, inputs, labels)
         given = {Binding("input", f"input{i}"): x for i, x in enumerate(inputs)}
         given[Binding("label", "labels")] = labels
         for name, m in (masks or {}).items():
@@ -161,6 +170,7 @@ def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any =
     frame = inspect.stack()[1]
     caller = Location(frame.filename, frame.lineno, 1)
     opt = OptimizerConfig.make(optimizer, optimizer_options)
+    _check_arguments(model, example_inputs, labels, masks)
     if labels is not None and loss_fn is None:
         loss_fn = torch.nn.functional.cross_entropy
     inputs = tuple(example_inputs)
@@ -170,6 +180,51 @@ def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any =
     graphs = capture(wrapper, args, names, strip_prefix=WRAPPED)
     masked = [n for n, _ in model.named_parameters() if masks and n in masks]
     return _build(model, inputs, labels, graphs, opt, masked, caller)
+
+
+def _dense(x: Any, what: str) -> None:
+    if isinstance(x, torch.Tensor) and x.layout != torch.strided:
+        raise ValueError(f"{what}: a {x.layout} tensor is not supported; pass a dense "
+                         f"(strided) tensor, e.g. x.to_dense() (sparsity reaches the fabric "
+                         f"through masks, which it stores in its own formats)")
+
+
+def _check_arguments(model: nn.Module, inputs: Any, labels: Any,
+                     masks: dict[str, Any] | None) -> None:
+    """Clear errors for arguments the capture cannot take (before tracing starts)."""
+    if not isinstance(inputs, (tuple, list)):
+        raise ValueError(f"example_inputs must be a tuple of tensors, got {type(inputs).__name__}")
+    for i, x in enumerate(inputs):
+        _dense(x, f"example_inputs[{i}]")
+    _dense(labels, "labels")
+    for name, p in model.named_parameters():
+        _dense(p, f"parameter {name!r}")
+    params = dict(model.named_parameters())
+    for name, m in (masks or {}).items():
+        if name not in params:
+            raise ValueError(f"masks: {name!r} is not a parameter of the model (parameters: "
+                             f"{', '.join(params)})")
+        _dense(m, f"mask of {name!r}")
+        if tuple(m.shape) != tuple(params[name].shape):
+            raise ValueError(f"masks: mask of {name!r} has shape {list(m.shape)}, the "
+                             f"parameter {list(params[name].shape)}")
+
+
+def _check_static(step: CapturedStep, inputs: tuple, labels: Any) -> None:
+    """Shapes are static: a new batch size needs a new capture."""
+    types = dict(zip(step.arguments, step.func.arguments))
+    given = [(Binding("input", f"input{i}"), x) for i, x in enumerate(inputs)]
+    given.append((Binding("label", "labels"), labels))
+    for binding, x in given:
+        arg = types.get(binding)
+        if arg is None or x is None:
+            continue
+        _dense(x, binding.name)
+        want, got = tuple(arg.type.shape), tuple(np.shape(x))  # type: ignore[union-attr]
+        if want != got:
+            raise ValueError(f"{binding.name}: the step was captured for shape {list(want)}, "
+                             f"got {list(got)}; shapes are static: capture the step again "
+                             f"for the new shape (e.g. another batch size)")
 
 
 def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
