@@ -205,6 +205,12 @@ def mm_cycles(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming) -> tu
         return cfg.I + max(1, _cdiv(eff, cfg.R * cfg.C)) + cfg.reduce_cycles + cfg.Fo, issued, eff
     if za is None and zb is None or k == 0:
         return cfg.I + folds * (k + cfg.Fo), issued, eff
+    if za is None or zb is None:  # c depends on the row (or column) only: fold maxima of a vector
+        v = _window_sums(za, cfg.d) if zb is None else _window_sums(zb.T, cfg.d)
+        span, other = (cfg.R, _cdiv(n, cfg.C)) if zb is None else (cfg.C, _cdiv(m, cfg.R))
+        pad = np.zeros(_cdiv(v.size, span) * span, np.float32)
+        pad[:v.size] = v
+        return cfg.I + other * int(pad.reshape(-1, span).max(axis=1).sum()) + folds * cfg.Fo, issued, eff
     c = pe_cycles(za, zb, m, n, k, cfg.d)
     return cfg.I + _fold_max_sum(np.asarray(c), cfg.R, cfg.C) + folds * cfg.Fo, issued, eff
 
