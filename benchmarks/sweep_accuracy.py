@@ -1,0 +1,96 @@
+"""Accuracy / time- and energy-to-accuracy experiment on the fabric (evaluation/accuracy.py).
+
+    python benchmarks/sweep_accuracy.py --out results/accuracy --jobs 2
+
+Trains every configuration of :func:`acf.evaluation.accuracy.grid` (eager PyTorch), emulates
+sampled iterations of seed 0 on acf-base, appends one JSON line per run to
+``OUT/rows.jsonl`` (resumable: run ids already there are skipped) and writes ``summary.md``
+and the plots. ``--report-only`` rebuilds the report from the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+
+def _run(cfg):
+    from acf.evaluation.accuracy import run
+
+    return run(cfg)
+
+
+def main(argv=None) -> int:
+    from acf.evaluation.accuracy import grid, write_report
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="results/accuracy")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300, help="iterations per run (MNIST-1D MLP: 2x)")
+    p.add_argument("--datasets", default="digits,mnist1d")
+    p.add_argument("--models", default="mlp,cnn")
+    p.add_argument("--target-fraction", type=float, default=0.95)
+    p.add_argument("--report-only", action="store_true")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    cmd = "python benchmarks/sweep_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if not a.report_only:
+        datasets, models = a.datasets.split(","), a.models.split(",")
+        steps = {(d, m): a.steps * (2 if (d, m) == ("mnist1d", "mlp") else 1)
+                 for d in datasets for m in models}
+        cfgs = grid(datasets=datasets, models=models, seeds=tuple(range(a.seeds)), steps=steps,
+                    # CNN emulation costs ~5-15 s per step here: fewer samples
+                    per_model={"cnn": {"sample_every": a.steps, "max_update_samples": 1,
+                                       "max_dense_grad_samples": 1}})
+        done = set()
+        if rows_path.exists():
+            for line in rows_path.read_text().splitlines():
+                try:
+                    done.add(json.loads(line)["run_id"])
+                except (ValueError, KeyError):
+                    pass
+        todo = [c for c in cfgs if c.run_id not in done]
+        # longest first: CNN, then emulating seeds
+        todo.sort(key=lambda c: (c.model != "cnn", not c.fabric))
+        print(f"{len(cfgs)} runs, {len(todo)} to do", flush=True)
+        t0 = time.time()
+        fd = os.open(rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            with ProcessPoolExecutor(a.jobs) as pool:
+                futs = {pool.submit(_run, c): c for c in todo}
+                for i, f in enumerate(as_completed(futs), 1):
+                    c = futs[f]
+                    try:
+                        row = f.result()
+                    except Exception as exc:  # noqa: BLE001 - record and go on
+                        print(f"FAILED {c.run_id}: {exc!r}", flush=True)
+                        continue
+                    os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode())
+                    os.fsync(fd)
+                    print(f"[{i}/{len(todo)} {time.time() - t0:.0f}s] {c.run_id} "
+                          f"acc {row['final_accuracy']:.3f} wall {row['train_wall_s']:.1f}s", flush=True)
+        finally:
+            os.close(fd)
+    rows = []
+    for line in rows_path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass
+    summary = write_report(rows, out, target_fraction=a.target_fraction, command=cmd)
+    (out / "rows.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    (out / "groups.json").write_text(json.dumps(summary, indent=1, sort_keys=True, default=str) + "\n")
+    print(f"wrote {out}/summary.md ({len(rows)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
