@@ -63,7 +63,7 @@ class LowerToAcf(ModulePass):
         side = self._side(func, [op for _, op in ops])
         low = begin(func, target, CompileOptions(tile=side, func=func.sym_name))
         for i, (op_id, op) in enumerate(ops):
-            if i and sync_of(op) != "barrier":
+            if sync_of(op) != "barrier" and i:
                 raise error_at(op, "needs acf_sync = \"barrier\": it follows another op, whose "
                                    "on-chip slots and tokens this kernel reuses")
             lower_op(low, op_id, op, placement_for(op))

@@ -7,7 +7,9 @@ scratchpad and whose double-buffered C tile fits the accumulator). Sizes that do
 the target are a located error at the first op, and so are unequal sizes: the kernels tile
 every GEMM dimension with one side so that a sparse tensor keeps one packed tile grid in
 each role it plays (forward operand, transposed in backward-data, sampled in the weight
-gradient). Vector kernels use tiles of at most ``m * n`` elements.
+gradient). Vector kernels use tiles of at most ``m * n`` elements. An op without a
+``loc(...)`` gets its position in the input as one, so the debug info of the lowered
+program names the user's file and line however often the IR is printed and re-parsed.
 
 Before::
 
@@ -15,7 +17,7 @@ Before::
 
 After ``tile{m=32,n=32,k=32,target=acf-small}``::
 
-    %y = graph.linear %x, %w {acf_tile = [32, 32, 32]} : tensor<16x64xf32>, ...
+    %y = graph.linear %x, %w {acf_tile = [32, 32, 32]} : tensor<16x64xf32>, ... loc("in.acfir":3:8)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from acf.isa.target import load_target
 from ..codegen.errors import error_at
 from ..codegen.tiling import F32, choose_tiling
 from ..dialects.tiled import TILE, code_ops
-from ..ir import FuncOp, Module
+from ..ir import FuncOp, Location, Module
 from .base import ModulePass, PassOption
 
 
@@ -54,6 +56,8 @@ class Tile(ModulePass):
             self._check(func, target, *sizes)
             for _, op in code_ops(func):
                 op.attributes[TILE] = list(sizes)
+                if op.loc is None and op.pos is not None:  # printed, the position would
+                    op.loc = Location(op.pos.file, op.pos.line, op.pos.col)  # be the dump's
 
     def _check(self, func: FuncOp, target, m: int, n: int, k: int) -> None:
         where = next((op for _, op in code_ops(func)), func)

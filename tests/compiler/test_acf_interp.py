@@ -17,7 +17,6 @@ from acf.compiler.pass_manager import PassManager
 from acf.compiler.printer import print_module
 from acf.isa.asm import assemble
 from acf.isa.target import load_target
-
 from codegen.helpers import check_close  # tests/compiler is on sys.path (rootdir-relative)
 from codegen.test_codegen import MLP, mlp_args
 
