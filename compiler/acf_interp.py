@@ -108,7 +108,8 @@ def run_program(prog: Program, target: Target, inputs: dict[str, np.ndarray]
         sym = prog.symbols[name]
         data = np.frombuffer(symbols.pack_symbol(sym, np.asarray(value, np.float32)), np.uint8)
         m.write(sym.space, sym.cluster, sym.addr, data)
-    pc, loops, n = 0, [], len(prog.instructions)
+    pc, n = 0, len(prog.instructions)
+    loops: list[list[int]] = []
     while pc < n:
         ins = prog.instructions[pc]
         nxt = pc + 1

@@ -43,6 +43,7 @@ class LowerToAcf(ModulePass):
 
     name = "lower-to-acf"
     options = {"target": PassOption(str, "acf-base", "target name")}
+    target: str
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)

@@ -78,7 +78,9 @@ class Place(ModulePass):
     """Annotate each op that produces code with its tile placement policy."""
 
     name = "place"
-    options = {"policy": PassOption(_policy, "round-robin", "round-robin or balanced")}
+    options = {"policy": PassOption(_policy, "round-robin",  # type: ignore[arg-type]
+                                    "round-robin or balanced")}
+    policy: str
 
     def run(self, module: Module) -> None:
         for func in module.funcs:

@@ -47,6 +47,10 @@ class Tile(ModulePass):
         "k": PassOption(int, 0, "GEMM tile depth (0: the tiler's choice)"),
         "target": PassOption(str, "acf-base", "target name"),
     }
+    m: int
+    n: int
+    k: int
+    target: str
 
     def run(self, module: Module) -> None:
         target = load_target(self.target)
