@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default="digits,mnist1d")
     p.add_argument("--models", default="mlp,cnn")
     p.add_argument("--target-fraction", type=float, default=0.95)
+    p.add_argument("--cnn-sparsities", default="",
+                   help="restrict RigL on the CNN to these sparsities (comma list; default all)")
     p.add_argument("--report-only", action="store_true")
     a = p.parse_args(argv)
     out = Path(a.out)
@@ -50,6 +52,10 @@ def main(argv=None) -> int:
                     # CNN emulation costs ~5-15 s per step here: fewer samples
                     per_model={"cnn": {"sample_every": a.steps, "max_update_samples": 1,
                                        "max_dense_grad_samples": 1}})
+        if a.cnn_sparsities:
+            keep = {round(float(x), 6) for x in a.cnn_sparsities.split(",")}
+            cfgs = [c for c in cfgs if c.model != "cnn" or c.algorithm != "rigl"
+                    or round(c.sparsity, 6) in keep]
         done = set()
         if rows_path.exists():
             for line in rows_path.read_text().splitlines():

@@ -440,7 +440,7 @@ def summarize(rows: list[dict[str, Any]]) -> Summary:
     for g in groups:
         d = dense.get((g["dataset"], g["model"]))
         g["delta_vs_dense"] = None if d is None else g["acc_mean"] - d["acc_mean"]
-        g["measurable_drop"] = None if d is None else (
+        g["measurable_drop"] = None if d is None or g["seeds"] < 2 or d["seeds"] < 2 else (
             d["acc_mean"] - g["acc_mean"] > d["acc_std"] + g["acc_std"])
         if d is not None and d.get("fabric") and g.get("fabric"):
             g["step_cycles_vs_dense"] = (g["fabric"]["mean_sparse_step_cycles"]
