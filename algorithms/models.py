@@ -1,8 +1,11 @@
-"""Models for the bundled datasets: an MLP and a small CNN (conv-bn-relu-pool x2 + linear)
-shaped for a sample of ``(channels, height, width)``."""
+"""The project's model zoo: an MLP and a small CNN (conv-bn-relu-pool x2 + linear) shaped
+for a sample of ``(channels, height, width)`` of the bundled datasets, and the CIFAR
+ResNet-18 used by tests, benchmarks and sweeps."""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 MODELS = ("mlp", "cnn")
@@ -39,6 +42,47 @@ class SmallCNN(nn.Sequential):
             c, h, w = out, h // pool[0], w // pool[1]
         layers += [nn.Flatten(), nn.Linear(c * h * w, num_classes)]
         super().__init__(*layers)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """The CIFAR ResNet-18 (3x3 stem, no stem pooling); ``width`` scales every stage."""
+
+    def __init__(self, classes: int = 10, width: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        layers, c_in = [], width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            c_out = width * 2**i
+            layers.append(nn.Sequential(BasicBlock(c_in, c_out, stride),
+                                        BasicBlock(c_out, c_out, 1)))
+            c_in = c_out
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.fc = nn.Linear(c_in, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.adaptive_avg_pool2d(out, 1)
+        return self.fc(torch.flatten(out, 1))
 
 
 def make_model(kind: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:

@@ -22,43 +22,9 @@ import time
 
 
 def _resnet18(width: int, classes: int = 10):
-    import torch.nn.functional as F
-    from torch import nn
+    from acf.algorithms.models import ResNet18
 
-    class Block(nn.Module):
-        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(c_out)
-            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(c_out)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or c_in != c_out:
-                self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                              nn.BatchNorm2d(c_out))
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-    class ResNet18(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            layers, c_in = [], width
-            for i, stride in enumerate((1, 2, 2, 2)):
-                c_out = width * 2 ** i
-                layers.append(nn.Sequential(Block(c_in, c_out, stride), Block(c_out, c_out, 1)))
-                c_in = c_out
-            self.layers = nn.Sequential(*layers)
-            self.fc = nn.Linear(c_in, classes)
-
-        def forward(self, x):
-            out = self.layers(F.relu(self.bn1(self.conv1(x))))
-            return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
-
-    return ResNet18()
+    return ResNet18(classes=classes, width=width)
 
 
 def _row(kind: str, density: float, batch: int, target: str, width: int, size: int,
