@@ -105,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label:14} {r.total_cycles:10d} {r.seconds * 1e6:9.2f} {r.energy_j * 1e6:10.3f} "
               f"{r.effectual_macs:12d} {tc:9.2f} {te:9.2f}")
     s, d = runs["sparse"][0].report, runs["dense weights"][0].report
-    print(f"\nsparse vs dense weights: {d.total_cycles / s.total_cycles:.2f}x fewer cycles, "
-          f"{d.energy_j / s.energy_j:.2f}x less energy")
+
+    def ratio(dense: float, sparse: float, what: str) -> str:
+        r = dense / sparse
+        return f"{r:.2f}x less {what}" if r >= 1 else f"{1 / r:.2f}x more {what}"
+
+    print(f"\nsparse vs dense weights: {ratio(d.total_cycles, s.total_cycles, 'cycles')}, "
+          f"{ratio(d.energy_j, s.energy_j, 'energy')}")
     return 0 if worst <= 1e-5 else 1
