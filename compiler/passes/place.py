@@ -1,5 +1,6 @@
 """``place{policy=round-robin|balanced}``: choose how each op's output tiles map to clusters
-and record it as ``acf_place`` (see :mod:`acf.compiler.dialects.tiled`).
+and record it as ``acf_place`` (see :mod:`acf.compiler.dialects.tiled`); ``balanced`` is the
+default, as ``CompileOptions`` spreads tiles over the row ports by default.
 
 ``round-robin``: tile ``i`` goes to cluster ``i mod clusters``. ``balanced``: longest
 processing time first over the row ports and clusters (``codegen.placement.balanced``),
@@ -78,7 +79,7 @@ class Place(ModulePass):
     """Annotate each op that produces code with its tile placement policy."""
 
     name = "place"
-    options = {"policy": PassOption(_policy, "round-robin",  # type: ignore[arg-type]
+    options = {"policy": PassOption(_policy, "balanced",  # type: ignore[arg-type]
                                     "round-robin or balanced")}
     policy: str
 

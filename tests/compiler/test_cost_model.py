@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from acf import emulator
 from acf.compiler import cost_model as cm
-from acf.compiler.codegen import compile_module
+from acf.compiler.codegen import CompileOptions, compile_module
+from acf.compiler.codegen.placement import round_robin
 from acf.compiler.parser import parse_module
 from acf.compiler.passes.select_formats import SelectFormats
 from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
@@ -44,7 +45,9 @@ LAYERS_M = {(n, k): m for m, n, k in LAYERS.values()}
 
 
 def emulate(target, m, n, k, fmt, w, x, noskip=False):
-    c = compile_module(parse_module(layer_text(m, n, k, fmt)), target)
+    # round-robin placement: what gemm_cost models when given no placement
+    c = compile_module(parse_module(layer_text(m, n, k, fmt)), target,
+                       CompileOptions(placement=round_robin))
     run_on = load_target(target.name, overrides={"cluster.skip": "none"}) if noskip else target
     return c, emulator.run(c.program, run_on, c.bind([x, w]))
 
