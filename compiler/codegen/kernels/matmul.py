@@ -2,22 +2,30 @@
 flags), ``graph.linear`` (x·wᵀ via ``tb``, bias added on the accumulator tile) and
 ``graph.sddmm`` (the mask tile is the sampling tile S of ``sddmm``).
 
-Per output tile (T x T, placed round-robin over the clusters), per k-chunk::
+Per output tile (T x T, placed over the clusters by ``ctx.place``), per k-chunk::
 
     ld  A[kk % 2] <- A tile          ld  B[kk % 2] <- B tile (decoded if sparse)
     mm  acc C[t % 2] (+)= A . B      (sddmm: sampled at S[t % 2])
     st  C -> DRAM                    (encoded if the result is sparse)
 
-Double-buffered A, B, S and C slots; tokens come from the slot accesses.
+Double-buffered A, B, S and C slots; tokens come from the slot accesses. Operand reuse:
+each cluster remembers which A and B tile each of its slots holds; an operand tile already
+resident is not loaded again, and a new one goes to the slot least recently used (plain
+alternation when nothing repeats). Each cluster takes its output tiles row-block by row-block
+or column-block by column-block, whichever keeps more operand bytes resident.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
 
 from ..context import KernelContext
 from ..memory import Buffer
 from . import kernel
+
+REUSE = True  # keep resident operand tiles (off: reload every tile, for comparisons)
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,11 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
         raise ctx.error("batched matmul with a sparse operand is not supported")
     tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, t)
              for j0 in range(0, g.n, t)]
-    kiter = [0] * len(ctx.streams)
     titer = [0] * len(ctx.streams)
     mnemonic = "sddmm" if g.sample else "mm"
-    for cl, (bi, i0, j0) in ctx.place(tiles):
+    a_res = [_Resident(a_slots) for _ in ctx.streams]
+    b_res = [_Resident(b_slots) for _ in ctx.streams]
+    for cl, (bi, i0, j0) in _reuse_order(list(ctx.place(tiles)), g, t):
         mt, nt = min(t, g.m - i0), min(t, g.n - j0)
         c = c_slots[titer[cl] % 2]
         extra = {}
@@ -63,15 +72,15 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
         titer[cl] += 1
         for k0 in range(0, g.k, t):
             kt = min(t, g.k - k0)
-            a, b = a_slots[kiter[cl] % 2], b_slots[kiter[cl] % 2]
-            kiter[cl] += 1
-            if g.ta:
+            a, a_new = a_res[cl].slot((bi, i0, k0))
+            b, b_new = b_res[cl].slot((bi, j0, k0))
+            if a_new and g.ta:
                 ctx.load(cl, g.a, k0, i0, kt, mt, a, base=4 * bi * g.m * g.k)
-            else:
+            elif a_new:
                 ctx.load(cl, g.a, i0, k0, mt, kt, a, base=4 * bi * g.m * g.k)
-            if g.tb:
+            if b_new and g.tb:
                 ctx.load(cl, g.b, j0, k0, nt, kt, b, base=4 * bi * g.n * g.k)
-            else:
+            elif b_new:
                 ctx.load(cl, g.b, k0, j0, kt, nt, b, base=4 * bi * g.n * g.k)
             reads = (a, b) + ((s,) if g.sample else ()) + ((c,) if k0 else ())
             ctx.emit(cl, mnemonic, reads=reads, writes=(c,), dst=c.ref(), a=a.ref(), b=b.ref(),
@@ -84,6 +93,59 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
             ctx.load(cl, g.bias, 0, j0, 1, nt, bias)
             ctx.vop(cl, "add", c, c, mt, nt, bias, bmode="row")
         ctx.store(cl, g.out, i0, j0, mt, nt, c, base=4 * bi * g.m * g.n)
+
+
+class _Resident:
+    """Which operand tile each of one cluster's slots of one operand holds."""
+
+    def __init__(self, slots: list[Any]) -> None:
+        self.slots = slots
+        self.held: list[Any] = [None] * len(slots)
+        self.used = [i - len(slots) for i in range(len(slots))]  # slot 0 is taken first
+        self.clock = 0
+
+    def slot(self, key: Any) -> tuple[Any, bool]:
+        """(the slot for tile ``key``, whether it must be loaded)."""
+        self.clock += 1
+        if REUSE and key in self.held:
+            i, new = self.held.index(key), False
+        else:
+            i, new = min(range(len(self.slots)), key=lambda s: self.used[s]), True
+            self.held[i] = key
+        self.used[i] = self.clock
+        return self.slots[i], new
+
+
+def _shared_bytes(order: list[tuple[int, int, int]], g: Gemm, t: int) -> int:
+    """Operand bytes that stay resident between consecutive tiles of one cluster (one k-chunk
+    per tile, or two: both of its chunks stay in the two slots)."""
+    chunks = -(-g.k // t)
+    if chunks > 2:
+        return 0
+    saved = 0
+    for (b1, i1, j1), (b2, i2, j2) in pairwise(order):
+        if b1 == b2 and i1 == i2:
+            saved += min(t, g.m - i1) * g.k
+        if b1 == b2 and j1 == j2:
+            saved += min(t, g.n - j1) * g.k
+    return saved
+
+
+def _reuse_order(placed: list[tuple[int, Any]], g: Gemm, t: int) -> list[tuple[int, Any]]:
+    """Each cluster's tiles row-block by row-block (program order) or column-block by
+    column-block, whichever shares more operand tiles between consecutive tiles; clusters
+    interleave as before (slot i of the order keeps the cluster it had)."""
+    if not REUSE:
+        return placed
+    by_cl: dict[int, list[Any]] = {}
+    for cl, tile in placed:
+        by_cl.setdefault(cl, []).append(tile)
+    for cl, mine in by_cl.items():
+        cols = sorted(mine, key=lambda x: (x[0], x[2], x[1]))
+        if _shared_bytes(cols, g, t) > _shared_bytes(mine, g, t):
+            by_cl[cl] = cols
+    nxt = {cl: iter(mine) for cl, mine in by_cl.items()}
+    return [(cl, next(nxt[cl])) for cl, _ in placed]
 
 
 def _dims(ctx: KernelContext, ta: bool, tb: bool) -> tuple[int, int, int, int]:
