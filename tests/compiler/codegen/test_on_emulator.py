@@ -1,6 +1,5 @@
 """End to end on the emulator: compiled outputs equal the interpreter's, the weight gradient
-is an ``sddmm``, and 90 %-sparse weights take fewer cycles than dense ones.
-Skipped until ``acf.emulator.run`` exists."""
+is an ``sddmm``, and 90 %-sparse weights take fewer cycles than dense ones."""
 
 from __future__ import annotations
 
@@ -12,14 +11,7 @@ from acf.isa.target import load_target
 from .helpers import check_close, compile_text, expected
 from .test_codegen import ELEMENTWISE, MLP, REDUCE, SOFTMAX_CE, mlp_args
 
-try:
-    import acf.emulator as emulator
-
-    HAVE_EMULATOR = hasattr(emulator, "run")
-except ImportError:  # the emulator is landing in pieces
-    HAVE_EMULATOR = False
-
-pytestmark = pytest.mark.skipif(not HAVE_EMULATOR, reason="emulator not landed yet")
+import acf.emulator as emulator
 
 
 def emulate(c, args):
