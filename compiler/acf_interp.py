@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from acf.isa import symbols
 from acf.isa.program import Program
-from acf.isa.semantics import SEMANTICS, DecodeCache, SemanticError, apply_ctl
+from acf.isa.semantics import SEMANTICS, DecodeCache, SemanticError, advance_loops, apply_ctl
 from acf.isa.target import Target, load_target
 
 from .dialects.acf import to_program
@@ -133,21 +133,12 @@ def run_program(prog: Program, target: Target, inputs: dict[str, np.ndarray]
                 loops.append([pc + 1, pc + 1 + ins["end"], ins["count"]])
             else:
                 raise SemanticError(f"hardware loops nest deeper than {MAX_LOOP_DEPTH}", "loop")
-        pc = _advance(nxt, loops)
+        pc = advance_loops(nxt, loops)
     return _outputs(prog, m), m
 
 
 def _mem_fields(ins) -> list[str]:
     return [f.name for f in ins.op.fields if f.kind.name == "mem"]
-
-
-def _advance(pc: int, loops: list[list[int]]) -> int:
-    while loops and pc == loops[-1][1]:
-        if loops[-1][2] > 1:
-            loops[-1][2] -= 1
-            return loops[-1][0]
-        loops.pop()
-    return pc
 
 
 def _outputs(prog: Program, m: SequentialMachine) -> dict[str, np.ndarray]:

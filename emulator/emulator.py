@@ -102,23 +102,13 @@ def _unpack_symbol(sym, state: State, buf: np.ndarray) -> np.ndarray:
     cache = getattr(state, "decode_cache", None)
     if sym.fmt == "dense" or cache is None:
         return symbols.unpack_symbol(sym, buf)
-    rows, cols = symbols.as_2d_shape(sym.shape)
-    tr, tc = symbols.tile_shape(sym)
-    gr, gc = symbols.tile_grid(sym)
-    slot = symbols.slot_bytes(sym)
     cl = sym.cluster if sym.space in ("sp", "acc") else -1
-    out = np.zeros((rows, cols), dtype=np.float32)
-    for i in range(gr):
-        for j in range(gc):
-            off = (i * gc + j) * slot
-            size = formats.header(buf[off:off + slot]).encoded_size
-            if size > slot:
-                raise formats.FormatError(f"tensor {sym.name!r} tile ({i},{j}): {size} bytes overflow its "
-                                          f"{slot}-byte slot")
-            raw = buf[off:off + size]
-            hit = cache.get((sym.space, cl, sym.addr + off), raw)
-            out[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc] = hit[0] if hit is not None else formats.unpack(raw)
-    return out.reshape(sym.shape)
+
+    def decode(off: int, raw: np.ndarray) -> np.ndarray:
+        hit = cache.get((sym.space, cl, sym.addr + off), raw)
+        return hit[0] if hit is not None else formats.unpack(raw)
+
+    return symbols.unpack_symbol(sym, buf, decode)
 
 
 def _qname(engine: Engine, q: int) -> str:

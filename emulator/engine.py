@@ -25,7 +25,7 @@ from acf.emulator.state import State
 from acf.emulator.traps import EmulatorTrap, Where, label_of
 from acf.isa.fields import MemRef
 from acf.isa.program import Program
-from acf.isa.semantics import SEMANTICS, SemanticError
+from acf.isa.semantics import SEMANTICS, SemanticError, advance_loops
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 
 RETIRE, START, REQUEST = 0, 1, 2
@@ -184,7 +184,7 @@ class Engine(Durations):
                     self.halted, self.halt_cycle = True, D + 1
                     return
                 if m == "barrier":
-                    self.pc = self._advance(nxt)
+                    self.pc = advance_loops(nxt, self.loops)
                     if self.live:
                         self.blocked = ("barrier", D)
                         return
@@ -203,17 +203,8 @@ class Engine(Durations):
                             raise self.trap(f"hardware loops nest deeper than {MAX_LOOP_DEPTH}", D,
                                             self.where(index), "loop")
                         self.loops.append([index + 1, index + 1 + ins["end"], ins["count"]])
-            self.pc = self._advance(nxt)
+            self.pc = advance_loops(nxt, self.loops)
             D += 1
-
-    def _advance(self, pc: int) -> int:
-        loops = self.loops
-        while loops and pc == loops[-1][1]:
-            if loops[-1][2] > 1:
-                loops[-1][2] -= 1
-                return loops[-1][0]
-            loops.pop()
-        return pc
 
     # ---- queues ----------------------------------------------------------------------------
     def _try_start(self, q: int, t: int) -> None:

@@ -601,6 +601,20 @@ def apply_ctl(ins: Instruction, ar: list[int]) -> None:
         ar[r] = ins["value"] if ins.mnemonic == "setar" else ar[r] + ins["value"]
 
 
+def advance_loops(pc: int, loops: list[list[int]]) -> int:
+    """The dispatcher's next pc at a hardware-loop back-edge.
+
+    ``loops`` is the stack of open loops as ``[body_start, body_end, iterations_left]``;
+    reaching ``body_end`` jumps back while iterations remain and pops the loop otherwise
+    (several nested loops may end at the same pc)."""
+    while loops and pc == loops[-1][1]:
+        if loops[-1][2] > 1:
+            loops[-1][2] -= 1
+            return loops[-1][0]
+        loops.pop()
+    return pc
+
+
 __all__ = [
     "SEMANTICS",
     "SPECIAL",
@@ -610,6 +624,7 @@ __all__ = [
     "Effect",
     "Machine",
     "SemanticError",
+    "advance_loops",
     "apply_ctl",
     "bf16_round",
     "codec_counts",

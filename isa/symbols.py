@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,8 +92,12 @@ def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def unpack_symbol(sym: "Symbol", data: bytes | np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pack_symbol` (raises formats.FormatError on a corrupt tile)."""
+def unpack_symbol(sym: "Symbol", data: bytes | np.ndarray,
+                  decode: "Callable[[int, np.ndarray], np.ndarray] | None" = None) -> np.ndarray:
+    """Inverse of :func:`pack_symbol` (raises formats.FormatError on a corrupt tile).
+
+    ``decode(byte_offset, raw_tile_bytes)`` replaces :func:`acf.isa.formats.unpack` for each
+    packed tile, so a caller holding already-decoded tiles (the emulator) can reuse them."""
     buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     if sym.fmt == "dense":
         return buf[: symbol_nbytes(sym)].view(np.float32).reshape(sym.shape).copy()
@@ -107,5 +112,6 @@ def unpack_symbol(sym: "Symbol", data: bytes | np.ndarray) -> np.ndarray:
             size = formats.header(buf[off:off + slot]).encoded_size
             if size > slot:
                 raise formats.FormatError(f"tensor {sym.name!r} tile ({i},{j}): {size} bytes overflow its {slot}-byte slot")
-            out[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc] = formats.unpack(buf[off:off + size])
+            raw = buf[off:off + size]
+            out[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc] = decode(off, raw) if decode else formats.unpack(raw)
     return out.reshape(sym.shape)
