@@ -35,8 +35,10 @@ without contention: the engine's resource-stall statistic).
 
 from __future__ import annotations
 
-import numpy as np
+import math
+from functools import lru_cache
 
+import numpy as np
 from acf.emulator.routing import (
     Link,
     Node,
@@ -48,6 +50,7 @@ from acf.emulator.routing import (
     validate,
 )
 from acf.emulator.routing import route as _route
+from acf.isa.semantics import RegularRuns
 
 __all__ = ["Interconnect", "InterconnectOrderError", "RoutingError"]
 
@@ -106,12 +109,14 @@ class Interconnect:
         """Forget all contention state and statistics (configuration is kept)."""
         self.link_busy_until: dict[Link, int] = {}
         self.link_flits: dict[Link, int] = {}
-        self.channel_free = np.zeros(self.channels, dtype=np.int64)
+        # per-channel state as Python ints: a request touches a few channels, and numpy's
+        # per-call cost on 8-element arrays would dominate (the properties give arrays)
+        self._free = [0] * self.channels
+        self._cbytes = [0] * self.channels
+        self._cbursts = [0] * self.channels
         self.gbuf_free = 0
         self.dram_bytes = 0
         self.dram_bursts = 0
-        self.channel_bytes = np.zeros(self.channels, dtype=np.int64)
-        self.channel_bursts = np.zeros(self.channels, dtype=np.int64)
         self.gbuf_bytes = 0
         self.flit_hops = {"router": 0, "link": 0}
         self.last_flit_hops = {"router": 0, "link": 0}
@@ -224,70 +229,77 @@ class Interconnect:
 
     # ---- memory ----------------------------------------------------------------------------
 
-    def dram(self, request: int, runs: np.ndarray, qid: int) -> int:
+    channel_free = property(lambda self: np.array(self._free, dtype=np.int64),
+                            lambda self, v: setattr(self, "_free", [int(x) for x in v]))
+    channel_bytes = property(lambda self: np.array(self._cbytes, dtype=np.int64),
+                             lambda self, v: setattr(self, "_cbytes", [int(x) for x in v]))
+    channel_bursts = property(lambda self: np.array(self._cbursts, dtype=np.int64),
+                              lambda self, v: setattr(self, "_cbursts", [int(x) for x in v]))
+
+    def dram(self, request: int, runs: np.ndarray | RegularRuns, qid: int) -> int:
         """DRAM access of byte runs ``(address, length)``; returns the end cycle (latency in).
 
         Runs split at interleave boundaries; a piece goes to channel
         ``(a // interleave) % channels`` and costs ``ceil(len / burst)`` bursts. Each touched
         channel is busy ``ceil(bursts * burst / bytes_per_cycle)`` from
-        ``max(request, free_c)``.
+        ``max(request, free_c)``. ``runs`` is an ``(n, 2)`` array or a
+        :class:`~acf.isa.semantics.RegularRuns` (rows of a pitched block).
         """
         request = int(request)
         if self.check_order:
             self._order("dram", request, qid)
-        runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
         self.last_free = request
-        if runs.size == 0:
+        touched = self._channels(runs)
+        if not touched:
             return request
+        B, bpc = self.burst, self.dram_bpc
+        free, cbytes, cbursts = self._free, self._cbytes, self._cbursts
+        end = longest = 0
+        total_bytes = total_bursts = 0
+        for c, b, n in touched:
+            busy = -(-(b * B) // bpc)
+            s = free[c]
+            s = max(s, request) + busy
+            free[c] = s
+            end = max(end, s)
+            longest = max(longest, busy)
+            cbytes[c] += n
+            cbursts[c] += b
+            total_bytes += n
+            total_bursts += b
+        self.last_free = request + longest + self.dram_latency  # idle channels
+        self.dram_bytes += total_bytes
+        self.dram_bursts += total_bursts
+        return end + self.dram_latency
+
+    def _channels(self, runs: np.ndarray | RegularRuns) -> tuple[tuple[int, int, int], ...]:
+        """``(channel, bursts, bytes)`` of every channel the runs touch, ascending channel."""
+        I, ch, B = self.interleave, self.channels, self.burst
+        if isinstance(runs, RegularRuns):
+            if runs.rows <= 0:
+                return ()
+            a, rows, L, p = runs.addr, runs.rows, runs.rowbytes, runs.pitch
+            if a < 0 or L < 0 or p < 0:
+                raise ValueError("DRAM runs need nonnegative addresses and lengths")
+            ic = I * ch
+            # channels and piece lengths depend on addresses modulo interleave x channels only
+            return _regular_channels(I, ch, B, a % ic, rows, L, p % ic)
+        runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+        if runs.size == 0:
+            return ()
+        if runs.shape[0] <= _PY_RUNS:
+            pairs = runs.tolist()
+            if min(min(r) for r in pairs) < 0:
+                raise ValueError("DRAM runs need nonnegative addresses and lengths")
+            return _split_py(pairs, I, ch, B)
         if runs.min() < 0:
             raise ValueError("DRAM runs need nonnegative addresses and lengths")
         bursts, nbytes = self._dram_split(runs[:, 0], runs[:, 1])
-        touched = bursts > 0
-        if not touched.any():
-            return request
-        busy = -(-(bursts * self.burst) // self.dram_bpc)
-        self.last_free = request + int(busy.max()) + self.dram_latency  # idle channels
-        done = np.maximum(self.channel_free, request) + busy
-        self.channel_free = np.where(touched, done, self.channel_free)
-        self.dram_bytes += int(nbytes.sum())
-        self.dram_bursts += int(bursts.sum())
-        self.channel_bytes += nbytes
-        self.channel_bursts += bursts
-        return int(done[touched].max()) + self.dram_latency
+        return tuple((c, b, n) for c, (b, n) in enumerate(zip(bursts.tolist(), nbytes.tolist())) if b)
 
     def _dram_split(self, addr: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bursts and bytes per channel of the runs (vectorized, no loop over runs).
-
-        Every run is a first piece (up to its first interleave boundary), ``m`` full chunks
-        and a last piece (empty when the run stays inside one chunk; an empty run is one
-        empty first piece). The full chunks put ``m // ch`` on every channel and one more
-        on the ``m % ch`` channels from ``(k0 + 1) % ch`` on (a difference array over
-        ``2 * ch`` slots).
-        """
-        I, ch, B = self.interleave, self.channels, self.burst
-        stop = addr + length
-        k0 = addr // I
-        k1 = np.maximum((stop - 1) // I, k0)
-        multi = k1 > k0
-        pch = k0 % ch
-        plen = np.minimum(length, (k0 + 1) * I - addr)
-        full = np.zeros(ch, dtype=np.int64)
-        if multi.any():
-            k0m, k1m = k0[multi], k1[multi]
-            pch = np.concatenate([pch, k1m % ch])
-            plen = np.concatenate([plen, stop[multi] - k1m * I])
-            m = k1m - k0m - 1
-            lo = (k0m + 1) % ch
-            diff = np.bincount(lo, minlength=2 * ch + 1) - np.bincount(
-                lo + m % ch, minlength=2 * ch + 1
-            )
-            cover = np.cumsum(diff[: 2 * ch])
-            full += cover[:ch] + cover[ch:] + int((m // ch).sum())
-        bursts = np.bincount(pch, weights=-(-plen // B), minlength=ch)
-        nbytes = np.bincount(pch, weights=plen, minlength=ch)
-        bursts = np.rint(bursts).astype(np.int64) + full * _cdiv(I, B)
-        nbytes = np.rint(nbytes).astype(np.int64) + full * I
-        return bursts, nbytes
+        """Bursts and bytes per channel of the runs (vectorized: :func:`_dram_split_arrays`)."""
+        return _dram_split_arrays(addr, length, self.interleave, self.channels, self.burst)
 
     def gbuf(self, request: int, nbytes: int, qid: int) -> int:
         """Global-buffer access of nbytes: one shared port of banks*bank_bytes bytes/cycle."""
@@ -381,3 +393,115 @@ class Interconnect:
             setattr(self, key, value)
         self._routes.clear()
         self._plans.clear()
+
+
+#: Up to this many runs are split in plain Python (numpy's fixed cost is larger there).
+_PY_RUNS = 24
+
+
+def _split_py(runs, I: int, ch: int, B: int) -> tuple[tuple[int, int, int], ...]:
+    """``(channel, bursts, bytes)`` per touched channel of ``(address, length)`` runs, one
+    run at a time (the same pieces as :meth:`Interconnect._dram_split`)."""
+    bursts = [0] * ch
+    nbytes = [0] * ch
+    full = [0] * ch  # full interleave chunks per channel
+    rounds = 0       # full chunks on every channel
+    for a, L in runs:
+        if L <= 0:
+            continue
+        stop = a + L
+        k0 = a // I
+        k1 = (stop - 1) // I
+        c = k0 % ch
+        if k1 == k0:
+            bursts[c] += -(-L // B)
+            nbytes[c] += L
+            continue
+        first = (k0 + 1) * I - a
+        bursts[c] += -(-first // B)
+        nbytes[c] += first
+        last = stop - k1 * I
+        c = k1 % ch
+        bursts[c] += -(-last // B)
+        nbytes[c] += last
+        m = k1 - k0 - 1
+        if m:
+            q, r = divmod(m, ch)
+            rounds += q
+            c = (k0 + 1) % ch
+            for _ in range(r):
+                full[c] += 1
+                c = c + 1 if c + 1 < ch else 0
+    per_chunk = -(-I // B)
+    out = []
+    for c in range(ch):
+        f = full[c] + rounds
+        b = bursts[c] + f * per_chunk
+        if b:
+            out.append((c, b, nbytes[c] + f * I))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _regular_channels(I: int, ch: int, B: int, a: int, rows: int, L: int, p: int
+                      ) -> tuple[tuple[int, int, int], ...]:
+    """:func:`_split_py` of ``rows`` runs of ``L`` bytes at ``a + r*p``, with ``a`` and ``p``
+    taken modulo ``I*ch``. Rows ``T = I*ch / gcd(p, I*ch)`` apart start at the same place
+    modulo ``I*ch``, so only ``min(rows, T)`` distinct rows are split (a pure function of
+    its arguments, hence cached: a program repeats a few tile shapes many times)."""
+    period = (I * ch) // math.gcd(p, I * ch)
+    reps, rest = divmod(rows, period) if rows > period else (0, rows)
+    if reps == 0:
+        return _split_rows(I, ch, B, a, rows, L, p)
+    acc: dict[int, list[int]] = {}
+    for c, b, n in _split_rows(I, ch, B, a, period, L, p):
+        acc[c] = [reps * b, reps * n]
+    for c, b, n in _split_rows(I, ch, B, a, rest, L, p) if rest else ():
+        e = acc.setdefault(c, [0, 0])
+        e[0] += b
+        e[1] += n
+    return tuple((c, b, n) for c, (b, n) in sorted(acc.items()))
+
+
+def _split_rows(I: int, ch: int, B: int, a: int, rows: int, L: int, p: int
+                ) -> tuple[tuple[int, int, int], ...]:
+    if rows <= _PY_RUNS:
+        return _split_py([(a + r * p, L) for r in range(rows)], I, ch, B)
+    addr = a + p * np.arange(rows, dtype=np.int64)
+    bursts, nbytes = _dram_split_arrays(addr, np.full(rows, L, np.int64), I, ch, B)
+    return tuple((c, b, n) for c, (b, n) in enumerate(zip(bursts.tolist(), nbytes.tolist())) if b)
+
+
+def _dram_split_arrays(addr: np.ndarray, length: np.ndarray, I: int, ch: int, B: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Bursts and bytes per channel of the runs (vectorized, no loop over runs).
+
+    Every run is a first piece (up to its first interleave boundary), ``m`` full chunks
+    and a last piece (empty when the run stays inside one chunk; an empty run is one
+    empty first piece). The full chunks put ``m // ch`` on every channel and one more
+    on the ``m % ch`` channels from ``(k0 + 1) % ch`` on (a difference array over
+    ``2 * ch`` slots).
+    """
+    stop = addr + length
+    k0 = addr // I
+    k1 = np.maximum((stop - 1) // I, k0)
+    multi = k1 > k0
+    pch = k0 % ch
+    plen = np.minimum(length, (k0 + 1) * I - addr)
+    full = np.zeros(ch, dtype=np.int64)
+    if multi.any():
+        k0m, k1m = k0[multi], k1[multi]
+        pch = np.concatenate([pch, k1m % ch])
+        plen = np.concatenate([plen, stop[multi] - k1m * I])
+        m = k1m - k0m - 1
+        lo = (k0m + 1) % ch
+        diff = np.bincount(lo, minlength=2 * ch + 1) - np.bincount(
+            lo + m % ch, minlength=2 * ch + 1
+        )
+        cover = np.cumsum(diff[: 2 * ch])
+        full += cover[:ch] + cover[ch:] + int((m // ch).sum())
+    bursts = np.bincount(pch, weights=-(-plen // B), minlength=ch)
+    nbytes = np.bincount(pch, weights=plen, minlength=ch)
+    bursts = np.rint(bursts).astype(np.int64) + full * _cdiv(I, B)
+    nbytes = np.rint(nbytes).astype(np.int64) + full * I
+    return bursts, nbytes

@@ -196,10 +196,31 @@ def read_packed_counts(m: Machine, space: str, cl: int, addr: int, fmt: Any, row
     return tile, size, V, X
 
 
-def dense_runs(addr: int, rows: int, rowbytes: int, pitch: int) -> np.ndarray:
-    """(address, length) of each row of a pitched block, as an int64 array."""
-    r = np.arange(rows, dtype=np.int64)
-    return np.stack([addr + r * pitch, np.full(rows, rowbytes, np.int64)], axis=1)
+class RegularRuns:
+    """The byte runs of a pitched block: ``rows`` runs of ``rowbytes`` bytes, ``pitch``
+    apart from ``addr``. ``np.asarray`` gives the ``(rows, 2)`` int64 array of
+    ``(address, length)``; a timing model can use the four numbers instead of the array."""
+
+    __slots__ = ("addr", "pitch", "rowbytes", "rows")
+
+    def __init__(self, addr: int, rows: int, rowbytes: int, pitch: int):
+        self.addr, self.rows, self.rowbytes, self.pitch = addr, rows, rowbytes, pitch
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        r = np.arange(self.rows, dtype=np.int64)
+        out = np.stack([self.addr + r * self.pitch, np.full(self.rows, self.rowbytes, np.int64)], axis=1)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __repr__(self) -> str:
+        return f"RegularRuns(addr={self.addr:#x}, rows={self.rows}, rowbytes={self.rowbytes}, pitch={self.pitch})"
+
+
+def dense_runs(addr: int, rows: int, rowbytes: int, pitch: int) -> RegularRuns:
+    """(address, length) of each row of a pitched block (array-like; see RegularRuns)."""
+    return RegularRuns(addr, rows, rowbytes, pitch)
 
 
 # ---- memory ---------------------------------------------------------------------------------
@@ -623,6 +644,7 @@ __all__ = [
     "DecodeCache",
     "Effect",
     "Machine",
+    "RegularRuns",
     "SemanticError",
     "advance_loops",
     "apply_ctl",
