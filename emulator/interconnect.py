@@ -50,7 +50,7 @@ from acf.emulator.routing import (
     validate,
 )
 from acf.emulator.routing import route as _route
-from acf.isa.semantics import RegularRuns
+from acf.isa.semantics import RunGrid
 
 __all__ = ["Interconnect", "InterconnectOrderError", "RoutingError"]
 
@@ -236,14 +236,14 @@ class Interconnect:
     channel_bursts = property(lambda self: np.array(self._cbursts, dtype=np.int64),
                               lambda self, v: setattr(self, "_cbursts", [int(x) for x in v]))
 
-    def dram(self, request: int, runs: np.ndarray | RegularRuns, qid: int) -> int:
+    def dram(self, request: int, runs: np.ndarray | RunGrid, qid: int) -> int:
         """DRAM access of byte runs ``(address, length)``; returns the end cycle (latency in).
 
         Runs split at interleave boundaries; a piece goes to channel
         ``(a // interleave) % channels`` and costs ``ceil(len / burst)`` bursts. Each touched
         channel is busy ``ceil(bursts * burst / bytes_per_cycle)`` from
         ``max(request, free_c)``. ``runs`` is an ``(n, 2)`` array or a
-        :class:`~acf.isa.semantics.RegularRuns` (rows of a pitched block).
+        :class:`~acf.isa.semantics.RunGrid` (rows of a pitched block, a gather).
         """
         request = int(request)
         if self.check_order:
@@ -272,18 +272,18 @@ class Interconnect:
         self.dram_bursts += total_bursts
         return end + self.dram_latency
 
-    def _channels(self, runs: np.ndarray | RegularRuns) -> tuple[tuple[int, int, int], ...]:
+    def _channels(self, runs: np.ndarray | RunGrid) -> tuple[tuple[int, int, int], ...]:
         """``(channel, bursts, bytes)`` of every channel the runs touch, ascending channel."""
         I, ch, B = self.interleave, self.channels, self.burst
-        if isinstance(runs, RegularRuns):
-            if runs.rows <= 0:
+        if isinstance(runs, RunGrid):
+            if runs.runs == 0:
                 return ()
-            a, rows, L, p = runs.addr, runs.rows, runs.rowbytes, runs.pitch
-            if a < 0 or L < 0 or p < 0:
+            if runs.addr < 0 or runs.length < 0 or min(runs.pitches) < 0:
                 raise ValueError("DRAM runs need nonnegative addresses and lengths")
             ic = I * ch
             # channels and piece lengths depend on addresses modulo interleave x channels only
-            return _regular_channels(I, ch, B, a % ic, rows, L, p % ic)
+            return _grid_channels(I, ch, B, runs.addr % ic, runs.counts,
+                                  tuple(p % ic for p in runs.pitches), runs.length)
         runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
         if runs.size == 0:
             return ()
@@ -442,13 +442,21 @@ def _split_py(runs, I: int, ch: int, B: int) -> tuple[tuple[int, int, int], ...]
     return tuple(out)
 
 
-@lru_cache(maxsize=4096)
-def _regular_channels(I: int, ch: int, B: int, a: int, rows: int, L: int, p: int
-                      ) -> tuple[tuple[int, int, int], ...]:
-    """:func:`_split_py` of ``rows`` runs of ``L`` bytes at ``a + r*p``, with ``a`` and ``p``
-    taken modulo ``I*ch``. Rows ``T = I*ch / gcd(p, I*ch)`` apart start at the same place
-    modulo ``I*ch``, so only ``min(rows, T)`` distinct rows are split (a pure function of
-    its arguments, hence cached: a program repeats a few tile shapes many times)."""
+@lru_cache(maxsize=8192)
+def _grid_channels(I: int, ch: int, B: int, a: int, counts: tuple[int, ...],
+                   pitches: tuple[int, ...], L: int) -> tuple[tuple[int, int, int], ...]:
+    """:func:`_split_py` of a :class:`RunGrid` whose address and pitches are taken modulo
+    ``I*ch`` (a pure function of its arguments, hence cached: a program repeats a few tile
+    shapes and alignments many times).
+
+    In a 1-D grid, rows ``T = I*ch / gcd(pitch, I*ch)`` apart start at the same place
+    modulo ``I*ch``, so only ``min(rows, T)`` distinct rows are split."""
+    if len(counts) > 1:
+        if math.prod(counts) <= _PY_RUNS:
+            return _split_py(np.asarray(RunGrid(a, counts, pitches, L)).tolist(), I, ch, B)
+        runs = np.asarray(RunGrid(a, counts, pitches, L))
+        return _split_arrays(runs[:, 0], runs[:, 1], I, ch, B)
+    rows, p = counts[0], pitches[0]
     period = (I * ch) // math.gcd(p, I * ch)
     reps, rest = divmod(rows, period) if rows > period else (0, rows)
     if reps == 0:
@@ -467,8 +475,12 @@ def _split_rows(I: int, ch: int, B: int, a: int, rows: int, L: int, p: int
                 ) -> tuple[tuple[int, int, int], ...]:
     if rows <= _PY_RUNS:
         return _split_py([(a + r * p, L) for r in range(rows)], I, ch, B)
-    addr = a + p * np.arange(rows, dtype=np.int64)
-    bursts, nbytes = _dram_split_arrays(addr, np.full(rows, L, np.int64), I, ch, B)
+    return _split_arrays(a + p * np.arange(rows, dtype=np.int64), np.full(rows, L, np.int64), I, ch, B)
+
+
+def _split_arrays(addr: np.ndarray, length: np.ndarray, I: int, ch: int, B: int
+                  ) -> tuple[tuple[int, int, int], ...]:
+    bursts, nbytes = _dram_split_arrays(addr, length, I, ch, B)
     return tuple((c, b, n) for c, (b, n) in enumerate(zip(bursts.tolist(), nbytes.tolist())) if b)
 
 

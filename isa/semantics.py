@@ -196,31 +196,42 @@ def read_packed_counts(m: Machine, space: str, cl: int, addr: int, fmt: Any, row
     return tile, size, V, X
 
 
-class RegularRuns:
-    """The byte runs of a pitched block: ``rows`` runs of ``rowbytes`` bytes, ``pitch``
-    apart from ``addr``. ``np.asarray`` gives the ``(rows, 2)`` int64 array of
-    ``(address, length)``; a timing model can use the four numbers instead of the array."""
+class RunGrid:
+    """Byte runs on a grid: one run of ``length`` bytes at ``addr + sum_k i_k * pitches[k]``
+    for every index ``0 <= i_k < counts[k]`` (row-major). A pitched block is a 1-D grid
+    (rows, row pitch), a gather a 2-D or 3-D one. ``np.asarray`` gives the ``(runs, 2)``
+    int64 array of ``(address, length)``; a timing model can use the grid instead."""
 
-    __slots__ = ("addr", "pitch", "rowbytes", "rows")
+    __slots__ = ("addr", "counts", "length", "pitches")
 
-    def __init__(self, addr: int, rows: int, rowbytes: int, pitch: int):
-        self.addr, self.rows, self.rowbytes, self.pitch = addr, rows, rowbytes, pitch
+    def __init__(self, addr: int, counts: tuple[int, ...], pitches: tuple[int, ...], length: int):
+        self.addr, self.counts, self.pitches, self.length = addr, counts, pitches, length
+
+    @property
+    def runs(self) -> int:
+        return math.prod(self.counts)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        r = np.arange(self.rows, dtype=np.int64)
-        out = np.stack([self.addr + r * self.pitch, np.full(self.rows, self.rowbytes, np.int64)], axis=1)
+        addr = np.full((1,) * len(self.counts), self.addr, np.int64)
+        for k, (n, p) in enumerate(zip(self.counts, self.pitches)):
+            shape = [1] * len(self.counts)
+            shape[k] = n
+            addr = addr + p * np.arange(n, dtype=np.int64).reshape(shape)
+        addr = addr.reshape(-1)
+        out = np.stack([addr, np.full(addr.size, self.length, np.int64)], axis=1)
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __len__(self) -> int:
-        return self.rows
+        return self.runs
 
     def __repr__(self) -> str:
-        return f"RegularRuns(addr={self.addr:#x}, rows={self.rows}, rowbytes={self.rowbytes}, pitch={self.pitch})"
+        return (f"RunGrid(addr={self.addr:#x}, counts={self.counts}, pitches={self.pitches}, "
+                f"length={self.length})")
 
 
-def dense_runs(addr: int, rows: int, rowbytes: int, pitch: int) -> RegularRuns:
-    """(address, length) of each row of a pitched block (array-like; see RegularRuns)."""
-    return RegularRuns(addr, rows, rowbytes, pitch)
+def dense_runs(addr: int, rows: int, rowbytes: int, pitch: int) -> RunGrid:
+    """(address, length) of each row of a pitched block (array-like; see RunGrid)."""
+    return RunGrid(addr, (rows,), (pitch,), rowbytes)
 
 
 # ---- memory ---------------------------------------------------------------------------------
@@ -276,22 +287,26 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     d0, d1, d2 = ins["d0"], ins["d1"], ins["d2"]
     s0, s1, s2 = ins["s0"], ins["s1"], ins["s2"]
     n = d0 * d1 * d2
-    rowbase = (base + 4 * (np.arange(d0, dtype=np.int64)[:, None] * s0
-                           + np.arange(d1, dtype=np.int64)[None, :] * s1)).reshape(-1)
-    off = 4 * np.arange(d2, dtype=np.int64) * s2
-    addrs = (rowbase[:, None] + off[None, :]).reshape(-1)
     if n:
-        lo, hi = int(addrs.min()), int(addrs.max()) + 4
-        raw = m.read(space, cl, lo, hi - lo).copy()
-        idx = (addrs - lo)[:, None] + np.arange(4)[None, :]
-        vals = raw[idx].reshape(-1).view(np.float32)
+        # strides are unsigned: the first element is the lowest address, the last the highest
+        lo, hi = base, base + 4 * ((d0 - 1) * s0 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
+        raw = m.read(space, cl, lo, hi - lo)
+        if lo % 4 == 0:  # aligned: one strided copy of the fp32 view
+            vals = np.empty(n, np.float32)
+            vals.reshape(d0, d1, d2)[...] = np.lib.stride_tricks.as_strided(
+                raw.view(np.float32), (d0, d1, d2), (4 * s0, 4 * s1, 4 * s2))
+        else:
+            off = (4 * (np.arange(d0, dtype=np.int64)[:, None, None] * s0
+                        + np.arange(d1, dtype=np.int64)[None, :, None] * s1
+                        + np.arange(d2, dtype=np.int64)[None, None, :] * s2)).reshape(-1)
+            vals = raw.copy()[off[:, None] + np.arange(4)[None, :]].reshape(-1).view(np.float32)
     else:
         lo = hi = base
         vals = np.zeros(0, np.float32)
-    if s2 == 1:
-        runs = np.stack([rowbase, np.full(rowbase.size, 4 * d2, np.int64)], 1) if d2 else np.zeros((0, 2), np.int64)
+    if s2 == 1:  # rows of d2 contiguous elements
+        runs = RunGrid(base, (d0, d1), (4 * s0, 4 * s1), 4 * d2) if d2 else RunGrid(base, (0,), (0,), 0)
     else:
-        runs = np.stack([addrs, np.full(addrs.size, 4, np.int64)], 1)
+        runs = RunGrid(base, (d0, d1, d2), (4 * s0, 4 * s1, 4 * s2), 4)
     m.check("sp", cl, ea["dst"], 4 * n)
     return Effect([("sp", cl, ea["dst"], vals.reshape(1, n), 4 * n)],
                   [Access(space, cl, lo, 1, hi - lo, hi - lo, False),
@@ -644,7 +659,7 @@ __all__ = [
     "DecodeCache",
     "Effect",
     "Machine",
-    "RegularRuns",
+    "RunGrid",
     "SemanticError",
     "advance_loops",
     "apply_ctl",
