@@ -7,6 +7,7 @@ order. An instruction retires once its last part has been granted (``Inflight.pa
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import Any
 
@@ -21,32 +22,56 @@ RETIRE, REQUEST = 0, 2
 class Durations:
     """The timing half of :class:`acf.emulator.engine.Engine`."""
 
+    def _init_durations(self) -> None:
+        """Per timing class, the method that times a started instruction."""
+        fixed = {"matmul": self._t_mm, "sddmm": self._t_mm, "vector": self._t_vec,
+                 "reduce": self._t_vec, "optimizer": self._t_vec, "scalar": self._t_one,
+                 "sync": self._t_one, "noc_recv": self._t_recv, "codec": self._t_codec,
+                 "noc_config": self._t_config}
+        self._timers: dict[str, Callable[[Any, int], None]] = fixed
+
     def _time(self, ex: Any, s: int) -> None:
+        timer = self._timers.get(ex.p.ins.op.timing)
+        if timer is not None:
+            return timer(ex, s)
+        return self._t_memory(ex, s)
+
+    # ---- closed forms ----------------------------------------------------------------------
+    def _t_mm(self, ex: Any, s: int) -> None:
         ins, info, cfg = ex.p.ins, ex.effect.info, self.cfg
-        I, cls = cfg.I, ins.op.timing
+        if ins.op.timing == "matmul":
+            cyc, issued, effm = tc.mm_cycles(info["A"], info["B"], ins["skip"], cfg)
+        else:
+            cyc, issued, effm = tc.sddmm_cycles(info["A"], info["B"], info["S"], ins["skip"], cfg)
         rec = ex.record
-        s1 = s + I
-        if cls in ("matmul", "sddmm"):
-            if cls == "matmul":
-                cyc, issued, effm = tc.mm_cycles(info["A"], info["B"], ins["skip"], cfg)
-            else:
-                cyc, issued, effm = tc.sddmm_cycles(info["A"], info["B"], info["S"], ins["skip"], cfg)
-            rec.issued_macs, rec.effectual_macs = issued, effm
-            return self._fixed(ex, s + cyc)
-        if cls in ("vector", "reduce", "optimizer"):
-            elems, work, ops = self._vec_work(ex)
-            return self._fixed(ex, s1 + max(tc.vec_cycles(elems, work, cfg), tc.bank_cycles(ops, cfg)))
-        if cls in ("scalar", "sync"):
-            return self._fixed(ex, s1 + 1)
-        if cls == "noc_recv":
-            return self._fixed(ex, s1)
-        if cls == "codec":
-            return self._fixed(ex, s1 + tc.codec_cycles(*info["codec"], cfg))
-        if cls == "noc_config":
-            return self._fixed(ex, s1 + self.reconfig)
-        cl = ins.cluster
+        rec.issued_macs, rec.effectual_macs = issued, effm
+        self._fixed(ex, s + cyc)
+
+    def _t_vec(self, ex: Any, s: int) -> None:
+        cfg = self.cfg
+        elems, work, ops = self._vec_work(ex)
+        self._fixed(ex, s + cfg.I + max(tc.vec_cycles(elems, work, cfg), tc.bank_cycles(ops, cfg)))
+
+    def _t_one(self, ex: Any, s: int) -> None:
+        self._fixed(ex, s + self.cfg.I + 1)
+
+    def _t_recv(self, ex: Any, s: int) -> None:
+        self._fixed(ex, s + self.cfg.I)
+
+    def _t_codec(self, ex: Any, s: int) -> None:
+        self._fixed(ex, s + self.cfg.I + tc.codec_cycles(*ex.effect.info["codec"], self.cfg))
+
+    def _t_config(self, ex: Any, s: int) -> None:
+        self._fixed(ex, s + self.cfg.I + self.reconfig)
+
+    # ---- memory and NoC --------------------------------------------------------------------
+    def _t_memory(self, ex: Any, s: int) -> None:
+        ins, info, cfg = ex.p.ins, ex.effect.info, self.cfg
+        cls = ins.op.timing
+        s1 = s + cfg.I
+        cl = ex.record.cluster
         y = cl // self.X
-        rec.bytes = int(info.get("nbytes", 0))
+        ex.record.bytes = int(info.get("nbytes", 0))
         if cls in ("load", "gather"):
             space, nb = info["space"], info["nbytes"]
             dst = ex.p.ea["dst"]
@@ -103,7 +128,8 @@ class Durations:
 
     def _fixed(self, ex: Any, end: int) -> None:
         ex.end = end
-        self.push(end, RETIRE, ex.p.q, self._retire, ex)
+        self.seq += 1
+        heapq.heappush(self.heap, (end, RETIRE, ex.p.q, self.seq, self._retire, ex))
 
     def _source(self, ex: Any, cycle: int, space: str, runs: np.ndarray, nbytes: int) -> None:
         if space == "dram":
@@ -119,20 +145,26 @@ class Durations:
     def _grant(self, arg: tuple, t: int) -> None:
         ex, kind, args, then = arg
         q = ex.p.q
+        ic = self.ic
         try:
             if kind == "dram":
-                end = self.ic.dram(t, args[0], q)
-                free = self.ic.last_free
+                end = ic.dram(t, args[0], q)
+                free = ic.last_free
             elif kind == "gbuf":
-                end = self.ic.gbuf(t, args[0], q)
-                free = t + -(-int(args[0]) // self.ic.gbuf_bpc) + self.ic.gbuf_latency
+                end = ic.gbuf(t, args[0], q)
+                free = t + -(-int(args[0]) // ic.gbuf_bpc) + ic.gbuf_latency
             else:
-                fn = {"noc": self.ic.transfer, "mcast": self.ic.multicast, "reduce": self.ic.reduce}[kind]
-                end = fn(t, *args, q)
-                free = self.ic.last_free
-                hops = self.ic.last_flit_hops
-                ex.counts["noc_router_flit"] += hops["router"]
-                ex.counts["noc_link_flit"] += hops["link"]
+                if kind == "noc":
+                    end = ic.transfer(t, *args, q)
+                elif kind == "mcast":
+                    end = ic.multicast(t, *args, q)
+                else:
+                    end = ic.reduce(t, *args, q)
+                free = ic.last_free
+                hops = ic.last_flit_hops
+                counts = ex.counts
+                counts["noc_router_flit"] += hops["router"]
+                counts["noc_link_flit"] += hops["link"]
         except RoutingError as exc:
             raise self.trap(exc.reason, t, ex.p.where, "routing") from None
         ex.record.resource_stall_cycles += max(0, end - free)
@@ -141,5 +173,4 @@ class Durations:
             then(end)
         ex.parts -= 1
         if ex.parts == 0:
-            self.push(ex.end, RETIRE, q, self._retire, ex)
-
+            self._fixed(ex, ex.end)

@@ -107,8 +107,11 @@ def event_counts(engine, ex) -> float:
         engine.costs = costs(engine.t)
         engine.mac_event = mac_event(engine.t)
     c = _counts(engine, ex)
-    engine.event_totals.update(c)
-    return float(sum(n * engine.costs[k] for k, n in c.items()))
+    totals = engine.event_totals
+    for k, n in c.items():  # Counter.update, without its per-call Mapping check
+        totals[k] = totals.get(k, 0) + n
+    cost = engine.costs
+    return float(sum(n * cost[k] for k, n in c.items()))
 
 
 def breakdown(target, totals: Counter, seconds: float) -> dict[str, float]:

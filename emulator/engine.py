@@ -6,14 +6,21 @@ tokens go to waiters in that order), 2 shared-resource requests (so DRAM, global
 NoC see requests first-come-first-served by request cycle, ties by queue id). The dispatcher
 runs ahead of the event clock until it blocks (full queue, barrier, halt); an instruction
 dispatched at ``D`` cannot start before ``D + 1``, so running ahead changes nothing.
+
+Everything the engine needs to know about an instruction that does not depend on the
+machine state (its queue, memory operands, tokens, timing class) is read once per program
+(:class:`ProgramInfo`): a training step runs hundreds of thousands of instructions, and
+per-instruction Python overhead is what bounds the emulator's speed there.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
+from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from acf.emulator import timing_compute as tc
@@ -22,8 +29,7 @@ from acf.emulator.energy import event_counts
 from acf.emulator.interconnect import Interconnect, RoutingError
 from acf.emulator.races import RaceDetector
 from acf.emulator.state import State
-from acf.emulator.traps import EmulatorTrap, Where, label_of
-from acf.isa.fields import MemRef
+from acf.emulator.traps import EmulatorTrap, Where
 from acf.isa.program import Program
 from acf.isa.semantics import SEMANTICS, SemanticError, advance_loops
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
@@ -35,22 +41,101 @@ TIMING_CLASSES = frozenset({"dma", "load", "gather", "store", "matmul", "sddmm",
                             "optimizer", "scalar", "codec", "noc_config", "noc_send", "noc_recv",
                             "noc_bcast", "noc_reduce", "sync", "ctl"})
 
+# Dispatcher actions of ProgramInfo.kind
+_QUEUED, _HALT, _BARRIER, _SETAR, _ADDAR, _LOOP, _OTHER = range(7)
+_CTL_KIND = {"halt": _HALT, "barrier": _BARRIER, "setar": _SETAR, "addar": _ADDAR, "loop": _LOOP}
 
-@dataclass
+
+class ProgramInfo:
+    """Per-instruction facts of a program that the machine state cannot change, as parallel
+    lists indexed by instruction: ``kind`` (queued or which dispatcher action), ``q`` (queue
+    id; -1 for dispatcher rows), ``mem`` (``(field, offset, areg)`` of each memory operand),
+    ``waits``/``signals`` (token tuples), ``need`` (``(token, count)`` pairs in first-wait
+    order), ``mnemonic``, ``timing`` and ``semantic`` (the ISA function). Shared, never
+    copied: a deep copy of an engine (the debugger's checkpoints) keeps the same object."""
+
+    def __init__(self, program: Program, ncl: int):
+        ins_list = program.instructions
+        n = len(ins_list)
+        self.n = n
+        self.kind = [0] * n
+        self.q = [-1] * n
+        self.mem: list[tuple[tuple[str, int, int], ...]] = [()] * n
+        self.waits: list[tuple[int, ...]] = [()] * n
+        self.signals: list[tuple[int, ...]] = [()] * n
+        self.need: list[tuple[tuple[int, int], ...]] = [()] * n
+        self.mnemonic = [""] * n
+        self.timing = [""] * n
+        self.unit = [""] * n
+        self.cluster = [0] * n
+        self.semantic: list[Any] = [None] * n
+        nu = len(CLUSTER_UNITS)
+        mem_fields: dict[str, tuple[str, ...]] = {}
+        for i, ins in enumerate(ins_list):
+            op, args = ins.op, ins.args
+            m = op.mnemonic
+            self.mnemonic[i] = m
+            self.timing[i] = op.timing
+            if not op.queued:
+                self.kind[i] = _CTL_KIND.get(m, _OTHER)
+                continue
+            self.kind[i] = _QUEUED
+            unit, cl = ins.unit, ins.cluster
+            self.unit[i], self.cluster[i] = unit, cl
+            self.q[i] = cl * nu + CLUSTER_UNITS.index(unit) if unit in CLUSTER_UNITS else \
+                ncl * nu + GLOBAL_UNITS.index(unit)
+            names = mem_fields.get(m)
+            if names is None:
+                names = mem_fields[m] = tuple(f.name for f in op.fields if f.kind.name == "mem")
+            self.mem[i] = tuple((name, args[name].offset, args[name].areg) for name in names)
+            w0, w1 = args.get("wait0", 0), args.get("wait1", 0)
+            if w0 and w1:
+                self.waits[i] = (w0, w1)
+                self.need[i] = ((w0, 2),) if w0 == w1 else ((w0, 1), (w1, 1))
+            elif w0 or w1:
+                self.waits[i] = (w0 or w1,)
+                self.need[i] = ((w0 or w1, 1),)
+            self.signals[i] = ins.signals
+            self.semantic[i] = SEMANTICS.get(m)
+        # nearest label at or before each index (ties: the smallest name), as acf.emulator.traps.label_of
+        first: dict[int, str] = {}
+        for name, at in program.labels.items():
+            if at not in first or name < first[at]:
+                first[at] = name
+        self._label_at = sorted(first)
+        self._label_name = [first[a] for a in self._label_at]
+
+    def label(self, index: int) -> str:
+        k = bisect_right(self._label_at, index) - 1
+        if k < 0:
+            return ""
+        at, name = self._label_at[k], self._label_name[k]
+        return name if at == index else f"{name}+{index - at}"
+
+    def __deepcopy__(self, memo: dict) -> ProgramInfo:
+        return self
+
+
 class Pending:
     """A dispatched instruction instance waiting in its queue."""
 
-    seq: int
-    index: int
-    ins: Any
-    ea: dict[str, int]
-    D: int
-    q: int
-    where: Where
-    match: tuple | None = None  # send/recv pairing key
+    __slots__ = ("D", "_engine", "ea", "index", "ins", "match", "q", "seq")
+
+    def __init__(self, seq: int, index: int, ins: Any, ea: dict[str, int], D: int, q: int,
+                 match: tuple | None, engine: Engine):
+        self.seq, self.index, self.ins, self.ea, self.D, self.q = seq, index, ins, ea, D, q
+        self.match = match  # send/recv pairing key
+        self._engine = engine
+
+    @property
+    def where(self) -> Where:
+        return self._engine.where(self.index)
+
+    def __repr__(self) -> str:
+        return f"Pending(#{self.index} {self.ins.mnemonic}, D={self.D}, q={self.q})"
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """What happened to one instruction instance."""
 
@@ -69,16 +154,20 @@ class Record:
     resource_stall_cycles: int = 0
 
 
-@dataclass
 class Inflight:
-    p: Pending
-    start: int
-    effect: Any
-    clock: Any
-    end: int = 0
-    parts: int = 0
-    counts: Counter = field(default_factory=Counter)
-    record: Record | None = None
+    """A started instruction: its effect, race clock, end so far and outstanding requests
+    (``parts``), event counts and record."""
+
+    __slots__ = ("clock", "counts", "effect", "end", "p", "parts", "record", "start")
+
+    def __init__(self, p: Pending, start: int, effect: Any, clock: Any, record: Record):
+        self.p, self.start, self.effect, self.clock, self.record = p, start, effect, clock, record
+        self.end = 0
+        self.parts = 0
+        self.counts: Counter = Counter()
+
+    def __repr__(self) -> str:
+        return f"Inflight(#{self.p.index} {self.p.ins.mnemonic}, start={self.start}, end={self.end})"
 
 
 class Engine(Durations):
@@ -93,7 +182,8 @@ class Engine(Durations):
         self.X = int(target.fabric.grid[0])
         self.lat = {"dram": int(target.dram.latency_cycles), "gb": int(target.gbuf.latency_cycles)}
         self.reconfig = int(target.noc.reconfig_cycles)
-        self.queues = [deque() for _ in range(self.nq)]
+        self.info = ProgramInfo(program, self.ncl)
+        self.queues: list[deque] = [deque() for _ in range(self.nq)]
         self.busy = [False] * self.nq
         self.tokens: Counter = Counter()
         self.waiters: dict[int, set[int]] = {}
@@ -102,7 +192,7 @@ class Engine(Durations):
         self.pair_count: Counter = Counter()
         self.heap: list = []
         self.seq = 0
-        self.races = RaceDetector(self.nq)
+        self.races = RaceDetector(self.nq, self.where)
         self.records: list[Record] = []
         self.live = 0
         self.last_end = 0
@@ -115,9 +205,8 @@ class Engine(Durations):
         self.halt_cycle = 0
         self.blocked: tuple | None = None
         self.ready_at: dict[int, int] = {}  # queue -> cycle its head became ready (stall stats)
-        self._memfields = [[f.name for f in ins.op.fields if f.kind.name == "mem"]
-                           for ins in program.instructions]
-        self._labels = {}
+        self._labels: dict[int, Where] = {}
+        self._init_durations()
         self._dispatch(0)
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -131,7 +220,7 @@ class Engine(Durations):
         if w is None:
             ins = self.prog.instructions[index]
             w = self._labels[index] = Where(index, ins.mnemonic, ins.unit, ins.cluster,
-                                            label_of(self.prog.labels, index))
+                                            self.info.label(index))
         return w
 
     def push(self, cycle: int, phase: int, q: int, fn: Callable, arg: Any) -> None:
@@ -145,65 +234,71 @@ class Engine(Durations):
     # ---- dispatcher ------------------------------------------------------------------------
     def _dispatch(self, D: int) -> None:
         """Dispatch from cycle D until something blocks the dispatcher."""
-        ins_list, n = self.prog.instructions, len(self.prog.instructions)
+        info = self.info
+        ins_list, n = self.prog.instructions, info.n
+        kinds, qs, mems = info.kind, info.q, info.mem
+        queues, busy, loops = self.queues, self.busy, self.loops
+        ar = self.state.ar
+        depth = self.depth
         self.blocked = None
         while True:
-            if self.pc >= n:
+            index = self.pc
+            if index >= n:
                 self.halted, self.halt_cycle = True, D
                 return
-            index = self.pc
-            ins = ins_list[index]
-            op = ins.op
+            kind = kinds[index]
             nxt = index + 1
-            if op.queued:
-                q = self.qid(ins.unit, ins.cluster)
-                queue = self.queues[q]
-                if len(queue) >= self.depth:
+            if kind == _QUEUED:
+                q = qs[index]
+                queue = queues[q]
+                if len(queue) >= depth:
                     self.blocked = ("full", q, D)
                     return
-                ar = self.state.ar
+                ins = ins_list[index]
                 ea = {}
-                for name in self._memfields[index]:
-                    ref: MemRef = ins.args[name]
-                    ea[name] = ref.offset + ar[ref.areg]
-                p = Pending(self.seq, index, ins, ea, D, q, self.where(index))
-                m = ins.mnemonic
+                for name, off, areg in mems[index]:
+                    ea[name] = off + ar[areg]
+                match = None
+                m = info.mnemonic[index]
                 if m == "send":
-                    p.match = ("s", ins.cluster, ins["to"], self.pair_count[("s", ins.cluster, ins["to"])])
-                    self.pair_count[("s", ins.cluster, ins["to"])] += 1
+                    key = ("s", ins.cluster, ins["to"])
+                    match = ("s", ins.cluster, ins["to"], self.pair_count[key])
+                    self.pair_count[key] += 1
                 elif m == "recv":
-                    p.match = ("s", ins["frm"], ins.cluster, self.pair_count[("r", ins["frm"], ins.cluster)])
-                    self.pair_count[("r", ins["frm"], ins.cluster)] += 1
-                queue.append(p)
+                    key = ("r", ins["frm"], ins.cluster)
+                    match = ("s", ins["frm"], ins.cluster, self.pair_count[key])
+                    self.pair_count[key] += 1
+                queue.append(Pending(self.seq, index, ins, ea, D, q, match, self))
                 self.live += 1
-                if len(queue) == 1 and not self.busy[q]:
-                    self.push(D + 1, START, q, self._try_start, q)
-            else:
-                m = ins.mnemonic
-                if m == "halt":
-                    self.halted, self.halt_cycle = True, D + 1
+                if len(queue) == 1 and not busy[q]:
+                    self.seq += 1
+                    heapq.heappush(self.heap, (D + 1, START, q, self.seq, self._try_start, q))
+            elif kind == _HALT:
+                self.halted, self.halt_cycle = True, D + 1
+                return
+            elif kind == _BARRIER:
+                self.pc = advance_loops(nxt, loops) if loops else nxt
+                if self.live:
+                    self.blocked = ("barrier", D)
                     return
-                if m == "barrier":
-                    self.pc = advance_loops(nxt, self.loops)
-                    if self.live:
-                        self.blocked = ("barrier", D)
-                        return
-                    self.races.barrier()
-                    D += 1
-                    continue
-                if m in ("setar", "addar"):
-                    r = ins["ar"]
-                    if r:
-                        self.state.ar[r] = ins["value"] if m == "setar" else self.state.ar[r] + ins["value"]
-                elif m == "loop":
-                    if ins["count"] == 0 or ins["end"] == 0:
-                        nxt = index + 1 + ins["end"]
-                    else:
-                        if len(self.loops) >= MAX_LOOP_DEPTH:
-                            raise self.trap(f"hardware loops nest deeper than {MAX_LOOP_DEPTH}", D,
-                                            self.where(index), "loop")
-                        self.loops.append([index + 1, index + 1 + ins["end"], ins["count"]])
-            self.pc = advance_loops(nxt, self.loops)
+                self.races.barrier()
+                D += 1
+                continue
+            elif kind == _SETAR or kind == _ADDAR:
+                ins = ins_list[index]
+                r = ins["ar"]
+                if r:
+                    ar[r] = ins["value"] if kind == _SETAR else ar[r] + ins["value"]
+            elif kind == _LOOP:
+                ins = ins_list[index]
+                if ins["count"] == 0 or ins["end"] == 0:
+                    nxt = index + 1 + ins["end"]
+                else:
+                    if len(loops) >= MAX_LOOP_DEPTH:
+                        raise self.trap(f"hardware loops nest deeper than {MAX_LOOP_DEPTH}", D,
+                                        self.where(index), "loop")
+                    loops.append([index + 1, index + 1 + ins["end"], ins["count"]])
+            self.pc = advance_loops(nxt, loops) if loops else nxt
             D += 1
 
     # ---- queues ----------------------------------------------------------------------------
@@ -213,47 +308,52 @@ class Engine(Durations):
             return
         p = queue[0]
         if t < p.D + 1:
-            self.push(p.D + 1, START, q, self._try_start, q)
+            self.seq += 1
+            heapq.heappush(self.heap, (p.D + 1, START, q, self.seq, self._try_start, q))
             return
-        self.ready_at.setdefault(q, t)
-        need = Counter(p.ins.waits)
-        missing = [tok for tok, k in need.items() if self.tokens[tok] < k]
-        if missing:
-            for tok in missing:
-                self.waiters.setdefault(tok, set()).add(q)
-            return
-        if p.match is not None and p.ins.mnemonic == "recv":
+        ready_at = self.ready_at
+        if q not in ready_at:
+            ready_at[q] = t
+        need = self.info.need[p.index]
+        tokens = self.tokens
+        if need:
+            missing = [tok for tok, k in need if tokens[tok] < k]
+            if missing:
+                for tok in missing:
+                    self.waiters.setdefault(tok, set()).add(q)
+                return
+        if p.match is not None and self.info.mnemonic[p.index] == "recv":
             end = self.send_end.get(p.match)
             if end is None or end > t:
                 self.send_waiters[p.match] = q
                 return
         queue.popleft()
-        for tok, k in need.items():
-            self.tokens[tok] -= k
+        for tok, k in need:
+            tokens[tok] -= k
         self.busy[q] = True
-        ready = self.ready_at.pop(q)
-        if self.blocked is not None and self.blocked[0] == "full" and self.blocked[1] == q:
-            self._dispatch(max(self.blocked[2], t + 1))
+        ready = ready_at.pop(q)
+        blocked = self.blocked
+        if blocked is not None and blocked[0] == "full" and blocked[1] == q:
+            self._dispatch(max(blocked[2], t + 1))
         self._execute(p, t, ready)
 
     def _execute(self, p: Pending, s: int, ready: int) -> None:
-        ins = p.ins
+        ins, index, info = p.ins, p.index, self.info
         try:
-            eff = SEMANTICS[ins.mnemonic](ins, p.ea, self.state)
+            eff = info.semantic[index](ins, p.ea, self.state)
         except SemanticError as exc:
-            raise self.trap(str(exc), s, p.where, exc.kind, exc.address) from None
+            raise self.trap(str(exc), s, self.where(index), exc.kind, exc.address) from None
         except RoutingError as exc:
-            raise self.trap(exc.reason, s, p.where, "routing") from None
-        send_key = p.match if ins.mnemonic in ("send", "recv") else None
-        clock, race = self.races.start(p.q, p.where, ins.waits, eff.accesses, send_key)
+            raise self.trap(exc.reason, s, self.where(index), "routing") from None
+        m = info.mnemonic[index]
+        send_key = p.match if m == "send" or m == "recv" else None
+        clock, race = self.races.start(p.q, index, info.waits[index], eff.accesses, send_key)
         if race is not None:
             a, b = race
             raise self.trap(f"race: {a} and {b} access overlapping bytes with no token, send/recv "
-                            "or barrier ordering them", s, p.where, "race", other=a)
-        ex = Inflight(p, s, eff, clock)
-        ex.record = Record(p.index, ins.mnemonic, ins.unit, ins.cluster, p.D, s, s,
-                           token_wait_cycles=s - ready)
-        self._time(ex, s)
+                            "or barrier ordering them", s, b, "race", other=a)
+        rec = Record(index, m, info.unit[index], info.cluster[index], p.D, s, s, token_wait_cycles=s - ready)
+        self._time(Inflight(p, s, eff, clock, rec), s)
 
     # ---- retirement ------------------------------------------------------------------------
     def _retire(self, ex: Inflight, e: int) -> None:
@@ -262,24 +362,32 @@ class Engine(Durations):
             st.write(space, cl, addr, data, pitch)
         for cl, i, v in eff.freg:
             st.fregs[cl, i] = v
-        cfg = eff.info.get("config")
-        if cfg is not None:
-            self._configure(ex, cfg, e)
-        ins = p.ins
-        for tok in ins.signals:
-            self.tokens[tok] += 1
-            for q in sorted(self.waiters.pop(tok, ())):
-                self.push(e, START, q, self._try_start, q)
-        send_key = p.match if ins.mnemonic == "send" else None
-        self.races.end(ex.clock, ins.signals, send_key)
+        if eff.info:
+            cfg = eff.info.get("config")
+            if cfg is not None:
+                self._configure(ex, cfg, e)
+        index = p.index
+        signals = self.info.signals[index]
+        if signals:
+            tokens, waiters, heap = self.tokens, self.waiters, self.heap
+            for tok in signals:
+                tokens[tok] += 1
+                if tok in waiters:
+                    for q in sorted(waiters.pop(tok)):
+                        self.seq += 1
+                        heapq.heappush(heap, (e, START, q, self.seq, self._try_start, q))
+        send_key = p.match if self.info.mnemonic[index] == "send" else None
+        self.races.end(ex.clock, signals, send_key)
         if send_key is not None:
             self.send_end[send_key] = e
             q = self.send_waiters.pop(send_key, None)
             if q is not None:
                 self.push(e, START, q, self._try_start, q)
-        self.busy[p.q] = False
-        if self.queues[p.q]:
-            self.push(e, START, p.q, self._try_start, p.q)
+        q = p.q
+        self.busy[q] = False
+        if self.queues[q]:
+            self.seq += 1
+            heapq.heappush(self.heap, (e, START, q, self.seq, self._try_start, q))
         self.live -= 1
         self.last_end = max(self.last_end, e)
         rec = ex.record
@@ -324,11 +432,21 @@ class Engine(Durations):
         return None
 
     def run(self) -> None:
-        heap, pop = self.heap, heapq.heappop
-        while heap:
-            cycle, _, _, _, fn, arg = pop(heap)
-            self.now = cycle
-            fn(arg, cycle)
+        # A run allocates many short-lived objects, so the collector often runs its oldest
+        # generation, which walks every object of the process (a compiled training step
+        # leaves millions): objects older than the run are set aside for its duration.
+        freeze = gc.isenabled() and gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
+        try:
+            heap, pop = self.heap, heapq.heappop
+            while heap:
+                cycle, _, _, _, fn, arg = pop(heap)
+                self.now = cycle
+                fn(arg, cycle)
+        finally:
+            if freeze:
+                gc.unfreeze()
         self._check_deadlock()
 
     @property
@@ -343,7 +461,7 @@ class Engine(Durations):
         if self.live == 0 and self.halted:
             return
         heads = []
-        for q, queue in enumerate(self.queues):
+        for queue in self.queues:
             if queue:
                 p = queue[0]
                 need = Counter(p.ins.waits)

@@ -69,7 +69,7 @@ class _Plan:
     """Links of one NoC operation with their reservation offsets from t0, the end offset
     (``H*r``, ``Hmax*r`` or ``Hmax*(r+1)``) and the routers it traverses."""
 
-    __slots__ = ("links", "tail", "routers")
+    __slots__ = ("links", "routers", "tail")
 
     def __init__(self, links: list[tuple[Link, int]], tail: int):
         self.links = links
@@ -126,8 +126,8 @@ class Interconnect:
     # ---- configuration ---------------------------------------------------------------------
 
     def _config(self, **change) -> RouteConfig:
-        fields = dict(grid=self.grid, topology=self.topology, routing=self.routing,
-                      virtual_channels=self.virtual_channels, pins=self.pins)
+        fields = {"grid": self.grid, "topology": self.topology, "routing": self.routing,
+                  "virtual_channels": self.virtual_channels, "pins": self.pins}
         fields.update(change)
         return RouteConfig(**fields)
 
@@ -348,9 +348,7 @@ class Interconnect:
         free, flits = self.link_busy_until, self.link_flits
         t0 = request
         for link, off in plan.links:
-            t = free.get(link, 0) - off
-            if t > t0:
-                t0 = t
+            t0 = max(t0, free.get(link, 0) - off)
         for link, off in plan.links:
             free[link] = t0 + off + F
             flits[link] = flits.get(link, 0) + F

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 from acf.emulator.traps import Where
@@ -54,8 +55,10 @@ def _intervals(a: Access) -> tuple[np.ndarray, np.ndarray]:
 class RaceDetector:
     """Vector clocks per queue; ``start`` checks an instruction's accesses."""
 
-    def __init__(self, nqueues: int):
+    def __init__(self, nqueues: int, where_of: Callable[[int], Where] | None = None):
         self.nq = nqueues
+        # history entries hold instruction indices; a race is reported by where_of(index)
+        self.where_of = where_of
         self.Q = np.zeros((nqueues, nqueues), np.int64)
         self.active = np.zeros(nqueues, bool)
         self.tokens: dict[int, deque] = {}
@@ -64,44 +67,66 @@ class RaceDetector:
         self.history: dict[tuple[str, int], dict[int, dict[int, list[tuple]]]] = {}
         self._added = 0
 
-    def start(self, q: int, where: Where, waits: tuple[int, ...], accesses: list[Access],
+    def start(self, q: int, where: Where | int, waits: tuple[int, ...], accesses: list[Access],
               send_key: tuple | None = None) -> tuple[np.ndarray, tuple[Where, Where] | None]:
-        """Clock of an instruction starting on queue q; the first race found, if any."""
+        """Clock of an instruction starting on queue q; the first race found, if any.
+        ``where`` names the instruction: a Where, or its index when ``where_of`` is set."""
         clock = self.Q[q].copy()
-        for t in waits:
-            fifo = self.tokens.get(t)
-            if fifo:
-                np.maximum(clock, fifo.popleft(), out=clock)
+        if waits:
+            tokens = self.tokens
+            for t in waits:
+                fifo = tokens.get(t)
+                if fifo:
+                    np.maximum(clock, fifo.popleft(), out=clock)
         if send_key is not None and send_key in self.sends:
             np.maximum(clock, self.sends.pop(send_key), out=clock)
-        clock[q] += 1
+        epoch = clock.item(q) + 1
+        clock[q] = epoch
         self.Q[q] = clock
         self.active[q] = True
         race = None
-        epoch = int(clock[q])
+        history = self.history
         for acc in accesses:
-            lo, hi = acc.addr, acc.end
+            lo = acc.addr
+            hi = acc.end
             if hi <= lo:
                 continue
-            buckets = self.history.setdefault((acc.space, acc.cluster), {})
+            hkey = (acc.space, acc.cluster)
+            buckets = history.get(hkey)
+            if buckets is None:
+                buckets = history[hkey] = {}
             sh = _SHIFT[acc.space]
-            keys = range(lo >> sh, ((hi - 1) >> sh) + 1)
-            if race is None:
-                race = self._check(buckets, keys, acc, lo, hi, q, clock, where)
+            k0, k1 = lo >> sh, ((hi - 1) >> sh) + 1
+            if race is None and buckets:
+                race = self._check(buckets, range(k0, k1), acc, lo, hi, q, clock, where)
             entry = (lo, hi, acc, q, epoch, where)
-            for key in keys:
-                buckets.setdefault(key, {}).setdefault(q, []).append(entry)
+            for key in range(k0, k1):
+                per_q = buckets.get(key)
+                if per_q is None:
+                    buckets[key] = {q: [entry]}
+                    continue
+                lst = per_q.get(q)
+                if lst is None:
+                    per_q[q] = [entry]
+                else:
+                    lst.append(entry)
             self._added += 1
         if self._added >= _PRUNE_EVERY:
             self._prune()
+        if race is not None and self.where_of is not None:
+            race = tuple(self.where_of(w) if isinstance(w, int) else w for w in race)
         return clock, race
 
     @staticmethod
     def _check(buckets: dict, keys: range, acc: Access, lo: int, hi: int, q: int,
-               clock: np.ndarray, where: Where) -> tuple[Where, Where] | None:
+               clock: np.ndarray, where: Where | int) -> tuple | None:
+        item = clock.item
         for key in keys:
-            for pq, lst in buckets.get(key, {}).items():
-                known = clock[pq]
+            per_q = buckets.get(key)
+            if not per_q:
+                continue
+            for pq, lst in per_q.items():
+                known = item(pq)
                 if pq == q or lst[-1][4] <= known:
                     continue
                 for plo, phi, prev, _, _, pwhere in lst[bisect_right(lst, known, key=_epoch):]:

@@ -80,12 +80,10 @@ class State:
         if rows <= 0 or cols <= 0:
             return np.zeros((max(rows, 0), max(cols, 0)), np.float32)
         span = 4 * ((rows - 1) * pitch + cols)
-        raw = self.read(space, cl, addr, span)
-        if pitch == cols:
-            return raw.view(np.float32).reshape(rows, cols).copy() if addr % 4 == 0 else \
-                raw.copy().view(np.float32).reshape(rows, cols)
-        flat = raw.view(np.float32) if addr % 4 == 0 else raw.copy().view(np.float32)
-        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (4 * pitch, 4)).copy()
+        self.check(space, cl, addr, span)
+        # a float32 view straight on the memory (unaligned addresses too): the copy moves
+        # the bits unchanged
+        return np.ndarray((rows, cols), np.float32, self.buf(space, cl), addr, (4 * pitch, 4)).copy()
 
     def freg(self, cl: int, index: int) -> float:
         return float(self.fregs[cl, index])
@@ -108,9 +106,7 @@ class State:
                 b[addr:addr + rows * rb] = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
                 return
             if addr % 4 == 0 and pitch % 4 == 0 and data.itemsize == 4:
-                span = (rows - 1) * pitch + rb
-                view = b[addr:addr + span].view(data.dtype)
-                np.lib.stride_tricks.as_strided(view, (rows, cols), (pitch, data.itemsize))[...] = data
+                np.ndarray((rows, cols), data.dtype, b, addr, (pitch, data.itemsize))[...] = data
                 return
             raw = np.ascontiguousarray(data).view(np.uint8).reshape(rows, rb)
             for r in range(rows):  # unaligned pitched tile: rare, per row

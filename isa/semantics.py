@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from acf.isa import formats
@@ -33,9 +34,9 @@ class SemanticError(Exception):
         self.address = address
 
 
-@dataclass(frozen=True)
-class Access:
-    """Bytes an instruction touches: ``rows`` runs of ``rowbytes`` every ``pitch`` bytes."""
+class Access(NamedTuple):
+    """Bytes an instruction touches: ``rows`` runs of ``rowbytes`` every ``pitch`` bytes.
+    (A named tuple: every instruction makes a few, and a dataclass costs three times more.)"""
 
     space: str
     cluster: int
@@ -114,8 +115,12 @@ def _tile_access(space: str, cl: int, addr: int, rows: int, cols: int, pitch: in
     return Access(space, cl, addr, rows, 4 * cols, 4 * (pitch or cols), write)
 
 
+_DENSE = formats.Format.DENSE
+
+
+@lru_cache(maxsize=256)
 def _spec(fmt: Any) -> formats.FormatSpec:
-    return formats.FormatSpec.parse(str(fmt))
+    return formats.FormatSpec.parse(str(fmt))  # a regex match: once per distinct operand
 
 
 def codec_counts(tile: np.ndarray, spec: formats.FormatSpec) -> tuple[int, int, int]:
@@ -261,23 +266,23 @@ def _dma(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
 
 @semantics("ld")
 def _ld(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
-    cl, rows, cols = ins.cluster, ins["rows"], ins["cols"]
-    src, space = ea["src"], ins["src"].space
-    spec = _spec(ins["fmt"])
-    if spec.format == formats.Format.DENSE:
-        pitch = ins["stride"] or cols
+    args = ins.args
+    cl, rows, cols = ins.cluster, args["rows"], args["cols"]
+    src, space, dst = ea["src"], args["src"].space, ea["dst"]
+    if _spec(args["fmt"]).format == _DENSE:
+        pitch = args["stride"] or cols
         tile = m.tile(space, cl, src, rows, cols, pitch)
-        runs = dense_runs(src, rows, 4 * cols, 4 * pitch)
-        acc = _tile_access(space, cl, src, rows, cols, pitch, False)
+        runs = RunGrid(src, (rows,), (4 * pitch,), 4 * cols)
+        acc = Access(space, cl, src, rows, 4 * cols, 4 * pitch, False)
         V = X = 0
         nbytes = 4 * rows * cols
     else:
-        tile, nbytes, V, X = read_packed_counts(m, space, cl, src, ins["fmt"], rows, cols)
-        runs = np.array([[src, nbytes]], np.int64)
+        tile, nbytes, V, X = read_packed_counts(m, space, cl, src, args["fmt"], rows, cols)
+        runs = RunGrid(src, (1,), (0,), nbytes)
         acc = Access(space, cl, src, 1, nbytes, nbytes, False)
-    m.check("sp", cl, ea["dst"], 4 * rows * cols)
-    return Effect([("sp", cl, ea["dst"], tile, 4 * cols)],
-                  [acc, _tile_access("sp", cl, ea["dst"], rows, cols, cols, True)],
+    m.check("sp", cl, dst, 4 * rows * cols)
+    return Effect([("sp", cl, dst, tile, 4 * cols)],
+                  [acc, Access("sp", cl, dst, rows, 4 * cols, 4 * cols, True)],
                   info={"runs": runs, "nbytes": nbytes, "codec": (V, X), "space": space})
 
 
@@ -291,15 +296,10 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
         # strides are unsigned: the first element is the lowest address, the last the highest
         lo, hi = base, base + 4 * ((d0 - 1) * s0 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
         raw = m.read(space, cl, lo, hi - lo)
-        if lo % 4 == 0:  # aligned: one strided copy of the fp32 view
-            vals = np.empty(n, np.float32)
-            vals.reshape(d0, d1, d2)[...] = np.lib.stride_tricks.as_strided(
-                raw.view(np.float32), (d0, d1, d2), (4 * s0, 4 * s1, 4 * s2))
-        else:
-            off = (4 * (np.arange(d0, dtype=np.int64)[:, None, None] * s0
-                        + np.arange(d1, dtype=np.int64)[None, :, None] * s1
-                        + np.arange(d2, dtype=np.int64)[None, None, :] * s2)).reshape(-1)
-            vals = raw.copy()[off[:, None] + np.arange(4)[None, :]].reshape(-1).view(np.float32)
+        # one strided copy of a float32 view of the block (any alignment; bits unchanged)
+        vals = np.ndarray((d0, d1, d2), np.float32, raw, 0, (4 * s0, 4 * s1, 4 * s2)).reshape(-1)
+        if vals.base is not None:  # the block was contiguous: reshape gave a view
+            vals = vals.copy()
     else:
         lo = hi = base
         vals = np.zeros(0, np.float32)
@@ -316,29 +316,30 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
 
 @semantics("st")
 def _st(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
-    cl, rows, cols = ins.cluster, ins["rows"], ins["cols"]
-    sspace, dspace, dst = ins["src"].space, ins["dst"].space, ea["dst"]
-    tile = m.tile(sspace, cl, ea["src"], rows, cols)
-    spec = _spec(ins["fmt"])
-    reads = _tile_access(sspace, cl, ea["src"], rows, cols, cols, False)
-    if spec.format == formats.Format.DENSE:
-        pitch = ins["stride"] or cols
-        w = _tile_access(dspace, cl, dst, rows, cols, pitch, True)
-        m.check(dspace, cl, dst, w.end - dst if rows else 0)
+    args = ins.args
+    cl, rows, cols = ins.cluster, args["rows"], args["cols"]
+    sspace, dspace, src, dst = args["src"].space, args["dst"].space, ea["src"], ea["dst"]
+    tile = m.tile(sspace, cl, src, rows, cols)
+    spec = _spec(args["fmt"])
+    reads = Access(sspace, cl, src, rows, 4 * cols, 4 * cols, False)
+    if spec.format == _DENSE:
+        pitch = args["stride"] or cols
+        w = Access(dspace, cl, dst, rows, 4 * cols, 4 * pitch, True)
+        m.check(dspace, cl, dst, 4 * ((rows - 1) * pitch + cols) if rows else 0)
         writes = [(dspace, cl, dst, tile, 4 * pitch)]
-        runs, nbytes, V, X = dense_runs(dst, rows, 4 * cols, 4 * pitch), 4 * rows * cols, 0, 0
+        runs, nbytes, V, X = RunGrid(dst, (rows,), (4 * pitch,), 4 * cols), 4 * rows * cols, 0, 0
     else:
         try:
             blob = np.frombuffer(formats.pack(tile, spec), np.uint8)
         except formats.FormatError as exc:
             raise SemanticError(f"cannot encode tile as {spec}: {exc}", "format") from None
-        if ins["cap"] and blob.size > ins["cap"]:
+        if args["cap"] and blob.size > args["cap"]:
             raise SemanticError(f"capacity overflow: {spec} encoding of {blob.size} bytes exceeds cap "
-                                f"{ins['cap']}", "capacity overflow", f"{dspace}[{dst:#x}]")
+                                f"{args['cap']}", "capacity overflow", f"{dspace}[{dst:#x}]")
         m.check(dspace, cl, dst, blob.size)
         w = Access(dspace, cl, dst, 1, blob.size, blob.size, True)
         writes = [(dspace, cl, dst, blob, 0)]
-        runs, nbytes = np.array([[dst, blob.size]], np.int64), int(blob.size)
+        runs, nbytes = RunGrid(dst, (1,), (0,), int(blob.size)), int(blob.size)
         V, X, _ = codec_counts(tile, spec)
     return Effect(writes, [reads, w], info={"runs": runs, "nbytes": nbytes, "codec": (V, X), "space": dspace})
 
