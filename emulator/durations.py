@@ -22,18 +22,10 @@ RETIRE, REQUEST = 0, 2
 class Durations:
     """The timing half of :class:`acf.emulator.engine.Engine`."""
 
-    def _init_durations(self) -> None:
-        """Per timing class, the method that times a started instruction."""
-        fixed = {"matmul": self._t_mm, "sddmm": self._t_mm, "vector": self._t_vec,
-                 "reduce": self._t_vec, "optimizer": self._t_vec, "scalar": self._t_one,
-                 "sync": self._t_one, "noc_recv": self._t_recv, "codec": self._t_codec,
-                 "noc_config": self._t_config}
-        self._timers: dict[str, Callable[[Any, int], None]] = fixed
-
     def _time(self, ex: Any, s: int) -> None:
-        timer = self._timers.get(ex.p.ins.op.timing)
+        timer = _TIMERS.get(ex.p.ins.op.timing)
         if timer is not None:
-            return timer(ex, s)
+            return timer(self, ex, s)
         return self._t_memory(ex, s)
 
     # ---- closed forms ----------------------------------------------------------------------
@@ -174,3 +166,13 @@ class Durations:
         ex.parts -= 1
         if ex.parts == 0:
             self._fixed(ex, ex.end)
+
+
+#: Timing classes that end at a closed-form cycle, and the method that times each (plain
+#: functions: bound methods kept on the engine would make it a reference cycle, which only
+#: the garbage collector can free).
+_TIMERS: dict[str, Callable[[Durations, Any, int], None]] = {
+    "matmul": Durations._t_mm, "sddmm": Durations._t_mm, "vector": Durations._t_vec,
+    "reduce": Durations._t_vec, "optimizer": Durations._t_vec, "scalar": Durations._t_one,
+    "sync": Durations._t_one, "noc_recv": Durations._t_recv, "codec": Durations._t_codec,
+    "noc_config": Durations._t_config}

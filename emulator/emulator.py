@@ -37,8 +37,9 @@ class Emulator:
     def __init__(self, program: Program, target: Target | str, inputs: dict[str, np.ndarray] | None = None):
         self.target = load_target(target) if isinstance(target, str) else target
         self.program = program
-        self.ic = Interconnect(self.target)
-        self.state = State(self.target, groups=lambda g: [n[1] for n in self.ic.group(g)])
+        self.ic = ic = Interconnect(self.target)
+        # a closure over the interconnect, not the emulator: no reference cycle to collect
+        self.state = State(self.target, groups=lambda g: [n[1] for n in ic.group(g)])
         for name, value in (inputs or {}).items():
             sym = program.symbols.get(name)
             if sym is None:

@@ -116,6 +116,18 @@ class ProgramInfo:
         return self
 
 
+def _where_of(program: Program, info: ProgramInfo, cache: dict[int, Where]) -> Callable[[int], Where]:
+    """Instruction index -> its Where (made once per index; a closure over the program, not
+    the engine, so that handing it to the race detector makes no reference cycle)."""
+    def where(index: int) -> Where:
+        w = cache.get(index)
+        if w is None:
+            ins = program.instructions[index]
+            w = cache[index] = Where(index, ins.mnemonic, ins.unit, ins.cluster, info.label(index))
+        return w
+    return where
+
+
 class Pending:
     """A dispatched instruction instance waiting in its queue."""
 
@@ -192,7 +204,9 @@ class Engine(Durations):
         self.pair_count: Counter = Counter()
         self.heap: list = []
         self.seq = 0
-        self.races = RaceDetector(self.nq, self.where)
+        self._labels: dict[int, Where] = {}
+        self._where = _where_of(program, self.info, self._labels)
+        self.races = RaceDetector(self.nq, self._where)
         self.records: list[Record] = []
         self.live = 0
         self.last_end = 0
@@ -205,8 +219,6 @@ class Engine(Durations):
         self.halt_cycle = 0
         self.blocked: tuple | None = None
         self.ready_at: dict[int, int] = {}  # queue -> cycle its head became ready (stall stats)
-        self._labels: dict[int, Where] = {}
-        self._init_durations()
         self._dispatch(0)
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -216,12 +228,7 @@ class Engine(Durations):
         return self.ncl * len(CLUSTER_UNITS) + GLOBAL_UNITS.index(unit)
 
     def where(self, index: int) -> Where:
-        w = self._labels.get(index)
-        if w is None:
-            ins = self.prog.instructions[index]
-            w = self._labels[index] = Where(index, ins.mnemonic, ins.unit, ins.cluster,
-                                            self.info.label(index))
-        return w
+        return self._where(index)
 
     def push(self, cycle: int, phase: int, q: int, fn: Callable, arg: Any) -> None:
         self.seq += 1
@@ -432,12 +439,13 @@ class Engine(Durations):
         return None
 
     def run(self) -> None:
-        # A run allocates many short-lived objects, so the collector often runs its oldest
-        # generation, which walks every object of the process (a compiled training step
-        # leaves millions): objects older than the run are set aside for its duration.
-        freeze = gc.isenabled() and gc.get_freeze_count() == 0
-        if freeze:
-            gc.freeze()
+        # A run allocates many objects, so the cyclic garbage collector would keep running,
+        # its oldest generation walking every object of the process (a compiled training
+        # step leaves millions). The engine makes no reference cycles (refcounting frees
+        # everything it drops), so the collector is paused for the run.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
         try:
             heap, pop = self.heap, heapq.heappop
             while heap:
@@ -445,8 +453,8 @@ class Engine(Durations):
                 self.now = cycle
                 fn(arg, cycle)
         finally:
-            if freeze:
-                gc.unfreeze()
+            if paused:
+                gc.enable()
         self._check_deadlock()
 
     @property
