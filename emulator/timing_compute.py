@@ -71,6 +71,8 @@ def _window_sums(z: np.ndarray, d: int) -> np.ndarray:
     if d == 1:  # every window is one pair: max(1, 0 or 1) = 1
         return np.full(rows, K, np.float32)
     nw = _cdiv(K, d)
+    if d <= 8:  # each window one byte: max(1, popcount) by table
+        return _MAX1_POPCOUNT[_window_bytes(z, d)[:, :nw]].sum(axis=1, dtype=np.int64).astype(np.float32)
     if K * nw <= _CHUNK_ELEMS:
         return np.maximum(z @ _window_matrix(K, d), 1).sum(axis=1)
     pad = np.zeros((rows, nw * d), np.float32)
@@ -100,6 +102,8 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
     nw = _cdiv(k, d)
     if nw == 1:
         return np.maximum(za @ zb, 1)
+    if d <= 8:
+        return _window_cycles_bytes(za, zb, d)
     if d <= 64 and d & (d - 1) == 0:
         # sum_w max(1, E_w) = E + (windows with no effectual pair): E is one BLAS product,
         # the empty windows are counted on bit-packed masks (d-bit groups of 64-bit words).
@@ -115,6 +119,64 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
     for w0 in range(0, nw, step):  # loops over chunks of windows, not elements
         out += np.maximum(np.matmul(a[w0:w0 + step], b[w0:w0 + step]), 1).sum(axis=0)
     return out
+
+
+#: max(1, popcount(v)) of every byte value
+_MAX1_POPCOUNT = np.maximum(np.bitwise_count(np.arange(256, dtype=np.uint8)), 1).astype(np.uint8)
+
+
+@lru_cache(maxsize=64)
+def _byte_weights(k: int, d: int) -> np.ndarray:
+    """(k, 8 * words) float32: pair k's bit (``2^(k mod d)``) in the byte of its window
+    ``k // d`` (windows of d <= 8 pairs; bytes past the last window stay zero)."""
+    words = _cdiv(_cdiv(k, d), 8)
+    w = np.zeros((k, 8 * words), np.float32)
+    idx = np.arange(k)
+    w[idx, idx // d] = 2.0 ** (idx % d)
+    w.flags.writeable = False
+    return w
+
+
+def _window_bytes(z: np.ndarray, d: int) -> np.ndarray:
+    """(rows, 8 * words) uint8: the effectual bits of each window of d <= 8 pairs of each
+    row of the 0/1 matrix z (rows, k), one byte per window, zero bytes past the last."""
+    rows, k = z.shape
+    if d != 8:  # one small BLAS product with the bit weights (exact: at most 255)
+        return (z @ _byte_weights(k, d)).astype(np.uint8)
+    out = np.zeros((rows, 8 * _cdiv(_cdiv(k, 8), 8)), np.uint8)
+    out[:, :_cdiv(k, 8)] = np.packbits(np.ascontiguousarray(z != 0), axis=1, bitorder="little")
+    return out
+
+
+def _window_cycles_bytes(za: np.ndarray, zb: np.ndarray, d: int) -> np.ndarray:
+    """c(i, j) for windows of d <= 8 pairs, each window one byte of a 64-bit word.
+
+    Per word, ``x = a & b`` holds the effectual pairs of 8 windows; a byte's popcount is
+    its window's effectual pairs, and OR-ing 1 into the empty bytes first makes each
+    window count ``max(1, pairs)``, so ``c`` is the popcounts summed over words (less the
+    padding bytes past the last window, each counted 1). Every temporary is an (m, n)
+    array allocated once."""
+    m, k = za.shape
+    n = zb.shape[1]
+    a = _window_bytes(za, d).view(np.uint64)                      # (m, words)
+    b = np.ascontiguousarray(_window_bytes(zb.T, d).view(np.uint64).T)  # (words, n)
+    words = a.shape[1]
+    x = np.empty((m, n), np.uint64)
+    x8 = x.view(np.uint8).reshape(m, n, 8)
+    empty = np.empty((m, n, 8), np.bool_)
+    empty64 = empty.view(np.uint64).reshape(m, n)
+    pc = np.empty((m, n), np.uint8)
+    c = np.zeros((m, n), np.int32)
+    for w in range(words):
+        np.bitwise_and(a[:, w:w + 1], b[w], out=x)
+        np.equal(x8, 0, out=empty)
+        np.bitwise_or(x, empty64, out=x)
+        np.bitwise_count(x, out=pc)
+        np.add(c, pc, out=c)
+    pad = 8 * words - _cdiv(k, d)
+    if pad:
+        c -= pad
+    return c
 
 
 def _pack_rows(z: np.ndarray, words: int) -> np.ndarray:
@@ -186,9 +248,12 @@ def _fold_max_sum(c: np.ndarray, R: int, C: int) -> int:
     """sum over R x C folds (fold rows first) of the fold's max c."""
     m, n = c.shape
     fm, fn = _cdiv(m, R), _cdiv(n, C)
-    pad = np.zeros((fm * R, fn * C), np.float32)
-    pad[:m, :n] = c
-    return int(pad.reshape(fm, R, fn, C).max(axis=(1, 3)).sum())
+    if m % R or n % C:  # c >= 0: zero padding changes no maximum
+        pad = np.zeros((fm * R, fn * C), c.dtype)
+        pad[:m, :n] = c
+        c = pad
+    # one reduction at a time: numpy reduces over one axis much faster than over two
+    return int(c.reshape(fm, R, fn * C).max(axis=1).reshape(fm, fn, C).max(axis=2).sum(dtype=np.int64))
 
 
 def mm_cycles(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming) -> tuple[int, int, int]:
