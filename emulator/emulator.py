@@ -6,7 +6,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from acf.isa.tech import area_factor, energy_factor
 from acf.emulator.energy import breakdown
 from acf.emulator.engine import Engine, Record
 from acf.emulator.interconnect import Interconnect
@@ -17,6 +16,7 @@ from acf.isa import formats, symbols
 from acf.isa.program import Program
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 from acf.isa.target import Target, load_target
+from acf.isa.tech import area_factor, energy_factor
 
 
 @dataclass
@@ -40,15 +40,33 @@ class Emulator:
         self.ic = ic = Interconnect(self.target)
         # a closure over the interconnect, not the emulator: no reference cycle to collect
         self.state = State(self.target, groups=lambda g: [n[1] for n in ic.group(g)])
+        written: list[tuple[str, int, int, int]] = []  # (space, cluster, lo, hi) bound so far
         for name, value in (inputs or {}).items():
             sym = program.symbols.get(name)
             if sym is None:
                 known = ", ".join(sorted(program.symbols)) or "none"
                 raise ValueError(f"input {name!r} is not a .tensor symbol of the program (symbols: {known})")
-            data = np.frombuffer(symbols.pack_symbol(sym, np.asarray(value, np.float32)), np.uint8)
-            self.state.check(sym.space, sym.cluster, sym.addr, data.size)
-            self.state.write(sym.space, sym.cluster, sym.addr, data)
+            self._bind(sym, np.asarray(value, np.float32), written)
         self.engine = Engine(program, self.target, self.state, self.ic)
+
+    def _bind(self, sym, value: np.ndarray, written: list[tuple[str, int, int, int]]) -> None:
+        """Place an input's bytes (:func:`acf.isa.symbols.pack_symbol`) in the fresh state."""
+        st, cl, lo = self.state, sym.cluster if sym.space in ("sp", "acc") else 0, sym.addr
+        if sym.fmt == "dense":  # pack_symbol's bytes, without copying them twice
+            data = np.ascontiguousarray(symbols.as_symbol_array(sym, value)).reshape(-1).view(np.uint8)
+            st.check(sym.space, sym.cluster, lo, data.size)
+            st.write(sym.space, sym.cluster, lo, data)
+            written.append((sym.space, cl, lo, lo + data.size))
+            return
+        tiles = symbols.packed_tiles(sym, value)
+        hi = lo + symbols.symbol_nbytes(sym)
+        st.check(sym.space, sym.cluster, lo, hi - lo)
+        if any(s == sym.space and c == cl and a < hi and lo < b for s, c, a, b in written):
+            st.write(sym.space, sym.cluster, lo, np.frombuffer(symbols.pack_symbol(sym, value), np.uint8))
+        else:  # memory not bound yet is zero: the slot padding is already in place
+            for off, blob in tiles:
+                st.write(sym.space, sym.cluster, lo + off, np.frombuffer(blob, np.uint8))
+        written.append((sym.space, cl, lo, hi))
 
     @property
     def cycle(self) -> int:

@@ -65,6 +65,7 @@ import enum
 import re
 import struct
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -233,16 +234,21 @@ class TileHeader:
     cols: int
     count: int
 
-    @property
+    # computed once per header (headers are immutable, and parsed headers are shared)
+    @cached_property
     def format_spec(self) -> FormatSpec:
         """The FormatSpec the header describes."""
         return FormatSpec.from_params(self.format, self.p0, self.p1)
 
-    @property
+    @cached_property
+    def sections(self) -> tuple[tuple[str, str, int], ...]:
+        """``(name, dtype, length)`` of each section after the header, in order."""
+        return tuple(_sections(self.format_spec, self.index_bytes, self.rows, self.cols, self.count))
+
+    @cached_property
     def encoded_size(self) -> int:
         """Total bytes of the tile this header starts (header included)."""
-        secs = _sections(self.format_spec, self.index_bytes, self.rows, self.cols, self.count)
-        return HEADER_BYTES + _sections_bytes(secs)
+        return HEADER_BYTES + _sections_bytes(list(self.sections))
 
     def to_bytes(self) -> bytes:
         """The 16 header bytes."""
@@ -292,7 +298,14 @@ def encoded_size(spec: FormatSpec | str, rows: int, cols: int, nnz: int | None =
 def _check_header(data: np.ndarray) -> TileHeader:
     if data.size < HEADER_BYTES:
         raise FormatError(f"truncated header: {data.size} bytes, need {HEADER_BYTES}")
-    fid, p0, p1, ib, rows, cols, count = _HEADER.unpack(data[:HEADER_BYTES].tobytes())
+    return _parse_header(data[:HEADER_BYTES].tobytes())
+
+
+@lru_cache(maxsize=4096)
+def _parse_header(raw: bytes) -> TileHeader:
+    """The validated header of these 16 bytes (a pure function of them, so cached: a
+    program decodes the same few tile shapes many times)."""
+    fid, p0, p1, ib, rows, cols, count = _HEADER.unpack(raw)
     if fid not in Format._value2member_map_:
         raise FormatError(f"unknown format id {fid}")
     fmt = Format(fid)
@@ -348,8 +361,8 @@ def unpack(buf: bytes | bytearray | memoryview | np.ndarray, *,
     data = _codec.as_bytes(buf)
     h = _check_header(data)
     spec = h.format_spec
-    secs = _sections(spec, h.index_bytes, h.rows, h.cols, h.count)
-    total = HEADER_BYTES + _sections_bytes(secs)
+    secs = list(h.sections)
+    total = h.encoded_size
     if data.size != total:
         what = "truncated" if data.size < total else "trailing bytes after"
         raise FormatError(f"{what} {spec} {h.rows}x{h.cols} tile: {data.size} bytes, "

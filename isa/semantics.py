@@ -195,10 +195,30 @@ def read_packed_counts(m: Machine, space: str, cl: int, addr: int, fmt: Any, row
     if tile.shape != (rows, cols):
         raise SemanticError(f"bad format header at {where}: tile is {tile.shape[0]}x{tile.shape[1]}, "
                             f"instruction says {rows}x{cols}", "bad format header", where)
-    V, X, _ = codec_counts(tile, spec)
+    V, X = _header_codec_counts(h)
     if cache is not None:
         cache.put(key, raw, tile, V, X)
     return tile, size, V, X
+
+
+def _header_codec_counts(h: formats.TileHeader) -> tuple[int, int]:
+    """:func:`codec_counts` of a tile that decoded without error, from its header alone
+    (a canonical encoding stores exactly the counts the tile implies)."""
+    f, count = h.format, h.count
+    if f == formats.Format.DENSE:
+        return 0, 0
+    if f == formats.Format.CSR:
+        return count, count + h.rows + 1
+    if f == formats.Format.CSC:
+        return count, count + h.cols + 1
+    if f == formats.Format.COO:
+        return count, 2 * count
+    if f == formats.Format.BITMAP:
+        return count, 0
+    if f == formats.Format.NM:
+        return count, count
+    br, bc = h.p0, h.p1  # bcsr: count stored blocks
+    return count * br * bc, count + -(-h.rows // br) + 1
 
 
 class RunGrid:

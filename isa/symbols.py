@@ -71,25 +71,35 @@ def symbol_nbytes(sym: "Symbol") -> int:
     return gr * gc * slot_bytes(sym)
 
 
-def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
-    """The bytes to place at ``sym.addr`` for ``array`` (shape must match)."""
+def as_symbol_array(sym: "Symbol", array: np.ndarray) -> np.ndarray:
+    """``array`` as float32; ValueError unless its shape is the symbol's."""
     x = np.asarray(array, dtype=np.float32)  # keeps rank 0 (ascontiguousarray would not)
     if tuple(x.shape) != tuple(sym.shape):
         raise ValueError(f"tensor {sym.name!r}: expected shape {list(sym.shape)}, got {list(x.shape)}")
+    return x
+
+
+def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
+    """The bytes to place at ``sym.addr`` for ``array`` (shape must match)."""
+    x = as_symbol_array(sym, array)
     if sym.fmt == "dense":
         return np.ascontiguousarray(x).tobytes()
-    x2 = x.reshape(as_2d_shape(sym.shape))
+    out = bytearray(symbol_nbytes(sym))
+    for off, blob in packed_tiles(sym, x):
+        out[off:off + len(blob)] = blob
+    return bytes(out)
+
+
+def packed_tiles(sym: "Symbol", array: np.ndarray) -> list[tuple[int, bytes]]:
+    """``(byte offset, encoding)`` of each packed tile of a sparse symbol: the bytes of
+    :func:`pack_symbol` that are not slot padding (zeros)."""
+    x2 = as_symbol_array(sym, array).reshape(as_2d_shape(sym.shape))
     spec = formats.FormatSpec.parse(sym.fmt)
     tr, tc = tile_shape(sym)
     gr, gc = tile_grid(sym)
     slot = slot_bytes(sym)
-    out = bytearray(gr * gc * slot)
-    for i in range(gr):
-        for j in range(gc):
-            blob = formats.pack(x2[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc], spec)
-            off = (i * gc + j) * slot
-            out[off:off + len(blob)] = blob
-    return bytes(out)
+    return [((i * gc + j) * slot, formats.pack(x2[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc], spec))
+            for i in range(gr) for j in range(gc)]
 
 
 def unpack_symbol(sym: "Symbol", data: bytes | np.ndarray,
