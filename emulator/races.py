@@ -141,21 +141,25 @@ class RaceDetector:
             self.sends[send_key] = clock
 
     def barrier(self) -> None:
-        """Every queue's clock joins every other's: all before happens-before all after."""
+        """Every queue's clock joins every other's: all before happens-before all after.
+
+        Every queue then knows every access so far (an entry's epoch is at most the column
+        maximum), so no later check could report one: the history is dropped."""
         self.Q[:] = self.Q.max(axis=0)
+        self.history.clear()
 
     def _prune(self) -> None:
         self._added = 0
-        floor = self.Q[self.active].min(axis=0) if self.active.any() else np.zeros(self.nq, np.int64)
+        floor = (self.Q[self.active].min(axis=0) if self.active.any() else np.zeros(self.nq, np.int64)).tolist()
         for buckets in self.history.values():
             for key in list(buckets):
                 per_q = buckets[key]
                 for pq in list(per_q):
                     lst = per_q[pq]
-                    cut = bisect_right(lst, floor[pq], key=_epoch)
-                    if cut == len(lst):
+                    f = floor[pq]
+                    if lst[-1][4] <= f:
                         del per_q[pq]
-                    elif cut:
-                        per_q[pq] = lst[cut:]
+                    elif lst[0][4] <= f:
+                        per_q[pq] = lst[bisect_right(lst, f, key=_epoch):]
                 if not per_q:
                     del buckets[key]

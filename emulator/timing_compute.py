@@ -343,18 +343,26 @@ def bank_cycles(operands: list[tuple[str, int, int, int, int]], cfg: ClusterTimi
 
 def _bank_cycles_contiguous(operands: list[tuple[str, int, int, int, int]], bb: int, nb: int) -> int:
     """bank_cycles when every operand is one contiguous word range (plain integers: most
-    vector operands are, and numpy's per-call cost would dominate)."""
-    per_buffer: dict[str, list[int]] = {}
+    vector operands are, and numpy's per-call cost would dominate). A range of n words adds
+    ``n // nb`` to every bank of its buffer (kept as one number) and one more to the
+    ``n % nb`` banks from its first."""
+    per_buffer: dict[str, list] = {}  # buffer -> [accesses on every bank, extra per bank]
     for buf, addr, rows, cols, _ in operands:
         if rows <= 0 or cols <= 0:
             continue
         lo, hi = addr // bb, (addr + 4 * rows * cols - 1) // bb
-        n = hi - lo + 1
-        counts = per_buffer.setdefault(buf, [0] * nb)
-        full, rem, first = n // nb, n % nb, lo % nb
-        for b in range(nb):
-            counts[b] += full + (1 if (b - first) % nb < rem else 0)
-    return max((max(c) for c in per_buffer.values()), default=0)
+        full, rem = divmod(hi - lo + 1, nb)
+        e = per_buffer.get(buf)
+        if e is None:
+            e = per_buffer[buf] = [0, [0] * nb]
+        e[0] += full
+        if rem:
+            extra, first = e[1], lo % nb
+            for b in range(first, min(first + rem, nb)):
+                extra[b] += 1
+            for b in range(first + rem - nb):
+                extra[b] += 1
+    return max((e[0] + max(e[1]) for e in per_buffer.values()), default=0)
 
 
 def codec_cycles(values: int, index_entries: int, cfg: ClusterTiming) -> int:
