@@ -21,7 +21,8 @@ from acf.isa.semantics import Access
 _PRUNE_EVERY = 256
 # History is bucketed by address region (16 KiB on chip, 256 KiB in DRAM and the global
 # buffer) and, inside a bucket, by queue in epoch order: a check skips every entry its
-# clock already orders in one bisection, and looks only at nearby addresses.
+# clock already orders in one bisection, and looks only at nearby addresses. A queue's
+# writes are also listed on their own: a read need only look at those.
 _SHIFT = {"sp": 14, "acc": 14, "gb": 18, "dram": 18}
 
 
@@ -63,7 +64,8 @@ class RaceDetector:
         self.active = np.zeros(nqueues, bool)
         self.tokens: dict[int, deque] = {}
         self.sends: dict[tuple, np.ndarray] = {}
-        # (space, cluster) -> bucket -> queue -> [(lo, hi, access, queue, epoch, where)]
+        # (space, cluster) -> bucket -> queue -> (every entry, the writes among them), each
+        # [(lo, hi, access, queue, epoch, where)] in epoch order
         self.history: dict[tuple[str, int], dict[int, dict[int, list[tuple]]]] = {}
         self._added = 0
 
@@ -100,16 +102,19 @@ class RaceDetector:
             if race is None and buckets:
                 race = self._check(buckets, range(k0, k1), acc, lo, hi, q, clock, where)
             entry = (lo, hi, acc, q, epoch, where)
+            write = acc.write
             for key in range(k0, k1):
                 per_q = buckets.get(key)
                 if per_q is None:
-                    buckets[key] = {q: [entry]}
+                    buckets[key] = {q: ([entry], [entry] if write else [])}
                     continue
-                lst = per_q.get(q)
-                if lst is None:
-                    per_q[q] = [entry]
+                lists = per_q.get(q)
+                if lists is None:
+                    per_q[q] = ([entry], [entry] if write else [])
                 else:
-                    lst.append(entry)
+                    lists[0].append(entry)
+                    if write:
+                        lists[1].append(entry)
             self._added += 1
         if self._added >= _PRUNE_EVERY:
             self._prune()
@@ -121,16 +126,20 @@ class RaceDetector:
     def _check(buckets: dict, keys: range, acc: Access, lo: int, hi: int, q: int,
                clock: np.ndarray, where: Where | int) -> tuple | None:
         item = clock.item
+        which = 0 if acc.write else 1  # a read conflicts only with writes
         for key in keys:
             per_q = buckets.get(key)
             if not per_q:
                 continue
-            for pq, lst in per_q.items():
+            for pq, lists in per_q.items():
+                lst = lists[which]
+                if pq == q or not lst:
+                    continue
                 known = item(pq)
-                if pq == q or lst[-1][4] <= known:
+                if lst[-1][4] <= known:
                     continue
                 for plo, phi, prev, _, _, pwhere in lst[bisect_right(lst, known, key=_epoch):]:
-                    if (prev.write or acc.write) and plo < hi and lo < phi and _overlap(prev, acc):
+                    if plo < hi and lo < phi and _overlap(prev, acc):
                         return (pwhere, where)
         return None
 
@@ -155,11 +164,12 @@ class RaceDetector:
             for key in list(buckets):
                 per_q = buckets[key]
                 for pq in list(per_q):
-                    lst = per_q[pq]
+                    every, writes = per_q[pq]
                     f = floor[pq]
-                    if lst[-1][4] <= f:
+                    if every[-1][4] <= f:
                         del per_q[pq]
-                    elif lst[0][4] <= f:
-                        per_q[pq] = lst[bisect_right(lst, f, key=_epoch):]
+                    elif every[0][4] <= f:
+                        per_q[pq] = (every[bisect_right(every, f, key=_epoch):],
+                                     writes[bisect_right(writes, f, key=_epoch):] if writes else writes)
                 if not per_q:
                     del buckets[key]
