@@ -155,8 +155,8 @@ class Durations:
                 free = ic.last_free
                 hops = ic.last_flit_hops
                 counts = ex.counts
-                counts["noc_router_flit"] += hops["router"]
-                counts["noc_link_flit"] += hops["link"]
+                counts["noc_router_flit"] = counts.get("noc_router_flit", 0) + hops["router"]
+                counts["noc_link_flit"] = counts.get("noc_link_flit", 0) + hops["link"]
         except RoutingError as exc:
             raise self.trap(exc.reason, t, ex.p.where, "routing") from None
         ex.record.resource_stall_cycles += max(0, end - free)

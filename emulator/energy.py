@@ -31,72 +31,73 @@ def costs(target) -> dict[str, float]:
     return {k: c.value for k, c in target.energy.as_dict().items()}
 
 
-def _counts(engine, ex) -> Counter:
-    """Event counts of one retired instruction."""
-    c: Counter = ex.counts
+def _counts(engine, ex) -> dict[str, int]:
+    """Event counts of one retired instruction, added to ``ex.counts`` (which holds only the
+    NoC flits of its grants: every key below is set once, so it is assigned)."""
+    c: dict[str, int] = ex.counts
     ins, info, rec = ex.p.ins, ex.effect.info, ex.record
     m, cls = ins.mnemonic, ins.op.timing
     if cls in ("matmul", "sddmm"):
         M, N, K = ins["m"], ins["n"], ins["k"]
-        c[engine.mac_event] += rec.effectual_macs
-        c["mac_skipped"] += rec.issued_macs - rec.effectual_macs
-        c["spad_read_byte"] += 4 * (M * K + K * N) + (4 * M * N if cls == "sddmm" else 0)
-        c["acc_access_byte"] += 4 * M * N * (2 if ins["accum"] else 1)
+        c[engine.mac_event] = rec.effectual_macs
+        c["mac_skipped"] = rec.issued_macs - rec.effectual_macs
+        c["spad_read_byte"] = 4 * (M * K + K * N) + (4 * M * N if cls == "sddmm" else 0)
+        c["acc_access_byte"] = 4 * M * N * (2 if ins["accum"] else 1)
     elif cls in ("load", "gather"):
-        c["dram_byte" if info["space"] == "dram" else "gbuf_read_byte"] += info["nbytes"]
+        c["dram_byte" if info["space"] == "dram" else "gbuf_read_byte"] = info["nbytes"]
         V, X = info["codec"]
-        c["codec_value"] += V
-        c["codec_index"] += X
-        c["spad_write_byte"] += 4 * (ins["rows"] * ins["cols"] if m == "ld" else ins["d0"] * ins["d1"] * ins["d2"])
+        c["codec_value"] = V
+        c["codec_index"] = X
+        c["spad_write_byte"] = 4 * (ins["rows"] * ins["cols"] if m == "ld" else ins["d0"] * ins["d1"] * ins["d2"])
     elif cls == "store":
-        c["spad_read_byte"] += 4 * ins["rows"] * ins["cols"]
+        c["spad_read_byte"] = 4 * ins["rows"] * ins["cols"]
         V, X = info["codec"]
-        c["codec_value"] += V
-        c["codec_index"] += X
-        c["dram_byte" if info["space"] == "dram" else "gbuf_write_byte"] += info["nbytes"]
+        c["codec_value"] = V
+        c["codec_index"] = X
+        c["dram_byte" if info["space"] == "dram" else "gbuf_write_byte"] = info["nbytes"]
     elif cls == "dma":
-        c["dram_byte"] += info["nbytes"]
-        c["gbuf_write_byte" if m == "dma.ld" else "gbuf_read_byte"] += info["nbytes"]
+        c["dram_byte"] = info["nbytes"]
+        c["gbuf_write_byte" if m == "dma.ld" else "gbuf_read_byte"] = info["nbytes"]
     elif m == "vop":
         n = ins["rows"] * ins["cols"]
-        c["vec_special_op" if ins["fn"] in SPECIAL else "vec_op"] += n
-        c["spad_read_byte"] += 4 * n * (2 if info.get("bshape") else 1)
-        c["spad_write_byte"] += 4 * n
+        c["vec_special_op" if ins["fn"] in SPECIAL else "vec_op"] = n
+        c["spad_read_byte"] = 4 * n * (2 if info.get("bshape") else 1)
+        c["spad_write_byte"] = 4 * n
     elif m == "vred":
         n = ins["rows"] * ins["cols"]
-        c["vec_op"] += n
-        c["spad_read_byte"] += 4 * n
-        c["spad_write_byte"] += 4 * info["out_shape"][0] * info["out_shape"][1]
+        c["vec_op"] = n
+        c["spad_read_byte"] = 4 * n
+        c["spad_write_byte"] = 4 * info["out_shape"][0] * info["out_shape"][1]
     elif m in ("sgd", "adam"):
         n = ins["n"]
-        c["vec_op"] += n * (3 if m == "sgd" else 6)
+        c["vec_op"] = n * (3 if m == "sgd" else 6)
         if m == "adam":
-            c["vec_special_op"] += n
-        c["spad_read_byte"] += 4 * n * (3 if m == "sgd" else 4)
-        c["spad_write_byte"] += 4 * n * (2 if m == "sgd" else 3)
+            c["vec_special_op"] = n
+        c["spad_read_byte"] = 4 * n * (3 if m == "sgd" else 4)
+        c["spad_write_byte"] = 4 * n * (2 if m == "sgd" else 3)
     elif m == "fld":
-        c["spad_read_byte"] += 4
+        c["spad_read_byte"] = 4
     elif cls == "codec":
         V, X = info["codec"]
-        c["codec_value"] += V
-        c["codec_index"] += X
+        c["codec_value"] = V
+        c["codec_index"] = X
         dense = 4 * ins["rows"] * ins["cols"]
-        c["spad_read_byte"] += dense if m == "enc" else info["nbytes"]
-        c["spad_write_byte"] += info["nbytes"] if m == "enc" else dense
+        c["spad_read_byte"] = dense if m == "enc" else info["nbytes"]
+        c["spad_write_byte"] = info["nbytes"] if m == "enc" else dense
     elif cls == "noc_config":
-        c["reconfig"] += 1
+        c["reconfig"] = 1
     elif m == "send":
-        c["spad_read_byte"] += info["nbytes"]
-        c["spad_write_byte"] += info["nbytes"]
+        c["spad_read_byte"] = info["nbytes"]
+        c["spad_write_byte"] = info["nbytes"]
     elif m == "bcast":
         src = {"sp": "spad_read_byte", "gb": "gbuf_read_byte", "dram": "dram_byte"}[info["space"]]
-        c[src] += info["nbytes"]
-        c["spad_write_byte"] += info["nbytes"] * len(info["members"])
+        c[src] = info["nbytes"]
+        c["spad_write_byte"] = info["nbytes"] * len(info["members"])
     elif m == "reduce":
         k = len(info["members"])
-        c["spad_read_byte"] += info["nbytes"] * k
-        c["vec_op"] += (info["nbytes"] // 4) * max(0, k - 1)
-        c["spad_write_byte"] += info["nbytes"]
+        c["spad_read_byte"] = info["nbytes"] * k
+        c["vec_op"] = (info["nbytes"] // 4) * max(0, k - 1)
+        c["spad_write_byte"] = info["nbytes"]
     return c
 
 
@@ -111,7 +112,7 @@ def event_counts(engine, ex) -> float:
     for k, n in c.items():  # Counter.update, without its per-call Mapping check
         totals[k] = totals.get(k, 0) + n
     cost = engine.costs
-    return float(sum(n * cost[k] for k, n in c.items()))
+    return float(sum([n * cost[k] for k, n in c.items()]))
 
 
 def breakdown(target, totals: Counter, seconds: float) -> dict[str, float]:

@@ -176,7 +176,7 @@ class Inflight:
         self.p, self.start, self.effect, self.clock, self.record = p, start, effect, clock, record
         self.end = 0
         self.parts = 0
-        self.counts: Counter = Counter()
+        self.counts: dict[str, int] = {}  # energy events (acf.emulator.energy)
 
     def __repr__(self) -> str:
         return f"Inflight(#{self.p.index} {self.p.ins.mnemonic}, start={self.start}, end={self.end})"

@@ -89,20 +89,19 @@ class RaceDetector:
         race = None
         history = self.history
         for acc in accesses:
-            lo = acc.addr
-            hi = acc.end
+            space, cl, lo, rows, rowbytes, pitch, write = acc
+            hi = lo + (rows - 1) * pitch + rowbytes if rows else lo  # Access.end
             if hi <= lo:
                 continue
-            hkey = (acc.space, acc.cluster)
+            hkey = (space, cl)
             buckets = history.get(hkey)
             if buckets is None:
                 buckets = history[hkey] = {}
-            sh = _SHIFT[acc.space]
+            sh = _SHIFT[space]
             k0, k1 = lo >> sh, ((hi - 1) >> sh) + 1
             if race is None and buckets:
                 race = self._check(buckets, range(k0, k1), acc, lo, hi, q, clock, where)
             entry = (lo, hi, acc, q, epoch, where)
-            write = acc.write
             for key in range(k0, k1):
                 per_q = buckets.get(key)
                 if per_q is None:
