@@ -367,10 +367,22 @@ def _st(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
 # ---- compute --------------------------------------------------------------------------------
 
 
+def _view(m: Machine, space: str, cl: int, addr: int, rows: int, cols: int) -> np.ndarray:
+    """A read-only float32 view of a contiguous tile, for operands used only at the start
+    (``Machine.tile`` copies; the product and the timing read them at once)."""
+    if rows <= 0 or cols <= 0:
+        return m.tile(space, cl, addr, rows, cols)
+    v = m.read(space, cl, addr, 4 * rows * cols).view(np.float32).reshape(rows, cols)
+    v.flags.writeable = False
+    return v
+
+
 def _mm_operands(ins: Instruction, ea: dict[str, int], m: Machine) -> tuple[np.ndarray, np.ndarray, list[Access]]:
+    """A, B and their accesses; A and B may be views of the scratchpad, valid until the
+    next write (the emulator uses them when the instruction starts)."""
     cl, M, N, K = ins.cluster, ins["m"], ins["n"], ins["k"]
-    A = m.tile("sp", cl, ea["a"], K, M).T if ins["ta"] else m.tile("sp", cl, ea["a"], M, K)
-    B = m.tile("sp", cl, ea["b"], N, K).T if ins["tb"] else m.tile("sp", cl, ea["b"], K, N)
+    A = _view(m, "sp", cl, ea["a"], K, M).T if ins["ta"] else _view(m, "sp", cl, ea["a"], M, K)
+    B = _view(m, "sp", cl, ea["b"], N, K).T if ins["tb"] else _view(m, "sp", cl, ea["b"], K, N)
     acc = [Access("sp", cl, ea["a"], 1, 4 * M * K, 4 * M * K, False),
            Access("sp", cl, ea["b"], 1, 4 * K * N, 4 * K * N, False)]
     return A, B, acc
@@ -394,8 +406,8 @@ def _mm(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
         C = np.where(S != 0, C, np.float32(0))
         info["S"] = S != 0
     dspace = ins["dst"].space
-    if ins["accum"]:
-        C = C + m.tile(dspace, cl, ea["dst"], M, N)
+    if ins["accum"]:  # C is a fresh array: add in place
+        C += _view(m, dspace, cl, ea["dst"], M, N)
         acc.append(Access(dspace, cl, ea["dst"], 1, 4 * M * N, 4 * M * N, False))
     m.check(dspace, cl, ea["dst"], 4 * M * N)
     acc.append(Access(dspace, cl, ea["dst"], 1, 4 * M * N, 4 * M * N, True))
