@@ -64,6 +64,8 @@ class Durations:
         cl = ex.record.cluster
         y = cl // self.X
         ex.record.bytes = int(info.get("nbytes", 0))
+        if cls == "gather" and info["space"] == "sp":  # on-chip gather: scratchpad banks only
+            return self._fixed(ex, s1 + tc.gather_bank_cycles(info["addrs"], ex.p.ea["dst"], info["nbytes"] // 4, cfg))
         if cls in ("load", "gather"):
             space, nb = info["space"], info["nbytes"]
             dst = ex.p.ea["dst"]

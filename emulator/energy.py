@@ -44,7 +44,7 @@ def _counts(engine, ex) -> dict[str, int]:
         c["spad_read_byte"] = 4 * (M * K + K * N) + (4 * M * N if cls == "sddmm" else 0)
         c["acc_access_byte"] = 4 * M * N * (2 if ins["accum"] else 1)
     elif cls in ("load", "gather"):
-        c["dram_byte" if info["space"] == "dram" else "gbuf_read_byte"] = info["nbytes"]
+        c[{"dram": "dram_byte", "gb": "gbuf_read_byte", "sp": "spad_read_byte"}[info["space"]]] = info["nbytes"]
         V, X = info["codec"]
         c["codec_value"] = V
         c["codec_index"] = X

@@ -372,3 +372,16 @@ def codec_cycles(values: int, index_entries: int, cfg: ClusterTiming) -> int:
 
 __all__ = ["ClusterTiming", "bank_cycles", "codec_cycles", "effectual_macs", "mm_cycles",
            "pe_cycles", "sddmm_cycles", "skip_masks", "vec_cycles"]
+
+
+def gather_bank_cycles(addrs: np.ndarray, dst: int, n: int, cfg: ClusterTiming) -> int:
+    """Bank cycles of an ``ldg`` from the scratchpad: the gathered source elements (byte
+    addresses ``addrs``) and the dense ``n``-element destination tile, both in ``sp``; each
+    distinct word of each operand is one access to its bank (docs/timing.md sections 4, 7b)."""
+    bb, nb = cfg.bank_bytes, cfg.banks
+    counts = np.zeros(nb, np.int64)
+    for a in (addrs, dst + 4 * np.arange(n, dtype=np.int64)):
+        if a.size:
+            words = np.unique(np.concatenate([a // bb, (a + 3) // bb]))
+            counts += np.bincount(words % nb, minlength=nb)
+    return int(counts.max())

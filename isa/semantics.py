@@ -331,7 +331,7 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     return Effect([("sp", cl, ea["dst"], vals.reshape(1, n), 4 * n)],
                   [Access(space, cl, lo, 1, hi - lo, hi - lo, False),
                    Access("sp", cl, ea["dst"], 1, 4 * n, 4 * n, True)],
-                  info={"runs": runs, "nbytes": 4 * n, "codec": (0, 0), "space": space})
+                  info={"runs": runs, "nbytes": 4 * n, "codec": (0, 0), "space": space, "addrs": addrs})
 
 
 @semantics("st")

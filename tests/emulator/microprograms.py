@@ -317,10 +317,15 @@ class Builder:
         s2 = self.pick([1, 1, 2])
         s1 = d2 * s2 + self.int_draw(0, 3)
         s0 = d1 * s1 + self.int_draw(0, 3)
-        space = self.pick(["dram", "gb"])
-        name, _ = self.tensor(space, 1, s0 * d0)
+        space = self.pick(["dram", "gb", "sp"])
+        if space == "sp":  # on-chip gather from a resident slab (conv im2col)
+            name, _ = self.tensor("sp", 1, s0 * d0, cl=cl)
+            src = f"sp[{self.sp_addr(name):#x}]"
+        else:
+            name, _ = self.tensor(space, 1, s0 * d0)
+            src = f"{space}[{name}]"
         dst = self.alloc("sp", 4 * d0 * d1 * d2, cl)
-        self.emit(f"ldg c{cl}, sp[{dst:#x}], {space}[{name}], {d0}, {d1}, {d2}, {s0}, {s1}, {s2}")
+        self.emit(f"ldg c{cl}, sp[{dst:#x}], {src}, {d0}, {d1}, {d2}, {s0}, {s1}, {s2}")
         self.blocks.append("ldg")
 
     def b_dma(self) -> None:

@@ -113,6 +113,16 @@ def test_fast_model_matches_reference(m):
     assert not diffs, "\n".join([repr(m), *diffs[:20]])
 
 
+@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(mp.microprograms(max_blocks=5, blocks=["ldg", "ldg", "vec", "mm", "multiload"]))
+def test_gathers_match_reference(m):
+    """Gathers from DRAM, the global buffer and the scratchpad (the on-chip im2col gather,
+    timed by the scratchpad banks alone) among bank- and port-contending neighbours."""
+    diffs = check_program(m)
+    assert not diffs, "\n".join([repr(m), *diffs[:20]])
+
+
 # ---- the reference on its own: runs every generated program ---------------------------------
 
 

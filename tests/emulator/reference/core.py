@@ -402,7 +402,12 @@ class Sim:
                 else:
                     runs.extend((base + 4 * i2 * s2, 4) for i2 in range(d2))
         n = d0 * d1 * d2
-        self._ld_common(ex, t, cl, sspace, runs, 4 * n, (0, 0), tile_addrs(daddr, 1, n))
+        if sspace == "sp":  # on-chip gather: the scratchpad banks, no DRAM/GB/NoC
+            src = [saddr + 4 * (i0 * s0 + i1 * s1_ + i2 * s2)
+                   for i0 in range(d0) for i1 in range(d1) for i2 in range(d2)]
+            ex.machine(t + self.I, self._banks([("sp", src), ("sp", tile_addrs(daddr, 1, n))]))
+        else:
+            self._ld_common(ex, t, cl, sspace, runs, 4 * n, (0, 0), tile_addrs(daddr, 1, n))
         self._write_f32(ex, "sp", cl, daddr, vals.reshape(-1))
 
     def x_st(self, ex, a, t):
