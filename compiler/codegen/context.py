@@ -199,6 +199,15 @@ class KernelContext:
         return self.emit(cl, "ldg", writes=(slot,), dst=slot.ref(offset), src=MemRef("dram", addr),
                          d0=d0, d1=d1, d2=d2, s0=s0, s1=s1, s2=s2)
 
+    def gather_sp(self, cl: int, slot: Slot, src: Slot, src_offset: int, dims: tuple[int, int, int],
+                  strides: tuple[int, int, int], offset: int = 0) -> int:
+        """On-chip ``ldg``: a d0 x d1 x d2 strided block of the resident ``src`` slot (from
+        element ``src_offset``) into ``slot`` (+ byte ``offset``); no DRAM or NoC traffic."""
+        d0, d1, d2 = dims
+        s0, s1, s2 = (st if d > 1 else 0 for st, d in zip(strides, dims))
+        return self.emit(cl, "ldg", reads=(src,), writes=(slot,), dst=slot.ref(offset),
+                         src=src.ref(4 * src_offset), d0=d0, d1=d1, d2=d2, s0=s0, s1=s1, s2=s2)
+
     def ld_at(self, cl: int, slot: Slot, addr: int, rows: int, cols: int, stride: int = 0) -> int:
         """Dense ``ld`` of rows x cols at DRAM byte ``addr`` (row pitch ``stride`` elements)."""
         self.stats.dram_bytes += 4 * rows * cols

@@ -175,7 +175,126 @@ class TapGemm:
     bias: Buffer | None = None
 
 
+@dataclass(frozen=True)
+class _SlabPlan:
+    """Tile sizes of the slab tap GEMM: ``mt`` output channels, pixel ``blocks``, ``group``
+    images per tile (whole-plane blocks only), ``kt`` input channels per k-block and the
+    input slab (``rows_in`` x ``cols_in`` per channel) that covers every tap's window."""
+
+    mt: int
+    blocks: list[tuple[int, int, int, int]]
+    pmax: int
+    group: int
+    kt: int
+    rows_in: int
+    cols_in: int
+
+
+def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
+    t, elems = ctx.tiling.t, ctx.tiling.elems
+    mt = min(g.cout, t)
+    blocks = _pixel_blocks(g.oh, g.ow, max(1, min(elems // mt, 0xFFFF)))
+    pmax = max(r * c for _, r, _, c in blocks)
+    rmax = max(r for _, r, _, _ in blocks)
+    cmax = max(c for _, _, _, c in blocks)
+    dy, dx = max(d for d, _, _ in g.taps), max(d for _, d, _ in g.taps)
+    rows_in, cols_in = (rmax - 1) * g.sh + dy + 1, (cmax - 1) * g.sw + dx + 1
+    ntap = len(g.taps)
+    # slots are 64-byte aligned: leave room for that rounding
+    budget = ctx.tiling.spad_bytes // 4 - 16 * 8 - (2 * mt if g.bias is not None else 0)
+    group = 1
+    if len(blocks) == 1:  # a whole output plane per tile: several images share the weights
+        group = max(1, min(g.n, ctx.tiling.acc_bytes // (2 * 4 * mt * pmax)))
+    while True:
+        # per input channel: 2 tap-weight tiles, 2 window tiles, the input slabs of the group
+        # and the all-tap weight slab (slabs are single-buffered: they are written and read
+        # on the in-order ld unit alone)
+        per_k = 2 * mt + 2 * pmax + group * rows_in * cols_in + mt * ntap
+        kt = min(g.cin, budget // per_k, elems // max(mt, pmax))
+        if kt >= 1 or group == 1:
+            break
+        group = max(1, group // 2)
+    if kt < 1:
+        return None
+    kt = -(-g.cin // -(-g.cin // kt))  # balanced k-blocks
+    if max(kt, mt) * ntap > 0xFFFF:  # the weight slab's rows are one ld (16-bit cols)
+        return None
+    return _SlabPlan(mt, blocks, pmax, group, kt, rows_in, cols_in)
+
+
 def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
+    """Per output tile and input-channel block: the input slab under every tap's window and
+    the weight slab of every tap are loaded once (runs of whole rows), and each tap's
+    operands are cut out of them on chip (``ldg`` from ``sp``)::
+
+        ld  sp[WS] <- W[m0:, k0:, all taps]              (rows of kt*taps elements)
+        ldg sp[XS] <- x[n, k0:, rows_in, cols_in]        (one per image of the tile)
+        per tap:  ldg sp[A] <- sp[WS] (tap columns)
+                  per image: ldg sp[B] <- sp[XS] (shifted, strided window);  mm acc[C_n] (+)= A . B
+
+    A tile whose pixel block is a whole output plane takes ``group`` images, so one weight
+    slab serves all of them. Falls back to gathering every tap from DRAM when the slabs do
+    not fit the scratchpad."""
+    plan = _slab_plan(ctx, g)
+    if plan is None:
+        return _emit_tap_gemm_from_dram(ctx, g)
+    mt_max, kt_max, G = plan.mt, plan.kt, plan.group
+    ntap = len(g.taps)
+    slab = plan.rows_in * plan.cols_in
+    a_slots = [ctx.alloc("sp", 4 * mt_max * kt_max) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", 4 * kt_max * plan.pmax) for _ in range(2)]
+    xslab = ctx.alloc("sp", 4 * G * kt_max * slab)
+    wslab = ctx.alloc("sp", 4 * mt_max * kt_max * ntap)
+    c_slots = [[ctx.alloc("acc", 4 * mt_max * plan.pmax) for _ in range(G)] for _ in range(2)]
+    bias_slots = [ctx.alloc("sp", 4 * mt_max) for _ in range(2)] if g.bias is not None else []
+    tiles = [(n0, m0, blk) for n0 in range(0, g.n, G) for m0 in range(0, g.cout, mt_max)
+             for blk in plan.blocks]
+    plane_in, plane_out = g.hin * g.win, g.oh * g.ow
+    count = [0] * len(ctx.streams)
+    kiter = [0] * len(ctx.streams)
+    for cl, (n0, m0, (oh0, rows, ow0, cols)) in ctx.place(tiles):
+        imgs = range(n0, min(n0 + G, g.n))
+        mt, pt = min(mt_max, g.cout - m0), rows * cols
+        cs = c_slots[count[cl] % 2]
+        first = True
+        for k0 in range(0, g.cin, kt_max):
+            kt = min(kt_max, g.cin - k0)
+            if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m)
+                ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
+                wrows, wcols = kt, mt
+            else:
+                ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
+                wrows, wcols = mt, kt
+            for j, n in enumerate(imgs):
+                ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * plane_in + k0 * plane_in
+                                                   + oh0 * g.sh * g.win + ow0 * g.sw),
+                        (kt, plan.rows_in, plan.cols_in), (plane_in, g.win, 1), offset=4 * j * kt * slab)
+            for dy, dx, woff in g.taps:
+                a = a_slots[kiter[cl] % 2]
+                ctx.gather_sp(cl, a, wslab, woff, (1, wrows, wcols), (0, wcols * ntap, ntap))
+                for j, _ in enumerate(imgs):
+                    b = b_slots[kiter[cl] % 2]
+                    kiter[cl] += 1
+                    ctx.gather_sp(cl, b, xslab, j * kt * slab + dy * plan.cols_in + dx,
+                                  (kt, rows, cols), (slab, g.sh * plan.cols_in, g.sw))
+                    c = cs[j]
+                    reads = (a, b) if first else (a, b, c)
+                    ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=a.ref(), b=b.ref(),
+                             m=mt, n=pt, k=kt, accum=int(not first), ta=int(g.ta), tb=0)
+                first = False
+        count[cl] += 1
+        ctx.stats.macs += mt * pt * g.cin * ntap * len(imgs)
+        for j, n in enumerate(imgs):
+            c = cs[j]
+            if g.bias is not None:
+                bias = bias_slots[(count[cl] + j) % 2]
+                ctx.load(cl, Buffer(g.bias.addr, (g.cout, 1)), m0, 0, mt, 1, bias)
+                ctx.vop(cl, "add", c, c, mt, pt, bias, bmode="col")
+            ctx.st_at(cl, c, g.out_addr + 4 * (n * g.cout * plane_out + m0 * plane_out + oh0 * g.ow + ow0),
+                      mt, pt, plane_out)
+
+
+def _emit_tap_gemm_from_dram(ctx: KernelContext, g: TapGemm) -> None:
     t = ctx.tiling.t
     elems = ctx.tiling.elems
     mt_max = min(g.cout, t)
