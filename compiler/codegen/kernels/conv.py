@@ -376,9 +376,87 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
                                ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps))
 
 
+def _wgrad_plan(ctx: KernelContext, v: Conv) -> tuple[int, list[tuple[int, int, int, int]], int, int] | None:
+    """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in) of the slab
+    weight gradient, or None when even 16 x 16 tiles of every tap do not fit the scratchpad.
+    Per tile the scratchpad holds every tap's s x s gradient, their OIHW-ordered copy, the
+    double-buffered output-gradient and window tiles (s x pixels) and the input slab."""
+    t, elems, ntap = ctx.tiling.t, ctx.tiling.elems, v.kh * v.kw
+    budget = ctx.tiling.spad_bytes // 4 - 16 * 8
+    top = min(t, max(v.o, v.c))
+    for s in sorted({top, *range(16, top, 16)}, reverse=True):
+        left = budget - 2 * ntap * s * s
+        if left <= 0:
+            continue
+        limit = max(1, min(elems // s, 0xFFFF))
+        while limit >= 1:
+            blocks = _pixel_blocks(v.oh, v.ow, limit)
+            pmax = max(r * c for _, r, _, c in blocks)
+            rows_in = (max(r for _, r, _, _ in blocks) - 1) * v.sh + (v.kh - 1) * v.dh + 1
+            cols_in = (max(c for _, _, _, c in blocks) - 1) * v.sw + (v.kw - 1) * v.dw + 1
+            if 4 * s * pmax + s * rows_in * cols_in <= left and s * ntap <= 0xFFFF:
+                return s, blocks, rows_in, cols_in
+            limit //= 2
+    return None
+
+
 @kernel("graph.conv2d_backward_weight")
 def conv2d_backward_weight(ctx: KernelContext) -> None:
+    """Per Cout x Cin tile, every tap's gradient accumulates in the scratchpad over images
+    and pixel blocks: the output-gradient block (``ld``) and the input slab under all taps'
+    windows (``ldg``) are loaded once per block, each tap's window is cut out on chip; at the
+    end one on-chip gather reorders the taps into OIHW and one ``st`` writes the tile::
+
+        ld  sp[G] <- g[n, o0:, pixels]      ldg sp[XS] <- x[n, c0:, rows_in, cols_in]
+        per tap:  ldg sp[B] <- sp[XS] (window);  mm sp[C_tap] (+)= G . B^T
+        ldg sp[O] <- sp[C] (o, c, tap order);   st W[o0:, c0:, :, :] <- sp[O]
+    """
     v = _params(ctx)
+    g, x = ctx.ins
+    out = ctx.outs[0]
+    plan = _wgrad_plan(ctx, v)
+    if plan is None:
+        return _wgrad_from_dram(ctx, v)
+    side, blocks, rows_in, cols_in = plan
+    xa, hin, win = _padded_input(ctx, x, v)
+    ntap = v.kh * v.kw
+    slab = rows_in * cols_in
+    pmax = max(r * c for _, r, _, c in blocks)
+    g_slots = [ctx.alloc("sp", 4 * side * pmax) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", 4 * side * pmax) for _ in range(2)]
+    xslab = ctx.alloc("sp", 4 * side * slab)
+    cbank = ctx.alloc("sp", 4 * ntap * side * side)
+    ordered = ctx.alloc("sp", 4 * ntap * side * side)
+    plane_in, plane_out = hin * win, v.oh * v.ow
+    tiles = [(o0, c0) for o0 in range(0, v.o, side) for c0 in range(0, v.c, side)]
+    it = [0] * len(ctx.streams)
+    for cl, (o0, c0) in ctx.place(tiles):
+        mt, nt = min(side, v.o - o0), min(side, v.c - c0)
+        first = True
+        for n in range(v.n):
+            for oh0, rows, ow0, cols in blocks:
+                pt = rows * cols
+                gb, b_par = g_slots[it[cl] % 2], it[cl]
+                it[cl] += 1
+                ctx.ld_at(cl, gb, g.addr + 4 * (n * v.o * plane_out + o0 * plane_out + oh0 * v.ow + ow0),
+                          mt, pt, plane_out)
+                ctx.ldg(cl, xslab, xa + 4 * (n * v.c * plane_in + c0 * plane_in + oh0 * v.sh * win
+                                             + ow0 * v.sw), (nt, rows_in, cols_in), (plane_in, win, 1))
+                for tap in range(ntap):
+                    kh, kw = divmod(tap, v.kw)
+                    b = b_slots[(b_par * ntap + tap) % 2]
+                    ctx.gather_sp(cl, b, xslab, kh * v.dh * cols_in + kw * v.dw,
+                                  (nt, rows, cols), (slab, v.sh * cols_in, v.sw))
+                    reads = (gb, b) if first else (gb, b, cbank)
+                    ctx.emit(cl, "mm", reads=reads, writes=(cbank,), dst=cbank.ref(4 * tap * mt * nt),
+                             a=gb.ref(), b=b.ref(), m=mt, n=nt, k=pt, accum=int(not first), ta=0, tb=1)
+                first = False
+        ctx.stats.macs += mt * nt * v.n * plane_out * ntap
+        ctx.gather_sp(cl, ordered, cbank, 0, (mt, nt, ntap), (nt, 1, mt * nt))
+        ctx.st_at(cl, ordered, out.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap, v.c * ntap)
+
+
+def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
     g, x = ctx.ins
     out = ctx.outs[0]
     xa, hin, win = _padded_input(ctx, x, v)

@@ -47,21 +47,39 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
     param = ctx.ins[0]
     states = ctx.ins[2:2 + (1 if mnemonic == "sgd" else 2)]
     grad = ctx.ins[1]
+    if not any(b.sparse for b in (param, grad, *states, *ctx.outs)):
+        # dense tensors are contiguous: tiles of one flat row move as single DRAM runs
+        # (a conv weight's 2-D view has 3-element rows: 12-byte runs, one burst each)
+        n = param.rows_cols[0] * param.rows_cols[1]
+        param, grad, *states = (Buffer(b.addr, (1, n)) for b in (param, grad, *states))
+        outs = [Buffer(b.addr, (1, n)) for b in ctx.outs]
+    else:
+        outs = list(ctx.outs)
     offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults)
     rows, cols = param.rows_cols
-    tr, tc = param.tile if param.sparse else vector_tile(rows, cols, ctx.tiling)
-    size = 4 * tr * tc
-    sp = ctx.alloc("sp", size)
-    sg = ctx.alloc("sp", size)
-    ss = [ctx.alloc("sp", size) for _ in states]
-    hslot = ctx.alloc("sp", 4 * len(names))
     sparse = param.sparse
+    per_set = (2 + len(states)) * (2 if sparse else 1) + (1 if sparse else 0)
     if sparse:
-        p0 = ctx.alloc("sp", size)
-        olds = [ctx.alloc("sp", size) for _ in states]
-        tmp = ctx.alloc("sp", size)
+        tr, tc = param.tile
+    else:  # two slot sets fit: loads of the next tile overlap the stores of this one
+        tr, tc = vector_tile(rows, cols, ctx.tiling)
+        most = (ctx.tiling.spad_bytes - 4096) // (2 * 4 * per_set)
+        tc = max(1, min(tc, most))
+        tr = max(1, min(tr, most // tc))
+    size = 4 * tr * tc
+    hslot = ctx.alloc("sp", 4 * len(names))
+    nsets = 2 if 2 * per_set * size + 4096 <= ctx.tiling.spad_bytes else 1
+    sets = []
+    for _ in range(nsets):
+        sp, sg, ss = ctx.alloc("sp", size), ctx.alloc("sp", size), [ctx.alloc("sp", size) for _ in states]
+        extra = (ctx.alloc("sp", size), [ctx.alloc("sp", size) for _ in states], ctx.alloc("sp", size)) \
+            if sparse else (None, [], None)
+        sets.append((sp, sg, ss, *extra))
     loaded: set[int] = set()
+    count = [0] * len(ctx.streams)
     for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
+        sp, sg, ss, p0, olds, tmp = sets[count[cl] % nsets]
+        count[cl] += 1
         if cl not in loaded:
             loaded.add(cl)
             _load_hyper(ctx, cl, hyper, offset, len(names), hslot)
@@ -81,7 +99,7 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
         ctx.emit(cl, mnemonic, reads=(sp, sg, *ss), writes=(sp, *ss), **ref)
         if sparse:
             _keep_pattern(ctx, cl, p0, [sp, *ss], [None, *olds], tmp, h, w)  # type: ignore[list-item]
-        for buf, slot in zip(ctx.outs, [sp, *ss]):
+        for buf, slot in zip(outs, [sp, *ss]):
             ctx.store(cl, buf, r0, c0, h, w, slot)
 
 
