@@ -376,17 +376,21 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
                                ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps))
 
 
-def _wgrad_plan(ctx: KernelContext, v: Conv) -> tuple[int, list[tuple[int, int, int, int]], int, int] | None:
-    """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in) of the slab
-    weight gradient, or None when even 16 x 16 tiles of every tap do not fit the scratchpad.
-    Per tile the scratchpad holds every tap's s x s gradient, their OIHW-ordered copy, the
-    double-buffered output-gradient and window tiles (s x pixels) and the input slab."""
+def _wgrad_plan(ctx: KernelContext, v: Conv) -> tuple[int, list[tuple[int, int, int, int]], int, int, int] | None:
+    """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in, images per
+    block) of the slab weight gradient, or None when even 16 x 16 tiles of every tap do not
+    fit the scratchpad. Per tile the scratchpad holds every tap's s x s gradient, their
+    OIHW-ordered copy, the double-buffered output-gradient and window tiles (s x pixels of
+    ``group`` images) and the input slabs. Among the fits, the one with the fewest MAC-array
+    cycles (folds x (k + fold overhead)) wins: small planes gain most from a longer k."""
     t, elems, ntap = ctx.tiling.t, ctx.tiling.elems, v.kh * v.kw
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
+    pe, fold = int(ctx.target.cluster.pe_rows), int(ctx.target.cluster.fold_cycles)
+    best, best_cost = None, None
     top = min(t, max(v.o, v.c))
     for s in sorted({top, *range(16, top, 16)}, reverse=True):
         left = budget - 2 * ntap * s * s
-        if left <= 0:
+        if left <= 0 or s * ntap > 0xFFFF:
             continue
         limit = max(1, min(elems // s, 0xFFFF))
         while limit >= 1:
@@ -394,10 +398,21 @@ def _wgrad_plan(ctx: KernelContext, v: Conv) -> tuple[int, list[tuple[int, int, 
             pmax = max(r * c for _, r, _, c in blocks)
             rows_in = (max(r for _, r, _, _ in blocks) - 1) * v.sh + (v.kh - 1) * v.dh + 1
             cols_in = (max(c for _, _, _, c in blocks) - 1) * v.sw + (v.kw - 1) * v.dw + 1
-            if 4 * s * pmax + s * rows_in * cols_in <= left and s * ntap <= 0xFFFF:
-                return s, blocks, rows_in, cols_in
+            per_image = 4 * s * pmax + s * rows_in * cols_in
+            if per_image <= left:
+                break
             limit //= 2
-    return None
+        else:
+            continue
+        group = 1
+        if len(blocks) == 1:
+            group = max(1, min(v.n, left // per_image, elems // max(s, pmax) // pmax, 0xFFFF // pmax))
+        tiles = -(-v.o // s) * -(-v.c // s)
+        steps = -(-v.n // group) * len(blocks)
+        cost = tiles * steps * ntap * -(-s // pe) ** 2 * (group * pmax + fold)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = (s, blocks, rows_in, cols_in, group), cost
+    return best
 
 
 @kernel("graph.conv2d_backward_weight")
@@ -408,8 +423,11 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     end one on-chip gather reorders the taps into OIHW and one ``st`` writes the tile::
 
         ld  sp[G] <- g[n, o0:, pixels]      ldg sp[XS] <- x[n, c0:, rows_in, cols_in]
-        per tap:  ldg sp[B] <- sp[XS] (window);  mm sp[C_tap] (+)= G . B^T
+        per tap:  ldg sp[B] <- sp[XS] (window, pixels x Cin);  mm sp[C_tap] (+)= G . B
         ldg sp[O] <- sp[C] (o, c, tap order);   st W[o0:, c0:, :, :] <- sp[O]
+
+    When a block is a whole output plane, a step takes several images (``ldg`` of their
+    planes side by side, windows stacked), so each ``mm`` reduces over images x pixels.
     """
     v = _params(ctx)
     g, x = ctx.ins
@@ -417,14 +435,14 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     plan = _wgrad_plan(ctx, v)
     if plan is None:
         return _wgrad_from_dram(ctx, v)
-    side, blocks, rows_in, cols_in = plan
+    side, blocks, rows_in, cols_in, G = plan
     xa, hin, win = _padded_input(ctx, x, v)
     ntap = v.kh * v.kw
     slab = rows_in * cols_in
     pmax = max(r * c for _, r, _, c in blocks)
-    g_slots = [ctx.alloc("sp", 4 * side * pmax) for _ in range(2)]
-    b_slots = [ctx.alloc("sp", 4 * side * pmax) for _ in range(2)]
-    xslab = ctx.alloc("sp", 4 * side * slab)
+    g_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
+    xslab = ctx.alloc("sp", 4 * G * side * slab)
     cbank = ctx.alloc("sp", 4 * ntap * side * side)
     ordered = ctx.alloc("sp", 4 * ntap * side * side)
     plane_in, plane_out = hin * win, v.oh * v.ow
@@ -433,23 +451,31 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     for cl, (o0, c0) in ctx.place(tiles):
         mt, nt = min(side, v.o - o0), min(side, v.c - c0)
         first = True
-        for n in range(v.n):
+        for n0 in range(0, v.n, G):
+            imgs = range(n0, min(n0 + G, v.n))
             for oh0, rows, ow0, cols in blocks:
                 pt = rows * cols
                 gb, b_par = g_slots[it[cl] % 2], it[cl]
                 it[cl] += 1
-                ctx.ld_at(cl, gb, g.addr + 4 * (n * v.o * plane_out + o0 * plane_out + oh0 * v.ow + ow0),
-                          mt, pt, plane_out)
-                ctx.ldg(cl, xslab, xa + 4 * (n * v.c * plane_in + c0 * plane_in + oh0 * v.sh * win
-                                             + ow0 * v.sw), (nt, rows_in, cols_in), (plane_in, win, 1))
+                g0 = g.addr + 4 * (n0 * v.o * plane_out + o0 * plane_out + oh0 * v.ow + ow0)
+                if len(imgs) == 1:
+                    ctx.ld_at(cl, gb, g0, mt, pt, plane_out)
+                else:  # whole planes of several images: mt x (images * pixels)
+                    ctx.ldg(cl, gb, g0, (mt, len(imgs), pt), (plane_out, v.o * plane_out, 1))
+                for j, n in enumerate(imgs):
+                    ctx.ldg(cl, xslab, xa + 4 * (n * v.c * plane_in + c0 * plane_in + oh0 * v.sh * win
+                                                 + ow0 * v.sw), (nt, rows_in, cols_in), (plane_in, win, 1),
+                            offset=4 * j * nt * slab)
                 for tap in range(ntap):
                     kh, kw = divmod(tap, v.kw)
                     b = b_slots[(b_par * ntap + tap) % 2]
-                    ctx.gather_sp(cl, b, xslab, kh * v.dh * cols_in + kw * v.dw,
-                                  (nt, rows, cols), (slab, v.sh * cols_in, v.sw))
+                    for j, _ in enumerate(imgs):  # window^T: (pixels x nt) per image, stacked
+                        ctx.gather_sp(cl, b, xslab, j * nt * slab + kh * v.dh * cols_in + kw * v.dw,
+                                      (rows, cols, nt), (v.sh * cols_in, v.sw, slab), offset=4 * j * pt * nt)
                     reads = (gb, b) if first else (gb, b, cbank)
                     ctx.emit(cl, "mm", reads=reads, writes=(cbank,), dst=cbank.ref(4 * tap * mt * nt),
-                             a=gb.ref(), b=b.ref(), m=mt, n=nt, k=pt, accum=int(not first), ta=0, tb=1)
+                             a=gb.ref(), b=b.ref(), m=mt, n=nt, k=pt * len(imgs), accum=int(not first),
+                             ta=0, tb=0)
                 first = False
         ctx.stats.macs += mt * nt * v.n * plane_out * ntap
         ctx.gather_sp(cl, ordered, cbank, 0, (mt, nt, ntap), (nt, 1, mt * nt))

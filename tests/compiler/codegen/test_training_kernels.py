@@ -94,6 +94,8 @@ CONVS = [
     (1, 3, 8, 8, 4, 1, 1, 2, 0, 1),
     (1, 2, 9, 8, 3, 3, 2, 1, 2, 2),
     (1, 70, 5, 5, 60, 3, 3, 1, 1, 1),  # channel blocks > the 52-wide tile
+    (5, 20, 4, 4, 18, 3, 3, 1, 1, 1),  # whole-plane tiles: several images per step
+    (3, 6, 9, 9, 7, 3, 3, 2, 2, 2),  # stride and dilation under the slabs
 ]
 
 
