@@ -328,10 +328,15 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     else:
         runs = RunGrid(base, (d0, d1, d2), (4 * s0, 4 * s1, 4 * s2), 4)
     m.check("sp", cl, ea["dst"], 4 * n)
+    info = {"runs": runs, "nbytes": 4 * n, "codec": (0, 0), "space": space}
+    if space == "sp":  # an on-chip gather is timed by the banks of the elements it reads
+        info["addrs"] = (base + 4 * (np.arange(d0, dtype=np.int64)[:, None, None] * s0
+                                     + np.arange(d1, dtype=np.int64)[None, :, None] * s1
+                                     + np.arange(d2, dtype=np.int64)[None, None, :] * s2)).reshape(-1)
     return Effect([("sp", cl, ea["dst"], vals.reshape(1, n), 4 * n)],
                   [Access(space, cl, lo, 1, hi - lo, hi - lo, False),
                    Access("sp", cl, ea["dst"], 1, 4 * n, 4 * n, True)],
-                  info={"runs": runs, "nbytes": 4 * n, "codec": (0, 0), "space": space, "addrs": addrs})
+                  info=info)
 
 
 @semantics("st")
