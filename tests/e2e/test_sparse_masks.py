@@ -83,13 +83,13 @@ def test_cnn_conv_weight_gradients_are_sddmm() -> None:
     assert mnemonics(sparse).count("sddmm") >= len(masks)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "on acf-small the conv kernels are bound by gathers/loads, not MACs: 90 % weight zeros "
-    "cut forward conv cycles ~10 %, conv weight gradients are dense, and the gradient and "
-    "update mask passes cost more than that (see the report)"))
 def test_cnn_90_percent_masks_fewer_cycles() -> None:
     dense, sparse, _ = _cnn_pair()
-    assert sparse.reports[0].total_cycles < dense.reports[0].total_cycles
+    d, s = dense.reports[0], sparse.reports[0]
+    print(f"\nSmallCNN b2 acf-small: dense {d.total_cycles} cycles, 90 % masked {s.total_cycles}")
+    assert s.total_cycles < d.total_cycles
+    # the forward convs are where the skipped MACs show
+    assert s.by_kind["forward"]["span_cycles"] < d.by_kind["forward"]["span_cycles"]
 
 
 def test_mask_changes_do_not_recompile() -> None:

@@ -47,6 +47,14 @@ def _role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
 def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: Buffer,
                 roles: tuple[str, str] = ("tile", "tile")) -> None:
     """out = fn(a, b) tile by tile; ``roles[1]`` says how b broadcasts (a is a full tile)."""
+    flat = roles[1] in ("tile", "scalar") or b is None
+    if flat and not any(x.sparse for x in (a, out) + ((b,) if b is not None else ())):
+        # same-shape dense operands are contiguous: tiles of one flat row are single DRAM
+        # runs (the 2-D view of a 3x3 conv weight has 12-byte rows, one burst each)
+        n = math.prod(out.shape) if out.shape else 1
+        a, out = Buffer(a.addr, (1, n)), Buffer(out.addr, (1, n))
+        if b is not None and roles[1] == "tile":
+            b = Buffer(b.addr, (1, n))
     rows, cols = out.rows_cols
     if out.sparse or a.sparse:
         tr, tc = out.tile if out.sparse else a.tile
