@@ -46,10 +46,13 @@ class Conv2dBackwardInput(OpDef):
 
 @register_op
 class Conv2dBackwardWeight(OpDef):
-    """``graph.conv2d_backward_weight %grad_out, %x {weight_shape = [O, C/g, KH, KW], ...}``."""
+    """``graph.conv2d_backward_weight %grad_out, %x[, %mask] {weight_shape = [O, C/g, KH, KW], ...}``.
+
+    With ``%mask`` (weight-shaped) it is the sampled weight gradient: only the entries where
+    the mask is non-zero are computed, the rest are zero (the conv form of ``graph.sddmm``)."""
 
     name = "graph.conv2d_backward_weight"
-    operands = ("grad_out", "x")
+    operands = ("grad_out", "x", "mask?")
     results = ("grad_weight",)
     attributes = attrs(weight_shape=attr("ints"), **CONV)
     infer = staticmethod(rules.conv2d_backward_weight)

@@ -103,14 +103,16 @@ def _conv2d_backward_input(xs, attrs, op):
 
 @semantics("graph.conv2d_backward_weight")
 def _conv2d_backward_weight(xs, attrs, op):
-    g, x = xs
+    g, x = xs[:2]
     groups = int(attrs["groups"])
     wshape = tuple(attrs["weight_shape"])
     n, o, oh, ow = g.shape
     cols = _im2col(x, wshape, attrs)
     gg = g.reshape(n, groups, o // groups, oh * ow)
-    grad = np.matmul(gg, np.swapaxes(cols, -1, -2)).sum(axis=0, dtype=f32)
-    return [grad.reshape(wshape)]
+    grad = np.matmul(gg, np.swapaxes(cols, -1, -2)).sum(axis=0, dtype=f32).reshape(wshape)
+    if len(xs) > 2:  # sampled: only where the mask is non-zero
+        grad = np.where(np.asarray(xs[2]) != 0, grad, f32(0)).astype(f32)
+    return [grad]
 
 
 def _pool_params(x: np.ndarray, attrs):

@@ -133,9 +133,11 @@ def conv2d_backward_input(ts: Types, attrs: Attrs) -> list[TensorType]:
 
 
 def conv2d_backward_weight(ts: Types, attrs: Attrs) -> list[TensorType]:
-    """``(grad_out, x) {weight_shape}`` -> grad_weight."""
+    """``(grad_out, x[, mask]) {weight_shape}`` -> grad_weight."""
     shape = tuple(int(d) for d in attrs["weight_shape"])  # type: ignore[union-attr]
     _expect(ts[0], conv2d_shape(ts[1].shape, shape, attrs), "grad_out")
+    if len(ts) > 2:
+        _expect(ts[2], shape, "mask")
     return [TensorType(shape, ts[0].element)]
 
 

@@ -89,7 +89,7 @@ def masked_params(func: FuncOp) -> dict[str, str]:
         if grad is None:
             continue
         mask = None
-        if grad.name == "graph.sddmm":
+        if grad.name == "graph.sddmm" or is_sampled_conv_wgrad(grad):
             mask = grad.operands[2]
         elif grad.name == "graph.mask_apply":
             mask = grad.operands[1]
@@ -142,18 +142,24 @@ def elide_bound_masks(func: FuncOp, masks: dict[str, str]) -> int:
     return count
 
 
+def is_sampled_conv_wgrad(op: Operation) -> bool:
+    """A conv weight gradient computed only at its mask's non-zeros (the conv SDDMM)."""
+    return op.name == "graph.conv2d_backward_weight" and len(op.operands) == 3
+
+
 def dense_weight_gradients(func: FuncOp) -> int:
-    """Rewrite every ``graph.sddmm`` to a dense ``graph.matmul`` (see the module doc);
-    returns how many were rewritten."""
+    """Rewrite every ``graph.sddmm`` to a dense ``graph.matmul``, and every sampled conv
+    weight gradient to the dense one (see the module doc); returns how many were rewritten."""
     count = 0
     for op in list(func.body.ops):
-        if op.name != "graph.sddmm":
+        if op.name != "graph.sddmm" and not is_sampled_conv_wgrad(op):
             continue
         a, b, mask = op.operands
         attrs = {k: v for k, v in op.attributes.items() if k != "sparsity"}
         out_t = op.result.type
         assert isinstance(out_t, TensorType)
-        mm = new_op_before(op, "graph.matmul", [a, b], [out_t.dense()], attrs)
+        dense_name = "graph.matmul" if op.name == "graph.sddmm" else op.name
+        mm = new_op_before(op, dense_name, [a, b], [out_t.dense()], attrs)
         mm.loc = op.loc
         masked: Value | None = None
         for user, i in list(op.result.uses()):
@@ -191,7 +197,7 @@ def gemm_kind(func: FuncOp, op: Operation) -> str:
         return "optimizer"
     if op.name not in GEMMS:
         return "other"
-    if op.name == "graph.sddmm":
+    if op.name == "graph.sddmm" or is_sampled_conv_wgrad(op):
         return "wgrad_sddmm"
     if op.name == "graph.conv2d_backward_weight":
         return "wgrad_dense"

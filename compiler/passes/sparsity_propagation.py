@@ -15,6 +15,8 @@ Shape ops (reshape, transpose, broadcast_to) keep their input's annotation; ``mu
 both. Rewrites first (each result of the ``matmul`` must have no other use):
 
 * ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)``;
+* ``mask_apply(conv2d_backward_weight(g, x), m)`` -> ``conv2d_backward_weight(g, x, m)`` (the
+  sampled conv weight gradient: only the mask's non-zeros are computed);
 * ``sgd_update(w, matmul(a, b), buf)`` / ``adam_update(w, matmul(a, b), ...)`` with a
   sparse-encoded ``w`` -> the gradient becomes ``sddmm(a, b, w)`` (only ``w``'s non-zeros are
   updated, so the other gradient entries were never needed).
@@ -71,6 +73,14 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
             matmul = _sole_matmul(op.operands[0], counts)
             if matmul is not None:
                 return [_sddmm_before(op, matmul, op.operands[1])]
+            conv = op.operands[0].defining_op
+            if (conv is not None and conv.name == "graph.conv2d_backward_weight"
+                    and len(conv.operands) == 2 and counts.get(op.operands[0], 0) == 1
+                    and op.operands[1].type == conv.result.type):
+                sampled = new_op_before(op, conv.name, [*conv.operands, op.operands[1]],
+                                        [conv.result.type], dict(conv.attributes))
+                sampled.loc = conv.loc
+                return [sampled.result]
         return None
 
     def masked_update(op: Operation) -> list[Value] | None:
@@ -99,6 +109,8 @@ def _result_sparsity(op: Operation, inputs: list[str]) -> list[str]:
     if op.name == "graph.mask_apply":
         return [_join([inputs[0], "mask" if inputs[1] == DENSE else inputs[1]])]
     if op.name == "graph.sddmm":
+        return [_join([inputs[2]]) if inputs[2] != DENSE else "mask"]
+    if op.name == "graph.conv2d_backward_weight" and len(inputs) == 3:
         return [_join([inputs[2]]) if inputs[2] != DENSE else "mask"]
     if op.name in KEEPS_INPUT or op.name in UNION:
         return [_join(inputs)]

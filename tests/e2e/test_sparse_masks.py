@@ -75,12 +75,16 @@ def test_cnn_90_percent_masks_linear_wgrad_is_sddmm() -> None:
     assert s.by_kind["forward"]["effectual_macs"] < 0.3 * d.by_kind["forward"]["effectual_macs"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "codegen has no sampled conv weight gradient: mask_apply(conv2d_backward_weight) stays a "
-    "dense per-tap mm followed by a mask pass (see the report)"))
 def test_cnn_conv_weight_gradients_are_sddmm() -> None:
-    _, sparse, masks = _cnn_pair()
+    dense, sparse, masks = _cnn_pair()
     assert mnemonics(sparse).count("sddmm") >= len(masks)
+    ops = [op for op in sparse.session._cache[next(iter(sparse.session._cache))].func.body.ops]
+    sampled = [op for op in ops if op.name == "graph.conv2d_backward_weight"]
+    assert sampled and all(len(op.operands) == 3 for op in sampled)  # every conv is masked
+    d, s = dense.reports[0], sparse.reports[0]
+    assert "wgrad_sddmm" in s.by_kind
+    conv_wgrad = s.by_kind["wgrad_sddmm"]["effectual_macs"]
+    assert conv_wgrad < 0.3 * d.by_kind["wgrad_dense"]["effectual_macs"]
 
 
 def test_cnn_90_percent_masks_fewer_cycles() -> None:

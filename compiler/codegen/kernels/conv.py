@@ -376,7 +376,8 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
                                ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps))
 
 
-def _wgrad_plan(ctx: KernelContext, v: Conv) -> tuple[int, list[tuple[int, int, int, int]], int, int, int] | None:
+def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
+                ) -> tuple[int, list[tuple[int, int, int, int]], int, int, int] | None:
     """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in, images per
     block) of the slab weight gradient, or None when even 16 x 16 tiles of every tap do not
     fit the scratchpad. Per tile the scratchpad holds every tap's s x s gradient, their
@@ -389,7 +390,7 @@ def _wgrad_plan(ctx: KernelContext, v: Conv) -> tuple[int, list[tuple[int, int, 
     best, best_cost = None, None
     top = min(t, max(v.o, v.c))
     for s in sorted({top, *range(16, top, 16)}, reverse=True):
-        left = budget - 2 * ntap * s * s
+        left = budget - (3 if sampled else 2) * ntap * s * s  # (+ the sampling tiles)
         if left <= 0 or s * ntap > 0xFFFF:
             continue
         limit = max(1, min(elems // s, 0xFFFF))
@@ -426,13 +427,17 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
         per tap:  ldg sp[B] <- sp[XS] (window, pixels x Cin);  mm sp[C_tap] (+)= G . B
         ldg sp[O] <- sp[C] (o, c, tap order);   st W[o0:, c0:, :, :] <- sp[O]
 
+    Sampled (a mask operand: the conv SDDMM of a masked weight), each tap's ``mm`` is an
+    ``sddmm`` whose sampling tile is that tap's mask, cut on chip from the tile's mask rows.
+
     When a block is a whole output plane, a step takes several images (``ldg`` of their
     planes side by side, windows stacked), so each ``mm`` reduces over images x pixels.
     """
     v = _params(ctx)
-    g, x = ctx.ins
+    g, x = ctx.ins[:2]
+    mask = ctx.ins[2] if len(ctx.ins) > 2 else None
     out = ctx.outs[0]
-    plan = _wgrad_plan(ctx, v)
+    plan = _wgrad_plan(ctx, v, sampled=mask is not None)
     if plan is None:
         return _wgrad_from_dram(ctx, v)
     side, blocks, rows_in, cols_in, G = plan
@@ -445,12 +450,17 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     xslab = ctx.alloc("sp", 4 * G * side * slab)
     cbank = ctx.alloc("sp", 4 * ntap * side * side)
     ordered = ctx.alloc("sp", 4 * ntap * side * side)
+    sbank = ctx.alloc("sp", 4 * ntap * side * side) if mask is not None else None
     plane_in, plane_out = hin * win, v.oh * v.ow
     tiles = [(o0, c0) for o0 in range(0, v.o, side) for c0 in range(0, v.c, side)]
     it = [0] * len(ctx.streams)
     for cl, (o0, c0) in ctx.place(tiles):
         mt, nt = min(side, v.o - o0), min(side, v.c - c0)
         first = True
+        if sbank is not None:  # every tap's sampling tile, cut from the tile's OIHW mask rows
+            ctx.ld_at(cl, ordered, mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap,
+                      v.c * ntap)
+            ctx.gather_sp(cl, sbank, ordered, 0, (ntap, mt, nt), (1, nt * ntap, ntap))
         for n0 in range(0, v.n, G):
             imgs = range(n0, min(n0 + G, v.n))
             for oh0, rows, ow0, cols in blocks:
@@ -473,9 +483,13 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
                         ctx.gather_sp(cl, b, xslab, j * nt * slab + kh * v.dh * cols_in + kw * v.dw,
                                       (rows, cols, nt), (v.sh * cols_in, v.sw, slab), offset=4 * j * pt * nt)
                     reads = (gb, b) if first else (gb, b, cbank)
-                    ctx.emit(cl, "mm", reads=reads, writes=(cbank,), dst=cbank.ref(4 * tap * mt * nt),
-                             a=gb.ref(), b=b.ref(), m=mt, n=nt, k=pt * len(imgs), accum=int(not first),
-                             ta=0, tb=0)
+                    extra = {}
+                    if sbank is not None:
+                        reads += (sbank,)
+                        extra["s"] = sbank.ref(4 * tap * mt * nt)
+                    ctx.emit(cl, "mm" if sbank is None else "sddmm", reads=reads, writes=(cbank,),
+                             dst=cbank.ref(4 * tap * mt * nt), a=gb.ref(), b=b.ref(), m=mt, n=nt,
+                             k=pt * len(imgs), accum=int(not first), ta=0, tb=0, **extra)
                 first = False
         ctx.stats.macs += mt * nt * v.n * plane_out * ntap
         ctx.gather_sp(cl, ordered, cbank, 0, (mt, nt, ntap), (nt, 1, mt * nt))
@@ -483,7 +497,8 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
 
 
 def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
-    g, x = ctx.ins
+    g, x = ctx.ins[:2]
+    mask = ctx.ins[2] if len(ctx.ins) > 2 else None
     out = ctx.outs[0]
     xa, hin, win = _padded_input(ctx, x, v)
     ntap = v.kh * v.kw
@@ -496,6 +511,7 @@ def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
     a_slots = [ctx.alloc("sp", 4 * ot * pmax) for _ in range(2)]
     b_slots = [ctx.alloc("sp", 4 * ct * pmax) for _ in range(2)]
     c_slots = [ctx.alloc("acc", 4 * ot * ct) for _ in range(2)]
+    m_slots = [ctx.alloc("sp", 4 * ot * ct) for _ in range(2)] if mask is not None else []
     plane_in, plane_out = hin * win, v.oh * v.ow
     tiles = [(tap, o0, c0) for tap in range(ntap) for o0 in range(0, v.o, ot) for c0 in range(0, v.c, ct)]
     loop = KLoop(ctx)
@@ -515,6 +531,11 @@ def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
                               (plane_in, v.sh * win, v.sw)))
         loop.run(cl, steps, a_slots, b_slots, c, mt, nt, ta=False, tb=True)
         ctx.stats.macs += mt * nt * v.n * plane_out
+        if mask is not None:  # sampled: zero the gradient where the mask is zero
+            ms = m_slots[loop.tiles[cl] % 2]
+            ctx.ldg(cl, ms, mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap + tap), (1, mt, nt),
+                    (0, v.c * ntap, ntap))
+            ctx.vop(cl, "mask", c, c, mt, nt, ms)
         if direct:
             ctx.st_at(cl, c, dst + 4 * (o0 * v.c + c0), mt, nt, v.c)
         else:
