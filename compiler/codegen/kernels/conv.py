@@ -192,8 +192,11 @@ class _SlabPlan:
 
 def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     t, elems = ctx.tiling.t, ctx.tiling.elems
+    ncl = len(ctx.streams)
     mt = min(g.cout, t)
     blocks = _pixel_blocks(g.oh, g.ow, max(1, min(elems // mt, 0xFFFF)))
+    if -(-g.cout // mt) * len(blocks) * g.n < ncl:  # too few tiles for the clusters: thinner
+        mt = min(mt, max(16, -(-g.cout // -(-ncl // (len(blocks) * g.n)) + 15) // 16 * 16))
     pmax = max(r * c for _, r, _, c in blocks)
     rmax = max(r for _, r, _, _ in blocks)
     cmax = max(c for _, _, _, c in blocks)
@@ -203,8 +206,12 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     # slots are 64-byte aligned: leave room for that rounding
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8 - (2 * mt if g.bias is not None else 0)
     group = 1
-    if len(blocks) == 1:  # a whole output plane per tile: several images share the weights
+    if len(blocks) == 1:  # a whole output plane per tile: several images share the weights,
+        # as many as the accumulator holds while every cluster still gets a tile
         group = max(1, min(g.n, ctx.tiling.acc_bytes // (2 * 4 * mt * pmax)))
+        mblocks = -(-g.cout // mt)
+        while group > 1 and -(-g.n // group) * mblocks < ncl:
+            group -= 1
     while True:
         # per input channel: 2 tap-weight tiles, 2 window tiles, the input slabs of the group
         # and the all-tap weight slab (slabs are single-buffered: they are written and read
@@ -383,7 +390,8 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     fit the scratchpad. Per tile the scratchpad holds every tap's s x s gradient, their
     OIHW-ordered copy, the double-buffered output-gradient and window tiles (s x pixels of
     ``group`` images) and the input slabs. Among the fits, the one with the fewest MAC-array
-    cycles (folds x (k + fold overhead)) wins: small planes gain most from a longer k."""
+    cycles (folds x (k + fold overhead)) wins: small planes gain most from a longer k (fewer,
+    larger tiles also move fewer bytes: the port links, not the MACs, bound most layers)."""
     t, elems, ntap = ctx.tiling.t, ctx.tiling.elems, v.kh * v.kw
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
     pe, fold = int(ctx.target.cluster.pe_rows), int(ctx.target.cluster.fold_cycles)
