@@ -23,6 +23,7 @@ from ..ir import FuncOp, Module, Operation, TensorType, Value
 from .context import HyperTable, KernelContext, OpStats
 from .errors import error_at
 from .kernels import load_all, scratch_shapes
+from .kernels.conv import read_guard_bytes
 from .memory import Buffer, MemoryPlan, plan_memory
 from .placement import row_spread
 from .schedule import merge
@@ -161,7 +162,8 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
     for v in func.arguments:
         if not isinstance(v.type, TensorType):
             raise error_at(func, f"argument '%{v.name_hint}' must be a tensor")
-    plan = plan_memory(func, tiling.shape, extra, arg_shapes, named, scratch_shapes)
+    plan = plan_memory(func, tiling.shape, extra, arg_shapes, named, scratch_shapes,
+                       guard=read_guard_bytes(func))
     if plan.top > int(target.dram.size_bytes):
         raise error_at(func, f"needs {plan.top} bytes of DRAM; {target.name} has "
                              f"{target.dram.size_bytes}")

@@ -97,6 +97,20 @@ class Heap:
         self.free.sort()
 
 
+class GuardedHeap(Heap):
+    """A heap whose blocks keep ``guard`` unused bytes on each side (see ``plan_memory``)."""
+
+    def __init__(self, start: int, guard: int) -> None:
+        super().__init__(start)
+        self.guard = guard
+
+    def alloc(self, nbytes: int) -> int:
+        return super().alloc(nbytes + 2 * self.guard) + self.guard
+
+    def release(self, addr: int, nbytes: int) -> None:
+        super().release(addr - self.guard, nbytes + 2 * self.guard)
+
+
 @dataclass
 class MemoryPlan:
     """Buffers of every value, the symbols to declare, and the DRAM high-water mark."""
@@ -114,6 +128,7 @@ def plan_memory(
     arg_shapes: dict[Value, tuple[int, ...]] | None = None,
     named: dict[Value, str] | None = None,
     scratch_of: Callable[[Operation], list[tuple[int, ...]]] | None = None,
+    guard: int = 0,
 ) -> MemoryPlan:
     """Assign DRAM to ``func``'s arguments, results and intermediates.
 
@@ -121,6 +136,9 @@ def plan_memory(
     ``arg_shapes`` overrides the stored shape of an argument (one-hot labels);
     ``scratch_of(op)`` lists the shapes of dense DRAM scratch buffers an op's kernel needs
     (padded inputs, tap-major partial results); they live only while that op runs.
+    ``guard``: unused bytes kept before and after every buffer, so that a kernel may read a
+    little past a tensor's ends (a conv slab under the zero border, zeroed on chip) without
+    touching, or racing with, any other buffer.
     """
     buffers: dict[Value, Buffer] = {}
     symbols: dict[str, Symbol] = {}
@@ -129,9 +147,10 @@ def plan_memory(
 
     def declare(name: str, shape: tuple[int, ...], fmt: str) -> Buffer:
         nonlocal top
+        top = _align(top + guard)
         buf = Buffer(top, shape, fmt, tile if fmt != "dense" else (0, 0), name)
         symbols[name] = buf.symbol()
-        top = _align(top + max(symbol_nbytes(symbols[name]), 4))
+        top = _align(top + max(symbol_nbytes(symbols[name]), 4) + guard)
         return buf
 
     for arg in func.arguments:
@@ -154,7 +173,7 @@ def plan_memory(
         for v in op.operands:
             last_use[v] = i
     alias_root: dict[Value, Value] = {}
-    heap = Heap(top)
+    heap = GuardedHeap(top, guard)
     held: dict[Value, Buffer] = {}  # root value -> heap buffer
     scratch: dict[int, list[Buffer]] = {}
     for i, op in enumerate(ops):

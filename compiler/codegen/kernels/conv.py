@@ -36,10 +36,11 @@ stores) and one ``gather_copy`` permutes it to OIHW (1x1 kernels store OIHW dire
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..context import KernelContext
 from ..memory import Buffer
+from ..schedule import Slot
 from . import kernel, scratch
 from .layout import fill, gather_copy
 from .loops import KLoop
@@ -85,6 +86,27 @@ def _conv_of(op, xshape=None, wshape=None) -> Conv:
     (sh, sw), (ph, pw), (dh, dw) = (tuple(int(v) for v in a[k]) for k in ("stride", "padding", "dilation"))  # type: ignore[union-attr]
     n, c, h, w = xshape
     return Conv(n, c, h, w, wshape[0], wshape[2], wshape[3], sh, sw, ph, pw, dh, dw)
+
+
+CONV_OPS = ("graph.conv2d", "graph.conv2d_backward_input", "graph.conv2d_backward_weight")
+
+
+def read_guard_bytes(func) -> int:
+    """Bytes a conv slab may read past either end of its input tensor: the zero border
+    (padding, or the flipped kernel's reach in the input gradient) of one row plus one
+    column. The memory plan keeps that much unused DRAM around every buffer; the slab's
+    border elements are zeroed on chip after the load (see ``_zero_border``)."""
+    guard = 0
+    for op in func.body.ops:
+        if op.name not in CONV_OPS:
+            continue
+        try:
+            v = _conv_of(op)
+        except (ValueError, KeyError, TypeError):
+            continue
+        pad = max(v.ph, v.pw, v.dh * (v.kh - 1), v.dw * (v.kw - 1))
+        guard = max(guard, 4 * ((pad + 1) * max(v.w, v.ow) + pad + 1))
+    return -(-guard // 64) * 64
 
 
 def _bwd_input_geometry(v: Conv) -> tuple[int, int, int, int]:
@@ -173,6 +195,36 @@ class TapGemm:
     sw: int
     taps: tuple[tuple[int, int, int], ...]  # (input row offset, input col offset, weight offset)
     bias: Buffer | None = None
+    pad_t: int = 0  # zero border of the input not stored in DRAM (the slabs zero it on chip)
+    pad_l: int = 0
+
+
+def _zero_border(ctx: KernelContext, cl: int, slab: Slot, chans: int, rows_in: int, cols_in: int,
+                 row0: int, col0: int, h: int, w: int) -> None:
+    """Zero the slab elements that lie outside the h x w input (the conv's zero border):
+    the slab was loaded from ``row0, col0`` (possibly negative) with the input's own row
+    pitch, so those elements hold neighbouring rows' data or the guard bytes around the
+    tensor. ``x > +inf`` is false for every x, NaN included."""
+    inf, area = float("inf"), rows_in * cols_in
+    left = min(max(-col0, 0), cols_in)
+    right = min(max(w - col0, 0), cols_in)
+    top = min(max(-row0, 0), rows_in)
+    bottom = min(max(h - row0, 0), rows_in)
+    spans = []  # (element offset, rows, cols, pitch)
+    if left:
+        spans.append((0, chans * rows_in, left, cols_in))
+    if right < cols_in:
+        spans.append((right, chans * rows_in, cols_in - right, cols_in))
+    if top:
+        spans.append((0, chans, top * cols_in, area))
+    if bottom < rows_in:
+        spans.append((bottom * cols_in, chans, (rows_in - bottom) * cols_in, area))
+    for off, rows, cols, pitch in spans:
+        if rows > 0xFFFF or cols > 0xFFFF or pitch > 0xFFFF:
+            raise ctx.error("conv slab too large for the vop fields")
+        ctx.emit(cl, "vop", reads=(slab,), writes=(slab,), fn="gt", dst=slab.ref(4 * off),
+                 a=slab.ref(4 * off), rows=rows, cols=cols, bmode="imm", imm=inf,
+                 pitch=0 if pitch == cols else pitch)
 
 
 @dataclass(frozen=True)
@@ -244,6 +296,7 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
     not fit the scratchpad."""
     plan = _slab_plan(ctx, g)
     if plan is None:
+        assert not (g.pad_t or g.pad_l), "callers pad in DRAM when the slabs do not fit"
         return _emit_tap_gemm_from_dram(ctx, g)
     mt_max, kt_max, G = plan.mt, plan.kt, plan.group
     ntap = len(g.taps)
@@ -272,10 +325,14 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
             else:
                 ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
                 wrows, wcols = mt, kt
+            row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
             for j, n in enumerate(imgs):
                 ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * plane_in + k0 * plane_in
-                                                   + oh0 * g.sh * g.win + ow0 * g.sw),
+                                                   + row0 * g.win + col0),
                         (kt, plan.rows_in, plan.cols_in), (plane_in, g.win, 1), offset=4 * j * kt * slab)
+            if g.pad_t or g.pad_l:
+                _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
+                             g.hin, g.win)
             for dy, dx, woff in g.taps:
                 a = a_slots[kiter[cl] % 2]
                 ctx.gather_sp(cl, a, wslab, woff, (1, wrows, wcols), (0, wcols * ntap, ntap))
@@ -347,10 +404,13 @@ def conv2d(ctx: KernelContext) -> None:
     v = _params(ctx)
     x, w = ctx.ins[0], ctx.ins[1]
     bias = ctx.ins[2] if len(ctx.ins) == 3 else None
-    xa, hin, win = _padded_input(ctx, x, v)
     taps = tuple((kh * v.dh, kw * v.dw, kh * v.kw + kw) for kh in range(v.kh) for kw in range(v.kw))
-    emit_tap_gemm(ctx, TapGemm(xa, v.c, hin, win, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, False,
-                               ctx.outs[0].addr, v.n, v.o, v.oh, v.ow, v.sh, v.sw, taps, bias))
+    g = TapGemm(x.addr, v.c, v.h, v.w, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, False,
+                ctx.outs[0].addr, v.n, v.o, v.oh, v.ow, v.sh, v.sw, taps, bias, v.ph, v.pw)
+    if _slab_plan(ctx, g) is None:  # no slabs: the taps gather from a zero-padded copy
+        xa, hin, win = _padded_input(ctx, x, v)
+        g = replace(g, x_addr=xa, hin=hin, win=win, pad_t=0, pad_l=0)
+    emit_tap_gemm(ctx, g)
 
 
 @kernel("graph.conv2d_backward_input")
@@ -361,6 +421,13 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
     if top < 0 or left < 0:
         raise ctx.error("padding larger than dilation*(kernel-1) is not supported in the "
                         "input gradient")
+    taps = tuple((kh * v.dh, kw * v.dw, (v.kh - 1 - kh) * v.kw + (v.kw - 1 - kw))
+                 for kh in range(v.kh) for kw in range(v.kw))
+    if v.sh * v.sw == 1:  # the zero border is virtual: the slabs read g itself
+        tg = TapGemm(g.addr, v.o, v.oh, v.ow, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, True,
+                     ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps, None, top, left)
+        if _slab_plan(ctx, tg) is not None:
+            return emit_tap_gemm(ctx, tg)
     gz = ctx.scratch[0]
     planes = v.n * v.o
     fill(ctx, gz.addr, planes * hz * wz)
@@ -377,8 +444,6 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
     gather_copy(ctx, src, gz.addr + 4 * (top * wz + left), [planes, v.oh * v.sh, v.ow, v.sw],
                 sstr, [hz * wz, wz, v.sw, 1])
     ctx.barrier()
-    taps = tuple((kh * v.dh, kw * v.dw, (v.kh - 1 - kh) * v.kw + (v.kw - 1 - kw))
-                 for kh in range(v.kh) for kw in range(v.kw))
     emit_tap_gemm(ctx, TapGemm(gz.addr, v.o, hz, wz, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, True,
                                ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps))
 
@@ -449,7 +514,7 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     if plan is None:
         return _wgrad_from_dram(ctx, v)
     side, blocks, rows_in, cols_in, G = plan
-    xa, hin, win = _padded_input(ctx, x, v)
+    xa, hin, win = x.addr, v.h, v.w  # the zero border is virtual: zeroed in each slab
     ntap = v.kh * v.kw
     slab = rows_in * cols_in
     pmax = max(r * c for _, r, _, c in blocks)
@@ -480,10 +545,12 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
                     ctx.ld_at(cl, gb, g0, mt, pt, plane_out)
                 else:  # whole planes of several images: mt x (images * pixels)
                     ctx.ldg(cl, gb, g0, (mt, len(imgs), pt), (plane_out, v.o * plane_out, 1))
+                row0, col0 = oh0 * v.sh - v.ph, ow0 * v.sw - v.pw
                 for j, n in enumerate(imgs):
-                    ctx.ldg(cl, xslab, xa + 4 * (n * v.c * plane_in + c0 * plane_in + oh0 * v.sh * win
-                                                 + ow0 * v.sw), (nt, rows_in, cols_in), (plane_in, win, 1),
-                            offset=4 * j * nt * slab)
+                    ctx.ldg(cl, xslab, xa + 4 * (n * v.c * plane_in + c0 * plane_in + row0 * win + col0),
+                            (nt, rows_in, cols_in), (plane_in, win, 1), offset=4 * j * nt * slab)
+                if v.ph or v.pw:
+                    _zero_border(ctx, cl, xslab, len(imgs) * nt, rows_in, cols_in, row0, col0, hin, win)
                 for tap in range(ntap):
                     kh, kw = divmod(tap, v.kw)
                     b = b_slots[(b_par * ntap + tap) % 2]
