@@ -86,6 +86,10 @@ class FmtSpec:
         )
 
 
+_INT_KINDS = frozenset(("u", "s", "cl", "tok", "reg", "rel"))
+_RANGES: dict[tuple[int, bool], tuple[int, int]] = {}  # (bits, signed) -> (lo, hi)
+
+
 @dataclass(frozen=True)
 class Kind:
     """One operand kind. ``bits`` is the encoded width; ``choices`` names enum values."""
@@ -100,10 +104,13 @@ class Kind:
     def check(self, fname: str, value: Any) -> Any:
         """Validate a Python-level operand value; raise FieldError naming the field."""
         k = self.name
-        if k in ("u", "s", "cl", "tok", "reg", "rel"):
-            if not isinstance(value, int) or isinstance(value, bool):
+        if k in _INT_KINDS:
+            if value.__class__ is not int and (not isinstance(value, int) or isinstance(value, bool)):
                 raise FieldError(f"field '{fname}': expected an integer, got {value!r}")
-            lo, hi = self.int_range()
+            rng = _RANGES.get((self.bits, self.signed))
+            if rng is None:
+                rng = _RANGES[(self.bits, self.signed)] = self.int_range()
+            lo, hi = rng
             if not lo <= value <= hi:
                 raise FieldError(f"field '{fname}': {value} out of range [{lo}, {hi}] ({self.bits} bits)")
             return value

@@ -77,11 +77,18 @@ def make(mnemonic: str, **args: Any) -> Instruction:
     return make_op(op, args)
 
 
+_KNOWN: dict[int, tuple[Op, frozenset[str]]] = {}  # id(op) -> (op, field names incl. header)
+
+
 def make_op(op: Op, args: dict[str, Any]) -> Instruction:
-    known = {f.name for f in op.fields} | (set(HEADER_FIELDS) if op.queued else set())
-    for name in args:
-        if name not in known:
-            raise FieldError(f"{op.mnemonic}: unknown field '{name}'")
+    entry = _KNOWN.get(id(op))
+    if entry is None or entry[0] is not op:  # the op is held, so its id is never reused
+        entry = _KNOWN[id(op)] = (op, frozenset(
+            {f.name for f in op.fields} | (set(HEADER_FIELDS) if op.queued else set())))
+    known = entry[1]
+    if not known.issuperset(args):
+        name = next(n for n in args if n not in known)
+        raise FieldError(f"{op.mnemonic}: unknown field '{name}'")
     full: dict[str, Any] = {}
     if op.queued:
         for h in HEADER_FIELDS:

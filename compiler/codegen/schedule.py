@@ -42,6 +42,12 @@ class Slot:
     addr: int
     nbytes: int
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.space, self.addr, self.nbytes)))
+
+    def __hash__(self) -> int:  # slots key every dependency map: hashed once
+        return self._hash  # type: ignore[attr-defined,no-any-return]
+
     def ref(self, offset: int = 0) -> MemRef:
         return MemRef(self.space, self.addr + offset)
 

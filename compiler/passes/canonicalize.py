@@ -2,7 +2,9 @@
 
 Patterns: ``x * 1 -> x``, ``x + 0 -> x``, ``x - 0 -> x``, ``x / 1 -> x`` (when ``x``
 already has the result type, encoding included), ``transpose(transpose(x))`` -> one transpose (or ``x``),
-``reshape(reshape(x))`` -> one reshape, reshape/broadcast_to to the same shape -> ``x``.
+``reshape(reshape(x))`` -> one reshape, reshape/broadcast_to to the same shape -> ``x``,
+``add(x, broadcast_to(v))`` -> ``add(x, v)`` when ``v`` is a scalar, row, column or
+per-channel vector (elementwise ops broadcast those themselves).
 
 Before::
 
@@ -18,6 +20,8 @@ After::
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -100,7 +104,40 @@ def fold_reshape(op: Operation) -> list[Value] | None:
     return None
 
 
-PATTERNS: list[Pattern] = [fold_identity_operand, fold_transpose_pair, fold_reshape]
+BROADCASTING = ("graph.add", "graph.sub", "graph.mul", "graph.div")
+
+
+def _implicit_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Shapes an elementwise op broadcasts by itself: a scalar, a last-dim row, a column,
+    or one value per channel of an NCHW-like tensor."""
+    if math.prod(shape) == 1:
+        return True
+    p = (1,) * (len(out) - len(shape)) + tuple(shape)
+    if len(p) != len(out):
+        return False
+    return (p == (1,) * (len(out) - 1) + out[-1:] or p == out[:-1] + (1,)
+            or len(out) >= 3 and p == (1,) * (len(out) - 3) + (out[-3], 1, 1))
+
+
+def fold_broadcast_operand(op: Operation) -> list[Value] | None:
+    """``add(x, broadcast_to(v))`` -> ``add(x, v)`` when the op broadcasts ``v`` itself (a
+    scalar, row, column or per-channel vector): the broadcast is never materialized."""
+    if op.name not in BROADCASTING or len(op.operands) != 2:
+        return None
+    out = tuple(op.result.type.shape)  # type: ignore[union-attr]
+    for i, v in enumerate(op.operands):
+        b = v.defining_op
+        other = op.operands[1 - i]
+        if b is None or b.name != "graph.broadcast_to" or tuple(other.type.shape) != out:  # type: ignore[union-attr]
+            continue
+        src = b.operands[0]
+        if src.type.encoding is None and _implicit_broadcast(tuple(src.type.shape), out):  # type: ignore[union-attr]
+            op.operands[i] = src
+    return None  # rewritten in place
+
+
+PATTERNS: list[Pattern] = [fold_identity_operand, fold_transpose_pair, fold_reshape,
+                           fold_broadcast_operand]
 
 
 class Canonicalize(ModulePass):

@@ -1,6 +1,7 @@
 """Elementwise kernels over ``vop``: unary functions, binary functions with numpy
-broadcasting (row and column operands via ``bmode=row``/``col``, one-element operands via a
-float register and ``bmode=freg``), ``relu_backward`` (``relu_bwd``), ``mask_apply``
+broadcasting (row and column operands via ``bmode=row``/``col``, a per-channel vector of an
+NCHW tensor as a column per image, one-element operands via a float register and
+``bmode=freg``), ``relu_backward`` (``relu_bwd``), ``mask_apply``
 (``mask``), and copies (``graph.reshape`` of a sparse value, a returned argument).
 
 Each output tile (at most T*T elements of the 2-D view ``leading dims x last dim``) is
@@ -41,6 +42,8 @@ def _role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
         return "row"
     if len(out) >= 2 and padded == out[:-1] + (1,):
         return "col"
+    if len(out) >= 3 and padded == (1,) * (len(out) - 3) + (out[-3], 1, 1):
+        return "channel"  # one value per channel of an NCHW tensor
     return "other"
 
 
@@ -56,6 +59,14 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
         if b is not None and roles[1] == "tile":
             b = Buffer(b.addr, (1, n))
     rows, cols = out.rows_cols
+    images = 1
+    if roles[1] == "channel":  # (images x C) rows of H*W: tiles stay within one image
+        if out.sparse or a.sparse:
+            raise ctx.error("a per-channel broadcast onto a sparse tensor is not supported")
+        chans, plane = out.shape[-3], out.shape[-2] * out.shape[-1]
+        images = math.prod(out.shape[:-3])
+        a, out = Buffer(a.addr, (images * chans, plane)), Buffer(out.addr, (images * chans, plane))
+        rows, cols = chans, plane
     if out.sparse or a.sparse:
         tr, tc = out.tile if out.sparse else a.tile
     else:
@@ -66,7 +77,8 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
                for _ in range(2)] if b is not None else []
     scalar_slot = ctx.alloc("sp", 4) if roles[1] == "scalar" else None
     count = [0] * len(ctx.streams)
-    for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
+    tiles = [(i * rows + r0, c0, h, w) for i in range(images) for r0, c0, h, w in tiles_2d(rows, cols, tr, tc)]
+    for cl, (r0, c0, h, w) in ctx.place(tiles):
         sa = a_slots[count[cl] % 2]
         ctx.load(cl, a, r0, c0, h, w, sa)
         if b is None:
@@ -82,6 +94,9 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
                 ctx.vop(cl, fn, sa, sa, h, w, sb, bmode="row")
             elif role == "col":
                 ctx.load(cl, Buffer(b.addr, (rows, 1)), r0, 0, h, 1, sb)
+                ctx.vop(cl, fn, sa, sa, h, w, sb, bmode="col")
+            elif role == "channel":  # rows r0.. of image r0 // C: channels r0 % C..
+                ctx.load(cl, Buffer(b.addr, (rows, 1)), r0 % rows, 0, h, 1, sb)
                 ctx.vop(cl, fn, sa, sa, h, w, sb, bmode="col")
             else:
                 assert scalar_slot is not None

@@ -143,6 +143,18 @@ def test_sampled_conv_weight_gradient(case, from_dram, monkeypatch) -> None:
     assert res.report.macs_effectual_count <= res.report.macs_issued_count
 
 
+@pytest.mark.parametrize("op", ["sub", "add", "mul", "div"])
+def test_per_channel_broadcast(op) -> None:
+    """x (op) v with v one value per channel (1, C, 1, 1), either operand order: tiles stay
+    within an image and load the channels' column."""
+    n, c, h, w = 3, 70, 5, 6
+    text = func({"x": (n, c, h, w), "v": (1, c, 1, 1)}, [
+        ("y", op, ["x", "v"], "", [(n, c, h, w)]),
+        ("z", op, ["v", "y"], "", [(n, c, h, w)])], ["y", "z"])
+    rng = np.random.default_rng(5)
+    run_case(text, [rnd(rng, n, c, h, w), rnd(rng, 1, c, 1, 1) + 3.0])
+
+
 def test_sparse_conv_weight_skips_macs() -> None:
     n, c, h, w, o = 1, 8, 6, 6, 8
     text = func({"x": (n, c, h, w), "wt": (o, c, 3, 3)}, [
