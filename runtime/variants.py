@@ -26,6 +26,7 @@ import numpy as np
 
 from acf.compiler.ir import FuncOp, Module, Operation, TensorType, Value
 from acf.compiler.passes.base import new_op_before
+from acf.compiler.passes.canonicalize import implicit_broadcast
 from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
 
 OPTIMIZERS = ("graph.sgd_update", "graph.adam_update")
@@ -266,19 +267,16 @@ ELEMENTWISE_BINARY = ("graph.add", "graph.sub", "graph.mul", "graph.div", "graph
 
 def _lowerable_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
     """Whether codegen's elementwise kernels take an operand of ``shape`` against ``out``
-    directly: the full shape, one element, a last-axis row or a column (``[..., 1]``)."""
-    if int(np.prod(shape, dtype=np.int64)) == 1:
-        return True
+    directly: the full shape, or a broadcast they do themselves (one element, a last-axis
+    row, a column ``[..., 1]``, one value per channel ``[1, C, 1, 1]``)."""
     padded = (1,) * (len(out) - len(shape)) + tuple(shape)
-    return (padded == out or padded == (1,) * (len(out) - 1) + out[-1:]
-            or (len(out) >= 2 and padded == out[:-1] + (1,)))
+    return padded == out or implicit_broadcast(tuple(shape), out)
 
 
 def materialize_broadcasts(func: FuncOp) -> int:
-    """Stand-in for broadcasts the elementwise kernels do not lower (e.g. a per-channel
-    ``[1, C, 1, 1]`` operand against ``[N, C, H, W]``, as in batch norm's running-variance
-    update): the operand is first expanded with ``graph.broadcast_to`` (exact). Returns how
-    many operands were expanded."""
+    """Stand-in for broadcasts the elementwise kernels do not lower (e.g. a per-image and
+    channel ``[N, C, 1, 1]`` operand against ``[N, C, H, W]``): the operand is first expanded
+    with ``graph.broadcast_to`` (exact). Returns how many operands were expanded."""
     count = 0
     for op in list(func.body.ops):
         if op.name not in ELEMENTWISE_BINARY:

@@ -107,7 +107,7 @@ def fold_reshape(op: Operation) -> list[Value] | None:
 BROADCASTING = ("graph.add", "graph.sub", "graph.mul", "graph.div")
 
 
-def _implicit_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
+def implicit_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
     """Shapes an elementwise op broadcasts by itself: a scalar, a last-dim row, a column,
     or one value per channel of an NCHW-like tensor."""
     if math.prod(shape) == 1:
@@ -131,7 +131,7 @@ def fold_broadcast_operand(op: Operation) -> list[Value] | None:
         if b is None or b.name != "graph.broadcast_to" or tuple(other.type.shape) != out:  # type: ignore[union-attr]
             continue
         src = b.operands[0]
-        if src.type.encoding is None and _implicit_broadcast(tuple(src.type.shape), out):  # type: ignore[union-attr]
+        if src.type.encoding is None and implicit_broadcast(tuple(src.type.shape), out):  # type: ignore[union-attr]
             op.operands[i] = src
     return None  # rewritten in place
 
