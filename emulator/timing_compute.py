@@ -377,11 +377,30 @@ __all__ = ["ClusterTiming", "bank_cycles", "codec_cycles", "effectual_macs", "mm
 def gather_bank_cycles(addrs: np.ndarray, dst: int, n: int, cfg: ClusterTiming) -> int:
     """Bank cycles of an ``ldg`` from the scratchpad: the gathered source elements (byte
     addresses ``addrs``) and the dense ``n``-element destination tile, both in ``sp``; each
-    distinct word of each operand is one access to its bank (docs/timing.md sections 4, 7b)."""
+    distinct word of each operand (the words of an element's first and last byte) is one
+    access to its bank (docs/timing.md sections 4, 7b).
+
+    Distinct words are marked in a table over their span (sorting or hashing every
+    element's words costs several times more); with words of 4 bytes or more the
+    destination's words are one contiguous range, counted in closed form."""
     bb, nb = cfg.bank_bytes, cfg.banks
     counts = np.zeros(nb, np.int64)
-    for a in (addrs, dst + 4 * np.arange(n, dtype=np.int64)):
-        if a.size:
-            words = np.unique(np.concatenate([a // bb, (a + 3) // bb]))
-            counts += np.bincount(words % nb, minlength=nb)
+    if addrs.size:
+        counts += _word_banks(addrs, bb, nb)
+    if n > 0 and bb >= 4:
+        first = dst // bb
+        full, rem = divmod((dst + 4 * n - 1) // bb - first + 1, nb)
+        counts += full + ((np.arange(nb) - first) % nb < rem)
+    elif n > 0:
+        counts += _word_banks(dst + 4 * np.arange(n, dtype=np.int64), bb, nb)
     return int(counts.max())
+
+
+def _word_banks(addrs: np.ndarray, bb: int, nb: int) -> np.ndarray:
+    """Per bank, the distinct words holding the first or last byte of an element."""
+    lo, hi = addrs // bb, (addrs + 3) // bb
+    w0 = int(lo.min())
+    mark = np.zeros(int(hi.max()) - w0 + 1, np.bool_)
+    mark[lo - w0] = True
+    mark[hi - w0] = True
+    return np.bincount((np.flatnonzero(mark) + w0) % nb, minlength=nb)
