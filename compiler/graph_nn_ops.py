@@ -248,10 +248,12 @@ class SgdUpdate(OpDef):
     """``%p2, %buf2 = graph.sgd_update %p, %grad, %buf {lr = 0.1, momentum = 0.9}``.
 
     PyTorch SGD: g = grad + wd*p; buf = momentum*buf + g; p -= lr*buf. A param with a
-    sparse encoding changes only at its non-zeros (its pattern is kept)."""
+    sparse encoding changes only at its non-zeros (its pattern is kept). With a trailing
+    ``%mask`` the new param is masked (zero where the mask is zero), as a following
+    ``mask_apply`` would, without a second pass over it."""
 
     name = "graph.sgd_update"
-    operands = ("param", "grad", "momentum_buf")
+    operands = ("param", "grad", "momentum_buf", "mask?")
     results = ("new_param", "new_momentum_buf")
     attributes = attrs(
         lr=attr("float"), momentum=attr("float", 0.0), weight_decay=attr("float", 0.0)
@@ -264,10 +266,10 @@ class AdamUpdate(OpDef):
     """``%p2, %m2, %v2 = graph.adam_update %p, %grad, %m, %v, %step {lr = 0.001}``.
 
     PyTorch Adam with bias correction at ``step`` (1-based, a rank-0 tensor); a sparse
-    param as in ``sgd_update``."""
+    param and a trailing ``%mask`` as in ``sgd_update``."""
 
     name = "graph.adam_update"
-    operands = ("param", "grad", "m", "v", "step")
+    operands = ("param", "grad", "m", "v", "step", "mask?")
     results = ("new_param", "new_m", "new_v")
     attributes = attrs(
         lr=attr("float"),

@@ -267,16 +267,23 @@ def _keep_pattern(
 
 @semantics("graph.sgd_update")
 def _sgd_update(xs, attrs, op):
-    p, grad, buf = xs
+    p, grad, buf = xs[:3]
     g = grad + f32(attrs["weight_decay"]) * p
     new_buf = f32(attrs["momentum"]) * buf + g
     new_p = p - f32(attrs["lr"]) * new_buf
-    return _keep_pattern(op, p, [new_p, new_buf], [p, buf])
+    return _masked(xs[3:], _keep_pattern(op, p, [new_p, new_buf], [p, buf]))
+
+
+def _masked(mask: Sequence[np.ndarray], outs: list[np.ndarray]) -> list[np.ndarray]:
+    """The optional trailing mask operand of an update zeroes the new param off the mask."""
+    if mask:
+        outs[0] = np.where(np.asarray(mask[0]) != 0, outs[0], f32(0)).astype(outs[0].dtype)
+    return outs
 
 
 @semantics("graph.adam_update")
 def _adam_update(xs, attrs, op):
-    p, grad, m, v, step = xs
+    p, grad, m, v, step = xs[:5]
     b1, b2, t = f32(attrs["beta1"]), f32(attrs["beta2"]), float(step)
     g = grad + f32(attrs["weight_decay"]) * p
     new_m = b1 * m + (f32(1) - b1) * g
@@ -284,7 +291,7 @@ def _adam_update(xs, attrs, op):
     m_hat = new_m / f32(1 - float(b1) ** t)
     v_hat = new_v / f32(1 - float(b2) ** t)
     new_p = p - f32(attrs["lr"]) * m_hat / (np.sqrt(v_hat) + f32(attrs["eps"]))
-    return _keep_pattern(op, p, [new_p, new_m, new_v], [p, m, v])
+    return _masked(xs[5:], _keep_pattern(op, p, [new_p, new_m, new_v], [p, m, v]))
 
 
 def run_func(func: FuncOp, args: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -279,15 +279,17 @@ def constant(ts: Types, attrs: Attrs) -> list[TensorType]:
 
 
 def sgd_update(ts: Types, attrs: Attrs) -> list[TensorType]:
-    """``(param, grad, momentum_buf)`` -> new param, new momentum_buf."""
+    """``(param, grad, momentum_buf[, mask])`` -> new param, new momentum_buf."""
     all_same(ts, attrs)
     return [ts[0], ts[2].dense()]
 
 
 def adam_update(ts: Types, attrs: Attrs) -> list[TensorType]:
-    """``(param, grad, m, v, step : tensor<...>)`` -> new param, m, v."""
+    """``(param, grad, m, v, step : tensor<...>[, mask])`` -> new param, m, v."""
     all_same(ts[:4], attrs)
     _expect(ts[4], (), "step")
+    if len(ts) > 5:
+        _expect(ts[5], ts[0].shape, "mask")
     return [ts[0], ts[2].dense(), ts[3].dense()]
 
 

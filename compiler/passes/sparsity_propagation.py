@@ -17,6 +17,9 @@ both. Rewrites first (each result of the ``matmul`` must have no other use):
 * ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)``;
 * ``mask_apply(conv2d_backward_weight(g, x), m)`` -> ``conv2d_backward_weight(g, x, m)`` (the
   sampled conv weight gradient: only the mask's non-zeros are computed);
+* ``mask_apply(sgd_update(w, ...)#0, m)`` (likewise ``adam_update``) of a dense ``w`` ->
+  the update with ``m`` as its trailing mask operand (the new weight is masked as it is
+  written, not re-read and rewritten);
 * ``sgd_update(w, matmul(a, b), buf)`` / ``adam_update(w, matmul(a, b), ...)`` with a
   sparse-encoded ``w`` -> the gradient becomes ``sddmm(a, b, w)`` (only ``w``'s non-zeros are
   updated, so the other gradient entries were never needed).
@@ -94,6 +97,32 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
         return None  # rewritten in place
 
     apply_patterns(func, [masked_matmul, masked_update], max_rounds=1)
+    fold_update_masks(func)
+
+
+def fold_update_masks(func: FuncOp) -> None:
+    """Give an optimizer update the mask that a ``mask_apply`` applies to its new param."""
+    counts = use_counts(func)
+    index = {op: i for i, op in enumerate(func.body.ops)}
+    for op in list(func.body.ops):
+        if op.name != "graph.mask_apply":
+            continue
+        upd = op.operands[0].defining_op
+        mask = op.operands[1]
+        if (upd is None or upd.name not in ("graph.sgd_update", "graph.adam_update")
+                or op.operands[0] is not upd.results[0] or counts.get(upd.results[0], 0) != 1
+                or len(upd.operands) != (3 if upd.name == "graph.sgd_update" else 5)  # no mask yet
+                or _is_masked_weight(upd.operands[0]) or mask.type != upd.operands[0].type
+                or mask.defining_op is not None and index[mask.defining_op] > index[upd]):
+            continue
+        fused = new_op_before(upd, upd.name, [*upd.operands, mask],
+                              [r.type for r in upd.results], dict(upd.attributes))
+        fused.loc = upd.loc
+        op.result.replace_all_uses_with(fused.results[0])
+        for old, new in zip(upd.results[1:], fused.results[1:]):
+            old.replace_all_uses_with(new)
+        op.erase()
+        upd.erase()
 
 
 def _join(sources: list[str]) -> str:

@@ -6,6 +6,7 @@ each cluster loads them into fr0.. with ``fld``. Layouts (see ``CompiledProgram.
 sgd ``lr, momentum, dampening(0), weight_decay``; adam ``lr, beta1, beta2, eps,
 weight_decay, 1 - beta1**step, 1 - beta2**step``.
 
+A trailing mask operand (a dense parameter) masks the new parameter before it is stored.
 A parameter with a sparse encoding keeps its pattern: after the update, the new parameter
 and buffers are selected back to their old values where the old parameter is zero
 (``vop mask`` against a copy of the old parameter).
@@ -47,18 +48,23 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
     param = ctx.ins[0]
     states = ctx.ins[2:2 + (1 if mnemonic == "sgd" else 2)]
     grad = ctx.ins[1]
+    n_fixed = 3 if mnemonic == "sgd" else 5  # (adam's step is the fifth operand)
+    mask = ctx.ins[n_fixed] if len(ctx.ins) > n_fixed else None
+    if mask is not None and (mask.sparse or param.sparse):
+        raise ctx.error("an update mask needs a dense parameter and mask")
     if not any(b.sparse for b in (param, grad, *states, *ctx.outs)):
         # dense tensors are contiguous: tiles of one flat row move as single DRAM runs
         # (a conv weight's 2-D view has 3-element rows: 12-byte runs, one burst each)
         n = param.rows_cols[0] * param.rows_cols[1]
         param, grad, *states = (Buffer(b.addr, (1, n)) for b in (param, grad, *states))
         outs = [Buffer(b.addr, (1, n)) for b in ctx.outs]
+        mask = Buffer(mask.addr, (1, n)) if mask is not None else None
     else:
         outs = list(ctx.outs)
     offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults)
     rows, cols = param.rows_cols
     sparse = param.sparse
-    per_set = (2 + len(states)) * (2 if sparse else 1) + (1 if sparse else 0)
+    per_set = (2 + len(states)) * (2 if sparse else 1) + (1 if sparse else 0) + (mask is not None)
     if sparse:
         tr, tc = param.tile
     else:  # two slot sets fit: loads of the next tile overlap the stores of this one
@@ -74,11 +80,11 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
         sp, sg, ss = ctx.alloc("sp", size), ctx.alloc("sp", size), [ctx.alloc("sp", size) for _ in states]
         extra = (ctx.alloc("sp", size), [ctx.alloc("sp", size) for _ in states], ctx.alloc("sp", size)) \
             if sparse else (None, [], None)
-        sets.append((sp, sg, ss, *extra))
+        sets.append((sp, sg, ss, *extra, ctx.alloc("sp", size) if mask is not None else None))
     loaded: set[int] = set()
     count = [0] * len(ctx.streams)
     for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
-        sp, sg, ss, p0, olds, tmp = sets[count[cl] % nsets]
+        sp, sg, ss, p0, olds, tmp, sm = sets[count[cl] % nsets]
         count[cl] += 1
         if cl not in loaded:
             loaded.add(cl)
@@ -99,6 +105,9 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
         ctx.emit(cl, mnemonic, reads=(sp, sg, *ss), writes=(sp, *ss), **ref)
         if sparse:
             _keep_pattern(ctx, cl, p0, [sp, *ss], [None, *olds], tmp, h, w)  # type: ignore[list-item]
+        if mask is not None:  # the new param is written masked
+            ctx.load(cl, mask, r0, c0, h, w, sm)
+            ctx.vop(cl, "mask", sp, sp, h, w, sm)
         for buf, slot in zip(outs, [sp, *ss]):
             ctx.store(cl, buf, r0, c0, h, w, slot)
 

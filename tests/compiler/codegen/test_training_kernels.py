@@ -155,6 +155,32 @@ def test_per_channel_broadcast(op) -> None:
     run_case(text, [rnd(rng, n, c, h, w), rnd(rng, 1, c, 1, 1) + 3.0])
 
 
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_update_with_mask_operand(opt) -> None:
+    """An optimizer update with a trailing mask stores the new parameter masked."""
+    shape = (6, 5, 3, 3)
+    args = {"w": shape, "g": shape, "b": shape}
+    ops = ["w", "g", "b"]
+    if opt == "adam":
+        args["v"] = shape
+        args["t"] = ()
+        ops += ["v", "t"]
+    args["m"] = shape
+    ops.append("m")
+    res = "nw, nb" + (", nv" if opt == "adam" else "")
+    attrs = "lr = 0.05, momentum = 0.9" if opt == "sgd" else "lr = 0.01"
+    text = func(args, [(res, f"{opt}_update", ops, attrs, [shape] * (2 if opt == "sgd" else 3))],
+                ["nw", "nb"])
+    rng = np.random.default_rng(6)
+    vals = [rnd(rng, *shape), rnd(rng, *shape), rnd(rng, *shape)]
+    if opt == "adam":
+        vals += [np.abs(rnd(rng, *shape)), np.array(1.0, np.float32)]  # bind() runs step 1
+    mask = (rng.random(shape) < 0.3).astype(np.float32)
+    c_, _ = run_case(text, vals + [mask])
+    outs, _ = emulate(c_, vals + [mask])
+    assert np.all(outs[0][mask == 0] == 0) and np.count_nonzero(outs[0]) > 0
+
+
 def test_sparse_conv_weight_skips_macs() -> None:
     n, c, h, w, o = 1, 8, 6, 6, 8
     text = func({"x": (n, c, h, w), "wt": (o, c, 3, 3)}, [
