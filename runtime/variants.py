@@ -120,11 +120,13 @@ def apply_formats(module: Module, func: FuncOp, formats: dict[str, str]) -> None
 
 
 def elide_bound_masks(func: FuncOp, masks: dict[str, str]) -> int:
-    """Drop ``mask_apply(%w, %mask.w)`` of a masked parameter *argument* by its own mask.
+    """Drop ``mask_apply(%w, %mask.w)`` of a masked parameter *argument* by its own mask,
+    and of the new value of a sparse-encoded one (its update keeps its pattern).
 
     The session binds a masked parameter already multiplied by its mask (it stores weights
     masked, see :meth:`Session.run_step`), so that op is the identity on every value the
-    runtime passes; on the fabric it is a full pass over the weight per step. The masks of
+    runtime passes; on the fabric it is a full pass over the weight per step. A sparse-
+    encoded weight then reaches its GEMMs encoded (the forward loads only its non-zeros). The masks of
     the gradient and of the updated parameter stay (a mask change can leave momentum at a
     newly pruned position). Returns how many were dropped."""
     args = {v.name_hint: v for v in func.arguments if v.name_hint}
@@ -133,14 +135,41 @@ def elide_bound_masks(func: FuncOp, masks: dict[str, str]) -> int:
         if op.name != "graph.mask_apply":
             continue
         w, m = op.operands
-        if (w.defining_op is not None or m.defining_op is not None or not w.name_hint
-                or masks.get(w.name_hint) != m.name_hint or args.get(w.name_hint) is not w
-                or op.result.type != w.type):
+        if m.defining_op is not None or not m.name_hint:
+            continue
+        param = _bound_param(w, args)
+        if param is None or masks.get(param.name_hint) != m.name_hint:
+            continue
+        if op.result.type != w.type and not _takes_encoded(op.result, w):
             continue
         op.result.replace_all_uses_with(w)
         op.erase()
         count += 1
+    ret = func.return_op
+    if count and ret is not None:
+        func.function_result_types = [v.type for v in ret.operands]
     return count
+
+
+def _bound_param(w: Value, args: dict[str, Value]) -> Value | None:
+    """The masked parameter argument ``w`` is, or whose sparse-encoded update ``w`` is (an
+    update of an encoded parameter keeps its pattern, which lies inside the mask)."""
+    if w.defining_op is None:
+        return w if w.name_hint and args.get(w.name_hint) is w else None
+    upd = w.defining_op
+    if (upd.name in OPTIMIZERS and w is upd.results[0] and value_format(upd.operands[0]) != "dense"
+            and upd.operands[0].defining_op is None):
+        return _bound_param(upd.operands[0], args)
+    return None
+
+
+def _takes_encoded(result: Value, w: Value) -> bool:
+    """Whether every use of ``result`` (dense) may read the sparse-encoded ``w`` instead:
+    GEMM operands and the function's results."""
+    if value_format(w) == "dense":
+        return False
+    return all(user.name in ("graph.linear", "graph.matmul", "graph.return")
+               for user, _ in result.uses())
 
 
 def is_sampled_conv_wgrad(op: Operation) -> bool:
