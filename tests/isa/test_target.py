@@ -6,7 +6,7 @@ import pytest
 
 from acf.isa.target import TargetError, available_targets, load_target
 
-SHIPPED = {"acf-small", "acf-base", "acf-h200-iso", "acf-dense", "procrustes-like",
+SHIPPED = {"acf-small", "acf-base", "acf-h200-iso", "acf-dense", "acf-wide", "procrustes-like",
            "tensordash-like", "sigma-like", "tpu-like"}
 
 
@@ -36,6 +36,9 @@ def test_baselines_switch_features_off() -> None:
     tpu = load_target("tpu-like")
     assert (tpu.cluster.dataflow, tpu.cluster.pe_rows, tpu.cluster.pe_cols) == ("systolic", 32, 32)
     assert load_target("acf-h200-iso").numeric.mode == "bf16"
+    wide, base = load_target("acf-wide"), load_target("acf-base")
+    assert wide.noc.link_bytes == 4 * base.noc.link_bytes and wide.dram.channels == 2 * base.dram.channels
+    assert wide.cluster.as_dict() == base.cluster.as_dict()  # only the memory system differs
 
 
 def test_overrides_apply_and_rename() -> None:
