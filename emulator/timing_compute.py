@@ -377,8 +377,8 @@ __all__ = ["ClusterTiming", "bank_cycles", "codec_cycles", "effectual_macs", "mm
 def gather_bank_cycles(addrs: np.ndarray, dst: int, n: int, cfg: ClusterTiming) -> int:
     """Bank cycles of an ``ldg`` from the scratchpad: the gathered source elements (byte
     addresses ``addrs``) and the dense ``n``-element destination tile, both in ``sp``; each
-    distinct word of each operand (the words of an element's first and last byte) is one
-    access to its bank (docs/timing.md sections 4, 7b).
+    distinct word any byte of an operand lies in is one access to its bank (docs/timing.md
+    sections 4, 7b).
 
     Distinct words are marked in a table over their span (sorting or hashing every
     element's words costs several times more); with words of 4 bytes or more the
@@ -397,10 +397,15 @@ def gather_bank_cycles(addrs: np.ndarray, dst: int, n: int, cfg: ClusterTiming) 
 
 
 def _word_banks(addrs: np.ndarray, bb: int, nb: int) -> np.ndarray:
-    """Per bank, the distinct words holding the first or last byte of an element."""
+    """Per bank, the distinct words holding any byte of an element (an element spans at
+    most 4 words: its first and last byte's words, and those between when words are
+    narrower than 4 bytes)."""
     lo, hi = addrs // bb, (addrs + 3) // bb
     w0 = int(lo.min())
     mark = np.zeros(int(hi.max()) - w0 + 1, np.bool_)
     mark[lo - w0] = True
     mark[hi - w0] = True
+    if bb < 3:
+        for k in (1, 2):
+            mark[np.minimum(lo + k, hi) - w0] = True
     return np.bincount((np.flatnonzero(mark) + w0) % nb, minlength=nb)

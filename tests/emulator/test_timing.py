@@ -154,3 +154,22 @@ def test_bf16_rounds_multiply_operands() -> None:
     res = run(assemble(mm_program(4, 4, 4)), t, {"A": A, "B": np.eye(4, dtype=np.float32)})
     np.testing.assert_array_equal(res.outputs["C"], np.ones((4, 4), np.float32))
     assert res.report.energy_events_count.get("mac_bf16") == 16  # B = I: 48 pairs skipped
+
+
+@pytest.mark.parametrize("bank_bytes", [1, 2, 3, 4, 6, 16])
+def test_gather_bank_cycles_count_every_word_of_an_element(bank_bytes) -> None:
+    """On-chip gather banks: every word any byte of an element lies in is one access (the
+    vector rule), also when words are narrower than an element."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from acf.emulator import timing_compute as tc
+
+    cfg = SimpleNamespace(bank_bytes=bank_bytes, banks=4)
+    rng = np.random.default_rng(bank_bytes)
+    addrs = 4 * rng.integers(0, 60, 40)
+    want: Counter = Counter()
+    for ops in (addrs.tolist(), [1000 + 4 * i for i in range(9)]):
+        for w in {w for a in ops for w in range(a // bank_bytes, (a + 3) // bank_bytes + 1)}:
+            want[w % 4] += 1
+    assert tc.gather_bank_cycles(addrs, 1000, 9, cfg) == max(want.values())
