@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from acf.compiler.ir import FuncOp, Module, Operation, TensorType, Value
 from acf.compiler.passes.base import new_op_before
 from acf.compiler.passes.canonicalize import implicit_broadcast

@@ -125,7 +125,7 @@ def _conv_scratch(op) -> list[tuple[int, ...]]:
         return []
     out: list[tuple[int, ...]] = []
     if op.name == "graph.conv2d_backward_input":
-        top, left, hz, wz = _bwd_input_geometry(v)
+        _, _, hz, wz = _bwd_input_geometry(v)
         out.append((v.n, v.o, hz, wz))
         if v.sh * v.sw > 1:
             out.append((v.n * v.o * v.oh, v.sh * v.sw, v.ow))
@@ -601,7 +601,7 @@ def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
                 a_addr = g.addr + 4 * (n * v.o * plane_out + o0 * plane_out + oh0 * v.ow + ow0)
                 b_addr = xa + 4 * (n * v.c * plane_in + c0 * plane_in
                                    + (oh0 * v.sh + kh * v.dh) * win + ow0 * v.sw + kw * v.dw)
-                steps.append((pt, a_addr, (1, mt, pt) if cols == v.ow else (1, mt, pt),
+                steps.append((pt, a_addr, (1, mt, pt),
                               (0, plane_out, 1), b_addr, (nt, rows, cols),
                               (plane_in, v.sh * win, v.sw)))
         loop.run(cl, steps, a_slots, b_slots, c, mt, nt, ta=False, tb=True)
