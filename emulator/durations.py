@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from acf.emulator import timing_compute as tc
 from acf.emulator.interconnect import RoutingError
-from acf.isa.semantics import SPECIAL
+from acf.isa.semantics import SPECIAL, gather_addresses
 
 RETIRE, REQUEST = 0, 2
 
@@ -57,6 +57,15 @@ class Durations:
         self._fixed(ex, s + self.cfg.I + self.reconfig)
 
     # ---- memory and NoC --------------------------------------------------------------------
+    def _gather_banks(self, view: tuple[int, ...], dst: int, n: int) -> int:
+        """Bank cycles of an on-chip gather: a function of its addresses alone (not of the
+        data), so each distinct (view, destination) is computed once per run."""
+        key = (view, dst, n)
+        cyc = self.gather_cache.get(key)
+        if cyc is None:
+            cyc = self.gather_cache[key] = tc.gather_bank_cycles(gather_addresses(view), dst, n, self.cfg)
+        return cyc
+
     def _t_memory(self, ex: Any, s: int) -> None:
         ins, info, cfg = ex.p.ins, ex.effect.info, self.cfg
         cls = ins.op.timing
@@ -65,7 +74,7 @@ class Durations:
         y = cl // self.X
         ex.record.bytes = int(info.get("nbytes", 0))
         if cls == "gather" and info["space"] == "sp":  # on-chip gather: scratchpad banks only
-            return self._fixed(ex, s1 + tc.gather_bank_cycles(info["addrs"], ex.p.ea["dst"], info["nbytes"] // 4, cfg))
+            return self._fixed(ex, s1 + self._gather_banks(info["view"], ex.p.ea["dst"], info["nbytes"] // 4))
         if cls in ("load", "gather"):
             space, nb = info["space"], info["nbytes"]
             dst = ex.p.ea["dst"]

@@ -330,13 +330,19 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     m.check("sp", cl, ea["dst"], 4 * n)
     info = {"runs": runs, "nbytes": 4 * n, "codec": (0, 0), "space": space}
     if space == "sp":  # an on-chip gather is timed by the banks of the elements it reads
-        info["addrs"] = (base + 4 * (np.arange(d0, dtype=np.int64)[:, None, None] * s0
-                                     + np.arange(d1, dtype=np.int64)[None, :, None] * s1
-                                     + np.arange(d2, dtype=np.int64)[None, None, :] * s2)).reshape(-1)
+        info["view"] = (base, d0, d1, d2, s0, s1, s2)
     return Effect([("sp", cl, ea["dst"], vals.reshape(1, n), 4 * n)],
                   [Access(space, cl, lo, 1, hi - lo, hi - lo, False),
                    Access("sp", cl, ea["dst"], 1, 4 * n, 4 * n, True)],
                   info=info)
+
+
+def gather_addresses(view: tuple[int, ...]) -> np.ndarray:
+    """Byte addresses of the elements of an ``ldg`` view ``(base, d0, d1, d2, s0, s1, s2)``."""
+    base, d0, d1, d2, s0, s1, s2 = view
+    return (base + 4 * (np.arange(d0, dtype=np.int64)[:, None, None] * s0
+                        + np.arange(d1, dtype=np.int64)[None, :, None] * s1
+                        + np.arange(d2, dtype=np.int64)[None, None, :] * s2)).reshape(-1)
 
 
 @semantics("st")
