@@ -42,7 +42,11 @@ class Durations:
     def _t_vec(self, ex: Any, s: int) -> None:
         cfg = self.cfg
         elems, work, ops = self._vec_work(ex)
-        self._fixed(ex, s + cfg.I + max(tc.vec_cycles(elems, work, cfg), tc.bank_cycles(ops, cfg)))
+        key = tuple(ops)  # bank conflicts depend on the operands' placement alone
+        banks = self.bank_cache.get(key)
+        if banks is None:
+            banks = self.bank_cache[key] = tc.bank_cycles(ops, cfg)
+        self._fixed(ex, s + cfg.I + max(tc.vec_cycles(elems, work, cfg), banks))
 
     def _t_one(self, ex: Any, s: int) -> None:
         self._fixed(ex, s + self.cfg.I + 1)

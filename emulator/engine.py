@@ -195,6 +195,7 @@ class Engine(Durations):
         self.lat = {"dram": int(target.dram.latency_cycles), "gb": int(target.gbuf.latency_cycles)}
         self.reconfig = int(target.noc.reconfig_cycles)
         self.gather_cache: dict[tuple, int] = {}  # on-chip gather bank cycles by addresses
+        self.bank_cache: dict[tuple, int] = {}  # vector bank cycles by operand placement
         self.info = ProgramInfo(program, self.ncl)
         self.queues: list[deque] = [deque() for _ in range(self.nq)]
         self.busy = [False] * self.nq
