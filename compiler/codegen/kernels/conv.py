@@ -311,7 +311,8 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
              for blk in plan.blocks]
     plane_in, plane_out = g.hin * g.win, g.oh * g.ow
     count = [0] * len(ctx.streams)
-    kiter = [0] * len(ctx.streams)
+    kiter = [0] * len(ctx.streams)  # window tiles (B) per cluster
+    titer = [0] * len(ctx.streams)  # tap weight tiles (A) per cluster: their own parity
     for cl, (n0, m0, (oh0, rows, ow0, cols)) in ctx.place(tiles):
         imgs = range(n0, min(n0 + G, g.n))
         mt, pt = min(mt_max, g.cout - m0), rows * cols
@@ -334,7 +335,8 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
                 _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
                              g.hin, g.win)
             for dy, dx, woff in g.taps:
-                a = a_slots[kiter[cl] % 2]
+                a = a_slots[titer[cl] % 2]
+                titer[cl] += 1
                 ctx.gather_sp(cl, a, wslab, woff, (1, wrows, wcols), (0, wcols * ntap, ntap))
                 for j, _ in enumerate(imgs):
                     b = b_slots[kiter[cl] % 2]
