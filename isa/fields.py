@@ -86,7 +86,7 @@ class FmtSpec:
         )
 
 
-_INT_KINDS = frozenset(("u", "s", "cl", "tok", "reg", "rel"))
+INT_KINDS = frozenset(("u", "s", "cl", "tok", "reg", "rel"))
 _RANGES: dict[tuple[int, bool], tuple[int, int]] = {}  # (bits, signed) -> (lo, hi)
 
 
@@ -104,7 +104,7 @@ class Kind:
     def check(self, fname: str, value: Any) -> Any:
         """Validate a Python-level operand value; raise FieldError naming the field."""
         k = self.name
-        if k in _INT_KINDS:
+        if k in INT_KINDS:
             if value.__class__ is not int and (not isinstance(value, int) or isinstance(value, bool)):
                 raise FieldError(f"field '{fname}': expected an integer, got {value!r}")
             rng = _RANGES.get((self.bits, self.signed))

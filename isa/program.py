@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from acf.isa.fields import FieldError
+from acf.isa.fields import INT_KINDS, FieldError
 from acf.isa.spec import BY_MNEMONIC, HEADER_FIELDS, HEADER_KINDS, Op, unit_of
 
 
@@ -77,29 +77,36 @@ def make(mnemonic: str, **args: Any) -> Instruction:
     return make_op(op, args)
 
 
-_KNOWN: dict[int, tuple[Op, frozenset[str]]] = {}  # id(op) -> (op, field names incl. header)
+_NO_DEFAULT = object()
+# id(op) -> (op, field names incl. header, per field: (name, kind, default, int range or None))
+_PLANS: dict[int, tuple[Op, frozenset[str], tuple[tuple[str, Any, Any, Any], ...]]] = {}
+
+
+def _plan(op: Op) -> tuple[Op, frozenset[str], tuple[tuple[str, Any, Any, Any], ...]]:
+    entry = _PLANS.get(id(op))
+    if entry is None or entry[0] is not op:  # the op is held, so its id is never reused
+        rows = [(h, HEADER_KINDS[h], 0) for h in HEADER_FIELDS] if op.queued else []
+        rows += [(f.name, f.kind, _NO_DEFAULT if f.default is None else f.default) for f in op.fields]
+        plan = tuple((name, kind, default, kind.int_range() if kind.name in INT_KINDS else None)
+                     for name, kind, default in rows)
+        entry = _PLANS[id(op)] = (op, frozenset(r[0] for r in rows), plan)
+    return entry
 
 
 def make_op(op: Op, args: dict[str, Any]) -> Instruction:
-    entry = _KNOWN.get(id(op))
-    if entry is None or entry[0] is not op:  # the op is held, so its id is never reused
-        entry = _KNOWN[id(op)] = (op, frozenset(
-            {f.name for f in op.fields} | (set(HEADER_FIELDS) if op.queued else set())))
-    known = entry[1]
+    _, known, plan = _plan(op)
     if not known.issuperset(args):
         name = next(n for n in args if n not in known)
         raise FieldError(f"{op.mnemonic}: unknown field '{name}'")
     full: dict[str, Any] = {}
-    if op.queued:
-        for h in HEADER_FIELDS:
-            full[h] = HEADER_KINDS[h].check(h, args.get(h, 0))
-    for f in op.fields:
-        if f.name in args:
-            full[f.name] = f.kind.check(f.name, args[f.name])
-        elif f.default is not None:
-            full[f.name] = f.kind.check(f.name, f.default)
+    for name, kind, default, rng in plan:
+        value = args.get(name, default)
+        if value is _NO_DEFAULT:
+            raise FieldError(f"{op.mnemonic}: missing field '{name}'")
+        if rng is not None and value.__class__ is int and rng[0] <= value <= rng[1]:
+            full[name] = value  # an in-range int: what Kind.check would return
         else:
-            raise FieldError(f"{op.mnemonic}: missing field '{f.name}'")
+            full[name] = kind.check(name, value)
     return Instruction(op, full)
 
 
