@@ -39,6 +39,28 @@ def all_same(ts: Types, attrs: Attrs) -> list[TensorType]:
     return [ts[0].dense()]
 
 
+def broadcast_role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
+    """How an operand of ``shape`` broadcasts against an elementwise result ``out``: ``tile``
+    (the whole shape), ``scalar`` (one element), ``row`` (last axis), ``col`` (``[..., 1]``),
+    ``channel`` (one value per channel of an NCHW-like tensor, ``[1, C, 1, 1]``) or
+    ``other``. Elementwise kernels broadcast all but ``other`` themselves."""
+    shape, out = tuple(shape), tuple(out)
+    if shape == out:
+        return "tile"
+    if int(np.prod(shape, dtype=np.int64)) == 1:
+        return "scalar"
+    padded = (1,) * (len(out) - len(shape)) + shape
+    if padded == out:
+        return "tile"
+    if len(out) >= 1 and padded == (1,) * (len(out) - 1) + out[-1:]:
+        return "row"
+    if len(out) >= 2 and padded == out[:-1] + (1,):
+        return "col"
+    if len(out) >= 3 and padded == (1,) * (len(out) - 3) + (out[-3], 1, 1):
+        return "channel"
+    return "other"
+
+
 def broadcast(ts: Types, attrs: Attrs) -> list[TensorType]:
     """``add``, ``mul``...: numpy broadcasting, equal element types."""
     if ts[0].element != ts[1].element:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from acf.compiler.ir import FuncOp, Module, Operation, TensorType, Value
 from acf.compiler.passes.base import new_op_before
-from acf.compiler.passes.canonicalize import implicit_broadcast
+from acf.compiler.shape_rules import broadcast_role
 from acf.compiler.sparse_encoding import encoding_to_format, format_to_encoding
 
 OPTIMIZERS = ("graph.sgd_update", "graph.adam_update")
@@ -293,14 +293,6 @@ ELEMENTWISE_BINARY = ("graph.add", "graph.sub", "graph.mul", "graph.div", "graph
                       "graph.gelu_backward", "graph.mask_apply")
 
 
-def _lowerable_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
-    """Whether codegen's elementwise kernels take an operand of ``shape`` against ``out``
-    directly: the full shape, or a broadcast they do themselves (one element, a last-axis
-    row, a column ``[..., 1]``, one value per channel ``[1, C, 1, 1]``)."""
-    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
-    return padded == out or implicit_broadcast(tuple(shape), out)
-
-
 def materialize_broadcasts(func: FuncOp) -> int:
     """Stand-in for broadcasts the elementwise kernels do not lower (e.g. a per-image and
     channel ``[N, C, 1, 1]`` operand against ``[N, C, H, W]``): the operand is first expanded
@@ -315,7 +307,7 @@ def materialize_broadcasts(func: FuncOp) -> int:
         for i, x in enumerate(op.operands):
             t = x.type
             if (not isinstance(t, TensorType) or t.encoding is not None
-                    or _lowerable_broadcast(tuple(t.shape), tuple(out_t.shape))):
+                    or broadcast_role(tuple(t.shape), tuple(out_t.shape)) != "other"):
                 continue
             bc = new_op_before(op, "graph.broadcast_to", [x],
                                [TensorType(tuple(out_t.shape), t.element)],

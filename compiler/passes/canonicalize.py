@@ -21,11 +21,10 @@ After::
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..ir import DenseElements, Module, Operation, Value
+from ..shape_rules import broadcast_role
 from .base import ModulePass, Pattern, apply_patterns, new_op_before
 
 
@@ -107,18 +106,6 @@ def fold_reshape(op: Operation) -> list[Value] | None:
 BROADCASTING = ("graph.add", "graph.sub", "graph.mul", "graph.div")
 
 
-def implicit_broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
-    """Shapes an elementwise op broadcasts by itself: a scalar, a last-dim row, a column,
-    or one value per channel of an NCHW-like tensor."""
-    if math.prod(shape) == 1:
-        return True
-    p = (1,) * (len(out) - len(shape)) + tuple(shape)
-    if len(p) != len(out):
-        return False
-    return (p == (1,) * (len(out) - 1) + out[-1:] or p == out[:-1] + (1,)
-            or len(out) >= 3 and p == (1,) * (len(out) - 3) + (out[-3], 1, 1))
-
-
 def fold_broadcast_operand(op: Operation) -> list[Value] | None:
     """``add(x, broadcast_to(v))`` -> ``add(x, v)`` when the op broadcasts ``v`` itself (a
     scalar, row, column or per-channel vector): the broadcast is never materialized."""
@@ -131,7 +118,8 @@ def fold_broadcast_operand(op: Operation) -> list[Value] | None:
         if b is None or b.name != "graph.broadcast_to" or tuple(other.type.shape) != out:  # type: ignore[union-attr]
             continue
         src = b.operands[0]
-        if src.type.encoding is None and implicit_broadcast(tuple(src.type.shape), out):  # type: ignore[union-attr]
+        role = broadcast_role(tuple(src.type.shape), out)  # type: ignore[union-attr]
+        if src.type.encoding is None and role not in ("tile", "other"):
             op.operands[i] = src
     return None  # rewritten in place
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from ...shape_rules import broadcast_role
 from ..context import SCALAR_FREG, KernelContext, tiles_2d
 from ..memory import Buffer
 from ..tiling import vector_tile
@@ -27,24 +28,6 @@ BINARY = {"graph.add": "add", "graph.sub": "sub", "graph.mul": "mul", "graph.div
           "graph.relu_backward": "relu_bwd", "graph.gelu_backward": "gelu_bwd",
           "graph.mask_apply": "mask"}
 COMMUTATIVE = ("add", "mul")
-
-
-def _role(shape: tuple[int, ...], out: tuple[int, ...]) -> str:
-    """How an operand of ``shape`` broadcasts against ``out``: tile, row, col or scalar."""
-    if shape == out:
-        return "tile"
-    if math.prod(shape) == 1:
-        return "scalar"
-    padded = (1,) * (len(out) - len(shape)) + shape
-    if padded == out:
-        return "tile"
-    if len(out) >= 1 and padded == (1,) * (len(out) - 1) + out[-1:]:
-        return "row"
-    if len(out) >= 2 and padded == out[:-1] + (1,):
-        return "col"
-    if len(out) >= 3 and padded == (1,) * (len(out) - 3) + (out[-3], 1, 1):
-        return "channel"  # one value per channel of an NCHW tensor
-    return "other"
 
 
 def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: Buffer,
@@ -126,7 +109,7 @@ def binary(ctx: KernelContext) -> None:
         a, b = b, a
     if ctx.op.name == "graph.relu_backward":  # relu_bwd: b where a > 0, a = x
         a, b = b, a
-    ra, rb = _role(a.shape, out.shape), _role(b.shape, out.shape)
+    ra, rb = broadcast_role(a.shape, out.shape), broadcast_role(b.shape, out.shape)
     if ra == "tile":
         if rb == "other":
             raise ctx.error(f"broadcast of {list(b.shape)} to {list(out.shape)} is not supported")
@@ -194,7 +177,7 @@ def gelu_tanh(ctx: KernelContext, x: Buffer, g: Buffer | None, out: Buffer) -> N
     X, U, T = s["x"], s["u"], s["t"]
     for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):
         ctx.load(cl, x, r0, c0, h, w, X)
-        v = lambda fn, d, a, b=None, **kw: ctx.vop(cl, fn, d, a, h, w, b, **kw)  # noqa: E731
+        v = lambda fn, d, a, b=None, **kw: ctx.vop(cl, fn, d, a, h, w, b, **kw)
         v("square", U, X)
         v("mul", T, U, bmode="imm", imm=GELU_A)
         v("add", T, T, bmode="imm", imm=1.0)
