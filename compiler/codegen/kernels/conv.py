@@ -281,7 +281,7 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     return _SlabPlan(mt, blocks, pmax, group, kt, rows_in, cols_in)
 
 
-def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
+def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None) -> None:
     """Per output tile and input-channel block: the input slab under every tap's window and
     the weight slab of every tap are loaded once (runs of whole rows), and each tap's
     operands are cut out of them on chip (``ldg`` from ``sp``)::
@@ -293,8 +293,8 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm) -> None:
 
     A tile whose pixel block is a whole output plane takes ``group`` images, so one weight
     slab serves all of them. Falls back to gathering every tap from DRAM when the slabs do
-    not fit the scratchpad."""
-    plan = _slab_plan(ctx, g)
+    not fit the scratchpad. ``plan``: the caller's ``_slab_plan(ctx, g)``, if it made one."""
+    plan = plan or _slab_plan(ctx, g)
     if plan is None:
         assert not (g.pad_t or g.pad_l), "callers pad in DRAM when the slabs do not fit"
         return _emit_tap_gemm_from_dram(ctx, g)
@@ -409,10 +409,11 @@ def conv2d(ctx: KernelContext) -> None:
     taps = tuple((kh * v.dh, kw * v.dw, kh * v.kw + kw) for kh in range(v.kh) for kw in range(v.kw))
     g = TapGemm(x.addr, v.c, v.h, v.w, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, False,
                 ctx.outs[0].addr, v.n, v.o, v.oh, v.ow, v.sh, v.sw, taps, bias, v.ph, v.pw)
-    if _slab_plan(ctx, g) is None:  # no slabs: the taps gather from a zero-padded copy
+    plan = _slab_plan(ctx, g)
+    if plan is None:  # no slabs: the taps gather from a zero-padded copy
         xa, hin, win = _padded_input(ctx, x, v)
-        g = replace(g, x_addr=xa, hin=hin, win=win, pad_t=0, pad_l=0)
-    emit_tap_gemm(ctx, g)
+        return _emit_tap_gemm_from_dram(ctx, replace(g, x_addr=xa, hin=hin, win=win, pad_t=0, pad_l=0))
+    emit_tap_gemm(ctx, g, plan)
 
 
 @kernel("graph.conv2d_backward_input")
@@ -428,8 +429,9 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
     if v.sh * v.sw == 1:  # the zero border is virtual: the slabs read g itself
         tg = TapGemm(g.addr, v.o, v.oh, v.ow, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, True,
                      ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps, None, top, left)
-        if _slab_plan(ctx, tg) is not None:
-            return emit_tap_gemm(ctx, tg)
+        plan = _slab_plan(ctx, tg)
+        if plan is not None:
+            return emit_tap_gemm(ctx, tg, plan)
     gz = ctx.scratch[0]
     planes = v.n * v.o
     fill(ctx, gz.addr, planes * hz * wz)
