@@ -38,6 +38,7 @@ class SequentialMachine:
         self.mem: dict[tuple[str, int], np.ndarray] = {}
         self.ar = [0] * 16
         self.fregs = np.zeros((self.num_clusters, 16), np.float32)
+        self.views: list[dict[int, tuple[int, int, int, int]]] = [{} for _ in range(self.num_clusters)]
         self.bf16 = str(target.numeric.mode) == "bf16"
         self.groups: dict[int, list[int]] = {}
         self.decode_cache = DecodeCache()
@@ -73,6 +74,9 @@ class SequentialMachine:
 
     def freg(self, cl: int, index: int) -> float:
         return float(self.fregs[cl, index])
+
+    def view(self, cl: int, index: int) -> tuple[int, int, int, int] | None:
+        return self.views[cl].get(index)
 
     def group(self, g: int) -> list[int]:
         if g not in self.groups:
@@ -122,6 +126,8 @@ def run_program(prog: Program, target: Target, inputs: dict[str, np.ndarray]
                 m.write(space, cl, addr, data, pitch)
             for cl, i, v in effect.freg:
                 m.fregs[cl, i] = v
+            for cl, i, v in effect.view:
+                m.views[cl][i] = v
             if "config" in effect.info:
                 m.configure(*effect.info["config"])
         elif ins.mnemonic in ("setar", "addar"):

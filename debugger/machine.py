@@ -275,6 +275,8 @@ class Machine:
                 )
             ).encode()
         )
+        if any(st.views):  # view registers (mview), hashed only once a program sets one
+            h.update(repr([sorted(v.items()) for v in st.views]).encode())
         return h.hexdigest()
 
 

@@ -371,6 +371,8 @@ class Engine(Durations):
             st.write(space, cl, addr, data, pitch)
         for cl, i, v in eff.freg:
             st.fregs[cl, i] = v
+        for cl, i, v in eff.view:
+            st.views[cl][i] = v
         if eff.info:
             cfg = eff.info.get("config")
             if cfg is not None:

@@ -371,7 +371,7 @@ def codec_cycles(values: int, index_entries: int, cfg: ClusterTiming) -> int:
 
 
 __all__ = ["ClusterTiming", "bank_cycles", "codec_cycles", "effectual_macs", "mm_cycles",
-           "pe_cycles", "sddmm_cycles", "skip_masks", "vec_cycles"]
+           "pe_cycles", "sddmm_cycles", "skip_masks", "vec_cycles", "view_bank_cycles"]
 
 
 def gather_bank_cycles(addrs: np.ndarray, dst: int, n: int, cfg: ClusterTiming) -> int:
@@ -393,6 +393,17 @@ def gather_bank_cycles(addrs: np.ndarray, dst: int, n: int, cfg: ClusterTiming) 
         counts += full + ((np.arange(nb) - first) % nb < rem)
     elif n > 0:
         counts += _word_banks(dst + 4 * np.arange(n, dtype=np.int64), bb, nb)
+    return int(counts.max())
+
+
+def view_bank_cycles(operands: list[np.ndarray], cfg: ClusterTiming) -> int:
+    """Bank cycles of mm/sddmm operands read through view registers (byte addresses of each
+    operand's elements, all in ``sp``): each distinct word of each operand is one access
+    to its bank; the busiest bank's count (docs/timing.md section 3)."""
+    counts = np.zeros(cfg.banks, np.int64)
+    for addrs in operands:
+        if addrs.size:
+            counts += _word_banks(addrs, cfg.bank_bytes, cfg.banks)
     return int(counts.max())
 
 

@@ -60,6 +60,8 @@ class Effect:
     accesses: list[Access] = field(default_factory=list)
     freg: list[tuple[int, int, float]] = field(default_factory=list)  # (cluster, index, value)
     info: dict[str, Any] = field(default_factory=dict)
+    view: list[tuple[int, int, tuple[int, int, int, int]]] = field(default_factory=list)
+    """(cluster, view register, (d2, s0, s1, s2)) set by ``mview``"""
 
 
 class Machine(Protocol):
@@ -71,6 +73,7 @@ class Machine(Protocol):
     def tile(self, space: str, cluster: int, addr: int, rows: int, cols: int, pitch: int = 0) -> np.ndarray: ...
     def check(self, space: str, cluster: int, addr: int, nbytes: int) -> None: ...
     def freg(self, cluster: int, index: int) -> float: ...
+    def view(self, cluster: int, index: int) -> tuple[int, int, int, int] | None: ...
     def group(self, g: int) -> list[int]: ...
 
 
@@ -388,15 +391,60 @@ def _view(m: Machine, space: str, cl: int, addr: int, rows: int, cols: int) -> n
     return v
 
 
-def _mm_operands(ins: Instruction, ea: dict[str, int], m: Machine) -> tuple[np.ndarray, np.ndarray, list[Access]]:
+def operand_view(ins: Instruction, which: str, base: int, rows: int, cols: int, m: Machine
+                 ) -> tuple[int, ...] | None:
+    """The ``ldg``-style view ``(base, d0, d1, d2, s0, s1, s2)`` of an mm/sddmm operand read
+    through a view register (its stored rows x cols matrix: element (r, c) at
+    ``base + 4*(r*s0 + (c // d2)*s1 + (c % d2)*s2)``), or None for a contiguous tile."""
+    r = ins["v" + which]
+    if not r:
+        return None
+    v = m.view(ins.cluster, r)
+    if v is None:
+        raise SemanticError(f"{which} is read through view register {r}, which no mview set", "view")
+    d2, s0, s1, s2 = v
+    if d2 == 0 or cols % d2:
+        raise SemanticError(f"{which}: {cols} columns are not whole runs of d2={d2} "
+                            f"(view register {r})", "view")
+    return (base, rows, cols // d2, d2, s0, s1, s2)
+
+
+def _read_view(m: Machine, cl: int, view: tuple[int, ...]) -> tuple[np.ndarray, Access]:
+    """The rows x cols float32 matrix of an operand view and the byte range it reads."""
+    base, d0, d1, d2, s0, s1, s2 = view
+    if d0 * d1 * d2 == 0:
+        return np.zeros((d0, d1 * d2), np.float32), Access("sp", cl, base, 0, 0, 0, False)
+    span = 4 * ((d0 - 1) * s0 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
+    raw = m.read("sp", cl, base, span)
+    # like a contiguous operand, a view of live memory (copied by reshape when not
+    # collapsible) that the emulator reads when the instruction starts
+    vals = np.ndarray((d0, d1, d2), np.float32, raw, 0, (4 * s0, 4 * s1, 4 * s2)).reshape(d0, d1 * d2)
+    vals.flags.writeable = False
+    return vals, Access("sp", cl, base, 1, span, span, False)
+
+
+def _mm_operand(ins: Instruction, which: str, ea: dict[str, int], m: Machine, rows: int, cols: int,
+                info: dict[str, Any]) -> tuple[np.ndarray, Access]:
+    """One stored operand matrix (rows x cols) and its access."""
+    cl, base = ins.cluster, ea[which]
+    view = operand_view(ins, which, base, rows, cols, m)
+    if view is None:
+        return _view(m, "sp", cl, base, rows, cols), Access("sp", cl, base, 1, 4 * rows * cols,
+                                                              4 * rows * cols, False)
+    info.setdefault("views", []).append(view)
+    return _read_view(m, cl, view)
+
+
+def _mm_operands(ins: Instruction, ea: dict[str, int], m: Machine, info: dict[str, Any]
+                 ) -> tuple[np.ndarray, np.ndarray, list[Access]]:
     """A, B and their accesses; A and B may be views of the scratchpad, valid until the
-    next write (the emulator uses them when the instruction starts)."""
-    cl, M, N, K = ins.cluster, ins["m"], ins["n"], ins["k"]
-    A = _view(m, "sp", cl, ea["a"], K, M).T if ins["ta"] else _view(m, "sp", cl, ea["a"], M, K)
-    B = _view(m, "sp", cl, ea["b"], N, K).T if ins["tb"] else _view(m, "sp", cl, ea["b"], K, N)
-    acc = [Access("sp", cl, ea["a"], 1, 4 * M * K, 4 * M * K, False),
-           Access("sp", cl, ea["b"], 1, 4 * K * N, 4 * K * N, False)]
-    return A, B, acc
+    next write (the emulator uses them when the instruction starts). An operand read
+    through a view register is gathered (``info['views']`` lists such views for timing)."""
+    M, N, K = ins["m"], ins["n"], ins["k"]
+    ta, tb = ins["ta"], ins["tb"]
+    A, acc_a = _mm_operand(ins, "a", ea, m, K if ta else M, M if ta else K, info)
+    B, acc_b = _mm_operand(ins, "b", ea, m, N if tb else K, K if tb else N, info)
+    return (A.T if ta else A), (B.T if tb else B), [acc_a, acc_b]
 
 
 def _product(A: np.ndarray, B: np.ndarray, bf16: bool) -> np.ndarray:
@@ -408,8 +456,9 @@ def _product(A: np.ndarray, B: np.ndarray, bf16: bool) -> np.ndarray:
 @semantics("mm", "sddmm")
 def _mm(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     cl, M, N = ins.cluster, ins["m"], ins["n"]
-    A, B, acc = _mm_operands(ins, ea, m)
-    info: dict[str, Any] = {"A": A, "B": B}
+    info: dict[str, Any] = {}
+    A, B, acc = _mm_operands(ins, ea, m, info)
+    info["A"], info["B"] = A, B
     C = _product(A, B, m.bf16) if A.size and B.size else np.zeros((M, N), np.float32)
     if ins.mnemonic == "sddmm":
         S = m.tile("sp", cl, ea["s"], M, N)
@@ -564,6 +613,13 @@ def _adam(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
                    for k, v in (("w", w), ("m1", m1), ("m2", m2))], acc)
 
 
+@semantics("mview")
+def _mview(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
+    if not 1 <= ins["vr"] <= 7:
+        raise SemanticError(f"mview sets view register {ins['vr']}; registers are 1-7", "view")
+    return Effect(view=[(ins.cluster, ins["vr"], (ins["d2"], ins["s0"], ins["s1"], ins["s2"]))])
+
+
 @semantics("fset")
 def _fset(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     return Effect(freg=[(ins.cluster, ins["fd"], float(np.float32(ins["imm"])))])
@@ -708,6 +764,7 @@ __all__ = [
     "advance_loops",
     "apply_ctl",
     "bf16_round",
+    "operand_view",
     "codec_counts",
     "read_packed",
     "read_packed_counts",

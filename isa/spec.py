@@ -104,6 +104,8 @@ _MATMUL = (
     F("ta", u(1), "A is stored k x m (transposed)", 0),
     F("tb", u(1), "B is stored n x k (transposed)", 0),
     F("skip", SKIP, "operands whose zeros are skipped (limited by the target's skip hardware)", "ab"),
+    F("va", u(3), "view register through which A is read (0: a contiguous tile)", 0),
+    F("vb", u(3), "view register through which B is read (0: a contiguous tile)", 0),
 )
 MAC_EVENTS = ("mac", "mac_skipped", "spad_read_byte", "acc_access_byte")
 
@@ -152,6 +154,14 @@ OPS: tuple[Op, ...] = (
         *_MATMUL),
        "sddmm", MAC_EVENTS,
        "Sampled matmul: C = (A B) at the non-zeros of S (zero elsewhere); masked weight gradients."),
+    Op("mview", 0x12, "compute", "mac",
+       (F("vr", u(3), "view register (1-7)"), F("d2", u(16), "elements per inner run"),
+        F("s0", u(32), "element stride between rows"), F("s1", u(24), "element stride between runs"),
+        F("s2", u(16), "element stride within a run")),
+       "scalar", (),
+       "Set a view register of the cluster's MAC unit: an mm/sddmm operand read through it is "
+       "a strided block (e.g. a conv window of a resident input slab: im2col on the fly), its "
+       "element (r, c) at base + r*s0 + (c // d2)*s1 + (c % d2)*s2."),
     # ---- vector ------------------------------------------------------------------------
     Op("vop", 0x20, "vector", "vec",
        (F("fn", VFN), F("dst", mem("sp", "acc")), F("a", mem("sp", "acc")),

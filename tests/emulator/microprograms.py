@@ -225,6 +225,48 @@ class Builder:
                       + self.clauses((t_done,)))
         self.blocks.append("sddmm" if sddmm else "mm")
 
+    def viewed_operand(self, cl: int, rows: int, cols: int) -> tuple[int, int]:
+        """A rows x cols operand read through a random view of a placed input region: sets
+        a view register with mview; returns (base address, register)."""
+        d2 = self.pick([d for d in range(1, cols + 1) if cols % d == 0])
+        s0, s1, s2 = self.int_draw(0, 40), self.int_draw(0, 12), self.int_draw(1, 3)
+        span = (rows - 1) * s0 + (cols // d2 - 1) * s1 + (d2 - 1) * s2 + 1
+        name, _ = self.tensor("sp", 1, span, cl=cl)
+        vr = self.int_draw(1, 7)
+        self.emit(f"mview c{cl}, {vr}, {d2}, {s0}, {s1}, {s2}")
+        return self.sp_addr(name), vr
+
+    def b_mm_view(self) -> None:
+        """mm/sddmm with one or both operands read through view registers (strided, possibly
+        overlapping and bank-conflicting reads, as a conv window of a resident slab)."""
+        cl = self.cluster()
+        sddmm = self.draw(st.booleans())
+        m, n, k = self.dims(1, 12), self.dims(1, 12), self.dims(1, 12)
+        ta, tb = self.int_draw(0, 1), self.int_draw(0, 1)
+        skip = self.pick(["none", "ab", "ab"])
+        which = self.pick(["a", "b", "ab", "ab"])
+        ops = {}
+        for op, rows, cols in (("a", k if ta else m, m if ta else k), ("b", n if tb else k, k if tb else n)):
+            if op in which:
+                ops[op] = self.viewed_operand(cl, rows, cols)
+            else:
+                addr, _, _ = self.operand(cl, rows, cols, False)
+                ops[op] = (addr, 0)
+        dst = self.alloc("acc", 4 * m * n, cl)
+        t_done = self.token()
+        views = f", va={ops['a'][1]}, vb={ops['b'][1]}"
+        if sddmm:
+            s_addr, _, _ = self.operand(cl, m, n, False)
+            self.emit(f"sddmm c{cl}, acc[{dst:#x}], sp[{ops['a'][0]:#x}], sp[{ops['b'][0]:#x}], sp[{s_addr:#x}], "
+                      f"m={m}, n={n}, k={k}, ta={ta}, tb={tb}, skip={skip}{views}" + self.clauses((), (t_done,)))
+        else:
+            self.emit(f"mm c{cl}, acc[{dst:#x}], sp[{ops['a'][0]:#x}], sp[{ops['b'][0]:#x}], m={m}, n={n}, "
+                      f"k={k}, ta={ta}, tb={tb}, skip={skip}{views}" + self.clauses((), (t_done,)))
+        out = self.alloc("dram", 4 * m * n)
+        self.emit(f"st c{cl}, dram[{out:#x}], acc[{dst:#x}], fmt=dense, rows={m}, cols={n}"
+                  + self.clauses((t_done,)))
+        self.blocks.append("mm_view")
+
     def b_relu_mm(self) -> None:
         """vop relu/mask creates zeros on chip, then mm skips them."""
         cl = self.cluster()
@@ -512,7 +554,7 @@ class Builder:
         "mm": (lambda b: b.b_mm(False), 6), "sddmm": (lambda b: b.b_mm(True), 3),
         "relu_mm": (lambda b: b.b_relu_mm(), 2), "vec": (lambda b: b.b_vec(), 3),
         "codec": (lambda b: b.b_codec(), 2), "multiload": (lambda b: b.b_multiload(), 3),
-        "ldg": (lambda b: b.b_ldg(), 1), "dma": (lambda b: b.b_dma(), 1),
+        "ldg": (lambda b: b.b_ldg(), 1), "mm_view": (lambda b: b.b_mm_view(), 2), "dma": (lambda b: b.b_dma(), 1),
         "send": (lambda b: b.b_send(), 3), "mcast": (lambda b: b.b_mcast(), 3),
         "noc_cfg": (lambda b: b.b_noc_cfg(), 1), "tokens": (lambda b: b.b_tokens(), 1),
         "loop": (lambda b: b.b_loop(), 2), "barrier": (lambda b: b.b_barrier(), 1),

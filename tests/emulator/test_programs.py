@@ -56,6 +56,11 @@ def expected(name: str, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if name == "noc.s":
         V = x["V"]
         return {"OUT": np.stack([V * k for k in (1, 2, 3, 4)]), "RED": V * 10, "SND": V * 2}
+    if name == "mm_view.s":
+        X, W, DY, S = x["X"].reshape(2, 6, 6), x["W"].reshape(4, 2, 3, 3), x["DY"], x["S"]
+        win = {(kh, kw): X[:, kh:kh + 4, kw:kw + 4].reshape(2, 16) for kh in range(3) for kw in range(3)}
+        Y = sum(W[:, :, kh, kw] @ win[kh, kw] for kh, kw in win)
+        return {"Y": Y, "Z": W[:, :, 0, 0] @ win[0, 0], "G": np.where(S != 0, DY @ win[1, 1].T, 0)}
     if name == "loop.s":
         return {"Y": x["X"] * 3}
     raise KeyError(name)

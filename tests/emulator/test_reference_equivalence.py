@@ -123,6 +123,16 @@ def test_gathers_match_reference(m):
     assert not diffs, "\n".join([repr(m), *diffs[:20]])
 
 
+@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(mp.microprograms(max_blocks=5, blocks=["mm_view", "mm_view", "ldg", "mm", "vec"]))
+def test_operand_views_match_reference(m):
+    """mm/sddmm operands read through MAC-unit view registers: strided, overlapping and
+    bank-conflicting scratchpad reads overlapped with the MAC array, beside gathers."""
+    diffs = check_program(m)
+    assert not diffs, "\n".join([repr(m), *diffs[:20]])
+
+
 # ---- the reference on its own: runs every generated program ---------------------------------
 
 

@@ -137,6 +137,7 @@ class Sim:
         self.recv_count: dict[tuple[int, int], int] = {}
         self.send_end: dict[tuple[int, int, int], int] = {}
         self.fr = [0.0] * 16
+        self.views: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # (cluster, vr) -> view
         # time-keeping
         self.actions: list = []
         self.aseq = 0
@@ -466,15 +467,40 @@ class Sim:
             chunk = data[r * rb:(r + 1) * rb]
             ex.writes.append(lambda ad=ad, chunk=chunk: self.mem.write("dram", 0, ad, chunk))
 
-    def _mm_operands(self, ex, a):
+    def _operand(self, cl, a, which, rows, cols, viewed):
+        """The stored rows x cols matrix of operand ``which``, element by element through its
+        view register when it names one (the addresses then join ``viewed``)."""
+        addr = a[which][1]
+        vr = a["v" + which]
+        if not vr:
+            return self.mem.tile("sp", cl, addr, rows, cols)
+        d2, s0, s1_, s2 = self.views[(cl, vr)]
+        addrs = [addr + 4 * (r * s0 + (c // d2) * s1_ + (c % d2) * s2) for r in range(rows) for c in range(cols)]
+        viewed.append(("sp", addrs))
+        return np.array([self.mem.f32("sp", cl, ad, 1)[0] for ad in addrs], np.float32).reshape(rows, cols)
+
+    def _mm_operands(self, ex, a, viewed):
         cl = ex.p.inst.cluster
         m, n, k = a["m"], a["n"], a["k"]
-        A = self.mem.tile("sp", cl, a["a"][1], k, m).T if a["ta"] else self.mem.tile("sp", cl, a["a"][1], m, k)
-        B = self.mem.tile("sp", cl, a["b"][1], n, k).T if a["tb"] else self.mem.tile("sp", cl, a["b"][1], k, n)
+        A = self._operand(cl, a, "a", k, m, viewed).T if a["ta"] else self._operand(cl, a, "a", m, k, viewed)
+        B = self._operand(cl, a, "b", n, k, viewed).T if a["tb"] else self._operand(cl, a, "b", k, n, viewed)
         return cl, np.ascontiguousarray(A), np.ascontiguousarray(B)
 
+    def _mac(self, ex, t, machine, viewed):
+        """Issue, then the MAC array; operands read through views stream from the scratchpad
+        banks alongside it."""
+        if viewed:
+            machine = U.Par(machine, self._banks(viewed))
+        ex.machine(t, U.Seq(U.Countdown(self.I), machine))
+
+    def x_mview(self, ex, a, t):
+        key, v = (ex.p.inst.cluster, a["vr"]), (a["d2"], a["s0"], a["s1"], a["s2"])
+        ex.writes.append(lambda: self.views.__setitem__(key, v))
+        self._fixed(ex, t, self.I + 1)
+
     def x_mm(self, ex, a, t):
-        cl, A, B = self._mm_operands(ex, a)
+        viewed = []
+        cl, A, B = self._mm_operands(ex, a, viewed)
         dspace, daddr = a["dst"]
         C = (A.astype(np.float64) @ B.astype(np.float64)).astype(np.float32)
         if a["accum"]:
@@ -483,10 +509,11 @@ class Sim:
         eff = U.effectual(A, B, a["skip"], self.c.skip)
         self.stats["issued_macs"] += A.shape[0] * A.shape[1] * B.shape[1]
         self.stats["effectual_macs"] += int(eff.sum())
-        ex.machine(t, U.Seq(U.Countdown(self.I), U.mac_machine(self.c, A, B, a["skip"], None, False)))
+        self._mac(ex, t, U.mac_machine(self.c, A, B, a["skip"], None, False), viewed)
 
     def x_sddmm(self, ex, a, t):
-        cl, A, B = self._mm_operands(ex, a)
+        viewed = []
+        cl, A, B = self._mm_operands(ex, a, viewed)
         dspace, daddr = a["dst"]
         S = self.mem.tile("sp", cl, a["s"][1], a["m"], a["n"])
         mask = S != 0
@@ -495,7 +522,7 @@ class Sim:
             C = C + self.mem.tile(dspace, cl, daddr, a["m"], a["n"])
         self._write_tile(ex, dspace, cl, daddr, C)
         outputs = [(int(i), int(j)) for i, j in zip(*np.nonzero(mask))]
-        ex.machine(t, U.Seq(U.Countdown(self.I), U.mac_machine(self.c, A, B, a["skip"], outputs, True)))
+        self._mac(ex, t, U.mac_machine(self.c, A, B, a["skip"], outputs, True), viewed)
 
     def _vec(self, ex, t, elements, work, operands):
         ex.machine(t, U.Seq(U.Countdown(self.I),
