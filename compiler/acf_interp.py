@@ -38,7 +38,7 @@ class SequentialMachine:
         self.mem: dict[tuple[str, int], np.ndarray] = {}
         self.ar = [0] * 16
         self.fregs = np.zeros((self.num_clusters, 16), np.float32)
-        self.views: list[dict[int, tuple[int, int, int, int]]] = [{} for _ in range(self.num_clusters)]
+        self.views: list[dict[int, tuple[int, ...]]] = [{} for _ in range(self.num_clusters)]
         self.bf16 = str(target.numeric.mode) == "bf16"
         self.groups: dict[int, list[int]] = {}
         self.decode_cache = DecodeCache()
@@ -75,7 +75,7 @@ class SequentialMachine:
     def freg(self, cl: int, index: int) -> float:
         return float(self.fregs[cl, index])
 
-    def view(self, cl: int, index: int) -> tuple[int, int, int, int] | None:
+    def view(self, cl: int, index: int) -> tuple[int, ...] | None:
         return self.views[cl].get(index)
 
     def group(self, g: int) -> list[int]:

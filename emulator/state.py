@@ -45,8 +45,8 @@ class State:
         self.acc = [_zeros(int(target.cluster.acc_bytes)) for _ in range(n)]
         self.ar = [0] * 16
         self.fregs = np.zeros((n, 16), np.float32)
-        # per cluster, the MAC unit's view registers 1-7 (set by mview): (d2, s0, s1, s2)
-        self.views: list[dict[int, tuple[int, int, int, int]]] = [{} for _ in range(n)]
+        # per cluster, the MAC unit's view registers 1-7 (set by mview): (d1, d2, s0, s1, s2, s3)
+        self.views: list[dict[int, tuple[int, ...]]] = [{} for _ in range(n)]
         self.bf16 = str(target.numeric.mode) == "bf16"
         self._groups = groups  # callable g -> list of cluster ids (the NoC owns groups)
         self.decode_cache = DecodeCache()  # packed tiles decoded once per distinct bytes
@@ -90,7 +90,7 @@ class State:
     def freg(self, cl: int, index: int) -> float:
         return float(self.fregs[cl, index])
 
-    def view(self, cl: int, index: int) -> tuple[int, int, int, int] | None:
+    def view(self, cl: int, index: int) -> tuple[int, ...] | None:
         return self.views[cl].get(index)
 
     def group(self, g: int) -> list[int]:

@@ -60,8 +60,8 @@ class Effect:
     accesses: list[Access] = field(default_factory=list)
     freg: list[tuple[int, int, float]] = field(default_factory=list)  # (cluster, index, value)
     info: dict[str, Any] = field(default_factory=dict)
-    view: list[tuple[int, int, tuple[int, int, int, int]]] = field(default_factory=list)
-    """(cluster, view register, (d2, s0, s1, s2)) set by ``mview``"""
+    view: list[tuple[int, int, tuple[int, ...]]] = field(default_factory=list)
+    """(cluster, view register, (d1, d2, s0, s1, s2, s3)) set by ``mview``"""
 
 
 class Machine(Protocol):
@@ -73,7 +73,7 @@ class Machine(Protocol):
     def tile(self, space: str, cluster: int, addr: int, rows: int, cols: int, pitch: int = 0) -> np.ndarray: ...
     def check(self, space: str, cluster: int, addr: int, nbytes: int) -> None: ...
     def freg(self, cluster: int, index: int) -> float: ...
-    def view(self, cluster: int, index: int) -> tuple[int, int, int, int] | None: ...
+    def view(self, cluster: int, index: int) -> tuple[int, ...] | None: ...
     def group(self, g: int) -> list[int]: ...
 
 
@@ -341,11 +341,16 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
 
 
 def gather_addresses(view: tuple[int, ...]) -> np.ndarray:
-    """Byte addresses of the elements of an ``ldg`` view ``(base, d0, d1, d2, s0, s1, s2)``."""
-    base, d0, d1, d2, s0, s1, s2 = view
-    return (base + 4 * (np.arange(d0, dtype=np.int64)[:, None, None] * s0
-                        + np.arange(d1, dtype=np.int64)[None, :, None] * s1
-                        + np.arange(d2, dtype=np.int64)[None, None, :] * s2)).reshape(-1)
+    """Byte addresses, in element order, of a strided view ``(base, *dims, *strides)`` (an
+    ``ldg`` view ``(base, d0, d1, d2, s0, s1, s2)``, or an mm operand view)."""
+    base, rest = view[0], view[1:]
+    n = len(rest) // 2
+    addrs = np.full((1,) * n, base, np.int64)
+    for axis, (d, st) in enumerate(zip(rest[:n], rest[n:])):
+        shape = [1] * n
+        shape[axis] = d
+        addrs = addrs + 4 * st * np.arange(d, dtype=np.int64).reshape(shape)
+    return addrs.reshape(-1)
 
 
 @semantics("st")
@@ -393,33 +398,38 @@ def _view(m: Machine, space: str, cl: int, addr: int, rows: int, cols: int) -> n
 
 def operand_view(ins: Instruction, which: str, base: int, rows: int, cols: int, m: Machine
                  ) -> tuple[int, ...] | None:
-    """The ``ldg``-style view ``(base, d0, d1, d2, s0, s1, s2)`` of an mm/sddmm operand read
-    through a view register (its stored rows x cols matrix: element (r, c) at
-    ``base + 4*(r*s0 + (c // d2)*s1 + (c % d2)*s2)``), or None for a contiguous tile."""
+    """The strided view ``(base, rows, blocks, d1, d2, s0, s3, s1, s2)`` of an mm/sddmm
+    operand read through a view register, or None for a contiguous tile. Its stored
+    rows x cols matrix has element (r, c) at ``base + 4*(r*s0 + b*s3 + u*s1 + q*s2)`` with
+    ``q = c mod d2`` (within a run), ``u`` the run within its block of ``d1`` runs and ``b``
+    the block (``d1 = 0``: one block of every run)."""
     r = ins["v" + which]
     if not r:
         return None
     v = m.view(ins.cluster, r)
     if v is None:
         raise SemanticError(f"{which} is read through view register {r}, which no mview set", "view")
-    d2, s0, s1, s2 = v
-    if d2 == 0 or cols % d2:
-        raise SemanticError(f"{which}: {cols} columns are not whole runs of d2={d2} "
-                            f"(view register {r})", "view")
-    return (base, rows, cols // d2, d2, s0, s1, s2)
+    d1, d2, s0, s1, s2, s3 = v
+    runs = cols // d2 if d2 else 0
+    if d2 == 0 or cols % d2 or (d1 and runs % d1):
+        raise SemanticError(f"{which}: {cols} columns are not whole runs of d2={d2}"
+                            + (f" in blocks of d1={d1} runs" if d1 else "")
+                            + f" (view register {r})", "view")
+    if not d1:
+        return (base, rows, 1, runs, d2, s0, 0, s1, s2)
+    return (base, rows, runs // d1, d1, d2, s0, s3, s1, s2)
 
 
 def _read_view(m: Machine, cl: int, view: tuple[int, ...]) -> tuple[np.ndarray, Access]:
     """The rows x cols float32 matrix of an operand view and the byte range it reads."""
-    base, d0, d1, d2, s0, s1, s2 = view
-    if d0 * d1 * d2 == 0:
-        return np.zeros((d0, d1 * d2), np.float32), Access("sp", cl, base, 0, 0, 0, False)
-    span = 4 * ((d0 - 1) * s0 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
+    base, d0, nb, d1, d2, s0, s3, s1, s2 = view
+    if d0 * nb * d1 * d2 == 0:
+        return np.zeros((d0, nb * d1 * d2), np.float32), Access("sp", cl, base, 0, 0, 0, False)
+    span = 4 * ((d0 - 1) * s0 + (nb - 1) * s3 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
     raw = m.read("sp", cl, base, span)
-    # like a contiguous operand, a view of live memory (copied by reshape when not
-    # collapsible) that the emulator reads when the instruction starts
-    vals = np.ndarray((d0, d1, d2), np.float32, raw, 0, (4 * s0, 4 * s1, 4 * s2)).reshape(d0, d1 * d2)
-    vals.flags.writeable = False
+    # a contiguous copy: the product is then the same BLAS call as on a gathered tile
+    vals = np.ascontiguousarray(np.ndarray((d0, nb, d1, d2), np.float32, raw, 0,
+                                           (4 * s0, 4 * s3, 4 * s1, 4 * s2)).reshape(d0, nb * d1 * d2))
     return vals, Access("sp", cl, base, 1, span, span, False)
 
 
@@ -613,11 +623,15 @@ def _adam(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
                    for k, v in (("w", w), ("m1", m1), ("m2", m2))], acc)
 
 
+#: what an mview sets: (d1, d2, s0, s1, s2, s3)
+VIEW_FIELDS = ("d1", "d2", "s0", "s1", "s2", "s3")
+
+
 @semantics("mview")
 def _mview(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     if not 1 <= ins["vr"] <= 7:
         raise SemanticError(f"mview sets view register {ins['vr']}; registers are 1-7", "view")
-    return Effect(view=[(ins.cluster, ins["vr"], (ins["d2"], ins["s0"], ins["s1"], ins["s2"]))])
+    return Effect(view=[(ins.cluster, ins["vr"], tuple(ins[f] for f in VIEW_FIELDS))])
 
 
 @semantics("fset")
@@ -755,6 +769,7 @@ __all__ = [
     "SEMANTICS",
     "SPECIAL",
     "UNARY",
+    "VIEW_FIELDS",
     "Access",
     "DecodeCache",
     "Effect",

@@ -155,13 +155,15 @@ OPS: tuple[Op, ...] = (
        "sddmm", MAC_EVENTS,
        "Sampled matmul: C = (A B) at the non-zeros of S (zero elsewhere); masked weight gradients."),
     Op("mview", 0x12, "compute", "mac",
-       (F("vr", u(3), "view register (1-7)"), F("d2", u(16), "elements per inner run"),
+       (F("vr", u(3), "view register (1-7)"), F("d2", u(16), "elements per run"),
         F("s0", u(32), "element stride between rows"), F("s1", u(24), "element stride between runs"),
-        F("s2", u(16), "element stride within a run")),
+        F("s2", u(16), "element stride within a run"),
+        F("d1", u(16), "runs per block (0: one block of every run)", 0),
+        F("s3", u(32), "element stride between blocks", 0)),
        "scalar", (),
        "Set a view register of the cluster's MAC unit: an mm/sddmm operand read through it is "
-       "a strided block (e.g. a conv window of a resident input slab: im2col on the fly), its "
-       "element (r, c) at base + r*s0 + (c // d2)*s1 + (c % d2)*s2."),
+       "a strided block (e.g. conv windows of resident input slabs: im2col on the fly), its "
+       "element (r, c) at base + r*s0 + b*s3 + u*s1 + (c mod d2)*s2, u the run in its block b."),
     # ---- vector ------------------------------------------------------------------------
     Op("vop", 0x20, "vector", "vec",
        (F("fn", VFN), F("dst", mem("sp", "acc")), F("a", mem("sp", "acc")),

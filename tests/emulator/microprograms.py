@@ -225,15 +225,18 @@ class Builder:
                       + self.clauses((t_done,)))
         self.blocks.append("sddmm" if sddmm else "mm")
 
-    def viewed_operand(self, cl: int, rows: int, cols: int) -> tuple[int, int]:
+    def viewed_operand(self, cl: int, rows: int, cols: int, taken: int = 0) -> tuple[int, int]:
         """A rows x cols operand read through a random view of a placed input region: sets
         a view register with mview; returns (base address, register)."""
         d2 = self.pick([d for d in range(1, cols + 1) if cols % d == 0])
-        s0, s1, s2 = self.int_draw(0, 40), self.int_draw(0, 12), self.int_draw(1, 3)
-        span = (rows - 1) * s0 + (cols // d2 - 1) * s1 + (d2 - 1) * s2 + 1
+        runs = cols // d2
+        d1 = self.pick([0] + [d for d in range(1, runs + 1) if runs % d == 0])
+        s0, s1, s2, s3 = self.int_draw(0, 40), self.int_draw(0, 12), self.int_draw(1, 3), self.int_draw(0, 60)
+        blocks, per = (runs // d1, d1) if d1 else (1, runs)
+        span = (rows - 1) * s0 + (blocks - 1) * s3 + (per - 1) * s1 + (d2 - 1) * s2 + 1
         name, _ = self.tensor("sp", 1, span, cl=cl)
-        vr = self.int_draw(1, 7)
-        self.emit(f"mview c{cl}, {vr}, {d2}, {s0}, {s1}, {s2}")
+        vr = self.pick([r for r in range(1, 8) if r != taken])
+        self.emit(f"mview c{cl}, {vr}, {d2}, {s0}, {s1}, {s2}, d1={d1}, s3={s3}")
         return self.sp_addr(name), vr
 
     def b_mm_view(self) -> None:
@@ -248,7 +251,7 @@ class Builder:
         ops = {}
         for op, rows, cols in (("a", k if ta else m, m if ta else k), ("b", n if tb else k, k if tb else n)):
             if op in which:
-                ops[op] = self.viewed_operand(cl, rows, cols)
+                ops[op] = self.viewed_operand(cl, rows, cols, ops.get("a", (0, 0))[1])
             else:
                 addr, _, _ = self.operand(cl, rows, cols, False)
                 ops[op] = (addr, 0)

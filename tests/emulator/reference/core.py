@@ -137,7 +137,7 @@ class Sim:
         self.recv_count: dict[tuple[int, int], int] = {}
         self.send_end: dict[tuple[int, int, int], int] = {}
         self.fr = [0.0] * 16
-        self.views: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # (cluster, vr) -> view
+        self.views: dict[tuple[int, int], tuple[int, ...]] = {}  # (cluster, vr) -> view
         # time-keeping
         self.actions: list = []
         self.aseq = 0
@@ -474,8 +474,13 @@ class Sim:
         vr = a["v" + which]
         if not vr:
             return self.mem.tile("sp", cl, addr, rows, cols)
-        d2, s0, s1_, s2 = self.views[(cl, vr)]
-        addrs = [addr + 4 * (r * s0 + (c // d2) * s1_ + (c % d2) * s2) for r in range(rows) for c in range(cols)]
+        d1, d2, s0, s1_, s2, s3 = self.views[(cl, vr)]
+        addrs = []
+        for r in range(rows):
+            for c in range(cols):
+                run, q = divmod(c, d2)
+                block, u = divmod(run, d1) if d1 else (0, run)
+                addrs.append(addr + 4 * (r * s0 + block * s3 + u * s1_ + q * s2))
         viewed.append(("sp", addrs))
         return np.array([self.mem.f32("sp", cl, ad, 1)[0] for ad in addrs], np.float32).reshape(rows, cols)
 
@@ -494,7 +499,7 @@ class Sim:
         ex.machine(t, U.Seq(U.Countdown(self.I), machine))
 
     def x_mview(self, ex, a, t):
-        key, v = (ex.p.inst.cluster, a["vr"]), (a["d2"], a["s0"], a["s1"], a["s2"])
+        key, v = (ex.p.inst.cluster, a["vr"]), tuple(a[f] for f in ("d1", "d2", "s0", "s1", "s2", "s3"))
         ex.writes.append(lambda: self.views.__setitem__(key, v))
         self._fixed(ex, t, self.I + 1)
 
