@@ -103,6 +103,7 @@ class KernelContext:
         self.alloc = Allocator(self)
         self.stats = OpStats(op.name)
         self.scalar_loaded: set[tuple[int, int]] = set()
+        self.views: dict[tuple[int, int], tuple[int, ...]] = {}  # (cluster, vr) -> set
         self.scratch: list[Buffer] = []  # the op's DRAM scratch (kernels.scratch)
         self.options: Any = None  # the CompileOptions (lower sets it)
 
@@ -222,6 +223,21 @@ class KernelContext:
         return self.emit(cl, "st", reads=(slot,), dst=MemRef("dram", addr), src=slot.ref(offset),
                          fmt=FmtSpec("dense"), rows=rows, cols=cols,
                          stride=0 if stride in (0, cols) or rows == 1 else stride)
+
+    def view(self, cl: int, vr: int, d2: int, s0: int, s1: int, s2: int, d1: int = 0, s3: int = 0) -> int:
+        """View register ``vr`` of cluster ``cl``'s MAC unit (``mview``, emitted only when
+        it changes): an mm operand read through it is the strided block whose element
+        (r, c) lies ``r*s0 + b*s3 + u*s1 + (c % d2)*s2`` elements after its address, ``u``
+        the run of ``d2`` columns within its block ``b`` of ``d1`` runs (``d1 = 0``: one
+        block). Returns ``vr`` for the mm's ``va``/``vb`` field."""
+        v = (d1, d2, s0, s1, s2, s3)
+        if self.views.get((cl, vr)) != v:
+            if d1 > 0xFFFF or d2 > 0xFFFF or s0 > 0xFFFFFFFF or s1 > 0xFFFFFF or s2 > 0xFFFF \
+                    or s3 > 0xFFFFFFFF:
+                raise self.error(f"operand view {v} exceeds the mview fields")
+            self.emit(cl, "mview", vr=vr, d2=d2, s0=s0, s1=s1, s2=s2, d1=d1, s3=s3)
+            self.views[cl, vr] = v
+        return vr
 
     def vop(self, cl: int, fn: str, dst: Slot, a: Slot, rows: int, cols: int,
             b: Slot | None = None, bmode: str = "tile", imm: float = 0.0) -> int:

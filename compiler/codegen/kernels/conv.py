@@ -240,6 +240,7 @@ class _SlabPlan:
     kt: int
     rows_in: int
     cols_in: int
+    wbufs: int = 1  # weight slab buffers
 
 
 def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
@@ -265,10 +266,10 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
         while group > 1 and -(-g.n // group) * mblocks < ncl:
             group -= 1
     while True:
-        # per input channel: 2 tap-weight tiles, 2 window tiles, the input slabs of the group
-        # and the all-tap weight slab (slabs are single-buffered: they are written and read
-        # on the in-order ld unit alone)
-        per_k = 2 * mt + 2 * pmax + group * rows_in * cols_in + mt * ntap
+        # per input channel: the input slabs of the group (double-buffered: the next
+        # k-block's load overlaps this one's MACs) and the weight slab (single-buffered
+        # unless it fits twice, below: its reload waits for the MACs reading it)
+        per_k = 2 * group * rows_in * cols_in + mt * ntap
         kt = min(g.cin, budget // per_k, elems // max(mt, pmax))
         if kt >= 1 or group == 1:
             break
@@ -278,21 +279,28 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     kt = -(-g.cin // -(-g.cin // kt))  # balanced k-blocks
     if max(kt, mt) * ntap > 0xFFFF:  # the weight slab's rows are one ld (16-bit cols)
         return None
-    return _SlabPlan(mt, blocks, pmax, group, kt, rows_in, cols_in)
+    wbufs = 2 if kt * (2 * group * rows_in * cols_in + 2 * mt * ntap) <= budget else 1
+    return _SlabPlan(mt, blocks, pmax, group, kt, rows_in, cols_in, wbufs)
+
+
+#: view registers of the conv kernels: a tap's weights (every ntap-th column of the slab), its
+#: window (a block of whole output rows, or a run of one row), and (weight gradients) a tap's
+#: window transposed
+_VR_TAP, _VR_WIN, _VR_RUN, _VR_WIN_T, _VR_RUN_T = 1, 2, 3, 4, 5
 
 
 def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None) -> None:
     """Per output tile and input-channel block: the input slab under every tap's window and
-    the weight slab of every tap are loaded once (runs of whole rows), and each tap's
-    operands are cut out of them on chip (``ldg`` from ``sp``)::
+    the weight slab of every tap are loaded once (runs of whole rows), and each tap's ``mm``
+    reads its operands in place through view registers (``mview``: im2col on the fly)::
 
         ld  sp[WS] <- W[m0:, k0:, all taps]              (rows of kt*taps elements)
         ldg sp[XS] <- x[n, k0:, rows_in, cols_in]        (one per image of the tile)
-        per tap:  ldg sp[A] <- sp[WS] (tap columns)
-                  per image: ldg sp[B] <- sp[XS] (shifted, strided window);  mm acc[C_n] (+)= A . B
+        per tap, per image:  mm acc[C_n] (+)= WS[tap columns] . XS[shifted, strided window]
 
     A tile whose pixel block is a whole output plane takes ``group`` images, so one weight
-    slab serves all of them. Falls back to gathering every tap from DRAM when the slabs do
+    slab serves all of them. The slabs are double-buffered: the next k-block loads while the
+    MAC unit reads this one. Falls back to gathering every tap from DRAM when the slabs do
     not fit the scratchpad. ``plan``: the caller's ``_slab_plan(ctx, g)``, if it made one."""
     plan = plan or _slab_plan(ctx, g)
     if plan is None:
@@ -301,18 +309,15 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
     mt_max, kt_max, G = plan.mt, plan.kt, plan.group
     ntap = len(g.taps)
     slab = plan.rows_in * plan.cols_in
-    a_slots = [ctx.alloc("sp", 4 * mt_max * kt_max) for _ in range(2)]
-    b_slots = [ctx.alloc("sp", 4 * kt_max * plan.pmax) for _ in range(2)]
-    xslab = ctx.alloc("sp", 4 * G * kt_max * slab)
-    wslab = ctx.alloc("sp", 4 * mt_max * kt_max * ntap)
+    xslabs = [ctx.alloc("sp", 4 * G * kt_max * slab) for _ in range(2)]
+    wslabs = [ctx.alloc("sp", 4 * mt_max * kt_max * ntap) for _ in range(plan.wbufs)]
     c_slots = [[ctx.alloc("acc", 4 * mt_max * plan.pmax) for _ in range(G)] for _ in range(2)]
     bias_slots = [ctx.alloc("sp", 4 * mt_max) for _ in range(2)] if g.bias is not None else []
     tiles = [(n0, m0, blk) for n0 in range(0, g.n, G) for m0 in range(0, g.cout, mt_max)
              for blk in plan.blocks]
     plane_in, plane_out = g.hin * g.win, g.oh * g.ow
     count = [0] * len(ctx.streams)
-    kiter = [0] * len(ctx.streams)  # window tiles (B) per cluster
-    titer = [0] * len(ctx.streams)  # tap weight tiles (A) per cluster: their own parity
+    kiter = [0] * len(ctx.streams)  # k-blocks per cluster: the slab buffers' parity
     for cl, (n0, m0, (oh0, rows, ow0, cols)) in ctx.place(tiles):
         imgs = range(n0, min(n0 + G, g.n))
         mt, pt = min(mt_max, g.cout - m0), rows * cols
@@ -320,33 +325,35 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
         first = True
         for k0 in range(0, g.cin, kt_max):
             kt = min(kt_max, g.cin - k0)
-            if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m)
-                ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
-                wrows, wcols = kt, mt
-            else:
-                ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
-                wrows, wcols = mt, kt
+            wslab, xslab = wslabs[kiter[cl] % plan.wbufs], xslabs[kiter[cl] % 2]
+            kiter[cl] += 1
             row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
-            for j, n in enumerate(imgs):
+            for j, n in enumerate(imgs):  # the next input slab first: it overlaps the MACs
                 ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * plane_in + k0 * plane_in
                                                    + row0 * g.win + col0),
                         (kt, plan.rows_in, plan.cols_in), (plane_in, g.win, 1), offset=4 * j * kt * slab)
+            # the weight slab keeps OIHW's column order (c-major, tap-minor): a tap's A is
+            # every ntap-th column
+            if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m); A^T[c, o] at c*mt*taps + o*taps
+                ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
+                va = ctx.view(cl, _VR_TAP, 1, mt * ntap, ntap, 1)
+            else:     # A[o, c] at o*kt*taps + c*taps
+                ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
+                va = ctx.view(cl, _VR_TAP, 1, kt * ntap, ntap, 1)
+            if rows > 1:  # B[c, (r, q)] at c*slab + r*sh*cols_in + q*sw
+                vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh * plan.cols_in, g.sw)
+            else:         # one output row: B[c, q] at c*slab + q*sw
+                vb = ctx.view(cl, _VR_RUN, 1, slab, g.sw, 1)
             if g.pad_t or g.pad_l:
                 _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
                              g.hin, g.win)
             for dy, dx, woff in g.taps:
-                a = a_slots[titer[cl] % 2]
-                titer[cl] += 1
-                ctx.gather_sp(cl, a, wslab, woff, (1, wrows, wcols), (0, wcols * ntap, ntap))
                 for j, _ in enumerate(imgs):
-                    b = b_slots[kiter[cl] % 2]
-                    kiter[cl] += 1
-                    ctx.gather_sp(cl, b, xslab, j * kt * slab + dy * plan.cols_in + dx,
-                                  (kt, rows, cols), (slab, g.sh * plan.cols_in, g.sw))
                     c = cs[j]
-                    reads = (a, b) if first else (a, b, c)
-                    ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=a.ref(), b=b.ref(),
-                             m=mt, n=pt, k=kt, accum=int(not first), ta=int(g.ta), tb=0)
+                    reads = (wslab, xslab) if first else (wslab, xslab, c)
+                    ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=wslab.ref(4 * woff),
+                             b=xslab.ref(4 * (j * kt * slab + dy * plan.cols_in + dx)),
+                             m=mt, n=pt, k=kt, accum=int(not first), ta=int(g.ta), tb=0, va=va, vb=vb)
                 first = False
         count[cl] += 1
         ctx.stats.macs += mt * pt * g.cin * ntap * len(imgs)
