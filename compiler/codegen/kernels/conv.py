@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from acf.isa.fields import FmtSpec, MemRef
+
 from ..context import KernelContext
 from ..memory import Buffer
 from ..schedule import Slot
@@ -463,27 +465,30 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
                 ) -> tuple[int, list[tuple[int, int, int, int]], int, int, int] | None:
     """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in, images per
     block) of the slab weight gradient, or None when even 16 x 16 tiles of every tap do not
-    fit the scratchpad. Per tile the scratchpad holds every tap's s x s gradient, their
-    OIHW-ordered copy, the double-buffered output-gradient and window tiles (s x pixels of
-    ``group`` images) and the input slabs. Among the fits, the one with the fewest MAC-array
-    cycles (folds x (k + fold overhead)) wins: small planes gain most from a longer k (fewer,
-    larger tiles also move fewer bytes: the port links, not the MACs, bound most layers)."""
-    t, elems, ntap = ctx.tiling.t, ctx.tiling.elems, v.kh * v.kw
+    fit the scratchpad. Per tile the scratchpad holds every tap's s x s gradient (and, when
+    sampled, every tap's mask tile) and a working region: the double-buffered
+    output-gradient tiles (s x pixels of ``group`` images) and input slabs, which at the end
+    of the tile also holds the gradient's OIHW-ordered copy. Among the fits, the one with
+    the fewest MAC-array cycles (folds x (k + fold overhead)) wins: small planes gain most
+    from a longer k (fewer, larger tiles also move fewer bytes: the port links, not the
+    MACs, bound most layers)."""
+    t, ntap = ctx.tiling.t, v.kh * v.kw
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
     pe, fold = int(ctx.target.cluster.pe_rows), int(ctx.target.cluster.fold_cycles)
     best, best_cost = None, None
     top = min(t, max(v.o, v.c))
     for s in sorted({top, *range(16, top, 16)}, reverse=True):
-        left = budget - (3 if sampled else 2) * ntap * s * s  # (+ the sampling tiles)
-        if left <= 0 or s * ntap > 0xFFFF:
+        bank = ntap * s * s
+        left = budget - (2 if sampled else 1) * bank  # the working region
+        if left < bank or s * ntap > 0xFFFF:  # it must hold the ordered copy
             continue
-        limit = max(1, min(elems // s, 0xFFFF))
+        limit = 0xFFFF
         while limit >= 1:
             blocks = _pixel_blocks(v.oh, v.ow, limit)
             pmax = max(r * c for _, r, _, c in blocks)
             rows_in = (max(r for _, r, _, _ in blocks) - 1) * v.sh + (v.kh - 1) * v.dh + 1
             cols_in = (max(c for _, _, _, c in blocks) - 1) * v.sw + (v.kw - 1) * v.dw + 1
-            per_image = 4 * s * pmax + s * rows_in * cols_in
+            per_image = 2 * s * pmax + 2 * s * rows_in * cols_in
             if per_image <= left:
                 break
             limit //= 2
@@ -491,7 +496,7 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
             continue
         group = 1
         if len(blocks) == 1:
-            group = max(1, min(v.n, left // per_image, elems // max(s, pmax) // pmax, 0xFFFF // pmax))
+            group = max(1, min(v.n, left // per_image, 0xFFFF // pmax))
         tiles = -(-v.o // s) * -(-v.c // s)
         steps = -(-v.n // group) * len(blocks)
         cost = tiles * steps * ntap * -(-s // pe) ** 2 * (group * pmax + fold)
@@ -503,19 +508,20 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
 @kernel("graph.conv2d_backward_weight")
 def conv2d_backward_weight(ctx: KernelContext) -> None:
     """Per Cout x Cin tile, every tap's gradient accumulates in the scratchpad over images
-    and pixel blocks: the output-gradient block (``ld``) and the input slab under all taps'
-    windows (``ldg``) are loaded once per block, each tap's window is cut out on chip; at the
-    end one on-chip gather reorders the taps into OIHW and one ``st`` writes the tile::
+    and pixel blocks: the output-gradient block (``ld``) and the input slabs under all taps'
+    windows (``ldg``) are loaded once per block (double-buffered), and each tap's ``mm``
+    reads its windows in place, transposed, through a view register (the images' windows
+    stacked along k); at the end one on-chip gather reorders the taps into OIHW and one
+    ``st`` writes the tile::
 
-        ld  sp[G] <- g[n, o0:, pixels]      ldg sp[XS] <- x[n, c0:, rows_in, cols_in]
-        per tap:  ldg sp[B] <- sp[XS] (window, pixels x Cin);  mm sp[C_tap] (+)= G . B
+        ld  sp[G] <- g[n.., o0:, pixels]     ldg sp[XS_j] <- x[n_j, c0:, rows_in, cols_in]
+        per tap:  mm sp[C_tap] (+)= G . XS[window of every image]^T      (k = images x pixels)
         ldg sp[O] <- sp[C] (o, c, tap order);   st W[o0:, c0:, :, :] <- sp[O]
 
     Sampled (a mask operand: the conv SDDMM of a masked weight), each tap's ``mm`` is an
     ``sddmm`` whose sampling tile is that tap's mask, cut on chip from the tile's mask rows.
-
-    When a block is a whole output plane, a step takes several images (``ldg`` of their
-    planes side by side, windows stacked), so each ``mm`` reduces over images x pixels.
+    The ordered copy shares the working region with the gradient and slab buffers, which
+    are dead by then (the gather and the store name them, so the next tile's loads wait).
     """
     v = _params(ctx)
     g, x = ctx.ins[:2]
@@ -529,12 +535,15 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     ntap = v.kh * v.kw
     slab = rows_in * cols_in
     pmax = max(r * c for _, r, _, c in blocks)
-    g_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
-    b_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
-    xslab = ctx.alloc("sp", 4 * G * side * slab)
     cbank = ctx.alloc("sp", 4 * ntap * side * side)
-    ordered = ctx.alloc("sp", 4 * ntap * side * side)
     sbank = ctx.alloc("sp", 4 * ntap * side * side) if mask is not None else None
+    g_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
+    xslabs = [ctx.alloc("sp", 4 * G * side * slab) for _ in range(2)]
+    work = (*g_slots, *xslabs)
+    span = xslabs[-1].addr + xslabs[-1].nbytes - g_slots[0].addr
+    if span < 4 * ntap * side * side:  # the region must hold the ordered copy
+        work += (ctx.alloc("sp", 4 * ntap * side * side - span),)
+    ordered = Slot("sp", g_slots[0].addr, 4 * ntap * side * side)
     plane_in, plane_out = hin * win, v.oh * v.ow
     tiles = [(o0, c0) for o0 in range(0, v.o, side) for c0 in range(0, v.c, side)]
     it = [0] * len(ctx.streams)
@@ -542,14 +551,19 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
         mt, nt = min(side, v.o - o0), min(side, v.c - c0)
         first = True
         if sbank is not None:  # every tap's sampling tile, cut from the tile's OIHW mask rows
-            ctx.ld_at(cl, ordered, mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap,
-                      v.c * ntap)
-            ctx.gather_sp(cl, sbank, ordered, 0, (ntap, mt, nt), (1, nt * ntap, ntap))
+            ctx.emit(cl, "ld", reads=work, writes=(ordered, *work), dst=ordered.ref(),
+                     src=MemRef("dram", mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
+                     fmt=FmtSpec("dense"), rows=mt, cols=nt * ntap,
+                     stride=v.c * ntap if mt > 1 and v.c * ntap != nt * ntap else 0)
+            ctx.stats.dram_bytes += 4 * mt * nt * ntap
+            ctx.emit(cl, "ldg", reads=(ordered, *work), writes=(sbank,), dst=sbank.ref(),
+                     src=ordered.ref(), d0=ntap, d1=mt, d2=nt, s0=1 if ntap > 1 else 0,
+                     s1=nt * ntap if mt > 1 else 0, s2=ntap if nt > 1 else 0)
         for n0 in range(0, v.n, G):
             imgs = range(n0, min(n0 + G, v.n))
             for oh0, rows, ow0, cols in blocks:
                 pt = rows * cols
-                gb, b_par = g_slots[it[cl] % 2], it[cl]
+                gb, xslab = g_slots[it[cl] % 2], xslabs[it[cl] % 2]
                 it[cl] += 1
                 g0 = g.addr + 4 * (n0 * v.o * plane_out + o0 * plane_out + oh0 * v.ow + ow0)
                 if len(imgs) == 1:
@@ -562,24 +576,28 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
                             (nt, rows_in, cols_in), (plane_in, win, 1), offset=4 * j * nt * slab)
                 if v.ph or v.pw:
                     _zero_border(ctx, cl, xslab, len(imgs) * nt, rows_in, cols_in, row0, col0, hin, win)
+                # B stored n x k (tb=1): B[c, (j, r, q)] at c*slab + j*nt*slab + r*sh*cols_in + q*sw
+                vb = ctx.view(cl, _VR_WIN_T, cols, slab, v.sh * cols_in, v.sw, d1=rows, s3=nt * slab)
                 for tap in range(ntap):
                     kh, kw = divmod(tap, v.kw)
-                    b = b_slots[(b_par * ntap + tap) % 2]
-                    for j, _ in enumerate(imgs):  # window^T: (pixels x nt) per image, stacked
-                        ctx.gather_sp(cl, b, xslab, j * nt * slab + kh * v.dh * cols_in + kw * v.dw,
-                                      (rows, cols, nt), (v.sh * cols_in, v.sw, slab), offset=4 * j * pt * nt)
-                    reads = (gb, b) if first else (gb, b, cbank)
+                    reads = (gb, xslab) if first else (gb, xslab, cbank)
                     extra = {}
                     if sbank is not None:
                         reads += (sbank,)
                         extra["s"] = sbank.ref(4 * tap * mt * nt)
                     ctx.emit(cl, "mm" if sbank is None else "sddmm", reads=reads, writes=(cbank,),
-                             dst=cbank.ref(4 * tap * mt * nt), a=gb.ref(), b=b.ref(), m=mt, n=nt,
-                             k=pt * len(imgs), accum=int(not first), ta=0, tb=0, **extra)
+                             dst=cbank.ref(4 * tap * mt * nt), a=gb.ref(),
+                             b=xslab.ref(4 * (kh * v.dh * cols_in + kw * v.dw)), m=mt, n=nt,
+                             k=pt * len(imgs), accum=int(not first), ta=0, tb=1, vb=vb, **extra)
                 first = False
         ctx.stats.macs += mt * nt * v.n * plane_out * ntap
-        ctx.gather_sp(cl, ordered, cbank, 0, (mt, nt, ntap), (nt, 1, mt * nt))
-        ctx.st_at(cl, ordered, out.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap, v.c * ntap)
+        ctx.emit(cl, "ldg", reads=(cbank, *work), writes=(ordered, *work), dst=ordered.ref(),
+                 src=cbank.ref(), d0=mt, d1=nt, d2=ntap, s0=nt if mt > 1 else 0,
+                 s1=1 if nt > 1 else 0, s2=mt * nt if ntap > 1 else 0)
+        ctx.emit(cl, "st", reads=(ordered, *work), dst=MemRef("dram", out.addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
+                 src=ordered.ref(), fmt=FmtSpec("dense"), rows=mt, cols=nt * ntap,
+                 stride=v.c * ntap if mt > 1 and v.c * ntap != nt * ntap else 0)
+        ctx.stats.dram_bytes += 4 * mt * nt * ntap
 
 
 def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
