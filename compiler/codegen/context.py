@@ -145,7 +145,7 @@ class KernelContext:
     # ---- instructions ---------------------------------------------------------------------
     def emit(self, cl: int, mnemonic: str, reads: tuple[Slot, ...] = (),
              writes: tuple[Slot, ...] = (), **args: Any) -> int:
-        return self.streams[cl].emit(mnemonic, self.loc, reads, writes, **args)
+        return self.streams[cl].emit_args(mnemonic, self.loc, reads, writes, args)
 
     def _tile_coords(self, buf: Buffer, r0: int, c0: int, rows: int, cols: int) -> tuple[int, int]:
         tr, tc = buf.tile

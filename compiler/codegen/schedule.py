@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acf.isa.fields import MemRef
-from acf.isa.program import Instruction, SourceLoc, make
+from acf.isa.program import Instruction, SourceLoc, make, make_op
 from acf.isa.spec import BY_MNEMONIC, unit_of
 
 from ..diagnostics import InternalError
@@ -90,6 +90,11 @@ class ClusterStream:
     def emit(self, mnemonic: str, loc: SourceLoc, reads: tuple[Slot, ...] = (),
              writes: tuple[Slot, ...] = (), **args: Any) -> int:
         """Queue one instruction on this cluster; returns its index in the stream."""
+        return self.emit_args(mnemonic, loc, reads, writes, args)
+
+    def emit_args(self, mnemonic: str, loc: SourceLoc, reads: tuple[Slot, ...],
+                  writes: tuple[Slot, ...], args: dict[str, Any]) -> int:
+        """:meth:`emit` with the operand fields as a dict (which the stream keeps)."""
         row = BY_MNEMONIC[mnemonic]
         if row.queued:
             args["cl"] = self.cl
@@ -135,12 +140,12 @@ class ClusterStream:
                 group.append((self._sync(item.unit, waits[:2], []), item.loc))
                 waits = waits[2:]
             extra_sigs = sigs[2:]
-            args = dict(item.args)
+            args = item.args  # the stream's own dict: resolve runs once
             for k, t in zip(("wait0", "wait1"), waits):
                 args[k] = t
             for k, t in zip(("sig0", "sig1"), sigs[:2]):
                 args[k] = t
-            group.append((make(item.mnemonic, **args), item.loc))
+            group.append((make_op(BY_MNEMONIC[item.mnemonic], args), item.loc))
             while extra_sigs:
                 group.append((self._sync(item.unit, [], extra_sigs[:2]), item.loc))
                 extra_sigs = extra_sigs[2:]
