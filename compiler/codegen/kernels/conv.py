@@ -1,37 +1,39 @@
 """Convolution kernels (``groups = 1``): ``graph.conv2d``, ``conv2d_backward_input`` and
 ``conv2d_backward_weight``, as sums over kernel taps (kh, kw) of GEMMs.
 
-Data layout: activations stay NCHW and weights OIHW in DRAM, exactly as the IR has them;
-nothing is transposed in DRAM except where noted. Per tap the GEMM operands are strided
-views read with ``ldg``:
+Data layout: activations stay NCHW and weights OIHW in DRAM, exactly as the IR has them.
+Each output tile loads, per block of input channels, a *slab*: the input rows and columns
+under every tap's window (runs of whole rows, one ``ldg`` per image), and the weights of
+all taps (rows of OIHW, one ``ld``). Every tap's ``mm`` then reads its operands in place
+through the MAC unit's view registers (``mview``; docs/timing.md section 3): the weight
+slice ``W[:, :, kh, kw]`` is every KH*KW-th column of the weight slab, and the tap's window
+(shifted, strided im2col rows) a strided block of the input slab. No per-tap copies are
+made, and the weight is always the ``a`` operand (``skip=ab``), so zero weights are skipped.
+Zero borders are virtual: slabs read the unpadded tensor and their border elements are
+zeroed on chip (``_zero_border``); the memory plan keeps a guard gap around every buffer.
 
-* weight slice ``W[:, :, kh, kw]`` (Cout x Cin: row stride Cin*KH*KW, column stride KH*KW),
-  always the ``a`` operand of ``mm`` (``skip=ab``), so zero weights are skipped;
-* the input window of image n: Cin x (OH x OW) with ``d0 = channels`` (stride H*W),
-  ``d1 = output rows`` (stride sh*W), ``d2 = output columns`` (stride sw), i.e. the tap's
-  shifted, strided im2col rows, gathered straight into the ``b`` slot.
+``conv2d``: out[n] (Cout x OH*OW, an NCHW plane block) = sum_taps W_tap . window_tap(n).
+Output tiles (images, Cout block, block of whole output rows) are placed round-robin::
 
-``conv2d``: out[n] (Cout x OH*OW, an NCHW plane block) = sum_taps W_tap . window_tap(n);
-padding copies the input into the interior of a zero-filled DRAM scratch [N, C, H+2ph,
-W+2pw] first (``fill`` then ``gather_copy``; barriers in between). Output tiles (n, Cout
-block, block of whole output rows) are placed round-robin; per tap and Cin block::
-
-    ldg sp[A] <- W[o0:, c0:, kh, kw]      ldg sp[B] <- x[n, c0:, kh*dh + sh*oh, kw*dw + sw*ow]
-    mm  acc[C] (+)= A . B                (m = Cout block, k = Cin block, n = pixels)
+    ld  sp[WS] <- W[o0:, c0:, all taps]      ldg sp[XS] <- x[n, c0:, rows_in, cols_in]
+    per tap, per image:  mm acc[C] (+)= WS[tap] . XS[window]   (m = Cout, k = Cin block, n = pixels)
     ... vop add acc[C], acc[C], bias col;  st acc[C] -> out[n, o0:, rows]
 
 ``conv2d_backward_input``: the transposed conv, i.e. a stride-1 conv (dilation dh, dw) of
-the output gradient, dilated by the stride and padded by ``d*(K-1) - p``, with the
-flipped weight: ``mm ta=1`` reads the tap slice ``W[:, :, KH-1-kh, KW-1-kw]`` (Cout x Cin)
-as the transposed ``a``. The dilated, padded gradient is built in DRAM scratch: a stride
-> 1 first stores g's rows into block 0 of a zeroed buffer [N*Cout*OH, sh*sw, OW] (one
-``st`` with row stride sh*sw*OW), whose zero blocks make the dilated image a plain 4-D
-strided view that ``gather_copy`` moves into the padded buffer.
+the output gradient padded by ``d*(K-1) - p`` with the flipped weight (``mm ta=1`` reads
+the tap slice ``W[:, :, KH-1-kh, KW-1-kw]`` transposed). Stride 1 uses the slab kernel above
+on g itself; a stride > 1 first dilates g in DRAM scratch (g's rows stored into block 0 of a
+zeroed buffer [N*Cout*OH, sh*sw, OW], whose zero blocks make the dilated image a strided
+view that ``gather_copy`` moves into the padded buffer).
 
-``conv2d_backward_weight``: per tap, gW_tap (Cout x Cin) = sum over images and pixel blocks
-of g[n] (Cout x pixels, ``ld``) times window_tap(n) (Cin x pixels, ``ldg``) transposed
-(``mm tb=1``). Tap results go to a DRAM scratch laid out [Cout, KH*KW, Cin] (contiguous
-stores) and one ``gather_copy`` permutes it to OIHW (1x1 kernels store OIHW directly).
+``conv2d_backward_weight``: per Cout x Cin tile, gW_tap = sum over images and pixel blocks
+of g (Cout x pixels) times window_tap^T (``mm tb=1``, the windows of several images stacked
+along k by the view); every tap accumulates in the scratchpad, and one on-chip gather puts
+the taps in OIHW order for a single ``st`` per tile. With a mask operand each tap's ``mm`` is
+an ``sddmm`` sampled by that tap's mask (the conv SDDMM of a masked weight).
+
+When the slabs do not fit the scratchpad, the taps gather their operands from DRAM instead
+(``_emit_tap_gemm_from_dram``, ``_wgrad_from_dram``).
 """
 
 from __future__ import annotations
