@@ -288,9 +288,9 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
 
 
 #: view registers of the conv kernels: a tap's weights (every ntap-th column of the slab), its
-#: window (a block of whole output rows, or a run of one row), and (weight gradients) a tap's
-#: window transposed
-_VR_TAP, _VR_WIN, _VR_RUN, _VR_WIN_T, _VR_RUN_T = 1, 2, 3, 4, 5
+#: window (a block of whole output rows, or a run of one row), and (weight gradients) the
+#: windows of a block's images, transposed
+_VR_TAP, _VR_WIN, _VR_RUN, _VR_WIN_T = 1, 2, 3, 4
 
 
 def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None) -> None:
