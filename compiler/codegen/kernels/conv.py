@@ -464,13 +464,17 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
 
 
 def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
-                ) -> tuple[int, list[tuple[int, int, int, int]], int, int, int] | None:
+                ) -> tuple[int, list[tuple[int, int, int, int]], int, int, int, bool] | None:
     """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in, images per
-    block) of the slab weight gradient, or None when even 16 x 16 tiles of every tap do not
-    fit the scratchpad. Per tile the scratchpad holds every tap's s x s gradient (and, when
-    sampled, every tap's mask tile) and a working region: the double-buffered
-    output-gradient tiles (s x pixels of ``group`` images) and input slabs, which at the end
-    of the tile also holds the gradient's OIHW-ordered copy. Among the fits, the one with
+    block, whether the gradients accumulate in the accumulator) of the slab weight
+    gradient, or None when even 16 x 16 tiles of every tap do not fit the scratchpad. Per
+    tile the scratchpad holds every tap's s x s gradient (and, when sampled, every tap's
+    mask tile) and a working region: the double-buffered output-gradient tiles (s x pixels
+    of ``group`` images) and input slabs, which at the end of the tile also holds the
+    gradient's OIHW-ordered copy. Sampled, the gradients accumulate in the accumulator
+    instead when they fit it (copied to the working region at the end and reordered into
+    the mask tiles' place), so the scratchpad holds one s x s tile per tap, as unsampled.
+    Among the fits, the one with
     the fewest MAC-array cycles (folds x (k + fold overhead)) wins: small planes gain most
     from a longer k (fewer, larger tiles also move fewer bytes: the port links, not the
     MACs, bound most layers)."""
@@ -481,7 +485,8 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     top = min(t, max(v.o, v.c))
     for s in sorted({top, *range(16, top, 16)}, reverse=True):
         bank = ntap * s * s
-        left = budget - (2 if sampled else 1) * bank  # the working region
+        in_acc = sampled and 4 * bank <= ctx.tiling.acc_bytes
+        left = budget - (2 if sampled and not in_acc else 1) * bank  # the working region
         if left < bank or s * ntap > 0xFFFF:  # it must hold the ordered copy
             continue
         limit = 0xFFFF
@@ -503,7 +508,7 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
         steps = -(-v.n // group) * len(blocks)
         cost = tiles * steps * ntap * -(-s // pe) ** 2 * (group * pmax + fold)
         if best_cost is None or cost < best_cost:
-            best, best_cost = (s, blocks, rows_in, cols_in, group), cost
+            best, best_cost = (s, blocks, rows_in, cols_in, group, in_acc), cost
     return best
 
 
@@ -532,12 +537,12 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     plan = _wgrad_plan(ctx, v, sampled=mask is not None)
     if plan is None:
         return _wgrad_from_dram(ctx, v)
-    side, blocks, rows_in, cols_in, G = plan
+    side, blocks, rows_in, cols_in, G, in_acc = plan
     xa, hin, win = x.addr, v.h, v.w  # the zero border is virtual: zeroed in each slab
     ntap = v.kh * v.kw
     slab = rows_in * cols_in
     pmax = max(r * c for _, r, _, c in blocks)
-    cbank = ctx.alloc("sp", 4 * ntap * side * side)
+    cbank = ctx.alloc("acc" if in_acc else "sp", 4 * ntap * side * side)
     sbank = ctx.alloc("sp", 4 * ntap * side * side) if mask is not None else None
     g_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
     xslabs = [ctx.alloc("sp", 4 * G * side * slab) for _ in range(2)]
@@ -593,11 +598,16 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
                              k=pt * len(imgs), accum=int(not first), ta=0, tb=1, vb=vb, **extra)
                 first = False
         ctx.stats.macs += mt * nt * v.n * plane_out * ntap
-        ctx.emit(cl, "ldg", reads=(cbank, *work), writes=(ordered, *work), dst=ordered.ref(),
-                 src=cbank.ref(), d0=mt, d1=nt, d2=ntap, s0=nt if mt > 1 else 0,
+        src, dst = cbank, ordered
+        if in_acc:  # to the working region, then reordered into the mask tiles' place
+            ctx.emit(cl, "vop", reads=(cbank, *work), writes=(ordered, *work), fn="copy",
+                     dst=ordered.ref(), a=cbank.ref(), rows=ntap * mt, cols=nt, bmode="tile", imm=0.0)
+            src, dst = ordered, sbank
+        ctx.emit(cl, "ldg", reads=(src, *work), writes=(dst, *work), dst=dst.ref(),
+                 src=src.ref(), d0=mt, d1=nt, d2=ntap, s0=nt if mt > 1 else 0,
                  s1=1 if nt > 1 else 0, s2=mt * nt if ntap > 1 else 0)
-        ctx.emit(cl, "st", reads=(ordered, *work), dst=MemRef("dram", out.addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
-                 src=ordered.ref(), fmt=FmtSpec("dense"), rows=mt, cols=nt * ntap,
+        ctx.emit(cl, "st", reads=(dst, *work), dst=MemRef("dram", out.addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
+                 src=dst.ref(), fmt=FmtSpec("dense"), rows=mt, cols=nt * ntap,
                  stride=v.c * ntap if mt > 1 and v.c * ntap != nt * ntap else 0)
         ctx.stats.dram_bytes += 4 * mt * nt * ntap
 
