@@ -46,6 +46,7 @@ from ..context import KernelContext
 from ..memory import Buffer
 from ..schedule import Slot
 from . import kernel, scratch
+from .elementwise import elementwise_inplace
 from .layout import fill, gather_copy
 from .loops import KLoop
 
@@ -136,9 +137,22 @@ def _conv_scratch(op) -> list[tuple[int, ...]]:
         return out
     if v.ph or v.pw:
         out.append((v.n, v.c, v.h + 2 * v.ph, v.w + 2 * v.pw))
-    if op.name == "graph.conv2d_backward_weight" and v.kh * v.kw > 1:
-        out.append((v.o, v.kh * v.kw, v.c))
+    if op.name == "graph.conv2d_backward_weight":
+        if v.kh * v.kw > 1:
+            out.append((v.o, v.kh * v.kw, v.c))
+        # partial gradients of the image groups beyond the first (see _wgrad_split)
+        out += [(v.o, v.c, v.kh, v.kw)] * (WGRAD_SPLIT_MAX - 1)
     return out
+
+
+#: at most this many image groups of a conv weight gradient run on separate clusters
+WGRAD_SPLIT_MAX = 4
+
+
+def _wgrad_partials(ctx: KernelContext, v: Conv) -> list[Buffer]:
+    """The DRAM scratch of the image groups' partial weight gradients (after the padded
+    input and the tap-permutation scratch of the DRAM-gather path, when present)."""
+    return ctx.scratch[len(ctx.scratch) - (WGRAD_SPLIT_MAX - 1):]
 
 
 def _params(ctx: KernelContext) -> Conv:
@@ -552,9 +566,17 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
         work += (ctx.alloc("sp", 4 * ntap * side * side - span),)
     ordered = Slot("sp", g_slots[0].addr, 4 * ntap * side * side)
     plane_in, plane_out = hin * win, v.oh * v.ow
-    tiles = [(o0, c0) for o0 in range(0, v.o, side) for c0 in range(0, v.c, side)]
+    weight_tiles = [(o0, c0) for o0 in range(0, v.o, side) for c0 in range(0, v.c, side)]
+    # fewer weight tiles than clusters: the images are split into groups that run as
+    # separate tiles, each group's partial gradient summed into the output afterwards
+    groups = -(-v.n // G)
+    split = max(1, min(WGRAD_SPLIT_MAX, len(ctx.streams) // len(weight_tiles), groups))
+    per = -(-groups // split) * G  # images per split
+    split = -(-v.n // per)
+    dests = [out] + _wgrad_partials(ctx, v)[:split - 1]
+    tiles = [(o0, c0, p) for p in range(split) for o0, c0 in weight_tiles]
     it = [0] * len(ctx.streams)
-    for cl, (o0, c0) in ctx.place(tiles):
+    for cl, (o0, c0, p) in ctx.place(tiles):
         mt, nt = min(side, v.o - o0), min(side, v.c - c0)
         first = True
         if sbank is not None:  # every tap's sampling tile, cut from the tile's OIHW mask rows
@@ -566,8 +588,8 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
             ctx.emit(cl, "ldg", reads=(ordered, *work), writes=(sbank,), dst=sbank.ref(),
                      src=ordered.ref(), d0=ntap, d1=mt, d2=nt, s0=1 if ntap > 1 else 0,
                      s1=nt * ntap if mt > 1 else 0, s2=ntap if nt > 1 else 0)
-        for n0 in range(0, v.n, G):
-            imgs = range(n0, min(n0 + G, v.n))
+        for n0 in range(p * per, min((p + 1) * per, v.n), G):
+            imgs = range(n0, min(n0 + G, v.n, (p + 1) * per))
             for oh0, rows, ow0, cols in blocks:
                 pt = rows * cols
                 gb, xslab = g_slots[it[cl] % 2], xslabs[it[cl] % 2]
@@ -597,7 +619,7 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
                              b=xslab.ref(4 * (kh * v.dh * cols_in + kw * v.dw)), m=mt, n=nt,
                              k=pt * len(imgs), accum=int(not first), ta=0, tb=1, vb=vb, **extra)
                 first = False
-        ctx.stats.macs += mt * nt * v.n * plane_out * ntap
+        ctx.stats.macs += mt * nt * len(range(p * per, min((p + 1) * per, v.n))) * plane_out * ntap
         src, dst = cbank, ordered
         if in_acc:  # to the working region, then reordered into the mask tiles' place
             ctx.emit(cl, "vop", reads=(cbank, *work), writes=(ordered, *work), fn="copy",
@@ -606,10 +628,12 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
         ctx.emit(cl, "ldg", reads=(src, *work), writes=(dst, *work), dst=dst.ref(),
                  src=src.ref(), d0=mt, d1=nt, d2=ntap, s0=nt if mt > 1 else 0,
                  s1=1 if nt > 1 else 0, s2=mt * nt if ntap > 1 else 0)
-        ctx.emit(cl, "st", reads=(dst, *work), dst=MemRef("dram", out.addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
+        ctx.emit(cl, "st", reads=(dst, *work), dst=MemRef("dram", dests[p].addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
                  src=dst.ref(), fmt=FmtSpec("dense"), rows=mt, cols=nt * ntap,
                  stride=v.c * ntap if mt > 1 and v.c * ntap != nt * ntap else 0)
         ctx.stats.dram_bytes += 4 * mt * nt * ntap
+    for part in dests[1:]:  # the image groups' partial gradients, one pass each
+        elementwise_inplace(ctx, "add", out, part)
 
 
 def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
@@ -619,7 +643,7 @@ def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:
     xa, hin, win = _padded_input(ctx, x, v)
     ntap = v.kh * v.kw
     direct = ntap == 1
-    dst = out.addr if direct else ctx.scratch[-1].addr
+    dst = out.addr if direct else ctx.scratch[len(ctx.scratch) - WGRAD_SPLIT_MAX].addr
     t, elems = ctx.tiling.t, ctx.tiling.elems
     ot, ct = min(v.o, t), min(v.c, t)
     blocks = _pixel_blocks(v.oh, v.ow, max(1, min(elems // max(ot, ct), 0xFFFF)))
