@@ -13,7 +13,7 @@ from acf.emulator.report import Report
 from acf.emulator.routing import link_name
 from acf.emulator.state import State
 from acf.isa import formats, symbols
-from acf.isa.program import Program
+from acf.isa.program import Program, gc_paused
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 from acf.isa.target import Target, load_target
 from acf.isa.tech import area_factor, energy_factor
@@ -82,8 +82,9 @@ class Emulator:
         return self.engine.step()
 
     def run(self) -> Result:
-        self.engine.run()
-        return self.result()
+        with gc_paused():
+            self.engine.run()
+            return self.result()
 
     def result(self) -> Result:
         outputs, bad = read_outputs(self.program, self.state)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,3 +169,20 @@ class Program:
 
     def label_at(self, addr: int) -> list[str]:
         return [name for name, a in self.labels.items() if a == addr]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large program is built or run.
+
+    Building or emulating a program allocates hundreds of thousands of long-lived objects
+    (instructions and their operand dicts, records) and no garbage cycles worth collecting;
+    every full collection rescans all of them. A ResNet-18 batch-16 compile took 6-10 s
+    with it running and 2.2 s without; emulation gains about 6 %."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
