@@ -16,7 +16,15 @@ from __future__ import annotations
 import numpy as np
 from acf.isa import symbols
 from acf.isa.program import Program
-from acf.isa.semantics import SEMANTICS, DecodeCache, SemanticError, advance_loops, apply_ctl
+from acf.isa.semantics import (
+    SEMANTICS,
+    DecodeCache,
+    SemanticError,
+    advance_loops,
+    apply_ctl,
+    view_span,
+    write_view,
+)
 from acf.isa.target import Target, load_target
 
 from .dialects.acf import to_program
@@ -84,7 +92,11 @@ class SequentialMachine:
         return self.groups[g]
 
     def write(self, space: str, cl: int, addr: int, data: np.ndarray, pitch: int = 0) -> None:
-        """Commit one write: bytes, or a 2-D tile whose rows land ``pitch`` bytes apart."""
+        """Commit one write: bytes, or a 2-D tile whose rows land ``pitch`` bytes apart (or
+        through a destination view when ``pitch`` is one)."""
+        if isinstance(pitch, tuple):
+            write_view(self._buf(space, cl, addr + view_span(pitch)), pitch, data)
+            return
         if data.ndim != 2:
             flat = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
             self._buf(space, cl, addr + flat.size)[addr:addr + flat.size] = flat

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from acf.emulator import Emulator, EmulatorTrap
+from acf.isa.semantics import view_span
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 
 PAGE = 4096
@@ -57,7 +58,9 @@ def write_ranges(effect: Any) -> list[tuple[str, int, int, int]]:
     """Byte ranges an Effect's writes cover (a pitched tile counts as its whole span)."""
     out = []
     for space, cl, addr, data, pitch in effect.writes:
-        if data.ndim == 2:
+        if isinstance(pitch, tuple):  # a destination view
+            span = view_span(pitch)
+        elif data.ndim == 2:
             rows, rb = data.shape[0], data.shape[1] * data.itemsize
             span = (rows - 1) * (pitch or rb) + rb if rows and rb else 0
         else:

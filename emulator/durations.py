@@ -36,12 +36,12 @@ class Durations:
         else:
             cyc, issued, effm = tc.sddmm_cycles(info["A"], info["B"], info["S"], ins["skip"], cfg)
         views = info.get("views")
-        if views:  # operands fetched through view registers: their scratchpad bank accesses
+        if views:  # operands read or written through view registers: their bank accesses
             key = ("mm", *views)  # overlap the MACs (docs/timing.md section 3)
             banks = self.gather_cache.get(key)
             if banks is None:
                 banks = self.gather_cache[key] = tc.view_bank_cycles(
-                    [gather_addresses(v) for v in views], cfg)
+                    [(buf, gather_addresses(v)) for buf, v in views], cfg)
             cyc = max(cyc, cfg.I + banks)
         rec = ex.record
         rec.issued_macs, rec.effectual_macs = issued, effm

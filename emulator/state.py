@@ -10,7 +10,7 @@ from __future__ import annotations
 import mmap
 
 import numpy as np
-from acf.isa.semantics import DecodeCache, SemanticError
+from acf.isa.semantics import DecodeCache, SemanticError, write_view
 
 SPACE_NAMES = {"dram": "DRAM", "gb": "global buffer", "sp": "scratchpad", "acc": "accumulator"}
 _LAZY_BYTES = 64 << 20
@@ -102,6 +102,9 @@ class State:
     def write(self, space: str, cl: int, addr: int, data: np.ndarray, pitch: int = 0) -> None:
         """Commit one write: bytes, or a 2-D tile whose rows land ``pitch`` bytes apart."""
         b = self.buf(space, cl)
+        if isinstance(pitch, tuple):  # through a destination view (mm vd)
+            write_view(b, pitch, data)
+            return
         if data.ndim == 2:
             rows, cols = data.shape
             rb = data.shape[1] * data.itemsize

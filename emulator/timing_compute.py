@@ -396,15 +396,17 @@ def gather_bank_cycles(addrs: np.ndarray, dst: int, n: int, cfg: ClusterTiming) 
     return int(counts.max())
 
 
-def view_bank_cycles(operands: list[np.ndarray], cfg: ClusterTiming) -> int:
-    """Bank cycles of mm/sddmm operands read through view registers (byte addresses of each
-    operand's elements, all in ``sp``): each distinct word of each operand is one access
-    to its bank; the busiest bank's count (docs/timing.md section 3)."""
-    counts = np.zeros(cfg.banks, np.int64)
-    for addrs in operands:
+def view_bank_cycles(operands: list[tuple[str, np.ndarray]], cfg: ClusterTiming) -> int:
+    """Bank cycles of mm/sddmm operands read or written through view registers ((buffer,
+    byte addresses of the operand's elements)): each distinct word of each operand is one
+    access to its bank of its buffer (sp and acc bank separately); the busiest bank's
+    count (docs/timing.md section 3)."""
+    counts: dict[str, np.ndarray] = {}
+    for buf, addrs in operands:
         if addrs.size:
-            counts += _word_banks(addrs, cfg.bank_bytes, cfg.banks)
-    return int(counts.max())
+            c = counts.setdefault(buf, np.zeros(cfg.banks, np.int64))
+            c += _word_banks(addrs, cfg.bank_bytes, cfg.banks)
+    return max((int(c.max()) for c in counts.values()), default=0)
 
 
 def _word_banks(addrs: np.ndarray, bb: int, nb: int) -> np.ndarray:

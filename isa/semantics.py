@@ -54,7 +54,8 @@ class Access(NamedTuple):
 @dataclass
 class Effect:
     """What an instruction does: writes ``(space, cluster, addr, data, pitch_bytes)`` where
-    data is a uint8 vector or a 2-D float32 tile (rows written ``pitch_bytes`` apart)."""
+    data is a uint8 vector or a 2-D float32 tile (rows written ``pitch_bytes`` apart; a
+    tuple instead of a pitch is a destination view, see :func:`write_view`)."""
 
     writes: list[tuple[str, int, int, np.ndarray, int]] = field(default_factory=list)
     accesses: list[Access] = field(default_factory=list)
@@ -420,17 +421,46 @@ def operand_view(ins: Instruction, which: str, base: int, rows: int, cols: int, 
     return (base, rows, runs // d1, d1, d2, s0, s3, s1, s2)
 
 
-def _read_view(m: Machine, cl: int, view: tuple[int, ...]) -> tuple[np.ndarray, Access]:
+def view_span(view: tuple[int, ...]) -> int:
+    """Bytes from an operand view's first element to the end of its last."""
+    base, d0, nb, d1, d2, s0, s3, s1, s2 = view
+    if d0 * nb * d1 * d2 == 0:
+        return 0
+    return 4 * ((d0 - 1) * s0 + (nb - 1) * s3 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
+
+
+def view_is_injective(view: tuple[int, ...]) -> bool:
+    """True when no two elements of the view share an address (each dimension's stride,
+    innermost first, clears the span of the dimensions inside it: sufficient, and what a
+    destination view must satisfy)."""
+    _, d0, nb, d1, d2, s0, s3, s1, s2 = view
+    reach = 1
+    for stride, dim in sorted((st, d) for d, st in ((d0, s0), (nb, s3), (d1, s1), (d2, s2)) if d > 1):
+        if stride < reach:
+            return False
+        reach += stride * (dim - 1)
+    return True
+
+
+def write_view(buf: np.ndarray, view: tuple[int, ...], data: np.ndarray) -> None:
+    """Store a float32 matrix into a byte memory through an injective operand view."""
+    base, d0, nb, d1, d2, s0, s3, s1, s2 = view
+    if d0 * nb * d1 * d2:
+        np.ndarray((d0, nb, d1, d2), np.float32, buf, base,
+                   (4 * s0, 4 * s3, 4 * s1, 4 * s2))[...] = data.reshape(d0, nb, d1, d2)
+
+
+def _read_view(m: Machine, cl: int, view: tuple[int, ...], space: str = "sp") -> tuple[np.ndarray, Access]:
     """The rows x cols float32 matrix of an operand view and the byte range it reads."""
     base, d0, nb, d1, d2, s0, s3, s1, s2 = view
     if d0 * nb * d1 * d2 == 0:
-        return np.zeros((d0, nb * d1 * d2), np.float32), Access("sp", cl, base, 0, 0, 0, False)
-    span = 4 * ((d0 - 1) * s0 + (nb - 1) * s3 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
-    raw = m.read("sp", cl, base, span)
+        return np.zeros((d0, nb * d1 * d2), np.float32), Access(space, cl, base, 0, 0, 0, False)
+    span = view_span(view)
+    raw = m.read(space, cl, base, span)
     # a contiguous copy: the product is then the same BLAS call as on a gathered tile
     vals = np.ascontiguousarray(np.ndarray((d0, nb, d1, d2), np.float32, raw, 0,
                                            (4 * s0, 4 * s3, 4 * s1, 4 * s2)).reshape(d0, nb * d1 * d2))
-    return vals, Access("sp", cl, base, 1, span, span, False)
+    return vals, Access(space, cl, base, 1, span, span, False)
 
 
 def _mm_operand(ins: Instruction, which: str, ea: dict[str, int], m: Machine, rows: int, cols: int,
@@ -441,7 +471,7 @@ def _mm_operand(ins: Instruction, which: str, ea: dict[str, int], m: Machine, ro
     if view is None:
         return _view(m, "sp", cl, base, rows, cols), Access("sp", cl, base, 1, 4 * rows * cols,
                                                               4 * rows * cols, False)
-    info.setdefault("views", []).append(view)
+    info.setdefault("views", []).append(("sp", view))
     return _read_view(m, cl, view)
 
 
@@ -449,7 +479,8 @@ def _mm_operands(ins: Instruction, ea: dict[str, int], m: Machine, info: dict[st
                  ) -> tuple[np.ndarray, np.ndarray, list[Access]]:
     """A, B and their accesses; A and B may be views of the scratchpad, valid until the
     next write (the emulator uses them when the instruction starts). An operand read
-    through a view register is gathered (``info['views']`` lists such views for timing)."""
+    through a view register is gathered (``info['views']`` lists such views, with their
+    buffers, for timing)."""
     M, N, K = ins["m"], ins["n"], ins["k"]
     ta, tb = ins["ta"], ins["tb"]
     A, acc_a = _mm_operand(ins, "a", ea, m, K if ta else M, M if ta else K, info)
@@ -476,6 +507,19 @@ def _mm(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
         C = np.where(S != 0, C, np.float32(0))
         info["S"] = S != 0
     dspace = ins["dst"].space
+    dview = operand_view(ins, "d", ea["dst"], M, N, m)
+    if dview is not None:  # C written (and read) through a view: e.g. one stride phase of a
+        # transposed conv's output, interleaved with the other phases in one tile
+        if not view_is_injective(dview):
+            raise SemanticError("the destination view writes some element twice", "view")
+        info.setdefault("views", []).append((dspace, dview))
+        span = view_span(dview)
+        m.check(dspace, cl, ea["dst"], span)
+        if ins["accum"]:
+            C += _read_view(m, cl, dview, dspace)[0]
+            acc.append(Access(dspace, cl, ea["dst"], 1, span, span, False))
+        acc.append(Access(dspace, cl, ea["dst"], 1, span, span, True))
+        return Effect([(dspace, cl, ea["dst"], C.astype(np.float32, copy=False), dview)], acc, info=info)
     if ins["accum"]:  # C is a fresh array: add in place
         C += _view(m, dspace, cl, ea["dst"], M, N)
         acc.append(Access(dspace, cl, ea["dst"], 1, 4 * M * N, 4 * M * N, False))
@@ -784,4 +828,7 @@ __all__ = [
     "read_packed",
     "read_packed_counts",
     "vfn",
+    "view_is_injective",
+    "view_span",
+    "write_view",
 ]

@@ -106,6 +106,8 @@ _MATMUL = (
     F("skip", SKIP, "operands whose zeros are skipped (limited by the target's skip hardware)", "ab"),
     F("va", u(3), "view register through which A is read (0: a contiguous tile)", 0),
     F("vb", u(3), "view register through which B is read (0: a contiguous tile)", 0),
+    F("vd", u(3), "view register through which C is written, and read when accumulating "
+                  "(0: a contiguous tile)", 0),
 )
 MAC_EVENTS = ("mac", "mac_skipped", "spad_read_byte", "acc_access_byte")
 

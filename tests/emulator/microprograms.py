@@ -255,9 +255,18 @@ class Builder:
             else:
                 addr, _, _ = self.operand(cl, rows, cols, False)
                 ops[op] = (addr, 0)
-        dst = self.alloc("acc", 4 * m * n, cl)
+        vd, out_rows, out_cols = 0, m, n
+        if self.draw(st.booleans()):  # C written through an injective view: rows of runs
+            vd = self.pick([r for r in range(1, 8) if r not in (ops["a"][1], ops["b"][1])])
+            d2 = self.pick([d for d in range(1, n + 1) if n % d == 0])
+            s2 = self.int_draw(1, 2)
+            s1 = (d2 - 1) * s2 + 1 + self.int_draw(0, 3)
+            s0 = (n // d2 - 1) * s1 + (d2 - 1) * s2 + 1 + self.int_draw(0, 5)
+            out_rows, out_cols = 1, (m - 1) * s0 + (n // d2 - 1) * s1 + (d2 - 1) * s2 + 1
+            self.emit(f"mview c{cl}, {vd}, {d2}, {s0}, {s1}, {s2}")
+        dst = self.alloc("acc", 4 * out_rows * out_cols, cl)
         t_done = self.token()
-        views = f", va={ops['a'][1]}, vb={ops['b'][1]}"
+        views = f", va={ops['a'][1]}, vb={ops['b'][1]}, vd={vd}"
         if sddmm:
             s_addr, _, _ = self.operand(cl, m, n, False)
             self.emit(f"sddmm c{cl}, acc[{dst:#x}], sp[{ops['a'][0]:#x}], sp[{ops['b'][0]:#x}], sp[{s_addr:#x}], "
@@ -265,8 +274,8 @@ class Builder:
         else:
             self.emit(f"mm c{cl}, acc[{dst:#x}], sp[{ops['a'][0]:#x}], sp[{ops['b'][0]:#x}], m={m}, n={n}, "
                       f"k={k}, ta={ta}, tb={tb}, skip={skip}{views}" + self.clauses((), (t_done,)))
-        out = self.alloc("dram", 4 * m * n)
-        self.emit(f"st c{cl}, dram[{out:#x}], acc[{dst:#x}], fmt=dense, rows={m}, cols={n}"
+        out = self.alloc("dram", 4 * out_rows * out_cols)
+        self.emit(f"st c{cl}, dram[{out:#x}], acc[{dst:#x}], fmt=dense, rows={out_rows}, cols={out_cols}"
                   + self.clauses((t_done,)))
         self.blocks.append("mm_view")
 

@@ -61,8 +61,9 @@ def expected(name: str, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         win = {(kh, kw): X[:, kh:kh + 4, kw:kw + 4].reshape(2, 16) for kh in range(3) for kw in range(3)}
         Y = sum(W[:, :, kh, kw] @ win[kh, kw] for kh, kw in win)
         H = x["DY2"][:, :16] @ win[1, 1][0] + x["DY2"][:, 16:] @ win[1, 1][1]
+        interleaved = np.stack([W[:, :, 0, 0] @ win[0, 0], W[:, :, 1, 1] @ win[1, 1]], axis=2)
         return {"Y": Y, "Z": W[:, :, 0, 0] @ win[0, 0], "G": np.where(S != 0, DY @ win[1, 1].T, 0),
-                "H": H[:, None]}
+                "H": H[:, None], "I": interleaved.reshape(4, 32)}
     if name == "loop.s":
         return {"Y": x["X"] * 3}
     raise KeyError(name)

@@ -3,7 +3,8 @@
 # the tap-0 product again with A read transposed, the sampled weight gradient of the
 # centre tap, G = (DY . window^T) at S, whose window operand is read transposed, and a
 # single-channel weight gradient H over two "images" (X's planes), stacked along k by
-# blocks of runs.
+# blocks of runs, and two taps' products interleaved column by column into I through a
+# destination view (as the stride phases of a transposed conv).
 .target acf-small
 .tensor X dram 0x0000 f32[2,36]
 .tensor W dram 0x0400 f32[4,18]
@@ -14,6 +15,7 @@
 .tensor G dram 0x1800 f32[4,2]
 .tensor DY2 dram 0x1c00 f32[4,32]
 .tensor H dram 0x2000 f32[4,1]
+.tensor I dram 0x2400 f32[4,32]
     ld c0, sp[0x000], dram[X], dense, rows=2, cols=36 sig(t1)
     ld c0, sp[0x200], dram[W], dense, rows=4, cols=18 sig(t2)
     ld c0, sp[0x400], dram[DY], dense, rows=4, cols=16
@@ -27,6 +29,8 @@
     mview c0, 3, 4, 9, 0, 18
     # the centre windows of both planes as one 1 x 32 row: blocks of 4 runs, 36 apart
     mview c0, 4, 4, 0, 6, 1, d1=4, s3=36
+    # C rows 32 apart, its 16 columns every other element
+    mview c0, 5, 16, 32, 0, 2
     mm c0, acc[0x0], sp[0x200], sp[0x000], m=4, n=16, k=2, va=1, vb=2 wait(t1, t2)
     mm c0, acc[0x0], sp[0x204], sp[0x004], m=4, n=16, k=2, accum=1, va=1, vb=2
     mm c0, acc[0x0], sp[0x208], sp[0x008], m=4, n=16, k=2, accum=1, va=1, vb=2
@@ -44,4 +48,7 @@
     mm c0, acc[0x600], sp[0x600], sp[0x01c], m=4, n=1, k=32, tb=1, vb=4 sig(t5)
     st c0, dram[G], acc[0x400], dense, rows=4, cols=2
     st c0, dram[H], acc[0x600], dense, rows=4, cols=1 wait(t5)
+    mm c0, acc[0x800], sp[0x200], sp[0x000], m=4, n=16, k=2, va=1, vb=2, vd=5
+    mm c0, acc[0x804], sp[0x210], sp[0x01c], m=4, n=16, k=2, va=1, vb=2, vd=5 sig(t6)
+    st c0, dram[I], acc[0x800], dense, rows=4, cols=32 wait(t6)
     halt

@@ -467,13 +467,7 @@ class Sim:
             chunk = data[r * rb:(r + 1) * rb]
             ex.writes.append(lambda ad=ad, chunk=chunk: self.mem.write("dram", 0, ad, chunk))
 
-    def _operand(self, cl, a, which, rows, cols, viewed):
-        """The stored rows x cols matrix of operand ``which``, element by element through its
-        view register when it names one (the addresses then join ``viewed``)."""
-        addr = a[which][1]
-        vr = a["v" + which]
-        if not vr:
-            return self.mem.tile("sp", cl, addr, rows, cols)
+    def _view_addrs(self, cl, vr, addr, rows, cols):
         d1, d2, s0, s1_, s2, s3 = self.views[(cl, vr)]
         addrs = []
         for r in range(rows):
@@ -481,8 +475,35 @@ class Sim:
                 run, q = divmod(c, d2)
                 block, u = divmod(run, d1) if d1 else (0, run)
                 addrs.append(addr + 4 * (r * s0 + block * s3 + u * s1_ + q * s2))
+        return addrs
+
+    def _operand(self, cl, a, which, rows, cols, viewed):
+        """The stored rows x cols matrix of operand ``which``, element by element through its
+        view register when it names one (the addresses then join ``viewed``)."""
+        addr = a[which][1]
+        vr = a["v" + which]
+        if not vr:
+            return self.mem.tile("sp", cl, addr, rows, cols)
+        addrs = self._view_addrs(cl, vr, addr, rows, cols)
         viewed.append(("sp", addrs))
         return np.array([self.mem.f32("sp", cl, ad, 1)[0] for ad in addrs], np.float32).reshape(rows, cols)
+
+    def _store_c(self, ex, a, cl, C, viewed):
+        """C (+ the destination when accumulating) written to dst, element by element through
+        the destination view when ``vd`` names one (its addresses join ``viewed``)."""
+        dspace, daddr = a["dst"]
+        if not a["vd"]:
+            if a["accum"]:
+                C = C + self.mem.tile(dspace, cl, daddr, a["m"], a["n"])
+            self._write_tile(ex, dspace, cl, daddr, C)
+            return
+        addrs = self._view_addrs(cl, a["vd"], daddr, a["m"], a["n"])
+        viewed.append((dspace, addrs))
+        values = C.reshape(-1)
+        if a["accum"]:
+            values = values + np.array([self.mem.f32(dspace, cl, ad, 1)[0] for ad in addrs], np.float32)
+        for ad, val in zip(addrs, values):
+            self._write_f32(ex, dspace, cl, ad, np.array([val], np.float32))
 
     def _mm_operands(self, ex, a, viewed):
         cl = ex.p.inst.cluster
@@ -506,11 +527,8 @@ class Sim:
     def x_mm(self, ex, a, t):
         viewed = []
         cl, A, B = self._mm_operands(ex, a, viewed)
-        dspace, daddr = a["dst"]
         C = (A.astype(np.float64) @ B.astype(np.float64)).astype(np.float32)
-        if a["accum"]:
-            C = C + self.mem.tile(dspace, cl, daddr, a["m"], a["n"])
-        self._write_tile(ex, dspace, cl, daddr, C)
+        self._store_c(ex, a, cl, C, viewed)
         eff = U.effectual(A, B, a["skip"], self.c.skip)
         self.stats["issued_macs"] += A.shape[0] * A.shape[1] * B.shape[1]
         self.stats["effectual_macs"] += int(eff.sum())
@@ -519,13 +537,10 @@ class Sim:
     def x_sddmm(self, ex, a, t):
         viewed = []
         cl, A, B = self._mm_operands(ex, a, viewed)
-        dspace, daddr = a["dst"]
         S = self.mem.tile("sp", cl, a["s"][1], a["m"], a["n"])
         mask = S != 0
         C = np.where(mask, (A.astype(np.float64) @ B.astype(np.float64)), 0).astype(np.float32)
-        if a["accum"]:
-            C = C + self.mem.tile(dspace, cl, daddr, a["m"], a["n"])
-        self._write_tile(ex, dspace, cl, daddr, C)
+        self._store_c(ex, a, cl, C, viewed)
         outputs = [(int(i), int(j)) for i, j in zip(*np.nonzero(mask))]
         self._mac(ex, t, U.mac_machine(self.c, A, B, a["skip"], outputs, True), viewed)
 
