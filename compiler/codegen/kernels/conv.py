@@ -302,9 +302,9 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
 
 
 #: view registers of the conv kernels: a tap's weights (every ntap-th column of the slab), its
-#: window (a block of whole output rows, or a run of one row), and (weight gradients) the
-#: windows of a block's images, transposed
-_VR_TAP, _VR_WIN, _VR_RUN, _VR_WIN_T = 1, 2, 3, 4
+#: window (a block of whole output rows, or a run of one row), (weight gradients) the
+#: windows of a block's images, transposed, and (strided input gradients) a phase's outputs
+_VR_TAP, _VR_WIN, _VR_RUN, _VR_WIN_T, _VR_OUT = 1, 2, 3, 4, 5
 
 
 def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None) -> None:
@@ -457,6 +457,10 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
         plan = _slab_plan(ctx, tg)
         if plan is not None:
             return emit_tap_gemm(ctx, tg, plan)
+    else:
+        plan = _phase_plan(ctx, v)
+        if plan is not None:
+            return _emit_phases(ctx, v, plan)
     gz = ctx.scratch[0]
     planes = v.n * v.o
     fill(ctx, gz.addr, planes * hz * wz)
@@ -475,6 +479,140 @@ def conv2d_backward_input(ctx: KernelContext) -> None:
     ctx.barrier()
     emit_tap_gemm(ctx, TapGemm(gz.addr, v.o, hz, wz, w.addr, v.c * v.kh * v.kw, v.kh * v.kw, True,
                                ctx.outs[0].addr, v.n, v.c, v.h, v.w, 1, 1, taps))
+
+
+def _phases(stride: int, pad: int, dil: int, k: int, size: int
+            ) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """Per output phase ``q`` (outputs ``q, q + stride, ...`` of one dimension of the input
+    gradient): (q, its number of outputs, [(tap, offset)]): output ``q + stride*a`` gathers
+    tap ``t`` from output-gradient position ``a + offset`` (``t*dil = q + pad - stride*offset``)."""
+    out = []
+    for q in range(stride):
+        taps = [(t, (q + pad - t * dil) // stride) for t in range(k) if (q + pad - t * dil) % stride == 0]
+        out.append((q, -(-(size - q) // stride), taps))
+    return out
+
+
+@dataclass(frozen=True)
+class _PhasePlan:
+    """Tiles of the strided input gradient by phases: ``mt`` channels x ``rows`` output rows
+    (a multiple of the stride) x the whole width, ``group`` images per tile (whole planes
+    only), ``kt`` output-gradient channels per k-block and the g slab (``rows_in`` x
+    ``cols_in`` per channel from row/column offset ``lo_h``/``lo_w``) every phase reads."""
+
+    mt: int
+    rows: int
+    group: int
+    kt: int
+    rows_in: int
+    cols_in: int
+    lo_h: int
+    lo_w: int
+
+
+def _phase_plan(ctx: KernelContext, v: Conv) -> _PhasePlan | None:
+    ph_h = _phases(v.sh, v.ph, v.dh, v.kh, v.h)
+    ph_w = _phases(v.sw, v.pw, v.dw, v.kw, v.w)
+    offs_h = [o for _, _, taps in ph_h for _, o in taps] or [0]
+    offs_w = [o for _, _, taps in ph_w for _, o in taps] or [0]
+    lo_h, lo_w = min(offs_h), min(offs_w)
+    cols_in = -(-v.w // v.sw) + max(offs_w) - lo_w
+    t, ncl, ntap = ctx.tiling.t, len(ctx.streams), v.kh * v.kw
+    budget = ctx.tiling.spad_bytes // 4 - 16 * 8
+    acc = ctx.tiling.acc_bytes // 4
+    mt = min(v.c, t)
+    while True:
+        rows = min(v.h, max(v.sh, acc // (2 * mt * v.w) // v.sh * v.sh))
+        group = max(1, min(v.n, acc // (2 * mt * v.h * v.w))) if rows >= v.h else 1
+        tiles = -(-v.n // group) * -(-v.c // mt) * -(-v.h // rows)
+        if tiles >= ncl or mt <= 16:
+            break
+        mt = max(16, (mt // 2 + 15) // 16 * 16)
+    if 2 * mt * rows * v.w > acc or mt * rows * v.w > 0xFFFF * 16:
+        return None
+    rows_in = -(-rows // v.sh) + max(offs_h) - lo_h
+    kt = min(v.o, budget // (2 * group * rows_in * cols_in + mt * ntap))
+    if kt < 1 or max(kt, mt) * ntap > 0xFFFF or group * rows_in * cols_in * kt > 0xFFFFFF:
+        return None
+    kt = -(-v.o // -(-v.o // kt))  # balanced k-blocks
+    return _PhasePlan(mt, rows, group, kt, rows_in, cols_in, lo_h, lo_w)
+
+
+def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
+    """The input gradient of a strided conv as ``stride x stride`` phases, each a stride-1
+    correlation of g (unpadded: a virtual zero border) with the taps that reach it. Per
+    tile and k-block of output-gradient channels one g slab serves every phase; each tap's
+    ``mm`` reads its weights and window in place and writes through a destination view
+    into its phase's positions of the tile (every ``stride``-th row and column)::
+
+        ld  sp[WS] <- W[k0:, c0:, all taps]     ldg sp[GS] <- g[n, k0:, rows_in, cols_in]
+        per phase, per tap, per image:  mm acc[C_n](phase view) (+)= WS[tap]^T . GS[window]
+        st acc[C_n] -> gx[n, c0:, y0:, :]
+    """
+    g, w = ctx.ins
+    out = ctx.outs[0]
+    ph_h = _phases(v.sh, v.ph, v.dh, v.kh, v.h)
+    ph_w = _phases(v.sw, v.pw, v.dw, v.kw, v.w)
+    ntap = v.kh * v.kw
+    mt_max, R, G, kt_max = plan.mt, plan.rows, plan.group, plan.kt
+    slab = plan.rows_in * plan.cols_in
+    gslabs = [ctx.alloc("sp", 4 * G * kt_max * slab) for _ in range(2)]
+    wslab = ctx.alloc("sp", 4 * mt_max * kt_max * ntap)
+    c_slots = [[ctx.alloc("acc", 4 * mt_max * R * v.w) for _ in range(G)] for _ in range(2)]
+    plane_g, plane_x = v.oh * v.ow, v.h * v.w
+    empty = any(not taps for _, _, taps in ph_h + ph_w)  # a phase no tap reaches: zeros
+    tiles = [(n0, c0, y0) for n0 in range(0, v.n, G) for c0 in range(0, v.c, mt_max)
+             for y0 in range(0, v.h, R)]
+    count = [0] * len(ctx.streams)
+    kiter = [0] * len(ctx.streams)
+    for cl, (n0, c0, y0) in ctx.place(tiles):
+        imgs = range(n0, min(n0 + G, v.n))
+        mt, rows = min(mt_max, v.c - c0), min(R, v.h - y0)
+        cs = c_slots[count[cl] % 2]
+        count[cl] += 1
+        a0 = y0 // v.sh  # the tile's first output row of every phase
+        if empty:
+            for j, _ in enumerate(imgs):
+                ctx.vop(cl, "gt", cs[j], cs[j], mt * rows, v.w, bmode="imm", imm=float("inf"))
+        started: set[tuple[int, int]] = set()
+        for k0 in range(0, v.o, kt_max):
+            kt = min(kt_max, v.o - k0)
+            gslab = gslabs[kiter[cl] % 2]
+            kiter[cl] += 1
+            row0, col0 = a0 + plan.lo_h, plan.lo_w
+            for j, n in enumerate(imgs):
+                ctx.ldg(cl, gslab, g.addr + 4 * (n * v.o * plane_g + k0 * plane_g + row0 * v.ow + col0),
+                        (kt, plan.rows_in, plan.cols_in), (plane_g, v.ow, 1), offset=4 * j * kt * slab)
+            _zero_border(ctx, cl, gslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
+                         v.oh, v.ow)
+            # A^T[o, c] = W[k0 + o, c0 + c, tap]: rows o of the slab, every ntap-th column
+            ctx.ld_at(cl, wslab, w.addr + 4 * (k0 * v.c * ntap + c0 * ntap), kt, mt * ntap, v.c * ntap)
+            va = ctx.view(cl, _VR_TAP, 1, mt * ntap, ntap, 1)
+            for qy, na, taps_h in ph_h:
+                na = min(na - a0, -(-(rows - qy) // v.sh))  # this tile's rows of the phase
+                for qx, nb, taps_w in ph_w:
+                    if na <= 0 or nb <= 0 or not taps_h or not taps_w:
+                        continue
+                    # B[o, (a, b)] = g slab window; C[c, (a, b)] -> tile (qy + s*a, qx + s*b)
+                    vb = ctx.view(cl, _VR_WIN, nb, slab, plan.cols_in, 1)
+                    vd = ctx.view(cl, _VR_OUT, nb, rows * v.w, v.sh * v.w, v.sw)
+                    for th, oh_ in taps_h:
+                        for tw, ow_ in taps_w:
+                            for j, _ in enumerate(imgs):
+                                c = cs[j]
+                                first = (qy, qx, j) not in started and not empty
+                                started.add((qy, qx, j))
+                                ctx.emit(cl, "mm", reads=(wslab, gslab) if first else (wslab, gslab, c),
+                                         writes=(c,), dst=c.ref(4 * (qy * v.w + qx)),
+                                         a=wslab.ref(4 * (th * v.kw + tw)),
+                                         b=gslab.ref(4 * (j * kt * slab + (oh_ - plan.lo_h) * plan.cols_in
+                                                          + ow_ - plan.lo_w)),
+                                         m=mt, n=na * nb, k=kt, accum=int(not first), ta=1, tb=0,
+                                         va=va, vb=vb, vd=vd)
+        ctx.stats.macs += mt * rows * v.w * v.o * ntap * len(imgs) // (v.sh * v.sw)
+        for j, n in enumerate(imgs):
+            ctx.st_at(cl, cs[j], out.addr + 4 * (n * v.c * plane_x + c0 * plane_x + y0 * v.w),
+                      mt, rows * v.w, plane_x)
 
 
 def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
