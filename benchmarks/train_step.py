@@ -7,8 +7,9 @@
 Rows: ResNet-18/CIFAR (3x32x32, 10 classes; SGD with momentum) dense and with 90 % random
 weight masks on every conv and linear weight (the masked weight gradients compiled as SDDMM
 where codegen has a sampled kernel), plus an MLP (784-256-10) at three densities. Each row
-runs in its own process so that its peak RSS (``ru_maxrss``) is its own; ``grad L2`` is the
-worst relative L2 error of its weight gradients against eager PyTorch on the same step.
+runs in its own process so that its peak RSS (``ru_maxrss``) is its own. ``grad L2``: the
+worst relative L2 error of its weight gradients against eager PyTorch in fp64 on the same
+step; ``eager L2``: eager PyTorch's own in fp32, for scale (see ``_gradient_check``).
 Targets the design asks for on 2 cores: compile <= 15 s, emulation <= 60 s, peak memory
 <= 4 GB.
 """
@@ -62,7 +63,7 @@ def _row(kind: str, density: float, batch: int, target: str, width: int, size: i
     res = sess.run_step(dict(zip(loaded.arg_names, values)))
     t3 = time.perf_counter()
     rep = res.report
-    grad_l2 = _gradient_check(model, x, y, masks, step, res)
+    grad_l2, eager_l2 = _gradient_check(model, x, y, masks, step, res)
     gemm = {k: v["effectual_macs"] for k, v in rep.by_kind.items() if v["effectual_macs"]}
     queue.put({"name": name, "target": target, "capture_s": t1 - t0, "compile_s": t2 - t1,
                "emulate_s": t3 - t2, "cycles": int(rep.total_cycles),
@@ -72,12 +73,15 @@ def _row(kind: str, density: float, batch: int, target: str, width: int, size: i
                if hasattr(sess._cache[next(iter(sess._cache))].program.program, "instructions")
                else None,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "grad_rel_l2": grad_l2})
+               "grad_rel_l2": grad_l2, "eager_fp32_rel_l2": eager_l2})
 
 
-def _gradient_check(model, x, y, masks, step, res) -> float:
-    """Worst relative L2 error of the fabric's weight gradients against eager PyTorch on
-    the same (masked) step: the masked weights as w * m, their gradients masked."""
+def _gradient_check(model, x, y, masks, step, res) -> tuple[float, float]:
+    """Worst relative L2 errors of the weight gradients against eager PyTorch in fp64 on the
+    same (masked) step (the masked weights as w * m, their gradients masked): the fabric's,
+    and eager PyTorch's own in fp32. Both are fp32 computations in different summation
+    orders; at batch 32 a ReLU input within rounding of zero flips in either, so the
+    fabric passes when its error is of the size of eager fp32's."""
     import copy
 
     import numpy as np
@@ -86,19 +90,24 @@ def _gradient_check(model, x, y, masks, step, res) -> float:
 
     from acf.frontends.training_step import Binding
 
-    ref = copy.deepcopy(model)
-    params = dict(ref.named_parameters())
-    with torch.no_grad():
-        for name, m in masks.items():
-            params[name].mul_(m)
-    F.cross_entropy(ref(x), y).backward()
+    def grads(dtype):
+        ref = copy.deepcopy(model).to(dtype)
+        params = dict(ref.named_parameters())
+        with torch.no_grad():
+            for name, m in masks.items():
+                params[name].mul_(m.to(dtype))
+        F.cross_entropy(ref(x.to(dtype)), y).backward()
+        return {n: p.grad.double().numpy() * (masks[n].double().numpy() if n in masks else 1.0)
+                for n, p in params.items()}
+
+    exact, eager = grads(torch.float64), grads(torch.float32)
     got = step.unpack(res.values)
-    worst = 0.0
-    for name, p in params.items():
-        want = p.grad.numpy() * (masks[name].numpy() if name in masks else 1.0)
-        have = got[Binding("grad", name)]
-        worst = max(worst, float(np.linalg.norm(have - want) / max(np.linalg.norm(want), 1e-30)))
-    return worst
+
+    def rel(a, b):
+        return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+    fabric = max(rel(np.asarray(got[Binding("grad", n)], np.float64), w) for n, w in exact.items())
+    return fabric, max(rel(eager[n], w) for n, w in exact.items())
 
 
 def run_row(*args) -> dict:
@@ -131,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in (1.0, a.density):
             rows.append(run_row("resnet18", d, a.batch, a.target, a.width, a.size))
     head = (f"{'workload':<24}{'target':>10}{'capture s':>10}{'compile s':>10}{'emulate s':>10}"
-            f"{'cycles':>14}{'energy mJ':>11}{'peak MB':>9}{'grad L2':>10}")
+            f"{'cycles':>14}{'energy mJ':>11}{'peak MB':>9}{'grad L2':>10}{'eager L2':>10}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{r['name']:<24}{r['target']:>10}{r['capture_s']:>10.2f}{r['compile_s']:>10.2f}"
               f"{r['emulate_s']:>10.2f}{r['cycles']:>14,}{r['energy_j'] * 1e3:>11.3f}"
-              f"{r['peak_rss_mb']:>9.0f}{r['grad_rel_l2']:>10.1e}")
+              f"{r['peak_rss_mb']:>9.0f}{r['grad_rel_l2']:>10.1e}{r['eager_fp32_rel_l2']:>10.1e}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(rows, fh, indent=2)
