@@ -528,7 +528,7 @@ def _phase_plan(ctx: KernelContext, v: Conv) -> _PhasePlan | None:
         if tiles >= ncl or mt <= 16:
             break
         mt = max(16, (mt // 2 + 15) // 16 * 16)
-    if 2 * mt * rows * v.w > acc or mt * rows * v.w > 0xFFFF * 16:
+    if 2 * mt * rows * v.w > acc or rows * v.w > 0xFFFF:  # the tile is one st of rows*W columns
         return None
     rows_in = -(-rows // v.sh) + max(offs_h) - lo_h
     kt = min(v.o, budget // (2 * group * rows_in * cols_in + mt * ntap))
