@@ -143,6 +143,26 @@ def test_sampled_conv_weight_gradient(case, from_dram, monkeypatch) -> None:
     assert res.report.macs_effectual_count <= res.report.macs_issued_count
 
 
+@pytest.mark.parametrize("sampled", [False, True], ids=["dense", "sampled"])
+def test_conv_weight_gradient_split_over_images(sampled) -> None:
+    """One weight tile for four clusters: the images run as groups on separate clusters and
+    their partial gradients are summed afterwards (``vop add`` passes); the result equals
+    the interpreter's, masked or not."""
+    n, c, h, w, o = 4, 8, 12, 12, 8
+    attrs = "stride = [1, 1], padding = [1, 1], dilation = [1, 1]"
+    ins = {"g": (n, o, h, w), "x": (n, c, h, w)} | ({"m": (o, c, 3, 3)} if sampled else {})
+    text = func(ins, [("gw", "conv2d_backward_weight", list(ins),
+                       f"weight_shape = [{o}, {c}, 3, 3], " + attrs, [(o, c, 3, 3)])], ["gw"])
+    rng = np.random.default_rng(6)
+    args = [rnd(rng, n, o, h, w), rnd(rng, n, c, h, w)]
+    if sampled:
+        args.append((rng.random((o, c, 3, 3)) < 0.3).astype(np.float32))
+    c_, _ = run_case(text, args)
+    partial_sums = [i for i in c_.program.instructions if i.mnemonic == "vop" and i["fn"] == "add"]
+    assert partial_sums  # the split happened
+    assert any(i.mnemonic == ("sddmm" if sampled else "mm") for i in c_.program.instructions)
+
+
 @pytest.mark.parametrize("op", ["sub", "add", "mul", "div"])
 def test_per_channel_broadcast(op) -> None:
     """x (op) v with v one value per channel (1, C, 1, 1), either operand order: tiles stay
