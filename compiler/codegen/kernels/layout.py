@@ -58,7 +58,7 @@ def gather_copy(ctx: KernelContext, src: int, dst: int, dims: list[int], sstr: l
     dims, sstr, dstr = _collapse(list(dims), list(sstr), list(dstr))
     while len(dims) < 3:
         dims, sstr, dstr = [1] + dims, [0] + sstr, [0] + dstr
-    budget = ctx.tiling.elems
+    budget = min(ctx.tiling.elems, MAX16)  # a block's rows x cols is one 16-bit-field st
     L = dims[-3:]
     b2 = min(L[2], budget, MAX16)
     b1 = 1 if b2 < L[2] else min(L[1], max(1, budget // b2), MAX16)

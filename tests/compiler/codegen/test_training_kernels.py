@@ -163,6 +163,14 @@ def test_conv_weight_gradient_split_over_images(sampled) -> None:
     assert any(i.mnemonic == ("sddmm" if sampled else "mm") for i in c_.program.instructions)
 
 
+def test_broadcast_blocks_fit_the_store_fields_on_a_large_tile_target() -> None:
+    """tpu-like tiles hold 65,536 elements, one more than a 16-bit st field: a per-channel
+    broadcast of a ResNet-18 shape (a gather-copy) must still store blocks that fit."""
+    text = func({"v": (8, 512, 1, 1)}, [
+        ("b", "broadcast_to", ["v"], "shape = [8, 512, 4, 4]", [(8, 512, 4, 4)])], ["b"])
+    run_case(text, [rnd(np.random.default_rng(7), 8, 512, 1, 1)], target="tpu-like")
+
+
 @pytest.mark.parametrize("op", ["sub", "add", "mul", "div"])
 def test_per_channel_broadcast(op) -> None:
     """x (op) v with v one value per channel (1, C, 1, 1), either operand order: tiles stay
