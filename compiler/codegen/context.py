@@ -104,6 +104,9 @@ class KernelContext:
         self.stats = OpStats(op.name)
         self.scalar_loaded: set[tuple[int, int]] = set()
         self.views: dict[tuple[int, int], tuple[int, ...]] = {}  # (cluster, vr) -> set
+        # slots reusing others' memory (see share), by identity: a shared slot may equal
+        # one of the slots it overlaps (same range), which must not expand
+        self.aliases: dict[int, tuple[Slot, tuple[Slot, ...]]] = {}
         self.scratch: list[Buffer] = []  # the op's DRAM scratch (kernels.scratch)
         self.options: Any = None  # the CompileOptions (lower sets it)
 
@@ -145,7 +148,23 @@ class KernelContext:
     # ---- instructions ---------------------------------------------------------------------
     def emit(self, cl: int, mnemonic: str, reads: tuple[Slot, ...] = (),
              writes: tuple[Slot, ...] = (), **args: Any) -> int:
+        if self.aliases:  # an access to a shared range also reads/writes what it overlaps
+            reads, writes = self._expand(reads), self._expand(writes)
         return self.streams[cl].emit_args(mnemonic, self.loc, reads, writes, args)
+
+    def _expand(self, slots: tuple[Slot, ...]) -> tuple[Slot, ...]:
+        out: tuple[Slot, ...] = ()
+        for x in slots:
+            entry = self.aliases.get(id(x))
+            out += (x, *entry[1]) if entry is not None and entry[0] is x else (x,)
+        return out
+
+    def share(self, slot: Slot, others: tuple[Slot, ...]) -> None:
+        """``slot`` reuses the memory of ``others`` while they are dead: an access to it
+        counts as the same access to each of them, so it is ordered after their earlier
+        uses and their later uses after it. (Only this direction: ``others`` stay
+        independent of one another, e.g. double buffers.)"""
+        self.aliases[id(slot)] = (slot, others)
 
     def _tile_coords(self, buf: Buffer, r0: int, c0: int, rows: int, cols: int) -> tuple[int, int]:
         tr, tc = buf.tile

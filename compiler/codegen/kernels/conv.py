@@ -40,8 +40,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from acf.isa.fields import FmtSpec, MemRef
-
 from ..context import KernelContext
 from ..memory import Buffer
 from ..schedule import Slot
@@ -680,7 +678,7 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     Sampled (a mask operand: the conv SDDMM of a masked weight), each tap's ``mm`` is an
     ``sddmm`` whose sampling tile is that tap's mask, cut on chip from the tile's mask rows.
     The ordered copy shares the working region with the gradient and slab buffers, which
-    are dead by then (the gather and the store name them, so the next tile's loads wait).
+    are dead by then (``ctx.share`` orders the accesses to both, so the next tile's loads wait).
     """
     v = _params(ctx)
     g, x = ctx.ins[:2]
@@ -703,6 +701,7 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     if span < 4 * ntap * side * side:  # the region must hold the ordered copy
         work += (ctx.alloc("sp", 4 * ntap * side * side - span),)
     ordered = Slot("sp", g_slots[0].addr, 4 * ntap * side * side)
+    ctx.share(ordered, work)
     plane_in, plane_out = hin * win, v.oh * v.ow
     weight_tiles = [(o0, c0) for o0 in range(0, v.o, side) for c0 in range(0, v.c, side)]
     # fewer weight tiles than clusters: the images are split into groups that run as
@@ -718,14 +717,9 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
         mt, nt = min(side, v.o - o0), min(side, v.c - c0)
         first = True
         if sbank is not None:  # every tap's sampling tile, cut from the tile's OIHW mask rows
-            ctx.emit(cl, "ld", reads=work, writes=(ordered, *work), dst=ordered.ref(),
-                     src=MemRef("dram", mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
-                     fmt=FmtSpec("dense"), rows=mt, cols=nt * ntap,
-                     stride=v.c * ntap if mt > 1 and v.c * ntap != nt * ntap else 0)
-            ctx.stats.dram_bytes += 4 * mt * nt * ntap
-            ctx.emit(cl, "ldg", reads=(ordered, *work), writes=(sbank,), dst=sbank.ref(),
-                     src=ordered.ref(), d0=ntap, d1=mt, d2=nt, s0=1 if ntap > 1 else 0,
-                     s1=nt * ntap if mt > 1 else 0, s2=ntap if nt > 1 else 0)
+            ctx.ld_at(cl, ordered, mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap,
+                      v.c * ntap)
+            ctx.gather_sp(cl, sbank, ordered, 0, (ntap, mt, nt), (1, nt * ntap, ntap))
         for n0 in range(p * per, min((p + 1) * per, v.n), G):
             imgs = range(n0, min(n0 + G, v.n, (p + 1) * per))
             for oh0, rows, ow0, cols in blocks:
@@ -760,16 +754,10 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
         ctx.stats.macs += mt * nt * len(range(p * per, min((p + 1) * per, v.n))) * plane_out * ntap
         src, dst = cbank, ordered
         if in_acc:  # to the working region, then reordered into the mask tiles' place
-            ctx.emit(cl, "vop", reads=(cbank, *work), writes=(ordered, *work), fn="copy",
-                     dst=ordered.ref(), a=cbank.ref(), rows=ntap * mt, cols=nt, bmode="tile", imm=0.0)
+            ctx.vop(cl, "copy", ordered, cbank, ntap * mt, nt)
             src, dst = ordered, sbank
-        ctx.emit(cl, "ldg", reads=(src, *work), writes=(dst, *work), dst=dst.ref(),
-                 src=src.ref(), d0=mt, d1=nt, d2=ntap, s0=nt if mt > 1 else 0,
-                 s1=1 if nt > 1 else 0, s2=mt * nt if ntap > 1 else 0)
-        ctx.emit(cl, "st", reads=(dst, *work), dst=MemRef("dram", dests[p].addr + 4 * (o0 * v.c * ntap + c0 * ntap)),
-                 src=dst.ref(), fmt=FmtSpec("dense"), rows=mt, cols=nt * ntap,
-                 stride=v.c * ntap if mt > 1 and v.c * ntap != nt * ntap else 0)
-        ctx.stats.dram_bytes += 4 * mt * nt * ntap
+        ctx.gather_sp(cl, dst, src, 0, (mt, nt, ntap), (nt, 1, mt * nt))
+        ctx.st_at(cl, dst, dests[p].addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap, v.c * ntap)
     for part in dests[1:]:  # the image groups' partial gradients, one pass each
         elementwise_inplace(ctx, "add", out, part)
 
