@@ -150,7 +150,7 @@ class KernelContext:
              writes: tuple[Slot, ...] = (), **args: Any) -> int:
         if self.aliases:  # an access to a shared range also reads/writes what it overlaps
             reads, writes = self._expand(reads), self._expand(writes)
-        return self.streams[cl].emit_args(mnemonic, self.loc, reads, writes, args)
+        return self.streams[cl].emit(mnemonic, self.loc, reads, writes, args)
 
     def _expand(self, slots: tuple[Slot, ...]) -> tuple[Slot, ...]:
         out: tuple[Slot, ...] = ()

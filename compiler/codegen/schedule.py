@@ -87,14 +87,10 @@ class ClusterStream:
         self.last_writer: dict[Slot, int] = {}
         self.readers: dict[Slot, list[int]] = {}
 
-    def emit(self, mnemonic: str, loc: SourceLoc, reads: tuple[Slot, ...] = (),
-             writes: tuple[Slot, ...] = (), **args: Any) -> int:
-        """Queue one instruction on this cluster; returns its index in the stream."""
-        return self.emit_args(mnemonic, loc, reads, writes, args)
-
-    def emit_args(self, mnemonic: str, loc: SourceLoc, reads: tuple[Slot, ...],
-                  writes: tuple[Slot, ...], args: dict[str, Any]) -> int:
-        """:meth:`emit` with the operand fields as a dict (which the stream keeps)."""
+    def emit(self, mnemonic: str, loc: SourceLoc, reads: tuple[Slot, ...],
+             writes: tuple[Slot, ...], args: dict[str, Any]) -> int:
+        """Queue one instruction on this cluster (its operand fields ``args``, a dict the
+        stream keeps); returns its index in the stream."""
         row = BY_MNEMONIC[mnemonic]
         if row.queued:
             args["cl"] = self.cl
