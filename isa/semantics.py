@@ -397,6 +397,9 @@ def _view(m: Machine, space: str, cl: int, addr: int, rows: int, cols: int) -> n
     return v
 
 
+_OPERAND = {"a": "a", "b": "b", "d": "dst"}  # view-register field suffix -> operand name
+
+
 def operand_view(ins: Instruction, which: str, base: int, rows: int, cols: int, m: Machine
                  ) -> tuple[int, ...] | None:
     """The strided view ``(base, rows, blocks, d1, d2, s0, s3, s1, s2)`` of an mm/sddmm
@@ -409,11 +412,12 @@ def operand_view(ins: Instruction, which: str, base: int, rows: int, cols: int, 
         return None
     v = m.view(ins.cluster, r)
     if v is None:
-        raise SemanticError(f"{which} is read through view register {r}, which no mview set", "view")
+        raise SemanticError(f"operand {_OPERAND[which]} uses view register {r}, which no mview set",
+                            "view")
     d1, d2, s0, s1, s2, s3 = v
     runs = cols // d2 if d2 else 0
     if d2 == 0 or cols % d2 or (d1 and runs % d1):
-        raise SemanticError(f"{which}: {cols} columns are not whole runs of d2={d2}"
+        raise SemanticError(f"operand {_OPERAND[which]}: {cols} columns are not whole runs of d2={d2}"
                             + (f" in blocks of d1={d1} runs" if d1 else "")
                             + f" (view register {r})", "view")
     if not d1:
@@ -423,7 +427,7 @@ def operand_view(ins: Instruction, which: str, base: int, rows: int, cols: int, 
 
 def view_span(view: tuple[int, ...]) -> int:
     """Bytes from an operand view's first element to the end of its last."""
-    base, d0, nb, d1, d2, s0, s3, s1, s2 = view
+    _, d0, nb, d1, d2, s0, s3, s1, s2 = view
     if d0 * nb * d1 * d2 == 0:
         return 0
     return 4 * ((d0 - 1) * s0 + (nb - 1) * s3 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
