@@ -133,6 +133,29 @@ class CapturedStep:
             out.append(np.asarray(value))
         return out
 
+    def observe(self, op_name: str) -> list[Binding]:
+        """Also return the result of every ``op_name`` op (e.g. ``"graph.relu"``), in program
+        order, as ``Binding("observed", "relu0")``...; call before loading the module.
+
+        An observed value stays in DRAM to the end of the step instead of sharing its memory
+        once dead, so observing can shift a run's cycles slightly. Used to check the fabric
+        against a reference that takes the fabric's own ReLU decisions."""
+        func = self.func
+        ret = func.return_op
+        if ret is None:
+            raise ValueError("the captured function has no graph.return")
+        short = op_name.split(".")[-1]
+        added = []
+        for op in list(func.body.ops):
+            if op.name != op_name:
+                continue
+            for value in op.results:
+                ret.operands.append(value)
+                func.function_result_types.append(value.type)
+                added.append(Binding("observed", f"{short}{len(added)}"))
+        self.results.extend(added)
+        return added
+
     def unpack(self, outputs: list[np.ndarray]) -> dict[Binding, np.ndarray]:
         """``{Binding("grad", "fc1.weight"): array, ...}`` from the function's results."""
         return dict(zip(self.results, outputs))

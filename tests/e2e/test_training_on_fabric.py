@@ -80,3 +80,41 @@ def test_transformer_block_adam() -> None:
                     options={"lr": 1e-3})
     names = {op.name for op in fabric.step_ir.func.body.ops}
     assert {"graph.layer_norm", "graph.softmax", "graph.gelu", "graph.matmul"} <= names
+
+
+def test_relu_flip_is_explained_by_replaying_the_fabrics_decisions() -> None:
+    """A pre-activation summing to 2^-30 in fp64 is 0 in the fabric's fp32 k-order sum (and
+    in eager fp32's): that ReLU flips against fp64 and the plain gradient comparison fails
+    by far more than rounding. Replaying the fabric's own decisions (its ReLU outputs,
+    observed as extra results) in fp64 leaves rounding alone."""
+    import numpy as np
+
+    from acf.frontends.reference import ReluDecisions, flips, reference_gradients
+    from acf.frontends.training_step import Binding, capture_training_step
+    from acf.runtime import Session, SessionOptions
+
+    from ..frontends.models import cancelling_mlp
+
+    model, x, y = cancelling_mlp()
+    step = capture_training_step(model, (x,), labels=y, optimizer="sgd")
+    observed = step.observe("graph.relu")
+    sess = Session("acf-small", SessionOptions(respecialize="off"))
+    loaded = sess.load(step.module)
+    got = step.unpack(sess.run_step(dict(zip(loaded.arg_names,
+                                             step.bind(model, (x,), y)))).values)
+    relu = [got[b] for b in observed]
+    assert relu[0][0, 0] == 0.0 and relu[0][1, 0] == 1.75
+    fabric = {n: np.asarray(got[Binding("grad", n)], np.float64)
+              for n, _ in model.named_parameters()}
+
+    def rel_l2(want):
+        return max(float(np.linalg.norm(fabric[n] - w) / np.linalg.norm(w))
+                   for n, w in want.items())
+
+    d64 = ReluDecisions()
+    exact = reference_gradients(model, (x,), y, dtype=torch.float64, decisions=d64)
+    assert flips(relu, d64.recorded) == 1
+    assert rel_l2(exact) > 0.1
+    matched = reference_gradients(model, (x,), y, dtype=torch.float64,
+                                  decisions=ReluDecisions(relu))
+    assert rel_l2(matched) <= 1e-6

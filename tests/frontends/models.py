@@ -63,3 +63,21 @@ class TransformerBlock(nn.Module):
         x = x + self.proj(att.transpose(1, 2).reshape(b, t, d))
         x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
         return self.head(x.mean(dim=1))
+
+
+def cancelling_mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """An MLP and a batch where one hidden pre-activation is 1 - 1 + 2^-30 summed over k.
+
+    Exactly (and in fp64) it is 2^-30 > 0; every fp32 sum in k order rounds 1 + 2^-30 to 1
+    and gives 0, so its ReLU decision flips and that unit's gradient is cut. A deliberate
+    instance of what rounding does, rarely, to a few of the ~10^7 ReLU inputs of a batch-32
+    ResNet-18 step."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [0.5, -0.25, 0.75]]))
+        model[2].weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 1.0], [-1.0, 0.25]]))
+        model[0].bias.zero_()
+        model[2].bias.zero_()
+    x = torch.tensor([[1.0, 2.0**-30, -1.0], [0.5, 0.25, 1.0], [1.0, 2.0, 0.5],
+                      [-0.5, 1.0, 0.25]])
+    return model, x, torch.tensor([0, 1, 2, 0])
