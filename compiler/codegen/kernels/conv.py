@@ -182,6 +182,7 @@ def _pixel_blocks(oh: int, ow: int, limit: int) -> list[tuple[int, int, int, int
     """(oh0, rows, ow0, cols) blocks of the output plane with rows*cols <= limit."""
     if ow <= limit:
         r = max(1, limit // ow)
+        r = -(-oh // -(-oh // r))  # balanced: as many blocks, of (nearly) equal rows
         return [(i, min(r, oh - i), 0, ow) for i in range(0, oh, r)]
     return [(i, 1, j, min(limit, ow - j)) for i in range(oh) for j in range(0, ow, limit)]
 
@@ -259,13 +260,25 @@ class _SlabPlan:
     wbufs: int = 1  # weight slab buffers
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _folds(rows: int) -> int:
+    """``rows`` rounded up to whole 16-row PE folds."""
+    return _cdiv(rows, 16) * 16
+
+
 def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     t, elems = ctx.tiling.t, ctx.tiling.elems
     ncl = len(ctx.streams)
     mt = min(g.cout, t)
+    # balanced output-channel tiles (whole PE-row folds): a ragged last tile would leave
+    # its cluster idle while the others finish full ones
+    mt = min(mt, _folds(_cdiv(g.cout, _cdiv(g.cout, mt))))
     blocks = _pixel_blocks(g.oh, g.ow, max(1, min(elems // mt, 0xFFFF)))
-    if -(-g.cout // mt) * len(blocks) * g.n < ncl:  # too few tiles for the clusters: thinner
-        mt = min(mt, max(16, -(-g.cout // -(-ncl // (len(blocks) * g.n)) + 15) // 16 * 16))
+    if _cdiv(g.cout, mt) * len(blocks) * g.n < ncl:  # too few tiles for the clusters: thinner
+        mt = min(mt, _folds(_cdiv(g.cout, _cdiv(ncl, len(blocks) * g.n))))
     pmax = max(r * c for _, r, _, c in blocks)
     rmax = max(r for _, r, _, _ in blocks)
     cmax = max(c for _, _, _, c in blocks)
@@ -281,6 +294,7 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
         mblocks = -(-g.cout // mt)
         while group > 1 and -(-g.n // group) * mblocks < ncl:
             group -= 1
+        group = -(-g.n // -(-g.n // group))  # balanced image groups
     while True:
         # per input channel: the input slabs of the group (double-buffered: the next
         # k-block's load overlaps this one's MACs) and the weight slab (single-buffered
