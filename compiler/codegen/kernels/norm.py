@@ -1,14 +1,15 @@
 """Normalization kernels: ``graph.batch_norm`` (training mode) and its backward,
 ``graph.layer_norm`` and its backward.
 
-batch_norm keeps NCHW: a tile is a block of channels x a run of pixels of one image, loaded
-with one ``ld`` (rows = channels at pitch H*W), so per-channel statistics are column
-reductions (``vred axis=1``) accumulated over the images and pixel runs of that block, all
-on the cluster that owns the channel block. Three passes over x (sum -> mean; sum of
+batch_norm keeps NCHW: a tile is a block of channels x several images x a run of pixels,
+gathered channel-major with one ``ldg`` (rows = channels; see ``_BnTiles``), so per-channel
+statistics are row reductions (``vred axis=1``) accumulated over the tiles of that block,
+all on the cluster that owns the channel block. Three passes over x (sum -> mean; sum of
 squared deviations -> invstd = rsqrt(var + eps), biased variance; normalize and store),
 each per-channel value applied as a ``bmode=col`` operand::
 
-    ld   sp[X] <- x[n, c0:c0+cb, p0:p0+pc]      vred sum, sp[S], sp[X], axis=1, accum=1
+    ldg  sp[X] <- x[n0:n0+G, c0:c0+cb, p0:p0+pc] (channel-major)
+    vred sum, sp[S], sp[X], axis=1, accum=1
     vop  sub, sp[X], sp[X], sp[S], bmode=col   vop mul, sp[X], sp[X], sp[I], bmode=col ...
 
 layer_norm works on row blocks of the ``rows x D`` view (D = the normalized dims), the
@@ -21,23 +22,60 @@ from __future__ import annotations
 import math
 
 from ..context import KernelContext
+from ..schedule import Slot
 from ..memory import Buffer
 from . import kernel
 from .rowwise import _Blocks, _rows
 
 
-def _bn_geometry(ctx: KernelContext, x: Buffer) -> tuple[int, int, int, int, int]:
-    shape = x.shape
-    n, c = shape[0], shape[1]
-    hw = math.prod(shape[2:])
-    elems = ctx.tiling.elems
-    pc = min(hw, elems)
-    cb = max(1, min(c, elems // pc))
-    return n, c, hw, pc, cb
+class _BnTiles:
+    """Tiles of one batch-norm operand: a block of ``cb`` channels x ``group`` images x a
+    run of ``pc`` pixels, gathered channel-major (``ldg``, rows = channels), so that the
+    ``h x (group*pw)`` tile's rows are its channels: per-channel statistics are row
+    reductions and per-channel operands ``bmode=col``, whatever the images in it.
 
+    Channel blocks are (nearly) equal and at least one per cluster where there are
+    channels enough (a block's statistics stay on its cluster); a tile takes as many
+    images as fit ``tiling.elems``, which keeps the instruction count per pixel low."""
 
-def _bn_chunks(n: int, hw: int, pc: int) -> list[tuple[int, int, int]]:
-    return [(i, p0, min(pc, hw - p0)) for i in range(n) for p0 in range(0, hw, pc)]
+    def __init__(self, ctx: KernelContext, x: Buffer) -> None:
+        shape = x.shape
+        self.n, self.c = n, c = shape[0], shape[1]
+        self.hw = hw = math.prod(shape[2:])
+        elems = ctx.tiling.elems
+        self.pc = pc = min(hw, elems)
+        cb = max(1, min(c, elems // pc))
+        blocks = max(-(-c // cb), min(c, len(ctx.streams)))
+        self.cb = cb = -(-c // blocks)
+        group = max(1, min(n, elems // (cb * pc))) if pc == hw else 1
+        self.group = -(-n // -(-n // group))  # balanced image groups
+        self.chunks = [(n0, min(self.group, n - n0), p0, min(pc, hw - p0))
+                       for n0 in range(0, n, self.group) for p0 in range(0, hw, pc)]
+
+    @property
+    def count(self) -> int:
+        return self.n * self.hw
+
+    @property
+    def tile_bytes(self) -> int:
+        return 4 * self.cb * self.group * self.pc
+
+    def offset(self, n0: int, c0: int, p0: int) -> int:
+        return 4 * (n0 * self.c * self.hw + c0 * self.hw + p0)
+
+    def load(self, ctx: KernelContext, cl: int, slot: Slot, buf: Buffer, n0: int, imgs: int,
+             c0: int, h: int, p0: int, pw: int) -> None:
+        ctx.ldg(cl, slot, buf.addr + self.offset(n0, c0, p0), (h, imgs, pw),
+                (self.hw, self.c * self.hw, 1))
+
+    def store(self, ctx: KernelContext, cl: int, slot: Slot, buf: Buffer, n0: int, imgs: int,
+              c0: int, h: int, p0: int, pw: int) -> None:
+        if imgs == 1:  # the channels' runs at the plane pitch: one store
+            ctx.st_at(cl, slot, buf.addr + self.offset(n0, c0, p0), h, pw, self.hw)
+            return
+        for ch in range(h):  # a channel's images at the image pitch
+            ctx.st_at(cl, slot, buf.addr + self.offset(n0, c0 + ch, p0), imgs, pw,
+                      self.c * self.hw, offset=4 * ch * imgs * pw)
 
 
 @kernel("graph.batch_norm")
@@ -46,38 +84,38 @@ def batch_norm(ctx: KernelContext) -> None:
     out, mean, invstd = ctx.outs
     if any(t.sparse for t in ctx.ins + ctx.outs):
         raise ctx.error("batch_norm of sparse tensors is not supported")
-    n, c, hw, pc, cb = _bn_geometry(ctx, x)
-    count = n * hw
+    bt = _BnTiles(ctx, x)
+    c, cb = bt.c, bt.cb
     eps = float(ctx.attrs["eps"])  # type: ignore[arg-type]
-    xs = [ctx.alloc("sp", 4 * cb * pc) for _ in range(2)]
+    xs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
     s, q, sw, sb = (ctx.alloc("sp", 4 * cb) for _ in range(4))
-    chunks = _bn_chunks(n, hw, pc)
     col = lambda v: Buffer(v.addr, (c, 1))  # noqa: E731
     for cl, c0 in ctx.place(list(range(0, c, cb))):
         h = min(cb, c - c0)
+
         def tiles():
-            for i, (ni, p0, pw) in enumerate(chunks):
+            for i, (n0, imgs, p0, pw) in enumerate(bt.chunks):
                 sx = xs[i % 2]
-                ctx.ld_at(cl, sx, x.addr + 4 * (ni * c * hw + c0 * hw + p0), h, pw, hw)
-                yield i, ni, p0, pw, sx
-        for i, _, _, pw, sx in tiles():
-            ctx.vred(cl, "sum", s, sx, h, pw, 1, accum=i > 0)
-        ctx.vop(cl, "mul", s, s, h, 1, bmode="imm", imm=1.0 / count)
-        for i, _, _, pw, sx in tiles():
-            ctx.vop(cl, "sub", sx, sx, h, pw, s, bmode="col")
+                bt.load(ctx, cl, sx, x, n0, imgs, c0, h, p0, pw)
+                yield i, n0, imgs, p0, imgs * pw, sx
+        for i, _, _, _, cols, sx in tiles():
+            ctx.vred(cl, "sum", s, sx, h, cols, 1, accum=i > 0)
+        ctx.vop(cl, "mul", s, s, h, 1, bmode="imm", imm=1.0 / bt.count)
+        for i, _, _, _, cols, sx in tiles():
+            ctx.vop(cl, "sub", sx, sx, h, cols, s, bmode="col")
             ctx.emit(cl, "vred", reads=(sx, q) if i else (sx,), writes=(q,), fn="sumsq",
-                     dst=q.ref(), a=sx.ref(), rows=h, cols=pw, axis=1, accum=int(i > 0))
-        ctx.vop(cl, "mul", q, q, h, 1, bmode="imm", imm=1.0 / count)
+                     dst=q.ref(), a=sx.ref(), rows=h, cols=cols, axis=1, accum=int(i > 0))
+        ctx.vop(cl, "mul", q, q, h, 1, bmode="imm", imm=1.0 / bt.count)
         ctx.vop(cl, "add", q, q, h, 1, bmode="imm", imm=eps)
         ctx.vop(cl, "rsqrt", q, q, h, 1)
         ctx.load(cl, col(w), c0, 0, h, 1, sw)
         ctx.load(cl, col(b), c0, 0, h, 1, sb)
-        for i, ni, p0, pw, sx in tiles():
-            ctx.vop(cl, "sub", sx, sx, h, pw, s, bmode="col")
-            ctx.vop(cl, "mul", sx, sx, h, pw, q, bmode="col")
-            ctx.vop(cl, "mul", sx, sx, h, pw, sw, bmode="col")
-            ctx.vop(cl, "add", sx, sx, h, pw, sb, bmode="col")
-            ctx.st_at(cl, sx, out.addr + 4 * (ni * c * hw + c0 * hw + p0), h, pw, hw)
+        for i, n0, imgs, p0, cols, sx in tiles():
+            ctx.vop(cl, "sub", sx, sx, h, cols, s, bmode="col")
+            ctx.vop(cl, "mul", sx, sx, h, cols, q, bmode="col")
+            ctx.vop(cl, "mul", sx, sx, h, cols, sw, bmode="col")
+            ctx.vop(cl, "add", sx, sx, h, cols, sb, bmode="col")
+            bt.store(ctx, cl, sx, out, n0, imgs, c0, h, p0, cols // imgs)
         ctx.store(cl, col(mean), c0, 0, h, 1, s)
         ctx.store(cl, col(invstd), c0, 0, h, 1, q)
 
@@ -88,12 +126,11 @@ def batch_norm_backward(ctx: KernelContext) -> None:
     gx, gw, gb = ctx.outs
     if any(t.sparse for t in ctx.ins + ctx.outs):
         raise ctx.error("batch_norm_backward of sparse tensors is not supported")
-    n, c, hw, pc, cb = _bn_geometry(ctx, x)
-    count = n * hw
-    xs = [ctx.alloc("sp", 4 * cb * pc) for _ in range(2)]
-    gs = [ctx.alloc("sp", 4 * cb * pc) for _ in range(2)]
+    bt = _BnTiles(ctx, x)
+    c, cb, count = bt.c, bt.cb, bt.count
+    xs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
+    gs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
     sm, si, sw, sgw, sgb = (ctx.alloc("sp", 4 * cb) for _ in range(5))
-    chunks = _bn_chunks(n, hw, pc)
     col = lambda v: Buffer(v.addr, (c, 1))  # noqa: E731
     for cl, c0 in ctx.place(list(range(0, c, cb))):
         h = min(cb, c - c0)
@@ -101,28 +138,28 @@ def batch_norm_backward(ctx: KernelContext) -> None:
         ctx.load(cl, col(invstd), c0, 0, h, 1, si)
 
         def tiles():
-            for i, (ni, p0, pw) in enumerate(chunks):
+            for i, (n0, imgs, p0, pw) in enumerate(bt.chunks):
                 sx, sg = xs[i % 2], gs[i % 2]
-                off = 4 * (ni * c * hw + c0 * hw + p0)
-                ctx.ld_at(cl, sg, g.addr + off, h, pw, hw)
-                ctx.ld_at(cl, sx, x.addr + off, h, pw, hw)
-                ctx.vop(cl, "sub", sx, sx, h, pw, sm, bmode="col")   # xhat
-                ctx.vop(cl, "mul", sx, sx, h, pw, si, bmode="col")
-                yield i, off, pw, sx, sg
-        for i, _, pw, sx, sg in tiles():
-            ctx.vred(cl, "sum", sgb, sg, h, pw, 1, accum=i > 0)
-            ctx.vop(cl, "mul", sx, sx, h, pw, sg)
-            ctx.vred(cl, "sum", sgw, sx, h, pw, 1, accum=i > 0)
+                bt.load(ctx, cl, sg, g, n0, imgs, c0, h, p0, pw)
+                bt.load(ctx, cl, sx, x, n0, imgs, c0, h, p0, pw)
+                cols = imgs * pw
+                ctx.vop(cl, "sub", sx, sx, h, cols, sm, bmode="col")   # xhat
+                ctx.vop(cl, "mul", sx, sx, h, cols, si, bmode="col")
+                yield i, n0, imgs, p0, cols, sx, sg
+        for i, _, _, _, cols, sx, sg in tiles():
+            ctx.vred(cl, "sum", sgb, sg, h, cols, 1, accum=i > 0)
+            ctx.vop(cl, "mul", sx, sx, h, cols, sg)
+            ctx.vred(cl, "sum", sgw, sx, h, cols, 1, accum=i > 0)
         ctx.load(cl, col(w), c0, 0, h, 1, sw)
         ctx.vop(cl, "mul", sw, sw, h, 1, si)
         ctx.vop(cl, "mul", sw, sw, h, 1, bmode="imm", imm=1.0 / count)
-        for i, off, pw, sx, sg in tiles():
-            ctx.vop(cl, "mul", sx, sx, h, pw, sgw, bmode="col")
-            ctx.vop(cl, "mul", sg, sg, h, pw, bmode="imm", imm=float(count))
-            ctx.vop(cl, "sub", sg, sg, h, pw, sgb, bmode="col")
-            ctx.vop(cl, "sub", sg, sg, h, pw, sx)
-            ctx.vop(cl, "mul", sg, sg, h, pw, sw, bmode="col")
-            ctx.st_at(cl, sg, gx.addr + off, h, pw, hw)
+        for i, n0, imgs, p0, cols, sx, sg in tiles():
+            ctx.vop(cl, "mul", sx, sx, h, cols, sgw, bmode="col")
+            ctx.vop(cl, "mul", sg, sg, h, cols, bmode="imm", imm=float(count))
+            ctx.vop(cl, "sub", sg, sg, h, cols, sgb, bmode="col")
+            ctx.vop(cl, "sub", sg, sg, h, cols, sx)
+            ctx.vop(cl, "mul", sg, sg, h, cols, sw, bmode="col")
+            bt.store(ctx, cl, sg, gx, n0, imgs, c0, h, p0, cols // imgs)
         ctx.store(cl, col(gw), c0, 0, h, 1, sgw)
         ctx.store(cl, col(gb), c0, 0, h, 1, sgb)
 
