@@ -95,9 +95,13 @@ def _bn_train(ctx: ConvertContext, node: fx.Node, has_stats: bool) -> tuple:
     if not has_stats:
         return out, mean, invstd
     count = int(np.prod(shape)) // c
-    centered = ctx.emit("graph.sub", [x, _channel_view(ctx, mean, len(shape))])
-    square = ctx.emit("graph.mul", [centered, centered])
-    var = ctx.emit("graph.reduce_mean", [square], axes=[0] + list(range(2, len(shape))))
+    # the batch variance from invstd = 1/sqrt(var + eps), on C values, rather than a
+    # second pass of three full-size ops over x (the kernel already made that pass). fp32
+    # keeps it to ~1e-7 relative while var >> eps*1e-7; a constant channel (var = 0) may
+    # come out as +-1e-12 instead of 0
+    inv2 = ctx.emit("graph.mul", [invstd, invstd])
+    var = ctx.emit("graph.sub", [ctx.emit("graph.div", [ctx.const(1.0), inv2]),
+                                 ctx.const(float(eps))])
     unbiased = ctx.emit("graph.mul", [var, ctx.const(count / max(count - 1, 1))])
     new_mean = _running_update(ctx, ctx.value(node.args[3]), mean, float(momentum))
     new_var = _running_update(ctx, ctx.value(node.args[4]), unbiased, float(momentum))
