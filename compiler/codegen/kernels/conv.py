@@ -270,6 +270,12 @@ def _folds(rows: int) -> int:
 
 
 def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
+    """The slab plan with the least estimated time (``_plan_cost``) of the widest
+    output-channel tile and two narrower ones, which load each input slab once per
+    output-channel tile but may load their weights far less often: the widest that holds
+    whole output planes (a tile then takes several images, which share each weight slab)
+    and the widest whose weights fit one k-block (they stay resident on a cluster from
+    tile to tile)."""
     t, elems = ctx.tiling.t, ctx.tiling.elems
     ncl = len(ctx.streams)
     mt = min(g.cout, t)
@@ -279,6 +285,56 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     blocks = _pixel_blocks(g.oh, g.ow, max(1, min(elems // mt, 0xFFFF)))
     if _cdiv(g.cout, mt) * len(blocks) * g.n < ncl:  # too few tiles for the clusters: thinner
         mt = min(mt, _folds(_cdiv(g.cout, _cdiv(ncl, len(blocks) * g.n))))
+    best = _slab_plan_for(ctx, g, mt)
+    if best is None or best.kt >= g.cin:
+        return best
+    plans = [best]
+    whole = elems // (g.oh * g.ow) // 16 * 16  # widest tile that holds whole output planes
+    if 16 <= whole < mt:
+        whole = _folds(_cdiv(g.cout, _cdiv(g.cout, whole)))
+        p = _slab_plan_for(ctx, g, whole)
+        if p is not None:
+            plans.append(p)
+    for n_m in range(_cdiv(g.cout, mt) + 1, _cdiv(g.cout, 16) + 1):
+        narrower = _folds(_cdiv(g.cout, n_m))
+        p = _slab_plan_for(ctx, g, narrower) if narrower < mt else None
+        if p is not None and p.kt >= g.cin:
+            plans.append(p)
+            break
+    costs = [_plan_cost(ctx, g, p) for p in plans]
+    # ties (within 2 %, e.g. all bound by the same MAC time) go to the fewer bytes moved
+    low = min(c for c, _ in costs)
+    near = [i for i, (c, _) in enumerate(costs) if c <= 1.02 * low]
+    return plans[min(near, key=lambda i: costs[i][1])]
+
+
+def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan) -> tuple[float, float]:
+    """(estimated cycles, DRAM bytes loaded) of a slab plan on dense operands: the larger
+    of the loads over the memory ports and the MACs over the clusters that get tiles
+    (every fold of k pairs costing k + 16 cycles). Weight slabs of a single k-block count
+    once per cluster, otherwise once per tile."""
+    ncl = len(ctx.streams)
+    gx, gy = (int(v) for v in ctx.target.fabric.grid)
+    ntap = len(g.taps)
+    n_m, nblk, ng = _cdiv(g.cout, p.mt), len(p.blocks), _cdiv(g.n, p.group)
+    tiles = n_m * nblk * ng
+    active = min(tiles, ncl)
+    x_bytes = 4 * g.n * n_m * nblk * g.cin * p.rows_in * p.cols_in
+    slab = 4 * p.mt * g.cin * ntap  # every k-block of one output-channel tile
+    per_cluster = _cdiv(tiles, ncl)
+    w_bytes = active * min(n_m, per_cluster) * slab if p.kt >= g.cin else tiles * slab
+    port_bytes = gy * int(ctx.target.noc.link_bytes)  # one memory port per row
+    macs = g.n * g.cout * g.oh * g.ow * g.cin * ntap
+    pe = int(ctx.target.cluster.pe_rows) * int(ctx.target.cluster.pe_cols)
+    mac_cycles = macs / (active * pe) * (p.kt + 16) / p.kt
+    loads = x_bytes + w_bytes
+    return max(loads / port_bytes, mac_cycles), float(loads)
+
+
+def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int) -> _SlabPlan | None:
+    elems = ctx.tiling.elems
+    ncl = len(ctx.streams)
+    blocks = _pixel_blocks(g.oh, g.ow, max(1, min(elems // mt, 0xFFFF)))
     pmax = max(r * c for _, r, _, c in blocks)
     rmax = max(r for _, r, _, _ in blocks)
     cmax = max(c for _, _, _, c in blocks)
@@ -347,7 +403,9 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
              for blk in plan.blocks]
     plane_in, plane_out = g.hin * g.win, g.oh * g.ow
     count = [0] * len(ctx.streams)
-    kiter = [0] * len(ctx.streams)  # k-blocks per cluster: the slab buffers' parity
+    kiter = [0] * len(ctx.streams)  # k-blocks per cluster: the input slabs' parity
+    wnext = [0] * len(ctx.streams)  # weight slabs loaded per cluster: the next buffer
+    held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
     for cl, (n0, m0, (oh0, rows, ow0, cols)) in ctx.place(tiles):
         imgs = range(n0, min(n0 + G, g.n))
         mt, pt = min(mt_max, g.cout - m0), rows * cols
@@ -355,8 +413,19 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
         first = True
         for k0 in range(0, g.cin, kt_max):
             kt = min(kt_max, g.cin - k0)
-            wslab, xslab = wslabs[kiter[cl] % plan.wbufs], xslabs[kiter[cl] % 2]
+            xslab = xslabs[kiter[cl] % 2]
             kiter[cl] += 1
+            # a weight slab still resident from an earlier tile of this cluster (same
+            # output channels and k-block: every tile, when one k-block covers Cin) is
+            # not loaded again
+            w_key = (m0, k0)
+            w_idx = next((i for i in range(plan.wbufs) if held.get((cl, i)) == w_key), None)
+            w_fresh = w_idx is None
+            if w_fresh:
+                w_idx = wnext[cl] % plan.wbufs
+                wnext[cl] += 1
+                held[(cl, w_idx)] = w_key
+            wslab = wslabs[w_idx]
             row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
             for j, n in enumerate(imgs):  # the next input slab first: it overlaps the MACs
                 ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * plane_in + k0 * plane_in
@@ -365,10 +434,14 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
             # the weight slab keeps OIHW's column order (c-major, tap-minor): a tap's A is
             # every ntap-th column
             if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m); A^T[c, o] at c*mt*taps + o*taps
-                ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
+                if w_fresh:
+                    ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap,
+                              g.w_rs)
                 va = ctx.view(cl, _VR_TAP, 1, mt * ntap, ntap, 1)
             else:     # A[o, c] at o*kt*taps + c*taps
-                ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
+                if w_fresh:
+                    ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap,
+                              g.w_rs)
                 va = ctx.view(cl, _VR_TAP, 1, kt * ntap, ntap, 1)
             if rows > 1:  # B[c, (r, q)] at c*slab + r*sh*cols_in + q*sw
                 vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh * plan.cols_in, g.sw)

@@ -163,6 +163,39 @@ def test_conv_weight_gradient_split_over_images(sampled) -> None:
     assert any(i.mnemonic == ("sddmm" if sampled else "mm") for i in c_.program.instructions)
 
 
+def test_conv_weight_slab_stays_resident_across_tiles() -> None:
+    """Six output tiles (two images x three pixel-row blocks) on four clusters, every tile's
+    weights one slab: each cluster loads it once and reuses it for its later tiles."""
+    n, c, h, o = 2, 12, 20, 16
+    attrs = "stride = [1, 1], padding = [1, 1], dilation = [1, 1]"
+    text = func({"x": (n, c, h, h), "wt": (o, c, 3, 3)},
+                [("y", "conv2d", ["x", "wt"], attrs, [(n, o, h, h)])], ["y"])
+    rng = np.random.default_rng(8)
+    c_, _ = run_case(text, [rnd(rng, n, c, h, h), rnd(rng, o, c, 3, 3)])
+    ins = c_.program.instructions
+    tiles = sum(1 for i in ins if i.mnemonic == "mm") // 9  # one k-block, one image per tile
+    weight_loads = [i for i in ins if i.mnemonic == "ld"]
+    assert tiles == 6 and len(weight_loads) == 4
+    assert sorted(i["cl"] for i in weight_loads) == [0, 1, 2, 3]
+
+
+def test_batch_norm_blocks_of_channels_and_images() -> None:
+    """40 channels over four clusters, several images per channel-major tile (``ldg``),
+    stored back channel by channel: equal to the interpreter, forward and backward."""
+    n, c, h, w = 6, 40, 5, 4
+    text = func({"x": (n, c, h, w), "wt": (c,), "b": (c,), "g": (n, c, h, w)}, [
+        ("y, mean, inv", "batch_norm", ["x", "wt", "b"], "", [(n, c, h, w), (c,), (c,)]),
+        ("gx, gw, gb", "batch_norm_backward", ["g", "x", "wt", "mean", "inv"], "",
+         [(n, c, h, w), (c,), (c,)]),
+    ], ["y", "mean", "inv", "gx", "gw", "gb"])
+    rng = np.random.default_rng(9)
+    c_, _ = run_case(text, [rnd(rng, n, c, h, w) * 3 - 1, rnd(rng, c), rnd(rng, c),
+                            rnd(rng, n, c, h, w)])
+    gathers = [i for i in c_.program.instructions if i.mnemonic == "ldg"]
+    assert {i["cl"] for i in gathers} == {0, 1, 2, 3}
+    assert all(i["d1"] > 1 for i in gathers)  # several images per tile
+
+
 def test_broadcast_blocks_fit_the_store_fields_on_a_large_tile_target() -> None:
     """tpu-like tiles hold 65,536 elements, one more than a 16-bit st field: a per-channel
     broadcast of a ResNet-18 shape (a gather-copy) must still store blocks that fit."""
