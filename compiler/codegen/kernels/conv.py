@@ -711,16 +711,22 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     gradient's OIHW-ordered copy. Sampled, the gradients accumulate in the accumulator
     instead when they fit it (copied to the working region at the end and reordered into
     the mask tiles' place), so the scratchpad holds one s x s tile per tap, as unsampled.
-    Among the fits, the one with
-    the fewest MAC-array cycles (folds x (k + fold overhead)) wins: small planes gain most
-    from a longer k (fewer, larger tiles also move fewer bytes: the port links, not the
-    MACs, bound most layers)."""
+    Among the fits (tile sides that cut the channels into equal tiles), the one with the
+    least estimated time wins: the larger of its MAC-array cycles (folds x (k + fold
+    overhead)) on the busiest cluster, the weight tiles split over image groups as the
+    kernel does, and the bytes it streams over the memory ports (every weight tile reads
+    its rows of g and its channels of x for every image); ties go to the fewer bytes."""
     t, ntap = ctx.tiling.t, v.kh * v.kw
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
     pe, fold = int(ctx.target.cluster.pe_rows), int(ctx.target.cluster.fold_cycles)
-    best, best_cost = None, None
+    cands: list[tuple[tuple, tuple[float, float]]] = []
+    port_bytes = int(ctx.target.fabric.grid[1]) * int(ctx.target.noc.link_bytes)
     top = min(t, max(v.o, v.c))
-    for s in sorted({top, *range(16, top, 16)}, reverse=True):
+    # tile sides that cut Cout and Cin into (nearly) equal tiles: a ragged 16-wide last
+    # tile beside 48-wide ones would leave most clusters waiting for the wide ones
+    sides = {min(top, _folds(_cdiv(max(v.o, v.c), k))) for k in range(1, _cdiv(max(v.o, v.c), 16) + 1)}
+    sides |= {min(v.o, v.c, top)}
+    for s in sorted(sides, reverse=True):
         bank = ntap * s * s
         in_acc = sampled and 4 * bank <= ctx.tiling.acc_bytes
         left = budget - (2 if sampled and not in_acc else 1) * bank  # the working region
@@ -743,10 +749,20 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
             group = max(1, min(v.n, left // per_image, 0xFFFF // pmax))
         tiles = -(-v.o // s) * -(-v.c // s)
         steps = -(-v.n // group) * len(blocks)
-        cost = tiles * steps * ntap * -(-s // pe) ** 2 * (group * pmax + fold)
-        if best_cost is None or cost < best_cost:
-            best, best_cost = (s, blocks, rows_in, cols_in, group, in_acc), cost
-    return best
+        folds = _cdiv(min(s, v.o), pe) * _cdiv(min(s, v.c), pe)
+        # the clusters that share the work: the weight tiles, each split over image groups
+        split = max(1, min(WGRAD_SPLIT_MAX, len(ctx.streams) // tiles, _cdiv(v.n, group)))
+        macs = tiles * steps * ntap * folds * (group * pmax + fold) / min(len(ctx.streams), tiles * split)
+        # every weight tile streams its output-gradient rows and input-slab channels of
+        # every image: the bytes over the memory ports bound the layer as often as the MACs
+        moved = 4 * v.n * (_cdiv(v.c, s) * v.o * v.oh * v.ow
+                           + _cdiv(v.o, s) * v.c * len(blocks) * rows_in * cols_in)
+        cost = (max(macs, moved / port_bytes), moved)
+        cands.append(((s, blocks, rows_in, cols_in, group, in_acc), cost))
+    if not cands:
+        return None
+    low = min(c for _, (c, _) in cands)  # ties (within 2 %) go to the fewer bytes
+    return min((c for c in cands if c[1][0] <= 1.02 * low), key=lambda c: c[1][1])[0]
 
 
 @kernel("graph.conv2d_backward_weight")
