@@ -77,6 +77,9 @@ class StepReport:
     formats: dict[str, str] = field(default_factory=dict)
     by_layer: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per op of the compiled function (``"12"``: its index), a Bucket plus its ``op`` name,
+    #: ``kind`` and ``layer``: e.g. each GEMM's span and effectual MACs
+    by_op: dict[str, dict[str, Any]] = field(default_factory=dict)
     respecialized: list[dict[str, Any]] = field(default_factory=list)
     host_ops: list[str] = field(default_factory=list)
     effectual_macs: int = 0
@@ -96,10 +99,12 @@ class StepReport:
 
 
 def build_step_report(step: int, name: str, variant: str, result: Any, program: Any,
-                      op_kinds: dict[int, str], op_layers: dict[int, str]) -> StepReport:
-    """Attribute ``result.records`` to layers and kinds through ``program.debug``."""
+                      op_kinds: dict[int, str], op_layers: dict[int, str],
+                      op_names: dict[int, str] | None = None) -> StepReport:
+    """Attribute ``result.records`` to layers, kinds and ops through ``program.debug``."""
     layers: dict[str, Bucket] = {}
     kinds: dict[str, Bucket] = {}
+    ops: dict[int, tuple[str, str, Bucket]] = {}
     for rec in result.records:
         loc = program.debug.get(rec.index)
         op_id = loc.op_id if loc is not None else -1
@@ -108,13 +113,17 @@ def build_step_report(step: int, name: str, variant: str, result: Any, program: 
             ("(control)" if kind == "control" else "(unnamed)")
         kinds.setdefault(kind, Bucket()).add(rec)
         layers.setdefault(layer, Bucket()).add(rec)
+        if op_id >= 0:
+            ops.setdefault(op_id, (kind, layer, Bucket()))[2].add(rec)
+    by_op = {str(i): {"op": (op_names or {}).get(i, ""), "kind": kind, "layer": layer,
+                      **b.as_dict()} for i, (kind, layer, b) in sorted(ops.items())}
     rep = result.report
     return StepReport(
         step=step, program=name, variant=variant, target=rep.target,
         total_cycles=int(rep.total_cycles), seconds=float(rep.time_s),
         energy_j=float(rep.energy_total_j),
         by_layer={k: b.as_dict() for k, b in sorted(layers.items())},
-        by_kind={k: kinds[k].as_dict() for k in KINDS if k in kinds},
+        by_kind={k: kinds[k].as_dict() for k in KINDS if k in kinds}, by_op=by_op,
         effectual_macs=int(rep.macs_effectual_count), issued_macs=int(rep.macs_issued_count),
         emulator=rep)
 

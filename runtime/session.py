@@ -332,7 +332,8 @@ class Session:
         outputs = dict(zip(compiled.program.outputs, values))
         outputs.update(zip(loaded.result_names, values))
         rep = build_step_report(loaded.step, loaded.name, variant.key(), result,
-                                compiled.program.program, compiled.op_kinds, compiled.op_layers)
+                                compiled.program.program, compiled.op_kinds, compiled.op_layers,
+                                {i: op.name for i, op in enumerate(compiled.func.body.ops)})
         rep.compiled = self.compile_count > before
         rep.densities = dict(loaded.densities)
         rep.formats = {p: loaded.formats.get(p, loaded.ir_formats[p]) for p in loaded.masks_of}

@@ -43,6 +43,12 @@ def test_mlp_training_step_matches_interpreter() -> None:
     assert rep.by_kind["wgrad_sddmm"]["effectual_macs"] > 0
     assert {"fc1", "fc2", "act", "loss"} <= set(rep.by_layer)
     assert rep.by_layer["fc1"]["energy_j"] > 0
+    ops = rep.by_op.values()  # every op with instructions, with its name, kind and layer
+    assert sum(o["effectual_macs"] for o in ops) == rep.effectual_macs
+    assert sum(o["instructions"] for o in ops) == sum(b["instructions"] for b in rep.by_kind.values()
+                                                      ) - rep.by_kind.get("control", {}).get("instructions", 0)
+    sddmm = [o for o in ops if o["kind"] == "wgrad_sddmm"]
+    assert sddmm and all(o["op"] == "graph.sddmm" and o["layer"] == "fc1" for o in sddmm)
     d = json.loads(rep.to_json())
     assert d["total_cycles"] == rep.total_cycles and d["densities"]["w1"] == pytest.approx(
         mask.mean())

@@ -1,0 +1,211 @@
+"""The ResNet-18/CIFAR training step at 90 % weight sparsity, whole step emulated, reported
+against its dense baseline, the peer targets and the measured H200 step.
+
+    python benchmarks/step_report.py --batch 32 --out results/resnet18_cifar_step
+    python benchmarks/step_report.py --batch 4 --width 16 --targets acf-base   # quick
+
+Rows (each in its own process, as ``train_step.py`` runs them): the step with dense weights
+and with random masks of density ``--density`` on every conv and linear weight, on
+``acf-base``; the masked step on every other ``--targets`` entry. Reported:
+
+* per GEMM (every conv forward / input gradient / weight gradient and the linear layer, as
+  compiled, matched by layer, kind and order): realized speedup (its cycles in the dense
+  step / in the masked step, both on acf-base), ideal speedup (dense MACs / effectual MACs,
+  both measured) and the fraction of the ideal realized;
+* the whole step: realized speedup, and Amdahl's bound (the non-GEMM cycles as in the dense
+  step, every GEMM at its ideal) and the fraction of it realized;
+* the masked step on each target against acf-base (time and energy);
+* the H200 step (``evaluation/anchors``: measured at batch 128, scaled per sample to this
+  batch), raw and normalized (iso-peak, iso-power, iso-area; energies scaled to the GPU's
+  node), with the anchor's provenance.
+
+An op's cycles are its span (first start to last end of its instructions); ops run one
+after another, so the spans add up to the step less the gaps between ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+from collections import Counter
+from pathlib import Path
+
+GEMM_KINDS = ("forward", "backward_data", "wgrad_sddmm", "wgrad_dense")
+
+
+def _row(target: str, density: float, batch: int, width: int, queue) -> None:
+    import torch
+
+    from acf.algorithms.models import ResNet18
+    from acf.frontends.training_step import capture_training_step
+    from acf.isa.target import load_target
+    from acf.runtime import Session, SessionOptions
+
+    torch.manual_seed(0)
+    model = ResNet18(classes=10, width=width)
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    masks = {n: torch.rand(p.shape) < density for n, p in model.named_parameters()
+             if p.dim() >= 2} if density < 1.0 else {}
+    step = capture_training_step(model, (x,), labels=y, optimizer="sgd",
+                                 optimizer_options={"lr": 0.1, "momentum": 0.9},
+                                 masks=masks or None)
+    sess = Session(target, SessionOptions(respecialize="off"))
+    loaded = sess.load(step.module)
+    for n, m in masks.items():
+        sess.bind_mask(n, m)
+    rep = sess.run_step(dict(zip(loaded.arg_names, step.bind(model, (x,), y,
+                                                             masks=masks or None)))).report
+    t = load_target(target)
+    queue.put({"target": target, "density": density, "cycles": rep.total_cycles,
+               "seconds": rep.seconds, "energy_j": rep.energy_j,
+               "effectual_macs": rep.effectual_macs, "by_op": rep.by_op,
+               "peak_macs_per_s": t.peak_macs_per_s, "area_mm2": t.total_area_mm2(),
+               "tech_node_nm": int(t.tech.node_nm), "numeric_mode": str(t.numeric.mode)})
+
+
+def run_row(*args) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_row, args=(*args, q))
+    p.start()
+    out = q.get(timeout=7200)
+    p.join()
+    return out
+
+
+def gemms(row: dict) -> dict[tuple, dict]:
+    """The row's GEMM ops keyed (layer, kind, op, n-th such op of that layer and kind)."""
+    seen: Counter = Counter()
+    out = {}
+    for op in row["by_op"].values():
+        if op["kind"] in GEMM_KINDS and op["effectual_macs"] > 0:
+            kind = "wgrad" if op["kind"].startswith("wgrad") else op["kind"]
+            k = (op["layer"], kind, op["op"])
+            out[(*k, seen[k])] = op
+            seen[k] += 1
+    return out
+
+
+def analyse(dense: dict, sparse: dict) -> dict:
+    dg, sg = gemms(dense), gemms(sparse)
+    rows = []
+    for key, d in dg.items():
+        s = sg.get(key)
+        if s is None:
+            continue
+        realized = d["span_cycles"] / max(s["span_cycles"], 1)
+        ideal = d["effectual_macs"] / max(s["effectual_macs"], 1)
+        rows.append({"layer": key[0], "kind": key[1], "op": key[2], "dense_cycles": d["span_cycles"],
+                     "sparse_cycles": s["span_cycles"], "realized": realized, "ideal": ideal,
+                     "fraction_of_ideal": realized / ideal})
+    t_dense = dense["cycles"]
+    gemm_dense = sum(r["dense_cycles"] for r in rows)
+    non_gemm = max(t_dense - gemm_dense, 0)
+    bound = t_dense / (non_gemm + sum(r["dense_cycles"] / r["ideal"] for r in rows))
+    realized = t_dense / sparse["cycles"]
+    return {"gemms": rows, "gemm_share_of_dense_step": gemm_dense / t_dense,
+            "step_realized_speedup": realized, "step_amdahl_bound": bound,
+            "step_fraction_of_bound": realized / bound}
+
+
+def versus_h200(acf: dict, batch: int) -> list[dict]:
+    from acf.evaluation import baselines as bl
+
+    anchors = bl.load_anchors()
+    out = []
+    for prec, dtype in (("fp32", "tf32"), ("bf16-amp", "bf16")):
+        step = anchors.training_step("resnet18-cifar", prec)
+        if step is None:
+            continue
+        per = batch / 128  # the anchor's batch
+        t_gpu, e_gpu = step["time_s"] * per, step["energy_j"] * per
+        e_scaled = bl.scale_energy(acf["energy_j"], acf["tech_node_nm"], bl.GPUS["H200"].node_nm)
+        iso = bl.iso_peak_time(acf["seconds"], acf["peak_macs_per_s"], "H200", dtype)
+        pw = bl.iso_power_time(acf["seconds"], acf["energy_j"], "H200")
+        ar = bl.iso_area_time(acf["seconds"], acf["area_mm2"], acf["tech_node_nm"], "H200")
+        out.append({"gpu_row": step["name"], "gpu_time_s": t_gpu, "gpu_energy_j": e_gpu,
+                    "speedup_raw": t_gpu / acf["seconds"],
+                    "speedup_iso_peak": t_gpu / iso["time_s"],
+                    "speedup_iso_power": t_gpu / pw["time_s"],
+                    "speedup_iso_area": t_gpu / ar["time_s"],
+                    "energy_reduction_scaled": e_gpu / e_scaled["energy_j"],
+                    "notes": [iso["normalization"], pw["normalization"], ar["normalization"],
+                              f"energy x{e_scaled['factor']:.4f} {e_scaled['method']}",
+                              f"GPU step measured at batch 128, scaled x{per:g} per sample"],
+                    "provenance": step["provenance"]})
+    return out
+
+
+def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
+    dense = next(r for r in rows if r["target"] == "acf-base" and r["density"] == 1.0)
+    acf = next(r for r in rows if r["target"] == "acf-base" and r["density"] < 1.0)
+    a = analyse(dense, acf)
+    gpu = versus_h200(acf, batch)
+    lines = [f"# ResNet-18/CIFAR training step, batch {batch}, weight density {density:g}",
+             "", f"acf-base: dense weights {dense['cycles']:,} cycles, {dense['energy_j'] * 1e3:.1f} mJ; "
+             f"masked {acf['cycles']:,} cycles, {acf['energy_j'] * 1e3:.1f} mJ: "
+             f"{dense['cycles'] / acf['cycles']:.2f}x faster, "
+             f"{dense['energy_j'] / acf['energy_j']:.2f}x less energy.",
+             f"GEMMs are {100 * a['gemm_share_of_dense_step']:.0f} % of the dense step's cycles. "
+             f"Amdahl bound (non-GEMM work as dense, every GEMM at its ideal): "
+             f"{a['step_amdahl_bound']:.2f}x; realized {a['step_realized_speedup']:.2f}x = "
+             f"{100 * a['step_fraction_of_bound']:.0f} % of it.", "",
+             "| target (masked step) | cycles | time ms | energy mJ | acf-base speedup | acf-base energy red. |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["density"] == 1.0:
+            continue
+        lines.append(f"| {r['target']} | {r['cycles']:,} | {r['seconds'] * 1e3:.2f} | "
+                     f"{r['energy_j'] * 1e3:.1f} | {r['seconds'] / acf['seconds']:.2f}x | "
+                     f"{r['energy_j'] / acf['energy_j']:.2f}x |")
+    if gpu:
+        lines += ["", "| vs H200 | GPU ms | GPU mJ | raw | iso-peak | iso-power | iso-area | energy red. (scaled) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for g in gpu:
+            lines.append(f"| {g['gpu_row']} | {g['gpu_time_s'] * 1e3:.2f} | {g['gpu_energy_j'] * 1e3:.0f} | "
+                         f"{g['speedup_raw']:.3f}x | {g['speedup_iso_peak']:.2f}x | "
+                         f"{g['speedup_iso_power']:.2f}x | {g['speedup_iso_area']:.2f}x | "
+                         f"{g['energy_reduction_scaled']:.1f}x |")
+        prov = gpu[0]["provenance"]
+        prov = (f"{prov.get('what', '')} (file {prov.get('anchor_file', '?')}, {prov.get('device', '')})"
+                if isinstance(prov, dict) else str(prov))
+        lines += [""] + [f"- {n}" for n in gpu[0]["notes"]] + [f"- H200 provenance: {prov}"]
+    lines += ["", "| layer | GEMM | dense cycles | masked cycles | realized | ideal | fraction |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for g in a["gemms"]:
+        lines.append(f"| {g['layer']} | {g['kind']} | {g['dense_cycles']:,} | {g['sparse_cycles']:,} | "
+                     f"{g['realized']:.2f}x | {g['ideal']:.1f}x | {100 * g['fraction_of_ideal']:.0f} % |")
+    return "\n".join(lines) + "\n", {"analysis": a, "h200": gpu}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--density", type=float, default=0.1)
+    ap.add_argument("--targets", default="acf-base,acf-dense,procrustes-like,tensordash-like,"
+                                         "sigma-like,tpu-like")
+    ap.add_argument("--out", default=None, help="write step_report.md and .json here")
+    a = ap.parse_args(argv)
+    if not 0.0 < a.density < 1.0:
+        ap.error(f"--density must be in (0, 1), got {a.density}")
+    targets = [t for t in a.targets.split(",") if t]
+    if "acf-base" not in targets:
+        targets.insert(0, "acf-base")
+    rows = [run_row("acf-base", 1.0, a.batch, a.width)]
+    rows += [run_row(t, a.density, a.batch, a.width) for t in targets]
+    text, data = report(rows, a.batch, a.density)
+    print(text)
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "step_report.md").write_text(text)
+        slim = [{k: v for k, v in r.items() if k != "by_op"} for r in rows]
+        (out / "step_report.json").write_text(json.dumps({"rows": slim, **data}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
