@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import shape_rules as rules
 from .dialect import OpDef, VerifyError, attr, attrs, attrs_of, register_op
-from .graph_ops import UnaryOp
+from .graph_ops import UnaryOp, verify_activation
 from .ir import Operation
 
 CONV = attrs(
@@ -102,13 +102,15 @@ class AvgPool2dBackward(OpDef):
 @register_op
 class BatchNorm(OpDef):
     """``%out, %mean, %invstd = graph.batch_norm %x, %w, %b {eps = 1e-05}`` (training mode,
-    statistics over every dim but 1, biased variance)."""
+    statistics over every dim but 1, biased variance; ``activation = "relu"``: out is
+    max(., 0), see ``fuse-activations``)."""
 
     name = "graph.batch_norm"
     operands = ("x", "weight", "bias")
     results = ("out", "mean", "invstd")
-    attributes = attrs(eps=attr("float", 1e-5))
+    attributes = attrs(eps=attr("float", 1e-5), activation=attr("str", "none"))
     infer = staticmethod(rules.batch_norm)
+    verify = staticmethod(verify_activation)
 
 
 @register_op

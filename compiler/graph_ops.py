@@ -57,11 +57,22 @@ class _Binary(OpDef):
     infer = staticmethod(rules.broadcast)
 
 
+def verify_activation(op) -> None:
+    """A fused activation (``fuse-activations``) is ``"none"`` or ``"relu"``."""
+    from .dialect import VerifyError, attrs_of
+
+    if attrs_of(op)["activation"] not in ("none", "relu"):
+        raise VerifyError('\'activation\' must be "none" or "relu"')
+
+
 @register_op
 class Add(_Binary):
-    """``graph.add %a, %b``."""
+    """``graph.add %a, %b`` (``{activation = "relu"}``: max(a + b, 0), see
+    ``fuse-activations``)."""
 
     name = "graph.add"
+    attributes = attrs(activation=attr("str", "none"))
+    verify = staticmethod(verify_activation)
 
 
 @register_op

@@ -63,6 +63,16 @@ for _name, _fn in ELEMENTWISE.items():
     SEMANTICS[f"graph.{_name}"] = _one(_fn)
 
 
+def _activation(x: np.ndarray, attrs: Mapping[str, Attribute]) -> np.ndarray:
+    """An op's fused activation (``fuse-activations``), if it has one."""
+    return ELEMENTWISE["relu"](x) if attrs.get("activation", "none") == "relu" else x
+
+
+@semantics("graph.add")
+def _add(xs, attrs, op):
+    return [_activation(np.add(*xs), attrs)]
+
+
 def _mm(a: np.ndarray, b: np.ndarray, attrs: Mapping[str, Attribute]) -> np.ndarray:
     a = np.swapaxes(a, -1, -2) if attrs["transpose_a"] else a
     b = np.swapaxes(b, -1, -2) if attrs["transpose_b"] else b
@@ -189,7 +199,7 @@ def _batch_norm(xs, attrs, op):
     x, w, b = xs
     axes = (0,) + tuple(range(2, x.ndim))
     xhat, mean, inv = _normalize(x, axes, float(attrs["eps"]))
-    out = xhat * _channel_view(w, x.ndim) + _channel_view(b, x.ndim)
+    out = _activation(xhat * _channel_view(w, x.ndim) + _channel_view(b, x.ndim), attrs)
     return [out, mean.reshape(-1), inv.reshape(-1)]
 
 

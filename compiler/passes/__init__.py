@@ -10,6 +10,7 @@ from .base import ModulePass, PassOption
 from .canonicalize import Canonicalize
 from .cse import CommonSubexpressionElimination
 from .dce import DeadCodeElimination
+from .fuse_activations import FuseActivations
 from .lower_to_acf import LowerToAcf
 from .place import Place
 from .schedule import Schedule
@@ -21,6 +22,7 @@ PASSES: dict[str, type[ModulePass]] = {
     Canonicalize.name: Canonicalize,
     CommonSubexpressionElimination.name: CommonSubexpressionElimination,
     DeadCodeElimination.name: DeadCodeElimination,
+    FuseActivations.name: FuseActivations,
     SparsityPropagation.name: SparsityPropagation,
     SelectFormats.name: SelectFormats,
     Tile.name: Tile,
@@ -31,7 +33,7 @@ PASSES: dict[str, type[ModulePass]] = {
 
 PIPELINES: dict[str, str] = {
     "default": "canonicalize,cse,dce",
-    "sparse-training": "canonicalize,cse,sparsity-propagation,dce",
+    "sparse-training": "canonicalize,cse,sparsity-propagation,dce,fuse-activations",
 }
 
 __all__ = ["PASSES", "PIPELINES", "ModulePass", "PassOption"]

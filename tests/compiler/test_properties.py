@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 SIZES = (2, 3, 4)
 UNARY = ("relu", "neg", "exp")
 BINARY = ("add", "sub", "mul")
-PIPELINES = ("canonicalize", "cse", "dce", "sparsity-propagation", "default", "sparse-training")
+PIPELINES = ("canonicalize", "cse", "dce", "sparsity-propagation", "fuse-activations", "default",
+             "sparse-training")
 
 
 class ProgramBuilder:

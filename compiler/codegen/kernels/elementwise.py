@@ -31,8 +31,9 @@ COMMUTATIVE = ("add", "mul")
 
 
 def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: Buffer,
-                roles: tuple[str, str] = ("tile", "tile")) -> None:
-    """out = fn(a, b) tile by tile; ``roles[1]`` says how b broadcasts (a is a full tile)."""
+                roles: tuple[str, str] = ("tile", "tile"), then: str | None = None) -> None:
+    """out = fn(a, b) tile by tile; ``roles[1]`` says how b broadcasts (a is a full tile);
+    ``then``: a unary function applied before the store (a fused activation)."""
     flat = roles[1] in ("tile", "scalar") or b is None
     if flat and not any(x.sparse for x in (a, out) + ((b,) if b is not None else ())):
         # same-shape dense operands are contiguous: tiles of one flat row are single DRAM
@@ -85,6 +86,8 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
                 assert scalar_slot is not None
                 ctx.scalar_to_freg(cl, Buffer(b.addr, (1, 1)), scalar_slot)
                 ctx.vop(cl, fn, sa, sa, h, w, bmode="freg", imm=float(SCALAR_FREG))
+        if then is not None:
+            ctx.vop(cl, then, sa, sa, h, w)
         count[cl] += 1
         ctx.store(cl, out, r0, c0, h, w, sa)
 
@@ -109,17 +112,19 @@ def binary(ctx: KernelContext) -> None:
         a, b = b, a
     if ctx.op.name == "graph.relu_backward":  # relu_bwd: b where a > 0, a = x
         a, b = b, a
+    # a fused activation (fuse-activations; graph.add only) runs before each tile's store
+    then = "relu" if "activation" in ctx.attrs and ctx.attrs["activation"] == "relu" else None
     ra, rb = broadcast_role(a.shape, out.shape), broadcast_role(b.shape, out.shape)
     if ra == "tile":
         if rb == "other":
             raise ctx.error(f"broadcast of {list(b.shape)} to {list(out.shape)} is not supported")
-        elementwise(ctx, fn, a, b, out, ("tile", rb))
+        elementwise(ctx, fn, a, b, out, ("tile", rb), then)
         return
     if rb != "tile" or ra == "other":
         raise ctx.error(f"broadcast of {list(a.shape)} and {list(b.shape)} to "
                         f"{list(out.shape)} is not supported")
     if fn in COMMUTATIVE:
-        elementwise(ctx, fn, b, a, out, ("tile", ra))
+        elementwise(ctx, fn, b, a, out, ("tile", ra), then)
     elif fn == "sub":  # a - b = -(b - a)
         elementwise(ctx, "sub", b, a, out, ("tile", ra))
         elementwise_inplace(ctx, "neg", out)

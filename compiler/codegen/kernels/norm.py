@@ -87,6 +87,7 @@ def batch_norm(ctx: KernelContext) -> None:
     bt = _BnTiles(ctx, x)
     c, cb = bt.c, bt.cb
     eps = float(ctx.attrs["eps"])  # type: ignore[arg-type]
+    relu = ctx.attrs["activation"] == "relu"  # fused (fuse-activations): one more vop per tile
     xs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
     s, q, sw, sb = (ctx.alloc("sp", 4 * cb) for _ in range(4))
     col = lambda v: Buffer(v.addr, (c, 1))  # noqa: E731
@@ -115,6 +116,8 @@ def batch_norm(ctx: KernelContext) -> None:
             ctx.vop(cl, "mul", sx, sx, h, cols, q, bmode="col")
             ctx.vop(cl, "mul", sx, sx, h, cols, sw, bmode="col")
             ctx.vop(cl, "add", sx, sx, h, cols, sb, bmode="col")
+            if relu:
+                ctx.vop(cl, "relu", sx, sx, h, cols)
             bt.store(ctx, cl, sx, out, n0, imgs, c0, h, p0, cols // imgs)
         ctx.store(cl, col(mean), c0, 0, h, 1, s)
         ctx.store(cl, col(invstd), c0, 0, h, 1, q)
