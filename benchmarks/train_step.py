@@ -13,7 +13,9 @@ Gradient check (see ``_gradient_check`` and :mod:`acf.frontends.reference`): ``g
 the worst relative L2 error of the fabric's weight gradients against eager PyTorch in fp64
 on the same step; ``flips``: the fabric's ReLU decisions (its ReLU outputs, observed as
 extra results of the step) that differ from fp64's; ``matched``: the error against fp64
-replaying the fabric's own decisions, i.e. rounding alone. The last three columns are the
+replaying the fabric's own decisions, i.e. rounding alone; ``state``: the model output, the
+parameters after the update and the batch-norm running statistics against that same
+reference (worst relative L2). The last three columns are the
 same for eager PyTorch in fp32, for scale: any fp32 implementation flips the odd ReLU input
 that lies within rounding of zero, and each flip moves the gradients by ~1e-3.
 Targets the design asks for on 2 cores: compile <= 15 s, emulation <= 60 s, peak memory
@@ -71,7 +73,7 @@ def _row(kind: str, density: float, batch: int, target: str, width: int, size: i
     t3 = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the references
     rep = res.report
-    check = _gradient_check(model, x, y, masks, step, res, observed)
+    check = _gradient_check(model, x, y, masks, step, res, observed, lr=0.1)
     gemm = {k: v["effectual_macs"] for k, v in rep.by_kind.items() if v["effectual_macs"]}
     queue.put({"name": name, "target": target, "capture_s": t1 - t0, "compile_s": t2 - t1,
                "emulate_s": t3 - t2, "cycles": int(rep.total_cycles),
@@ -84,18 +86,20 @@ def _row(kind: str, density: float, batch: int, target: str, width: int, size: i
                **check})
 
 
-def _gradient_check(model, x, y, masks, step, res, observed) -> dict:
+def _gradient_check(model, x, y, masks, step, res, observed, lr: float) -> dict:
     """Relative L2 errors (worst over the weight gradients) against fp64 eager PyTorch on the
     same (masked) step, see :mod:`acf.frontends.reference`.
 
     ``grad_rel_l2``: the fabric's against the plain fp64 reference; ``flips``: ReLU decisions
     of the fabric that differ from fp64's; ``matched_rel_l2``: the fabric's against fp64
-    replaying the fabric's own ReLU decisions (rounding alone). ``eager_*``: the same three
-    for eager PyTorch in fp32, for scale."""
+    replaying the fabric's own ReLU decisions (rounding alone); ``state_rel_l2``: the rest
+    of the step against that same reference, worst of the model output, every parameter
+    after the SGD update (the first step's: w - lr * g) and every batch-norm running
+    statistic. ``eager_*``: the first three for eager PyTorch in fp32, for scale."""
     import numpy as np
     import torch
 
-    from acf.frontends.reference import ReluDecisions, flips, reference_gradients
+    from acf.frontends.reference import ReluDecisions, flips, reference_step
     from acf.frontends.training_step import Binding
 
     got = step.unpack(res.values)
@@ -103,22 +107,32 @@ def _gradient_check(model, x, y, masks, step, res, observed) -> dict:
               model.named_parameters()}
     fabric_relu = [np.asarray(got[b]) for b in observed]
     d64, d32 = ReluDecisions(), ReluDecisions()
-    exact = reference_gradients(model, (x,), y, masks, torch.float64, d64)
-    eager = reference_gradients(model, (x,), y, masks, torch.float32, d32)
-    matched = reference_gradients(model, (x,), y, masks, torch.float64,
-                                  ReluDecisions(fabric_relu))
-    eager_matched = reference_gradients(model, (x,), y, masks, torch.float64,
-                                        ReluDecisions(d32.recorded))
+    exact = reference_step(model, (x,), y, masks, torch.float64, d64)
+    eager = reference_step(model, (x,), y, masks, torch.float32, d32)
+    matched = reference_step(model, (x,), y, masks, torch.float64, ReluDecisions(fabric_relu))
+    eager_matched = reference_step(model, (x,), y, masks, torch.float64,
+                                   ReluDecisions(d32.recorded))
+
+    def rel(have, want):
+        return float(np.linalg.norm(np.asarray(have, np.float64) - want)
+                     / max(np.linalg.norm(want), 1e-30))
 
     def worst(have, want):
-        return max(float(np.linalg.norm(have[n] - w) / max(np.linalg.norm(w), 1e-30))
-                   for n, w in want.items())
+        return max(rel(have[n], w) for n, w in want.items())
 
-    return {"grad_rel_l2": worst(fabric, exact), "flips": flips(fabric_relu, d64.recorded),
-            "matched_rel_l2": worst(fabric, matched),
-            "eager_fp32_rel_l2": worst(eager, exact), "eager_flips": flips(d32.recorded,
-                                                                          d64.recorded),
-            "eager_matched_rel_l2": worst(eager, eager_matched)}
+    state = [rel(got[Binding("output")], matched["output"])]
+    for name, p in model.named_parameters():  # first step: the momentum buffer starts at g
+        w = p.detach().double().numpy() * (masks[name].double().numpy() if name in masks else 1)
+        state.append(rel(got[Binding("param", name)], w - lr * matched["grads"][name]))
+    for binding, value in got.items():
+        if binding.kind == "buffer" and np.asarray(value).dtype.kind == "f":
+            state.append(rel(value, matched["buffers"][binding.name]))
+    return {"grad_rel_l2": worst(fabric, exact["grads"]),
+            "flips": flips(fabric_relu, d64.recorded),
+            "matched_rel_l2": worst(fabric, matched["grads"]), "state_rel_l2": max(state),
+            "eager_fp32_rel_l2": worst(eager["grads"], exact["grads"]),
+            "eager_flips": flips(d32.recorded, d64.recorded),
+            "eager_matched_rel_l2": worst(eager["grads"], eager_matched["grads"])}
 
 
 def run_row(*args) -> dict:
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_row("resnet18", d, a.batch, a.target, a.width, a.size))
     head = (f"{'workload':<24}{'target':>10}{'capture s':>10}{'compile s':>10}{'emulate s':>10}"
             f"{'cycles':>14}{'energy mJ':>11}{'peak MB':>9}{'grad L2':>9}{'flips':>6}{'matched':>9}"
+            f"{'state':>9}"
             f"{'eager L2':>9}{'flips':>6}{'matched':>9}")
     print(head)
     print("-" * len(head))
@@ -162,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['name']:<24}{r['target']:>10}{r['capture_s']:>10.2f}{r['compile_s']:>10.2f}"
               f"{r['emulate_s']:>10.2f}{r['cycles']:>14,}{r['energy_j'] * 1e3:>11.3f}"
               f"{r['peak_rss_mb']:>9.0f}{r['grad_rel_l2']:>9.1e}{r['flips']:>6}"
-              f"{r['matched_rel_l2']:>9.1e}{r['eager_fp32_rel_l2']:>9.1e}{r['eager_flips']:>6}"
+              f"{r['matched_rel_l2']:>9.1e}{r['state_rel_l2']:>9.1e}"
+              f"{r['eager_fp32_rel_l2']:>9.1e}{r['eager_flips']:>6}"
               f"{r['eager_matched_rel_l2']:>9.1e}")
     if a.json:
         with open(a.json, "w") as fh:

@@ -66,6 +66,16 @@ def reference_gradients(model: nn.Module, inputs: tuple, labels: Any,
     """Parameter gradients of ``cross_entropy(model(*inputs), labels)`` in ``dtype`` on a copy
     of ``model``, masked weights as ``w * m`` and their gradients masked (as the fabric
     computes a masked step). ``decisions``: records or replays the ReLU decisions."""
+    return reference_step(model, inputs, labels, masks, dtype, decisions)["grads"]
+
+
+def reference_step(model: nn.Module, inputs: tuple, labels: Any,
+                   masks: Mapping[str, Any] | None = None,
+                   dtype: torch.dtype = torch.float64,
+                   decisions: ReluDecisions | None = None) -> dict[str, Any]:
+    """As :func:`reference_gradients`, with the rest of the forward and backward pass:
+    ``{"grads": {name: array}, "output": array, "loss": float, "buffers": {name: array}}``
+    (buffers after the forward pass: batch-norm running statistics)."""
     masks = dict(masks or {})
     ref = copy.deepcopy(model).to(dtype)
     params = dict(ref.named_parameters())
@@ -75,14 +85,16 @@ def reference_gradients(model: nn.Module, inputs: tuple, labels: Any,
     ctx = decisions.active() if decisions is not None else contextlib.nullcontext()
     with ctx:
         out = ref(*(x.to(dtype) for x in inputs))
-        F.cross_entropy(out, labels).backward()
+        loss = F.cross_entropy(out, labels)
+        loss.backward()
     grads = {}
     for name, p in params.items():
         g = p.grad.double().numpy() if p.grad is not None else np.zeros(p.shape)
         if name in masks:
             g = g * np.asarray(masks[name], np.float64)
         grads[name] = g
-    return grads
+    return {"grads": grads, "output": out.detach().double().numpy(), "loss": float(loss.detach()),
+            "buffers": {n: b.detach().double().numpy() for n, b in ref.named_buffers()}}
 
 
 def flips(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> int:
