@@ -6,7 +6,8 @@ gathered channel-major with one ``ldg`` (rows = channels; see ``_BnTiles``), so 
 statistics are row reductions (``vred axis=1``) accumulated over the tiles of that block,
 all on the cluster that owns the channel block. Three passes over x (sum -> mean; sum of
 squared deviations -> invstd = rsqrt(var + eps), biased variance; normalize and store),
-each per-channel value applied as a ``bmode=col`` operand::
+each per-channel value applied as a ``bmode=col`` operand (the two statistics passes are one:
+tile statistics merged pairwise, see ``batch_norm``)::
 
     ldg  sp[X] <- x[n0:n0+G, c0:c0+cb, p0:p0+pc] (channel-major)
     vred sum, sp[S], sp[X], axis=1, accum=1
@@ -89,8 +90,9 @@ def batch_norm(ctx: KernelContext) -> None:
     eps = float(ctx.attrs["eps"])  # type: ignore[arg-type]
     relu = ctx.attrs["activation"] == "relu"  # fused (fuse-activations): one more vop per tile
     xs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
-    s, q, sw, sb = (ctx.alloc("sp", 4 * cb) for _ in range(4))
+    s, q, sw, sb, ts, tq, d = (ctx.alloc("sp", 4 * cb) for _ in range(7))
     col = lambda v: Buffer(v.addr, (c, 1))  # noqa: E731
+    single = len(bt.chunks) == 1  # the block's one tile stays resident for the normalize
     for cl, c0 in ctx.place(list(range(0, c, cb))):
         h = min(cb, c - c0)
 
@@ -99,20 +101,40 @@ def batch_norm(ctx: KernelContext) -> None:
                 sx = xs[i % 2]
                 bt.load(ctx, cl, sx, x, n0, imgs, c0, h, p0, pw)
                 yield i, n0, imgs, p0, imgs * pw, sx
+        # one pass for both statistics: each tile's mean and sum of squared deviations
+        # from it, merged into the running ones (Chan, Golub & LeVeque's pairwise update,
+        # as stable as two passes); the counts are known here, so the weights are immediates
+        seen = 0
         for i, _, _, _, cols, sx in tiles():
-            ctx.vred(cl, "sum", s, sx, h, cols, 1, accum=i > 0)
-        ctx.vop(cl, "mul", s, s, h, 1, bmode="imm", imm=1.0 / bt.count)
-        for i, _, _, _, cols, sx in tiles():
-            ctx.vop(cl, "sub", sx, sx, h, cols, s, bmode="col")
-            ctx.emit(cl, "vred", reads=(sx, q) if i else (sx,), writes=(q,), fn="sumsq",
-                     dst=q.ref(), a=sx.ref(), rows=h, cols=cols, axis=1, accum=int(i > 0))
+            mean_t, m2_t = (s, q) if i == 0 else (ts, tq)
+            ctx.vred(cl, "sum", mean_t, sx, h, cols, 1)
+            ctx.vop(cl, "mul", mean_t, mean_t, h, 1, bmode="imm", imm=1.0 / cols)
+            ctx.vop(cl, "sub", sx, sx, h, cols, mean_t, bmode="col")
+            ctx.emit(cl, "vred", reads=(sx,), writes=(m2_t,), fn="sumsq", dst=m2_t.ref(),
+                     a=sx.ref(), rows=h, cols=cols, axis=1, accum=0)
+            if i:  # delta = mean_t - mean; mean += delta*n_t/n; M2 += M2_t + delta^2*n_a*n_t/n
+                n = seen + cols
+                ctx.vop(cl, "sub", d, ts, h, 1, s)
+                ctx.vop(cl, "mul", ts, d, h, 1, bmode="imm", imm=cols / n)
+                ctx.vop(cl, "add", s, s, h, 1, ts)
+                ctx.vop(cl, "mul", d, d, h, 1, d)
+                ctx.vop(cl, "mul", d, d, h, 1, bmode="imm", imm=seen * cols / n)
+                ctx.vop(cl, "add", q, q, h, 1, tq)
+                ctx.vop(cl, "add", q, q, h, 1, d)
+            seen += cols
         ctx.vop(cl, "mul", q, q, h, 1, bmode="imm", imm=1.0 / bt.count)
         ctx.vop(cl, "add", q, q, h, 1, bmode="imm", imm=eps)
         ctx.vop(cl, "rsqrt", q, q, h, 1)
         ctx.load(cl, col(w), c0, 0, h, 1, sw)
         ctx.load(cl, col(b), c0, 0, h, 1, sb)
-        for i, n0, imgs, p0, cols, sx in tiles():
-            ctx.vop(cl, "sub", sx, sx, h, cols, s, bmode="col")
+        if single:  # the resident tile already holds x - mean
+            n0, imgs, p0, pw = bt.chunks[0]
+            normalize = iter([(0, n0, imgs, p0, imgs * pw, xs[0], False)])
+        else:  # lazily: each tile's load is emitted just before its vops
+            normalize = ((*t, True) for t in tiles())
+        for _, n0, imgs, p0, cols, sx, centre in normalize:
+            if centre:
+                ctx.vop(cl, "sub", sx, sx, h, cols, s, bmode="col")
             ctx.vop(cl, "mul", sx, sx, h, cols, q, bmode="col")
             ctx.vop(cl, "mul", sx, sx, h, cols, sw, bmode="col")
             ctx.vop(cl, "add", sx, sx, h, cols, sb, bmode="col")

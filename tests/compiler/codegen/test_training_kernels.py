@@ -179,10 +179,13 @@ def test_conv_weight_slab_stays_resident_across_tiles() -> None:
     assert sorted(i["cl"] for i in weight_loads) == [0, 1, 2, 3]
 
 
-def test_batch_norm_blocks_of_channels_and_images() -> None:
-    """40 channels over four clusters, several images per channel-major tile (``ldg``),
-    stored back channel by channel: equal to the interpreter, forward and backward."""
-    n, c, h, w = 6, 40, 5, 4
+@pytest.mark.parametrize("shape", [(6, 40, 5, 4), (33, 64, 4, 4)], ids=["one-tile", "four-tiles"])
+def test_batch_norm_blocks_of_channels_and_images(shape) -> None:
+    """Channels over four clusters, several images per channel-major tile (``ldg``), stored
+    back channel by channel; a block's statistics from its one resident tile, or merged
+    over four tiles of 9, 9, 9 and 6 images: equal to the interpreter, forward and
+    backward."""
+    n, c, h, w = shape
     text = func({"x": (n, c, h, w), "wt": (c,), "b": (c,), "g": (n, c, h, w)}, [
         ("y, mean, inv", "batch_norm", ["x", "wt", "b"], "", [(n, c, h, w), (c,), (c,)]),
         ("gx, gw, gb", "batch_norm_backward", ["g", "x", "wt", "mean", "inv"], "",
