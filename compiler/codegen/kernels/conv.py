@@ -269,6 +269,11 @@ def _folds(rows: int) -> int:
     return _cdiv(rows, 16) * 16
 
 
+def _port_bytes(ctx: KernelContext) -> int:
+    """Bytes per cycle into the fabric: one memory port link per row (docs/timing.md 7)."""
+    return int(ctx.target.fabric.grid[1]) * int(ctx.target.noc.link_bytes)
+
+
 def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     """The slab plan with the least estimated time (``_plan_cost``) of the widest
     output-channel tile and two narrower ones, which load each input slab once per
@@ -311,10 +316,9 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
 def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan) -> tuple[float, float]:
     """(estimated cycles, DRAM bytes loaded) of a slab plan on dense operands: the larger
     of the loads over the memory ports and the MACs over the clusters that get tiles
-    (every fold of k pairs costing k + 16 cycles). Weight slabs of a single k-block count
-    once per cluster, otherwise once per tile."""
+    (every fold of k pairs costing k + the fold overhead). Weight slabs of a single k-block
+    count once per cluster, otherwise once per tile."""
     ncl = len(ctx.streams)
-    gx, gy = (int(v) for v in ctx.target.fabric.grid)
     ntap = len(g.taps)
     n_m, nblk, ng = _cdiv(g.cout, p.mt), len(p.blocks), _cdiv(g.n, p.group)
     tiles = n_m * nblk * ng
@@ -323,12 +327,12 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan) -> tuple[float, flo
     slab = 4 * p.mt * g.cin * ntap  # every k-block of one output-channel tile
     per_cluster = _cdiv(tiles, ncl)
     w_bytes = active * min(n_m, per_cluster) * slab if p.kt >= g.cin else tiles * slab
-    port_bytes = gy * int(ctx.target.noc.link_bytes)  # one memory port per row
     macs = g.n * g.cout * g.oh * g.ow * g.cin * ntap
     pe = int(ctx.target.cluster.pe_rows) * int(ctx.target.cluster.pe_cols)
-    mac_cycles = macs / (active * pe) * (p.kt + 16) / p.kt
+    fold = int(ctx.target.cluster.fold_cycles)
+    mac_cycles = macs / (active * pe) * (p.kt + fold) / p.kt
     loads = x_bytes + w_bytes
-    return max(loads / port_bytes, mac_cycles), float(loads)
+    return max(loads / _port_bytes(ctx), mac_cycles), float(loads)
 
 
 def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int) -> _SlabPlan | None:
@@ -720,11 +724,11 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
     pe, fold = int(ctx.target.cluster.pe_rows), int(ctx.target.cluster.fold_cycles)
     cands: list[tuple[tuple, tuple[float, float]]] = []
-    port_bytes = int(ctx.target.fabric.grid[1]) * int(ctx.target.noc.link_bytes)
     top = min(t, max(v.o, v.c))
     # tile sides that cut Cout and Cin into (nearly) equal tiles: a ragged 16-wide last
     # tile beside 48-wide ones would leave most clusters waiting for the wide ones
-    sides = {min(top, _folds(_cdiv(max(v.o, v.c), k))) for k in range(1, _cdiv(max(v.o, v.c), 16) + 1)}
+    widest = max(v.o, v.c)
+    sides = {min(top, _folds(_cdiv(widest, k))) for k in range(1, _cdiv(widest, 16) + 1)}
     sides |= {min(v.o, v.c, top)}
     for s in sorted(sides, reverse=True):
         bank = ntap * s * s
@@ -757,7 +761,7 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
         # every image: the bytes over the memory ports bound the layer as often as the MACs
         moved = 4 * v.n * (_cdiv(v.c, s) * v.o * v.oh * v.ow
                            + _cdiv(v.o, s) * v.c * len(blocks) * rows_in * cols_in)
-        cost = (max(macs, moved / port_bytes), moved)
+        cost = (max(macs, moved / _port_bytes(ctx)), moved)
         cands.append(((s, blocks, rows_in, cols_in, group, in_acc), cost))
     if not cands:
         return None
