@@ -99,4 +99,5 @@ def reference_step(model: nn.Module, inputs: tuple, labels: Any,
 
 def flips(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> int:
     """How many ReLU decisions differ between two recordings of one step."""
-    return int(sum(int((np.asarray(x) > 0).__ne__(np.asarray(y) > 0).sum()) for x, y in zip(a, b)))
+    return sum(int(np.count_nonzero((np.asarray(x) > 0) != (np.asarray(y) > 0)))
+               for x, y in zip(a, b))
