@@ -35,7 +35,8 @@ class ReluDecisions:
         original = F.relu
         calls = iter(self.replay) if self.replay is not None else None
 
-        def relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # noqa: A002
+            x = input  # F.relu's own parameter names
             if calls is None:
                 self.recorded.append((x > 0).detach().cpu().numpy())
                 return original(x, inplace=inplace)
