@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import sys
 from collections import Counter
 from pathlib import Path
@@ -65,13 +64,12 @@ def _row(target: str, density: float, batch: int, width: int, queue) -> None:
                "tech_node_nm": int(t.tech.node_nm), "numeric_mode": str(t.numeric.mode)})
 
 
-def run_row(*args) -> dict:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_row, args=(*args, q))
-    p.start()
-    out = q.get(timeout=7200)
-    p.join()
+def run_row(target: str, density: float, batch: int, width: int) -> dict:
+    from acf.benchmarks.train_step import run_in_process
+
+    out = run_in_process(_row, target, density, batch, width)
+    out.setdefault("target", target)
+    out.setdefault("density", density)
     return out
 
 
@@ -196,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         targets.insert(0, "acf-base")
     rows = [run_row("acf-base", 1.0, a.batch, a.width)]
     rows += [run_row(t, a.density, a.batch, a.width) for t in targets]
+    failed = [r for r in rows if "error" in r]
+    for r in failed:
+        print(f"{r['target']} d={r['density']:g}: {r['error']}", file=sys.stderr)
+    rows = [r for r in rows if "error" not in r]
+    if not any(r["target"] == "acf-base" and r["density"] == 1.0 for r in rows) or \
+            not any(r["target"] == "acf-base" and r["density"] < 1.0 for r in rows):
+        print("error: the acf-base rows failed; no report", file=sys.stderr)
+        return 1
     text, data = report(rows, a.batch, a.density)
     print(text)
     if a.out:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import queue
 import resource
 import sys
 import time
@@ -135,18 +136,29 @@ def _gradient_check(model, x, y, masks, step, res, observed, lr: float) -> dict:
             "eager_matched_rel_l2": worst(eager["grads"], eager_matched["grads"])}
 
 
-def run_row(*args) -> dict:
+def run_in_process(target, *args) -> dict:
+    """``target(*args, queue)`` in a fresh process (its own peak RSS) and the row it puts;
+    an error row as soon as the process dies without one (its traceback is on stderr)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_row, args=(*args, q))
+    p = ctx.Process(target=target, args=(*args, q))
     p.start()
-    try:
-        out = q.get(timeout=3600)
-    except Exception as exc:  # noqa: BLE001 - a benchmark row, not a failure
-        out = {"name": f"{args[0]} d={args[1]:.2f}", "error": repr(exc)}
+    while True:
+        try:
+            out = q.get(timeout=2)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                out = {"error": f"the row's process exited with code {p.exitcode}"}
+                break
     p.join()
-    if p.exitcode:
-        out.setdefault("error", f"exit code {p.exitcode}")
+    return out
+
+
+def run_row(*args) -> dict:
+    out = run_in_process(_row, *args)
+    if "error" in out:
+        out.setdefault("name", f"{args[0]} d={args[1]:.2f}")
     return out
 
 
