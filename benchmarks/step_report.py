@@ -109,31 +109,18 @@ def analyse(dense: dict, sparse: dict) -> dict:
 
 
 def versus_h200(acf: dict, batch: int) -> list[dict]:
-    from acf.evaluation import baselines as bl
+    """The H200 comparison of ``evaluation.report``, the GPU step (measured at batch 128)
+    scaled per sample to ``batch``."""
+    from acf.evaluation.baselines import load_anchors
+    from acf.evaluation.report import gpu_comparison
 
-    anchors = bl.load_anchors()
-    out = []
-    for prec, dtype in (("fp32", "tf32"), ("bf16-amp", "bf16")):
-        step = anchors.training_step("resnet18-cifar", prec)
-        if step is None:
-            continue
-        per = batch / 128  # the anchor's batch
-        t_gpu, e_gpu = step["time_s"] * per, step["energy_j"] * per
-        e_scaled = bl.scale_energy(acf["energy_j"], acf["tech_node_nm"], bl.GPUS["H200"].node_nm)
-        iso = bl.iso_peak_time(acf["seconds"], acf["peak_macs_per_s"], "H200", dtype)
-        pw = bl.iso_power_time(acf["seconds"], acf["energy_j"], "H200")
-        ar = bl.iso_area_time(acf["seconds"], acf["area_mm2"], acf["tech_node_nm"], "H200")
-        out.append({"gpu_row": step["name"], "gpu_time_s": t_gpu, "gpu_energy_j": e_gpu,
-                    "speedup_raw": t_gpu / acf["seconds"],
-                    "speedup_iso_peak": t_gpu / iso["time_s"],
-                    "speedup_iso_power": t_gpu / pw["time_s"],
-                    "speedup_iso_area": t_gpu / ar["time_s"],
-                    "energy_reduction_scaled": e_gpu / e_scaled["energy_j"],
-                    "notes": [iso["normalization"], pw["normalization"], ar["normalization"],
-                              f"energy x{e_scaled['factor']:.4f} {e_scaled['method']}",
-                              f"GPU step measured at batch 128, scaled x{per:g} per sample"],
-                    "provenance": step["provenance"]})
-    return out
+    rows = gpu_comparison(acf, load_anchors(), "resnet18-cifar", per_sample=batch / 128,
+                          scope="ACF: the whole training step; GPU: the whole measured step")
+    for g in rows:
+        g["notes"] = [g["iso_peak"], g["iso_power"], g["iso_area"],
+                      f"energy {g['energy_scaling']}",
+                      f"GPU step measured at batch 128, scaled x{batch / 128:g} per sample"]
+    return rows
 
 
 def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
