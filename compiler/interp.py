@@ -46,8 +46,7 @@ def _one(fn: Callable[..., np.ndarray]) -> Semantics:
     return lambda xs, a, op: [fn(*xs)]
 
 
-ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
-    "add": np.add,
+ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {  # graph.add: _add (its activation)
     "sub": np.subtract,
     "mul": np.multiply,
     "div": np.divide,

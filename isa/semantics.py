@@ -446,12 +446,18 @@ def view_is_injective(view: tuple[int, ...]) -> bool:
     return True
 
 
+def _strided(buf: np.ndarray, offset: int, view: tuple[int, ...]) -> np.ndarray:
+    """The (rows, blocks, runs, run) float32 array an operand view covers in ``buf``, whose
+    byte ``offset`` is the view's base."""
+    _, d0, nb, d1, d2, s0, s3, s1, s2 = view
+    return np.ndarray((d0, nb, d1, d2), np.float32, buf, offset, (4 * s0, 4 * s3, 4 * s1, 4 * s2))
+
+
 def write_view(buf: np.ndarray, view: tuple[int, ...], data: np.ndarray) -> None:
     """Store a float32 matrix into a byte memory through an injective operand view."""
-    base, d0, nb, d1, d2, s0, s3, s1, s2 = view
-    if d0 * nb * d1 * d2:
-        np.ndarray((d0, nb, d1, d2), np.float32, buf, base,
-                   (4 * s0, 4 * s3, 4 * s1, 4 * s2))[...] = data.reshape(d0, nb, d1, d2)
+    if view_span(view):
+        arr = _strided(buf, view[0], view)
+        arr[...] = data.reshape(arr.shape)
 
 
 def _read_view(m: Machine, cl: int, view: tuple[int, ...], space: str = "sp") -> tuple[np.ndarray, Access]:
@@ -462,8 +468,7 @@ def _read_view(m: Machine, cl: int, view: tuple[int, ...], space: str = "sp") ->
     span = view_span(view)
     raw = m.read(space, cl, base, span)
     # a contiguous copy: the product is then the same BLAS call as on a gathered tile
-    vals = np.ascontiguousarray(np.ndarray((d0, nb, d1, d2), np.float32, raw, 0,
-                                           (4 * s0, 4 * s3, 4 * s1, 4 * s2)).reshape(d0, nb * d1 * d2))
+    vals = np.ascontiguousarray(_strided(raw, 0, view).reshape(d0, nb * d1 * d2))
     return vals, Access(space, cl, base, 1, span, span, False)
 
 

@@ -259,4 +259,3 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     func = module.func(options.func) if options.func else module.funcs[0]
     with gc_paused():
         return compile_func(func, target, options)
-

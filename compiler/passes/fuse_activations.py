@@ -19,6 +19,8 @@ After::
 
 from __future__ import annotations
 
+from itertools import islice
+
 from ..ir import Module
 from .base import ModulePass
 
@@ -40,7 +42,8 @@ class FuseActivations(ModulePass):
                 producer = v.defining_op
                 if (producer is None or FUSABLE.get(producer.name) != v.index
                         or producer.attributes.get("activation", "none") != "none"
-                        or len(list(v.uses())) != 1 or v.type != op.results[0].type):
+                        or len(list(islice(v.uses(), 2))) != 1  # the ReLU alone
+                        or v.type != op.results[0].type):
                     continue
                 producer.attributes["activation"] = "relu"
                 op.results[0].replace_all_uses_with(v)

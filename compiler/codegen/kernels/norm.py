@@ -178,7 +178,7 @@ def batch_norm_backward(ctx: KernelContext) -> None:
         ctx.load(cl, col(w), c0, 0, h, 1, sw)
         ctx.vop(cl, "mul", sw, sw, h, 1, si)
         ctx.vop(cl, "mul", sw, sw, h, 1, bmode="imm", imm=1.0 / count)
-        for i, n0, imgs, p0, cols, sx, sg in tiles():
+        for _, n0, imgs, p0, cols, sx, sg in tiles():
             ctx.vop(cl, "mul", sx, sx, h, cols, sgw, bmode="col")
             ctx.vop(cl, "mul", sg, sg, h, cols, bmode="imm", imm=float(count))
             ctx.vop(cl, "sub", sg, sg, h, cols, sgb, bmode="col")
