@@ -29,6 +29,7 @@ from acf.debugger import points as pt
 from acf.debugger.expr import Expr
 from acf.debugger.machine import Event, Machine
 from acf.isa import symbols
+from acf.isa.spec import token_counter
 
 
 @dataclass
@@ -312,8 +313,10 @@ class Debugger:
         head, _, rest = name.partition(".")
         if len(name) > 2 and name[:2] in ("ar", "fr") and name[2:].isdigit() and int(name[2:]) < 16:
             return st.ar[int(name[2:])] if name[:2] == "ar" else float(st.fregs[0, int(name[2:])])
-        if name[0] == "t" and name[1:].isdigit():
-            return eng.tokens[int(name[1:])]
+        if name[0] == "t" and name[1:].isdigit():  # a shared token, or cluster 0's local one
+            return eng.tokens[token_counter(int(name[1:]), 0)]
+        if head[:1] == "c" and head[1:].isdigit() and rest[:1] == "t" and rest[1:].isdigit():
+            return eng.tokens[token_counter(int(rest[1:]), int(head[1:]))]
         if name.startswith("loop") and name[4:].isdigit():
             level = int(name[4:])
             return eng.loops[level][2] if level < len(eng.loops) else 0

@@ -8,7 +8,8 @@ Grammar (C-like precedence; ``and``/``or``/``not`` may be written ``&& || !``)::
     pc == 12                          # the dispatcher's next instruction
     X[1,3] != 0 / isnan(Y[0,0])       # an element of a named tensor
 
-Names: ``cycle``, ``pc``, ``arN``, ``frN`` (cluster 0), ``cK.frN``, ``tN`` (token count),
+Names: ``cycle``, ``pc``, ``arN``, ``frN`` (cluster 0), ``cK.frN``, ``tN`` / ``cK.tN`` (token
+count; a local ``tN`` is cluster 0's),
 ``cK.UNIT.depth`` / ``dma.depth`` / ``cfg.depth``, ``loopN`` (remaining iterations of loop
 level N), a ``.tensor`` symbol indexed with ``[i, j, ...]``; functions ``isnan``, ``isinf``,
 ``abs``. Errors are :class:`ExprError` with the column of the offending text.

@@ -33,7 +33,7 @@ from typing import Any, Self
 
 from acf.isa.disasm import format_instruction
 from acf.isa.program import Program
-from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
+from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS, token_name
 
 MEMORY_PID, NOC_PID = 0, 10_000
 
@@ -147,7 +147,7 @@ class TraceWriter:
         self._queue_depth(rec, pid, tid, unit)
 
     def _flows(self, rec: Any, ins: Any, pid: int, tid: int) -> None:
-        for tok in ins.waits:
+        for tok in ins.wait_counters:
             pending = self._signals.get(tok, [])
             pick = next((k for k, s in enumerate(pending) if s[0] <= rec.start), None)
             if pick is None:
@@ -158,7 +158,7 @@ class TraceWriter:
             self._emit(
                 {
                     "ph": "s",
-                    "name": f"t{tok}",
+                    "name": token_name(tok),
                     "cat": "token",
                     "id": self._flow_id,
                     "pid": spid,
@@ -170,7 +170,7 @@ class TraceWriter:
                 {
                     "ph": "f",
                     "bp": "e",
-                    "name": f"t{tok}",
+                    "name": token_name(tok),
                     "cat": "token",
                     "id": self._flow_id,
                     "pid": pid,
@@ -178,7 +178,7 @@ class TraceWriter:
                     "ts": us(rec.start),
                 }
             )
-        for tok in ins.signals:
+        for tok in ins.signal_counters:
             bisect.insort(self._signals[tok], (rec.end, pid, tid, rec.start))
 
     def _queue_depth(self, rec: Any, pid: int, tid: int, unit: str) -> None:

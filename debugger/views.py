@@ -10,6 +10,7 @@ from acf.debugger import points as pt
 from acf.debugger.engine import Debugger, Stop
 from acf.isa import formats, symbols
 from acf.isa.disasm import format_instruction
+from acf.isa.spec import token_name
 
 
 def _ins_text(dbg: Debugger, index: int) -> str:
@@ -78,15 +79,12 @@ def queues(dbg: Debugger) -> list[str]:
 
 def tokens(dbg: Debugger) -> list[str]:
     eng = dbg.m.engine
-    out = [f"  t{t} = {c}" for t, c in sorted(eng.tokens.items()) if c]
+    out = [f"  {token_name(t)} = {c}" for t, c in sorted(eng.tokens.items()) if c]
     waiting = []
     for q, queue in enumerate(eng.queues):
-        if queue and queue[0].ins.waits:
-            short = [
-                f"t{t}"
-                for t in sorted(set(queue[0].ins.waits))
-                if eng.tokens[t] < queue[0].ins.waits.count(t)
-            ]
+        waits = queue[0].ins.wait_counters if queue else ()
+        if waits:
+            short = [token_name(t) for t in sorted(set(waits)) if eng.tokens[t] < waits.count(t)]
             if short:
                 waiting.append(
                     f"  {dbg.m.queue_names[q]} #{queue[0].index} waits for {', '.join(short)}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from acf.debugger.machine import Machine
 from acf.debugger.points import unit_name
+from acf.isa.spec import token_name
 
 
 @dataclass
@@ -40,7 +41,7 @@ def _producer(
     running = sorted(
         (ex.end if not ex.parts else 1 << 62, q, ex)
         for q, ex in inflight.items()
-        if token in ex.p.ins.signals
+        if token in ex.p.ins.signal_counters
     )
     if running:
         end, q, ex = running[0]
@@ -48,12 +49,12 @@ def _producer(
         return f"{_name(m, ex.p.index)} (running since cycle {ex.start}, {when})", q, ex.p.index
     for q, queue in enumerate(m.engine.queues):
         for k, p in enumerate(queue):
-            if token in p.ins.signals:
+            if token in p.ins.signal_counters:
                 where = "at the head of its queue" if k == 0 else f"queued, {k} ahead of it"
                 return f"{_name(m, p.index)} ({where}, dispatched at cycle {p.D})", q, p.index
     prog = m.program.instructions
     for i in range(m.engine.pc, len(prog)):
-        if token in prog[i].signals if prog[i].op.queued else False:
+        if token in prog[i].signal_counters if prog[i].op.queued else False:
             return f"{_name(m, i)} (not dispatched yet; {dispatcher_state(m)})", None, i
     return "no instruction (nothing left in the program signals it)", None, None
 
@@ -108,12 +109,12 @@ def explain(m: Machine, q: int) -> Link:
     head = f"{name}: head {_name(m, p.index)} (dispatched at cycle {p.D})"
     if eng.now < p.D + 1:
         return Link(f"{head} can start at cycle {p.D + 1}")
-    need = Counter(p.ins.waits)
+    need = Counter(p.ins.wait_counters)
     missing = [(tok, k) for tok, k in sorted(need.items()) if eng.tokens[tok] < k]
     if missing:
         found = [(tok, k, *_producer(m, tok, inflight)) for tok, k in missing]
         parts = [
-            f"token t{tok} (count {eng.tokens[tok]}, needs {k}), signalled by {what}"
+            f"token {token_name(tok)} (count {eng.tokens[tok]}, needs {k}), signalled by {what}"
             for tok, k, what, _, _ in found
         ]
         _, _, _, nq, ni = max(found, key=lambda f: _rank(m, f[3], f[4], inflight))

@@ -32,7 +32,7 @@ from acf.emulator.state import State
 from acf.emulator.traps import EmulatorTrap, Where
 from acf.isa.program import Program
 from acf.isa.semantics import SEMANTICS, SemanticError, advance_loops
-from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
+from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS, token_name
 
 RETIRE, START, REQUEST = 0, 1, 2
 MAX_LOOP_DEPTH = 4
@@ -88,14 +88,16 @@ class ProgramInfo:
             if names is None:
                 names = mem_fields[m] = tuple(f.name for f in op.fields if f.kind.name == "mem")
             self.mem[i] = tuple((name, args[name].offset, args[name].areg) for name in names)
-            w0, w1 = args.get("wait0", 0), args.get("wait1", 0)
-            if w0 and w1:
-                self.waits[i] = (w0, w1)
+            # token ids become counters (local ids scoped to the cluster, isa.spec.token_counter)
+            waits = ins.wait_counters
+            if len(waits) == 2:
+                w0, w1 = waits
+                self.waits[i] = waits
                 self.need[i] = ((w0, 2),) if w0 == w1 else ((w0, 1), (w1, 1))
-            elif w0 or w1:
-                self.waits[i] = (w0 or w1,)
-                self.need[i] = ((w0 or w1, 1),)
-            self.signals[i] = ins.signals
+            elif waits:
+                self.waits[i] = waits
+                self.need[i] = ((waits[0], 1),)
+            self.signals[i] = ins.signal_counters
             self.semantic[i] = SEMANTICS.get(m)
         # nearest label at or before each index (ties: the smallest name), as acf.emulator.traps.label_of
         first: dict[int, str] = {}
@@ -476,8 +478,8 @@ class Engine(Durations):
         for queue in self.queues:
             if queue:
                 p = queue[0]
-                need = Counter(p.ins.waits)
-                toks = [f"t{tok}" for tok, k in sorted(need.items()) if self.tokens[tok] < k]
+                need = Counter(p.ins.wait_counters)
+                toks = [token_name(tok) for tok, k in sorted(need.items()) if self.tokens[tok] < k]
                 why = f"waits for token {', '.join(toks)}" if toks else (
                     f"waits for a send from c{p.ins['frm']}" if p.ins.mnemonic == "recv" else "blocked")
                 heads.append(f"{p.where} {why}")

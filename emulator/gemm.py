@@ -18,8 +18,6 @@ from acf.isa import symbols
 from acf.isa.program import Symbol
 from acf.isa.target import Target
 
-MAX_CLUSTERS = 32  # 5 tokens per cluster, 255 tokens
-
 
 @dataclass(frozen=True)
 class GemmPlan:
@@ -37,7 +35,7 @@ class GemmPlan:
 def plan(target: Target, M: int, N: int, K: int, clusters: int | None = None) -> GemmPlan:
     """Cluster grid and tile sizes: as many clusters as divide the output, the largest K
     chunk (a divisor of K) whose two W and X buffers fit the scratchpad."""
-    limit = min(clusters or target.num_clusters, target.num_clusters, MAX_CLUSTERS)
+    limit = min(clusters or target.num_clusters, target.num_clusters)
     best = None
     for gm in range(1, limit + 1):
         for gn in range(1, limit // gm + 1):
@@ -85,8 +83,8 @@ def gemm_asm(target: Target, M: int, N: int, K: int, w_fmt: str = "dense", skip:
     d_a = symbols.slot_bytes(wsym) if w_fmt != "dense" else 4 * kc
     d_b = 4 * kc * N
 
-    def tok(c: int, name: str) -> int:
-        return 1 + 5 * c + ["L0", "L1", "F0", "F1", "D"].index(name)
+    def tok(c: int, name: str) -> int:  # local tokens: every cluster has its own t1..t5
+        return 1 + ["L0", "L1", "F0", "F1", "D"].index(name)
 
     def a_addr(ci: int) -> int:
         return symbols.tile_address(wsym, ci, 0) if w_fmt != "dense" else 4 * ci * bm * K

@@ -15,6 +15,10 @@ def isa_markdown() -> str:
         f"Every instruction is one {WORD_BITS}-bit little-endian word; bits 0-7 are the opcode.",
         f"Queued instructions carry a {QUEUED_HEADER_BITS}-bit header: opcode, cluster `cl`, tokens",
         "`wait0`, `wait1` (consumed before start) and `sig0`, `sig1` (signalled at completion).",
+        f"Token ids `t1`-`t{spec.SHARED_TOKENS - 1}` are local: every cluster has its own counters",
+        "(the global `dma`/`cfg` queues share one more set); "
+        f"`t{spec.SHARED_TOKENS}`-`t255` are shared by the",
+        "whole fabric and order work across clusters.",
         "In assembly: `mnemonic cN, operands... wait(tA, tB) sig(tC)`; operands with a default",
         "are written `name=value`. Memory operands: `space[offset+symbol+arN]` with space one of",
         "`dram gb sp acc`.",

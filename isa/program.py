@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acf.isa.fields import INT_KINDS, FieldError
-from acf.isa.spec import BY_MNEMONIC, HEADER_FIELDS, HEADER_KINDS, Op, unit_of
+from acf.isa.spec import (
+    BY_MNEMONIC,
+    CLUSTER_UNITS,
+    HEADER_FIELDS,
+    HEADER_KINDS,
+    Op,
+    token_counter,
+    unit_of,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,22 @@ class Instruction:
     @property
     def signals(self) -> tuple[int, ...]:
         return tuple(t for t in (self.args.get("sig0", 0), self.args.get("sig1", 0)) if t)
+
+    @property
+    def owner(self) -> int | None:
+        """The cluster whose local tokens this instruction names (``None``: the global units)."""
+        return self.cluster if self.unit in CLUSTER_UNITS else None
+
+    @property
+    def wait_counters(self) -> tuple[int, ...]:
+        """The token counters it consumes (:func:`acf.isa.spec.token_counter`)."""
+        owner = self.owner
+        return tuple(token_counter(t, owner) for t in self.waits)
+
+    @property
+    def signal_counters(self) -> tuple[int, ...]:
+        owner = self.owner
+        return tuple(token_counter(t, owner) for t in self.signals)
 
     def __getitem__(self, name: str) -> Any:
         return self.args[name]

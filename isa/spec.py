@@ -11,6 +11,12 @@ unit except the dispatcher, ``ctl``) then carry a common header: the cluster ``c
 8-15), two dependency tokens to wait on and two to signal (bits 16-47); their own operands
 follow from bit 48. Dispatcher instructions pack their operands from bit 8.
 
+Tokens are counting semaphores in two scopes (:func:`token_counter`): ``t1``-``t127`` are
+*local*, every cluster has its own set (and the fabric-level ``dma``/``cfg`` queues share
+one more), so a token orders work inside one cluster and a fabric of any size has 127 per
+cluster; ``t128``-``t255`` are *shared* by the whole fabric and order work across clusters
+(a multicast's arrival, a ``noc.*`` configuration before the transfers that use it).
+
 Assembly::
 
     .target acf-small
@@ -40,6 +46,27 @@ CTL_HEADER_BITS = 8
 CLUSTER_UNITS = ("ld", "st", "mac", "vec", "codec", "noc")
 GLOBAL_UNITS = ("dma", "cfg")
 UNITS = CLUSTER_UNITS + GLOBAL_UNITS + ("ctl",)
+
+#: token ids below this are local to the instruction's cluster (or to the global queues)
+SHARED_TOKENS = 128
+
+
+def token_counter(tok: int, cluster: int | None) -> int:
+    """The counter that token id ``tok`` names for an instruction of ``cluster`` (``None``
+    for the global units ``dma``/``cfg``): a shared id is its own counter; a local id is
+    one of its owner's, numbered ``256 * (owner + 2) + tok`` (owner -1: the global units)."""
+    if tok >= SHARED_TOKENS:
+        return tok
+    return 256 * ((-1 if cluster is None else cluster) + 2) + tok
+
+
+def token_name(counter: int) -> str:
+    """``tN`` for a shared counter, ``cK.tN`` for a cluster's local one, ``g.tN`` for the
+    global units' (the inverse of :func:`token_counter`, for diagnostics)."""
+    owner, tok = divmod(counter, 256)
+    if owner == 0:
+        return f"t{tok}"
+    return f"g.t{tok}" if owner == 1 else f"c{owner - 2}.t{tok}"
 
 SKIP = enum("none", "a", "b", "ab")
 VFN = enum(

@@ -8,7 +8,7 @@ one token id per (cluster, producer unit, consumer unit), a counting semaphore w
 signal pairs with its k-th wait because both queues run in order. Only the latest producer
 per unit is waited on, and a wait already implied by an earlier wait of the same queue is
 dropped, so every signal has exactly one wait (counts balance at the next ``barrier``, where
-token ids are reused) and every signal precedes its wait in program order. An instruction
+token ids are reused; ids are the cluster's local tokens) and every signal precedes its wait in program order. An instruction
 needing more than two waits or signals gets a ``sync`` on its queue carrying the rest::
 
     ld  c0, sp[0x0], dram[0x1000], fmt=dense, rows=32, cols=32 sig(t1)
@@ -27,11 +27,11 @@ from typing import Any
 
 from acf.isa.fields import MemRef
 from acf.isa.program import Instruction, SourceLoc, make, make_op
-from acf.isa.spec import BY_MNEMONIC, unit_of
+from acf.isa.spec import BY_MNEMONIC, SHARED_TOKENS, unit_of
 
 from ..diagnostics import InternalError
 
-MAX_TOKEN = 255
+MAX_LOCAL_TOKEN = SHARED_TOKENS - 1
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,23 @@ class _Pending:
 
 
 class TokenPool:
-    """Token ids of one barrier interval, one per (cluster, producer, consumer) pair."""
+    """Token ids of one barrier interval, one per (cluster, producer, consumer) pair. The
+    pairs are within one cluster, so the ids are the cluster's local tokens (isa.spec:
+    ``t1`` .. ``t127`` on every cluster), numbered per cluster: a fabric of any size fits."""
 
     def __init__(self) -> None:
         self.ids: dict[tuple[int, str, str], int] = {}
+        self.used: dict[int, int] = {}  # cluster -> local ids handed out
 
     def token(self, cl: int, producer: str, consumer: str) -> int:
         key = (cl, producer, consumer)
         if key not in self.ids:
-            if len(self.ids) >= MAX_TOKEN:
-                raise InternalError("more than 255 dependency tokens in one barrier interval")
-            self.ids[key] = len(self.ids) + 1
+            n = self.used.get(cl, 0)
+            if n >= MAX_LOCAL_TOKEN:
+                raise InternalError(f"more than {MAX_LOCAL_TOKEN} dependency tokens on cluster "
+                                    f"{cl} in one barrier interval")
+            self.used[cl] = n + 1
+            self.ids[key] = n + 1
         return self.ids[key]
 
 

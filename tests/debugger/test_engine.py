@@ -115,7 +115,7 @@ def test_why_names_the_token_producer_and_the_critical_path() -> None:
     dbg = Debugger(prog, "acf-small")
     dbg.run_to_cycle(100)
     lines = why(dbg.m, "c0.mac")
-    assert "waits for token t6" in lines[0] and "signalled by c1.noc #2 sync" in lines[0]
+    assert "waits for token t128" in lines[0] and "signalled by c1.noc #2 sync" in lines[0]
     assert lines[-1].startswith("  <- c1.ld is busy: c1.ld #0 ld")
 
 

@@ -70,8 +70,8 @@ def test_trace_from_a_result_matches_the_stepped_one(tmp_path: Path) -> None:
 def test_long_trace_streams_with_a_bounded_buffer(tmp_path: Path) -> None:
     prog = assemble(
         ".target acf-small\n    loop 400, end\n"
-        "        vop c0, add, sp[0x0], sp[0x0], rows=1, cols=8, bmode=imm, imm=1.0 sig(t1)\n"
-        "        vop c1, add, sp[0x0], sp[0x0], rows=1, cols=8, bmode=imm, imm=1.0 wait(t1)\n"
+        "        vop c0, add, sp[0x0], sp[0x0], rows=1, cols=8, bmode=imm, imm=1.0 sig(t128)\n"
+        "        vop c1, add, sp[0x0], sp[0x0], rows=1, cols=8, bmode=imm, imm=1.0 wait(t128)\n"
         "end:\n    halt\n"
     )
     target = load_target("acf-small")

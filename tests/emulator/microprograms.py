@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 from acf.isa import formats
+from acf.isa.spec import SHARED_TOKENS
 from hypothesis import strategies as st
 
 # Target variants: overrides on top of acf-small.
@@ -72,6 +73,7 @@ class Builder:
         self.decls: list[str] = []
         self.inputs: dict[str, np.ndarray] = {}
         self.tok = 1
+        self.shared_tok = SHARED_TOKENS
         self.ntensor = 0
         self.ptr = {"dram": 0x1000, "gb": 0x100}
         self.sp = [0x40] * self.ncl
@@ -82,9 +84,17 @@ class Builder:
         self.cfg_kind: str | None = None
 
     # ---- resources ----------------------------------------------------------------------
-    def token(self) -> int:
-        t = self.tok
-        self.tok += 1
+    def token(self, local: bool = False) -> int:
+        """A fresh token id: local (t1..t127, both ends on one cluster, or both on the
+        global queues) or shared (t128..t250, any ends)."""
+        if local:
+            t = self.tok
+            self.tok += 1
+            if t >= SHARED_TOKENS:
+                raise OverflowError
+            return t
+        t = self.shared_tok
+        self.shared_tok += 1
         if t > 250:
             raise OverflowError
         return t
@@ -183,7 +193,7 @@ class Builder:
     def operand(self, cl: int, rows: int, cols: int, via_load: bool):
         """A dense operand in cl's scratchpad: loaded (token) or placed there as input."""
         if via_load:
-            t = self.token()
+            t = self.token(local=True)
             addr, x = self.load(cl, rows, cols, t)
             return addr, x, (t,)
         name, x = self.tensor("sp", rows, cols, cl=cl)
@@ -207,7 +217,7 @@ class Builder:
         waits = wa + wb
         dspace = self.pick(["acc", "acc", "sp"])
         dst = self.alloc(dspace, 4 * m * n, cl)
-        t_done = self.token()
+        t_done = self.token(local=True)
         store = self.draw(st.booleans())
         sig = (t_done,) if store else ()
         if sddmm:
@@ -265,7 +275,7 @@ class Builder:
             out_rows, out_cols = 1, (m - 1) * s0 + (n // d2 - 1) * s1 + (d2 - 1) * s2 + 1
             self.emit(f"mview c{cl}, {vd}, {d2}, {s0}, {s1}, {s2}")
         dst = self.alloc("acc", 4 * out_rows * out_cols, cl)
-        t_done = self.token()
+        t_done = self.token(local=True)
         views = f", va={ops['a'][1]}, vb={ops['b'][1]}, vd={vd}"
         if sddmm:
             s_addr, _, _ = self.operand(cl, m, n, False)
@@ -286,7 +296,7 @@ class Builder:
         a_addr, _, _ = self.operand(cl, m, k, False)
         b_addr, _, _ = self.operand(cl, k, n, False)
         r_addr = self.alloc("sp", 4 * m * k, cl)
-        t1 = self.token()
+        t1 = self.token(local=True)
         fn = self.pick(["relu", "mask", "mul", "abs", "neg"])
         self.emit(f"vop c{cl}, {fn}, sp[{r_addr:#x}], sp[{a_addr:#x}], sp[{a_addr:#x}], rows={m}, cols={k}"
                   + self.clauses(sig=(t1,)))
@@ -309,7 +319,7 @@ class Builder:
         dspace = self.pick(["sp", "acc"])
         dst = self.alloc(dspace, 4 * rows * p, cl)
         if bmode == "freg":
-            t1 = self.token()
+            t1 = self.token(local=True)
             self.emit(f"fset c{cl}, fr2, 1.5" + self.clauses(sig=(t1,)))
             w = (t1,)
             imm = 2.0
@@ -345,7 +355,7 @@ class Builder:
         src = self.sp_addr(name)
         cap = formats.encoded_size_of(x, fmt)
         packed = self.alloc("sp", cap, cl)
-        t1 = self.token()
+        t1 = self.token(local=True)
         self.emit(f"enc c{cl}, sp[{packed:#x}], sp[{src:#x}], fmt={fmt}, rows={rows}, cols={cols}, cap={cap}"
                   + self.clauses(sig=(t1,)))
         back = self.alloc("sp", 4 * rows * cols, cl)
@@ -360,7 +370,7 @@ class Builder:
         cls = self.draw(st.lists(st.integers(0, self.ncl - 1), min_size=k, max_size=k, unique=True))
         rows, cols = self.dims(1, 16), self.dims(1, 16)
         for cl in cls:
-            t = self.token()
+            t = self.token(local=True)
             self.load(cl, rows, cols, t)
             self.emit(f"sync c{cl}, mac" + self.clauses((t,)))
         self.blocks.append("multiload")
@@ -389,7 +399,7 @@ class Builder:
         self.tensor("dram", 1, (rows * pitch) // 4 + 1)
         src = int(self.decls[-1].split()[3], 16)
         gdst = self.alloc("gb", rows * rb)
-        t1 = self.token()
+        t1 = self.token(local=True)
         self.emit(f"dma.ld gb[{gdst:#x}], dram[{src:#x}], rows={rows}, rowbytes={rb}, stride={stride}"
                   + self.clauses(sig=(t1,)))
         back = self.alloc("dram", rows * pitch + 64)
@@ -496,7 +506,7 @@ class Builder:
         acc0 = self.alloc("acc", -(-4 * m * n // 64) * 64 * max(iters, 1), cl)
         r1, r2, r3 = self.ar, self.ar + 1, self.ar + 2
         self.ar += 3
-        t1, t2 = self.token(), self.token()
+        t1, t2 = self.token(local=True), self.token(local=True)
         label = f"L{len(self.lines)}"
         self.emit(f"setar ar{r1}, 0")
         self.emit(f"setar ar{r2}, 0")

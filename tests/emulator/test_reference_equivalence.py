@@ -319,11 +319,11 @@ def test_reference_multicast_and_reduction():
     # 0, (0,0)->(0,1) depth 0, (1,0)->(1,1) depth 1 -> Hmax = 2. noc.mcast takes I +
     # reconfig (64) = 65 cycles: 1..66, token; bcast starts at 66, t0 = 67, ends 67+4+2 = 73.
     t = load_target("acf-small")
-    r = _one("noc.mcast 0, 0, 0, 1, 1 sig(t1)\nbcast c0, 0, sp[0x100], sp[0], 64 wait(t1)\nhalt\n", t, {})
+    r = _one("noc.mcast 0, 0, 0, 1, 1 sig(t128)\nbcast c0, 0, sp[0x100], sp[0], 64 wait(t128)\nhalt\n", t, {})
     got = [(x.mnemonic, x.start, x.end) for x in sorted(r.records, key=lambda x: x.index)]
     assert got == [("noc.mcast", 1, 66), ("bcast", 66, 73)]
     # reduction into c0 over the same tree, 16 floats = 64 B: ends t0 + Hmax*(r+1) + F = 67+6+2
-    r = _one("noc.mcast 0, 0, 0, 1, 1 sig(t1)\nreduce c0, 0, sp[0x100], sp[0], 16 wait(t1)\nhalt\n", t, {})
+    r = _one("noc.mcast 0, 0, 0, 1, 1 sig(t128)\nreduce c0, 0, sp[0x100], sp[0], 16 wait(t128)\nhalt\n", t, {})
     assert sorted((x.start, x.end) for x in r.records)[1] == (66, 75)
 
 
@@ -341,9 +341,10 @@ def test_reference_dispatch_queue_depth_barrier_tokens():
     r = _one("sync c0, mac\nbarrier\nsync c1, vec\nhalt\n", t, {})
     got = sorted((x.start, x.end) for x in r.records)
     assert got == [(1, 3), (4, 6)]  # resumes dispatching at 3, starts at 4
-    # tokens: a start consumes one count; waiting queue-id order decides who gets a token
-    r = _one("sync c1, vec wait(t5)\nsync c0, st wait(t5)\nsync c2, mac sig(t5)\n"
-             "sync c3, mac sig(t5)\nhalt\n", t, {})
+    # tokens: a start consumes one count; waiting queue-id order decides who gets a (shared)
+    # token
+    r = _one("sync c1, vec wait(t200)\nsync c0, st wait(t200)\nsync c2, mac sig(t200)\n"
+             "sync c3, mac sig(t200)\nhalt\n", t, {})
     got = {x.index: (x.start, x.end) for x in r.records}
     assert got[2] == (3, 5) and got[3] == (4, 6)
     assert got[1] == (5, 7)   # c0 st comes before c1 vec in queue-id order

@@ -48,12 +48,35 @@ def test_disjoint_strided_blocks_do_not_race() -> None:
 
 def test_token_deadlock_names_blocked_heads() -> None:
     t = trap_of("""
-        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 wait(t1) sig(t2)
-        mm c1, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t2) sig(t1)
+        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 wait(t128) sig(t129)
+        mm c1, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t129) sig(t128)
         halt
     """)
     assert t.kind == "deadlock"
-    assert "c0.ld #0 ld waits for token t1" in str(t) and "c1.mac #1 mm waits for token t2" in str(t)
+    assert "c0.ld #0 ld waits for token t128" in str(t) and "c1.mac #1 mm waits for token t129" in str(t)
+
+
+def test_a_local_token_does_not_cross_clusters() -> None:
+    """t1..t127 are per cluster: c0's signal of t1 is not c1's t1 (so c1 waits forever),
+    while the same wait on c0 is released."""
+    t = trap_of("""
+        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 sig(t1)
+        mm c1, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t1)
+        halt
+    """)
+    assert t.kind == "deadlock" and "c1.mac #1 mm waits for token c1.t1" in str(t)
+    assert "c0." not in str(t).split("progress;")[1]
+    r = run(assemble(""".target acf-small
+        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 sig(t1)
+        ld c1, sp[0x0], dram[0x0], dense, rows=4, cols=4 sig(t1)
+        mm c0, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t1)
+        mm c1, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t1)
+        halt
+    """), "acf-small", {})
+    ld = {r.cluster: r for r in r.records if r.unit == "ld"}
+    for rec in r.records:
+        if rec.unit == "mac":  # each mm waits for its own cluster's load, not the first one
+            assert rec.start >= ld[rec.cluster].end
 
 
 def test_recv_without_send_deadlocks() -> None:

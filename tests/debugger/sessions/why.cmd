@@ -1,5 +1,5 @@
 # program: stall.s
-# `why` in a crafted stall: c0.mac waits for t6, behind a sync waiting for a long load.
+# `why` in a crafted stall: c0.mac waits for t128 (a shared token), behind a sync waiting for a long load.
 break cycle 100
 continue
 why c0.mac

@@ -5,8 +5,8 @@
 .tensor F dram 0x3000 f32[16,16]
 .tensor GTH dram 0x4000 f32[4,8]
 .tensor H dram 0x5000 f32[16,16]
-    dma.ld gb[0x0], dram[D], rows=16, rowbytes=64 sig(t1)
-    ld c2, sp[0x0], gb[0x0], dense, rows=16, cols=16 wait(t1) sig(t2)
+    dma.ld gb[0x0], dram[D], rows=16, rowbytes=64 sig(t128)
+    ld c2, sp[0x0], gb[0x0], dense, rows=16, cols=16 wait(t128) sig(t2)
     enc c2, sp[0x1000], sp[0x0], bitmap, rows=16, cols=16, cap=2048 wait(t2)
     dec c2, sp[0x2000], sp[0x1000], bitmap, rows=16, cols=16 sig(t4)
     st c2, dram[E], sp[0x0], csr, rows=16, cols=16, cap=2048 wait(t4)

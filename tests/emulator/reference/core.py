@@ -132,7 +132,7 @@ class Sim:
         # queues
         self.queues: dict[tuple, list[Pending]] = {}
         self.busy: dict[tuple, Exec] = {}
-        self.tokens = [0] * 256
+        self.tokens: dict[int, int] = {}  # token counter (isa token_counter) -> count
         self.send_count: dict[tuple[int, int], int] = {}
         self.recv_count: dict[tuple[int, int], int] = {}
         self.send_end: dict[tuple[int, int, int], int] = {}
@@ -296,9 +296,9 @@ class Sim:
         if t < p.D + 1:
             return False
         need: dict[int, int] = {}
-        for tok in p.inst.waits:
+        for tok in p.inst.wait_counters:
             need[tok] = need.get(tok, 0) + 1
-        if any(self.tokens[k] < n for k, n in need.items()):
+        if any(self.tokens.get(k, 0) < n for k, n in need.items()):
             return False
         if p.inst.mnemonic == "recv":
             end = self.send_end.get((p.args["frm"], p.inst.cluster, p.match))
@@ -310,7 +310,7 @@ class Sim:
         if not self.can_start(qk, t):
             return
         p = self.queues[qk].pop(0)
-        for tok in p.inst.waits:
+        for tok in p.inst.wait_counters:
             self.tokens[tok] -= 1
         ex = Exec(self, p, t)
         self.busy[qk] = ex
@@ -323,8 +323,8 @@ class Sim:
     def retire(self, ex: Exec, t: int) -> None:
         for w in ex.writes:
             w()
-        for tok in ex.p.inst.signals:
-            self.tokens[tok] += 1
+        for tok in ex.p.inst.signal_counters:
+            self.tokens[tok] = self.tokens.get(tok, 0) + 1
         p = ex.p
         if p.inst.mnemonic == "send":
             self.send_end[(p.inst.cluster, p.args["to"], p.match)] = t
