@@ -1,5 +1,10 @@
 """The committed evaluation run (results/): main sweep, ablations, calibration, accuracy.
 
+Main sweep: every model of the evaluation (MLP, ResNet-18/CIFAR, VGG-16/CIFAR,
+ResNet-50/ImageNet-shaped layers, a BERT-base encoder layer) x sparsities x the ACF, its
+iso-peak instance (acf-h200-iso: the H200's fp32 peak) and every baseline target, into
+``<out>/sweep_main``; ablations on ResNet-18 at 90 % into ``<out>/resnet18_ablations``.
+
     python -m acf.benchmarks.sweep_paper --out results [--jobs 2]   (or: python benchmarks/sweep_paper.py)
 
 Each stage is resumable (rows keyed by run id): re-running skips finished runs.
@@ -9,12 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from acf.evaluation import baselines, calibration, report
 from acf.evaluation.sweep import Grid, run_sweep
 
-TARGETS = ["acf-base", "acf-dense", "procrustes-like", "tensordash-like", "sigma-like", "tpu-like"]
+MODELS = ["mlp", "resnet18-cifar", "vgg16-cifar", "resnet50-imagenet", "bert-base-layer"]
+TARGETS = ["acf-base", "acf-h200-iso", "acf-dense", "procrustes-like", "tensordash-like",
+           "sigma-like", "tpu-like"]
+#: the models with a measured H200 training step (shared/anchors): compared at 90 %
+COMPARED = (("resnet18-cifar", 0.9), ("vgg16-cifar", 0.9), ("resnet50-imagenet", 0.9),
+            ("bert-base-layer", 0.9))
 
 
 def main() -> None:
@@ -23,13 +34,14 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=0)
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--sparsity", default="0,0.5,0.7,0.8,0.9,0.95")
+    p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--paper-workloads", action="store_true",
                    help="calibrate on the papers' workloads (slow) instead of the sweep's rows")
     a = p.parse_args()
     out = Path(a.out)
     anchors = baselines.load_anchors()
-    main_dir = out / "resnet18_main"
-    res = run_sweep(Grid(models=["resnet18-cifar"], targets=TARGETS,
+    main_dir = out / "sweep_main"
+    res = run_sweep(Grid(models=a.models.split(","), targets=TARGETS,
                                 sparsities=[float(x) for x in a.sparsity.split(",")]), main_dir, jobs=a.jobs)
     abl_dir = out / "resnet18_ablations"
     abl = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base"],
@@ -40,10 +52,12 @@ def main() -> None:
     (out / "calibration.json").write_text(json.dumps(cal, indent=1))
     acc = None if a.skip_accuracy else report.accuracy_runs(["rigl", "set", "static-magnitude"],
                                                           [0.0, 0.5, 0.8, 0.9, 0.95], steps=300)
-    report.write_report(res.rows, main_dir, anchors, cal, acc, (("resnet18-cifar", 0.9),),
-                        "python benchmarks/sweep_paper.py --out " + a.out)
+    command = "python benchmarks/sweep_paper.py " + " ".join(sys.argv[1:])
+    compared = tuple(c for c in COMPARED if c[0] in a.models.split(","))
+    report.write_report(res.rows, main_dir, anchors, cal, acc, compared,
+                        command)
     report.write_report(res.rows + abl.rows + abl2.rows, abl_dir, anchors, None, None, (),
-                        "python benchmarks/sweep_paper.py --out " + a.out)
+                        command)
 
 
 if __name__ == "__main__":
