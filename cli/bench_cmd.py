@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", default="0,0.5,0.7,0.8,0.9,0.95", help="weight sparsities in [0, 1)")
     p.add_argument("--targets", default="acf-base,acf-dense")
     p.add_argument("--masks", default="random", help="random, magnitude, nm, block")
-    p.add_argument("--formats", default="auto", help="auto (CSR weights) and/or dense (formats fixed)")
+    p.add_argument("--formats", default="auto",
+                   help="auto (select-formats picks both operands' formats from their masks), "
+                        "csr (CSR weights, dense activations) and/or dense (formats fixed)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=V1,V2",
                    help="grid over a target field (values ';'-separated when they are lists)")
     p.add_argument("--act-density", type=float, default=0.5, help="ReLU activation density")

@@ -32,7 +32,7 @@ def pair_with_dense(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], di
 def label(r: dict[str, Any]) -> str:
     ov = r.get("overrides") or {}
     extra = ",".join(f"{k}={v}" for k, v in sorted(ov.items()))
-    fmt = "" if r.get("formats", "auto") == "auto" else ",formats=dense"
+    fmt = "" if r.get("formats", "auto") == "auto" else f",formats={r['formats']}"
     return r["target"] + (f"[{extra}{fmt}]" if extra or fmt else "")
 
 

@@ -33,7 +33,9 @@ ROW_SCHEMA_VERSION = 1
 @dataclass(frozen=True)
 class RunSpec:
     """One point of a sweep. ``overrides``: ``--set`` fields (``{"cluster.lookahead": "4"}``);
-    ``formats``: ``auto`` (weights CSR when sparse) or ``dense`` (formats fixed to dense)."""
+    ``formats``: ``auto`` (``select-formats`` picks the storage format of both operands from
+    their actual zero patterns, on the target: weights and ReLU-sparse activations alike),
+    ``csr`` (weights CSR when sparse, activations dense) or ``dense`` (formats fixed)."""
 
     model: str
     sparsity: float
@@ -90,6 +92,7 @@ class GemmResult:
     sampled: float = 1.0
     noc_max_link_ratio: float = 0.0
     ideal_speedup: float = 1.0  # dense MACs / effectual MACs (measured)
+    formats: dict[str, str] = field(default_factory=dict)  # operand -> storage format used
 
 
 def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
@@ -99,16 +102,29 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
     from acf.compiler.codegen import compile_module
     from acf.compiler.codegen.tiling import choose_tiling
     from acf.compiler.parser import parse_module
+    from acf.compiler.passes.select_formats import SelectFormats
+    from acf.compiler.sparse_encoding import encoding_to_format
 
     tile = choose_tiling(target).t
     plan = sample_plan(g, tile, target.num_clusters, spec.max_waves, spec.max_k_chunks, spec.full)
     gs = sampled_gemm(g, plan)
-    if spec.formats == "dense":
-        gs_ir = gemm_ir(type(gs)(**{**asdict(gs), "sparse_b": False}))
-    else:
+    if spec.formats == "csr":
         gs_ir = gemm_ir(gs)
-    compiled = compile_module(parse_module(gs_ir, f"{g.key}.acfir"), target)
+    else:  # dense types; "auto" then lets select-formats encode either operand
+        gs_ir = gemm_ir(type(gs)(**{**asdict(gs), "sparse_b": False}))
+    module = parse_module(gs_ir, f"{g.key}.acfir")
     args = gemm_inputs(gs, mask, rng)
+    if spec.formats == "auto":
+        # measured densities; the exact masks only where their structure matters (n:m, blocks)
+        # (costing every tile's exact pattern makes the choice as slow as the emulation)
+        dens = {k: float(np.mean(x != 0)) for k, x in zip("ab", args)}
+        masks = {} if mask == "random" else {"b": args[1] != 0}
+        SelectFormats(masks=masks, target_config=target,
+                      densities="-".join(f"{k}-{100 * d:g}" for k, d in dens.items()),
+                      ).run(module)
+    used = {arg.name_hint: encoding_to_format(arg.type.encoding) if arg.type.encoding else "dense"
+            for arg in module.funcs[0].arguments}
+    compiled = compile_module(module, target)
     rep = emulator.run(compiled.program, target, compiled.bind(args)).report
     energy = {k: v * (plan.time_scale if k.startswith("leakage") else plan.work_scale)
               for k, v in rep.energy_j.items()}
@@ -121,7 +137,7 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
         a_density=g.a_density, w_density=g.w_density, cycles=cycles, energy_j=energy,
         macs_issued=rep.macs_issued_count * plan.work_scale, macs_effectual=eff,
         dense_macs=g.dense_macs, sampled=plan.fraction, noc_max_link_ratio=max_ratio,
-        ideal_speedup=g.dense_macs / max(eff, 1.0),
+        ideal_speedup=g.dense_macs / max(eff, 1.0), formats=used,
     )
     return res, flits
 

@@ -58,8 +58,8 @@ class Grid:
             if k not in MASK_KINDS:
                 raise SweepError(f"unknown mask kind {k!r}; choose one of {', '.join(MASK_KINDS)}")
         for f in self.formats:
-            if f not in ("auto", "dense"):
-                raise SweepError(f"unknown formats mode {f!r}; choose auto or dense")
+            if f not in ("auto", "csr", "dense"):
+                raise SweepError(f"unknown formats mode {f!r}; choose auto, csr or dense")
         for s in self.sparsities:
             try:
                 check_density(s)

@@ -15,7 +15,8 @@ Options: ``target`` (a target name), ``density`` (default density in percent for
 value that has no measured one; 0: leave such values alone), ``densities`` (per value, in
 percent: ``w-10-w2-50``), ``fixed`` (force one format for ablations: ``csr``, ``bitmap``,
 ``nm2-4``...), ``remarks`` (explain each choice on stderr, at the first GEMM using the
-value). From Python, ``SelectFormats(masks={"w": mask})`` costs the actual mask exactly.
+value). From Python, ``SelectFormats(masks={"w": mask})`` costs the actual mask exactly
+(``target_config=`` a loaded target, e.g. one with ``--set`` overrides, instead of a name).
 
 Before::
 
@@ -34,7 +35,7 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 import numpy as np
-from acf.isa.target import load_target
+from acf.isa.target import Target, load_target
 
 from .. import cost_model as cm
 from ..codegen.tiling import choose_tiling
@@ -93,14 +94,15 @@ class SelectFormats(ModulePass):
     }
 
     def __init__(self, masks: dict[str, np.ndarray] | None = None, stream: TextIO | None = None,
-                 **values: Any) -> None:
+                 target_config: Target | None = None, **values: Any) -> None:
         super().__init__(**values)
         self.masks = dict(masks or {})
         self.stream = stream
+        self.target_config = target_config  # a loaded target (with --set overrides) over ``target``
         self.choices: dict[str, cm.Choice] = {}
 
     def run(self, module: Module) -> None:
-        target = load_target(self.target)
+        target = self.target_config or load_target(self.target)
         tiling = choose_tiling(target)
         per_value = parse_densities(self.densities) if self.densities else {}
         fixed = _fixed_format(self.fixed) if self.fixed else ""

@@ -59,6 +59,22 @@ def test_ci_sweep_writes_rows_and_sane_values(sweep_dir) -> None:
     assert len(csv_text) == 5 and "config_hash" in csv_text[0]
 
 
+def test_auto_formats_encode_relu_sparse_activations(tmp_path) -> None:
+    """``formats=auto`` lets select-formats encode both operands from their densities: the
+    50 %-dense activation operands are stored compressed (fewer bytes over the memory
+    ports), and the step is faster than with CSR weights and dense activations."""
+    rows = run_sweep(Grid(models=["tiny-mlp"], sparsities=[0.9], targets=["acf-base"],
+                          formats=["auto", "csr"]), tmp_path, jobs=1, progress=False).rows
+    by = {r["formats"]: r for r in rows if r.get("status") == "ok"}
+    assert set(by) == {"auto", "csr"}
+    auto_fmts = [g["formats"] for g in by["auto"]["gemms"]]
+    csr_fmts = [g["formats"] for g in by["csr"]["gemms"]]
+    assert all(f["a"] == "dense" for f in csr_fmts)
+    relu_a = [f["a"] for f, g in zip(auto_fmts, by["auto"]["gemms"]) if g["a_density"] < 1]
+    assert relu_a and all(f != "dense" for f in relu_a), auto_fmts
+    assert by["auto"]["cycles"] < by["csr"]["cycles"]
+
+
 def test_report_writes_every_output(sweep_dir) -> None:
     anchors = baselines.load_anchors()
     acc = [{"algorithm": "rigl", "sparsity": 0.9, "model": "mlp", "dataset": "digits", "steps": 1,
