@@ -28,6 +28,8 @@ import numpy as np
 from acf.isa import formats
 from acf.isa.target import Target
 
+from .codegen.tiling import gemm_output_tile
+
 #: Formats the model compares (``nm2:4`` only when the pattern is 2:4).
 FORMATS = ("dense", "csr", "csc", "coo", "bitmap", "bcsr4x4", "nm2:4")
 
@@ -54,7 +56,8 @@ class TileCost:
     dram_cycles: int   # channel busy time, latency excluded
     noc_cycles: int    # H*r + F on the memory route
     codec_cycles: int
-    load_cycles: int   # an uncontended ``ld``: I + max(DRAM + lat, lat + NoC, codec)
+    load_cycles: int   # an uncontended ``ld``: I + max(DRAM + lat, lat + NoC, codec, banks)
+    bank_cycles: int = 0  # scratchpad bank cycles writing the (decoded) tile
 
 
 def is_pattern(mask: np.ndarray | None, fmt: str) -> bool:
@@ -136,8 +139,12 @@ def tile_cost(target: Target, fmt: str, rows: int, cols: int, *, mask: np.ndarra
     dram = dram_busy(target, nbytes, runs)
     noc = hops * int(target.noc.router_latency) + flits
     codec = codec_cycles(target, values, indices)
-    load = int(target.cluster.issue_cycles) + max(dram + lat, lat + noc, codec)
-    return TileCost(str(fmt), rows, cols, nnz, nbytes, values, indices, flits, dram, noc, codec, load)
+    # the decoded tile lands in a 64-byte-aligned slot: each bank takes its share of words
+    bank = _cdiv(_cdiv(4 * rows * cols, int(target.cluster.spad_bank_bytes)),
+                 int(target.cluster.spad_banks))
+    load = int(target.cluster.issue_cycles) + max(dram + lat, lat + noc, codec, bank)
+    return TileCost(str(fmt), rows, cols, nnz, nbytes, values, indices, flits, dram, noc, codec,
+                    load, bank)
 
 
 # ---- the MAC array ----------------------------------------------------------------------
@@ -289,6 +296,58 @@ class _Links:
         return t0 + len(links) * r + flits
 
 
+class _Dram:
+    """Section 6 DRAM channels: a tile's byte runs split at the interleave, each channel busy
+    for its bursts from ``max(request, free)``; every operand is taken to start on a
+    ``channels x interleave`` boundary (the memory plan aligns buffers at least that far)."""
+
+    def __init__(self, target: Target) -> None:
+        d = target.dram
+        self.ch, self.il = int(d.channels), int(d.interleave_bytes)
+        self.burst, self.bpc = int(d.burst_bytes), int(d.bytes_per_cycle)
+        self.lat = int(d.latency_cycles)
+        self.free = [0] * self.ch
+
+    def bursts(self, runs: list[tuple[int, int]]) -> dict[int, int]:
+        """Bursts per channel of byte runs ``(address, length)``."""
+        out: dict[int, int] = {}
+        for a, n in runs:
+            while n > 0:
+                piece = min(n, self.il - a % self.il)
+                c = (a // self.il) % self.ch
+                out[c] = out.get(c, 0) + _cdiv(piece, self.burst)
+                a, n = a + piece, n - piece
+        return out
+
+    def access(self, request: int, bursts: dict[int, int]) -> int:
+        """End cycle (latency in) of an access requested at ``request``."""
+        end = request
+        for c, b in bursts.items():
+            self.free[c] = max(request, self.free[c]) + _cdiv(b * self.burst, self.bpc)
+            end = max(end, self.free[c])
+        return end + self.lat
+
+
+def tile_runs(op: Operand, r0: int, c0: int, h: int, w: int, t: int, nbytes: int
+              ) -> list[tuple[int, int]]:
+    """Byte runs of a stored tile: rows of a dense (row-major) operand, or one packed ``t x t``
+    tile's encoding at its slot (a dense tile's worst-case encoding per slot, as
+    ``isa.symbols`` lays packed tiles out)."""
+    if op.fmt == "dense":
+        return [(4 * ((r0 + r) * op.cols + c0), 4 * w) for r in range(h)]
+    slot = -(-formats.encoded_size(formats.FormatSpec.parse(op.fmt), t, t, nnz=t * t,
+                                   nblocks=_slot_blocks(op.fmt, t)) // 64) * 64
+    index = (r0 // t) * _cdiv(op.cols, t) + c0 // t
+    return [(index * slot, nbytes)]
+
+
+def _slot_blocks(fmt: str, t: int) -> int | None:
+    spec = formats.FormatSpec.parse(fmt)
+    if spec.format != formats.Format.BCSR:
+        return None
+    return _cdiv(t, spec.block_rows) * _cdiv(t, spec.block_cols)
+
+
 def memory_route(x: int, y: int, inbound: bool = True) -> list[tuple]:
     """Links between port ``P_y`` and cluster ``(x, y)`` (xy routing from the west port)."""
     links = [(("p", y), ("c", 0, y))] + [(("c", i, y), ("c", i + 1, y)) for i in range(x)]
@@ -310,8 +369,12 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     X, Y = (int(v) for v in target.fabric.grid)
     I = int(target.cluster.issue_cycles)
     lat = int(target.dram.latency_cycles)
-    dram_bw = int(target.dram.channels) * int(target.dram.bytes_per_cycle)
-    tiles = [(i0, j0) for i0 in range(0, m, t) for j0 in range(0, n, t)]
+    fixed = out_fmt != "dense"
+    tm, tn = gemm_output_tile(m, n, t, X * Y, step_m=int(target.cluster.pe_rows),
+                              step_n=int(target.cluster.pe_cols),
+                              split_m=not fixed and a.fmt == "dense",
+                              split_n=not fixed and b.fmt == "dense")
+    tiles = [(i0, j0) for i0 in range(0, m, tm) for j0 in range(0, n, tn)]
     if placement is None:
         placed = [(i % (X * Y), tile) for i, tile in enumerate(tiles)]
     else:
@@ -321,7 +384,8 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     for cl, (i0, j0) in placed:
         work.setdefault(cl, []).append((i0, j0))
     links = _Links(int(target.noc.router_latency))
-    dram_free = [0]
+    dram = _Dram(target)
+    run_cache: dict = {}
     total_load = total_mac = 0
     dram_bytes = 0
     cost_cache: dict = {}
@@ -337,7 +401,7 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     # Simulate clusters in lock-step: events are processed in request order per cluster.
     state = {cl: {"ld_free": 0, "mac_free": 0, "st_free": 0, "mm_end": [], "st_end": []}
              for cl in work}
-    streams = {cl: _cluster_ops(target, work[cl], m, n, k, t, a, b, skip) for cl in work}
+    streams = {cl: _cluster_ops(target, work[cl], m, n, k, (t, tm, tn), a, b, skip) for cl in work}
     pos = {cl: 0 for cl in work}
     ends: dict[int, int] = {}
     pending = set(work)
@@ -371,11 +435,12 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
             op, r0, c0, h, w = info["tile"]
             tc = ld_cost(op, r0, c0, h, w, x + 1)
             s1 = s + I
-            dstart = max(s1, dram_free[0])
-            dram_free[0] = dstart + _cdiv(tc.bytes, dram_bw)
-            dram_end = dram_free[0] + lat
+            key = (id(op), r0, c0, h, w)
+            if key not in run_cache:
+                run_cache[key] = dram.bursts(tile_runs(op, r0, c0, h, w, t, tc.bytes))
+            dram_end = dram.access(s1, run_cache[key])
             noc_end = links.reserve(s1 + lat, memory_route(x, y), tc.flits)
-            e = max(dram_end, noc_end, s1 + tc.codec_cycles)
+            e = max(dram_end, noc_end, s1 + tc.codec_cycles, s1 + tc.bank_cycles)
             st["ld_free"] = e
             st.setdefault("loads", []).append(e)
             total_load += e - s
@@ -387,13 +452,13 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
             total_mac += e - s
         else:
             h, w = info["shape"]
+            r0, c0 = info["at"]
             nbytes, values, indices, _ = tile_counts(out_fmt, h, w, None, 1.0)
             s1 = s + I + codec_cycles(target, values, indices)
             noc_end = links.reserve(s1, memory_route(x, y, inbound=False),
                                     max(1, _cdiv(nbytes, int(target.noc.link_bytes))))
-            dstart = max(noc_end, dram_free[0])
-            dram_free[0] = dstart + _cdiv(nbytes, dram_bw)
-            e = dram_free[0] + lat
+            out = Operand(m, n, out_fmt)
+            e = dram.access(noc_end, dram.bursts(tile_runs(out, r0, c0, h, w, t, nbytes)))
             st["st_free"] = e
             st["st_end"].append(e)
             dram_bytes += nbytes
@@ -409,13 +474,16 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     return GemmCost(max(ends.values(), default=0), total_load, total_mac, port, dram_bytes, ends)
 
 
-def _cluster_ops(target: Target, tiles: list[tuple[int, int]], m: int, n: int, k: int, t: int,
-                 a: Operand, b: Operand, skip: str) -> list[tuple[str, dict]]:
-    """The kernel's instruction sequence on one cluster (ld A, ld B, mm per chunk; st)."""
+def _cluster_ops(target: Target, tiles: list[tuple[int, int]], m: int, n: int, k: int,
+                 sides: tuple[int, int, int], a: Operand, b: Operand, skip: str
+                 ) -> list[tuple[str, dict]]:
+    """The kernel's instruction sequence on one cluster (ld A, ld B, mm per chunk; st);
+    ``sides``: the k-chunk and the output tile's rows and columns."""
     ops: list[tuple[str, dict]] = []
     kiter = 0
+    t, tm, tn = sides
     for ti, (i0, j0) in enumerate(tiles):
-        mt, nt = min(t, m - i0), min(t, n - j0)
+        mt, nt = min(tm, m - i0), min(tn, n - j0)
         for k0 in range(0, k, t):
             kt = min(t, k - k0)
             war = kiter - 2 if kiter >= 2 else None
@@ -441,7 +509,7 @@ def _cluster_ops(target: Target, tiles: list[tuple[int, int]], m: int, n: int, k
                                "ready_loads": ready,
                                "waits_store": ti - 2 if (k0 == 0 and ti >= 2) else None}))
             kiter += 1
-        ops.append(("st", {"shape": (mt, nt)}))
+        ops.append(("st", {"shape": (mt, nt), "at": (i0, j0)}))
     return ops
 
 

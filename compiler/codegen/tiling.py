@@ -80,6 +80,43 @@ def choose_tiling(target: Target, tile: int = 0) -> Tiling:
     return Tiling(t, spad, acc)
 
 
+def gemm_output_tile(m: int, n: int, t: int, clusters: int, batch: int = 1, *, step_m: int = 1,
+                     step_n: int = 1, split_m: bool = True, split_n: bool = True) -> tuple[int, int]:
+    """(rows, cols) of a GEMM's output tiles: at most ``t`` each, equal along each dimension
+    (a ragged last tile leaves its cluster idle while the others finish full ones) and in
+    whole PE folds (``step_m`` x ``step_n``), and split further while there are fewer tiles
+    than clusters, the larger side first. A dimension whose operand (or result) is stored in
+    packed ``t x t`` sparse tiles cannot be split: ``split_m`` / ``split_n`` False keep it
+    at ``t``. The matmul kernel and the cost model both tile with this."""
+
+    def even(extent: int, parts: int, step: int) -> int:
+        size = -(-extent // max(1, parts))
+        return min(t, -(-size // step) * step)
+
+    def smaller(extent: int, size: int, step: int) -> int:
+        """The next smaller even tile size (``size`` itself when there is none)."""
+        parts = -(-extent // size) + 1
+        while parts <= -(-extent // step):
+            new = even(extent, parts, step)
+            if new < size:
+                return new
+            parts += 1
+        return size
+
+    tm = even(m, -(-m // t), step_m) if split_m else t
+    tn = even(n, -(-n // t), step_n) if split_n else t
+    while batch * -(-m // tm) * -(-n // tn) < clusters:
+        sides = [(tm, 0)] if split_m and smaller(m, tm, step_m) < tm else []
+        sides += [(tn, 1)] if split_n and smaller(n, tn, step_n) < tn else []
+        if not sides:
+            break
+        if max(sides)[1] == 0:
+            tm = smaller(m, tm, step_m)
+        else:
+            tn = smaller(n, tn, step_n)
+    return tm, tn
+
+
 def row_block(cols: int, tiling: Tiling, buffers: int) -> int:
     """Rows per tile for a row-wise kernel (softmax...) keeping ``buffers`` tiles of
     ``rows x cols`` in the scratchpad; 0 when a single row does not fit."""

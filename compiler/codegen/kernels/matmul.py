@@ -2,7 +2,9 @@
 flags), ``graph.linear`` (x·wᵀ via ``tb``, bias added on the accumulator tile) and
 ``graph.sddmm`` (the mask tile is the sampling tile S of ``sddmm``).
 
-Per output tile (T x T, placed over the clusters by ``ctx.place``), per k-chunk::
+Per output tile (at most T x T, equal tiles in whole PE folds, split further while there are
+fewer tiles than clusters: ``tiling.gemm_output_tile``; placed over the clusters by
+``ctx.place``), per k-chunk of T::
 
     ld  A[kk % 2] <- A tile          ld  B[kk % 2] <- B tile (decoded if sparse)
     mm  acc C[t % 2] (+)= A . B      (sddmm: sampled at S[t % 2])
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..context import KernelContext
 from ..memory import Buffer
+from ..tiling import gemm_output_tile
 from . import kernel
 
 REUSE = True  # keep resident operand tiles (off: reload every tile, for comparisons)
@@ -45,24 +48,34 @@ class Gemm:
     bias: Buffer | None = None
 
 
+def output_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
+    """(rows, cols) of the output tiles (``tiling.gemm_output_tile``): packed sparse operands
+    and results keep the ``t x t`` grid along their dimensions."""
+    fixed = g.out.sparse or g.sample is not None
+    return gemm_output_tile(g.m, g.n, ctx.tiling.t, len(ctx.streams), g.batch,
+                            step_m=int(ctx.target.cluster.pe_rows),
+                            step_n=int(ctx.target.cluster.pe_cols),
+                            split_m=not (fixed or g.a.sparse), split_n=not (fixed or g.b.sparse))
+
+
 def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
     t = ctx.tiling.t
-    tile_bytes = 4 * t * t
-    a_slots = [ctx.alloc("sp", tile_bytes) for _ in range(2)]
-    b_slots = [ctx.alloc("sp", tile_bytes) for _ in range(2)]
-    s_slots = [ctx.alloc("sp", tile_bytes) for _ in range(2)] if g.sample else []
-    bias_slots = [ctx.alloc("sp", 4 * t) for _ in range(2)] if g.bias else []
-    c_slots = [ctx.alloc("acc", tile_bytes) for _ in range(2)]
+    tm, tn = output_tile(ctx, g)
+    a_slots = [ctx.alloc("sp", 4 * tm * t) for _ in range(2)]
+    b_slots = [ctx.alloc("sp", 4 * t * tn) for _ in range(2)]
+    s_slots = [ctx.alloc("sp", 4 * tm * tn) for _ in range(2)] if g.sample else []
+    bias_slots = [ctx.alloc("sp", 4 * tn) for _ in range(2)] if g.bias else []
+    c_slots = [ctx.alloc("acc", 4 * tm * tn) for _ in range(2)]
     if g.batch > 1 and any(x is not None and x.sparse for x in (g.a, g.b, g.sample, g.out)):
         raise ctx.error("batched matmul with a sparse operand is not supported")
-    tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, t)
-             for j0 in range(0, g.n, t)]
+    tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, tm)
+             for j0 in range(0, g.n, tn)]
     titer = [0] * len(ctx.streams)
     mnemonic = "sddmm" if g.sample else "mm"
     a_res = [_Resident(a_slots) for _ in ctx.streams]
     b_res = [_Resident(b_slots) for _ in ctx.streams]
-    for cl, (bi, i0, j0) in _reuse_order(list(ctx.place(tiles)), g, t):
-        mt, nt = min(t, g.m - i0), min(t, g.n - j0)
+    for cl, (bi, i0, j0) in _reuse_order(list(ctx.place(tiles)), g, t, tm, tn):
+        mt, nt = min(tm, g.m - i0), min(tn, g.n - j0)
         c = c_slots[titer[cl] % 2]
         extra = {}
         if g.sample:
@@ -116,7 +129,7 @@ class _Resident:
         return self.slots[i], new
 
 
-def _shared_bytes(order: list[tuple[int, int, int]], g: Gemm, t: int) -> int:
+def _shared_bytes(order: list[tuple[int, int, int]], g: Gemm, t: int, tm: int, tn: int) -> int:
     """Operand bytes that stay resident between consecutive tiles of one cluster (one k-chunk
     per tile, or two: both of its chunks stay in the two slots)."""
     chunks = -(-g.k // t)
@@ -125,13 +138,14 @@ def _shared_bytes(order: list[tuple[int, int, int]], g: Gemm, t: int) -> int:
     saved = 0
     for (b1, i1, j1), (b2, i2, j2) in pairwise(order):
         if b1 == b2 and i1 == i2:
-            saved += min(t, g.m - i1) * g.k
+            saved += min(tm, g.m - i1) * g.k
         if b1 == b2 and j1 == j2:
-            saved += min(t, g.n - j1) * g.k
+            saved += min(tn, g.n - j1) * g.k
     return saved
 
 
-def _reuse_order(placed: list[tuple[int, Any]], g: Gemm, t: int) -> list[tuple[int, Any]]:
+def _reuse_order(placed: list[tuple[int, Any]], g: Gemm, t: int, tm: int, tn: int
+                 ) -> list[tuple[int, Any]]:
     """Each cluster's tiles row-block by row-block (program order) or column-block by
     column-block, whichever shares more operand tiles between consecutive tiles; clusters
     interleave as before (slot i of the order keeps the cluster it had)."""
@@ -142,7 +156,7 @@ def _reuse_order(placed: list[tuple[int, Any]], g: Gemm, t: int) -> list[tuple[i
         by_cl.setdefault(cl, []).append(tile)
     for cl, mine in by_cl.items():
         cols = sorted(mine, key=lambda x: (x[0], x[2], x[1]))
-        if _shared_bytes(cols, g, t) > _shared_bytes(mine, g, t):
+        if _shared_bytes(cols, g, t, tm, tn) > _shared_bytes(mine, g, t, tm, tn):
             by_cl[cl] = cols
     nxt = {cl: iter(mine) for cl, mine in by_cl.items()}
     return [(cl, next(nxt[cl])) for cl, _ in placed]
