@@ -9,6 +9,7 @@ from acf.compiler.codegen import CompiledProgram, compile_module
 from acf.compiler.interp import run_func
 from acf.compiler.parser import parse_module
 from acf.isa.program import Program
+from acf.isa.spec import token_name
 from acf.isa.target import load_target
 
 from . import reference
@@ -39,8 +40,9 @@ def run_reference(c: CompiledProgram, args: list[np.ndarray]) -> list[np.ndarray
 
 
 def check_tokens(prog: Program) -> None:
-    """Per barrier interval: every token's signals equal its waits, and each wait is preceded
-    (in program order) by at least as many signals."""
+    """Per barrier interval: every token counter's signals equal its waits, and each wait is
+    preceded (in program order) by at least as many signals (counters: a local id is one per
+    cluster, isa.spec.token_counter)."""
     signals: dict[int, int] = defaultdict(int)
     waits: dict[int, int] = defaultdict(int)
     for ins in prog.instructions + [None]:
@@ -49,10 +51,10 @@ def check_tokens(prog: Program) -> None:
             signals.clear()
             waits.clear()
             continue
-        for t in ins.waits:
+        for t in ins.wait_counters:
             waits[t] += 1
-            assert waits[t] <= signals[t], f"wait on t{t} before its signal: {ins}"
-        for t in ins.signals:
+            assert waits[t] <= signals[t], f"wait on {token_name(t)} before its signal: {ins}"
+        for t in ins.signal_counters:
             signals[t] += 1
 
 

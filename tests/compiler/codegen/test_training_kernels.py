@@ -334,3 +334,35 @@ def test_resnet18_shaped_training_step_small() -> None:
         want = np.asarray(want, np.float32)
         scale = float(np.max(np.abs(want)))
         np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_resnet_step_on_a_256_cluster_fabric() -> None:
+    """acf-h200-iso's 16 x 16 clusters run a ResNet-18-shaped step: its barrier intervals
+    order work on more than 255 (cluster, token) pairs, which the 255 fabric-wide tokens could
+    not name; tokens t1..t127 are per cluster (isa.spec.token_counter), so every id the
+    compiler hands out stays local. Run in fp32 (the shipped target multiplies in bf16, which
+    through BN at batch 2 moves the gradients far more than the ordering under test), the
+    results match the interpreter as on acf-small."""
+    from acf.compiler.codegen import CompileOptions, compile_module
+    from acf.compiler.models.resnet_ir import resnet18_train_step
+    from acf.compiler.parser import parse_module
+    from acf.isa.spec import SHARED_TOKENS
+
+    text = resnet18_train_step(batch=2, width=16, image=16)
+    args = _resnet_args(parse_module(text).funcs[0], np.random.default_rng(7))
+    target = load_target("acf-h200-iso", {"numeric.mode": "fp32"})
+    c = compile_module(parse_module(text), target, CompileOptions())
+    widest, pairs = 0, set()
+    for ins in c.program.instructions:
+        if ins.mnemonic == "barrier":
+            widest, pairs = max(widest, len(pairs)), set()
+        elif ins.op.queued:
+            assert all(t < SHARED_TOKENS for t in ins.waits + ins.signals), ins
+            pairs.update(ins.signal_counters)
+    assert max(widest, len(pairs)) > 255
+    result = emulator.run(c.program, target, c.bind(args))
+    for name, want in zip(c.outputs, expected(text, args)):
+        want = np.asarray(want, np.float32)
+        scale = float(np.max(np.abs(want)))
+        got = result.outputs[name].reshape(want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
