@@ -68,6 +68,7 @@ def token_name(counter: int) -> str:
         return f"t{tok}"
     return f"g.t{tok}" if owner == 1 else f"c{owner - 2}.t{tok}"
 
+
 SKIP = enum("none", "a", "b", "ab")
 VFN = enum(
     "add", "sub", "mul", "div", "max", "min", "copy", "neg", "abs", "exp", "log", "sqrt",
