@@ -60,3 +60,40 @@ def test_reuse_keeps_results_and_saves_loads_bytes_and_cycles(
     assert ld1 < ld0
     assert bytes1 < bytes0
     assert cyc1 < cyc0
+
+
+@pytest.mark.parametrize("m,n,t,clusters,split,want", [
+    (64, 256, 144, 16, (True, True), (32, 32)),     # 2 x 128 -> 16 tiles of 32 x 32
+    (64, 256, 144, 16, (True, False), (16, 144)),   # packed weight: only the rows split
+    (16, 64, 52, 4, (True, False), (8, 52)),
+    (1000, 1000, 144, 16, (True, True), (144, 144)),  # enough tiles: equal, in PE folds
+    (300, 20, 144, 16, (True, True), (32, 16)),
+    (16, 16, 144, 16, (True, True), (16, 16)),      # one fold: nothing left to split
+])
+def test_gemm_output_tiles_fill_the_fabric(m, n, t, clusters, split, want) -> None:
+    from acf.compiler.codegen.tiling import gemm_output_tile
+
+    tm, tn = gemm_output_tile(m, n, t, clusters, step_m=16 if t != 52 else 4,
+                              step_n=16 if t != 52 else 4, split_m=split[0], split_n=split[1])
+    assert (tm, tn) == want
+    assert tm <= t and tn <= t
+    if not split[1]:
+        assert tn == t
+
+
+def test_small_linear_layer_uses_every_cluster() -> None:
+    """16 x 64 . (64 x 64)^T on acf-small's four clusters: four output tiles, one per
+    cluster (it was two, one of them a 12-column sliver)."""
+    text = ("graph.func @f(%x: tensor<16x64xf32>, %w: tensor<64x64xf32>) -> (tensor<16x64xf32>) {\n"
+            "  %y = graph.linear %x, %w : tensor<16x64xf32>, tensor<64x64xf32> -> tensor<16x64xf32>\n"
+            "  graph.return %y : tensor<16x64xf32>\n}\n")
+    c = compile_text(text)
+    mms = [ins for ins in c.program.instructions if ins.mnemonic == "mm"]
+    assert {ins.cluster for ins in mms} == {0, 1, 2, 3}
+    assert {(ins["m"], ins["n"]) for ins in mms} == {(16, 16)}
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal((16, 64)).astype(np.float32),
+            rng.standard_normal((64, 64)).astype(np.float32)]
+    check_tokens(c.program)
+    got = emulator.run(c.program, load_target("acf-small"), c.bind(args)).outputs[c.outputs[0]]
+    check_close(got, expected(text, args)[0])
