@@ -17,7 +17,10 @@ and with random masks of density ``--density`` on every conv and linear weight, 
 * the masked step on each target against acf-base (time and energy);
 * the H200 step (``evaluation/anchors``: measured at batch 128, scaled per sample to this
   batch), raw and normalized (iso-peak, iso-power, iso-area; energies scaled to the GPU's
-  node), with the anchor's provenance.
+  node), with the anchor's provenance;
+* the same analysis on other fabrics (``--fabrics``: acf-wide, acf-base with four times the
+  port and link width; acf-h200-iso, the H200's peak in bf16 MACs), each masked step against
+  its own dense step, and the iso-peak fabric against the H200 as measured (no scaling).
 
 An op's cycles are its span (first start to last end of its instructions); ops run one
 after another, so the spans add up to the step less the gaps between ops.
@@ -123,7 +126,33 @@ def versus_h200(acf: dict, batch: int) -> list[dict]:
     return rows
 
 
+def fabric_rows(rows: list[dict], batch: int) -> list[dict]:
+    """Per fabric other than acf-base with both a dense and a masked row: the step analysis,
+    the per-GEMM spread and (iso-peak fabric) the H200 comparison."""
+    out = []
+    for target in dict.fromkeys(r["target"] for r in rows if r.get("fabric")):
+        pair = {r["density"] == 1.0: r for r in rows if r["target"] == target and r.get("fabric")}
+        if set(pair) != {True, False}:
+            continue
+        dense, masked = pair[True], pair[False]
+        a = analyse(dense, masked)
+        fr = sorted(g["fraction_of_ideal"] for g in a["gemms"]) or [0.0]
+        gpu = versus_h200(masked, batch) if target == "acf-h200-iso" else []
+        out.append({"target": target, "peak_macs_per_s": masked["peak_macs_per_s"],
+                    "numeric_mode": masked["numeric_mode"], "dense_cycles": dense["cycles"],
+                    "masked_cycles": masked["cycles"], "masked_seconds": masked["seconds"],
+                    "speedup": dense["cycles"] / masked["cycles"],
+                    "energy_reduction": dense["energy_j"] / masked["energy_j"],
+                    "amdahl_bound": a["step_amdahl_bound"],
+                    "fraction_of_bound": a["step_fraction_of_bound"],
+                    "gemm_fraction_min": fr[0], "gemm_fraction_median": fr[len(fr) // 2],
+                    "gemm_fraction_max": fr[-1], "h200": gpu})
+    return out
+
+
 def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
+    fabrics = fabric_rows(rows, batch)
+    rows = [r for r in rows if not r.get("fabric")]
     dense = next(r for r in rows if r["target"] == "acf-base" and r["density"] == 1.0)
     acf = next(r for r in rows if r["target"] == "acf-base" and r["density"] < 1.0)
     a = analyse(dense, acf)
@@ -157,12 +186,31 @@ def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
         prov = (f"{prov.get('what', '')} (file {prov.get('anchor_file', '?')}, {prov.get('device', '')})"
                 if isinstance(prov, dict) else str(prov))
         lines += [""] + [f"- {n}" for n in gpu[0]["notes"]] + [f"- H200 provenance: {prov}"]
+    if fabrics:
+        lines += ["", "## Other fabrics: each masked step against its own dense step", "",
+                  "| fabric | peak TMAC/s | dense cycles | masked cycles | masked ms | speedup | "
+                  "energy red. | Amdahl bound | of bound | per-GEMM of ideal (min / median / max) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for f in fabrics:
+            lines.append(
+                f"| {f['target']} ({f['numeric_mode']}) | {f['peak_macs_per_s'] / 1e12:.1f} | "
+                f"{f['dense_cycles']:,} | {f['masked_cycles']:,} | {f['masked_seconds'] * 1e3:.2f} | "
+                f"{f['speedup']:.2f}x | {f['energy_reduction']:.2f}x | {f['amdahl_bound']:.2f}x | "
+                f"{100 * f['fraction_of_bound']:.0f} % | {100 * f['gemm_fraction_min']:.0f} / "
+                f"{100 * f['gemm_fraction_median']:.0f} / {100 * f['gemm_fraction_max']:.0f} % |")
+        for f in fabrics:
+            for g in f["h200"]:
+                lines.append(f"\n{f['target']} masked step ({f['peak_macs_per_s'] / 1e12:.0f} "
+                             f"TMAC/s peak, the H200's dense BF16 rate) vs {g['gpu_row']}, both "
+                             f"as measured: {g['speedup_raw']:.2f}x the GPU's speed, "
+                             f"{g['energy_reduction_scaled']:.1f}x less energy "
+                             f"({g['energy_scaling']}).")
     lines += ["", "| layer | GEMM | dense cycles | masked cycles | realized | ideal | fraction |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for g in a["gemms"]:
         lines.append(f"| {g['layer']} | {g['kind']} | {g['dense_cycles']:,} | {g['sparse_cycles']:,} | "
                      f"{g['realized']:.2f}x | {g['ideal']:.1f}x | {100 * g['fraction_of_ideal']:.0f} % |")
-    return "\n".join(lines) + "\n", {"analysis": a, "h200": gpu}
+    return "\n".join(lines) + "\n", {"analysis": a, "h200": gpu, "fabrics": fabrics}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--density", type=float, default=0.1)
     ap.add_argument("--targets", default="acf-base,acf-dense,procrustes-like,tensordash-like,"
                                          "sigma-like,tpu-like")
+    ap.add_argument("--fabrics", default="acf-wide,acf-h200-iso",
+                    help="other fabrics to run dense and masked ('' for none)")
     ap.add_argument("--out", default=None, help="write step_report.md and .json here")
     a = ap.parse_args(argv)
     if not 0.0 < a.density < 1.0:
@@ -181,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         targets.insert(0, "acf-base")
     rows = [run_row("acf-base", 1.0, a.batch, a.width)]
     rows += [run_row(t, a.density, a.batch, a.width) for t in targets]
+    for f in (f for f in a.fabrics.split(",") if f):
+        rows += [{**run_row(f, d, a.batch, a.width), "fabric": True} for d in (1.0, a.density)]
     failed = [r for r in rows if "error" in r]
     for r in failed:
         print(f"{r['target']} d={r['density']:g}: {r['error']}", file=sys.stderr)

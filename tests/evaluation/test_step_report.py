@@ -37,3 +37,23 @@ def test_gemms_match_by_layer_kind_and_order_and_amdahl_bound() -> None:
     assert a["step_amdahl_bound"] == pytest.approx(1000 / 565)
     assert a["step_realized_speedup"] == pytest.approx(1000 / 700)
     assert a["step_fraction_of_bound"] == pytest.approx(565 / 700)
+
+
+def test_fabric_rows_pair_each_fabrics_dense_and_masked_steps() -> None:
+    from acf.benchmarks.step_report import fabric_rows
+
+    def full(target, density, cycles, energy, ops):
+        return {**row(cycles, ops), "target": target, "density": density, "fabric": True,
+                "seconds": cycles * 1e-9, "energy_j": energy, "peak_macs_per_s": 1e13,
+                "numeric_mode": "fp32"}
+
+    fwd = [op("graph.conv2d", "forward", "c1", 600, 6000), op("graph.relu", "other", "r1", 400, 0)]
+    fwd_sparse = [op("graph.conv2d", "forward", "c1", 200, 600), op("graph.relu", "other", "r1", 400, 0)]
+    rows = [full("acf-wide", 1.0, 1000, 2.0, fwd), full("acf-wide", 0.1, 600, 1.0, fwd_sparse),
+            full("acf-lonely", 0.1, 600, 1.0, fwd_sparse)]  # no dense row: left out
+    (f,) = fabric_rows(rows, batch=32)
+    assert f["target"] == "acf-wide" and f["h200"] == []
+    assert f["speedup"] == pytest.approx(1000 / 600) and f["energy_reduction"] == pytest.approx(2.0)
+    # Amdahl: 400 non-GEMM + 600 / 10 = 460
+    assert f["amdahl_bound"] == pytest.approx(1000 / 460)
+    assert f["gemm_fraction_min"] == pytest.approx(3.0 / 10.0) == f["gemm_fraction_max"]
