@@ -4,15 +4,18 @@ Three levels, each a closed form of the timing contract:
 
 * :func:`tile_cost` - one operand tile in one format: its exact encoded bytes
   (``isa.formats``), flits, DRAM cycles, NoC cycles, codec cycles and the duration of an
-  uncontended ``ld`` (section 7b: ``I + max(DRAM, latency + NoC, codec)``). Counts are exact
+  uncontended ``ld`` (section 7b: ``I + max(DRAM, latency + NoC, codec, scratchpad banks)``).
+  Counts are exact
   from a mask when one is given, expected values from a density otherwise.
 * :func:`mm_cycles` - the MAC array time of one ``mm`` (section 3) given the skip hardware:
   exact from masks (the lookahead-window formula), or its expectation from densities
   (``E[max(1, Binomial(d, p))]`` per window, plus the expected maximum over a fold).
 * :func:`gemm_cost` - a whole GEMM as ``compiler/codegen/kernels/matmul.py`` emits it
   (per output tile and k-chunk: ``ld A``, ``ld B``, ``mm``; double-buffered slots; one ``st``
-  per output tile; tiles placed on clusters): the per-cluster queues are composed with the
-  shared row-port NoC links and the DRAM bandwidth, reserving links as section 7 does.
+  per output tile; output tiles as ``codegen.tiling.gemm_output_tile`` cuts them, placed on
+  clusters): the per-cluster queues are composed with the shared row-port NoC links and the
+  DRAM channels (each tile's byte runs interleaved over them, section 6), reserving links
+  as section 7 does.
 
 Nothing here imports the emulator (``compiler`` and ``emulator`` know nothing of each
 other); ``tests/compiler/test_cost_model.py`` checks the numbers against it.
@@ -364,7 +367,7 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     Each cluster's ``ld`` queue loads A then B per k-chunk, its ``mac`` queue runs the ``mm``
     once both are in (double-buffered slots: a load waits for the ``mm`` two chunks back),
     and its ``st`` queue stores each output tile; loads share the row-port links and the
-    DRAM bandwidth, reserved in request order.
+    DRAM channels, reserved in request order.
     """
     X, Y = (int(v) for v in target.fabric.grid)
     I = int(target.cluster.issue_cycles)
