@@ -23,7 +23,9 @@ other); ``tests/compiler/test_cost_model.py`` checks the numbers against it.
 
 from __future__ import annotations
 
+import heapq
 import math
+from functools import lru_cache
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -167,17 +169,28 @@ def _window_sums(z: np.ndarray, d: int) -> np.ndarray:
     return np.maximum(pad.reshape(rows, nw, d).sum(axis=2), 1).sum(axis=1)
 
 
+@lru_cache(maxsize=4096)
 def _expected_window_sum(k: int, d: int, p: float) -> tuple[float, float]:
-    """Mean and variance of sum over windows of max(1, Binomial(len, p))."""
-    mean = var = 0.0
-    for w0 in range(0, k, d):
-        n = min(d, k - w0)
+    """Mean and variance of sum over windows of max(1, Binomial(len, p)); the full windows
+    are alike, so one full window and the ragged last one are computed."""
+    def window(n: int) -> tuple[float, float]:
         ks = np.arange(n + 1)
         pk = np.array([math.comb(n, int(i)) * p ** i * (1 - p) ** (n - i) for i in ks])
         v = np.maximum(ks, 1)
         m1 = float((pk * v).sum())
-        mean += m1
-        var += float((pk * v * v).sum()) - m1 * m1
+        return m1, float((pk * v * v).sum()) - m1 * m1
+
+    full, rest = divmod(k, d)
+    mean = var = 0.0
+    if full:
+        m, v = window(d)
+        for _ in range(full):  # summed one window at a time: the same rounding as before
+            mean += m
+            var += v
+    if rest:
+        m, v = window(rest)
+        mean += m
+        var += v
     return mean, var
 
 
@@ -312,15 +325,31 @@ class _Dram:
         self.free = [0] * self.ch
 
     def bursts(self, runs: list[tuple[int, int]]) -> dict[int, int]:
-        """Bursts per channel of byte runs ``(address, length)``."""
-        out: dict[int, int] = {}
-        for a, n in runs:
-            while n > 0:
-                piece = min(n, self.il - a % self.il)
-                c = (a // self.il) % self.ch
-                out[c] = out.get(c, 0) + _cdiv(piece, self.burst)
-                a, n = a + piece, n - piece
-        return out
+        """Bursts per channel of byte runs ``(address, length)``: each run's pieces (split at
+        the interleave) at once, as arrays."""
+        if not runs:
+            return {}
+        r = np.asarray(runs, np.int64)
+        a, n = r[:, 0], r[:, 1]
+        first = np.minimum(n, self.il - a % self.il)          # up to the next boundary
+        rest = n - first
+        full, last = rest // self.il, rest % self.il            # whole interleaves, remainder
+        c0 = (a // self.il) % self.ch
+        ch, per_il = self.ch, -(-self.il // self.burst)
+        counts = np.bincount(c0, weights=-(-first // self.burst), minlength=ch)
+        # whole interleaves: every channel gets full // ch of them, and the full % ch channels
+        # after c0 one more (a difference array over two rounds of the channels)
+        counts += per_il * int((full // ch).sum())
+        r = full % ch
+        diff = np.bincount(c0 + 1, minlength=2 * ch + 1)[:2 * ch + 1] - \
+            np.bincount(c0 + 1 + r, minlength=2 * ch + 1)[:2 * ch + 1]
+        cover = np.cumsum(diff)[:2 * ch]
+        counts += per_il * (cover[:ch] + cover[ch:])
+        tail = last > 0
+        counts += np.bincount((c0[tail] + full[tail] + 1) % ch,
+                              weights=-(-last[tail] // self.burst), minlength=ch)
+        counts = counts.astype(np.int64)
+        return {int(c): int(b) for c, b in enumerate(counts) if b}
 
     def access(self, request: int, bursts: dict[int, int]) -> int:
         """End cycle (latency in) of an access requested at ``request``."""
@@ -407,31 +436,35 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     streams = {cl: _cluster_ops(target, work[cl], m, n, k, (t, tm, tn), a, b, skip) for cl in work}
     pos = {cl: 0 for cl in work}
     ends: dict[int, int] = {}
-    pending = set(work)
-    while pending:
-        # next instruction: the cluster whose next op can be requested earliest
-        best = None
-        for cl in pending:
-            kind, info = streams[cl][pos[cl]]
-            st = state[cl]
-            if kind == "ld":
-                ready = st["ld_free"]
-                dep = info["war"]
-                if dep is not None and dep < len(st["mm_end"]):
-                    ready = max(ready, st["mm_end"][dep])
-                elif dep is not None:
-                    ready = None  # its mm has not been scheduled yet
-            elif kind == "mm":
-                ready = max(st["mac_free"], info["ready_loads"](st))
-                if info["waits_store"] is not None:
-                    ws = info["waits_store"]
-                    ready = max(ready, st["st_end"][ws]) if ws < len(st["st_end"]) else None
-            else:
-                ready = max(st["st_free"], st["mm_end"][-1])
-            if ready is not None and (best is None or (ready, cl) < best[:2]):
-                best = (ready, cl, kind, info)
-        assert best is not None
-        s, cl, kind, info = best
+
+    def readiness(cl: int) -> int | None:
+        """When the cluster's next op can be requested (None: not yet). It depends on the
+        cluster's own queues only, so it changes only when that cluster issues."""
+        kind, info = streams[cl][pos[cl]]
+        st = state[cl]
+        if kind == "ld":
+            ready = st["ld_free"]
+            dep = info["war"]
+            if dep is not None and dep < len(st["mm_end"]):
+                ready = max(ready, st["mm_end"][dep])
+            elif dep is not None:
+                ready = None  # its mm has not been scheduled yet
+        elif kind == "mm":
+            ready = max(st["mac_free"], info["ready_loads"](st))
+            if info["waits_store"] is not None:
+                ws = info["waits_store"]
+                ready = max(ready, st["st_end"][ws]) if ws < len(st["st_end"]) else None
+        else:
+            ready = max(st["st_free"], st["mm_end"][-1])
+        return ready
+
+    # next instruction: the cluster whose next op can be requested earliest (ties: the
+    # lower cluster id), from a heap of each cluster's next request
+    heap = [(r, cl) for cl in work if (r := readiness(cl)) is not None]
+    heapq.heapify(heap)
+    while heap:
+        s, cl = heapq.heappop(heap)
+        kind, info = streams[cl][pos[cl]]
         st = state[cl]
         x, y = cl % X, cl // X
         if kind == "ld":
@@ -467,8 +500,11 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
             dram_bytes += nbytes
         ends[cl] = max(ends.get(cl, 0), e)
         pos[cl] += 1
-        if pos[cl] == len(streams[cl]):
-            pending.discard(cl)
+        if pos[cl] < len(streams[cl]):
+            r = readiness(cl)
+            assert r is not None, "a cluster's next op waits on its own later op"
+            heapq.heappush(heap, (r, cl))
+    assert all(pos[cl] == len(streams[cl]) for cl in work)
     port: dict[int, int] = {}
     for link, f in links.flits.items():
         if link[0][0] == "p" or link[1][0] == "p":
