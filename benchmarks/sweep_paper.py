@@ -30,6 +30,19 @@ COMPARED = (("resnet18-cifar", 0.9), ("vgg16-cifar", 0.9), ("resnet50-imagenet",
             ("bert-base-layer", 0.9))
 
 
+def extra_baselines() -> dict:
+    """Baselines beside the sweep: this machine's CPU measured live (torch, 1024^3 fp32 GEMM)
+    and datasheet rooflines of A100, H100 and H200 on ResNet-18's layer1 forward GEMM
+    (im2col shape, batch 128), in TF32 and BF16."""
+    from acf.evaluation.workloads import Workload
+
+    g = next(g for g in Workload.build("resnet18-cifar", 0.0).gemms if g.key == "layer1.conv.fwd")
+    return {"cpu_live": baselines.cpu_gemm(1024, 1024, 1024),
+            "roofline_resnet18_layer1_fwd": [baselines.roofline_gemm(gpu, g.m, g.n, g.k, dt)
+                                             for dt in ("tf32", "bf16")
+                                             for gpu in ("A100", "H100", "H200")]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="results")
@@ -54,6 +67,7 @@ def main() -> None:
                          sets={"cluster.lookahead": ["1", "4", "8", "32"]}), abl_dir, jobs=a.jobs)
     abl2 = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base", "acf-dense"],
                           formats=["dense", "csr"]), abl_dir, jobs=a.jobs)
+    (out / "baselines_extra.json").write_text(json.dumps(extra_baselines(), indent=1) + "\n")
     cal = calibration.calibrate() if a.paper_workloads else calibration.calibrate_from_rows(res.rows)
     (out / "calibration.json").write_text(json.dumps(cal, indent=1))
     acc = None if a.skip_accuracy else report.accuracy_runs(["rigl", "set", "static-magnitude"],
