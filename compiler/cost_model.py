@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from functools import lru_cache
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from acf.isa import formats
+from acf.isa.symbols import packed_slot_bytes
 from acf.isa.target import Target
 
 from .codegen.tiling import gemm_output_tile
@@ -367,17 +368,8 @@ def tile_runs(op: Operand, r0: int, c0: int, h: int, w: int, t: int, nbytes: int
     ``isa.symbols`` lays packed tiles out)."""
     if op.fmt == "dense":
         return [(4 * ((r0 + r) * op.cols + c0), 4 * w) for r in range(h)]
-    slot = -(-formats.encoded_size(formats.FormatSpec.parse(op.fmt), t, t, nnz=t * t,
-                                   nblocks=_slot_blocks(op.fmt, t)) // 64) * 64
     index = (r0 // t) * _cdiv(op.cols, t) + c0 // t
-    return [(index * slot, nbytes)]
-
-
-def _slot_blocks(fmt: str, t: int) -> int | None:
-    spec = formats.FormatSpec.parse(fmt)
-    if spec.format != formats.Format.BCSR:
-        return None
-    return _cdiv(t, spec.block_rows) * _cdiv(t, spec.block_cols)
+    return [(index * packed_slot_bytes(op.fmt, t, t), nbytes)]
 
 
 def memory_route(x: int, y: int, inbound: bool = True) -> list[tuple]:

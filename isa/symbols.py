@@ -46,8 +46,12 @@ def tile_grid(sym: "Symbol") -> tuple[int, int]:
 
 def slot_bytes(sym: "Symbol") -> int:
     """Bytes reserved per packed tile: a fully dense tile's encoding, 64-byte aligned."""
-    tr, tc = tile_shape(sym)
-    spec = formats.FormatSpec.parse(sym.fmt)
+    return packed_slot_bytes(sym.fmt, *tile_shape(sym))
+
+
+def packed_slot_bytes(fmt: str, tr: int, tc: int) -> int:
+    """Bytes reserved per packed ``tr x tc`` tile in ``fmt`` (see :func:`slot_bytes`)."""
+    spec = formats.FormatSpec.parse(fmt)
     worst = formats.encoded_size(spec, tr, tc, nnz=tr * tc, nblocks=_max_blocks(spec, tr, tc))
     return -(-worst // SLOT_ALIGN) * SLOT_ALIGN
 

@@ -106,14 +106,18 @@ def gemm_output_tile(m: int, n: int, t: int, clusters: int, batch: int = 1, *, s
     tm = even(m, -(-m // t), step_m) if split_m else t
     tn = even(n, -(-n // t), step_n) if split_n else t
     while batch * -(-m // tm) * -(-n // tn) < clusters:
-        sides = [(tm, 0)] if split_m and smaller(m, tm, step_m) < tm else []
-        sides += [(tn, 1)] if split_n and smaller(n, tn, step_n) < tn else []
+        sides = []  # (current size, side, next smaller size); ties: the columns
+        if split_m and (new := smaller(m, tm, step_m)) < tm:
+            sides.append((tm, 0, new))
+        if split_n and (new := smaller(n, tn, step_n)) < tn:
+            sides.append((tn, 1, new))
         if not sides:
             break
-        if max(sides)[1] == 0:
-            tm = smaller(m, tm, step_m)
+        _, side, new = max(sides)
+        if side == 0:
+            tm = new
         else:
-            tn = smaller(n, tn, step_n)
+            tn = new
     return tm, tn
 
 
