@@ -73,7 +73,7 @@ def main() -> None:
     acc = None if a.skip_accuracy else report.accuracy_runs(["rigl", "set", "static-magnitude"],
                                                           [0.0, 0.5, 0.8, 0.9, 0.95], steps=300)
     command = "python benchmarks/sweep_paper.py " + " ".join(sys.argv[1:])
-    compared = tuple(c for c in COMPARED if c[0] in a.models.split(","))
+    compared = tuple(c for c in COMPARED if c[0] in models)
     report.write_report(res.rows, main_dir, anchors, cal, acc, compared,
                         command)
     reference = [r for r in res.rows if r["model"] == "resnet18-cifar" and r["sparsity"] == 0.9

@@ -33,8 +33,9 @@ ROW_SCHEMA_VERSION = 1
 @dataclass(frozen=True)
 class RunSpec:
     """One point of a sweep. ``overrides``: ``--set`` fields (``{"cluster.lookahead": "4"}``);
-    ``formats``: ``auto`` (``select-formats`` picks the storage format of both operands from
-    their actual zero patterns, on the target: weights and ReLU-sparse activations alike),
+    ``formats``: ``auto`` (``select-formats`` picks the storage format of both operands on the
+    target from their measured densities, and a structured weight mask's exact pattern:
+    weights and ReLU-sparse activations alike),
     ``csr`` (weights CSR when sparse, activations dense) or ``dense`` (formats fixed)."""
 
     model: str
@@ -118,7 +119,8 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
         # measured densities; the exact masks only where their structure matters (n:m, blocks)
         # (costing every tile's exact pattern makes the choice as slow as the emulation)
         dens = {k: float(np.mean(x != 0)) for k, x in zip("ab", args)}
-        masks = {} if mask == "random" else {"b": args[1] != 0}
+        weight_b = g.op != "sddmm"  # B is the weight in the forward and input-gradient GEMMs
+        masks = {"b": args[1] != 0} if mask != "random" and weight_b else {}
         SelectFormats(masks=masks, target_config=target,
                       densities="-".join(f"{k}-{100 * d:g}" for k, d in dens.items()),
                       ).run(module)
