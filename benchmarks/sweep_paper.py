@@ -57,26 +57,26 @@ def main() -> None:
     anchors = baselines.load_anchors()
     main_dir = out / "sweep_main"
     models = a.models.split(",")
-    res = run_sweep(Grid(models=models, targets=TARGETS,
+    run_sweep(Grid(models=models, targets=TARGETS,
                          sparsities=[float(x) for x in a.sparsity.split(",")]), main_dir, jobs=a.jobs)
     # the iso-peak fabric (256 clusters, the slowest to emulate) at the compared points only
     iso = run_sweep(Grid(models=models, targets=[ISO], sparsities=[0.0, 0.9]), main_dir, jobs=a.jobs)
-    res.rows = latest_rows(iso.rows)  # every row in the folder, both grids
+    rows = latest_rows(iso.rows)  # every row in the folder, both grids
     abl_dir = out / "resnet18_ablations"
     abl = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base"],
                          sets={"cluster.lookahead": ["1", "4", "8", "32"]}), abl_dir, jobs=a.jobs)
     abl2 = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base", "acf-dense"],
                           formats=["dense", "csr"]), abl_dir, jobs=a.jobs)
     (out / "baselines_extra.json").write_text(json.dumps(extra_baselines(), indent=1) + "\n")
-    cal = calibration.calibrate() if a.paper_workloads else calibration.calibrate_from_rows(res.rows)
+    cal = calibration.calibrate() if a.paper_workloads else calibration.calibrate_from_rows(rows)
     (out / "calibration.json").write_text(json.dumps(cal, indent=1))
     acc = None if a.skip_accuracy else report.accuracy_runs(["rigl", "set", "static-magnitude"],
                                                           [0.0, 0.5, 0.8, 0.9, 0.95], steps=300)
     command = "python benchmarks/sweep_paper.py " + " ".join(sys.argv[1:])
     compared = tuple(c for c in COMPARED if c[0] in models)
-    report.write_report(res.rows, main_dir, anchors, cal, acc, compared,
+    report.write_report(rows, main_dir, anchors, cal, acc, compared,
                         command)
-    reference = [r for r in res.rows if r["model"] == "resnet18-cifar" and r["sparsity"] == 0.9
+    reference = [r for r in rows if r["model"] == "resnet18-cifar" and r["sparsity"] == 0.9
                  and r["target"] in ("acf-base", "acf-dense")]
     report.write_report(latest_rows(reference + abl.rows + abl2.rows), abl_dir, anchors, None,
                         None, (), command)

@@ -410,6 +410,7 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     links = _Links(int(target.noc.router_latency))
     dram = _Dram(target)
     run_cache: dict = {}
+    out = Operand(m, n, out_fmt)  # the result, for its stores' byte runs
     total_load = total_mac = 0
     dram_bytes = 0
     cost_cache: dict = {}
@@ -485,7 +486,6 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
             s1 = s + I + codec_cycles(target, values, indices)
             noc_end = links.reserve(s1, memory_route(x, y, inbound=False),
                                     max(1, _cdiv(nbytes, int(target.noc.link_bytes))))
-            out = Operand(m, n, out_fmt)
             e = dram.access(noc_end, dram.bursts(tile_runs(out, r0, c0, h, w, t, nbytes)))
             st["st_free"] = e
             st["st_end"].append(e)

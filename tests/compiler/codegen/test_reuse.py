@@ -62,19 +62,19 @@ def test_reuse_keeps_results_and_saves_loads_bytes_and_cycles(
     assert cyc1 < cyc0
 
 
-@pytest.mark.parametrize("m,n,t,clusters,split,want", [
-    (64, 256, 144, 16, (True, True), (32, 32)),     # 2 x 128 -> 16 tiles of 32 x 32
-    (64, 256, 144, 16, (True, False), (16, 144)),   # packed weight: only the rows split
-    (16, 64, 52, 4, (True, False), (8, 52)),
-    (1000, 1000, 144, 16, (True, True), (144, 144)),  # enough tiles: equal, in PE folds
-    (300, 20, 144, 16, (True, True), (32, 16)),
-    (16, 16, 144, 16, (True, True), (16, 16)),      # one fold: nothing left to split
+@pytest.mark.parametrize("m,n,t,step,clusters,split,want", [
+    (64, 256, 144, 16, 16, (True, True), (32, 32)),     # 2 x 128 -> 16 tiles of 32 x 32
+    (64, 256, 144, 16, 16, (True, False), (16, 144)),   # packed weight: only the rows split
+    (16, 64, 52, 4, 4, (True, False), (8, 52)),
+    (1000, 1000, 144, 16, 16, (True, True), (144, 144)),  # enough tiles: equal, in PE folds
+    (300, 20, 144, 16, 16, (True, True), (32, 16)),
+    (16, 16, 144, 16, 16, (True, True), (16, 16)),      # one fold: nothing left to split
 ])
-def test_gemm_output_tiles_fill_the_fabric(m, n, t, clusters, split, want) -> None:
+def test_gemm_output_tiles_fill_the_fabric(m, n, t, step, clusters, split, want) -> None:
     from acf.compiler.codegen.tiling import gemm_output_tile
 
-    tm, tn = gemm_output_tile(m, n, t, clusters, step_m=16 if t != 52 else 4,
-                              step_n=16 if t != 52 else 4, split_m=split[0], split_n=split[1])
+    tm, tn = gemm_output_tile(m, n, t, clusters, step_m=step, step_n=step,
+                              split_m=split[0], split_n=split[1])
     assert (tm, tn) == want
     assert tm <= t and tn <= t
     if not split[1]:
