@@ -67,6 +67,11 @@ class Pending:
     D: int
     seq: int  # dispatch sequence number
     match: int = -1  # send/recv pairing number
+    waits: tuple = ()  # token counters it consumes / signals (read once: heads are polled
+    signals: tuple = ()  # every cycle)
+
+    def __post_init__(self) -> None:
+        self.waits, self.signals = self.inst.wait_counters, self.inst.signal_counters
 
 
 class Exec:
@@ -296,7 +301,7 @@ class Sim:
         if t < p.D + 1:
             return False
         need: dict[int, int] = {}
-        for tok in p.inst.wait_counters:
+        for tok in p.waits:
             need[tok] = need.get(tok, 0) + 1
         if any(self.tokens.get(k, 0) < n for k, n in need.items()):
             return False
@@ -310,7 +315,7 @@ class Sim:
         if not self.can_start(qk, t):
             return
         p = self.queues[qk].pop(0)
-        for tok in p.inst.wait_counters:
+        for tok in p.waits:
             self.tokens[tok] -= 1
         ex = Exec(self, p, t)
         self.busy[qk] = ex
@@ -323,7 +328,7 @@ class Sim:
     def retire(self, ex: Exec, t: int) -> None:
         for w in ex.writes:
             w()
-        for tok in ex.p.inst.signal_counters:
+        for tok in ex.p.signals:
             self.tokens[tok] = self.tokens.get(tok, 0) + 1
         p = ex.p
         if p.inst.mnemonic == "send":
