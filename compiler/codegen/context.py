@@ -28,6 +28,7 @@ from .schedule import ClusterStream, Slot
 from .tiling import Tiling
 
 SLOT_ALIGN = 64
+MCAST_GROUPS = 16  # noc.mcast's 4-bit group id
 SCALAR_FREG = 8  # fr8..fr15 hold broadcast scalars; fr0..fr7 optimizer hyperparameters
 
 
@@ -109,6 +110,10 @@ class KernelContext:
         self.aliases: dict[int, tuple[Slot, tuple[Slot, ...]]] = {}
         self.scratch: list[Buffer] = []  # the op's DRAM scratch (kernels.scratch)
         self.options: Any = None  # the CompileOptions (lower sets it)
+        self.multicast = True  # whether kernels may multicast shared tiles (lower sets it)
+        # multicast groups of the program (lower shares them) and those this kernel adds
+        self.mcast_groups: dict[tuple[int, int, int, int], int] = {}
+        self.new_groups: list[tuple[tuple[int, int, int, int], int]] = []
 
     # ---- operands -------------------------------------------------------------------------
     @property
@@ -151,6 +156,29 @@ class KernelContext:
         if self.aliases:  # an access to a shared range also reads/writes what it overlaps
             reads, writes = self._expand(reads), self._expand(writes)
         return self.streams[cl].emit(mnemonic, self.loc, reads, writes, args)
+
+    def mcast_group(self, x0: int, y0: int, x1: int, y1: int) -> int | None:
+        """The multicast group id of a cluster rectangle, configured before this kernel
+        when new (``noc.mcast``); None when all 16 ids are taken."""
+        rect = (x0, y0, x1, y1)
+        grp = self.mcast_groups.get(rect)
+        if grp is None:
+            if len(self.mcast_groups) >= MCAST_GROUPS:
+                return None
+            grp = self.mcast_groups[rect] = len(self.mcast_groups)
+            self.new_groups.append((rect, grp))
+        return grp
+
+    def bcast(self, cl: int, grp: int, slot: Slot, nbytes: int, receivers: list[int]) -> int:
+        """Multicast the first ``nbytes`` of ``slot`` on cluster ``cl`` to the same slot of
+        every cluster of group ``grp`` (``receivers``: its members but ``cl``); each
+        receiver's stream orders the write among its own accesses to the slot."""
+        index = self.emit(cl, "bcast", reads=(slot,), writes=(slot,), grp=grp, dst=slot.ref(),
+                          src=slot.ref(), bytes=nbytes)
+        slots = self._expand((slot,)) if self.aliases else (slot,)
+        for r in receivers:
+            self.streams[r].remote_write(slots, (cl, index), self.loc)
+        return index
 
     def _expand(self, slots: tuple[Slot, ...]) -> tuple[Slot, ...]:
         out: tuple[Slot, ...] = ()

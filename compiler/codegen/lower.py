@@ -26,7 +26,7 @@ from .kernels import load_all, scratch_shapes
 from .kernels.conv import read_guard_bytes
 from .memory import Buffer, MemoryPlan, plan_memory
 from .placement import row_spread
-from .schedule import merge
+from .schedule import TokensExhausted, merge
 from .tiling import Tiling, choose_tiling
 
 NO_CODE = ("graph.constant", "graph.return")
@@ -38,11 +38,14 @@ class CompileOptions:
     """``tile``: force the tile side (0 = the tiler's choice); ``func``: which function;
     ``placement``: the output-tile placement function; by default consecutive tiles go to
     different rows, so their memory traffic enters through different row ports
-    (docs/timing.md section 7) instead of all through row 0's."""
+    (docs/timing.md section 7) instead of all through row 0's. ``multicast``: kernels may
+    load an operand tile that several clusters share once and ``bcast`` it (off: every
+    cluster loads its own, for comparisons)."""
 
     tile: int = 0
     func: str | None = None
     placement: Callable = row_spread
+    multicast: bool = True  # kernels may multicast shared operand tiles (codegen.multicast)
 
 
 @dataclass
@@ -132,6 +135,8 @@ class Lowering:
     constants: dict[str, np.ndarray]
     prog: Program
     summary: list[OpStats] = field(default_factory=list)
+    #: multicast groups configured so far: rectangle (x0, y0, x1, y1) -> group id
+    mcast_groups: dict[tuple[int, int, int, int], int] = field(default_factory=dict)
 
 
 def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
@@ -177,18 +182,36 @@ def lower_op(low: Lowering, op_id: int, op: Operation, placement: Callable | Non
     """Step 2: one op's kernel, its phases separated by barriers (and a barrier before it
     when the program already has instructions: it may read what they stored)."""
     loc = source_loc(op, op_id)
-    ctx = KernelContext(op, op_id, loc, low.target, low.tiling, low.plan.buffers, low.hyper,
-                        placement or low.options.placement)
-    ctx.hyper_buffer = low.hyper_buf  # type: ignore[attr-defined]
-    ctx.scratch = (low.plan.scratch or {}).get(op_id, [])
-    ctx.options = low.options
-    load_all()[op.name](ctx)
+    multicast = low.options.multicast
+    while True:
+        ctx = KernelContext(op, op_id, loc, low.target, low.tiling, low.plan.buffers, low.hyper,
+                            placement or low.options.placement)
+        ctx.hyper_buffer = low.hyper_buf  # type: ignore[attr-defined]
+        ctx.scratch = (low.plan.scratch or {}).get(op_id, [])
+        ctx.options = low.options
+        ctx.multicast = multicast
+        ctx.mcast_groups = dict(low.mcast_groups)
+        load_all()[op.name](ctx)
+        try:
+            merged = [merge(phase) for phase in ctx.all_phases()]
+            break
+        except TokensExhausted:
+            if not multicast:
+                raise
+            multicast = False  # the kernel again, every cluster loading its own tiles
+    low.mcast_groups.update(ctx.mcast_groups)
     prog = low.prog
     start = len(prog.instructions)
-    for phase in ctx.all_phases():
+    if ctx.new_groups:  # multicast groups the kernel uses, set up once for the program:
+        # noc.mcast applies at its end, and the barrier before the kernel waits for it
         if prog.instructions:
             _append(prog, make("barrier"), loc)
-        for ins, where in merge(phase):
+        for (x0, y0, x1, y1), grp in ctx.new_groups:
+            _append(prog, make("noc.mcast", grp=grp, x0=x0, y0=y0, x1=x1, y1=y1), loc)
+    for phase in merged:
+        if prog.instructions:
+            _append(prog, make("barrier"), loc)
+        for ins, where in phase:
             _append(prog, ins, where)
     ctx.stats.instructions = len(prog.instructions) - start
     low.summary.append(ctx.stats)

@@ -18,6 +18,16 @@ needing more than two waits or signals gets a ``sync`` on its queue carrying the
 
 :func:`merge` interleaves the streams of all clusters round-robin (each keeps its order), so
 the dispatcher feeds every cluster while one waits.
+
+Across clusters: a ``bcast`` on one cluster writes slots of others. Each receiving stream
+records that write (:meth:`ClusterStream.remote_write`, no instruction of its own) at the
+point of its program where it happens, so its dependencies come out of the same slot
+bookkeeping: the receiver's earlier readers of the slot signal a *shared* token (``t128``
+and up, one per (sender cluster and unit, receiver cluster and unit)) that the ``bcast``
+waits for, and its later readers wait for one the ``bcast`` signals. :func:`merge` then
+keeps every shared token's signal ahead of its wait in program order (a stream whose next
+instruction waits on one not yet placed gives way), so the dispatcher never fills a
+queue with instructions that wait on one it has not dispatched.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from acf.isa.spec import BY_MNEMONIC, SHARED_TOKENS, unit_of
 from ..diagnostics import InternalError
 
 MAX_LOCAL_TOKEN = SHARED_TOKENS - 1
+MAX_TOKEN = 255
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,15 @@ class _Pending:
     deps: list[int] = field(default_factory=list)
     waits: list[int] = field(default_factory=list)
     sigs: list[int] = field(default_factory=list)
+    #: (cluster, stream index) of the instruction that performs this write (a placeholder
+    #: for another cluster's bcast: no instruction here), else None
+    remote: tuple[int, int] | None = None
+    #: (cluster, stream index) of instructions on other clusters this one waits for
+    after: list[tuple[int, int]] = field(default_factory=list)
+
+
+class TokensExhausted(InternalError):
+    """A barrier interval needs more shared tokens than ``t128``-``t255``."""
 
 
 class TokenPool:
@@ -71,6 +91,7 @@ class TokenPool:
     def __init__(self) -> None:
         self.ids: dict[tuple[int, str, str], int] = {}
         self.used: dict[int, int] = {}  # cluster -> local ids handed out
+        self.shared_ids: dict[tuple[int, str, int, str], int] = {}
 
     def token(self, cl: int, producer: str, consumer: str) -> int:
         key = (cl, producer, consumer)
@@ -82,6 +103,22 @@ class TokenPool:
             self.used[cl] = n + 1
             self.ids[key] = n + 1
         return self.ids[key]
+
+    def shared(self, src_cl: int, producer: str, dst_cl: int, consumer: str) -> int:
+        """A fabric-wide token (``t128`` and up) from one cluster's unit to another's."""
+        key = (src_cl, producer, dst_cl, consumer)
+        if key not in self.shared_ids:
+            n = len(self.shared_ids)
+            if n >= MAX_TOKEN - MAX_LOCAL_TOKEN:
+                raise TokensExhausted(f"more than {n} cross-cluster dependency tokens in one "
+                                      "barrier interval")
+            self.shared_ids[key] = SHARED_TOKENS + n
+        return self.shared_ids[key]
+
+
+def shared_tokens_free() -> int:
+    """How many (sender, receiver) unit pairs one barrier interval can order."""
+    return MAX_TOKEN - MAX_LOCAL_TOKEN
 
 
 class ClusterStream:
@@ -117,26 +154,90 @@ class ClusterStream:
         self.items.append(_Pending(mnemonic, unit_of(row, args), args, loc, sorted(deps)))
         return index
 
-    def resolve(self, pool: TokenPool) -> list[list[tuple[Instruction, SourceLoc]]]:
-        """Assign tokens; returns the instructions as groups (one per emitted instruction,
-        with any helper ``sync`` next to it), in stream order."""
-        implied: dict[tuple[str, str], int] = {}  # (consumer, producer unit) -> latest waited
-        for item in self.items:
+    def remote_write(self, slots: tuple[Slot, ...], by: tuple[int, int], loc: SourceLoc) -> int:
+        """Record that instruction ``by`` (cluster, stream index) of another cluster writes
+        ``slots`` of this one here (a ``bcast``): ordered after this stream's earlier
+        accesses to them and before its later ones, as a write of this stream would be."""
+        index = len(self.items)
+        deps: set[int] = set()
+        for slot in slots:
+            deps.update(self.readers.get(slot, ()))
+            if slot in self.last_writer:
+                deps.add(self.last_writer[slot])
+            self.last_writer[slot] = index
+            self.readers[slot] = []
+        self.items.append(_Pending("", "remote", {}, loc, sorted(deps), remote=by))
+        return index
+
+    def resolve(self, pool: TokenPool, streams: dict[int, ClusterStream] | None = None) -> None:
+        """Assign tokens: local ones within the stream, shared ones with the senders of its
+        remote writes (``streams``: every stream of the interval, by cluster)."""
+        implied: dict[tuple[str, Any], int] = {}  # (consumer, producer) -> latest waited
+        items = self.items
+        for item in items:
+            if item.remote is not None:
+                self._sender_waits(item, pool, streams or {}, implied)
+                continue
             latest: dict[str, int] = {}
+            senders: dict[int, int] = {}  # sender cluster -> latest of its writes waited on
             for d in item.deps:
-                unit = self.items[d].unit
-                if unit != item.unit:
-                    latest[unit] = max(latest.get(unit, -1), d)
+                dep = items[d]
+                if dep.remote is not None:
+                    s_cl, s_index = dep.remote
+                    senders[s_cl] = max(senders.get(s_cl, -1), s_index)
+                elif dep.unit != item.unit:
+                    latest[dep.unit] = max(latest.get(dep.unit, -1), d)
             for unit, d in sorted(latest.items()):
                 if implied.get((item.unit, unit), -1) >= d:
                     continue
                 implied[(item.unit, unit)] = d
                 token = pool.token(self.cl, unit, item.unit)
                 item.waits.append(token)
-                self.items[d].sigs.append(token)
+                items[d].sigs.append(token)
+            for s_cl, s_index in sorted(senders.items()):
+                sender = (streams or {})[s_cl].items[s_index]
+                key = (item.unit, ("remote", s_cl, sender.unit))
+                if implied.get(key, -1) >= s_index:
+                    continue
+                implied[key] = s_index
+                token = pool.shared(s_cl, sender.unit, self.cl, item.unit)
+                item.waits.append(token)
+                item.after.append((s_cl, s_index))
+                sender.sigs.append(token)
+
+    def _sender_waits(self, write: _Pending, pool: TokenPool, streams: dict[int, ClusterStream],
+                      implied: dict[tuple[str, Any], int]) -> None:
+        """The sender of remote write ``write`` waits for this stream's accesses before it."""
+        s_cl, s_index = write.remote  # type: ignore[misc]
+        sender = streams[s_cl].items[s_index]
+        latest: dict[str, int] = {}
+        for d in write.deps:
+            dep = self.items[d]
+            if dep.remote is not None:
+                if dep.remote[0] != s_cl:
+                    raise InternalError(f"cluster {self.cl}: slots written by two senders "
+                                        "with nothing ordering them")
+                continue  # the same sender's queue runs its writes in order
+            latest[dep.unit] = max(latest.get(dep.unit, -1), d)
+        for unit, d in sorted(latest.items()):
+            key = (f"remote {s_cl} {sender.unit}", unit)
+            if implied.get(key, -1) >= d:
+                continue
+            implied[key] = d
+            token = pool.shared(self.cl, unit, s_cl, sender.unit)
+            self.items[d].sigs.append(token)
+            sender.waits.append(token)
+            sender.after.append((self.cl, d))
+
+    def groups(self) -> list[list[tuple[Instruction, SourceLoc]]]:
+        """The instructions as groups (one per stream item, with any helper ``sync`` next
+        to it; a remote write's group is empty), in stream order."""
         groups = []
         for item in self.items:
             group: list[tuple[Instruction, SourceLoc]] = []
+            if item.remote is not None:
+                groups.append(group)
+                continue
             waits, sigs = list(item.waits), list(item.sigs)
             while len(waits) > 2:
                 group.append((self._sync(item.unit, waits[:2], []), item.loc))
@@ -164,16 +265,26 @@ class ClusterStream:
 
 
 def merge(streams: list[ClusterStream]) -> list[tuple[Instruction, SourceLoc]]:
-    """Resolve tokens of one barrier interval and interleave the clusters round-robin."""
+    """Resolve tokens of one barrier interval and interleave the clusters round-robin; a
+    stream whose next instruction waits on another cluster's not yet placed gives way."""
     pool = TokenPool()
-    resolved = [s.resolve(pool) for s in streams if s.items]
+    live = [s for s in streams if s.items]
+    by_cl = {s.cl: s for s in live}
+    for s in live:
+        s.resolve(pool, by_cl)
+    resolved = [s.groups() for s in live]
     out: list[tuple[Instruction, SourceLoc]] = []
-    position = [0] * len(resolved)
+    position = {s.cl: 0 for s in live}
     remaining = sum(len(r) for r in resolved)
     while remaining:
-        for i, groups in enumerate(resolved):
-            if position[i] < len(groups):
-                out.extend(groups[position[i]])
-                position[i] += 1
+        moved = False
+        for s, groups in zip(live, resolved):
+            i = position[s.cl]
+            if i < len(groups) and all(position[c] > j for c, j in s.items[i].after):
+                out.extend(groups[i])
+                position[s.cl] = i + 1
                 remaining -= 1
+                moved = True
+        if not moved:
+            raise InternalError("cross-cluster dependencies form a cycle")
     return out

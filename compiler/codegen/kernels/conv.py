@@ -34,6 +34,10 @@ an ``sddmm`` sampled by that tap's mask (the conv SDDMM of a masked weight).
 
 When the slabs do not fit the scratchpad, the taps gather their operands from DRAM instead
 (``_emit_tap_gemm_from_dram``, ``_wgrad_from_dram``).
+
+Operands several clusters share (the weight slabs of one output-channel tile; in the weight
+gradient, output-gradient rows and input slabs) are loaded by one cluster of a fabric row or
+column and multicast to the rest where the tiles divide evenly (``codegen.multicast``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from dataclasses import dataclass, replace
 
 from ..context import KernelContext
 from ..memory import Buffer
+from ..multicast import Layout, rows_and_columns, rows_share_first
 from ..schedule import Slot
 from . import kernel, scratch
 from .elementwise import elementwise_inplace
@@ -390,88 +395,143 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
 
     A tile whose pixel block is a whole output plane takes ``group`` images, so one weight
     slab serves all of them. The slabs are double-buffered: the next k-block loads while the
-    MAC unit reads this one. Falls back to gathering every tap from DRAM when the slabs do
-    not fit the scratchpad. ``plan``: the caller's ``_slab_plan(ctx, g)``, if it made one."""
+    MAC unit reads this one. Where the tiles allow it (``multicast.rows_share_first``),
+    every cluster of a fabric row works on the same output channels, and the row's first
+    cluster loads each weight slab and multicasts it to the others (``bcast``): the slab
+    crosses the row's memory port once instead of once per cluster. Falls back to gathering every tap from
+    DRAM when the slabs do not fit the scratchpad. ``plan``: the caller's
+    ``_slab_plan(ctx, g)``, if it made one."""
     plan = plan or _slab_plan(ctx, g)
     if plan is None:
         assert not (g.pad_t or g.pad_l), "callers pad in DRAM when the slabs do not fit"
         return _emit_tap_gemm_from_dram(ctx, g)
-    mt_max, kt_max, G = plan.mt, plan.kt, plan.group
-    ntap = len(g.taps)
-    slab = plan.rows_in * plan.cols_in
-    xslabs = [ctx.alloc("sp", 4 * G * kt_max * slab) for _ in range(2)]
-    wslabs = [ctx.alloc("sp", 4 * mt_max * kt_max * ntap) for _ in range(plan.wbufs)]
-    c_slots = [[ctx.alloc("acc", 4 * mt_max * plan.pmax) for _ in range(G)] for _ in range(2)]
-    bias_slots = [ctx.alloc("sp", 4 * mt_max) for _ in range(2)] if g.bias is not None else []
-    tiles = [(n0, m0, blk) for n0 in range(0, g.n, G) for m0 in range(0, g.cout, mt_max)
-             for blk in plan.blocks]
-    plane_in, plane_out = g.hin * g.win, g.oh * g.ow
-    count = [0] * len(ctx.streams)
-    kiter = [0] * len(ctx.streams)  # k-blocks per cluster: the input slabs' parity
-    wnext = [0] * len(ctx.streams)  # weight slabs loaded per cluster: the next buffer
-    held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
-    for cl, (n0, m0, (oh0, rows, ow0, cols)) in ctx.place(tiles):
-        imgs = range(n0, min(n0 + G, g.n))
-        mt, pt = min(mt_max, g.cout - m0), rows * cols
-        cs = c_slots[count[cl] % 2]
-        first = True
-        for k0 in range(0, g.cin, kt_max):
-            kt = min(kt_max, g.cin - k0)
-            xslab = xslabs[kiter[cl] % 2]
-            kiter[cl] += 1
-            # a weight slab still resident from an earlier tile of this cluster (same
-            # output channels and k-block: every tile, when one k-block covers Cin) is
-            # not loaded again
-            w_key = (m0, k0)
-            w_idx = next((i for i in range(plan.wbufs) if held.get((cl, i)) == w_key), None)
-            w_fresh = w_idx is None
-            if w_fresh:
-                w_idx = wnext[cl] % plan.wbufs
-                wnext[cl] += 1
-                held[(cl, w_idx)] = w_key
-            wslab = wslabs[w_idx]
-            row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
-            for j, n in enumerate(imgs):  # the next input slab first: it overlaps the MACs
-                ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * plane_in + k0 * plane_in
-                                                   + row0 * g.win + col0),
-                        (kt, plan.rows_in, plan.cols_in), (plane_in, g.win, 1), offset=4 * j * kt * slab)
-            # the weight slab keeps OIHW's column order (c-major, tap-minor): a tap's A is
-            # every ntap-th column
-            if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m); A^T[c, o] at c*mt*taps + o*taps
-                if w_fresh:
-                    ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap,
-                              g.w_rs)
-                va = ctx.view(cl, _VR_TAP, 1, mt * ntap, ntap, 1)
-            else:     # A[o, c] at o*kt*taps + c*taps
-                if w_fresh:
-                    ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap,
-                              g.w_rs)
-                va = ctx.view(cl, _VR_TAP, 1, kt * ntap, ntap, 1)
-            if rows > 1:  # B[c, (r, q)] at c*slab + r*sh*cols_in + q*sw
-                vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh * plan.cols_in, g.sw)
-            else:         # one output row: B[c, q] at c*slab + q*sw
-                vb = ctx.view(cl, _VR_RUN, 1, slab, g.sw, 1)
-            if g.pad_t or g.pad_l:
-                _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
-                             g.hin, g.win)
-            for dy, dx, woff in g.taps:
-                for j, _ in enumerate(imgs):
-                    c = cs[j]
-                    reads = (wslab, xslab) if first else (wslab, xslab, c)
-                    ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=wslab.ref(4 * woff),
-                             b=xslab.ref(4 * (j * kt * slab + dy * plan.cols_in + dx)),
-                             m=mt, n=pt, k=kt, accum=int(not first), ta=int(g.ta), tb=0, va=va, vb=vb)
-                first = False
-        count[cl] += 1
-        ctx.stats.macs += mt * pt * g.cin * ntap * len(imgs)
+    em = _TapEmitter(ctx, g, plan)
+    ptiles = [(n0, blk) for n0 in range(0, g.n, plan.group) for blk in plan.blocks]
+    mtiles = list(range(0, g.cout, plan.mt))
+    rows = rows_share_first(ctx, len(mtiles), len(ptiles)) \
+        if 4 * plan.mt * plan.kt * len(g.taps) <= 0xFFFFFF else None
+    if rows is None:
+        tiles = [(n0, m0, blk) for n0 in range(0, g.n, plan.group) for m0 in mtiles
+                 for blk in plan.blocks]
+        for cl, tile in ctx.place(tiles):
+            em.tile(cl, tile)
+        return
+    # every cluster has as many tiles; a row's clusters take the same output channels in
+    # the same order, so their weight slabs are the same: emitted in step, the row's sender
+    # first, so each stream records the multicast where it lands among its own accesses
+    order = sorted(rows.tiles, key=lambda cl: (not rows.sends("a", cl), cl))
+    for j in range(rows.steps):
+        for cl in order:
+            mi, pi = rows.tiles[cl][j]
+            n0, blk = ptiles[pi]
+            em.begin(cl, (n0, mtiles[mi], blk))
+        for k0 in range(0, g.cin, plan.kt):
+            for cl in order:
+                em.k_block(cl, k0, rows)
+        for cl in order:
+            em.end(cl)
+
+
+class _TapEmitter:
+    """Emits the slab tap GEMM one tile (``begin``, ``k_block`` per input-channel block,
+    ``end``) at a time per cluster, keeping each cluster's slot parities and resident
+    weight slabs."""
+
+    def __init__(self, ctx: KernelContext, g: TapGemm, plan: _SlabPlan) -> None:
+        self.ctx, self.g, self.plan = ctx, g, plan
+        mt_max, kt_max, G = plan.mt, plan.kt, plan.group
+        self.ntap = len(g.taps)
+        self.slab = plan.rows_in * plan.cols_in
+        self.xslabs = [ctx.alloc("sp", 4 * G * kt_max * self.slab) for _ in range(2)]
+        self.wslabs = [ctx.alloc("sp", 4 * mt_max * kt_max * self.ntap) for _ in range(plan.wbufs)]
+        self.c_slots = [[ctx.alloc("acc", 4 * mt_max * plan.pmax) for _ in range(G)] for _ in range(2)]
+        self.bias_slots = [ctx.alloc("sp", 4 * mt_max) for _ in range(2)] if g.bias is not None else []
+        self.plane_in, self.plane_out = g.hin * g.win, g.oh * g.ow
+        n = len(ctx.streams)
+        self.count = [0] * n
+        self.kiter = [0] * n  # k-blocks per cluster: the input slabs' parity
+        self.wnext = [0] * n  # weight slabs loaded per cluster: the next buffer
+        self.held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
+        self.current: dict[int, tuple] = {}  # cluster -> its open tile and accumulators
+
+    def tile(self, cl: int, tile: tuple) -> None:
+        self.begin(cl, tile)
+        for k0 in range(0, self.g.cin, self.plan.kt):
+            self.k_block(cl, k0)
+        self.end(cl)
+
+    def begin(self, cl: int, tile: tuple) -> None:
+        self.current[cl] = (tile, self.c_slots[self.count[cl] % 2], [True])
+
+    def k_block(self, cl: int, k0: int, rows: Layout | None = None) -> None:
+        ctx, g, plan = self.ctx, self.g, self.plan
+        (n0, m0, (oh0, rows_out, ow0, cols)), cs, first = self.current[cl]
+        imgs = range(n0, min(n0 + plan.group, g.n))
+        ntap, slab = self.ntap, self.slab
+        mt, pt = min(plan.mt, g.cout - m0), rows_out * cols
+        kt = min(plan.kt, g.cin - k0)
+        xslab = self.xslabs[self.kiter[cl] % 2]
+        self.kiter[cl] += 1
+        # a weight slab still resident from an earlier tile of this cluster (same output
+        # channels and k-block: every tile, when one k-block covers Cin) is not loaded again
+        w_key = (m0, k0)
+        w_idx = next((i for i in range(plan.wbufs) if self.held.get((cl, i)) == w_key), None)
+        w_fresh = w_idx is None
+        if w_fresh:
+            w_idx = self.wnext[cl] % plan.wbufs
+            self.wnext[cl] += 1
+            self.held[(cl, w_idx)] = w_key
+        wslab = self.wslabs[w_idx]
+        row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
+        for j, n in enumerate(imgs):  # the next input slab first: it overlaps the MACs
+            ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in + k0 * self.plane_in
+                                               + row0 * g.win + col0),
+                    (kt, plan.rows_in, plan.cols_in), (self.plane_in, g.win, 1),
+                    offset=4 * j * kt * slab)
+        # the weight slab keeps OIHW's column order (c-major, tap-minor): a tap's A is every
+        # ntap-th column. With row multicast only the row's sender loads it, then sends it.
+        load = w_fresh and (rows is None or rows.sends("a", cl))
+        if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m); A^T[c, o] at c*mt*taps + o*taps
+            if load:
+                ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
+            va = ctx.view(cl, _VR_TAP, 1, mt * ntap, ntap, 1)
+        else:     # A[o, c] at o*kt*taps + c*taps
+            if load:
+                ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
+            va = ctx.view(cl, _VR_TAP, 1, kt * ntap, ntap, 1)
+        if load and rows is not None:
+            ctx.bcast(cl, rows.group["a"][cl], wslab, 4 * mt * kt * ntap, rows.receivers["a"][cl])
+        if rows_out > 1:  # B[c, (r, q)] at c*slab + r*sh*cols_in + q*sw
+            vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh * plan.cols_in, g.sw)
+        else:         # one output row: B[c, q] at c*slab + q*sw
+            vb = ctx.view(cl, _VR_RUN, 1, slab, g.sw, 1)
+        if g.pad_t or g.pad_l:
+            _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
+                         g.hin, g.win)
+        for dy, dx, woff in g.taps:
+            for j, _ in enumerate(imgs):
+                c = cs[j]
+                reads = (wslab, xslab) if first[0] else (wslab, xslab, c)
+                ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=wslab.ref(4 * woff),
+                         b=xslab.ref(4 * (j * kt * slab + dy * plan.cols_in + dx)),
+                         m=mt, n=pt, k=kt, accum=int(not first[0]), ta=int(g.ta), tb=0, va=va, vb=vb)
+            first[0] = False
+
+    def end(self, cl: int) -> None:
+        ctx, g, plan = self.ctx, self.g, self.plan
+        (n0, m0, (oh0, rows_out, ow0, cols)), cs, _ = self.current.pop(cl)
+        imgs = range(n0, min(n0 + plan.group, g.n))
+        mt, pt = min(plan.mt, g.cout - m0), rows_out * cols
+        self.count[cl] += 1
+        ctx.stats.macs += mt * pt * g.cin * self.ntap * len(imgs)
         for j, n in enumerate(imgs):
             c = cs[j]
             if g.bias is not None:
-                bias = bias_slots[(count[cl] + j) % 2]
+                bias = self.bias_slots[(self.count[cl] + j) % 2]
                 ctx.load(cl, Buffer(g.bias.addr, (g.cout, 1)), m0, 0, mt, 1, bias)
                 ctx.vop(cl, "add", c, c, mt, pt, bias, bmode="col")
-            ctx.st_at(cl, c, g.out_addr + 4 * (n * g.cout * plane_out + m0 * plane_out + oh0 * g.ow + ow0),
-                      mt, pt, plane_out)
+            ctx.st_at(cl, c, g.out_addr + 4 * (n * g.cout * self.plane_out + m0 * self.plane_out
+                                               + oh0 * g.ow + ow0), mt, pt, self.plane_out)
 
 
 def _emit_tap_gemm_from_dram(ctx: KernelContext, g: TapGemm) -> None:
@@ -705,10 +765,10 @@ def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
 
 
 def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
-                ) -> tuple[int, list[tuple[int, int, int, int]], int, int, int, bool] | None:
+                ) -> tuple[int, list[tuple[int, int, int, int]], int, int, int, bool, bool] | None:
     """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in, images per
-    block, whether the gradients accumulate in the accumulator) of the slab weight
-    gradient, or None when even 16 x 16 tiles of every tap do not fit the scratchpad. Per
+    block, whether the gradients accumulate in the accumulator, whether the tiles are laid
+    out for multicast: ``multicast.rows_and_columns``) of the slab weight gradient, or None when even 16 x 16 tiles of every tap do not fit the scratchpad. Per
     tile the scratchpad holds every tap's s x s gradient (and, when sampled, every tap's
     mask tile) and a working region: the double-buffered output-gradient tiles (s x pixels
     of ``group`` images) and input slabs, which at the end of the tile also holds the
@@ -719,7 +779,10 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     least estimated time wins: the larger of its MAC-array cycles (folds x (k + fold
     overhead)) on the busiest cluster, the weight tiles split over image groups as the
     kernel does, and the bytes it streams over the memory ports (every weight tile reads
-    its rows of g and its channels of x for every image); ties go to the fewer bytes."""
+    its rows of g and its channels of x for every image, or with multicast once per fabric
+    row and column: the ordered copy then needs its own region); ties go to the fewer
+    bytes."""
+    gx, gy = (int(d) for d in ctx.target.fabric.grid)
     t, ntap = ctx.tiling.t, v.kh * v.kw
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
     pe, fold = int(ctx.target.cluster.pe_rows), int(ctx.target.cluster.fold_cycles)
@@ -730,11 +793,21 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     widest = max(v.o, v.c)
     sides = {min(top, _folds(_cdiv(widest, k))) for k in range(1, _cdiv(widest, 16) + 1)}
     sides |= {min(v.o, v.c, top)}
+    variants = []
     for s in sorted(sides, reverse=True):
+        variants.append((s, False))
+        n_o, n_c = _cdiv(v.o, s), _cdiv(v.c, s)
+        if ctx.multicast and min(gx, gy) >= 2 and n_o % gy == 0 and n_c % gx == 0:
+            variants.append((s, True))
+    for s, shared in variants:
         bank = ntap * s * s
         in_acc = sampled and 4 * bank <= ctx.tiling.acc_bytes
         left = budget - (2 if sampled and not in_acc else 1) * bank  # the working region
-        if left < bank or s * ntap > 0xFFFF:  # it must hold the ordered copy
+        if shared:  # the ordered copy in a region of its own, beside the working region
+            left -= bank
+        elif left < bank:  # the working region must hold the ordered copy
+            continue
+        if left < 1 or s * ntap > 0xFFFF:
             continue
         limit = 0xFFFF
         while limit >= 1:
@@ -755,18 +828,23 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
         steps = -(-v.n // group) * len(blocks)
         folds = _cdiv(min(s, v.o), pe) * _cdiv(min(s, v.c), pe)
         # the clusters that share the work: the weight tiles, each split over image groups
-        split = max(1, min(WGRAD_SPLIT_MAX, len(ctx.streams) // tiles, _cdiv(v.n, group)))
+        split = 1 if shared else max(1, min(WGRAD_SPLIT_MAX, len(ctx.streams) // tiles,
+                                            _cdiv(v.n, group)))
         macs = tiles * steps * ntap * folds * (group * pmax + fold) / min(len(ctx.streams), tiles * split)
         # every weight tile streams its output-gradient rows and input-slab channels of
         # every image: the bytes over the memory ports bound the layer as often as the MACs
-        moved = 4 * v.n * (_cdiv(v.c, s) * v.o * v.oh * v.ow
-                           + _cdiv(v.o, s) * v.c * len(blocks) * rows_in * cols_in)
+        g_bytes = 4 * v.n * _cdiv(v.c, s) * v.o * v.oh * v.ow
+        x_bytes = 4 * v.n * _cdiv(v.o, s) * v.c * len(blocks) * rows_in * cols_in
+        moved = g_bytes / gx + x_bytes / gy if shared else g_bytes + x_bytes
         cost = (max(macs, moved / _port_bytes(ctx)), moved)
-        cands.append(((s, blocks, rows_in, cols_in, group, in_acc), cost))
+        cands.append(((s, blocks, rows_in, cols_in, group, in_acc, shared), cost))
     if not cands:
         return None
-    low = min(c for _, (c, _) in cands)  # ties (within 2 %) go to the fewer bytes
-    return min((c for c in cands if c[1][0] <= 1.02 * low), key=lambda c: c[1][1])[0]
+    # ties (within 2 %) go to the fewer bytes; sampled, within 10 %: the estimate counts
+    # every output's MACs, while an SDDMM computes the sampled ones only
+    low = min(c for _, (c, _) in cands)
+    tie = 1.10 if sampled else 1.02
+    return min((c for c in cands if c[1][0] <= tie * low), key=lambda c: c[1][1])[0]
 
 
 @kernel("graph.conv2d_backward_weight")
@@ -786,87 +864,178 @@ def conv2d_backward_weight(ctx: KernelContext) -> None:
     ``sddmm`` whose sampling tile is that tap's mask, cut on chip from the tile's mask rows.
     The ordered copy shares the working region with the gradient and slab buffers, which
     are dead by then (``ctx.share`` orders the accesses to both, so the next tile's loads wait).
+
+    Where the plan lays the tiles out block-cyclically (``multicast.rows_and_columns``: every
+    cluster of a fabric row has the same output channels, of a column the same input
+    channels), a row's first cluster loads each output-gradient block and a column's
+    sender each input slab and multicast them (``bcast``): each crosses a memory port once
+    per row or column instead of once per cluster, and the ordered copy gets its own region.
     """
     v = _params(ctx)
-    g, x = ctx.ins[:2]
     mask = ctx.ins[2] if len(ctx.ins) > 2 else None
     out = ctx.outs[0]
     plan = _wgrad_plan(ctx, v, sampled=mask is not None)
     if plan is None:
         return _wgrad_from_dram(ctx, v)
-    side, blocks, rows_in, cols_in, G, in_acc = plan
-    xa, hin, win = x.addr, v.h, v.w  # the zero border is virtual: zeroed in each slab
-    ntap = v.kh * v.kw
-    slab = rows_in * cols_in
-    pmax = max(r * c for _, r, _, c in blocks)
-    cbank = ctx.alloc("acc" if in_acc else "sp", 4 * ntap * side * side)
-    sbank = ctx.alloc("sp", 4 * ntap * side * side) if mask is not None else None
-    g_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
-    xslabs = [ctx.alloc("sp", 4 * G * side * slab) for _ in range(2)]
-    work = (*g_slots, *xslabs)
-    span = xslabs[-1].addr + xslabs[-1].nbytes - g_slots[0].addr
-    if span < 4 * ntap * side * side:  # the region must hold the ordered copy
-        work += (ctx.alloc("sp", 4 * ntap * side * side - span),)
-    ordered = Slot("sp", g_slots[0].addr, 4 * ntap * side * side)
-    ctx.share(ordered, work)
-    plane_in, plane_out = hin * win, v.oh * v.ow
+    side, G, shared = plan[0], plan[4], plan[6]
     weight_tiles = [(o0, c0) for o0 in range(0, v.o, side) for c0 in range(0, v.c, side)]
-    # fewer weight tiles than clusters: the images are split into groups that run as
-    # separate tiles, each group's partial gradient summed into the output afterwards
-    groups = -(-v.n // G)
-    split = max(1, min(WGRAD_SPLIT_MAX, len(ctx.streams) // len(weight_tiles), groups))
-    per = -(-groups // split) * G  # images per split
-    split = -(-v.n // per)
-    dests = [out] + _wgrad_partials(ctx, v)[:split - 1]
-    tiles = [(o0, c0, p) for p in range(split) for o0, c0 in weight_tiles]
-    it = [0] * len(ctx.streams)
-    for cl, (o0, c0, p) in ctx.place(tiles):
+    layout = rows_and_columns(ctx, _cdiv(v.o, side), _cdiv(v.c, side)) if shared else None
+    em = _WgradEmitter(ctx, v, plan, mask, layout is not None)
+    if layout is None:
+        # fewer weight tiles than clusters: the images are split into groups that run as
+        # separate tiles, each group's partial gradient summed into the output afterwards
+        groups = -(-v.n // G)
+        split = max(1, min(WGRAD_SPLIT_MAX, len(ctx.streams) // len(weight_tiles), groups))
+        per = -(-groups // split) * G  # images per split
+        split = -(-v.n // per)
+        dests = [out] + _wgrad_partials(ctx, v)[:split - 1]
+        tiles = [(o0, c0, p) for p in range(split) for o0, c0 in weight_tiles]
+        for cl, (o0, c0, p) in ctx.place(tiles):
+            em.begin(cl, o0, c0)
+            for step in em.steps(range(p * per, min((p + 1) * per, v.n))):
+                em.load(cl, step)
+                em.macs(cl, step)
+            em.end(cl, dests[p])
+        for part in dests[1:]:  # the image groups' partial gradients, one pass each
+            elementwise_inplace(ctx, "add", out, part)
+        return
+    # output-gradient rows shared along each fabric row, input slabs along each column:
+    # emitted in step, every sender's load and multicast before any cluster's mm of the step
+    order = layout.order
+    for j in range(layout.steps):
+        for cl in order:
+            oi, ci = layout.tiles[cl][j]
+            em.begin(cl, oi * side, ci * side)
+        for step in em.steps(range(v.n)):
+            for cl in order:
+                em.load(cl, step, layout)
+            for cl in order:
+                em.macs(cl, step)
+        for cl in order:
+            em.end(cl, out)
+
+
+class _WgradEmitter:
+    """Emits the slab weight gradient per cluster: ``begin`` a Cout x Cin tile, ``load``
+    and ``macs`` per step (an image group's pixel block), ``end`` (reorder and store)."""
+
+    def __init__(self, ctx: KernelContext, v: Conv, plan: tuple, mask: Buffer | None,
+                 dedicated: bool) -> None:
+        side, blocks, rows_in, cols_in, G, in_acc, _ = plan
+        self.ctx, self.v, self.mask = ctx, v, mask
+        self.side, self.blocks, self.rows_in, self.cols_in, self.G, self.in_acc = \
+            side, blocks, rows_in, cols_in, G, in_acc
+        ntap = self.ntap = v.kh * v.kw
+        slab = self.slab = rows_in * cols_in
+        pmax = max(r * c for _, r, _, c in blocks)
+        self.cbank = ctx.alloc("acc" if in_acc else "sp", 4 * ntap * side * side)
+        self.sbank = ctx.alloc("sp", 4 * ntap * side * side) if mask is not None else None
+        self.g_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
+        self.xslabs = [ctx.alloc("sp", 4 * G * side * slab) for _ in range(2)]
+        if dedicated:  # multicast slots: the ordered copy gets its own region
+            self.ordered = ctx.alloc("sp", 4 * ntap * side * side)
+        else:  # the ordered copy shares the working region, dead by then (ctx.share
+            # orders the accesses to both, so the next tile's loads wait)
+            work = (*self.g_slots, *self.xslabs)
+            span = self.xslabs[-1].addr + self.xslabs[-1].nbytes - self.g_slots[0].addr
+            if span < 4 * ntap * side * side:  # the region must hold the ordered copy
+                work += (ctx.alloc("sp", 4 * ntap * side * side - span),)
+            self.ordered = Slot("sp", self.g_slots[0].addr, 4 * ntap * side * side)
+            ctx.share(self.ordered, work)
+        self.plane_in, self.plane_out = v.h * v.w, v.oh * v.ow
+        self.it = [0] * len(ctx.streams)
+        self.current: dict[int, list] = {}  # cluster -> [o0, c0, first, images]
+
+    def steps(self, images: range) -> list[tuple[range, tuple[int, int, int, int]]]:
+        """(images, pixel block) of each step over ``images``."""
+        out = []
+        for n0 in range(images.start, images.stop, self.G):
+            imgs = range(n0, min(n0 + self.G, images.stop))
+            out += [(imgs, blk) for blk in self.blocks]
+        return out
+
+    def begin(self, cl: int, o0: int, c0: int) -> None:
+        ctx, v, side, ntap = self.ctx, self.v, self.side, self.ntap
         mt, nt = min(side, v.o - o0), min(side, v.c - c0)
-        first = True
-        if sbank is not None:  # every tap's sampling tile, cut from the tile's OIHW mask rows
-            ctx.ld_at(cl, ordered, mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap,
-                      v.c * ntap)
-            ctx.gather_sp(cl, sbank, ordered, 0, (ntap, mt, nt), (1, nt * ntap, ntap))
-        for n0 in range(p * per, min((p + 1) * per, v.n), G):
-            imgs = range(n0, min(n0 + G, v.n, (p + 1) * per))
-            for oh0, rows, ow0, cols in blocks:
-                pt = rows * cols
-                gb, xslab = g_slots[it[cl] % 2], xslabs[it[cl] % 2]
-                it[cl] += 1
-                g0 = g.addr + 4 * (n0 * v.o * plane_out + o0 * plane_out + oh0 * v.ow + ow0)
-                if len(imgs) == 1:
-                    ctx.ld_at(cl, gb, g0, mt, pt, plane_out)
-                else:  # whole planes of several images: mt x (images * pixels)
-                    ctx.ldg(cl, gb, g0, (mt, len(imgs), pt), (plane_out, v.o * plane_out, 1))
-                row0, col0 = oh0 * v.sh - v.ph, ow0 * v.sw - v.pw
-                for j, n in enumerate(imgs):
-                    ctx.ldg(cl, xslab, xa + 4 * (n * v.c * plane_in + c0 * plane_in + row0 * win + col0),
-                            (nt, rows_in, cols_in), (plane_in, win, 1), offset=4 * j * nt * slab)
-                if v.ph or v.pw:
-                    _zero_border(ctx, cl, xslab, len(imgs) * nt, rows_in, cols_in, row0, col0, hin, win)
-                # B stored n x k (tb=1): B[c, (j, r, q)] at c*slab + j*nt*slab + r*sh*cols_in + q*sw
-                vb = ctx.view(cl, _VR_WIN_T, cols, slab, v.sh * cols_in, v.sw, d1=rows, s3=nt * slab)
-                for tap in range(ntap):
-                    kh, kw = divmod(tap, v.kw)
-                    reads = (gb, xslab) if first else (gb, xslab, cbank)
-                    extra = {}
-                    if sbank is not None:
-                        reads += (sbank,)
-                        extra["s"] = sbank.ref(4 * tap * mt * nt)
-                    ctx.emit(cl, "mm" if sbank is None else "sddmm", reads=reads, writes=(cbank,),
-                             dst=cbank.ref(4 * tap * mt * nt), a=gb.ref(),
-                             b=xslab.ref(4 * (kh * v.dh * cols_in + kw * v.dw)), m=mt, n=nt,
-                             k=pt * len(imgs), accum=int(not first), ta=0, tb=1, vb=vb, **extra)
-                first = False
-        ctx.stats.macs += mt * nt * len(range(p * per, min((p + 1) * per, v.n))) * plane_out * ntap
-        src, dst = cbank, ordered
-        if in_acc:  # to the working region, then reordered into the mask tiles' place
-            ctx.vop(cl, "copy", ordered, cbank, ntap * mt, nt)
-            src, dst = ordered, sbank
+        self.current[cl] = [o0, c0, True, 0]
+        if self.sbank is not None:  # every tap's sampling tile, cut from the tile's OIHW mask rows
+            ctx.ld_at(cl, self.ordered, self.mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap),  # type: ignore[union-attr]
+                      mt, nt * ntap, v.c * ntap)
+            ctx.gather_sp(cl, self.sbank, self.ordered, 0, (ntap, mt, nt), (1, nt * ntap, ntap))
+
+    def load(self, cl: int, step: tuple, layout: Layout | None = None) -> None:
+        """The step's output-gradient block and input slabs (loaded by their senders, and
+        multicast, when ``layout`` shares them)."""
+        ctx, v, side = self.ctx, self.v, self.side
+        imgs, (oh0, rows, ow0, cols) = step
+        o0, c0, _, _ = self.current[cl]
+        mt, nt = min(side, v.o - o0), min(side, v.c - c0)
+        pt = rows * cols
+        gb, xslab = self.g_slots[self.it[cl] % 2], self.xslabs[self.it[cl] % 2]
+        self.it[cl] += 1
+        if layout is None or layout.sends("a", cl):
+            g0 = self.ctx.ins[0].addr + 4 * (imgs.start * v.o * self.plane_out + o0 * self.plane_out
+                                             + oh0 * v.ow + ow0)
+            if len(imgs) == 1:
+                ctx.ld_at(cl, gb, g0, mt, pt, self.plane_out)
+            else:  # whole planes of several images: mt x (images * pixels)
+                ctx.ldg(cl, gb, g0, (mt, len(imgs), pt), (self.plane_out, v.o * self.plane_out, 1))
+            if layout is not None:
+                ctx.bcast(cl, layout.group["a"][cl], gb, 4 * mt * len(imgs) * pt,
+                          layout.receivers["a"][cl])
+        if layout is None or layout.sends("b", cl):
+            xa, row0, col0 = self.ctx.ins[1].addr, oh0 * v.sh - v.ph, ow0 * v.sw - v.pw
+            for j, n in enumerate(imgs):
+                ctx.ldg(cl, xslab, xa + 4 * (n * v.c * self.plane_in + c0 * self.plane_in
+                                             + row0 * v.w + col0),
+                        (nt, self.rows_in, self.cols_in), (self.plane_in, v.w, 1),
+                        offset=4 * j * nt * self.slab)
+            if v.ph or v.pw:
+                _zero_border(ctx, cl, xslab, len(imgs) * nt, self.rows_in, self.cols_in, row0, col0,
+                             v.h, v.w)
+            if layout is not None:
+                ctx.bcast(cl, layout.group["b"][cl], xslab, 4 * len(imgs) * nt * self.slab,
+                          layout.receivers["b"][cl])
+
+    def macs(self, cl: int, step: tuple) -> None:
+        """Every tap's mm (sddmm when sampled) of the step, on the slots ``load`` filled."""
+        ctx, v, side, ntap = self.ctx, self.v, self.side, self.ntap
+        imgs, (_, rows, _, cols) = step
+        cur = self.current[cl]
+        o0, c0, first = cur[0], cur[1], cur[2]
+        mt, nt = min(side, v.o - o0), min(side, v.c - c0)
+        pt = rows * cols
+        parity = (self.it[cl] - 1) % 2
+        gb, xslab, cbank, sbank = self.g_slots[parity], self.xslabs[parity], self.cbank, self.sbank
+        # B stored n x k (tb=1): B[c, (j, r, q)] at c*slab + j*nt*slab + r*sh*cols_in + q*sw
+        vb = ctx.view(cl, _VR_WIN_T, cols, self.slab, v.sh * self.cols_in, v.sw, d1=rows,
+                      s3=nt * self.slab)
+        for tap in range(ntap):
+            kh, kw = divmod(tap, v.kw)
+            reads = (gb, xslab) if first else (gb, xslab, cbank)
+            extra = {}
+            if sbank is not None:
+                reads += (sbank,)
+                extra["s"] = sbank.ref(4 * tap * mt * nt)
+            ctx.emit(cl, "mm" if sbank is None else "sddmm", reads=reads, writes=(cbank,),
+                     dst=cbank.ref(4 * tap * mt * nt), a=gb.ref(),
+                     b=xslab.ref(4 * (kh * v.dh * self.cols_in + kw * v.dw)), m=mt, n=nt,
+                     k=pt * len(imgs), accum=int(not first), ta=0, tb=1, vb=vb, **extra)
+        cur[2] = False
+        cur[3] += len(imgs) * pt
+
+    def end(self, cl: int, dest: Buffer) -> None:
+        """Reorder every tap's gradient into OIHW on chip and store the tile."""
+        ctx, v, side, ntap = self.ctx, self.v, self.side, self.ntap
+        o0, c0, _, pixels = self.current.pop(cl)
+        mt, nt = min(side, v.o - o0), min(side, v.c - c0)
+        ctx.stats.macs += mt * nt * pixels * ntap
+        src, dst = self.cbank, self.ordered
+        if self.in_acc:  # to the working region, then reordered into the mask tiles' place
+            ctx.vop(cl, "copy", self.ordered, self.cbank, ntap * mt, nt)
+            src, dst = self.ordered, self.sbank
         ctx.gather_sp(cl, dst, src, 0, (mt, nt, ntap), (nt, 1, mt * nt))
-        ctx.st_at(cl, dst, dests[p].addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap, v.c * ntap)
-    for part in dests[1:]:  # the image groups' partial gradients, one pass each
-        elementwise_inplace(ctx, "add", out, part)
+        ctx.st_at(cl, dst, dest.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt, nt * ntap, v.c * ntap)
 
 
 def _wgrad_from_dram(ctx: KernelContext, v: Conv) -> None:

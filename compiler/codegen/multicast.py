@@ -1,0 +1,126 @@
+"""Operand multicast layouts: which output tiles each cluster takes so that clusters of one
+fabric row (or column) read the same operand tiles in the same order, one of them loads
+each and ``bcast``s it to the others (docs/timing.md section 7: a multicast crosses each
+link of its tree once, so the operand crosses the memory port once instead of once per
+cluster).
+
+A kernel emits such tiles *in step*: for every step, first each sender's load and
+``bcast`` (:meth:`KernelContext.bcast` records the write in every receiver's stream), then
+every cluster's use of the operands, so each stream sees the multicast where it lands among
+its own accesses (``schedule``). A layout is only offered where every cluster gets as many
+tiles, the fabric has the multicast groups left and the shared tokens suffice; ``lower``
+compiles a kernel again without multicast if its tokens still run out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import schedule
+from .context import KernelContext
+
+
+@dataclass
+class Layout:
+    """Tiles per cluster (tuples of item indices), and per shared operand each cluster's
+    sender, each sender's group id and receivers."""
+
+    tiles: dict[int, list[tuple[int, int]]]
+    sender: dict[str, dict[int, int]] = field(default_factory=dict)
+    group: dict[str, dict[int, int]] = field(default_factory=dict)
+    receivers: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+
+    def sends(self, operand: str, cl: int) -> bool:
+        """Whether ``cl`` loads ``operand`` (its sender, or not shared at all)."""
+        senders = self.sender.get(operand)
+        return senders is None or senders[cl] == cl
+
+    def shared(self, operand: str) -> bool:
+        return operand in self.sender
+
+    @property
+    def order(self) -> list[int]:
+        return sorted(self.tiles)
+
+    @property
+    def steps(self) -> int:
+        return len(self.tiles[self.order[0]])
+
+
+def _grid(ctx: KernelContext) -> tuple[int, int]:
+    gx, gy = (int(v) for v in ctx.target.fabric.grid)
+    return gx, gy
+
+
+def _groups(ctx: KernelContext, layout: Layout, operand: str,
+            members: list[list[int]], rects: list[tuple[int, int, int, int]],
+            senders: list[int]) -> None:
+    layout.sender[operand], layout.group[operand], layout.receivers[operand] = {}, {}, {}
+    for cls, rect, s in zip(members, rects, senders):
+        grp = ctx.mcast_group(*rect)
+        assert grp is not None  # checked by _fits
+        layout.group[operand][s] = grp
+        layout.receivers[operand][s] = [c for c in cls if c != s]
+        for c in cls:
+            layout.sender[operand][c] = s
+
+
+def _fits(ctx: KernelContext, rects: list[tuple[int, int, int, int]], pairs: int) -> bool:
+    """Whether the groups' ids and the shared tokens of ``pairs`` (sender, receiver) pairs
+    (one token each way) are available."""
+    if not getattr(ctx, "multicast", True):
+        return False
+    new = len({r for r in rects if r not in ctx.mcast_groups})
+    return new <= 16 - len(ctx.mcast_groups) and 2 * pairs <= schedule.shared_tokens_free()
+
+
+def rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> Layout | None:
+    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand is shared along each
+    fabric row: the ``a`` items go to rows (several per row, or one item shared by several
+    rows, which then split its ``b`` items), the ``b`` items to the clusters of a row. The
+    row's cluster at x = 0, nearest its memory port, sends."""
+    gx, gy = _grid(ctx)
+    if gx < 2:
+        return None
+    if n_a % gy == 0:
+        a_of_row = [list(range(y, n_a, gy)) for y in range(gy)]
+        b_of_row = [list(range(n_b)) for _ in range(gy)]
+    elif gy % n_a == 0:
+        share = gy // n_a  # rows per a item: each takes a part of its b items
+        a_of_row = [[y // share] for y in range(gy)]
+        b_of_row = [list(range(y % share, n_b, share)) for y in range(gy)]
+    else:
+        return None
+    if any(not b or len(b) % gx for b in b_of_row):
+        return None
+    rects = [(0, y, gx - 1, y) for y in range(gy)]
+    if not _fits(ctx, rects, (gx - 1) * gy):
+        return None
+    tiles = {y * gx + x: [(a, b) for a in a_of_row[y] for b in b_of_row[y][x::gx]]
+             for y in range(gy) for x in range(gx)}
+    layout = Layout(tiles)
+    _groups(ctx, layout, "a", [[y * gx + x for x in range(gx)] for y in range(gy)], rects,
+            [y * gx for y in range(gy)])
+    return layout
+
+
+def rows_and_columns(ctx: KernelContext, n_a: int, n_b: int) -> Layout | None:
+    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid, block-cyclic over the fabric: cluster
+    (x, y) takes ``a = y, y + Y, ...`` and ``b = x, x + X, ...``, so the ``a`` operand is
+    shared along each row (sent from x = 0) and the ``b`` operand along each column (sent
+    from the row ``x mod Y``: the columns' loads enter through different memory ports)."""
+    gx, gy = _grid(ctx)
+    if gx < 2 or gy < 2 or n_a % gy or n_b % gx:
+        return None
+    rows = [(0, y, gx - 1, y) for y in range(gy)]
+    cols = [(x, 0, x, gy - 1) for x in range(gx)]
+    if not _fits(ctx, rows + cols, (gx - 1) * gy + (gy - 1) * gx):
+        return None
+    tiles = {y * gx + x: [(a, b) for a in range(y, n_a, gy) for b in range(x, n_b, gx)]
+             for y in range(gy) for x in range(gx)}
+    layout = Layout(tiles)
+    _groups(ctx, layout, "a", [[y * gx + x for x in range(gx)] for y in range(gy)], rows,
+            [y * gx for y in range(gy)])
+    _groups(ctx, layout, "b", [[y * gx + x for y in range(gy)] for x in range(gx)], cols,
+            [(x % gy) * gx + x for x in range(gx)])
+    return layout

@@ -1,0 +1,140 @@
+"""Operand multicast (codegen.multicast): clusters of a fabric row or column that share an
+operand tile get it from one ``ld`` and a ``bcast``. The results equal the interpreter's and
+the kernel without multicast, bit for bit; the emulator's race detector checks the
+cross-cluster tokens; DRAM bytes drop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from acf import emulator
+from acf.compiler.codegen import schedule
+from acf.compiler.codegen.schedule import ClusterStream, Slot, merge
+from acf.isa.program import SourceLoc
+from acf.isa.spec import SHARED_TOKENS
+from acf.isa.target import load_target
+
+from .helpers import check_close, check_tokens, compile_text, expected
+from .test_training_kernels import func, rnd
+
+ATTRS = "stride = [1, 1], padding = [1, 1], dilation = [1, 1]"
+
+
+def _run(text: str, args: list[np.ndarray], **options):
+    c = compile_text(text, **options)
+    check_tokens(c.program)
+    result = emulator.run(c.program, load_target(c.program.target), c.bind(args))
+    return c, [result.outputs[name] for name in c.outputs], result.report
+
+
+def _both(text: str, args: list[np.ndarray]):
+    """(program, outputs, report) with multicast and without."""
+    on = _run(text, args)
+    off = _run(text, args, multicast=False)
+    for got, want in zip(on[1], expected(text, args)):
+        check_close(got, want)
+    for a, b in zip(on[1], off[1]):
+        np.testing.assert_array_equal(a, b)  # same sums in the same order
+    return on, off
+
+
+def _count(prog, mnemonic: str) -> int:
+    return sum(i.mnemonic == mnemonic for i in prog.instructions)
+
+
+def test_conv_weight_slabs_are_multicast_along_rows() -> None:
+    n, c, h, o = 8, 32, 4, 64
+    text = func({"x": (n, c, h, h), "wt": (o, c, 3, 3), "g": (n, o, h, h)}, [
+        ("y", "conv2d", ["x", "wt"], ATTRS, [(n, o, h, h)]),
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {h}], " + ATTRS,
+         [(n, c, h, h)]),
+    ], ["y", "gx"])
+    rng = np.random.default_rng(3)
+    wt = (rnd(rng, o, c, 3, 3) * (rng.random((o, c, 3, 3)) < 0.3)).astype(np.float32)
+    (c_on, _, rep_on), (c_off, _, rep_off) = _both(text, [rnd(rng, n, c, h, h), wt, rnd(rng, n, o, h, h)])
+    assert _count(c_on.program, "bcast") > 0 and _count(c_off.program, "bcast") == 0
+    # acf-small has two rows: each row's groups are configured once, before the first kernel
+    mcast = [i for i in c_on.program.instructions if i.mnemonic == "noc.mcast"]
+    assert sorted((i["x0"], i["y0"], i["x1"], i["y1"]) for i in mcast) == [(0, 0, 1, 0), (0, 1, 1, 1)]
+    assert rep_on.memory_bytes["dram_bytes"] < rep_off.memory_bytes["dram_bytes"]
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 8, 64), (4, 32, 8, 32)])
+def test_sampled_weight_gradient_multicasts_rows_and_columns(shape) -> None:
+    n, c, h, o = shape
+    text = func({"g": (n, o, h, h), "x": (n, c, h, h), "m": (o, c, 3, 3)}, [
+        ("gw", "conv2d_backward_weight", ["g", "x", "m"], f"weight_shape = [{o}, {c}, 3, 3], " + ATTRS,
+         [(o, c, 3, 3)])], ["gw"])
+    rng = np.random.default_rng(4)
+    args = [rnd(rng, n, o, h, h), np.maximum(rnd(rng, n, c, h, h), 0),
+            (rng.random((o, c, 3, 3)) < 0.1).astype(np.float32)]
+    (c_on, _, rep_on), (_, _, rep_off) = _both(text, args)
+    bcasts = [i for i in c_on.program.instructions if i.mnemonic == "bcast"]
+    groups = {i["grp"] for i in bcasts}
+    assert len(groups) == 4  # both rows (output gradient) and both columns (input slabs)
+    # on 2 x 2 clusters each shared tile crosses a port once instead of twice (the mask
+    # tiles and the stores stay per cluster)
+    assert rep_on.memory_bytes["dram_bytes"] < 0.8 * rep_off.memory_bytes["dram_bytes"]
+    # the receivers wait on fabric-wide tokens the bcasts signal
+    waits = {t for i in c_on.program.instructions if i.mnemonic == "sddmm" for t in i.waits}
+    assert any(t >= SHARED_TOKENS for t in waits)
+
+
+def test_merge_places_a_remote_writer_before_its_readers() -> None:
+    """A receiver's mm that needs the sender's bcast is emitted after it even when the
+    receiver's stream comes first, and the two share a fabric-wide token both ways."""
+    slot = Slot("sp", 0, 256)
+    acc = Slot("acc", 0, 256)
+    loc = SourceLoc()
+    recv, send = ClusterStream(0), ClusterStream(1)
+    for k in range(3):
+        ld = send.emit("ld", loc, (), (slot,), {"dst": slot.ref(), "src": _dram(64 * k), "rows": 1,
+                                                  "cols": 16, "fmt": _dense()})
+        bc = send.emit("bcast", loc, (slot,), (slot,), {"grp": 0, "dst": slot.ref(), "src": slot.ref(),
+                                                         "bytes": 64})
+        assert bc == ld + 1
+        recv.remote_write((slot,), (1, bc), loc)
+        recv.emit("mm", loc, (slot,), (acc,), {"dst": acc.ref(), "a": slot.ref(), "b": slot.ref(),
+                                               "m": 4, "n": 4, "k": 4})
+    out = [ins for ins, _ in merge([recv, send])]
+    order = [(ins.mnemonic, ins.cluster) for ins in out]
+    for k in range(3):  # the k-th mm comes after the k-th bcast
+        mm = [i for i, x in enumerate(order) if x == ("mm", 0)][k]
+        bc = [i for i, x in enumerate(order) if x == ("bcast", 1)][k]
+        assert bc < mm
+    raw = {t for ins in out if ins.mnemonic == "mm" for t in ins.waits}
+    war = {t for ins in out if ins.mnemonic in ("bcast", "sync") and ins.cluster == 1 for t in ins.waits}
+    assert raw and all(t >= SHARED_TOKENS for t in raw)
+    # the 2nd and 3rd bcasts wait for the receiver's mm before them (the local token is
+    # the sender's own ld)
+    assert {t for t in war if t >= SHARED_TOKENS} and {t for t in war if t >= SHARED_TOKENS}.isdisjoint(raw)
+
+
+def test_kernel_recompiles_without_multicast_when_shared_tokens_run_out(monkeypatch) -> None:
+    n, c, h, o = 2, 64, 8, 64
+    text = func({"g": (n, o, h, h), "x": (n, c, h, h), "m": (o, c, 3, 3)}, [
+        ("gw", "conv2d_backward_weight", ["g", "x", "m"], f"weight_shape = [{o}, {c}, 3, 3], " + ATTRS,
+         [(o, c, 3, 3)])], ["gw"])
+    assert _count(compile_text(text).program, "bcast") > 0
+    monkeypatch.setattr(schedule, "MAX_TOKEN", schedule.MAX_LOCAL_TOKEN + 1)  # one shared token
+    monkeypatch.setattr(schedule, "shared_tokens_free", lambda: 64)  # the layouts still try
+    tried = []
+    real = schedule.TokenPool.shared
+    monkeypatch.setattr(schedule.TokenPool, "shared", lambda *a: tried.append(a) or real(*a))
+    rng = np.random.default_rng(5)
+    args = [rnd(rng, n, o, h, h), rnd(rng, n, c, h, h), (rng.random((o, c, 3, 3)) < 0.2).astype(np.float32)]
+    c, outs, _ = _run(text, args)
+    assert len(tried) == 2 and _count(c.program, "bcast") == 0  # ran out at the second
+    check_close(outs[0], expected(text, args)[0])
+
+
+def _dram(addr: int):
+    from acf.isa.fields import MemRef
+
+    return MemRef("dram", 0x1000 + addr)
+
+
+def _dense():
+    from acf.isa.fields import FmtSpec
+
+    return FmtSpec("dense")
