@@ -311,6 +311,11 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
         if p is not None and p.kt >= g.cin:
             plans.append(p)
             break
+    for p in list(plans):  # each with its weight slab double-buffered (a thinner k-block)
+        if p.wbufs == 1 and p.kt < g.cin:
+            q = _slab_plan_for(ctx, g, p.mt, wbufs=2)
+            if q is not None and q.wbufs == 2:
+                plans.append(q)
     costs = [_plan_cost(ctx, g, p) for p in plans]
     # ties (within 2 %, e.g. all bound by the same MAC time) go to the fewer bytes moved
     low = min(c for c, _ in costs)
@@ -322,7 +327,9 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan) -> tuple[float, flo
     """(estimated cycles, DRAM bytes loaded) of a slab plan on dense operands: the larger
     of the loads over the memory ports and the MACs over the clusters that get tiles
     (every fold of k pairs costing k + the fold overhead). Weight slabs of a single k-block
-    count once per cluster, otherwise once per tile."""
+    count once per cluster, otherwise once per tile. A single-buffered weight slab that is
+    reloaded per k-block stalls the MACs while it loads (and is multicast): that time adds
+    to theirs."""
     ncl = len(ctx.streams)
     ntap = len(g.taps)
     n_m, nblk, ng = _cdiv(g.cout, p.mt), len(p.blocks), _cdiv(g.n, p.group)
@@ -336,11 +343,14 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan) -> tuple[float, flo
     pe = int(ctx.target.cluster.pe_rows) * int(ctx.target.cluster.pe_cols)
     fold = int(ctx.target.cluster.fold_cycles)
     mac_cycles = macs / (active * pe) * (p.kt + fold) / p.kt
+    if p.wbufs == 1 and p.kt < g.cin:  # per tile and k-block: the slab's load and multicast
+        link = int(ctx.target.noc.link_bytes)
+        mac_cycles += per_cluster * _cdiv(g.cin, p.kt) * 2 * (4 * p.mt * p.kt * ntap) / link
     loads = x_bytes + w_bytes
     return max(loads / _port_bytes(ctx), mac_cycles), float(loads)
 
 
-def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int) -> _SlabPlan | None:
+def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
     elems = ctx.tiling.elems
     ncl = len(ctx.streams)
     blocks = _pixel_blocks(g.oh, g.ow, max(1, min(elems // mt, 0xFFFF)))
@@ -364,7 +374,7 @@ def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int) -> _SlabPlan | None:
         # per input channel: the input slabs of the group (double-buffered: the next
         # k-block's load overlaps this one's MACs) and the weight slab (single-buffered
         # unless it fits twice, below: its reload waits for the MACs reading it)
-        per_k = 2 * group * rows_in * cols_in + mt * ntap
+        per_k = 2 * group * rows_in * cols_in + wbufs * mt * ntap
         kt = min(g.cin, budget // per_k, elems // max(mt, pmax))
         if kt >= 1 or group == 1:
             break
