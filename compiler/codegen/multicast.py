@@ -8,8 +8,10 @@ A kernel emits such tiles *in step*: for every step, first each sender's load an
 ``bcast`` (:meth:`KernelContext.bcast` records the write in every receiver's stream), then
 every cluster's use of the operands, so each stream sees the multicast where it lands among
 its own accesses (``schedule``). A layout is only offered where every cluster gets as many
-tiles, the fabric has the multicast groups left and the shared tokens suffice; ``lower``
-compiles a kernel again without multicast if its tokens still run out.
+tiles, the fabric has the multicast groups left and the shared tokens suffice, and only in
+place of the default placement (an explicit one, such as the NoC-aware placement of the
+``place`` pass, is kept); ``lower`` compiles a kernel again without multicast if its
+tokens still run out.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 from . import schedule
 from .context import KernelContext
+from .placement import row_spread
 
 
 @dataclass
@@ -68,39 +71,48 @@ def _groups(ctx: KernelContext, layout: Layout, operand: str,
 def _fits(ctx: KernelContext, rects: list[tuple[int, int, int, int]], pairs: int) -> bool:
     """Whether the groups' ids and the shared tokens of ``pairs`` (sender, receiver) pairs
     (one token each way) are available."""
-    if not getattr(ctx, "multicast", True):
-        return False
+    if not getattr(ctx, "multicast", True) or ctx.placement is not row_spread:
+        return False  # an explicit placement (e.g. the NoC-aware one of `place`) is kept
     new = len({r for r in rects if r not in ctx.mcast_groups})
     return new <= 16 - len(ctx.mcast_groups) and 2 * pairs <= schedule.shared_tokens_free()
 
 
 def rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> Layout | None:
-    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand is shared along each
-    fabric row: the ``a`` items go to rows (several per row, or one item shared by several
-    rows, which then split its ``b`` items), the ``b`` items to the clusters of a row. The
-    row's cluster at x = 0, nearest its memory port, sends."""
+    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand is shared along fabric
+    rows: the ``a`` items go to rows (several per row, or one item shared by several rows,
+    which then split its ``b`` items), the ``b`` items to the clusters of a row. With fewer
+    ``b`` items than columns, each row is cut into segments of ``n_b`` clusters that take
+    different ``a`` items. The cluster of a segment nearest its memory port sends."""
     gx, gy = _grid(ctx)
     if gx < 2:
         return None
-    if n_a % gy == 0:
-        a_of_row = [list(range(y, n_a, gy)) for y in range(gy)]
-        b_of_row = [list(range(n_b)) for _ in range(gy)]
-    elif gy % n_a == 0:
-        share = gy // n_a  # rows per a item: each takes a part of its b items
-        a_of_row = [[y // share] for y in range(gy)]
-        b_of_row = [list(range(y % share, n_b, share)) for y in range(gy)]
+    seg = gx
+    if n_b < gx and gx % n_b == 0 and n_b > 1:
+        seg = n_b  # segments of n_b clusters, each a group of its own
+    groups = gy * (gx // seg)  # (row, segment) pairs, in row-major order
+    if n_a % groups == 0:
+        a_of = [list(range(q, n_a, groups)) for q in range(groups)]
+        b_of = [list(range(n_b)) for _ in range(groups)]
+    elif groups % n_a == 0 and seg == gx:
+        share = groups // n_a  # rows per a item: each takes a part of its b items
+        a_of = [[q // share] for q in range(groups)]
+        b_of = [list(range(q % share, n_b, share)) for q in range(groups)]
     else:
         return None
-    if any(not b or len(b) % gx for b in b_of_row):
+    if any(not b or len(b) % seg for b in b_of):
         return None
-    rects = [(0, y, gx - 1, y) for y in range(gy)]
-    if not _fits(ctx, rects, (gx - 1) * gy):
+    per_row = gx // seg
+    rects = [(sg * seg, y, sg * seg + seg - 1, y) for y in range(gy) for sg in range(per_row)]
+    if not _fits(ctx, rects, (seg - 1) * groups):
         return None
-    tiles = {y * gx + x: [(a, b) for a in a_of_row[y] for b in b_of_row[y][x::gx]]
-             for y in range(gy) for x in range(gx)}
+    tiles: dict[int, list[tuple[int, int]]] = {}
+    members = []
+    for q, (x0, y, x1, _) in enumerate(rects):
+        members.append([y * gx + x for x in range(x0, x1 + 1)])
+        for i, x in enumerate(range(x0, x1 + 1)):
+            tiles[y * gx + x] = [(a, b) for a in a_of[q] for b in b_of[q][i::seg]]
     layout = Layout(tiles)
-    _groups(ctx, layout, "a", [[y * gx + x for x in range(gx)] for y in range(gy)], rects,
-            [y * gx for y in range(gy)])
+    _groups(ctx, layout, "a", members, rects, [m[0] for m in members])
     return layout
 
 

@@ -25,10 +25,12 @@ from typing import Any
 
 from ..context import KernelContext
 from ..memory import Buffer
+from ..multicast import Layout, rows_and_columns, rows_share_first
 from ..tiling import gemm_output_tile
 from . import kernel
 
 REUSE = True  # keep resident operand tiles (off: reload every tile, for comparisons)
+MULTICAST_MIN_BYTES = 16384
 
 
 @dataclass(frozen=True)
@@ -59,50 +61,144 @@ def output_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
 
 
 def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
+    em = _GemmEmitter(ctx, g)
+    tm, tn = em.tm, em.tn
+    layout = _multicast_layout(ctx, g, tm, tn)
+    if layout is None:
+        tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, tm)
+                 for j0 in range(0, g.n, tn)]
+        for cl, tile in _reuse_order(list(ctx.place(tiles)), g, ctx.tiling.t, tm, tn):
+            em.begin(cl, tile)
+            for k0 in range(0, g.k, ctx.tiling.t):
+                em.load(cl, k0)
+                em.mm(cl, k0)
+            em.end(cl)
+        return
+    # shared operand tiles: emitted in step, every sender's load and multicast of a k-chunk
+    # before any cluster's mm of it (codegen.multicast)
+    layout, swapped = layout
+    for step in range(layout.steps):
+        for cl in layout.order:
+            first, second = layout.tiles[cl][step]
+            i, j = (second, first) if swapped else (first, second)
+            em.begin(cl, (0, i * tm, j * tn))
+        for k0 in range(0, g.k, ctx.tiling.t):
+            for cl in layout.order:
+                em.load(cl, k0, layout)
+            for cl in layout.order:
+                em.mm(cl, k0)
+        for cl in layout.order:
+            em.end(cl)
+
+
+def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int):
+    """(layout, whether its first items are B's column blocks) for sharing the dense
+    operands' tiles over the fabric (a packed sparse operand is loaded by each cluster:
+    its encoded bytes are few, and a multicast would carry them decoded), or None."""
+    if g.batch != 1 or not REUSE:
+        return None
+    n_i, n_j = -(-g.m // tm), -(-g.n // tn)
+    # small tiles: the load, multicast and mm of a chunk run one after another, and with
+    # two slots per operand the latency that adds is not hidden (16 x 16 tiles ran 2 %
+    # slower multicast); a shared tile of at least MULTICAST_MIN_BYTES is worth it
     t = ctx.tiling.t
-    tm, tn = output_tile(ctx, g)
-    a_slots = [ctx.alloc("sp", 4 * tm * t) for _ in range(2)]
-    b_slots = [ctx.alloc("sp", 4 * t * tn) for _ in range(2)]
-    s_slots = [ctx.alloc("sp", 4 * tm * tn) for _ in range(2)] if g.sample else []
-    bias_slots = [ctx.alloc("sp", 4 * tn) for _ in range(2)] if g.bias else []
-    c_slots = [ctx.alloc("acc", 4 * tm * tn) for _ in range(2)]
-    if g.batch > 1 and any(x is not None and x.sparse for x in (g.a, g.b, g.sample, g.out)):
-        raise ctx.error("batched matmul with a sparse operand is not supported")
-    tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, tm)
-             for j0 in range(0, g.n, tn)]
-    titer = [0] * len(ctx.streams)
-    mnemonic = "sddmm" if g.sample else "mm"
-    a_res = [_Resident(a_slots) for _ in ctx.streams]
-    b_res = [_Resident(b_slots) for _ in ctx.streams]
-    for cl, (bi, i0, j0) in _reuse_order(list(ctx.place(tiles)), g, t, tm, tn):
-        mt, nt = min(tm, g.m - i0), min(tn, g.n - j0)
-        c = c_slots[titer[cl] % 2]
-        extra = {}
-        if g.sample:
-            s = s_slots[titer[cl] % 2]
-            ctx.load(cl, g.sample, i0, j0, mt, nt, s, base=4 * bi * g.m * g.n)
-            extra["s"] = s.ref()
-        titer[cl] += 1
-        for k0 in range(0, g.k, t):
-            kt = min(t, g.k - k0)
-            a, a_new = a_res[cl].slot((bi, i0, k0))
-            b, b_new = b_res[cl].slot((bi, j0, k0))
-            if a_new and g.ta:
-                ctx.load(cl, g.a, k0, i0, kt, mt, a, base=4 * bi * g.m * g.k)
-            elif a_new:
-                ctx.load(cl, g.a, i0, k0, mt, kt, a, base=4 * bi * g.m * g.k)
-            if b_new and g.tb:
-                ctx.load(cl, g.b, j0, k0, nt, kt, b, base=4 * bi * g.n * g.k)
-            elif b_new:
-                ctx.load(cl, g.b, k0, j0, kt, nt, b, base=4 * bi * g.n * g.k)
-            reads = (a, b) + ((s,) if g.sample else ()) + ((c,) if k0 else ())
-            ctx.emit(cl, mnemonic, reads=reads, writes=(c,), dst=c.ref(), a=a.ref(), b=b.ref(),
-                     m=mt, n=nt, k=kt, accum=int(k0 > 0), ta=int(g.ta), tb=int(g.tb), **extra)
-            ctx.stats.macs += mt * nt * kt
+    share_a = not g.a.sparse and 4 * tm * min(t, g.k) >= MULTICAST_MIN_BYTES
+    share_b = not g.b.sparse and 4 * tn * min(t, g.k) >= MULTICAST_MIN_BYTES
+    if share_a and share_b:
+        layout = rows_and_columns(ctx, n_i, n_j)
+        return None if layout is None else (layout, False)
+    if share_a:
+        layout = rows_share_first(ctx, n_i, n_j)
+        return None if layout is None else (layout, False)
+    if share_b:
+        layout = rows_share_first(ctx, n_j, n_i)
+        if layout is None:
+            return None
+        layout.sender["b"], layout.group["b"], layout.receivers["b"] = \
+            layout.sender.pop("a"), layout.group.pop("a"), layout.receivers.pop("a")
+        return layout, True
+    return None
+
+
+class _GemmEmitter:
+    """Emits the GEMM kernel per cluster: ``begin`` an output tile, ``load`` and ``mm`` per
+    k-chunk, ``end`` (bias, store); keeps each cluster's resident operand tiles and slot
+    parities."""
+
+    def __init__(self, ctx: KernelContext, g: Gemm) -> None:
+        self.ctx, self.g = ctx, g
+        t = ctx.tiling.t
+        self.tm, self.tn = tm, tn = output_tile(ctx, g)
+        self.a_slots = [ctx.alloc("sp", 4 * tm * t) for _ in range(2)]
+        self.b_slots = [ctx.alloc("sp", 4 * t * tn) for _ in range(2)]
+        self.s_slots = [ctx.alloc("sp", 4 * tm * tn) for _ in range(2)] if g.sample else []
+        self.bias_slots = [ctx.alloc("sp", 4 * tn) for _ in range(2)] if g.bias else []
+        self.c_slots = [ctx.alloc("acc", 4 * tm * tn) for _ in range(2)]
+        if g.batch > 1 and any(x is not None and x.sparse for x in (g.a, g.b, g.sample, g.out)):
+            raise ctx.error("batched matmul with a sparse operand is not supported")
         if g.k == 0:
             raise ctx.error("matmul with an empty contraction dimension")
+        self.titer = [0] * len(ctx.streams)
+        self.a_res = [_Resident(self.a_slots) for _ in ctx.streams]
+        self.b_res = [_Resident(self.b_slots) for _ in ctx.streams]
+        self.current: dict[int, tuple] = {}  # cluster -> (tile, C slot, S ref, A, B)
+
+    def begin(self, cl: int, tile: tuple[int, int, int]) -> None:
+        ctx, g = self.ctx, self.g
+        bi, i0, j0 = tile
+        mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
+        c = self.c_slots[self.titer[cl] % 2]
+        s = None
+        if g.sample:
+            s = self.s_slots[self.titer[cl] % 2]
+            ctx.load(cl, g.sample, i0, j0, mt, nt, s, base=4 * bi * g.m * g.n)
+        self.titer[cl] += 1
+        self.current[cl] = [tile, c, s, None, None]
+
+    def load(self, cl: int, k0: int, layout: Layout | None = None) -> None:
+        """The k-chunk's A and B tiles unless resident (only the sender loads a shared one,
+        then multicasts it)."""
+        ctx, g = self.ctx, self.g
+        cur = self.current[cl]
+        bi, i0, j0 = cur[0]
+        mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
+        kt = min(ctx.tiling.t, g.k - k0)
+        a, a_new = self.a_res[cl].slot((bi, i0, k0))
+        b, b_new = self.b_res[cl].slot((bi, j0, k0))
+        cur[3], cur[4] = a, b
+        if a_new and (layout is None or layout.sends("a", cl)):
+            if g.ta:
+                ctx.load(cl, g.a, k0, i0, kt, mt, a, base=4 * bi * g.m * g.k)
+            else:
+                ctx.load(cl, g.a, i0, k0, mt, kt, a, base=4 * bi * g.m * g.k)
+            if layout is not None and layout.shared("a"):
+                ctx.bcast(cl, layout.group["a"][cl], a, 4 * mt * kt, layout.receivers["a"][cl])
+        if b_new and (layout is None or layout.sends("b", cl)):
+            if g.tb:
+                ctx.load(cl, g.b, j0, k0, nt, kt, b, base=4 * bi * g.n * g.k)
+            else:
+                ctx.load(cl, g.b, k0, j0, kt, nt, b, base=4 * bi * g.n * g.k)
+            if layout is not None and layout.shared("b"):
+                ctx.bcast(cl, layout.group["b"][cl], b, 4 * kt * nt, layout.receivers["b"][cl])
+
+    def mm(self, cl: int, k0: int) -> None:
+        ctx, g = self.ctx, self.g
+        (_, i0, j0), c, s, a, b = self.current[cl]
+        mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
+        kt = min(ctx.tiling.t, g.k - k0)
+        extra = {"s": s.ref()} if s is not None else {}
+        reads = (a, b) + ((s,) if s is not None else ()) + ((c,) if k0 else ())
+        ctx.emit(cl, "sddmm" if g.sample else "mm", reads=reads, writes=(c,), dst=c.ref(),
+                 a=a.ref(), b=b.ref(), m=mt, n=nt, k=kt, accum=int(k0 > 0), ta=int(g.ta),
+                 tb=int(g.tb), **extra)
+        ctx.stats.macs += mt * nt * kt
+
+    def end(self, cl: int) -> None:
+        ctx, g = self.ctx, self.g
+        (bi, i0, j0), c, *_ = self.current.pop(cl)
+        mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
         if g.bias is not None:
-            bias = bias_slots[titer[cl] % 2]
+            bias = self.bias_slots[self.titer[cl] % 2]
             ctx.load(cl, g.bias, 0, j0, 1, nt, bias)
             ctx.vop(cl, "add", c, c, mt, nt, bias, bmode="row")
         ctx.store(cl, g.out, i0, j0, mt, nt, c, base=4 * bi * g.m * g.n)

@@ -36,6 +36,8 @@ class Machine:
         self.sp = [np.zeros(int(target.cluster.spad_bytes), np.uint8) for _ in range(n)]
         self.acc = [np.zeros(int(target.cluster.acc_bytes), np.uint8) for _ in range(n)]
         self.fr = [np.zeros(16, np.float32) for _ in range(n)]
+        self.grid = tuple(int(v) for v in target.fabric.grid)
+        self.groups: dict[int, list[int]] = {}
         for name, value in inputs.items():
             sym = prog.symbols[name]
             if sym.fmt == "dense":  # pack_symbol turns a 0-d array into shape [1]
@@ -154,6 +156,18 @@ class Machine:
 
     def op_sync(self, cl, a):
         pass
+
+    def op_noc_mcast(self, cl, a):
+        gx = self.grid[0]
+        self.groups[a["grp"]] = [y * gx + x for y in range(a["y0"], a["y1"] + 1)
+                                 for x in range(a["x0"], a["x1"] + 1)]
+
+    def op_bcast(self, cl, a):
+        src, off = self.mem(cl, a["src"])
+        data = src[off:off + a["bytes"]].copy()
+        for member in self.groups[a["grp"]]:
+            dst, doff = self.mem(member, a["dst"])
+            dst[doff:doff + a["bytes"]] = data
 
     op_barrier = op_halt = op_sync
 
