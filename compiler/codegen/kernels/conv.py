@@ -390,8 +390,9 @@ def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _
 
 #: view registers of the conv kernels: a tap's weights (every ntap-th column of the slab), its
 #: window (a block of whole output rows, or a run of one row), (weight gradients) the
-#: windows of a block's images, transposed, and (strided input gradients) a phase's outputs
-_VR_TAP, _VR_WIN, _VR_RUN, _VR_WIN_T, _VR_OUT = 1, 2, 3, 4, 5
+#: windows of a block's images, transposed, (strided input gradients) a phase's outputs and
+#: (whole-plane tiles) the accumulator tiles of a tile's images, one after another
+_VR_TAP, _VR_WIN, _VR_RUN, _VR_WIN_T, _VR_OUT, _VR_IMGS = 1, 2, 3, 4, 5, 6
 
 
 def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None) -> None:
@@ -455,6 +456,19 @@ class _TapEmitter:
         self.xslabs = [ctx.alloc("sp", 4 * G * kt_max * self.slab) for _ in range(2)]
         self.wslabs = [ctx.alloc("sp", 4 * mt_max * kt_max * self.ntap) for _ in range(plan.wbufs)]
         self.c_slots = [[ctx.alloc("acc", 4 * mt_max * plan.pmax) for _ in range(G)] for _ in range(2)]
+        # Whole-plane tiles of several images: one mm per tap covers all of them (the
+        # images' windows are blocks of the B view, their accumulator tiles blocks of a
+        # destination view), so a tap's weights are read once per k-block, not once per
+        # image: on small planes their strided reads' bank conflicts bounded the mm.
+        self.batched = G > 1
+        if self.batched:
+            cs = self.c_slots[0]
+            self.c_stride = (cs[1].addr - cs[0].addr) // 4  # elements between images' tiles
+            self.c_all = []
+            for cs in self.c_slots:
+                whole = Slot("acc", cs[0].addr, cs[-1].addr + cs[-1].nbytes - cs[0].addr)
+                ctx.share(whole, tuple(cs))
+                self.c_all.append(whole)
         self.bias_slots = [ctx.alloc("sp", 4 * mt_max) for _ in range(2)] if g.bias is not None else []
         self.plane_in, self.plane_out = g.hin * g.win, g.oh * g.ow
         n = len(ctx.streams)
@@ -471,11 +485,13 @@ class _TapEmitter:
         self.end(cl)
 
     def begin(self, cl: int, tile: tuple) -> None:
-        self.current[cl] = (tile, self.c_slots[self.count[cl] % 2], [True])
+        parity = self.count[cl] % 2
+        self.current[cl] = (tile, self.c_slots[parity], [True],
+                            self.c_all[parity] if self.batched else None)
 
     def k_block(self, cl: int, k0: int, rows: Layout | None = None) -> None:
         ctx, g, plan = self.ctx, self.g, self.plan
-        (n0, m0, (oh0, rows_out, ow0, cols)), cs, first = self.current[cl]
+        (n0, m0, (oh0, rows_out, ow0, cols)), cs, first, c_all = self.current[cl]
         imgs = range(n0, min(n0 + plan.group, g.n))
         ntap, slab = self.ntap, self.slab
         mt, pt = min(plan.mt, g.cout - m0), rows_out * cols
@@ -518,6 +534,20 @@ class _TapEmitter:
         if g.pad_t or g.pad_l:
             _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
                          g.hin, g.win)
+        if c_all is not None and len(imgs) > 1:  # every image in one mm per tap
+            # B[c, (j, r, q)] at c*slab + j*kt*slab + r*sh*cols_in + q*sw
+            vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh * plan.cols_in, g.sw, d1=rows_out,
+                          s3=kt * slab)
+            # C[o, (j, p)] at j*stride + o*pt + p: image j's own accumulator tile
+            vd = ctx.view(cl, _VR_IMGS, pt, pt, 0, 1, d1=1, s3=self.c_stride)
+            for dy, dx, woff in g.taps:
+                reads = (wslab, xslab) if first[0] else (wslab, xslab, c_all)
+                ctx.emit(cl, "mm", reads=reads, writes=(c_all,), dst=c_all.ref(),
+                         a=wslab.ref(4 * woff), b=xslab.ref(4 * (dy * plan.cols_in + dx)),
+                         m=mt, n=len(imgs) * pt, k=kt, accum=int(not first[0]), ta=int(g.ta),
+                         tb=0, va=va, vb=vb, vd=vd)
+                first[0] = False
+            return
         for dy, dx, woff in g.taps:
             for j, _ in enumerate(imgs):
                 c = cs[j]
@@ -529,7 +559,7 @@ class _TapEmitter:
 
     def end(self, cl: int) -> None:
         ctx, g, plan = self.ctx, self.g, self.plan
-        (n0, m0, (oh0, rows_out, ow0, cols)), cs, _ = self.current.pop(cl)
+        (n0, m0, (oh0, rows_out, ow0, cols)), cs, *_ = self.current.pop(cl)
         imgs = range(n0, min(n0 + plan.group, g.n))
         mt, pt = min(plan.mt, g.cout - m0), rows_out * cols
         self.count[cl] += 1
