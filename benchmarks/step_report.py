@@ -19,8 +19,9 @@ and with random masks of density ``--density`` on every conv and linear weight, 
   batch), raw and normalized (iso-peak, iso-power, iso-area; energies scaled to the GPU's
   node), with the anchor's provenance;
 * the same analysis on other fabrics (``--fabrics``: acf-wide, acf-base with four times the
-  port and link width; acf-h200-iso, the H200's peak in bf16 MACs), each masked step against
-  its own dense step, and the iso-peak fabric against the H200 as measured (no scaling).
+  port and link width; acf-h200-iso, the H200's peak in bf16 MACs; or a variant written
+  ``NAME+section.field=value``), each masked step against its own dense step, and the
+  iso-peak fabric against the H200 as measured (no scaling).
 
 An op's cycles are its span (first start to last end of its instructions); ops run one
 after another, so the spans add up to the step less the gaps between ops.
@@ -37,12 +38,20 @@ from pathlib import Path
 GEMM_KINDS = ("forward", "backward_data", "wgrad_sddmm", "wgrad_dense")
 
 
+def fabric_target(spec: str):
+    """A target from ``NAME`` or ``NAME+section.field=value+...`` (``--set`` overrides: a
+    co-design variant of a shipped target)."""
+    from acf.isa.target import load_target
+
+    name, *sets = spec.split("+")
+    return load_target(name, dict(s.split("=", 1) for s in sets))
+
+
 def _row(target: str, density: float, batch: int, width: int, queue) -> None:
     import torch
 
     from acf.algorithms.models import ResNet18
     from acf.frontends.training_step import capture_training_step
-    from acf.isa.target import load_target
     from acf.runtime import Session, SessionOptions
 
     torch.manual_seed(0)
@@ -53,13 +62,13 @@ def _row(target: str, density: float, batch: int, width: int, queue) -> None:
     step = capture_training_step(model, (x,), labels=y, optimizer="sgd",
                                  optimizer_options={"lr": 0.1, "momentum": 0.9},
                                  masks=masks or None)
-    sess = Session(target, SessionOptions(respecialize="off"))
+    t = fabric_target(target)
+    sess = Session(t, SessionOptions(respecialize="off"))
     loaded = sess.load(step.module)
     for n, m in masks.items():
         sess.bind_mask(n, m)
     rep = sess.run_step(dict(zip(loaded.arg_names, step.bind(model, (x,), y,
                                                              masks=masks or None)))).report
-    t = load_target(target)
     queue.put({"target": target, "density": density, "cycles": rep.total_cycles,
                "seconds": rep.seconds, "energy_j": rep.energy_j,
                "effectual_macs": rep.effectual_macs, "by_op": rep.by_op,
@@ -221,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--targets", default="acf-base,acf-dense,procrustes-like,tensordash-like,"
                                          "sigma-like,tpu-like")
     ap.add_argument("--fabrics", default="acf-wide,acf-h200-iso",
-                    help="other fabrics to run dense and masked ('' for none)")
+                    help="other fabrics to run dense and masked ('' for none); "
+                         "NAME+section.field=value is a variant, e.g. acf-base+cluster.fold_cycles=0")
     ap.add_argument("--out", default=None, help="write step_report.md and .json here")
     a = ap.parse_args(argv)
     if not 0.0 < a.density < 1.0:

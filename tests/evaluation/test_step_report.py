@@ -57,3 +57,13 @@ def test_fabric_rows_pair_each_fabrics_dense_and_masked_steps() -> None:
     # Amdahl: 400 non-GEMM + 600 / 10 = 460
     assert f["amdahl_bound"] == pytest.approx(1000 / 460)
     assert f["gemm_fraction_min"] == pytest.approx(3.0 / 10.0) == f["gemm_fraction_max"]
+
+
+def test_fabric_variants_apply_their_overrides() -> None:
+    from acf.benchmarks.step_report import fabric_target
+
+    t = fabric_target("acf-base+cluster.fold_cycles=0+cluster.lookahead=4")
+    base = fabric_target("acf-base")
+    assert (int(t.cluster.fold_cycles), int(t.cluster.lookahead)) == (0, 4)
+    assert (int(base.cluster.fold_cycles), int(base.cluster.lookahead)) == (16, 8)
+    assert t.config_hash() != base.config_hash()
