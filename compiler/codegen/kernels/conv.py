@@ -748,6 +748,15 @@ def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
     gslabs = [ctx.alloc("sp", 4 * G * kt_max * slab) for _ in range(2)]
     wslab = ctx.alloc("sp", 4 * mt_max * kt_max * ntap)
     c_slots = [[ctx.alloc("acc", 4 * mt_max * R * v.w) for _ in range(G)] for _ in range(2)]
+    # several images per tile: one mm per phase and tap covers all of them (images as
+    # blocks of the window and destination views), as in the slab kernel
+    c_all = []
+    if G > 1:
+        c_stride = (c_slots[0][1].addr - c_slots[0][0].addr) // 4
+        for cs in c_slots:
+            whole = Slot("acc", cs[0].addr, cs[-1].addr + cs[-1].nbytes - cs[0].addr)
+            ctx.share(whole, tuple(cs))
+            c_all.append(whole)
     plane_g, plane_x = v.oh * v.ow, v.h * v.w
     empty = any(not taps for _, _, taps in ph_h + ph_w)  # a phase no tap reaches: zeros
     tiles = [(n0, c0, y0) for n0 in range(0, v.n, G) for c0 in range(0, v.c, mt_max)
@@ -758,6 +767,7 @@ def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
         imgs = range(n0, min(n0 + G, v.n))
         mt, rows = min(mt_max, v.c - c0), min(R, v.h - y0)
         cs = c_slots[count[cl] % 2]
+        call = c_all[count[cl] % 2] if c_all and len(imgs) > 1 else None
         count[cl] += 1
         a0 = y0 // v.sh  # the tile's first output row of every phase
         if empty:
@@ -781,6 +791,22 @@ def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
                 na = min(na - a0, -(-(rows - qy) // v.sh))  # this tile's rows of the phase
                 for qx, nb, taps_w in ph_w:
                     if na <= 0 or nb <= 0 or not taps_h or not taps_w:
+                        continue
+                    if call is not None:  # B[o, (j, a, b)], C[c, (j, a, b)]: images as blocks
+                        vb = ctx.view(cl, _VR_WIN, nb, slab, plan.cols_in, 1, d1=na, s3=kt * slab)
+                        vd = ctx.view(cl, _VR_OUT, nb, rows * v.w, v.sh * v.w, v.sw, d1=na,
+                                      s3=c_stride)
+                        for th, oh_ in taps_h:
+                            for tw, ow_ in taps_w:
+                                first = (qy, qx) not in started and not empty
+                                started.add((qy, qx))
+                                ctx.emit(cl, "mm", reads=(wslab, gslab) if first else (wslab, gslab, call),
+                                         writes=(call,), dst=call.ref(4 * (qy * v.w + qx)),
+                                         a=wslab.ref(4 * (th * v.kw + tw)),
+                                         b=gslab.ref(4 * ((oh_ - plan.lo_h) * plan.cols_in
+                                                          + ow_ - plan.lo_w)),
+                                         m=mt, n=len(imgs) * na * nb, k=kt, accum=int(not first),
+                                         ta=1, tb=0, va=va, vb=vb, vd=vd)
                         continue
                     # B[o, (a, b)] = g slab window; C[c, (a, b)] -> tile (qy + s*a, qx + s*b)
                     vb = ctx.view(cl, _VR_WIN, nb, slab, plan.cols_in, 1)

@@ -366,3 +366,21 @@ def test_resnet_step_on_a_256_cluster_fabric() -> None:
         scale = float(np.max(np.abs(want)))
         got = result.outputs[name].reshape(want.shape)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("stride", [1, 2], ids=["slabs", "stride-phases"])
+def test_whole_plane_tiles_run_one_mm_per_tap_for_all_their_images(stride) -> None:
+    """Several images per whole-plane tile: each tap's mm covers all of them (their windows
+    and accumulator tiles are blocks of its views), equal to the interpreter."""
+    n, c, h, o = (8, 32, 4, 32) if stride == 1 else (4, 32, 8, 32)
+    oh = h // stride
+    attrs = f"stride = [{stride}, {stride}], padding = [1, 1], dilation = [1, 1]"
+    text = func({"g": (n, o, oh, oh), "wt": (o, c, 3, 3)}, [
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {h}], " + attrs,
+         [(n, c, h, h)])], ["gx"])
+    rng = np.random.default_rng(7)
+    wt = (rnd(rng, o, c, 3, 3) * (rng.random((o, c, 3, 3)) < 0.3)).astype(np.float32)
+    c_, _ = run_case(text, [rnd(rng, n, o, oh, oh), wt])
+    mms = [i for i in c_.program.instructions if i.mnemonic == "mm"]
+    plane = (h // stride) ** 2  # one image's pixels of one phase (the whole plane at stride 1)
+    assert mms and all(i["n"] > plane and i["n"] % plane == 0 for i in mms)
