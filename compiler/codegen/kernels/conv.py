@@ -43,6 +43,7 @@ column and multicast to the rest where the tiles divide evenly (``codegen.multic
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from ..context import KernelContext
 from ..memory import Buffer
@@ -443,6 +444,21 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
             em.end(cl)
 
 
+def _image_blocks(ctx: KernelContext, c_slots: list[list[Slot]]) -> tuple[int, list[Slot]]:
+    """(elements between consecutive images' accumulator tiles, and per parity one slot
+    spanning all of them): an mm writing every image through a destination view accesses
+    that slot, which ``ctx.share`` makes an access to each image's own."""
+    cs = c_slots[0]
+    stride = (cs[1].addr - cs[0].addr) // 4
+    assert all(b.addr - a.addr == 4 * stride for cs in c_slots for a, b in pairwise(cs))
+    spans = []
+    for cs in c_slots:
+        whole = Slot("acc", cs[0].addr, cs[-1].addr + cs[-1].nbytes - cs[0].addr)
+        ctx.share(whole, tuple(cs))
+        spans.append(whole)
+    return stride, spans
+
+
 class _TapEmitter:
     """Emits the slab tap GEMM one tile (``begin``, ``k_block`` per input-channel block,
     ``end``) at a time per cluster, keeping each cluster's slot parities and resident
@@ -462,13 +478,7 @@ class _TapEmitter:
         # image: on small planes their strided reads' bank conflicts bounded the mm.
         self.batched = G > 1
         if self.batched:
-            cs = self.c_slots[0]
-            self.c_stride = (cs[1].addr - cs[0].addr) // 4  # elements between images' tiles
-            self.c_all = []
-            for cs in self.c_slots:
-                whole = Slot("acc", cs[0].addr, cs[-1].addr + cs[-1].nbytes - cs[0].addr)
-                ctx.share(whole, tuple(cs))
-                self.c_all.append(whole)
+            self.c_stride, self.c_all = _image_blocks(ctx, self.c_slots)
         self.bias_slots = [ctx.alloc("sp", 4 * mt_max) for _ in range(2)] if g.bias is not None else []
         self.plane_in, self.plane_out = g.hin * g.win, g.oh * g.ow
         n = len(ctx.streams)
@@ -750,13 +760,7 @@ def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
     c_slots = [[ctx.alloc("acc", 4 * mt_max * R * v.w) for _ in range(G)] for _ in range(2)]
     # several images per tile: one mm per phase and tap covers all of them (images as
     # blocks of the window and destination views), as in the slab kernel
-    c_all = []
-    if G > 1:
-        c_stride = (c_slots[0][1].addr - c_slots[0][0].addr) // 4
-        for cs in c_slots:
-            whole = Slot("acc", cs[0].addr, cs[-1].addr + cs[-1].nbytes - cs[0].addr)
-            ctx.share(whole, tuple(cs))
-            c_all.append(whole)
+    c_stride, c_all = _image_blocks(ctx, c_slots) if G > 1 else (0, [])
     plane_g, plane_x = v.oh * v.ow, v.h * v.w
     empty = any(not taps for _, _, taps in ph_h + ph_w)  # a phase no tap reaches: zeros
     tiles = [(n0, c0, y0) for n0 in range(0, v.n, G) for c0 in range(0, v.c, mt_max)
@@ -834,8 +838,9 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
                 ) -> tuple[int, list[tuple[int, int, int, int]], int, int, int, bool, bool] | None:
     """(side s of the Cout x Cin output tiles, pixel blocks, rows_in, cols_in, images per
     block, whether the gradients accumulate in the accumulator, whether the tiles are laid
-    out for multicast: ``multicast.rows_and_columns``) of the slab weight gradient, or None when even 16 x 16 tiles of every tap do not fit the scratchpad. Per
-    tile the scratchpad holds every tap's s x s gradient (and, when sampled, every tap's
+    out for multicast: ``multicast.rows_and_columns``) of the slab weight gradient, or None
+    when even 16 x 16 tiles of every tap do not fit the scratchpad. Per tile the
+    scratchpad holds every tap's s x s gradient (and, when sampled, every tap's
     mask tile) and a working region: the double-buffered output-gradient tiles (s x pixels
     of ``group`` images) and input slabs, which at the end of the tile also holds the
     gradient's OIHW-ordered copy. Sampled, the gradients accumulate in the accumulator
@@ -1025,8 +1030,10 @@ class _WgradEmitter:
         mt, nt = min(side, v.o - o0), min(side, v.c - c0)
         self.current[cl] = [o0, c0, True, 0]
         if self.sbank is not None:  # every tap's sampling tile, cut from the tile's OIHW mask rows
-            ctx.ld_at(cl, self.ordered, self.mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap),  # type: ignore[union-attr]
-                      mt, nt * ntap, v.c * ntap)
+            mask = self.mask
+            assert mask is not None
+            ctx.ld_at(cl, self.ordered, mask.addr + 4 * (o0 * v.c * ntap + c0 * ntap), mt,
+                      nt * ntap, v.c * ntap)
             ctx.gather_sp(cl, self.sbank, self.ordered, 0, (ntap, mt, nt), (1, nt * ntap, ntap))
 
     def load(self, cl: int, step: tuple, layout: Layout | None = None) -> None:
