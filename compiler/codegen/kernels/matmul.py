@@ -15,6 +15,12 @@ each cluster remembers which A and B tile each of its slots holds; an operand ti
 resident is not loaded again, and a new one goes to the slot least recently used (plain
 alternation when nothing repeats). Each cluster takes its output tiles row-block by row-block
 or column-block by column-block, whichever keeps more operand bytes resident.
+
+Multicast (``codegen.multicast``, default placement only): where the tile grid divides over
+the fabric, dense operand tiles of at least ``MULTICAST_MIN_BYTES`` are shared: the
+clusters of a row take the same A row-blocks (of a column the same B column-blocks) in the
+same order, one of them loads each k-chunk's tile and ``bcast``s it, and every cluster's
+``mm`` of the chunk follows. A packed sparse operand is still loaded by each cluster.
 """
 
 from __future__ import annotations
