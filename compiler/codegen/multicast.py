@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import schedule
-from .context import KernelContext
+from .context import MCAST_GROUPS, KernelContext
 from .placement import row_spread
 
 
@@ -71,14 +71,15 @@ def _groups(ctx: KernelContext, layout: Layout, operand: str,
 def _fits(ctx: KernelContext, rects: list[tuple[int, int, int, int]], pairs: int) -> bool:
     """Whether the groups' ids and the shared tokens of ``pairs`` (sender, receiver) pairs
     (one token each way) are available."""
-    if not getattr(ctx, "multicast", True) or ctx.placement is not row_spread:
+    if not ctx.multicast or ctx.placement is not row_spread:
         return False  # an explicit placement (e.g. the NoC-aware one of `place`) is kept
     new = len({r for r in rects if r not in ctx.mcast_groups})
-    return new <= 16 - len(ctx.mcast_groups) and 2 * pairs <= schedule.shared_tokens_free()
+    return new <= MCAST_GROUPS - len(ctx.mcast_groups) and 2 * pairs <= schedule.shared_tokens_free()
 
 
-def rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> Layout | None:
-    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand is shared along fabric
+def rows_share_first(ctx: KernelContext, n_a: int, n_b: int, operand: str = "a") -> Layout | None:
+    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand (named ``operand`` in
+    the layout) is shared along fabric
     rows: the ``a`` items go to rows (several per row, or one item shared by several rows,
     which then split its ``b`` items), the ``b`` items to the clusters of a row. With fewer
     ``b`` items than columns, each row is cut into segments of ``n_b`` clusters that take
@@ -112,8 +113,22 @@ def rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> Layout | None:
         for i, x in enumerate(range(x0, x1 + 1)):
             tiles[y * gx + x] = [(a, b) for a in a_of[q] for b in b_of[q][i::seg]]
     layout = Layout(tiles)
-    _groups(ctx, layout, "a", members, rects, [m[0] for m in members])
+    _groups(ctx, layout, operand, members, rects, [m[0] for m in members])
     return layout
+
+
+def _row_and_column_rects(gx: int, gy: int) -> tuple[list, list]:
+    return [(0, y, gx - 1, y) for y in range(gy)], [(x, 0, x, gy - 1) for x in range(gx)]
+
+
+def fits_rows_and_columns(ctx: KernelContext, n_a: int, n_b: int) -> bool:
+    """Whether :func:`rows_and_columns` would lay out an ``n_a x n_b`` grid (for plans that
+    weigh the multicast variant before choosing their tiles)."""
+    gx, gy = _grid(ctx)
+    if gx < 2 or gy < 2 or n_a % gy or n_b % gx:
+        return False
+    rows, cols = _row_and_column_rects(gx, gy)
+    return _fits(ctx, rows + cols, (gx - 1) * gy + (gy - 1) * gx)
 
 
 def rows_and_columns(ctx: KernelContext, n_a: int, n_b: int) -> Layout | None:
@@ -121,13 +136,10 @@ def rows_and_columns(ctx: KernelContext, n_a: int, n_b: int) -> Layout | None:
     (x, y) takes ``a = y, y + Y, ...`` and ``b = x, x + X, ...``, so the ``a`` operand is
     shared along each row (sent from x = 0) and the ``b`` operand along each column (sent
     from the row ``x mod Y``: the columns' loads enter through different memory ports)."""
+    if not fits_rows_and_columns(ctx, n_a, n_b):
+        return None
     gx, gy = _grid(ctx)
-    if gx < 2 or gy < 2 or n_a % gy or n_b % gx:
-        return None
-    rows = [(0, y, gx - 1, y) for y in range(gy)]
-    cols = [(x, 0, x, gy - 1) for x in range(gx)]
-    if not _fits(ctx, rows + cols, (gx - 1) * gy + (gy - 1) * gx):
-        return None
+    rows, cols = _row_and_column_rects(gx, gy)
     tiles = {y * gx + x: [(a, b) for a in range(y, n_a, gy) for b in range(x, n_b, gx)]
              for y in range(gy) for x in range(gx)}
     layout = Layout(tiles)

@@ -47,7 +47,7 @@ from itertools import pairwise
 
 from ..context import KernelContext
 from ..memory import Buffer
-from ..multicast import Layout, rows_and_columns, rows_share_first
+from ..multicast import Layout, fits_rows_and_columns, rows_and_columns, rows_share_first
 from ..schedule import Slot
 from . import kernel, scratch
 from .elementwise import elementwise_inplace
@@ -868,7 +868,7 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     for s in sorted(sides, reverse=True):
         variants.append((s, False))
         n_o, n_c = _cdiv(v.o, s), _cdiv(v.c, s)
-        if ctx.multicast and min(gx, gy) >= 2 and n_o % gy == 0 and n_c % gx == 0:
+        if fits_rows_and_columns(ctx, n_o, n_c):
             variants.append((s, True))
     for s, shared in variants:
         bank = ntap * s * s

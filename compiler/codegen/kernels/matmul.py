@@ -117,12 +117,8 @@ def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int):
         layout = rows_share_first(ctx, n_i, n_j)
         return None if layout is None else (layout, False)
     if share_b:
-        layout = rows_share_first(ctx, n_j, n_i)
-        if layout is None:
-            return None
-        layout.sender["b"], layout.group["b"], layout.receivers["b"] = \
-            layout.sender.pop("a"), layout.group.pop("a"), layout.receivers.pop("a")
-        return layout, True
+        layout = rows_share_first(ctx, n_j, n_i, operand="b")
+        return None if layout is None else (layout, True)
     return None
 
 
