@@ -202,7 +202,20 @@ def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any =
     names = [f"input{i}" for i in range(len(inputs))] + (["labels"] if labels is not None else [])
     graphs = capture(wrapper, args, names, strip_prefix=WRAPPED)
     masked = [n for n, _ in model.named_parameters() if masks and n in masks]
-    return _build(model, inputs, labels, graphs, opt, masked, caller)
+    step = _build(model, inputs, labels, graphs, opt, masked, caller)
+    _note_densities(step, masks or {})
+    return step
+
+
+def _note_densities(step: CapturedStep, masks: dict[str, Any]) -> None:
+    """Record each example mask's density as a ``density`` attribute of its mask argument:
+    a hint the compiler's cost models use to tile for zero-skipping (masks stay data: a
+    different mask at run time is still correct, only tiled for this density)."""
+    for binding, attrs in zip(step.arguments, step.func.body.arg_attributes):
+        if binding.kind == "mask" and binding.name in masks:
+            m = torch.as_tensor(masks[binding.name])
+            density = float((m != 0).float().mean()) if m.numel() else 0.0
+            attrs["density"] = round(density, 4)
 
 
 def _dense(x: Any, what: str) -> None:

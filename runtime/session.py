@@ -49,6 +49,7 @@ from .variants import (
     elide_bound_masks,
     gemm_kind,
     lower_transposes,
+    mark_densities,
     masked_params,
     materialize_broadcasts,
     value_format,
@@ -211,6 +212,7 @@ class Session:
         if o.pipeline:
             PassManager.from_text(o.pipeline).run(module)
         elide_bound_masks(func, loaded.masks_of)
+        mark_densities(func, loaded.densities)
         if variant.wgrad == "dense":
             dense_weight_gradients(func)
         if "graph.transpose" not in load_all():

@@ -150,6 +150,22 @@ def elide_bound_masks(func: FuncOp, masks: dict[str, str]) -> int:
     return count
 
 
+def mark_densities(func: FuncOp, densities: dict[str, float]) -> None:
+    """Give each masked parameter argument a ``density`` attribute: its measured density
+    when the session has seen its mask, else its mask argument's (the frontend records the
+    example masks' densities). A compile-time hint the kernels' cost models use to tile for
+    zero-skipping (``KernelContext.operand_density``): the program is correct at any
+    density, and a later mask change does not recompile."""
+    attrs_of = {v.name_hint: attrs for v, attrs in zip(func.arguments, func.body.arg_attributes)}
+    for param, mask in masked_params(func).items():
+        if param not in attrs_of:
+            continue
+        if param in densities:
+            attrs_of[param]["density"] = round(float(densities[param]), 4)
+        elif mask in attrs_of and "density" in attrs_of[mask]:
+            attrs_of[param]["density"] = attrs_of[mask]["density"]
+
+
 def _bound_param(w: Value, args: dict[str, Value]) -> Value | None:
     """The masked parameter argument ``w`` is, or whose sparse-encoded update ``w`` is (an
     update of an encoded parameter keeps its pattern, which lies inside the mask)."""

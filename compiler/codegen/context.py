@@ -134,6 +134,38 @@ class KernelContext:
     def error(self, message: str) -> Exception:
         return error_at(self.op, message)
 
+    def operand_density(self, index: int) -> float:
+        """Expected fraction of non-zeros of operand ``index``, for a kernel's cost estimates
+        only (never for correctness: the data may differ). The ``density`` attribute of the
+        function argument it comes from, directly or through ``mask_apply`` and shape ops
+        (the runtime sets it on masked parameters from their bound masks; the smaller of a
+        weight's and its mask's); else 0.5 for a value whose zeros a ReLU makes (its
+        ``sparsity`` annotation); else 1."""
+        value = self.op.operands[index]
+        found = 1.0
+        while True:
+            op = value.defining_op
+            if op is None:
+                attrs = value.owner.arg_attributes[value.index]  # type: ignore[union-attr]
+                if "density" in attrs:
+                    found = min(found, float(attrs["density"]))  # type: ignore[arg-type]
+                    return found
+                return min(found, _relu_density(attrs.get("sparsity")))
+            if op.name == "graph.mask_apply":
+                mask = op.operands[1]
+                if mask.defining_op is None:
+                    attrs = mask.owner.arg_attributes[mask.index]  # type: ignore[union-attr]
+                    found = min(found, float(attrs.get("density", 1.0)))  # type: ignore[arg-type]
+                value = op.operands[0]
+                continue
+            if op.name in ("graph.reshape", "graph.transpose"):
+                value = op.operands[0]
+                continue
+            note = op.attributes.get("sparsity")
+            if isinstance(note, list):
+                note = note[value.index] if value.index < len(note) else None
+            return min(found, _relu_density(note))
+
     def place(self, tiles: list[Any]) -> Iterator[tuple[int, Any]]:
         return iter(self.placement(tiles, self.target))
 
@@ -318,3 +350,9 @@ def tiles_2d(rows: int, cols: int, tr: int, tc: int) -> list[tuple[int, int, int
 
 def numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+def _relu_density(note: object) -> float:
+    """The density a ``sparsity`` annotation implies for cost estimates: a ReLU (or its
+    backward) zeroes about half of its values."""
+    return 0.5 if isinstance(note, str) and "relu" in note else 1.0

@@ -264,6 +264,7 @@ class _SlabPlan:
     rows_in: int
     cols_in: int
     wbufs: int = 1  # weight slab buffers
+    wide: bool = False  # one mm per k-block over every tap (conv_wide)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -281,12 +282,15 @@ def _port_bytes(ctx: KernelContext) -> int:
 
 
 def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
-    """The slab plan with the least estimated time (``_plan_cost``) of the widest
-    output-channel tile and two narrower ones, which load each input slab once per
-    output-channel tile but may load their weights far less often: the widest that holds
-    whole output planes (a tile then takes several images, which share each weight slab)
-    and the widest whose weights fit one k-block (they stay resident on a cluster from
-    tile to tile)."""
+    """The slab plan with the least estimated time (``_plan_cost``, at the operands'
+    expected densities) of the widest output-channel tile and two narrower ones, which load
+    each input slab once per output-channel tile but may load their weights far less often:
+    the widest that holds whole output planes (a tile then takes several images, which share
+    each weight slab) and the widest whose weights fit one k-block (they stay resident on a
+    cluster from tile to tile); each also with a double-buffered weight slab, and as the
+    wide-K kernel (``conv_wide``: every tap in one reduction, stride 1)."""
+    from .conv_wide import wide_plan_for
+
     t, elems = ctx.tiling.t, ctx.tiling.elems
     ncl = len(ctx.streams)
     mt = min(g.cout, t)
@@ -297,40 +301,78 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     if _cdiv(g.cout, mt) * len(blocks) * g.n < ncl:  # too few tiles for the clusters: thinner
         mt = min(mt, _folds(_cdiv(g.cout, _cdiv(ncl, len(blocks) * g.n))))
     best = _slab_plan_for(ctx, g, mt)
-    if best is None or best.kt >= g.cin:
-        return best
-    plans = [best]
-    whole = elems // (g.oh * g.ow) // 16 * 16  # widest tile that holds whole output planes
-    if 16 <= whole < mt:
-        whole = _folds(_cdiv(g.cout, _cdiv(g.cout, whole)))
-        p = _slab_plan_for(ctx, g, whole)
-        if p is not None:
-            plans.append(p)
-    for n_m in range(_cdiv(g.cout, mt) + 1, _cdiv(g.cout, 16) + 1):
-        narrower = _folds(_cdiv(g.cout, n_m))
-        p = _slab_plan_for(ctx, g, narrower) if narrower < mt else None
-        if p is not None and p.kt >= g.cin:
-            plans.append(p)
-            break
-    for p in list(plans):  # each with its weight slab double-buffered (a thinner k-block)
-        if p.wbufs == 1 and p.kt < g.cin:
-            q = _slab_plan_for(ctx, g, p.mt, wbufs=2)
-            if q is not None and q.wbufs == 2:
+    plans = [best] if best is not None else []
+    if best is not None and best.kt < g.cin:
+        whole = elems // (g.oh * g.ow) // 16 * 16  # widest tile that holds whole output planes
+        if 16 <= whole < mt:
+            whole = _folds(_cdiv(g.cout, _cdiv(g.cout, whole)))
+            p = _slab_plan_for(ctx, g, whole)
+            if p is not None:
+                plans.append(p)
+        for n_m in range(_cdiv(g.cout, mt) + 1, _cdiv(g.cout, 16) + 1):
+            narrower = _folds(_cdiv(g.cout, n_m))
+            p = _slab_plan_for(ctx, g, narrower) if narrower < mt else None
+            if p is not None and p.kt >= g.cin:
+                plans.append(p)
+                break
+        for p in list(plans):  # each with its weight slab double-buffered (a thinner k-block)
+            if p.wbufs == 1 and p.kt < g.cin:
+                q = _slab_plan_for(ctx, g, p.mt, wbufs=2)
+                if q is not None and q.wbufs == 2:
+                    plans.append(q)
+    # the wide kernel's C' tiles sit in the accumulator, not the scratchpad: it may take
+    # every output channel (each input slab then crosses the memory ports once)
+    wide_mts = {p.mt for p in plans} | {mt} | {_folds(_cdiv(g.cout, k)) for k in (1, 2)}
+    for m in sorted(wide_mts) if getattr(ctx.options, "wide_taps", True) else ():
+        for wb in (1, 2):
+            q = wide_plan_for(ctx, g, m, wb)
+            if q is not None and q.wbufs == wb and q not in plans:
                 plans.append(q)
-    costs = [_plan_cost(ctx, g, p) for p in plans]
+    if not plans:
+        return None
+    density = _pair_density(ctx)
+    costs = [_plan_cost(ctx, g, p, density) for p in plans]
     # ties (within 2 %, e.g. all bound by the same MAC time) go to the fewer bytes moved
     low = min(c for c, _ in costs)
     near = [i for i, (c, _) in enumerate(costs) if c <= 1.02 * low]
     return plans[min(near, key=lambda i: costs[i][1])]
 
 
-def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan) -> tuple[float, float]:
-    """(estimated cycles, DRAM bytes loaded) of a slab plan on dense operands: the larger
-    of the loads over the memory ports and the MACs over the clusters that get tiles
-    (every fold of k pairs costing k + the fold overhead). Weight slabs of a single k-block
-    count once per cluster, otherwise once per tile. A single-buffered weight slab that is
-    reloaded per k-block stalls the MACs while it loads (and is multicast): that time adds
-    to theirs."""
+def _pair_density(ctx: KernelContext) -> float:
+    """Expected fraction of a conv's multiply pairs the PEs do not skip (weights are operand
+    1 and ``a``, the data operand 0 and ``b``), by the target's skip hardware."""
+    c = ctx.target.cluster
+    if str(c.dataflow) != "os":
+        return 1.0
+    skip = str(c.skip)
+    dw = ctx.operand_density(1) if skip in ("a", "ab") else 1.0
+    da = ctx.operand_density(0) if skip == "ab" else 1.0
+    return dw * da
+
+
+def _fold_cycles(ctx: KernelContext, k: int, density: float) -> float:
+    """Expected cycles of one PE fold reducing over ``k`` pairs, ``density`` of them
+    effectual: per lookahead window of d pairs, max(1, effectual) (docs/timing.md 3), the
+    fold's slowest output ~10 % over the mean, plus the fold overhead."""
+    c = ctx.target.cluster
+    fold = int(c.fold_cycles)
+    if density >= 1.0:
+        return k + fold
+    d = int(c.lookahead)
+    per_window = d * density + (1.0 - density) ** d
+    return min(float(k), _cdiv(k, d) * per_window * 1.1) + fold
+
+
+def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.0
+               ) -> tuple[float, float]:
+    """(estimated cycles, DRAM bytes loaded) of a slab plan: the larger of the loads over
+    the memory ports and one cluster's tiles. Per tile and k-block, the MACs (every PE fold
+    costed by ``_fold_cycles`` at the expected effectual ``density``; the wide kernel's
+    folds also cover the slab columns it throws away) and, for weights that do not stay
+    resident, the slab's way in (its load and multicast over a link, and the input
+    gradient's tap gathers in the wide kernel): hidden behind the MACs when the slab is
+    double-buffered, added to them when not. Weight slabs of a single k-block load once
+    per cluster, otherwise once per tile (once per fabric row with multicast)."""
     ncl = len(ctx.streams)
     ntap = len(g.taps)
     n_m, nblk, ng = _cdiv(g.cout, p.mt), len(p.blocks), _cdiv(g.n, p.group)
@@ -339,16 +381,28 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan) -> tuple[float, flo
     x_bytes = 4 * g.n * n_m * nblk * g.cin * p.rows_in * p.cols_in
     slab = 4 * p.mt * g.cin * ntap  # every k-block of one output-channel tile
     per_cluster = _cdiv(tiles, ncl)
-    w_bytes = active * min(n_m, per_cluster) * slab if p.kt >= g.cin else tiles * slab
-    macs = g.n * g.cout * g.oh * g.ow * g.cin * ntap
-    pe = int(ctx.target.cluster.pe_rows) * int(ctx.target.cluster.pe_cols)
-    fold = int(ctx.target.cluster.fold_cycles)
-    mac_cycles = macs / (active * pe) * (p.kt + fold) / p.kt
-    if p.wbufs == 1 and p.kt < g.cin:  # per tile and k-block: the slab's load and multicast
+    resident = p.kt >= g.cin
+    w_bytes = active * min(n_m, per_cluster) * slab if resident else tiles * slab
+    gx = int(ctx.target.fabric.grid[0])
+    if ctx.multicast and tiles >= ncl and not resident:  # a row's sender loads, the row shares
+        w_bytes /= gx
+    nk = _cdiv(g.cin, p.kt)
+    mfolds = _cdiv(p.mt, 16)
+    if p.wide:  # one image per tile, every tap in one fold
+        cols = sum(_cdiv((r - 1) * p.cols_in + c, 16) for _, r, _, c in p.blocks) / nblk
+        mm_k = mfolds * cols * _fold_cycles(ctx, p.kt * ntap, density)
+    else:  # a fold per tap; whole-plane tiles run the group's images in one mm
+        cols = sum(_cdiv(p.group * r * c, 16) for _, r, _, c in p.blocks) / nblk
+        mm_k = ntap * mfolds * cols * _fold_cycles(ctx, p.kt, density)
+    w_k = 0.0
+    if not resident:
         link = int(ctx.target.noc.link_bytes)
-        mac_cycles += per_cluster * _cdiv(g.cin, p.kt) * 2 * (4 * p.mt * p.kt * ntap) / link
+        w_k = 2 * (4 * p.mt * p.kt * ntap) / link
+        if p.wide and g.ta:  # per tap: strided source words and the dense tile, 16 banks
+            w_k += ntap * p.mt * p.kt * (1 / 16 + 1 / 64)
+    per_k = mm_k + w_k if p.wbufs == 1 else max(mm_k, w_k)
     loads = x_bytes + w_bytes
-    return max(loads / _port_bytes(ctx), mac_cycles), float(loads)
+    return max(loads / _port_bytes(ctx), per_cluster * nk * per_k), float(loads)
 
 
 def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
@@ -417,7 +471,12 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
     if plan is None:
         assert not (g.pad_t or g.pad_l), "callers pad in DRAM when the slabs do not fit"
         return _emit_tap_gemm_from_dram(ctx, g)
-    em = _TapEmitter(ctx, g, plan)
+    if plan.wide:
+        from .conv_wide import WideTapEmitter
+
+        em: _TapEmitter | WideTapEmitter = WideTapEmitter(ctx, g, plan)
+    else:
+        em = _TapEmitter(ctx, g, plan)
     ptiles = [(n0, blk) for n0 in range(0, g.n, plan.group) for blk in plan.blocks]
     mtiles = list(range(0, g.cout, plan.mt))
     rows = rows_share_first(ctx, len(mtiles), len(ptiles)) \
@@ -427,6 +486,7 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
                  for blk in plan.blocks]
         for cl, tile in ctx.place(tiles):
             em.tile(cl, tile)
+        em.finish()
         return
     # every cluster has as many tiles; a row's clusters take the same output channels in
     # the same order, so their weight slabs are the same: emitted in step, the row's sender
@@ -442,6 +502,7 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
                 em.k_block(cl, k0, rows)
         for cl in order:
             em.end(cl)
+    em.finish()
 
 
 def _image_blocks(ctx: KernelContext, c_slots: list[list[Slot]]) -> tuple[int, list[Slot]]:
@@ -493,6 +554,9 @@ class _TapEmitter:
         for k0 in range(0, self.g.cin, self.plan.kt):
             self.k_block(cl, k0)
         self.end(cl)
+
+    def finish(self) -> None:
+        """Nothing is left to emit once every tile has ended (see ``WideTapEmitter``)."""
 
     def begin(self, cl: int, tile: tuple) -> None:
         parity = self.count[cl] % 2

@@ -164,7 +164,7 @@ def test_conv_weight_gradient_split_over_images(sampled) -> None:
 
 
 def test_conv_weight_slab_stays_resident_across_tiles() -> None:
-    """Six output tiles (two images x three pixel-row blocks) on four clusters, every tile's
+    """More output tiles (two images x pixel-row blocks) than the four clusters, every tile's
     weights one slab: each cluster loads it once and reuses it for its later tiles."""
     n, c, h, o = 2, 12, 20, 16
     attrs = "stride = [1, 1], padding = [1, 1], dilation = [1, 1]"
@@ -173,10 +173,15 @@ def test_conv_weight_slab_stays_resident_across_tiles() -> None:
     rng = np.random.default_rng(8)
     c_, _ = run_case(text, [rnd(rng, n, c, h, h), rnd(rng, o, c, 3, 3)])
     ins = c_.program.instructions
-    tiles = sum(1 for i in ins if i.mnemonic == "mm") // 9  # one k-block, one image per tile
+    # one k-block, one image per tile: one mm per tap, or one over every tap (conv_wide)
+    mms = [i for i in ins if i.mnemonic == "mm"]
+    tiles = sum(i["tb"] for i in mms) + sum(1 - i["tb"] for i in mms) // 9
     weight_loads = [i for i in ins if i.mnemonic == "ld"]
-    assert tiles == 6 and len(weight_loads) == 4
-    assert sorted(i["cl"] for i in weight_loads) == [0, 1, 2, 3]
+    assert tiles > 4  # more tiles than clusters: some cluster runs several
+    slabs = {i["src"].offset for i in weight_loads}
+    # no cluster loads a slab twice (a multicast row's sender loads for the row)
+    assert len({(i["cl"], i["src"].offset) for i in weight_loads}) == len(weight_loads)
+    assert len(weight_loads) < tiles and len(slabs) * 4 >= len(weight_loads)
 
 
 @pytest.mark.parametrize("shape", [(6, 40, 5, 4), (33, 64, 4, 4)], ids=["one-tile", "four-tiles"])

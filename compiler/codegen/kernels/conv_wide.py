@@ -1,0 +1,223 @@
+"""The stride-1 slab conv with every tap in one reduction ("wide K").
+
+The slab kernel of :mod:`.conv` runs one ``mm`` per tap and input-channel block, so each
+reduction is only ``kt`` long, and every 16 x 16 fold of outputs pays the PE array's fold
+overhead (``cluster.fold_cycles``) per tap. With zero-skipping that overhead dominates: at
+10 % weights a fold of ``k = 64`` costs ~12 cycles of MACs and 16 of overhead. Here one
+``mm`` per k-block reduces over all taps and channels at once (``k = taps * kt``), which
+the view registers can express when the output pixels are *linear* in the input slab:
+
+* B is read transposed (``tb``): its stored rows are output pixels ``p' = r*cols_in + q``
+  (the slab's own row pitch, so the ``cols_in - cols`` columns past each output row are
+  computed and thrown away), its stored columns ``kk = (tap row, tap column, channel)``
+  through the view's block / run / element levels;
+* A is the weight slab read through a view (forward: OIHW's channel-major, tap-minor
+  columns in tap-major order; input gradient: the flipped taps gathered on chip into
+  tap-major tiles, since a view cannot walk backwards);
+* the accumulator tile (``mt`` x ``n'``, with the discarded columns) is compacted on the way
+  out, 16 output channels at a time: ``vop copy`` to the scratchpad, an on-chip ``ldg``
+  that drops the discarded columns, ``st``.
+
+Used by :func:`.conv.emit_tap_gemm` when :func:`.conv._slab_plan` finds it cheaper at the
+operands' expected densities (``KernelContext.operand_density``).
+"""
+
+from __future__ import annotations
+
+from ..context import KernelContext
+from ..memory import Buffer
+from ..multicast import Layout
+from .conv import _VR_TAP, _VR_WIN, TapGemm, _pixel_blocks, _SlabPlan, _zero_border
+
+#: output channels compacted per step (one PE fold of rows)
+CHUNK = 16
+
+
+def tap_grid(g: TapGemm) -> tuple[int, int, int, int] | None:
+    """(taps per column KH, per row KW, row step dh, column step dw) when the taps are a
+    full KH x KW grid in row-major order (what the view's block and run levels walk)."""
+    ys = sorted({t[0] for t in g.taps})
+    xs = sorted({t[1] for t in g.taps})
+    kh, kw = len(ys), len(xs)
+    dh = ys[1] - ys[0] if kh > 1 else 1
+    dw = xs[1] - xs[0] if kw > 1 else 1
+    want = [(i * dh + ys[0], j * dw + xs[0]) for i in range(kh) for j in range(kw)]
+    if ys[0] or xs[0] or [(t[0], t[1]) for t in g.taps] != want:
+        return None
+    return kh, kw, dh, dw
+
+
+def pixels_linear(rows: int, cols: int, cols_in: int) -> int:
+    """n': the B rows of a block of ``rows`` x ``cols`` outputs on slab rows of ``cols_in``."""
+    return (rows - 1) * cols_in + cols
+
+
+def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
+    """A slab plan for the wide kernel (one image per tile), or None when it does not apply
+    (strided, a single tap, taps off a grid) or does not fit."""
+    if g.sh != 1 or g.sw != 1 or len(g.taps) < 2 or tap_grid(g) is None:
+        return None
+    ntap = len(g.taps)
+    dy, dx = max(t[0] for t in g.taps), max(t[1] for t in g.taps)
+    # the accumulator holds two mt x n' tiles (double-buffered); 64-byte slot rounding
+    cap = min(ctx.tiling.acc_bytes // 4 // (2 * mt) - 16, 0xFFFF)
+    if g.ow <= cap:
+        limit = max(1, (cap - g.ow) // (g.ow + dx) + 1) * g.ow
+    else:
+        limit = cap
+    blocks = _pixel_blocks(g.oh, g.ow, max(1, limit))
+    rmax = max(r for _, r, _, _ in blocks)
+    cmax = max(c for _, _, _, c in blocks)
+    pmax = max(r * c for _, r, _, c in blocks)
+    rows_in, cols_in = rmax + dy, cmax + dx
+    nmax = max(pixels_linear(r, c, cols_in) for _, r, _, c in blocks)
+    if nmax > cap:
+        return None
+    chunk = min(mt, CHUNK)
+    budget = (ctx.tiling.spad_bytes // 4 - 16 * 10 - (2 * mt if g.bias is not None else 0)
+              - chunk * nmax - min(4, -(-mt // chunk)) * chunk * pmax)
+    copies = 2 if g.ta else 1  # the input gradient also keeps the flipped, tap-major copy
+    per_k = 2 * rows_in * cols_in + wbufs * mt * ntap * copies
+    kt = min(g.cin, max(0, budget) // per_k, 0xFFFF // ntap)
+    if kt < 1:
+        return None
+    kt = -(-g.cin // -(-g.cin // kt))  # balanced k-blocks
+    if max(kt, mt) * ntap > 0xFFFF:
+        return None
+    wbufs = 2 if kt * (2 * rows_in * cols_in + 2 * mt * ntap * copies) <= budget else 1
+    return _SlabPlan(mt, blocks, pmax, 1, kt, rows_in, cols_in, wbufs, wide=True)
+
+
+class WideTapEmitter:
+    """Emits the wide slab conv one tile (``begin``, ``k_block`` per input-channel block,
+    ``end``) at a time per cluster, like :class:`.conv._TapEmitter` (the same multicast row
+    layouts drive both)."""
+
+    def __init__(self, ctx: KernelContext, g: TapGemm, plan: _SlabPlan) -> None:
+        self.ctx, self.g, self.plan = ctx, g, plan
+        self.ntap = len(g.taps)
+        self.grid = tap_grid(g)
+        self.slab = plan.rows_in * plan.cols_in
+        mt, kt = plan.mt, plan.kt
+        self.nmax = max(pixels_linear(r, c, plan.cols_in) for _, r, _, c in plan.blocks)
+        self.chunk = min(mt, CHUNK)
+        self.xslabs = [ctx.alloc("sp", 4 * kt * self.slab) for _ in range(2)]
+        self.wslabs = [ctx.alloc("sp", 4 * mt * kt * self.ntap) for _ in range(plan.wbufs)]
+        self.wtaps = [ctx.alloc("sp", 4 * mt * kt * self.ntap) for _ in range(plan.wbufs)] \
+            if g.ta else []
+        self.c_slots = [ctx.alloc("acc", 4 * mt * self.nmax) for _ in range(2)]
+        self.wide_out = ctx.alloc("sp", 4 * self.chunk * self.nmax)
+        # one output buffer per chunk of a tile (at most 4): a chunk's gather then waits
+        # for the store of the previous tile's chunk, not this tile's
+        self.outs = [ctx.alloc("sp", 4 * self.chunk * plan.pmax)
+                     for _ in range(min(4, -(-mt // self.chunk)))]
+        self.bias_slot = ctx.alloc("sp", 4 * mt) if g.bias is not None else None
+        self.plane_in, self.plane_out = g.hin * g.win, g.oh * g.ow
+        n = len(ctx.streams)
+        self.count = [0] * n
+        self.kiter = [0] * n  # k-blocks per cluster: the input slabs' parity
+        self.wnext = [0] * n  # weight slabs loaded per cluster: the next buffer
+        self.onext = [0] * n  # compacted chunks per cluster: the next output buffer
+        self.held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
+        self.current: dict[int, tuple] = {}  # cluster -> (tile, accumulator, first k-block)
+        self.pending: dict[int, tuple] = {}  # cluster -> (tile, accumulator) awaiting its output
+
+    def tile(self, cl: int, tile: tuple) -> None:
+        self.begin(cl, tile)
+        for k0 in range(0, self.g.cin, self.plan.kt):
+            self.k_block(cl, k0)
+        self.end(cl)
+
+    def begin(self, cl: int, tile: tuple) -> None:
+        self.current[cl] = (tile, self.c_slots[self.count[cl] % 2], [True])
+
+    def k_block(self, cl: int, k0: int, rows: Layout | None = None) -> None:
+        ctx, g, plan = self.ctx, self.g, self.plan
+        (n, m0, (oh0, rows_out, ow0, cols)), c, first = self.current[cl]
+        ntap, slab, cols_in = self.ntap, self.slab, plan.cols_in
+        mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
+        xslab = self.xslabs[self.kiter[cl] % 2]
+        self.kiter[cl] += 1
+        w_key = (m0, k0)  # still resident from an earlier tile of this cluster: not reloaded
+        w_idx = next((i for i in range(plan.wbufs) if self.held.get((cl, i)) == w_key), None)
+        w_fresh = w_idx is None
+        if w_fresh:
+            w_idx = self.wnext[cl] % plan.wbufs
+            self.wnext[cl] += 1
+            self.held[(cl, w_idx)] = w_key
+        wslab = self.wslabs[w_idx]
+        row0, col0 = oh0 - g.pad_t, ow0 - g.pad_l
+        ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in + k0 * self.plane_in
+                                           + row0 * g.win + col0),
+                (kt, plan.rows_in, cols_in), (self.plane_in, g.win, 1))
+        load = w_fresh and (rows is None or rows.sends("a", cl))
+        if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m) x taps
+            if load:
+                ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
+        elif load:  # A[o, c*taps + t]
+            ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
+        if load and rows is not None:
+            ctx.bcast(cl, rows.group["a"][cl], wslab, 4 * mt * kt * ntap, rows.receivers["a"][cl])
+        if g.ta:
+            # A[o, (t, c)] = W[c, o, flipped t]: per tap, gather its mt x kt tile (tap-major)
+            a_slot = self.wtaps[w_idx]
+            if w_fresh:
+                for t, (_, _, woff) in enumerate(g.taps):
+                    ctx.gather_sp(cl, a_slot, wslab, woff, (mt, kt, 1), (ntap, mt * ntap, 1),
+                                  offset=4 * t * mt * kt)
+            va = ctx.view(cl, _VR_TAP, kt, kt, mt * kt, 1)
+        else:  # A[o, (t, c)] at o*kt*taps + c*taps + t
+            assert all(t[2] == i for i, t in enumerate(g.taps)), "forward taps in weight order"
+            a_slot = wslab
+            va = ctx.view(cl, _VR_TAP, kt, kt * ntap, 1, ntap)
+        if g.pad_t or g.pad_l:
+            _zero_border(ctx, cl, xslab, kt, plan.rows_in, cols_in, row0, col0, g.hin, g.win)
+        # B stored n' x K: row p' at p'; column (tap row, tap column, channel) at
+        # tap row*dh*cols_in + tap column*dw + channel*slab
+        kh, kw, dh, dw = self.grid  # type: ignore[misc]
+        vb = ctx.view(cl, _VR_WIN, kt, 1, dw, slab, d1=kw, s3=dh * cols_in)
+        reads = (a_slot, xslab) if first[0] else (a_slot, xslab, c)
+        ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=a_slot.ref(), b=xslab.ref(),
+                 m=mt, n=pixels_linear(rows_out, cols, cols_in), k=kt * ntap,
+                 accum=int(not first[0]), ta=0, tb=1, va=va, vb=vb)
+        first[0] = False
+
+    def end(self, cl: int) -> None:
+        """Close the cluster's tile. Its output leaves one tile later (``finish`` flushes
+        the last): the compaction's on-chip gathers share the ``ld`` queue with the slab
+        loads, and each waits for a store; emitted after the next tile's loads, they no
+        longer hold those loads back."""
+        tile, c, _ = self.current.pop(cl)
+        self.count[cl] += 1
+        self._flush(cl)
+        self.pending[cl] = (tile, c)
+
+    def finish(self) -> None:
+        for cl in sorted(self.pending):
+            self._flush(cl)
+
+    def _flush(self, cl: int) -> None:
+        if cl not in self.pending:
+            return
+        ctx, g, plan = self.ctx, self.g, self.plan
+        (n, m0, (oh0, rows_out, ow0, cols)), c = self.pending.pop(cl)
+        mt, pt = min(plan.mt, g.cout - m0), rows_out * cols
+        wide = pixels_linear(rows_out, cols, plan.cols_in)
+        ctx.stats.macs += mt * pt * g.cin * self.ntap
+        if self.bias_slot is not None:
+            ctx.load(cl, Buffer(g.bias.addr, (g.cout, 1)), m0, 0, mt, 1, self.bias_slot)  # type: ignore[union-attr]
+        for o0 in range(0, mt, self.chunk):
+            rws = min(self.chunk, mt - o0)
+            out = self.outs[self.onext[cl] % len(self.outs)]
+            self.onext[cl] += 1
+            ctx.emit(cl, "vop", reads=(c,), writes=(self.wide_out,), fn="copy",
+                     dst=self.wide_out.ref(), a=c.ref(4 * o0 * wide), rows=rws, cols=wide,
+                     bmode="tile", imm=0.0)
+            ctx.gather_sp(cl, out, self.wide_out, 0, (rws, rows_out, cols), (wide, plan.cols_in, 1))
+            if self.bias_slot is not None:
+                ctx.emit(cl, "vop", reads=(out, self.bias_slot), writes=(out,), fn="add",
+                         dst=out.ref(), a=out.ref(), b=self.bias_slot.ref(4 * o0), rows=rws,
+                         cols=pt, bmode="col", imm=0.0)
+            ctx.st_at(cl, out, g.out_addr + 4 * (n * g.cout * self.plane_out
+                                                 + (m0 + o0) * self.plane_out + oh0 * g.ow + ow0),
+                      rws, pt, self.plane_out)
