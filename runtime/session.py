@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from acf import emulator
 from acf.compiler.codegen import CompiledProgram, CompileOptions, compile_module
 from acf.compiler.codegen.kernels import load_all

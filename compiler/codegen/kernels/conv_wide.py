@@ -174,7 +174,7 @@ class WideTapEmitter:
             _zero_border(ctx, cl, xslab, kt, plan.rows_in, cols_in, row0, col0, g.hin, g.win)
         # B stored n' x K: row p' at p'; column (tap row, tap column, channel) at
         # tap row*dh*cols_in + tap column*dw + channel*slab
-        kh, kw, dh, dw = self.grid  # type: ignore[misc]
+        _, kw, dh, dw = self.grid  # type: ignore[misc]
         vb = ctx.view(cl, _VR_WIN, kt, 1, dw, slab, d1=kw, s3=dh * cols_in)
         reads = (a_slot, xslab) if first[0] else (a_slot, xslab, c)
         ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=a_slot.ref(), b=xslab.ref(),

@@ -96,7 +96,7 @@ def _layer(op: str, density: float, c: int = 64) -> tuple[str, list[np.ndarray]]
 def test_wide_conv_is_chosen_and_faster_at_ten_percent_weights(op) -> None:
     text, args = _layer(op, 0.1)
     wide, got, rep = _run(text, args, "acf-base")
-    per_tap, got_taps, rep_taps = _run(text, args, "acf-base", wide_taps=False)
+    _, got_taps, rep_taps = _run(text, args, "acf-base", wide_taps=False)
     assert _wide_mms(wide.program)
     check_close(got, expected(text, args)[0])
     check_close(got_taps, got)
@@ -112,7 +112,7 @@ def test_wide_conv_multicasts_its_weight_slabs() -> None:
     are compared with the interpreter rather than with each other."""
     text, args = _layer("bwd", 0.1, c=128)
     on, got_on, rep_on = _run(text, args, "acf-base")
-    off, got_off, rep_off = _run(text, args, "acf-base", multicast=False)
+    _, got_off, rep_off = _run(text, args, "acf-base", multicast=False)
     assert _wide_mms(on.program) and any(i.mnemonic == "bcast" for i in on.program.instructions)
     want = expected(text, args)[0]
     check_close(got_on, want)
