@@ -322,7 +322,10 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
                     plans.append(q)
     # the wide kernel's C' tiles sit in the accumulator, not the scratchpad: it may take
     # every output channel (each input slab then crosses the memory ports once)
-    wide_mts = {p.mt for p in plans} | {mt} | {_folds(_cdiv(g.cout, k)) for k in (1, 2)}
+    # (one or two per fabric row: the layout that shares weights along rows and input slabs
+    # down columns)
+    gy = int(ctx.target.fabric.grid[1])
+    wide_mts = {p.mt for p in plans} | {mt} | {_folds(_cdiv(g.cout, k)) for k in (1, 2, gy, 2 * gy)}
     for m in sorted(wide_mts) if getattr(ctx.options, "wide_taps", True) else ():
         for wb in (1, 2):
             q = wide_plan_for(ctx, g, m, wb)
@@ -381,12 +384,17 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
     x_bytes = 4 * g.n * n_m * nblk * g.cin * p.rows_in * p.cols_in
     slab = 4 * p.mt * g.cin * ntap  # every k-block of one output-channel tile
     per_cluster = _cdiv(tiles, ncl)
-    resident = p.kt >= g.cin
-    w_bytes = active * min(n_m, per_cluster) * slab if resident else tiles * slab
-    gx = int(ctx.target.fabric.grid[0])
-    if ctx.multicast and tiles >= ncl and not resident:  # a row's sender loads, the row shares
-        w_bytes /= gx
     nk = _cdiv(g.cin, p.kt)
+    # weights stay on a cluster from tile to tile when its buffers hold every k-block
+    resident = nk <= (p.wbufs if p.wide else 1)
+    w_bytes = active * min(n_m, per_cluster) * slab if resident else tiles * slab
+    gx, gy = (int(v) for v in ctx.target.fabric.grid)
+    if p.wide and fits_rows_and_columns(ctx, n_m, nblk * g.n):
+        # weights along rows (each m-tile's loaded by one row), input slabs down columns
+        x_bytes /= gy
+        w_bytes = n_m * slab if resident else w_bytes / gx
+    elif ctx.multicast and tiles >= ncl and not resident:  # a row's sender loads for the row
+        w_bytes /= gx
     mfolds = _cdiv(p.mt, 16)
     if p.wide:  # one image per tile, every tap in one fold
         cols = sum(_cdiv((r - 1) * p.cols_in + c, 16) for _, r, _, c in p.blocks) / nblk
@@ -472,11 +480,10 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
         assert not (g.pad_t or g.pad_l), "callers pad in DRAM when the slabs do not fit"
         return _emit_tap_gemm_from_dram(ctx, g)
     if plan.wide:
-        from .conv_wide import WideTapEmitter
+        from . import conv_wide
 
-        em: _TapEmitter | WideTapEmitter = WideTapEmitter(ctx, g, plan)
-    else:
-        em = _TapEmitter(ctx, g, plan)
+        return conv_wide.emit(ctx, g, plan)
+    em = _TapEmitter(ctx, g, plan)
     ptiles = [(n0, blk) for n0 in range(0, g.n, plan.group) for blk in plan.blocks]
     mtiles = list(range(0, g.cout, plan.mt))
     rows = rows_share_first(ctx, len(mtiles), len(ptiles)) \

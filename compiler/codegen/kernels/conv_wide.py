@@ -26,11 +26,17 @@ from __future__ import annotations
 
 from ..context import KernelContext
 from ..memory import Buffer
-from ..multicast import Layout
+from ..multicast import Layout, rows_and_columns, rows_share_first
 from .conv import _VR_TAP, _VR_WIN, TapGemm, _pixel_blocks, _SlabPlan, _zero_border
 
 #: output channels compacted per step (one PE fold of rows)
 CHUNK = 16
+#: output buffers of the compaction (a tile's chunks rotate through them)
+OUT_BUFS = 4
+
+
+def out_bufs(mt: int) -> int:
+    return min(OUT_BUFS, -(-mt // CHUNK))
 
 
 def tap_grid(g: TapGemm) -> tuple[int, int, int, int] | None:
@@ -75,23 +81,27 @@ def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _S
         return None
     chunk = min(mt, CHUNK)
     budget = (ctx.tiling.spad_bytes // 4 - 16 * 10 - (2 * mt if g.bias is not None else 0)
-              - chunk * nmax - min(4, -(-mt // chunk)) * chunk * pmax)
-    copies = 2 if g.ta else 1  # the input gradient also keeps the flipped, tap-major copy
-    per_k = 2 * rows_in * cols_in + wbufs * mt * ntap * copies
+              - chunk * nmax - out_bufs(mt) * chunk * pmax)
+    stage = 1 if g.ta else 0  # the input gradient's staging slab (before its tap gathers)
+    per_k = 2 * rows_in * cols_in + (wbufs + stage) * mt * ntap
     kt = min(g.cin, max(0, budget) // per_k, 0xFFFF // ntap)
     if kt < 1:
         return None
     kt = -(-g.cin // -(-g.cin // kt))  # balanced k-blocks
     if max(kt, mt) * ntap > 0xFFFF:
         return None
-    wbufs = 2 if kt * (2 * rows_in * cols_in + 2 * mt * ntap * copies) <= budget else 1
+    wbufs = 2 if kt * (2 * rows_in * cols_in + (2 + stage) * mt * ntap) <= budget else 1
     return _SlabPlan(mt, blocks, pmax, 1, kt, rows_in, cols_in, wbufs, wide=True)
 
 
 class WideTapEmitter:
-    """Emits the wide slab conv one tile (``begin``, ``k_block`` per input-channel block,
-    ``end``) at a time per cluster, like :class:`.conv._TapEmitter` (the same multicast row
-    layouts drive both)."""
+    """Emits the wide slab conv one tile (``begin``, per input-channel block ``k_load`` then
+    ``k_compute``, ``end``) at a time per cluster. Under a multicast layout
+    (``codegen.multicast``) a row's first cluster loads each weight slab and ``bcast``s it
+    along the row, and (``rows_and_columns``) a column's sender loads each input slab, zeroes
+    its border and ``bcast``s it down the column: the driver emits every cluster's loads of
+    a k-block before any cluster's MACs (``emit``), so each stream records the multicasts
+    ahead of its reads."""
 
     def __init__(self, ctx: KernelContext, g: TapGemm, plan: _SlabPlan) -> None:
         self.ctx, self.g, self.plan = ctx, g, plan
@@ -101,16 +111,19 @@ class WideTapEmitter:
         mt, kt = plan.mt, plan.kt
         self.nmax = max(pixels_linear(r, c, plan.cols_in) for _, r, _, c in plan.blocks)
         self.chunk = min(mt, CHUNK)
+        wslab = 4 * mt * kt * self.ntap
         self.xslabs = [ctx.alloc("sp", 4 * kt * self.slab) for _ in range(2)]
-        self.wslabs = [ctx.alloc("sp", 4 * mt * kt * self.ntap) for _ in range(plan.wbufs)]
-        self.wtaps = [ctx.alloc("sp", 4 * mt * kt * self.ntap) for _ in range(plan.wbufs)] \
-            if g.ta else []
+        # the input gradient's slabs arrive in one staging buffer and are gathered into
+        # the tap-major copies the MACs read (one per weight buffer); the forward's are read
+        # where they land
+        self.wstage = ctx.alloc("sp", wslab) if g.ta else None
+        self.wslabs = [ctx.alloc("sp", wslab) for _ in range(plan.wbufs)]
         self.c_slots = [ctx.alloc("acc", 4 * mt * self.nmax) for _ in range(2)]
         self.wide_out = ctx.alloc("sp", 4 * self.chunk * self.nmax)
-        # one output buffer per chunk of a tile (at most 4): a chunk's gather then waits
-        # for the store of the previous tile's chunk, not this tile's
+        # one output buffer per chunk of a tile (at most OUT_BUFS): a chunk's gather then
+        # waits for the store of the previous tile's chunk, not this tile's
         self.outs = [ctx.alloc("sp", 4 * self.chunk * plan.pmax)
-                     for _ in range(min(4, -(-mt // self.chunk)))]
+                     for _ in range(out_bufs(mt))]
         self.bias_slot = ctx.alloc("sp", 4 * mt) if g.bias is not None else None
         self.plane_in, self.plane_out = g.hin * g.win, g.oh * g.ow
         n = len(ctx.streams)
@@ -120,58 +133,74 @@ class WideTapEmitter:
         self.onext = [0] * n  # compacted chunks per cluster: the next output buffer
         self.held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
         self.current: dict[int, tuple] = {}  # cluster -> (tile, accumulator, first k-block)
+        self.loaded: dict[int, tuple] = {}  # cluster -> (xslab, weight buffer, fresh) of a k-block
         self.pending: dict[int, tuple] = {}  # cluster -> (tile, accumulator) awaiting its output
 
     def tile(self, cl: int, tile: tuple) -> None:
         self.begin(cl, tile)
         for k0 in range(0, self.g.cin, self.plan.kt):
-            self.k_block(cl, k0)
+            self.k_load(cl, k0)
+            self.k_compute(cl, k0)
         self.end(cl)
 
     def begin(self, cl: int, tile: tuple) -> None:
         self.current[cl] = (tile, self.c_slots[self.count[cl] % 2], [True])
 
-    def k_block(self, cl: int, k0: int, rows: Layout | None = None) -> None:
+    def k_load(self, cl: int, k0: int, layout: Layout | None = None) -> None:
+        """The k-block's input slab and (unless resident) weight slab: loaded, or sent by
+        the cluster's senders."""
         ctx, g, plan = self.ctx, self.g, self.plan
-        (n, m0, (oh0, rows_out, ow0, cols)), c, first = self.current[cl]
-        ntap, slab, cols_in = self.ntap, self.slab, plan.cols_in
+        (n, m0, (oh0, rows_out, ow0, cols)), _, _ = self.current[cl]
+        ntap, cols_in = self.ntap, plan.cols_in
         mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
         xslab = self.xslabs[self.kiter[cl] % 2]
         self.kiter[cl] += 1
         w_key = (m0, k0)  # still resident from an earlier tile of this cluster: not reloaded
         w_idx = next((i for i in range(plan.wbufs) if self.held.get((cl, i)) == w_key), None)
-        w_fresh = w_idx is None
-        if w_fresh:
+        fresh = w_idx is None
+        if fresh:
             w_idx = self.wnext[cl] % plan.wbufs
             self.wnext[cl] += 1
             self.held[(cl, w_idx)] = w_key
-        wslab = self.wslabs[w_idx]
+        self.loaded[cl] = (xslab, w_idx, fresh)
         row0, col0 = oh0 - g.pad_t, ow0 - g.pad_l
-        ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in + k0 * self.plane_in
-                                           + row0 * g.win + col0),
-                (kt, plan.rows_in, cols_in), (self.plane_in, g.win, 1))
-        load = w_fresh and (rows is None or rows.sends("a", cl))
+        if layout is None or layout.sends("b", cl):
+            ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in + k0 * self.plane_in
+                                               + row0 * g.win + col0),
+                    (kt, plan.rows_in, cols_in), (self.plane_in, g.win, 1))
+            if g.pad_t or g.pad_l:
+                _zero_border(ctx, cl, xslab, kt, plan.rows_in, cols_in, row0, col0, g.hin, g.win)
+            if layout is not None and layout.shared("b"):
+                ctx.bcast(cl, layout.group["b"][cl], xslab, 4 * kt * self.slab,
+                          layout.receivers["b"][cl])
+        if not fresh or not (layout is None or layout.sends("a", cl)):
+            return
+        dst = self.wstage if self.wstage is not None else self.wslabs[w_idx]
         if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m) x taps
-            if load:
-                ctx.ld_at(cl, wslab, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
-        elif load:  # A[o, c*taps + t]
-            ctx.ld_at(cl, wslab, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
-        if load and rows is not None:
-            ctx.bcast(cl, rows.group["a"][cl], wslab, 4 * mt * kt * ntap, rows.receivers["a"][cl])
+            ctx.ld_at(cl, dst, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
+        else:  # A[o, c*taps + t]
+            ctx.ld_at(cl, dst, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
+        if layout is not None and layout.shared("a"):
+            ctx.bcast(cl, layout.group["a"][cl], dst, 4 * mt * kt * ntap, layout.receivers["a"][cl])
+
+    def k_compute(self, cl: int, k0: int) -> None:
+        """The k-block's MACs: one mm over every tap (after the input gradient's gathers)."""
+        ctx, g, plan = self.ctx, self.g, self.plan
+        (n, m0, (oh0, rows_out, ow0, cols)), c, first = self.current[cl]
+        xslab, w_idx, fresh = self.loaded.pop(cl)
+        ntap, slab, cols_in = self.ntap, self.slab, plan.cols_in
+        mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
+        a_slot = self.wslabs[w_idx]
         if g.ta:
             # A[o, (t, c)] = W[c, o, flipped t]: per tap, gather its mt x kt tile (tap-major)
-            a_slot = self.wtaps[w_idx]
-            if w_fresh:
+            if fresh:
                 for t, (_, _, woff) in enumerate(g.taps):
-                    ctx.gather_sp(cl, a_slot, wslab, woff, (mt, kt, 1), (ntap, mt * ntap, 1),
-                                  offset=4 * t * mt * kt)
+                    ctx.gather_sp(cl, a_slot, self.wstage, woff, (mt, kt, 1),  # type: ignore[arg-type]
+                                  (ntap, mt * ntap, 1), offset=4 * t * mt * kt)
             va = ctx.view(cl, _VR_TAP, kt, kt, mt * kt, 1)
         else:  # A[o, (t, c)] at o*kt*taps + c*taps + t
             assert all(t[2] == i for i, t in enumerate(g.taps)), "forward taps in weight order"
-            a_slot = wslab
             va = ctx.view(cl, _VR_TAP, kt, kt * ntap, 1, ntap)
-        if g.pad_t or g.pad_l:
-            _zero_border(ctx, cl, xslab, kt, plan.rows_in, cols_in, row0, col0, g.hin, g.win)
         # B stored n' x K: row p' at p'; column (tap row, tap column, channel) at
         # tap row*dh*cols_in + tap column*dw + channel*slab
         _, kw, dh, dw = self.grid  # type: ignore[misc]
@@ -221,3 +250,39 @@ class WideTapEmitter:
             ctx.st_at(cl, out, g.out_addr + 4 * (n * g.cout * self.plane_out
                                                  + (m0 + o0) * self.plane_out + oh0 * g.ow + ow0),
                       rws, pt, self.plane_out)
+
+
+def emit(ctx: KernelContext, g: TapGemm, plan: _SlabPlan) -> None:
+    """The wide kernel over every tile: the weights shared along fabric rows and the input
+    slabs down columns where the tiles allow (``rows_and_columns``), else the weights along
+    rows (``rows_share_first``), else the default placement. With a layout, all clusters
+    run in step: per k-block every cluster's loads (and multicasts), then every cluster's
+    MACs."""
+    em = WideTapEmitter(ctx, g, plan)
+    ptiles = [(n, blk) for n in range(g.n) for blk in plan.blocks]
+    mtiles = list(range(0, g.cout, plan.mt))
+    fits = max(4 * plan.mt * plan.kt * len(g.taps), 4 * plan.kt * em.slab) <= 0xFFFFFF
+    layout = None
+    if fits:
+        layout = rows_and_columns(ctx, len(mtiles), len(ptiles)) or \
+            rows_share_first(ctx, len(mtiles), len(ptiles))
+    if layout is None:
+        tiles = [(n, m0, blk) for n, blk in ptiles for m0 in mtiles]
+        for cl, tile in ctx.place(tiles):
+            em.tile(cl, tile)
+        em.finish()
+        return
+    order = layout.order
+    for j in range(layout.steps):
+        for cl in order:
+            mi, pi = layout.tiles[cl][j]
+            n, blk = ptiles[pi]
+            em.begin(cl, (n, mtiles[mi], blk))
+        for k0 in range(0, g.cin, plan.kt):
+            for cl in order:
+                em.k_load(cl, k0, layout)
+            for cl in order:
+                em.k_compute(cl, k0)
+        for cl in order:
+            em.end(cl)
+    em.finish()
