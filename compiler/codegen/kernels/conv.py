@@ -43,7 +43,7 @@ column and multicast to the rest where the tiles divide evenly (``codegen.multic
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from itertools import pairwise
+from itertools import pairwise, product
 
 from ..context import KernelContext
 from ..memory import Buffer
@@ -289,7 +289,7 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     each weight slab) and the widest whose weights fit one k-block (they stay resident on a
     cluster from tile to tile); each also with a double-buffered weight slab, and as the
     wide-K kernel (``conv_wide``: every tap in one reduction, stride 1)."""
-    from .conv_wide import wide_plan_for
+    from .conv_wide import group_sizes, pixels_linear, wide_plan_for
 
     t, elems = ctx.tiling.t, ctx.tiling.elems
     ncl = len(ctx.streams)
@@ -327,8 +327,13 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     gy = int(ctx.target.fabric.grid[1])
     wide_mts = {p.mt for p in plans} | {mt} | {_folds(_cdiv(g.cout, k)) for k in (1, 2, gy, 2 * gy)}
     for m in sorted(wide_mts) if getattr(ctx.options, "wide_taps", True) else ():
-        for wb in (1, 2):
-            q = wide_plan_for(ctx, g, m, wb)
+        one = wide_plan_for(ctx, g, m)
+        groups = [1]  # whole-plane tiles may take several images
+        if one is not None and len(one.blocks) == 1:
+            (_, r, _, c), = one.blocks
+            groups = group_sizes(ctx, g, m, pixels_linear(r, c, one.cols_in))
+        for grp, wb in product(groups, (1, 2)):
+            q = wide_plan_for(ctx, g, m, wb, grp)
             if q is not None and q.wbufs == wb and q not in plans:
                 plans.append(q)
     if not plans:
@@ -389,16 +394,16 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
     resident = nk <= (p.wbufs if p.wide else 1)
     w_bytes = active * min(n_m, per_cluster) * slab if resident else tiles * slab
     gx, gy = (int(v) for v in ctx.target.fabric.grid)
-    if p.wide and fits_rows_and_columns(ctx, n_m, nblk * g.n):
+    if p.wide and fits_rows_and_columns(ctx, n_m, nblk * ng):
         # weights along rows (each m-tile's loaded by one row), input slabs down columns
         x_bytes /= gy
         w_bytes = n_m * slab if resident else w_bytes / gx
     elif ctx.multicast and tiles >= ncl and not resident:  # a row's sender loads for the row
         w_bytes /= gx
     mfolds = _cdiv(p.mt, 16)
-    if p.wide:  # one image per tile, every tap in one fold
+    if p.wide:  # every tap in one fold, an mm per image
         cols = sum(_cdiv((r - 1) * p.cols_in + c, 16) for _, r, _, c in p.blocks) / nblk
-        mm_k = mfolds * cols * _fold_cycles(ctx, p.kt * ntap, density)
+        mm_k = p.group * mfolds * cols * _fold_cycles(ctx, p.kt * ntap, density)
     else:  # a fold per tap; whole-plane tiles run the group's images in one mm
         cols = sum(_cdiv(p.group * r * c, 16) for _, r, _, c in p.blocks) / nblk
         mm_k = ntap * mfolds * cols * _fold_cycles(ctx, p.kt, density)

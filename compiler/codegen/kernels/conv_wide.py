@@ -24,6 +24,8 @@ operands' expected densities (``KernelContext.operand_density``).
 
 from __future__ import annotations
 
+from itertools import product
+
 from ..context import KernelContext
 from ..memory import Buffer
 from ..multicast import Layout, rows_and_columns, rows_share_first
@@ -58,15 +60,25 @@ def pixels_linear(rows: int, cols: int, cols_in: int) -> int:
     return (rows - 1) * cols_in + cols
 
 
-def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
-    """A slab plan for the wide kernel (one image per tile), or None when it does not apply
-    (strided, a single tap, taps off a grid) or does not fit."""
+def group_sizes(ctx: KernelContext, g: TapGemm, mt: int, nmax: int) -> list[int]:
+    """Images per whole-plane tile worth planning: 1, powers of two, and the most the
+    accumulator holds (each image its own double-buffered mt x n' tile), balanced."""
+    most = max(1, min(g.n, (ctx.tiling.acc_bytes // 4 // 2) // (mt * nmax + 16)))
+    sizes = {1, most} | {k for k in (2, 4, 8, 16) if k < most}
+    return sorted({-(-g.n // -(-g.n // k)) for k in sizes})
+
+
+def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1, group: int = 1
+                  ) -> _SlabPlan | None:
+    """A slab plan for the wide kernel (``group`` images per whole-plane tile, each with its
+    own mm and accumulator tile, sharing the tile's weight slabs), or None when it does not
+    apply (strided, a single tap, taps off a grid) or does not fit."""
     if g.sh != 1 or g.sw != 1 or len(g.taps) < 2 or tap_grid(g) is None:
         return None
     ntap = len(g.taps)
     dy, dx = max(t[0] for t in g.taps), max(t[1] for t in g.taps)
-    # the accumulator holds two mt x n' tiles (double-buffered); 64-byte slot rounding
-    cap = min(ctx.tiling.acc_bytes // 4 // (2 * mt) - 16, 0xFFFF)
+    # the accumulator holds two mt x n' tiles per image (double-buffered); 64-byte slots
+    cap = min(ctx.tiling.acc_bytes // 4 // (2 * mt * group) - 16, 0xFFFF)
     if g.ow <= cap:
         limit = max(1, (cap - g.ow) // (g.ow + dx) + 1) * g.ow
     else:
@@ -77,21 +89,23 @@ def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _S
     pmax = max(r * c for _, r, _, c in blocks)
     rows_in, cols_in = rmax + dy, cmax + dx
     nmax = max(pixels_linear(r, c, cols_in) for _, r, _, c in blocks)
-    if nmax > cap:
+    if nmax > cap or (group > 1 and len(blocks) > 1):
         return None
     chunk = min(mt, CHUNK)
     budget = (ctx.tiling.spad_bytes // 4 - 16 * 10 - (2 * mt if g.bias is not None else 0)
               - chunk * nmax - out_bufs(mt) * chunk * pmax)
     stage = 1 if g.ta else 0  # the input gradient's staging slab (before its tap gathers)
-    per_k = 2 * rows_in * cols_in + (wbufs + stage) * mt * ntap
+    per_k = 2 * group * rows_in * cols_in + (wbufs + stage) * mt * ntap
     kt = min(g.cin, max(0, budget) // per_k, 0xFFFF // ntap)
     if kt < 1:
         return None
     kt = -(-g.cin // -(-g.cin // kt))  # balanced k-blocks
     if max(kt, mt) * ntap > 0xFFFF:
         return None
-    wbufs = 2 if kt * (2 * rows_in * cols_in + (2 + stage) * mt * ntap) <= budget else 1
-    return _SlabPlan(mt, blocks, pmax, 1, kt, rows_in, cols_in, wbufs, wide=True)
+    if max(4 * mt * kt * ntap, 4 * group * kt * rows_in * cols_in) > 0xFFFFFF:
+        return None  # a bcast's byte count
+    wbufs = 2 if kt * (2 * group * rows_in * cols_in + (2 + stage) * mt * ntap) <= budget else 1
+    return _SlabPlan(mt, blocks, pmax, group, kt, rows_in, cols_in, wbufs, wide=True)
 
 
 class WideTapEmitter:
@@ -112,13 +126,15 @@ class WideTapEmitter:
         self.nmax = max(pixels_linear(r, c, plan.cols_in) for _, r, _, c in plan.blocks)
         self.chunk = min(mt, CHUNK)
         wslab = 4 * mt * kt * self.ntap
-        self.xslabs = [ctx.alloc("sp", 4 * kt * self.slab) for _ in range(2)]
+        self.group = plan.group
+        self.xslabs = [ctx.alloc("sp", 4 * self.group * kt * self.slab) for _ in range(2)]
         # the input gradient's slabs arrive in one staging buffer and are gathered into
         # the tap-major copies the MACs read (one per weight buffer); the forward's are read
         # where they land
         self.wstage = ctx.alloc("sp", wslab) if g.ta else None
         self.wslabs = [ctx.alloc("sp", wslab) for _ in range(plan.wbufs)]
-        self.c_slots = [ctx.alloc("acc", 4 * mt * self.nmax) for _ in range(2)]
+        self.c_slots = [[ctx.alloc("acc", 4 * mt * self.nmax) for _ in range(self.group)]
+                        for _ in range(2)]
         self.wide_out = ctx.alloc("sp", 4 * self.chunk * self.nmax)
         # one output buffer per chunk of a tile (at most OUT_BUFS): a chunk's gather then
         # waits for the store of the previous tile's chunk, not this tile's
@@ -132,9 +148,9 @@ class WideTapEmitter:
         self.wnext = [0] * n  # weight slabs loaded per cluster: the next buffer
         self.onext = [0] * n  # compacted chunks per cluster: the next output buffer
         self.held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
-        self.current: dict[int, tuple] = {}  # cluster -> (tile, accumulator, first k-block)
+        self.current: dict[int, tuple] = {}  # cluster -> (tile, accumulators, first k-block)
         self.loaded: dict[int, tuple] = {}  # cluster -> (xslab, weight buffer, fresh) of a k-block
-        self.pending: dict[int, tuple] = {}  # cluster -> (tile, accumulator) awaiting its output
+        self.pending: dict[int, tuple] = {}  # cluster -> (tile, accumulators) awaiting output
 
     def tile(self, cl: int, tile: tuple) -> None:
         self.begin(cl, tile)
@@ -164,14 +180,18 @@ class WideTapEmitter:
             self.held[(cl, w_idx)] = w_key
         self.loaded[cl] = (xslab, w_idx, fresh)
         row0, col0 = oh0 - g.pad_t, ow0 - g.pad_l
+        imgs = self.images(n)
         if layout is None or layout.sends("b", cl):
-            ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in + k0 * self.plane_in
-                                               + row0 * g.win + col0),
-                    (kt, plan.rows_in, cols_in), (self.plane_in, g.win, 1))
+            for j, img in enumerate(imgs):
+                ctx.ldg(cl, xslab, g.x_addr + 4 * (img * g.cin * self.plane_in
+                                                   + k0 * self.plane_in + row0 * g.win + col0),
+                        (kt, plan.rows_in, cols_in), (self.plane_in, g.win, 1),
+                        offset=4 * j * kt * self.slab)
             if g.pad_t or g.pad_l:
-                _zero_border(ctx, cl, xslab, kt, plan.rows_in, cols_in, row0, col0, g.hin, g.win)
+                _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, cols_in, row0, col0,
+                             g.hin, g.win)
             if layout is not None and layout.shared("b"):
-                ctx.bcast(cl, layout.group["b"][cl], xslab, 4 * kt * self.slab,
+                ctx.bcast(cl, layout.group["b"][cl], xslab, 4 * len(imgs) * kt * self.slab,
                           layout.receivers["b"][cl])
         if not fresh or not (layout is None or layout.sends("a", cl)):
             return
@@ -186,7 +206,7 @@ class WideTapEmitter:
     def k_compute(self, cl: int, k0: int) -> None:
         """The k-block's MACs: one mm over every tap (after the input gradient's gathers)."""
         ctx, g, plan = self.ctx, self.g, self.plan
-        (n, m0, (oh0, rows_out, ow0, cols)), c, first = self.current[cl]
+        (n, m0, (oh0, rows_out, ow0, cols)), cs, first = self.current[cl]
         xslab, w_idx, fresh = self.loaded.pop(cl)
         ntap, slab, cols_in = self.ntap, self.slab, plan.cols_in
         mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
@@ -205,11 +225,16 @@ class WideTapEmitter:
         # tap row*dh*cols_in + tap column*dw + channel*slab
         _, kw, dh, dw = self.grid  # type: ignore[misc]
         vb = ctx.view(cl, _VR_WIN, kt, 1, dw, slab, d1=kw, s3=dh * cols_in)
-        reads = (a_slot, xslab) if first[0] else (a_slot, xslab, c)
-        ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=a_slot.ref(), b=xslab.ref(),
-                 m=mt, n=pixels_linear(rows_out, cols, cols_in), k=kt * ntap,
-                 accum=int(not first[0]), ta=0, tb=1, va=va, vb=vb)
+        for j, _ in enumerate(self.images(n)):  # each image into its own accumulator tile
+            c = cs[j]
+            reads = (a_slot, xslab) if first[0] else (a_slot, xslab, c)
+            ctx.emit(cl, "mm", reads=reads, writes=(c,), dst=c.ref(), a=a_slot.ref(),
+                     b=xslab.ref(4 * j * kt * slab), m=mt, n=pixels_linear(rows_out, cols, cols_in),
+                     k=kt * ntap, accum=int(not first[0]), ta=0, tb=1, va=va, vb=vb)
         first[0] = False
+
+    def images(self, n0: int) -> range:
+        return range(n0, min(n0 + self.group, self.g.n))
 
     def end(self, cl: int) -> None:
         """Close the cluster's tile. Its output leaves one tile later (``finish`` flushes
@@ -229,13 +254,15 @@ class WideTapEmitter:
         if cl not in self.pending:
             return
         ctx, g, plan = self.ctx, self.g, self.plan
-        (n, m0, (oh0, rows_out, ow0, cols)), c = self.pending.pop(cl)
+        (n0, m0, (oh0, rows_out, ow0, cols)), cs = self.pending.pop(cl)
         mt, pt = min(plan.mt, g.cout - m0), rows_out * cols
         wide = pixels_linear(rows_out, cols, plan.cols_in)
-        ctx.stats.macs += mt * pt * g.cin * self.ntap
+        imgs = self.images(n0)
+        ctx.stats.macs += mt * pt * g.cin * self.ntap * len(imgs)
         if self.bias_slot is not None:
             ctx.load(cl, Buffer(g.bias.addr, (g.cout, 1)), m0, 0, mt, 1, self.bias_slot)  # type: ignore[union-attr]
-        for o0 in range(0, mt, self.chunk):
+        for (j, n), o0 in product(enumerate(imgs), range(0, mt, self.chunk)):
+            c = cs[j]
             rws = min(self.chunk, mt - o0)
             out = self.outs[self.onext[cl] % len(self.outs)]
             self.onext[cl] += 1
@@ -259,13 +286,10 @@ def emit(ctx: KernelContext, g: TapGemm, plan: _SlabPlan) -> None:
     run in step: per k-block every cluster's loads (and multicasts), then every cluster's
     MACs."""
     em = WideTapEmitter(ctx, g, plan)
-    ptiles = [(n, blk) for n in range(g.n) for blk in plan.blocks]
+    ptiles = [(n0, blk) for n0 in range(0, g.n, plan.group) for blk in plan.blocks]
     mtiles = list(range(0, g.cout, plan.mt))
-    fits = max(4 * plan.mt * plan.kt * len(g.taps), 4 * plan.kt * em.slab) <= 0xFFFFFF
-    layout = None
-    if fits:
-        layout = rows_and_columns(ctx, len(mtiles), len(ptiles)) or \
-            rows_share_first(ctx, len(mtiles), len(ptiles))
+    layout = rows_and_columns(ctx, len(mtiles), len(ptiles)) or \
+        rows_share_first(ctx, len(mtiles), len(ptiles))
     if layout is None:
         tiles = [(n, m0, blk) for n, blk in ptiles for m0 in mtiles]
         for cl, tile in ctx.place(tiles):

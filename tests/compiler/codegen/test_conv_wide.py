@@ -78,6 +78,25 @@ def test_wide_conv_equals_interpreter_and_per_tap_kernel(op, case) -> None:
     check_close(got_taps, want)
 
 
+@pytest.mark.parametrize("op", ["fwd", "bwd"])
+def test_wide_conv_runs_several_images_per_whole_plane_tile(op) -> None:
+    """Small planes: a tile takes several images, each its own mm and accumulator tile,
+    all reading the tile's weight slab (loaded once per k-block for all of them)."""
+    text, shapes = _text(op, 8, 40, 6, 24, 3, 2, 2)
+    w = "%wt: tensor<24x40x3x3xf32>"
+    text = text.replace(w, w + " {density = 0.1}")
+    args = _args(shapes, 0.1, seed=2)
+    c, got, _ = _run(text, args, "acf-base")
+    by_cluster: dict[int, list] = {}
+    for i in _wide_mms(c.program):
+        by_cluster.setdefault(i["cl"], []).append(i)
+    # consecutive mms of a cluster reading the same weights into different accumulators
+    shared = [(p, q) for mms in by_cluster.values() for p, q in zip(mms, mms[1:])
+              if p["a"] == q["a"] and p["dst"] != q["dst"] and p["b"] != q["b"]]
+    assert shared
+    check_close(got, expected(text, args)[0])
+
+
 def _layer(op: str, density: float, c: int = 64) -> tuple[str, list[np.ndarray]]:
     """A ResNet layer2-shaped conv (batch 8, 16 x 16, c channels in and out) whose weight
     argument carries the density hint the runtime records and whose input is a ReLU output
@@ -105,15 +124,20 @@ def test_wide_conv_is_chosen_and_faster_at_ten_percent_weights(op) -> None:
     assert rep.total_cycles < 0.9 * rep_taps.total_cycles
 
 
-def test_wide_conv_multicasts_its_weight_slabs() -> None:
-    """Several k-blocks: the weight slabs move, a row's first cluster loads them and
-    multicasts them (the emulator's race detector checks the cross-cluster tokens). The
+def test_wide_conv_multicasts_weights_along_rows_and_inputs_down_columns() -> None:
+    """Four output-channel tiles, 8 images: a row's first cluster loads each weight slab
+    and multicasts it along the row, a column's sender each input slab down the column
+    (the emulator's race detector checks the cross-cluster tokens). The
     plan may differ without multicast (its weight bytes are costed per cluster), so both
     are compared with the interpreter rather than with each other."""
     text, args = _layer("bwd", 0.1, c=128)
     on, got_on, rep_on = _run(text, args, "acf-base")
     _, got_off, rep_off = _run(text, args, "acf-base", multicast=False)
     assert _wide_mms(on.program) and any(i.mnemonic == "bcast" for i in on.program.instructions)
+    groups = [(i["x0"], i["y0"], i["x1"], i["y1"]) for i in on.program.instructions
+              if i.mnemonic == "noc.mcast"]
+    # weights along each of the 4 rows, input slabs down each of the 4 columns
+    assert sorted(groups) == sorted([(0, y, 3, y) for y in range(4)] + [(x, 0, x, 3) for x in range(4)])
     want = expected(text, args)[0]
     check_close(got_on, want)
     check_close(got_off, want)

@@ -27,10 +27,10 @@ def _run(text: str, args: list[np.ndarray], **options):
     return c, [result.outputs[name] for name in c.outputs], result.report
 
 
-def _both(text: str, args: list[np.ndarray]):
+def _both(text: str, args: list[np.ndarray], **options):
     """(program, outputs, report) with multicast and without."""
-    on = _run(text, args)
-    off = _run(text, args, multicast=False)
+    on = _run(text, args, **options)
+    off = _run(text, args, multicast=False, **options)
     for got, want in zip(on[1], expected(text, args)):
         check_close(got, want)
     for a, b in zip(on[1], off[1]):
@@ -51,7 +51,9 @@ def test_conv_weight_slabs_are_multicast_along_rows() -> None:
     ], ["y", "gx"])
     rng = np.random.default_rng(3)
     wt = (rnd(rng, o, c, 3, 3) * (rng.random((o, c, 3, 3)) < 0.3)).astype(np.float32)
-    (c_on, _, rep_on), (c_off, _, rep_off) = _both(text, [rnd(rng, n, c, h, h), wt, rnd(rng, n, o, h, h)])
+    # the per-tap kernel (the wide one shares input slabs down columns too: test_conv_wide)
+    (c_on, _, rep_on), (c_off, _, rep_off) = _both(text, [rnd(rng, n, c, h, h), wt, rnd(rng, n, o, h, h)],
+                                                   wide_taps=False)
     assert _count(c_on.program, "bcast") > 0 and _count(c_off.program, "bcast") == 0
     # acf-small has two rows: each row's groups are configured once, before the first kernel
     mcast = [i for i in c_on.program.instructions if i.mnemonic == "noc.mcast"]
