@@ -166,7 +166,7 @@ class WideTapEmitter:
         """The k-block's input slab and (unless resident) weight slab: loaded, or sent by
         the cluster's senders."""
         ctx, g, plan = self.ctx, self.g, self.plan
-        (n, m0, (oh0, rows_out, ow0, cols)), _, _ = self.current[cl]
+        (n, m0, (oh0, _, ow0, _)), _, _ = self.current[cl]
         ntap, cols_in = self.ntap, plan.cols_in
         mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
         xslab = self.xslabs[self.kiter[cl] % 2]
@@ -206,7 +206,7 @@ class WideTapEmitter:
     def k_compute(self, cl: int, k0: int) -> None:
         """The k-block's MACs: one mm over every tap (after the input gradient's gathers)."""
         ctx, g, plan = self.ctx, self.g, self.plan
-        (n, m0, (oh0, rows_out, ow0, cols)), cs, first = self.current[cl]
+        (n, m0, (_, rows_out, _, cols)), cs, first = self.current[cl]
         xslab, w_idx, fresh = self.loaded.pop(cl)
         ntap, slab, cols_in = self.ntap, self.slab, plan.cols_in
         mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)

@@ -6,6 +6,8 @@ per-tap kernel; the plan is chosen by the expected density; at 10 % weights it i
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from acf import emulator
@@ -91,7 +93,7 @@ def test_wide_conv_runs_several_images_per_whole_plane_tile(op) -> None:
     for i in _wide_mms(c.program):
         by_cluster.setdefault(i["cl"], []).append(i)
     # consecutive mms of a cluster reading the same weights into different accumulators
-    shared = [(p, q) for mms in by_cluster.values() for p, q in zip(mms, mms[1:])
+    shared = [(p, q) for mms in by_cluster.values() for p, q in pairwise(mms)
               if p["a"] == q["a"] and p["dst"] != q["dst"] and p["b"] != q["b"]]
     assert shared
     check_close(got, expected(text, args)[0])
