@@ -78,7 +78,7 @@ def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1, group
     ntap = len(g.taps)
     dy, dx = max(t[0] for t in g.taps), max(t[1] for t in g.taps)
     # the accumulator holds two mt x n' tiles per image (double-buffered); 64-byte slots
-    cap = min(ctx.tiling.acc_bytes // 4 // (2 * mt * group) - 16, 0xFFFF)
+    cap = min((ctx.tiling.acc_bytes // 4 // (2 * group) - 16) // mt, 0xFFFF)
     if g.ow <= cap:
         limit = max(1, (cap - g.ow) // (g.ow + dx) + 1) * g.ow
     else:

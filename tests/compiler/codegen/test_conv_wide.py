@@ -69,8 +69,8 @@ def test_wide_conv_equals_interpreter_and_per_tap_kernel(op, case) -> None:
         bias = False
     text, shapes = _text(op, n, c, h, o, k, pad, dil, bias)
     args = _args(shapes, 0.3)
-    wide, got, _ = _run(text, args, target)
-    per_tap, got_taps, _ = _run(text, args, target, wide_taps=False)
+    wide, got, _ = _run(text, args, target, wide_taps="on")
+    per_tap, got_taps, _ = _run(text, args, target, wide_taps="off")
     mms = _wide_mms(wide.program)
     assert mms, "the wide kernel was not chosen"
     assert all(i["k"] % (k * k) == 0 for i in mms)  # every tap of a k-block in one reduction
@@ -117,7 +117,7 @@ def _layer(op: str, density: float, c: int = 64) -> tuple[str, list[np.ndarray]]
 def test_wide_conv_is_chosen_and_faster_at_ten_percent_weights(op) -> None:
     text, args = _layer(op, 0.1)
     wide, got, rep = _run(text, args, "acf-base")
-    _, got_taps, rep_taps = _run(text, args, "acf-base", wide_taps=False)
+    _, got_taps, rep_taps = _run(text, args, "acf-base", wide_taps="off")
     assert _wide_mms(wide.program)
     check_close(got, expected(text, args)[0])
     check_close(got_taps, got)
@@ -166,3 +166,10 @@ def test_operand_density_reads_hints_through_masks() -> None:
     assert density(2, 0) == 0.5 and density(2, 1) == 0.2  # a ReLU output, a hinted argument
     assert density(3, 0) == 1.0 and density(3, 1) == 0.1  # the mask's hint
     assert density(4, 1) == 1.0  # no hint: dense
+
+
+def test_wide_taps_option_is_checked() -> None:
+    from acf.compiler.codegen import CompileOptions
+
+    with pytest.raises(ValueError, match="wide_taps must be 'auto', 'on' or 'off'"):
+        CompileOptions(wide_taps="sometimes")

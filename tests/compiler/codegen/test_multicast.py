@@ -53,7 +53,7 @@ def test_conv_weight_slabs_are_multicast_along_rows() -> None:
     wt = (rnd(rng, o, c, 3, 3) * (rng.random((o, c, 3, 3)) < 0.3)).astype(np.float32)
     # the per-tap kernel (the wide one shares input slabs down columns too: test_conv_wide)
     (c_on, _, rep_on), (c_off, _, rep_off) = _both(text, [rnd(rng, n, c, h, h), wt, rnd(rng, n, o, h, h)],
-                                                   wide_taps=False)
+                                                   wide_taps="off")
     assert _count(c_on.program, "bcast") > 0 and _count(c_off.program, "bcast") == 0
     # acf-small has two rows: each row's groups are configured once, before the first kernel
     mcast = [i for i in c_on.program.instructions if i.mnemonic == "noc.mcast"]

@@ -172,7 +172,7 @@ def test_conv_weight_slab_stays_resident_across_tiles() -> None:
     text = func({"x": (n, c, h, h), "wt": (o, c, 3, 3)},
                 [("y", "conv2d", ["x", "wt"], attrs, [(n, o, h, h)])], ["y"])
     rng = np.random.default_rng(8)
-    c_, _ = run_case(text, [rnd(rng, n, c, h, h), rnd(rng, o, c, 3, 3)], wide_taps=False)
+    c_, _ = run_case(text, [rnd(rng, n, c, h, h), rnd(rng, o, c, 3, 3)], wide_taps="off")
     ins = c_.program.instructions
     tiles = sum(1 for i in ins if i.mnemonic == "mm") // 9  # one k-block, one image per tile
     weight_loads = [i for i in ins if i.mnemonic == "ld"]
@@ -381,7 +381,7 @@ def test_whole_plane_tiles_run_one_mm_per_tap_for_all_their_images(stride) -> No
          [(n, c, h, h)])], ["gx"])
     rng = np.random.default_rng(7)
     wt = (rnd(rng, o, c, 3, 3) * (rng.random((o, c, 3, 3)) < 0.3)).astype(np.float32)
-    c_, _ = run_case(text, [rnd(rng, n, o, oh, oh), wt], wide_taps=False)  # the per-tap kernel
+    c_, _ = run_case(text, [rnd(rng, n, o, oh, oh), wt], wide_taps="off")  # the per-tap kernel
     mms = [i for i in c_.program.instructions if i.mnemonic == "mm"]
     plane = (h // stride) ** 2  # one image's pixels of one phase (the whole plane at stride 1)
     assert mms and all(i["n"] > plane and i["n"] % plane == 0 for i in mms)
