@@ -408,7 +408,7 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
         # weights along rows (each m-tile's loaded by one row), input slabs down columns
         x_bytes /= gy
         w_bytes = n_m * slab if resident else w_bytes / gx
-    elif p.wide and ctx.multicast and tiles >= ncl and not resident:  # a row's sender loads
+    elif ctx.multicast and tiles >= ncl and not resident:  # a row's sender loads for the row
         w_bytes /= gx
     mfolds = _cdiv(p.mt, 16)
     if p.wide:  # every tap in one fold, an mm per image

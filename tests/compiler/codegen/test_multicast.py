@@ -27,14 +27,24 @@ def _run(text: str, args: list[np.ndarray], **options):
     return c, [result.outputs[name] for name in c.outputs], result.report
 
 
+def _gemm_shapes(prog) -> list[tuple]:
+    """The plan's GEMMs, wherever they run (a layout moves tiles between clusters)."""
+    return sorted((i.mnemonic, i["m"], i["n"], i["k"]) for i in prog.instructions
+                  if i.mnemonic in ("mm", "sddmm"))
+
+
 def _both(text: str, args: list[np.ndarray], **options):
-    """(program, outputs, report) with multicast and without."""
+    """(program, outputs, report) with multicast and without. Both equal the interpreter;
+    where the plan is the same (a plan may count on multicast's saved port bytes and tile
+    differently without it), bit for bit."""
     on = _run(text, args, **options)
     off = _run(text, args, multicast=False, **options)
-    for got, want in zip(on[1], expected(text, args)):
-        check_close(got, want)
-    for a, b in zip(on[1], off[1]):
-        np.testing.assert_array_equal(a, b)  # same sums in the same order
+    for outs in (on[1], off[1]):
+        for got, want in zip(outs, expected(text, args)):
+            check_close(got, want)
+    if _gemm_shapes(on[0].program) == _gemm_shapes(off[0].program):
+        for a, b in zip(on[1], off[1]):
+            np.testing.assert_array_equal(a, b)  # same sums in the same order
     return on, off
 
 
