@@ -140,7 +140,7 @@ class KernelContext:
         function argument it comes from, directly or through ``mask_apply`` and shape ops
         (the runtime sets it on masked parameters from their bound masks; the smaller of a
         weight's and its mask's); else 0.5 for a value whose zeros a ReLU makes (its
-        ``sparsity`` annotation); else 1."""
+        ``sparsity`` annotation, or a ReLU fused into its producer); else 1."""
         value = self.op.operands[index]
         found = 1.0
         while True:
@@ -161,6 +161,8 @@ class KernelContext:
             if op.name in ("graph.reshape", "graph.transpose"):
                 value = op.operands[0]
                 continue
+            if value.index == 0 and op.attributes.get("activation") == "relu":  # a fused ReLU
+                return min(found, _relu_density("relu"))
             note = op.attributes.get("sparsity")
             if isinstance(note, list):
                 note = note[value.index] if value.index < len(note) else None

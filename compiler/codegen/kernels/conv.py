@@ -411,21 +411,28 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
     elif ctx.multicast and tiles >= ncl and not resident:  # a row's sender loads for the row
         w_bytes /= gx
     mfolds = _cdiv(p.mt, 16)
+    issue = int(ctx.target.cluster.issue_cycles)
+    tile_extra = 0.0  # per tile, besides its k-blocks
     if p.wide:  # every tap in one fold, an mm per image
         cols = sum(_cdiv((r - 1) * p.cols_in + c, 16) for _, r, _, c in p.blocks) / nblk
-        mm_k = p.group * mfolds * cols * _fold_cycles(ctx, p.kt * ntap, density)
+        mm_k = p.group * (mfolds * cols * _fold_cycles(ctx, p.kt * ntap, density) + issue)
+        # the output's way out, 16 channels at a time: a copy off the accumulator (vector
+        # lanes) and a gather that drops the discarded columns, each with its issue
+        lanes = int(ctx.target.cluster.vec_lanes)
+        tile_extra = p.group * mfolds * (2 * issue + cols * 16 * 16 / lanes + cols * 16 * 16 / 64)
     else:  # a fold per tap; whole-plane tiles run the group's images in one mm
         cols = sum(_cdiv(p.group * r * c, 16) for _, r, _, c in p.blocks) / nblk
-        mm_k = ntap * mfolds * cols * _fold_cycles(ctx, p.kt, density)
+        mms = ntap if p.group > 1 else ntap * p.group
+        mm_k = ntap * mfolds * cols * _fold_cycles(ctx, p.kt, density) + mms * issue
     w_k = 0.0
     if not resident:
         link = int(ctx.target.noc.link_bytes)
         w_k = 2 * (4 * p.mt * p.kt * ntap) / link
         if p.wide and g.ta:  # per tap: strided source words and the dense tile, 16 banks
-            w_k += ntap * p.mt * p.kt * (1 / 16 + 1 / 64)
+            w_k += ntap * (issue + p.mt * p.kt * (1 / 16 + 1 / 64))
     per_k = mm_k + w_k if p.wbufs == 1 else max(mm_k, w_k)
     loads = x_bytes + w_bytes
-    return max(loads / _port_bytes(ctx), per_cluster * nk * per_k), float(loads)
+    return max(loads / _port_bytes(ctx), per_cluster * (nk * per_k + tile_extra)), float(loads)
 
 
 def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
@@ -796,6 +803,11 @@ class _PhasePlan:
 
 
 def _phase_plan(ctx: KernelContext, v: Conv) -> _PhasePlan | None:
+    """The phase tiling with the least estimated time among channel-tile widths (balanced
+    16-multiples): the larger of its bytes over the memory ports (each tile loads its
+    channels' weights for every k-block, and every tile of a channel block the g slabs of
+    its images) and its MAC folds on the busiest cluster. Narrower channel tiles fit more
+    images per whole-plane tile, so each weight slab serves more of them."""
     ph_h = _phases(v.sh, v.ph, v.dh, v.kh, v.h)
     ph_w = _phases(v.sw, v.pw, v.dw, v.kw, v.w)
     offs_h = [o for _, _, taps in ph_h for _, o in taps] or [0]
@@ -805,22 +817,34 @@ def _phase_plan(ctx: KernelContext, v: Conv) -> _PhasePlan | None:
     t, ncl, ntap = ctx.tiling.t, len(ctx.streams), v.kh * v.kw
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
     acc = ctx.tiling.acc_bytes // 4
-    mt = min(v.c, t)
-    while True:
+    best: tuple[float, float, _PhasePlan] | None = None
+    for n_c in range(_cdiv(v.c, min(v.c, t)), _cdiv(v.c, 16) + 1):
+        mt = _folds(_cdiv(v.c, n_c))
+        if best is not None and mt == best[2].mt:
+            continue
         rows = min(v.h, max(v.sh, acc // (2 * mt * v.w) // v.sh * v.sh))
         group = max(1, min(v.n, acc // (2 * mt * v.h * v.w))) if rows >= v.h else 1
-        tiles = -(-v.n // group) * -(-v.c // mt) * -(-v.h // rows)
-        if tiles >= ncl or mt <= 16:
-            break
-        mt = max(16, (mt // 2 + 15) // 16 * 16)
-    if 2 * mt * rows * v.w > acc or rows * v.w > 0xFFFF:  # the tile is one st of rows*W columns
-        return None
-    rows_in = -(-rows // v.sh) + max(offs_h) - lo_h
-    kt = min(v.o, budget // (2 * group * rows_in * cols_in + mt * ntap))
-    if kt < 1 or max(kt, mt) * ntap > 0xFFFF or group * rows_in * cols_in * kt > 0xFFFFFF:
-        return None
-    kt = -(-v.o // -(-v.o // kt))  # balanced k-blocks
-    return _PhasePlan(mt, rows, group, kt, rows_in, cols_in, lo_h, lo_w)
+        group = -(-v.n // -(-v.n // group))  # balanced image groups
+        if 2 * mt * rows * v.w > acc or rows * v.w > 0xFFFF:  # the tile is one st of rows*W
+            continue
+        rows_in = -(-rows // v.sh) + max(offs_h) - lo_h
+        kt = min(v.o, budget // (2 * group * rows_in * cols_in + mt * ntap))
+        if kt < 1 or max(kt, mt) * ntap > 0xFFFF or group * rows_in * cols_in * kt > 0xFFFFFF:
+            continue
+        kt = -(-v.o // -(-v.o // kt))  # balanced k-blocks
+        plan = _PhasePlan(mt, rows, group, kt, rows_in, cols_in, lo_h, lo_w)
+        c_tiles, r_tiles = _cdiv(v.c, mt), _cdiv(v.h, rows)
+        tiles = _cdiv(v.n, group) * c_tiles * r_tiles
+        w_bytes = tiles * 4 * mt * v.o * ntap
+        g_bytes = c_tiles * r_tiles * 4 * v.n * v.o * rows_in * cols_in
+        pixels = group * rows * v.w  # per tile: every phase's outputs, each tap once
+        folds = _cdiv(mt, 16) * _cdiv(pixels, 16) * ntap * _cdiv(v.o, kt)
+        macs = _cdiv(tiles, ncl) * folds * (kt + int(ctx.target.cluster.fold_cycles)) \
+            / (v.sh * v.sw)
+        cost = (max((w_bytes + g_bytes) / _port_bytes(ctx), macs), w_bytes + g_bytes, plan)
+        if best is None or cost[:2] < best[:2]:
+            best = cost
+    return best[2] if best is not None else None
 
 
 def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:

@@ -153,6 +153,8 @@ def test_operand_density_reads_hints_through_masks() -> None:
   %a = graph.matmul %r, %w : tensor<4x8xf32>, tensor<8x8xf32> -> tensor<4x8xf32>
   %b = graph.matmul %x, %wm : tensor<4x8xf32>, tensor<8x8xf32> -> tensor<4x8xf32>
   %c = graph.matmul %r, %v : tensor<4x8xf32>, tensor<8x8xf32> -> tensor<4x8xf32>
+  %s = graph.add %x, %x {activation = "relu"} : tensor<4x8xf32>, tensor<4x8xf32> -> tensor<4x8xf32>
+  %d = graph.matmul %s, %v : tensor<4x8xf32>, tensor<8x8xf32> -> tensor<4x8xf32>
   graph.return %a, %b, %c : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>
 }
 """
@@ -166,6 +168,7 @@ def test_operand_density_reads_hints_through_masks() -> None:
     assert density(2, 0) == 0.5 and density(2, 1) == 0.2  # a ReLU output, a hinted argument
     assert density(3, 0) == 1.0 and density(3, 1) == 0.1  # the mask's hint
     assert density(4, 1) == 1.0  # no hint: dense
+    assert density(6, 0) == 0.5  # a ReLU fused into its producer
 
 
 def test_wide_taps_option_is_checked() -> None:
