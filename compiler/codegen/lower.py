@@ -40,7 +40,7 @@ class CompileOptions:
     different rows, so their memory traffic enters through different row ports
     (docs/timing.md section 7) instead of all through row 0's. ``multicast``: kernels may
     load an operand tile that several clusters share once and ``bcast`` it (off: every
-    cluster loads its own, for comparisons). ``wide_taps``: whether stride-1 convs reduce
+    cluster loads its own, for comparisons). ``wide_taps``: whether slab convs reduce
     over every tap in one ``mm`` (``kernels.conv_wide``): ``auto`` where their cost model
     prefers it, ``on`` wherever it applies, ``off`` never (one ``mm`` per tap)."""
 
@@ -48,7 +48,7 @@ class CompileOptions:
     func: str | None = None
     placement: Callable = row_spread
     multicast: bool = True  # kernels may multicast shared operand tiles (codegen.multicast)
-    wide_taps: str = "auto"  # stride-1 convs and the wide-K kernel (kernels.conv_wide)
+    wide_taps: str = "auto"  # slab convs and the wide-K kernel (kernels.conv_wide)
 
     def __post_init__(self) -> None:
         if self.wide_taps not in ("auto", "on", "off"):

@@ -295,7 +295,7 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
     the widest that holds whole output planes (a tile then takes several images, which share
     each weight slab) and the widest whose weights fit one k-block (they stay resident on a
     cluster from tile to tile); each also with a double-buffered weight slab, and as the
-    wide-K kernel (``conv_wide``: every tap in one reduction, stride 1)."""
+    wide-K kernel (``conv_wide``: every tap in one reduction, equal strides)."""
     from .conv_wide import group_sizes, pixels_linear, wide_plan_for
 
     t, elems = ctx.tiling.t, ctx.tiling.elems

@@ -1,4 +1,4 @@
-"""The stride-1 slab conv with every tap in one reduction ("wide K").
+"""The slab conv with every tap in one reduction ("wide K").
 
 The slab kernel of :mod:`.conv` runs one ``mm`` per tap and input-channel block, so each
 reduction is only ``kt`` long, and every 16 x 16 fold of outputs pays the PE array's fold
@@ -8,9 +8,10 @@ overhead (``cluster.fold_cycles``) per tap. With zero-skipping that overhead dom
 the view registers can express when the output pixels are *linear* in the input slab:
 
 * B is read transposed (``tb``): its stored rows are output pixels ``p' = r*cols_in + q``
-  (the slab's own row pitch, so the ``cols_in - cols`` columns past each output row are
-  computed and thrown away), its stored columns ``kk = (tap row, tap column, channel)``
-  through the view's block / run / element levels;
+  at ``stride * p'`` (the slab's own row pitch, so the ``cols_in - cols`` columns past each
+  output row are computed and thrown away: about half of them at stride 2), its stored
+  columns ``kk = (tap row, tap column, channel)`` through the view's block / run /
+  element levels;
 * A is the weight slab read through a view (forward: OIHW's channel-major, tap-minor
   columns in tap-major order; input gradient: the flipped taps gathered on chip into
   tap-major tiles, since a view cannot walk backwards);
@@ -72,22 +73,23 @@ def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1, group
                   ) -> _SlabPlan | None:
     """A slab plan for the wide kernel (``group`` images per whole-plane tile, each with its
     own mm and accumulator tile, sharing the tile's weight slabs), or None when it does not
-    apply (strided, a single tap, taps off a grid) or does not fit."""
-    if g.sh != 1 or g.sw != 1 or len(g.taps) < 2 or tap_grid(g) is None:
+    apply (unequal strides, a single tap, taps off a grid) or does not fit."""
+    if g.sh != g.sw or len(g.taps) < 2 or tap_grid(g) is None:
         return None
     ntap = len(g.taps)
     dy, dx = max(t[0] for t in g.taps), max(t[1] for t in g.taps)
     # the accumulator holds two mt x n' tiles per image (double-buffered); 64-byte slots
     cap = min((ctx.tiling.acc_bytes // 4 // (2 * group) - 16) // mt, 0xFFFF)
+    row = (g.ow - 1) * g.sw + dx + 1  # a whole output row's slab row
     if g.ow <= cap:
-        limit = max(1, (cap - g.ow) // (g.ow + dx) + 1) * g.ow
+        limit = max(1, (cap - g.ow) // row + 1) * g.ow
     else:
         limit = cap
     blocks = _pixel_blocks(g.oh, g.ow, max(1, limit))
     rmax = max(r for _, r, _, _ in blocks)
     cmax = max(c for _, _, _, c in blocks)
     pmax = max(r * c for _, r, _, c in blocks)
-    rows_in, cols_in = rmax + dy, cmax + dx
+    rows_in, cols_in = (rmax - 1) * g.sh + dy + 1, (cmax - 1) * g.sw + dx + 1
     nmax = max(pixels_linear(r, c, cols_in) for _, r, _, c in blocks)
     if nmax > cap or (group > 1 and len(blocks) > 1):
         return None
@@ -179,7 +181,7 @@ class WideTapEmitter:
             self.wnext[cl] += 1
             self.held[(cl, w_idx)] = w_key
         self.loaded[cl] = (xslab, w_idx, fresh)
-        row0, col0 = oh0 - g.pad_t, ow0 - g.pad_l
+        row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
         imgs = self.images(n)
         if layout is None or layout.sends("b", cl):
             for j, img in enumerate(imgs):
@@ -221,10 +223,11 @@ class WideTapEmitter:
         else:  # A[o, (t, c)] at o*kt*taps + c*taps + t
             assert all(t[2] == i for i, t in enumerate(g.taps)), "forward taps in weight order"
             va = ctx.view(cl, _VR_TAP, kt, kt * ntap, 1, ntap)
-        # B stored n' x K: row p' at p'; column (tap row, tap column, channel) at
+        # B stored n' x K: row p' = r*cols_in + q at stride*p' (equal strides: output row r
+        # starts stride*cols_in into the slab); column (tap row, tap column, channel) at
         # tap row*dh*cols_in + tap column*dw + channel*slab
         _, kw, dh, dw = self.grid  # type: ignore[misc]
-        vb = ctx.view(cl, _VR_WIN, kt, 1, dw, slab, d1=kw, s3=dh * cols_in)
+        vb = ctx.view(cl, _VR_WIN, kt, g.sw, dw, slab, d1=kw, s3=dh * cols_in)
         for j, _ in enumerate(self.images(n)):  # each image into its own accumulator tile
             c = cs[j]
             reads = (a_slot, xslab) if first[0] else (a_slot, xslab, c)

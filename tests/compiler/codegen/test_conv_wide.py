@@ -19,10 +19,10 @@ from .helpers import check_close, check_tokens, compile_text, expected
 from .test_training_kernels import func, rnd
 
 
-def _text(op: str, n: int, c: int, h: int, o: int, k: int, pad: int, dil: int, bias: bool = False
-          ) -> tuple[str, list[tuple[int, ...]]]:
-    attrs = f"stride = [1, 1], padding = [{pad}, {pad}], dilation = [{dil}, {dil}]"
-    oh = h + 2 * pad - dil * (k - 1)
+def _text(op: str, n: int, c: int, h: int, o: int, k: int, pad: int, dil: int, bias: bool = False,
+          stride: int = 1) -> tuple[str, list[tuple[int, ...]]]:
+    attrs = f"stride = [{stride}, {stride}], padding = [{pad}, {pad}], dilation = [{dil}, {dil}]"
+    oh = (h + 2 * pad - dil * (k - 1) - 1) // stride + 1
     if op == "fwd":
         args = {"x": (n, c, h, h), "wt": (o, c, k, k)}
         ops = ["x", "wt"]
@@ -96,6 +96,22 @@ def test_wide_conv_runs_several_images_per_whole_plane_tile(op) -> None:
     shared = [(p, q) for mms in by_cluster.values() for p, q in pairwise(mms)
               if p["a"] == q["a"] and p["dst"] != q["dst"] and p["b"] != q["b"]]
     assert shared
+    check_close(got, expected(text, args)[0])
+
+
+@pytest.mark.parametrize("case", [
+    ("acf-base", 2, 16, 9, 24, 3, 1, 1, False),   # odd input: the last window is partial
+    ("acf-base", 4, 32, 16, 64, 3, 1, 1, True),
+    ("acf-small", 2, 8, 8, 16, 3, 1, 2, False),   # dilated
+], ids=["odd", "bias", "dilated"])
+def test_strided_wide_conv_equals_interpreter(case) -> None:
+    """Stride 2: output pixel (r, q) at twice r*cols_in + q in the slab (about half the
+    computed columns are thrown away)."""
+    target, n, c, h, o, k, pad, dil, bias = case
+    text, shapes = _text("fwd", n, c, h, o, k, pad, dil, bias, stride=2)
+    args = _args(shapes, 0.3)
+    wide, got, _ = _run(text, args, target, wide_taps="on")
+    assert _wide_mms(wide.program)
     check_close(got, expected(text, args)[0])
 
 
