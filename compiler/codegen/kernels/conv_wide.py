@@ -130,9 +130,9 @@ class WideTapEmitter:
         wslab = 4 * mt * kt * self.ntap
         self.group = plan.group
         self.xslabs = [ctx.alloc("sp", 4 * self.group * kt * self.slab) for _ in range(2)]
-        # the input gradient's slabs arrive in one staging buffer and are gathered into
-        # the tap-major copies the MACs read (one per weight buffer); the forward's are read
-        # where they land
+        # the input gradient's slabs are loaded into a staging buffer and gathered into the
+        # tap-major copies the MACs read (one per weight buffer), which are multicast; the
+        # forward's are read where they land
         self.wstage = ctx.alloc("sp", wslab) if g.ta else None
         self.wslabs = [ctx.alloc("sp", wslab) for _ in range(plan.wbufs)]
         self.c_slots = [[ctx.alloc("acc", 4 * mt * self.nmax) for _ in range(self.group)]
@@ -197,28 +197,29 @@ class WideTapEmitter:
                           layout.receivers["b"][cl])
         if not fresh or not (layout is None or layout.sends("a", cl)):
             return
-        dst = self.wstage if self.wstage is not None else self.wslabs[w_idx]
+        dst = self.wslabs[w_idx]
         if g.ta:  # stored k x m: rows = Cout (k), cols = Cin (m) x taps
-            ctx.ld_at(cl, dst, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap, g.w_rs)
+            ctx.ld_at(cl, self.wstage, g.w_addr + 4 * (k0 * g.w_rs + m0 * g.w_cs), kt, mt * ntap,  # type: ignore[arg-type]
+                      g.w_rs)
+            # A[o, (t, c)] = W[c, o, flipped t]: per tap, gather its mt x kt tile (tap-major);
+            # the loading cluster does it once for the clusters it multicasts to
+            for t, (_, _, woff) in enumerate(g.taps):
+                ctx.gather_sp(cl, dst, self.wstage, woff, (mt, kt, 1),  # type: ignore[arg-type]
+                              (ntap, mt * ntap, 1), offset=4 * t * mt * kt)
         else:  # A[o, c*taps + t]
             ctx.ld_at(cl, dst, g.w_addr + 4 * (m0 * g.w_rs + k0 * g.w_cs), mt, kt * ntap, g.w_rs)
         if layout is not None and layout.shared("a"):
             ctx.bcast(cl, layout.group["a"][cl], dst, 4 * mt * kt * ntap, layout.receivers["a"][cl])
 
     def k_compute(self, cl: int, k0: int) -> None:
-        """The k-block's MACs: one mm over every tap (after the input gradient's gathers)."""
+        """The k-block's MACs: one mm per image over every tap."""
         ctx, g, plan = self.ctx, self.g, self.plan
         (n, m0, (_, rows_out, _, cols)), cs, first = self.current[cl]
-        xslab, w_idx, fresh = self.loaded.pop(cl)
+        xslab, w_idx, _ = self.loaded.pop(cl)
         ntap, slab, cols_in = self.ntap, self.slab, plan.cols_in
         mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
         a_slot = self.wslabs[w_idx]
-        if g.ta:
-            # A[o, (t, c)] = W[c, o, flipped t]: per tap, gather its mt x kt tile (tap-major)
-            if fresh:
-                for t, (_, _, woff) in enumerate(g.taps):
-                    ctx.gather_sp(cl, a_slot, self.wstage, woff, (mt, kt, 1),  # type: ignore[arg-type]
-                                  (ntap, mt * ntap, 1), offset=4 * t * mt * kt)
+        if g.ta:  # the tap-major copy k_load gathered (A'[t][o][c])
             va = ctx.view(cl, _VR_TAP, kt, kt, mt * kt, 1)
         else:  # A[o, (t, c)] at o*kt*taps + c*taps + t
             assert all(t[2] == i for i, t in enumerate(g.taps)), "forward taps in weight order"
