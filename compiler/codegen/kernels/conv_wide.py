@@ -19,6 +19,12 @@ the view registers can express when the output pixels are *linear* in the input 
   out, 16 output channels at a time: ``vop copy`` to the scratchpad, an on-chip ``ldg``
   that drops the discarded columns, ``st``.
 
+A whole-plane tile may take several images (an mm and accumulator tile each, one weight
+slab for all). Tiles are laid out so that the weight slabs are multicast along fabric
+rows and the input slabs down columns (``multicast.rows_and_columns``) where the tile
+counts divide the grid, else the weights along rows; weights stay resident on a cluster
+when its buffers hold every k-block.
+
 Used by :func:`.conv.emit_tap_gemm` when :func:`.conv._slab_plan` finds it cheaper at the
 operands' expected densities (``KernelContext.operand_density``).
 """
