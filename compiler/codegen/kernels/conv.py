@@ -521,14 +521,21 @@ def emit_tap_gemm(ctx: KernelContext, g: TapGemm, plan: _SlabPlan | None = None)
     # the same order, so their weight slabs are the same: emitted in step, the row's sender
     # first, so each stream records the multicast where it lands among its own accesses
     order = sorted(rows.tiles, key=lambda cl: (not rows.sends("a", cl), cl))
-    for j in range(rows.steps):
+    emit_in_step(em, rows, order, ptiles, mtiles, range(0, g.cin, plan.kt))
+
+
+def emit_in_step(em, layout: Layout, order: list[int], ptiles: list, mtiles: list[int],
+                 k_blocks: range) -> None:
+    """Every cluster's tiles of a multicast layout, in step: per step each cluster's
+    ``begin``, per k-block the emitter's ``k_step`` over the clusters in ``order``, then
+    each ``end`` (so each stream records a multicast where it lands among its accesses)."""
+    for j in range(layout.steps):
         for cl in order:
-            mi, pi = rows.tiles[cl][j]
+            mi, pi = layout.tiles[cl][j]
             n0, blk = ptiles[pi]
             em.begin(cl, (n0, mtiles[mi], blk))
-        for k0 in range(0, g.cin, plan.kt):
-            for cl in order:
-                em.k_block(cl, k0, rows)
+        for k0 in k_blocks:
+            em.k_step(order, k0, layout)
         for cl in order:
             em.end(cl)
     em.finish()
@@ -586,6 +593,11 @@ class _TapEmitter:
 
     def finish(self) -> None:
         """Nothing is left to emit once every tile has ended (see ``WideTapEmitter``)."""
+
+    def k_step(self, order: list[int], k0: int, layout: Layout) -> None:
+        """A k-block on every cluster, each one's loads (the row's sender first) then MACs."""
+        for cl in order:
+            self.k_block(cl, k0, layout)
 
     def begin(self, cl: int, tile: tuple) -> None:
         parity = self.count[cl] % 2

@@ -36,7 +36,15 @@ from itertools import product
 from ..context import KernelContext
 from ..memory import Buffer
 from ..multicast import Layout, rows_and_columns, rows_share_first
-from .conv import _VR_TAP, _VR_WIN, TapGemm, _pixel_blocks, _SlabPlan, _zero_border
+from .conv import (
+    _VR_TAP,
+    _VR_WIN,
+    TapGemm,
+    _pixel_blocks,
+    _SlabPlan,
+    _zero_border,
+    emit_in_step,
+)
 
 #: output channels compacted per step (one PE fold of rows)
 CHUNK = 16
@@ -166,6 +174,14 @@ class WideTapEmitter:
             self.k_load(cl, k0)
             self.k_compute(cl, k0)
         self.end(cl)
+
+    def k_step(self, order: list[int], k0: int, layout: Layout) -> None:
+        """A k-block on every cluster: every cluster's loads and multicasts, then every
+        cluster's MACs (a cluster may receive from several senders)."""
+        for cl in order:
+            self.k_load(cl, k0, layout)
+        for cl in order:
+            self.k_compute(cl, k0)
 
     def begin(self, cl: int, tile: tuple) -> None:
         self.current[cl] = (tile, self.c_slots[self.count[cl] % 2], [True])
@@ -306,17 +322,4 @@ def emit(ctx: KernelContext, g: TapGemm, plan: _SlabPlan) -> None:
             em.tile(cl, tile)
         em.finish()
         return
-    order = layout.order
-    for j in range(layout.steps):
-        for cl in order:
-            mi, pi = layout.tiles[cl][j]
-            n, blk = ptiles[pi]
-            em.begin(cl, (n, mtiles[mi], blk))
-        for k0 in range(0, g.cin, plan.kt):
-            for cl in order:
-                em.k_load(cl, k0, layout)
-            for cl in order:
-                em.k_compute(cl, k0)
-        for cl in order:
-            em.end(cl)
-    em.finish()
+    emit_in_step(em, layout, layout.order, ptiles, mtiles, range(0, g.cin, plan.kt))
