@@ -556,6 +556,26 @@ def _image_blocks(ctx: KernelContext, c_slots: list[list[Slot]]) -> tuple[int, l
     return stride, spans
 
 
+class ResidentSlabs:
+    """Which (output channels, k-block) weight slab each buffer of each cluster holds: a
+    slab still held is not loaded again; a new one takes the buffers in turn."""
+
+    def __init__(self, clusters: int, buffers: int) -> None:
+        self.buffers = buffers
+        self.next = [0] * clusters
+        self.held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> key
+
+    def take(self, cl: int, key: tuple[int, int]) -> tuple[int, bool]:
+        """(the buffer holding ``key`` on cluster ``cl``, whether it must be loaded)."""
+        for i in range(self.buffers):
+            if self.held.get((cl, i)) == key:
+                return i, False
+        i = self.next[cl] % self.buffers
+        self.next[cl] += 1
+        self.held[(cl, i)] = key
+        return i, True
+
+
 class _TapEmitter:
     """Emits the slab tap GEMM one tile (``begin``, ``k_block`` per input-channel block,
     ``end``) at a time per cluster, keeping each cluster's slot parities and resident
@@ -581,8 +601,7 @@ class _TapEmitter:
         n = len(ctx.streams)
         self.count = [0] * n
         self.kiter = [0] * n  # k-blocks per cluster: the input slabs' parity
-        self.wnext = [0] * n  # weight slabs loaded per cluster: the next buffer
-        self.held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
+        self.resident = ResidentSlabs(n, plan.wbufs)
         self.current: dict[int, tuple] = {}  # cluster -> its open tile and accumulators
 
     def tile(self, cl: int, tile: tuple) -> None:
@@ -615,13 +634,7 @@ class _TapEmitter:
         self.kiter[cl] += 1
         # a weight slab still resident from an earlier tile of this cluster (same output
         # channels and k-block: every tile, when one k-block covers Cin) is not loaded again
-        w_key = (m0, k0)
-        w_idx = next((i for i in range(plan.wbufs) if self.held.get((cl, i)) == w_key), None)
-        w_fresh = w_idx is None
-        if w_fresh:
-            w_idx = self.wnext[cl] % plan.wbufs
-            self.wnext[cl] += 1
-            self.held[(cl, w_idx)] = w_key
+        w_idx, w_fresh = self.resident.take(cl, (m0, k0))
         wslab = self.wslabs[w_idx]
         row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
         for j, n in enumerate(imgs):  # the next input slab first: it overlaps the MACs

@@ -39,6 +39,7 @@ from ..multicast import Layout, rows_and_columns, rows_share_first
 from .conv import (
     _VR_TAP,
     _VR_WIN,
+    ResidentSlabs,
     TapGemm,
     _pixel_blocks,
     _SlabPlan,
@@ -161,9 +162,8 @@ class WideTapEmitter:
         n = len(ctx.streams)
         self.count = [0] * n
         self.kiter = [0] * n  # k-blocks per cluster: the input slabs' parity
-        self.wnext = [0] * n  # weight slabs loaded per cluster: the next buffer
+        self.resident = ResidentSlabs(n, plan.wbufs)
         self.onext = [0] * n  # compacted chunks per cluster: the next output buffer
-        self.held: dict[tuple[int, int], tuple[int, int]] = {}  # (cluster, buffer) -> (m0, k0)
         self.current: dict[int, tuple] = {}  # cluster -> (tile, accumulators, first k-block)
         self.loaded: dict[int, tuple] = {}  # cluster -> (xslab, weight buffer, fresh) of a k-block
         self.pending: dict[int, tuple] = {}  # cluster -> (tile, accumulators) awaiting output
@@ -195,13 +195,8 @@ class WideTapEmitter:
         mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
         xslab = self.xslabs[self.kiter[cl] % 2]
         self.kiter[cl] += 1
-        w_key = (m0, k0)  # still resident from an earlier tile of this cluster: not reloaded
-        w_idx = next((i for i in range(plan.wbufs) if self.held.get((cl, i)) == w_key), None)
-        fresh = w_idx is None
-        if fresh:
-            w_idx = self.wnext[cl] % plan.wbufs
-            self.wnext[cl] += 1
-            self.held[(cl, w_idx)] = w_key
+        # still resident from an earlier tile of this cluster: not reloaded
+        w_idx, fresh = self.resident.take(cl, (m0, k0))
         self.loaded[cl] = (xslab, w_idx, fresh)
         row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
         imgs = self.images(n)
