@@ -137,9 +137,9 @@ def test_wide_conv_is_chosen_and_faster_at_ten_percent_weights(op) -> None:
     assert _wide_mms(wide.program)
     check_close(got, expected(text, args)[0])
     check_close(got_taps, got)
-    # one fold overhead per 16 x 16 outputs and k-block instead of per tap (measured:
-    # 0.87x forward, 0.82x input gradient; the loads bound the rest)
-    assert rep.total_cycles < 0.9 * rep_taps.total_cycles
+    # one fold overhead per 16 x 16 outputs and k-block instead of per tap, and the input
+    # slabs multicast down columns (measured: 0.52x forward, 0.53x input gradient)
+    assert rep.total_cycles < 0.6 * rep_taps.total_cycles
 
 
 def test_wide_conv_multicasts_weights_along_rows_and_inputs_down_columns() -> None:
