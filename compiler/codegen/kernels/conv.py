@@ -327,9 +327,9 @@ def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
                 q = _slab_plan_for(ctx, g, p.mt, wbufs=2)
                 if q is not None and q.wbufs == 2:
                     plans.append(q)
-    # the wide kernel's C' tiles sit in the accumulator, not the scratchpad: it may take
-    # every output channel (each input slab then crosses the memory ports once)
-    # (one or two per fabric row: the layout that shares weights along rows and input slabs
+    # the wide kernel's output tiles sit in the accumulator, not the scratchpad: it may take
+    # every output channel (each input slab then crosses the memory ports once), or one or
+    # two tiles per fabric row (the layout that shares weights along rows and input slabs
     # down columns)
     gy = int(ctx.target.fabric.grid[1])
     wide_mts = {p.mt for p in plans} | {mt} | {_folds(_cdiv(g.cout, k)) for k in (1, 2, gy, 2 * gy)}
@@ -422,8 +422,7 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
         tile_extra = p.group * mfolds * (2 * issue + cols * 16 * 16 / lanes + cols * 16 * 16 / 64)
     else:  # a fold per tap; whole-plane tiles run the group's images in one mm
         cols = sum(_cdiv(p.group * r * c, 16) for _, r, _, c in p.blocks) / nblk
-        mms = ntap if p.group > 1 else ntap * p.group
-        mm_k = ntap * mfolds * cols * _fold_cycles(ctx, p.kt, density) + mms * issue
+        mm_k = ntap * (mfolds * cols * _fold_cycles(ctx, p.kt, density) + issue)
     w_k = 0.0
     if not resident:
         link = int(ctx.target.noc.link_bytes)
@@ -843,10 +842,8 @@ def _phase_plan(ctx: KernelContext, v: Conv) -> _PhasePlan | None:
     budget = ctx.tiling.spad_bytes // 4 - 16 * 8
     acc = ctx.tiling.acc_bytes // 4
     best: tuple[float, float, _PhasePlan] | None = None
-    for n_c in range(_cdiv(v.c, min(v.c, t)), _cdiv(v.c, 16) + 1):
-        mt = _folds(_cdiv(v.c, n_c))
-        if best is not None and mt == best[2].mt:
-            continue
+    for mt in sorted({_folds(_cdiv(v.c, n_c)) for n_c in range(_cdiv(v.c, min(v.c, t)),
+                                                                 _cdiv(v.c, 16) + 1)}, reverse=True):
         rows = min(v.h, max(v.sh, acc // (2 * mt * v.w) // v.sh * v.sh))
         group = max(1, min(v.n, acc // (2 * mt * v.h * v.w))) if rows >= v.h else 1
         group = -(-v.n // -(-v.n // group))  # balanced image groups

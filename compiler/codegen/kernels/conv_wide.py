@@ -130,8 +130,8 @@ class WideTapEmitter:
     ``k_compute``, ``end``) at a time per cluster. Under a multicast layout
     (``codegen.multicast``) a row's first cluster loads each weight slab and ``bcast``s it
     along the row, and (``rows_and_columns``) a column's sender loads each input slab, zeroes
-    its border and ``bcast``s it down the column: the driver emits every cluster's loads of
-    a k-block before any cluster's MACs (``emit``), so each stream records the multicasts
+    its border and ``bcast``s it down the column: every cluster's loads of a k-block are
+    emitted before any cluster's MACs (``k_step``), so each stream records the multicasts
     ahead of its reads."""
 
     def __init__(self, ctx: KernelContext, g: TapGemm, plan: _SlabPlan) -> None:
@@ -165,7 +165,7 @@ class WideTapEmitter:
         self.resident = ResidentSlabs(n, plan.wbufs)
         self.onext = [0] * n  # compacted chunks per cluster: the next output buffer
         self.current: dict[int, tuple] = {}  # cluster -> (tile, accumulators, first k-block)
-        self.loaded: dict[int, tuple] = {}  # cluster -> (xslab, weight buffer, fresh) of a k-block
+        self.loaded: dict[int, tuple] = {}  # cluster -> (xslab, weight buffer) of its k-block
         self.pending: dict[int, tuple] = {}  # cluster -> (tile, accumulators) awaiting output
 
     def tile(self, cl: int, tile: tuple) -> None:
@@ -197,7 +197,7 @@ class WideTapEmitter:
         self.kiter[cl] += 1
         # still resident from an earlier tile of this cluster: not reloaded
         w_idx, fresh = self.resident.take(cl, (m0, k0))
-        self.loaded[cl] = (xslab, w_idx, fresh)
+        self.loaded[cl] = (xslab, w_idx)
         row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
         imgs = self.images(n)
         if layout is None or layout.sends("b", cl):
@@ -232,7 +232,7 @@ class WideTapEmitter:
         """The k-block's MACs: one mm per image over every tap."""
         ctx, g, plan = self.ctx, self.g, self.plan
         (n, m0, (_, rows_out, _, cols)), cs, first = self.current[cl]
-        xslab, w_idx, _ = self.loaded.pop(cl)
+        xslab, w_idx = self.loaded.pop(cl)
         ntap, slab, cols_in = self.ntap, self.slab, plan.cols_in
         mt, kt = min(plan.mt, g.cout - m0), min(plan.kt, g.cin - k0)
         a_slot = self.wslabs[w_idx]
