@@ -148,8 +148,7 @@ class KernelContext:
             if op is None:
                 attrs = value.owner.arg_attributes[value.index]  # type: ignore[union-attr]
                 if "density" in attrs:
-                    found = min(found, float(attrs["density"]))  # type: ignore[arg-type]
-                    return found
+                    return min(found, float(attrs["density"]))  # type: ignore[arg-type]
                 return min(found, _relu_density(attrs.get("sparsity")))
             if op.name == "graph.mask_apply":
                 mask = op.operands[1]
