@@ -34,7 +34,7 @@ from acf.isa import formats
 from acf.isa.symbols import packed_slot_bytes
 from acf.isa.target import Target
 
-from .codegen.tiling import gemm_output_tile
+from .codegen.tiling import gemm_output_tile, k_chunk_order
 
 #: Formats the model compares (``nm2:4`` only when the pattern is 2:4).
 FORMATS = ("dense", "csr", "csc", "coo", "bitmap", "bcsr4x4", "nm2:4")
@@ -426,7 +426,7 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     # Simulate clusters in lock-step: events are processed in request order per cluster.
     state = {cl: {"ld_free": 0, "mac_free": 0, "st_free": 0, "mm_end": [], "st_end": []}
              for cl in work}
-    streams = {cl: _cluster_ops(target, work[cl], m, n, k, (t, tm, tn), a, b, skip) for cl in work}
+    streams = {cl: _cluster_ops(target, cl, work[cl], m, n, k, (t, tm, tn), a, b, skip) for cl in work}
     pos = {cl: 0 for cl in work}
     ends: dict[int, int] = {}
 
@@ -505,17 +505,19 @@ def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *,
     return GemmCost(max(ends.values(), default=0), total_load, total_mac, port, dram_bytes, ends)
 
 
-def _cluster_ops(target: Target, tiles: list[tuple[int, int]], m: int, n: int, k: int,
+def _cluster_ops(target: Target, cl: int, tiles: list[tuple[int, int]], m: int, n: int, k: int,
                  sides: tuple[int, int, int], a: Operand, b: Operand, skip: str
                  ) -> list[tuple[str, dict]]:
-    """The kernel's instruction sequence on one cluster (ld A, ld B, mm per chunk; st);
-    ``sides``: the k-chunk and the output tile's rows and columns."""
+    """The kernel's instruction sequence on cluster ``cl`` (ld A, ld B, mm per chunk, in the
+    cluster's chunk order; st); ``sides``: the k-chunk and the output tile's rows and
+    columns."""
     ops: list[tuple[str, dict]] = []
     kiter = 0
     t, tm, tn = sides
     for ti, (i0, j0) in enumerate(tiles):
         mt, nt = min(tm, m - i0), min(tn, n - j0)
-        for k0 in range(0, k, t):
+        order = k_chunk_order(k, t, cl)
+        for k0 in order:
             kt = min(t, k - k0)
             war = kiter - 2 if kiter >= 2 else None
             ta = (a, k0, i0, kt, mt) if a.transposed else (a, i0, k0, mt, kt)
@@ -538,7 +540,7 @@ def _cluster_ops(target: Target, tiles: list[tuple[int, int]], m: int, n: int, k
                             b_density=b.density, skip=skip)
             ops.append(("mm", {"cycles": cyc,
                                "ready_loads": ready,
-                               "waits_store": ti - 2 if (k0 == 0 and ti >= 2) else None}))
+                               "waits_store": ti - 2 if (k0 == order[0] and ti >= 2) else None}))
             kiter += 1
         ops.append(("st", {"shape": (mt, nt), "at": (i0, j0)}))
     return ops

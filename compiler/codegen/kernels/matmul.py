@@ -4,7 +4,8 @@ flags), ``graph.linear`` (x·wᵀ via ``tb``, bias added on the accumulator tile
 
 Per output tile (at most T x T, equal tiles in whole PE folds, split further while there are
 fewer tiles than clusters: ``tiling.gemm_output_tile``; placed over the clusters by
-``ctx.place``), per k-chunk of T::
+``ctx.place``), per k-chunk of T (each cluster starting at its own chunk,
+``tiling.k_chunk_order``, so concurrent loads spread over the DRAM channels)::
 
     ld  A[kk % 2] <- A tile          ld  B[kk % 2] <- B tile (decoded if sparse)
     mm  acc C[t % 2] (+)= A . B      (sddmm: sampled at S[t % 2])
@@ -32,7 +33,7 @@ from typing import Any
 from ..context import KernelContext
 from ..memory import Buffer
 from ..multicast import Layout, rows_and_columns, rows_share_first
-from ..tiling import gemm_output_tile
+from ..tiling import gemm_output_tile, k_chunk_order
 from . import kernel
 
 REUSE = True  # keep resident operand tiles (off: reload every tile, for comparisons)
@@ -75,9 +76,10 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
                  for j0 in range(0, g.n, tn)]
         for cl, tile in _reuse_order(list(ctx.place(tiles)), g, ctx.tiling.t, tm, tn):
             em.begin(cl, tile)
-            for k0 in range(0, g.k, ctx.tiling.t):
+            order = k_chunk_order(g.k, ctx.tiling.t, cl)
+            for k0 in order:
                 em.load(cl, k0)
-                em.mm(cl, k0)
+                em.mm(cl, k0, first=k0 == order[0])
             em.end(cl)
         return
     # shared operand tiles: emitted in step, every sender's load and multicast of a k-chunk
@@ -183,15 +185,17 @@ class _GemmEmitter:
             if layout is not None and layout.shared("b"):
                 ctx.bcast(cl, layout.group["b"][cl], b, 4 * kt * nt, layout.receivers["b"][cl])
 
-    def mm(self, cl: int, k0: int) -> None:
+    def mm(self, cl: int, k0: int, first: bool | None = None) -> None:
+        """The chunk's ``mm``; ``first`` (default: ``k0 == 0``) starts the accumulation."""
         ctx, g = self.ctx, self.g
         (_, i0, j0), c, s, a, b = self.current[cl]
         mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
         kt = min(ctx.tiling.t, g.k - k0)
         extra = {"s": s.ref()} if s is not None else {}
-        reads = (a, b) + ((s,) if s is not None else ()) + ((c,) if k0 else ())
+        first = k0 == 0 if first is None else first
+        reads = (a, b) + ((s,) if s is not None else ()) + (() if first else (c,))
         ctx.emit(cl, "sddmm" if g.sample else "mm", reads=reads, writes=(c,), dst=c.ref(),
-                 a=a.ref(), b=b.ref(), m=mt, n=nt, k=kt, accum=int(k0 > 0), ta=int(g.ta),
+                 a=a.ref(), b=b.ref(), m=mt, n=nt, k=kt, accum=int(not first), ta=int(g.ta),
                  tb=int(g.tb), **extra)
         ctx.stats.macs += mt * nt * kt
 
