@@ -77,14 +77,10 @@ def _fits(ctx: KernelContext, rects: list[tuple[int, int, int, int]], pairs: int
     return new <= MCAST_GROUPS - len(ctx.mcast_groups) and 2 * pairs <= schedule.shared_tokens_free()
 
 
-def rows_share_first(ctx: KernelContext, n_a: int, n_b: int, operand: str = "a") -> Layout | None:
-    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand (named ``operand`` in
-    the layout) is shared along fabric
-    rows: the ``a`` items go to rows (several per row, or one item shared by several rows,
-    which then split its ``b`` items), the ``b`` items to the clusters of a row. With fewer
-    ``b`` items than columns, each row is cut into segments of ``n_b`` clusters that take
-    different ``a`` items. The cluster of a segment nearest its memory port sends."""
-    gx, gy = _grid(ctx)
+def _share_first_split(gx: int, gy: int, n_a: int, n_b: int
+                       ) -> tuple[int, list[list[int]], list[list[int]]] | None:
+    """(segment width, ``a`` items and ``b`` items per (row, segment) group) of
+    :func:`rows_share_first`, or None where the grid does not split that way."""
     if gx < 2:
         return None
     seg = gx
@@ -102,9 +98,37 @@ def rows_share_first(ctx: KernelContext, n_a: int, n_b: int, operand: str = "a")
         return None
     if any(not b or len(b) % seg for b in b_of):
         return None
-    per_row = gx // seg
-    rects = [(sg * seg, y, sg * seg + seg - 1, y) for y in range(gy) for sg in range(per_row)]
-    if not _fits(ctx, rects, (seg - 1) * groups):
+    return seg, a_of, b_of
+
+
+def _share_first_rects(gx: int, gy: int, seg: int) -> list[tuple[int, int, int, int]]:
+    return [(sg * seg, y, sg * seg + seg - 1, y) for y in range(gy) for sg in range(gx // seg)]
+
+
+def fits_rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> bool:
+    """Whether :func:`rows_share_first` would lay out an ``n_a x n_b`` grid."""
+    gx, gy = _grid(ctx)
+    split = _share_first_split(gx, gy, n_a, n_b)
+    if split is None:
+        return False
+    seg = split[0]
+    return _fits(ctx, _share_first_rects(gx, gy, seg), (seg - 1) * gy * (gx // seg))
+
+
+def rows_share_first(ctx: KernelContext, n_a: int, n_b: int, operand: str = "a") -> Layout | None:
+    """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand (named ``operand`` in
+    the layout) is shared along fabric
+    rows: the ``a`` items go to rows (several per row, or one item shared by several rows,
+    which then split its ``b`` items), the ``b`` items to the clusters of a row. With fewer
+    ``b`` items than columns, each row is cut into segments of ``n_b`` clusters that take
+    different ``a`` items. The cluster of a segment nearest its memory port sends."""
+    gx, gy = _grid(ctx)
+    split = _share_first_split(gx, gy, n_a, n_b)
+    if split is None:
+        return None
+    seg, a_of, b_of = split
+    rects = _share_first_rects(gx, gy, seg)
+    if not _fits(ctx, rects, (seg - 1) * len(rects)):
         return None
     tiles: dict[int, list[tuple[int, int]]] = {}
     members = []

@@ -18,7 +18,7 @@ alternation when nothing repeats). Each cluster takes its output tiles row-block
 or column-block by column-block, whichever keeps more operand bytes resident.
 
 Multicast (``codegen.multicast``, default placement only): where the tile grid divides over
-the fabric, dense operand tiles of at least ``MULTICAST_MIN_BYTES`` are shared: the
+the fabric (the output tiles shrink, down to half a side, until it does), dense operand tiles of at least ``MULTICAST_MIN_BYTES`` are shared: the
 clusters of a row take the same A row-blocks (of a column the same B column-blocks) in the
 same order, one of them loads each k-chunk's tile and ``bcast``s it, and every cluster's
 ``mm`` of the chunk follows. A packed sparse operand is still loaded by each cluster.
@@ -32,7 +32,13 @@ from typing import Any
 
 from ..context import KernelContext
 from ..memory import Buffer
-from ..multicast import Layout, rows_and_columns, rows_share_first
+from ..multicast import (
+    Layout,
+    fits_rows_and_columns,
+    fits_rows_share_first,
+    rows_and_columns,
+    rows_share_first,
+)
 from ..tiling import gemm_output_tile, k_chunk_order
 from . import kernel
 
@@ -68,7 +74,7 @@ def output_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
 
 
 def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
-    em = _GemmEmitter(ctx, g)
+    em = _GemmEmitter(ctx, g, _multicast_tile(ctx, g))
     tm, tn = em.tm, em.tn
     layout = _multicast_layout(ctx, g, tm, tn)
     if layout is None:
@@ -99,19 +105,25 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
             em.end(cl)
 
 
-def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int):
-    """(layout, whether its first items are B's column blocks) for sharing the dense
-    operands' tiles over the fabric (a packed sparse operand is loaded by each cluster:
-    its encoded bytes are few, and a multicast would carry them decoded), or None."""
+def _shared_operands(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> tuple[bool, bool]:
+    """Whether A's and B's tiles are worth sharing over the fabric: dense (a packed sparse
+    operand is loaded by each cluster: its encoded bytes are few, and a multicast would carry
+    them decoded) and at least ``MULTICAST_MIN_BYTES`` (with small tiles the load, multicast
+    and mm of a chunk run one after another, and with two slots per operand the latency that
+    adds is not hidden: 16 x 16 tiles ran 2 % slower multicast)."""
     if g.batch != 1 or not REUSE:
-        return None
-    n_i, n_j = -(-g.m // tm), -(-g.n // tn)
-    # small tiles: the load, multicast and mm of a chunk run one after another, and with
-    # two slots per operand the latency that adds is not hidden (16 x 16 tiles ran 2 %
-    # slower multicast); a shared tile of at least MULTICAST_MIN_BYTES is worth it
+        return False, False
     t = ctx.tiling.t
     share_a = not g.a.sparse and 4 * tm * min(t, g.k) >= MULTICAST_MIN_BYTES
     share_b = not g.b.sparse and 4 * tn * min(t, g.k) >= MULTICAST_MIN_BYTES
+    return share_a, share_b
+
+
+def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int):
+    """(layout, whether its first items are B's column blocks) for sharing the dense
+    operands' tiles over the fabric (:func:`_shared_operands`), or None."""
+    share_a, share_b = _shared_operands(ctx, g, tm, tn)
+    n_i, n_j = -(-g.m // tm), -(-g.n // tn)
     if share_a and share_b:
         layout = rows_and_columns(ctx, n_i, n_j)
         return None if layout is None else (layout, False)
@@ -124,15 +136,62 @@ def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int):
     return None
 
 
+def _multicast_fits(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> bool:
+    """Whether :func:`_multicast_layout` would find a layout for ``tm x tn`` output tiles
+    (without taking the multicast groups it would use)."""
+    share_a, share_b = _shared_operands(ctx, g, tm, tn)
+    n_i, n_j = -(-g.m // tm), -(-g.n // tn)
+    if share_a and share_b:
+        return fits_rows_and_columns(ctx, n_i, n_j)
+    if share_a:
+        return fits_rows_share_first(ctx, n_i, n_j)
+    if share_b:
+        return fits_rows_share_first(ctx, n_j, n_i)
+    return False
+
+
+def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
+    """The output tile: ``output_tile``'s, or where its tile grid does not divide over the
+    fabric for sharing (2048 rows in tiles of 144: 15 row blocks on 4 fabric rows), the
+    largest one down to half of it on each side, in whole PE folds and along dimensions
+    that can be split, whose grid does. Sharing divides the dense operands' port bytes by
+    up to the fabric's side, which pays for the smaller tiles' extra folds many times over
+    (2048 x 512 x 512 dense on acf-base: 144-row tiles, not shared, 267k cycles; 128-row
+    tiles, shared, 174k)."""
+    tm, tn = output_tile(ctx, g)
+    if g.batch != 1 or not REUSE or _multicast_fits(ctx, g, tm, tn):
+        return tm, tn
+    fixed = g.out.sparse or g.sample is not None
+
+    def sizes(extent: int, size: int, step: int, split: bool) -> list[int]:
+        """Tile sides for ``parts`` = the current count up to twice it, largest first."""
+        if not split:
+            return [size]
+        count = -(-extent // size)
+        out = set()
+        for parts in range(count, 2 * count + 1):
+            per = -(-extent // parts)
+            out.add(min(size, -(-per // step) * step))
+        return sorted((s for s in out if 2 * s >= size), reverse=True)
+
+    cands = [(a, b)
+             for a in sizes(g.m, tm, int(ctx.target.cluster.pe_rows), not (fixed or g.a.sparse))
+             for b in sizes(g.n, tn, int(ctx.target.cluster.pe_cols), not (fixed or g.b.sparse))]
+    for a, b in sorted(cands, key=lambda c: -c[0] * c[1]):
+        if _multicast_fits(ctx, g, a, b):
+            return a, b
+    return tm, tn
+
+
 class _GemmEmitter:
     """Emits the GEMM kernel per cluster: ``begin`` an output tile, ``load`` and ``mm`` per
     k-chunk, ``end`` (bias, store); keeps each cluster's resident operand tiles and slot
     parities."""
 
-    def __init__(self, ctx: KernelContext, g: Gemm) -> None:
+    def __init__(self, ctx: KernelContext, g: Gemm, tile: tuple[int, int]) -> None:
         self.ctx, self.g = ctx, g
         t = ctx.tiling.t
-        self.tm, self.tn = tm, tn = output_tile(ctx, g)
+        self.tm, self.tn = tm, tn = tile
         self.a_slots = [ctx.alloc("sp", 4 * tm * t) for _ in range(2)]
         self.b_slots = [ctx.alloc("sp", 4 * t * tn) for _ in range(2)]
         self.s_slots = [ctx.alloc("sp", 4 * tm * tn) for _ in range(2)] if g.sample else []

@@ -186,3 +186,23 @@ def test_gemm_shares_dense_operand_tiles(sparse_b: bool) -> None:
     ratio = 0.8 if sparse_b else 0.6
     assert on[2].memory_bytes["dram_bytes"] < ratio * off[2].memory_bytes["dram_bytes"]
     assert on[2].total_cycles < off[2].total_cycles
+
+
+def test_gemm_tiles_shrink_to_divide_over_the_fabric() -> None:
+    """acf-base, 2048 x 512 x 512 both dense: the tiler's 144-row tiles make 15 row blocks,
+    which do not divide over 4 fabric rows; the kernel takes 128-row tiles (16 blocks) so
+    both operands are shared, and the layer takes fewer cycles than with multicast off."""
+    m, n, k = 2048, 512, 512
+    text = _matmul(m, n, k, "")
+    rng = np.random.default_rng(7)
+    args = [np.maximum(rnd(rng, m, k), 0), rnd(rng, k, n)]
+    on = _run(text, args, target="acf-base")
+    off = _run(text, args, target="acf-base", multicast=False)
+    check_close(on[1][0], expected(text, args)[0])
+    check_close(off[1][0], expected(text, args)[0])
+    tiles_on = {i["m"] for i in on[0].program.instructions if i.mnemonic == "mm"}
+    tiles_off = {i["m"] for i in off[0].program.instructions if i.mnemonic == "mm"}
+    assert tiles_on == {128} and tiles_off == {144, 32}  # 14 x 144 + 32: 15 row blocks
+    assert _count(on[0].program, "bcast") > 0
+    print(f"cycles {off[2].total_cycles} -> {on[2].total_cycles}")
+    assert on[2].total_cycles < 0.8 * off[2].total_cycles
