@@ -113,14 +113,28 @@ class BatchNorm(OpDef):
     verify = staticmethod(verify_activation)
 
 
+def _verify_bn_backward(op) -> None:
+    """A fused ReLU backward (``activation = "relu"``) comes with the ReLU's output."""
+    from .dialect import VerifyError, attrs_of
+
+    verify_activation(op)
+    fused = attrs_of(op)["activation"] == "relu"
+    if fused != (len(op.operands) == 6):
+        raise VerifyError('\'activation\' = "relu" and the relu_out operand go together')
+
+
 @register_op
 class BatchNormBackward(OpDef):
-    """``%gx, %gw, %gb = graph.batch_norm_backward %g, %x, %w, %mean, %invstd``."""
+    """``%gx, %gw, %gb = graph.batch_norm_backward %g, %x, %w, %mean, %invstd`` (``{activation
+    = "relu"}, %y``: the gradient of ``relu(batch_norm(x))`` whose output was y, i.e. g
+    taken where y > 0 first, see ``fuse-activations``)."""
 
     name = "graph.batch_norm_backward"
-    operands = ("grad_out", "x", "weight", "mean", "invstd")
+    operands = ("grad_out", "x", "weight", "mean", "invstd", "relu_out?")
     results = ("grad_x", "grad_weight", "grad_bias")
+    attributes = attrs(activation=attr("str", "none"))
     infer = staticmethod(rules.batch_norm_backward)
+    verify = staticmethod(_verify_bn_backward)
 
 
 @register_op

@@ -204,7 +204,9 @@ def _batch_norm(xs, attrs, op):
 
 @semantics("graph.batch_norm_backward")
 def _batch_norm_backward(xs, attrs, op):
-    g, x, w, mean, inv = xs
+    g, x, w, mean, inv = xs[:5]
+    if attrs["activation"] == "relu":  # fused: the ReLU's backward first
+        g = ELEMENTWISE["relu_backward"](g, xs[5])
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // x.shape[1]
     inv_v = _channel_view(inv, x.ndim)

@@ -197,11 +197,13 @@ def batch_norm(ts: Types, attrs: Attrs) -> list[TensorType]:
 
 
 def batch_norm_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
-    """``(grad_out, x, weight, mean, invstd)`` -> grad_x, grad_weight, grad_bias."""
+    """``(grad_out, x, weight, mean, invstd[, relu_out])`` -> grad_x, grad_weight, grad_bias."""
     _expect(ts[0], ts[1].shape, "grad_out")
     c = _channels(ts[1])
-    for t in ts[2:]:
+    for t in ts[2:5]:
         _expect(t, c.shape, "weight, mean and invstd")
+    if len(ts) > 5:
+        _expect(ts[5], ts[1].shape, "relu_out")
     return [ts[1].dense(), c, c]
 
 

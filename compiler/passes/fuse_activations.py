@@ -1,4 +1,5 @@
-"""``fuse-activations``: fold a ReLU into the batch norm or add that alone feeds it.
+"""``fuse-activations``: fold a ReLU into the batch norm or add that alone feeds it, and a
+ReLU's backward into the batch norm's backward that alone consumes it.
 
 Each elementwise op is a pass over its tensor through DRAM (memory-bound on the fabric);
 a fused ReLU is one more vector op on the producer's tiles before they are stored, so the
@@ -15,13 +16,23 @@ After::
 
     %y, %m, %v = graph.batch_norm %x, %w, %b {activation = "relu"} : ...
     graph.return %y, %m, %v : ...
+
+Backward: the masked gradient is written by ``relu_backward`` and read back by the batch
+norm's backward; folded, the batch norm's backward reads the gradient and the ReLU's output
+(whose pass it already makes over its tiles) and the masked gradient never reaches DRAM::
+
+    %gr = graph.relu_backward %g, %y : ...
+    %gx, %gw, %gb = graph.batch_norm_backward %gr, %x, %w, %m, %v : ...
+
+becomes ``%gx, %gw, %gb = graph.batch_norm_backward %g, %x, %w, %m, %v, %y {activation =
+"relu"}``.
 """
 
 from __future__ import annotations
 
 from itertools import islice
 
-from ..ir import Module
+from ..ir import Module, Operation
 from .base import ModulePass
 
 #: producers that take a fused ReLU, and which of their results it applies to
@@ -29,7 +40,8 @@ FUSABLE = {"graph.batch_norm": 0, "graph.add": 0}
 
 
 class FuseActivations(ModulePass):
-    """Fold ``graph.relu`` into a single-use ``graph.batch_norm`` output or ``graph.add``."""
+    """Fold ``graph.relu`` into a single-use ``graph.batch_norm`` output or ``graph.add``, and
+    a single-use ``graph.relu_backward`` into the ``graph.batch_norm_backward`` it feeds."""
 
     name = "fuse-activations"
 
@@ -48,3 +60,25 @@ class FuseActivations(ModulePass):
                 producer.attributes["activation"] = "relu"
                 op.results[0].replace_all_uses_with(v)
                 op.erase()
+            for op in list(func.body.ops):
+                if op.name == "graph.relu_backward":
+                    _fold_into_bn_backward(op)
+
+
+def _fold_into_bn_backward(op: Operation) -> None:
+    """``relu_backward(g, y)`` feeding only a batch norm's backward as its gradient: the
+    batch norm's backward takes g and y and applies the mask itself."""
+    g, y = op.operands
+    v = op.results[0]
+    uses = list(islice(v.uses(), 2))
+    if len(uses) != 1:
+        return
+    user, index = uses[0]
+    if (user.name != "graph.batch_norm_backward" or index != 0 or len(user.operands) != 5
+            or user.attributes.get("activation", "none") != "none"
+            or g.type != v.type or y.type != v.type):
+        return
+    user.operands[0] = g
+    user.operands.append(y)
+    user.attributes["activation"] = "relu"
+    op.erase()

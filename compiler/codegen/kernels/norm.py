@@ -28,7 +28,7 @@ import math
 from ..context import SLOT_ALIGN, KernelContext
 from ..schedule import Slot
 from ..memory import Buffer
-from . import kernel
+from . import kernel, scratch
 from .rowwise import _Blocks, _rows
 
 #: scratchpad bytes a resident batch-norm plan leaves for its per-channel vectors
@@ -218,15 +218,25 @@ def batch_norm(ctx: KernelContext) -> None:
         ctx.store(cl, col(invstd), c0, 0, h, 1, q)
 
 
+@scratch("graph.batch_norm_backward")
+def _bn_backward_scratch(op) -> list[tuple[int, ...]]:
+    """A fused ReLU backward streamed (not resident) keeps the masked gradient for its second
+    pass here."""
+    return [op.operands[1].type.shape] if len(op.operands) > 5 else []
+
+
 @kernel("graph.batch_norm_backward")
 def batch_norm_backward(ctx: KernelContext) -> None:
-    g, x, w, mean, invstd = ctx.ins
+    g, x, w, mean, invstd = ctx.ins[:5]
+    y = ctx.ins[5] if len(ctx.ins) > 5 else None  # fused ReLU backward: g where y > 0
     gx, gw, gb = ctx.outs
     if any(t.sparse for t in ctx.ins + ctx.outs):
         raise ctx.error("batch_norm_backward of sparse tensors is not supported")
-    plan = _BnTiles.resident(ctx, x, 2, temps=1)
+    # resident: g and x; scratch: g * xhat, and two tiles of y (dead once g is masked)
+    plan = _BnTiles.resident(ctx, x, 2, temps=3 if y is not None else 1)
     bt, sets = plan if plan is not None else (_BnTiles(ctx, x), 0)
     c, cb, count = bt.c, bt.cb, bt.count
+    ys = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)] if y is not None else []
     if sets:  # a slot per chunk and operand, per resident block; one for g * xhat
         tmp = ctx.alloc("sp", bt.tile_bytes)
         xsets = [[ctx.alloc("sp", bt.chunk_bytes(imgs, pw)) for _, imgs, _, pw in bt.chunks]
@@ -251,12 +261,22 @@ def batch_norm_backward(ctx: KernelContext) -> None:
         def slots(i: int):
             return (xsets[k][i], gsets[k][i]) if sets else (xs[i % 2], gs[i % 2])
 
-        def tiles():
+        def tiles(again: bool = False):
+            """Pass 1 (or, streamed, pass 2: the masked g from the scratch copy)."""
             for i, (n0, imgs, p0, pw) in enumerate(bt.chunks):
                 sx, sg = slots(i)
-                bt.load(ctx, cl, sg, g, n0, imgs, c0, h, p0, pw)
-                bt.load(ctx, cl, sx, x, n0, imgs, c0, h, p0, pw)
                 cols = imgs * pw
+                if y is not None and again:
+                    bt.load(ctx, cl, sg, ctx.scratch[0], n0, imgs, c0, h, p0, pw)
+                else:
+                    bt.load(ctx, cl, sg, g, n0, imgs, c0, h, p0, pw)
+                if y is not None and not again:
+                    sy = ys[i % 2]
+                    bt.load(ctx, cl, sy, y, n0, imgs, c0, h, p0, pw)
+                    ctx.vop(cl, "relu_bwd", sg, sy, h, cols, sg)
+                    if not sets:  # streamed: pass 2 reads the masked g, not g and y again
+                        bt.store(ctx, cl, sg, ctx.scratch[0], n0, imgs, c0, h, p0, pw)
+                bt.load(ctx, cl, sx, x, n0, imgs, c0, h, p0, pw)
                 ctx.vop(cl, "sub", sx, sx, h, cols, sm, bmode="col")   # xhat
                 ctx.vop(cl, "mul", sx, sx, h, cols, si, bmode="col")
                 yield i, n0, imgs, p0, cols, sx, sg
@@ -272,7 +292,7 @@ def batch_norm_backward(ctx: KernelContext) -> None:
             again = ((i, n0, imgs, p0, imgs * pw, *slots(i))
                      for i, (n0, imgs, p0, pw) in enumerate(bt.chunks))
         else:
-            again = tiles()
+            again = tiles(again=True)
         for _, n0, imgs, p0, cols, sx, sg in again:
             ctx.vop(cl, "mul", sx, sx, h, cols, sgw, bmode="col")
             ctx.vop(cl, "mul", sg, sg, h, cols, bmode="imm", imm=float(count))
