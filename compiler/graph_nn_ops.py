@@ -103,10 +103,11 @@ class AvgPool2dBackward(OpDef):
 class BatchNorm(OpDef):
     """``%out, %mean, %invstd = graph.batch_norm %x, %w, %b {eps = 1e-05}`` (training mode,
     statistics over every dim but 1, biased variance; ``activation = "relu"``: out is
-    max(., 0), see ``fuse-activations``)."""
+    max(., 0); a fourth operand ``%r`` is added to out before the activation: a residual
+    connection, see ``fuse-activations``)."""
 
     name = "graph.batch_norm"
-    operands = ("x", "weight", "bias")
+    operands = ("x", "weight", "bias", "residual?")
     results = ("out", "mean", "invstd")
     attributes = attrs(eps=attr("float", 1e-5), activation=attr("str", "none"))
     infer = staticmethod(rules.batch_norm)

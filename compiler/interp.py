@@ -195,10 +195,13 @@ def _channel_view(v: np.ndarray, rank: int) -> np.ndarray:
 
 @semantics("graph.batch_norm")
 def _batch_norm(xs, attrs, op):
-    x, w, b = xs
+    x, w, b = xs[:3]
     axes = (0,) + tuple(range(2, x.ndim))
     xhat, mean, inv = _normalize(x, axes, float(attrs["eps"]))
-    out = _activation(xhat * _channel_view(w, x.ndim) + _channel_view(b, x.ndim), attrs)
+    out = xhat * _channel_view(w, x.ndim) + _channel_view(b, x.ndim)
+    if len(xs) > 3:  # a fused residual add
+        out = out + xs[3]
+    out = _activation(out, attrs)
     return [out, mean.reshape(-1), inv.reshape(-1)]
 
 

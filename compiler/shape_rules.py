@@ -189,10 +189,12 @@ def _channels(x: TensorType) -> TensorType:
 
 
 def batch_norm(ts: Types, attrs: Attrs) -> list[TensorType]:
-    """``(x, weight, bias)`` -> out, mean, invstd."""
+    """``(x, weight, bias[, residual])`` -> out, mean, invstd."""
     c = _channels(ts[0])
-    for t in ts[1:]:
+    for t in ts[1:3]:
         _expect(t, c.shape, "weight and bias")
+    if len(ts) > 3:
+        _expect(ts[3], ts[0].shape, "residual")
     return [ts[0].dense(), c, c]
 
 

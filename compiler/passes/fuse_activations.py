@@ -1,5 +1,6 @@
-"""``fuse-activations``: fold a ReLU into the batch norm or add that alone feeds it, and a
-ReLU's backward into the batch norm's backward that alone consumes it.
+"""``fuse-activations``: fold a ReLU into the batch norm or add that alone feeds it, a
+residual add into the batch norm whose output it alone consumes, and a ReLU's backward into
+the batch norm's backward that alone consumes it.
 
 Each elementwise op is a pass over its tensor through DRAM (memory-bound on the fabric);
 a fused ReLU is one more vector op on the producer's tiles before they are stored, so the
@@ -16,6 +17,10 @@ After::
 
     %y, %m, %v = graph.batch_norm %x, %w, %b {activation = "relu"} : ...
     graph.return %y, %m, %v : ...
+
+Residual: ``%o = graph.add %y, %r {activation = "relu"}`` of a batch norm's output ``%y``
+used nowhere else becomes ``graph.batch_norm %x, %w, %b, %r {activation = "relu"}``: the
+batch norm's output is not written and read back.
 
 Backward: the masked gradient is written by ``relu_backward`` and read back by the batch
 norm's backward; folded, the batch norm's backward reads the gradient and the ReLU's output
@@ -40,8 +45,9 @@ FUSABLE = {"graph.batch_norm": 0, "graph.add": 0}
 
 
 class FuseActivations(ModulePass):
-    """Fold ``graph.relu`` into a single-use ``graph.batch_norm`` output or ``graph.add``, and
-    a single-use ``graph.relu_backward`` into the ``graph.batch_norm_backward`` it feeds."""
+    """Fold ``graph.relu`` into a single-use ``graph.batch_norm`` output or ``graph.add``, a
+    ``graph.add`` into the batch norm whose single-use output it adds, and a single-use
+    ``graph.relu_backward`` into the ``graph.batch_norm_backward`` it feeds."""
 
     name = "fuse-activations"
 
@@ -63,6 +69,34 @@ class FuseActivations(ModulePass):
             for op in list(func.body.ops):
                 if op.name == "graph.relu_backward":
                     _fold_into_bn_backward(op)
+                elif op.name == "graph.add":
+                    _fold_into_bn(op, func.body.ops)
+
+
+def _fold_into_bn(op: Operation, ops: list[Operation]) -> None:
+    """``add(batch_norm(x).out, r)`` (and its ReLU) where that output has no other use: the
+    batch norm adds r itself. Of two such batch norms, the later one takes the other's
+    output (which must be defined before it)."""
+    a, b = op.operands
+    v = op.results[0]
+    if a.type != v.type or b.type != v.type:
+        return
+    position = {id(o): i for i, o in enumerate(ops)}
+    for bn_value, other in sorted(((a, b), (b, a)), reverse=True,
+                                  key=lambda pair: position.get(id(pair[0].defining_op), -1)):
+        bn = bn_value.defining_op
+        if (bn is None or bn.name != "graph.batch_norm" or bn_value.index != 0
+                or len(bn.operands) != 3 or bn.attributes.get("activation", "none") != "none"
+                or len(list(islice(bn_value.uses(), 2))) != 1):
+            continue
+        source = other.defining_op
+        if source is not None and position.get(id(source), len(ops)) > position[id(bn)]:
+            continue  # the residual is computed after the batch norm
+        bn.operands.append(other)
+        bn.attributes["activation"] = op.attributes.get("activation", "none")
+        v.replace_all_uses_with(bn_value)
+        op.erase()
+        return
 
 
 def _fold_into_bn_backward(op: Operation) -> None:

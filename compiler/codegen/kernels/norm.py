@@ -130,12 +130,14 @@ class _BnTiles:
 
 @kernel("graph.batch_norm")
 def batch_norm(ctx: KernelContext) -> None:
-    x, w, b = ctx.ins
+    x, w, b = ctx.ins[:3]
+    residual = ctx.ins[3] if len(ctx.ins) > 3 else None  # fused residual add
     out, mean, invstd = ctx.outs
     if any(t.sparse for t in ctx.ins + ctx.outs):
         raise ctx.error("batch_norm of sparse tensors is not supported")
-    plan = _BnTiles.resident(ctx, x, 1)
+    plan = _BnTiles.resident(ctx, x, 1, temps=2 if residual is not None else 0)
     bt, sets = plan if plan is not None else (_BnTiles(ctx, x), 0)
+    rs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)] if residual is not None else []
     c, cb = bt.c, bt.cb
     eps = float(ctx.attrs["eps"])  # type: ignore[arg-type]
     relu = ctx.attrs["activation"] == "relu"  # fused (fuse-activations): one more vop per tile
@@ -202,7 +204,7 @@ def batch_norm(ctx: KernelContext) -> None:
             normalize = iter([(0, n0, imgs, p0, imgs * pw, xs[0], s)])
         else:  # lazily: each tile's load is emitted just before its vops
             normalize = ((*t, None) for t in tiles())
-        for _, n0, imgs, p0, cols, sx, tile_mean in normalize:
+        for i, n0, imgs, p0, cols, sx, tile_mean in normalize:
             if tile_mean is None:
                 ctx.vop(cl, "sub", sx, sx, h, cols, s, bmode="col")
             elif len(bt.chunks) > 1:  # x - mean = (x - mean_t) - (mean - mean_t)
@@ -211,6 +213,10 @@ def batch_norm(ctx: KernelContext) -> None:
             ctx.vop(cl, "mul", sx, sx, h, cols, q, bmode="col")
             ctx.vop(cl, "mul", sx, sx, h, cols, sw, bmode="col")
             ctx.vop(cl, "add", sx, sx, h, cols, sb, bmode="col")
+            if residual is not None:
+                sr = rs[i % 2]
+                bt.load(ctx, cl, sr, residual, n0, imgs, c0, h, p0, cols // imgs)
+                ctx.vop(cl, "add", sx, sx, h, cols, sr)
             if relu:
                 ctx.vop(cl, "relu", sx, sx, h, cols)
             bt.store(ctx, cl, sx, out, n0, imgs, c0, h, p0, cols // imgs)

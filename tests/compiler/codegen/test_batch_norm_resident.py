@@ -120,3 +120,39 @@ def test_fused_relu_backward(case: str) -> None:
     print(f"{case}: {plain_moved:.2f} -> {moved:.2f} tensors moved")
     assert (4.0 <= moved < 4.1 and 6.0 <= plain_moved < 6.1) if resident else \
         (7.0 <= moved < 7.1 and 8.0 <= plain_moved < 8.1)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fused_residual_add(case: str) -> None:
+    """``fuse-activations`` folds ``relu(add(batch_norm(x).out, r))`` into the batch norm:
+    the results equal the interpreter's, and the batch norm's output is not written and read
+    back (resident: x and r in, the sum out: 3 tensors against 7 for batch norm, add and
+    ReLU unfused; streamed: 4 against 8)."""
+    from acf.compiler.parser import parse_module
+    from acf.compiler.passes import FuseActivations
+    from acf.compiler.printer import print_module
+
+    shape, resident = CASES[case]
+    n, c, h, w = shape
+    text = func({"x": shape, "wt": (c,), "b": (c,), "r": shape}, [
+        ("y, mean, inv", "batch_norm", ["x", "wt", "b"], "", [shape, (c,), (c,)]),
+        ("s", "add", ["y", "r"], "", [shape]),
+        ("o", "relu", ["s"], "", [shape]),
+    ], ["o", "mean", "inv"])
+    module = parse_module(text)
+    FuseActivations().run(module)
+    fused = print_module(module)
+    assert "graph.add" not in fused and "graph.relu " not in fused
+    rng = np.random.default_rng(13)
+    args = [rnd(rng, *shape) * 2 + 1, rnd(rng, c), rnd(rng, c), rnd(rng, *shape)]
+    moved = []
+    for t in (text, fused):
+        c_ = compile_text(t)
+        check_tokens(c_.program)
+        outs, result = emulate(c_, args)
+        for got, want in zip(outs, expected(text, args)):
+            check_close(got, want)
+        moved.append(result.report.memory_bytes["dram_bytes"] / (4 * n * c * h * w))
+    print(f"{case}: {moved[0]:.2f} -> {moved[1]:.2f} tensors moved")
+    want = (7.0, 3.0) if resident else (8.0, 4.0)
+    assert all(w <= m < w + 0.1 for m, w in zip(moved, want))
