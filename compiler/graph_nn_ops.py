@@ -181,9 +181,11 @@ class Relu(UnaryOp):
 
 @register_op
 class ReluBackward(_Backward):
-    """``graph.relu_backward %grad_out, %x``: grad_out where x > 0, else 0."""
+    """``graph.relu_backward %grad_out, %x``: grad_out where x > 0, else 0 (a third operand
+    is added to grad_out first: two gradients summed, see ``fuse-activations``)."""
 
     name = "graph.relu_backward"
+    operands = ("grad_out", "x", "addend?")
 
 
 @register_op

@@ -55,7 +55,8 @@ ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {  # graph.add: _add (its ac
     "sqrt": np.sqrt,
     "rsqrt": lambda x: (f32(1) / np.sqrt(x)).astype(x.dtype),
     "relu": lambda x: np.maximum(x, x.dtype.type(0)),
-    "relu_backward": lambda g, x: np.where(x > 0, g, g.dtype.type(0)),
+    "relu_backward": lambda g, x, *addend: np.where(x > 0, np.add(g, *addend) if addend else g,
+                                                   g.dtype.type(0)),
     "mask_apply": lambda w, m: np.where(m != 0, w, w.dtype.type(0)),
 }
 for _name, _fn in ELEMENTWISE.items():

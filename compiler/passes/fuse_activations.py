@@ -30,7 +30,9 @@ norm's backward; folded, the batch norm's backward reads the gradient and the Re
     %gx, %gw, %gb = graph.batch_norm_backward %gr, %x, %w, %m, %v : ...
 
 becomes ``%gx, %gw, %gb = graph.batch_norm_backward %g, %x, %w, %m, %v, %y {activation =
-"relu"}``.
+"relu"}``. Where the masked gradient has other uses, a sum of two gradients that only the
+ReLU's backward reads is folded into it instead: ``relu_backward(add(a, b), y)`` becomes
+``relu_backward(a, y, b)``.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ class FuseActivations(ModulePass):
                 op.results[0].replace_all_uses_with(v)
                 op.erase()
             for op in list(func.body.ops):
-                if op.name == "graph.relu_backward":
-                    _fold_into_bn_backward(op)
+                if op.name == "graph.relu_backward" and not _fold_into_bn_backward(op):
+                    _fold_add_into_relu_backward(op)
                 elif op.name == "graph.add":
                     _fold_into_bn(op, func.body.ops)
 
@@ -99,20 +101,40 @@ def _fold_into_bn(op: Operation, ops: list[Operation]) -> None:
         return
 
 
-def _fold_into_bn_backward(op: Operation) -> None:
+def _fold_into_bn_backward(op: Operation) -> bool:
     """``relu_backward(g, y)`` feeding only a batch norm's backward as its gradient: the
     batch norm's backward takes g and y and applies the mask itself."""
+    if len(op.operands) != 2:
+        return False
     g, y = op.operands
     v = op.results[0]
     uses = list(islice(v.uses(), 2))
     if len(uses) != 1:
-        return
+        return False
     user, index = uses[0]
     if (user.name != "graph.batch_norm_backward" or index != 0 or len(user.operands) != 5
             or user.attributes.get("activation", "none") != "none"
             or g.type != v.type or y.type != v.type):
-        return
+        return False
     user.operands[0] = g
     user.operands.append(y)
     user.attributes["activation"] = "relu"
     op.erase()
+    return True
+
+
+def _fold_add_into_relu_backward(op: Operation) -> None:
+    """``relu_backward(add(a, b), y)`` with the sum used nowhere else (two gradients of a
+    residual branch point): ``relu_backward(a, y, b)`` adds them on its tiles."""
+    if len(op.operands) != 2:
+        return
+    g, _ = op.operands
+    add = g.defining_op
+    if (add is None or add.name != "graph.add" or add.attributes.get("activation", "none") != "none"
+            or len(list(islice(g.uses(), 2))) != 1
+            or any(x.type != g.type for x in add.operands)):
+        return
+    a, b = add.operands
+    op.operands[0] = a
+    op.operands.append(b)
+    add.erase()

@@ -133,8 +133,10 @@ def _join(sources: list[str]) -> str:
 def _result_sparsity(op: Operation, inputs: list[str]) -> list[str]:
     if op.name == "graph.relu":
         return ["relu"]
-    if op.name == "graph.relu_backward":
-        return [_join([inputs[0], "relu-grad"])]
+    if op.name == "graph.relu_backward":  # with an addend: the zeros both summands share
+        base = inputs[0] if len(inputs) < 3 else _join(sorted(
+            set(inputs[0].split("+")) & set(inputs[2].split("+"))))
+        return [_join([base, "relu-grad"])]
     if op.name == "graph.mask_apply":
         return [_join([inputs[0], "mask" if inputs[1] == DENSE else inputs[1]])]
     if op.name == "graph.sddmm":

@@ -31,10 +31,14 @@ COMMUTATIVE = ("add", "mul")
 
 
 def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: Buffer,
-                roles: tuple[str, str] = ("tile", "tile"), then: str | None = None) -> None:
+                roles: tuple[str, str] = ("tile", "tile"), then: str | None = None,
+                addend: Buffer | None = None) -> None:
     """out = fn(a, b) tile by tile; ``roles[1]`` says how b broadcasts (a is a full tile);
-    ``then``: a unary function applied before the store (a fused activation)."""
+    ``then``: a unary function applied before the store (a fused activation); ``addend``:
+    a dense tensor shaped like b (a full tile) added to b first."""
     flat = roles[1] in ("tile", "scalar") or b is None
+    if addend is not None and (roles[1] != "tile" or addend.sparse):
+        raise ctx.error("a fused addend must be a dense operand of the result's shape")
     if flat and not any(x.sparse for x in (a, out) + ((b,) if b is not None else ())):
         # same-shape dense operands are contiguous: tiles of one flat row are single DRAM
         # runs (the 2-D view of a 3x3 conv weight has 12-byte rows, one burst each)
@@ -42,6 +46,8 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
         a, out = Buffer(a.addr, (1, n)), Buffer(out.addr, (1, n))
         if b is not None and roles[1] == "tile":
             b = Buffer(b.addr, (1, n))
+        if addend is not None:
+            addend = Buffer(addend.addr, (1, n))
     rows, cols = out.rows_cols
     images = 1
     if roles[1] == "channel":  # (images x C) rows of H*W: tiles stay within one image
@@ -59,6 +65,7 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
     a_slots = [ctx.alloc("sp", size) for _ in range(2)]
     b_slots = [ctx.alloc("sp", size if roles[1] == "tile" else 4 * max(tr, tc))
                for _ in range(2)] if b is not None else []
+    c_slots = [ctx.alloc("sp", size) for _ in range(2)] if addend is not None else []
     scalar_slot = ctx.alloc("sp", 4) if roles[1] == "scalar" else None
     count = [0] * len(ctx.streams)
     tiles = [(i * rows + r0, c0, h, w) for i in range(images) for r0, c0, h, w in tiles_2d(rows, cols, tr, tc)]
@@ -72,6 +79,10 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
             role = roles[1]
             if role == "tile":
                 ctx.load(cl, b, r0, c0, h, w, sb)
+                if addend is not None:
+                    sc = c_slots[count[cl] % 2]
+                    ctx.load(cl, addend, r0, c0, h, w, sc)
+                    ctx.vop(cl, "add", sb, sb, h, w, sc)
                 ctx.vop(cl, fn, sa, sa, h, w, sb)
             elif role == "row":
                 ctx.load(cl, b, 0, c0, 1, w, sb)
@@ -106,12 +117,16 @@ def binary(ctx: KernelContext) -> None:
     if ctx.op.name == "graph.gelu_backward" and ctx.attrs["approximate"] == "tanh":
         gelu_tanh(ctx, ctx.ins[1], ctx.ins[0], ctx.outs[0])
         return
-    a, b = ctx.ins
+    a, b = ctx.ins[:2]
+    addend = ctx.ins[2] if len(ctx.ins) > 2 else None  # relu_backward's fused sum
     out = ctx.outs[0]
     if ctx.op.name == "graph.gelu_backward":  # vop gelu_bwd(a = x, b = grad)
         a, b = b, a
     if ctx.op.name == "graph.relu_backward":  # relu_bwd: b where a > 0, a = x
         a, b = b, a
+        if addend is not None:
+            elementwise(ctx, fn, a, b, out, addend=addend)
+            return
     # a fused activation (fuse-activations; graph.add only) runs before each tile's store
     then = "relu" if "activation" in ctx.attrs and ctx.attrs["activation"] == "relu" else None
     ra, rb = broadcast_role(a.shape, out.shape), broadcast_role(b.shape, out.shape)
