@@ -63,3 +63,27 @@ def sparse_weight(rng: np.random.Generator, shape: tuple[int, int], density: flo
     mask = (rng.random(shape) < density).astype(np.float32)
     w = rng.standard_normal(shape).astype(np.float32) * mask
     return w, mask
+
+
+def fused(text: str) -> str:
+    """The IR text after ``fuse-activations``."""
+    from acf.compiler.passes import FuseActivations
+    from acf.compiler.printer import print_module
+
+    module = parse_module(text)
+    FuseActivations().run(module)
+    return print_module(module)
+
+
+def run_checked(text: str, args: list[np.ndarray], want: list[np.ndarray], target: str = "acf-small"):
+    """(outputs, emulator result) of ``text`` compiled and run, each output checked
+    against ``want``."""
+    from acf import emulator
+
+    c = compile_text(text, target)
+    check_tokens(c.program)
+    result = emulator.run(c.program, load_target(target), c.bind(args))
+    outs = [result.outputs[name] for name in c.outputs]
+    for got, w in zip(outs, want):
+        check_close(got, w)
+    return outs, result

@@ -14,7 +14,7 @@ from acf.compiler.codegen.memory import Buffer
 from acf.compiler.codegen.tiling import choose_tiling
 from acf.isa.target import load_target
 
-from .helpers import check_close, check_tokens, compile_text, expected
+from .helpers import check_close, check_tokens, compile_text, expected, fused, run_checked
 from .test_training_kernels import emulate, func, rnd
 
 
@@ -86,10 +86,6 @@ def test_fused_relu_backward(case: str) -> None:
     the results equal the unfused pair's bit for bit, and the masked gradient never reaches
     DRAM (resident: g, y and x read once, gx written: 4 tensors against the pair's 6;
     streamed: the masked g goes to a scratch copy for the second pass, 7 against 8)."""
-    from acf.compiler.parser import parse_module
-    from acf.compiler.passes import FuseActivations
-    from acf.compiler.printer import print_module
-
     shape, resident = CASES[case]
     n, c, h, w = shape
     text = func({"x": shape, "wt": (c,), "mean": (c,), "inv": (c,), "g": shape, "y": shape}, [
@@ -97,24 +93,16 @@ def test_fused_relu_backward(case: str) -> None:
         ("gx, gw, gb", "batch_norm_backward", ["gr", "x", "wt", "mean", "inv"], "",
          [shape, (c,), (c,)]),
     ], ["gx", "gw", "gb"])
-    module = parse_module(text)
-    FuseActivations().run(module)
-    fused = print_module(module)
-    assert "relu_backward" not in fused and 'activation = "relu"' in fused
+    folded = fused(text)
+    assert "relu_backward" not in folded and 'activation = "relu"' in folded
     rng = np.random.default_rng(12)
     x = rnd(rng, *shape) * 2 + 1
     stats = [x.mean(axis=(0, 2, 3)), 1 / np.sqrt(x.var(axis=(0, 2, 3)) + 1e-5)]
     args = [x, rnd(rng, c), *(v.astype(np.float32) for v in stats), rnd(rng, *shape),
             rnd(rng, *shape)]
-    runs = []
-    for t in (text, fused):
-        c_ = compile_text(t)
-        check_tokens(c_.program)
-        outs, result = emulate(c_, args)
-        for got, want in zip(outs, expected(text, args)):
-            check_close(got, want)
-        runs.append((outs, result.report.memory_bytes["dram_bytes"] / (4 * n * c * h * w)))
-    (plain, plain_moved), (outs, moved) = runs
+    runs = [run_checked(t, args, expected(text, args)) for t in (text, folded)]
+    (plain, plain_moved), (outs, moved) = [
+        (o, r.report.memory_bytes["dram_bytes"] / (4 * n * c * h * w)) for o, r in runs]
     for a, b in zip(plain, outs):
         np.testing.assert_array_equal(a, b)
     print(f"{case}: {plain_moved:.2f} -> {moved:.2f} tensors moved")
@@ -128,10 +116,6 @@ def test_fused_residual_add(case: str) -> None:
     the results equal the interpreter's, and the batch norm's output is not written and read
     back (resident: x and r in, the sum out: 3 tensors against 7 for batch norm, add and
     ReLU unfused; streamed: 4 against 8)."""
-    from acf.compiler.parser import parse_module
-    from acf.compiler.passes import FuseActivations
-    from acf.compiler.printer import print_module
-
     shape, resident = CASES[case]
     n, c, h, w = shape
     text = func({"x": shape, "wt": (c,), "b": (c,), "r": shape}, [
@@ -139,20 +123,12 @@ def test_fused_residual_add(case: str) -> None:
         ("s", "add", ["y", "r"], "", [shape]),
         ("o", "relu", ["s"], "", [shape]),
     ], ["o", "mean", "inv"])
-    module = parse_module(text)
-    FuseActivations().run(module)
-    fused = print_module(module)
-    assert "graph.add" not in fused and "graph.relu " not in fused
+    folded = fused(text)
+    assert "graph.add" not in folded and "graph.relu " not in folded
     rng = np.random.default_rng(13)
     args = [rnd(rng, *shape) * 2 + 1, rnd(rng, c), rnd(rng, c), rnd(rng, *shape)]
-    moved = []
-    for t in (text, fused):
-        c_ = compile_text(t)
-        check_tokens(c_.program)
-        outs, result = emulate(c_, args)
-        for got, want in zip(outs, expected(text, args)):
-            check_close(got, want)
-        moved.append(result.report.memory_bytes["dram_bytes"] / (4 * n * c * h * w))
+    moved = [run_checked(t, args, expected(text, args))[1].report.memory_bytes["dram_bytes"]
+             / (4 * n * c * h * w) for t in (text, folded)]
     print(f"{case}: {moved[0]:.2f} -> {moved[1]:.2f} tensors moved")
     want = (7.0, 3.0) if resident else (8.0, 4.0)
     assert all(w <= m < w + 0.1 for m, w in zip(moved, want))

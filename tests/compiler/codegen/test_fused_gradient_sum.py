@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from acf.compiler.parser import parse_module
-from acf.compiler.passes import FuseActivations
-from acf.compiler.printer import print_module
 
-from .helpers import check_close, check_tokens, compile_text, expected
-from .test_training_kernels import emulate, func, rnd
+from .helpers import expected, fused, run_checked
+from .test_training_kernels import func, rnd
 
 
 @pytest.mark.parametrize("shape", [(32, 16, 8, 8), (3, 5, 7)])
@@ -21,24 +18,16 @@ def test_gradient_sum_folded_into_relu_backward(shape) -> None:
         ("gr", "relu_backward", ["s", "y"], "", [shape]),
         ("e", "mul", ["gr", "gr"], "", [shape]),
     ], ["gr", "e"])
-    module = parse_module(text)
-    FuseActivations().run(module)
-    fused = print_module(module)
-    assert "graph.add" not in fused and "graph.relu_backward %a, %y, %b" in fused
+    folded = fused(text)
+    assert "graph.add" not in folded and "graph.relu_backward %a, %y, %b" in folded
     rng = np.random.default_rng(14)
     args = [rnd(rng, *shape), rnd(rng, *shape), rnd(rng, *shape)]
     want = expected(text, args)
-    for a, b in zip(want, expected(fused, args)):  # the interpreter agrees with itself
+    for a, b in zip(want, expected(folded, args)):  # the interpreter agrees with itself
         np.testing.assert_array_equal(a, b)
-    runs = []
-    for t in (text, fused):
-        c = compile_text(t)
-        check_tokens(c.program)
-        outs, result = emulate(c, args)
-        for got, w in zip(outs, want):
-            check_close(got, w)
-        runs.append((outs, result.report.memory_bytes["dram_bytes"] / (4 * np.prod(shape))))
-    (plain, plain_moved), (outs, moved) = runs
+    (plain, plain_moved), (outs, moved) = [
+        (o, r.report.memory_bytes["dram_bytes"] / (4 * np.prod(shape)))
+        for o, r in (run_checked(t, args, want) for t in (text, folded))]
     for a, b in zip(plain, outs):
         np.testing.assert_array_equal(a, b)
     # add: a, b in, s out; relu_backward: s, y in, gr out; mul: gr in, e out (9); fused 7
