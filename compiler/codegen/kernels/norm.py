@@ -110,6 +110,11 @@ class _BnTiles:
     def chunk_bytes(self, imgs: int, pw: int) -> int:
         return 4 * self.cb * imgs * pw
 
+    def block_slots(self, ctx: KernelContext, sets: int) -> list[list[Slot]]:
+        """Per resident block held at once, a slot for each of its chunks."""
+        return [[ctx.alloc("sp", self.chunk_bytes(imgs, pw)) for _, imgs, _, pw in self.chunks]
+                for _ in range(sets)]
+
     def offset(self, n0: int, c0: int, p0: int) -> int:
         return 4 * (n0 * self.c * self.hw + c0 * self.hw + p0)
 
@@ -141,9 +146,8 @@ def batch_norm(ctx: KernelContext) -> None:
     c, cb = bt.c, bt.cb
     eps = float(ctx.attrs["eps"])  # type: ignore[arg-type]
     relu = ctx.attrs["activation"] == "relu"  # fused (fuse-activations): one more vop per tile
-    if sets:  # a slot per chunk, per resident block
-        xsets = [[ctx.alloc("sp", bt.chunk_bytes(imgs, pw)) for _, imgs, _, pw in bt.chunks]
-                 for _ in range(sets)]
+    if sets:
+        xsets = bt.block_slots(ctx, sets)
     else:
         xs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
     nvec = max(sets, 1)
@@ -245,10 +249,7 @@ def batch_norm_backward(ctx: KernelContext) -> None:
     ys = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)] if y is not None else []
     if sets:  # a slot per chunk and operand, per resident block; one for g * xhat
         tmp = ctx.alloc("sp", bt.tile_bytes)
-        xsets = [[ctx.alloc("sp", bt.chunk_bytes(imgs, pw)) for _, imgs, _, pw in bt.chunks]
-                 for _ in range(sets)]
-        gsets = [[ctx.alloc("sp", bt.chunk_bytes(imgs, pw)) for _, imgs, _, pw in bt.chunks]
-                 for _ in range(sets)]
+        xsets, gsets = bt.block_slots(ctx, sets), bt.block_slots(ctx, sets)
     else:
         xs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
         gs = [ctx.alloc("sp", bt.tile_bytes) for _ in range(2)]
