@@ -112,7 +112,8 @@ def fits_rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> bool:
     if split is None:
         return False
     seg = split[0]
-    return _fits(ctx, _share_first_rects(gx, gy, seg), (seg - 1) * gy * (gx // seg))
+    rects = _share_first_rects(gx, gy, seg)
+    return _fits(ctx, rects, (seg - 1) * len(rects))
 
 
 def rows_share_first(ctx: KernelContext, n_a: int, n_b: int, operand: str = "a") -> Layout | None:

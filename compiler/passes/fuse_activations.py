@@ -68,22 +68,23 @@ class FuseActivations(ModulePass):
                 producer.attributes["activation"] = "relu"
                 op.results[0].replace_all_uses_with(v)
                 op.erase()
-            for op in list(func.body.ops):
+            ops = list(func.body.ops)
+            position = {id(o): i for i, o in enumerate(ops)}  # erasing keeps the order
+            for op in ops:
                 if op.name == "graph.relu_backward" and not _fold_into_bn_backward(op):
                     _fold_add_into_relu_backward(op)
                 elif op.name == "graph.add":
-                    _fold_into_bn(op, func.body.ops)
+                    _fold_into_bn(op, position)
 
 
-def _fold_into_bn(op: Operation, ops: list[Operation]) -> None:
+def _fold_into_bn(op: Operation, position: dict[int, int]) -> None:
     """``add(batch_norm(x).out, r)`` (and its ReLU) where that output has no other use: the
     batch norm adds r itself. Of two such batch norms, the later one takes the other's
-    output (which must be defined before it)."""
+    output (which must be defined before it; ``position``: each op's place in the body)."""
     a, b = op.operands
     v = op.results[0]
     if a.type != v.type or b.type != v.type:
         return
-    position = {id(o): i for i, o in enumerate(ops)}
     for bn_value, other in sorted(((a, b), (b, a)), reverse=True,
                                   key=lambda pair: position.get(id(pair[0].defining_op), -1)):
         bn = bn_value.defining_op
@@ -92,7 +93,7 @@ def _fold_into_bn(op: Operation, ops: list[Operation]) -> None:
                 or len(list(islice(bn_value.uses(), 2))) != 1):
             continue
         source = other.defining_op
-        if source is not None and position.get(id(source), len(ops)) > position[id(bn)]:
+        if source is not None and position.get(id(source), len(position)) > position[id(bn)]:
             continue  # the residual is computed after the batch norm
         bn.operands.append(other)
         bn.attributes["activation"] = op.attributes.get("activation", "none")

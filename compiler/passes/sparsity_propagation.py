@@ -130,12 +130,16 @@ def _join(sources: list[str]) -> str:
     return "+".join(parts) if parts else DENSE
 
 
+def _common(a: str, b: str) -> str:
+    """The zero patterns two operands share (an elementwise sum is zero where both are)."""
+    return _join(sorted(set(a.split("+")) & set(b.split("+"))))
+
+
 def _result_sparsity(op: Operation, inputs: list[str]) -> list[str]:
     if op.name == "graph.relu":
         return ["relu"]
     if op.name == "graph.relu_backward":  # with an addend: the zeros both summands share
-        base = inputs[0] if len(inputs) < 3 else _join(sorted(
-            set(inputs[0].split("+")) & set(inputs[2].split("+"))))
+        base = inputs[0] if len(inputs) < 3 else _common(inputs[0], inputs[2])
         return [_join([base, "relu-grad"])]
     if op.name == "graph.mask_apply":
         return [_join([inputs[0], "mask" if inputs[1] == DENSE else inputs[1]])]
@@ -146,8 +150,7 @@ def _result_sparsity(op: Operation, inputs: list[str]) -> list[str]:
     if op.name in KEEPS_INPUT or op.name in UNION:
         return [_join(inputs)]
     if op.name in COMMON:
-        common = set(inputs[0].split("+")) & set(inputs[1].split("+"))
-        return [_join(sorted(common))]
+        return [_common(inputs[0], inputs[1])]
     if op.name in ("graph.sgd_update", "graph.adam_update"):
         return [inputs[0]] + [DENSE] * (len(op.results) - 1)
     return [DENSE] * len(op.results)

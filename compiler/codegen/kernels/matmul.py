@@ -100,7 +100,7 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
             for cl in layout.order:
                 em.load(cl, k0, layout)
             for cl in layout.order:
-                em.mm(cl, k0)
+                em.mm(cl, k0, first=k0 == 0)
         for cl in layout.order:
             em.end(cl)
 
@@ -119,35 +119,41 @@ def _shared_operands(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> tuple[boo
     return share_a, share_b
 
 
+def _share_plan(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> tuple[bool, int, int, bool] | None:
+    """How ``tm x tn`` output tiles would be shared: (both operands, items shared first,
+    items of the other operand, whether the first items are B's column blocks), or None."""
+    share_a, share_b = _shared_operands(ctx, g, tm, tn)
+    n_i, n_j = -(-g.m // tm), -(-g.n // tn)
+    if share_a:
+        return share_b, n_i, n_j, False
+    if share_b:
+        return False, n_j, n_i, True
+    return None
+
+
 def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int):
     """(layout, whether its first items are B's column blocks) for sharing the dense
     operands' tiles over the fabric (:func:`_shared_operands`), or None."""
-    share_a, share_b = _shared_operands(ctx, g, tm, tn)
-    n_i, n_j = -(-g.m // tm), -(-g.n // tn)
-    if share_a and share_b:
-        layout = rows_and_columns(ctx, n_i, n_j)
-        return None if layout is None else (layout, False)
-    if share_a:
-        layout = rows_share_first(ctx, n_i, n_j)
-        return None if layout is None else (layout, False)
-    if share_b:
-        layout = rows_share_first(ctx, n_j, n_i, operand="b")
-        return None if layout is None else (layout, True)
-    return None
+    plan = _share_plan(ctx, g, tm, tn)
+    if plan is None:
+        return None
+    both, n_first, n_other, swapped = plan
+    if both:
+        layout = rows_and_columns(ctx, n_first, n_other)
+    else:
+        layout = rows_share_first(ctx, n_first, n_other, operand="b" if swapped else "a")
+    return None if layout is None else (layout, swapped)
 
 
 def _multicast_fits(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> bool:
     """Whether :func:`_multicast_layout` would find a layout for ``tm x tn`` output tiles
     (without taking the multicast groups it would use)."""
-    share_a, share_b = _shared_operands(ctx, g, tm, tn)
-    n_i, n_j = -(-g.m // tm), -(-g.n // tn)
-    if share_a and share_b:
-        return fits_rows_and_columns(ctx, n_i, n_j)
-    if share_a:
-        return fits_rows_share_first(ctx, n_i, n_j)
-    if share_b:
-        return fits_rows_share_first(ctx, n_j, n_i)
-    return False
+    plan = _share_plan(ctx, g, tm, tn)
+    if plan is None:
+        return False
+    both, n_first, n_other, _ = plan
+    fits = fits_rows_and_columns if both else fits_rows_share_first
+    return fits(ctx, n_first, n_other)
 
 
 def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
@@ -244,14 +250,13 @@ class _GemmEmitter:
             if layout is not None and layout.shared("b"):
                 ctx.bcast(cl, layout.group["b"][cl], b, 4 * kt * nt, layout.receivers["b"][cl])
 
-    def mm(self, cl: int, k0: int, first: bool | None = None) -> None:
-        """The chunk's ``mm``; ``first`` (default: ``k0 == 0``) starts the accumulation."""
+    def mm(self, cl: int, k0: int, first: bool) -> None:
+        """The chunk's ``mm``; ``first``: the tile's first chunk, which starts the sum."""
         ctx, g = self.ctx, self.g
         (_, i0, j0), c, s, a, b = self.current[cl]
         mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
         kt = min(ctx.tiling.t, g.k - k0)
         extra = {"s": s.ref()} if s is not None else {}
-        first = k0 == 0 if first is None else first
         reads = (a, b) + ((s,) if s is not None else ()) + (() if first else (c,))
         ctx.emit(cl, "sddmm" if g.sample else "mm", reads=reads, writes=(c,), dst=c.ref(),
                  a=a.ref(), b=b.ref(), m=mt, n=nt, k=kt, accum=int(not first), ta=int(g.ta),
