@@ -266,10 +266,12 @@ class CrossEntropyBackward(OpDef):
 class SgdUpdate(OpDef):
     """``%p2, %buf2 = graph.sgd_update %p, %grad, %buf {lr = 0.1, momentum = 0.9}``.
 
-    PyTorch SGD: g = grad + wd*p; buf = momentum*buf + g; p -= lr*buf. A param with a
-    sparse encoding changes only at its non-zeros (its pattern is kept). With a trailing
+    PyTorch SGD: g = grad + wd*p; buf = momentum*buf + g; p -= lr*buf. With a trailing
     ``%mask`` the new param is masked (zero where the mask is zero), as a following
-    ``mask_apply`` would, without a second pass over it."""
+    ``mask_apply`` would, without a second pass over it. Without one, a param with a
+    sparse encoding changes only at its non-zeros (its pattern is kept); with one, the mask
+    decides even for an encoded param (a held weight at zero, e.g. a connection just grown
+    at zero, is updated)."""
 
     name = "graph.sgd_update"
     operands = ("param", "grad", "momentum_buf", "mask?")

@@ -6,7 +6,8 @@ Used to check that passes preserve results::
 
 Conventions: NCHW / OIHW; conv through im2col; batch norm in training mode normalizes with
 the biased variance; cross entropy is the mean over the batch; ops on a parameter with a
-sparse encoding (sgd_update, adam_update) only change its non-zeros.
+sparse encoding (sgd_update, adam_update) only change its non-zeros, unless the update has
+a mask operand (then the mask decides).
 """
 
 from __future__ import annotations
@@ -272,9 +273,11 @@ def _cross_entropy_backward(xs, attrs, op):
 def _keep_pattern(
     op: Operation, param: np.ndarray, outs: list[np.ndarray], olds: Sequence[np.ndarray]
 ) -> list[np.ndarray]:
-    """A sparse-encoded param changes only at its non-zeros (its pattern is runtime data)."""
+    """A sparse-encoded param changes only at its non-zeros (its pattern is runtime data),
+    unless the update has a mask operand: then the mask decides (see ``_masked``)."""
     ptype = op.operands[0].type
-    if not (isinstance(ptype, TensorType) and ptype.encoding is not None):
+    masked = len(op.operands) > (3 if op.name == "graph.sgd_update" else 5)
+    if masked or not (isinstance(ptype, TensorType) and ptype.encoding is not None):
         return outs
     keep = param != 0
     return [np.where(keep, new, old) for new, old in zip(outs, olds)]

@@ -17,9 +17,10 @@ both. Rewrites first (each result of the ``matmul`` must have no other use):
 * ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)``;
 * ``mask_apply(conv2d_backward_weight(g, x), m)`` -> ``conv2d_backward_weight(g, x, m)`` (the
   sampled conv weight gradient: only the mask's non-zeros are computed);
-* ``mask_apply(sgd_update(w, ...)#0, m)`` (likewise ``adam_update``) of a dense ``w`` ->
-  the update with ``m`` as its trailing mask operand (the new weight is masked as it is
-  written, not re-read and rewritten);
+* ``mask_apply(sgd_update(w, ...)#0, m)`` (likewise ``adam_update``) -> the update with
+  ``m`` as its trailing mask operand (the new weight is masked as it is written, not re-read
+  and rewritten; for a sparse-encoded ``w`` the mask, not ``w``'s pattern, then decides
+  which weights change, as the ``mask_apply`` did);
 * ``sgd_update(w, matmul(a, b), buf)`` / ``adam_update(w, matmul(a, b), ...)`` with a
   sparse-encoded ``w`` -> the gradient becomes ``sddmm(a, b, w)`` (only ``w``'s non-zeros are
   updated, so the other gradient entries were never needed).
@@ -47,6 +48,15 @@ DENSE = "dense"
 KEEPS_INPUT = ("graph.reshape", "graph.transpose", "graph.broadcast_to", "graph.neg")
 UNION = ("graph.mul", "graph.mask_apply", "graph.sddmm")
 COMMON = ("graph.add", "graph.sub")
+
+
+#: operands of an optimizer update without its optional trailing mask
+_UPDATE_OPERANDS = {"graph.sgd_update": 3, "graph.adam_update": 5}
+
+
+def _same_shape(a: Value, b: Value) -> bool:
+    return (isinstance(a.type, TensorType) and isinstance(b.type, TensorType)
+            and a.type.shape == b.type.shape and a.type.element == b.type.element)
 
 
 def _is_masked_weight(value: Value) -> bool:
@@ -87,17 +97,20 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
         return None
 
     def masked_update(op: Operation) -> list[Value] | None:
+        # only an update that keeps its weight's pattern: with a mask operand the mask
+        # decides, and the momentum takes every gradient entry
         if op.name in ("graph.sgd_update", "graph.adam_update") and _is_masked_weight(
             op.operands[0]
-        ):
+        ) and len(op.operands) == _UPDATE_OPERANDS[op.name]:
             matmul = _sole_matmul(op.operands[1], counts)
             if matmul is not None:
                 op.operands[1] = _sddmm_before(op, matmul, op.operands[0])
                 counts[op.operands[1]] = 1
         return None  # rewritten in place
 
-    apply_patterns(func, [masked_matmul, masked_update], max_rounds=1)
+    apply_patterns(func, [masked_matmul], max_rounds=1)
     fold_update_masks(func)
+    apply_patterns(func, [masked_update], max_rounds=1)
 
 
 def fold_update_masks(func: FuncOp) -> None:
@@ -111,8 +124,8 @@ def fold_update_masks(func: FuncOp) -> None:
         mask = op.operands[1]
         if (upd is None or upd.name not in ("graph.sgd_update", "graph.adam_update")
                 or op.operands[0] is not upd.results[0] or counts.get(upd.results[0], 0) != 1
-                or len(upd.operands) != (3 if upd.name == "graph.sgd_update" else 5)  # no mask yet
-                or _is_masked_weight(upd.operands[0]) or mask.type != upd.operands[0].type
+                or len(upd.operands) != _UPDATE_OPERANDS[upd.name]  # no mask yet
+                or not _same_shape(mask, upd.operands[0])
                 or mask.defining_op is not None and index[mask.defining_op] > index[upd]):
             continue
         fused = new_op_before(upd, upd.name, [*upd.operands, mask],
@@ -123,6 +136,9 @@ def fold_update_masks(func: FuncOp) -> None:
             old.replace_all_uses_with(new)
         op.erase()
         upd.erase()
+    ret = func.return_op
+    if ret is not None:  # a sparse-encoded new param is returned encoded
+        func.function_result_types = [v.type for v in ret.operands]
 
 
 def _join(sources: list[str]) -> str:

@@ -6,10 +6,12 @@ each cluster loads them into fr0.. with ``fld``. Layouts (see ``CompiledProgram.
 sgd ``lr, momentum, dampening(0), weight_decay``; adam ``lr, beta1, beta2, eps,
 weight_decay, 1 - beta1**step, 1 - beta2**step``.
 
-A trailing mask operand (a dense parameter) masks the new parameter before it is stored.
-A parameter with a sparse encoding keeps its pattern: after the update, the new parameter
+A trailing mask operand masks the new parameter before it is stored. Without one, a
+parameter with a sparse encoding keeps its pattern: after the update, the new parameter
 and buffers are selected back to their old values where the old parameter is zero
-(``vop mask`` against a copy of the old parameter).
+(``vop mask`` against a copy of the old parameter). With one, the mask decides, encoded
+parameter or not: a weight the mask holds but whose value is zero (a connection just grown,
+at zero) is updated too. Sparse operands are updated tile by tile of their packed tiles.
 """
 
 from __future__ import annotations
@@ -50,9 +52,11 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
     grad = ctx.ins[1]
     n_fixed = 3 if mnemonic == "sgd" else 5  # (adam's step is the fifth operand)
     mask = ctx.ins[n_fixed] if len(ctx.ins) > n_fixed else None
-    if mask is not None and (mask.sparse or param.sparse):
-        raise ctx.error("an update mask needs a dense parameter and mask")
-    if not any(b.sparse for b in (param, grad, *states, *ctx.outs)):
+    packed = {b.tile for b in (param, grad, *states, *ctx.outs, mask) if b is not None and b.sparse}
+    if len(packed) > 1:
+        raise ctx.error(f"the sparse operands of an update must share one packed tile, got "
+                        f"{sorted(packed)}")
+    if not packed:
         # dense tensors are contiguous: tiles of one flat row move as single DRAM runs
         # (a conv weight's 2-D view has 3-element rows: 12-byte runs, one burst each)
         n = param.rows_cols[0] * param.rows_cols[1]
@@ -63,10 +67,10 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
         outs = list(ctx.outs)
     offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults)
     rows, cols = param.rows_cols
-    sparse = param.sparse
+    sparse = param.sparse and mask is None  # the parameter's pattern is kept (no mask decides)
     per_set = (2 + len(states)) * (2 if sparse else 1) + (1 if sparse else 0) + (mask is not None)
-    if sparse:
-        tr, tc = param.tile
+    if packed:
+        tr, tc = next(iter(packed))
     else:  # two slot sets fit: loads of the next tile overlap the stores of this one
         tr, tc = vector_tile(rows, cols, ctx.tiling)
         most = (ctx.tiling.spad_bytes - 4096) // (2 * 4 * per_set)
