@@ -17,6 +17,11 @@ labels are data: changing them never recompiles. The one runtime-initiated recom
 is *re-specialization*: when the measured density of a masked weight crosses a density band
 (:mod:`acf.runtime.formats`), the storage format of that weight is re-chosen and that one
 variant is compiled once (recorded in ``report.respecialized``).
+
+Only a 2-D weight (a linear layer's) changes format: the compressed formats are packed 2-D
+tiles, so a conv kernel (4-D) stays dense-stored whatever its density (its zeros are still
+skipped by the PEs). Should the re-specialized program still fail to compile for the target,
+the step runs the previous program and the entry says why (``kept`` False, ``error``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import numpy as np
 from acf import emulator
 from acf.compiler.codegen import CompiledProgram, CompileOptions, compile_module
+from acf.compiler.codegen.errors import CodegenError
 from acf.compiler.codegen.kernels import load_all
 from acf.compiler.ir import FuncOp, Module, TensorType
 from acf.compiler.parser import parse_module
@@ -126,6 +132,9 @@ class LoadedStep:
                             f"{self.n_results} results")
         self.masks_of = masked_params(func)          # param -> mask argument
         self.ir_formats = {p: value_format(func.argument(p)) for p in self.masks_of}
+        # the compressed formats are packed 2-D tiles: a conv kernel (4-D) stays dense-stored
+        self.storable = {p for p in self.masks_of
+                         if isinstance(self.arg_types[p], TensorType) and len(self.arg_types[p].shape) == 2}
         for res, arg in carry.items():
             if arg not in self.arg_types:
                 raise BindError(f"carry: {arg!r} is not an argument ({self._arg_list()})")
@@ -305,12 +314,25 @@ class Session:
         loaded.step = step if step is not None else loaded.step + 1
         respec = self._track_density(loaded)
 
-        variant = loaded.variant(dense_grad)
         ordered = [args[n] for n in loaded.arg_names]
         before = self.compile_count
-        compiled = self._compiled(loaded, variant, "variant")
-        result = self._emulate(compiled, ordered, loaded.step)
         report_extra: list[dict[str, Any]] = []
+        try:
+            variant = loaded.variant(dense_grad)
+            compiled = self._compiled(loaded, variant, "variant")
+        except CodegenError as e:
+            if not respec:
+                raise
+            # the new formats do not compile for this target: run the previous program
+            for param, old_fmt, new_fmt in respec:
+                loaded.formats[param] = old_fmt
+                report_extra.append({"param": param, "density": loaded.densities[param],
+                                     "from": old_fmt, "to": new_fmt, "kept": False,
+                                     "error": str(e)})
+            respec = []
+            variant = loaded.variant(dense_grad)
+            compiled = self._compiled(loaded, variant, "variant")
+        result = self._emulate(compiled, ordered, loaded.step)
         for param, old_fmt, new_fmt in respec:
             entry = {"param": param, "density": loaded.densities[param], "from": old_fmt,
                      "to": new_fmt, "new_cycles": int(result.report.total_cycles)}
@@ -359,14 +381,15 @@ class Session:
             current = loaded.formats.get(param, loaded.ir_formats[param])
             if param not in loaded.bands:  # first measurement: no crossing
                 loaded.bands[param] = bands.band(d)
-                if self.options.formats == "auto" and self.options.respecialize != "off":
+                if self.options.formats == "auto" and self.options.respecialize != "off" \
+                        and param in loaded.storable:
                     loaded.formats[param] = bands.format_for(d)
                 continue
             band = bands.band(d, loaded.bands[param])
             if band == loaded.bands[param]:
                 continue
             loaded.bands[param] = band
-            if self.options.respecialize == "off" or band == current:
+            if self.options.respecialize == "off" or band == current or param not in loaded.storable:
                 continue
             loaded.formats[param] = band
             out.append((param, current, band))

@@ -1,0 +1,90 @@
+"""Re-specialization across density bands: a conv kernel stays dense-stored, a linear weight
+changes format, a format that does not compile falls back to the previous program, and a
+compressed weight is still trained wherever its mask holds it (also at zero)."""
+
+from __future__ import annotations
+
+import numpy as np
+from acf.compiler.codegen.errors import CodegenError
+from acf.runtime import Session, SessionOptions
+from acf.runtime import session as session_module
+from acf.runtime.variants import value_format
+
+from .programs import CONV_LINEAR, MLP, conv_linear_args, mlp_args, random_mask
+from .test_session import close, interp
+
+INPUTS = ("w", "v", "x", "gy", "a", "ga")
+
+
+def _conv_masks(density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return ((rng.random((8, 4, 3, 3)) < density).astype(np.float32),
+            random_mask((16, 32), density, seed + 100))
+
+
+def _run_bands(sess: Session, densities: list[float]) -> list:
+    args = conv_linear_args()
+    reports = []
+    for i, density in enumerate(densities):
+        mw, mv = _conv_masks(density, i)
+        sess.bind_mask("w", mw)
+        sess.bind_mask("v", mv)
+        res = sess.run_step({k: args[k] for k in INPUTS})
+        want = interp(CONV_LINEAR, [args["w"] * mw, args["v"] * mv, args["x"], args["gy"],
+                                    args["a"], args["ga"], mw, mv])
+        for got, w in zip(res.values, want):
+            close(got, w)
+        reports.append(res.report)
+    return reports
+
+
+def test_conv_weight_stays_dense_while_the_linear_weight_changes_format() -> None:
+    sess = Session("acf-small", SessionOptions(verify=False))
+    sess.load(CONV_LINEAR)
+    reports = _run_bands(sess, [0.9, 0.3, 0.1])
+    assert [r.formats for r in reports] == [{"w": "dense", "v": "dense"},
+                                            {"w": "dense", "v": "bitmap"},
+                                            {"w": "dense", "v": "csr"}]
+    respec = [(e["param"], e["from"], e["to"]) for r in reports for e in r.respecialized]
+    assert respec == [("v", "dense", "bitmap"), ("v", "bitmap", "csr")]
+    assert reports[2].densities["w"] < 0.2  # the conv weight crossed both bands too
+
+
+def test_a_format_that_does_not_compile_falls_back(monkeypatch) -> None:
+    real = session_module.compile_module
+
+    def no_bitmap(module, target, options):
+        if value_format(module.funcs[0].argument("v")) == "bitmap":
+            raise CodegenError("'graph.linear': bitmap not supported here")
+        return real(module, target, options)
+
+    monkeypatch.setattr(session_module, "compile_module", no_bitmap)
+    sess = Session("acf-small", SessionOptions(verify=False))
+    sess.load(CONV_LINEAR)
+    reports = _run_bands(sess, [0.9, 0.3])
+    entry, = reports[1].respecialized
+    assert (entry["param"], entry["to"], entry["kept"]) == ("v", "bitmap", False)
+    assert "bitmap not supported here" in entry["error"]
+    assert reports[1].formats == {"w": "dense", "v": "dense"}
+
+
+def test_compressed_weight_trains_its_grown_connections() -> None:
+    """A weight stored CSR after a band crossing: entries its mask holds at zero (grown at
+    zero) are updated as the eager masked step updates them (the IR's ``mask_apply`` after
+    the update), not frozen by the stored pattern."""
+    sess = Session("acf-small", SessionOptions(verify=False))
+    sess.load(MLP)
+    args = mlp_args(3)
+    for i, density in enumerate([0.9, 0.1]):
+        mask = random_mask((48, 32), density, 20 + i)
+        mask[0, :8] = 1
+        w1 = args["w1"] * mask
+        w1[0, :8] = 0  # grown at zero
+        sess.bind_mask("w1", mask)
+        res = sess.run_step({**args, "w1": w1})
+        want = interp(MLP, [w1, args["w2"], args["x"], args["labels"], mask])
+        for got, w in zip(res.values, want):
+            close(got, w)
+    assert res.report.formats == {"w1": "csr"}
+    new_w1 = res.values[3].reshape(48, 32)
+    assert np.all(new_w1[0, :8] != 0)
