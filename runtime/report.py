@@ -62,7 +62,8 @@ class Bucket:
 @dataclass
 class StepReport:
     """One step on the fabric. ``respecialized``: re-specializations decided at this step
-    (``{"param", "density", "from", "to", "old_cycles", "new_cycles", "kept"}``);
+    (``{"param", "density", "from", "to", "old_cycles", "new_cycles", "kept"}``; a format
+    that did not compile: ``kept`` False and its ``error`` instead of the cycles);
     ``host_ops``: ops that ran on the host (frontend fallback)."""
 
     step: int

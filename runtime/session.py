@@ -50,6 +50,7 @@ from .torch_io import to_numpy
 from .variants import (
     Variant,
     apply_formats,
+    compress_with_weights,
     dense_weight_gradients,
     elide_bound_masks,
     gemm_kind,
@@ -223,6 +224,7 @@ class Session:
         mark_densities(func, loaded.densities)
         if variant.wgrad == "dense":
             dense_weight_gradients(func)
+        compress_with_weights(func, loaded.masks_of)
         if "graph.transpose" not in load_all():
             lower_transposes(func)
         materialize_broadcasts(func)

@@ -1,6 +1,7 @@
 """Re-specialization across density bands: a conv kernel stays dense-stored, a linear weight
-changes format, a format that does not compile falls back to the previous program, and a
-compressed weight is still trained wherever its mask holds it (also at zero)."""
+changes format, a format that does not compile falls back to the previous program, a
+compressed weight is still trained wherever its mask holds it (also at zero), and what
+only its update touches is stored compressed with it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from acf.runtime import Session, SessionOptions
 from acf.runtime import session as session_module
 from acf.runtime.variants import value_format
 
-from .programs import CONV_LINEAR, MLP, conv_linear_args, mlp_args, random_mask
+from .programs import CONV_LINEAR, LAYER, MLP, conv_linear_args, layer_args, mlp_args, random_mask
 from .test_session import close, interp
 
-INPUTS = ("w", "v", "x", "gy", "a", "ga")
+INPUTS = ("w", "v", "x", "gy", "a", "ga", "bv")
 
 
 def _conv_masks(density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +32,7 @@ def _run_bands(sess: Session, densities: list[float]) -> list:
         sess.bind_mask("v", mv)
         res = sess.run_step({k: args[k] for k in INPUTS})
         want = interp(CONV_LINEAR, [args["w"] * mw, args["v"] * mv, args["x"], args["gy"],
-                                    args["a"], args["ga"], mw, mv])
+                                    args["a"], args["ga"], args["bv"], mw, mv])
         for got, w in zip(res.values, want):
             close(got, w)
         reports.append(res.report)
@@ -88,3 +89,46 @@ def test_compressed_weight_trains_its_grown_connections() -> None:
     assert res.report.formats == {"w1": "csr"}
     new_w1 = res.values[3].reshape(48, 32)
     assert np.all(new_w1[0, :8] != 0)
+
+
+def test_a_compressed_weight_moves_its_update_state_compressed(monkeypatch) -> None:
+    """The sampled gradient, momentum and mask of a CSR weight are stored CSR too: the same
+    values, with fewer bytes through the memory ports and a shorter update."""
+    args = layer_args(0.1, seed=7)
+    mask = args.pop("mask")
+    want = interp(LAYER, [args[k] if k != "mask" else mask for k in ("x", "w", "mask", "gy", "buf")])
+
+    def run() -> object:
+        sess = Session("acf-small", SessionOptions(respecialize="off"))
+        sess.load(LAYER)
+        sess.bind_mask("w", mask)
+        res = sess.run_step(args)
+        for got, w in zip(res.values, want):
+            close(got, w)
+        return res.report
+
+    packed = run()
+    monkeypatch.setattr(session_module, "compress_with_weights", lambda func, masks: 0)
+    plain = run()
+    dram = [r.emulator.memory_bytes["dram_bytes"] for r in (packed, plain)]
+    assert dram[0] < 0.8 * dram[1]
+    assert packed.by_kind["optimizer"]["span_cycles"] < plain.by_kind["optimizer"]["span_cycles"]
+
+
+def test_dense_gradient_step_of_a_compressed_masked_weight() -> None:
+    """RigL's dense-gradient step on a CSR weight whose update carries the mask: the full
+    gradient is returned, and the momentum still takes only the masked one (as eager
+    masked SGD zeroes the inactive gradient entries before the step)."""
+    sess = Session("acf-small", SessionOptions(verify=False, grad_variants=("sddmm", "dense")))
+    sess.load(CONV_LINEAR)
+    _run_bands(sess, [0.9, 0.1])
+    args = conv_linear_args()
+    mw, mv = _conv_masks(0.1, 1)
+    res = sess.run_step({k: args[k] for k in INPUTS}, dense_grad=True)
+    assert res.report.formats["v"] == "csr" and "wgrad_dense" in res.report.by_kind
+    want = interp(CONV_LINEAR, [args["w"] * mw, args["v"] * mv, args["x"], args["gy"],
+                                args["a"], args["ga"], args["bv"], mw, mv])
+    for i in (0, 1, 2, 3, 4):  # outputs, new weights and the new momentum: as masked
+        close(res.values[i], want[i])
+    close(res.values[5], args["ga"].T @ args["a"])  # the full gradient
+    assert np.count_nonzero(res.values[5].reshape(16, 32) * (1 - mv)) > 0
