@@ -40,7 +40,7 @@ def _resnet18(width: int, classes: int = 10):
 
 
 def _row(kind: str, density: float, batch: int, target: str, width: int, size: int,
-         queue) -> None:
+         formats: str, queue) -> None:
     import torch
     from torch import nn
 
@@ -64,7 +64,11 @@ def _row(kind: str, density: float, batch: int, target: str, width: int, size: i
                                  masks=masks or None)
     observed = step.observe("graph.relu")
     t1 = time.perf_counter()
-    sess = Session(target, SessionOptions(respecialize="off"))
+    # auto: each masked weight stored in its density band's format where one applies (a
+    # linear weight; conv kernels stay dense-stored), with its update's state (no re-
+    # specialization happens within one step); ir: every weight dense-stored
+    sess = Session(target, SessionOptions(formats=formats,
+                                          respecialize="band" if formats == "auto" else "off"))
     loaded = sess.load(step.module)
     t2 = time.perf_counter()
     for n, m in masks.items():
@@ -170,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=32, help="image side")
     ap.add_argument("--density", type=float, default=0.1, help="masked-row weight density")
     ap.add_argument("--quick", action="store_true", help="MLP rows only")
+    ap.add_argument("--formats", choices=("auto", "ir"), default="auto",
+                    help="masked weights in their density band's format (auto) or dense (ir)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     a = ap.parse_args(argv)
-    rows = [run_row("mlp", d, a.batch, a.target, a.width, a.size) for d in (1.0, 0.3, 0.1)]
+    rows = [run_row("mlp", d, a.batch, a.target, a.width, a.size, a.formats) for d in (1.0, 0.3, 0.1)]
     if not a.quick:
         for d in (1.0, a.density):
-            rows.append(run_row("resnet18", d, a.batch, a.target, a.width, a.size))
+            rows.append(run_row("resnet18", d, a.batch, a.target, a.width, a.size, a.formats))
     head = (f"{'workload':<24}{'target':>10}{'capture s':>10}{'compile s':>10}{'emulate s':>10}"
             f"{'cycles':>14}{'energy mJ':>11}{'peak MB':>9}{'grad L2':>9}{'flips':>6}{'matched':>9}"
             f"{'state':>9}"
