@@ -6,9 +6,10 @@ emulating *sampled* iterations of the same run on a target (default ``acf-base``
 
 * the training step is captured once per run (``capture_training_step`` with the model's
   SGD settings and, for sparse algorithms, its masked weights) and loaded into one
-  :class:`~acf.runtime.session.Session` (storage formats as the IR gives them, i.e. dense
-  storage with masks and zero-skipping; re-specialization off, so every sample runs the
-  same program family);
+  :class:`~acf.runtime.session.Session` (``formats="auto"``: each masked linear weight, with
+  its sampled gradient, momentum and mask, stored in its density band's format, conv
+  kernels dense-stored with zero-skipping; a density crossing a band, as under gradual
+  pruning, re-specializes, measuring both programs on that step and keeping the faster);
 * at a sampled iteration ``t`` (1-based iterations ``1 .. steps-1`` can be sampled; the hook
   of iteration ``t-1`` sees the model, masks and momentum buffers that iteration ``t``
   starts from) the step is bound to those weights, the current masks, the momentum buffers
@@ -192,7 +193,7 @@ class FabricSampler:
             needs_dense = bool(self.plan["dense_grad"])
             self.session = Session(self.cfg.target, SessionOptions(
                 grad_variants=("sddmm", "dense") if needs_dense else ("sddmm",),
-                formats="ir", respecialize="off"))
+                formats="auto"))
             self.session.load(self.step.module)
             self.capture_s, self.load_s = t1 - t0, time.perf_counter() - t1
         state = {}
@@ -212,8 +213,8 @@ class FabricSampler:
         if masks and self.cfg.mask_reference and self.reference is None:
             ones = {n: torch.ones_like(m) for n, m in masks.items()}
             with torch.no_grad():
-                ref = self.session.run_step(self.step.bind(model, (self.x,), self.y, ones, state=state),
-                                            step=t + 1).report
+                ref = self._pinned(rep.formats).run_step(
+                    self.step.bind(model, (self.x,), self.y, ones, state=state), step=t + 1).report
             self.reference = {"iteration": t, "cycles": int(ref.total_cycles),
                               "seconds": float(ref.seconds), "energy_j": float(ref.energy_j),
                               "vs_sample_cycles": int(rep.total_cycles) if not dense_grad else None}
@@ -227,6 +228,21 @@ class FabricSampler:
             "effectual_macs": int(rep.effectual_macs), "issued_macs": int(rep.issued_macs),
             "host_ops": list(rep.host_ops)})
         return None
+
+
+    def _pinned(self, formats: dict[str, str]) -> Any:
+        """A session running the sampled program with the storage formats ``formats``
+        whatever masks it is given (no re-specialization): the all-ones-masks reference."""
+        from acf.compiler.parser import parse_module
+        from acf.compiler.printer import print_module
+        from acf.runtime.session import Session, SessionOptions
+        from acf.runtime.variants import apply_formats
+
+        module = parse_module(print_module(self.step.module))
+        apply_formats(module, module.funcs[0], {p: f for p, f in formats.items() if f != "dense"})
+        sess = Session(self.cfg.target, SessionOptions(respecialize="off"))
+        sess.load(module)
+        return sess
 
 
 def _interp(samples: list[tuple[int, float]], t: int) -> float:
