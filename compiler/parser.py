@@ -272,7 +272,9 @@ class _Builder:
         else:
             encoding = self.encoding(enc)
         shape = tuple(int(d) for d in dims)
-        if encoding is not None and encoding.rank != len(shape):
+        # a matrix encoding on a tensor of higher rank applies to its matrix view: dim 0 by
+        # the product of the others (a conv kernel OIHW as O x IHW, as the ISA packs it)
+        if encoding is not None and encoding.rank != len(shape) and not (encoding.rank == 2 < len(shape)):
             raise self.error(
                 head, f"encoding of rank {encoding.rank} on a tensor of rank {len(shape)}"
             )

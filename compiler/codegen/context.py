@@ -229,9 +229,7 @@ class KernelContext:
 
     def _tile_coords(self, buf: Buffer, r0: int, c0: int, rows: int, cols: int) -> tuple[int, int]:
         tr, tc = buf.tile
-        R, C = buf.rows_cols
-        if len(buf.shape) != 2:
-            raise self.error(f"sparse tensors must be 2-D here, got shape {list(buf.shape)}")
+        R, C = buf.rows_cols  # a sparse tensor of higher rank: its dim 0 x the others
         if r0 % tr or c0 % tc or rows != min(tr, R - r0) or cols != min(tc, C - c0):
             raise self.error(f"internal error: {rows}x{cols} access at ({r0},{c0}) is not "
                              f"a packed {tr}x{tc} tile")

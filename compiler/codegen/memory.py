@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from acf.isa.program import Symbol
-from acf.isa.symbols import symbol_nbytes
+from acf.isa.symbols import as_2d_shape, symbol_nbytes
 
 from ..ir import FuncOp, Operation, TensorType, Value
 from ..sparse_encoding import encoding_to_format
@@ -37,9 +37,12 @@ class Buffer:
 
     @property
     def rows_cols(self) -> tuple[int, int]:
-        """The 2-D view: leading dims x last dim (a scalar is 1 x 1)."""
+        """The 2-D view: leading dims x last dim (a scalar is 1 x 1); a sparse tensor's
+        is the one its packed tiles cover, dim 0 x the others (``isa.symbols.as_2d_shape``)."""
         if not self.shape:
             return (1, 1)
+        if self.sparse:
+            return as_2d_shape(self.shape)
         return (math.prod(self.shape[:-1]), self.shape[-1])
 
     @property

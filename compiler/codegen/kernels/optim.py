@@ -16,6 +16,8 @@ at zero) is updated too. Sparse operands are updated tile by tile of their packe
 
 from __future__ import annotations
 
+from acf.isa.symbols import as_2d_shape
+
 from ..context import KernelContext, tiles_2d
 from ..memory import Buffer
 from ..schedule import Slot
@@ -45,6 +47,12 @@ def _keep_pattern(ctx: KernelContext, cl: int, p0: Slot, news: list[Slot], olds:
         ctx.vop(cl, "add", new, new, h, w, old)
 
 
+def _matrix_view(b: Buffer) -> Buffer:
+    """``b`` as the 2-D matrix its packed tiles (if sparse) cover."""
+    return b if len(b.shape) == 2 else Buffer(b.addr, b.rows_cols if b.sparse else as_2d_shape(b.shape),
+                                              b.fmt, b.tile, b.name)
+
+
 def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
             defaults: tuple[float, ...], hyper: Buffer) -> None:
     param = ctx.ins[0]
@@ -63,8 +71,11 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
         param, grad, *states = (Buffer(b.addr, (1, n)) for b in (param, grad, *states))
         outs = [Buffer(b.addr, (1, n)) for b in ctx.outs]
         mask = Buffer(mask.addr, (1, n)) if mask is not None else None
-    else:
-        outs = list(ctx.outs)
+    else:  # every operand in the sparse ones' matrix view (dim 0 x the others), whose
+        # packed tiles the loop follows: a dense one of higher rank is reshaped to it
+        param, grad, *states = (_matrix_view(b) for b in (param, grad, *states))
+        outs = [_matrix_view(b) for b in ctx.outs]
+        mask = _matrix_view(mask) if mask is not None else None
     offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults)
     rows, cols = param.rows_cols
     sparse = param.sparse and mask is None  # the parameter's pattern is kept (no mask decides)
