@@ -18,10 +18,15 @@ is *re-specialization*: when the measured density of a masked weight crosses a d
 (:mod:`acf.runtime.formats`), the storage format of that weight is re-chosen and that one
 variant is compiled once (recorded in ``report.respecialized``).
 
-Only a 2-D weight (a linear layer's) changes format: the compressed formats are packed 2-D
-tiles, so a conv kernel (4-D) stays dense-stored whatever its density (its zeros are still
-skipped by the PEs). Should the re-specialized program still fail to compile for the target,
-the step runs the previous program and the entry says why (``kept`` False, ``error``).
+Only a 2-D weight (a linear layer's) changes format: the conv kernels read their weights
+dense, so a conv kernel (4-D) stays dense-stored whatever its density (its zeros are still
+skipped by the PEs); with ``formats="auto"`` its optimizer state takes the band's format
+instead, as its matrix view, where the target's codecs keep up with its memory ports
+(:func:`acf.runtime.formats.codec_keeps_up`). A compressed weight's sampled gradient,
+optimizer state and mask are stored in its format (:func:`~acf.runtime.variants.
+compress_with_weights`). Should the re-specialized program still fail to compile for the
+target, the step runs the previous program and the entry says why (``kept`` False,
+``error``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from acf.compiler.verifier import verify_module
 from acf.isa.target import Target, load_target
 
 from .errors import BindError, RuntimeOptionError
-from .formats import DensityBands
+from .formats import DensityBands, codec_keeps_up
 from .report import StepReport, build_step_report, record
 from .torch_io import to_numpy
 from .variants import (
@@ -147,6 +152,7 @@ class LoadedStep:
         self.densities: dict[str, float] = {}
         self.bands: dict[str, str] = {}
         self.formats: dict[str, str] = {}            # param -> format chosen by the runtime
+        self.state_formats: dict[str, str] = {}      # dense-stored param -> its state's format
         self.step = 0
 
     def _arg_list(self) -> str:
@@ -156,11 +162,7 @@ class LoadedStep:
         return {f"result{i}" for i in range(self.n_results)} | set(self.result_names)
 
     def variant(self, dense_grad: bool) -> Variant:
-        v = Variant("dense" if dense_grad else "sddmm")
-        for p, f in sorted(self.formats.items()):
-            if f != self.ir_formats.get(p):
-                v = v.with_format(p, f)
-        return v
+        return _variant_for(self, self.formats, dense_grad)
 
 
 class Session:
@@ -224,7 +226,7 @@ class Session:
         mark_densities(func, loaded.densities)
         if variant.wgrad == "dense":
             dense_weight_gradients(func)
-        compress_with_weights(func, loaded.masks_of)
+        compress_with_weights(func, loaded.masks_of, dict(variant.states))
         if "graph.transpose" not in load_all():
             lower_transposes(func)
         materialize_broadcasts(func)
@@ -314,11 +316,11 @@ class Session:
         if missing:
             raise BindError(f"missing inputs for {loaded.name!r}: {', '.join(missing)}")
         loaded.step = step if step is not None else loaded.step + 1
-        respec = self._track_density(loaded)
+        respec, state_changes = self._track_density(loaded)
 
         ordered = [args[n] for n in loaded.arg_names]
         before = self.compile_count
-        report_extra: list[dict[str, Any]] = []
+        report_extra: list[dict[str, Any]] = list(state_changes)
         try:
             variant = loaded.variant(dense_grad)
             compiled = self._compiled(loaded, variant, "variant")
@@ -372,30 +374,41 @@ class Session:
         inputs = compiled.program.bind(ordered, step)
         return emulator.run(compiled.program.program, self.target, inputs, mode=self.options.mode)
 
-    def _track_density(self, loaded: LoadedStep) -> list[tuple[str, str, str]]:
-        """Update measured densities; return (param, old format, new format) crossings."""
+    def _track_density(self, loaded: LoadedStep
+                       ) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+        """Update measured densities; return the (param, old format, new format) crossings
+        of weight formats, and the optimizer-state format changes of dense-stored weights
+        (report entries: a lossless storage change, taken without measuring)."""
         bands = self.options.bands
-        out = []
+        auto = self.options.formats == "auto" and self.options.respecialize != "off"
+        states = auto and codec_keeps_up(self.target)
+        out, changes = [], []
         for param in loaded.masks_of:
             mask = loaded.masks[param]
             d = float(mask.mean()) if mask.size else 0.0
             loaded.densities[param] = d
             current = loaded.formats.get(param, loaded.ir_formats[param])
-            if param not in loaded.bands:  # first measurement: no crossing
-                loaded.bands[param] = bands.band(d)
-                if self.options.formats == "auto" and self.options.respecialize != "off" \
-                        and param in loaded.storable:
+            first = param not in loaded.bands
+            band = bands.band(d) if first else bands.band(d, loaded.bands[param])
+            changed = not first and band != loaded.bands[param]
+            loaded.bands[param] = band
+            if param not in loaded.storable:  # a conv kernel: only its state's format
+                old = loaded.state_formats.get(param, "dense")
+                if states and (first or changed) and band != old:
+                    loaded.state_formats[param] = band
+                    if changed:
+                        changes.append({"param": param, "density": d, "from": old, "to": band,
+                                        "state": True, "kept": True})
+                continue
+            if first:  # first measurement: no crossing
+                if auto:
                     loaded.formats[param] = bands.format_for(d)
                 continue
-            band = bands.band(d, loaded.bands[param])
-            if band == loaded.bands[param]:
-                continue
-            loaded.bands[param] = band
-            if self.options.respecialize == "off" or band == current or param not in loaded.storable:
+            if not changed or self.options.respecialize == "off" or band == current:
                 continue
             loaded.formats[param] = band
             out.append((param, current, band))
-        return out
+        return out, changes
 
 
 def _variant_for(loaded: LoadedStep, formats: dict[str, str], dense_grad: bool) -> Variant:
@@ -403,4 +416,7 @@ def _variant_for(loaded: LoadedStep, formats: dict[str, str], dense_grad: bool) 
     for p, f in sorted(formats.items()):
         if f != loaded.ir_formats.get(p):
             v = v.with_format(p, f)
+    for p, f in sorted(loaded.state_formats.items()):
+        if f != "dense":
+            v = v.with_state(p, f)
     return v

@@ -15,6 +15,9 @@ recompiles:
   sparse-encoded, and the parameter the optimizer returns; after the pipeline, also to what
   only its update reads or writes (its sampled gradient, optimizer state and mask:
   :func:`compress_with_weights`). This is what re-specialization changes.
+* ``states={param: fmt}``: the format of the optimizer state of a masked parameter that
+  stays dense-stored (a conv kernel: the compressed formats are packed 2-D tiles and the
+  conv kernels read weights dense), chosen like a weight's from its density band.
 
 Masks themselves are never part of a variant: they are input data.
 """
@@ -40,6 +43,8 @@ class Variant:
 
     wgrad: str = "sddmm"
     formats: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: optimizer-state formats of masked weights that stay dense-stored (conv kernels)
+    states: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def format_of(self, param: str) -> str | None:
         return dict(self.formats).get(param)
@@ -47,14 +52,20 @@ class Variant:
     def with_format(self, param: str, fmt: str) -> Variant:
         f = dict(self.formats)
         f[param] = fmt
-        return Variant(self.wgrad, tuple(sorted(f.items())))
+        return Variant(self.wgrad, tuple(sorted(f.items())), self.states)
+
+    def with_state(self, param: str, fmt: str) -> Variant:
+        f = dict(self.states)
+        f[param] = fmt
+        return Variant(self.wgrad, self.formats, tuple(sorted(f.items())))
 
     def with_wgrad(self, wgrad: str) -> Variant:
-        return Variant(wgrad, self.formats)
+        return Variant(wgrad, self.formats, self.states)
 
     def key(self) -> str:
         fmts = ",".join(f"{p}={f}" for p, f in self.formats)
-        return f"wgrad={self.wgrad};formats={fmts}"
+        states = ",".join(f"{p}={f}" for p, f in self.states)
+        return f"wgrad={self.wgrad};formats={fmts}" + (f";states={states}" if states else "")
 
 
 def value_format(value: Value) -> str:
@@ -203,10 +214,13 @@ def _keeps_pattern(update: Operation) -> bool:
 _UPDATE_OPERANDS = {"graph.sgd_update": 3, "graph.adam_update": 5}
 
 
-def compress_with_weights(func: FuncOp, masks: dict[str, str]) -> int:
+def compress_with_weights(func: FuncOp, masks: dict[str, str],
+                          state_formats: dict[str, str] | None = None) -> int:
     """Store in a compressed masked weight's format what only its update reads or writes
     besides the weight: its sampled gradient (an ``sddmm`` result), its optimizer state
-    (momentum; Adam's moments) and its mask. Returns how many values were re-encoded.
+    (momentum; Adam's moments) and its mask. A masked weight stored dense (a conv kernel,
+    whose kernels read it dense) gets its optimizer state alone in ``state_formats[param]``.
+    Returns how many values were re-encoded.
 
     Lossless: an encoding keeps every non-zero (a momentum left at a newly pruned position
     just adds entries), so the step computes the same values, and each such tensor then
@@ -219,17 +233,22 @@ def compress_with_weights(func: FuncOp, masks: dict[str, str]) -> int:
         if op.name not in OPTIMIZERS or op.operands[0].defining_op is not None:
             continue
         param = op.operands[0]
-        fmt = value_format(param)
-        if fmt == "dense" or param.name_hint not in masks:
+        if param.name_hint not in masks:
             continue
+        fmt = value_format(param)
+        state_only = fmt == "dense"
+        if state_only:
+            fmt = (state_formats or {}).get(param.name_hint, "dense")
+            if fmt == "dense":
+                continue
         n_state = 1 if op.name == "graph.sgd_update" else 2
         grad = op.operands[1]
         values = [v for v in op.operands[2:2 + n_state] if v.defining_op is None]
         values += op.results[1:1 + n_state]
-        if grad.defining_op is not None and grad.defining_op.name == "graph.sddmm":
+        if not state_only and grad.defining_op is not None and grad.defining_op.name == "graph.sddmm":
             values.append(grad)
         mask = args.get(masks[param.name_hint])
-        if mask is not None:
+        if mask is not None and not state_only:
             values.append(mask)
         for v in values:
             if value_format(v) == "dense" and _reads_encoded(v):

@@ -47,21 +47,20 @@ graph.func @train_step(%w1: tensor<48x32xf32>, %w2: tensor<10x48xf32>, %x: tenso
 """
 
 # A masked conv layer (a 4-D weight, named by the frontend's ``mask.<param>`` convention)
-# beside a masked linear layer (2-D, with momentum): forward, sampled weight gradients
-# (the linear one returned), masked SGD.
+# beside a masked linear layer (2-D): forward, sampled weight gradients (the linear one
+# returned), masked SGD with momentum.
 _CONV = "stride = [1, 1], padding = [1, 1], dilation = [1, 1]"
 CONV_LINEAR = f"""
-graph.func @train_step(%w: tensor<8x4x3x3xf32>, %v: tensor<16x32xf32>, %x: tensor<2x4x6x6xf32>, %gy: tensor<2x8x6x6xf32>, %a: tensor<8x32xf32>, %ga: tensor<8x16xf32>, %bv: tensor<16x32xf32>, %mask.w: tensor<8x4x3x3xf32>, %mask.v: tensor<16x32xf32>) -> (tensor<2x8x6x6xf32>, tensor<8x16xf32>, tensor<8x4x3x3xf32>, tensor<16x32xf32>, tensor<16x32xf32>, tensor<16x32xf32>) {{
+graph.func @train_step(%w: tensor<8x4x3x3xf32>, %v: tensor<16x32xf32>, %x: tensor<2x4x6x6xf32>, %gy: tensor<2x8x6x6xf32>, %a: tensor<8x32xf32>, %ga: tensor<8x16xf32>, %bv: tensor<16x32xf32>, %bw: tensor<8x4x3x3xf32>, %mask.w: tensor<8x4x3x3xf32>, %mask.v: tensor<16x32xf32>) -> (tensor<2x8x6x6xf32>, tensor<8x16xf32>, tensor<8x4x3x3xf32>, tensor<16x32xf32>, tensor<16x32xf32>, tensor<16x32xf32>, tensor<8x4x3x3xf32>) {{
   %mw = graph.mask_apply %w, %mask.w : tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32> -> tensor<8x4x3x3xf32> loc("net.py":3:1 layer "conv")
   %y = graph.conv2d %x, %mw {{{_CONV}}} : tensor<2x4x6x6xf32>, tensor<8x4x3x3xf32> -> tensor<2x8x6x6xf32> loc("net.py":3:1 layer "conv")
   %gw = graph.conv2d_backward_weight %gy, %x, %mask.w {{weight_shape = [8, 4, 3, 3], {_CONV}}} : tensor<2x8x6x6xf32>, tensor<2x4x6x6xf32>, tensor<8x4x3x3xf32> -> tensor<8x4x3x3xf32> loc("net.py":3:1 layer "conv")
-  %zw = graph.constant {{value = dense<0.0> : tensor<8x4x3x3xf32>}} : () -> tensor<8x4x3x3xf32>
-  %nw, %bw = graph.sgd_update %w, %gw, %zw, %mask.w {{lr = 0.1}} : tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32> -> tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32> loc("net.py":9:1 layer "conv")
+  %nw, %nbw = graph.sgd_update %w, %gw, %bw, %mask.w {{lr = 0.1, momentum = 0.9}} : tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32> -> tensor<8x4x3x3xf32>, tensor<8x4x3x3xf32> loc("net.py":9:1 layer "conv")
   %mv = graph.mask_apply %v, %mask.v : tensor<16x32xf32>, tensor<16x32xf32> -> tensor<16x32xf32> loc("net.py":4:1 layer "fc")
   %z = graph.linear %a, %mv : tensor<8x32xf32>, tensor<16x32xf32> -> tensor<8x16xf32> loc("net.py":4:1 layer "fc")
   %gv = graph.sddmm %ga, %a, %mask.v {{transpose_a = true}} : tensor<8x16xf32>, tensor<8x32xf32>, tensor<16x32xf32> -> tensor<16x32xf32> loc("net.py":4:1 layer "fc")
   %nv, %nbv = graph.sgd_update %v, %gv, %bv, %mask.v {{lr = 0.1, momentum = 0.9}} : tensor<16x32xf32>, tensor<16x32xf32>, tensor<16x32xf32>, tensor<16x32xf32> -> tensor<16x32xf32>, tensor<16x32xf32> loc("net.py":9:1 layer "fc")
-  graph.return %y, %z, %nw, %nv, %nbv, %gv : tensor<2x8x6x6xf32>, tensor<8x16xf32>, tensor<8x4x3x3xf32>, tensor<16x32xf32>, tensor<16x32xf32>, tensor<16x32xf32>
+  graph.return %y, %z, %nw, %nv, %nbv, %gv, %nbw : tensor<2x8x6x6xf32>, tensor<8x16xf32>, tensor<8x4x3x3xf32>, tensor<16x32xf32>, tensor<16x32xf32>, tensor<16x32xf32>, tensor<8x4x3x3xf32>
 }}
 """
 
@@ -69,7 +68,7 @@ graph.func @train_step(%w: tensor<8x4x3x3xf32>, %v: tensor<16x32xf32>, %x: tenso
 def conv_linear_args(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     shapes = {"w": (8, 4, 3, 3), "v": (16, 32), "x": (2, 4, 6, 6), "gy": (2, 8, 6, 6),
-              "a": (8, 32), "ga": (8, 16), "bv": (16, 32)}
+              "a": (8, 32), "ga": (8, 16), "bv": (16, 32), "bw": (8, 4, 3, 3)}
     return {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
 
 

@@ -14,7 +14,7 @@ from acf.runtime.variants import value_format
 from .programs import CONV_LINEAR, LAYER, MLP, conv_linear_args, layer_args, mlp_args, random_mask
 from .test_session import close, interp
 
-INPUTS = ("w", "v", "x", "gy", "a", "ga", "bv")
+INPUTS = ("w", "v", "x", "gy", "a", "ga", "bv", "bw")
 
 
 def _conv_masks(density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,16 +23,22 @@ def _conv_masks(density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
             random_mask((16, 32), density, seed + 100))
 
 
+def _interp_args(args: dict[str, np.ndarray], mw: np.ndarray, mv: np.ndarray) -> list[np.ndarray]:
+    """CONV_LINEAR's arguments in order, the weights masked as the session binds them."""
+    return [args["w"] * mw, args["v"] * mv, *(args[k] for k in INPUTS[2:]), mw, mv]
+
+
 def _run_bands(sess: Session, densities: list[float]) -> list:
-    args = conv_linear_args()
     reports = []
     for i, density in enumerate(densities):
         mw, mv = _conv_masks(density, i)
+        args = conv_linear_args()
+        args["bw"] *= mw  # a momentum the masked gradients built up
+        args["bv"] *= mv
         sess.bind_mask("w", mw)
         sess.bind_mask("v", mv)
         res = sess.run_step({k: args[k] for k in INPUTS})
-        want = interp(CONV_LINEAR, [args["w"] * mw, args["v"] * mv, args["x"], args["gy"],
-                                    args["a"], args["ga"], args["bv"], mw, mv])
+        want = interp(CONV_LINEAR, _interp_args(args, mw, mv))
         for got, w in zip(res.values, want):
             close(got, w)
         reports.append(res.report)
@@ -108,7 +114,7 @@ def test_a_compressed_weight_moves_its_update_state_compressed(monkeypatch) -> N
         return res.report
 
     packed = run()
-    monkeypatch.setattr(session_module, "compress_with_weights", lambda func, masks: 0)
+    monkeypatch.setattr(session_module, "compress_with_weights", lambda *args: 0)
     plain = run()
     dram = [r.emulator.memory_bytes["dram_bytes"] for r in (packed, plain)]
     assert dram[0] < 0.8 * dram[1]
@@ -126,9 +132,32 @@ def test_dense_gradient_step_of_a_compressed_masked_weight() -> None:
     mw, mv = _conv_masks(0.1, 1)
     res = sess.run_step({k: args[k] for k in INPUTS}, dense_grad=True)
     assert res.report.formats["v"] == "csr" and "wgrad_dense" in res.report.by_kind
-    want = interp(CONV_LINEAR, [args["w"] * mw, args["v"] * mv, args["x"], args["gy"],
-                                args["a"], args["ga"], args["bv"], mw, mv])
-    for i in (0, 1, 2, 3, 4):  # outputs, new weights and the new momentum: as masked
+    want = interp(CONV_LINEAR, _interp_args(args, mw, mv))
+    for i in (0, 1, 2, 3, 4, 6):  # outputs, new weights and momenta: as masked
         close(res.values[i], want[i])
     close(res.values[5], args["ga"].T @ args["a"])  # the full gradient
     assert np.count_nonzero(res.values[5].reshape(16, 32) * (1 - mv)) > 0
+
+
+def test_conv_kernel_momentum_is_stored_in_its_band_format(monkeypatch) -> None:
+    """With formats="auto" a conv kernel stays dense-stored but its momentum takes its
+    density band's format (lossless: the same values, fewer bytes) where the target's
+    codecs keep up with its memory ports (acf-base, not acf-small); a band crossing changes
+    it, reported as a state change."""
+
+    def run(target: str, densities: list[float]) -> list:
+        sess = Session(target, SessionOptions(formats="auto", verify=False))
+        sess.load(CONV_LINEAR)
+        return _run_bands(sess, densities)
+
+    packed = run("acf-base", [0.1, 0.9])
+    assert packed[0].variant.endswith(";states=w=csr") and packed[0].formats == {"w": "dense", "v": "csr"}
+    assert ";states=" not in run("acf-small", [0.1])[0].variant
+    states = [e for e in packed[1].respecialized if e.get("state")]
+    assert [(e["param"], e["from"], e["to"]) for e in states] == [("w", "csr", "dense")]
+    assert ";states=" not in packed[1].variant
+    monkeypatch.setattr(session_module, "codec_keeps_up", lambda target: False)
+    plain = run("acf-base", [0.1])
+    assert ";states=" not in plain[0].variant
+    dram = [r[0].emulator.memory_bytes["dram_bytes"] for r in (packed, plain)]
+    assert dram[0] < dram[1]
