@@ -45,6 +45,7 @@ from acf.compiler.ir import FuncOp, Module, TensorType
 from acf.compiler.parser import parse_module
 from acf.compiler.pass_manager import PassManager
 from acf.compiler.printer import print_module
+from acf.compiler.sparse_encoding import format_to_encoding
 from acf.compiler.verifier import verify_module
 from acf.isa.target import Target, load_target
 
@@ -153,6 +154,7 @@ class LoadedStep:
         self.bands: dict[str, str] = {}
         self.formats: dict[str, str] = {}            # param -> format chosen by the runtime
         self.state_formats: dict[str, str] = {}      # dense-stored param -> its state's format
+        self.last_masks: dict[str, np.ndarray] = {}  # the masks the previous step ran with
         self.step = 0
 
     def _arg_list(self) -> str:
@@ -178,6 +180,7 @@ class Session:
         self.compile_count = 0
         self.compile_log: list[dict[str, str]] = []
         self._cache: dict[tuple[str, ...], Compiled] = {}
+        self._updates: dict[tuple[str, ...], CompiledProgram] = {}  # mask-update programs
         self._steps: dict[str, LoadedStep] = {}
         self._current: LoadedStep | None = None
 
@@ -304,12 +307,16 @@ class Session:
             if mask_arg in given:
                 loaded.masks[param] = (given[mask_arg] != 0).astype(np.float32)
         args = {**loaded.state, **given}
+        stored: dict[str, np.ndarray] = {}  # changed masks: each weight as stored before them
         for param, mask_arg in loaded.masks_of.items():
             if param not in loaded.masks:
                 raise BindError(f"no mask bound for masked parameter {param!r}: call "
                                 f"bind_mask({param!r}, mask) or pass {mask_arg!r}")
             mask = loaded.masks[param]
             args[mask_arg] = mask
+            last = loaded.last_masks.get(param)
+            if param in args and last is not None and not np.array_equal(last, mask):
+                stored[param] = np.asarray(args[param], np.float32) * last
             if param in args:  # weights are stored masked (packed, for a sparse format)
                 args[param] = np.asarray(args[param], np.float32) * mask
         missing = [n for n in loaded.arg_names if n not in args]
@@ -361,6 +368,8 @@ class Session:
         rep = build_step_report(loaded.step, loaded.name, variant.key(), result,
                                 compiled.program.program, compiled.op_kinds, compiled.op_layers,
                                 {i: op.name for i, op in enumerate(compiled.func.body.ops)})
+        rep.mask_update = self._mask_update(loaded, stored) if stored else {}
+        loaded.last_masks = {p: m.copy() for p, m in loaded.masks.items()}
         rep.compiled = self.compile_count > before
         rep.densities = dict(loaded.densities)
         rep.formats = {p: loaded.formats.get(p, loaded.ir_formats[p]) for p in loaded.masks_of}
@@ -369,6 +378,43 @@ class Session:
             loaded.state[arg] = outputs[res]
         record(rep)
         return StepResult(outputs, values, rep)
+
+    def _mask_update(self, loaded: LoadedStep, stored: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Cycles, time and energy on the fabric of bringing the weights whose masks
+        changed since the previous step to their new masks (``report.mask_update``, apart
+        from the step's own totals): each weight, in its storage format, is read, masked and
+        written back (a compressed one decoded and re-encoded with its new pattern), and a
+        compressed weight's mask, stored encoded beside it, is encoded anew. The session
+        applies the same masks to the values it binds, so the step computes on them either
+        way; this is what the fabric would spend doing it."""
+        names = sorted(stored)
+        sig, ops, rets, inputs = [], [], [], []
+        for i, p in enumerate(names):
+            fmt = loaded.formats.get(p, loaded.ir_formats[p])
+            shape = tuple(loaded.arg_types[p].shape)  # type: ignore[union-attr]
+            tw = TensorType(shape, "f32", format_to_encoding(fmt))
+            tm = TensorType(shape)
+            sig += [f"%w{i}: {tw}", f"%m{i}: {tm}"]
+            ops.append(f"  %r{i} = graph.mask_apply %w{i}, %m{i} : {tw}, {tm} -> {tw}")
+            rets.append((f"%r{i}", tw))
+            if fmt != "dense":
+                ops.append(f"  %e{i} = graph.mask_apply %m{i}, %m{i} : {tm}, {tm} -> {tw}")
+                rets.append((f"%e{i}", tw))
+            inputs += [stored[p], loaded.masks[p]]
+        text = (f"graph.func @mask_update({', '.join(sig)}) -> ({', '.join(str(t) for _, t in rets)}) {{\n"
+                + "\n".join(ops) + f"\n  graph.return {', '.join(v for v, _ in rets)} : "
+                + f"{', '.join(str(t) for _, t in rets)}\n}}\n")
+        key = ("mask-update", hashlib.sha256(text.encode()).hexdigest()[:16], self.target.config_hash(),
+               str(self.options.tile))
+        program = self._updates.get(key)
+        if program is None:
+            program = compile_module(parse_module(text, "<mask-update>"), self.target,
+                                     CompileOptions(tile=self.options.tile))
+            self._updates[key] = program
+        result = emulator.run(program.program, self.target, program.bind(inputs), mode=self.options.mode)
+        rep = result.report
+        return {"params": names, "cycles": int(rep.total_cycles), "seconds": float(rep.time_s),
+                "energy_j": float(rep.energy_total_j)}
 
     def _emulate(self, compiled: Compiled, ordered: list[np.ndarray], step: int) -> Any:
         inputs = compiled.program.bind(ordered, step)
