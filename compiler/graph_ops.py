@@ -17,15 +17,26 @@ NO_TRANSPOSE = attrs(transpose_a=attr("bool", False), transpose_b=attr("bool", F
 REDUCE = attrs(axes=attr("ints", []), keepdim=attr("bool", False))
 
 
+def verify_activation(op) -> None:
+    """A fused activation (``fuse-activations``) is ``"none"`` or ``"relu"``."""
+    from .dialect import VerifyError, attrs_of
+
+    if attrs_of(op)["activation"] not in ("none", "relu"):
+        raise VerifyError('\'activation\' must be "none" or "relu"')
+
+
 # --- linear algebra ----------------------------------------------------------------------
 @register_op
 class Matmul(OpDef):
-    """``graph.matmul %a, %b {transpose_b = true}``: a·b, optional transposes, batched."""
+    """``graph.matmul %a, %b {transpose_b = true}``: a·b, optional transposes, batched
+    (``{activation = "relu"}``: max(a·b, 0), see ``fuse-activations``)."""
 
     name = "graph.matmul"
     operands = ("a", "b")
-    attributes = NO_TRANSPOSE
+    attributes = attrs(transpose_a=attr("bool", False), transpose_b=attr("bool", False),
+                       activation=attr("str", "none"))
     infer = staticmethod(rules.matmul)
+    verify = staticmethod(verify_activation)
 
 
 @register_op
@@ -40,11 +51,14 @@ class Sddmm(OpDef):
 
 @register_op
 class Linear(OpDef):
-    """``graph.linear %x, %w, %b``: x·wᵀ + b with w[out, in]."""
+    """``graph.linear %x, %w, %b``: x·wᵀ + b with w[out, in] (``{activation = "relu"}``:
+    max(x·wᵀ + b, 0), see ``fuse-activations``)."""
 
     name = "graph.linear"
     operands = ("x", "weight", "bias?")
+    attributes = attrs(activation=attr("str", "none"))
     infer = staticmethod(rules.linear)
+    verify = staticmethod(verify_activation)
 
 
 class UnaryOp(OpDef):
@@ -55,14 +69,6 @@ class UnaryOp(OpDef):
 class _Binary(OpDef):
     operands = ("a", "b")
     infer = staticmethod(rules.broadcast)
-
-
-def verify_activation(op) -> None:
-    """A fused activation (``fuse-activations``) is ``"none"`` or ``"relu"``."""
-    from .dialect import VerifyError, attrs_of
-
-    if attrs_of(op)["activation"] not in ("none", "relu"):
-        raise VerifyError('\'activation\' must be "none" or "relu"')
 
 
 @register_op

@@ -82,7 +82,7 @@ def _mm(a: np.ndarray, b: np.ndarray, attrs: Mapping[str, Attribute]) -> np.ndar
 
 @semantics("graph.matmul")
 def _matmul(xs, attrs, op):
-    return [_mm(xs[0], xs[1], attrs)]
+    return [_activation(_mm(xs[0], xs[1], attrs), attrs)]
 
 
 @semantics("graph.sddmm")
@@ -93,7 +93,7 @@ def _sddmm(xs, attrs, op):
 @semantics("graph.linear")
 def _linear(xs, attrs, op):
     out = np.matmul(xs[0], xs[1].T)
-    return [out + xs[2] if len(xs) == 3 else out]
+    return [_activation(out + xs[2] if len(xs) == 3 else out, attrs)]
 
 
 @semantics("graph.reshape")

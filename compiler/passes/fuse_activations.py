@@ -1,4 +1,5 @@
-"""``fuse-activations``: fold a ReLU into the batch norm or add that alone feeds it, a
+"""``fuse-activations``: fold a ReLU into the batch norm, add or GEMM (linear, matmul) that
+alone feeds it, a
 residual add into the batch norm whose output it alone consumes, and a ReLU's backward into
 the batch norm's backward that alone consumes it.
 
@@ -42,8 +43,9 @@ from itertools import islice
 from ..ir import Module, Operation
 from .base import ModulePass
 
-#: producers that take a fused ReLU, and which of their results it applies to
-FUSABLE = {"graph.batch_norm": 0, "graph.add": 0}
+#: producers that take a fused ReLU, and which of their results it applies to (a GEMM
+#: applies it to each output tile in the accumulator, after the bias, before the store)
+FUSABLE = {"graph.batch_norm": 0, "graph.add": 0, "graph.linear": 0, "graph.matmul": 0}
 
 
 class FuseActivations(ModulePass):

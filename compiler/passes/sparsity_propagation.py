@@ -14,7 +14,9 @@ Shape ops (reshape, transpose, broadcast_to) keep their input's annotation; ``mu
 ``mask_apply`` union their operands' zeros; ``add``/``sub`` keep only a source common to
 both. Rewrites first (each result of the ``matmul`` must have no other use):
 
-* ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)``;
+* ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)``; likewise
+  ``relu_backward(matmul(a, b), y)`` of a ReLU's output ``y`` -> ``sddmm(a, b, y)`` (the
+  input gradient of a linear layer before a ReLU is needed only where the ReLU passed);
 * ``mask_apply(conv2d_backward_weight(g, x), m)`` -> ``conv2d_backward_weight(g, x, m)`` (the
   sampled conv weight gradient: only the mask's non-zeros are computed);
 * ``mask_apply(sgd_update(w, ...)#0, m)`` (likewise ``adam_update``) -> the update with
@@ -65,9 +67,17 @@ def _is_masked_weight(value: Value) -> bool:
 
 def _sole_matmul(value: Value, counts: dict[Value, int]) -> Operation | None:
     op = value.defining_op
-    if op is not None and op.name == "graph.matmul" and counts.get(value, 0) == 1:
+    if (op is not None and op.name == "graph.matmul" and counts.get(value, 0) == 1
+            and op.attributes.get("activation", "none") == "none"):
         return op
     return None
+
+
+def _non_negative(value: Value) -> bool:
+    """A ReLU's output (by ``graph.relu`` or an op's fused ReLU): zero or positive."""
+    op = value.defining_op
+    return op is not None and value.index == 0 and (
+        op.name == "graph.relu" or op.attributes.get("activation", "none") == "relu")
 
 
 def _sddmm_before(anchor: Operation, matmul: Operation, mask: Value) -> Value:
@@ -82,6 +92,12 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
     counts = use_counts(func)
 
     def masked_matmul(op: Operation) -> list[Value] | None:
+        if op.name == "graph.relu_backward" and len(op.operands) == 2 and _non_negative(op.operands[1]):
+            # g where y > 0 is g where y != 0 for a ReLU's output y: a matmul's g is
+            # then only needed at y's non-zeros
+            matmul = _sole_matmul(op.operands[0], counts)
+            if matmul is not None:
+                return [_sddmm_before(op, matmul, op.operands[1])]
         if op.name == "graph.mask_apply":
             matmul = _sole_matmul(op.operands[0], counts)
             if matmul is not None:

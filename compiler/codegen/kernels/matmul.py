@@ -61,6 +61,7 @@ class Gemm:
     batch: int = 1
     sample: Buffer | None = None
     bias: Buffer | None = None
+    activation: str = "none"  # a fused ReLU (fuse-activations), applied before the store
 
 
 def output_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
@@ -271,6 +272,8 @@ class _GemmEmitter:
             bias = self.bias_slots[self.titer[cl] % 2]
             ctx.load(cl, g.bias, 0, j0, 1, nt, bias)
             ctx.vop(cl, "add", c, c, mt, nt, bias, bmode="row")
+        if g.activation == "relu":
+            ctx.vop(cl, "relu", c, c, mt, nt)
         ctx.store(cl, g.out, i0, j0, mt, nt, c, base=4 * bi * g.m * g.n)
 
 
@@ -344,7 +347,8 @@ def matmul(ctx: KernelContext) -> None:
     m, n, k, batch = _dims(ctx, ta, tb)
     ins = ctx.ins
     sample = ins[2] if ctx.op.name == "graph.sddmm" else None
-    emit_gemm(ctx, Gemm(ins[0], ins[1], ctx.outs[0], m, n, k, ta, tb, batch, sample))
+    emit_gemm(ctx, Gemm(ins[0], ins[1], ctx.outs[0], m, n, k, ta, tb, batch, sample,
+                        activation=str(ctx.attrs.get("activation", "none"))))
 
 
 @kernel("graph.linear")
@@ -361,4 +365,5 @@ def linear(ctx: KernelContext) -> None:
     out2 = Buffer(out.addr, (m, w_shape[0]), out.fmt, out.tile, out.name)
     if x.sparse and len(x_shape) != 2 or out.sparse and len(x_shape) != 2:
         raise ctx.error("linear with a sparse input or result needs a 2-D input")
-    emit_gemm(ctx, Gemm(x, ins[1], out2, m, w_shape[0], w_shape[1], tb=True, bias=bias))
+    emit_gemm(ctx, Gemm(x, ins[1], out2, m, w_shape[0], w_shape[1], tb=True, bias=bias,
+                        activation=str(ctx.attrs["activation"])))
