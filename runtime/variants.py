@@ -266,12 +266,19 @@ def _reads_encoded(value: Value) -> bool:
                or user.name == "graph.sddmm" and i == 2 for user, i in value.uses())
 
 
+def is_sampled_weight_gradient(op: Operation) -> bool:
+    """An ``sddmm`` that is a weight gradient: it contracts over the batch
+    (``transpose_a``) or its result reaches an optimizer's gradient operand."""
+    return op.name == "graph.sddmm" and (bool(_attr(op, "transpose_a"))
+                                         or _feeds_optimizer_grad(op.results[0]))
+
+
 def dense_weight_gradients(func: FuncOp) -> int:
-    """Rewrite every ``graph.sddmm`` to a dense ``graph.matmul``, and every sampled conv
-    weight gradient to the dense one (see the module doc); returns how many were rewritten."""
+    """Rewrite every sampled weight gradient (``graph.sddmm``, conv) to the dense one (see
+    the module doc); returns how many were rewritten."""
     count = 0
     for op in list(func.body.ops):
-        if op.name != "graph.sddmm" and not is_sampled_conv_wgrad(op):
+        if not is_sampled_weight_gradient(op) and not is_sampled_conv_wgrad(op):
             continue
         a, b, mask = op.operands
         attrs = {k: v for k, v in op.attributes.items() if k != "sparsity"}
@@ -306,16 +313,19 @@ def gemm_kind(func: FuncOp, op: Operation) -> str:
     """``forward``, ``backward_data``, ``wgrad_sddmm``, ``wgrad_dense``, ``optimizer`` or
     ``other`` for one op of a training step.
 
-    Ops before the first ``*_backward`` op are the forward pass. After it, an ``sddmm`` is a
-    sampled weight gradient; a matmul is a weight gradient when it contracts over the batch
-    (``transpose_a``) or its result reaches an optimizer's gradient operand; any other matmul
-    is a backward-data GEMM.
+    Ops before the first ``*_backward`` op are the forward pass. After it, a matmul or
+    ``sddmm`` is a weight gradient when it contracts over the batch (``transpose_a``) or its
+    result reaches an optimizer's gradient operand (an ``sddmm`` one is sampled); any other
+    is a backward-data GEMM (an ``sddmm`` one: an input gradient needed only where a ReLU
+    passed).
     """
     if op.name in OPTIMIZERS:
         return "optimizer"
     if op.name not in GEMMS:
         return "other"
-    if op.name == "graph.sddmm" or is_sampled_conv_wgrad(op):
+    if op.name == "graph.sddmm":
+        return "wgrad_sddmm" if is_sampled_weight_gradient(op) else "backward_data"
+    if is_sampled_conv_wgrad(op):
         return "wgrad_sddmm"
     if op.name == "graph.conv2d_backward_weight":
         return "wgrad_dense"
