@@ -67,7 +67,7 @@ class Gemm:
 def output_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
     """(rows, cols) of the output tiles (``tiling.gemm_output_tile``): packed sparse operands
     and results keep the ``t x t`` grid along their dimensions."""
-    fixed = g.out.sparse or g.sample is not None
+    fixed = g.out.sparse or g.sample is not None and g.sample.sparse
     return gemm_output_tile(g.m, g.n, ctx.tiling.t, len(ctx.streams), g.batch,
                             step_m=int(ctx.target.cluster.pe_rows),
                             step_n=int(ctx.target.cluster.pe_cols),
@@ -168,7 +168,7 @@ def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
     tm, tn = output_tile(ctx, g)
     if g.batch != 1 or not REUSE or _multicast_fits(ctx, g, tm, tn):
         return tm, tn
-    fixed = g.out.sparse or g.sample is not None
+    fixed = g.out.sparse or g.sample is not None and g.sample.sparse
 
     def sizes(extent: int, size: int, step: int, split: bool) -> list[int]:
         """Tile sides for ``parts`` = the current count up to twice it, largest first."""
