@@ -32,6 +32,7 @@ target, the step runs the previous program and the entry says why (``kept`` Fals
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,7 +179,7 @@ class Session:
         self.target = load_target(target) if isinstance(target, str) else target
         self.options = options or SessionOptions()
         self.compile_count = 0
-        self.compile_log: list[dict[str, str]] = []
+        self.compile_log: list[dict[str, Any]] = []  # program, variant, reason, seconds
         self._cache: dict[tuple[str, ...], Compiled] = {}
         self._updates: dict[tuple[str, ...], CompiledProgram] = {}  # mask-update programs
         self._steps: dict[str, LoadedStep] = {}
@@ -188,7 +189,9 @@ class Session:
     def load(self, module: Module | str, name: str = "step", *,
              carry: Mapping[str, str] | None = None,
              result_names: Sequence[str] | None = None) -> LoadedStep:
-        """Load a graph-dialect module (or its text) and compile its up-front variants.
+        """Load a graph-dialect module (or its text) and compile its up-front variants
+        (with ``formats="auto"``, a masked step's first variant is compiled by the first
+        :meth:`run_step`: its storage formats follow the densities of the bound masks).
 
         ``carry``: ``{result: argument}`` pairs whose result becomes the argument's value on
         the next step (updated weights, optimizer state); ``result_names``: names for the
@@ -199,6 +202,8 @@ class Session:
         loaded = LoadedStep(self, name, module, carry or {}, result_names)
         self._steps[name] = loaded
         self._current = loaded
+        if self.options.formats == "auto" and self.options.respecialize != "off" and loaded.masks_of:
+            return loaded  # the storage formats follow the first bound masks: compiled then
         for g in self.options.grad_variants:
             self._compiled(loaded, loaded.variant(g == "dense"), "initial")
         return loaded
@@ -219,6 +224,7 @@ class Session:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        t0 = time.perf_counter()
         module = parse_module(loaded.text, f"<{loaded.name}>")
         func = module.funcs[0]
         apply_formats(module, func, dict(variant.formats))
@@ -243,7 +249,7 @@ class Session:
         self._cache[key] = compiled
         self.compile_count += 1
         self.compile_log.append({"program": loaded.name, "variant": variant.key(),
-                                 "reason": reason})
+                                 "reason": reason, "seconds": time.perf_counter() - t0})
         return compiled
 
     # ---- data --------------------------------------------------------------------------

@@ -192,11 +192,11 @@ def _bound_param(w: Value, args: dict[str, Value]) -> Value | None:
 
 def _takes_encoded(result: Value, w: Value) -> bool:
     """Whether every use of ``result`` (dense) may read the sparse-encoded ``w`` instead:
-    GEMM operands and the function's results."""
+    GEMM operands (not an ``sddmm``'s sampling operand) and the function's results."""
     if value_format(w) == "dense":
         return False
     return all(user.name in ("graph.linear", "graph.matmul", "graph.return")
-               for user, _ in result.uses())
+               or user.name == "graph.sddmm" and i < 2 for user, i in result.uses())
 
 
 def is_sampled_conv_wgrad(op: Operation) -> bool:

@@ -162,3 +162,34 @@ def test_conv_kernel_momentum_is_stored_in_its_band_format(monkeypatch) -> None:
     assert ";states=" not in plain[0].variant
     dram = [r[0].emulator.memory_bytes["dram_bytes"] for r in (packed, plain)]
     assert dram[0] < dram[1]
+
+
+def test_compressed_weight_feeds_the_relu_gated_input_gradient_encoded() -> None:
+    """The masked weight of a hidden layer also feeds the previous layer's ReLU-gated input
+    gradient (an sddmm after sparsity-propagation): stored CSR, it reaches it encoded, with
+    no dense masked copy made first."""
+    t = "tensor<16x32xf32>"
+    text = f"""graph.func @step(%w: {t}, %x: tensor<8x16xf32>, %h: tensor<8x32xf32>, %gz: tensor<8x16xf32>, %mask.w: {t}) -> (tensor<8x16xf32>, tensor<8x32xf32>) {{
+  %a = graph.relu %h : tensor<8x32xf32> -> tensor<8x32xf32>
+  %mw = graph.mask_apply %w, %mask.w : {t}, {t} -> {t}
+  %z = graph.linear %a, %mw : tensor<8x32xf32>, {t} -> tensor<8x16xf32>
+  %ga = graph.matmul %gz, %mw : tensor<8x16xf32>, {t} -> tensor<8x32xf32>
+  %gh = graph.relu_backward %ga, %a : tensor<8x32xf32>, tensor<8x32xf32> -> tensor<8x32xf32>
+  graph.return %z, %gh : tensor<8x16xf32>, tensor<8x32xf32>
+}}
+"""
+    rng = np.random.default_rng(9)
+    args = {k: rng.standard_normal(s).astype(np.float32) for k, s in
+            (("w", (16, 32)), ("x", (8, 16)), ("h", (8, 32)), ("gz", (8, 16)))}
+    mask = random_mask((16, 32), 0.1, 4)
+    sess = Session("acf-small", SessionOptions(formats="auto"))
+    sess.load(text)
+    sess.bind_mask("w", mask)
+    res = sess.run_step(args)
+    want = interp(text, [args["w"] * mask, args["x"], args["h"], args["gz"], mask])
+    for got, w in zip(res.values, want):
+        close(got, w)
+    assert res.report.formats == {"w": "csr"}
+    compiled = sess._cache[next(k for k in sess._cache if "w=csr" in k[-1])]
+    names = [op.name for op in compiled.func.body.ops]
+    assert "graph.mask_apply" not in names and "graph.sddmm" in names
