@@ -68,11 +68,10 @@ def run(args: argparse.Namespace) -> int:
                                   ("no skipping", dense_fabric, masks)):
         session = Session(tgt, SessionOptions(formats="auto"))
         t0 = time.perf_counter()
-        session.load(step.module)
-        t_compile = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        session.load(step.module)  # compiled at the first step: the formats follow the masks
         result = session.run_step(step.bind(model, (x,), y, use_masks))
-        runs[label] = (result, t_compile, time.perf_counter() - t0)
+        t_compile = sum(e["seconds"] for e in session.compile_log)
+        runs[label] = (result, t_compile, time.perf_counter() - t0 - t_compile)
 
     # Eager PyTorch reference of the same masked step.
     ref = copy.deepcopy(model)
