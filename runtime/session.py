@@ -18,6 +18,12 @@ is *re-specialization*: when the measured density of a masked weight crosses a d
 (:mod:`acf.runtime.formats`), the storage format of that weight is re-chosen and that one
 variant is compiled once (recorded in ``report.respecialized``).
 
+A mask that differs from the previous step's is also costed: the session emulates a small
+mask-update program (each changed weight brought to its new mask in its storage format),
+compiled once per set of changed weights and logged in ``compile_log`` (``reason``
+``"mask-update"``; ``compile_count`` counts the step programs only), and reports it in
+``report.mask_update``, apart from the step.
+
 Only a 2-D weight (a linear layer's) changes format: the conv kernels read their weights
 dense, so a conv kernel (4-D) stays dense-stored whatever its density (its zeros are still
 skipped by the PEs); with ``formats="auto"`` its optimizer state takes the band's format
@@ -414,9 +420,12 @@ class Session:
                str(self.options.tile))
         program = self._updates.get(key)
         if program is None:
+            t0 = time.perf_counter()
             program = compile_module(parse_module(text, "<mask-update>"), self.target,
                                      CompileOptions(tile=self.options.tile))
             self._updates[key] = program
+            self.compile_log.append({"program": loaded.name, "variant": ",".join(names),
+                                     "reason": "mask-update", "seconds": time.perf_counter() - t0})
         result = emulator.run(program.program, self.target, program.bind(inputs), mode=self.options.mode)
         rep = result.report
         return {"params": names, "cycles": int(rep.total_cycles), "seconds": float(rep.time_s),

@@ -38,3 +38,6 @@ def test_changed_masks_are_costed_apart_from_the_step() -> None:
     both = _step(sess, *_conv_masks(0.1, 7))
     assert both.mask_update["params"] == ["v", "w"]
     assert both.mask_update["cycles"] >= max(v_only.mask_update["cycles"], w_only.mask_update["cycles"])
+    # one mask-update program per set of changed weights, logged apart from the step's
+    assert [e["variant"] for e in sess.compile_log if e["reason"] == "mask-update"] == ["v", "w", "v,w"]
+    assert sess.compile_count == 1
