@@ -162,6 +162,7 @@ class LoadedStep:
         self.formats: dict[str, str] = {}            # param -> format chosen by the runtime
         self.state_formats: dict[str, str] = {}      # dense-stored param -> its state's format
         self.last_masks: dict[str, np.ndarray] = {}  # the masks the previous step ran with
+        self.last_weights: dict[str, np.ndarray] = {}  # its masked weights, as stored
         self.step = 0
 
     def _arg_list(self) -> str:
@@ -382,6 +383,7 @@ class Session:
                                 {i: op.name for i, op in enumerate(compiled.func.body.ops)})
         rep.mask_update = self._mask_update(loaded, stored) if stored else {}
         loaded.last_masks = {p: m.copy() for p, m in loaded.masks.items()}
+        loaded.last_weights = {p: args[p] for p in loaded.masks_of if p in args}
         rep.compiled = self.compile_count > before
         rep.densities = dict(loaded.densities)
         rep.formats = {p: loaded.formats.get(p, loaded.ir_formats[p]) for p in loaded.masks_of}
@@ -391,7 +393,27 @@ class Session:
         record(rep)
         return StepResult(outputs, values, rep)
 
-    def _mask_update(self, loaded: LoadedStep, stored: dict[str, np.ndarray]) -> dict[str, Any]:
+    def cost_mask_update(self, masks: Mapping[str, Any], program: str | None = None) -> dict[str, Any]:
+        """The fabric's cost of moving the last step's stored weights to ``masks``
+        (``{param: mask}``; those equal to the last step's cost nothing), as the next
+        :meth:`run_step` would report it in ``report.mask_update``, without running a step
+        or binding the masks."""
+        loaded = self._get(program)
+        stored, new = {}, {}
+        for param, mask in masks.items():
+            if param not in loaded.last_weights:
+                raise BindError(f"{param!r}: no step has run with it masked yet (masked "
+                                f"parameters: {', '.join(sorted(loaded.masks_of)) or 'none'})")
+            m = (to_numpy(mask, param) != 0).astype(np.float32)
+            if m.shape != loaded.last_masks[param].shape:
+                raise BindError(f"mask for {param!r}: expected shape "
+                                f"{list(loaded.last_masks[param].shape)}, got {list(m.shape)}")
+            if not np.array_equal(m, loaded.last_masks[param]):
+                stored[param], new[param] = loaded.last_weights[param], m
+        return self._mask_update(loaded, stored, new) if stored else {}
+
+    def _mask_update(self, loaded: LoadedStep, stored: dict[str, np.ndarray],
+                     masks: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
         """Cycles, time and energy on the fabric of bringing the weights whose masks
         changed since the previous step to their new masks (``report.mask_update``, apart
         from the step's own totals): each weight, in its storage format, is read, masked and
@@ -412,7 +434,7 @@ class Session:
             if fmt != "dense":
                 ops.append(f"  %e{i} = graph.mask_apply %m{i}, %m{i} : {tm}, {tm} -> {tw}")
                 rets.append((f"%e{i}", tw))
-            inputs += [stored[p], loaded.masks[p]]
+            inputs += [stored[p], (masks or loaded.masks)[p]]
         text = (f"graph.func @mask_update({', '.join(sig)}) -> ({', '.join(str(t) for _, t in rets)}) {{\n"
                 + "\n".join(ops) + f"\n  graph.return {', '.join(v for v, _ in rets)} : "
                 + f"{', '.join(str(t) for _, t in rets)}\n}}\n")

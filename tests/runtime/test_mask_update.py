@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from acf.runtime import Session, SessionOptions
+from acf.runtime import BindError, Session, SessionOptions
 
 from .programs import CONV_LINEAR, conv_linear_args
 from .test_respecialization import INPUTS, _conv_masks
@@ -41,3 +41,18 @@ def test_changed_masks_are_costed_apart_from_the_step() -> None:
     # one mask-update program per set of changed weights, logged apart from the step's
     assert [e["variant"] for e in sess.compile_log if e["reason"] == "mask-update"] == ["v", "w", "v,w"]
     assert sess.compile_count == 1
+
+
+def test_cost_mask_update_without_a_step() -> None:
+    """The cost of moving to other masks, asked ahead: what the next step reports."""
+    sess = Session("acf-base", SessionOptions(formats="auto", verify=False))
+    sess.load(CONV_LINEAR)
+    mw, mv = _conv_masks(0.1, 0)
+    _step(sess, mw, mv)
+    mw2, _ = _conv_masks(0.1, 5)
+    asked = sess.cost_mask_update({"w": mw2, "v": mv})
+    assert asked["params"] == ["w"] and asked["cycles"] > 0
+    assert sess.cost_mask_update({"w": mw, "v": mv}) == {}
+    assert _step(sess, mw2, mv).mask_update == asked
+    with pytest.raises(BindError, match="expected shape"):
+        sess.cost_mask_update({"w": mv})
