@@ -300,3 +300,20 @@ class AdamUpdate(OpDef):
         weight_decay=attr("float", 0.0),
     )
     infer = staticmethod(rules.adam_update)
+
+
+#: operands of each optimizer update before its optional trailing mask
+_UPDATE_REQUIRED = {cls.name: cls.operands.index("mask?") for cls in (SgdUpdate, AdamUpdate)}
+
+
+def update_mask(op):
+    """The trailing mask operand of an optimizer update (``sgd_update``, ``adam_update``),
+    or None."""
+    n = _UPDATE_REQUIRED[op.name]
+    return op.operands[n] if len(op.operands) > n else None
+
+
+def keeps_pattern(op) -> bool:
+    """Whether an optimizer update changes only its parameter's non-zeros: a sparse-encoded
+    parameter and no mask operand (with one, the mask decides)."""
+    return getattr(op.operands[0].type, "encoding", None) is not None and update_mask(op) is None

@@ -19,7 +19,8 @@ import numpy as np
 
 from . import graph_ops  # noqa: F401  (registers the ops)
 from .dialect import attrs_of
-from .ir import Attribute, FuncOp, Operation, TensorType, Value
+from .graph_nn_ops import keeps_pattern
+from .ir import Attribute, FuncOp, Operation, Value
 from .shape_rules import normalize_axes
 
 Semantics = Callable[[list[np.ndarray], Mapping[str, Attribute], Operation], list[np.ndarray]]
@@ -275,9 +276,7 @@ def _keep_pattern(
 ) -> list[np.ndarray]:
     """A sparse-encoded param changes only at its non-zeros (its pattern is runtime data),
     unless the update has a mask operand: then the mask decides (see ``_masked``)."""
-    ptype = op.operands[0].type
-    masked = len(op.operands) > (3 if op.name == "graph.sgd_update" else 5)
-    if masked or not (isinstance(ptype, TensorType) and ptype.encoding is not None):
+    if not keeps_pattern(op):
         return outs
     keep = param != 0
     return [np.where(keep, new, old) for new, old in zip(outs, olds)]

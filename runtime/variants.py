@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from acf.compiler.graph_nn_ops import keeps_pattern
 from acf.compiler.ir import FuncOp, Module, Operation, TensorType, Value
 from acf.compiler.passes.base import new_op_before
 from acf.compiler.shape_rules import broadcast_role
@@ -204,16 +205,6 @@ def is_sampled_conv_wgrad(op: Operation) -> bool:
     return op.name == "graph.conv2d_backward_weight" and len(op.operands) == 3
 
 
-def _keeps_pattern(update: Operation) -> bool:
-    """An update of a sparse-encoded parameter without a mask: only the parameter's
-    non-zeros change, so the gradient's other entries are never read."""
-    return value_format(update.operands[0]) != "dense" and len(update.operands) == _UPDATE_OPERANDS[update.name]
-
-
-#: operands of an optimizer update without its optional trailing mask
-_UPDATE_OPERANDS = {"graph.sgd_update": 3, "graph.adam_update": 5}
-
-
 def compress_with_weights(func: FuncOp, masks: dict[str, str],
                           state_formats: dict[str, str] | None = None) -> int:
     """Store in a compressed masked weight's format what only its update reads or writes
@@ -289,7 +280,8 @@ def dense_weight_gradients(func: FuncOp) -> int:
         mm.loc = op.loc
         masked: Value | None = None
         for user, i in list(op.result.uses()):
-            if user.name == "graph.return" or (user.name in OPTIMIZERS and i == 1 and _keeps_pattern(user)):
+            # an update that keeps its parameter's pattern never reads the other entries
+            if user.name == "graph.return" or (user.name in OPTIMIZERS and i == 1 and keeps_pattern(user)):
                 user.operands[i] = mm.result
                 continue
             if masked is None:

@@ -42,6 +42,7 @@ After::
 
 from __future__ import annotations
 
+from ..graph_nn_ops import keeps_pattern, update_mask
 from ..ir import FuncOp, Module, Operation, TensorType, Value
 from ..sparse_encoding import encoding_to_format
 from .base import ModulePass, apply_patterns, new_op_before, use_counts
@@ -50,10 +51,6 @@ DENSE = "dense"
 KEEPS_INPUT = ("graph.reshape", "graph.transpose", "graph.broadcast_to", "graph.neg")
 UNION = ("graph.mul", "graph.mask_apply", "graph.sddmm")
 COMMON = ("graph.add", "graph.sub")
-
-
-#: operands of an optimizer update without its optional trailing mask
-_UPDATE_OPERANDS = {"graph.sgd_update": 3, "graph.adam_update": 5}
 
 
 def _same_shape(a: Value, b: Value) -> bool:
@@ -115,9 +112,7 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
     def masked_update(op: Operation) -> list[Value] | None:
         # only an update that keeps its weight's pattern: with a mask operand the mask
         # decides, and the momentum takes every gradient entry
-        if op.name in ("graph.sgd_update", "graph.adam_update") and _is_masked_weight(
-            op.operands[0]
-        ) and len(op.operands) == _UPDATE_OPERANDS[op.name]:
+        if op.name in ("graph.sgd_update", "graph.adam_update") and keeps_pattern(op):
             matmul = _sole_matmul(op.operands[1], counts)
             if matmul is not None:
                 op.operands[1] = _sddmm_before(op, matmul, op.operands[0])
@@ -140,7 +135,7 @@ def fold_update_masks(func: FuncOp) -> None:
         mask = op.operands[1]
         if (upd is None or upd.name not in ("graph.sgd_update", "graph.adam_update")
                 or op.operands[0] is not upd.results[0] or counts.get(upd.results[0], 0) != 1
-                or len(upd.operands) != _UPDATE_OPERANDS[upd.name]  # no mask yet
+                or update_mask(upd) is not None  # it has one already
                 or not _same_shape(mask, upd.operands[0])
                 or mask.defining_op is not None and index[mask.defining_op] > index[upd]):
             continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from acf.isa.symbols import as_2d_shape
 
+from ...graph_nn_ops import update_mask
 from ..context import KernelContext, tiles_2d
 from ..memory import Buffer
 from ..schedule import Slot
@@ -58,8 +59,7 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
     param = ctx.ins[0]
     states = ctx.ins[2:2 + (1 if mnemonic == "sgd" else 2)]
     grad = ctx.ins[1]
-    n_fixed = 3 if mnemonic == "sgd" else 5  # (adam's step is the fifth operand)
-    mask = ctx.ins[n_fixed] if len(ctx.ins) > n_fixed else None
+    mask = ctx.ins[-1] if update_mask(ctx.op) is not None else None
     packed = {b.tile for b in (param, grad, *states, *ctx.outs, mask) if b is not None and b.sparse}
     if len(packed) > 1:
         raise ctx.error(f"the sparse operands of an update must share one packed tile, got "
