@@ -6,10 +6,11 @@ recompiles:
 
 * ``wgrad="sddmm"`` (default): the module as the ``sparse-training`` pipeline left it, masked
   weight gradients as ``graph.sddmm`` (only unpruned positions are computed).
-* ``wgrad="dense"``: every ``graph.sddmm`` becomes a dense ``graph.matmul``; a returned gradient
-  is the full dense weight gradient (RigL growth, SR-STE), while what the optimizer consumes is
-  masked again (``graph.mask_apply``) or, for a sparse-encoded parameter, left to the
-  optimizer kernel, which keeps the parameter's pattern.
+* ``wgrad="dense"``: every sampled weight gradient (an ``sddmm`` that contracts over the
+  batch or feeds an optimizer; sampled conv weight gradients) becomes the dense one; a
+  returned gradient is the full dense weight gradient (RigL growth, SR-STE), while what the
+  optimizer consumes is masked again (``graph.mask_apply``) or, for an update that keeps its
+  sparse-encoded parameter's pattern (no mask operand), left to the optimizer kernel.
 * ``formats={param: fmt}``: the storage format of a masked parameter (``dense``, ``csr``,
   ``bitmap``, ...), applied to the parameter argument, its mask argument when that is
   sparse-encoded, and the parameter the optimizer returns; after the pipeline, also to what
