@@ -7,7 +7,11 @@
 Rows: ResNet-18/CIFAR (3x32x32, 10 classes; SGD with momentum) dense and with 90 % random
 weight masks on every conv and linear weight (the masked weight gradients compiled as SDDMM
 where codegen has a sampled kernel), plus an MLP (784-256-10) at three densities. Each row
-runs in its own process so that its peak RSS (``ru_maxrss``) is its own.
+runs in its own process so that its peak RSS (``ru_maxrss``) is its own. The session runs
+with ``formats="auto"`` (``--formats ir``: every weight and its state dense-stored): a masked
+linear weight stored in its density band's format with its gradient, momentum and mask, a
+conv kernel's momentum in that format; the program is compiled at the first step, when the
+masks are known, and ``compile s`` is the session's compile time (``compile_log``).
 
 Gradient check (see ``_gradient_check`` and :mod:`acf.frontends.reference`): ``grad L2`` is
 the worst relative L2 error of the fabric's weight gradients against eager PyTorch in fp64
