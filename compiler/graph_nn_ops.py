@@ -6,7 +6,7 @@ conventions; shape rules live in ``shape_rules.py``).
 from __future__ import annotations
 
 from . import shape_rules as rules
-from .dialect import OpDef, VerifyError, attr, attrs, attrs_of, register_op
+from .dialect import OpDef, VerifyError, attr, attrs, attrs_of, operand_count_range, register_op
 from .graph_ops import UnaryOp, verify_activation
 from .ir import Operation
 
@@ -303,7 +303,7 @@ class AdamUpdate(OpDef):
 
 
 #: operands of each optimizer update before its optional trailing mask
-_UPDATE_REQUIRED = {cls.name: cls.operands.index("mask?") for cls in (SgdUpdate, AdamUpdate)}
+_UPDATE_REQUIRED = {cls.name: operand_count_range(cls)[0] for cls in (SgdUpdate, AdamUpdate)}
 
 
 def update_mask(op):

@@ -33,8 +33,7 @@ class Matmul(OpDef):
 
     name = "graph.matmul"
     operands = ("a", "b")
-    attributes = attrs(transpose_a=attr("bool", False), transpose_b=attr("bool", False),
-                       activation=attr("str", "none"))
+    attributes = attrs(**NO_TRANSPOSE, activation=attr("str", "none"))
     infer = staticmethod(rules.matmul)
     verify = staticmethod(verify_activation)
 

@@ -236,8 +236,10 @@ class FabricSampler:
 
 
     def _pinned(self, formats: dict[str, str]) -> Any:
-        """A session running the sampled program with the storage formats ``formats``
-        whatever masks it is given (no re-specialization): the all-ones-masks reference."""
+        """A session running the sampled program with the weights' storage formats
+        ``formats`` whatever masks it is given (no re-specialization): the all-ones-masks
+        reference. A dense-stored conv kernel's optimizer state, whose format follows the
+        density, stays dense here, as the runtime keeps it at density 1."""
         from acf.compiler.parser import parse_module
         from acf.compiler.printer import print_module
         from acf.runtime.session import Session, SessionOptions

@@ -258,11 +258,15 @@ def _reads_encoded(value: Value) -> bool:
                or user.name == "graph.sddmm" and i == 2 for user, i in value.uses())
 
 
+def _is_weight_gradient(op: Operation) -> bool:
+    """A backward GEMM that contracts over the batch (``transpose_a``) or whose result
+    reaches an optimizer's gradient operand."""
+    return bool(_attr(op, "transpose_a")) or _feeds_optimizer_grad(op.results[0])
+
+
 def is_sampled_weight_gradient(op: Operation) -> bool:
-    """An ``sddmm`` that is a weight gradient: it contracts over the batch
-    (``transpose_a``) or its result reaches an optimizer's gradient operand."""
-    return op.name == "graph.sddmm" and (bool(_attr(op, "transpose_a"))
-                                         or _feeds_optimizer_grad(op.results[0]))
+    """An ``sddmm`` that is a weight gradient (see :func:`_is_weight_gradient`)."""
+    return op.name == "graph.sddmm" and _is_weight_gradient(op)
 
 
 def dense_weight_gradients(func: FuncOp) -> int:
@@ -330,11 +334,7 @@ def gemm_kind(func: FuncOp, op: Operation) -> str:
     first_bwd = next((i for i, o in enumerate(ops) if o.name.endswith("_backward")), len(ops))
     if ops.index(op) < first_bwd:
         return "forward"
-    if op.name == "graph.matmul" and bool(_attr(op, "transpose_a")):
-        return "wgrad_dense"
-    if _feeds_optimizer_grad(op.results[0]):
-        return "wgrad_dense"
-    return "backward_data"
+    return "wgrad_dense" if _is_weight_gradient(op) else "backward_data"
 
 
 def _attr(op: Operation, name: str) -> object:

@@ -1,7 +1,6 @@
 """``fuse-activations``: fold a ReLU into the batch norm, add or GEMM (linear, matmul) that
-alone feeds it, a
-residual add into the batch norm whose output it alone consumes, and a ReLU's backward into
-the batch norm's backward that alone consumes it.
+alone feeds it, a residual add into the batch norm whose output it alone consumes, and a
+ReLU's backward into the batch norm's backward that alone consumes it.
 
 Each elementwise op is a pass over its tensor through DRAM (memory-bound on the fabric);
 a fused ReLU is one more vector op on the producer's tiles before they are stored, so the

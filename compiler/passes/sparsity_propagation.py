@@ -53,11 +53,6 @@ UNION = ("graph.mul", "graph.mask_apply", "graph.sddmm")
 COMMON = ("graph.add", "graph.sub")
 
 
-def _same_shape(a: Value, b: Value) -> bool:
-    return (isinstance(a.type, TensorType) and isinstance(b.type, TensorType)
-            and a.type.shape == b.type.shape and a.type.element == b.type.element)
-
-
 def _is_masked_weight(value: Value) -> bool:
     return isinstance(value.type, TensorType) and value.type.encoding is not None
 
@@ -136,7 +131,8 @@ def fold_update_masks(func: FuncOp) -> None:
         if (upd is None or upd.name not in ("graph.sgd_update", "graph.adam_update")
                 or op.operands[0] is not upd.results[0] or counts.get(upd.results[0], 0) != 1
                 or update_mask(upd) is not None  # it has one already
-                or not _same_shape(mask, upd.operands[0])
+                or not (isinstance(mask.type, TensorType)
+                        and mask.type.same_shape_and_element(upd.operands[0].type))
                 or mask.defining_op is not None and index[mask.defining_op] > index[upd]):
             continue
         fused = new_op_before(upd, upd.name, [*upd.operands, mask],

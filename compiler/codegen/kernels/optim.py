@@ -50,8 +50,7 @@ def _keep_pattern(ctx: KernelContext, cl: int, p0: Slot, news: list[Slot], olds:
 
 def _matrix_view(b: Buffer) -> Buffer:
     """``b`` as the 2-D matrix its packed tiles (if sparse) cover."""
-    return b if len(b.shape) == 2 else Buffer(b.addr, b.rows_cols if b.sparse else as_2d_shape(b.shape),
-                                              b.fmt, b.tile, b.name)
+    return b if len(b.shape) == 2 else Buffer(b.addr, as_2d_shape(b.shape), b.fmt, b.tile, b.name)
 
 
 def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
