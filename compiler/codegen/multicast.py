@@ -8,7 +8,10 @@ A kernel emits such tiles *in step*: for every step, first each sender's load an
 ``bcast`` (:meth:`KernelContext.bcast` records the write in every receiver's stream), then
 every cluster's use of the operands, so each stream sees the multicast where it lands among
 its own accesses (``schedule``). A layout is only offered where every cluster gets as many
-tiles, the fabric has the multicast groups left and the shared tokens suffice, and only in
+tiles (or, asked for a *ragged* one, where a segment's clusters take turns over a count of
+items that does not divide among them: the last step of each ``a`` item leaves some
+receivers idle, ``None`` in their tile lists), the fabric has the multicast groups left and
+the shared tokens suffice, and only in
 place of the default placement (an explicit one, such as the NoC-aware placement of the
 ``place`` pass, is kept); ``lower`` compiles a kernel again without multicast if its
 tokens still run out.
@@ -25,10 +28,11 @@ from .placement import row_spread
 
 @dataclass
 class Layout:
-    """Tiles per cluster (tuples of item indices), and per shared operand each cluster's
-    sender, each sender's group id and receivers."""
+    """Tiles per cluster (tuples of item indices, ``None`` for a step a cluster sits out),
+    and per shared operand each cluster's sender, each sender's group id and receivers.
+    A sender never sits out a step in which one of its receivers has a tile."""
 
-    tiles: dict[int, list[tuple[int, int]]]
+    tiles: dict[int, list[tuple[int, int] | None]]
     sender: dict[str, dict[int, int]] = field(default_factory=dict)
     group: dict[str, dict[int, int]] = field(default_factory=dict)
     receivers: dict[str, dict[int, list[int]]] = field(default_factory=dict)
@@ -47,7 +51,7 @@ class Layout:
 
     @property
     def steps(self) -> int:
-        return len(self.tiles[self.order[0]])
+        return max(len(t) for t in self.tiles.values())
 
 
 def _grid(ctx: KernelContext) -> tuple[int, int]:
@@ -77,10 +81,11 @@ def _fits(ctx: KernelContext, rects: list[tuple[int, int, int, int]], pairs: int
     return new <= MCAST_GROUPS - len(ctx.mcast_groups) and 2 * pairs <= schedule.shared_tokens_free()
 
 
-def _share_first_split(gx: int, gy: int, n_a: int, n_b: int
+def _share_first_split(gx: int, gy: int, n_a: int, n_b: int, ragged: bool = False
                        ) -> tuple[int, list[list[int]], list[list[int]]] | None:
     """(segment width, ``a`` items and ``b`` items per (row, segment) group) of
-    :func:`rows_share_first`, or None where the grid does not split that way."""
+    :func:`rows_share_first`, or None where the grid does not split that way (``ragged``:
+    a group's ``b`` items need not divide among its segment's clusters)."""
     if gx < 2:
         return None
     seg = gx
@@ -96,8 +101,12 @@ def _share_first_split(gx: int, gy: int, n_a: int, n_b: int
         b_of = [list(range(q % share, n_b, share)) for q in range(groups)]
     else:
         return None
-    if any(not b or len(b) % seg for b in b_of):
+    if any(not b or len(b) % seg and not ragged for b in b_of):
         return None
+    if ragged:  # idle turns must stay few: below 3/4 busy, the clusters' own tiles win
+        turns = max(len(a) * -(-len(b) // seg) for a, b in zip(a_of, b_of))
+        if 4 * n_a * n_b < 3 * turns * gx * gy:
+            return None
     return seg, a_of, b_of
 
 
@@ -105,10 +114,10 @@ def _share_first_rects(gx: int, gy: int, seg: int) -> list[tuple[int, int, int, 
     return [(sg * seg, y, sg * seg + seg - 1, y) for y in range(gy) for sg in range(gx // seg)]
 
 
-def fits_rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> bool:
+def fits_rows_share_first(ctx: KernelContext, n_a: int, n_b: int, ragged: bool = False) -> bool:
     """Whether :func:`rows_share_first` would lay out an ``n_a x n_b`` grid."""
     gx, gy = _grid(ctx)
-    split = _share_first_split(gx, gy, n_a, n_b)
+    split = _share_first_split(gx, gy, n_a, n_b, ragged)
     if split is None:
         return False
     seg = split[0]
@@ -116,27 +125,37 @@ def fits_rows_share_first(ctx: KernelContext, n_a: int, n_b: int) -> bool:
     return _fits(ctx, rects, (seg - 1) * len(rects))
 
 
-def rows_share_first(ctx: KernelContext, n_a: int, n_b: int, operand: str = "a") -> Layout | None:
+def rows_share_first(ctx: KernelContext, n_a: int, n_b: int, operand: str = "a",
+                     ragged: bool = False) -> Layout | None:
     """Tiles ``(a, b)`` of an ``n_a x n_b`` grid whose ``a`` operand (named ``operand`` in
     the layout) is shared along fabric
     rows: the ``a`` items go to rows (several per row, or one item shared by several rows,
     which then split its ``b`` items), the ``b`` items to the clusters of a row. With fewer
     ``b`` items than columns, each row is cut into segments of ``n_b`` clusters that take
-    different ``a`` items. The cluster of a segment nearest its memory port sends."""
+    different ``a`` items. The cluster of a segment nearest its memory port sends.
+    ``ragged``: a segment's clusters deal its ``b`` items out in turns, so with a count that
+    does not divide (15 column blocks on 4 clusters) the last turn of each ``a`` item leaves
+    the clusters past the remainder idle (``None`` steps) while the others finish; the
+    sender takes the first item of every turn, so it never idles while a receiver works."""
     gx, gy = _grid(ctx)
-    split = _share_first_split(gx, gy, n_a, n_b)
+    split = _share_first_split(gx, gy, n_a, n_b, ragged)
     if split is None:
         return None
     seg, a_of, b_of = split
     rects = _share_first_rects(gx, gy, seg)
     if not _fits(ctx, rects, (seg - 1) * len(rects)):
         return None
-    tiles: dict[int, list[tuple[int, int]]] = {}
+    tiles: dict[int, list[tuple[int, int] | None]] = {}
     members = []
     for q, (x0, y, x1, _) in enumerate(rects):
         members.append([y * gx + x for x in range(x0, x1 + 1)])
+        bs = b_of[q]
         for i, x in enumerate(range(x0, x1 + 1)):
-            tiles[y * gx + x] = [(a, b) for a in a_of[q] for b in b_of[q][i::seg]]
+            tiles[y * gx + x] = [(a, bs[t + i]) if t + i < len(bs) else None
+                                 for a in a_of[q] for t in range(0, len(bs), seg)]
+    steps = max(len(v) for v in tiles.values())
+    for v in tiles.values():  # groups with fewer turns sit out the last steps
+        v.extend([None] * (steps - len(v)))
     layout = Layout(tiles)
     _groups(ctx, layout, operand, members, rects, [m[0] for m in members])
     return layout

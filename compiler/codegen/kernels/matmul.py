@@ -21,7 +21,10 @@ Multicast (``codegen.multicast``, default placement only): where the tile grid d
 the fabric (the output tiles shrink, down to half a side, until it does), dense operand tiles of at least ``MULTICAST_MIN_BYTES`` are shared: the
 clusters of a row take the same A row-blocks (of a column the same B column-blocks) in the
 same order, one of them loads each k-chunk's tile and ``bcast``s it, and every cluster's
-``mm`` of the chunk follows. A packed sparse operand is still loaded by each cluster.
+``mm`` of the chunk follows. A packed sparse operand is still loaded by each cluster; its
+fixed ``t``-wide blocks often leave no grid that divides, and then the dense operand is
+shared in a ragged layout (the clusters of a row take turns over the other operand's
+blocks; the last turn leaves some idle).
 """
 
 from __future__ import annotations
@@ -75,9 +78,9 @@ def output_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
 
 
 def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
-    em = _GemmEmitter(ctx, g, _multicast_tile(ctx, g))
-    tm, tn = em.tm, em.tn
-    layout = _multicast_layout(ctx, g, tm, tn)
+    tm, tn, ragged = _multicast_tile(ctx, g)
+    em = _GemmEmitter(ctx, g, (tm, tn))
+    layout = _multicast_layout(ctx, g, tm, tn, ragged)
     if layout is None:
         tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, tm)
                  for j0 in range(0, g.n, tn)]
@@ -90,19 +93,30 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
             em.end(cl)
         return
     # shared operand tiles: emitted in step, every sender's load and multicast of a k-chunk
-    # before any cluster's mm of it (codegen.multicast)
+    # before any cluster's mm of it (codegen.multicast); a cluster without a tile in a step
+    # (a ragged layout's last turn) only takes its sender's multicast into its slot
     layout, swapped = layout
+
+    def origin(item: tuple[int, int] | None) -> tuple[int, int, int] | None:
+        if item is None:
+            return None
+        i, j = (item[1], item[0]) if swapped else item
+        return 0, i * tm, j * tn
+
     for step in range(layout.steps):
-        for cl in layout.order:
-            first, second = layout.tiles[cl][step]
-            i, j = (second, first) if swapped else (first, second)
-            em.begin(cl, (0, i * tm, j * tn))
+        tiles = {cl: origin(layout.tiles[cl][step]) for cl in layout.order}
+        busy = [cl for cl in layout.order if tiles[cl] is not None]
+        for cl in busy:
+            em.begin(cl, tiles[cl])
         for k0 in range(0, g.k, ctx.tiling.t):
             for cl in layout.order:
-                em.load(cl, k0, layout)
-            for cl in layout.order:
+                if tiles[cl] is not None:
+                    em.load(cl, k0, layout)
+                else:
+                    em.receive(cl, k0, layout, tiles)
+            for cl in busy:
                 em.mm(cl, k0, first=k0 == 0)
-        for cl in layout.order:
+        for cl in busy:
             em.end(cl)
 
 
@@ -120,54 +134,62 @@ def _shared_operands(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> tuple[boo
     return share_a, share_b
 
 
-def _share_plan(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> tuple[bool, int, int, bool] | None:
+def _share_plan(ctx: KernelContext, g: Gemm, tm: int, tn: int, ragged: bool = False
+                ) -> tuple[bool, int, int, bool] | None:
     """How ``tm x tn`` output tiles would be shared: (both operands, items shared first,
-    items of the other operand, whether the first items are B's column blocks), or None."""
+    items of the other operand, whether the first items are B's column blocks), or None.
+    A ragged layout shares one operand (A where it can)."""
     share_a, share_b = _shared_operands(ctx, g, tm, tn)
     n_i, n_j = -(-g.m // tm), -(-g.n // tn)
     if share_a:
-        return share_b, n_i, n_j, False
+        return share_b and not ragged, n_i, n_j, False
     if share_b:
         return False, n_j, n_i, True
     return None
 
 
-def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int):
+def _multicast_layout(ctx: KernelContext, g: Gemm, tm: int, tn: int, ragged: bool = False):
     """(layout, whether its first items are B's column blocks) for sharing the dense
     operands' tiles over the fabric (:func:`_shared_operands`), or None."""
-    plan = _share_plan(ctx, g, tm, tn)
+    plan = _share_plan(ctx, g, tm, tn, ragged)
     if plan is None:
         return None
     both, n_first, n_other, swapped = plan
     if both:
         layout = rows_and_columns(ctx, n_first, n_other)
     else:
-        layout = rows_share_first(ctx, n_first, n_other, operand="b" if swapped else "a")
+        layout = rows_share_first(ctx, n_first, n_other, operand="b" if swapped else "a",
+                                  ragged=ragged)
     return None if layout is None else (layout, swapped)
 
 
-def _multicast_fits(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> bool:
+def _multicast_fits(ctx: KernelContext, g: Gemm, tm: int, tn: int, ragged: bool = False) -> bool:
     """Whether :func:`_multicast_layout` would find a layout for ``tm x tn`` output tiles
     (without taking the multicast groups it would use)."""
-    plan = _share_plan(ctx, g, tm, tn)
+    plan = _share_plan(ctx, g, tm, tn, ragged)
     if plan is None:
         return False
     both, n_first, n_other, _ = plan
-    fits = fits_rows_and_columns if both else fits_rows_share_first
-    return fits(ctx, n_first, n_other)
+    if both:
+        return fits_rows_and_columns(ctx, n_first, n_other)
+    return fits_rows_share_first(ctx, n_first, n_other, ragged)
 
 
-def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
-    """The output tile: ``output_tile``'s, or where its tile grid does not divide over the
+def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int, bool]:
+    """The output tile and whether its sharing layout is ragged: ``output_tile``'s, or where
+    its tile grid does not divide over the
     fabric for sharing (2048 rows in tiles of 144: 15 row blocks on 4 fabric rows), the
     largest one down to half of it on each side, in whole PE folds and along dimensions
     that can be split, whose grid does. Sharing divides the dense operands' port bytes by
     up to the fabric's side, which pays for the smaller tiles' extra folds many times over
     (2048 x 512 x 512 dense on acf-base: 144-row tiles, not shared, 267k cycles; 128-row
-    tiles, shared, 174k)."""
+    tiles, shared, 174k). Where no such tile divides (a packed sparse B keeps its ``t``-wide
+    column blocks: 2048 columns are 15 of them), ``output_tile``'s tile shares one operand
+    in a ragged layout (``multicast.rows_share_first``): 512 x 2048 x 2048 with a 10 %
+    bitmap weight: 571k cycles with each cluster loading its own x tiles, 310k shared)."""
     tm, tn = output_tile(ctx, g)
     if g.batch != 1 or not REUSE or _multicast_fits(ctx, g, tm, tn):
-        return tm, tn
+        return tm, tn, False
     fixed = g.out.sparse or g.sample is not None and g.sample.sparse
 
     def sizes(extent: int, size: int, step: int, split: bool) -> list[int]:
@@ -184,10 +206,21 @@ def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
     cands = [(a, b)
              for a in sizes(g.m, tm, int(ctx.target.cluster.pe_rows), not (fixed or g.a.sparse))
              for b in sizes(g.n, tn, int(ctx.target.cluster.pe_cols), not (fixed or g.b.sparse))]
-    for a, b in sorted(cands, key=lambda c: -c[0] * c[1]):
+    cands.sort(key=lambda c: -c[0] * c[1])
+    for a, b in cands:
         if _multicast_fits(ctx, g, a, b):
-            return a, b
-    return tm, tn
+            return a, b, False
+    # Ragged only where a packed sparse operand or result pins the tile grid (dense
+    # operands find an even grid above or do better unshared: 4096 x 64 x 576 dense shared
+    # ragged in 128 x 32 tiles, 141k cycles; unshared 144 x 64, 116k), and over several
+    # k-chunks: with one, a tile's load, multicast and mm run one after another and the
+    # idle turns are not repaid (784 x 256 MLP weight gradient at batch 32: 5,291 -> 5,385).
+    pinned = fixed or g.a.sparse or g.b.sparse
+    if pinned and g.k > ctx.tiling.t:
+        for a, b in cands:
+            if _multicast_fits(ctx, g, a, b, ragged=True):
+                return a, b, True
+    return tm, tn, False
 
 
 class _GemmEmitter:
@@ -250,6 +283,19 @@ class _GemmEmitter:
                 ctx.load(cl, g.b, k0, j0, kt, nt, b, base=4 * bi * g.n * g.k)
             if layout is not None and layout.shared("b"):
                 ctx.bcast(cl, layout.group["b"][cl], b, 4 * kt * nt, layout.receivers["b"][cl])
+
+    def receive(self, cl: int, k0: int, layout: Layout, tiles: dict) -> None:
+        """A cluster without a tile this step: its sender's multicast of the k-chunk still
+        lands in its slot (the group is fixed), so its resident record follows the
+        sender's, which keeps the two choosing the same slots in later steps."""
+        g = self.g
+        for operand, res in (("a", self.a_res[cl]), ("b", self.b_res[cl])):
+            if not layout.shared(operand):
+                continue
+            sent = tiles[layout.sender[operand][cl]]
+            if sent is not None:
+                bi, i0, j0 = sent
+                res.slot((bi, i0 if operand == "a" else j0, k0))
 
     def mm(self, cl: int, k0: int, first: bool) -> None:
         """The chunk's ``mm``; ``first``: the tile's first chunk, which starts the sum."""
