@@ -288,7 +288,6 @@ class _GemmEmitter:
         """A cluster without a tile this step: its sender's multicast of the k-chunk still
         lands in its slot (the group is fixed), so its resident record follows the
         sender's, which keeps the two choosing the same slots in later steps."""
-        g = self.g
         for operand, res in (("a", self.a_res[cl]), ("b", self.b_res[cl])):
             if not layout.shared(operand):
                 continue
