@@ -89,6 +89,12 @@ class Target:
         return self.num_clusters * self.macs_per_cluster * self.clock.freq_ghz * 1e9
 
     @property
+    def port_bytes_per_cycle(self) -> int:
+        """Bytes per cycle into (or, on their own links, out of) the fabric: one memory port
+        per fabric row, each a NoC link (docs/timing.md 7)."""
+        return int(self.fabric.grid[1]) * int(self.noc.link_bytes)
+
+    @property
     def dram_bytes_per_s(self) -> float:
         return self.dram.channels * self.dram.bytes_per_cycle * self.clock.freq_ghz * 1e9
 

@@ -59,5 +59,5 @@ def codec_keeps_up(target) -> bool:
     cycle) 159k -> 119k cycles; acf-small (16 vs 16) a 128x64x3x3 one 28.3k -> 31.5k."""
     clusters = math.prod(int(d) for d in target.fabric.grid)
     codec = clusters * int(target.cluster.codec_values_per_cycle)
-    ports = int(target.fabric.grid[1]) * int(target.noc.link_bytes) / 4
+    ports = target.port_bytes_per_cycle / 4
     return codec >= 2 * ports

@@ -156,7 +156,7 @@ def attainable_speedup(tname: str) -> float:
         formats.encoded_size_of(w[r:r + tile, c:c + tile], fmt)
         for r in range(0, n, tile) for c in range(0, k, tile))
     pe = t.num_clusters * int(t.cluster.pe_rows) * int(t.cluster.pe_cols)
-    ports = int(t.fabric.grid[1]) * int(t.noc.link_bytes)
+    ports = t.port_bytes_per_cycle
     xy = 4 * m * k + 4 * m * n
 
     def bound(macs: float, wb: int) -> float:

@@ -285,7 +285,7 @@ PORT_EFFICIENCY = 0.75
 def _port_bytes(ctx: KernelContext) -> float:
     """Bytes per cycle into the fabric that a kernel's plan may count on: one memory port
     link per row (docs/timing.md 7), at ``PORT_EFFICIENCY``."""
-    return int(ctx.target.fabric.grid[1]) * int(ctx.target.noc.link_bytes) * PORT_EFFICIENCY
+    return ctx.target.port_bytes_per_cycle * PORT_EFFICIENCY
 
 
 def _slab_plan(ctx: KernelContext, g: TapGemm) -> _SlabPlan | None:
