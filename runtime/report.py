@@ -11,7 +11,10 @@ with no op (barriers, halt).
 Per bucket: ``busy_cycles`` (sum of instruction durations; units overlap, so these add up to
 more than the step's ``total_cycles``), ``span_cycles`` (first start to last end),
 ``effectual_macs``, ``issued_macs``, ``energy_j`` (dynamic energy of the instructions; the
-step's ``energy_j`` adds leakage over the whole step), and ``instructions``.
+step's ``energy_j`` adds leakage over the whole step), ``instructions``, and
+``port_in_bytes`` / ``port_out_bytes``: the bytes that crossed the memory ports into the
+fabric (``ld``, ``ldg``, ``bcast`` from DRAM or the global buffer) and out of it (``st``),
+each direction its own links (docs/timing.md 7), which bound how fast the work can go.
 
 ``profile()`` collects the reports of every step run inside it::
 
@@ -42,11 +45,18 @@ class Bucket:
     issued_macs: int = 0
     energy_j: float = 0.0
     instructions: int = 0
+    port_in_bytes: int = 0
+    port_out_bytes: int = 0
     _first: int = -1
     _last: int = 0
 
-    def add(self, rec: Any) -> None:
+    def add(self, rec: Any, port: str | None = None) -> None:
+        """Count one instruction's record (``port``: its :func:`port_direction`)."""
         self.busy_cycles += int(rec.end - rec.start)
+        if port == "in":
+            self.port_in_bytes += int(rec.bytes)
+        elif port == "out":
+            self.port_out_bytes += int(rec.bytes)
         self.effectual_macs += int(rec.effectual_macs)
         self.issued_macs += int(rec.issued_macs)
         self.energy_j += float(rec.energy_pj) * 1e-12
@@ -103,6 +113,21 @@ class StepReport:
         Path(path).write_text(self.to_json())
 
 
+_OFF_CHIP = ("dram", "gb")
+
+
+def port_direction(ins: Any) -> str | None:
+    """``"in"`` for an instruction whose bytes enter the fabric through a memory port (a
+    load, gather or multicast from DRAM or the global buffer), ``"out"`` for a store to
+    them, else None (on-chip gathers, cluster-to-cluster transfers, compute)."""
+    m = ins.mnemonic
+    if m in ("ld", "ldg", "bcast"):
+        return "in" if ins["src"].space in _OFF_CHIP else None
+    if m == "st":
+        return "out" if ins["dst"].space in _OFF_CHIP else None
+    return None
+
+
 def build_step_report(step: int, name: str, variant: str, result: Any, program: Any,
                       op_kinds: dict[int, str], op_layers: dict[int, str],
                       op_names: dict[int, str] | None = None) -> StepReport:
@@ -116,10 +141,11 @@ def build_step_report(step: int, name: str, variant: str, result: Any, program: 
         kind = op_kinds.get(op_id, "control") if op_id >= 0 else "control"
         layer = (loc.layer if loc is not None and loc.layer else op_layers.get(op_id, "")) or \
             ("(control)" if kind == "control" else "(unnamed)")
-        kinds.setdefault(kind, Bucket()).add(rec)
-        layers.setdefault(layer, Bucket()).add(rec)
+        port = port_direction(program.instructions[rec.index]) if rec.bytes else None
+        kinds.setdefault(kind, Bucket()).add(rec, port)
+        layers.setdefault(layer, Bucket()).add(rec, port)
         if op_id >= 0:
-            ops.setdefault(op_id, (kind, layer, Bucket()))[2].add(rec)
+            ops.setdefault(op_id, (kind, layer, Bucket()))[2].add(rec, port)
     by_op = {str(i): {"op": (op_names or {}).get(i, ""), "kind": kind, "layer": layer,
                       **b.as_dict()} for i, (kind, layer, b) in sorted(ops.items())}
     rep = result.report

@@ -49,6 +49,14 @@ def test_mlp_training_step_matches_interpreter() -> None:
                                                       ) - rep.by_kind.get("control", {}).get("instructions", 0)
     sddmm = [o for o in ops if o["kind"] == "wgrad_sddmm"]
     assert sddmm and all(o["op"] == "graph.sddmm" and o["layer"] == "fc1" for o in sddmm)
+    # bytes through the memory ports, counted per op from the program, add up to the
+    # emulator's own DRAM byte count (no global-buffer traffic here); each GEMM reads more
+    # than it writes
+    mem = rep.emulator.memory_bytes
+    assert mem["gbuf_bytes"] == 0
+    assert sum(o["port_in_bytes"] + o["port_out_bytes"] for o in ops) == mem["dram_bytes"] > 0
+    fwd = [o for o in ops if o["kind"] == "forward"]
+    assert fwd and all(o["port_in_bytes"] > o["port_out_bytes"] > 0 for o in fwd)
     d = json.loads(rep.to_json())
     assert d["total_cycles"] == rep.total_cycles and d["densities"]["w1"] == pytest.approx(
         mask.mean())
