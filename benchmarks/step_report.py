@@ -12,8 +12,14 @@ and with random masks of density ``--density`` on every conv and linear weight, 
   compiled, matched by layer, kind and order): realized speedup (its cycles in the dense
   step / in the masked step, both on acf-base), ideal speedup (dense MACs / effectual MACs,
   both measured) and the fraction of the ideal realized;
+* per GEMM, its port floor: the bytes the masked GEMM moved through the memory ports, per
+  direction, over the ports' bandwidth (one ``noc.link_bytes`` link per fabric row each way;
+  DRAM's own rate where lower), and the speedup attainable with the GEMM at the larger of
+  its ideal and that floor: what the fabric's ports leave of the ideal for the traffic the
+  kernel moves (a kernel moving fewer bytes would lower the floor);
 * the whole step: realized speedup, and Amdahl's bound (the non-GEMM cycles as in the dense
-  step, every GEMM at its ideal) and the fraction of it realized;
+  step, every GEMM at its ideal) and the fraction of it realized; the same bound with each
+  GEMM at its attainable speedup (the port-aware bound);
 * the masked step on each target against acf-base (time and energy), and what a mask
   update (every mask re-drawn at the same density) costs there, apart from the step;
 * the H200 step (``evaluation/anchors``: measured at batch 128, scaled per sample to this
@@ -80,6 +86,8 @@ def _row(target: str, density: float, batch: int, width: int, queue) -> None:
                "seconds": rep.seconds, "energy_j": rep.energy_j,
                "effectual_macs": rep.effectual_macs, "by_op": rep.by_op,
                "peak_macs_per_s": t.peak_macs_per_s, "area_mm2": t.total_area_mm2(),
+               "port_bytes_per_cycle": t.port_bytes_per_cycle,
+               "dram_bytes_per_cycle": int(t.dram.channels) * int(t.dram.bytes_per_cycle),
                "tech_node_nm": int(t.tech.node_nm), "numeric_mode": str(t.numeric.mode)})
 
 
@@ -105,6 +113,16 @@ def gemms(row: dict) -> dict[tuple, dict]:
     return out
 
 
+def port_floor(op: dict, row: dict) -> int | None:
+    """Cycles the op's memory-port traffic needs at least: each direction over its links,
+    both together over DRAM (None for a row measured without port byte counts)."""
+    port, dram = row.get("port_bytes_per_cycle"), row.get("dram_bytes_per_cycle")
+    if not port or "port_in_bytes" not in op:
+        return None
+    i, o = op["port_in_bytes"], op["port_out_bytes"]
+    return -(-max(i, o, (i + o) * port // max(dram or port, 1)) // port)
+
+
 def analyse(dense: dict, sparse: dict) -> dict:
     dg, sg = gemms(dense), gemms(sparse)
     rows = []
@@ -114,17 +132,27 @@ def analyse(dense: dict, sparse: dict) -> dict:
             continue
         realized = d["span_cycles"] / max(s["span_cycles"], 1)
         ideal = d["effectual_macs"] / max(s["effectual_macs"], 1)
-        rows.append({"layer": key[0], "kind": key[1], "op": key[2], "dense_cycles": d["span_cycles"],
-                     "sparse_cycles": s["span_cycles"], "realized": realized, "ideal": ideal,
-                     "fraction_of_ideal": realized / ideal})
+        row = {"layer": key[0], "kind": key[1], "op": key[2], "dense_cycles": d["span_cycles"],
+               "sparse_cycles": s["span_cycles"], "realized": realized, "ideal": ideal,
+               "fraction_of_ideal": realized / ideal}
+        floor = port_floor(s, sparse)
+        if floor is not None:
+            attainable = d["span_cycles"] / max(d["span_cycles"] / ideal, floor, 1)
+            row.update(port_floor_cycles=floor, attainable=attainable,
+                       fraction_of_attainable=realized / attainable)
+        rows.append(row)
     t_dense = dense["cycles"]
     gemm_dense = sum(r["dense_cycles"] for r in rows)
     non_gemm = max(t_dense - gemm_dense, 0)
     bound = t_dense / (non_gemm + sum(r["dense_cycles"] / r["ideal"] for r in rows))
     realized = t_dense / sparse["cycles"]
-    return {"gemms": rows, "gemm_share_of_dense_step": gemm_dense / t_dense,
-            "step_realized_speedup": realized, "step_amdahl_bound": bound,
-            "step_fraction_of_bound": realized / bound}
+    out = {"gemms": rows, "gemm_share_of_dense_step": gemm_dense / t_dense,
+           "step_realized_speedup": realized, "step_amdahl_bound": bound,
+           "step_fraction_of_bound": realized / bound}
+    if rows and all("attainable" in r for r in rows):
+        ports = t_dense / (non_gemm + sum(r["dense_cycles"] / r["attainable"] for r in rows))
+        out.update(step_port_bound=ports, step_fraction_of_port_bound=realized / ports)
+    return out
 
 
 def versus_h200(acf: dict, batch: int) -> list[dict]:
@@ -161,6 +189,8 @@ def fabric_rows(rows: list[dict], batch: int) -> list[dict]:
                     "energy_reduction": dense["energy_j"] / masked["energy_j"],
                     "amdahl_bound": a["step_amdahl_bound"],
                     "fraction_of_bound": a["step_fraction_of_bound"],
+                    "port_bound": a.get("step_port_bound"),
+                    "fraction_of_port_bound": a.get("step_fraction_of_port_bound"),
                     "gemm_fraction_min": fr[0], "gemm_fraction_median": fr[len(fr) // 2],
                     "gemm_fraction_max": fr[-1], "h200": gpu})
     return out
@@ -181,7 +211,12 @@ def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
              f"GEMMs are {100 * a['gemm_share_of_dense_step']:.0f} % of the dense step's cycles. "
              f"Amdahl bound (non-GEMM work as dense, every GEMM at its ideal): "
              f"{a['step_amdahl_bound']:.2f}x; realized {a['step_realized_speedup']:.2f}x = "
-             f"{100 * a['step_fraction_of_bound']:.0f} % of it.", "",
+             f"{100 * a['step_fraction_of_bound']:.0f} % of it." + (
+                 f" With every GEMM at the larger of its ideal and its port floor (the bytes "
+                 f"it moved through the {acf['port_bytes_per_cycle']} B/cycle memory ports, "
+                 f"per direction): {a['step_port_bound']:.2f}x; realized "
+                 f"{100 * a['step_fraction_of_port_bound']:.0f} % of it."
+                 if "step_port_bound" in a else ""), "",
              ("| target (masked step) | cycles | time ms | energy mJ | acf-base speedup | "
               "acf-base energy red. | mask update cycles (of the step) |"),
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -211,15 +246,18 @@ def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
         lines += [""] + [f"- {n}" for n in gpu[0]["notes"]] + [f"- H200 provenance: {prov}"]
     if fabrics:
         lines += ["", "## Other fabrics: each masked step against its own dense step", "",
-                  "| fabric | peak TMAC/s | dense cycles | masked cycles | masked ms | speedup | "
-                  "energy red. | Amdahl bound | of bound | per-GEMM of ideal (min / median / max) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  ("| fabric | peak TMAC/s | dense cycles | masked cycles | masked ms | speedup | "
+                   "energy red. | Amdahl bound | of bound | port-aware bound (of it) | "
+                   "per-GEMM of ideal (min / median / max) |"),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for f in fabrics:
+            ports = (f"{f['port_bound']:.2f}x ({100 * f['fraction_of_port_bound']:.0f} %)"
+                     if f.get("port_bound") else "-")
             lines.append(
                 f"| {f['target']} ({f['numeric_mode']}) | {f['peak_macs_per_s'] / 1e12:.1f} | "
                 f"{f['dense_cycles']:,} | {f['masked_cycles']:,} | {f['masked_seconds'] * 1e3:.2f} | "
                 f"{f['speedup']:.2f}x | {f['energy_reduction']:.2f}x | {f['amdahl_bound']:.2f}x | "
-                f"{100 * f['fraction_of_bound']:.0f} % | {100 * f['gemm_fraction_min']:.0f} / "
+                f"{100 * f['fraction_of_bound']:.0f} % | {ports} | {100 * f['gemm_fraction_min']:.0f} / "
                 f"{100 * f['gemm_fraction_median']:.0f} / {100 * f['gemm_fraction_max']:.0f} % |")
         for f in fabrics:
             for g in f["h200"]:
@@ -228,11 +266,15 @@ def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
                              f"as measured: {g['speedup_raw']:.2f}x the GPU's speed, "
                              f"{g['energy_reduction_scaled']:.1f}x less energy "
                              f"({g['energy_scaling']}).")
-    lines += ["", "| layer | GEMM | dense cycles | masked cycles | realized | ideal | fraction |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["", ("| layer | GEMM | dense cycles | masked cycles | realized | ideal | fraction | "
+                   "masked port floor | attainable | of attainable |"),
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for g in a["gemms"]:
+        ports = (f"{g['port_floor_cycles']:,} | {g['attainable']:.2f}x | "
+                 f"{100 * g['fraction_of_attainable']:.0f} %" if "attainable" in g else "- | - | -")
         lines.append(f"| {g['layer']} | {g['kind']} | {g['dense_cycles']:,} | {g['sparse_cycles']:,} | "
-                     f"{g['realized']:.2f}x | {g['ideal']:.1f}x | {100 * g['fraction_of_ideal']:.0f} % |")
+                     f"{g['realized']:.2f}x | {g['ideal']:.1f}x | {100 * g['fraction_of_ideal']:.0f} % | "
+                     f"{ports} |")
     return "\n".join(lines) + "\n", {"analysis": a, "h200": gpu, "fabrics": fabrics}
 
 

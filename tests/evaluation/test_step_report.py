@@ -67,3 +67,35 @@ def test_fabric_variants_apply_their_overrides() -> None:
     assert (int(t.cluster.fold_cycles), int(t.cluster.lookahead)) == (0, 4)
     assert (int(base.cluster.fold_cycles), int(base.cluster.lookahead)) == (16, 8)
     assert t.config_hash() != base.config_hash()
+
+
+def test_port_floor_caps_each_gemms_ideal_and_the_step_bound() -> None:
+    """A GEMM whose masked traffic needs more cycles over the memory ports than its ideal
+    leaves is credited only what the ports allow: here the forward's 12,800 bytes in at
+    32 B/cycle (400 cycles) against its ideal's 600 / 10 = 60, the weight gradient's 1,600
+    bytes out (50 cycles) against 200 / 5 = 40; DRAM (64 B/cycle for both directions)
+    binds neither."""
+    def ported(o, i, out):
+        return {**o, "port_in_bytes": i, "port_out_bytes": out}
+
+    dense = {**row(1000, [ported(op("graph.conv2d", "forward", "c1", 600, 3000), 0, 0),
+                          op("graph.relu", "other", "r1", 200, 0),
+                          ported(op("graph.conv2d_backward_weight", "wgrad_dense", "c1", 200, 1000), 0, 0)]),
+             "port_bytes_per_cycle": 32, "dram_bytes_per_cycle": 64}
+    sparse = {**row(900, [ported(op("graph.conv2d", "forward", "c1", 500, 300), 12_800, 640),
+                          op("graph.relu", "other", "r1", 200, 0),
+                          ported(op("graph.conv2d_backward_weight", "wgrad_sddmm", "c1", 100, 200), 320, 1_600)]),
+              "port_bytes_per_cycle": 32, "dram_bytes_per_cycle": 64}
+    a = analyse(dense, sparse)
+    fwd, wg = a["gemms"]
+    assert fwd["port_floor_cycles"] == 400 and wg["port_floor_cycles"] == 50
+    assert fwd["attainable"] == pytest.approx(600 / 400)  # the ports, not the 10x ideal
+    assert wg["ideal"] == pytest.approx(5.0) and wg["attainable"] == pytest.approx(200 / 50)
+    assert fwd["fraction_of_attainable"] == pytest.approx((600 / 500) / (600 / 400))
+    # Amdahl: 200 + 600 / 10 + 200 / 5 = 300; with the floors: 200 + 400 + 50 = 650
+    assert a["step_amdahl_bound"] == pytest.approx(1000 / 300)
+    assert a["step_port_bound"] == pytest.approx(1000 / 650)
+    assert a["step_fraction_of_port_bound"] == pytest.approx((1000 / 900) / (1000 / 650))
+    # a row measured without port byte counts keeps the Amdahl analysis only
+    old = analyse(row(1000, dense["by_op"].values()), row(900, sparse["by_op"].values()))
+    assert "step_port_bound" not in old and "attainable" not in old["gemms"][0]
