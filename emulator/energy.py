@@ -92,7 +92,7 @@ def _counts(engine, ex) -> dict[str, int]:
     elif m == "bcast":
         src = {"sp": "spad_read_byte", "gb": "gbuf_read_byte", "dram": "dram_byte"}[info["space"]]
         c[src] = info["nbytes"]
-        c["spad_write_byte"] = info["nbytes"] * len(info["members"])
+        c["spad_write_byte"] = info["nbytes"] * info["written"]
     elif m == "reduce":
         k = len(info["members"])
         c["spad_read_byte"] = info["nbytes"] * k

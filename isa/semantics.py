@@ -762,9 +762,13 @@ def _bcast(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     writes = []
     for mb in members:
         m.check("sp", mb, ea["dst"], n)
+        if sspace == "sp" and mb == cl and ea["dst"] == ea["src"]:
+            continue  # the sender's own copy is the source: nothing to write, so its reads
+            # of the buffer may overlap the multicast
         writes.append(("sp", mb, ea["dst"], data, 0))
         acc.append(Access("sp", mb, ea["dst"], 1, n, n, True))
     return Effect(writes, acc, info={"nbytes": n, "members": members, "space": sspace,
+                                     "written": len(writes),
                                      "runs": np.array([[ea["src"], n]], np.int64)})
 
 

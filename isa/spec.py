@@ -263,7 +263,8 @@ OPS: tuple[Op, ...] = (
         F("bytes", u(24))),
        "noc_bcast", ("spad_read_byte", "gbuf_read_byte", "dram_byte", "noc_router_flit", "noc_link_flit",
                      "spad_write_byte"),
-       "Multicast bytes to the scratchpads of a group (from this cluster, or from GB/DRAM via its port)."),
+       "Multicast bytes to the scratchpads of a group (from this cluster, or from GB/DRAM via its port); "
+       "a sending member whose dst is its src keeps that copy unwritten."),
     Op("reduce", 0x53, "noc", "noc",
        (F("grp", u(4), "multicast group"), F("dst", mem("sp")), F("src", mem("sp", "acc")),
         F("n", u(24), "fp32 elements")),

@@ -46,6 +46,40 @@ def test_disjoint_strided_blocks_do_not_race() -> None:
     """), "acf-small")
 
 
+def test_a_senders_reads_may_overlap_its_own_multicast_but_a_receivers_may_not() -> None:
+    """``bcast`` from a cluster's scratchpad to the same address leaves the sender's copy
+    unwritten (it is the source), so the sender's ``mm`` reading it while the multicast is
+    under way is no race; a receiver reading it without waiting for the multicast is. The
+    receiver's data arrives; to another address the sender's copy is written (64 more
+    scratchpad bytes written)."""
+    prog = """.tensor X dram 0x0 f32[4,4]
+        .tensor Y dram 0x100 f32[4,4]
+        noc.mcast 1, 0, 0, 1, 0 sig(t128)
+        ld c0, sp[0x0], dram[X], dense, rows=4, cols=4 sig(t1, t2)
+        bcast c0, 1, sp[{dst}], sp[0x0], 64 wait(t1, t128) sig(t129)
+        mm c0, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t2)
+        mm c1, acc[0x0], sp[{dst}], sp[{dst}], m=4, n=4, k=4 {wait} sig(t3)
+        st c1, dram[Y], acc[0x0], dense, rows=4, cols=4 wait(t3)
+        halt
+    """
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+
+    def go(dst: str):
+        return run(assemble(".target acf-small\n" + prog.format(dst=dst, wait="wait(t129)")),
+                   "acf-small", {"X": x})
+
+    res = go("0x0")
+    recs = {(r.mnemonic, r.cluster): r for r in res.records}
+    assert recs[("mm", 0)].start < recs[("bcast", 0)].end  # overlapped, and legal
+    assert recs[("mm", 1)].start >= recs[("bcast", 0)].end
+    np.testing.assert_array_equal(res.outputs["Y"], x @ x)
+    written = res.report.energy_events_count["spad_write_byte"]
+    assert go("0x100").report.energy_events_count["spad_write_byte"] == written + 64
+    t = trap_of(prog.format(dst="0x0", wait=""))
+    assert t.kind == "race"
+    assert {(t.mnemonic, t.cluster), (t.other.mnemonic, t.other.cluster)} == {("bcast", 0), ("mm", 1)}
+
+
 def test_token_deadlock_names_blocked_heads() -> None:
     t = trap_of("""
         ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 wait(t128) sig(t129)
