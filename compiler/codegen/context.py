@@ -205,8 +205,10 @@ class KernelContext:
     def bcast(self, cl: int, grp: int, slot: Slot, nbytes: int, receivers: list[int]) -> int:
         """Multicast the first ``nbytes`` of ``slot`` on cluster ``cl`` to the same slot of
         every cluster of group ``grp`` (``receivers``: its members but ``cl``); each
-        receiver's stream orders the write among its own accesses to the slot."""
-        index = self.emit(cl, "bcast", reads=(slot,), writes=(slot,), grp=grp, dst=slot.ref(),
+        receiver's stream orders the write among its own accesses to the slot. The sender's
+        own copy is the source and is not written (``bcast`` semantics), so the sender's
+        reads of it (its own ``mm``) need not wait for the multicast, only its next write."""
+        index = self.emit(cl, "bcast", reads=(slot,), writes=(), grp=grp, dst=slot.ref(),
                           src=slot.ref(), bytes=nbytes)
         slots = self._expand((slot,)) if self.aliases else (slot,)
         for r in receivers:
