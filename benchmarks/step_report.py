@@ -120,7 +120,7 @@ def port_floor(op: dict, row: dict) -> int | None:
     if not port or "port_in_bytes" not in op:
         return None
     i, o = op["port_in_bytes"], op["port_out_bytes"]
-    return -(-max(i, o, (i + o) * port // max(dram or port, 1)) // port)
+    return max(-(-i // port), -(-o // port), -(-(i + o) // (dram or port)))
 
 
 def analyse(dense: dict, sparse: dict) -> dict:

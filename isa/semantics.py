@@ -762,9 +762,10 @@ def _bcast(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     writes = []
     for mb in members:
         m.check("sp", mb, ea["dst"], n)
+        # the sender's own copy is the source: nothing to write there, so the sender's
+        # reads of that buffer may overlap the multicast
         if sspace == "sp" and mb == cl and ea["dst"] == ea["src"]:
-            continue  # the sender's own copy is the source: nothing to write, so its reads
-            # of the buffer may overlap the multicast
+            continue
         writes.append(("sp", mb, ea["dst"], data, 0))
         acc.append(Access("sp", mb, ea["dst"], 1, n, n, True))
     return Effect(writes, acc, info={"nbytes": n, "members": members, "space": sspace,

@@ -15,7 +15,6 @@ step that triggers it and keeps the faster program (see ``SessionOptions.verify`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 
@@ -57,7 +56,6 @@ def codec_keeps_up(target) -> bool:
     all clusters handle at least twice as many elements per cycle as the memory ports bring
     in fp32 values. Measured on a 512x256x3x3 masked SGD at 10 %: acf-base (256 vs 32 per
     cycle) 159k -> 119k cycles; acf-small (16 vs 16) a 128x64x3x3 one 28.3k -> 31.5k."""
-    clusters = math.prod(int(d) for d in target.fabric.grid)
-    codec = clusters * int(target.cluster.codec_values_per_cycle)
+    codec = target.num_clusters * int(target.cluster.codec_values_per_cycle)
     ports = target.port_bytes_per_cycle / 4
     return codec >= 2 * ports
