@@ -186,7 +186,7 @@ def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int, bool]:
     tiles, shared, 174k). Where no such tile divides (a packed sparse B keeps its ``t``-wide
     column blocks: 2048 columns are 15 of them), ``output_tile``'s tile shares one operand
     in a ragged layout (``multicast.rows_share_first``): 512 x 2048 x 2048 with a 10 %
-    bitmap weight: 571k cycles with each cluster loading its own x tiles, 310k shared)."""
+    bitmap weight: 571k cycles with each cluster loading its own x tiles, 271k shared)."""
     tm, tn = output_tile(ctx, g)
     if g.batch != 1 or not REUSE or _multicast_fits(ctx, g, tm, tn):
         return tm, tn, False
@@ -214,7 +214,8 @@ def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int, bool]:
     # operands find an even grid above or do better unshared: 4096 x 64 x 576 dense shared
     # ragged in 128 x 32 tiles, 141k cycles; unshared 144 x 64, 116k), and over several
     # k-chunks: with one, a tile's load, multicast and mm run one after another and the
-    # idle turns are not repaid (784 x 256 MLP weight gradient at batch 32: 5,291 -> 5,385).
+    # idle turns are not repaid (784 x 256 MLP weight gradient at batch 32: 5,291 -> 5,385;
+    # both measured while a sender still waited for its own multicast).
     pinned = fixed or g.a.sparse or g.b.sparse
     if pinned and g.k > ctx.tiling.t:
         for a, b in cands:
