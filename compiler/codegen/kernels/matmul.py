@@ -184,8 +184,9 @@ def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int, bool]:
     up to the fabric's side, which pays for the smaller tiles' extra folds many times over
     (2048 x 512 x 512 dense on acf-base: 144-row tiles, not shared, 267k cycles; 128-row
     tiles, shared, 174k). Where no such tile divides (a packed sparse B keeps its ``t``-wide
-    column blocks: 2048 columns are 15 of them), ``output_tile``'s tile shares one operand
-    in a ragged layout (``multicast.rows_share_first``): 512 x 2048 x 2048 with a 10 %
+    column blocks: 2048 columns are 15 of them), the largest of the same tiles that allows
+    it shares one operand in a ragged layout (``multicast.rows_share_first``): 512 x 2048 x
+    2048 with a 10 %
     bitmap weight: 571k cycles with each cluster loading its own x tiles, 271k shared)."""
     tm, tn = output_tile(ctx, g)
     if g.batch != 1 or not REUSE or _multicast_fits(ctx, g, tm, tn):
