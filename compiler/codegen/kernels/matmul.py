@@ -186,8 +186,8 @@ def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int, bool]:
     tiles, shared, 174k). Where no such tile divides (a packed sparse B keeps its ``t``-wide
     column blocks: 2048 columns are 15 of them), the largest of the same tiles that allows
     it shares one operand in a ragged layout (``multicast.rows_share_first``): 512 x 2048 x
-    2048 with a 10 %
-    bitmap weight: 571k cycles with each cluster loading its own x tiles, 271k shared)."""
+    2048 with a 10 % bitmap weight: 571k cycles with each cluster loading its own x tiles,
+    271k shared)."""
     tm, tn = output_tile(ctx, g)
     if g.batch != 1 or not REUSE or _multicast_fits(ctx, g, tm, tn):
         return tm, tn, False
