@@ -229,3 +229,44 @@ def test_packed_sparse_operand_shares_the_dense_one_in_a_ragged_layout() -> None
     # measured: 4.73 -> 3.25 MB (B's tiles are still loaded per cluster), 39.2k -> 26.2k cycles
     assert rep_on.memory_bytes["dram_bytes"] < 0.75 * rep_off.memory_bytes["dram_bytes"]
     assert rep_on.total_cycles < 0.8 * rep_off.total_cycles
+
+
+class _Fabric:
+    """The part of a KernelContext the layouts read: its grid and multicast groups."""
+
+    def __init__(self, gx: int, gy: int) -> None:
+        from acf.compiler.codegen.placement import row_spread
+
+        self.target = load_target("acf-base", {"fabric.grid": [gx, gy]})
+        self.multicast, self.placement, self.mcast_groups = True, row_spread, {}
+
+    def mcast_group(self, *rect):
+        return self.mcast_groups.setdefault(rect, len(self.mcast_groups))
+
+
+@pytest.mark.parametrize("grid", [(4, 4), (2, 2), (4, 2)])
+def test_ragged_layouts_cover_every_tile_once_and_keep_senders_busy(grid) -> None:
+    """Every ragged layout ``rows_share_first`` offers, over a range of grid sizes: each
+    (a, b) tile goes to exactly one cluster and step; a cluster's ``a`` items come from its
+    group's sender, which has a tile in every step where a receiver does; at least three
+    quarters of the cluster-steps are busy."""
+    from acf.compiler.codegen.multicast import rows_share_first
+
+    ragged_only = 0
+    for n_a in range(1, 13):
+        for n_b in range(1, 17):
+            layout = rows_share_first(_Fabric(*grid), n_a, n_b, ragged=True)
+            if layout is None:
+                continue
+            ragged_only += rows_share_first(_Fabric(*grid), n_a, n_b) is None
+            seen = [t for v in layout.tiles.values() for t in v if t is not None]
+            assert sorted(seen) == [(a, b) for a in range(n_a) for b in range(n_b)]
+            assert {len(v) for v in layout.tiles.values()} == {layout.steps}
+            sender = layout.sender["a"]
+            for step in range(layout.steps):
+                for cl, v in layout.tiles.items():
+                    if v[step] is not None:
+                        lead = layout.tiles[sender[cl]][step]
+                        assert lead is not None and lead[0] == v[step][0]
+            assert 4 * len(seen) >= 3 * layout.steps * len(layout.tiles)
+    assert ragged_only >= 30  # measured 37 / 51 / 60 grids that only the ragged split lays out
