@@ -27,7 +27,9 @@ CASES = ("uniform", "rows", "cols")
 
 
 def layer(m: int, n: int, k: int, fmt: str = "csr") -> str:
-    wt = f"tensor<{n}x{k}xf32, {format_to_encoding(fmt)}>"
+    """IR of ``y = x . w^T`` with x (m x k) dense and w (n x k) stored as ``fmt``."""
+    enc = format_to_encoding(fmt)
+    wt = f"tensor<{n}x{k}xf32, {enc}>" if enc else f"tensor<{n}x{k}xf32>"
     return (f"graph.func @f(%x: tensor<{m}x{k}xf32>, %w: {wt}) -> (tensor<{m}x{n}xf32>) {{\n"
             f"  %y = graph.linear %x, %w : tensor<{m}x{k}xf32>, {wt} -> tensor<{m}x{n}xf32>\n"
             f"  graph.return %y : tensor<{m}x{n}xf32>\n}}\n")

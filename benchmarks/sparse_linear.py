@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 from acf import emulator
+from acf.benchmarks.noc_placement import layer
 from acf.compiler.codegen import CompileOptions, compile_module
 from acf.compiler.parser import parse_module
-from acf.compiler.sparse_encoding import format_to_encoding
 from acf.isa.target import load_target
 
 #: (name, m, n, k)
@@ -33,17 +33,9 @@ LAYERS = [
 ]
 
 
-def layer_text(m: int, n: int, k: int, sparse: bool) -> str:
-    wt = f"tensor<{n}x{k}xf32, {format_to_encoding('csr')}>" if sparse else f"tensor<{n}x{k}xf32>"
-    return (
-        f"graph.func @layer(%x: tensor<{m}x{k}xf32>, %w: {wt}) -> (tensor<{m}x{n}xf32>) {{\n"
-        f"  %y = graph.linear %x, %w : tensor<{m}x{k}xf32>, {wt} -> tensor<{m}x{n}xf32>\n"
-        f"  graph.return %y : tensor<{m}x{n}xf32>\n}}\n")
-
-
 def run(target, m: int, n: int, k: int, x: np.ndarray, w: np.ndarray, *, sparse: bool,
         multicast: bool) -> dict:
-    c = compile_module(parse_module(layer_text(m, n, k, sparse)), target,
+    c = compile_module(parse_module(layer(m, n, k, "csr" if sparse else "dense")), target,
                        CompileOptions(multicast=multicast))
     t0 = time.perf_counter()
     res = emulator.run(c.program, target, c.bind([x, w]))
