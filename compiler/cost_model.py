@@ -10,12 +10,12 @@ Three levels, each a closed form of the timing contract:
 * :func:`mm_cycles` - the MAC array time of one ``mm`` (section 3) given the skip hardware:
   exact from masks (the lookahead-window formula), or its expectation from densities
   (``E[max(1, Binomial(d, p))]`` per window, plus the expected maximum over a fold).
-* :func:`gemm_cost` - a whole GEMM as ``compiler/codegen/kernels/matmul.py`` emits it
-  (per output tile and k-chunk: ``ld A``, ``ld B``, ``mm``; double-buffered slots; one ``st``
-  per output tile; output tiles as ``codegen.tiling.gemm_output_tile`` cuts them, placed on
-  clusters): the per-cluster queues are composed with the shared row-port NoC links and the
-  DRAM channels (each tile's byte runs interleaved over them, section 6), reserving links
-  as section 7 does.
+* :func:`gemm_cost` - a whole GEMM as ``compiler/codegen/kernels/matmul.py`` emits it: the
+  kernel itself emits its instructions (output tiles, placement, operand reuse, multicast
+  layouts) into a recording context, and ``compiler/gemm_replay.py`` times them with the two
+  closed forms above over in-order unit queues, the shared NoC links (row-port paths and
+  multicast trees, section 7) and the DRAM channels (each tile's byte runs interleaved over
+  them, section 6).
 
 Nothing here imports the emulator (``compiler`` and ``emulator`` know nothing of each
 other); ``tests/compiler/test_cost_model.py`` checks the numbers against it.
@@ -23,7 +23,6 @@ other); ``tests/compiler/test_cost_model.py`` checks the numbers against it.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +32,6 @@ import numpy as np
 from acf.isa import formats
 from acf.isa.symbols import packed_slot_bytes
 from acf.isa.target import Target
-
-from .codegen.tiling import gemm_output_tile, k_chunk_order
 
 #: Formats the model compares (``nm2:4`` only when the pattern is 2:4).
 FORMATS = ("dense", "csr", "csc", "coo", "bitmap", "bcsr4x4", "nm2:4")
@@ -312,6 +309,15 @@ class _Links:
             self.flits[l] = self.flits.get(l, 0) + flits
         return t0 + len(links) * r + flits
 
+    def reserve_tree(self, request: int, links: dict[tuple, int], flits: int) -> int:
+        """A multicast: each link at its depth in the tree (section 7)."""
+        r = self.r
+        t0 = max([request] + [self.free.get(l, 0) - h * r for l, h in links.items()])
+        for l, h in links.items():
+            self.free[l] = t0 + h * r + flits
+            self.flits[l] = self.flits.get(l, 0) + flits
+        return t0 + (max(links.values(), default=-1) + 1) * r + flits
+
 
 class _Dram:
     """Section 6 DRAM channels: a tile's byte runs split at the interleave, each channel busy
@@ -383,167 +389,13 @@ def memory_route(x: int, y: int, inbound: bool = True) -> list[tuple]:
 def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *, t: int,
               placement: Callable | None = None, out_fmt: str = "dense",
               skip: str = "ab") -> GemmCost:
-    """Model ``C[m,n] = op(A) op(B)`` compiled by the matmul kernel with tile side ``t``.
+    """Model ``C[m,n] = op(A) op(B)`` compiled by the matmul kernel with tile side ``t``:
+    the kernel's own instructions (``placement``: the default one, with its multicast
+    layouts, when None), each timed by the closed forms above over in-order unit queues,
+    shared row-port links and DRAM channels (``compiler/gemm_replay.py``)."""
+    from .gemm_replay import replay  # it runs the kernel, which this module's callers import
 
-    Each cluster's ``ld`` queue loads A then B per k-chunk, its ``mac`` queue runs the ``mm``
-    once both are in (double-buffered slots: a load waits for the ``mm`` two chunks back),
-    and its ``st`` queue stores each output tile; loads share the row-port links and the
-    DRAM channels, reserved in request order.
-    """
-    X, Y = (int(v) for v in target.fabric.grid)
-    I = int(target.cluster.issue_cycles)
-    lat = int(target.dram.latency_cycles)
-    fixed = out_fmt != "dense"
-    tm, tn = gemm_output_tile(m, n, t, X * Y, step_m=int(target.cluster.pe_rows),
-                              step_n=int(target.cluster.pe_cols),
-                              split_m=not fixed and a.fmt == "dense",
-                              split_n=not fixed and b.fmt == "dense")
-    tiles = [(i0, j0) for i0 in range(0, m, tm) for j0 in range(0, n, tn)]
-    if placement is None:
-        placed = [(i % (X * Y), tile) for i, tile in enumerate(tiles)]
-    else:
-        placed = list(placement(tiles, target))
-    # Per cluster, the program order of its instructions.
-    work: dict[int, list] = {}
-    for cl, (i0, j0) in placed:
-        work.setdefault(cl, []).append((i0, j0))
-    links = _Links(int(target.noc.router_latency))
-    dram = _Dram(target)
-    run_cache: dict = {}
-    out = Operand(m, n, out_fmt)  # the result, for its stores' byte runs
-    total_load = total_mac = 0
-    dram_bytes = 0
-    cost_cache: dict = {}
-
-    def ld_cost(op: Operand, r0: int, c0: int, h: int, w: int, hops: int) -> TileCost:
-        key = (id(op), r0, c0, h, w, hops)
-        if key not in cost_cache:
-            mask = op.tile_mask(r0, c0, h, w)
-            dens = None if mask is not None else (op.density if op.fmt != "dense" else None)
-            cost_cache[key] = tile_cost(target, op.fmt, h, w, mask=mask, density=dens, hops=hops)
-        return cost_cache[key]
-
-    # Simulate clusters in lock-step: events are processed in request order per cluster.
-    state = {cl: {"ld_free": 0, "mac_free": 0, "st_free": 0, "mm_end": [], "st_end": []}
-             for cl in work}
-    streams = {cl: _cluster_ops(target, cl, work[cl], m, n, k, (t, tm, tn), a, b, skip) for cl in work}
-    pos = {cl: 0 for cl in work}
-    ends: dict[int, int] = {}
-
-    def readiness(cl: int) -> int | None:
-        """When the cluster's next op can be requested (None: not yet). It depends on the
-        cluster's own queues only, so it changes only when that cluster issues."""
-        kind, info = streams[cl][pos[cl]]
-        st = state[cl]
-        if kind == "ld":
-            ready = st["ld_free"]
-            dep = info["war"]
-            if dep is not None and dep < len(st["mm_end"]):
-                ready = max(ready, st["mm_end"][dep])
-            elif dep is not None:
-                ready = None  # its mm has not been scheduled yet
-        elif kind == "mm":
-            ready = max(st["mac_free"], info["ready_loads"](st))
-            if info["waits_store"] is not None:
-                ws = info["waits_store"]
-                ready = max(ready, st["st_end"][ws]) if ws < len(st["st_end"]) else None
-        else:
-            ready = max(st["st_free"], st["mm_end"][-1])
-        return ready
-
-    # next instruction: the cluster whose next op can be requested earliest (ties: the
-    # lower cluster id), from a heap of each cluster's next request
-    heap = [(r, cl) for cl in work if (r := readiness(cl)) is not None]
-    heapq.heapify(heap)
-    while heap:
-        s, cl = heapq.heappop(heap)
-        kind, info = streams[cl][pos[cl]]
-        st = state[cl]
-        x, y = cl % X, cl // X
-        if kind == "ld":
-            op, r0, c0, h, w = info["tile"]
-            tc = ld_cost(op, r0, c0, h, w, x + 1)
-            s1 = s + I
-            key = (id(op), r0, c0, h, w)
-            if key not in run_cache:
-                run_cache[key] = dram.bursts(tile_runs(op, r0, c0, h, w, t, tc.bytes))
-            dram_end = dram.access(s1, run_cache[key])
-            noc_end = links.reserve(s1 + lat, memory_route(x, y), tc.flits)
-            e = max(dram_end, noc_end, s1 + tc.codec_cycles, s1 + tc.bank_cycles)
-            st["ld_free"] = e
-            st.setdefault("loads", []).append(e)
-            total_load += e - s
-            dram_bytes += tc.bytes
-        elif kind == "mm":
-            e = s + int(round(info["cycles"]))
-            st["mac_free"] = e
-            st["mm_end"].append(e)
-            total_mac += e - s
-        else:
-            h, w = info["shape"]
-            r0, c0 = info["at"]
-            nbytes, values, indices, _ = tile_counts(out_fmt, h, w, None, 1.0)
-            s1 = s + I + codec_cycles(target, values, indices)
-            noc_end = links.reserve(s1, memory_route(x, y, inbound=False),
-                                    max(1, _cdiv(nbytes, int(target.noc.link_bytes))))
-            e = dram.access(noc_end, dram.bursts(tile_runs(out, r0, c0, h, w, t, nbytes)))
-            st["st_free"] = e
-            st["st_end"].append(e)
-            dram_bytes += nbytes
-        ends[cl] = max(ends.get(cl, 0), e)
-        pos[cl] += 1
-        if pos[cl] < len(streams[cl]):
-            r = readiness(cl)
-            assert r is not None, "a cluster's next op waits on its own later op"
-            heapq.heappush(heap, (r, cl))
-    assert all(pos[cl] == len(streams[cl]) for cl in work)
-    port: dict[int, int] = {}
-    for link, f in links.flits.items():
-        if link[0][0] == "p" or link[1][0] == "p":
-            yy = link[0][1] if link[0][0] == "p" else link[1][1]
-            port[yy] = port.get(yy, 0) + f
-    return GemmCost(max(ends.values(), default=0), total_load, total_mac, port, dram_bytes, ends)
-
-
-def _cluster_ops(target: Target, cl: int, tiles: list[tuple[int, int]], m: int, n: int, k: int,
-                 sides: tuple[int, int, int], a: Operand, b: Operand, skip: str
-                 ) -> list[tuple[str, dict]]:
-    """The kernel's instruction sequence on cluster ``cl`` (ld A, ld B, mm per chunk, in the
-    cluster's chunk order; st); ``sides``: the k-chunk and the output tile's rows and
-    columns."""
-    ops: list[tuple[str, dict]] = []
-    kiter = 0
-    t, tm, tn = sides
-    for ti, (i0, j0) in enumerate(tiles):
-        mt, nt = min(tm, m - i0), min(tn, n - j0)
-        order = k_chunk_order(k, t, cl)
-        for k0 in order:
-            kt = min(t, k - k0)
-            war = kiter - 2 if kiter >= 2 else None
-            ta = (a, k0, i0, kt, mt) if a.transposed else (a, i0, k0, mt, kt)
-            tb = (b, j0, k0, nt, kt) if b.transposed else (b, k0, j0, kt, nt)
-            ops.append(("ld", {"tile": ta, "war": war}))
-            ops.append(("ld", {"tile": tb, "war": war}))
-            am = a.tile_mask(*ta[1:])
-            bm = b.tile_mask(*tb[1:])
-            if am is not None and a.transposed:
-                am = am.T
-            if bm is not None and b.transposed:
-                bm = bm.T
-            idx = kiter
-
-            def ready(st, idx=idx):
-                loads = st.get("loads", [])
-                return loads[2 * idx + 1] if len(loads) > 2 * idx + 1 else 10 ** 12
-
-            cyc = mm_cycles(target, mt, nt, kt, a_mask=am, b_mask=bm, a_density=a.density,
-                            b_density=b.density, skip=skip)
-            ops.append(("mm", {"cycles": cyc,
-                               "ready_loads": ready,
-                               "waits_store": ti - 2 if (k0 == order[0] and ti >= 2) else None}))
-            kiter += 1
-        ops.append(("st", {"shape": (mt, nt), "at": (i0, j0)}))
-    return ops
+    return replay(target, m, n, k, a, b, t=t, placement=placement, out_fmt=out_fmt, skip=skip)
 
 
 # ---- format choice ----------------------------------------------------------------------

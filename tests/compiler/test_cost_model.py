@@ -2,8 +2,10 @@
 picks for a masked weight is within 5 % of the fastest format measured on the emulator.
 
 Layers: ``y = x . w^T`` (``graph.linear``), x dense, w masked at 10 %, 50 %, 90 % and 99 %
-density, compiled once per format and run on the emulator (acf-small with a small layer,
-acf-base with a 64x256x512 one).
+density, compiled once per format (the default compile: multicast layouts where the tiles
+allow; and round-robin placement, without them) and run on the emulator (acf-small with a
+small layer, acf-base with a 64x256x512 one and, for the format choice, a 256x512x512 one,
+where multicast changes the ranking: sharing x and w halves a dense weight's port traffic).
 """
 
 from __future__ import annotations
@@ -35,21 +37,26 @@ def layer_text(m: int, n: int, k: int, fmt: str, density: float | None = None) -
             f"  graph.return %y : tensor<{m}x{n}xf32>\n}}\n")
 
 
-def weights(n: int, k: int, density: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def weights(n: int, k: int, density: float, seed: int = 0, m: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     mask = rng.random((n, k)) < density
     w = (rng.standard_normal((n, k)) + 3.0).astype(np.float32) * mask
-    x = rng.standard_normal((LAYERS_M.get((n, k), 16), k)).astype(np.float32)
+    x = rng.standard_normal((m or LAYERS_M.get((n, k), 16), k)).astype(np.float32)
     return w, x
 
 
 LAYERS_M = {(n, k): m for m, n, k in LAYERS.values()}
 
 
-def emulate(target, m, n, k, fmt, w, x, noskip=False):
-    # round-robin placement: what gemm_cost models when given no placement
-    c = compile_module(parse_module(layer_text(m, n, k, fmt)), target,
-                       CompileOptions(placement=round_robin))
+PLACEMENTS = {"default": None, "round-robin": round_robin}
+
+
+def emulate(target, m, n, k, fmt, w, x, noskip=False, placement=None):
+    """Compile (``placement`` None: the default compile, which gemm_cost models when given
+    none) and run on the emulator."""
+    options = CompileOptions(placement=placement) if placement else CompileOptions()
+    c = compile_module(parse_module(layer_text(m, n, k, fmt)), target, options)
     run_on = load_target(target.name, overrides={"cluster.skip": "none"}) if noskip else target
     return c, emulator.run(c.program, run_on, c.bind([x, w]))
 
@@ -62,7 +69,7 @@ def test_instruction_costs_are_exact(tname: str) -> None:
     m, n, k = LAYERS[tname]
     w, x = weights(n, k, 0.3)
     for fmt in ("dense", "csr", "bitmap"):
-        c, res = emulate(t, m, n, k, fmt, w, x)
+        c, res = emulate(t, m, n, k, fmt, w, x, placement=round_robin)
         T = c.tiling.t
         recs = res.records
         prog = c.program.instructions
@@ -75,27 +82,33 @@ def test_instruction_costs_are_exact(tname: str) -> None:
         want = cm.tile_cost(t, op_fmt, rows, cols, mask=tile, hops=hops).load_cycles
         assert first.end - first.start == want
         model = cm.gemm_cost(t, m, n, k, cm.Operand(m, k),
-                             cm.Operand(n, k, fmt, mask=w != 0, transposed=True), t=T)
+                             cm.Operand(n, k, fmt, mask=w != 0, transposed=True), t=T,
+                             placement=round_robin)
         mac_busy = sum(v for u, v in res.report.busy_cycles.items() if u.endswith(".mac"))
         assert mac_busy == model.mac_cycles
         assert T > 0
 
 
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
 @pytest.mark.parametrize("tname", list(LAYERS))
-def test_layer_model_tracks_the_emulator(tname: str) -> None:
+def test_layer_model_tracks_the_emulator(tname: str, placement: str) -> None:
+    """The model replays the kernel's instructions (multicasts included), so whole layers
+    come out within a few percent of the emulator in every format and density."""
     t = load_target(tname)
     m, n, k = LAYERS[tname]
     worst = 0.0
     for density in DENSITIES:
         w, x = weights(n, k, density)
         for fmt in FORMATS:
-            c, res = emulate(t, m, n, k, fmt, w, x)
+            c, res = emulate(t, m, n, k, fmt, w, x, placement=PLACEMENTS[placement])
             model = cm.gemm_cost(t, m, n, k, cm.Operand(m, k),
-                                 cm.Operand(n, k, fmt, mask=w != 0, transposed=True), t=c.tiling.t)
+                                 cm.Operand(n, k, fmt, mask=w != 0, transposed=True), t=c.tiling.t,
+                                 placement=PLACEMENTS[placement])
             err = abs(model.cycles - res.report.total_cycles) / res.report.total_cycles
             worst = max(worst, err)
-    print(f"{tname}: worst layer-cycle error of the model {100 * worst:.1f} %")
-    assert worst < 0.12
+    print(f"{tname}, {placement} placement: worst layer-cycle error of the model "
+          f"{100 * worst:.2f} %")
+    assert worst < 0.03
 
 
 def _choose(t, m, n, k, w, density) -> str:
@@ -104,12 +117,16 @@ def _choose(t, m, n, k, w, density) -> str:
     return encoding_to_format(module.funcs[0].arguments[1].type.encoding)
 
 
-@pytest.mark.parametrize("tname", list(LAYERS))
-def test_chosen_format_is_within_5_percent_of_the_fastest(tname: str) -> None:
+CHOICE_LAYERS = [("acf-small", LAYERS["acf-small"]), ("acf-base", LAYERS["acf-base"]),
+                 ("acf-base", (256, 512, 512))]
+
+
+@pytest.mark.parametrize(("tname", "shape"), CHOICE_LAYERS)
+def test_chosen_format_is_within_5_percent_of_the_fastest(tname: str, shape) -> None:
     t = load_target(tname)
-    m, n, k = LAYERS[tname]
+    m, n, k = shape
     for density in DENSITIES:
-        w, x = weights(n, k, density)
+        w, x = weights(n, k, density, m=m)
         measured = {f: emulate(t, m, n, k, f, w, x)[1].report.total_cycles for f in FORMATS}
         chosen = _choose(t, m, n, k, w, density)
         best = min(measured, key=measured.get)
