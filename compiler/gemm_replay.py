@@ -117,8 +117,15 @@ def replay(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand,
     return _Replay(target, t, operands, skip, ctx).run()
 
 
+#: event phases within a cycle, as the emulator orders them: ends, then starts, then requests
+_RETIRE, _START, _REQUEST = 0, 1, 2
+
+
 class _Replay:
-    """Times the recorded streams (see the module docstring)."""
+    """Times the recorded streams (see the module docstring): an event simulation in which
+    an instruction starts once its queue is free and its dependencies have ended, and the
+    DRAM channels and NoC links are granted in the order of their requests' cycles (ties in
+    queue order), as ``docs/timing.md`` sections 2, 6 and 7 have it."""
 
     def __init__(self, target: Target, t: int, operands: dict[str, cm.Operand], skip: str,
                  ctx: _Recorder) -> None:
@@ -137,7 +144,7 @@ class _Replay:
         self.start = len(ctx.new_groups) * (self.I + int(target.noc.reconfig_cycles))
         self.items: dict[tuple[int, int], Any] = {}
         self.deps: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        self.queues: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self.queues: dict[int, list[tuple[int, int]]] = {}  # queue id -> its instructions
         for cl, stream in enumerate(ctx.streams):
             its = stream.items
 
@@ -150,41 +157,30 @@ class _Replay:
                     continue
                 self.items[cl, i] = it
                 self.deps.setdefault((cl, i), []).extend(node(d) for d in it.deps)
-                self.queues.setdefault((cl, UNITS.index(it.unit)), []).append((cl, i))
+                self.queues.setdefault(cl * len(UNITS) + UNITS.index(it.unit), []).append((cl, i))
+        self.heap: list[tuple] = []
+        self.seq = 0
+
+    def _push(self, cycle: int, phase: int, q: int, fn: Callable, arg: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (cycle, phase, q, self.seq, fn, arg))
 
     def run(self) -> cm.GemmCost:
-        end: dict[tuple[int, int], int] = {}
-        free = dict.fromkeys(self.queues, self.start)
-        pos = dict.fromkeys(self.queues, 0)
-        blocked: dict[tuple[int, int], list] = {}
-        heap: list[tuple[int, tuple[int, int]]] = []
-
-        def push(q: tuple[int, int]) -> None:
-            ready = free[q]
-            node = self.queues[q][pos[q]]
-            for d in self.deps[node]:
-                e = end.get(d)
-                if e is None:  # retried when d is timed
-                    blocked.setdefault(d, []).append(q)
-                    return
-                ready = max(ready, e)
-            heapq.heappush(heap, (ready, q))
-
+        self.end: dict[tuple[int, int], int] = {}
+        self.free = dict.fromkeys(self.queues, self.start)
+        self.pos = dict.fromkeys(self.queues, 0)
+        self.busy: set[int] = set()      # queues whose head has started (or is about to)
+        self.waiting: dict[tuple[int, int], list[int]] = {}  # unfinished node -> queues
         for q in self.queues:
-            push(q)
-        ends: dict[int, int] = {}
-        while heap:  # earliest request first, ties in queue order
-            s, q = heapq.heappop(heap)
-            node = self.queues[q][pos[q]]
-            e = end[node] = free[q] = self.time(node, s)
-            ends[node[0]] = max(ends.get(node[0], 0), e)
-            pos[q] += 1
-            if pos[q] < len(self.queues[q]):
-                push(q)
-            for q2 in blocked.pop(node, ()):
-                push(q2)
-        if any(pos[q] < len(v) for q, v in self.queues.items()):
+            self._try_start(q)
+        while self.heap:
+            cycle, _, _, _, fn, arg = heapq.heappop(self.heap)
+            fn(cycle, arg)
+        if any(self.pos[q] < len(v) for q, v in self.queues.items()):
             raise AssertionError("cost model: the kernel's streams wait on each other")
+        ends: dict[int, int] = {}
+        for (cl, _), e in self.end.items():
+            ends[cl] = max(ends.get(cl, 0), e)
         port: dict[int, int] = {}
         for link, f in self.links.flits.items():
             if link[0][0] == "p" or link[1][0] == "p":
@@ -193,26 +189,57 @@ class _Replay:
         return cm.GemmCost(max(ends.values(), default=0), self.load_cycles, self.mac_cycles,
                            port, self.dram_bytes, ends)
 
-    # ---- instruction costs ----------------------------------------------------------------
-    def time(self, node: tuple[int, int], s: int) -> int:
+    def _try_start(self, q: int) -> None:
+        """Schedule queue ``q``'s next instruction once its dependencies have ended."""
+        if q in self.busy or self.pos[q] >= len(self.queues[q]):
+            return
+        node = self.queues[q][self.pos[q]]
+        ready = self.free[q]
+        for d in self.deps[node]:
+            e = self.end.get(d)
+            if e is None:  # retried when d ends
+                self.waiting.setdefault(d, []).append(q)
+                return
+            ready = max(ready, e)
+        self.busy.add(q)
+        self._push(ready, _START, q, self._start, (q, node))
+
+    def _start(self, s: int, arg: tuple[int, tuple[int, int]]) -> None:
+        q, node = arg
         it = self.items[node]
-        cl = node[0]
-        note = self.notes.get(node)
+        cl, note = node[0], self.notes.get(node)
         if it.mnemonic == "ld":
-            return self._load(cl, note, s)
-        if it.mnemonic in ("mm", "sddmm"):
+            self._load(q, node, note, s)
+        elif it.mnemonic == "st":
+            self._store(q, node, note, s)
+        elif it.mnemonic == "bcast":
+            flits = max(1, cm._cdiv(int(it.args["bytes"]), int(self.target.noc.link_bytes)))
+            tree = _tree(self.target, cl, note)
+            self._push(s + self.I, _REQUEST, q,
+                       lambda c, _: self._finish(q, node, self.links.reserve_tree(c, tree, flits)), None)
+        elif it.mnemonic in ("mm", "sddmm"):
             e = s + round(self._mm(it.args, *note))
             self.mac_cycles += e - s
-            return e
-        if it.mnemonic == "st":
-            return self._store(cl, note, s)
-        if it.mnemonic == "bcast":
-            return self._bcast(cl, note, int(it.args["bytes"]), s)
-        if it.mnemonic == "vop":
+            self._finish(q, node, e)
+        elif it.mnemonic == "vop":
             lanes = int(self.target.cluster.vec_lanes)
-            return s + self.I + cm._cdiv(int(it.args["rows"]) * int(it.args["cols"]), lanes)
-        return s + self.I
+            self._finish(q, node, s + self.I + cm._cdiv(int(it.args["rows"]) * int(it.args["cols"]), lanes))
+        else:
+            self._finish(q, node, s + self.I)
 
+    def _finish(self, q: int, node: tuple[int, int], e: int) -> None:
+        self._push(e, _RETIRE, q, self._retire, (q, node))
+
+    def _retire(self, e: int, arg: tuple[int, tuple[int, int]]) -> None:
+        q, node = arg
+        self.end[node] = self.free[q] = e
+        self.busy.discard(q)
+        self.pos[q] += 1
+        self._try_start(q)
+        for q2 in self.waiting.pop(node, ()):
+            self._try_start(q2)
+
+    # ---- instruction costs ----------------------------------------------------------------
     def _tile_mask(self, tile: Tile) -> np.ndarray | None:
         name, r0, c0, h, w = tile
         op = self.operands[name]
@@ -225,10 +252,12 @@ class _Replay:
                             a_mask=self._tile_mask(a), b_mask=self._tile_mask(b),
                             a_density=pa.density, b_density=pb.density, skip=self.skip)
 
-    def _load(self, cl: int, tile: Tile, s: int) -> int:
+    def _load(self, q: int, node: tuple[int, int], tile: Tile, s: int) -> None:
+        """``ld`` (section 7b): DRAM runs requested at ``s + I``, the row port's links at
+        ``s + I + latency``; it ends when both are done (and its codec and banks)."""
         name, r0, c0, h, w = tile
         op = self.operands[name]
-        x, y = cl % self.X, cl // self.X
+        x, y = node[0] % self.X, node[0] // self.X
         key = (tile, x)
         tc = self.ld_costs.get(key)
         if tc is None:
@@ -239,24 +268,35 @@ class _Replay:
         if tile not in self.runs:
             self.runs[tile] = self.dram.bursts(cm.tile_runs(op, r0, c0, h, w, self.t, tc.bytes))
         s1 = s + self.I
-        dram_end = self.dram.access(s1, self.runs[tile])
-        noc_end = self.links.reserve(s1 + self.lat, cm.memory_route(x, y), tc.flits)
-        e = max(dram_end, noc_end, s1 + tc.codec_cycles, s1 + tc.bank_cycles)
-        self.load_cycles += e - s
         self.dram_bytes += tc.bytes
-        return e
+        parts = [max(s1 + tc.codec_cycles, s1 + tc.bank_cycles)]
 
-    def _store(self, cl: int, tile: Tile, s: int) -> int:
+        def done(end: int) -> None:
+            parts.append(end)
+            if len(parts) == 3:
+                e = max(parts)
+                self.load_cycles += e - s
+                self._finish(q, node, e)
+
+        self._push(s1, _REQUEST, q, lambda c, _: done(self.dram.access(c, self.runs[tile])), None)
+        self._push(s1 + self.lat, _REQUEST, q,
+                   lambda c, _: done(self.links.reserve(c, cm.memory_route(x, y), tc.flits)), None)
+
+    def _store(self, q: int, node: tuple[int, int], tile: Tile, s: int) -> None:
+        """``st``: the codec, then the links to the row port, then the DRAM runs."""
         name, r0, c0, h, w = tile
         out = self.operands[name]
-        x, y = cl % self.X, cl // self.X
+        x, y = node[0] % self.X, node[0] // self.X
         nbytes, values, indices, _ = cm.tile_counts(out.fmt, h, w, None, 1.0)
-        s1 = s + self.I + cm.codec_cycles(self.target, values, indices)
-        noc_end = self.links.reserve(s1, cm.memory_route(x, y, inbound=False),
-                                     max(1, cm._cdiv(nbytes, int(self.target.noc.link_bytes))))
         self.dram_bytes += nbytes
-        return self.dram.access(noc_end, self.dram.bursts(cm.tile_runs(out, r0, c0, h, w, self.t, nbytes)))
-
-    def _bcast(self, cl: int, members: list[int], nbytes: int, s: int) -> int:
         flits = max(1, cm._cdiv(nbytes, int(self.target.noc.link_bytes)))
-        return self.links.reserve_tree(s + self.I, _tree(self.target, cl, members), flits)
+        runs = self.dram.bursts(cm.tile_runs(out, r0, c0, h, w, self.t, nbytes))
+
+        def to_dram(c: int, _: Any) -> None:
+            self._finish(q, node, self.dram.access(c, runs))
+
+        def to_port(c: int, _: Any) -> None:
+            noc_end = self.links.reserve(c, cm.memory_route(x, y, inbound=False), flits)
+            self._push(noc_end, _REQUEST, q, to_dram, None)
+
+        self._push(s + self.I + cm.codec_cycles(self.target, values, indices), _REQUEST, q, to_port, None)
