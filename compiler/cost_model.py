@@ -333,30 +333,8 @@ class _Dram:
 
     def bursts(self, runs: list[tuple[int, int]]) -> dict[int, int]:
         """Bursts per channel of byte runs ``(address, length)``: each run's pieces (split at
-        the interleave) at once, as arrays."""
-        if not runs:
-            return {}
-        r = np.asarray(runs, np.int64)
-        a, n = r[:, 0], r[:, 1]
-        first = np.minimum(n, self.il - a % self.il)          # up to the next boundary
-        rest = n - first
-        full, last = rest // self.il, rest % self.il            # whole interleaves, remainder
-        c0 = (a // self.il) % self.ch
-        ch, per_il = self.ch, -(-self.il // self.burst)
-        counts = np.bincount(c0, weights=-(-first // self.burst), minlength=ch)
-        # whole interleaves: every channel gets full // ch of them, and the full % ch channels
-        # after c0 one more (a difference array over two rounds of the channels)
-        counts += per_il * int((full // ch).sum())
-        r = full % ch
-        diff = np.bincount(c0 + 1, minlength=2 * ch + 1)[:2 * ch + 1] - \
-            np.bincount(c0 + 1 + r, minlength=2 * ch + 1)[:2 * ch + 1]
-        cover = np.cumsum(diff)[:2 * ch]
-        counts += per_il * (cover[:ch] + cover[ch:])
-        tail = last > 0
-        counts += np.bincount((c0[tail] + full[tail] + 1) % ch,
-                              weights=-(-last[tail] // self.burst), minlength=ch)
-        counts = counts.astype(np.int64)
-        return {int(c): int(b) for c, b in enumerate(counts) if b}
+        the interleave) at once, as arrays (the same tiles recur in every format costed)."""
+        return _bursts(self.ch, self.il, self.burst, tuple(runs))
 
     def access(self, request: int, bursts: dict[int, int]) -> int:
         """End cycle (latency in) of an access requested at ``request``."""
@@ -365,6 +343,34 @@ class _Dram:
             self.free[c] = max(request, self.free[c]) + _cdiv(b * self.burst, self.bpc)
             end = max(end, self.free[c])
         return end + self.lat
+
+
+@lru_cache(maxsize=8192)
+def _bursts(ch: int, il: int, burst: int, runs: tuple[tuple[int, int], ...]) -> dict[int, int]:
+    """See :meth:`_Dram.bursts` (the result is shared: callers only read it)."""
+    if not runs:
+        return {}
+    r = np.asarray(runs, np.int64)
+    a, n = r[:, 0], r[:, 1]
+    first = np.minimum(n, il - a % il)  # up to the next boundary
+    rest = n - first
+    full, last = rest // il, rest % il  # whole interleaves, remainder
+    c0 = (a // il) % ch
+    per_il = -(-il // burst)
+    counts = np.bincount(c0, weights=-(-first // burst), minlength=ch)
+    # whole interleaves: every channel gets full // ch of them, and the full % ch channels
+    # after c0 one more (a difference array over two rounds of the channels)
+    counts += per_il * int((full // ch).sum())
+    r = full % ch
+    diff = np.bincount(c0 + 1, minlength=2 * ch + 1)[:2 * ch + 1] - \
+        np.bincount(c0 + 1 + r, minlength=2 * ch + 1)[:2 * ch + 1]
+    cover = np.cumsum(diff)[:2 * ch]
+    counts += per_il * (cover[:ch] + cover[ch:])
+    tail = last > 0
+    counts += np.bincount((c0[tail] + full[tail] + 1) % ch,
+                          weights=-(-last[tail] // burst), minlength=ch)
+    counts = counts.astype(np.int64)
+    return {int(c): int(b) for c, b in enumerate(counts) if b}
 
 
 def tile_runs(op: Operand, r0: int, c0: int, h: int, w: int, t: int, nbytes: int

@@ -21,6 +21,7 @@ weight density: dense 33.8k cycles, bitmap 44.7k; the copy ranked bitmap first).
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -102,18 +103,43 @@ def _tree(target: Target, src: int, members: list[int]) -> dict[tuple, int]:
     return links
 
 
-def replay(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand, *, t: int,
-           placement: Callable | None, out_fmt: str, skip: str) -> cm.GemmCost:
-    """``cost_model.gemm_cost``: see the module docstring."""
-    ctx = _Recorder(target, t, placement or row_spread)
-    operands = {"a": a, "b": b, "out": cm.Operand(m, n, out_fmt)}
+#: recorded kernels by what shapes their instructions (see :func:`_record`), least recently
+#: used last
+_RECORDED: OrderedDict[tuple, _Recorder] = OrderedDict()
+_RECORDED_MAX = 64
+
+
+def _record(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand, t: int,
+            placement: Callable, out_fmt: str) -> _Recorder:
+    """The kernel's instructions for these shapes. They depend on which operands are packed,
+    not on their formats or masks (a packed tile is one ``ld`` in any format), so the
+    formats ``select-formats`` compares share two or three recordings."""
+    key = (target.config_hash(), m, n, k, a.rows, a.cols, a.fmt != "dense", a.transposed,
+           b.rows, b.cols, b.fmt != "dense", b.transposed, out_fmt != "dense", t, placement)
+    ctx = _RECORDED.get(key)
+    if ctx is not None:
+        _RECORDED.move_to_end(key)
+        return ctx
+    ctx = _Recorder(target, t, placement)
+    shapes = {"a": a, "b": b, "out": cm.Operand(m, n, out_fmt)}
 
     def buffer(name: str) -> Buffer:
-        op = operands[name]
+        op = shapes[name]
         return Buffer(0, (op.rows, op.cols), op.fmt, (t, t) if op.fmt != "dense" else (0, 0), name)
 
     emit_gemm(ctx, Gemm(buffer("a"), buffer("b"), buffer("out"), m, n, k, ta=a.transposed,
                         tb=b.transposed))
+    _RECORDED[key] = ctx
+    if len(_RECORDED) > _RECORDED_MAX:
+        _RECORDED.popitem(last=False)
+    return ctx
+
+
+def replay(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand, *, t: int,
+           placement: Callable | None, out_fmt: str, skip: str) -> cm.GemmCost:
+    """``cost_model.gemm_cost``: see the module docstring."""
+    ctx = _record(target, m, n, k, a, b, t, placement or row_spread, out_fmt)
+    operands = {"a": a, "b": b, "out": cm.Operand(m, n, out_fmt)}
     return _Replay(target, t, operands, skip, ctx).run()
 
 

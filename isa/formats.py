@@ -149,7 +149,14 @@ class FormatSpec:
         """Parse ``"csr"``, ``"nm2:4"``, ``"bcsr4x4"``...; FormatError on anything else."""
         if isinstance(text, FormatSpec):
             return text
-        m = _SPEC_RE.fullmatch(text.strip().lower()) if isinstance(text, str) else None
+        if isinstance(text, str):
+            return _parse_spec(cls, text)  # specs are immutable: parsed once per text
+        raise FormatError(f"bad format spec {text!r}; expected dense, csr, csc, coo, "
+                          "bitmap, nmN:M (e.g. nm2:4) or bcsrRxC (e.g. bcsr4x4)")
+
+    @classmethod
+    def _parse(cls, text: str) -> FormatSpec:
+        m = _SPEC_RE.fullmatch(text.strip().lower())
         if m is None:
             raise FormatError(f"bad format spec {text!r}; expected dense, csr, csc, coo, "
                               "bitmap, nmN:M (e.g. nm2:4) or bcsrRxC (e.g. bcsr4x4)")
@@ -174,6 +181,11 @@ class FormatSpec:
         if self.format == Format.BCSR:
             return f"bcsr{self.block_rows}x{self.block_cols}"
         return self.format.text
+
+
+@lru_cache(maxsize=256)
+def _parse_spec(cls: type[FormatSpec], text: str) -> FormatSpec:
+    return cls._parse(text)
 
 
 def _cdiv(a: int, b: int) -> int:
