@@ -9,8 +9,11 @@ multiplies. The replay then times every instruction with the cost model's closed
 (``tile_cost``, ``mm_cycles``, the section 7 link and section 6 DRAM reservations) in
 dependency order over in-order unit queues (docs/timing.md section 2: an instruction starts
 once its queue is free and the instructions it depends on have ended; shared links and DRAM
-channels are granted in request order). What it leaves out: dispatch (one instruction per
-cycle, queue depth), scratchpad bank conflicts between units, and ``sync`` instructions.
+channels are granted in the order of their requests, an event simulation like the
+emulator's). What it leaves out: dispatch (one instruction per cycle, queue depth),
+scratchpad bank conflicts between units, ``sync`` instructions and torus wrap links
+(multicast trees follow the mesh routes). The recording depends only on which operands are
+packed, so the formats ``select-formats`` compares share it (``_record``).
 
 Modelling the kernel's instruction list rather than a hand-written copy of its loop keeps
 the model honest when the kernel changes: a multicast layout halves a dense operand's port
@@ -186,17 +189,17 @@ class _Replay:
                 self.queues.setdefault(cl * len(UNITS) + UNITS.index(it.unit), []).append((cl, i))
         self.heap: list[tuple] = []
         self.seq = 0
+        self.end: dict[tuple[int, int], int] = {}
+        self.free = dict.fromkeys(self.queues, self.start)
+        self.pos = dict.fromkeys(self.queues, 0)
+        self.busy: set[int] = set()  # queues whose head has started (or is about to)
+        self.waiting: dict[tuple[int, int], list[int]] = {}  # unfinished node -> queues
 
     def _push(self, cycle: int, phase: int, q: int, fn: Callable, arg: Any) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (cycle, phase, q, self.seq, fn, arg))
 
     def run(self) -> cm.GemmCost:
-        self.end: dict[tuple[int, int], int] = {}
-        self.free = dict.fromkeys(self.queues, self.start)
-        self.pos = dict.fromkeys(self.queues, 0)
-        self.busy: set[int] = set()      # queues whose head has started (or is about to)
-        self.waiting: dict[tuple[int, int], list[int]] = {}  # unfinished node -> queues
         for q in self.queues:
             self._try_start(q)
         while self.heap:
