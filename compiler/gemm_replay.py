@@ -10,9 +10,10 @@ multiplies. The replay then times every instruction with the cost model's closed
 dependency order over in-order unit queues (docs/timing.md section 2: an instruction starts
 once its queue is free and the instructions it depends on have ended; shared links and DRAM
 channels are granted in the order of their requests, an event simulation like the
-emulator's). What it leaves out: dispatch (one instruction per cycle, queue depth),
-scratchpad bank conflicts between units, ``sync`` instructions and torus wrap links
-(multicast trees follow the mesh routes). The recording depends only on which operands are
+emulator's), none before the dispatcher reaches it (one instruction per cycle in the order
+``schedule.merge`` gives the program). What it leaves out: dispatch stalls on full queues,
+the time of the ``sync`` instructions that carry an instruction's third and later tokens,
+and torus wrap links (multicast trees follow the mesh routes). The recording depends only on which operands are
 packed, so the formats ``select-formats`` compares share it (``_record``).
 
 Modelling the kernel's instruction list rather than a hand-written copy of its loop keeps
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from acf.isa.program import SourceLoc
+from acf.isa.spec import SHARED_TOKENS
 from acf.isa.target import Target
 
 from . import cost_model as cm
@@ -38,7 +40,7 @@ from .codegen.context import HyperTable, KernelContext
 from .codegen.kernels.matmul import Gemm, emit_gemm
 from .codegen.memory import Buffer
 from .codegen.placement import row_spread
-from .codegen.schedule import Slot
+from .codegen.schedule import Slot, TokenPool
 from .codegen.tiling import choose_tiling
 
 #: queue order for same-cycle ties (docs/timing.md section 2)
@@ -55,6 +57,7 @@ class _Recorder(KernelContext):
                          {}, HyperTable(), placement)
         self.held: dict[tuple[int, Slot], Tile] = {}
         self.notes: dict[tuple[int, int], Any] = {}
+        self.program: list[ProgramEntry] = []  # set by _record
 
     def load(self, cl: int, buf: Buffer, r0: int, c0: int, rows: int, cols: int, slot: Slot,
              base: int = 0) -> int:
@@ -112,6 +115,57 @@ _RECORDED: OrderedDict[tuple, _Recorder] = OrderedDict()
 _RECORDED_MAX = 64
 
 
+#: one instruction of the kernel's program: (node, cluster, unit, stream item or None for a
+#: ``sync``, tokens waited on, tokens signalled)
+ProgramEntry = tuple[tuple, int, str, Any, list[int], list[int]]
+
+
+def _program(ctx: _Recorder) -> list[ProgramEntry]:
+    """The kernel's program as the compile lays it out: tokens assigned
+    (``ClusterStream.resolve``), every instruction with the ``sync`` instructions that carry
+    its waits and signals beyond two (``ClusterStream.groups``), the clusters interleaved
+    round-robin (``schedule.merge``). Node ``(cl, i)`` is stream item ``i`` of cluster
+    ``cl``; ``(cl, i, j)`` the ``sync`` at place ``j`` of its group."""
+    streams = [s for s in ctx.streams if s.items]
+    pool = TokenPool()
+    by_cl = {s.cl: s for s in streams}
+    for s in streams:
+        s.resolve(pool, by_cl)
+    out: list[ProgramEntry] = []
+    position = {s.cl: 0 for s in streams}
+    remaining = sum(len(s.items) for s in streams)
+    while remaining:
+        moved = False
+        for s in streams:
+            i = position[s.cl]
+            if i < len(s.items) and all(position[c] > j for c, j in s.items[i].after):
+                if s.items[i].remote is None:  # a remote write is no instruction here
+                    out.extend(_group(s.cl, i, s.items[i]))
+                position[s.cl] = i + 1
+                remaining -= 1
+                moved = True
+        if not moved:
+            raise AssertionError("cost model: cross-cluster dependencies form a cycle")
+    return out
+
+
+def _group(cl: int, i: int, item: Any) -> list[ProgramEntry]:
+    """Item ``i``'s instructions, as ``ClusterStream.groups`` emits them: ``sync``s with its
+    first waits, the instruction (its last two waits, first two signals), ``sync``s with
+    the other signals."""
+    waits, sigs = list(item.waits), list(item.sigs)
+    group: list[ProgramEntry] = []
+    while len(waits) > 2:
+        group.append(((cl, i, len(group)), cl, item.unit, None, waits[:2], []))
+        waits = waits[2:]
+    group.append(((cl, i), cl, item.unit, item, waits, sigs[:2]))
+    extra = sigs[2:]
+    while extra:
+        group.append(((cl, i, len(group)), cl, item.unit, None, [], extra[:2]))
+        extra = extra[2:]
+    return group
+
+
 def _record(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand, t: int,
             placement: Callable, out_fmt: str) -> _Recorder:
     """The kernel's instructions for these shapes. They depend on which operands are packed,
@@ -132,6 +186,7 @@ def _record(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand
 
     emit_gemm(ctx, Gemm(buffer("a"), buffer("b"), buffer("out"), m, n, k, ta=a.transposed,
                         tb=b.transposed))
+    ctx.program = _program(ctx)
     _RECORDED[key] = ctx
     if len(_RECORDED) > _RECORDED_MAX:
         _RECORDED.popitem(last=False)
@@ -171,29 +226,38 @@ class _Replay:
         # the kernel's multicast groups are configured (noc.mcast, one after another on the
         # cfg queue) before it starts
         self.start = len(ctx.new_groups) * (self.I + int(target.noc.reconfig_cycles))
-        self.items: dict[tuple[int, int], Any] = {}
-        self.deps: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        self.queues: dict[int, list[tuple[int, int]]] = {}  # queue id -> its instructions
-        for cl, stream in enumerate(ctx.streams):
-            its = stream.items
-
-            def node(d: int, its: list = its, cl: int = cl) -> tuple[int, int]:
-                return its[d].remote if its[d].remote is not None else (cl, d)
-
-            for i, it in enumerate(its):
-                if it.remote is not None:  # a bcast's write here: it waits for our accesses
-                    self.deps.setdefault(it.remote, []).extend(node(d) for d in it.deps)
-                    continue
-                self.items[cl, i] = it
-                self.deps.setdefault((cl, i), []).extend(node(d) for d in it.deps)
-                self.queues.setdefault(cl * len(UNITS) + UNITS.index(it.unit), []).append((cl, i))
+        # dispatch: one instruction per cycle, the kernel's first after the configuration's
+        # barrier; an instruction waits for the signals its tokens pair with (the k-th
+        # wait on a token takes its k-th signal: one producer queue, one consumer queue)
+        self.first = self.start + 1 if ctx.new_groups else 0
+        self.items: dict[tuple, Any] = {}
+        self.dispatch: dict[tuple, int] = {}
+        self.deps: dict[tuple, list[tuple]] = {}
+        self.queues: dict[int, list[tuple]] = {}  # queue id -> its instructions
+        signals: dict[Any, list[tuple]] = {}
+        waits: dict[Any, list[tuple]] = {}
+        for pos, (node, cl, unit, it, waited, signalled) in enumerate(ctx.program):
+            self.items[node] = it
+            self.dispatch[node] = pos
+            self.deps[node] = []
+            self.queues.setdefault(cl * len(UNITS) + UNITS.index(unit), []).append(node)
+            for tok in waited:
+                waits.setdefault((cl, tok) if tok < SHARED_TOKENS else tok, []).append(node)
+            for tok in signalled:
+                signals.setdefault((cl, tok) if tok < SHARED_TOKENS else tok, []).append(node)
+        for tok, consumers in waits.items():
+            producers = signals.get(tok, [])
+            if len(producers) < len(consumers):
+                raise AssertionError(f"cost model: token {tok} waited on more than signalled")
+            for consumer, producer in zip(consumers, producers):
+                self.deps[consumer].append(producer)
         self.heap: list[tuple] = []
         self.seq = 0
-        self.end: dict[tuple[int, int], int] = {}
+        self.end: dict[tuple, int] = {}
         self.free = dict.fromkeys(self.queues, self.start)
         self.pos = dict.fromkeys(self.queues, 0)
         self.busy: set[int] = set()  # queues whose head has started (or is about to)
-        self.waiting: dict[tuple[int, int], list[int]] = {}  # unfinished node -> queues
+        self.waiting: dict[tuple, list[int]] = {}  # unfinished node -> queues
 
     def _push(self, cycle: int, phase: int, q: int, fn: Callable, arg: Any) -> None:
         self.seq += 1
@@ -208,8 +272,8 @@ class _Replay:
         if any(self.pos[q] < len(v) for q, v in self.queues.items()):
             raise AssertionError("cost model: the kernel's streams wait on each other")
         ends: dict[int, int] = {}
-        for (cl, _), e in self.end.items():
-            ends[cl] = max(ends.get(cl, 0), e)
+        for node, e in self.end.items():
+            ends[node[0]] = max(ends.get(node[0], 0), e)
         port: dict[int, int] = {}
         for link, f in self.links.flits.items():
             if link[0][0] == "p" or link[1][0] == "p":
@@ -223,7 +287,7 @@ class _Replay:
         if q in self.busy or self.pos[q] >= len(self.queues[q]):
             return
         node = self.queues[q][self.pos[q]]
-        ready = self.free[q]
+        ready = max(self.free[q], self.first + self.dispatch[node] + 1)
         for d in self.deps[node]:
             e = self.end.get(d)
             if e is None:  # retried when d ends
@@ -233,11 +297,13 @@ class _Replay:
         self.busy.add(q)
         self._push(ready, _START, q, self._start, (q, node))
 
-    def _start(self, s: int, arg: tuple[int, tuple[int, int]]) -> None:
+    def _start(self, s: int, arg: tuple[int, tuple]) -> None:
         q, node = arg
         it = self.items[node]
         cl, note = node[0], self.notes.get(node)
-        if it.mnemonic == "ld":
+        if it is None:  # a sync carrying tokens: I + 1 (docs/timing.md section 4)
+            self._finish(q, node, s + self.I + 1)
+        elif it.mnemonic == "ld":
             self._load(q, node, note, s)
         elif it.mnemonic == "st":
             self._store(q, node, note, s)
@@ -256,10 +322,10 @@ class _Replay:
         else:
             self._finish(q, node, s + self.I)
 
-    def _finish(self, q: int, node: tuple[int, int], e: int) -> None:
+    def _finish(self, q: int, node: tuple, e: int) -> None:
         self._push(e, _RETIRE, q, self._retire, (q, node))
 
-    def _retire(self, e: int, arg: tuple[int, tuple[int, int]]) -> None:
+    def _retire(self, e: int, arg: tuple[int, tuple]) -> None:
         q, node = arg
         self.end[node] = self.free[q] = e
         self.busy.discard(q)
@@ -281,7 +347,7 @@ class _Replay:
                             a_mask=self._tile_mask(a), b_mask=self._tile_mask(b),
                             a_density=pa.density, b_density=pb.density, skip=self.skip)
 
-    def _load(self, q: int, node: tuple[int, int], tile: Tile, s: int) -> None:
+    def _load(self, q: int, node: tuple, tile: Tile, s: int) -> None:
         """``ld`` (section 7b): DRAM runs requested at ``s + I``, the row port's links at
         ``s + I + latency``; it ends when both are done (and its codec and banks)."""
         name, r0, c0, h, w = tile
@@ -311,7 +377,7 @@ class _Replay:
         self._push(s1 + self.lat, _REQUEST, q,
                    lambda c, _: done(self.links.reserve(c, cm.memory_route(x, y), tc.flits)), None)
 
-    def _store(self, q: int, node: tuple[int, int], tile: Tile, s: int) -> None:
+    def _store(self, q: int, node: tuple, tile: Tile, s: int) -> None:
         """``st``: the codec, then the links to the row port, then the DRAM runs."""
         name, r0, c0, h, w = tile
         out = self.operands[name]
