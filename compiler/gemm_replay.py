@@ -11,9 +11,10 @@ dependency order over in-order unit queues (docs/timing.md section 2: an instruc
 once its queue is free and the instructions it depends on have ended; shared links and DRAM
 channels are granted in the order of their requests, an event simulation like the
 emulator's), none before the dispatcher reaches it (one instruction per cycle in the order
-``schedule.merge`` gives the program). What it leaves out: dispatch stalls on full queues,
-the time of the ``sync`` instructions that carry an instruction's third and later tokens,
-and torus wrap links (multicast trees follow the mesh routes). The recording depends only on which operands are
+``schedule.merge`` gives the program, tokens paired as the emulator pairs them, the ``sync``
+instructions that carry an instruction's third and later tokens included). What it leaves
+out: dispatch stalls on full queues and torus wrap links (multicast trees follow the mesh
+routes). On the cost-model test layers it gives the emulator's cycle counts exactly. The recording depends only on which operands are
 packed, so the formats ``select-formats`` compares share it (``_record``).
 
 Modelling the kernel's instruction list rather than a hand-written copy of its loop keeps

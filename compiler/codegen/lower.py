@@ -24,7 +24,7 @@ from .context import HyperTable, KernelContext, OpStats
 from .errors import error_at
 from .kernels import load_all, scratch_shapes
 from .kernels.conv import read_guard_bytes
-from .memory import Buffer, MemoryPlan, plan_memory
+from .memory import Buffer, MemoryPlan, dram_align, plan_memory
 from .placement import row_spread
 from .schedule import TokensExhausted, merge
 from .tiling import Tiling, choose_tiling
@@ -175,7 +175,7 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
         if not isinstance(v.type, TensorType):
             raise error_at(func, f"argument '%{v.name_hint}' must be a tensor")
     plan = plan_memory(func, tiling.shape, extra, arg_shapes, named, scratch_shapes,
-                       guard=read_guard_bytes(func))
+                       guard=read_guard_bytes(func), align=dram_align(target))
     if plan.top > int(target.dram.size_bytes):
         raise error_at(func, f"needs {plan.top} bytes of DRAM; {target.name} has "
                              f"{target.dram.size_bytes}")

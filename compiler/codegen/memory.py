@@ -4,8 +4,9 @@ Arguments and results become ``.tensor`` symbols named after the IR argument nam
 ``result0``, ``result1``... so the runtime binds inputs and reads outputs by name. A tensor
 whose type carries a sparse encoding is a tiled sparse symbol in that format
 (``encoding_to_format``) with the tile shape the tiler chose; everything else is dense,
-row-major. Intermediates get 64-byte-aligned bump allocations, and a buffer is reused
-(first fit) after the last use of every value it holds. ``graph.reshape`` of a dense value
+row-major. Every buffer starts on the target's DRAM interleave period (``dram_align``; 2 KB
+on acf-base) and intermediates are bump-allocated, a buffer reused (first fit) after the
+last use of every value it holds. ``graph.reshape`` of a dense value
 aliases its operand's buffer.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from acf.isa.program import Symbol
+from acf.isa.target import Target
 from acf.isa.symbols import as_2d_shape, symbol_nbytes
 
 from ..ir import FuncOp, Operation, TensorType, Value
@@ -65,6 +67,15 @@ class Buffer:
         return self.symbol().nbytes if self.sparse else 4 * math.prod(self.shape)
 
 
+def dram_align(target: Target) -> int:
+    """The DRAM interleave period (``channels x interleave_bytes``, docs/timing.md section 6)
+    rounded up to a multiple of ``ALIGN``: a buffer starting on it puts byte ``b`` of itself
+    on channel ``(b // interleave) % channels`` wherever it lives, the mapping the GEMM
+    kernel's k-chunk order and the cost model's replay (``cost_model._Dram``) assume."""
+    period = int(target.dram.channels) * int(target.dram.interleave_bytes)
+    return math.lcm(ALIGN, period)
+
+
 def value_format(value: Value) -> str:
     t = value.type
     if isinstance(t, TensorType) and t.encoding is not None:
@@ -72,19 +83,20 @@ def value_format(value: Value) -> str:
     return "dense"
 
 
-def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
+def _align(n: int, align: int = ALIGN) -> int:
+    return -(-n // align) * align
 
 
 class Heap:
     """Bump allocation with first-fit reuse of freed blocks."""
 
-    def __init__(self, start: int) -> None:
-        self.top = _align(start)
+    def __init__(self, start: int, align: int = ALIGN) -> None:
+        self.align = align
+        self.top = _align(start, align)
         self.free: list[tuple[int, int]] = []  # (addr, size)
 
     def alloc(self, nbytes: int) -> int:
-        size = _align(max(nbytes, 1))
+        size = _align(max(nbytes, 1), self.align)
         for i, (addr, have) in enumerate(self.free):
             if have >= size:
                 if have > size:
@@ -96,16 +108,16 @@ class Heap:
         return addr
 
     def release(self, addr: int, nbytes: int) -> None:
-        self.free.append((addr, _align(max(nbytes, 1))))
+        self.free.append((addr, _align(max(nbytes, 1), self.align)))
         self.free.sort()
 
 
 class GuardedHeap(Heap):
     """A heap whose blocks keep ``guard`` unused bytes on each side (see ``plan_memory``)."""
 
-    def __init__(self, start: int, guard: int) -> None:
-        super().__init__(start)
-        self.guard = guard
+    def __init__(self, start: int, guard: int, align: int = ALIGN) -> None:
+        super().__init__(start, align)
+        self.guard = _align(guard, align) if guard else 0  # blocks and buffers stay aligned
 
     def alloc(self, nbytes: int) -> int:
         return super().alloc(nbytes + 2 * self.guard) + self.guard
@@ -132,6 +144,7 @@ def plan_memory(
     named: dict[Value, str] | None = None,
     scratch_of: Callable[[Operation], list[tuple[int, ...]]] | None = None,
     guard: int = 0,
+    align: int = ALIGN,
 ) -> MemoryPlan:
     """Assign DRAM to ``func``'s arguments, results and intermediates.
 
@@ -142,6 +155,8 @@ def plan_memory(
     ``guard``: unused bytes kept before and after every buffer, so that a kernel may read a
     little past a tensor's ends (a conv slab under the zero border, zeroed on chip) without
     touching, or racing with, any other buffer.
+    ``align``: every buffer's address is a multiple of it (``dram_align``: the DRAM
+    interleave period, so a tensor's tiles fall on the channels its own offsets say).
     """
     buffers: dict[Value, Buffer] = {}
     symbols: dict[str, Symbol] = {}
@@ -150,10 +165,10 @@ def plan_memory(
 
     def declare(name: str, shape: tuple[int, ...], fmt: str) -> Buffer:
         nonlocal top
-        top = _align(top + guard)
+        top = _align(top + guard, align)
         buf = Buffer(top, shape, fmt, tile if fmt != "dense" else (0, 0), name)
         symbols[name] = buf.symbol()
-        top = _align(top + max(symbol_nbytes(symbols[name]), 4) + guard)
+        top = _align(top + max(symbol_nbytes(symbols[name]), 4) + guard, align)
         return buf
 
     for arg in func.arguments:
@@ -176,7 +191,7 @@ def plan_memory(
         for v in op.operands:
             last_use[v] = i
     alias_root: dict[Value, Value] = {}
-    heap = GuardedHeap(top, guard)
+    heap = GuardedHeap(top, guard, align)
     held: dict[Value, Buffer] = {}  # root value -> heap buffer
     scratch: dict[int, list[Buffer]] = {}
     for i, op in enumerate(ops):
