@@ -41,7 +41,7 @@ from .codegen.context import HyperTable, KernelContext
 from .codegen.kernels.matmul import Gemm, emit_gemm
 from .codegen.memory import Buffer
 from .codegen.placement import row_spread
-from .codegen.schedule import Slot, TokenPool
+from .codegen.schedule import Slot, merge_order, resolve_all
 from .codegen.tiling import choose_tiling
 
 #: queue order for same-cycle ties (docs/timing.md section 2)
@@ -127,26 +127,12 @@ def _program(ctx: _Recorder) -> list[ProgramEntry]:
     its waits and signals beyond two (``ClusterStream.groups``), the clusters interleaved
     round-robin (``schedule.merge``). Node ``(cl, i)`` is stream item ``i`` of cluster
     ``cl``; ``(cl, i, j)`` the ``sync`` at place ``j`` of its group."""
-    streams = [s for s in ctx.streams if s.items]
-    pool = TokenPool()
-    by_cl = {s.cl: s for s in streams}
-    for s in streams:
-        s.resolve(pool, by_cl)
+    live = resolve_all(ctx.streams)
     out: list[ProgramEntry] = []
-    position = {s.cl: 0 for s in streams}
-    remaining = sum(len(s.items) for s in streams)
-    while remaining:
-        moved = False
-        for s in streams:
-            i = position[s.cl]
-            if i < len(s.items) and all(position[c] > j for c, j in s.items[i].after):
-                if s.items[i].remote is None:  # a remote write is no instruction here
-                    out.extend(_group(s.cl, i, s.items[i]))
-                position[s.cl] = i + 1
-                remaining -= 1
-                moved = True
-        if not moved:
-            raise AssertionError("cost model: cross-cluster dependencies form a cycle")
+    for k, i in merge_order(live):
+        s = live[k]
+        if s.items[i].remote is None:  # a remote write is no instruction here
+            out.extend(_group(s.cl, i, s.items[i]))
     return out
 
 

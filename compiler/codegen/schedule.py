@@ -32,6 +32,7 @@ queue with instructions that wait on one it has not dispatched.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -267,24 +268,38 @@ class ClusterStream:
 def merge(streams: list[ClusterStream]) -> list[tuple[Instruction, SourceLoc]]:
     """Resolve tokens of one barrier interval and interleave the clusters round-robin; a
     stream whose next instruction waits on another cluster's not yet placed gives way."""
+    live = resolve_all(streams)
+    resolved = [s.groups() for s in live]
+    out: list[tuple[Instruction, SourceLoc]] = []
+    for k, i in merge_order(live):
+        out.extend(resolved[k][i])
+    return out
+
+
+def resolve_all(streams: list[ClusterStream]) -> list[ClusterStream]:
+    """The streams that hold items, their tokens assigned from one pool (one interval)."""
     pool = TokenPool()
     live = [s for s in streams if s.items]
     by_cl = {s.cl: s for s in live}
     for s in live:
         s.resolve(pool, by_cl)
-    resolved = [s.groups() for s in live]
-    out: list[tuple[Instruction, SourceLoc]] = []
+    return live
+
+
+def merge_order(live: list[ClusterStream]) -> Iterator[tuple[int, int]]:
+    """(stream, item) index pairs in the order :func:`merge` places the items (tokens
+    resolved): round-robin, a stream whose next item waits on another cluster's item not
+    yet placed giving way. The cost model replays kernels in this order too."""
     position = {s.cl: 0 for s in live}
-    remaining = sum(len(r) for r in resolved)
+    remaining = sum(len(s.items) for s in live)
     while remaining:
         moved = False
-        for s, groups in zip(live, resolved):
+        for k, s in enumerate(live):
             i = position[s.cl]
-            if i < len(groups) and all(position[c] > j for c, j in s.items[i].after):
-                out.extend(groups[i])
+            if i < len(s.items) and all(position[c] > j for c, j in s.items[i].after):
                 position[s.cl] = i + 1
                 remaining -= 1
                 moved = True
+                yield k, i
         if not moved:
             raise InternalError("cross-cluster dependencies form a cycle")
-    return out
