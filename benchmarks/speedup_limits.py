@@ -14,8 +14,9 @@ Each layer is ``y = x . w^T`` (``graph.linear``), x dense, w (n x k) masked at r
   maximum, no drain, no memory);
 * ``realized``: the layer compiled dense and run without zero-skipping, over the layer
   with its weight in the format ``select-formats``' cost model finds fastest (both timed
-  by ``cost_model.gemm_cost``, which replays the kernel's instructions: within a few
-  percent of the emulator, ``--emulate`` shows by how much), and its fraction of ``ideal``;
+  by ``cost_model.gemm_cost``, which replays the kernel's program: the emulator's cycle
+  counts on every point here, ``--emulate`` shows them side by side), and its fraction of
+  ``ideal``;
 * where the masked layer's cycles go: the mean ``mm`` busy cycles per cluster (the PE
   folds: the slowest output of each 16 x 16 fold plus the fold drain, per k-chunk of the
   tile side) and the flits through the busiest memory port (both directions).
