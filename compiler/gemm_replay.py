@@ -14,8 +14,9 @@ emulator's), none before the dispatcher reaches it (one instruction per cycle in
 ``schedule.merge`` gives the program, tokens paired as the emulator pairs them, the ``sync``
 instructions that carry an instruction's third and later tokens included). What it leaves
 out: dispatch stalls on full queues and torus wrap links (multicast trees follow the mesh
-routes). On the cost-model test layers it gives the emulator's cycle counts exactly. The recording depends only on which operands are
-packed, so the formats ``select-formats`` compares share it (``_record``).
+routes); on the cost-model test layers it gives the emulator's cycle counts exactly. The
+recording depends only on which operands are packed, so the formats ``select-formats``
+compares share it (``_record``).
 
 Modelling the kernel's instruction list rather than a hand-written copy of its loop keeps
 the model honest when the kernel changes: a multicast layout halves a dense operand's port
@@ -41,7 +42,7 @@ from .codegen.context import HyperTable, KernelContext
 from .codegen.kernels.matmul import Gemm, emit_gemm
 from .codegen.memory import Buffer
 from .codegen.placement import row_spread
-from .codegen.schedule import Slot, merge_order, resolve_all
+from .codegen.schedule import Slot, TokensExhausted, merge_order, resolve_all
 from .codegen.tiling import choose_tiling
 
 #: queue order for same-cycle ties (docs/timing.md section 2)
@@ -164,16 +165,23 @@ def _record(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand
     if ctx is not None:
         _RECORDED.move_to_end(key)
         return ctx
-    ctx = _Recorder(target, t, placement)
     shapes = {"a": a, "b": b, "out": cm.Operand(m, n, out_fmt)}
 
     def buffer(name: str) -> Buffer:
         op = shapes[name]
         return Buffer(0, (op.rows, op.cols), op.fmt, (t, t) if op.fmt != "dense" else (0, 0), name)
 
-    emit_gemm(ctx, Gemm(buffer("a"), buffer("b"), buffer("out"), m, n, k, ta=a.transposed,
-                        tb=b.transposed))
-    ctx.program = _program(ctx)
+    for multicast in (True, False):  # as codegen.lower does when the tokens run out
+        ctx = _Recorder(target, t, placement)
+        ctx.multicast = multicast
+        emit_gemm(ctx, Gemm(buffer("a"), buffer("b"), buffer("out"), m, n, k, ta=a.transposed,
+                            tb=b.transposed))
+        try:
+            ctx.program = _program(ctx)
+            break
+        except TokensExhausted:
+            if not multicast:
+                raise
     _RECORDED[key] = ctx
     if len(_RECORDED) > _RECORDED_MAX:
         _RECORDED.popitem(last=False)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from acf.isa.program import Symbol
-from acf.isa.target import Target
 from acf.isa.symbols import as_2d_shape, symbol_nbytes
+from acf.isa.target import Target
 
 from ..ir import FuncOp, Operation, TensorType, Value
 from ..sparse_encoding import encoding_to_format
