@@ -4,6 +4,8 @@ zero-skipping alone allows, checked on crafted masks and against ``cost_model.mm
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 from acf.benchmarks.speedup_limits import parse_shape, skip_cap
@@ -45,5 +47,5 @@ def test_skip_cap_is_the_contracts_cost_of_one_fold(density: float) -> None:
 def test_shapes_are_checked() -> None:
     assert parse_shape("64x256x512") == (64, 256, 512)
     for bad in ("64x256", "64x0x512", "axbxc"):
-        with pytest.raises(Exception, match="expected MxNxK|must be positive"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected MxNxK|must be positive"):
             parse_shape(bad)
