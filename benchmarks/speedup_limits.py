@@ -39,6 +39,7 @@ from acf.compiler import cost_model as cm
 from acf.compiler.codegen import compile_module
 from acf.compiler.codegen.tiling import choose_tiling
 from acf.compiler.parser import parse_module
+from acf.emulator.timing_compute import pe_cycles
 from acf.isa.target import Target, load_target
 
 #: (label, target, overrides)
@@ -54,13 +55,9 @@ FORMATS = ("dense", "csr", "csc", "bitmap")
 
 def skip_cap(mask: np.ndarray, lookahead: int) -> float:
     """K over the mean per-output cycles of the window rule over the whole of K (x dense:
-    an output's cost depends on its weight row only)."""
+    an output's cost depends on its weight row only), by the emulator's own ``pe_cycles``."""
     n, k = mask.shape
-    windows = -(-k // lookahead)
-    padded = np.zeros((n, windows * lookahead), np.int32)
-    padded[:, :k] = mask
-    per_window = padded.reshape(n, windows, lookahead).sum(axis=2)
-    return k / float(np.maximum(per_window, 1).sum(axis=1).mean())
+    return k / float(pe_cycles(None, mask.T.astype(np.float32), 1, n, k, lookahead).mean())
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:

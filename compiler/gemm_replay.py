@@ -249,7 +249,7 @@ class _Replay:
         self.heap: list[tuple] = []
         self.seq = 0
         self.end: dict[tuple, int] = {}
-        self.free = dict.fromkeys(self.queues, self.start)
+        self.free = dict.fromkeys(self.queues, 0)  # dispatch orders the first starts
         self.pos = dict.fromkeys(self.queues, 0)
         self.busy: set[int] = set()  # queues whose head has started (or is about to)
         self.waiting: dict[tuple, list[int]] = {}  # unfinished node -> queues
