@@ -104,7 +104,8 @@ def read_guard_bytes(func) -> int:
     """Bytes a conv slab may read past either end of its input tensor: the zero border
     (padding, or the flipped kernel's reach in the input gradient) of one row plus one
     column. The memory plan keeps that much unused DRAM around every buffer; the slab's
-    border elements are zeroed on chip after the load (see ``_zero_border``)."""
+    border elements are zeroed on chip after the load (see ``_zero_border``), and a slab's
+    rows may be read up to that border's width late (``load_slab``)."""
     guard = 0
     for op in func.body.ops:
         if op.name not in CONV_OPS:
@@ -114,7 +115,8 @@ def read_guard_bytes(func) -> int:
         except (ValueError, KeyError, TypeError):
             continue
         pad = max(v.ph, v.pw, v.dh * (v.kh - 1), v.dw * (v.kw - 1))
-        guard = max(guard, 4 * ((pad + 1) * max(v.w, v.ow) + pad + 1))
+        # (+ pad: load_slab reads rows from column 0, up to pad elements later)
+        guard = max(guard, 4 * ((pad + 1) * max(v.w, v.ow) + 2 * pad + 1))
     return -(-guard // 64) * 64
 
 
@@ -248,6 +250,29 @@ def _zero_border(ctx: KernelContext, cl: int, slab: Slot, chans: int, rows_in: i
         ctx.emit(cl, "vop", reads=(slab,), writes=(slab,), fn="gt", dst=slab.ref(4 * off),
                  a=slab.ref(4 * off), rows=rows, cols=cols, bmode="imm", imm=inf,
                  pitch=0 if pitch == cols else pitch)
+
+
+def load_slab(ctx: KernelContext, cl: int, slot: Slot, addr: int, dims: tuple[int, int, int],
+              strides: tuple[int, int, int], offset: int, col0: int) -> None:
+    """``ldg`` a slab of ``dims`` (channels, rows, row elements; rows contiguous) whose rows
+    start at input column ``col0``, ``addr`` being that element's address.
+
+    Where ``col0 < 0`` the first ``-col0`` elements of every slab row are zero border, filled
+    on chip after the load (``_zero_border``), so they need not come from DRAM: the rows are
+    read from column 0 instead and land ``-col0`` elements further into the slot. Each row's
+    DRAM run then starts on the input row's own boundary, not just before it: a 34-element
+    row of a 32-wide plane read from column -1 touches four 64-byte bursts (it also crosses
+    an interleave boundary), from column 0 three. A run now ends ``-col0`` elements into the
+    next input row; those land on the next slab row's left border (zeroed as well), and the
+    last row's past the slab, so the slot holds :func:`slab_lead` more elements and the
+    memory plan's guard (``read_guard_bytes``) covers the read."""
+    lead = slab_lead(col0)
+    ctx.ldg(cl, slot, addr + 4 * lead, dims, strides, offset=offset + 4 * lead)
+
+
+def slab_lead(col0: int) -> int:
+    """Elements past its end a slab slot holds for :func:`load_slab`'s shifted rows."""
+    return max(0, -col0)
 
 
 @dataclass(frozen=True)
@@ -445,7 +470,8 @@ def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _
     rows_in, cols_in = (rmax - 1) * g.sh + dy + 1, (cmax - 1) * g.sw + dx + 1
     ntap = len(g.taps)
     # slots are 64-byte aligned: leave room for that rounding
-    budget = ctx.tiling.spad_bytes // 4 - 16 * 8 - (2 * mt if g.bias is not None else 0)
+    budget = (ctx.tiling.spad_bytes // 4 - 16 * 8 - (2 * mt if g.bias is not None else 0)
+              - 2 * slab_lead(-g.pad_l))
     group = 1
     if len(blocks) == 1:  # a whole output plane per tile: several images share the weights,
         # as many as the accumulator holds while every cluster still gets a tile
@@ -585,7 +611,8 @@ class _TapEmitter:
         mt_max, kt_max, G = plan.mt, plan.kt, plan.group
         self.ntap = len(g.taps)
         self.slab = plan.rows_in * plan.cols_in
-        self.xslabs = [ctx.alloc("sp", 4 * G * kt_max * self.slab) for _ in range(2)]
+        self.xslabs = [ctx.alloc("sp", 4 * (G * kt_max * self.slab + slab_lead(-g.pad_l)))
+                       for _ in range(2)]
         self.wslabs = [ctx.alloc("sp", 4 * mt_max * kt_max * self.ntap) for _ in range(plan.wbufs)]
         self.c_slots = [[ctx.alloc("acc", 4 * mt_max * plan.pmax) for _ in range(G)] for _ in range(2)]
         # Whole-plane tiles of several images: one mm per tap covers all of them (the
@@ -637,10 +664,10 @@ class _TapEmitter:
         wslab = self.wslabs[w_idx]
         row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
         for j, n in enumerate(imgs):  # the next input slab first: it overlaps the MACs
-            ctx.ldg(cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in + k0 * self.plane_in
-                                               + row0 * g.win + col0),
-                    (kt, plan.rows_in, plan.cols_in), (self.plane_in, g.win, 1),
-                    offset=4 * j * kt * slab)
+            load_slab(ctx, cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in
+                                                      + k0 * self.plane_in + row0 * g.win + col0),
+                      (kt, plan.rows_in, plan.cols_in), (self.plane_in, g.win, 1),
+                      4 * j * kt * slab, col0)
         # the weight slab keeps OIHW's column order (c-major, tap-minor): a tap's A is every
         # ntap-th column. With row multicast only the row's sender loads it, then sends it.
         load = w_fresh and (rows is None or rows.sends("a", cl))
@@ -839,7 +866,7 @@ def _phase_plan(ctx: KernelContext, v: Conv) -> _PhasePlan | None:
     lo_h, lo_w = min(offs_h), min(offs_w)
     cols_in = -(-v.w // v.sw) + max(offs_w) - lo_w
     t, ncl, ntap = ctx.tiling.t, len(ctx.streams), v.kh * v.kw
-    budget = ctx.tiling.spad_bytes // 4 - 16 * 8
+    budget = ctx.tiling.spad_bytes // 4 - 16 * 8 - 2 * slab_lead(lo_w)
     acc = ctx.tiling.acc_bytes // 4
     best: tuple[float, float, _PhasePlan] | None = None
     for mt in sorted({_folds(_cdiv(v.c, n_c)) for n_c in range(_cdiv(v.c, min(v.c, t)),
@@ -887,7 +914,7 @@ def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
     ntap = v.kh * v.kw
     mt_max, R, G, kt_max = plan.mt, plan.rows, plan.group, plan.kt
     slab = plan.rows_in * plan.cols_in
-    gslabs = [ctx.alloc("sp", 4 * G * kt_max * slab) for _ in range(2)]
+    gslabs = [ctx.alloc("sp", 4 * (G * kt_max * slab + slab_lead(plan.lo_w))) for _ in range(2)]
     wslab = ctx.alloc("sp", 4 * mt_max * kt_max * ntap)
     c_slots = [[ctx.alloc("acc", 4 * mt_max * R * v.w) for _ in range(G)] for _ in range(2)]
     # several images per tile: one mm per phase and tap covers all of them (images as
@@ -916,8 +943,8 @@ def _emit_phases(ctx: KernelContext, v: Conv, plan: _PhasePlan) -> None:
             kiter[cl] += 1
             row0, col0 = a0 + plan.lo_h, plan.lo_w
             for j, n in enumerate(imgs):
-                ctx.ldg(cl, gslab, g.addr + 4 * (n * v.o * plane_g + k0 * plane_g + row0 * v.ow + col0),
-                        (kt, plan.rows_in, plan.cols_in), (plane_g, v.ow, 1), offset=4 * j * kt * slab)
+                load_slab(ctx, cl, gslab, g.addr + 4 * (n * v.o * plane_g + k0 * plane_g + row0 * v.ow + col0),
+                          (kt, plan.rows_in, plan.cols_in), (plane_g, v.ow, 1), 4 * j * kt * slab, col0)
             _zero_border(ctx, cl, gslab, len(imgs) * kt, plan.rows_in, plan.cols_in, row0, col0,
                          v.oh, v.ow)
             # A^T[o, c] = W[k0 + o, c0 + c, tap]: rows o of the slab, every ntap-th column
@@ -988,7 +1015,7 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
     bytes."""
     gx, gy = (int(d) for d in ctx.target.fabric.grid)
     t, ntap = ctx.tiling.t, v.kh * v.kw
-    budget = ctx.tiling.spad_bytes // 4 - 16 * 8
+    budget = ctx.tiling.spad_bytes // 4 - 16 * 8 - 2 * slab_lead(-v.pw)
     pe, fold = int(ctx.target.cluster.pe_rows), int(ctx.target.cluster.fold_cycles)
     if sampled:  # a = the output gradient (operand 0), b = the input (operand 1), mask 2
         mask_density, pairs = ctx.operand_density(2), _pair_density(ctx, 0, 1)
@@ -1141,7 +1168,7 @@ class _WgradEmitter:
         self.cbank = ctx.alloc("acc" if in_acc else "sp", 4 * ntap * side * side)
         self.sbank = ctx.alloc("sp", 4 * ntap * side * side) if mask is not None else None
         self.g_slots = [ctx.alloc("sp", 4 * side * G * pmax) for _ in range(2)]
-        self.xslabs = [ctx.alloc("sp", 4 * G * side * slab) for _ in range(2)]
+        self.xslabs = [ctx.alloc("sp", 4 * (G * side * slab + slab_lead(-v.pw))) for _ in range(2)]
         if dedicated:  # multicast slots: the ordered copy gets its own region
             self.ordered = ctx.alloc("sp", 4 * ntap * side * side)
         else:  # the ordered copy shares the working region, dead by then (ctx.share
@@ -1198,10 +1225,10 @@ class _WgradEmitter:
         if layout is None or layout.sends("b", cl):
             xa, row0, col0 = self.ctx.ins[1].addr, oh0 * v.sh - v.ph, ow0 * v.sw - v.pw
             for j, n in enumerate(imgs):
-                ctx.ldg(cl, xslab, xa + 4 * (n * v.c * self.plane_in + c0 * self.plane_in
-                                             + row0 * v.w + col0),
-                        (nt, self.rows_in, self.cols_in), (self.plane_in, v.w, 1),
-                        offset=4 * j * nt * self.slab)
+                load_slab(ctx, cl, xslab, xa + 4 * (n * v.c * self.plane_in + c0 * self.plane_in
+                                                    + row0 * v.w + col0),
+                          (nt, self.rows_in, self.cols_in), (self.plane_in, v.w, 1),
+                          4 * j * nt * self.slab, col0)
             if v.ph or v.pw:
                 _zero_border(ctx, cl, xslab, len(imgs) * nt, self.rows_in, self.cols_in, row0, col0,
                              v.h, v.w)

@@ -45,6 +45,8 @@ from .conv import (
     _SlabPlan,
     _zero_border,
     emit_in_step,
+    load_slab,
+    slab_lead,
 )
 
 #: output channels compacted per step (one PE fold of rows)
@@ -110,7 +112,7 @@ def wide_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1, group
         return None
     chunk = min(mt, CHUNK)
     budget = (ctx.tiling.spad_bytes // 4 - 16 * 10 - (2 * mt if g.bias is not None else 0)
-              - chunk * nmax - out_bufs(mt) * chunk * pmax)
+              - chunk * nmax - out_bufs(mt) * chunk * pmax - 2 * slab_lead(-g.pad_l))
     stage = 1 if g.ta else 0  # the input gradient's staging slab (before its tap gathers)
     per_k = 2 * group * rows_in * cols_in + (wbufs + stage) * mt * ntap
     kt = min(g.cin, max(0, budget) // per_k, 0xFFFF // ntap)
@@ -144,7 +146,8 @@ class WideTapEmitter:
         self.chunk = min(mt, CHUNK)
         wslab = 4 * mt * kt * self.ntap
         self.group = plan.group
-        self.xslabs = [ctx.alloc("sp", 4 * self.group * kt * self.slab) for _ in range(2)]
+        self.xslabs = [ctx.alloc("sp", 4 * (self.group * kt * self.slab + slab_lead(-g.pad_l)))
+                       for _ in range(2)]
         # the input gradient's slabs are loaded into a staging buffer and gathered into the
         # tap-major copies the MACs read (one per weight buffer), which are multicast; the
         # forward's are read where they land
@@ -202,10 +205,10 @@ class WideTapEmitter:
         imgs = self.images(n)
         if layout is None or layout.sends("b", cl):
             for j, img in enumerate(imgs):
-                ctx.ldg(cl, xslab, g.x_addr + 4 * (img * g.cin * self.plane_in
-                                                   + k0 * self.plane_in + row0 * g.win + col0),
-                        (kt, plan.rows_in, cols_in), (self.plane_in, g.win, 1),
-                        offset=4 * j * kt * self.slab)
+                load_slab(ctx, cl, xslab, g.x_addr + 4 * (img * g.cin * self.plane_in
+                                                          + k0 * self.plane_in + row0 * g.win + col0),
+                          (kt, plan.rows_in, cols_in), (self.plane_in, g.win, 1),
+                          4 * j * kt * self.slab, col0)
             if g.pad_t or g.pad_l:
                 _zero_border(ctx, cl, xslab, len(imgs) * kt, plan.rows_in, cols_in, row0, col0,
                              g.hin, g.win)

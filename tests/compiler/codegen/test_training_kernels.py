@@ -119,6 +119,51 @@ def test_conv2d_forward_and_backward(case) -> None:
     assert mms and all(i["skip"] == "ab" for i in mms)
 
 
+def test_conv_slab_rows_are_read_from_the_input_row_start(monkeypatch) -> None:
+    """A slab's zero left border is filled on chip, so its rows are read from input column
+    0 (``conv.load_slab``) and each row's DRAM run starts on the input row's boundary. With
+    32-wide rows (128 B, on 64-byte bursts) a 34-element slab row then touches three bursts
+    instead of four: forward, input gradient and weight gradient together take exactly one
+    burst fewer per slab row than the same program reading rows from column -1, and compute
+    the same values."""
+    from acf.compiler.codegen.kernels import conv, conv_wide
+    from acf.emulator.emulator import Emulator
+
+    n, c, h, o = 2, 8, 32, 8
+    attrs = "stride = [1, 1], padding = [1, 1], dilation = [1, 1]"
+    text = func({"x": (n, c, h, h), "wt": (o, c, 3, 3), "g": (n, o, h, h)}, [
+        ("y", "conv2d", ["x", "wt"], attrs, [(n, o, h, h)]),
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {h}], " + attrs,
+         [(n, c, h, h)]),
+        ("gw", "conv2d_backward_weight", ["g", "x"], f"weight_shape = [{o}, {c}, 3, 3], " + attrs,
+         [(o, c, 3, 3)]),
+    ], ["y", "gx", "gw"])
+    rng = np.random.default_rng(9)
+    args = [rnd(rng, n, c, h, h), rnd(rng, o, c, 3, 3), rnd(rng, n, o, h, h)]
+
+    def bursts() -> tuple[int, int]:
+        """(DRAM bursts of the run, rows of its slab loads) after checking its values."""
+        c_, _ = run_case(text, args)
+        t = load_target(c_.program.target)
+        emu = Emulator(c_.program, t, c_.bind(args))
+        emu.run()
+        slab_rows = sum(i["d0"] * i["d1"] for i in c_.program.instructions
+                        if i.mnemonic == "ldg" and i["src"].space == "dram" and i["d2"] == h + 2)
+        return int(emu.ic.channel_bursts.sum()), slab_rows
+
+    shifted, rows = bursts()
+    assert rows > 0
+
+    def from_column_minus_one(ctx, cl, slot, addr, dims, strides, offset, col0):
+        ctx.ldg(cl, slot, addr, dims, strides, offset=offset)
+
+    for module in (conv, conv_wide):
+        monkeypatch.setattr(module, "load_slab", from_column_minus_one)
+    unshifted, rows_before = bursts()
+    assert rows_before == rows
+    assert unshifted - shifted == rows
+
+
 @pytest.mark.parametrize("from_dram", [False, True], ids=["slabs", "dram-gathers"])
 @pytest.mark.parametrize("case", [CONVS[0], CONVS[1], CONVS[5]], ids=["conv0", "conv1", "conv5"])
 def test_sampled_conv_weight_gradient(case, from_dram, monkeypatch) -> None:
