@@ -275,6 +275,13 @@ def slab_lead(col0: int) -> int:
     return max(0, -col0)
 
 
+def row_step(stride: int, kernel_rows: int, pad_top: int) -> int:
+    """Input rows a slab steps over per row it holds: the stride for a one-row kernel
+    without top padding (a 1x1 stride-2 shortcut reads only every other input row; the
+    rows between are under no tap), else 1 (every row of the slab's span)."""
+    return stride if kernel_rows == 1 and stride > 1 and pad_top == 0 else 1
+
+
 @dataclass(frozen=True)
 class _SlabPlan:
     """Tile sizes of the slab tap GEMM: ``mt`` output channels, pixel ``blocks``, ``group``
@@ -459,6 +466,10 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
     return max(loads / _port_bytes(ctx), per_cluster * (nk * per_k + tile_extra)), float(loads)
 
 
+def _tap_row_step(g: TapGemm) -> int:
+    return row_step(g.sh, 1 if all(dy == 0 for dy, _, _ in g.taps) else 2, g.pad_t)
+
+
 def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
     elems = ctx.tiling.elems
     ncl = len(ctx.streams)
@@ -467,7 +478,8 @@ def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _
     rmax = max(r for _, r, _, _ in blocks)
     cmax = max(c for _, _, _, c in blocks)
     dy, dx = max(d for d, _, _ in g.taps), max(d for _, d, _ in g.taps)
-    rows_in, cols_in = (rmax - 1) * g.sh + dy + 1, (cmax - 1) * g.sw + dx + 1
+    step = _tap_row_step(g)
+    rows_in, cols_in = (rmax - 1) * (g.sh // step) + dy + 1, (cmax - 1) * g.sw + dx + 1
     ntap = len(g.taps)
     # slots are 64-byte aligned: leave room for that rounding
     budget = (ctx.tiling.spad_bytes // 4 - 16 * 8 - (2 * mt if g.bias is not None else 0)
@@ -663,10 +675,11 @@ class _TapEmitter:
         w_idx, w_fresh = self.resident.take(cl, (m0, k0))
         wslab = self.wslabs[w_idx]
         row0, col0 = oh0 * g.sh - g.pad_t, ow0 * g.sw - g.pad_l
+        step = _tap_row_step(g)
         for j, n in enumerate(imgs):  # the next input slab first: it overlaps the MACs
             load_slab(ctx, cl, xslab, g.x_addr + 4 * (n * g.cin * self.plane_in
                                                       + k0 * self.plane_in + row0 * g.win + col0),
-                      (kt, plan.rows_in, plan.cols_in), (self.plane_in, g.win, 1),
+                      (kt, plan.rows_in, plan.cols_in), (self.plane_in, g.win * step, 1),
                       4 * j * kt * slab, col0)
         # the weight slab keeps OIHW's column order (c-major, tap-minor): a tap's A is every
         # ntap-th column. With row multicast only the row's sender loads it, then sends it.
@@ -681,8 +694,8 @@ class _TapEmitter:
             va = ctx.view(cl, _VR_TAP, 1, kt * ntap, ntap, 1)
         if load and rows is not None:
             ctx.bcast(cl, rows.group["a"][cl], wslab, 4 * mt * kt * ntap, rows.receivers["a"][cl])
-        if rows_out > 1:  # B[c, (r, q)] at c*slab + r*sh*cols_in + q*sw
-            vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh * plan.cols_in, g.sw)
+        if rows_out > 1:  # B[c, (r, q)] at c*slab + r*sh*cols_in + q*sw (sh / step: rows held)
+            vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh // step * plan.cols_in, g.sw)
         else:         # one output row: B[c, q] at c*slab + q*sw
             vb = ctx.view(cl, _VR_RUN, 1, slab, g.sw, 1)
         if g.pad_t or g.pad_l:
@@ -690,7 +703,7 @@ class _TapEmitter:
                          g.hin, g.win)
         if c_all is not None and len(imgs) > 1:  # every image in one mm per tap
             # B[c, (j, r, q)] at c*slab + j*kt*slab + r*sh*cols_in + q*sw
-            vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh * plan.cols_in, g.sw, d1=rows_out,
+            vb = ctx.view(cl, _VR_WIN, cols, slab, g.sh // step * plan.cols_in, g.sw, d1=rows_out,
                           s3=kt * slab)
             # C[o, (j, p)] at j*stride + o*pt + p: image j's own accumulator tile
             vd = ctx.view(cl, _VR_IMGS, pt, pt, 0, 1, d1=1, s3=self.c_stride)
@@ -1046,7 +1059,8 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
         while limit >= 1:
             blocks = _pixel_blocks(v.oh, v.ow, limit)
             pmax = max(r * c for _, r, _, c in blocks)
-            rows_in = (max(r for _, r, _, _ in blocks) - 1) * v.sh + (v.kh - 1) * v.dh + 1
+            step = row_step(v.sh, v.kh, v.ph)
+            rows_in = (max(r for _, r, _, _ in blocks) - 1) * (v.sh // step) + (v.kh - 1) * v.dh + 1
             cols_in = (max(c for _, _, _, c in blocks) - 1) * v.sw + (v.kw - 1) * v.dw + 1
             per_image = 2 * s * pmax + 2 * s * rows_in * cols_in
             if per_image <= left:
@@ -1224,10 +1238,11 @@ class _WgradEmitter:
                           layout.receivers["a"][cl])
         if layout is None or layout.sends("b", cl):
             xa, row0, col0 = self.ctx.ins[1].addr, oh0 * v.sh - v.ph, ow0 * v.sw - v.pw
+            step = row_step(v.sh, v.kh, v.ph)
             for j, n in enumerate(imgs):
                 load_slab(ctx, cl, xslab, xa + 4 * (n * v.c * self.plane_in + c0 * self.plane_in
                                                     + row0 * v.w + col0),
-                          (nt, self.rows_in, self.cols_in), (self.plane_in, v.w, 1),
+                          (nt, self.rows_in, self.cols_in), (self.plane_in, v.w * step, 1),
                           4 * j * nt * self.slab, col0)
             if v.ph or v.pw:
                 _zero_border(ctx, cl, xslab, len(imgs) * nt, self.rows_in, self.cols_in, row0, col0,
@@ -1247,7 +1262,8 @@ class _WgradEmitter:
         parity = (self.it[cl] - 1) % 2
         gb, xslab, cbank, sbank = self.g_slots[parity], self.xslabs[parity], self.cbank, self.sbank
         # B stored n x k (tb=1): B[c, (j, r, q)] at c*slab + j*nt*slab + r*sh*cols_in + q*sw
-        vb = ctx.view(cl, _VR_WIN_T, cols, self.slab, v.sh * self.cols_in, v.sw, d1=rows,
+        step = row_step(v.sh, v.kh, v.ph)
+        vb = ctx.view(cl, _VR_WIN_T, cols, self.slab, v.sh // step * self.cols_in, v.sw, d1=rows,
                       s3=nt * self.slab)
         for tap in range(ntap):
             kh, kw = divmod(tap, v.kw)

@@ -164,6 +164,39 @@ def test_conv_slab_rows_are_read_from_the_input_row_start(monkeypatch) -> None:
     assert unshifted - shifted == rows
 
 
+def test_one_row_strided_conv_slabs_hold_only_the_rows_under_its_taps(monkeypatch) -> None:
+    """A 1x1 stride-2 conv (a ResNet shortcut) uses every other input row: its forward and
+    weight-gradient slabs load only those (``conv.row_step``), half the input bytes of
+    slabs spanning every row, and compute the same values."""
+    from acf.compiler.codegen.kernels import conv
+
+    n, c, h, o = 2, 8, 16, 8
+    attrs = "stride = [2, 2], padding = [0, 0], dilation = [1, 1]"
+    text = func({"x": (n, c, h, h), "wt": (o, c, 1, 1), "g": (n, o, h // 2, h // 2)}, [
+        ("y", "conv2d", ["x", "wt"], attrs, [(n, o, h // 2, h // 2)]),
+        ("gw", "conv2d_backward_weight", ["g", "x"], f"weight_shape = [{o}, {c}, 1, 1], " + attrs,
+         [(o, c, 1, 1)]),
+    ], ["y", "gw"])
+    rng = np.random.default_rng(10)
+    args = [rnd(rng, n, c, h, h), rnd(rng, o, c, 1, 1), rnd(rng, n, o, h // 2, h // 2)]
+
+    def input_rows() -> tuple[int, set[int]]:
+        """(x elements the slabs load, their row strides in elements), values checked."""
+        c_, _ = run_case(text, args)
+        x = c_.plan.symbols["x"].addr
+        loads = [i for i in c_.program.instructions if i.mnemonic == "ldg"
+                 and i["src"].space == "dram" and x <= i["src"].offset < x + 4 * n * c * h * h]
+        return sum(i["d0"] * i["d1"] * i["d2"] for i in loads), {i["s1"] for i in loads}
+
+    decimated, strides = input_rows()
+    assert strides == {2 * h}  # every other input row
+    monkeypatch.setattr(conv, "row_step", lambda stride, kernel_rows, pad_top: 1)
+    every_row, strides = input_rows()
+    assert strides == {h}
+    oh = h // 2  # a slab of all 8 output rows spans 15 input rows, of which 8 are read
+    assert decimated * (2 * oh - 1) == every_row * oh
+
+
 @pytest.mark.parametrize("from_dram", [False, True], ids=["slabs", "dram-gathers"])
 @pytest.mark.parametrize("case", [CONVS[0], CONVS[1], CONVS[5]], ids=["conv0", "conv1", "conv5"])
 def test_sampled_conv_weight_gradient(case, from_dram, monkeypatch) -> None:
