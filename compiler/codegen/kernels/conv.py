@@ -467,7 +467,10 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
 
 
 def _tap_row_step(g: TapGemm) -> int:
-    return row_step(g.sh, 1 if all(dy == 0 for dy, _, _ in g.taps) else 2, g.pad_t)
+    """:func:`row_step` of the slab tap GEMM: its kernel is one row when every tap's row
+    offset is 0 (the wide-K kernel, for kernels of several taps, keeps every row)."""
+    one_row = all(dy == 0 for dy, _, _ in g.taps)
+    return row_step(g.sh, 1 if one_row else 2, g.pad_t)
 
 
 def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
