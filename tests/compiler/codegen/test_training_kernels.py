@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from acf import emulator
 from acf.isa.target import load_target
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .helpers import check_close, check_tokens, compile_text, expected
 
@@ -117,6 +119,39 @@ def test_conv2d_forward_and_backward(case) -> None:
     c_, _ = run_case(text, [rnd(rng, n, c, h, w), wt.astype(np.float32), rnd(rng, o), rnd(rng, n, o, oh, ow)])
     mms = [i for i in c_.program.instructions if i.mnemonic == "mm"]
     assert mms and all(i["skip"] == "ab" for i in mms)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.data())
+def test_random_convs_forward_and_backward_match_the_interpreter(data) -> None:
+    """Random conv shapes (kernel 1-5 per side, stride 1-3, dilation 1-2, any padding up to
+    the kernel, planes up to 40 x 70) through every conv kernel's plan choice: forward,
+    input gradient and weight gradient equal the interpreter on acf-small and acf-base."""
+    draw = data.draw
+    kh, kw = draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 2, 3, 5]))
+    s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    h = draw(st.integers(max(1, d * (kh - 1) + 1 - 2 * ph), 40))
+    w = draw(st.integers(max(1, d * (kw - 1) + 1 - 2 * pw), 70))
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    target = draw(st.sampled_from(["acf-small", "acf-base"]))
+    oh = (h + 2 * ph - d * (kh - 1) - 1) // s + 1
+    ow = (w + 2 * pw - d * (kw - 1) - 1) // s + 1
+    attrs = f"stride = [{s}, {s}], padding = [{ph}, {pw}], dilation = [{d}, {d}]"
+    text = func({"x": (n, c, h, w), "wt": (o, c, kh, kw), "g": (n, o, oh, ow)}, [
+        ("y", "conv2d", ["x", "wt"], attrs, [(n, o, oh, ow)]),
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {w}], " + attrs,
+         [(n, c, h, w)]),
+        ("gw", "conv2d_backward_weight", ["g", "x"], f"weight_shape = [{o}, {c}, {kh}, {kw}], " + attrs,
+         [(o, c, kh, kw)]),
+    ], ["y", "gx", "gw"])
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    args = [rnd(rng, n, c, h, w), rnd(rng, o, c, kh, kw), rnd(rng, n, o, oh, ow)]
+    c_ = compile_text(text, target)
+    check_tokens(c_.program)
+    outs, _ = emulate(c_, args)
+    for got, want in zip(outs, expected(text, args)):
+        check_close(got, want)
 
 
 def test_conv_slab_rows_are_read_from_the_input_row_start(monkeypatch) -> None:
