@@ -154,6 +154,42 @@ def test_random_convs_forward_and_backward_match_the_interpreter(data) -> None:
         check_close(got, want)
 
 
+def test_strided_input_gradient_shares_its_g_slabs_along_fabric_rows(monkeypatch) -> None:
+    """The input gradient of a stride-2 conv runs as phases over tiles of (images, rows) x
+    channels; one g slab serves every channel tile of its pixel tile, so the row's sender
+    loads it and multicasts it to the row (``multicast.rows_share_first``): the values
+    equal the interpreter's and the g slabs cross the memory ports a quarter as often as
+    when every cluster loads its own."""
+    from acf.compiler.codegen.kernels import conv
+
+    n, c, h, o = 32, 256, 8, 64  # 8 channel tiles x 2 image groups (layer4.0.conv1's shape)
+    attrs = "stride = [2, 2], padding = [1, 1], dilation = [1, 1]"
+    text = func({"g": (n, o, h // 2, h // 2), "wt": (o, c, 3, 3)}, [
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {h}], " + attrs,
+         [(n, c, h, h)])], ["gx"])
+    rng = np.random.default_rng(11)
+    args = [rnd(rng, n, o, h // 2, h // 2), rnd(rng, o, c, 3, 3)]
+
+    def g_slab_elements() -> tuple[int, int]:
+        """(g elements loaded from DRAM, multicasts), values checked on acf-base."""
+        c_ = compile_text(text, "acf-base")
+        check_tokens(c_.program)
+        outs, _ = emulate(c_, args)
+        check_close(outs[0], expected(text, args)[0])
+        ins = c_.program.instructions
+        g0 = c_.plan.symbols["g"].addr
+        loads = sum(i["d0"] * i["d1"] * i["d2"] for i in ins if i.mnemonic == "ldg"
+                    and i["src"].space == "dram" and g0 <= i["src"].offset < g0 + 4 * n * o * h * h // 4)
+        return loads, sum(1 for i in ins if i.mnemonic == "bcast")
+
+    shared, bcasts = g_slab_elements()
+    assert bcasts > 0
+    monkeypatch.setattr(conv, "rows_share_first", lambda *a, **k: None)
+    own, bcasts = g_slab_elements()
+    assert bcasts == 0
+    assert own == 4 * shared  # four clusters per fabric row take one slab
+
+
 def test_conv_slab_rows_are_read_from_the_input_row_start(monkeypatch) -> None:
     """A slab's zero left border is filled on chip, so its rows are read from input column
     0 (``conv.load_slab``) and each row's DRAM run starts on the input row's boundary. With
