@@ -275,11 +275,11 @@ def slab_lead(col0: int) -> int:
     return max(0, -col0)
 
 
-def row_step(stride: int, kernel_rows: int, pad_top: int) -> int:
+def row_step(stride: int, one_row: bool, pad_top: int) -> int:
     """Input rows a slab steps over per row it holds: the stride for a one-row kernel
     without top padding (a 1x1 stride-2 shortcut reads only every other input row; the
     rows between are under no tap), else 1 (every row of the slab's span)."""
-    return stride if kernel_rows == 1 and stride > 1 and pad_top == 0 else 1
+    return stride if one_row and stride > 1 and pad_top == 0 else 1
 
 
 @dataclass(frozen=True)
@@ -469,8 +469,7 @@ def _plan_cost(ctx: KernelContext, g: TapGemm, p: _SlabPlan, density: float = 1.
 def _tap_row_step(g: TapGemm) -> int:
     """:func:`row_step` of the slab tap GEMM: its kernel is one row when every tap's row
     offset is 0 (the wide-K kernel, for kernels of several taps, keeps every row)."""
-    one_row = all(dy == 0 for dy, _, _ in g.taps)
-    return row_step(g.sh, 1 if one_row else 2, g.pad_t)
+    return row_step(g.sh, all(dy == 0 for dy, _, _ in g.taps), g.pad_t)
 
 
 def _slab_plan_for(ctx: KernelContext, g: TapGemm, mt: int, wbufs: int = 1) -> _SlabPlan | None:
@@ -1112,7 +1111,7 @@ def _wgrad_plan(ctx: KernelContext, v: Conv, sampled: bool = False
         while limit >= 1:
             blocks = _pixel_blocks(v.oh, v.ow, limit)
             pmax = max(r * c for _, r, _, c in blocks)
-            step = row_step(v.sh, v.kh, v.ph)
+            step = row_step(v.sh, v.kh == 1, v.ph)
             rows_in = (max(r for _, r, _, _ in blocks) - 1) * (v.sh // step) + (v.kh - 1) * v.dh + 1
             cols_in = (max(c for _, _, _, c in blocks) - 1) * v.sw + (v.kw - 1) * v.dw + 1
             per_image = 2 * s * pmax + 2 * s * rows_in * cols_in
@@ -1231,6 +1230,7 @@ class _WgradEmitter:
             side, blocks, rows_in, cols_in, G, in_acc
         ntap = self.ntap = v.kh * v.kw
         slab = self.slab = rows_in * cols_in
+        self.row_step = row_step(v.sh, v.kh == 1, v.ph)  # as _wgrad_plan counted rows_in
         pmax = max(r * c for _, r, _, c in blocks)
         self.cbank = ctx.alloc("acc" if in_acc else "sp", 4 * ntap * side * side)
         self.sbank = ctx.alloc("sp", 4 * ntap * side * side) if mask is not None else None
@@ -1291,11 +1291,10 @@ class _WgradEmitter:
                           layout.receivers["a"][cl])
         if layout is None or layout.sends("b", cl):
             xa, row0, col0 = self.ctx.ins[1].addr, oh0 * v.sh - v.ph, ow0 * v.sw - v.pw
-            step = row_step(v.sh, v.kh, v.ph)
             for j, n in enumerate(imgs):
                 load_slab(ctx, cl, xslab, xa + 4 * (n * v.c * self.plane_in + c0 * self.plane_in
                                                     + row0 * v.w + col0),
-                          (nt, self.rows_in, self.cols_in), (self.plane_in, v.w * step, 1),
+                          (nt, self.rows_in, self.cols_in), (self.plane_in, v.w * self.row_step, 1),
                           4 * j * nt * self.slab, col0)
             if v.ph or v.pw:
                 _zero_border(ctx, cl, xslab, len(imgs) * nt, self.rows_in, self.cols_in, row0, col0,
@@ -1315,8 +1314,7 @@ class _WgradEmitter:
         parity = (self.it[cl] - 1) % 2
         gb, xslab, cbank, sbank = self.g_slots[parity], self.xslabs[parity], self.cbank, self.sbank
         # B stored n x k (tb=1): B[c, (j, r, q)] at c*slab + j*nt*slab + r*sh*cols_in + q*sw
-        step = row_step(v.sh, v.kh, v.ph)
-        vb = ctx.view(cl, _VR_WIN_T, cols, self.slab, v.sh // step * self.cols_in, v.sw, d1=rows,
+        vb = ctx.view(cl, _VR_WIN_T, cols, self.slab, v.sh // self.row_step * self.cols_in, v.sw, d1=rows,
                       s3=nt * self.slab)
         for tap in range(ntap):
             kh, kw = divmod(tap, v.kw)

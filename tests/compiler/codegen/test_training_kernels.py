@@ -261,7 +261,7 @@ def test_one_row_strided_conv_slabs_hold_only_the_rows_under_its_taps(monkeypatc
 
     decimated, strides = input_rows()
     assert strides == {2 * h}  # every other input row
-    monkeypatch.setattr(conv, "row_step", lambda stride, kernel_rows, pad_top: 1)
+    monkeypatch.setattr(conv, "row_step", lambda stride, one_row, pad_top: 1)
     every_row, strides = input_rows()
     assert strides == {h}
     oh = h // 2  # a slab of all 8 output rows spans 15 input rows, of which 8 are read
