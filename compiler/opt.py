@@ -139,16 +139,41 @@ def main(argv: list[str]) -> int:
     except OSError as err:
         sys.stderr.write(f"acf-opt: error: {err.strerror}: {err.filename}\n")
         return 1
+    except UnicodeDecodeError:
+        name = "<stdin>" if args.input == "-" else args.input
+        sys.stderr.write(f"{name}: error: not UTF-8 text\n")
+        return 1
     chunks = split_chunks(text) if args.split_input_file else [text]
     outcomes = [_process(chunk, name, args.pipeline, args, instr) for chunk in chunks]
     status = max(code for code, _ in outcomes)
     result = "// -----\n".join(out for code, out in outcomes if code == 0)
     if args.output == "-":
         sys.stdout.write(result)
-    else:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(result)
+        return status
+    if not any(code == 0 for code, _ in outcomes):
+        return status  # nothing to write: an earlier output file stays as it was
+    try:
+        _write_atomically(args.output, result)
+    except OSError as err:
+        sys.stderr.write(f"acf-opt: error: cannot write {args.output}: {err.strerror}\n")
+        return 1
     return status
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write through a temporary file in the same folder, then rename: a failed write
+    leaves an earlier output whole rather than half-written."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".acf-opt-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 if __name__ == "__main__":

@@ -201,3 +201,27 @@ def test_main_returns_status_and_writes_output(tmp_path: Path, capsys) -> None:
     assert main([str(src), "-p", "nope"]) == 1
     assert "unknown pass 'nope'" in capsys.readouterr().err
     assert main(["--definitely-not-an-option"]) == 2
+
+
+def test_main_reports_unreadable_input_and_output_without_clobbering(tmp_path: Path, capsys) -> None:
+    """Bytes that are not UTF-8, an output path that cannot be written, and an input that
+    fails to parse each end with one located line and status 1; an existing output file is
+    left as it was (no empty or half-written file)."""
+    binary = tmp_path / "bin.acfir"
+    binary.write_bytes(b"\x00\xff\xfe garbage")
+    assert main([str(binary)]) == 1
+    assert capsys.readouterr().err == f"{binary}: error: not UTF-8 text\n"
+
+    src = tmp_path / "in.acfir"
+    src.write_text(print_module(build_relu_matmul()))
+    assert main([str(src), "-o", str(tmp_path)]) == 1  # a folder
+    assert capsys.readouterr().err == f"acf-opt: error: cannot write {tmp_path}: Is a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin.acfir", "in.acfir"]  # no temp left
+
+    out = tmp_path / "out.acfir"
+    out.write_text("earlier output\n")
+    bad = tmp_path / "bad.acfir"
+    bad.write_text("func @f() {}\n")
+    assert main([str(bad), "-o", str(out)]) == 1
+    assert capsys.readouterr().err.startswith(f"{bad}:1:1: error: ")
+    assert out.read_text() == "earlier output\n"
