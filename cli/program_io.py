@@ -42,8 +42,17 @@ def load_inputs(path: str | None) -> dict[str, Any]:
         return {}
     import numpy as np
 
+    import zipfile
+
     try:
+        with open(path, "rb"):
+            pass  # a missing or unreadable file says so, not "not an archive"
+        if not zipfile.is_zipfile(path):  # np.load would try a .npy or a pickle instead
+            raise UserError(f"{path}: error: cannot read inputs: not an .npz archive "
+                            "(numpy.savez writes one)")
         with np.load(path) as npz:
             return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise UserError(f"{path}: error: cannot read inputs: {exc.strerror or exc}") from None
+    except (ValueError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: error: cannot read inputs: {exc}") from None
