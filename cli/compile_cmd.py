@@ -10,6 +10,7 @@ the target of its ``acf.target``. Never imports torch or TVM.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from acf.cli import UserError, read_input, write_output
@@ -147,6 +148,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"acfc: error: --density {args.density}: must be in (0, 1]")
     if args.num_classes < 1:
         raise UserError("acfc: error: --num-classes must be positive")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr >= 0):
+        raise UserError(f"acfc: error: --lr {args.lr}: must be a finite, non-negative rate")
     path, factory = _factory(args.input)
     from acf.isa.target import TargetError, load_target
 

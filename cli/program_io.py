@@ -40,9 +40,9 @@ def load_inputs(path: str | None) -> dict[str, Any]:
     """Input tensors from an ``.npz`` file, by ``.tensor`` symbol name."""
     if not path:
         return {}
-    import numpy as np
-
     import zipfile
+
+    import numpy as np
 
     try:
         with open(path, "rb"):

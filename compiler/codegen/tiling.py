@@ -53,6 +53,8 @@ def choose_tiling(target: Target, tile: int = 0) -> Tiling:
     c = target.cluster
     spad, acc = int(c.spad_bytes), int(c.acc_bytes)
     step = math.lcm(int(c.pe_rows), int(c.pe_cols))
+    if tile < 0:
+        raise ValueError(f"tile side {tile}: must be positive (or 0 for the tiler's choice)")
     if tile:
         if matmul_spad_bytes(tile) > spad or matmul_acc_bytes(tile) > acc:
             raise ValueError(

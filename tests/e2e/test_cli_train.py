@@ -66,10 +66,15 @@ def test_train_compile_emits_assembly_adam(model_file, capsys) -> None:
     (["{m}:not_a_model", "--train", "--input-shape", "2,3,8,8"], "not a torch.nn.Module"),
     (["{m}:factory", "--train", "--input-shape", "2,3,8,8", "--density", "0"],
      "--density 0.0: must be in (0, 1]"),
+    (["{m}:factory", "--train", "--input-shape", "2,3,8,8", "--lr", "nan"],
+     "--lr nan: must be a finite, non-negative rate"),
+    (["{m}:factory", "--train", "--input-shape", "2,3,8,8", "--num-classes", "5", "--tile", "-3"],
+     "tile side -3: must be positive (or 0 for the tiler's choice)"),
     (["{m}:factory", "--train", "--input-shape", "2,3,8,8", "--target", "acf-nope"], "acf-nope"),
     (["{m}:factory", "--train", "--input-shape", "2,3,9,9", "--target", "acf-small"],
      "error"),  # 9x9 -> max pool -> 4x4 ok, but Linear(128) gets 8*4*4: shape mismatch
-], ids=["no-shape", "bad-shape", "no-factory", "not-module", "density", "target", "mismatch"])
+], ids=["no-shape", "bad-shape", "no-factory", "not-module", "density", "lr", "tile", "target",
+     "mismatch"])
 def test_train_compile_user_errors(model_file, capsys, argv, message) -> None:
     rc = main(["compile"] + [a.replace("{m}", str(model_file)) for a in argv])
     err = capsys.readouterr().err
