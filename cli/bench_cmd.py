@@ -46,6 +46,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _comparisons(text: str) -> list[tuple[str, float]]:
+    """``--compare`` items (``MODEL:SPARSITY``, sparsity 0.9 when left out), checked before
+    any run starts."""
+    from acf.evaluation.workloads import MODELS
+
+    out = []
+    for item in _csv(text):
+        model, _, sp = item.partition(":")
+        if model not in MODELS:
+            raise UserError(f"acfc: error: --compare {item!r}: unknown model {model!r}; "
+                            f"choose one of {', '.join(MODELS)}")
+        try:
+            sparsity = float(sp or 0.9)
+        except ValueError:
+            sparsity = -1.0
+        if not 0.0 <= sparsity < 1.0:
+            raise UserError(f"acfc: error: --compare {item!r}: expected MODEL:SPARSITY with a "
+                            "sparsity in [0, 1)")
+        out.append((model, sparsity))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from acf.evaluation import baselines, calibration, report
     from acf.evaluation.sweep import Grid, SweepError, parse_sets, run_sweep
@@ -54,6 +76,17 @@ def run(args: argparse.Namespace) -> int:
         sparsities = [float(s) for s in _csv(args.sparsity)]
     except ValueError:
         raise UserError(f"acfc: error: --sparsity {args.sparsity!r}: expected numbers in [0, 1)") from None
+    comps = _comparisons(args.compare)
+    algorithms = _csv(args.accuracy)
+    if algorithms:
+        from acf.algorithms import NAMES
+
+        unknown = [a for a in algorithms if a not in NAMES]
+        if unknown:
+            raise UserError(f"acfc: error: --accuracy: unknown sparsity algorithm {unknown[0]!r}; "
+                            f"choose one of {', '.join(NAMES)}")
+        if args.accuracy_steps < 1:
+            raise UserError(f"acfc: error: --accuracy-steps {args.accuracy_steps}: must be at least 1")
     try:
         grid = Grid(models=_csv(args.models), sparsities=sparsities, targets=_csv(args.targets),
                     masks=_csv(args.masks), sets=parse_sets(args.set), act_density=args.act_density,
@@ -73,12 +106,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no GPU anchors ({exc})", file=sys.stderr)
         anchors = None
     cal = calibration.calibrate() if args.calibrate else None
-    acc = (report.accuracy_runs(_csv(args.accuracy), sparsities, args.accuracy_steps)
-           if args.accuracy else None)
-    comps = []
-    for item in _csv(args.compare):
-        model, _, sp = item.partition(":")
-        comps.append((model, float(sp or 0.9)))
+    acc = report.accuracy_runs(algorithms, sparsities, args.accuracy_steps) if algorithms else None
     command = "acfc bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
     path = report.write_report(res.rows, args.out, anchors, cal, acc, tuple(comps), command)
     print(f"summary: {path}")

@@ -67,6 +67,10 @@ class Grid:
                 raise SweepError(str(exc)) from None
         if not 0.0 < self.act_density <= 1.0:
             raise SweepError(f"impossible activation density {self.act_density!r}: must be in (0, 1]")
+        for name, value in (("batch", self.batch), ("max-waves", self.max_waves),
+                            ("max-k-chunks", self.max_k_chunks)):
+            if value is not None and value < 1:
+                raise SweepError(f"--{name} {value}: must be at least 1")
         known = available_targets()
         for t in self.targets:
             if t not in known and not Path(t).exists():
@@ -214,9 +218,14 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
     """
     if executor not in ("process", "ray"):
         raise SweepError(f"unknown executor {executor!r}; choose process or ray")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if jobs < 0:
+        raise SweepError(f"--jobs {jobs}: must be 0 (every CPU) or more")
     specs = grid.specs()
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError(f"--out {out}: cannot create the results folder: {exc.strerror}") from None
     done_ids = {r["run_id"] for r in read_rows(out) if r.get("status") == "ok"}
     version = package_version()
     todo = []

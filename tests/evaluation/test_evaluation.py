@@ -176,6 +176,9 @@ def test_workload_shapes_and_ir() -> None:
     (dict(models=["tiny-mlp"], sparsities=[-0.1]), "impossible sparsity"),
     (dict(models=["tiny-mlp"], sets={"cluster.nope": ["1"]}), "unknown field"),
     (dict(models=["tiny-mlp"], sets={"cluster.lookahead": ["0"]}), "must be >= 1"),
+    (dict(models=["tiny-mlp"], batch=-1), "--batch -1: must be at least 1"),
+    (dict(models=["tiny-mlp"], max_waves=0), "--max-waves 0: must be at least 1"),
+    (dict(models=["tiny-mlp"], max_k_chunks=0), "--max-k-chunks 0: must be at least 1"),
 ])
 def test_bad_input_errors(tmp_path, kwargs, match) -> None:
     with pytest.raises(SweepError, match=match):
@@ -192,6 +195,31 @@ def test_cli_bench_bad_input(capsys) -> None:
 
     assert main(["bench", "--models", "nope", "--out", "/tmp/x-acf-bench-bad", "--no-progress"]) == 1
     assert "unknown model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--jobs", "-2"], "--jobs -2: must be 0 (every CPU) or more"),
+    (["--accuracy", "nope"], "--accuracy: unknown sparsity algorithm 'nope'; choose one of "),
+    (["--accuracy", "rigl", "--accuracy-steps", "0"], "--accuracy-steps 0: must be at least 1"),
+    (["--compare", "alexnet:0.9"], "--compare 'alexnet:0.9': unknown model 'alexnet'"),
+    (["--compare", "mlp:x"], "--compare 'mlp:x': expected MODEL:SPARSITY with a sparsity in [0, 1)"),
+    (["--compare", "mlp:1"], "--compare 'mlp:1': expected MODEL:SPARSITY with a sparsity in [0, 1)"),
+    (["--out", "{file}"], "--out {file}: cannot create the results folder: File exists"),
+])
+def test_cli_bench_rejects_bad_options_before_any_run(tmp_path, capsys, argv, message) -> None:
+    """Each is one line and status 1, before a run starts (no results folder appears)."""
+    from acf.cli import main
+
+    file = tmp_path / "a-file"
+    file.write_text("")
+    out = tmp_path / "out"
+    argv = ["bench", "--models", "tiny-mlp", "--sparsity", "0.5", "--no-progress", "--out", str(out),
+            *(a.replace("{file}", str(file)) for a in argv)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("acfc: error: " + message.replace("{file}", str(file)))
+    assert err.count("\n") == 1
+    assert not out.exists()
 
 
 def test_ray_executor_local_cluster(tmp_path) -> None:
