@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     prog = load_program(args.program)
     target = load_target_for(prog, args.target, args.set)
     inputs = load_inputs(args.inputs)
+    for path in (args.outputs, args.report, args.csv, args.trace):
+        _check_writable(path)  # before the run: a long run must not end unable to save
     try:
         if args.trace:
             res = _run_traced(prog, target, inputs, args.trace)
@@ -53,6 +55,20 @@ def run(args: argparse.Namespace) -> int:
         for sym, why in sorted(res.unreadable.items()):
             print(f"note: output {sym!r} not decoded: {why}", file=sys.stderr)
     return 0
+
+
+def _check_writable(path: str | None) -> None:
+    import os
+
+    if path in (None, "-"):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{path}: error: cannot write: Is a directory")
+    if not os.path.isdir(folder):
+        raise UserError(f"{path}: error: cannot write: No such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{path}: error: cannot write: Permission denied")
 
 
 def _run_traced(prog, target, inputs, path: str):  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
-"""`acfc run --inputs`: files that are not an .npz archive get one line naming the file and
-the reason (numpy would try them as a .npy array or a pickle)."""
+"""`acfc run` file arguments: inputs that are not an .npz archive get one line naming the
+file and the reason (numpy would try them as a .npy array or a pickle); output paths that
+cannot be written are refused before the run starts, and nothing is written."""
 
 from __future__ import annotations
 
@@ -27,3 +28,23 @@ def test_unreadable_inputs_are_one_line_errors(tmp_path: Path, capsys, make, rea
         path.with_suffix(".npz.npy").rename(path)  # np.save appends .npy
     assert acfc(["run", str(ROOT / "examples" / "gemm_small.s"), "--inputs", str(path)]) == 1
     assert capsys.readouterr().err == f"{path}: error: cannot read inputs: {reason}\n"
+
+
+@pytest.mark.parametrize("flag", ["--outputs", "--report", "--csv", "--trace"])
+def test_unwritable_output_paths_are_refused_before_the_run(tmp_path: Path, capsys, flag) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "in.npz", W=rng.standard_normal((16, 16)).astype(np.float32),
+             X=rng.standard_normal((16, 16)).astype(np.float32))
+    ok = {f: str(tmp_path / f"ok{f}") for f in ("--outputs", "--report", "--csv", "--trace")}
+    missing = tmp_path / "missing" / "file"
+    argv = ["run", str(ROOT / "examples" / "gemm_small.s"), "--inputs", str(tmp_path / "in.npz"),
+            "--quiet"]
+    for f, path in ok.items():
+        argv += [f, str(missing) if f == flag else path]
+    assert acfc(argv) == 1
+    err = capsys.readouterr().err
+    assert err == f"{missing}: error: cannot write: No such directory {missing.parent}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]  # nothing else written
+    argv[argv.index(str(missing))] = str(tmp_path)  # a folder
+    assert acfc(argv) == 1
+    assert capsys.readouterr().err == f"{tmp_path}: error: cannot write: Is a directory\n"
