@@ -6,7 +6,7 @@ import argparse
 import io
 import sys
 
-from acf.cli import UserError, read_input, write_output
+from acf.cli import UserError, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
