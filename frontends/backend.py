@@ -196,12 +196,19 @@ def _boxed(graph: FabricGraph) -> Callable:
 
 
 def register() -> None:
-    """Register ``"acf"`` with Dynamo (idempotent)."""
-    from torch._dynamo.backends.registry import _BACKENDS, register_backend
+    """Register ``"acf"`` with Dynamo (idempotent).
 
-    if "acf" not in _BACKENDS or _BACKENDS.get("acf") is not acf_backend:
-        _BACKENDS.pop("acf", None)
-        register_backend(compiler_fn=acf_backend, name="acf")
+    Where Dynamo already knows ``"acf"`` from the installed package's entry point, this
+    module is being imported by that entry point's load (``torch.compile(backend="acf")``
+    without importing acf first) or will be on first use; Dynamo registers the function
+    itself right after the load and refuses a name registered twice, so it is left to do so.
+    """
+    from torch._dynamo.backends.registry import _BACKENDS, _COMPILER_FNS, register_backend
+
+    if _COMPILER_FNS.get("acf") is acf_backend or _BACKENDS.get("acf") is not None:
+        return
+    _COMPILER_FNS.pop("acf", None)  # another "acf" registered by hand: ours replaces it
+    register_backend(compiler_fn=acf_backend, name="acf")
 
 
 register()

@@ -40,3 +40,19 @@ def test_unknown_option_lists_valid_ones() -> None:
         backend.parse_options({"colour": "red"})
     with pytest.raises(ValueError, match="fallback must be"):
         backend.parse_options({"fallback": "maybe"})
+
+
+@pytest.mark.parametrize("first", ["", "import acf", "import acf.frontends.backend"])
+def test_backend_is_found_by_name_whatever_was_imported_first(first: str) -> None:
+    """A fresh interpreter: Dynamo finds "acf" through the package's entry point, or through
+    the import that registered it; either way one registration, and the result is right."""
+    import subprocess
+    import sys
+
+    code = (f"{first}\nimport torch\ntorch.manual_seed(0)\n"
+            "m = torch.nn.Linear(8, 4); x = torch.randn(2, 8)\n"
+            "y = torch.compile(m, backend='acf', options={'target': 'acf-small'})(x)\n"
+            "print(float((y - m(x)).abs().max()))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.split()[-1]) < 1e-5
