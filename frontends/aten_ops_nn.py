@@ -189,10 +189,11 @@ def _max_pool(ctx: ConvertContext, node: fx.Node) -> tuple:
     x = ctx.value(node.args[0])
     if _pair(_arg(node, 4, "dilation", 1)) != [1, 1]:
         raise ctx.unsupported("dilated max pooling")
-    out = ctx.emit("graph.max_pool2d", [x], **_pool_attrs(ctx, node, 1))
+    attrs = _pool_attrs(ctx, node, 1)
+    out = ctx.emit("graph.max_pool2d", [x], **attrs)
     if out.type.shape != tuple(node.meta["val"][0].shape):  # type: ignore[union-attr]
         raise ctx.unsupported("ceil-mode max pooling that adds a window")
-    return out, PoolIndices(x)
+    return out, PoolIndices(x, *(tuple(attrs[a]) for a in ("kernel_size", "stride", "padding")))
 
 
 @converter(aten.max_pool2d_with_indices_backward.default)

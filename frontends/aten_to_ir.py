@@ -66,9 +66,16 @@ def converter(*targets: Any) -> Callable[[Converter], Converter]:
 
 @dataclass(frozen=True)
 class PoolIndices:
-    """Stands for ``max_pool2d_with_indices``'s indices: its backward reads the pool input."""
+    """Stands for ``max_pool2d_with_indices``'s indices: its backward reads the pool input.
+
+    Where a graph returns them (a ``torch.compile`` forward saves them for its backward),
+    the backend returns the pool input ``x`` from the fabric and computes the indices from
+    it on the host with the window attributes kept here."""
 
     x: Value
+    kernel_size: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
 
 
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)')

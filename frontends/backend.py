@@ -49,7 +49,7 @@ from ..compiler.ir import Module, TensorType
 from ..runtime import Session, SessionOptions, StepReport
 from ..runtime.report import record
 from ..runtime.torch_io import to_numpy, to_torch
-from .aten_to_ir import TORCH_ELEMENT, UnsupportedOpError, convert_graph
+from .aten_to_ir import TORCH_ELEMENT, PoolIndices, UnsupportedOpError, convert_graph
 from .decompositions import decomposition_table
 from .ir_builder import FuncBuilder
 
@@ -102,6 +102,7 @@ class FabricGraph:
         self.gm, self.kind, self.opts, self.session = gm, kind, opts, session
         self.host_ops: list[str] = []
         self.none_outputs: list[int] = []
+        self.pool_indices: dict[int, PoolIndices] = {}  # output -> computed on the host
         self.n_outputs = 0
         try:
             self._compile(example_inputs)
@@ -126,7 +127,8 @@ class FabricGraph:
         outs = convert_graph(b, self.gm, b.args)
         self.n_outputs = len(outs)
         self.none_outputs = [i for i, v in enumerate(outs) if v is None]
-        values = [v for v in outs if v is not None]
+        self.pool_indices = {i: v for i, v in enumerate(outs) if isinstance(v, PoolIndices)}
+        values = [v.x if isinstance(v, PoolIndices) else v for v in outs if v is not None]
         self.name = f"{self.kind}{id(self)}"
         self.session.load(Module([b.finish(values)]), name=self.name)
 
@@ -146,6 +148,9 @@ class FabricGraph:
         out: list[Any] = []
         for i in range(self.n_outputs):
             out.append(None if i in self.none_outputs else to_torch(np.asarray(next(it))))
+        for i, p in self.pool_indices.items():  # the fabric returned the pool input
+            out[i] = torch.ops.aten.max_pool2d_with_indices(out[i], list(p.kernel_size),
+                                                             list(p.stride), list(p.padding))[1]
         return out
 
 

@@ -42,7 +42,8 @@ def to_torch(x: np.ndarray, like: Any = None) -> Any:
     """A torch tensor for ``x`` (on ``like``'s device and dtype when given)."""
     import torch
 
-    t = torch.from_numpy(np.ascontiguousarray(x))
+    # ascontiguousarray would make a 0-d array 1-d
+    t = torch.from_numpy(np.ascontiguousarray(x).reshape(np.shape(x)))
     if like is not None:
         t = t.to(device=like.device, dtype=like.dtype)
     return t

@@ -56,3 +56,30 @@ def test_backend_is_found_by_name_whatever_was_imported_first(first: str) -> Non
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.split()[-1]) < 1e-5
+
+
+def test_cnn_with_batch_norm_and_max_pool_trains_through_the_backend() -> None:
+    """The forward graph Dynamo splits off returns max pooling's indices (saved for the
+    backward) and batch norm's updated step counter (a 0-d tensor): the indices come from
+    the pool input the fabric returns, the counter keeps torch's 0-d shape."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.GELU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+    ref = copy.deepcopy(model)
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    F.cross_entropy(out, y).backward()
+    want = ref(x)
+    F.cross_entropy(want, y).backward()
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    bn, bn_ref = model[1], ref[1]
+    assert bn.num_batches_tracked.shape == () and int(bn.num_batches_tracked) == 1
+    torch.testing.assert_close(bn.running_mean, bn_ref.running_mean)
+    torch.testing.assert_close(bn.running_var, bn_ref.running_var)
+    assert [r.program.rstrip("0123456789") for r in backend.REPORTS[-2:]] == ["forward", "backward"]
