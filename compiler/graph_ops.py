@@ -157,6 +157,28 @@ class BroadcastTo(OpDef):
     infer = staticmethod(rules.broadcast_to)
 
 
+@register_op
+class Slice(OpDef):
+    """``graph.slice %x {offsets = [0, 2], sizes = [4, 3], strides = [1, 1]}``: the box
+    ``x[o : o + k*s : s]`` per dim (like MLIR's ``tensor.extract_slice``); a select is a
+    slice of size 1 and a reshape."""
+
+    name = "graph.slice"
+    attributes = attrs(offsets=attr("ints"), sizes=attr("ints"), strides=attr("ints"))
+    infer = staticmethod(rules.slice_)
+
+
+@register_op
+class SliceBackward(OpDef):
+    """``graph.slice_backward %g {shape = [4, 8], offsets = [0, 2], strides = [1, 1]}``:
+    zeros of ``shape`` holding ``g`` in the box a ``graph.slice`` of that shape read."""
+
+    name = "graph.slice_backward"
+    operands = ("grad",)
+    attributes = attrs(shape=attr("ints"), offsets=attr("ints"), strides=attr("ints"))
+    infer = staticmethod(rules.slice_backward)
+
+
 class _Reduce(OpDef):
     attributes = REDUCE
     infer = staticmethod(rules.reduce)

@@ -107,6 +107,22 @@ def _transpose(xs, attrs, op):
     return [np.ascontiguousarray(np.transpose(xs[0], attrs["perm"]))]
 
 
+def _box(offsets, sizes, strides) -> tuple[slice, ...]:
+    return tuple(slice(o, o + k * s, s) for o, k, s in zip(offsets, sizes, strides))
+
+
+@semantics("graph.slice")
+def _slice(xs, attrs, op):
+    return [np.ascontiguousarray(xs[0][_box(attrs["offsets"], attrs["sizes"], attrs["strides"])])]
+
+
+@semantics("graph.slice_backward")
+def _slice_backward(xs, attrs, op):
+    out = np.zeros(attrs["shape"], xs[0].dtype)
+    out[_box(attrs["offsets"], xs[0].shape, attrs["strides"])] = xs[0]
+    return [out]
+
+
 @semantics("graph.broadcast_to")
 def _broadcast_to(xs, attrs, op):
     return [np.broadcast_to(xs[0], attrs["shape"]).copy()]

@@ -282,6 +282,34 @@ def broadcast_to(ts: Types, attrs: Attrs) -> list[TensorType]:
     return [TensorType(shape, ts[0].element)]
 
 
+def _slice_box(shape: tuple[int, ...], offsets: list[int], sizes: list[int],
+               strides: list[int]) -> None:
+    """Offsets, sizes and strides (one per dim of ``shape``) pick a box inside it."""
+    if not len(offsets) == len(sizes) == len(strides) == len(shape):
+        raise ShapeError(f"offsets, sizes and strides need one entry per dim of {list(shape)}, "
+                         f"got {len(offsets)}, {len(sizes)} and {len(strides)}")
+    for d, (n, o, k, s) in enumerate(zip(shape, offsets, sizes, strides)):
+        if s < 1 or k < 0 or o < 0 or (k > 0 and o + (k - 1) * s >= n):
+            raise ShapeError(f"dim {d}: {k} elements from {o} in steps of {s} do not fit in "
+                             f"{n} (offsets and sizes >= 0, strides >= 1)")
+
+
+def slice_(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``slice(x)``: ``x[o0 : o0 + k0*s0 : s0, ...]``, shaped ``sizes``."""
+    sizes = [int(d) for d in attrs["sizes"]]  # type: ignore[union-attr]
+    _slice_box(ts[0].shape, [int(d) for d in attrs["offsets"]],  # type: ignore[union-attr]
+               sizes, [int(d) for d in attrs["strides"]])  # type: ignore[union-attr]
+    return [TensorType(tuple(sizes), ts[0].element)]
+
+
+def slice_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``slice_backward(g)``: zeros of ``shape`` with ``g`` where the slice read."""
+    shape = tuple(int(d) for d in attrs["shape"])  # type: ignore[union-attr]
+    _slice_box(shape, [int(d) for d in attrs["offsets"]],  # type: ignore[union-attr]
+               list(ts[0].shape), [int(d) for d in attrs["strides"]])  # type: ignore[union-attr]
+    return [TensorType(shape, ts[0].element)]
+
+
 def _logits_labels(logits: TensorType, labels: TensorType) -> None:
     if logits.rank != 2 or labels.shape != logits.shape[:1] or labels.element != "i64":
         raise ShapeError(f"need logits[N, C] and i64 labels[N], got {_fmt(logits)}, {_fmt(labels)}")

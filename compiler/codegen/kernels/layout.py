@@ -1,5 +1,6 @@
 """Data-movement kernels built on ``ldg``: ``graph.transpose`` (any permutation, batched),
-``graph.broadcast_to`` (a zero gather stride per broadcast dim), and the helpers other
+``graph.broadcast_to`` (a zero gather stride per broadcast dim), ``graph.slice`` and
+``graph.slice_backward`` (a strided box read, or written into zeros), and the helpers other
 kernels compose: :func:`gather_copy` (a strided view of one DRAM buffer copied into
 another) and :func:`fill` (a DRAM range set to a constant, e.g. the zero border of a
 padded conv input).
@@ -145,6 +146,40 @@ def broadcast_to(ctx: KernelContext) -> None:
     xs = contiguous_strides(shape)
     src = [0 if d == 1 else s for d, s in zip(shape, xs)]
     gather_copy(ctx, x.addr, out.addr, list(out.shape), src, contiguous_strides(out.shape))
+
+
+@kernel("graph.slice")
+def slice_(ctx: KernelContext) -> None:
+    """A strided box of x: one gather from x's offset, its strides scaled by the slice's."""
+    x, out = ctx.ins[0], ctx.outs[0]
+    if x.sparse or out.sparse:
+        raise ctx.error("slice of a sparse tensor is not supported")
+    offsets, strides = _ints(ctx, "offsets"), _ints(ctx, "strides")
+    xs = contiguous_strides(x.shape)
+    base = sum(o * s for o, s in zip(offsets, xs))
+    gather_copy(ctx, x.addr + 4 * base, out.addr, list(out.shape),
+                [s * k for s, k in zip(xs, strides)], contiguous_strides(out.shape))
+
+
+@kernel("graph.slice_backward")
+def slice_backward(ctx: KernelContext) -> None:
+    """Zeros, then g scattered into the box (a barrier between: the box's stores overwrite
+    zeros). Where g covers the whole output only the copy runs."""
+    g, out = ctx.ins[0], ctx.outs[0]
+    if g.sparse or out.sparse:
+        raise ctx.error("slice_backward of a sparse tensor is not supported")
+    offsets, strides = _ints(ctx, "offsets"), _ints(ctx, "strides")
+    os_ = contiguous_strides(out.shape)
+    if tuple(g.shape) != tuple(out.shape):
+        fill(ctx, out.addr, math.prod(out.shape))
+        ctx.barrier()
+    base = sum(o * s for o, s in zip(offsets, os_))
+    gather_copy(ctx, g.addr, out.addr + 4 * base, list(g.shape), contiguous_strides(g.shape),
+                [s * k for s, k in zip(os_, strides)])
+
+
+def _ints(ctx: KernelContext, name: str) -> list[int]:
+    return [int(v) for v in ctx.attrs[name]]  # type: ignore[union-attr]
 
 
 def view(buf: Buffer, shape: tuple[int, ...]) -> Buffer:
