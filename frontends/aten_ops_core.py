@@ -3,7 +3,9 @@
 Views are value semantics in the graph dialect: ``view``/``reshape``/``squeeze``... become
 ``graph.reshape`` to the node's static shape, ``t``/``transpose``/``permute`` become
 ``graph.transpose``, ``expand`` becomes ``graph.broadcast_to``; ``clone``/``detach``/
-``contiguous`` are the identity. A matmul operand that is a 2-D transpose is folded into
+``contiguous`` are the identity; ``slice``/``select``/``split``/``unbind`` become
+``graph.slice`` (with a reshape dropping a selected dim) and their backwards
+``graph.slice_backward``. A matmul operand that is a 2-D transpose is folded into
 the matmul's ``transpose_a``/``transpose_b`` flags, and ``addmm(b, x, t(w))`` becomes
 ``graph.linear %x, %w, %b``.
 """
@@ -99,6 +101,101 @@ def _transpose(ctx: ConvertContext, node: fx.Node) -> Value:
 def _permute(ctx: ConvertContext, node: fx.Node) -> Value:
     rank = len(ctx.shape())
     return _perm(ctx, node, [d % rank for d in node.args[1]])
+
+
+# --- slices: graph.slice reads a strided box, graph.slice_backward writes one into zeros ----
+def _dim(node: fx.Node, index: int, default: int = 0) -> int:
+    args = node.args
+    return int(args[index]) if len(args) > index else int(node.kwargs.get("dim", default))
+
+
+def _box(shape: tuple[int, ...], dim: int, start: int, size: int, step: int = 1
+         ) -> dict[str, list[int]]:
+    """graph.slice attributes of ``size`` elements from ``start`` in steps of ``step`` along
+    ``dim`` (whole extent on the other dims)."""
+    offsets, sizes, strides = [0] * len(shape), list(shape), [1] * len(shape)
+    offsets[dim], sizes[dim], strides[dim] = start, size, step
+    return {"offsets": offsets, "sizes": sizes, "strides": strides}
+
+
+def _slice_range(n: int, start: Any, end: Any, step: Any) -> tuple[int, int, int]:
+    """(start, size, step) of Python's ``[start:end:step]`` on ``n`` elements."""
+    lo, hi, st = slice(start, end, 1 if step is None else int(step)).indices(n)
+    return lo, len(range(lo, hi, st)), st
+
+
+def _emit_slice(ctx: ConvertContext, x: Value, dim: int, start: int, size: int, step: int = 1
+                ) -> Value:
+    shape = tuple(x.type.shape)  # type: ignore[union-attr]
+    if size == shape[dim] and start == 0:
+        return x
+    return ctx.emit("graph.slice", [x], **_box(shape, dim, start, size, step))
+
+
+@converter(aten.slice.Tensor)
+def _slice(ctx: ConvertContext, node: fx.Node) -> Value:
+    x = ctx.value(node.args[0])
+    shape = tuple(x.type.shape)  # type: ignore[union-attr]
+    dim = _dim(node, 1) % len(shape)
+    a = list(node.args) + [None] * 5
+    start, size, step = _slice_range(shape[dim], a[2], a[3], node.kwargs.get("step", a[4]))
+    return _emit_slice(ctx, x, dim, start, size, step)
+
+
+@converter(aten.select.int)
+def _select(ctx: ConvertContext, node: fx.Node) -> Value:
+    x = ctx.value(node.args[0])
+    shape = tuple(x.type.shape)  # type: ignore[union-attr]
+    dim = int(node.args[1]) % len(shape)
+    index = int(node.args[2]) % shape[dim]
+    return _reshape(ctx, _emit_slice(ctx, x, dim, index, 1), ctx.shape())
+
+
+@converter(aten.split.Tensor, aten.split_with_sizes.default)
+def _split(ctx: ConvertContext, node: fx.Node) -> tuple[Value, ...]:
+    x = ctx.value(node.args[0])
+    shape = tuple(x.type.shape)  # type: ignore[union-attr]
+    dim = _dim(node, 2) % len(shape)
+    sizes = node.args[1]
+    if isinstance(sizes, int):  # split.Tensor: equal pieces, the last one shorter
+        sizes = [min(sizes, shape[dim] - i) for i in range(0, shape[dim], sizes)]
+    starts = np.cumsum([0, *sizes[:-1]])
+    return tuple(_emit_slice(ctx, x, dim, int(s), int(k)) for s, k in zip(starts, sizes))
+
+
+@converter(aten.unbind.int)
+def _unbind(ctx: ConvertContext, node: fx.Node) -> tuple[Value, ...]:
+    x = ctx.value(node.args[0])
+    shape = tuple(x.type.shape)  # type: ignore[union-attr]
+    dim = _dim(node, 1) % len(shape)
+    rest = shape[:dim] + shape[dim + 1:]
+    return tuple(_reshape(ctx, _emit_slice(ctx, x, dim, i, 1), rest) for i in range(shape[dim]))
+
+
+def _emit_slice_backward(ctx: ConvertContext, g: Value, shape: tuple[int, ...], dim: int,
+                         start: int, step: int = 1) -> Value:
+    box = _box(shape, dim, start, g.type.shape[dim], step)  # type: ignore[union-attr]
+    if tuple(g.type.shape) == shape:  # type: ignore[union-attr]
+        return g
+    return ctx.emit("graph.slice_backward", [g], shape=list(shape), offsets=box["offsets"],
+                    strides=box["strides"])
+
+
+@converter(aten.slice_backward.default)
+def _slice_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    g = ctx.value(node.args[0])
+    shape = tuple(int(d) for d in node.args[1])
+    dim = int(node.args[2]) % len(shape)
+    start, _, step = _slice_range(shape[dim], node.args[3], node.args[4], node.args[5])
+    return _emit_slice_backward(ctx, g, shape, dim, start, step)
+
+
+@converter(aten.select_backward.default)
+def _select_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    shape = tuple(int(d) for d in node.args[1])
+    dim = int(node.args[2]) % len(shape)
+    g = _reshape(ctx, ctx.value(node.args[0]), shape[:dim] + (1,) + shape[dim + 1:])
+    return _emit_slice_backward(ctx, g, shape, dim, int(node.args[3]) % shape[dim])
 
 
 # --- matmul -------------------------------------------------------------------------------

@@ -177,8 +177,13 @@ def acf_backend(gm: torch.fx.GraphModule, example_inputs: list[Any],
             return _boxed(FabricGraph(fx_gm, list(inputs), kind, session, opts))
         return compile_graph
 
-    return aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"),
-                        decompositions=decomposition_table())(gm, example_inputs)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # aot_autograd traces forward and backward here; on the math SDPA backend attention
+    # arrives as bmm + softmax (the CPU flash kernel has no lowering; see decompositions)
+    with sdpa_kernel(SDPBackend.MATH):
+        return aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"),
+                            decompositions=decomposition_table())(gm, example_inputs)
 
 
 def _reject_dynamic(example_inputs: list[Any]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ..frontends.models import MLP, ResNet18, SmallCNN, TransformerBlock
+from ..frontends.models import MLP, ResNet18, SmallCNN, TorchEncoderClassifier, TransformerBlock
 from .harness import L2_MAX, train_and_compare
 
 SGD = {"lr": 0.1, "momentum": 0.9}
@@ -80,6 +80,15 @@ def test_transformer_block_adam() -> None:
                     options={"lr": 1e-3})
     names = {op.name for op in fabric.step_ir.func.body.ops}
     assert {"graph.layer_norm", "graph.softmax", "graph.gelu", "graph.matmul"} <= names
+
+
+def test_torch_transformer_encoder_layer_and_multihead_attention_sgd() -> None:
+    """torch's own attention modules: the packed projection's q/k/v are slices on the fabric
+    and their gradients slice_backward (scattered back into one packed gradient)."""
+    torch.manual_seed(6)
+    fabric, _ = run(TorchEncoderClassifier(), batches((2, 5, 16), 3, seed=5))
+    names = {op.name for op in fabric.step_ir.func.body.ops}
+    assert {"graph.slice", "graph.slice_backward", "graph.softmax", "graph.layer_norm"} <= names
 
 
 def test_relu_flip_is_explained_by_replaying_the_fabrics_decisions() -> None:

@@ -65,6 +65,24 @@ class TransformerBlock(nn.Module):
         return self.head(x.mean(dim=1))
 
 
+class TorchEncoderClassifier(nn.Module):
+    """``nn.TransformerEncoderLayer`` (its packed q/k/v projection is split by ``select``)
+    and an ``nn.MultiheadAttention`` that also returns its averaged attention weights, with
+    a mean-pooled class head: the layers most transformer code is written with."""
+
+    def __init__(self, d: int = 16, heads: int = 2, classes: int = 3) -> None:
+        super().__init__()
+        self.enc = nn.TransformerEncoderLayer(d, heads, dim_feedforward=2 * d, dropout=0.0,
+                                              batch_first=True)
+        self.mha = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.enc(x)
+        a, weights = self.mha(h, h, h)
+        return self.head((h + a).mean(dim=1)) + weights.mean()
+
+
 def cancelling_mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """An MLP and a batch where one hidden pre-activation is 1 - 1 + 2^-30 summed over k.
 

@@ -83,3 +83,24 @@ def test_cnn_with_batch_norm_and_max_pool_trains_through_the_backend() -> None:
     torch.testing.assert_close(bn.running_mean, bn_ref.running_mean)
     torch.testing.assert_close(bn.running_var, bn_ref.running_var)
     assert [r.program.rstrip("0123456789") for r in backend.REPORTS[-2:]] == ["forward", "backward"]
+
+
+def test_torch_transformer_encoder_layer_through_the_backend() -> None:
+    """Dynamo hands over attention as scaled_dot_product_attention; traced on the math
+    backend it arrives as bmm + softmax (the CPU flash kernel has no lowering), and the
+    packed q/k/v projection is split by slices."""
+    from torch import nn
+
+    torch.manual_seed(1)
+    model = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0,
+                                       batch_first=True)
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 5, 16)
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    out.pow(2).mean().backward()
+    want = ref(x)
+    want.pow(2).mean().backward()
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert all(r.variant != "host" for r in backend.REPORTS[-2:])  # both graphs on the fabric
