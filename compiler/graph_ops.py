@@ -179,6 +179,17 @@ class SliceBackward(OpDef):
     infer = staticmethod(rules.slice_backward)
 
 
+@register_op
+class Concat(OpDef):
+    """``graph.concat %a, %b {axis = 0}``: the operands one after another along ``axis``
+    (the backward of a split; a stack is a concat of reshaped operands)."""
+
+    name = "graph.concat"
+    operands = ("values*",)
+    attributes = attrs(axis=attr("int"))
+    infer = staticmethod(rules.concat)
+
+
 class _Reduce(OpDef):
     attributes = REDUCE
     infer = staticmethod(rules.reduce)

@@ -123,6 +123,11 @@ def _slice_backward(xs, attrs, op):
     return [out]
 
 
+@semantics("graph.concat")
+def _concat(xs, attrs, op):
+    return [np.concatenate(xs, axis=attrs["axis"])]
+
+
 @semantics("graph.broadcast_to")
 def _broadcast_to(xs, attrs, op):
     return [np.broadcast_to(xs[0], attrs["shape"]).copy()]

@@ -310,6 +310,22 @@ def slice_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
     return [TensorType(shape, ts[0].element)]
 
 
+def concat(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``concat(x1, x2, ...)`` along ``axis``: the other dims and the element type agree."""
+    first = ts[0]
+    axis = int(attrs["axis"])  # type: ignore[arg-type]
+    if not -first.rank <= axis < first.rank:
+        raise ShapeError(f"axis {axis} is out of range for rank {first.rank}")
+    axis %= first.rank
+    for t in ts[1:]:
+        if (t.rank != first.rank or t.element != first.element
+                or any(a != b for d, (a, b) in enumerate(zip(t.shape, first.shape)) if d != axis)):
+            raise ShapeError(f"cannot concatenate {_fmt(first)} and {_fmt(t)} along axis {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in ts)
+    return [TensorType(tuple(shape), first.element)]
+
+
 def _logits_labels(logits: TensorType, labels: TensorType) -> None:
     if logits.rank != 2 or labels.shape != logits.shape[:1] or labels.element != "i64":
         raise ShapeError(f"need logits[N, C] and i64 labels[N], got {_fmt(logits)}, {_fmt(labels)}")

@@ -1,6 +1,7 @@
 """Data-movement kernels built on ``ldg``: ``graph.transpose`` (any permutation, batched),
 ``graph.broadcast_to`` (a zero gather stride per broadcast dim), ``graph.slice`` and
-``graph.slice_backward`` (a strided box read, or written into zeros), and the helpers other
+``graph.slice_backward`` (a strided box read, or written into zeros), ``graph.concat``,
+and the helpers other
 kernels compose: :func:`gather_copy` (a strided view of one DRAM buffer copied into
 another) and :func:`fill` (a DRAM range set to a constant, e.g. the zero border of a
 padded conv input).
@@ -176,6 +177,21 @@ def slice_backward(ctx: KernelContext) -> None:
     base = sum(o * s for o, s in zip(offsets, os_))
     gather_copy(ctx, g.addr, out.addr + 4 * base, list(g.shape), contiguous_strides(g.shape),
                 [s * k for s, k in zip(os_, strides)])
+
+
+@kernel("graph.concat")
+def concat(ctx: KernelContext) -> None:
+    """Each operand copied into its place along the axis (one gather_copy each)."""
+    out = ctx.outs[0]
+    if out.sparse or any(x.sparse for x in ctx.ins):
+        raise ctx.error("concat of sparse tensors is not supported")
+    axis = int(ctx.attrs["axis"]) % len(out.shape)  # type: ignore[arg-type]
+    os_ = contiguous_strides(out.shape)
+    at = 0
+    for x in ctx.ins:
+        gather_copy(ctx, x.addr, out.addr + 4 * at * os_[axis], list(x.shape),
+                    contiguous_strides(x.shape), os_)
+        at += x.shape[axis]
 
 
 def _ints(ctx: KernelContext, name: str) -> list[int]:

@@ -172,21 +172,23 @@ def test_unsupported_op_is_located() -> None:
 
 
 SLICES = """
-graph.func @slices(%x: tensor<3x6x40xf32>, %g: tensor<3x2x13xf32>) -> (tensor<3x2x13xf32>, tensor<1x6x40xf32>, tensor<3x6x40xf32>, tensor<3x6x40xf32>) {
+graph.func @slices(%x: tensor<3x6x40xf32>, %g: tensor<3x2x13xf32>) -> (tensor<3x2x13xf32>, tensor<1x6x40xf32>, tensor<3x6x40xf32>, tensor<3x6x40xf32>, tensor<4x6x40xf32>, tensor<3x6x80xf32>) {
   %0 = graph.slice %x {offsets = [0, 1, 2], sizes = [3, 2, 13], strides = [1, 3, 3]} : tensor<3x6x40xf32> -> tensor<3x2x13xf32>
   %1 = graph.slice %x {offsets = [2, 0, 0], sizes = [1, 6, 40], strides = [1, 1, 1]} : tensor<3x6x40xf32> -> tensor<1x6x40xf32>
   %2 = graph.slice_backward %g {shape = [3, 6, 40], offsets = [0, 1, 2], strides = [1, 3, 3]} : tensor<3x2x13xf32> -> tensor<3x6x40xf32>
   %3 = graph.slice_backward %1 {shape = [3, 6, 40], offsets = [1, 0, 0], strides = [1, 1, 1]} : tensor<1x6x40xf32> -> tensor<3x6x40xf32>
-  graph.return %0, %1, %2, %3 : tensor<3x2x13xf32>, tensor<1x6x40xf32>, tensor<3x6x40xf32>, tensor<3x6x40xf32>
+  %4 = graph.concat %1, %x {axis = 0} : tensor<1x6x40xf32>, tensor<3x6x40xf32> -> tensor<4x6x40xf32>
+  %5 = graph.concat %x, %3 {axis = -1} : tensor<3x6x40xf32>, tensor<3x6x40xf32> -> tensor<3x6x80xf32>
+  graph.return %0, %1, %2, %3, %4, %5 : tensor<3x2x13xf32>, tensor<1x6x40xf32>, tensor<3x6x40xf32>, tensor<3x6x40xf32>, tensor<4x6x40xf32>, tensor<3x6x80xf32>
 }
 """
 
 
 @pytest.mark.parametrize("tile", [0, 8])
-def test_slices_and_their_gradients(tile: int) -> None:
-    """Strided boxes read (every third row and column from an offset; one plane whole) and
-    written back into zeros, on the fabric, equal numpy's slicing exactly (data movement
-    only)."""
+def test_slices_their_gradients_and_concat(tile: int) -> None:
+    """Strided boxes read (every third row and column from an offset; one plane whole),
+    written back into zeros, and tensors joined along their first and last dims, on the fabric,
+    equal numpy's slicing and concatenation exactly (data movement only)."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 6, 40)).astype(np.float32)
     g = rng.standard_normal((3, 2, 13)).astype(np.float32)
@@ -200,7 +202,8 @@ def test_slices_and_their_gradients(tile: int) -> None:
     want_g[:, 1::3, 2::3] = g
     want_p = np.zeros_like(x)
     want_p[1] = x[2]
-    wants = [x[:, 1::3, 2::3], x[2:3], want_g, want_p]
+    wants = [x[:, 1::3, 2::3], x[2:3], want_g, want_p, np.concatenate([x[2:3], x]),
+             np.concatenate([x, want_p], axis=2)]
     for a, i, b in zip(got, expected(SLICES, [x, g]), wants):
         np.testing.assert_array_equal(np.asarray(a).reshape(b.shape), b)  # the fabric
         np.testing.assert_array_equal(i, b)                                # the interpreter
