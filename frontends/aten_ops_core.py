@@ -5,7 +5,7 @@ Views are value semantics in the graph dialect: ``view``/``reshape``/``squeeze``
 ``graph.transpose``, ``expand`` becomes ``graph.broadcast_to``; ``clone``/``detach``/
 ``contiguous`` are the identity; ``slice``/``select``/``split``/``unbind`` become
 ``graph.slice`` (with a reshape dropping a selected dim) and their backwards
-``graph.slice_backward``. A matmul operand that is a 2-D transpose is folded into
+``graph.slice_backward``; ``cat``/``stack`` become ``graph.concat``. A matmul operand that is a 2-D transpose is folded into
 the matmul's ``transpose_a``/``transpose_b`` flags, and ``addmm(b, x, t(w))`` becomes
 ``graph.linear %x, %w, %b``.
 """
@@ -196,6 +196,23 @@ def _select_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     dim = int(node.args[2]) % len(shape)
     g = _reshape(ctx, ctx.value(node.args[0]), shape[:dim] + (1,) + shape[dim + 1:])
     return _emit_slice_backward(ctx, g, shape, dim, int(node.args[3]) % shape[dim])
+
+
+@converter(aten.cat.default)
+def _cat(ctx: ConvertContext, node: fx.Node) -> Value:
+    xs = [v for v in ctx.values(node.args[0]) if 0 not in v.type.shape]  # type: ignore[union-attr]
+    if len(xs) == 1:
+        return xs[0]
+    return ctx.emit("graph.concat", xs, axis=_dim(node, 1) % len(ctx.shape()))
+
+
+@converter(aten.stack.default)
+def _stack(ctx: ConvertContext, node: fx.Node) -> Value:
+    shape = ctx.shape()
+    dim = _dim(node, 1) % len(shape)
+    piece = shape[:dim] + (1,) + shape[dim + 1:]
+    xs = [_reshape(ctx, v, piece) for v in ctx.values(node.args[0])]
+    return xs[0] if len(xs) == 1 else ctx.emit("graph.concat", xs, axis=dim)
 
 
 # --- matmul -------------------------------------------------------------------------------

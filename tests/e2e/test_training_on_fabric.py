@@ -18,7 +18,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ..frontends.models import MLP, ResNet18, SmallCNN, TorchEncoderClassifier, TransformerBlock
+from ..frontends.models import (
+    MLP,
+    ResNet18,
+    SmallCNN,
+    SplitJoinMLP,
+    TorchEncoderClassifier,
+    TransformerBlock,
+)
 from .harness import L2_MAX, train_and_compare
 
 SGD = {"lr": 0.1, "momentum": 0.9}
@@ -89,6 +96,14 @@ def test_torch_transformer_encoder_layer_and_multihead_attention_sgd() -> None:
     fabric, _ = run(TorchEncoderClassifier(), batches((2, 5, 16), 3, seed=5))
     names = {op.name for op in fabric.step_ir.func.body.ops}
     assert {"graph.slice", "graph.slice_backward", "graph.softmax", "graph.layer_norm"} <= names
+
+
+def test_split_join_views() -> None:
+    torch.manual_seed(7)
+    fabric, errors = run(SplitJoinMLP(), batches((4, 8), 3, seed=6))
+    assert errors.rel_l2 <= L2_MAX
+    names = {op.name for op in fabric.step_ir.func.body.ops}
+    assert {"graph.slice", "graph.slice_backward", "graph.concat"} <= names
 
 
 def test_relu_flip_is_explained_by_replaying_the_fabrics_decisions() -> None:

@@ -83,6 +83,23 @@ class TorchEncoderClassifier(nn.Module):
         return self.head((h + a).mean(dim=1)) + weights.mean()
 
 
+class SplitJoinMLP(nn.Module):
+    """Views that split and join: ``chunk`` (split), ``unbind``, strided slicing, ``cat`` and
+    ``stack``, whose gradients are concats and slice_backwards."""
+
+    def __init__(self, d: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(2 * d, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b, c = F.relu(self.fc(x)).chunk(3, dim=-1)
+        rows = torch.unbind(a, dim=0)
+        s = torch.stack([rows[-1], *rows[:-1]], dim=0)        # rows rotated
+        mixed = torch.cat([s[:, ::2] * b[:, 1::2], c[:, :a.shape[1] // 2]], dim=1)
+        return self.out(torch.cat([mixed, a], dim=1))
+
+
 def cancelling_mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """An MLP and a batch where one hidden pre-activation is 1 - 1 + 2^-30 summed over k.
 
