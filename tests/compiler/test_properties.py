@@ -77,6 +77,7 @@ class ProgramBuilder:
                     "reduce",
                     "duplicate",
                     "masked_matmul",
+                    "slice",
                 ]
             )
         )
@@ -113,6 +114,21 @@ class ProgramBuilder:
             axis = self.draw(st.sampled_from([0, 1]))
             op = self.draw(st.sampled_from(["reduce_sum", "reduce_max", "reduce_mean"]))
             self.emit(op, [x], (shape[1 - axis],), f" {{axes = [{axis}]}}")
+        elif kind == "slice" and len(shape) == 2:  # a strided box, then scattered or joined
+            offsets = [self.draw(st.integers(0, n - 1)) for n in shape]
+            strides = [self.draw(st.integers(1, 3)) for _ in shape]
+            sizes = [self.draw(st.integers(1, len(range(o, n, k))))
+                     for o, n, k in zip(offsets, shape, strides)]
+            box = f"offsets = {offsets}, sizes = {sizes}, strides = {strides}"
+            y = self.emit("slice", [x], tuple(sizes), f" {{{box}}}")
+            if self.draw(st.booleans()):
+                self.emit("slice_backward", [y], shape,
+                          f" {{shape = {list(shape)}, offsets = {offsets}, strides = {strides}}}")
+            else:
+                axis = self.draw(st.sampled_from([0, 1]))
+                joined = list(sizes)
+                joined[axis] *= 2
+                self.emit("concat", [y, y], tuple(joined), f" {{axis = {axis}}}")
         else:  # the same op twice, for cse
             op = self.draw(st.sampled_from(UNARY))
             self.emit(op, [x], shape)
