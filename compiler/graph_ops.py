@@ -102,6 +102,21 @@ class Div(_Binary):
 
 
 @register_op
+class Maximum(_Binary):
+    """``graph.maximum %a, %b``: elementwise max (a leaky ReLU is ``maximum(x, 0.01 x)``,
+    a clamp a maximum then a minimum)."""
+
+    name = "graph.maximum"
+
+
+@register_op
+class Minimum(_Binary):
+    """``graph.minimum %a, %b``: elementwise min."""
+
+    name = "graph.minimum"
+
+
+@register_op
 class Neg(UnaryOp):
     """``graph.neg %x``."""
 
@@ -113,6 +128,20 @@ class Exp(UnaryOp):
     """``graph.exp %x``."""
 
     name = "graph.exp"
+
+
+@register_op
+class Sigmoid(UnaryOp):
+    """``graph.sigmoid %x``: 1 / (1 + exp(-x)) (SiLU is ``x * sigmoid(x)``)."""
+
+    name = "graph.sigmoid"
+
+
+@register_op
+class Tanh(UnaryOp):
+    """``graph.tanh %x``."""
+
+    name = "graph.tanh"
 
 
 @register_op

@@ -52,8 +52,13 @@ ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {  # graph.add: _add (its ac
     "sub": np.subtract,
     "mul": np.multiply,
     "div": np.divide,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
     "neg": np.negative,
     "exp": np.exp,
+    # as the vector unit computes them (isa/semantics.py), in the operand's precision
+    "sigmoid": lambda x: (x.dtype.type(1) / (x.dtype.type(1) + np.exp(-x))).astype(x.dtype),
+    "tanh": np.tanh,
     "sqrt": np.sqrt,
     "rsqrt": lambda x: (f32(1) / np.sqrt(x)).astype(x.dtype),
     "relu": lambda x: np.maximum(x, x.dtype.type(0)),

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 SIZES = (2, 3, 4)
-UNARY = ("relu", "neg", "exp")
-BINARY = ("add", "sub", "mul")
+UNARY = ("relu", "neg", "exp", "sigmoid", "tanh")
+BINARY = ("add", "sub", "mul", "maximum", "minimum")
 PIPELINES = ("canonicalize", "cse", "dce", "sparsity-propagation", "fuse-activations", "default",
              "sparse-training")
 

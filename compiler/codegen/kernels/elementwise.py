@@ -23,11 +23,13 @@ from ..tiling import vector_tile
 from . import kernel
 
 UNARY = {"graph.neg": "neg", "graph.exp": "exp", "graph.sqrt": "sqrt", "graph.rsqrt": "rsqrt",
-         "graph.relu": "relu", "graph.gelu": "gelu"}
+         "graph.relu": "relu", "graph.gelu": "gelu", "graph.sigmoid": "sigmoid",
+         "graph.tanh": "tanh"}
 BINARY = {"graph.add": "add", "graph.sub": "sub", "graph.mul": "mul", "graph.div": "div",
+          "graph.maximum": "max", "graph.minimum": "min",
           "graph.relu_backward": "relu_bwd", "graph.gelu_backward": "gelu_bwd",
           "graph.mask_apply": "mask"}
-COMMUTATIVE = ("add", "mul")
+COMMUTATIVE = ("add", "mul", "max", "min")
 
 
 def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: Buffer,
