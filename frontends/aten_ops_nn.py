@@ -269,6 +269,94 @@ def _gelu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     return ctx.emit("graph.gelu_backward", ctx.values(node.args[:2]), approximate=approximate)
 
 
+# Sigmoid and tanh are vector-unit functions; their backwards, SiLU and the piecewise-linear
+# activations are compositions (each documented with its exactness).
+def _op(ctx: ConvertContext, name: str, *xs: Value) -> Value:
+    return ctx.emit(f"graph.{name}", list(xs))
+
+
+@converter(aten.sigmoid.default)
+def _sigmoid(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _op(ctx, "sigmoid", ctx.value(node.args[0]))
+
+
+@converter(aten.tanh.default)
+def _tanh(ctx: ConvertContext, node: fx.Node) -> Value:
+    return _op(ctx, "tanh", ctx.value(node.args[0]))
+
+
+@converter(aten.sigmoid_backward.default)
+def _sigmoid_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``g * y * (1 - y)`` from the saved output y (torch's formula)."""
+    g, y = ctx.values(node.args[:2])
+    return _op(ctx, "mul", g, _op(ctx, "mul", y, _op(ctx, "sub", ctx.const(1.0), y)))
+
+
+@converter(aten.tanh_backward.default)
+def _tanh_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``g * (1 - y^2)`` from the saved output y."""
+    g, y = ctx.values(node.args[:2])
+    return _op(ctx, "mul", g, _op(ctx, "sub", ctx.const(1.0), _op(ctx, "mul", y, y)))
+
+
+@converter(aten.silu.default)
+def _silu(ctx: ConvertContext, node: fx.Node) -> Value:
+    x = ctx.value(node.args[0])
+    return _op(ctx, "mul", x, _op(ctx, "sigmoid", x))
+
+
+@converter(aten.silu_backward.default)
+def _silu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``g * s * (1 + x * (1 - s))``, s = sigmoid(x) (torch's formula)."""
+    g, x = ctx.values(node.args[:2])
+    s = _op(ctx, "sigmoid", x)
+    inner = _op(ctx, "add", ctx.const(1.0), _op(ctx, "mul", x, _op(ctx, "sub", ctx.const(1.0), s)))
+    return _op(ctx, "mul", g, _op(ctx, "mul", s, inner))
+
+
+@converter(aten.leaky_relu.default)
+def _leaky_relu(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``max(x, a x)`` for a slope a in [0, 1] (``min`` above 1); else ``relu(x) + a (x -
+    relu(x))``. Exact: each picks x or the rounded a x as torch's ``x > 0 ? x : a x`` does."""
+    x = ctx.value(node.args[0])
+    a = float(_arg(node, 1, "negative_slope", 0.01))
+    ax = _op(ctx, "mul", x, ctx.const(a))
+    if 0.0 <= a <= 1.0:
+        return _op(ctx, "maximum", x, ax)
+    if a > 1.0:
+        return _op(ctx, "minimum", x, ax)
+    r = _op(ctx, "relu", x)
+    return _op(ctx, "add", r, _op(ctx, "mul", _op(ctx, "sub", x, r), ctx.const(a)))
+
+
+@converter(aten.leaky_relu_backward.default)
+def _leaky_relu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``g`` where x > 0, else ``a g``: ``relu_backward(g, x) + a (g - relu_backward(g, x))``
+    (exact: the difference is g or 0)."""
+    g, x = ctx.values(node.args[:2])
+    a = float(node.args[2])
+    kept = ctx.emit("graph.relu_backward", [g, x])
+    return _op(ctx, "add", kept, _op(ctx, "mul", _op(ctx, "sub", g, kept), ctx.const(a)))
+
+
+@converter(aten.hardtanh.default)
+def _hardtanh(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``min(max(x, lo), hi)`` (ReLU6 is hardtanh(0, 6))."""
+    x = ctx.value(node.args[0])
+    lo, hi = float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
+    return _op(ctx, "minimum", _op(ctx, "maximum", x, ctx.const(lo)), ctx.const(hi))
+
+
+@converter(aten.hardtanh_backward.default)
+def _hardtanh_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``g`` where lo < x < hi, else 0: two relu_backwards on ``x - lo`` and ``hi - x``
+    (a difference of two floats is > 0 exactly when the first is larger)."""
+    g, x = ctx.values(node.args[:2])
+    lo, hi = float(node.args[2]), float(node.args[3])
+    above = ctx.emit("graph.relu_backward", [g, _op(ctx, "sub", x, ctx.const(lo))])
+    return ctx.emit("graph.relu_backward", [above, _op(ctx, "sub", ctx.const(hi), x)])
+
+
 @converter(aten._softmax.default, aten._safe_softmax.default)
 def _softmax(ctx: ConvertContext, node: fx.Node) -> Value:
     """``_safe_softmax`` differs only on rows that are entirely -inf (it returns 0 there)."""

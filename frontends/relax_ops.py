@@ -99,7 +99,7 @@ def _unary(name: str) -> RelaxConverter:
     return lambda ctx: ctx.emit(f"graph.{name}", [ctx.arg(0)])
 
 
-for _name in ("exp", "sqrt", "rsqrt"):
+for _name in ("exp", "sqrt", "rsqrt", "sigmoid", "tanh"):
     converter(f"relax.{_name}")(_unary(_name))
 
 

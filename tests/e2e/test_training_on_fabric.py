@@ -20,6 +20,7 @@ import torch
 
 from ..frontends.models import (
     MLP,
+    ActivationsMLP,
     ResNet18,
     SmallCNN,
     SplitJoinMLP,
@@ -96,6 +97,14 @@ def test_torch_transformer_encoder_layer_and_multihead_attention_sgd() -> None:
     fabric, _ = run(TorchEncoderClassifier(), batches((2, 5, 16), 3, seed=5))
     names = {op.name for op in fabric.step_ir.func.body.ops}
     assert {"graph.slice", "graph.slice_backward", "graph.softmax", "graph.layer_norm"} <= names
+
+
+def test_smooth_and_piecewise_linear_activations() -> None:
+    torch.manual_seed(8)
+    fabric, errors = run(ActivationsMLP(), batches((4, 8), 3, seed=7))
+    assert errors.rel_l2 <= L2_MAX
+    names = {op.name for op in fabric.step_ir.func.body.ops}
+    assert {"graph.sigmoid", "graph.tanh", "graph.maximum", "graph.minimum"} <= names
 
 
 def test_split_join_views() -> None:

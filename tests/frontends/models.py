@@ -100,6 +100,23 @@ class SplitJoinMLP(nn.Module):
         return self.out(torch.cat([mixed, a], dim=1))
 
 
+class ActivationsMLP(nn.Module):
+    """SiLU, sigmoid, tanh, leaky ReLU and ReLU6 between linear layers (a sigmoid gate as
+    in LSTMs and squeeze-excitation)."""
+
+    def __init__(self, d: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(d, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.gate = nn.Linear(16, 16)
+        self.out = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.fc1(x))
+        h = torch.tanh(self.fc2(h)) * torch.sigmoid(self.gate(h))
+        h = F.leaky_relu(self.fc3(h), 0.1) + F.relu6(3 * h)
+        return self.out(h)
+
+
 def cancelling_mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """An MLP and a batch where one hidden pre-activation is 1 - 1 + 2^-30 summed over k.
 

@@ -32,14 +32,14 @@ class SortNet(nn.Module):
         return torch.sort(h, dim=1).values  # sort-here
 
 
-class SigmoidNet(SortNet):
+class CumsumNet(SortNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc(x))  # sigmoid-here
+        return torch.cumsum(self.fc(x), dim=1)  # cumsum-here
 
 
 @pytest.mark.parametrize("model, op, marker", [
     (SortNet, "aten.sort.default", "sort-here"),
-    (SigmoidNet, "aten.sigmoid.default", "sigmoid-here"),
+    (CumsumNet, "aten.cumsum.default", "cumsum-here"),
 ])
 def test_unsupported_op_names_the_aten_op_and_the_user_line(model, op, marker) -> None:
     with pytest.raises(UnsupportedOpError) as err:
