@@ -85,7 +85,9 @@ class SessionOptions:
     format the IR gives them) or ``"auto"`` (the band format of the first bound mask);
     ``verify``: on a re-specialization step run the old and the new program and keep the
     faster (the step's outputs come from the kept one); ``tile``: force the tile side;
-    ``mode``: the emulator mode (``batched`` or ``stepped``)."""
+    ``mode``: the emulator mode (``batched`` or ``stepped``); ``seed``: of the generator
+    that draws dropout keep-masks (arguments with a ``dropout`` attribute) on steps that
+    do not pass them."""
 
     pipeline: str = "sparse-training"
     grad_variants: tuple[str, ...] = ("sddmm",)
@@ -95,6 +97,7 @@ class SessionOptions:
     verify: bool = True
     tile: int = 0
     mode: str = "batched"
+    seed: int = 0
 
     def __post_init__(self) -> None:
         for g in self.grad_variants:
@@ -145,6 +148,10 @@ class LoadedStep:
             raise BindError(f"result_names: {len(self.result_names)} names for "
                             f"{self.n_results} results")
         self.masks_of = masked_params(func)          # param -> mask argument
+        # dropout keep-mask argument -> drop probability (drawn each step unless given)
+        self.dropout = {n: float(attrs["dropout"])  # type: ignore[arg-type]
+                        for n, attrs in zip(self.arg_names, func.body.arg_attributes)
+                        if "dropout" in attrs}
         self.ir_formats = {p: value_format(func.argument(p)) for p in self.masks_of}
         # the compressed formats are packed 2-D tiles: a conv kernel (4-D) stays dense-stored
         self.storable = {p for p in self.masks_of
@@ -185,6 +192,7 @@ class Session:
                  options: SessionOptions | None = None) -> None:
         self.target = load_target(target) if isinstance(target, str) else target
         self.options = options or SessionOptions()
+        self.rng = np.random.default_rng(self.options.seed)  # dropout keep-masks
         self.compile_count = 0
         self.compile_log: list[dict[str, Any]] = []  # program, variant, reason, seconds
         self._cache: dict[tuple[str, ...], Compiled] = {}
@@ -332,6 +340,10 @@ class Session:
                 stored[param] = np.asarray(args[param], np.float32) * last
             if param in args:  # weights are stored masked (packed, for a sparse format)
                 args[param] = np.asarray(args[param], np.float32) * mask
+        for name, p in loaded.dropout.items():
+            if name not in given:  # keep each element with probability 1 - p
+                shape = loaded.arg_types[name].shape  # type: ignore[union-attr]
+                args[name] = (self.rng.random(shape) >= p).astype(np.float32)
         missing = [n for n in loaded.arg_names if n not in args]
         if missing:
             raise BindError(f"missing inputs for {loaded.name!r}: {', '.join(missing)}")

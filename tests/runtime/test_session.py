@@ -199,3 +199,34 @@ def test_sparse_torch_tensors_are_rejected() -> None:
         sess.run_step(inputs)
     inputs["w"] = torch.from_numpy(args["w"])
     assert sess.run_step(inputs).report.total_cycles > 0
+
+
+DROPOUT = """
+graph.func @step(%x: tensor<64x32xf32>, %keep: tensor<64x32xf32> {dropout = 0.25}) -> (tensor<64x32xf32>) {
+  %y = graph.mul %x, %keep : tensor<64x32xf32>, tensor<64x32xf32> -> tensor<64x32xf32>
+  graph.return %y : tensor<64x32xf32>
+}
+"""
+
+
+def test_dropout_keep_masks_are_drawn_each_step_unless_given() -> None:
+    """An argument with a ``dropout`` attribute is drawn by the session on every step that
+    does not pass it (keep probability 1 - p, from ``SessionOptions.seed``)."""
+    text = DROPOUT
+    x = np.ones((64, 32), np.float32)
+
+    def steps(seed: int, n: int = 2) -> list[np.ndarray]:
+        sess = Session("acf-small", SessionOptions(seed=seed))
+        sess.load(text)
+        return [sess.run_step({"x": x}).values[0] for _ in range(n)]
+
+    a, b = steps(0)
+    assert set(np.unique(a)) == {0.0, 1.0}
+    assert abs(float(a.mean()) - 0.75) < 0.03  # 2048 draws: 3 sigma is 0.029
+    assert not np.array_equal(a, b)            # a new mask every step
+    np.testing.assert_array_equal(steps(0)[0], a)   # the same seed draws the same
+    assert not np.array_equal(steps(1)[0], a)
+    sess = Session("acf-small")
+    sess.load(text)
+    given = (np.arange(64 * 32).reshape(64, 32) % 3 == 0).astype(np.float32)
+    np.testing.assert_array_equal(sess.run_step({"x": x, "keep": given}).values[0], given)
