@@ -269,6 +269,26 @@ def _gelu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     return ctx.emit("graph.gelu_backward", ctx.values(node.args[:2]), approximate=approximate)
 
 
+@converter(aten.native_dropout.default)
+def _dropout(ctx: ConvertContext, node: fx.Node) -> tuple[Value, Value]:
+    """``x * keep / (1 - p)`` with the keep-mask a step input the caller supplies
+    (``FuncBuilder.dropout_masks``, one per dropout node: the runtime draws it each step),
+    so the fabric needs no random-number generator. Returns (output, keep-mask)."""
+    x = ctx.value(node.args[0])
+    p, train = float(node.args[1]), node.args[2]
+    if train is False or p == 0.0:
+        return x, ctx.const(np.ones(x.type.shape, np.float32))  # type: ignore[union-attr]
+    keep = ctx.b.dropout_masks.get(node.name)
+    if keep is None:
+        raise ctx.unsupported("dropout in training needs its keep-mask as a step input "
+                              "(capture_training_step and the torch.compile backend add it)")
+    if p >= 1.0:
+        zero = ctx.const(np.zeros(x.type.shape, np.float32))  # type: ignore[union-attr]
+        return zero, zero
+    kept = ctx.emit("graph.mul", [x, keep])
+    return ctx.emit("graph.mul", [kept, ctx.const(1.0 / (1.0 - p))]), keep
+
+
 # Sigmoid and tanh are vector-unit functions; their backwards, SiLU and the piecewise-linear
 # activations are compositions (each documented with its exactness).
 def _op(ctx: ConvertContext, name: str, *xs: Value) -> Value:

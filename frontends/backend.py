@@ -51,7 +51,7 @@ from ..runtime.report import record
 from ..runtime.torch_io import to_numpy, to_torch
 from .aten_to_ir import TORCH_ELEMENT, PoolIndices, UnsupportedOpError, convert_graph
 from .decompositions import decomposition_table
-from .ir_builder import FuncBuilder
+from .ir_builder import DropoutNode, FuncBuilder, dropout_nodes
 
 OPTIONS = {
     "target": "acf-small",
@@ -103,6 +103,8 @@ class FabricGraph:
         self.host_ops: list[str] = []
         self.none_outputs: list[int] = []
         self.pool_indices: dict[int, PoolIndices] = {}  # output -> computed on the host
+        self.dropouts: list[DropoutNode] = []
+        self.bool_outputs: set[int] = set()
         self.n_outputs = 0
         try:
             self._compile(example_inputs)
@@ -121,10 +123,20 @@ class FabricGraph:
                                          f"input {i} is {type(x).__name__}")
             if x.dtype not in TORCH_ELEMENT:
                 raise UnsupportedOpError("<graph input>", None, f"dtype {x.dtype}")
-            types.append(TensorType(tuple(int(d) for d in x.shape), TORCH_ELEMENT[x.dtype]))
+            # a bool input (a dropout keep-mask saved for the backward) is 0/1 f32 on the fabric
+            element = "f32" if x.dtype == torch.bool else TORCH_ELEMENT[x.dtype]
+            types.append(TensorType(tuple(int(d) for d in x.shape), element))
             names.append(f"arg{i}")
+        self.dropouts = dropout_nodes(self.gm)  # keep-masks drawn with torch's RNG per call
+        types += [TensorType(d.shape) for d in self.dropouts]
+        names += [f"dropout.{d.name}" for d in self.dropouts]
         b = FuncBuilder(self.kind, types, names)
-        outs = convert_graph(b, self.gm, b.args)
+        b.use_dropout_masks(self.dropouts, len(example_inputs))
+        outs = convert_graph(b, self.gm, b.args[:len(example_inputs)])
+        out_node = next(n for n in self.gm.graph.nodes if n.op == "output")
+        self.bool_outputs = {i for i, a in enumerate(out_node.args[0])
+                             if isinstance(a, torch.fx.Node) and isinstance(a.meta.get("val"), torch.Tensor)
+                             and a.meta["val"].dtype == torch.bool}
         self.n_outputs = len(outs)
         self.none_outputs = [i for i, v in enumerate(outs) if v is None]
         self.pool_indices = {i: v for i, v in enumerate(outs) if isinstance(v, PoolIndices)}
@@ -141,13 +153,19 @@ class FabricGraph:
             _keep(rep, self.opts)
             return list(outs)
         arrays = [to_numpy(a, f"arg{i}") for i, a in enumerate(args)]
+        arrays = [a.astype(np.float32) if a.dtype == np.bool_ else a for a in arrays]
+        # drawn as eager dropout draws them (bernoulli on torch's generator, in graph order)
+        arrays += [d.draw() for d in self.dropouts]
         args.clear()  # boxed calling convention: the callee may free its inputs
         res = self.session.run_step(arrays, program=self.name)
         _keep(res.report, self.opts)
         it = iter(res.values)
         out: list[Any] = []
         for i in range(self.n_outputs):
-            out.append(None if i in self.none_outputs else to_torch(np.asarray(next(it))))
+            value = None if i in self.none_outputs else np.asarray(next(it))
+            if value is not None and i in self.bool_outputs:
+                value = value != 0
+            out.append(None if value is None else to_torch(value))
         for i, p in self.pool_indices.items():  # the fabric returned the pool input
             out[i] = torch.ops.aten.max_pool2d_with_indices(out[i], list(p.kernel_size),
                                                              list(p.stride), list(p.padding))[1]

@@ -36,7 +36,7 @@ DECOMPOSED_OPS: tuple[str, ...] = (
     "baddbmm",              # -> bmm, mul, add
     "mv",                   # -> mul, sum
     "dot",
-    "native_dropout_backward",        # -> mul (dropout itself is unsupported: no RNG op)
+    "native_dropout_backward",        # -> mul (dropout: x * keep / (1 - p), keep a step input)
 )
 
 

@@ -12,6 +12,7 @@ is well-typed by construction (the verifier still runs on the finished module)::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +31,40 @@ from ..compiler.ir import (
 NP_ELEMENT = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.bool_): "i1"}
 
 
+@dataclass(frozen=True)
+class DropoutNode:
+    """A training-mode ``native_dropout`` of an FX graph: its keep-mask is a step input."""
+
+    name: str                    # the FX node
+    shape: tuple[int, ...]
+    p: float                     # drop probability
+    stride: tuple[int, ...]      # of its input, in torch's eager run
+
+    def draw(self) -> np.ndarray:
+        """A keep-mask drawn as eager dropout draws it: ``bernoulli_(1 - p)`` on torch's
+        generator over a tensor laid out like the input (torch fills it in memory order,
+        so a transposed input gets its numbers in another element order)."""
+        import torch
+
+        keep = torch.empty_strided(self.shape, self.stride).bernoulli_(1.0 - self.p)
+        return np.ascontiguousarray(keep.numpy())
+
+
+def dropout_nodes(gm) -> list[DropoutNode]:
+    """Each training-mode ``native_dropout`` of an FX graph, in graph order."""
+    import torch
+
+    out = []
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and n.target is torch.ops.aten.native_dropout.default:
+            p, train = float(n.args[1]), n.args[2]
+            if train is not False and 0.0 < p < 1.0:
+                val = n.args[0].meta["val"]
+                out.append(DropoutNode(n.name, tuple(int(d) for d in val.shape), p,
+                                       tuple(int(s) for s in val.stride())))
+    return out
+
+
 class FuncBuilder:
     """Appends ops to one new function; ``loc`` is stamped on every op emitted."""
 
@@ -39,6 +74,9 @@ class FuncBuilder:
         #: value -> its source, for values that swap the last two dims of a rank-2/3 tensor
         #: (so matmuls can fold them into transpose flags, across forward and backward)
         self.transposed_from: dict[Value, Value] = {}
+        #: FX dropout node name -> the argument holding its 0/1 keep-mask (see
+        #: ``dropout_nodes``): dropout's randomness is a step input, not a fabric op
+        self.dropout_masks: dict[str, Value] = {}
 
     @property
     def args(self) -> list[Value]:
@@ -72,6 +110,14 @@ class FuncBuilder:
         arr = np.asarray(array, dtype=dtype)
         value = DenseElements(arr, TensorType(tuple(arr.shape), element))
         return self.one("graph.constant", [], value=value)
+
+    def use_dropout_masks(self, nodes: Sequence[DropoutNode], first: int) -> None:
+        """Arguments ``first``, ``first + 1``... are the keep-masks of ``nodes`` (from
+        :func:`dropout_nodes`): each gets its drop probability as a ``dropout`` attribute,
+        which tells the runtime to draw it every step."""
+        for i, node in enumerate(nodes):
+            self.func.body.arg_attributes[first + i]["dropout"] = node.p
+            self.dropout_masks[node.name] = self.func.arguments[first + i]
 
     def finish(self, results: Sequence[Value]) -> FuncOp:
         """Append ``graph.return`` and fix the signature's result types."""

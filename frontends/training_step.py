@@ -38,7 +38,7 @@ from ..compiler.passes import PASSES
 from ..compiler.printer import print_module
 from ..compiler.verifier import verify_module
 from .aten_to_ir import TORCH_ELEMENT, convert_graph
-from .ir_builder import FuncBuilder
+from .ir_builder import DropoutNode, FuncBuilder, dropout_nodes
 from .torch_capture import CapturedGraphs, capture
 
 WRAPPED = "model"  # attribute of the capture wrapper holding the user's model
@@ -99,6 +99,7 @@ class CapturedStep:
     results: list[Binding]
     optimizer: OptimizerConfig
     masked: list[str] = field(default_factory=list)
+    dropouts: list[DropoutNode] = field(default_factory=list)  # keep-mask arguments
 
     @property
     def func(self):
@@ -126,6 +127,8 @@ class CapturedStep:
                 value = given[binding]
             elif binding.kind == "adam_step":
                 value = 1.0
+            elif binding.kind == "dropout":  # drawn as torch's dropout draws its mask
+                value = next(n for n in self.dropouts if n.name == binding.name).draw()
             else:
                 value = np.zeros(arg.type.shape, np.float32)  # type: ignore[union-attr]
             if isinstance(value, torch.Tensor):
@@ -291,11 +294,16 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
             arg(Binding(kind, name), pshape[name].dense())
     if opt.kind == "adam":
         arg(Binding("adam_step"), TensorType((), "f32"))
+    dropouts = dropout_nodes(graphs.forward)  # keep-masks: drawn by the runtime each step
+    first_dropout = len(arguments)
+    for node in dropouts:
+        arg(Binding("dropout", node.name), TensorType(node.shape))
 
     b = FuncBuilder("train_step", types, [f"{a.kind}.{a.name}" if a.kind not in
                                           ("param", "buffer", "input", "label") else a.name
                                           for a in arguments])
     by = dict(zip(arguments, b.args))
+    b.use_dropout_masks(dropouts, first_dropout)
 
     def at(layer: str) -> Location:
         return Location(caller.file, caller.line, caller.col, layer or None)
@@ -359,7 +367,7 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
     module = Module([b.finish(values)])
     PASSES["dce"]().run(module)
     verify_module(module)
-    return CapturedStep(module, graphs, arguments, results, opt, masked)
+    return CapturedStep(module, graphs, arguments, results, opt, masked, dropouts)
 
 
 def _update(b: FuncBuilder, opt: OptimizerConfig, p: Value, g: Value,

@@ -143,10 +143,12 @@ class FabricTrainer:
         self.masks[name] = mask
         self.session.bind_mask(name, mask)
 
-    def step(self, inputs: tuple, labels: torch.Tensor, dense_grad: bool = False
-             ) -> dict[Binding, np.ndarray]:
+    def step(self, inputs: tuple, labels: torch.Tensor, dense_grad: bool = False,
+             extra: dict[str, Any] | None = None) -> dict[Binding, np.ndarray]:
+        """``extra``: more arguments by name (e.g. dropout keep-masks)."""
         feed = {f"input{i}": x for i, x in enumerate(inputs)}
         feed["labels"] = labels
+        feed.update(extra or {})
         res = self.session.run_step(feed, dense_grad=dense_grad)
         self.reports.append(res.report)
         return {b: res.outputs[n] for b, n in self.result_of.items()}

@@ -15,8 +15,12 @@ batch 4, 10 classes); transformer block (d=16, 2 heads, 5 tokens, batch 2).
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from acf.frontends.training_step import Binding
+from acf.runtime import SessionOptions
+from torch import nn
 
 from ..frontends.models import (
     MLP,
@@ -27,7 +31,7 @@ from ..frontends.models import (
     TorchEncoderClassifier,
     TransformerBlock,
 )
-from .harness import L2_MAX, train_and_compare
+from .harness import L2_MAX, EagerTrainer, Errors, FabricTrainer, compare, train_and_compare
 
 SGD = {"lr": 0.1, "momentum": 0.9}
 
@@ -105,6 +109,37 @@ def test_smooth_and_piecewise_linear_activations() -> None:
     assert errors.rel_l2 <= L2_MAX
     names = {op.name for op in fabric.step_ir.func.body.ops}
     assert {"graph.sigmoid", "graph.tanh", "graph.maximum", "graph.minimum"} <= names
+
+
+def test_dropout_keep_masks_are_step_inputs_drawn_as_torch_draws_them() -> None:
+    """Each dropout is ``x * keep / (1 - p)`` with its keep-mask a step argument: fed the
+    masks torch's own dropout draws (same seed, same order), the fabric's steps equal
+    eager's, and a session that is not given them draws its own, reproducibly by seed."""
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.25), nn.Linear(16, 16),
+                          nn.Dropout(0.5), nn.Linear(16, 3))
+    data = batches((4, 8), 3, seed=8)
+    fabric = FabricTrainer(model, *data[0], optimizer="sgd", options=SGD)
+    eager = EagerTrainer(model, "sgd", SGD)
+    drops = fabric.step_ir.dropouts
+    assert [d.p for d in drops] == [0.25, 0.5]
+    assert [b.kind for b in fabric.step_ir.arguments[-2:]] == ["dropout", "dropout"]
+    errors = Errors()
+    for i, (x, y) in enumerate(data, 1):
+        torch.manual_seed(100 + i)
+        keep = {f"dropout.{d.name}": d.draw() for d in drops}
+        torch.manual_seed(100 + i)
+        ref = eager.step(x, y)
+        compare(fabric.step(x, y, extra=keep), ref, i, errors)
+    assert errors.rel_l2 <= L2_MAX
+
+    def drawn(seed: int) -> np.ndarray:
+        run = FabricTrainer(model, *data[0], optimizer="sgd", options=SGD,
+                            session_options=SessionOptions(seed=seed))
+        return run.step(*data[0])[Binding("output")]
+    same, again, other = drawn(1), drawn(1), drawn(2)
+    np.testing.assert_array_equal(same, again)
+    assert not np.array_equal(same, other)
 
 
 def test_split_join_views() -> None:

@@ -85,22 +85,54 @@ def test_cnn_with_batch_norm_and_max_pool_trains_through_the_backend() -> None:
     assert [r.program.rstrip("0123456789") for r in backend.REPORTS[-2:]] == ["forward", "backward"]
 
 
-def test_torch_transformer_encoder_layer_through_the_backend() -> None:
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_torch_transformer_encoder_layer_through_the_backend(dropout: float) -> None:
     """Dynamo hands over attention as scaled_dot_product_attention; traced on the math
     backend it arrives as bmm + softmax (the CPU flash kernel has no lowering), and the
-    packed q/k/v projection is split by slices."""
+    packed q/k/v projection is split by slices. With dropout (on the attention weights,
+    after attention and in the feed-forward block) the keep-masks are drawn as eager draws
+    them, one of them over a transposed input: the same seed gives eager's numbers."""
     from torch import nn
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     torch.manual_seed(1)
-    model = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0,
-                                       batch_first=True)
+    model = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32,
+                                       dropout=dropout, batch_first=True)
     ref = copy.deepcopy(model)
     x = torch.randn(2, 5, 16)
-    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    cmodel = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)
+    torch.manual_seed(3)
+    out = cmodel(x)
     out.pow(2).mean().backward()
-    want = ref(x)
+    torch.manual_seed(3)
+    with sdpa_kernel(SDPBackend.MATH):  # eager's CPU flash kernel draws its own way
+        want = ref(x)
     want.pow(2).mean().backward()
     torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
     for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
     assert all(r.variant != "host" for r in backend.REPORTS[-2:])  # both graphs on the fabric
+
+
+def test_dropout_through_the_backend_draws_torchs_masks() -> None:
+    """The forward's keep-masks are drawn with torch's generator in graph order, as eager
+    dropout draws them: with the same seed, outputs and gradients equal eager's."""
+    from torch import nn
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4),
+                          nn.Dropout(0.5))
+    ref = copy.deepcopy(model)
+    x = torch.randn(4, 8)
+    cmodel = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)
+    torch.manual_seed(7)
+    out = cmodel(x)
+    out.pow(2).sum().backward()
+    torch.manual_seed(7)
+    want = ref(x)
+    want.pow(2).sum().backward()
+    assert 0 < int((want == 0).sum()) < want.numel()  # some dropped, some kept
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert all(r.variant != "host" for r in backend.REPORTS[-2:])
