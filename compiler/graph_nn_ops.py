@@ -242,6 +242,20 @@ class LogSoftmaxBackward(SoftmaxBackward):
 
 # --- loss and optimizers -------------------------------------------------
 @register_op
+class OneHot(OpDef):
+    """``graph.one_hot %idx {classes = 100} : tensor<4x7xi64> -> tensor<4x7x100xf32>``:
+    1.0 at each index, 0.0 elsewhere. An embedding lookup is ``one_hot(idx) · table`` (a
+    GEMM whose one-hot operand the PEs skip all but one of per row) and its gradient
+    ``one_hot(idx)ᵀ · g``. Like cross entropy's labels, the indices are a function
+    argument the runtime passes one-hot."""
+
+    name = "graph.one_hot"
+    operands = ("indices",)
+    attributes = attrs(classes=attr("int"))
+    infer = staticmethod(rules.one_hot)
+
+
+@register_op
 class CrossEntropy(OpDef):
     """``graph.cross_entropy %logits, %labels : tensor<NxCxf32>, tensor<Nxi64> -> tensor<f32>``
     (mean over the batch)."""

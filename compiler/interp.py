@@ -282,6 +282,15 @@ def _layer_norm_backward(xs, attrs, op):
     return [grad_x, (g * xhat).sum(axis=lead), g.sum(axis=lead)]
 
 
+@semantics("graph.one_hot")
+def _one_hot(xs, attrs, op):
+    idx, classes = np.asarray(xs[0]), int(attrs["classes"])
+    if idx.size and (idx.min() < 0 or idx.max() >= classes):
+        raise InterpError(f"one_hot: index {int(idx.min() if idx.min() < 0 else idx.max())} "
+                          f"is outside [0, {classes})")
+    return [np.eye(classes, dtype=f32)[idx]]
+
+
 @semantics("graph.cross_entropy")
 def _cross_entropy(xs, attrs, op):
     logits, labels = xs

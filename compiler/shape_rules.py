@@ -326,6 +326,14 @@ def concat(ts: Types, attrs: Attrs) -> list[TensorType]:
     return [TensorType(tuple(shape), first.element)]
 
 
+def one_hot(ts: Types, attrs: Attrs) -> list[TensorType]:
+    """``one_hot(indices : i64)`` -> f32, one more dim of ``classes``."""
+    classes = int(attrs["classes"])  # type: ignore[arg-type]
+    if ts[0].element != "i64" or classes < 1:
+        raise ShapeError(f"need i64 indices and classes >= 1, got {_fmt(ts[0])} and {classes}")
+    return [TensorType(tuple(ts[0].shape) + (classes,), "f32")]
+
+
 def _logits_labels(logits: TensorType, labels: TensorType) -> None:
     if logits.rank != 2 or labels.shape != logits.shape[:1] or labels.element != "i64":
         raise ShapeError(f"need logits[N, C] and i64 labels[N], got {_fmt(logits)}, {_fmt(labels)}")

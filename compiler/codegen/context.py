@@ -160,6 +160,8 @@ class KernelContext:
             if op.name in ("graph.reshape", "graph.transpose"):
                 value = op.operands[0]
                 continue
+            if op.name == "graph.one_hot":  # one non-zero per row of classes
+                return min(found, 1.0 / int(op.attributes["classes"]))  # type: ignore[arg-type]
             if value.index == 0 and op.attributes.get("activation") == "relu":  # a fused ReLU
                 return min(found, _relu_density("relu"))
             note = op.attributes.get("sparsity")

@@ -60,7 +60,7 @@ class CompiledProgram:
     """A program plus what the runtime needs to bind it.
 
     ``inputs``: argument symbol names in order; ``outputs``: ``result0..``; ``onehot``:
-    label inputs the runtime passes as one-hot f32 ``[N, C]``; ``constants``: symbol ->
+    integer inputs (labels, one_hot indices) the runtime passes as one-hot f32 ``[..., C]``; ``constants``: symbol ->
     array to place before running; ``hyper``: the layout of the ``hyper`` tensor;
     ``summary``: per-op instructions, MACs and DRAM bytes (dense-equivalent).
     """
@@ -96,10 +96,11 @@ class CompiledProgram:
         inputs: dict[str, np.ndarray] = {}
         for name, value in zip(self.inputs, args):
             if name in self.onehot:
-                labels = np.asarray(value, np.int64)
-                hot = np.zeros((len(labels), self.onehot[name]), np.float32)
-                hot[np.arange(len(labels)), labels] = 1.0
-                value = hot
+                labels, classes = np.asarray(value, np.int64), self.onehot[name]
+                if labels.size and (labels.min() < 0 or labels.max() >= classes):
+                    bad = int(labels.min() if labels.min() < 0 else labels.max())
+                    raise ValueError(f"input {name!r}: index {bad} is outside [0, {classes})")
+                value = np.eye(classes, dtype=np.float32)[labels]
             inputs[name] = np.asarray(value, np.float32)
         inputs.update(self.constants)
         if self.hyper.slots:
@@ -115,15 +116,31 @@ def source_loc(op: Operation, op_id: int) -> SourceLoc:
     return SourceLoc("", 0, "", op_id)
 
 
-def _label_classes(func: FuncOp) -> dict[Value, int]:
+def _one_hot_inputs(func: FuncOp) -> dict[Value, int]:
+    """Integer arguments the runtime passes one-hot (f32, one more dim of this many
+    classes): cross entropy's labels and the indices of ``graph.one_hot``."""
     out: dict[Value, int] = {}
     for op in func.body.ops:
         if op.name in ("graph.cross_entropy", "graph.cross_entropy_backward"):
-            labels, logits = op.operands[-1], op.operands[-2]
-            if labels.defining_op is not None:
-                raise error_at(op, "labels must be a function argument (the runtime passes "
-                                   "them one-hot)")
-            out[labels] = logits.type.shape[1]  # type: ignore[union-attr]
+            labels, classes = op.operands[-1], op.operands[-2].type.shape[1]  # type: ignore[union-attr]
+            what = "labels"
+        elif op.name == "graph.one_hot":
+            labels, classes = op.operands[0], int(op.attributes["classes"])  # type: ignore[arg-type]
+            what = "one_hot indices"
+        else:
+            continue
+        if labels.defining_op is not None:
+            raise error_at(op, f"{what} must be a function argument (the runtime passes "
+                               "them one-hot)")
+        if out.get(labels, classes) != classes:
+            raise error_at(op, f"'%{labels.name_hint}' is used one-hot with {out[labels]} and "
+                               f"with {classes} classes")
+        out[labels] = classes
+    ret = func.return_op
+    for v in (ret.operands if ret is not None else []):
+        if v in out:
+            raise error_at(ret, f"'%{v.name_hint}' is passed one-hot and cannot be returned "
+                                "as it is (the caller has it)")
     return out
 
 
@@ -156,8 +173,8 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
     for op in func.body.ops:
         if op.name not in kernels and op.name not in NO_CODE:
             raise error_at(op, f"no ACF kernel for '{op.name}' yet")
-    classes = _label_classes(func)
-    arg_shapes = {v: (v.type.shape[0], c) for v, c in classes.items()}  # type: ignore[union-attr]
+    classes = _one_hot_inputs(func)
+    arg_shapes = {v: (*v.type.shape, c) for v, c in classes.items()}  # type: ignore[union-attr]
     extra: dict[str, tuple[int, ...]] = {}
     named: dict[Value, str] = {}
     constants: dict[str, np.ndarray] = {}

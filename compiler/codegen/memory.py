@@ -7,7 +7,7 @@ whose type carries a sparse encoding is a tiled sparse symbol in that format
 row-major. Every buffer starts on the target's DRAM interleave period (``dram_align``; 2 KB
 on acf-base) and intermediates are bump-allocated, a buffer reused (first fit) after the
 last use of every value it holds. ``graph.reshape`` of a dense value
-aliases its operand's buffer.
+aliases its operand's buffer, as does ``graph.one_hot`` of its (one-hot stored) indices.
 """
 
 from __future__ import annotations
@@ -222,7 +222,9 @@ def plan_memory(
 
 
 def _aliases(op: Operation) -> bool:
-    return op.name == "graph.reshape"
+    """Ops whose result is their operand's bytes: a reshape, and a one-hot of indices the
+    runtime already stored one-hot (``lower._one_hot_inputs``)."""
+    return op.name in ("graph.reshape", "graph.one_hot")
 
 
 def _release_if_dead(

@@ -159,8 +159,10 @@ def elementwise_inplace(ctx: KernelContext, fn: str, out: Buffer, b: Buffer | No
     elementwise(ctx, fn, out, b, out, ("tile", role))
 
 
-@kernel("graph.reshape")
+@kernel("graph.reshape", "graph.one_hot")
 def reshape(ctx: KernelContext) -> None:
+    """A reshape, or a one-hot of indices stored one-hot: no code where the memory plan
+    aliased the result to the operand, else a copy (e.g. into a function result)."""
     a, out = ctx.ins[0], ctx.outs[0]
     if a.addr == out.addr:
         return  # aliased by the memory plan: no code

@@ -208,3 +208,43 @@ def test_slices_their_gradients_and_concat(tile: int) -> None:
         np.testing.assert_array_equal(np.asarray(a).reshape(b.shape), b)  # the fabric
         np.testing.assert_array_equal(i, b)                                # the interpreter
     check_tokens(c.program)
+
+
+EMBEDDING = """
+graph.func @embed(%idx: tensor<3x5xi64>, %table: tensor<40x24xf32>, %g: tensor<15x24xf32>) -> (tensor<3x5x24xf32>, tensor<40x24xf32>) {
+  %hot = graph.one_hot %idx {classes = 40} : tensor<3x5xi64> -> tensor<3x5x40xf32>
+  %rows = graph.reshape %hot {shape = [15, 40]} : tensor<3x5x40xf32> -> tensor<15x40xf32>
+  %e = graph.matmul %rows, %table : tensor<15x40xf32>, tensor<40x24xf32> -> tensor<15x24xf32>
+  %out = graph.reshape %e {shape = [3, 5, 24]} : tensor<15x24xf32> -> tensor<3x5x24xf32>
+  %gt = graph.matmul %rows, %g {transpose_a = true} : tensor<15x40xf32>, tensor<15x24xf32> -> tensor<40x24xf32>
+  graph.return %out, %gt : tensor<3x5x24xf32>, tensor<40x24xf32>
+}
+"""
+
+
+def test_embedding_as_a_one_hot_gemm() -> None:
+    """An embedding lookup and its gradient (a repeated index sums its rows' gradients) as
+    GEMMs with the one-hot indices the runtime passes; the PEs skip the one-hot's zeros, so
+    the lookup issues 1/40 of its dense MACs as effectual ones."""
+    from acf import emulator
+    from acf.isa.target import load_target
+
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, 40, (3, 5))
+    idx[2, 4] = idx[0, 0]  # a repeated index
+    table = rng.standard_normal((40, 24)).astype(np.float32)
+    g = rng.standard_normal((15, 24)).astype(np.float32)
+    c = compile_text(EMBEDDING)
+    res = emulator.run(c.program, load_target("acf-small"), c.bind([idx, table, g]))
+    out, gt = (res.outputs[name] for name in c.outputs)
+    np.testing.assert_array_equal(np.asarray(out).reshape(3, 5, 24), table[idx])
+    want = np.zeros_like(table)
+    np.add.at(want, idx.ravel(), g)
+    check_close(np.asarray(gt).reshape(40, 24), want)
+    for a, b in zip((out, gt), expected(EMBEDDING, [idx, table, g])):
+        check_close(np.asarray(a).reshape(b.shape), b)
+    rep = res.report
+    assert rep.macs_effectual_count == 2 * 15 * 24  # one per output element of each GEMM
+    assert rep.macs_issued_count == 2 * 15 * 40 * 24
+    with pytest.raises(ValueError, match="input 'idx': index 40 is outside \\[0, 40\\)"):
+        c.bind([np.full((3, 5), 40), table, g])
