@@ -217,6 +217,16 @@ def _stack(ctx: ConvertContext, node: fx.Node) -> Value:
     return xs[0] if len(xs) == 1 else ctx.emit("graph.concat", xs, axis=dim)
 
 
+@converter(aten.arange.default, aten.arange.start, aten.arange.start_step)
+def _arange(ctx: ConvertContext, node: fx.Node) -> Value:
+    """A constant (static shapes: positions, e.g. for a positional embedding)."""
+    bounds = [a for a in node.args if isinstance(a, (int, float))]
+    values = np.arange(*bounds)
+    if values.shape != ctx.shape():
+        raise ctx.unsupported(f"arange{tuple(bounds)} with symbolic bounds")
+    return ctx.const(values, ctx.element())
+
+
 # --- matmul -------------------------------------------------------------------------------
 def _operand(ctx: ConvertContext, arg: Any) -> tuple[Value, bool]:
     """(value, transposed): fold a transposing view into the matmul's flag."""

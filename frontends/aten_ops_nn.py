@@ -269,6 +269,48 @@ def _gelu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     return ctx.emit("graph.gelu_backward", ctx.values(node.args[:2]), approximate=approximate)
 
 
+# --- embeddings: GEMMs with a one-hot operand --------------------------------------------
+def _one_hot_rows(ctx: ConvertContext, idx: Value, classes: int) -> Value:
+    """``[n, classes]`` one-hot rows of the indices ``idx`` (any shape): ``graph.one_hot``
+    of a function argument (the runtime passes it one-hot), or a constant for constant
+    indices (e.g. positions from ``arange``)."""
+    n = int(np.prod(idx.type.shape))  # type: ignore[union-attr]
+    op = idx.defining_op
+    if op is not None and op.name == "graph.constant":
+        positions = np.asarray(op.attributes["value"].array, np.int64).reshape(n)  # type: ignore[union-attr]
+        return ctx.const(np.eye(classes, dtype=np.float32)[positions])
+    hot = ctx.emit("graph.one_hot", [idx], classes=classes)
+    return ctx.emit("graph.reshape", [hot], shape=[n, classes])
+
+
+@converter(aten.embedding.default)
+def _embedding(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``one_hot(idx) · table``: a GEMM whose one-hot operand has one non-zero per row, so
+    the zero-skipping PEs issue one effectual MAC per output element."""
+    table, idx = ctx.value(node.args[0]), ctx.value(node.args[1])
+    rows = _one_hot_rows(ctx, idx, table.type.shape[0])  # type: ignore[union-attr]
+    out = ctx.emit("graph.matmul", [rows, table])
+    return ctx.emit("graph.reshape", [out], shape=list(ctx.shape()))
+
+
+@converter(aten.embedding_dense_backward.default)
+def _embedding_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``one_hot(idx)ᵀ · g`` (a repeated index sums its rows), the padding row zeroed."""
+    g, idx = ctx.values(node.args[:2])
+    classes, padding_idx = int(node.args[2]), int(node.args[3])
+    if node.args[4]:
+        raise ctx.unsupported("scale_grad_by_freq")
+    rows = _one_hot_rows(ctx, idx, classes)
+    width = g.type.shape[-1]  # type: ignore[union-attr]
+    flat = ctx.emit("graph.reshape", [g], shape=[rows.type.shape[0], width])  # type: ignore[union-attr]
+    grad = ctx.emit("graph.matmul", [rows, flat], transpose_a=True)
+    if padding_idx >= 0:
+        keep = np.ones((classes, 1), np.float32)
+        keep[padding_idx] = 0.0
+        grad = ctx.emit("graph.mul", [grad, ctx.const(keep)])
+    return grad
+
+
 @converter(aten.native_dropout.default)
 def _dropout(ctx: ConvertContext, node: fx.Node) -> tuple[Value, Value]:
     """``x * keep / (1 - p)`` with the keep-mask a step input the caller supplies

@@ -105,6 +105,7 @@ class FabricGraph:
         self.pool_indices: dict[int, PoolIndices] = {}  # output -> computed on the host
         self.dropouts: list[DropoutNode] = []
         self.bool_outputs: set[int] = set()
+        self.passthrough: dict[int, int] = {}  # output -> the input it returns unchanged
         self.n_outputs = 0
         try:
             self._compile(example_inputs)
@@ -140,7 +141,12 @@ class FabricGraph:
         self.n_outputs = len(outs)
         self.none_outputs = [i for i, v in enumerate(outs) if v is None]
         self.pool_indices = {i: v for i, v in enumerate(outs) if isinstance(v, PoolIndices)}
-        values = [v.x if isinstance(v, PoolIndices) else v for v in outs if v is not None]
+        # an input returned as it is (token ids saved for the backward) stays on the host:
+        # the fabric may hold it in another form (one-hot)
+        given = {id(a): k for k, a in enumerate(b.args[:len(example_inputs)])}
+        self.passthrough = {i: given[id(v)] for i, v in enumerate(outs) if id(v) in given}
+        values = [v.x if isinstance(v, PoolIndices) else v for i, v in enumerate(outs)
+                  if v is not None and i not in self.passthrough]
         self.name = f"{self.kind}{id(self)}"
         self.session.load(Module([b.finish(values)]), name=self.name)
 
@@ -156,12 +162,16 @@ class FabricGraph:
         arrays = [a.astype(np.float32) if a.dtype == np.bool_ else a for a in arrays]
         # drawn as eager dropout draws them (bernoulli on torch's generator, in graph order)
         arrays += [d.draw() for d in self.dropouts]
+        kept = {i: args[k] for i, k in self.passthrough.items()}
         args.clear()  # boxed calling convention: the callee may free its inputs
         res = self.session.run_step(arrays, program=self.name)
         _keep(res.report, self.opts)
         it = iter(res.values)
         out: list[Any] = []
         for i in range(self.n_outputs):
+            if i in kept:
+                out.append(kept[i])
+                continue
             value = None if i in self.none_outputs else np.asarray(next(it))
             if value is not None and i in self.bool_outputs:
                 value = value != 0

@@ -117,6 +117,23 @@ class ActivationsMLP(nn.Module):
         return self.out(h)
 
 
+class TinyBert(nn.Module):
+    """Token and positional embeddings (a padding row), one ``nn.TransformerEncoderLayer``
+    and a mean-pooled class head: a BERT-shaped classifier over token ids."""
+
+    def __init__(self, vocab: int = 30, seq: int = 6, d: int = 16, classes: int = 3) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d, padding_idx=0)
+        self.pos = nn.Embedding(seq, d)
+        self.enc = nn.TransformerEncoderLayer(d, 2, dim_feedforward=2 * d, dropout=0.0,
+                                              batch_first=True)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
+        return self.head(self.enc(h).mean(dim=1))
+
+
 def cancelling_mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """An MLP and a batch where one hidden pre-activation is 1 - 1 + 2^-30 summed over k.
 

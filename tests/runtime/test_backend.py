@@ -136,3 +136,26 @@ def test_dropout_through_the_backend_draws_torchs_masks() -> None:
     for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
     assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+
+
+def test_token_ids_saved_for_the_backward_stay_on_the_host() -> None:
+    """Token ids reach the fabric one-hot; the forward graph also returns them (saved for
+    the embedding's backward), and that output is the caller's own tensor, so the tables'
+    gradients match eager."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ..frontends.models import TinyBert
+
+    torch.manual_seed(0)
+    model = TinyBert()
+    ref = copy.deepcopy(model)
+    ids, y = torch.randint(0, 30, (2, 6)), torch.tensor([0, 2])
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(ids)
+    F.cross_entropy(out, y).backward()
+    with sdpa_kernel(SDPBackend.MATH):
+        want = ref(ids)
+    F.cross_entropy(want, y).backward()
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
