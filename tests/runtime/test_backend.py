@@ -11,6 +11,13 @@ torch = pytest.importorskip("torch")
 backend = pytest.importorskip("acf.frontends.backend")
 
 
+def assert_matches_eager(out, want, model, ref, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """The fabric's output and every parameter's .grad against eager's."""
+    torch.testing.assert_close(out, want, rtol=rtol, atol=atol)
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_mlp_forward_and_grads_match_eager(tmp_path) -> None:
     import torch.nn.functional as F
     from torch import nn
@@ -26,9 +33,7 @@ def test_mlp_forward_and_grads_match_eager(tmp_path) -> None:
     F.cross_entropy(out, y).backward()
     want = ref(x)
     F.cross_entropy(want, y).backward()
-    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
-    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
     steps = json.loads(path.read_text())["steps"]
     assert [s["program"].rstrip("0123456789") for s in steps[-2:]] == ["forward", "backward"]
     assert all(s["total_cycles"] > 0 for s in steps[-2:])
@@ -75,9 +80,7 @@ def test_cnn_with_batch_norm_and_max_pool_trains_through_the_backend() -> None:
     F.cross_entropy(out, y).backward()
     want = ref(x)
     F.cross_entropy(want, y).backward()
-    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
-    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
     bn, bn_ref = model[1], ref[1]
     assert bn.num_batches_tracked.shape == () and int(bn.num_batches_tracked) == 1
     torch.testing.assert_close(bn.running_mean, bn_ref.running_mean)
@@ -108,9 +111,7 @@ def test_torch_transformer_encoder_layer_through_the_backend(dropout: float) -> 
     with sdpa_kernel(SDPBackend.MATH):  # eager's CPU flash kernel draws its own way
         want = ref(x)
     want.pow(2).mean().backward()
-    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
-    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
     assert all(r.variant != "host" for r in backend.REPORTS[-2:])  # both graphs on the fabric
 
 
@@ -132,9 +133,7 @@ def test_dropout_through_the_backend_draws_torchs_masks() -> None:
     want = ref(x)
     want.pow(2).sum().backward()
     assert 0 < int((want == 0).sum()) < want.numel()  # some dropped, some kept
-    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
-    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_matches_eager(out, want, model, ref, rtol=1e-5, atol=1e-6)
     assert all(r.variant != "host" for r in backend.REPORTS[-2:])
 
 
@@ -156,6 +155,4 @@ def test_token_ids_saved_for_the_backward_stay_on_the_host() -> None:
     with sdpa_kernel(SDPBackend.MATH):
         want = ref(ids)
     F.cross_entropy(want, y).backward()
-    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
-    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
