@@ -282,13 +282,23 @@ def _layer_norm_backward(xs, attrs, op):
     return [grad_x, (g * xhat).sum(axis=lead), g.sum(axis=lead)]
 
 
+def one_hot(indices: np.ndarray, classes: int) -> np.ndarray:
+    """f32 one-hot of integer ``indices`` (one more dim of ``classes``); the interpreter's
+    ``graph.one_hot`` and what the runtime passes for one-hot inputs. Raises ValueError
+    naming an index outside ``[0, classes)``."""
+    idx = np.asarray(indices, np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= classes):
+        bad = int(idx.min() if idx.min() < 0 else idx.max())
+        raise ValueError(f"index {bad} is outside [0, {classes})")
+    return np.eye(classes, dtype=f32)[idx]
+
+
 @semantics("graph.one_hot")
 def _one_hot(xs, attrs, op):
-    idx, classes = np.asarray(xs[0]), int(attrs["classes"])
-    if idx.size and (idx.min() < 0 or idx.max() >= classes):
-        raise InterpError(f"one_hot: index {int(idx.min() if idx.min() < 0 else idx.max())} "
-                          f"is outside [0, {classes})")
-    return [np.eye(classes, dtype=f32)[idx]]
+    try:
+        return [one_hot(xs[0], int(attrs["classes"]))]
+    except ValueError as exc:
+        raise InterpError(f"one_hot: {exc}") from None
 
 
 @semantics("graph.cross_entropy")

@@ -19,6 +19,7 @@ import numpy as np
 from acf.isa.program import Program, SourceLoc, gc_paused, make
 from acf.isa.target import Target
 
+from ..interp import one_hot
 from ..ir import FuncOp, Module, Operation, TensorType, Value
 from .context import HyperTable, KernelContext, OpStats
 from .errors import error_at
@@ -96,11 +97,10 @@ class CompiledProgram:
         inputs: dict[str, np.ndarray] = {}
         for name, value in zip(self.inputs, args):
             if name in self.onehot:
-                labels, classes = np.asarray(value, np.int64), self.onehot[name]
-                if labels.size and (labels.min() < 0 or labels.max() >= classes):
-                    bad = int(labels.min() if labels.min() < 0 else labels.max())
-                    raise ValueError(f"input {name!r}: index {bad} is outside [0, {classes})")
-                value = np.eye(classes, dtype=np.float32)[labels]
+                try:
+                    value = one_hot(value, self.onehot[name])
+                except ValueError as exc:
+                    raise ValueError(f"input {name!r}: {exc}") from None
             inputs[name] = np.asarray(value, np.float32)
         inputs.update(self.constants)
         if self.hyper.slots:

@@ -155,11 +155,9 @@ def slice_(ctx: KernelContext) -> None:
     x, out = ctx.ins[0], ctx.outs[0]
     if x.sparse or out.sparse:
         raise ctx.error("slice of a sparse tensor is not supported")
-    offsets, strides = _ints(ctx, "offsets"), _ints(ctx, "strides")
-    xs = contiguous_strides(x.shape)
-    base = sum(o * s for o, s in zip(offsets, xs))
-    gather_copy(ctx, x.addr + 4 * base, out.addr, list(out.shape),
-                [s * k for s, k in zip(xs, strides)], contiguous_strides(out.shape))
+    base, strides = _box(ctx, x.shape)
+    gather_copy(ctx, x.addr + 4 * base, out.addr, list(out.shape), strides,
+                contiguous_strides(out.shape))
 
 
 @kernel("graph.slice_backward")
@@ -169,14 +167,12 @@ def slice_backward(ctx: KernelContext) -> None:
     g, out = ctx.ins[0], ctx.outs[0]
     if g.sparse or out.sparse:
         raise ctx.error("slice_backward of a sparse tensor is not supported")
-    offsets, strides = _ints(ctx, "offsets"), _ints(ctx, "strides")
-    os_ = contiguous_strides(out.shape)
     if tuple(g.shape) != tuple(out.shape):
         fill(ctx, out.addr, math.prod(out.shape))
         ctx.barrier()
-    base = sum(o * s for o, s in zip(offsets, os_))
+    base, strides = _box(ctx, out.shape)
     gather_copy(ctx, g.addr, out.addr + 4 * base, list(g.shape), contiguous_strides(g.shape),
-                [s * k for s, k in zip(os_, strides)])
+                strides)
 
 
 @kernel("graph.concat")
@@ -194,8 +190,13 @@ def concat(ctx: KernelContext) -> None:
         at += x.shape[axis]
 
 
-def _ints(ctx: KernelContext, name: str) -> list[int]:
-    return [int(v) for v in ctx.attrs[name]]  # type: ignore[union-attr]
+def _box(ctx: KernelContext, shape: tuple[int, ...]) -> tuple[int, list[int]]:
+    """(first element, element strides) of the op's ``offsets``/``strides`` box in a
+    contiguous tensor of ``shape``."""
+    dense = contiguous_strides(shape)
+    offsets = [int(v) for v in ctx.attrs["offsets"]]  # type: ignore[union-attr]
+    steps = [int(v) for v in ctx.attrs["strides"]]  # type: ignore[union-attr]
+    return sum(o * s for o, s in zip(offsets, dense)), [s * k for s, k in zip(dense, steps)]
 
 
 def view(buf: Buffer, shape: tuple[int, ...]) -> Buffer:
