@@ -17,6 +17,7 @@ import torch
 from torch import fx
 
 from ..compiler.ir import Value
+from .aten_ops_core import _reshape
 from .aten_to_ir import ConvertContext, PoolIndices, converter
 
 aten = torch.ops.aten
@@ -279,8 +280,7 @@ def _one_hot_rows(ctx: ConvertContext, idx: Value, classes: int) -> Value:
     if op is not None and op.name == "graph.constant":
         positions = np.asarray(op.attributes["value"].array, np.int64).reshape(n)  # type: ignore[union-attr]
         return ctx.const(np.eye(classes, dtype=np.float32)[positions])
-    hot = ctx.emit("graph.one_hot", [idx], classes=classes)
-    return ctx.emit("graph.reshape", [hot], shape=[n, classes])
+    return _reshape(ctx, ctx.emit("graph.one_hot", [idx], classes=classes), (n, classes))
 
 
 @converter(aten.embedding.default)
@@ -289,8 +289,7 @@ def _embedding(ctx: ConvertContext, node: fx.Node) -> Value:
     the zero-skipping PEs issue one effectual MAC per output element."""
     table, idx = ctx.value(node.args[0]), ctx.value(node.args[1])
     rows = _one_hot_rows(ctx, idx, table.type.shape[0])  # type: ignore[union-attr]
-    out = ctx.emit("graph.matmul", [rows, table])
-    return ctx.emit("graph.reshape", [out], shape=list(ctx.shape()))
+    return _reshape(ctx, ctx.emit("graph.matmul", [rows, table]), ctx.shape())
 
 
 @converter(aten.embedding_dense_backward.default)
@@ -302,7 +301,7 @@ def _embedding_backward(ctx: ConvertContext, node: fx.Node) -> Value:
         raise ctx.unsupported("scale_grad_by_freq")
     rows = _one_hot_rows(ctx, idx, classes)
     width = g.type.shape[-1]  # type: ignore[union-attr]
-    flat = ctx.emit("graph.reshape", [g], shape=[rows.type.shape[0], width])  # type: ignore[union-attr]
+    flat = _reshape(ctx, g, (rows.type.shape[0], width))  # type: ignore[union-attr]
     grad = ctx.emit("graph.matmul", [rows, flat], transpose_a=True)
     if padding_idx >= 0:
         keep = np.ones((classes, 1), np.float32)
