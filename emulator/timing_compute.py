@@ -1,8 +1,9 @@
 """Closed-form durations of the MAC array, vector unit, banks and codec (docs/timing.md 3-5).
 
-Pure functions of the operands and the cluster configuration, vectorized with numpy: the
-effectual pairs of every lookahead window of every output are one batched product of 0/1
-masks; fully dense operands short-circuit to arithmetic. Nothing loops per element or PE.
+Pure functions of the operands and the cluster configuration, vectorized with numpy;
+fully dense operands short-circuit to arithmetic. The one count numpy cannot do in few
+passes, the lookahead windows of every output when both operands are zero-skipped, is a
+compiled loop over bit-packed masks (window_kernels.py). Nothing loops per PE in Python.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from . import window_kernels
 
 #: Window-count chunk: bounds the (windows, m, n) temporary of the batched mask product.
 _CHUNK_ELEMS = 1 << 22
@@ -48,31 +51,37 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def skip_masks(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
-               ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(za, zb) as float32 0/1 masks, or None where the operand counts as all ones."""
+def _nonzero(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
+             ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(za, zb): bool masks of A's and B's nonzeros where their zeros are skipped (the
+    instruction asks and the PEs can), None where the operand counts as all ones (not
+    skipped, or dense: the closed forms short-circuit those)."""
     za = zb = None
     if "a" in skip and cfg.skip_hw in ("a", "ab"):
-        za = (A != 0)
-        za = None if za.all() else za.astype(np.float32)
+        za = np.not_equal(A, 0, order="C")
+        za = None if za.all() else za
     if "b" in skip and cfg.skip_hw == "ab":
-        zb = (B != 0)
-        zb = None if zb.all() else zb.astype(np.float32)
+        zb = np.not_equal(B, 0, order="C")
+        zb = None if zb.all() else zb
     return za, zb
 
 
+def skip_masks(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(za, zb) as float32 0/1 masks, or None where the operand counts as all ones."""
+    za, zb = _nonzero(A, B, skip, cfg)
+    return (None if za is None else za.astype(np.float32)), (None if zb is None else zb.astype(np.float32))
+
+
 def _window_sums(z: np.ndarray, d: int) -> np.ndarray:
-    """Per row of z (rows, K): sum over windows of max(1, effectual in the window).
+    """Per row of z (rows, K): sum over windows of max(1, effectual in the window), for
+    windows wider than the compiled counts take (d > 64).
 
     The per-window counts are one BLAS product with a 0/1 window-indicator matrix (exact:
     float32 counts up to 2^24); a very wide indicator falls back to a padded reshape.
     """
     rows, K = z.shape
-    if d == 1:  # every window is one pair: max(1, 0 or 1) = 1
-        return np.full(rows, K, np.float32)
     nw = _cdiv(K, d)
-    if d <= 8:  # each window one byte: max(1, popcount) by table
-        return _MAX1_POPCOUNT[_window_bytes(z, d)[:, :nw]].sum(axis=1, dtype=np.int64).astype(np.float32)
     if K * nw <= _CHUNK_ELEMS:
         return np.maximum(z @ _window_matrix(K, d), 1).sum(axis=1)
     pad = np.zeros((rows, nw * d), np.float32)
@@ -95,6 +104,8 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
         return np.zeros((m, n), np.float32)
     if za is None and zb is None:
         return np.full((m, n), k, np.float32)
+    if d <= 64:  # the common lookaheads: a compiled loop over bit-packed masks
+        return window_kernels.window_cycles(za, zb, m, n, k, d)[0]
     if zb is None:  # effectual pairs depend on the row only
         return np.broadcast_to(_window_sums(za, d)[:, None], (m, n))
     if za is None:
@@ -102,12 +113,6 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
     nw = _cdiv(k, d)
     if nw == 1:
         return np.maximum(za @ zb, 1)
-    if d <= 8:
-        return _window_cycles_bytes(za, zb, d)
-    if d <= 64 and d & (d - 1) == 0:
-        # sum_w max(1, E_w) = E + (windows with no effectual pair): E is one BLAS product,
-        # the empty windows are counted on bit-packed masks (d-bit groups of 64-bit words).
-        return (za @ zb) + (nw - _nonempty_windows(za, zb, d)).astype(np.float32)
     a = np.zeros((m, nw * d), np.float32)
     a[:, :k] = za
     b = np.zeros((nw * d, n), np.float32)
@@ -118,114 +123,6 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
     step = max(1, _CHUNK_ELEMS // max(1, m * n))
     for w0 in range(0, nw, step):  # loops over chunks of windows, not elements
         out += np.maximum(np.matmul(a[w0:w0 + step], b[w0:w0 + step]), 1).sum(axis=0)
-    return out
-
-
-#: max(1, popcount(v)) of every byte value
-_MAX1_POPCOUNT = np.maximum(np.bitwise_count(np.arange(256, dtype=np.uint8)), 1).astype(np.uint8)
-
-
-@lru_cache(maxsize=64)
-def _byte_weights(k: int, d: int) -> np.ndarray:
-    """(k, 8 * words) float32: pair k's bit (``2^(k mod d)``) in the byte of its window
-    ``k // d`` (windows of d <= 8 pairs; bytes past the last window stay zero)."""
-    words = _cdiv(_cdiv(k, d), 8)
-    w = np.zeros((k, 8 * words), np.float32)
-    idx = np.arange(k)
-    w[idx, idx // d] = 2.0 ** (idx % d)
-    w.flags.writeable = False
-    return w
-
-
-def _window_bytes(z: np.ndarray, d: int) -> np.ndarray:
-    """(rows, 8 * words) uint8: the effectual bits of each window of d <= 8 pairs of each
-    row of the 0/1 matrix z (rows, k), one byte per window, zero bytes past the last."""
-    rows, k = z.shape
-    if d != 8:  # one small BLAS product with the bit weights (exact: at most 255)
-        return (z @ _byte_weights(k, d)).astype(np.uint8)
-    out = np.zeros((rows, 8 * _cdiv(_cdiv(k, 8), 8)), np.uint8)
-    out[:, :_cdiv(k, 8)] = np.packbits(np.ascontiguousarray(z != 0), axis=1, bitorder="little")
-    return out
-
-
-def _window_cycles_bytes(za: np.ndarray, zb: np.ndarray, d: int) -> np.ndarray:
-    """c(i, j) for windows of d <= 8 pairs, each window one byte of a 64-bit word.
-
-    Per word, ``x = a & b`` holds the effectual pairs of 8 windows; a byte's popcount is
-    its window's effectual pairs, and OR-ing 1 into the empty bytes first makes each
-    window count ``max(1, pairs)``, so ``c`` is the popcounts summed over words (less the
-    padding bytes past the last window, each counted 1). Every temporary is an (m, n)
-    array allocated once."""
-    m, k = za.shape
-    n = zb.shape[1]
-    a = _window_bytes(za, d).view(np.uint64)                      # (m, words)
-    b = np.ascontiguousarray(_window_bytes(zb.T, d).view(np.uint64).T)  # (words, n)
-    words = a.shape[1]
-    x = np.empty((m, n), np.uint64)
-    x8 = x.view(np.uint8).reshape(m, n, 8)
-    empty = np.empty((m, n, 8), np.bool_)
-    empty64 = empty.view(np.uint64).reshape(m, n)
-    pc = np.empty((m, n), np.uint8)
-    c = np.zeros((m, n), np.int32)
-    for w in range(words):
-        np.bitwise_and(a[:, w:w + 1], b[w], out=x)
-        np.equal(x8, 0, out=empty)
-        np.bitwise_or(x, empty64, out=x)
-        np.bitwise_count(x, out=pc)
-        np.add(c, pc, out=c)
-    pad = 8 * words - _cdiv(k, d)
-    if pad:
-        c -= pad
-    return c
-
-
-def _pack_rows(z: np.ndarray, words: int) -> np.ndarray:
-    """Rows of a 0/1 matrix as little-endian bit strings in ``words`` 64-bit words."""
-    rows, k = z.shape
-    out = np.zeros((rows, 8 * words), np.uint8)
-    out[:, :_cdiv(k, 8)] = np.packbits(z.astype(bool), axis=1, bitorder="little")
-    return out.view(np.uint64)
-
-
-def _nonempty_windows(za: np.ndarray, zb: np.ndarray, d: int) -> np.ndarray:
-    """(m, n) count of lookahead windows holding at least one effectual pair (d = 2^p <= 64).
-
-    Per 64-bit word of the packed masks, ``x = a & b`` holds the effectual pairs of 64/d
-    windows; a d-bit group is nonzero iff ``((x & L) + L) | x`` has its top bit set (L: all
-    bits but the groups' top bits; the sum carries into the top bit without leaving the
-    group). Up to d words' indicators are merged into one word (word w shifted right by
-    w mod d, still inside its group), so one popcount counts them all. Every temporary is
-    an (rows, n) array, contiguous: no reduction over a short axis.
-    """
-    m, k = za.shape
-    n = zb.shape[1]
-    words = _cdiv(k, 64)
-    a, b = _pack_rows(za, words), _pack_rows(zb.T, words)
-    bt = np.ascontiguousarray(b.T)  # (words, n)
-    top = np.uint64(sum(1 << i for i in range(d - 1, 64, d)))
-    low = ~top
-    if d > 1:
-        a_low, b_low = a & low, bt & low
-    out = np.zeros((m, n), np.int64)
-    step = max(1, _CHUNK_ELEMS // max(1, n))
-    for r0 in range(0, m, step):  # chunks of rows bound the (rows, n) temporaries
-        total = out[r0:r0 + step]
-        merged = None
-        for w in range(words):
-            col = slice(w, w + 1)
-            if d == 1:  # every pair is its own window
-                total += np.bitwise_count(a[r0:r0 + step, col] & bt[w])
-                continue
-            y = a_low[r0:r0 + step, col] & b_low[w]
-            y += low
-            y |= a[r0:r0 + step, col] & bt[w]
-            y &= top
-            if w % d:
-                y >>= np.uint64(w % d)
-            merged = y if merged is None else np.bitwise_or(merged, y, out=merged)
-            if w % d == d - 1 or w == words - 1:
-                total += np.bitwise_count(merged)
-                merged = None
     return out
 
 
@@ -261,9 +158,15 @@ def mm_cycles(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming) -> tu
     m, k = A.shape
     n = B.shape[1]
     issued = m * n * k
-    za, zb = skip_masks(A, B, skip, cfg)
-    eff = effectual_macs(za, zb, m, n, k)
     folds = _cdiv(m, cfg.R) * _cdiv(n, cfg.C)
+    za, zb = _nonzero(A, B, skip, cfg)
+    if (za is not None or zb is not None) and cfg.dataflow == "os" and cfg.d <= 64:
+        # zeros skipped on either side: one compiled pass over the packed masks
+        busy, eff = window_kernels.fold_cycles(za, zb, m, n, k, cfg.d, cfg.R, cfg.C)
+        return cfg.I + busy + folds * cfg.Fo, issued, eff
+    za = None if za is None else za.astype(np.float32)
+    zb = None if zb is None else zb.astype(np.float32)
+    eff = effectual_macs(za, zb, m, n, k)
     if cfg.dataflow == "systolic":
         return cfg.I + folds * (k + cfg.R + cfg.C - 2 + cfg.Fo), issued, eff
     if cfg.dataflow == "flexible":
