@@ -21,6 +21,8 @@ bool arrays so each loop compiles once; compiled on first use and cached beside 
 
 from __future__ import annotations
 
+from functools import cache
+
 import numba
 import numpy as np
 
@@ -112,6 +114,29 @@ def _counts(za, zb, d, lb, lanes, words, low, top):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True, nogil=True)
+def _line_sums(a, nw, lanes, low, top, span):  # pragma: no cover - compiled
+    """For the packed lines (rows of A or columns of B) of one operand alone, the other all
+    ones: (sum over blocks of ``span`` lines of the block's largest line count, effectual
+    pairs of all lines)."""
+    rows, words = a.shape
+    total = 0
+    effectual = 0
+    block = 0
+    for r in range(rows):
+        count = nw - words * lanes
+        for w in range(words):
+            x = a[r, w]
+            e = np.int64(_popcount(x))
+            effectual += e
+            count += e + lanes - np.int64(_popcount((((x & low) + low) | x) & top))
+        block = max(block, count)
+        if (r + 1) % span == 0 or r == rows - 1:
+            total += block
+            block = 0
+    return total, effectual
+
+
+@numba.njit(cache=True, nogil=True)
 def _fold_max_sum(c, R, C):  # pragma: no cover - compiled
     """sum over R x C folds of c of the fold's largest element (c >= 0)."""
     m, n = c.shape
@@ -127,6 +152,7 @@ def _fold_max_sum(c, R, C):  # pragma: no cover - compiled
     return total
 
 
+@cache
 def _masks(d: int) -> tuple[int, int, np.uint64, np.uint64]:
     """(lane bits, lanes per word, low, top) of windows of d pairs."""
     lb = lane_bits(d)
@@ -161,7 +187,19 @@ def window_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, 
 def fold_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: int, d: int,
                 R: int, C: int) -> tuple[int, int]:
     """(sum over R x C folds of the fold's largest c, effectual pairs): the MAC array's
-    busy cycles of one ``mm`` (docs/timing.md section 3)."""
+    busy cycles of one ``mm`` (docs/timing.md section 3). With one operand all ones, c
+    depends on the row (or column) only: the folds of one fold row share their maximum."""
+    if k and (za is None) != (zb is None):
+        lb, lanes, low, top = _masks(d)
+        words = layout(k, d)[2]
+        nw = layout(k, d)[0]
+        if zb is None:
+            a = _pack_rows(_bool_c(za), d, lb, lanes, words)
+            busy, eff = _line_sums(a, nw, lanes, low, top, R)
+            return int(busy) * -(-n // C), int(eff) * n
+        b = np.ascontiguousarray(_pack_cols(_bool_c(zb), d, lb, lanes, words).T)
+        busy, eff = _line_sums(b, nw, lanes, low, top, C)
+        return int(busy) * -(-m // R), int(eff) * m
     c, effectual = window_cycles(za, zb, m, n, k, d)
     return int(_fold_max_sum(c, R, C)), effectual
 
