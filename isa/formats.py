@@ -363,6 +363,31 @@ def pack(x: np.ndarray, spec: FormatSpec | str) -> bytes:
     return b"".join(parts)
 
 
+def decoded(x: np.ndarray, spec: FormatSpec | str) -> np.ndarray:
+    """The float32 tile ``unpack(pack(x, spec))`` returns, without the encoding (x must
+    pack): dense keeps every bit; the sparse formats keep the non-zeros' bits and give +0.0
+    elsewhere (a -0.0 is not stored), except that bcsr keeps every element of a stored
+    block, -0.0 included. Lets a caller that has just packed a tile remember its decoding."""
+    spec = FormatSpec.parse(spec)
+    tile = np.array(_codec.as_tile(x), order="C")  # a copy: the caller may keep the tile
+    if spec.format == Format.DENSE:
+        return tile
+    bits = tile.view(np.uint32)
+    if spec.format == Format.BCSR:
+        br, bc = spec.block_rows, spec.block_cols
+        rows, cols = tile.shape
+        pad = np.zeros((_cdiv(rows, br) * br, _cdiv(cols, bc) * bc), bool)
+        pad[:rows, :cols] = _codec.nz_bits(bits)
+        gr, gc = pad.shape[0] // br, pad.shape[1] // bc
+        stored = pad.reshape(gr, br, gc, bc).any(axis=(1, 3))
+        tile[~np.repeat(np.repeat(stored, br, axis=0), bc, axis=1)[:rows, :cols]] = 0
+        return tile
+    neg_zero = bits == np.uint32(0x80000000)  # the only bits that change: -0.0 is not stored
+    if neg_zero.any():
+        tile[neg_zero] = 0
+    return tile
+
+
 def unpack(buf: bytes | bytearray | memoryview | np.ndarray, *,
            max_elements: int | None = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
     """Decode a packed tile to a float32 ``rows x cols`` array, validating every byte.

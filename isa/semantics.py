@@ -153,6 +153,11 @@ class DecodeCache:
             return None
         return e[1], e[2], e[3]
 
+    def put_decoded(self, key: tuple, raw: np.ndarray, tile: np.ndarray) -> None:
+        """Remember a tile whose decoding the caller knows (it has just packed it: see
+        :func:`acf.isa.formats.decoded`), with the codec counts its header implies."""
+        self.put(key, raw, tile, *_header_codec_counts(formats.header(raw)))
+
     def put(self, key: tuple, raw: np.ndarray, tile: np.ndarray, V: int, X: int) -> None:
         old = self.entries.pop(key, None)
         if old is not None:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -94,16 +94,30 @@ def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def packed_tiles(sym: "Symbol", array: np.ndarray) -> list[tuple[int, bytes]]:
-    """``(byte offset, encoding)`` of each packed tile of a sparse symbol: the bytes of
-    :func:`pack_symbol` that are not slot padding (zeros)."""
+def _symbol_tiles(sym: "Symbol", array: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(byte offset of its slot, tile)`` of each tile of a sparse symbol."""
     x2 = as_symbol_array(sym, array).reshape(as_2d_shape(sym.shape))
-    spec = formats.FormatSpec.parse(sym.fmt)
     tr, tc = tile_shape(sym)
     gr, gc = tile_grid(sym)
     slot = slot_bytes(sym)
-    return [((i * gc + j) * slot, formats.pack(x2[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc], spec))
-            for i in range(gr) for j in range(gc)]
+    for i in range(gr):
+        for j in range(gc):
+            yield (i * gc + j) * slot, x2[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc]
+
+
+def packed_tiles(sym: "Symbol", array: np.ndarray) -> list[tuple[int, bytes]]:
+    """``(byte offset, encoding)`` of each packed tile of a sparse symbol: the bytes of
+    :func:`pack_symbol` that are not slot padding (zeros)."""
+    spec = formats.FormatSpec.parse(sym.fmt)
+    return [(off, formats.pack(tile, spec)) for off, tile in _symbol_tiles(sym, array)]
+
+
+def packed_tiles_decoded(sym: "Symbol", array: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
+    """:func:`packed_tiles`, each with the tile its encoding decodes to
+    (:func:`acf.isa.formats.decoded`)."""
+    spec = formats.FormatSpec.parse(sym.fmt)
+    return [(off, formats.pack(tile, spec), formats.decoded(tile, spec))
+            for off, tile in _symbol_tiles(sym, array)]
 
 
 def unpack_symbol(sym: "Symbol", data: bytes | np.ndarray,

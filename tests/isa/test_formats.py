@@ -15,6 +15,7 @@ from acf.isa.formats import (
     FormatError,
     FormatSpec,
     TileHeader,
+    decoded,
     encoded_size,
     encoded_size_of,
     header,
@@ -150,6 +151,7 @@ def check_roundtrip(x: np.ndarray, text: str, *, ref: bool = True) -> bytes:
     spec = FormatSpec.parse(text)
     buf = pack(x, spec)
     assert_same_tile(x, unpack(buf))
+    np.testing.assert_array_equal(bits(decoded(x, spec)), bits(unpack(buf)))  # bit for bit
     rows, cols = x.shape
     nnz = int(np.count_nonzero(x != 0))
     nblocks = blocks_of(x, spec.block_rows, spec.block_cols) if spec.block_rows else None
