@@ -58,14 +58,18 @@ class Emulator:
             st.write(sym.space, sym.cluster, lo, data)
             written.append((sym.space, cl, lo, lo + data.size))
             return
-        tiles = symbols.packed_tiles(sym, value)
         hi = lo + symbols.symbol_nbytes(sym)
         st.check(sym.space, sym.cluster, lo, hi - lo)
         if any(s == sym.space and c == cl and a < hi and lo < b for s, c, a, b in written):
             st.write(sym.space, sym.cluster, lo, np.frombuffer(symbols.pack_symbol(sym, value), np.uint8))
         else:  # memory not bound yet is zero: the slot padding is already in place
-            for off, blob in tiles:
-                st.write(sym.space, sym.cluster, lo + off, np.frombuffer(blob, np.uint8))
+            # the tiles' decodings go to the decode cache: a load of one (validated there
+            # by its bytes) need not decode what was just encoded
+            key_cl = sym.cluster if sym.space in ("sp", "acc") else -1
+            for off, blob, tile in symbols.packed_tiles_decoded(sym, value):
+                raw = np.frombuffer(blob, np.uint8)
+                st.write(sym.space, sym.cluster, lo + off, raw)
+                st.decode_cache.put_decoded((sym.space, key_cl, lo + off), raw, tile)
         written.append((sym.space, cl, lo, hi))
 
     @property

@@ -215,3 +215,25 @@ def test_mm_and_sddmm_cycles_equal_the_closed_form_window_by_window(m, n, k, d, 
     chunks = [sampled[i:i + R * C].max() for i in range(0, sampled.size, R * C)]
     want = (3 + int(sum(chunks)) + 2 * len(chunks), int(S.sum()) * k, int(E[S].sum())) if S.any() else (3, 0, 0)
     assert tc.sddmm_cycles(A, B, S, skip, cfg) == want
+
+
+def test_bound_sparse_tiles_are_not_decoded_again(small, monkeypatch) -> None:
+    """Binding a sparse input remembers each tile's decoding (formats.decoded) beside its
+    bytes, so loading it decodes nothing; the run equals one that decodes every load."""
+    from acf.isa import formats
+    from acf.isa.semantics import DecodeCache
+
+    rng = np.random.default_rng(4)
+    W = np.where(rng.random((32, 64)) < 0.7, 0, rng.standard_normal((32, 64))).astype(np.float32)
+    W[rng.random(W.shape) < 0.1] = -0.0  # stored nowhere, decoded as +0.0
+    X = rng.standard_normal((64, 32)).astype(np.float32)
+    prog = assemble(gemm_asm(small, 32, 32, 64, w_fmt="csr"))
+    real_unpack, decodes = formats.unpack, []
+    monkeypatch.setattr(formats, "unpack", lambda *a, **k: decodes.append(1) or real_unpack(*a, **k))
+    seeded = run(prog, small, {"W": W, "X": X})
+    assert decodes == []
+    monkeypatch.setattr(DecodeCache, "put_decoded", lambda *a: None)
+    decoded = run(prog, small, {"W": W, "X": X})
+    assert len(decodes) > 0
+    np.testing.assert_array_equal(seeded.outputs["Y"].view(np.uint32), decoded.outputs["Y"].view(np.uint32))
+    assert seeded.report == decoded.report
