@@ -50,7 +50,7 @@ from ..runtime import Session, SessionOptions, StepReport
 from ..runtime.report import record
 from ..runtime.torch_io import to_numpy, to_torch
 from .aten_to_ir import TORCH_ELEMENT, PoolIndices, UnsupportedOpError, convert_graph
-from .decompositions import decomposition_table
+from .decompositions import decomposition_table, tracing_modes
 from .ir_builder import DropoutNode, FuncBuilder, dropout_nodes
 
 OPTIONS = {
@@ -205,11 +205,9 @@ def acf_backend(gm: torch.fx.GraphModule, example_inputs: list[Any],
             return _boxed(FabricGraph(fx_gm, list(inputs), kind, session, opts))
         return compile_graph
 
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    # aot_autograd traces forward and backward here; on the math SDPA backend attention
-    # arrives as bmm + softmax (the CPU flash kernel has no lowering; see decompositions)
-    with sdpa_kernel(SDPBackend.MATH):
+    # aot_autograd traces forward and backward here: attention as bmm + softmax (the CPU
+    # flash kernel has no lowering), recurrent layers as their GEMMs (see decompositions)
+    with tracing_modes():
         return aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"),
                             decompositions=decomposition_table())(gm, example_inputs)
 
@@ -234,7 +232,13 @@ def _boxed(graph: FabricGraph) -> Callable:
 
 
 def register() -> None:
-    """Register ``"acf"`` with Dynamo (idempotent).
+    """Register ``"acf"`` with Dynamo (idempotent), and let Dynamo trace recurrent layers.
+
+    Dynamo runs ``nn.LSTM``/``nn.GRU``/``nn.RNN`` eagerly on the host, outside every graph
+    and without a word, unless ``torch._dynamo.config.allow_rnn`` is set; a model compiled
+    for the fabric would then leave its recurrent layers off the fabric's numbers. The
+    setting is process-wide (Dynamo reads it when it traces the user's call, after the
+    backend is looked up), so importing this module turns it on.
 
     Where Dynamo already knows ``"acf"`` from the installed package's entry point, this
     module is being imported by that entry point's load (``torch.compile(backend="acf")``
@@ -243,6 +247,7 @@ def register() -> None:
     """
     from torch._dynamo.backends.registry import _BACKENDS, _COMPILER_FNS, register_backend
 
+    torch._dynamo.config.allow_rnn = True
     if _COMPILER_FNS.get("acf") is acf_backend or _BACKENDS.get("acf") is not None:
         return
     _COMPILER_FNS.pop("acf", None)  # another "acf" registered by hand: ours replaces it

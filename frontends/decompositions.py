@@ -16,11 +16,19 @@ three GEMMs per layer and the normalization backward visible to the compiler):
 
 Never decompose ``aten._scaled_dot_product_flash_attention_for_cpu``: in torch 2.13 its
 decomposition gives wrong attention gradients. Attention is captured on the math SDPA
-backend instead (see ``torch_capture``), where it arrives as bmm + softmax.
+backend instead (:func:`tracing_modes`), where it arrives as bmm + softmax.
+
+Recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) are traced with oneDNN off
+(:func:`tracing_modes`): with it on, the CPU picks ``aten.mkldnn_rnn_layer``, one opaque
+op; without it the layer arrives as its per-step GEMMs, sigmoids and tanhs. Dynamo runs
+such modules eagerly, outside any graph, unless ``torch._dynamo.config.allow_rnn`` is set:
+capture sets it while it traces, and the ``torch.compile`` backend sets it when imported.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 #: ``aten`` overload packets decomposed at capture (names, resolved lazily: no torch import).
@@ -48,3 +56,20 @@ def decomposition_table() -> dict[Any, Any]:
     aten = torch.ops.aten
     packets = [getattr(aten, name) for name in DECOMPOSED_OPS if hasattr(aten, name)]
     return get_decompositions(packets)
+
+
+@contextmanager
+def tracing_modes() -> Iterator[None]:
+    """The modes forward and backward are traced under: attention on the math SDPA backend
+    and recurrent layers without oneDNN, so each arrives as ops the converters know."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    onednn = torch.backends.mkldnn
+    was = onednn.enabled  # set directly: mkldnn.flags() also re-sets TF32, which warns
+    onednn.enabled = False
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        onednn.enabled = was

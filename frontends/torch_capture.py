@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .decompositions import decomposition_table
+from .decompositions import decomposition_table, tracing_modes
 
 InputKind = Literal["param", "buffer", "input"]
 
@@ -94,7 +94,6 @@ def capture(module: Any, example_args: tuple, arg_names: list[str] | None = None
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.aot_autograd import make_boxed_func
     from torch._guards import TracingContext
-    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     rec: dict[str, Any] = {}
 
@@ -123,7 +122,7 @@ def capture(module: Any, example_args: tuple, arg_names: list[str] | None = None
 
     torch._dynamo.reset()  # every capture traces afresh (no recompile limit, no stale guards)
     compiled = torch.compile(module, backend=backend, fullgraph=True, dynamic=False)
-    with sdpa_kernel(SDPBackend.MATH):
+    with tracing_modes(), torch._dynamo.config.patch(allow_rnn=True):
         out = compiled(*example_args)
         loss = out[0] if isinstance(out, (tuple, list)) else out
         loss.backward()

@@ -25,6 +25,7 @@ from torch import nn
 from ..frontends.models import (
     MLP,
     ActivationsMLP,
+    RecurrentClassifier,
     ResNet18,
     SmallCNN,
     SplitJoinMLP,
@@ -159,6 +160,18 @@ def test_token_embeddings_train_as_one_hot_gemms() -> None:
     assert names.count("graph.one_hot") == 2  # token ids, forward and backward
     kinds = fabric.reports[-1].by_kind
     assert kinds["forward"]["effectual_macs"] < kinds["forward"]["issued_macs"]
+
+
+def test_lstm_and_gru_layers_train_as_their_gemms() -> None:
+    """nn.LSTM (two layers) and nn.GRU: traced without oneDNN they arrive as per-step GEMMs,
+    sigmoids and tanhs (and the sequence's slices and stacks), and three SGD steps match
+    eager's outputs, gradients and parameters."""
+    torch.manual_seed(11)
+    fabric, errors = run(RecurrentClassifier(), batches((2, 5, 8), 3, seed=10))
+    assert errors.rel_l2 <= L2_MAX
+    names = [op.name for op in fabric.step_ir.func.body.ops]
+    assert {"graph.sigmoid", "graph.tanh", "graph.matmul"} <= set(names)
+    assert names.count("graph.tanh") >= 3 * 5  # every layer, every step
 
 
 def test_split_join_views() -> None:

@@ -117,6 +117,22 @@ class ActivationsMLP(nn.Module):
         return self.out(h)
 
 
+class RecurrentClassifier(nn.Module):
+    """A two-layer LSTM, then a GRU over its outputs, classifying from the last step (the
+    recurrent layers arrive as their per-step GEMMs, sigmoids and tanhs)."""
+
+    def __init__(self, d: int = 8, hidden: int = 12, classes: int = 3) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(d, hidden, num_layers=2, batch_first=True)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(x)
+        h, _ = self.gru(h)
+        return self.head(h[:, -1])
+
+
 class TinyBert(nn.Module):
     """Token and positional embeddings (a padding row), one ``nn.TransformerEncoderLayer``
     and a mean-pooled class head: a BERT-shaped classifier over token ids."""

@@ -156,3 +156,29 @@ def test_token_ids_saved_for_the_backward_stay_on_the_host() -> None:
         want = ref(ids)
     F.cross_entropy(want, y).backward()
     assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_recurrent_layers_run_on_the_fabric_not_eagerly() -> None:
+    """Dynamo would run nn.LSTM / nn.GRU eagerly, outside the graph the backend is given
+    (so the fabric would never see them); importing the backend lets Dynamo trace them, and
+    their per-step GEMMs run on the fabric: forward and backward match eager, and the
+    forward program issues at least every MAC of the recurrent layers."""
+    import torch.nn.functional as F
+
+    from ..frontends.models import RecurrentClassifier
+
+    torch.manual_seed(4)
+    model = RecurrentClassifier()
+    ref = copy.deepcopy(model)
+    x, y = torch.randn(2, 5, 8), torch.tensor([0, 2])
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    F.cross_entropy(out, y).backward()
+    want = ref(x)
+    F.cross_entropy(want, y).backward()
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
+    fwd, bwd = backend.REPORTS[-2:]
+    assert (fwd.program.rstrip("0123456789"), bwd.program.rstrip("0123456789")) == ("forward", "backward")
+    assert fwd.variant != "host" and bwd.variant != "host"
+    steps, batch, d, h = 5, 2, 8, 12  # LSTM layers 0 and 1, then the GRU: per-step x and h GEMMs
+    recurrent_macs = steps * batch * (4 * h * (d + h) + 4 * h * (h + h) + 3 * h * (h + h))
+    assert fwd.issued_macs >= recurrent_macs
