@@ -131,6 +131,20 @@ class Exp(UnaryOp):
 
 
 @register_op
+class Log(UnaryOp):
+    """``graph.log %x``: the natural logarithm."""
+
+    name = "graph.log"
+
+
+@register_op
+class Abs(UnaryOp):
+    """``graph.abs %x``."""
+
+    name = "graph.abs"
+
+
+@register_op
 class Sigmoid(UnaryOp):
     """``graph.sigmoid %x``: 1 / (1 + exp(-x)) (SiLU is ``x * sigmoid(x)``)."""
 

@@ -45,7 +45,10 @@ def semantics(*names: str) -> Callable[[Semantics], Semantics]:
 
 
 def _one(fn: Callable[..., np.ndarray]) -> Semantics:
-    return lambda xs, a, op: [fn(*xs)]
+    def run(xs: list[np.ndarray], a: Mapping[str, Attribute], op: Operation) -> list[np.ndarray]:
+        with np.errstate(all="ignore"):  # IEEE results (log(-1) is NaN), as the vector unit
+            return [fn(*xs)]
+    return run
 
 
 ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {  # graph.add: _add (its activation)
@@ -56,6 +59,8 @@ ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {  # graph.add: _add (its ac
     "minimum": np.minimum,
     "neg": np.negative,
     "exp": np.exp,
+    "log": np.log,
+    "abs": np.abs,
     # as the vector unit computes them (isa/semantics.py), in the operand's precision
     "sigmoid": lambda x: (x.dtype.type(1) / (x.dtype.type(1) + np.exp(-x))).astype(x.dtype),
     "tanh": np.tanh,

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 SIZES = (2, 3, 4)
-UNARY = ("relu", "neg", "exp", "sigmoid", "tanh")
+UNARY = ("relu", "neg", "exp", "log", "abs", "sigmoid", "tanh")
 BINARY = ("add", "sub", "mul", "maximum", "minimum")
 PIPELINES = ("canonicalize", "cse", "dce", "sparsity-propagation", "fuse-activations", "default",
              "sparse-training")

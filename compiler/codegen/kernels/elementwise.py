@@ -22,9 +22,9 @@ from ..memory import Buffer
 from ..tiling import vector_tile
 from . import kernel
 
-UNARY = {"graph.neg": "neg", "graph.exp": "exp", "graph.sqrt": "sqrt", "graph.rsqrt": "rsqrt",
-         "graph.relu": "relu", "graph.gelu": "gelu", "graph.sigmoid": "sigmoid",
-         "graph.tanh": "tanh"}
+UNARY = {"graph.neg": "neg", "graph.exp": "exp", "graph.log": "log", "graph.abs": "abs",
+         "graph.sqrt": "sqrt", "graph.rsqrt": "rsqrt", "graph.relu": "relu", "graph.gelu": "gelu",
+         "graph.sigmoid": "sigmoid", "graph.tanh": "tanh"}
 BINARY = {"graph.add": "add", "graph.sub": "sub", "graph.mul": "mul", "graph.div": "div",
           "graph.maximum": "max", "graph.minimum": "min",
           "graph.relu_backward": "relu_bwd", "graph.gelu_backward": "gelu_bwd",

@@ -19,7 +19,8 @@ from acf.isa.target import Target
 VFN = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
     "max": np.maximum, "min": np.minimum, "copy": lambda a, b: a.copy(), "neg": lambda a, b: -a,
-    "exp": lambda a, b: np.exp(a), "log": lambda a, b: np.log(a), "sqrt": lambda a, b: np.sqrt(a),
+    "abs": lambda a, b: np.abs(a), "exp": lambda a, b: np.exp(a), "log": lambda a, b: np.log(a),
+    "sqrt": lambda a, b: np.sqrt(a),
     "rsqrt": lambda a, b: np.float32(1) / np.sqrt(a), "recip": lambda a, b: np.float32(1) / a,
     "relu": lambda a, b: np.maximum(a, np.float32(0)),
     "relu_bwd": lambda a, b: np.where(a > 0, b, np.float32(0)),

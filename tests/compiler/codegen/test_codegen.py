@@ -119,7 +119,7 @@ def test_reductions(tile: int) -> None:
 
 
 ELEMENTWISE = """
-graph.func @ew(%a: tensor<9x70xf32>, %row: tensor<70xf32>, %col: tensor<9x1xf32>, %s: tensor<f32>) -> (tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>) {
+graph.func @ew(%a: tensor<9x70xf32>, %row: tensor<70xf32>, %col: tensor<9x1xf32>, %s: tensor<f32>) -> (tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>) {
   %0 = graph.add %a, %row : tensor<9x70xf32>, tensor<70xf32> -> tensor<9x70xf32>
   %1 = graph.sub %col, %a : tensor<9x1xf32>, tensor<9x70xf32> -> tensor<9x70xf32>
   %2 = graph.div %a, %s : tensor<9x70xf32>, tensor<f32> -> tensor<9x70xf32>
@@ -127,7 +127,9 @@ graph.func @ew(%a: tensor<9x70xf32>, %row: tensor<70xf32>, %col: tensor<9x1xf32>
   %4 = graph.exp %a : tensor<9x70xf32> -> tensor<9x70xf32>
   %5 = graph.mask_apply %a, %4 : tensor<9x70xf32>, tensor<9x70xf32> -> tensor<9x70xf32>
   %6 = graph.div %row, %4 : tensor<70xf32>, tensor<9x70xf32> -> tensor<9x70xf32>
-  graph.return %0, %1, %2, %3, %4, %5, %6 : tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>
+  %7 = graph.abs %a : tensor<9x70xf32> -> tensor<9x70xf32>
+  %8 = graph.log %4 : tensor<9x70xf32> -> tensor<9x70xf32>
+  graph.return %0, %1, %2, %3, %4, %5, %6, %7, %8 : tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>, tensor<9x70xf32>
 }
 """
 
