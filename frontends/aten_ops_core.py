@@ -12,6 +12,7 @@ the matmul's ``transpose_a``/``transpose_b`` flags, and ``addmm(b, x, t(w))`` be
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,21 @@ def _broadcast(ctx: ConvertContext, x: Value, shape: tuple[int, ...]) -> Value:
            aten.flatten.using_ints, aten.view_as.default)
 def _view(ctx: ConvertContext, node: fx.Node) -> Value:
     return _reshape(ctx, ctx.value(node.args[0]), ctx.shape())
+
+
+@converter(aten.as_strided.default)
+def _as_strided(ctx: ConvertContext, node: fx.Node) -> Value:
+    """Only the reshape case (group norm's decomposition makes one): a contiguous input,
+    read from offset 0 with the contiguous strides of the new size, all of it."""
+    src = ctx.meta(node.args[0])
+    size, stride = [int(d) for d in node.args[1]], [int(d) for d in node.args[2]]
+    offset = int(node.args[3]) if len(node.args) > 3 and node.args[3] is not None else 0
+    contiguous = [math.prod(size[i + 1:]) for i in range(len(size))]
+    if (offset or not src.is_contiguous() or math.prod(size) != src.numel()
+            or any(n > 1 and s != c for n, s, c in zip(size, stride, contiguous))):
+        raise ctx.unsupported(f"as_strided to size {size}, stride {stride}, offset {offset} "
+                              "(only a reshape of a contiguous tensor is supported)")
+    return _reshape(ctx, ctx.value(node.args[0]), tuple(size))
 
 
 @converter(aten.expand.default, aten.expand_as.default)
@@ -291,6 +307,8 @@ for _name, _ops in {
     converter(*_ops)(_binary(_name, with_alpha=True))
 converter(aten.mul.Tensor, aten.mul.Scalar)(_binary("mul"))
 converter(aten.div.Tensor, aten.div.Scalar, aten.div.Tensor_mode)(_binary("div"))
+# the prims a decomposition (group norm's) leaves: true division of floats
+converter(torch.ops.prims.div.default)(_binary("div"))
 
 
 @converter(aten.rsub.Scalar, aten.rsub.Tensor)
@@ -342,6 +360,43 @@ def _reduce(kind: str):
 converter(aten.sum.dim_IntList, aten.sum.default)(_reduce("sum"))
 converter(aten.mean.dim, aten.mean.default)(_reduce("mean"))
 converter(aten.amax.default)(_reduce("max"))
+
+
+@converter(torch.ops.prims.sum.default)
+def _prims_sum(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``prims.sum(x, dims)``: over ``dims`` (all when None), not kept."""
+    x = ctx.value(node.args[0])
+    rank = len(x.type.shape)  # type: ignore[union-attr]
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dims")
+    axes = list(range(rank)) if dims is None else sorted(d % rank for d in dims)
+    return ctx.emit("graph.reduce_sum", [x], axes=axes, keepdim=False)
+
+
+@converter(torch.ops.prims.broadcast_in_dim.default)
+def _broadcast_in_dim(ctx: ConvertContext, node: fx.Node) -> Value:
+    """x's dim i becomes dim ``broadcast_dimensions[i]`` of ``shape``; the others broadcast."""
+    x = ctx.value(node.args[0])
+    shape, dims = tuple(node.args[1]), list(node.args[2])
+    kept = [1] * len(shape)
+    for i, d in enumerate(dims):
+        kept[d] = x.type.shape[i]  # type: ignore[union-attr]
+    return _broadcast(ctx, _reshape(ctx, x, tuple(kept)), shape)
+
+
+@converter(torch.ops.prims.var.default)
+def _var(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``prims.var(x, dims, correction)`` (what decomposed ``var_mean`` and group norm
+    reach): ``sum((x - mean)^2) / (n - correction)`` over ``dims``. torch's CPU kernel
+    accumulates with Welford's update: the same value, rounded differently."""
+    x = ctx.value(node.args[0])
+    shape = x.type.shape  # type: ignore[union-attr]
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dims")
+    correction = float(node.args[2] if len(node.args) > 2 else node.kwargs.get("correction", 1))
+    axes = list(range(len(shape))) if dims is None else sorted(d % len(shape) for d in dims)
+    n = math.prod(shape[a] for a in axes)
+    d = ctx.emit("graph.sub", [x, ctx.emit("graph.reduce_mean", [x], axes=axes, keepdim=True)])
+    total = ctx.emit("graph.reduce_sum", [ctx.emit("graph.mul", [d, d])], axes=axes, keepdim=False)
+    return ctx.emit("graph.div", [total, ctx.const(n - correction)])
 
 
 # --- constants ---------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Converters of core-ATen neural-network ops: convolution, normalization, pooling,
-activations, softmax and the negative-log-likelihood loss (forward and backward).
+softmax and the negative-log-likelihood loss (forward and backward); the activations are
+in ``aten_ops_activations``.
 
 Compositions used where the graph dialect has no exact op (documented per converter):
 batch-norm running statistics (``mul``/``add`` of the saved mean and of the unbiased
@@ -36,26 +37,46 @@ def _arg(node: fx.Node, i: int, name: str, default: Any) -> Any:
 
 
 # --- convolution ------------------------------------------------------------------------
+# A 1-d convolution is the 2-d one over rows of height 1: (N, C, L) -> (N, C, 1, L), its
+# kernel (O, C/g, K) -> (O, C/g, 1, K), stride/padding/dilation (1, s) / (0, p) / (1, d).
 def _conv_attrs(ctx: ConvertContext, node: fx.Node, first: int) -> dict[str, Any]:
     stride, padding, dilation, transposed, _out_pad, groups = node.args[first:first + 6]
     if transposed:
         raise ctx.unsupported("transposed convolution")
+    if len(stride) == 1:
+        return {"stride": [1, int(stride[0])], "padding": [0, int(padding[0])],
+                "dilation": [1, int(dilation[0])], "groups": int(groups)}
     if len(stride) != 2:
         raise ctx.unsupported(f"{len(stride)}-d convolution (graph.conv2d is 2-d)")
     return {"stride": _pair(stride), "padding": _pair(padding), "dilation": _pair(dilation),
             "groups": int(groups)}
 
 
+def _rows(ctx: ConvertContext, v: Value) -> Value:
+    """A 1-d convolution's operand (rank 3) as a 2-d one's (height 1); rank 4 as it is."""
+    shape = v.type.shape  # type: ignore[union-attr]
+    return v if len(shape) == 4 else _reshape(ctx, v, (shape[0], shape[1], 1, shape[2]))
+
+
+def _like(ctx: ConvertContext, v: Value | None, ref: Value) -> Value | None:
+    """v (a 2-d convolution's result) reshaped to ref's rank-3 shape where ref is 1-d."""
+    shape = ref.type.shape  # type: ignore[union-attr]
+    return v if v is None or len(shape) == 4 else _reshape(ctx, v, tuple(shape))
+
+
 @converter(aten.convolution.default)
 def _convolution(ctx: ConvertContext, node: fx.Node) -> Value:
     x, w, b = node.args[:3]
-    operands = [ctx.value(x), ctx.value(w)] + ([ctx.value(b)] if b is not None else [])
-    return ctx.emit("graph.conv2d", operands, **_conv_attrs(ctx, node, 3))
+    attrs = _conv_attrs(ctx, node, 3)
+    operands = [_rows(ctx, ctx.value(x)), _rows(ctx, ctx.value(w))]
+    y = ctx.emit("graph.conv2d", operands + ([ctx.value(b)] if b is not None else []), **attrs)
+    return _reshape(ctx, y, ctx.shape()) if len(ctx.shape()) == 3 else y
 
 
 @converter(aten.convolution_backward.default)
 def _convolution_backward(ctx: ConvertContext, node: fx.Node) -> tuple:
-    g, x, w = ctx.values(node.args[:3])
+    g0, x0, w0 = ctx.values(node.args[:3])
+    g, x, w = _rows(ctx, g0), _rows(ctx, x0), _rows(ctx, w0)
     attrs = _conv_attrs(ctx, node, 4)
     mask = node.args[10]
     gx = gw = gb = None
@@ -67,7 +88,7 @@ def _convolution_backward(ctx: ConvertContext, node: fx.Node) -> tuple:
                       weight_shape=list(w.type.shape), **attrs)  # type: ignore[union-attr]
     if mask[2]:
         gb = ctx.emit("graph.reduce_sum", [g], axes=[0, 2, 3])
-    return gx, gw, gb
+    return _like(ctx, gx, x0), _like(ctx, gw, w0), gb
 
 
 # --- batch norm -----------------------------------------------------------------------------
@@ -328,94 +349,6 @@ def _dropout(ctx: ConvertContext, node: fx.Node) -> tuple[Value, Value]:
         return zero, zero
     kept = ctx.emit("graph.mul", [x, keep])
     return ctx.emit("graph.mul", [kept, ctx.const(1.0 / (1.0 - p))]), keep
-
-
-# Sigmoid and tanh are vector-unit functions; their backwards, SiLU and the piecewise-linear
-# activations are compositions (each documented with its exactness).
-def _op(ctx: ConvertContext, name: str, *xs: Value) -> Value:
-    return ctx.emit(f"graph.{name}", list(xs))
-
-
-@converter(aten.sigmoid.default)
-def _sigmoid(ctx: ConvertContext, node: fx.Node) -> Value:
-    return _op(ctx, "sigmoid", ctx.value(node.args[0]))
-
-
-@converter(aten.tanh.default)
-def _tanh(ctx: ConvertContext, node: fx.Node) -> Value:
-    return _op(ctx, "tanh", ctx.value(node.args[0]))
-
-
-@converter(aten.sigmoid_backward.default)
-def _sigmoid_backward(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``g * y * (1 - y)`` from the saved output y (torch's formula)."""
-    g, y = ctx.values(node.args[:2])
-    return _op(ctx, "mul", g, _op(ctx, "mul", y, _op(ctx, "sub", ctx.const(1.0), y)))
-
-
-@converter(aten.tanh_backward.default)
-def _tanh_backward(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``g * (1 - y^2)`` from the saved output y."""
-    g, y = ctx.values(node.args[:2])
-    return _op(ctx, "mul", g, _op(ctx, "sub", ctx.const(1.0), _op(ctx, "mul", y, y)))
-
-
-@converter(aten.silu.default)
-def _silu(ctx: ConvertContext, node: fx.Node) -> Value:
-    x = ctx.value(node.args[0])
-    return _op(ctx, "mul", x, _op(ctx, "sigmoid", x))
-
-
-@converter(aten.silu_backward.default)
-def _silu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``g * s * (1 + x * (1 - s))``, s = sigmoid(x) (torch's formula)."""
-    g, x = ctx.values(node.args[:2])
-    s = _op(ctx, "sigmoid", x)
-    inner = _op(ctx, "add", ctx.const(1.0), _op(ctx, "mul", x, _op(ctx, "sub", ctx.const(1.0), s)))
-    return _op(ctx, "mul", g, _op(ctx, "mul", s, inner))
-
-
-@converter(aten.leaky_relu.default)
-def _leaky_relu(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``max(x, a x)`` for a slope a in [0, 1] (``min`` above 1); else ``relu(x) + a (x -
-    relu(x))``. Exact: each picks x or the rounded a x as torch's ``x > 0 ? x : a x`` does."""
-    x = ctx.value(node.args[0])
-    a = float(_arg(node, 1, "negative_slope", 0.01))
-    ax = _op(ctx, "mul", x, ctx.const(a))
-    if 0.0 <= a <= 1.0:
-        return _op(ctx, "maximum", x, ax)
-    if a > 1.0:
-        return _op(ctx, "minimum", x, ax)
-    r = _op(ctx, "relu", x)
-    return _op(ctx, "add", r, _op(ctx, "mul", _op(ctx, "sub", x, r), ctx.const(a)))
-
-
-@converter(aten.leaky_relu_backward.default)
-def _leaky_relu_backward(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``g`` where x > 0, else ``a g``: ``relu_backward(g, x) + a (g - relu_backward(g, x))``
-    (exact: the difference is g or 0)."""
-    g, x = ctx.values(node.args[:2])
-    a = float(node.args[2])
-    kept = ctx.emit("graph.relu_backward", [g, x])
-    return _op(ctx, "add", kept, _op(ctx, "mul", _op(ctx, "sub", g, kept), ctx.const(a)))
-
-
-@converter(aten.hardtanh.default)
-def _hardtanh(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``min(max(x, lo), hi)`` (ReLU6 is hardtanh(0, 6))."""
-    x = ctx.value(node.args[0])
-    lo, hi = float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
-    return _op(ctx, "minimum", _op(ctx, "maximum", x, ctx.const(lo)), ctx.const(hi))
-
-
-@converter(aten.hardtanh_backward.default)
-def _hardtanh_backward(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``g`` where lo < x < hi, else 0: two relu_backwards on ``x - lo`` and ``hi - x``
-    (a difference of two floats is > 0 exactly when the first is larger)."""
-    g, x = ctx.values(node.args[:2])
-    lo, hi = float(node.args[2]), float(node.args[3])
-    above = ctx.emit("graph.relu_backward", [g, _op(ctx, "sub", x, ctx.const(lo))])
-    return ctx.emit("graph.relu_backward", [above, _op(ctx, "sub", ctx.const(hi), x)])
 
 
 @converter(aten._softmax.default, aten._safe_softmax.default)

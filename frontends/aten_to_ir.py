@@ -208,4 +208,5 @@ def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Val
 
 
 from . import aten_ops_core as _core  # noqa: F401  (registers converters)
+from . import aten_ops_activations as _activations  # noqa: F401
 from . import aten_ops_nn as _nn  # noqa: F401

@@ -45,6 +45,9 @@ DECOMPOSED_OPS: tuple[str, ...] = (
     "mv",                   # -> mul, sum
     "dot",
     "native_dropout_backward",        # -> mul (dropout: x * keep / (1 - p), keep a step input)
+    "native_group_norm",              # -> var_mean (as above), rsqrt, mul, add over groups
+    "native_group_norm_backward",     # -> sum, mul, sub over groups
+    "repeat",                         # -> expand, clone, view (instance norm's affine)
 )
 
 

@@ -25,6 +25,8 @@ from torch import nn
 from ..frontends.models import (
     MLP,
     ActivationsMLP,
+    GroupNormConvNet,
+    MoreActivationsMLP,
     RecurrentClassifier,
     ResNet18,
     SmallCNN,
@@ -160,6 +162,26 @@ def test_token_embeddings_train_as_one_hot_gemms() -> None:
     assert names.count("graph.one_hot") == 2  # token ids, forward and backward
     kinds = fabric.reports[-1].by_kind
     assert kinds["forward"]["effectual_macs"] < kinds["forward"]["issued_macs"]
+
+
+def test_more_activations_as_compositions() -> None:
+    torch.manual_seed(12)
+    fabric, errors = run(MoreActivationsMLP(), batches((4, 8), 3, seed=11))
+    assert errors.rel_l2 <= L2_MAX
+    names = {op.name for op in fabric.step_ir.func.body.ops}
+    assert {"graph.exp", "graph.log", "graph.abs", "graph.tanh", "graph.minimum"} <= names
+
+
+def test_group_norm_instance_norm_and_conv1d() -> None:
+    """Group norm arrives decomposed (per-group mean and variance: reductions and
+    elementwise ops), instance norm as torch builds it (a batch norm over a batch of one
+    with N*C channels, its affine repeated per sample); a 1-d convolution is the 2-d one
+    over rows of height 1."""
+    torch.manual_seed(13)
+    fabric, errors = run(GroupNormConvNet(), batches((2, 3, 4, 8), 3, seed=12))
+    assert errors.rel_l2 <= L2_MAX
+    names = [op.name for op in fabric.step_ir.func.body.ops]
+    assert names.count("graph.conv2d") == 3 and names.count("graph.batch_norm") == 1
 
 
 def test_lstm_and_gru_layers_train_as_their_gemms() -> None:

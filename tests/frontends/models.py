@@ -117,6 +117,46 @@ class ActivationsMLP(nn.Module):
         return self.out(h)
 
 
+class MoreActivationsMLP(nn.Module):
+    """ELU, softplus (beta 2, some inputs past its threshold), hard sigmoid and hard swish
+    (MobileNetV3), Mish, a per-channel PReLU and softsign (abs): each a composition on the
+    fabric."""
+
+    def __init__(self, d: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.fc = nn.ModuleList([nn.Linear(d, 16)] + [nn.Linear(16, 16) for _ in range(5)])
+        self.acts = nn.ModuleList([nn.ELU(0.7), nn.Softplus(beta=2.0, threshold=4.0),
+                                   nn.Hardswish(), nn.Mish(), nn.PReLU(16), nn.Softsign()])
+        self.gate = nn.Hardsigmoid()
+        self.out = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for fc, act in zip(self.fc, self.acts):
+            x = act(4 * fc(x))  # wide pre-activations: every branch of every function
+        return self.out(x * self.gate(x))
+
+
+class GroupNormConvNet(nn.Module):
+    """Conv2d with group norm and instance norm, then a conv1d stack over the flattened
+    rows (dilated, strided), a ReLU and a linear head."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 8)
+        self.conv2 = nn.Conv2d(8, 4, 3, padding=1, bias=False)  # instance norm cancels a bias
+        self.inorm = nn.InstanceNorm2d(4, affine=True)
+        self.conv1d = nn.Conv1d(4, 6, 3, padding=2, dilation=2, stride=2)
+        self.gn1d = nn.GroupNorm(2, 6)
+        self.head = nn.Linear(6 * 16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.gn(self.conv(x)))
+        h = F.relu(self.inorm(self.conv2(h)))
+        h = F.relu(self.gn1d(self.conv1d(h.flatten(2))))
+        return self.head(h.flatten(1))
+
+
 class RecurrentClassifier(nn.Module):
     """A two-layer LSTM, then a GRU over its outputs, classifying from the last step (the
     recurrent layers arrive as their per-step GEMMs, sigmoids and tanhs)."""
