@@ -16,6 +16,7 @@ from .place import Place
 from .schedule import Schedule
 from .select_formats import SelectFormats
 from .sparsity_propagation import SparsityPropagation
+from .split_groups import SplitGroups
 from .tile import Tile
 
 PASSES: dict[str, type[ModulePass]] = {
@@ -23,6 +24,7 @@ PASSES: dict[str, type[ModulePass]] = {
     CommonSubexpressionElimination.name: CommonSubexpressionElimination,
     DeadCodeElimination.name: DeadCodeElimination,
     FuseActivations.name: FuseActivations,
+    SplitGroups.name: SplitGroups,
     SparsityPropagation.name: SparsityPropagation,
     SelectFormats.name: SelectFormats,
     Tile.name: Tile,
@@ -32,8 +34,8 @@ PASSES: dict[str, type[ModulePass]] = {
 }
 
 PIPELINES: dict[str, str] = {
-    "default": "canonicalize,cse,dce",
-    "sparse-training": "canonicalize,cse,sparsity-propagation,dce,fuse-activations",
+    "default": "split-groups,canonicalize,cse,dce",
+    "sparse-training": "split-groups,canonicalize,cse,sparsity-propagation,dce,fuse-activations",
 }
 
 __all__ = ["PASSES", "PIPELINES", "ModulePass", "PassOption"]

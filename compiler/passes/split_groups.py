@@ -1,0 +1,193 @@
+"""``split-groups``: rewrite grouped convolutions (``groups > 1``) and their two backward
+forms into ops the code generator has kernels for.
+
+* **Depthwise** (one input and one output channel per group, as in MobileNet): a sum over
+  the kernel's taps of a strided window of the (zero-padded) input times that tap's
+  per-channel weight, all vector-unit work (a depthwise layer has no reduction over
+  channels for the MAC array to do). The input gradient scatters each tap's product back
+  (``slice_backward``), the weight gradient reduces each tap's product over the batch and
+  the pixels.
+* **Other groups** (ResNeXt-style): one convolution per group on channel slices, the
+  results concatenated along the channels (or, for the weight gradient, the output
+  channels).
+
+Before (a depthwise 3x3)::
+
+    %y = graph.conv2d %x, %w {stride = [1, 1], padding = [1, 1], dilation = [1, 1], groups = 4}
+        : tensor<2x4x5x5xf32>, tensor<4x1x3x3xf32> -> tensor<2x4x5x5xf32>
+
+After: ``%xp = graph.slice_backward %x`` (the padded input), then per tap ``(i, j)``
+``graph.slice %xp`` (the 5x5 window at ``(i, j)``) times ``graph.reshape`` of
+``graph.slice %w`` (the tap, shaped 1x4x1x1), summed with ``graph.add``.
+
+Runs in the default pipelines, before tiling and code generation; the interpreter gives
+the same results before and after (up to the order of the tap sum's additions).
+"""
+
+from __future__ import annotations
+
+from ..dialect import AttrView, attrs_of, lookup_op
+from ..ir import Module, Operation, Value
+from .base import ModulePass, apply_patterns
+
+CONVS = ("graph.conv2d", "graph.conv2d_backward_input", "graph.conv2d_backward_weight")
+
+
+class SplitGroups(ModulePass):
+    """Rewrite grouped ``graph.conv2d`` ops (and their backward forms) as taps (depthwise)
+    or one ungrouped convolution per group."""
+
+    name = "split-groups"
+
+    def run(self, module: Module) -> None:
+        for func in module.funcs:
+            apply_patterns(func, [split_grouped_conv])
+
+
+def split_grouped_conv(op: Operation) -> list[Value] | None:
+    if op.name not in CONVS or int(attrs_of(op)["groups"]) == 1:  # type: ignore[arg-type]
+        return None
+    e = _Emitter(op)
+    kind = op.name.removeprefix("graph.")
+    if kind == "conv2d":
+        x, w = op.operands[0], op.operands[1]
+        bias = op.operands[2] if len(op.operands) > 2 else None
+    elif kind == "conv2d_backward_input":
+        g, w = op.operands
+        x = None
+    else:
+        g, x = op.operands
+        w = None
+    groups = int(attrs_of(op)["groups"])  # type: ignore[arg-type]
+    xs = tuple(x.type.shape) if x is not None else tuple(op.attributes["input_shape"])  # type: ignore[union-attr, arg-type]
+    ws = tuple(w.type.shape) if w is not None else tuple(op.attributes["weight_shape"])  # type: ignore[union-attr, arg-type]
+    depthwise = ws[1] == 1 and ws[0] == xs[1] == groups
+    if depthwise:
+        geo = _Geometry(op, xs, ws)
+        if kind == "conv2d":
+            return [_dw_forward(e, geo, x, w, bias)]
+        if kind == "conv2d_backward_input":
+            return [_dw_backward_input(e, geo, g, w)]
+        return [_dw_backward_weight(e, geo, g, x)]
+    return [_split(e, op, kind, groups, xs, ws)]
+
+
+class _Emitter:
+    """New ops just before ``anchor``, result types inferred, its location inherited."""
+
+    def __init__(self, anchor: Operation) -> None:
+        self.anchor = anchor
+
+    def __call__(self, name: str, *operands: Value, **attrs: object) -> Value:
+        spec = lookup_op(name)
+        assert spec is not None
+        probe = Operation(name, list(operands), [], dict(attrs))
+        types = spec.infer([v.type for v in operands], AttrView(probe, spec))
+        op = Operation(name, list(operands), types, dict(attrs), loc=self.anchor.loc)
+        assert self.anchor.parent_block is not None
+        return self.anchor.parent_block.insert_before(self.anchor, op).results[0]
+
+    def slice(self, v: Value, offsets: list[int], sizes: list[int],
+              strides: list[int] | None = None) -> Value:
+        return self("graph.slice", v, offsets=offsets, sizes=sizes,
+                    strides=strides or [1] * len(sizes))
+
+
+class _Geometry:
+    def __init__(self, op: Operation, xs: tuple, ws: tuple) -> None:
+        a = attrs_of(op)
+        self.n, self.c, self.h, self.w = xs
+        self.kh, self.kw = ws[2], ws[3]
+        self.sh, self.sw = (int(v) for v in a["stride"])  # type: ignore[union-attr]
+        self.ph, self.pw = (int(v) for v in a["padding"])  # type: ignore[union-attr]
+        self.dh, self.dw = (int(v) for v in a["dilation"])  # type: ignore[union-attr]
+        self.hp, self.wp = self.h + 2 * self.ph, self.w + 2 * self.pw
+        self.oh = (self.hp - self.dh * (self.kh - 1) - 1) // self.sh + 1
+        self.ow = (self.wp - self.dw * (self.kw - 1) - 1) // self.sw + 1
+
+    @property
+    def taps(self) -> list[tuple[int, int]]:
+        return [(i, j) for i in range(self.kh) for j in range(self.kw)]
+
+    def window(self, e: _Emitter, xp: Value, i: int, j: int) -> Value:
+        """The input pixels tap (i, j) meets, shaped like the output."""
+        return e.slice(xp, [0, 0, i * self.dh, j * self.dw], [self.n, self.c, self.oh, self.ow],
+                       [1, 1, self.sh, self.sw])
+
+    def tap_weight(self, e: _Emitter, w: Value, i: int, j: int) -> Value:
+        """Tap (i, j) of every channel's kernel, shaped to broadcast over N, H and W."""
+        return e("graph.reshape", e.slice(w, [0, 0, i, j], [self.c, 1, 1, 1]),
+                 shape=[1, self.c, 1, 1])
+
+    def padded(self, e: _Emitter, x: Value) -> Value:
+        if not (self.ph or self.pw):
+            return x
+        return e("graph.slice_backward", x, shape=[self.n, self.c, self.hp, self.wp],
+                 offsets=[0, 0, self.ph, self.pw], strides=[1, 1, 1, 1])
+
+
+def _dw_forward(e: _Emitter, geo: _Geometry, x: Value, w: Value, bias: Value | None) -> Value:
+    xp = geo.padded(e, x)
+    acc = None
+    for i, j in geo.taps:
+        term = e("graph.mul", geo.window(e, xp, i, j), geo.tap_weight(e, w, i, j))
+        acc = term if acc is None else e("graph.add", acc, term)
+    assert acc is not None
+    if bias is not None:
+        acc = e("graph.add", acc, e("graph.reshape", bias, shape=[1, geo.c, 1, 1]))
+    return acc
+
+
+def _dw_backward_input(e: _Emitter, geo: _Geometry, g: Value, w: Value) -> Value:
+    acc = None
+    for i, j in geo.taps:
+        term = e("graph.slice_backward", e("graph.mul", g, geo.tap_weight(e, w, i, j)),
+                 shape=[geo.n, geo.c, geo.hp, geo.wp], offsets=[0, 0, i * geo.dh, j * geo.dw],
+                 strides=[1, 1, geo.sh, geo.sw])
+        acc = term if acc is None else e("graph.add", acc, term)
+    assert acc is not None
+    if geo.ph or geo.pw:
+        acc = e.slice(acc, [0, 0, geo.ph, geo.pw], [geo.n, geo.c, geo.h, geo.w])
+    return acc
+
+
+def _dw_backward_weight(e: _Emitter, geo: _Geometry, g: Value, x: Value) -> Value:
+    xp = geo.padded(e, x)
+    taps = [e("graph.reshape",
+              e("graph.reduce_sum", e("graph.mul", g, geo.window(e, xp, i, j)), axes=[0, 2, 3],
+                keepdim=False),
+              shape=[geo.c, 1])
+            for i, j in geo.taps]
+    per_channel = taps[0] if len(taps) == 1 else e("graph.concat", *taps, axis=1)
+    return e("graph.reshape", per_channel, shape=[geo.c, 1, geo.kh, geo.kw])
+
+
+def _split(e: _Emitter, op: Operation, kind: str, groups: int, xs: tuple, ws: tuple) -> Value:
+    """One ungrouped convolution per group on channel slices, concatenated."""
+    attrs = {k: attrs_of(op)[k] for k in ("stride", "padding", "dilation")}
+    attrs["groups"] = 1
+    n, c, h, w_ = xs
+    o, cg = ws[0], ws[1]
+    og = o // groups
+    parts = []
+    for k in range(groups):
+        def chans(v: Value, first: int, count: int, axis: int = 1) -> Value:
+            shape = list(v.type.shape)  # type: ignore[union-attr]
+            offsets = [0] * len(shape)
+            offsets[axis], shape[axis] = first, count
+            return e.slice(v, offsets, shape)
+        if kind == "conv2d":
+            x, w = op.operands[0], op.operands[1]
+            operands = [chans(x, k * cg, cg), chans(w, k * og, og, axis=0)]
+            if len(op.operands) > 2:
+                operands.append(chans(op.operands[2], k * og, og, axis=0))
+            parts.append(e("graph.conv2d", *operands, **attrs))
+        elif kind == "conv2d_backward_input":
+            g, w = op.operands
+            parts.append(e("graph.conv2d_backward_input", chans(g, k * og, og),
+                           chans(w, k * og, og, axis=0), input_shape=[n, cg, h, w_], **attrs))
+        else:
+            g, x = op.operands
+            parts.append(e("graph.conv2d_backward_weight", chans(g, k * og, og),
+                           chans(x, k * cg, cg), weight_shape=[og, cg, ws[2], ws[3]], **attrs))
+    return e("graph.concat", *parts, axis=0 if kind == "conv2d_backward_weight" else 1)
