@@ -157,6 +157,29 @@ class GroupNormConvNet(nn.Module):
         return self.head(h.flatten(1))
 
 
+class MobileBlockNet(nn.Module):
+    """A MobileNetV2/V3-style inverted residual (1x1 expand, depthwise 3x3 with stride,
+    1x1 project; batch norm, hard swish) and a ResNeXt-style grouped 3x3, then a head."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.expand = nn.Conv2d(8, 16, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.depthwise = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.project = nn.Conv2d(16, 8, 1, bias=False)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = F.hardswish(self.bn1(self.expand(h)))
+        h = F.hardswish(self.bn2(self.depthwise(h)))
+        h = F.relu(self.grouped(self.project(h)))
+        return self.head(h.mean(dim=(2, 3)))
+
+
 class RecurrentClassifier(nn.Module):
     """A two-layer LSTM, then a GRU over its outputs, classifying from the last step (the
     recurrent layers arrive as their per-step GEMMs, sigmoids and tanhs)."""
