@@ -166,7 +166,7 @@ def _split(e: _Emitter, op: Operation, kind: str, groups: int, xs: tuple, ws: tu
     """One ungrouped convolution per group on channel slices, concatenated."""
     attrs = {k: attrs_of(op)[k] for k in ("stride", "padding", "dilation")}
     attrs["groups"] = 1
-    n, c, h, w_ = xs
+    n, _, h, w_ = xs
     o, cg = ws[0], ws[1]
     og = o // groups
     parts = []
