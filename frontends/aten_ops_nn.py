@@ -39,10 +39,11 @@ def _arg(node: fx.Node, i: int, name: str, default: Any) -> Any:
 # --- convolution ------------------------------------------------------------------------
 # A 1-d convolution is the 2-d one over rows of height 1: (N, C, L) -> (N, C, 1, L), its
 # kernel (O, C/g, K) -> (O, C/g, 1, K), stride/padding/dilation (1, s) / (0, p) / (1, d).
+# A transposed convolution (weight (Cin, Cout/g, KH, KW)) is the input gradient of the
+# convolution whose weight that is: conv2d_backward_input of x, sized by the output (its
+# output_padding rows and columns get no taps); its backward swaps the roles again.
 def _conv_attrs(ctx: ConvertContext, node: fx.Node, first: int) -> dict[str, Any]:
-    stride, padding, dilation, transposed, _out_pad, groups = node.args[first:first + 6]
-    if transposed:
-        raise ctx.unsupported("transposed convolution")
+    stride, padding, dilation, _transposed, _out_pad, groups = node.args[first:first + 6]
     if len(stride) == 1:
         return {"stride": [1, int(stride[0])], "padding": [0, int(padding[0])],
                 "dilation": [1, int(dilation[0])], "groups": int(groups)}
@@ -69,8 +70,15 @@ def _convolution(ctx: ConvertContext, node: fx.Node) -> Value:
     x, w, b = node.args[:3]
     attrs = _conv_attrs(ctx, node, 3)
     operands = [_rows(ctx, ctx.value(x)), _rows(ctx, ctx.value(w))]
-    y = ctx.emit("graph.conv2d", operands + ([ctx.value(b)] if b is not None else []), **attrs)
-    return _reshape(ctx, y, ctx.shape()) if len(ctx.shape()) == 3 else y
+    shape = ctx.shape()
+    if node.args[6]:  # transposed
+        rows = shape if len(shape) == 4 else (shape[0], shape[1], 1, shape[2])
+        y = ctx.emit("graph.conv2d_backward_input", operands, input_shape=list(rows), **attrs)
+        if b is not None:
+            y = ctx.emit("graph.add", [y, _reshape(ctx, ctx.value(b), (1, rows[1], 1, 1))])
+    else:
+        y = ctx.emit("graph.conv2d", operands + ([ctx.value(b)] if b is not None else []), **attrs)
+    return _reshape(ctx, y, shape) if len(shape) == 3 else y
 
 
 @converter(aten.convolution_backward.default)
@@ -80,6 +88,15 @@ def _convolution_backward(ctx: ConvertContext, node: fx.Node) -> tuple:
     attrs = _conv_attrs(ctx, node, 4)
     mask = node.args[10]
     gx = gw = gb = None
+    if node.args[7]:  # transposed: x played the output gradient, g the input
+        if mask[0]:
+            gx = ctx.emit("graph.conv2d", [g, w], **attrs)
+        if mask[1]:
+            gw = ctx.emit("graph.conv2d_backward_weight", [x, g],
+                          weight_shape=list(w.type.shape), **attrs)  # type: ignore[union-attr]
+        if mask[2]:
+            gb = ctx.emit("graph.reduce_sum", [g], axes=[0, 2, 3])
+        return _like(ctx, gx, x0), _like(ctx, gw, w0), gb
     if mask[0]:
         gx = ctx.emit("graph.conv2d_backward_input", [g, w],
                       input_shape=list(x.type.shape), **attrs)  # type: ignore[union-attr]

@@ -180,6 +180,22 @@ class MobileBlockNet(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
+class EncoderDecoderNet(nn.Module):
+    """A strided conv down, transposed convs back up (stride 2 with output padding, and a
+    grouped one), as in a U-Net decoder or an autoencoder, then a head."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.mix = nn.ConvTranspose2d(4, 4, 3, padding=1, groups=2, bias=False)
+        self.head = nn.Linear(4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.up(F.relu(self.down(x))))
+        return self.head(self.mix(h).mean(dim=(2, 3)) + x.mean(dim=(1, 2, 3))[:, None])
+
+
 class RecurrentClassifier(nn.Module):
     """A two-layer LSTM, then a GRU over its outputs, classifying from the last step (the
     recurrent layers arrive as their per-step GEMMs, sigmoids and tanhs)."""
