@@ -6,7 +6,8 @@ Compositions used where the graph dialect has no exact op (documented per conver
 batch-norm running statistics (``mul``/``add`` of the saved mean and of the unbiased
 variance ``reduce_mean((x - mean)^2) * n/(n-1)``), ``nll_loss_forward/backward`` (via
 ``graph.cross_entropy(_backward)``; fused with the preceding ``_log_softmax`` when there is
-one), ``_adaptive_avg_pool2d`` (an ``avg_pool2d`` whose window divides the input).
+one), ``_adaptive_avg_pool2d`` / ``adaptive_max_pool2d`` (an average / max pool whose
+window divides the input).
 """
 
 from __future__ import annotations
@@ -281,6 +282,22 @@ def _adaptive_avg_pool(ctx: ConvertContext, node: fx.Node) -> Value:
     return ctx.emit("graph.avg_pool2d", [x], kernel_size=k, stride=k)
 
 
+@converter(aten.adaptive_max_pool2d.default)
+def _adaptive_max_pool(ctx: ConvertContext, node: fx.Node) -> tuple:
+    """A max pool whose window (and stride) divides the input; its indices as for one."""
+    x = ctx.value(node.args[0])
+    k = _adaptive_window(ctx, x, _pair(node.args[1]))
+    out = ctx.emit("graph.max_pool2d", [x], kernel_size=k, stride=k)
+    return out, PoolIndices(x, tuple(k), tuple(k), (0, 0))
+
+
+@converter(aten.adaptive_max_pool2d_backward.default)
+def _adaptive_max_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    g, x = ctx.values(node.args[:2])
+    k = _adaptive_window(ctx, x, list(g.type.shape[2:]))  # type: ignore[union-attr]
+    return ctx.emit("graph.max_pool2d_backward", [g, x], kernel_size=k, stride=k)
+
+
 @converter(aten._adaptive_avg_pool2d_backward.default)
 def _adaptive_avg_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     g, x = ctx.values(node.args[:2])
@@ -288,7 +305,7 @@ def _adaptive_avg_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     return ctx.emit("graph.avg_pool2d_backward", [g, x], kernel_size=k, stride=k)
 
 
-# --- activations and softmax ---------------------------------------------------------------
+# --- softmax and the loss ---------------------------------------------------------------
 @converter(aten.threshold_backward.default)
 def _threshold_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     if node.args[2] != 0:

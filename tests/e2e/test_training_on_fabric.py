@@ -200,12 +200,14 @@ def test_depthwise_and_grouped_convolutions() -> None:
 def test_transposed_convolutions() -> None:
     """A transposed convolution is the input gradient of the convolution its weight
     belongs to (output padding included), its backward a convolution and a weight
-    gradient with the roles swapped: three SGD steps match eager."""
+    gradient with the roles swapped; adaptive max pooling is a max pool: three SGD steps
+    match eager."""
     torch.manual_seed(15)
     fabric, errors = run(EncoderDecoderNet(), batches((2, 3, 8, 8), 3, seed=14))
     assert errors.rel_l2 <= L2_MAX
     names = [op.name for op in fabric.step_ir.func.body.ops]
     assert names.count("graph.conv2d_backward_input") >= 2  # both transposed convs' forwards
+    assert "graph.max_pool2d_backward" in names
 
 
 def test_lstm_and_gru_layers_train_as_their_gemms() -> None:

@@ -182,18 +182,20 @@ class MobileBlockNet(nn.Module):
 
 class EncoderDecoderNet(nn.Module):
     """A strided conv down, transposed convs back up (stride 2 with output padding, and a
-    grouped one), as in a U-Net decoder or an autoencoder, then a head."""
+    grouped one), as in a U-Net decoder or an autoencoder, then adaptive max pooling and a
+    head."""
 
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
         self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
         self.up = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
         self.mix = nn.ConvTranspose2d(4, 4, 3, padding=1, groups=2, bias=False)
-        self.head = nn.Linear(4, classes)
+        self.pool = nn.AdaptiveMaxPool2d(2)
+        self.head = nn.Linear(4 * 2 * 2, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.up(F.relu(self.down(x))))
-        return self.head(self.mix(h).mean(dim=(2, 3)) + x.mean(dim=(1, 2, 3))[:, None])
+        return self.head(self.pool(self.mix(h)).flatten(1))
 
 
 class RecurrentClassifier(nn.Module):

@@ -207,3 +207,23 @@ def test_composed_activations_and_group_norm_through_the_backend() -> None:
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5 * float(q.grad.abs().max()),
                                        msg=name)
         assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+
+
+def test_transposed_convolutions_and_adaptive_max_pooling_through_the_backend() -> None:
+    """Adaptive max pooling saves its indices for the backward: the backend computes them on
+    the host from the pool input, as for max pooling; transposed convolutions run as input
+    gradients."""
+    import torch.nn.functional as F
+
+    from ..frontends.models import EncoderDecoderNet
+
+    torch.manual_seed(6)
+    model = EncoderDecoderNet()
+    ref = copy.deepcopy(model)
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    F.cross_entropy(out, y).backward()
+    want = ref(x)
+    F.cross_entropy(want, y).backward()
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
+    assert all(r.variant != "host" for r in backend.REPORTS[-2:])
