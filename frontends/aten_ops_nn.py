@@ -88,21 +88,14 @@ def _convolution_backward(ctx: ConvertContext, node: fx.Node) -> tuple:
     g, x, w = _rows(ctx, g0), _rows(ctx, x0), _rows(ctx, w0)
     attrs = _conv_attrs(ctx, node, 4)
     mask = node.args[10]
+    transposed = bool(node.args[7])  # x played the output gradient, g the input
     gx = gw = gb = None
-    if node.args[7]:  # transposed: x played the output gradient, g the input
-        if mask[0]:
-            gx = ctx.emit("graph.conv2d", [g, w], **attrs)
-        if mask[1]:
-            gw = ctx.emit("graph.conv2d_backward_weight", [x, g],
-                          weight_shape=list(w.type.shape), **attrs)  # type: ignore[union-attr]
-        if mask[2]:
-            gb = ctx.emit("graph.reduce_sum", [g], axes=[0, 2, 3])
-        return _like(ctx, gx, x0), _like(ctx, gw, w0), gb
     if mask[0]:
-        gx = ctx.emit("graph.conv2d_backward_input", [g, w],
-                      input_shape=list(x.type.shape), **attrs)  # type: ignore[union-attr]
+        gx = (ctx.emit("graph.conv2d", [g, w], **attrs) if transposed else
+              ctx.emit("graph.conv2d_backward_input", [g, w],
+                       input_shape=list(x.type.shape), **attrs))  # type: ignore[union-attr]
     if mask[1]:
-        gw = ctx.emit("graph.conv2d_backward_weight", [g, x],
+        gw = ctx.emit("graph.conv2d_backward_weight", [x, g] if transposed else [g, x],
                       weight_shape=list(w.type.shape), **attrs)  # type: ignore[union-attr]
     if mask[2]:
         gb = ctx.emit("graph.reduce_sum", [g], axes=[0, 2, 3])
