@@ -6,7 +6,8 @@ without 50 % activation sparsity, on acf-base and tpu-like.
 Prints simulated cycles; wall seconds of input binding (``Emulator(...)``: packing the
 inputs into simulated memory, CSR tiles for a sparse W) and of emulation (``.run()``: the
 program, reading the outputs back and the report), each the best of ``--repeat`` after one
-warm-up run, and their sum; simulated MAC/s (dense MACs / total wall seconds); process CPU
+warm-up run (``--interleave``: the repeats taken round-robin over a target's cases, so each
+run follows one on other data), and their sum; simulated MAC/s (dense MACs / total wall seconds); process CPU
 seconds of binding + emulation (all threads; steadier on a shared machine); and peak memory:
 the tracemalloc peak of one run and the process's maximum resident set size.
 
@@ -45,30 +46,58 @@ def _operands(n: int, w_sp: float, x_sp: float, seed: int = 0) -> tuple[np.ndarr
     return W, X
 
 
-def bench(target_name: str, n: int, w_sp: float, x_sp: float, repeat: int) -> dict:
+def _setup(target_name: str, n: int, w_sp: float, x_sp: float) -> dict:
     t = load_target(target_name)
     prog = assemble(gemm_asm(t, n, n, n, w_fmt="csr" if w_sp else "dense"))
     W, X = _operands(n, w_sp, x_sp)
     inputs = {"W": W, "X": X}
     res = Emulator(prog, t, inputs).run()  # warm-up (and the result we check)
-    err = float(np.abs(res.outputs["Y"] - W @ X).max())
-    bind = emul = cpu = float("inf")
-    for _ in range(repeat):
-        c0, t0 = time.process_time(), time.perf_counter()
-        emu = Emulator(prog, t, inputs)
-        t1 = time.perf_counter()
-        emu.run()
-        t2, c1 = time.perf_counter(), time.process_time()
-        bind, emul, cpu = min(bind, t1 - t0), min(emul, t2 - t1), min(cpu, c1 - c0)
+    return {"target": target_name, "w_sparsity": w_sp, "x_sparsity": x_sp, "t": t, "prog": prog,
+            "inputs": inputs, "res": res, "err": float(np.abs(res.outputs["Y"] - W @ X).max()),
+            "bind_s": float("inf"), "emulate_s": float("inf"), "cpu_s": float("inf")}
+
+
+def _time_once(case: dict) -> None:
+    """One bind + emulate of ``case``, keeping the best times seen."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    emu = Emulator(case["prog"], case["t"], case["inputs"])
+    t1 = time.perf_counter()
+    emu.run()
+    t2, c1 = time.perf_counter(), time.process_time()
+    case["bind_s"] = min(case["bind_s"], t1 - t0)
+    case["emulate_s"] = min(case["emulate_s"], t2 - t1)
+    case["cpu_s"] = min(case["cpu_s"], c1 - c0)
+
+
+def _row(case: dict, n: int) -> dict:
     tracemalloc.start()
-    Emulator(prog, t, inputs).run()
+    Emulator(case["prog"], case["t"], case["inputs"]).run()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    wall = bind + emul
-    return {"target": target_name, "w_sparsity": w_sp, "x_sparsity": x_sp,
-            "cycles": res.report.total_cycles, "bind_s": bind, "emulate_s": emul, "wall_s": wall,
-            "cpu_s": cpu, "mac_per_s": n ** 3 / wall, "effectual_macs": res.report.macs_effectual_count,
-            "peak_mb": peak / 2 ** 20, "max_err": err}
+    res, wall = case["res"], case["bind_s"] + case["emulate_s"]
+    return {"target": case["target"], "w_sparsity": case["w_sparsity"],
+            "x_sparsity": case["x_sparsity"], "cycles": res.report.total_cycles,
+            "bind_s": case["bind_s"], "emulate_s": case["emulate_s"], "wall_s": wall,
+            "cpu_s": case["cpu_s"], "mac_per_s": n ** 3 / wall,
+            "effectual_macs": res.report.macs_effectual_count, "peak_mb": peak / 2 ** 20,
+            "max_err": case["err"]}
+
+
+def bench(target_name: str, n: int, w_sp: float, x_sp: float, repeat: int) -> dict:
+    case = _setup(target_name, n, w_sp, x_sp)
+    for _ in range(repeat):
+        _time_once(case)
+    return _row(case, n)
+
+
+def bench_interleaved(target_name: str, n: int, repeat: int) -> list[dict]:
+    """Every case of a target, its repeats taken round-robin: each run follows a run of
+    another case on other data (as in a sweep), so no run finds its data in the caches."""
+    cases = [_setup(target_name, n, w_sp, x_sp) for w_sp, x_sp in CASES]
+    for _ in range(repeat):
+        for case in cases:
+            _time_once(case)
+    return [_row(case, n) for case in cases]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,13 +105,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--targets", nargs="*", default=["acf-base", "tpu-like"])
+    ap.add_argument("--interleave", action="store_true",
+                    help="take each target's repeats round-robin over its cases")
     args = ap.parse_args(argv)
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"{'target':10} {'W sp':>5} {'X sp':>5} {'sim cycles':>11} {'bind s':>8} {'emul. s':>8} "
           f"{'wall s':>8} {'cpu s':>8} {'sim MAC/s':>10} {'eff. MACs':>11} {'peak MB':>8} {'max err':>8}")
     for name in args.targets:
-        for w_sp, x_sp in CASES:
-            r = bench(name, args.size, w_sp, x_sp, args.repeat)
+        rows = (bench_interleaved(name, args.size, args.repeat) if args.interleave else
+                (bench(name, args.size, w, x, args.repeat) for w, x in CASES))
+        for r in rows:
+            w_sp, x_sp = r["w_sparsity"], r["x_sparsity"]
             print(f"{r['target']:10} {w_sp:5.2f} {x_sp:5.2f} {r['cycles']:11,d} {r['bind_s']:8.4f} "
                   f"{r['emulate_s']:8.4f} {r['wall_s']:8.4f} {r['cpu_s']:8.4f} "
                   f"{r['mac_per_s']:10.3g} {r['effectual_macs']:11,d} {r['peak_mb']:8.1f} {r['max_err']:8.1e}")
