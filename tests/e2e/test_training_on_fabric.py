@@ -34,6 +34,7 @@ from ..frontends.models import (
     SmallCNN,
     SplitJoinMLP,
     TinyBert,
+    TinyViT,
     TorchEncoderClassifier,
     TransformerBlock,
 )
@@ -195,6 +196,18 @@ def test_depthwise_and_grouped_convolutions() -> None:
     assert errors.rel_l2 <= L2_MAX
     names = [op.name for op in fabric.step_ir.func.body.ops]
     assert names.count("graph.conv2d") == 5  # captured grouped; split-groups lowers them
+
+
+def test_vision_transformer() -> None:
+    """Patch embedding, a class token concatenated in front, learned positions, pre-norm
+    encoder layers, the class token selected for the head: three SGD steps match eager (SGD,
+    as for TinyBert: the key bias's gradient is exactly zero, and Adam would turn rounding
+    noise on both sides into full steps)."""
+    torch.manual_seed(16)
+    fabric, errors = run(TinyViT(), batches((2, 3, 8, 8), 3, seed=15))
+    assert errors.rel_l2 <= L2_MAX
+    names = {op.name for op in fabric.step_ir.func.body.ops}
+    assert {"graph.conv2d", "graph.concat", "graph.softmax", "graph.gelu", "graph.layer_norm"} <= names
 
 
 def test_transposed_convolutions() -> None:

@@ -214,6 +214,28 @@ class RecurrentClassifier(nn.Module):
         return self.head(h[:, -1])
 
 
+class TinyViT(nn.Module):
+    """A vision transformer: patch embedding (a strided conv), a class token and learned
+    positions, two pre-norm ``nn.TransformerEncoder`` layers with GELU, the class token's
+    output to the head."""
+
+    def __init__(self, d: int = 16, patch: int = 4, img: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.1)
+        self.pos = nn.Parameter(torch.randn(1, (img // patch) ** 2 + 1, d) * 0.1)
+        layer = nn.TransformerEncoderLayer(d, 2, 2 * d, dropout=0.0, batch_first=True,
+                                           norm_first=True, activation="gelu")
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.patch(x).flatten(2).transpose(1, 2)
+        h = torch.cat([self.cls.expand(x.shape[0], -1, -1), h], dim=1) + self.pos
+        return self.head(self.norm(self.enc(h)[:, 0]))
+
+
 class TinyBert(nn.Module):
     """Token and positional embeddings (a padding row), one ``nn.TransformerEncoderLayer``
     and a mean-pooled class head: a BERT-shaped classifier over token ids."""
