@@ -331,6 +331,67 @@ def _one_hot_rows(ctx: ConvertContext, idx: Value, classes: int) -> Value:
     return _reshape(ctx, ctx.emit("graph.one_hot", [idx], classes=classes), (n, classes))
 
 
+# --- gathers with index tensors (upsampling) ------------------------------------------
+# ``x[..., ih, iw]`` with index tensors on the trailing dims, each varying along its own dim
+# of their broadcast (the outer-product form nearest and bilinear upsampling produce), is a
+# gather per dim: a GEMM with the dim's one-hot selection matrix, as for embeddings (one
+# effectual MAC per output element). The scatter-add of the backward (``index_put`` with
+# accumulate) is the GEMM with the same matrix on the other side.
+def _separable_indices(ctx: ConvertContext, x: Value, indices: list[Any]) -> list[tuple[int, Value]]:
+    rank = len(x.type.shape)  # type: ignore[union-attr]
+    lead = next((i for i, v in enumerate(indices) if v is not None), len(indices))
+    idx = indices[lead:]
+    if not idx or any(v is None for v in idx) or lead + len(idx) != rank:
+        raise ctx.unsupported("indexing other than by index tensors on the trailing dims")
+    out = []
+    for j, node in enumerate(idx):
+        shape = (1,) * (len(idx) - len(ctx.shape(node))) + ctx.shape(node)
+        if any(d != 1 for t, d in enumerate(shape) if t != j):
+            raise ctx.unsupported("index tensors that are not an outer product (one varying "
+                                  "along each indexed dim)")
+        out.append((lead + j, ctx.value(node)))
+    return out
+
+
+def _along(ctx: ConvertContext, x: Value, dim: int, select: Value, gather: bool) -> Value:
+    """x with dim ``dim`` replaced through the one-hot ``select`` (len x size): gathered
+    (size -> len) or scattered with sums (len -> size)."""
+    shape = list(x.type.shape)  # type: ignore[union-attr]
+    rank = len(shape)
+    perm = [d for d in range(rank) if d != dim] + [dim]
+    moved = ctx.emit("graph.transpose", [x], perm=perm) if dim != rank - 1 else x
+    lead = [shape[d] for d in perm[:-1]]
+    flat = _reshape(ctx, moved, (int(np.prod(lead)), shape[dim]))
+    out = ctx.emit("graph.matmul", [flat, select], transpose_b=gather)
+    width = select.type.shape[0 if gather else 1]  # type: ignore[union-attr]
+    moved = _reshape(ctx, out, tuple(lead) + (width,))
+    if dim == rank - 1:
+        return moved
+    inverse = [perm.index(d) for d in range(rank)]
+    return ctx.emit("graph.transpose", [moved], perm=inverse)
+
+
+@converter(aten._unsafe_index.Tensor, aten.index.Tensor)
+def _index(ctx: ConvertContext, node: fx.Node) -> Value:
+    x = ctx.value(node.args[0])
+    for dim, idx in _separable_indices(ctx, x, list(node.args[1])):
+        size = x.type.shape[dim]  # type: ignore[union-attr]
+        x = _along(ctx, x, dim, _one_hot_rows(ctx, idx, size), gather=True)
+    return x
+
+
+@converter(aten._unsafe_index_put.default, aten.index_put.default)
+def _index_put(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``base`` plus the values scattered with sums (``accumulate``: repeated indices add)."""
+    base, values = ctx.value(node.args[0]), ctx.value(node.args[2])
+    if not (node.args[3] if len(node.args) > 3 else node.kwargs.get("accumulate", False)):
+        raise ctx.unsupported("index_put without accumulate (repeated indices would keep one)")
+    for dim, idx in _separable_indices(ctx, base, list(node.args[1])):
+        size = base.type.shape[dim]  # type: ignore[union-attr]
+        values = _along(ctx, values, dim, _one_hot_rows(ctx, idx, size), gather=False)
+    return ctx.emit("graph.add", [base, values])
+
+
 @converter(aten.embedding.default)
 def _embedding(ctx: ConvertContext, node: fx.Node) -> Value:
     """``one_hot(idx) · table``: a GEMM whose one-hot operand has one non-zero per row, so

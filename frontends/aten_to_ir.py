@@ -11,7 +11,9 @@ activations); each is registered for its ATen overloads::
 
 A converter returns a Value, a tuple of Values / None (multi-result ATen ops, read by
 ``getitem`` nodes), or an opaque marker the matching backward op understands (pooling
-indices). Every op it emits carries the node's location: the last user frame of the node's
+indices). An op from :data:`FOLDABLE` whose tensor operands are all constants (the index
+arithmetic of an upsampling: ``arange``, scaled, cast to int64) is evaluated on the host
+into one constant instead. Every op it emits carries the node's location: the last user frame of the node's
 ``stack_trace`` (``file:line:col``) and its layer (``nn_module_stack``). An op with no
 converter raises :class:`UnsupportedOpError` naming the ATen op and that source line.
 """
@@ -53,6 +55,18 @@ class UnsupportedOpError(Exception):
         self.op = op
         self.loc = loc
         self.reason = reason
+
+
+aten = torch.ops.aten
+#: ops evaluated on the host when every tensor operand is a constant (index arithmetic)
+FOLDABLE = frozenset({
+    aten._to_copy.default, aten.add.Tensor, aten.add.Scalar, aten.sub.Tensor, aten.sub.Scalar,
+    aten.mul.Tensor, aten.mul.Scalar, aten.div.Tensor, aten.div.Scalar, aten.rsub.Scalar,
+    aten.clamp.default, aten.clamp_min.default, aten.clamp_max.default, aten.floor.default,
+    aten.ceil.default, aten.minimum.default, aten.maximum.default, aten.unsqueeze.default,
+    aten.view.default, aten.reshape.default, aten.squeeze.dims, aten.expand.default,
+})
+NUMPY_DTYPE = {"f32": torch.float32, "i64": torch.int64, "i1": torch.bool}
 
 
 def converter(*targets: Any) -> Callable[[Converter], Converter]:
@@ -161,6 +175,41 @@ class ConvertContext:
     def const(self, value: Any, element: str = "f32") -> Value:
         return self.b.constant(np.asarray(value), element)
 
+    # --- folding constants ------------------------------------------------------------
+    def constant_of(self, arg: Any) -> torch.Tensor | None:
+        """The host tensor of an FX argument that is an IR constant, else None."""
+        v = self.env.get(arg) if isinstance(arg, fx.Node) else None
+        op = v.defining_op if isinstance(v, Value) else None
+        if op is None or op.name != "graph.constant":
+            return None
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        value = op.attributes["value"]
+        with unset_fake_temporarily():
+            return torch.from_numpy(np.array(value.array)).to(NUMPY_DTYPE[value.type.element])  # type: ignore[union-attr]
+
+    def try_fold(self, node: fx.Node) -> Value | None:
+        """Evaluate ``node`` on the host when it is foldable and all its tensor operands
+        are constants; None otherwise."""
+        if node.target not in FOLDABLE:
+            return None
+        host: dict[fx.Node, torch.Tensor] = {}
+        for arg in node.all_input_nodes:
+            t = self.constant_of(arg)
+            if t is None:
+                return None
+            host[arg] = t
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        with unset_fake_temporarily():  # a backend compiles under Dynamo's fake-tensor mode
+            host = {n: t.clone() for n, t in host.items()}
+            args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: host[n])  # type: ignore[arg-type]
+            result = node.target(*args, **kwargs)  # type: ignore[operator]
+            if not isinstance(result, torch.Tensor) or result.dtype not in TORCH_ELEMENT:
+                return None
+            array = result.numpy()
+        return self.const(array, TORCH_ELEMENT[result.dtype])
+
     def unsupported(self, reason: str = "") -> UnsupportedOpError:
         node = self.node
         op = str(node.target) if node is not None else "?"
@@ -197,6 +246,8 @@ def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Val
             ctx.env[node] = ctx.const(tensor.detach().numpy(), TORCH_ELEMENT[tensor.dtype])
         elif node.op == "call_function" and node.target is operator.getitem:
             ctx.env[node] = ctx.env[node.args[0]][node.args[1]]
+        elif node.op == "call_function" and (folded := ctx.try_fold(node)) is not None:
+            ctx.env[node] = folded
         elif node.op == "call_function" and node.target in CONVERTERS:
             ctx.env[node] = CONVERTERS[node.target](ctx, node)
         else:
@@ -207,6 +258,6 @@ def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Val
     raise RuntimeError("internal error: FX graph without an output node")
 
 
-from . import aten_ops_core as _core  # noqa: F401  (registers converters)
 from . import aten_ops_activations as _activations  # noqa: F401
+from . import aten_ops_core as _core  # noqa: F401  (registers converters)
 from . import aten_ops_nn as _nn  # noqa: F401

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ..compiler.codegen import CodegenError
-from ..compiler.ir import Module, TensorType
+from ..compiler.ir import Module, TensorType, Value
 from ..runtime import Session, SessionOptions, StepReport
 from ..runtime.report import record
 from ..runtime.torch_io import to_numpy, to_torch
@@ -106,6 +106,7 @@ class FabricGraph:
         self.dropouts: list[DropoutNode] = []
         self.bool_outputs: set[int] = set()
         self.passthrough: dict[int, int] = {}  # output -> the input it returns unchanged
+        self.constants: dict[int, np.ndarray] = {}  # output -> its value (host-folded indices)
         self.n_outputs = 0
         try:
             self._compile(example_inputs)
@@ -145,8 +146,14 @@ class FabricGraph:
         # the fabric may hold it in another form (one-hot)
         given = {id(a): k for k, a in enumerate(b.args[:len(example_inputs)])}
         self.passthrough = {i: given[id(v)] for i, v in enumerate(outs) if id(v) in given}
+        # a constant output (index tensors an upsampling saves for its backward) is
+        # returned from the host, not stored by the program and read back
+        self.constants = {i: np.array(v.defining_op.attributes["value"].array)
+                          for i, v in enumerate(outs)
+                          if isinstance(v, Value) and v.defining_op is not None
+                          and v.defining_op.name == "graph.constant"}
         values = [v.x if isinstance(v, PoolIndices) else v for i, v in enumerate(outs)
-                  if v is not None and i not in self.passthrough]
+                  if v is not None and i not in self.passthrough and i not in self.constants]
         self.name = f"{self.kind}{id(self)}"
         self.session.load(Module([b.finish(values)]), name=self.name)
 
@@ -171,6 +178,9 @@ class FabricGraph:
         for i in range(self.n_outputs):
             if i in kept:
                 out.append(kept[i])
+                continue
+            if i in self.constants:
+                out.append(torch.from_numpy(self.constants[i].copy()))
                 continue
             value = None if i in self.none_outputs else np.asarray(next(it))
             if value is not None and i in self.bool_outputs:

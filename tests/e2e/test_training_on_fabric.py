@@ -35,6 +35,7 @@ from ..frontends.models import (
     SplitJoinMLP,
     TinyBert,
     TinyViT,
+    UpsampleNet,
     TorchEncoderClassifier,
     TransformerBlock,
 )
@@ -221,6 +222,17 @@ def test_transposed_convolutions() -> None:
     names = [op.name for op in fabric.step_ir.func.body.ops]
     assert names.count("graph.conv2d_backward_input") >= 2  # both transposed convs' forwards
     assert "graph.max_pool2d_backward" in names
+
+
+def test_nearest_and_bilinear_upsampling() -> None:
+    """Upsampling arrives as gathers with index tensors computed from arange (folded into
+    constants on the host): each indexed dim is a GEMM with its one-hot selection matrix,
+    and the backward's scatter-add the same GEMM from the other side."""
+    torch.manual_seed(17)
+    fabric, errors = run(UpsampleNet(), batches((2, 3, 8, 8), 3, seed=16))
+    assert errors.rel_l2 <= L2_MAX
+    names = [op.name for op in fabric.step_ir.func.body.ops]
+    assert names.count("graph.matmul") >= 2 * 5  # the gathers (bilinear: 4 corners) + linear
 
 
 def test_lstm_and_gru_layers_train_as_their_gemms() -> None:

@@ -198,6 +198,24 @@ class EncoderDecoderNet(nn.Module):
         return self.head(self.pool(self.mix(h)).flatten(1))
 
 
+class UpsampleNet(nn.Module):
+    """Nearest (by a scale and to a size) and bilinear upsampling between convolutions, as
+    in a segmentation decoder, then a head."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 7 * 6, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.conv(x))                                      # 4x4
+        h = F.interpolate(h, scale_factor=2, mode="bilinear")         # 8x8
+        h = F.relu(self.conv2(h))
+        h = F.interpolate(h, size=(7, 6), mode="nearest")             # 7x6
+        return self.head(h.flatten(1))
+
+
 class RecurrentClassifier(nn.Module):
     """A two-layer LSTM, then a GRU over its outputs, classifying from the last step (the
     recurrent layers arrive as their per-step GEMMs, sigmoids and tanhs)."""

@@ -227,3 +227,22 @@ def test_transposed_convolutions_and_adaptive_max_pooling_through_the_backend() 
     F.cross_entropy(want, y).backward()
     assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
     assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+
+
+def test_upsampling_through_the_backend() -> None:
+    """The forward saves the upsampling's index tensors (host-folded constants) for the
+    backward, whose scatter-adds take them as one-hot arguments: gradients match eager."""
+    import torch.nn.functional as F
+
+    from ..frontends.models import UpsampleNet
+
+    torch.manual_seed(7)
+    model = UpsampleNet()
+    ref = copy.deepcopy(model)
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 0])
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    F.cross_entropy(out, y).backward()
+    want = ref(x)
+    F.cross_entropy(want, y).backward()
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
+    assert all(r.variant != "host" for r in backend.REPORTS[-2:])
