@@ -332,7 +332,7 @@ def _one_hot_rows(ctx: ConvertContext, idx: Value, classes: int) -> Value:
 
 
 # --- gathers with index tensors (upsampling) ------------------------------------------
-# ``x[..., ih, iw]`` with index tensors on the trailing dims, each varying along its own dim
+# ``x[:, :, ih, iw]`` with index tensors on consecutive dims, each varying along its own dim
 # of their broadcast (the outer-product form nearest and bilinear upsampling produce), is a
 # gather per dim: a GEMM with the dim's one-hot selection matrix, as for embeddings (one
 # effectual MAC per output element). The scatter-add of the backward (``index_put`` with
@@ -341,8 +341,8 @@ def _separable_indices(ctx: ConvertContext, x: Value, indices: list[Any]) -> lis
     rank = len(x.type.shape)  # type: ignore[union-attr]
     lead = next((i for i, v in enumerate(indices) if v is not None), len(indices))
     idx = indices[lead:]
-    if not idx or any(v is None for v in idx) or lead + len(idx) != rank:
-        raise ctx.unsupported("indexing other than by index tensors on the trailing dims")
+    if not idx or any(v is None for v in idx) or lead + len(idx) > rank:
+        raise ctx.unsupported("indexing other than by index tensors on consecutive dims")
     out = []
     for j, node in enumerate(idx):
         shape = (1,) * (len(idx) - len(ctx.shape(node))) + ctx.shape(node)

@@ -1,8 +1,8 @@
 """Convert core-ATen FX graphs to the ``graph`` dialect, one small converter per ATen op.
 
 The converters live in :mod:`aten_ops_core` (views, elementwise, matmul, reductions,
-constants) and :mod:`aten_ops_nn` (convolution, normalization, pooling, softmax, losses,
-activations); each is registered for its ATen overloads::
+constants), :mod:`aten_ops_nn` (convolution, normalization, pooling, gathers, softmax,
+losses) and :mod:`aten_ops_activations`; each is registered for its ATen overloads::
 
     @converter(aten.mm.default)
     def _(ctx: ConvertContext, node: fx.Node) -> Value:
@@ -242,8 +242,12 @@ def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Val
         if node.op == "output":
             return [ctx.env[a] if isinstance(a, fx.Node) else None for a in node.args[0]]
         if node.op == "get_attr":
+            from torch._subclasses.fake_tensor import unset_fake_temporarily
+
             tensor = getattr(gm, str(node.target))
-            ctx.env[node] = ctx.const(tensor.detach().numpy(), TORCH_ELEMENT[tensor.dtype])
+            with unset_fake_temporarily():  # a backend compiles under the fake-tensor mode
+                array = tensor.detach().numpy()
+            ctx.env[node] = ctx.const(array, TORCH_ELEMENT[tensor.dtype])
         elif node.op == "call_function" and node.target is operator.getitem:
             ctx.env[node] = ctx.env[node.args[0]][node.args[1]]
         elif node.op == "call_function" and (folded := ctx.try_fold(node)) is not None:

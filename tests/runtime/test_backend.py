@@ -246,3 +246,30 @@ def test_upsampling_through_the_backend() -> None:
     F.cross_entropy(want, y).backward()
     assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
     assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+
+
+def test_tensor_constants_and_row_gathers_through_the_backend() -> None:
+    """A tensor literal in the model reaches the backend as a constant (read from the real
+    tensor, not the fake one Dynamo compiles under); rows gathered with it, a repeated
+    index among them, get their gradients summed as eager does."""
+    from torch import nn
+
+    class Gather(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scale = torch.tensor([1.0, -2.0, 0.5, 3.0])
+            return self.fc(x)[torch.tensor([3, 0, 0, 2])] * scale
+
+    torch.manual_seed(8)
+    model = Gather()
+    ref = copy.deepcopy(model)
+    x = torch.randn(5, 8)
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    out.pow(2).sum().backward()
+    want = ref(x)
+    want.pow(2).sum().backward()
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
+    assert all(r.variant != "host" for r in backend.REPORTS[-2:])
