@@ -69,7 +69,7 @@ def _binary(name: str) -> RelaxConverter:
 
 
 for _relax, _graph in {"add": "add", "subtract": "sub", "multiply": "mul",
-                       "divide": "div"}.items():
+                       "divide": "div", "maximum": "maximum", "minimum": "minimum"}.items():
     converter(f"relax.{_relax}")(_binary(_graph))
 
 
@@ -99,7 +99,7 @@ def _unary(name: str) -> RelaxConverter:
     return lambda ctx: ctx.emit(f"graph.{name}", [ctx.arg(0)])
 
 
-for _name in ("exp", "sqrt", "rsqrt", "sigmoid", "tanh"):
+for _name in ("exp", "log", "abs", "sqrt", "rsqrt", "sigmoid", "tanh"):
     converter(f"relax.{_name}")(_unary(_name))
 
 
@@ -140,15 +140,28 @@ def _is_zero(v: Value) -> bool:
 
 @converter("relax.where")
 def _where(ctx: RelaxContext) -> Value:
-    """``where(x < 0, 0, g)`` / ``where(x > 0, g, 0)`` -> ``graph.relu_backward g, x``."""
+    """``where(x < 0, 0, g)`` / ``where(x > 0, g, 0)`` -> ``graph.relu_backward g, x``; any
+    other ``where(p <op> q, a, b)`` (the gradients of maximum, minimum and abs) selects by
+    the sign of a difference: with ``z = p - q`` (or ``q - p``) > 0 exactly where the
+    strict comparison holds, ``relu_backward(a, z) + (b - relu_backward(b, z))`` is a
+    where z > 0 and b elsewhere, exactly (one of each pair is 0)."""
     cond = ctx.lookup(ctx.call.args[0])
     a, b = ctx.arg(1), ctx.arg(2)
-    if isinstance(cond, Compare) and _is_zero(cond.b):
+    if not isinstance(cond, Compare):
+        raise ctx.unsupported("a condition that is not a comparison")
+    if _is_zero(cond.b):
         if cond.kind in ("less", "less_equal") and _is_zero(a):
             return _relu_backward(ctx, b, cond.a)
         if cond.kind in ("greater", "greater_equal") and _is_zero(b):
             return _relu_backward(ctx, a, cond.a)
-    raise ctx.unsupported("only the ReLU-gradient form where(x < 0, 0, g)")
+    p, q = cond.a, cond.b
+    if cond.kind in ("greater_equal", "less_equal"):  # not the strict comparison the other way
+        a, b = b, a
+    z = ctx.emit("graph.sub", [p, q] if cond.kind in ("greater", "less_equal") else [q, p])
+    shape = ctx.shape()
+    z, a, b = (_broadcast(ctx, v, shape) for v in (z, a, b))
+    keep_b = ctx.emit("graph.sub", [b, ctx.emit("graph.relu_backward", [b, z])])
+    return ctx.emit("graph.add", [ctx.emit("graph.relu_backward", [a, z]), keep_b])
 
 
 def _relu_backward(ctx: RelaxContext, g: Value, x: Value) -> Value:

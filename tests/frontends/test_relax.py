@@ -149,7 +149,8 @@ def test_convnet_forward_and_gradients_match_tvm(convnet) -> None:
 
 
 def _block_builder_module():
-    """A hand-built Relax function: elementwise math (tanh and sigmoid too), reductions,
+    """A hand-built Relax function: elementwise math (tanh, sigmoid, log, abs, maximum and
+    minimum too), reductions,
     softmax and a soft-label cross entropy, differentiated by Relax's Gradient pass."""
     op = relax.op
     f32 = lambda *s: relax.TensorType(list(s), "float32")
@@ -166,6 +167,9 @@ def _block_builder_module():
             s = bb.emit(op.nn.softmax(bb.emit(op.divide(c, scale))))
             s = bb.emit(op.nn.relu(bb.emit(op.subtract(s, relax.const(0.1, "float32")))))
             s = bb.emit(op.add(s, bb.emit(op.multiply(bb.emit(op.tanh(c)), bb.emit(op.sigmoid(h))))))
+            one = relax.const(1.0, "float32")
+            s = bb.emit(op.add(s, bb.emit(op.log(bb.emit(op.add(bb.emit(op.abs(c)), one))))))
+            s = bb.emit(op.maximum(s, bb.emit(op.minimum(h, relax.const(0.2, "float32")))))
             logp = bb.emit(op.nn.log_softmax(s))
             loss = bb.emit_output(op.nn.cross_entropy_with_logits(logp, y))
         bb.emit_func_output(loss)
