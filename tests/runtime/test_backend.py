@@ -18,6 +18,24 @@ def assert_matches_eager(out, want, model, ref, rtol: float = 1e-4, atol: float 
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def classifier_matches_eager(make, x, y, seed: int) -> None:
+    """``make()`` compiled for the fabric: output and every .grad of a cross-entropy step
+    match eager's, and a forward and a backward graph ran on the fabric (not eagerly)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    model = make()
+    ref = copy.deepcopy(model)
+    before = len(backend.REPORTS)
+    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
+    F.cross_entropy(out, y).backward()
+    want = ref(x)
+    F.cross_entropy(want, y).backward()
+    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
+    assert len(backend.REPORTS) == before + 2  # one forward and one backward ran here
+    assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+
+
 def test_mlp_forward_and_grads_match_eager(tmp_path) -> None:
     import torch.nn.functional as F
     from torch import nn
@@ -163,22 +181,11 @@ def test_recurrent_layers_run_on_the_fabric_not_eagerly() -> None:
     (so the fabric would never see them); importing the backend lets Dynamo trace them, and
     their per-step GEMMs run on the fabric: forward and backward match eager, and the
     forward program issues at least every MAC of the recurrent layers."""
-    import torch.nn.functional as F
-
     from ..frontends.models import RecurrentClassifier
 
-    torch.manual_seed(4)
-    model = RecurrentClassifier()
-    ref = copy.deepcopy(model)
-    x, y = torch.randn(2, 5, 8), torch.tensor([0, 2])
-    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
-    F.cross_entropy(out, y).backward()
-    want = ref(x)
-    F.cross_entropy(want, y).backward()
-    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
+    classifier_matches_eager(RecurrentClassifier, torch.randn(2, 5, 8), torch.tensor([0, 2]), 4)
     fwd, bwd = backend.REPORTS[-2:]
     assert (fwd.program.rstrip("0123456789"), bwd.program.rstrip("0123456789")) == ("forward", "backward")
-    assert fwd.variant != "host" and bwd.variant != "host"
     steps, batch, d, h = 5, 2, 8, 12  # LSTM layers 0 and 1, then the GRU: per-step x and h GEMMs
     recurrent_macs = steps * batch * (4 * h * (d + h) + 4 * h * (h + h) + 3 * h * (h + h))
     assert fwd.issued_macs >= recurrent_macs
@@ -213,39 +220,17 @@ def test_transposed_convolutions_and_adaptive_max_pooling_through_the_backend() 
     """Adaptive max pooling saves its indices for the backward: the backend computes them on
     the host from the pool input, as for max pooling; transposed convolutions run as input
     gradients."""
-    import torch.nn.functional as F
-
     from ..frontends.models import EncoderDecoderNet
 
-    torch.manual_seed(6)
-    model = EncoderDecoderNet()
-    ref = copy.deepcopy(model)
-    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
-    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
-    F.cross_entropy(out, y).backward()
-    want = ref(x)
-    F.cross_entropy(want, y).backward()
-    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
-    assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+    classifier_matches_eager(EncoderDecoderNet, torch.randn(2, 3, 8, 8), torch.tensor([1, 2]), 6)
 
 
 def test_upsampling_through_the_backend() -> None:
     """The forward saves the upsampling's index tensors (host-folded constants) for the
     backward, whose scatter-adds take them as one-hot arguments: gradients match eager."""
-    import torch.nn.functional as F
-
     from ..frontends.models import UpsampleNet
 
-    torch.manual_seed(7)
-    model = UpsampleNet()
-    ref = copy.deepcopy(model)
-    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 0])
-    out = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)(x)
-    F.cross_entropy(out, y).backward()
-    want = ref(x)
-    F.cross_entropy(want, y).backward()
-    assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
-    assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+    classifier_matches_eager(UpsampleNet, torch.randn(2, 3, 8, 8), torch.tensor([1, 0]), 7)
 
 
 def test_tensor_constants_and_row_gathers_through_the_backend() -> None:
