@@ -191,8 +191,7 @@ def fold_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k:
     depends on the row (or column) only: the folds of one fold row share their maximum."""
     if k and (za is None) != (zb is None):
         lb, lanes, low, top = _masks(d)
-        words = layout(k, d)[2]
-        nw = layout(k, d)[0]
+        nw, _, words = layout(k, d)
         if zb is None:
             a = _pack_rows(_bool_c(za), d, lb, lanes, words)
             busy, eff = _line_sums(a, nw, lanes, low, top, R)
