@@ -13,8 +13,9 @@ A converter returns a Value, a tuple of Values / None (multi-result ATen ops, re
 ``getitem`` nodes), or an opaque marker the matching backward op understands (pooling
 indices). An op from :data:`FOLDABLE` whose tensor operands are all constants (the index
 arithmetic of an upsampling: ``arange``, scaled, cast to int64) is evaluated on the host
-into one constant instead. Every op it emits carries the node's location: the last user frame of the node's
-``stack_trace`` (``file:line:col``) and its layer (``nn_module_stack``). An op with no
+into one constant instead; host values are read outside Dynamo's fake-tensor mode, under
+which a backend compiles. Every op it emits carries the node's location: the last user
+frame of the node's ``stack_trace`` (``file:line:col``) and its layer (``nn_module_stack``). An op with no
 converter raises :class:`UnsupportedOpError` naming the ATen op and that source line.
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import fx
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from ..compiler.ir import Location, TensorType, Value
 from .ir_builder import FuncBuilder
@@ -66,7 +68,7 @@ FOLDABLE = frozenset({
     aten.ceil.default, aten.minimum.default, aten.maximum.default, aten.unsqueeze.default,
     aten.view.default, aten.reshape.default, aten.squeeze.dims, aten.expand.default,
 })
-NUMPY_DTYPE = {"f32": torch.float32, "i64": torch.int64, "i1": torch.bool}
+TORCH_DTYPE = {"f32": torch.float32, "i64": torch.int64, "i1": torch.bool}
 
 
 def converter(*targets: Any) -> Callable[[Converter], Converter]:
@@ -182,11 +184,9 @@ class ConvertContext:
         op = v.defining_op if isinstance(v, Value) else None
         if op is None or op.name != "graph.constant":
             return None
-        from torch._subclasses.fake_tensor import unset_fake_temporarily
-
         value = op.attributes["value"]
         with unset_fake_temporarily():
-            return torch.from_numpy(np.array(value.array)).to(NUMPY_DTYPE[value.type.element])  # type: ignore[union-attr]
+            return torch.from_numpy(np.array(value.array)).to(TORCH_DTYPE[value.type.element])  # type: ignore[union-attr]
 
     def try_fold(self, node: fx.Node) -> Value | None:
         """Evaluate ``node`` on the host when it is foldable and all its tensor operands
@@ -199,10 +199,7 @@ class ConvertContext:
             if t is None:
                 return None
             host[arg] = t
-        from torch._subclasses.fake_tensor import unset_fake_temporarily
-
-        with unset_fake_temporarily():  # a backend compiles under Dynamo's fake-tensor mode
-            host = {n: t.clone() for n, t in host.items()}
+        with unset_fake_temporarily():
             args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: host[n])  # type: ignore[arg-type]
             result = node.target(*args, **kwargs)  # type: ignore[operator]
             if not isinstance(result, torch.Tensor) or result.dtype not in TORCH_ELEMENT:
@@ -242,10 +239,8 @@ def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Val
         if node.op == "output":
             return [ctx.env[a] if isinstance(a, fx.Node) else None for a in node.args[0]]
         if node.op == "get_attr":
-            from torch._subclasses.fake_tensor import unset_fake_temporarily
-
             tensor = getattr(gm, str(node.target))
-            with unset_fake_temporarily():  # a backend compiles under the fake-tensor mode
+            with unset_fake_temporarily():
                 array = tensor.detach().numpy()
             ctx.env[node] = ctx.const(array, TORCH_ELEMENT[tensor.dtype])
         elif node.op == "call_function" and node.target is operator.getitem:
