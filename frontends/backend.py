@@ -28,6 +28,9 @@ Options (unknown names raise ``ValueError`` listing the valid ones):
   each call;
 * ``pipeline``: the pass pipeline (default ``sparse-training``).
 
+Code between Dynamo's graph breaks (``.item()``, a data-dependent ``if``) runs on the host,
+each graph on either side on the fabric; ``fullgraph=True`` makes a break an error.
+
 Shapes are static: programs are compiled for the shapes of the first call. A call with new
 input shapes (e.g. another batch size) makes Dynamo recompile; with its default automatic
 dynamic shapes that second graph would be symbolic, which the backend rejects with a clear
