@@ -178,28 +178,23 @@ class ConvertContext:
         return self.b.constant(np.asarray(value), element)
 
     # --- folding constants ------------------------------------------------------------
-    def constant_of(self, arg: Any) -> torch.Tensor | None:
-        """The host tensor of an FX argument that is an IR constant, else None."""
-        v = self.env.get(arg) if isinstance(arg, fx.Node) else None
+    def _constant_op(self, arg: fx.Node) -> Any:
+        """The ``graph.constant`` op an FX node converted to, else None."""
+        v = self.env.get(arg)
         op = v.defining_op if isinstance(v, Value) else None
-        if op is None or op.name != "graph.constant":
-            return None
-        value = op.attributes["value"]
-        with unset_fake_temporarily():
-            return torch.from_numpy(np.array(value.array)).to(TORCH_DTYPE[value.type.element])  # type: ignore[union-attr]
+        return op if op is not None and op.name == "graph.constant" else None
 
     def try_fold(self, node: fx.Node) -> Value | None:
         """Evaluate ``node`` on the host when it is foldable and all its tensor operands
         are constants; None otherwise."""
         if node.target not in FOLDABLE:
             return None
-        host: dict[fx.Node, torch.Tensor] = {}
-        for arg in node.all_input_nodes:
-            t = self.constant_of(arg)
-            if t is None:
-                return None
-            host[arg] = t
+        ops = {arg: self._constant_op(arg) for arg in node.all_input_nodes}
+        if any(op is None for op in ops.values()):
+            return None
         with unset_fake_temporarily():
+            host = {arg: torch.from_numpy(np.array(op.attributes["value"].array))
+                    .to(TORCH_DTYPE[op.attributes["value"].type.element]) for arg, op in ops.items()}
             args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: host[n])  # type: ignore[arg-type]
             result = node.target(*args, **kwargs)  # type: ignore[operator]
             if not isinstance(result, torch.Tensor) or result.dtype not in TORCH_ELEMENT:
