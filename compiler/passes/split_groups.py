@@ -169,13 +169,15 @@ def _split(e: _Emitter, op: Operation, kind: str, groups: int, xs: tuple, ws: tu
     n, _, h, w_ = xs
     o, cg = ws[0], ws[1]
     og = o // groups
+
+    def chans(v: Value, first: int, count: int, axis: int = 1) -> Value:
+        shape = list(v.type.shape)  # type: ignore[union-attr]
+        offsets = [0] * len(shape)
+        offsets[axis], shape[axis] = first, count
+        return e.slice(v, offsets, shape)
+
     parts = []
     for k in range(groups):
-        def chans(v: Value, first: int, count: int, axis: int = 1) -> Value:
-            shape = list(v.type.shape)  # type: ignore[union-attr]
-            offsets = [0] * len(shape)
-            offsets[axis], shape[axis] = first, count
-            return e.slice(v, offsets, shape)
         if kind == "conv2d":
             x, w = op.operands[0], op.operands[1]
             operands = [chans(x, k * cg, cg), chans(w, k * og, og, axis=0)]
