@@ -278,6 +278,30 @@ def _mish_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     return _op(ctx, "mul", g, _op(ctx, "add", t, inner))
 
 
+@converter(aten.log_sigmoid_forward.default)
+def _log_sigmoid(ctx: ConvertContext, node: fx.Node) -> tuple[Value, Value]:
+    """``min(x, 0) - log1p(exp(-|x|))`` (torch's formula), and the buffer returned beside
+    it, which its backward does not read on the CPU: zeros shaped as the graph's metadata
+    says (a backend's backward is compiled for that shape)."""
+    x = ctx.value(node.args[0])
+    z = _op(ctx, "exp", _op(ctx, "neg", _op(ctx, "abs", x)))
+    out = _op(ctx, "sub", _op(ctx, "minimum", x, ctx.const(0.0)), _log1p(ctx, z))
+    buffer = node.meta["val"][1]
+    return out, ctx.const(np.zeros(tuple(int(d) for d in buffer.shape), np.float32))
+
+
+@converter(aten.log_sigmoid_backward.default)
+def _log_sigmoid_backward(ctx: ConvertContext, node: fx.Node) -> Value:
+    """``g * (1 - s)`` where x < 0, else ``g * s``, s = z / (1 + z), z = exp(-|x|)."""
+    g, x = ctx.values(node.args[:2])
+    z = _op(ctx, "exp", _op(ctx, "neg", _op(ctx, "abs", x)))
+    s = _op(ctx, "div", z, _op(ctx, "add", ctx.const(1.0), z))
+    negative = _op(ctx, "neg", x)  # > 0 exactly where x < 0
+    d = _op(ctx, "add", _where_pos(ctx, _op(ctx, "sub", ctx.const(1.0), s), negative),
+            _where_not_pos(ctx, s, negative))
+    return _op(ctx, "mul", g, d)
+
+
 @converter(aten._prelu_kernel.default)
 def _prelu(ctx: ConvertContext, node: fx.Node) -> Value:
     """x where x > 0, else ``w * x`` (w broadcast as given): ``relu(x) + w * (x -

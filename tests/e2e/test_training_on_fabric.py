@@ -176,6 +176,14 @@ def test_more_activations_as_compositions() -> None:
     assert {"graph.exp", "graph.log", "graph.abs", "graph.tanh", "graph.minimum"} <= names
 
 
+def test_log_sigmoid() -> None:
+    torch.manual_seed(18)
+    model = nn.Sequential(nn.Linear(8, 16), nn.LogSigmoid(), nn.Linear(16, 3))
+    fabric, errors = run(model, batches((4, 8), 3, seed=17))
+    assert errors.rel_l2 <= L2_MAX
+    assert {"graph.log", "graph.abs", "graph.minimum"} <= {op.name for op in fabric.step_ir.func.body.ops}
+
+
 def test_group_norm_instance_norm_and_conv1d() -> None:
     """Group norm arrives decomposed (per-group mean and variance: reductions and
     elementwise ops), instance norm as torch builds it (a batch norm over a batch of one

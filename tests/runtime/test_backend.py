@@ -258,3 +258,14 @@ def test_tensor_constants_and_row_gathers_through_the_backend() -> None:
     want.pow(2).sum().backward()
     assert_matches_eager(out, want, model, ref, rtol=1e-4, atol=1e-5)
     assert all(r.variant != "host" for r in backend.REPORTS[-2:])
+
+
+def test_log_sigmoid_through_the_backend() -> None:
+    """Log-sigmoid and its backward (the CPU kernel's formula); the buffer it returns beside
+    its output, which the backward does not read, comes back from the host."""
+    from torch import nn
+
+    def make() -> nn.Module:
+        return nn.Sequential(nn.Linear(8, 16), nn.LogSigmoid(), nn.Linear(16, 3))
+
+    classifier_matches_eager(make, 4 * torch.randn(4, 8), torch.tensor([0, 2, 1, 0]), 9)
