@@ -268,10 +268,38 @@ def _adaptive_window(ctx: ConvertContext, x: Value, out_hw: list[int]) -> list[i
     return [h // out_hw[0], w // out_hw[1]]
 
 
+def _divides(x: Value, out_hw: list[int]) -> bool:
+    h, w = x.type.shape[2:]  # type: ignore[union-attr]
+    return not (h % out_hw[0] or w % out_hw[1])
+
+
+def _bin_means(ctx: ConvertContext, size: int, out: int) -> Value:
+    """(out, size): row i averages torch's adaptive bin i, [floor(i*size/out),
+    ceil((i+1)*size/out)) (bins of unequal length, overlapping where out does not divide)."""
+    m = np.zeros((out, size), np.float32)
+    for i in range(out):
+        lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return ctx.const(m)
+
+
+def _adaptive_means(ctx: ConvertContext, v: Value, hw: list[int], out_hw: list[int],
+                    forward: bool) -> Value:
+    """Adaptive average pooling whose bins do not divide the input: the mean over H, then
+    over W, each a GEMM with the bins' averaging matrix (the backward: the same GEMMs from
+    the other side, spreading each gradient over its bin)."""
+    for dim, size, out in ((2, hw[0], out_hw[0]), (3, hw[1], out_hw[1])):
+        v = _along(ctx, v, dim, _bin_means(ctx, size, out), gather=forward)
+    return v
+
+
 @converter(aten._adaptive_avg_pool2d.default)
 def _adaptive_avg_pool(ctx: ConvertContext, node: fx.Node) -> Value:
     x = ctx.value(node.args[0])
-    k = _adaptive_window(ctx, x, _pair(node.args[1]))
+    out_hw = _pair(node.args[1])
+    if not _divides(x, out_hw):
+        return _adaptive_means(ctx, x, list(x.type.shape[2:]), out_hw, forward=True)  # type: ignore[union-attr]
+    k = _adaptive_window(ctx, x, out_hw)
     return ctx.emit("graph.avg_pool2d", [x], kernel_size=k, stride=k)
 
 
@@ -294,7 +322,10 @@ def _adaptive_max_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
 @converter(aten._adaptive_avg_pool2d_backward.default)
 def _adaptive_avg_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     g, x = ctx.values(node.args[:2])
-    k = _adaptive_window(ctx, x, list(g.type.shape[2:]))  # type: ignore[union-attr]
+    out_hw = list(g.type.shape[2:])  # type: ignore[union-attr]
+    if not _divides(x, out_hw):
+        return _adaptive_means(ctx, g, list(x.type.shape[2:]), out_hw, forward=False)  # type: ignore[union-attr]
+    k = _adaptive_window(ctx, x, out_hw)
     return ctx.emit("graph.avg_pool2d_backward", [g, x], kernel_size=k, stride=k)
 
 

@@ -176,6 +176,15 @@ def test_more_activations_as_compositions() -> None:
     assert {"graph.exp", "graph.log", "graph.abs", "graph.tanh", "graph.minimum"} <= names
 
 
+def test_adaptive_average_pooling_with_unequal_bins() -> None:
+    torch.manual_seed(19)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((3, 2)),
+                          nn.Flatten(), nn.Linear(4 * 3 * 2, 3))
+    fabric, errors = run(model, batches((2, 3, 5, 5), 3, seed=18))
+    assert errors.rel_l2 <= L2_MAX
+    assert "graph.avg_pool2d" not in {op.name for op in fabric.step_ir.func.body.ops}
+
+
 def test_log_sigmoid() -> None:
     torch.manual_seed(18)
     model = nn.Sequential(nn.Linear(8, 16), nn.LogSigmoid(), nn.Linear(16, 3))

@@ -269,3 +269,15 @@ def test_log_sigmoid_through_the_backend() -> None:
         return nn.Sequential(nn.Linear(8, 16), nn.LogSigmoid(), nn.Linear(16, 3))
 
     classifier_matches_eager(make, 4 * torch.randn(4, 8), torch.tensor([0, 2, 1, 0]), 9)
+
+
+def test_adaptive_average_pooling_whose_bins_do_not_divide_the_input() -> None:
+    """5x4 -> 3x3 (overlapping bins of unequal length) and then -> 7x7 (each output a copy
+    of one input): GEMMs with the bins' averaging matrices, forward and backward."""
+    from torch import nn
+
+    def make() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(3), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Linear(4 * 49, 3))
+
+    classifier_matches_eager(make, torch.randn(2, 3, 5, 4), torch.tensor([2, 0]), 10)
