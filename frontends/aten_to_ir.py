@@ -68,6 +68,8 @@ FOLDABLE = frozenset({
     aten.ceil.default, aten.minimum.default, aten.maximum.default, aten.unsqueeze.default,
     aten.view.default, aten.reshape.default, aten.squeeze.dims, aten.expand.default,
 })
+#: results larger than this stay ops (an expanded constant is better left a broadcast)
+FOLD_MAX = 1 << 16
 TORCH_DTYPE = {"f32": torch.float32, "i64": torch.int64, "i1": torch.bool}
 
 
@@ -187,7 +189,8 @@ class ConvertContext:
     def try_fold(self, node: fx.Node) -> Value | None:
         """Evaluate ``node`` on the host when it is foldable and all its tensor operands
         are constants; None otherwise."""
-        if node.target not in FOLDABLE:
+        val = node.meta.get("val")
+        if node.target not in FOLDABLE or not isinstance(val, torch.Tensor) or val.numel() > FOLD_MAX:
             return None
         ops = {arg: self._constant_op(arg) for arg in node.all_input_nodes}
         if any(op is None for op in ops.values()):
