@@ -297,12 +297,20 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
                    ) -> CompiledProgram:
     """Compile one function of a verified graph-dialect module for ``target``.
 
+    Grouped convolutions are first split in place (the ``split-groups`` rewrite, which the
+    default pipelines also run): the kernels are for ungrouped ones.
+
     Raises :class:`~acf.compiler.codegen.errors.CodegenError` (a located ``IRError``)
     for an op or shape the target cannot run.
     """
+    from ..passes.base import apply_patterns
+    from ..passes.split_groups import split_grouped_conv
+
     options = options or CompileOptions()
     if not module.funcs:
         raise error_at(Operation("graph.module", [], []), "module has no function")
     func = module.func(options.func) if options.func else module.funcs[0]
+    if any(int(op.attributes.get("groups", 1)) > 1 for op in func.body.ops):  # type: ignore[arg-type]
+        apply_patterns(func, [split_grouped_conv])
     with gc_paused():
         return compile_func(func, target, options)

@@ -165,8 +165,8 @@ def _params(ctx: KernelContext) -> Conv:
     try:
         v = _conv_of(ctx.op)
     except ValueError:
-        raise ctx.error("grouped convolution (groups > 1): run the split-groups pass first (the "
-                        "default pipelines do)") from None
+        raise ctx.error("grouped convolution (groups > 1) reached a conv kernel: "
+                        "compile_module splits them first") from None
     if any(b.sparse for b in ctx.ins + ctx.outs):
         raise ctx.error("conv operands must be stored dense (zero weights are still skipped: "
                         "the weight is the a operand of mm with skip=ab)")
