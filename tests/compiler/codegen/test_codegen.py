@@ -164,12 +164,12 @@ def test_tile_that_cannot_fit_is_an_error() -> None:
 
 
 def test_unsupported_op_is_located() -> None:
-    text = """graph.func @f(%x: tensor<1x4x4x4xf32>, %w: tensor<4x2x1x1xf32>) -> (tensor<1x4x4x4xf32>) {
-  %y = graph.conv2d %x, %w {groups = 2} : tensor<1x4x4x4xf32>, tensor<4x2x1x1xf32> -> tensor<1x4x4x4xf32>
+    text = """graph.func @f(%g: tensor<1x4x6x6xf32>, %w: tensor<4x4x1x1xf32>) -> (tensor<1x4x4x4xf32>) {
+  %y = graph.conv2d_backward_input %g, %w {input_shape = [1, 4, 4, 4], padding = [1, 1]} : tensor<1x4x6x6xf32>, tensor<4x4x1x1xf32> -> tensor<1x4x4x4xf32>
   graph.return %y : tensor<1x4x4x4xf32>
 }
 """
-    with pytest.raises(CodegenError, match=r"test.acfir:2:8: error: .*groups > 1"):
+    with pytest.raises(CodegenError, match=r"test.acfir:2:8: error: .*padding larger than"):
         compile_text(text)
 
 
