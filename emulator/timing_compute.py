@@ -13,8 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import window_kernels
-
 #: Window-count chunk: bounds the (windows, m, n) temporary of the batched mask product.
 _CHUNK_ELEMS = 1 << 22
 
@@ -45,6 +43,13 @@ class ClusterTiming:
                              int(c.fold_cycles), int(c.vec_lanes), str(c.dataflow), str(c.skip),
                              int(c.reduce_cycles), int(c.vec_special_cycles), int(c.spad_bank_bytes),
                              int(c.spad_banks), int(c.codec_values_per_cycle), int(c.codec_index_per_cycle))
+
+
+def _kernels():
+    """The compiled window counts, imported on first use: a run with no zero-skipped
+    operand (dense, or a target without skipping) never loads numba (~0.2 s, ~120 MB)."""
+    from . import window_kernels
+    return window_kernels
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -105,7 +110,7 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
     if za is None and zb is None:
         return np.full((m, n), k, np.float32)
     if d <= 64:  # the common lookaheads: a compiled loop over bit-packed masks
-        return window_kernels.window_cycles(za, zb, m, n, k, d)[0]
+        return _kernels().window_cycles(za, zb, m, n, k, d)[0]
     if zb is None:  # effectual pairs depend on the row only
         return np.broadcast_to(_window_sums(za, d)[:, None], (m, n))
     if za is None:
@@ -162,7 +167,7 @@ def mm_cycles(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming) -> tu
     za, zb = _nonzero(A, B, skip, cfg)
     if (za is not None or zb is not None) and cfg.dataflow == "os" and cfg.d <= 64:
         # zeros skipped on either side: one compiled pass over the packed masks
-        busy, eff = window_kernels.fold_cycles(za, zb, m, n, k, cfg.d, cfg.R, cfg.C)
+        busy, eff = _kernels().fold_cycles(za, zb, m, n, k, cfg.d, cfg.R, cfg.C)
         return cfg.I + busy + folds * cfg.Fo, issued, eff
     za = None if za is None else za.astype(np.float32)
     zb = None if zb is None else zb.astype(np.float32)
