@@ -2,7 +2,8 @@
 
 The converters live in :mod:`aten_ops_core` (views, elementwise, matmul, reductions,
 constants), :mod:`aten_ops_nn` (convolution, normalization, pooling, gathers, softmax,
-losses) and :mod:`aten_ops_activations`; each is registered for its ATen overloads::
+losses), :mod:`aten_ops_activations` and :mod:`aten_ops_logic` (comparisons, where, clamp);
+each is registered for its ATen overloads::
 
     @converter(aten.mm.default)
     def _(ctx: ConvertContext, node: fx.Node) -> Value:
@@ -67,6 +68,12 @@ FOLDABLE = frozenset({
     aten.clamp.default, aten.clamp_min.default, aten.clamp_max.default, aten.floor.default,
     aten.ceil.default, aten.minimum.default, aten.maximum.default, aten.unsqueeze.default,
     aten.view.default, aten.reshape.default, aten.squeeze.dims, aten.expand.default,
+    # a mask built from literals (``zeros(bool)``, then ``mask[:, -1] = True``)
+    aten.fill.Scalar, aten.fill.Tensor, aten.slice.Tensor, aten.select.int,
+    aten.slice_scatter.default, aten.select_scatter.default, aten.copy.default,
+    aten.gt.Scalar, aten.lt.Scalar, aten.ge.Scalar, aten.le.Scalar, aten.eq.Scalar,
+    aten.ne.Scalar, aten.logical_not.default, aten.logical_and.default,
+    aten.logical_or.default, aten.where.self, aten.masked_fill.Scalar,
 })
 #: results larger than this stay ops (an expanded constant is better left a broadcast)
 FOLD_MAX = 1 << 16
@@ -257,4 +264,5 @@ def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Val
 
 from . import aten_ops_activations as _activations  # noqa: F401
 from . import aten_ops_core as _core  # noqa: F401  (registers converters)
+from . import aten_ops_logic as _logic  # noqa: F401
 from . import aten_ops_nn as _nn  # noqa: F401

@@ -27,6 +27,7 @@ from ..frontends.models import (
     ActivationsMLP,
     EncoderDecoderNet,
     GroupNormConvNet,
+    MaskedAttentionNet,
     MobileBlockNet,
     MoreActivationsMLP,
     RecurrentClassifier,
@@ -183,6 +184,17 @@ def test_adaptive_average_pooling_with_unequal_bins() -> None:
     fabric, errors = run(model, batches((2, 3, 5, 5), 3, seed=18))
     assert errors.rel_l2 <= L2_MAX
     assert "graph.avg_pool2d" not in {op.name for op in fabric.step_ir.func.body.ops}
+
+
+def test_comparisons_where_clamp_and_a_padding_mask() -> None:
+    """A key-padding mask built from literals (folded on the host), comparisons, where,
+    masked_fill, clamp and F.normalize: bool tensors are 0/1 on the fabric, selects are
+    exact; three SGD steps match eager."""
+    torch.manual_seed(20)
+    fabric, errors = run(MaskedAttentionNet(), batches((2, 5, 8), 3, seed=19))
+    assert errors.rel_l2 <= L2_MAX
+    names = {op.name for op in fabric.step_ir.func.body.ops}
+    assert {"graph.relu_backward", "graph.maximum", "graph.minimum", "graph.sqrt"} <= names
 
 
 def test_log_sigmoid() -> None:

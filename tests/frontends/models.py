@@ -254,6 +254,26 @@ class TinyViT(nn.Module):
         return self.head(self.norm(self.enc(h)[:, 0]))
 
 
+class MaskedAttentionNet(nn.Module):
+    """Attention with a key-padding mask built from literals (the last position padded),
+    then clamp, where, masked_fill and F.normalize: comparisons and selects on the fabric."""
+
+    def __init__(self, d: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.fc = nn.Linear(d, d)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = torch.zeros(x.shape[0], x.shape[1], dtype=torch.bool)
+        pad[:, -1] = True
+        h, _ = self.mha(x, x, x, key_padding_mask=pad, need_weights=False)
+        h = self.fc(h)
+        h = torch.where(h > 0.5, h, 0.1 * h).clamp(min=-1.0, max=2.0)
+        h = h.masked_fill((h < -0.05) & (h > -0.08), 0.0)
+        return self.head(F.normalize(h, dim=-1).mean(dim=1))
+
+
 class TinyBert(nn.Module):
     """Token and positional embeddings (a padding row), one ``nn.TransformerEncoderLayer``
     and a mean-pooled class head: a BERT-shaped classifier over token ids."""

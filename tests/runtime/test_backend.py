@@ -281,3 +281,12 @@ def test_adaptive_average_pooling_whose_bins_do_not_divide_the_input() -> None:
                              nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Linear(4 * 49, 3))
 
     classifier_matches_eager(make, torch.randn(2, 3, 5, 4), torch.tensor([2, 0]), 10)
+
+
+def test_comparisons_where_clamp_and_a_padding_mask_through_the_backend() -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ..frontends.models import MaskedAttentionNet
+
+    with sdpa_kernel(SDPBackend.MATH):  # eager's reference on the backend's attention path
+        classifier_matches_eager(MaskedAttentionNet, torch.randn(2, 5, 8), torch.tensor([2, 1]), 11)
