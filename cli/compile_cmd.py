@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="capture and compile the model's whole training step")
     t.add_argument("--input-shape", default=None, help="input shape, e.g. 32,3,32,32")
     t.add_argument("--num-classes", type=int, default=10, help="label classes (default 10)")
-    t.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd")
     t.add_argument("--lr", type=float, default=None, help="learning rate")
     t.add_argument("--density", type=float, default=1.0,
                    help="weight density of random masks on every weight (default 1: dense)")

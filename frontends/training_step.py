@@ -54,9 +54,11 @@ class Binding:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """``sgd`` (lr, momentum, weight_decay) or ``adam`` (lr, betas, eps, weight_decay)."""
+    """``sgd`` (lr, momentum, weight_decay), ``adam`` (lr, betas, eps, weight_decay: added
+    to the gradient) or ``adamw`` (the same, the weight decay decoupled: the parameter is
+    scaled by ``1 - lr * weight_decay`` before the Adam step, as torch.optim.AdamW does)."""
 
-    kind: Literal["sgd", "adam"] = "sgd"
+    kind: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
@@ -66,9 +68,11 @@ class OptimizerConfig:
     @classmethod
     def make(cls, optimizer: Any, options: dict[str, Any] | None) -> OptimizerConfig:
         if isinstance(optimizer, torch.optim.Optimizer):
-            kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}.get(type(optimizer))
+            kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam",
+                    torch.optim.AdamW: "adamw"}.get(type(optimizer))
             if kind is None or len(optimizer.param_groups) != 1:
-                raise ValueError("only torch.optim.SGD / Adam with one param group are supported")
+                raise ValueError("only torch.optim.SGD / Adam / AdamW with one param group are "
+                                 "supported")
             group = optimizer.param_groups[0]
             if group.get("nesterov") or group.get("dampening", 0) or group.get("amsgrad"):
                 raise ValueError("nesterov, dampening and amsgrad are not supported")
@@ -76,16 +80,19 @@ class OptimizerConfig:
                     if k in group}
             return cls(kind, **{k: (tuple(v) if k == "betas" else float(v))
                                 for k, v in opts.items()})
-        if optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam' or a torch.optim.SGD/Adam, "
-                             f"got {optimizer!r}")
+        if optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw' or a "
+                             f"torch.optim.SGD/Adam/AdamW, got {optimizer!r}")
         valid = {"sgd": ("lr", "momentum", "weight_decay"),
-                 "adam": ("lr", "betas", "eps", "weight_decay")}[optimizer]
+                 "adam": ("lr", "betas", "eps", "weight_decay"),
+                 "adamw": ("lr", "betas", "eps", "weight_decay")}[optimizer]
         unknown = sorted(set(options or {}) - set(valid))
         if unknown:
             raise ValueError(f"optimizer_options: unknown option(s) "
                              f"{', '.join(map(repr, unknown))} for {optimizer!r}; valid: "
                              f"{', '.join(valid)}")
+        if optimizer == "adamw":  # torch.optim.AdamW's default decay
+            options = {"weight_decay": 0.01, **(options or {})}
         return cls(optimizer, **(options or {}))
 
 
@@ -288,11 +295,12 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
     pshape = {name: _ttype(p) for name, p in params}
     for name in masked:
         arg(Binding("mask", name), pshape[name])
-    state_kinds = {"sgd": ["momentum_buf"] if opt.momentum else [], "adam": ["adam_m", "adam_v"]}
+    state_kinds = {"sgd": ["momentum_buf"] if opt.momentum else [], "adam": ["adam_m", "adam_v"],
+                   "adamw": ["adam_m", "adam_v"]}
     for kind in state_kinds[opt.kind]:
         for name, _ in params:
             arg(Binding(kind, name), pshape[name].dense())
-    if opt.kind == "adam":
+    if opt.kind in ("adam", "adamw"):
         arg(Binding("adam_step"), TensorType((), "f32"))
     dropouts = dropout_nodes(graphs.forward)  # keep-masks: drawn by the runtime each step
     first_dropout = len(arguments)
@@ -357,7 +365,7 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
     for idx, v in zip(graphs.mutated_inputs, fw_out[:n_mut]):
         results.append(Binding("buffer", graphs.inputs[idx].name))
         values.append(v)
-    if opt.kind == "adam":
+    if opt.kind in ("adam", "adamw"):
         b.loc = at("")
         step = by[Binding("adam_step")]
         new_state.append((Binding("adam_step"), b.one("graph.add", [step, b.constant(1.0)])))
@@ -381,8 +389,12 @@ def _update(b: FuncBuilder, opt: OptimizerConfig, p: Value, g: Value,
                               weight_decay=float(opt.weight_decay))
         return new_p, ([(Binding("momentum_buf", name), new_buf)] if buf_arg is not None else [])
     m, v = by[Binding("adam_m", name)], by[Binding("adam_v", name)]
+    decay = float(opt.weight_decay)
+    if opt.kind == "adamw" and decay:  # decoupled: the parameter shrinks first
+        p = b.one("graph.mul", [p, b.constant(np.float32(1.0 - float(opt.lr) * decay))])
+        decay = 0.0
     new_p, new_m, new_v = b.op("graph.adam_update", [p, g, m, v, by[Binding("adam_step")]],
                                lr=float(opt.lr), beta1=float(opt.betas[0]),
                                beta2=float(opt.betas[1]), eps=float(opt.eps),
-                               weight_decay=float(opt.weight_decay))
+                               weight_decay=decay)
     return new_p, [(Binding("adam_m", name), new_m), (Binding("adam_v", name), new_v)]

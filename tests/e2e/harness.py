@@ -166,7 +166,8 @@ class EagerTrainer:
 
     def __post_init__(self) -> None:
         self.model = copy.deepcopy(self.model).train()
-        cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[self.optimizer]
+        cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
+               "adamw": torch.optim.AdamW}[self.optimizer]
         self.opt = cls(self.model.parameters(), **self.options)
         self._apply(self.masks)
 

@@ -91,8 +91,8 @@ def test_sparse_layout_tensors_rejected_by_runtime() -> None:
 @pytest.mark.parametrize("call, pattern", [
     (lambda: capture_training_step(MLP(), (X,), labels=Y, optimizer_options={"lrr": 0.1}),
      r"unknown option\(s\) 'lrr' for 'sgd'; valid: lr, momentum, weight_decay"),
-    (lambda: capture_training_step(MLP(), (X,), labels=Y, optimizer="adamw"),
-     r"optimizer must be 'sgd' or 'adam'"),
+    (lambda: capture_training_step(MLP(), (X,), labels=Y, optimizer="lamb"),
+     r"optimizer must be 'sgd', 'adam' or 'adamw'"),
     (lambda: capture_training_step(MLP(), (X,), labels=Y, masks={"fc1.wieght": torch.ones(1)}),
      r"'fc1.wieght' is not a parameter of the model \(parameters: fc1.weight"),
     (lambda: capture_training_step(MLP(), (X,), labels=Y, masks={"fc1.weight": torch.ones(3)}),

@@ -71,6 +71,24 @@ def test_mlp() -> None:
     assert all(r.total_cycles > 0 and r.energy_j > 0 for r in fabric.reports)
 
 
+@pytest.mark.parametrize("formats", ["ir", "auto"])
+def test_mlp_adamw_with_masks(formats: str) -> None:
+    """AdamW's decoupled weight decay (the parameter scaled by 1 - lr * wd before the Adam
+    step) on masked weights, dense-stored or compressed (formats="auto", which compiles at
+    the first step, when the masks are known)."""
+    torch.manual_seed(21)
+    model = MLP()
+    g = torch.Generator().manual_seed(21)
+    masks = {n: torch.rand(p.shape, generator=g) < 0.3 for n, p in model.named_parameters()
+             if p.dim() == 2}
+    fabric, errors = train_and_compare(model, batches((4, 8), 4, seed=20), optimizer="adamw",
+                                       options={"lr": 1e-2, "weight_decay": 0.1}, masks=masks,
+                                       session_options=SessionOptions(formats=formats))
+    assert errors.rel_l2 <= L2_MAX
+    assert fabric.step_ir.optimizer.kind == "adamw"
+    assert fabric.session.compile_count == 1
+
+
 def test_small_cnn_with_batch_norm_statistics() -> None:
     torch.manual_seed(3)
     fabric, errors = run(SmallCNN(), batches((2, 3, 8, 8), 5, seed=2))
