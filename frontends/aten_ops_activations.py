@@ -6,8 +6,8 @@ Two building blocks recur:
 
 * a select by sign: ``relu_backward(g, z)`` is ``g`` where ``z > 0`` and 0 elsewhere, and
   ``z = a - b`` is > 0 exactly when ``a > b`` (a float difference has the sign of the
-  comparison), so ``relu_backward(g, a - b)`` is "g where a > b". ``h - relu_backward(h, z)``
-  is its complement ("h where z <= 0"): both are exact, one of each pair being 0;
+  comparison), so ``relu_backward(g, a - b)`` is "g where a > b"; ``h - relu_backward(h, z)``
+  is its complement, and ``FuncBuilder.select_positive`` the two-way select;
 * ``log1p`` (softplus, mish): ``log(u) * x / (u - 1)`` with ``u = 1 + x``, or ``x`` where
   ``u == 1`` (Goldberg's formula: accurate to a few ulps where ``log(1 + x)`` would lose
   every digit of a tiny x).
@@ -134,7 +134,7 @@ def _log1p(ctx: ConvertContext, x: Value) -> Value:
     w = _op(ctx, "sub", u, ctx.const(1.0))
     ratio = _op(ctx, "div", _op(ctx, "mul", _op(ctx, "log", u), x), w)  # NaN where w == 0
     nonzero = _op(ctx, "abs", w)
-    return _op(ctx, "add", _where_pos(ctx, ratio, nonzero), _where_not_pos(ctx, x, nonzero))
+    return ctx.b.select_positive(ratio, x, nonzero)
 
 
 for _name, _target in {"log": aten.log.default, "abs": aten.abs.default}.items():
@@ -192,7 +192,7 @@ def _hardswish_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     mid = _op(ctx, "mul", g, _op(ctx, "add", _op(ctx, "div", x, ctx.const(3.0)), ctx.const(0.5)))
     mid = _where_not_pos(ctx, mid, _op(ctx, "sub", ctx.const(-3.0), x))   # x >= -3
     high = _op(ctx, "sub", x, ctx.const(3.0))                              # x > 3
-    return _op(ctx, "add", _where_not_pos(ctx, mid, high), _where_pos(ctx, g, high))
+    return ctx.b.select_positive(g, mid, high)
 
 
 # --- ELU, softplus, mish, PReLU ---------------------------------------------------------
@@ -244,7 +244,7 @@ def _softplus(ctx: ConvertContext, node: fx.Node) -> Value:
     beta, threshold = _arg(node, 1, "beta", 1.0), _arg(node, 2, "threshold", 20.0)
     over, e = _softplus_parts(ctx, x, beta, threshold)
     soft = _op(ctx, "div", _log1p(ctx, e), ctx.const(beta))
-    return _op(ctx, "add", _where_pos(ctx, x, over), _where_not_pos(ctx, soft, over))
+    return ctx.b.select_positive(x, soft, over)
 
 
 @converter(aten.softplus_backward.default)
@@ -254,7 +254,7 @@ def _softplus_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     beta, threshold = float(node.args[2]), float(node.args[3])
     over, z = _softplus_parts(ctx, x, beta, threshold)
     soft = _op(ctx, "div", _op(ctx, "mul", g, z), _op(ctx, "add", z, ctx.const(1.0)))
-    return _op(ctx, "add", _where_pos(ctx, g, over), _where_not_pos(ctx, soft, over))
+    return ctx.b.select_positive(g, soft, over)
 
 
 def _tanh_softplus(ctx: ConvertContext, x: Value) -> Value:
@@ -297,8 +297,7 @@ def _log_sigmoid_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     z = _op(ctx, "exp", _op(ctx, "neg", _op(ctx, "abs", x)))
     s = _op(ctx, "div", z, _op(ctx, "add", ctx.const(1.0), z))
     negative = _op(ctx, "neg", x)  # > 0 exactly where x < 0
-    d = _op(ctx, "add", _where_pos(ctx, _op(ctx, "sub", ctx.const(1.0), s), negative),
-            _where_not_pos(ctx, s, negative))
+    d = ctx.b.select_positive(_op(ctx, "sub", ctx.const(1.0), s), s, negative)
     return _op(ctx, "mul", g, d)
 
 

@@ -83,8 +83,7 @@ for _kind in ("gt", "lt", "ge", "le", "eq", "ne"):
 
 def _select(ctx: ConvertContext, cond: Value, a: Value, b: Value) -> Value:
     """a where cond (0/1) is 1, b where it is 0."""
-    keep_b = ctx.emit("graph.sub", [_full(ctx, b), _where_pos(ctx, b, cond)])
-    return ctx.emit("graph.add", [_where_pos(ctx, a, cond), keep_b])
+    return ctx.b.select_positive(_full(ctx, a), _full(ctx, b), _full(ctx, cond))
 
 
 @converter(aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar)

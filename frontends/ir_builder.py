@@ -125,3 +125,13 @@ class FuncBuilder:
         self.func.body.append(Operation("graph.return", list(results), []))
         self.func.function_result_types = [v.type for v in results]
         return self.func
+
+    def select_positive(self, a: Value, b: Value, z: Value) -> Value:
+        """``a`` where ``z > 0``, else ``b`` (all three of one shape), exactly:
+        ``relu_backward(a, z) + (b - relu_backward(b, z))``, one term of each pair being 0.
+        The frontends' selects (``where``, the branches of piecewise activations) are this
+        with ``z`` a difference, which is > 0 exactly when the comparison it stands for
+        holds."""
+        kept_a = self.one("graph.relu_backward", [a, z])
+        kept_b = self.one("graph.sub", [b, self.one("graph.relu_backward", [b, z])])
+        return self.one("graph.add", [kept_a, kept_b])

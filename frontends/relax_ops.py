@@ -160,8 +160,7 @@ def _where(ctx: RelaxContext) -> Value:
     z = ctx.emit("graph.sub", [p, q] if cond.kind in ("greater", "less_equal") else [q, p])
     shape = ctx.shape()
     z, a, b = (_broadcast(ctx, v, shape) for v in (z, a, b))
-    keep_b = ctx.emit("graph.sub", [b, ctx.emit("graph.relu_backward", [b, z])])
-    return ctx.emit("graph.add", [ctx.emit("graph.relu_backward", [a, z]), keep_b])
+    return ctx.b.select_positive(a, b, z)
 
 
 def _relu_backward(ctx: RelaxContext, g: Value, x: Value) -> Value:
