@@ -71,11 +71,15 @@ def _nonzero(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
     return za, zb
 
 
+def _f32(*masks: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
+    """Bool masks as float32 0/1 (the BLAS paths' operands); None stays None."""
+    return tuple(None if z is None else z.astype(np.float32) for z in masks)
+
+
 def skip_masks(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
                ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(za, zb) as float32 0/1 masks, or None where the operand counts as all ones."""
-    za, zb = _nonzero(A, B, skip, cfg)
-    return (None if za is None else za.astype(np.float32)), (None if zb is None else zb.astype(np.float32))
+    return _f32(*_nonzero(A, B, skip, cfg))  # type: ignore[return-value]
 
 
 def _window_sums(z: np.ndarray, d: int) -> np.ndarray:
@@ -169,8 +173,7 @@ def mm_cycles(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming) -> tu
         # zeros skipped on either side: one compiled pass over the packed masks
         busy, eff = _kernels().fold_cycles(za, zb, m, n, k, cfg.d, cfg.R, cfg.C)
         return cfg.I + busy + folds * cfg.Fo, issued, eff
-    za = None if za is None else za.astype(np.float32)
-    zb = None if zb is None else zb.astype(np.float32)
+    za, zb = _f32(za, zb)
     eff = effectual_macs(za, zb, m, n, k)
     if cfg.dataflow == "systolic":
         return cfg.I + folds * (k + cfg.R + cfg.C - 2 + cfg.Fo), issued, eff
