@@ -20,8 +20,10 @@ After: ``%xp = graph.slice_backward %x`` (the padded input), then per tap ``(i, 
 ``graph.slice %xp`` (the 5x5 window at ``(i, j)``) times ``graph.reshape`` of
 ``graph.slice %w`` (the tap, shaped 1x4x1x1), summed with ``graph.add``.
 
-Runs in the default pipelines, before tiling and code generation; the interpreter gives
-the same results before and after (up to the order of the tap sum's additions).
+Runs first in the default pipelines (so the IR after them shows it), and ``compile_module``
+applies the same rewrite to whatever grouped convolution is left, since the conv kernels
+are for ungrouped ones; the interpreter gives the same results before and after (up to
+the order of the tap sum's additions).
 """
 
 from __future__ import annotations
