@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..dialect import AttrView, lookup_op
 from ..ir import Attribute, FuncOp, Module, Operation, Type, Value
 
 Pattern = Callable[[Operation], "list[Value] | None"]
@@ -146,3 +147,24 @@ def _resolve(replaced: dict[Value, Value], value: Value) -> Value:
     while value in replaced:
         value = replaced[value]
     return value
+
+
+class OpEmitter:
+    """New ops just before ``anchor``, result types inferred, its location inherited."""
+
+    def __init__(self, anchor: Operation) -> None:
+        self.anchor = anchor
+
+    def __call__(self, name: str, *operands: Value, **attrs: object) -> Value:
+        spec = lookup_op(name)
+        assert spec is not None
+        probe = Operation(name, list(operands), [], dict(attrs))
+        types = spec.infer([v.type for v in operands], AttrView(probe, spec))
+        op = Operation(name, list(operands), types, dict(attrs), loc=self.anchor.loc)
+        assert self.anchor.parent_block is not None
+        return self.anchor.parent_block.insert_before(self.anchor, op).results[0]
+
+    def slice(self, v: Value, offsets: list[int], sizes: list[int],
+              strides: list[int] | None = None) -> Value:
+        return self("graph.slice", v, offsets=offsets, sizes=sizes,
+                    strides=strides or [1] * len(sizes))

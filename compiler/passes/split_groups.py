@@ -28,9 +28,9 @@ the order of the tap sum's additions).
 
 from __future__ import annotations
 
-from ..dialect import AttrView, attrs_of, lookup_op
+from ..dialect import attrs_of
 from ..ir import Module, Operation, Value
-from .base import ModulePass, apply_patterns
+from .base import ModulePass, OpEmitter, apply_patterns
 
 CONVS = ("graph.conv2d", "graph.conv2d_backward_input", "graph.conv2d_backward_weight")
 
@@ -49,7 +49,7 @@ class SplitGroups(ModulePass):
 def split_grouped_conv(op: Operation) -> list[Value] | None:
     if op.name not in CONVS or int(attrs_of(op)["groups"]) == 1:  # type: ignore[arg-type]
         return None
-    e = _Emitter(op)
+    e = OpEmitter(op)
     kind = op.name.removeprefix("graph.")
     if kind == "conv2d":
         x, w = op.operands[0], op.operands[1]
@@ -74,27 +74,6 @@ def split_grouped_conv(op: Operation) -> list[Value] | None:
     return [_split(e, op, kind, groups, xs, ws)]
 
 
-class _Emitter:
-    """New ops just before ``anchor``, result types inferred, its location inherited."""
-
-    def __init__(self, anchor: Operation) -> None:
-        self.anchor = anchor
-
-    def __call__(self, name: str, *operands: Value, **attrs: object) -> Value:
-        spec = lookup_op(name)
-        assert spec is not None
-        probe = Operation(name, list(operands), [], dict(attrs))
-        types = spec.infer([v.type for v in operands], AttrView(probe, spec))
-        op = Operation(name, list(operands), types, dict(attrs), loc=self.anchor.loc)
-        assert self.anchor.parent_block is not None
-        return self.anchor.parent_block.insert_before(self.anchor, op).results[0]
-
-    def slice(self, v: Value, offsets: list[int], sizes: list[int],
-              strides: list[int] | None = None) -> Value:
-        return self("graph.slice", v, offsets=offsets, sizes=sizes,
-                    strides=strides or [1] * len(sizes))
-
-
 class _Geometry:
     def __init__(self, op: Operation, xs: tuple, ws: tuple) -> None:
         a = attrs_of(op)
@@ -111,24 +90,24 @@ class _Geometry:
     def taps(self) -> list[tuple[int, int]]:
         return [(i, j) for i in range(self.kh) for j in range(self.kw)]
 
-    def window(self, e: _Emitter, xp: Value, i: int, j: int) -> Value:
+    def window(self, e: OpEmitter, xp: Value, i: int, j: int) -> Value:
         """The input pixels tap (i, j) meets, shaped like the output."""
         return e.slice(xp, [0, 0, i * self.dh, j * self.dw], [self.n, self.c, self.oh, self.ow],
                        [1, 1, self.sh, self.sw])
 
-    def tap_weight(self, e: _Emitter, w: Value, i: int, j: int) -> Value:
+    def tap_weight(self, e: OpEmitter, w: Value, i: int, j: int) -> Value:
         """Tap (i, j) of every channel's kernel, shaped to broadcast over N, H and W."""
         return e("graph.reshape", e.slice(w, [0, 0, i, j], [self.c, 1, 1, 1]),
                  shape=[1, self.c, 1, 1])
 
-    def padded(self, e: _Emitter, x: Value) -> Value:
+    def padded(self, e: OpEmitter, x: Value) -> Value:
         if not (self.ph or self.pw):
             return x
         return e("graph.slice_backward", x, shape=[self.n, self.c, self.hp, self.wp],
                  offsets=[0, 0, self.ph, self.pw], strides=[1, 1, 1, 1])
 
 
-def _dw_forward(e: _Emitter, geo: _Geometry, x: Value, w: Value, bias: Value | None) -> Value:
+def _dw_forward(e: OpEmitter, geo: _Geometry, x: Value, w: Value, bias: Value | None) -> Value:
     xp = geo.padded(e, x)
     acc = None
     for i, j in geo.taps:
@@ -140,7 +119,7 @@ def _dw_forward(e: _Emitter, geo: _Geometry, x: Value, w: Value, bias: Value | N
     return acc
 
 
-def _dw_backward_input(e: _Emitter, geo: _Geometry, g: Value, w: Value) -> Value:
+def _dw_backward_input(e: OpEmitter, geo: _Geometry, g: Value, w: Value) -> Value:
     acc = None
     for i, j in geo.taps:
         term = e("graph.slice_backward", e("graph.mul", g, geo.tap_weight(e, w, i, j)),
@@ -153,7 +132,7 @@ def _dw_backward_input(e: _Emitter, geo: _Geometry, g: Value, w: Value) -> Value
     return acc
 
 
-def _dw_backward_weight(e: _Emitter, geo: _Geometry, g: Value, x: Value) -> Value:
+def _dw_backward_weight(e: OpEmitter, geo: _Geometry, g: Value, x: Value) -> Value:
     xp = geo.padded(e, x)
     taps = [e("graph.reshape",
               e("graph.reduce_sum", e("graph.mul", g, geo.window(e, xp, i, j)), axes=[0, 2, 3],
@@ -164,7 +143,7 @@ def _dw_backward_weight(e: _Emitter, geo: _Geometry, g: Value, x: Value) -> Valu
     return e("graph.reshape", per_channel, shape=[geo.c, 1, geo.kh, geo.kw])
 
 
-def _split(e: _Emitter, op: Operation, kind: str, groups: int, xs: tuple, ws: tuple) -> Value:
+def _split(e: OpEmitter, op: Operation, kind: str, groups: int, xs: tuple, ws: tuple) -> Value:
     """One ungrouped convolution per group on channel slices, concatenated."""
     attrs = {k: attrs_of(op)[k] for k in ("stride", "padding", "dilation")}
     attrs["groups"] = 1
