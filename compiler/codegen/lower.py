@@ -24,7 +24,7 @@ from ..ir import FuncOp, Module, Operation, TensorType, Value
 from .context import HyperTable, KernelContext, OpStats
 from .errors import error_at
 from .kernels import load_all, scratch_shapes
-from .kernels.conv import read_guard_bytes
+from .kernels.conv import CONV_OPS, read_guard_bytes
 from .memory import Buffer, MemoryPlan, dram_align, plan_memory
 from .placement import row_spread
 from .schedule import TokensExhausted, merge
@@ -298,19 +298,21 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     """Compile one function of a verified graph-dialect module for ``target``.
 
     Grouped convolutions are first split in place (the ``split-groups`` rewrite, which the
-    default pipelines also run): the kernels are for ungrouped ones.
+    default pipelines also run): the kernels are for ungrouped ones. So is an input
+    gradient whose padding reaches past its kernel (:mod:`~acf.compiler.passes.conv_padding`).
 
     Raises :class:`~acf.compiler.codegen.errors.CodegenError` (a located ``IRError``)
     for an op or shape the target cannot run.
     """
     from ..passes.base import apply_patterns
+    from ..passes.conv_padding import narrow_wide_padding
     from ..passes.split_groups import split_grouped_conv
 
     options = options or CompileOptions()
     if not module.funcs:
         raise error_at(Operation("graph.module", [], []), "module has no function")
     func = module.func(options.func) if options.func else module.funcs[0]
-    if any(int(op.attributes.get("groups", 1)) > 1 for op in func.body.ops):  # type: ignore[arg-type]
-        apply_patterns(func, [split_grouped_conv])
+    if any(op.name in CONV_OPS for op in func.body.ops):
+        apply_patterns(func, [split_grouped_conv, narrow_wide_padding])
     with gc_paused():
         return compile_func(func, target, options)

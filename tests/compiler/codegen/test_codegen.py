@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from acf.compiler.codegen import CodegenError
+from acf import emulator
+from acf.compiler.codegen import CodegenError, compile_module
+from acf.compiler.parser import parse_module
 from acf.isa.asm import assemble
 from acf.isa.disasm import disassemble
+from acf.isa.target import load_target
 
 from .helpers import (
     CSR,
@@ -163,14 +166,38 @@ def test_tile_that_cannot_fit_is_an_error() -> None:
         compile_text(MLP, tile=128)
 
 
-def test_unsupported_op_is_located() -> None:
-    text = """graph.func @f(%g: tensor<1x4x6x6xf32>, %w: tensor<4x4x1x1xf32>) -> (tensor<1x4x4x4xf32>) {
-  %y = graph.conv2d_backward_input %g, %w {input_shape = [1, 4, 4, 4], padding = [1, 1]} : tensor<1x4x6x6xf32>, tensor<4x4x1x1xf32> -> tensor<1x4x4x4xf32>
-  graph.return %y : tensor<1x4x4x4xf32>
-}
-"""
-    with pytest.raises(CodegenError, match=r"test.acfir:2:8: error: .*padding larger than"):
-        compile_text(text)
+@pytest.mark.parametrize(("k", "pad", "dil", "stride"), [
+    (1, (1, 1), 1, 1),   # a 1x1 kernel reaches no border at all
+    (3, (3, 1), 1, 1),   # wider than the reach in H only
+    (3, (4, 4), 1, 2),   # strided: the phase kernels
+    (3, (3, 3), 1, 3),   # a stride that skips border rows
+    (2, (2, 0), 1, 1),   # an even kernel
+    (3, (5, 2), 2, 1),   # dilated: reach 4
+])
+def test_input_gradient_with_padding_past_the_kernel_equals_interpreter(k, pad, dil, stride) -> None:
+    """Padding wider than ``dilation * (kernel - 1)`` is cropped after an input gradient over
+    the input padded by the excess (passes.conv_padding); the values equal the interpreter's
+    on the original op."""
+    n, c, o, h, w = 2, 3, 5, 7, 6
+    oh = (h + 2 * pad[0] - dil * (k - 1) - 1) // stride + 1
+    ow = (w + 2 * pad[1] - dil * (k - 1) - 1) // stride + 1
+    gt, wt, xt = (f"tensor<{n}x{o}x{oh}x{ow}xf32>", f"tensor<{o}x{c}x{k}x{k}xf32>",
+                  f"tensor<{n}x{c}x{h}x{w}xf32>")
+    text = (f"graph.func @f(%g: {gt}, %w: {wt}) -> ({xt}) {{\n"
+            f"  %y = graph.conv2d_backward_input %g, %w {{input_shape = [{n}, {c}, {h}, {w}], "
+            f"stride = [{stride}, {stride}], padding = [{pad[0]}, {pad[1]}], "
+            f"dilation = [{dil}, {dil}]}} : {gt}, {wt} -> {xt}\n"
+            f"  graph.return %y : {xt}\n}}\n")
+    rng = np.random.default_rng(k * 100 + pad[0] * 10 + stride)
+    args = [rng.standard_normal((n, o, oh, ow)).astype(np.float32),
+            rng.standard_normal((o, c, k, k)).astype(np.float32)]
+    module = parse_module(text, "test.acfir")
+    c_ = compile_module(module, load_target("acf-small"))
+    check_tokens(c_.program)
+    assert [op.name for op in module.funcs[0].body.ops][:2] == [
+        "graph.conv2d_backward_input", "graph.slice"]  # computed wider, then cropped
+    got = emulator.run(c_.program, load_target("acf-small"), c_.bind(args)).outputs[c_.outputs[0]]
+    check_close(got, expected(text, args)[0])
 
 
 SLICES = """
