@@ -138,7 +138,7 @@ class Durations:
             return rows * cols, 1, ops
         n = ins["n"]
         keys = ("w", "g", "mom") if m == "sgd" else ("w", "g", "m1", "m2")
-        work = 3 if m == "sgd" else 6 + self.cfg.special
+        work = 3 + ins["nesterov"] if m == "sgd" else 6 + self.cfg.special
         return n, work, [("sp", ea[k], 1, n, 0) for k in keys]
 
     def _fixed(self, ex: Any, end: int) -> None:

@@ -70,7 +70,7 @@ def _counts(engine, ex) -> dict[str, int]:
         c["spad_write_byte"] = 4 * info["out_shape"][0] * info["out_shape"][1]
     elif m in ("sgd", "adam"):
         n = ins["n"]
-        c["vec_op"] = n * (3 if m == "sgd" else 6)
+        c["vec_op"] = n * (3 + ins["nesterov"] if m == "sgd" else 6)
         if m == "adam":
             c["vec_special_op"] = n
         c["spad_read_byte"] = 4 * n * (3 if m == "sgd" else 4)

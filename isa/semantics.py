@@ -644,7 +644,8 @@ def _vec(m: Machine, cl: int, addr: int, n: int) -> np.ndarray:
 
 @semantics("sgd")
 def _sgd(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
-    """torch.optim.SGD: d = g + wd*w; buf = mom*buf + (1-damp)*d; w -= lr*buf.
+    """torch.optim.SGD: d = g + wd*w; buf = mom*buf + (1-damp)*d; w -= lr*buf, or with
+    ``nesterov`` w -= lr*(d + mom*buf).
 
     torch's first step sets ``buf = d``; the runtime gets it exactly by passing a zero buffer
     with dampening 0 on that step (mom*0 + 1*d == d in fp32). With momentum 0, buf = d."""
@@ -653,7 +654,7 @@ def _sgd(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     w, g, buf = (_vec(m, cl, ea[k], n) for k in ("w", "g", "mom"))
     d = g + wd * w if wd != 0 else g
     buf = mom * buf + (np.float32(1) - damp) * d if mom != 0 else d
-    w = w - lr * buf
+    w = w - lr * (d + mom * buf if ins["nesterov"] and mom != 0 else buf)
     acc = [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, False) for k in ("w", "g", "mom")]
     acc += [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, True) for k in ("w", "mom")]
     return Effect([("sp", cl, ea["w"], w.reshape(1, n), 0), ("sp", cl, ea["mom"], buf.reshape(1, n), 0)], acc)

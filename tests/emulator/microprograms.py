@@ -338,7 +338,8 @@ class Builder:
             nel = self.dims(1, 40)
             regs = [self.alloc("sp", 4 * nel, cl) for _ in range(4)]
             if self.draw(st.booleans()):
-                self.emit(f"sgd c{cl}, sp[{regs[0]:#x}], sp[{regs[1]:#x}], sp[{regs[2]:#x}], {nel}, fr4")
+                self.emit(f"sgd c{cl}, sp[{regs[0]:#x}], sp[{regs[1]:#x}], sp[{regs[2]:#x}], {nel}, fr4, "
+                          f"nesterov={self.int_draw(0, 1)}")
             else:
                 self.emit(f"adam c{cl}, sp[{regs[0]:#x}], sp[{regs[1]:#x}], sp[{regs[2]:#x}], "
                           f"sp[{regs[3]:#x}], {nel}, fr4")

@@ -48,8 +48,14 @@ def expected(name: str, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         opt2.step()
         st = opt2.state[w2]
         mom = opt.state[w]["momentum_buffer"]
+        w3 = torch.nn.Parameter(torch.tensor(P[0]))  # Nesterov, from the buffer in P[3]
+        opt3 = torch.optim.SGD([w3], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)
+        w3.grad = torch.tensor(P[1])
+        opt3.state[w3]["momentum_buffer"] = torch.tensor(P[3])
+        opt3.step()
         return {"OUT": np.stack([w.detach().numpy(), mom.numpy(), w2.detach().numpy(),
-                                 st["exp_avg"].numpy(), st["exp_avg_sq"].numpy()])}
+                                 st["exp_avg"].numpy(), st["exp_avg_sq"].numpy(),
+                                 w3.detach().numpy(), opt3.state[w3]["momentum_buffer"].numpy()])}
     if name == "codec_mem.s":
         D = x["D"]
         return {"E": D, "F": D, "GTH": D[:4, 0:16:2], "H": D}
@@ -74,7 +80,7 @@ def test_program_matches_numpy_in_both_modes(name: str, small) -> None:
     prog = program(name)
     x = random_inputs(prog)
     if name == "optim.s":
-        x["P"][2:] = 0  # fresh momentum buffer: torch's first step
+        x["P"][2] = 0  # fresh momentum buffer: torch's first step (P[3]: a running one)
     batched = run(prog, small, x)
     stepped = run(prog, small, x, mode="stepped")
     for sym, want in expected(name, x).items():

@@ -602,7 +602,7 @@ class Sim:
     def x_sgd(self, ex, a, t):
         n = a["n"]
         ops = [("sp", tile_addrs(a[k][1], 1, n)) for k in ("w", "g", "mom")]
-        self._vec(ex, t, n, 3, ops)
+        self._vec(ex, t, n, 3 + a["nesterov"], ops)
 
     def x_adam(self, ex, a, t):
         n = a["n"]
