@@ -280,7 +280,8 @@ class CrossEntropyBackward(OpDef):
 class SgdUpdate(OpDef):
     """``%p2, %buf2 = graph.sgd_update %p, %grad, %buf {lr = 0.1, momentum = 0.9}``.
 
-    PyTorch SGD: g = grad + wd*p; buf = momentum*buf + g; p -= lr*buf. With a trailing
+    PyTorch SGD: g = grad + wd*p; buf = momentum*buf + g; p -= lr*buf (``nesterov``:
+    p -= lr*(g + momentum*buf)). With a trailing
     ``%mask`` the new param is masked (zero where the mask is zero), as a following
     ``mask_apply`` would, without a second pass over it. Without one, a param with a
     sparse encoding changes only at its non-zeros (its pattern is kept); with one, the mask
@@ -291,7 +292,8 @@ class SgdUpdate(OpDef):
     operands = ("param", "grad", "momentum_buf", "mask?")
     results = ("new_param", "new_momentum_buf")
     attributes = attrs(
-        lr=attr("float"), momentum=attr("float", 0.0), weight_decay=attr("float", 0.0)
+        lr=attr("float"), momentum=attr("float", 0.0), weight_decay=attr("float", 0.0),
+        nesterov=attr("bool", False),
     )
     infer = staticmethod(rules.sgd_update)
 

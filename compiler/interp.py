@@ -337,7 +337,8 @@ def _sgd_update(xs, attrs, op):
     p, grad, buf = xs[:3]
     g = grad + f32(attrs["weight_decay"]) * p
     new_buf = f32(attrs["momentum"]) * buf + g
-    new_p = p - f32(attrs["lr"]) * new_buf
+    step = g + f32(attrs["momentum"]) * new_buf if attrs["nesterov"] else new_buf
+    new_p = p - f32(attrs["lr"]) * step
     return _masked(xs[3:], _keep_pattern(op, p, [new_p, new_buf], [p, buf]))
 
 

@@ -54,7 +54,7 @@ class Binding:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """``sgd`` (lr, momentum, weight_decay), ``adam`` (lr, betas, eps, weight_decay: added
+    """``sgd`` (lr, momentum, weight_decay, nesterov), ``adam`` (lr, betas, eps, weight_decay: added
     to the gradient) or ``adamw`` (the same, the weight decay decoupled: the parameter is
     scaled by ``1 - lr * weight_decay`` before the Adam step, as torch.optim.AdamW does)."""
 
@@ -64,6 +64,7 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    nesterov: bool = False
 
     @classmethod
     def make(cls, optimizer: Any, options: dict[str, Any] | None) -> OptimizerConfig:
@@ -74,16 +75,17 @@ class OptimizerConfig:
                 raise ValueError("only torch.optim.SGD / Adam / AdamW with one param group are "
                                  "supported")
             group = optimizer.param_groups[0]
-            if group.get("nesterov") or group.get("dampening", 0) or group.get("amsgrad"):
-                raise ValueError("nesterov, dampening and amsgrad are not supported")
-            opts = {k: group[k] for k in ("lr", "momentum", "weight_decay", "betas", "eps")
-                    if k in group}
-            return cls(kind, **{k: (tuple(v) if k == "betas" else float(v))
+            if group.get("dampening", 0) or group.get("amsgrad"):
+                raise ValueError("dampening and amsgrad are not supported")
+            opts = {k: group[k] for k in ("lr", "momentum", "weight_decay", "betas", "eps",
+                                          "nesterov") if k in group}
+            return cls(kind, **{k: (tuple(v) if k == "betas" else
+                                    bool(v) if k == "nesterov" else float(v))
                                 for k, v in opts.items()})
         if optimizer not in ("sgd", "adam", "adamw"):
             raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw' or a "
                              f"torch.optim.SGD/Adam/AdamW, got {optimizer!r}")
-        valid = {"sgd": ("lr", "momentum", "weight_decay"),
+        valid = {"sgd": ("lr", "momentum", "weight_decay", "nesterov"),
                  "adam": ("lr", "betas", "eps", "weight_decay"),
                  "adamw": ("lr", "betas", "eps", "weight_decay")}[optimizer]
         unknown = sorted(set(options or {}) - set(valid))
@@ -93,7 +95,11 @@ class OptimizerConfig:
                              f"{', '.join(valid)}")
         if optimizer == "adamw":  # torch.optim.AdamW's default decay
             options = {"weight_decay": 0.01, **(options or {})}
-        return cls(optimizer, **(options or {}))
+        options = dict(options or {})
+        if options.get("nesterov") and not float(options.get("momentum", 0.0)) > 0:
+            raise ValueError("optimizer_options: nesterov needs a momentum > 0 (as in "
+                             "torch.optim.SGD)")
+        return cls(optimizer, **options)
 
 
 @dataclass
@@ -386,7 +392,8 @@ def _update(b: FuncBuilder, opt: OptimizerConfig, p: Value, g: Value,
             np.zeros(p.type.shape, np.float32))  # type: ignore[union-attr]
         new_p, new_buf = b.op("graph.sgd_update", [p, g, buf], lr=float(opt.lr),
                               momentum=float(opt.momentum),
-                              weight_decay=float(opt.weight_decay))
+                              weight_decay=float(opt.weight_decay),
+                              **({"nesterov": True} if opt.nesterov else {}))
         return new_p, ([(Binding("momentum_buf", name), new_buf)] if buf_arg is not None else [])
     m, v = by[Binding("adam_m", name)], by[Binding("adam_v", name)]
     decay = float(opt.weight_decay)

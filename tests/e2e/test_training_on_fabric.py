@@ -89,6 +89,27 @@ def test_mlp_adamw_with_masks(formats: str) -> None:
     assert fabric.session.compile_count == 1
 
 
+@pytest.mark.parametrize("formats", ["ir", "auto"])
+def test_mlp_nesterov_sgd_with_masks(formats: str) -> None:
+    """torch.optim.SGD(nesterov=True) with weight decay on masked weights, dense-stored or
+    compressed: the ISA's sgd with its nesterov flag (the step d + momentum*buf)."""
+    torch.manual_seed(22)
+    model = MLP()
+    g = torch.Generator().manual_seed(22)
+    masks = {n: torch.rand(p.shape, generator=g) < 0.3 for n, p in model.named_parameters()
+             if p.dim() == 2}
+    options = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, "nesterov": True}
+    fabric, errors = train_and_compare(model, batches((4, 8), 4, seed=23), optimizer="sgd",
+                                       options=options,
+                                       masks=masks, session_options=SessionOptions(formats=formats))
+    assert errors.rel_l2 <= L2_MAX
+    updates = [op for op in fabric.step_ir.func.body.ops if op.name == "graph.sgd_update"]
+    assert updates and all(op.attributes["nesterov"] for op in updates)
+    sgds = [i for c in fabric.session._cache.values() for i in c.program.program.instructions
+            if i.mnemonic == "sgd"]
+    assert sgds and all(i["nesterov"] == 1 for i in sgds)
+
+
 def test_small_cnn_with_batch_norm_statistics() -> None:
     torch.manual_seed(3)
     fabric, errors = run(SmallCNN(), batches((2, 3, 8, 8), 5, seed=2))

@@ -114,6 +114,7 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
         ref = {"w": sp.ref(), "g": sg.ref(), "n": h * w, "fr": 0}
         if mnemonic == "sgd":
             ref["mom"] = ss[0].ref()
+            ref["nesterov"] = int(bool(ctx.attrs["nesterov"]))
         else:
             ref["m1"], ref["m2"] = ss[0].ref(), ss[1].ref()
         ctx.emit(cl, mnemonic, reads=(sp, sg, *ss), writes=(sp, *ss), **ref)
