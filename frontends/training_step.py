@@ -11,10 +11,16 @@
 ``@train_step`` takes, in order (see :attr:`CapturedStep.arguments`): every parameter and
 buffer of the model (``named_parameters`` / ``named_buffers`` order), the user inputs, the
 labels, one 0/1 mask per masked parameter, and the optimizer state (``momentum_buf`` per
-parameter for SGD with momentum; ``adam_m``, ``adam_v`` per parameter and one ``adam_step``,
-1-based, for Adam). It returns (see :attr:`CapturedStep.results`): the loss, the model output,
-one gradient per parameter, the updated parameters, the updated buffers that the step
-mutates (batch-norm running statistics), and the updated optimizer state.
+updated parameter for SGD with momentum; ``adam_m``, ``adam_v`` per updated parameter and one
+``adam_step``, 1-based, for Adam). It returns (see :attr:`CapturedStep.results`): the loss,
+the model output, one gradient per parameter, the updated parameters, the updated buffers
+that the step mutates (batch-norm running statistics), and the updated optimizer state.
+
+The optimizer is ``"sgd"``, ``"adam"`` or ``"adamw"`` with ``optimizer_options``, or a
+``torch.optim.SGD``/``Adam``/``AdamW`` built on ``model``: each of its param groups keeps
+its own settings (e.g. no weight decay on biases and norms). A parameter the optimizer does
+not update (``requires_grad=False``, or in no group) is not an updated result and keeps
+its value, as in torch.
 
 A masked parameter ``w`` enters the forward pass as ``graph.mask_apply %w, %mask``; its
 gradient is masked the same way and so is the updated parameter (pruned weights stay zero).
@@ -68,20 +74,11 @@ class OptimizerConfig:
 
     @classmethod
     def make(cls, optimizer: Any, options: dict[str, Any] | None) -> OptimizerConfig:
+        """The settings of ``optimizer`` (a torch optimizer: of its first param group, see
+        :func:`param_settings` for every parameter's), or of the named optimizer with
+        ``options``."""
         if isinstance(optimizer, torch.optim.Optimizer):
-            kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam",
-                    torch.optim.AdamW: "adamw"}.get(type(optimizer))
-            if kind is None or len(optimizer.param_groups) != 1:
-                raise ValueError("only torch.optim.SGD / Adam / AdamW with one param group are "
-                                 "supported")
-            group = optimizer.param_groups[0]
-            if group.get("dampening", 0) or group.get("amsgrad"):
-                raise ValueError("dampening and amsgrad are not supported")
-            opts = {k: group[k] for k in ("lr", "momentum", "weight_decay", "betas", "eps",
-                                          "nesterov") if k in group}
-            return cls(kind, **{k: (tuple(v) if k == "betas" else
-                                    bool(v) if k == "nesterov" else float(v))
-                                for k, v in opts.items()})
+            return cls.of_group(optimizer, optimizer.param_groups[0])
         if optimizer not in ("sgd", "adam", "adamw"):
             raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw' or a "
                              f"torch.optim.SGD/Adam/AdamW, got {optimizer!r}")
@@ -101,6 +98,45 @@ class OptimizerConfig:
                              "torch.optim.SGD)")
         return cls(optimizer, **options)
 
+    @classmethod
+    def of_group(cls, optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> OptimizerConfig:
+        """The settings of one param group of a torch.optim.SGD, Adam or AdamW."""
+        kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam",
+                torch.optim.AdamW: "adamw"}.get(type(optimizer))
+        if kind is None:
+            raise ValueError(f"only torch.optim.SGD / Adam / AdamW are supported, got "
+                             f"{type(optimizer).__name__}")
+        if group.get("dampening", 0) or group.get("amsgrad"):
+            raise ValueError("dampening and amsgrad are not supported")
+        opts = {k: group[k] for k in ("lr", "momentum", "weight_decay", "betas", "eps",
+                                      "nesterov") if k in group}
+        return cls(kind, **{k: (tuple(v) if k == "betas" else
+                                bool(v) if k == "nesterov" else float(v))
+                            for k, v in opts.items()})
+
+
+def param_settings(model: nn.Module, optimizer: Any, opt: OptimizerConfig
+                   ) -> dict[str, OptimizerConfig]:
+    """The settings each parameter the optimizer updates is updated with, by name: a torch
+    optimizer's param groups each give their own (their lr, weight decay, momentum...); a
+    named optimizer updates every parameter that requires grad with ``opt``. A parameter
+    left out (frozen, ``requires_grad=False``, or in no param group) keeps its value, as in
+    torch, whose optimizer skips a parameter without a gradient (weight decay included)."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return {n: opt for n, _ in trainable}
+    group_of = {id(p): OptimizerConfig.of_group(optimizer, g)
+                for g in optimizer.param_groups for p in g["params"]}
+    names = {id(p) for _, p in model.named_parameters()}
+    strangers = sum(1 for i in group_of if i not in names)
+    if strangers:
+        raise ValueError(f"the optimizer holds {strangers} tensor(s) that are not parameters "
+                         f"of the model (build it on the model passed to the capture)")
+    kinds = {c.kind for c in group_of.values()}
+    if len(kinds) > 1:  # cannot happen with one torch optimizer; a guard for the IR's sake
+        raise ValueError(f"one optimizer kind per step, got {sorted(kinds)}")
+    return {n: group_of[id(p)] for n, p in trainable if id(p) in group_of}
+
 
 @dataclass
 class CapturedStep:
@@ -113,6 +149,8 @@ class CapturedStep:
     optimizer: OptimizerConfig
     masked: list[str] = field(default_factory=list)
     dropouts: list[DropoutNode] = field(default_factory=list)  # keep-mask arguments
+    #: the settings each updated parameter is updated with (see :func:`param_settings`)
+    settings: dict[str, OptimizerConfig] = field(default_factory=dict)
 
     @property
     def func(self):
@@ -218,7 +256,8 @@ def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any =
     names = [f"input{i}" for i in range(len(inputs))] + (["labels"] if labels is not None else [])
     graphs = capture(wrapper, args, names, strip_prefix=WRAPPED)
     masked = [n for n, _ in model.named_parameters() if masks and n in masks]
-    step = _build(model, inputs, labels, graphs, opt, masked, caller)
+    step = _build(model, inputs, labels, graphs, param_settings(model, optimizer, opt), masked,
+                  caller, opt)
     _note_densities(step, masks or {})
     return step
 
@@ -280,7 +319,8 @@ def _check_static(step: CapturedStep, inputs: tuple, labels: Any) -> None:
 
 
 def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
-           opt: OptimizerConfig, masked: list[str], caller: Location) -> CapturedStep:
+           settings: dict[str, OptimizerConfig], masked: list[str], caller: Location,
+           opt: OptimizerConfig) -> CapturedStep:
     params = list(model.named_parameters())
     buffers = list(model.named_buffers())
     arguments: list[Binding] = []
@@ -301,12 +341,13 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
     pshape = {name: _ttype(p) for name, p in params}
     for name in masked:
         arg(Binding("mask", name), pshape[name])
-    state_kinds = {"sgd": ["momentum_buf"] if opt.momentum else [], "adam": ["adam_m", "adam_v"],
-                   "adamw": ["adam_m", "adam_v"]}
-    for kind in state_kinds[opt.kind]:
+    for kind in ("momentum_buf", "adam_m", "adam_v"):
         for name, _ in params:
-            arg(Binding(kind, name), pshape[name].dense())
-    if opt.kind in ("adam", "adamw"):
+            s = settings.get(name)
+            if s is not None and kind in _STATE[s.kind] and (kind != "momentum_buf" or s.momentum):
+                arg(Binding(kind, name), pshape[name].dense())
+    adam = any(s.kind in ("adam", "adamw") for s in settings.values())
+    if adam:
         arg(Binding("adam_step"), TensorType((), "f32"))
     dropouts = dropout_nodes(graphs.forward)  # keep-masks: drawn by the runtime each step
     first_dropout = len(arguments)
@@ -360,9 +401,11 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
         values.append(g)
     new_state: list[tuple[Binding, Value]] = []
     for name, _ in params:
+        if name not in settings:  # frozen: keeps its value (no weight decay either)
+            continue
         b.loc = at(name.rpartition(".")[0])
         p = by[Binding("param", name)]
-        new_p, state = _update(b, opt, p, grads[name], by, name)
+        new_p, state = _update(b, settings[name], p, grads[name], by, name)
         if name in masked:
             new_p = b.one("graph.mask_apply", [new_p, by[Binding("mask", name)]])
         results.append(Binding("param", name))
@@ -371,7 +414,7 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
     for idx, v in zip(graphs.mutated_inputs, fw_out[:n_mut]):
         results.append(Binding("buffer", graphs.inputs[idx].name))
         values.append(v)
-    if opt.kind in ("adam", "adamw"):
+    if adam:
         b.loc = at("")
         step = by[Binding("adam_step")]
         new_state.append((Binding("adam_step"), b.one("graph.add", [step, b.constant(1.0)])))
@@ -381,7 +424,11 @@ def _build(model: nn.Module, inputs: tuple, labels: Any, graphs: CapturedGraphs,
     module = Module([b.finish(values)])
     PASSES["dce"]().run(module)
     verify_module(module)
-    return CapturedStep(module, graphs, arguments, results, opt, masked, dropouts)
+    return CapturedStep(module, graphs, arguments, results, opt, masked, dropouts, settings)
+
+
+#: the optimizer state each kind keeps per parameter (SGD's only with a momentum)
+_STATE = {"sgd": ("momentum_buf",), "adam": ("adam_m", "adam_v"), "adamw": ("adam_m", "adam_v")}
 
 
 def _update(b: FuncBuilder, opt: OptimizerConfig, p: Value, g: Value,

@@ -114,13 +114,16 @@ class FabricTrainer:
     with weights, buffers and optimizer state carried on the runtime side."""
 
     def __init__(self, model: nn.Module, inputs: tuple, labels: torch.Tensor, *,
-                 optimizer: str = "sgd", options: dict | None = None,
+                 optimizer: Any = "sgd", options: dict | None = None,
                  masks: dict[str, torch.Tensor] | None = None,
                  target: Any = "acf-small", session_options: SessionOptions | None = None,
                  loss_fn: Callable | None = None) -> None:
         self.masks = dict(masks or {})
+        # ``optimizer``: a name, or ``model -> torch optimizer`` (param groups)
         self.step_ir: CapturedStep = capture_training_step(
-            model, inputs, labels=labels, optimizer=optimizer, optimizer_options=options,
+            model, inputs, labels=labels,
+            optimizer=optimizer(model) if callable(optimizer) else optimizer,
+            optimizer_options=options,
             masks=self.masks or None, loss_fn=loss_fn)
         self.session = Session(target, session_options or SessionOptions())
         names = [f"r{i}.{b.kind}.{b.name}" for i, b in enumerate(self.step_ir.results)]
@@ -151,7 +154,12 @@ class FabricTrainer:
         feed.update(extra or {})
         res = self.session.run_step(feed, dense_grad=dense_grad)
         self.reports.append(res.report)
-        return {b: res.outputs[n] for b, n in self.result_of.items()}
+        out = {b: res.outputs[n] for b, n in self.result_of.items()}
+        held = self.session._get(None).state  # a parameter the step does not update
+        for b in self.step_ir.arguments:
+            if b.kind == "param" and b not in out:
+                out[b] = held[_name(b)]
+        return out
 
 
 @dataclass
@@ -159,16 +167,19 @@ class EagerTrainer:
     """The same steps in eager PyTorch (masks applied to weights, gradients and updates)."""
 
     model: nn.Module
-    optimizer: str = "sgd"
+    optimizer: Any = "sgd"  # a name, or model -> torch optimizer (param groups)
     options: dict = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     loss_fn: Callable = F.cross_entropy
 
     def __post_init__(self) -> None:
         self.model = copy.deepcopy(self.model).train()
-        cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
-               "adamw": torch.optim.AdamW}[self.optimizer]
-        self.opt = cls(self.model.parameters(), **self.options)
+        if callable(self.optimizer):
+            self.opt = self.optimizer(self.model)
+        else:
+            cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
+                   "adamw": torch.optim.AdamW}[self.optimizer]
+            self.opt = cls(self.model.parameters(), **self.options)
         self._apply(self.masks)
 
     def _apply(self, masks: dict[str, torch.Tensor]) -> None:
@@ -189,8 +200,9 @@ class EagerTrainer:
             loss = self.loss_fn(out, labels)
         loss.backward()
         for n, m in self.masks.items():
-            params[n].grad.mul_(m)
-        grads = {n: p.grad.clone() for n, p in params.items()}
+            if params[n].grad is not None:
+                params[n].grad.mul_(m)
+        grads = {n: p.grad.clone() for n, p in params.items() if p.grad is not None}
         self.opt.step()
         self._apply(self.masks)
         return {"loss": loss.detach(), "output": out.detach(), "grads": grads,
@@ -224,7 +236,7 @@ def compare(got: dict[Binding, np.ndarray], ref: dict[str, Any], step: int,
 
 
 def train_and_compare(model: nn.Module, batches: list[tuple[tuple, torch.Tensor]], *,
-                      optimizer: str, options: dict, masks: dict | None = None,
+                      optimizer: Any, options: dict, masks: dict | None = None,
                       target: Any = "acf-small",
                       session_options: SessionOptions | None = None
                       ) -> tuple[FabricTrainer, Errors]:

@@ -110,6 +110,44 @@ def test_mlp_nesterov_sgd_with_masks(formats: str) -> None:
     assert sgds and all(i["nesterov"] == 1 for i in sgds)
 
 
+def _sgd_groups(model: nn.Module) -> torch.optim.Optimizer:
+    """Weights: decay and Nesterov; biases: no decay, their own lr and momentum."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return torch.optim.SGD([
+        {"params": [p for n, p in named if n.endswith("weight")], "weight_decay": 0.05,
+         "nesterov": True},
+        {"params": [p for n, p in named if n.endswith("bias")], "lr": 0.05, "momentum": 0.5},
+    ], lr=0.1, momentum=0.9)
+
+
+def _adamw_groups(model: nn.Module) -> torch.optim.Optimizer:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return torch.optim.AdamW([
+        {"params": [p for n, p in named if n.endswith("weight")], "weight_decay": 0.2},
+        {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0, "lr": 3e-3},
+    ], lr=1e-2)
+
+
+@pytest.mark.parametrize("make", [_sgd_groups, _adamw_groups], ids=["sgd", "adamw"])
+def test_param_groups_and_a_frozen_layer(make) -> None:
+    """A torch optimizer's param groups each keep their settings, and a frozen parameter
+    (requires_grad=False, in no group) keeps its value: before, the groups were refused and
+    the frozen weight was decayed (AdamW) or given a momentum step, unlike torch."""
+    torch.manual_seed(24)
+    model = MLP()
+    model.fc1.weight.requires_grad_(False)
+    frozen = model.fc1.weight.detach().clone()
+    fabric, errors = train_and_compare(model, batches((4, 8), 4, seed=25), optimizer=make,
+                                       options={})
+    assert errors.rel_l2 <= L2_MAX
+    settings = fabric.step_ir.settings
+    assert sorted(settings) == ["fc1.bias", "fc2.bias", "fc2.weight"]
+    assert {s.lr for s in settings.values()} == ({0.1, 0.05} if make is _sgd_groups else {1e-2, 3e-3})
+    held = fabric.step(*batches((4, 8), 4, seed=26, n=1)[0])[Binding("param", "fc1.weight")]
+    assert np.array_equal(held, frozen.numpy())
+    assert Binding("param", "fc1.weight") not in fabric.step_ir.results
+
+
 def test_small_cnn_with_batch_norm_statistics() -> None:
     torch.manual_seed(3)
     fabric, errors = run(SmallCNN(), batches((2, 3, 8, 8), 5, seed=2))
