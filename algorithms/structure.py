@@ -25,6 +25,20 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask.reshape(scores.shape)
 
 
+#: group sizes an N:M pattern is looked for in, hardware-friendly powers of two first
+NM_GROUPS = (4, 8, 16, 32, 2, 5, 10, 20)
+
+
+def nm_for_density(density: float) -> tuple[int, int] | None:
+    """The N:M pattern whose density N/M is exactly ``density`` (the smallest M of
+    :data:`NM_GROUPS` that has one, e.g. 0.5 -> 2:4, 0.1 -> 1:10), or None."""
+    for m in NM_GROUPS:
+        n = density * m
+        if abs(n - round(n)) < 1e-9 and 1 <= round(n) <= m:
+            return (2, 4) if m == 2 else (int(round(n)), m)
+    return None
+
+
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Keep the ``n`` largest of every ``m`` consecutive entries along the input dimension.
 

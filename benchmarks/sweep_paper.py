@@ -50,8 +50,9 @@ def main() -> None:
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--sparsity", default="0,0.5,0.7,0.8,0.9,0.95")
     p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--paper-workloads", action="store_true",
-                   help="calibrate on the papers' workloads (slow) instead of the sweep's rows")
+    p.add_argument("--calibrate-from-rows", action="store_true",
+                   help="calibrate on the sweep's closest rows (activations at the sweep's "
+                        "density) instead of running each paper's workload (a few minutes)")
     a = p.parse_args()
     out = Path(a.out)
     anchors = baselines.load_anchors()
@@ -68,7 +69,7 @@ def main() -> None:
     abl2 = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base", "acf-dense"],
                           formats=["dense", "csr"]), abl_dir, jobs=a.jobs)
     (out / "baselines_extra.json").write_text(json.dumps(extra_baselines(), indent=1) + "\n")
-    cal = calibration.calibrate() if a.paper_workloads else calibration.calibrate_from_rows(rows)
+    cal = calibration.calibrate_from_rows(rows) if a.calibrate_from_rows else calibration.calibrate()
     (out / "calibration.json").write_text(json.dumps(cal, indent=1))
     acc = None if a.skip_accuracy else report.accuracy_runs(["rigl", "set", "static-magnitude"],
                                                           [0.0, 0.5, 0.8, 0.9, 0.95], steps=300)

@@ -87,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
                             f"choose one of {', '.join(NAMES)}")
         if args.accuracy_steps < 1:
             raise UserError(f"acfc: error: --accuracy-steps {args.accuracy_steps}: must be at least 1")
+        from acf.evaluation.workloads import WorkloadError, nm_or_error
+
+        for sp in sparsities:  # N:M trains at its own pattern's density: each must have one
+            if sp > 0 and any(a in ("nm", "nm-srste") for a in algorithms):
+                try:
+                    nm_or_error(1.0 - sp)
+                except WorkloadError as exc:
+                    raise UserError(f"acfc: error: --accuracy nm at sparsity {sp:g}: {exc}") from None
     try:
         grid = Grid(models=_csv(args.models), sparsities=sparsities, targets=_csv(args.targets),
                     masks=_csv(args.masks), sets=parse_sets(args.set), act_density=args.act_density,

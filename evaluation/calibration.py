@@ -109,7 +109,8 @@ def calibrate_from_rows(rows: list[dict[str, Any]], model: str = "resnet18-cifar
         gap = (speedup - c.headline) / c.headline
         d = asdict(c)
         d.pop("explanation_if_gap")
-        d.update({"workload_note": f"{used} at {100 * sp:.0f} % weight sparsity, activation density "
+        d.update({"act_density": peer["act_density"], "sparsity": sp, "model": used,
+                  "workload_note": f"{used} at {100 * sp:.0f} % weight sparsity, activation density "
                                    f"{peer['act_density']} (closest run; paper: {c.workload_note})",
                   "modelled_speedup": speedup,
                   "modelled_energy_reduction": base["energy_j"] / peer["energy_j"], "gap": gap,

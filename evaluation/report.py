@@ -363,14 +363,20 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, 
 
 def accuracy_runs(algorithms_: list[str], sparsities: list[float], steps: int = 200, model: str = "mlp",
                   dataset: str = "digits") -> list[dict[str, Any]]:
-    """Train with ``algorithms.train.train`` at each point (small, local datasets)."""
+    """Train with ``algorithms.train.train`` at each point (small, local datasets). N:M
+    (``nm``, ``nm-srste``) trains with the N:M pattern of exactly each sparsity (0.5: 2:4,
+    0.9: 1:10; see :func:`acf.algorithms.structure.nm_for_density`)."""
     from acf.algorithms.train import train
+    from acf.evaluation.workloads import nm_or_error
 
     out = []
     for alg in algorithms_:
         for sp in sparsities:
             if sp == 0.0:
                 r = train("dense", None, steps, model=model, dataset=dataset)
+            elif alg in ("nm", "nm-srste"):
+                n, m = nm_or_error(1.0 - sp)
+                r = train(alg, None, steps, model=model, dataset=dataset, n=n, m=m)
             else:
                 r = train(alg, 1.0 - sp, steps, model=model, dataset=dataset)
             out.append({"algorithm": alg, "sparsity": sp, "model": model, "dataset": dataset,

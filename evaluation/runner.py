@@ -10,10 +10,12 @@ and the row says how much was emulated (``sampled``). Step totals are sums over 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,9 +65,28 @@ class RunSpec:
 
 
 def package_version() -> str:
+    """The package version and a fingerprint of the code a row's numbers come from
+    (:func:`code_hash`): a resumed sweep reruns the rows an earlier version of the code
+    made instead of mixing them in."""
     from acf import __version__
 
-    return str(__version__)
+    return f"{__version__}+{code_hash()}"
+
+
+#: the folders whose code decides a sweep row's numbers (targets enter by their config hash)
+_CODE = ("isa", "emulator", "compiler", "evaluation")
+
+
+@functools.lru_cache(maxsize=1)
+def code_hash() -> str:
+    """A hash of the Python sources of :data:`_CODE` (12 hex digits)."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for folder in _CODE:
+        for path in sorted((root / folder).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def load(spec: RunSpec):
@@ -94,6 +115,15 @@ class GemmResult:
     noc_max_link_ratio: float = 0.0
     ideal_speedup: float = 1.0  # dense MACs / effectual MACs (measured)
     formats: dict[str, str] = field(default_factory=dict)  # operand -> storage format used
+    weight_operand: str = ""  # the mm operand the weight was emulated as (a, b, mask)
+
+
+def weight_as_a(target, g: Gemm) -> bool:
+    """Whether ``g`` runs with its operands swapped on ``target``: a design that skips the
+    zeros of its ``a`` operand only (``cluster.skip = "a"``: weight-only skipping, as
+    Procrustes) maps the weight there, as the conv kernels always do; the GEMMs here carry a
+    layer's weight as ``b``."""
+    return str(target.cluster.skip) == "a" and g.op == "matmul" and g.w_operand == "b"
 
 
 def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
@@ -109,18 +139,20 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
     tile = choose_tiling(target).t
     plan = sample_plan(g, tile, target.num_clusters, spec.max_waves, spec.max_k_chunks, spec.full)
     gs = sampled_gemm(g, plan)
+    args = gemm_inputs(gs, mask, rng)
+    if weight_as_a(target, gs):  # the weight where the design skips zeros: C^T = W . X^T
+        gs, args = gs.swapped(), args[::-1]
     if spec.formats == "csr":
         gs_ir = gemm_ir(gs)
     else:  # dense types; "auto" then lets select-formats encode either operand
-        gs_ir = gemm_ir(type(gs)(**{**asdict(gs), "sparse_b": False}))
+        gs_ir = gemm_ir(replace(gs, sparse_a=False, sparse_b=False))
     module = parse_module(gs_ir, f"{g.key}.acfir")
-    args = gemm_inputs(gs, mask, rng)
     if spec.formats == "auto":
         # measured densities; the exact masks only where their structure matters (n:m, blocks)
         # (costing every tile's exact pattern makes the choice as slow as the emulation)
         dens = {k: float(np.mean(x != 0)) for k, x in zip("ab", args)}
-        weight_b = g.op != "sddmm"  # B is the weight in the forward and input-gradient GEMMs
-        masks = {"b": args[1] != 0} if mask != "random" and weight_b else {}
+        w = gs.w_operand
+        masks = {w: args["ab".index(w)] != 0} if mask != "random" and w in ("a", "b") else {}
         SelectFormats(masks=masks, target_config=target,
                       densities="-".join(f"{k}-{100 * d:g}" for k, d in dens.items()),
                       ).run(module)
@@ -139,7 +171,7 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
         a_density=g.a_density, w_density=g.w_density, cycles=cycles, energy_j=energy,
         macs_issued=rep.macs_issued_count * plan.work_scale, macs_effectual=eff,
         dense_macs=g.dense_macs, sampled=plan.fraction, noc_max_link_ratio=max_ratio,
-        ideal_speedup=g.dense_macs / max(eff, 1.0), formats=used,
+        ideal_speedup=g.dense_macs / max(eff, 1.0), formats=used, weight_operand=gs.w_operand,
     )
     return res, flits
 

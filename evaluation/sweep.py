@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from acf.evaluation.runner import RunSpec, load, package_version, run_spec
-from acf.evaluation.workloads import MASK_KINDS, MODELS, WorkloadError, check_density
+from acf.evaluation.workloads import MASK_KINDS, MODELS, WorkloadError, check_density, nm_or_error
 
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
 ROWS = "rows.jsonl"
@@ -63,6 +63,8 @@ class Grid:
         for s in self.sparsities:
             try:
                 check_density(s)
+                if "nm" in self.masks and s > 0:
+                    nm_or_error(1.0 - float(s))
             except WorkloadError as exc:
                 raise SweepError(str(exc)) from None
         if not 0.0 < self.act_density <= 1.0:
@@ -127,10 +129,24 @@ def read_rows(out_dir: Path | str) -> list[dict[str, Any]]:
             if not line.endswith("\n"):
                 break
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(row, dict):  # anything else is not a row of ours
+                rows.append(row)
     return rows
+
+
+def repair_rows(out_dir: Path) -> None:
+    """Cut a torn last line (a run interrupted mid-write) off ``rows.jsonl``, so the next
+    row starts on a line of its own instead of being glued to the fragment."""
+    path = out_dir / ROWS
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def append_row(out_dir: Path, row: dict[str, Any]) -> None:
@@ -226,6 +242,7 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SweepError(f"--out {out}: cannot create the results folder: {exc.strerror}") from None
+    repair_rows(out)
     done_ids = {r["run_id"] for r in read_rows(out) if r.get("status") == "ok"}
     version = package_version()
     todo = []

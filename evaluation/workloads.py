@@ -61,7 +61,8 @@ class Layer:
 class Gemm:
     """One GEMM of a training step. ``op``: ``matmul`` or ``sddmm``. Operand A is ``m x k``
     (stored transposed, ``k x m``, when ``ta``), B is ``k x n`` (stored ``n x k`` when ``tb``).
-    ``w_operand``: which operand (``a``/``b``/``mask``) is the weight mask, or ``""``."""
+    ``w_operand``: which operand (``a``/``b``/``mask``) is the weight, or ``""`` (an
+    activation-by-activation product such as attention's)."""
 
     layer: str
     role: str  # fwd | bwd_data | wgrad
@@ -76,10 +77,24 @@ class Gemm:
     w_density: float = 1.0
     sparse_b: bool = False  # B is the (CSR) weight
     count: int = 1
+    w_operand: str = ""
+    sparse_a: bool = False  # A is the (CSR) weight (a swapped GEMM)
 
     @property
     def dense_macs(self) -> int:
         return self.m * self.n * self.k
+
+    def swapped(self) -> Gemm:
+        """The same product with the operands' roles exchanged, ``C^T = B^T A^T``: the same
+        MACs and stored arrays (the arguments in the other order, each read transposed the
+        other way). A design that skips the zeros of its ``a`` operand only (a weight-only
+        one, such as Procrustes) gets its weight there."""
+        if self.op != "matmul":
+            raise ValueError(f"only a matmul swaps its operands, not {self.op}")
+        return replace(self, m=self.n, n=self.m, ta=not self.tb, tb=not self.ta,
+                       a_density=self.b_density, b_density=self.a_density,
+                       sparse_a=self.sparse_b, sparse_b=self.sparse_a,
+                       w_operand={"a": "b", "b": "a"}.get(self.w_operand, self.w_operand))
 
     @property
     def key(self) -> str:
@@ -209,11 +224,12 @@ def training_gemms(layers: list[Layer], sparsity: float, act_density: float = 0.
         sparse = dw < 1.0
         out += [
             Gemm(ly.name, "fwd", "matmul", ly.m, ly.n, ly.k, tb=True, a_density=dx, b_density=dw,
-                 w_density=dw, sparse_b=sparse, count=ly.count),
+                 w_density=dw, sparse_b=sparse, count=ly.count, w_operand="b"),
             Gemm(ly.name, "bwd_data", "matmul", ly.m, ly.k, ly.n, a_density=dy, b_density=dw,
-                 w_density=dw, sparse_b=sparse, count=ly.count),
+                 w_density=dw, sparse_b=sparse, count=ly.count, w_operand="b"),
             Gemm(ly.name, "wgrad", "sddmm" if sparse else "matmul", ly.n, ly.k, ly.m, ta=True,
-                 a_density=dy, b_density=dx, w_density=dw, count=ly.count),
+                 a_density=dy, b_density=dx, w_density=dw, count=ly.count,
+                 w_operand="mask" if sparse else ""),
         ]
     return out
 
@@ -229,7 +245,7 @@ def gemm_ir(g: Gemm) -> str:
     """Graph-dialect IR of one GEMM (``graph.matmul`` / ``graph.sddmm``), returning its result."""
     a_shape = (g.k, g.m) if g.ta else (g.m, g.k)
     b_shape = (g.n, g.k) if g.tb else (g.k, g.n)
-    a_t, b_t = _t(*a_shape), _t(*b_shape, g.sparse_b)
+    a_t, b_t = _t(*a_shape, g.sparse_a), _t(*b_shape, g.sparse_b)
     out_t = _t(g.m, g.n)
     attrs = []
     if g.ta:
@@ -244,7 +260,7 @@ def gemm_ir(g: Gemm) -> str:
             f"graph.func @gemm(%a: {a_t}, %b: {b_t}, %mask: {mask_t}) -> ({out_t}) {{\n"
             f"  %y = graph.sddmm %a, %b, %mask{attr} : {a_t}, {b_t}, {mask_t} -> {out_t}{loc}\n"
             f"  graph.return %y : {out_t}\n}}\n")
-    return (CSR if g.sparse_b else "") + (
+    return (CSR if g.sparse_a or g.sparse_b else "") + (
         f"graph.func @gemm(%a: {a_t}, %b: {b_t}) -> ({out_t}) {{\n"
         f"  %y = graph.matmul %a, %b{attr} : {a_t}, {b_t} -> {out_t}{loc}\n"
         f"  graph.return %y : {out_t}\n}}\n")
@@ -253,12 +269,25 @@ def gemm_ir(g: Gemm) -> str:
 # ---- masks and operands -------------------------------------------------------------------
 
 
+def nm_or_error(density: float) -> tuple[int, int]:
+    """The exact N:M of ``density``, or a WorkloadError saying there is none."""
+    from acf.algorithms.structure import NM_GROUPS, nm_for_density
+
+    nm = nm_for_density(density)
+    if nm is None:
+        raise WorkloadError(f"no N:M pattern has density {density:g} (M in {NM_GROUPS}); "
+                            f"an N:M sweep needs sparsities such as 0.5 (2:4), 0.75 (1:4), "
+                            f"0.875 (1:8), 0.9 (1:10)")
+    return nm
+
+
 def weight_mask(shape: tuple[int, int], density: float, kind: str, rng: np.random.Generator,
-                nm_m: int = 8, block: int = 4) -> np.ndarray:
+                block: int = 4) -> np.ndarray:
     """A bool mask ``(out, K)`` with about ``density`` kept, of the given ``kind``.
 
     ``magnitude`` keeps the top-k |w| of a Gaussian weight (:func:`structure.topk_mask`);
-    ``nm`` keeps ``round(density*m)`` of every ``m`` along K (:func:`structure.nm_mask`);
+    ``nm`` keeps N of every M along K, the N:M pattern of exactly ``density``
+    (:func:`structure.nm_for_density`);
     ``block`` keeps whole ``block x block`` groups; ``random`` is a seeded exact-count draw.
     """
     if kind not in MASK_KINDS:
@@ -279,8 +308,8 @@ def weight_mask(shape: tuple[int, int], density: float, kind: str, rng: np.rando
     if kind == "magnitude":
         return structure.topk_mask(w.abs(), keep).numpy()
     if kind == "nm":
-        n = max(1, round(density * nm_m))
-        return structure.nm_mask(w.abs(), n, nm_m).numpy()
+        n, m = nm_or_error(density)
+        return structure.nm_mask(w.abs(), n, m).numpy()
     gr, gc = -(-rows // block), -(-cols // block)
     g = np.zeros(gr * gc, bool)
     g[rng.choice(gr * gc, max(1, round(density * gr * gc)), replace=False)] = True

@@ -75,6 +75,24 @@ def test_auto_formats_encode_relu_sparse_activations(tmp_path) -> None:
     assert by["auto"]["cycles"] < by["csr"]["cycles"]
 
 
+def test_weight_only_skipping_design_skips_the_weights() -> None:
+    """procrustes-like skips the zeros of the mm's ``a`` operand only; the sweep maps a
+    layer's weight there (C^T = W . X^T), so at 90 % its forward and input-gradient GEMMs
+    issue about a tenth of their dense MACs whatever the activations' density (before, the
+    weight sat in ``b`` and the design skipped activation zeros instead)."""
+    from acf.evaluation.runner import RunSpec, run_spec
+
+    rows = {t: run_spec(RunSpec(model="tiny-mlp", sparsity=0.9, target=t, act_density=1.0))
+            for t in ("procrustes-like", "acf-base")}
+    for t, row in rows.items():
+        assert row["status"] == "ok", row.get("error")
+        for g in row["gemms"]:
+            if g["role"] == "wgrad":
+                continue
+            assert g["weight_operand"] == ("a" if t == "procrustes-like" else "b")
+            assert 0.05 < g["macs_effectual"] / g["dense_macs"] < 0.15, (t, g["key"])
+
+
 def test_report_writes_every_output(sweep_dir) -> None:
     anchors = baselines.load_anchors()
     acc = [{"algorithm": "rigl", "sparsity": 0.9, "model": "mlp", "dataset": "digits", "steps": 1,
@@ -109,8 +127,33 @@ def test_resume_after_interruption_loses_and_redoes_nothing(tmp_path) -> None:
 
 
 def test_torn_last_line_is_ignored(tmp_path) -> None:
-    (tmp_path / "rows.jsonl").write_text('{"run_id": "a", "status": "ok"}\n{"run_id": "b", "sta')
+    (tmp_path / "rows.jsonl").write_text('{"run_id": "a", "status": "ok"}\n[1, 2]\n'
+                                         '{"run_id": "b", "sta')
     assert [r["run_id"] for r in read_rows(tmp_path)] == ["a"]
+
+
+def test_resume_after_a_torn_write_keeps_every_row(tmp_path) -> None:
+    """An interruption mid-write leaves a torn last line; the resumed sweep cuts it off
+    before appending, so its first new row is not glued to the fragment (and lost)."""
+    grid = Grid(**CI)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(grid, tmp_path, jobs=1, progress=False, fail_after=1)
+    with (tmp_path / "rows.jsonl").open("a") as fh:
+        fh.write('{"run_id": "torn", "status": "o')
+    res = run_sweep(grid, tmp_path, jobs=1, progress=False)
+    assert res.ran == 3
+    assert len(_rows(tmp_path)) == 4
+    assert run_sweep(grid, tmp_path, jobs=1, progress=False).ran == 0
+
+
+def test_rows_of_other_code_are_rerun() -> None:
+    """A row's run id covers a hash of the code that made it: a resume after a change to
+    the compiler or emulator reruns the point instead of keeping the old numbers."""
+    from acf.evaluation.runner import RunSpec, code_hash, package_version
+
+    spec = RunSpec(model="tiny-mlp", sparsity=0.9, target="acf-base")
+    assert package_version().endswith("+" + code_hash()) and len(code_hash()) == 12
+    assert spec.run_id("cfg", package_version()) != spec.run_id("cfg", "0.1.0+000000000000")
 
 
 def test_anchors_load_with_provenance() -> None:
@@ -166,6 +209,8 @@ def test_workload_shapes_and_ir() -> None:
     assert Workload.build("bert-base-layer", 0.5).dense_macs > 0
     m = weight_mask((16, 32), 0.25, "nm", np.random.default_rng(0))
     assert m.sum() == 16 * 32 // 4
+    m = weight_mask((16, 40), 0.1, "nm", np.random.default_rng(0))  # exactly 1:10, not 1:8
+    assert (m.reshape(16, 4, 10).sum(axis=2) == 1).all()
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -174,6 +219,7 @@ def test_workload_shapes_and_ir() -> None:
     (dict(models=["tiny-mlp"], masks=["nope"]), "unknown mask"),
     (dict(models=["tiny-mlp"], sparsities=[1.0]), "impossible sparsity"),
     (dict(models=["tiny-mlp"], sparsities=[-0.1]), "impossible sparsity"),
+    (dict(models=["tiny-mlp"], masks=["nm"], sparsities=[0.33]), "no N:M pattern has density 0.67"),
     (dict(models=["tiny-mlp"], sets={"cluster.nope": ["1"]}), "unknown field"),
     (dict(models=["tiny-mlp"], sets={"cluster.lookahead": ["0"]}), "must be >= 1"),
     (dict(models=["tiny-mlp"], batch=-1), "--batch -1: must be at least 1"),
@@ -201,6 +247,8 @@ def test_cli_bench_bad_input(capsys) -> None:
     (["--jobs", "-2"], "--jobs -2: must be 0 (every CPU) or more"),
     (["--accuracy", "nope"], "--accuracy: unknown sparsity algorithm 'nope'; choose one of "),
     (["--accuracy", "rigl", "--accuracy-steps", "0"], "--accuracy-steps 0: must be at least 1"),
+    (["--accuracy", "nm", "--sparsity", "0.33"],
+     "--accuracy nm at sparsity 0.33: no N:M pattern has density 0.67"),
     (["--compare", "alexnet:0.9"], "--compare 'alexnet:0.9': unknown model 'alexnet'"),
     (["--compare", "mlp:x"], "--compare 'mlp:x': expected MODEL:SPARSITY with a sparsity in [0, 1)"),
     (["--compare", "mlp:1"], "--compare 'mlp:1': expected MODEL:SPARSITY with a sparsity in [0, 1)"),
