@@ -68,6 +68,8 @@ def main() -> None:
                          sets={"cluster.lookahead": ["1", "4", "8", "32"]}), abl_dir, jobs=a.jobs)
     abl2 = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base", "acf-dense"],
                           formats=["dense", "csr"]), abl_dir, jobs=a.jobs)
+    abl3 = run_sweep(Grid(models=["resnet18-cifar"], sparsities=[0.9], targets=["acf-base"],
+                          noc=["unicast"]), abl_dir, jobs=a.jobs)  # NoC configuration off
     (out / "baselines_extra.json").write_text(json.dumps(extra_baselines(), indent=1) + "\n")
     cal = calibration.calibrate_from_rows(rows) if a.calibrate_from_rows else calibration.calibrate()
     (out / "calibration.json").write_text(json.dumps(cal, indent=1))
@@ -79,7 +81,7 @@ def main() -> None:
                         command)
     reference = [r for r in rows if r["model"] == "resnet18-cifar" and r["sparsity"] == 0.9
                  and r["target"] in ("acf-base", "acf-dense")]
-    report.write_report(latest_rows(reference + abl.rows + abl2.rows), abl_dir, anchors, None,
+    report.write_report(latest_rows(reference + abl.rows + abl2.rows + abl3.rows), abl_dir, anchors, None,
                         None, (), command)
 
 

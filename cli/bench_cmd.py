@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", default="0,0.5,0.7,0.8,0.9,0.95", help="weight sparsities in [0, 1)")
     p.add_argument("--targets", default="acf-base,acf-dense")
     p.add_argument("--masks", default="random", help="random, magnitude, nm, block")
+    p.add_argument("--noc", default="auto",
+                   help="auto (the compiler's NoC configuration: multicast groups) and/or "
+                        "unicast (NoC configuration off, an ablation)")
     p.add_argument("--formats", default="auto",
                    help="auto (select-formats picks both operands' formats from their masks), "
                         "csr (CSR weights, dense activations) and/or dense (formats fixed)")
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         grid = Grid(models=_csv(args.models), sparsities=sparsities, targets=_csv(args.targets),
                     masks=_csv(args.masks), sets=parse_sets(args.set), act_density=args.act_density,
-                    batch=args.batch, formats=_csv(args.formats), max_waves=args.max_waves,
+                    batch=args.batch, formats=_csv(args.formats), noc=_csv(args.noc),
+                    max_waves=args.max_waves,
                     max_k_chunks=args.max_k_chunks, full=args.full)
         res = run_sweep(grid, args.out, jobs=args.jobs, executor=args.executor,
                         progress=not args.no_progress)

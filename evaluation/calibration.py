@@ -94,7 +94,8 @@ def calibrate_from_rows(rows: list[dict[str, Any]], model: str = "resnet18-cifar
     for c in cases:
         def usable(r: dict[str, Any], name: str) -> bool:
             return (r.get("status", "ok") == "ok" and r["model"] == name
-                    and not r.get("overrides") and r.get("formats", "auto") == "auto")
+                    and not r.get("overrides") and r.get("formats", "auto") == "auto"
+                    and r.get("noc", "auto") == "auto")
 
         used = c.model if any(usable(r, c.model) for r in rows) else model
         sel = [r for r in rows if usable(r, used)]

@@ -33,7 +33,8 @@ def label(r: dict[str, Any]) -> str:
     ov = r.get("overrides") or {}
     extra = ",".join(f"{k}={v}" for k, v in sorted(ov.items()))
     fmt = "" if r.get("formats", "auto") == "auto" else f",formats={r['formats']}"
-    return r["target"] + (f"[{extra}{fmt}]" if extra or fmt else "")
+    fmt += "" if r.get("noc", "auto") == "auto" else f",noc={r['noc']}"
+    return r["target"] + (f"[{extra}{fmt}]".replace("[,", "[") if extra or fmt else "")
 
 
 def per_gemm_ideal(acf: dict[str, Any], dense: dict[str, Any]) -> list[dict[str, Any]]:
@@ -260,7 +261,8 @@ def gpu_comparison(acf: dict[str, Any], anchors, model: str, per_sample: float =
 def comparison(rows: list[dict[str, Any]], model: str = "resnet18-cifar", sparsity: float = 0.9,
                anchors=None) -> dict[str, Any] | None:
     sel = [r for r in rows if r["model"] == model and abs(r["sparsity"] - sparsity) < 1e-9
-           and not r.get("overrides") and r.get("formats", "auto") == "auto"]
+           and not r.get("overrides") and r.get("formats", "auto") == "auto"
+           and r.get("noc", "auto") == "auto"]
     by_t = {r["target"]: r for r in sel}
     acf = by_t.get("acf-base")
     if acf is None:

@@ -38,7 +38,9 @@ class RunSpec:
     ``formats``: ``auto`` (``select-formats`` picks the storage format of both operands on the
     target from their measured densities, and a structured weight mask's exact pattern:
     weights and ReLU-sparse activations alike),
-    ``csr`` (weights CSR when sparse, activations dense) or ``dense`` (formats fixed)."""
+    ``csr`` (weights CSR when sparse, activations dense) or ``dense`` (formats fixed);
+    ``noc``: ``auto`` (the compiler configures the NoC: multicast groups sharing operand
+    tiles) or ``unicast`` (NoC configuration off: every cluster loads its own tiles)."""
 
     model: str
     sparsity: float
@@ -52,6 +54,7 @@ class RunSpec:
     max_k_chunks: int = 8
     full: bool = False
     seed: int = 0
+    noc: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -73,8 +76,10 @@ def package_version() -> str:
     return f"{__version__}+{code_hash()}"
 
 
-#: the folders whose code decides a sweep row's numbers (targets enter by their config hash)
-_CODE = ("isa", "emulator", "compiler", "evaluation")
+#: the code that decides a sweep row's numbers (targets enter by their config hash; the
+#: reports and plots made from rows do not count)
+_CODE = ("isa", "emulator", "compiler", "evaluation/runner.py", "evaluation/workloads.py",
+         "algorithms/structure.py")
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,8 +87,9 @@ def code_hash() -> str:
     """A hash of the Python sources of :data:`_CODE` (12 hex digits)."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for folder in _CODE:
-        for path in sorted((root / folder).rglob("*.py")):
+    for entry in _CODE:
+        where = root / entry
+        for path in sorted(where.rglob("*.py")) if where.is_dir() else [where]:
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:12]
@@ -130,7 +136,7 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
              ) -> tuple[GemmResult, dict[str, float]]:
     """Emulate (a sample of) one GEMM; numbers scaled to the whole GEMM, one copy."""
     from acf import emulator
-    from acf.compiler.codegen import compile_module
+    from acf.compiler.codegen import CompileOptions, compile_module
     from acf.compiler.codegen.tiling import choose_tiling
     from acf.compiler.parser import parse_module
     from acf.compiler.passes.select_formats import SelectFormats
@@ -158,7 +164,7 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
                       ).run(module)
     used = {arg.name_hint: encoding_to_format(arg.type.encoding) if arg.type.encoding else "dense"
             for arg in module.funcs[0].arguments}
-    compiled = compile_module(module, target)
+    compiled = compile_module(module, target, CompileOptions(multicast=spec.noc == "auto"))
     rep = emulator.run(compiled.program, target, compiled.bind(args)).report
     energy = {k: v * (plan.time_scale if k.startswith("leakage") else plan.work_scale)
               for k, v in rep.energy_j.items()}

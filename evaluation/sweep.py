@@ -47,6 +47,7 @@ class Grid:
     max_k_chunks: int = 8
     full: bool = False
     seed: int = 0
+    noc: list[str] = field(default_factory=lambda: ["auto"])
 
     def validate(self) -> None:
         from acf.isa.target import TargetError, available_targets
@@ -60,6 +61,9 @@ class Grid:
         for f in self.formats:
             if f not in ("auto", "csr", "dense"):
                 raise SweepError(f"unknown formats mode {f!r}; choose auto, csr or dense")
+        for n in self.noc:
+            if n not in ("auto", "unicast"):
+                raise SweepError(f"unknown NoC mode {n!r}; choose auto or unicast")
         for s in self.sparsities:
             try:
                 check_density(s)
@@ -90,10 +94,11 @@ class Grid:
     def specs(self) -> list[RunSpec]:
         self.validate()
         out = []
-        for model, sp, mask, target, combo, fmt in itertools.product(
-                self.models, self.sparsities, self.masks, self.targets, self._set_combos(), self.formats):
+        for model, sp, mask, target, combo, fmt, noc in itertools.product(
+                self.models, self.sparsities, self.masks, self.targets, self._set_combos(),
+                self.formats, self.noc):
             out.append(RunSpec(model, float(sp), target, mask, self.act_density, self.batch, combo,
-                               fmt, self.max_waves, self.max_k_chunks, self.full, self.seed))
+                               fmt, self.max_waves, self.max_k_chunks, self.full, self.seed, noc))
         return out
 
 

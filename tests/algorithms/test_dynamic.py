@@ -79,6 +79,17 @@ def test_set_regrows_at_random():
     b0 = b.masks[name]
     assert not torch.equal(a.masks[name], b0)
     ev_a, ev_b = a.events[0], b.events[0]
+    # the same initial masks and weights, only the regrowth draw differs: as many
+    # connections are dropped, other ones grown (a fixed grow order would grow the same)
+    model = mlp(32, 32, seed=1)
+    c = algorithms.create("set", model, sgd(model), density=0.25, delta_t=1, t_end=10,
+                          zeta=0.3, seed=0)
+    assert torch.equal(c.masks[name], a0[name])
+    c.generator.manual_seed(12345)
+    fake_step(c, seed=7)
+    assert c.events[0].pruned == ev_a.pruned
+    grown_c = c.masks[name] & ~a0[name]
+    assert int(grown_c.sum()) == int(grown_a.sum()) > 0 and not torch.equal(grown_c, grown_a)
     assert int(a.masks[name].sum()) == int(a0[name].sum()) == round(0.25 * 32 * 32)
     assert ev_a.grown == int(grown_a.sum()) and ev_a.grown > 0
     # same prune count on the same weights; SET drops the smallest magnitudes

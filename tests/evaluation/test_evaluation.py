@@ -93,6 +93,19 @@ def test_weight_only_skipping_design_skips_the_weights() -> None:
             assert 0.05 < g["macs_effectual"] / g["dense_macs"] < 0.15, (t, g["key"])
 
 
+def test_noc_configuration_off_ablation() -> None:
+    """``noc=unicast`` compiles without the multicast groups the compiler otherwise sets up
+    on the NoC: every cluster loads its own operand tiles, and the dense BERT layer's GEMMs
+    take longer; the row says which it was."""
+    from acf.evaluation.runner import RunSpec, run_spec
+
+    rows = {noc: run_spec(RunSpec(model="bert-base-layer", sparsity=0.0, target="acf-base",
+                                  noc=noc, max_k_chunks=1)) for noc in ("auto", "unicast")}
+    assert all(r["status"] == "ok" and r["noc"] == n for n, r in rows.items())
+    assert rows["unicast"]["cycles"] > 1.05 * rows["auto"]["cycles"]
+    assert report.label(rows["unicast"]) == "acf-base[noc=unicast]"
+
+
 def test_report_writes_every_output(sweep_dir) -> None:
     anchors = baselines.load_anchors()
     acc = [{"algorithm": "rigl", "sparsity": 0.9, "model": "mlp", "dataset": "digits", "steps": 1,
@@ -220,6 +233,7 @@ def test_workload_shapes_and_ir() -> None:
     (dict(models=["tiny-mlp"], sparsities=[1.0]), "impossible sparsity"),
     (dict(models=["tiny-mlp"], sparsities=[-0.1]), "impossible sparsity"),
     (dict(models=["tiny-mlp"], masks=["nm"], sparsities=[0.33]), "no N:M pattern has density 0.67"),
+    (dict(models=["tiny-mlp"], noc=["adaptive"]), "unknown NoC mode 'adaptive'"),
     (dict(models=["tiny-mlp"], sets={"cluster.nope": ["1"]}), "unknown field"),
     (dict(models=["tiny-mlp"], sets={"cluster.lookahead": ["0"]}), "must be >= 1"),
     (dict(models=["tiny-mlp"], batch=-1), "--batch -1: must be at least 1"),
