@@ -41,13 +41,39 @@ def _contiguous(a: Access) -> bool:
 def _overlap(a: Access, b: Access) -> bool:
     if a.end <= b.addr or b.end <= a.addr or a.rowbytes == 0 or b.rowbytes == 0:
         return False
-    if _contiguous(a) and _contiguous(b):
+    ca, cb = _contiguous(a), _contiguous(b)
+    if ca and cb:
         return True
+    # the common cases in closed form (tiles of one tensor: strided rows of one pitch, or a
+    # strided tile against a contiguous run), else interval lists
+    if ca or cb:
+        run, tile = (a, b) if ca else (b, a)
+        return _rows_hit(tile, run.addr, run.end)
+    if a.pitch == b.pitch:
+        return any(r0 < s1 and s0 < r1 and c0 < d1 and d0 < c1
+                   for r0, r1, c0, c1 in _pieces(a) for s0, s1, d0, d1 in _pieces(b))
     sa, ea = _intervals(a)
     sb, eb = _intervals(b)
     i = np.searchsorted(eb, sa, side="right")
     ok = i < sb.size
     return bool(np.any(sb[i[ok]] < ea[ok]))
+
+
+def _rows_hit(t: Access, lo: int, hi: int) -> bool:
+    """Whether some row of the strided ``t`` meets the bytes ``[lo, hi)``."""
+    # row r spans [addr + r*pitch, + rowbytes): it meets [lo, hi) for first <= r <= last
+    first = max(0, (lo - t.addr - t.rowbytes) // t.pitch + 1)
+    last = min(t.rows - 1, (hi - 1 - t.addr) // t.pitch)
+    return first <= last
+
+
+def _pieces(a: Access) -> list[tuple[int, int, int, int]]:
+    """A strided access as (first row, end row, first column, end column) rectangles of the
+    grid its pitch draws over memory (one, or two where its rows wrap past a grid row)."""
+    row, col = divmod(a.addr, a.pitch)
+    if col + a.rowbytes <= a.pitch:
+        return [(row, row + a.rows, col, col + a.rowbytes)]
+    return [(row, row + a.rows, col, a.pitch), (row + 1, row + a.rows + 1, 0, col + a.rowbytes - a.pitch)]
 
 
 def _intervals(a: Access) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +123,9 @@ class RaceDetector:
             hi = lo + (rows - 1) * pitch + rowbytes if rows else lo  # Access.end
             if hi <= lo:
                 continue
-            hkey = (space, cl)
+            # DRAM and the global buffer are one memory for every cluster: an access's
+            # cluster names its issuer, not its memory
+            hkey = (space, cl if space in ("sp", "acc") else -1)
             buckets = history.get(hkey)
             if buckets is None:
                 buckets = history[hkey] = {}
@@ -130,6 +158,7 @@ class RaceDetector:
                clock: np.ndarray, where: Where | int) -> tuple | None:
         item = clock.item
         which = 0 if acc.write else 1  # a read conflicts only with writes
+        seen: set[int] | None = set() if len(keys) > 1 else None  # an entry in several buckets
         for key in keys:
             per_q = buckets.get(key)
             if not per_q:
@@ -141,9 +170,15 @@ class RaceDetector:
                 known = item(pq)
                 if lst[-1][4] <= known:
                     continue
-                for plo, phi, prev, _, _, pwhere in lst[bisect_right(lst, known, key=_epoch):]:
-                    if plo < hi and lo < phi and _overlap(prev, acc):
-                        return (pwhere, where)
+                for entry in lst[bisect_right(lst, known, key=_epoch):]:
+                    plo, phi, prev, _, _, pwhere = entry
+                    if plo < hi and lo < phi:
+                        if seen is not None:
+                            if id(entry) in seen:
+                                continue
+                            seen.add(id(entry))
+                        if _overlap(prev, acc):
+                            return (pwhere, where)
         return None
 
     def end(self, clock: np.ndarray, signals: tuple[int, ...], send_key: tuple | None = None) -> None:

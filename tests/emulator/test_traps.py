@@ -29,6 +29,32 @@ def test_missing_token_is_a_race_naming_both_instructions(mode) -> None:
     assert t.other.index == 0
 
 
+@pytest.mark.parametrize(("first", "second"), [
+    ("st c0, dram[0x1000], sp[0x400], dense, rows=16, cols=16", "c0.st #0 st"),
+    ("ld c0, sp[0x0], dram[0x1000], dense, rows=16, cols=16", "c0.ld #0 ld"),
+    ("dma.st dram[0x1000], gb[0x0], rows=16, rowbytes=64", "dma #0 dma.st"),
+])
+def test_clusters_racing_on_dram_are_caught(first, second) -> None:
+    """DRAM (and the global buffer) is one memory for every cluster: an unordered write by
+    another cluster or the DMA engine to the same bytes is a race (it was checked only
+    within a cluster)."""
+    t = trap_of(f"""
+        {first}
+        st c1, dram[0x1000], sp[0x400], dense, rows=16, cols=16
+        halt
+    """)
+    assert t.kind == "race" and second in str(t) and "c1.st #1 st" in str(t)
+
+
+def test_clusters_racing_on_the_global_buffer_are_caught() -> None:
+    t = trap_of("""
+        dma.ld gb[0x100], dram[0x1000], rows=4, rowbytes=64
+        ld c3, sp[0x0], gb[0x100], dense, rows=4, cols=16
+        halt
+    """)
+    assert t.kind == "race" and "dma #0 dma.ld" in str(t) and "c3.ld #1 ld" in str(t)
+
+
 def test_token_orders_the_same_accesses() -> None:
     res = run(assemble(""".target acf-small
         ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 sig(t1)
