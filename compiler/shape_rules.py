@@ -120,8 +120,11 @@ def _pair(attrs: Attrs, name: str) -> tuple[int, int]:
 
 
 def _window(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    if stride <= 0 or dilation <= 0 or kernel <= 0 or pad < 0:
+        raise ShapeError(f"window {kernel} needs a positive kernel, stride ({stride}) and "
+                         f"dilation ({dilation}) and a padding >= 0 ({pad})")
     out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
-    if out <= 0 or stride <= 0:
+    if out <= 0:
         raise ShapeError(f"window {kernel} (stride {stride}, pad {pad}) does not fit size {size}")
     return out
 

@@ -14,6 +14,7 @@ from acf.emulator.routing import link_name
 from acf.emulator.state import State
 from acf.isa import formats, symbols
 from acf.isa.program import Program, gc_paused
+from acf.isa.semantics import SemanticError
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 from acf.isa.target import Target, load_target
 from acf.isa.tech import area_factor, energy_factor
@@ -41,6 +42,8 @@ class Emulator:
         # a closure over the interconnect, not the emulator: no reference cycle to collect
         self.state = State(self.target, groups=lambda g: [n[1] for n in ic.group(g)])
         written: list[tuple[str, int, int, int]] = []  # (space, cluster, lo, hi) bound so far
+        for sym in program.symbols.values():
+            self._check_fits(sym)
         for name, value in (inputs or {}).items():
             sym = program.symbols.get(name)
             if sym is None:
@@ -48,6 +51,16 @@ class Emulator:
                 raise ValueError(f"input {name!r} is not a .tensor symbol of the program (symbols: {known})")
             self._bind(sym, np.asarray(value, np.float32), written)
         self.engine = Engine(program, self.target, self.state, self.ic)
+
+    def _check_fits(self, sym) -> None:
+        """A ``.tensor`` must lie in a memory of this target (its cluster one that exists):
+        a ValueError naming it, before anything runs."""
+        try:
+            self.state.check(sym.space, sym.cluster, sym.addr, symbols.symbol_nbytes(sym))
+        except SemanticError as exc:
+            where = f"{sym.space}[{sym.addr:#x}]" + (f" c{sym.cluster}" if sym.space in ("sp", "acc") else "")
+            raise ValueError(f".tensor {sym.name!r} at {where} does not fit {self.target.name}: "
+                             f"{exc}") from None
 
     def _bind(self, sym, value: np.ndarray, written: list[tuple[str, int, int, int]]) -> None:
         """Place an input's bytes (:func:`acf.isa.symbols.pack_symbol`) in the fresh state."""

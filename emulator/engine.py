@@ -29,7 +29,7 @@ from acf.emulator.energy import event_counts
 from acf.emulator.interconnect import Interconnect, RoutingError
 from acf.emulator.races import RaceDetector
 from acf.emulator.state import State
-from acf.emulator.traps import EmulatorTrap, Where
+from acf.emulator.traps import EmulatorTrap, Where, label_of
 from acf.isa.program import Program
 from acf.isa.semantics import SEMANTICS, SemanticError, advance_loops
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS, token_name
@@ -81,6 +81,10 @@ class ProgramInfo:
                 continue
             self.kind[i] = _QUEUED
             unit, cl = ins.unit, ins.cluster
+            if unit in CLUSTER_UNITS and not 0 <= cl < ncl:
+                raise EmulatorTrap(f"cluster c{cl} does not exist ({ncl} clusters)", 0,
+                                   Where(i, m, unit, cl, label_of(program.labels, i)), "out-of-bounds",
+                                   f"c{cl}")
             self.unit[i], self.cluster[i] = unit, cl
             self.q[i] = cl * nu + CLUSTER_UNITS.index(unit) if unit in CLUSTER_UNITS else \
                 ncl * nu + GLOBAL_UNITS.index(unit)

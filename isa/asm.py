@@ -167,6 +167,9 @@ def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:
     if not isinstance(shape, Tree) or str(shape.children[0]) != "f32":
         raise ctx.error(node.children[0], "tensor type must be f32[d0,d1,...]")
     dims = tuple(_int(ctx, d) for d in shape.children[1:])
+    for d, node_d in zip(dims, shape.children[1:]):
+        if d < 0:
+            raise ctx.error(node_d, f"negative dimension {d} in the shape of {str(name)!r}")
     fmt, cluster, tile = "dense", 0, ()
     for extra in args[4:]:
         text = str(extra)

@@ -55,6 +55,26 @@ def test_clusters_racing_on_the_global_buffer_are_caught() -> None:
     assert t.kind == "race" and "dma #0 dma.ld" in str(t) and "c3.ld #1 ld" in str(t)
 
 
+def test_an_instruction_on_a_missing_cluster_traps_before_it_runs() -> None:
+    t = trap_of("""
+        ld c9, sp[0x0], dram[0x0], dense, rows=4, cols=4
+        halt
+    """)
+    assert (t.kind, t.cycle, t.index, t.unit, t.cluster) == ("out-of-bounds", 0, 0, "ld", 9)
+    assert "cluster c9 does not exist (4 clusters)" in str(t)
+
+
+@pytest.mark.parametrize(("tensor", "message"), [
+    (".tensor X dram 0xFFFFFFFFFF f32[4,4]", "'X' at dram[0xffffffffff] does not fit acf-small: "
+                                            "out-of-bounds DRAM access"),
+    (".tensor X sp 0x0 f32[4,4] c9", "'X' at sp[0x0] c9 does not fit acf-small: cluster c9 "
+                                     "does not exist"),
+])
+def test_a_tensor_outside_the_targets_memories_is_refused(tensor, message) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        run(assemble(f".target acf-small\n{tensor}\nhalt\n"), "acf-small")
+
+
 def test_token_orders_the_same_accesses() -> None:
     res = run(assemble(""".target acf-small
         ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 sig(t1)

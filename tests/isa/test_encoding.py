@@ -77,6 +77,12 @@ def test_assembler_reports_field_range_with_location() -> None:
     assert str(exc.value).startswith("p.s:1:1: error: mm: field 'm': 70000 out of range")
 
 
+def test_assembler_rejects_a_negative_tensor_dimension() -> None:
+    with pytest.raises(AsmError) as exc:
+        assemble(".target acf-small\n.tensor X dram 0x0 f32[4,-1]\nhalt\n", "p.s")
+    assert str(exc.value).startswith("p.s:2:26: error: negative dimension -1 in the shape of 'X'")
+
+
 def test_decoder_rejects_garbage_words() -> None:
     with pytest.raises(DecodeError, match="unknown opcode"):
         decode(bytes(32))
