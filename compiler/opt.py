@@ -121,6 +121,11 @@ def main(argv: list[str]) -> int:
     if args.list_passes:
         sys.stdout.write(_list_passes())
         return 0
+    unknown = sorted((_names(args.print_ir_before) | _names(args.print_ir_after)) - set(PASSES))
+    if unknown:
+        sys.stderr.write(f"acf-opt: error: --print-ir-before/after: unknown pass '{unknown[0]}'; "
+                         f"valid passes: {', '.join(sorted(PASSES))}\n")
+        return 2
     instr = Instrumentation(
         print_before=_names(args.print_ir_before),
         print_after=_names(args.print_ir_after),

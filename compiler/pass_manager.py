@@ -28,7 +28,8 @@ from .printer import print_module
 from .verifier import verify_module
 
 PIPELINE_FILE = "<pipeline>"
-_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z0-9_\-]+)|(?P<punct>[{}=,])|(?P<bad>\S))")
+# a name or option value: also decimals (density=0.5) and target file paths
+_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z0-9_\-.+/:]+)|(?P<punct>[{}=,])|(?P<bad>\S))")
 
 
 def _pipeline_error(text: str, col: int, message: str) -> IRError:

@@ -27,6 +27,25 @@ from ..ir import Attribute, FuncOp, Module, Operation, Type, Value
 Pattern = Callable[[Operation], "list[Value] | None"]
 
 
+class OptionValueError(ValueError):
+    """A bad option value, in a message to show as it is (a checking option type raises it)."""
+
+
+def target_option(text: str) -> str:
+    """An option naming a shipped target (or a target file)."""
+    from pathlib import Path
+
+    from acf.isa.target import available_targets
+
+    names = available_targets()
+    if text not in names and not Path(text).is_file():
+        raise OptionValueError(f"unknown target '{text}'; choose one of {', '.join(names)}")
+    return text
+
+
+target_option.__name__ = "target name"
+
+
 @dataclass(frozen=True)
 class PassOption:
     """One ``name=value`` pass option: its Python type, default and help text."""
@@ -43,6 +62,8 @@ class PassOption:
             return text in ("true", "1")
         try:
             return self.type(text)
+        except OptionValueError:
+            raise
         except ValueError:
             raise ValueError(f"expected {self.type.__name__}, got '{text}'") from None
 

@@ -34,7 +34,7 @@ from ..codegen.lower import CompiledProgram, CompileOptions, begin, finish, lowe
 from ..dialects.acf import from_program
 from ..dialects.tiled import TILE, code_ops, sync_of, tile_of
 from ..ir import FuncOp, Module
-from .base import ModulePass, PassOption
+from .base import ModulePass, PassOption, target_option
 from .place import placement_for
 
 
@@ -42,7 +42,7 @@ class LowerToAcf(ModulePass):
     """Lower annotated graph functions to acf-dialect programs."""
 
     name = "lower-to-acf"
-    options = {"target": PassOption(str, "acf-base", "target name")}
+    options = {"target": PassOption(target_option, "acf-base", "target name")}
     target: str
 
     def __init__(self, **values: Any) -> None:

@@ -43,7 +43,7 @@ from ..codegen.tiling import choose_tiling
 from ..ir import FuncOp, Module, Operation, TensorType, Value
 from ..sparse_encoding import encoding_to_format, format_to_encoding
 from ..verifier import op_position
-from .base import ModulePass, PassOption
+from .base import ModulePass, OptionValueError, PassOption, target_option
 
 GEMMS = ("graph.linear", "graph.matmul", "graph.sddmm")
 UPDATES = ("graph.sgd_update", "graph.adam_update")
@@ -74,6 +74,27 @@ def _fixed_format(text: str) -> str:
     return text
 
 
+def _fixed_option(text: str) -> str:
+    """The ``fixed`` option: a format name, checked when the pipeline is parsed."""
+    if text:
+        try:
+            _fixed_format(text)
+        except ValueError as exc:
+            raise OptionValueError(str(exc)) from None
+    return text
+
+
+def _densities_option(text: str) -> str:
+    """The ``densities`` option: NAME-PERCENT pairs, checked when the pipeline is parsed."""
+    try:
+        for name, d in parse_densities(text).items():
+            if not 0.0 <= d <= 1.0:
+                raise ValueError(f"densities: {name} at {100 * d:g} % is not in 0-100 %")
+    except ValueError as exc:
+        raise OptionValueError(str(exc)) from None
+    return text
+
+
 def _dims_2d(t: TensorType) -> tuple[int, int]:
     if not t.shape:
         return 1, 1
@@ -87,10 +108,10 @@ class SelectFormats(ModulePass):
 
     name = "select-formats"
     options = {
-        "target": PassOption(str, "acf-base", "target name"),
+        "target": PassOption(target_option, "acf-base", "target name"),
         "density": PassOption(float, 0.0, "default density in percent (0: only measured ones)"),
-        "densities": PassOption(str, "", "per value densities in percent: NAME-PCT-NAME-PCT"),
-        "fixed": PassOption(str, "", "force this format for every candidate (ablations)"),
+        "densities": PassOption(_densities_option, "", "per value densities in percent: NAME-PCT-NAME-PCT"),
+        "fixed": PassOption(_fixed_option, "", "force this format for every candidate (ablations)"),
         "remarks": PassOption(bool, False, "print a remark explaining each choice to stderr"),
     }
 

@@ -28,7 +28,7 @@ from ..codegen.errors import error_at
 from ..codegen.tiling import F32, choose_tiling
 from ..dialects.tiled import TILE, code_ops
 from ..ir import FuncOp, Location, Module
-from .base import ModulePass, PassOption
+from .base import ModulePass, PassOption, target_option
 
 
 def gemm_bytes(m: int, n: int, k: int) -> tuple[int, int]:
@@ -45,7 +45,7 @@ class Tile(ModulePass):
         "m": PassOption(int, 0, "GEMM tile rows (0: the tiler's choice)"),
         "n": PassOption(int, 0, "GEMM tile columns (0: the tiler's choice)"),
         "k": PassOption(int, 0, "GEMM tile depth (0: the tiler's choice)"),
-        "target": PassOption(str, "acf-base", "target name"),
+        "target": PassOption(target_option, "acf-base", "target name"),
     }
     m: int
     n: int

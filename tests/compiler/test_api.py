@@ -174,6 +174,32 @@ def test_pipeline_errors_are_located(text: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text,message",
+    [
+        ("tile{target=nosuch}", "<pipeline>:1:13: error: bad value for option 'tile.target': "
+                                "unknown target 'nosuch'; choose one of acf-base, "),
+        ("lower-to-acf{target=x}", "<pipeline>:1:21: error: bad value for option "
+                                   "'lower-to-acf.target': unknown target 'x'"),
+        ("select-formats{fixed=zzz}", "<pipeline>:1:22: error: bad value for option "
+                                      "'select-formats.fixed': unknown format name 'zzz'"),
+        ("select-formats{densities=w-150}", "<pipeline>:1:26: error: bad value for option "
+                                            "'select-formats.densities': densities: w at 150 %"),
+    ],
+)
+def test_option_values_are_checked_when_the_pipeline_is_parsed(text: str, message: str) -> None:
+    """A bad target or format name is the user's error, located in the pipeline (it used to
+    surface from inside the pass as an internal error with a reproducer)."""
+    with pytest.raises(IRError) as info:
+        parse_pipeline(text)
+    assert str(info.value).splitlines()[0].startswith(message)
+
+
+def test_option_values_may_be_decimals_and_format_names() -> None:
+    (sel,) = parse_pipeline("select-formats{density=12.5,fixed=nm2:4,target=acf-small}")
+    assert (sel.density, sel.fixed, sel.target) == (12.5, "nm2:4", "acf-small")
+
+
+@pytest.mark.parametrize(
     "bad_pass,problem", [("crash", "RuntimeError: boom"), ("corrupt", "produced invalid IR")]
 )
 def test_failing_pass_writes_a_reproducer(tmp_path: Path, bad_pass: str, problem: str) -> None:
@@ -225,3 +251,15 @@ def test_main_reports_unreadable_input_and_output_without_clobbering(tmp_path: P
     assert main([str(bad), "-o", str(out)]) == 1
     assert capsys.readouterr().err.startswith(f"{bad}:1:1: error: ")
     assert out.read_text() == "earlier output\n"
+
+
+def test_print_ir_after_an_unknown_pass_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from acf.compiler.opt import main as acf_opt
+
+    src = tmp_path / "f.acfir"
+    src.write_text("graph.func @f(%x: tensor<4xf32>) -> (tensor<4xf32>) {\n"
+                   "  %y = graph.relu %x : tensor<4xf32> -> tensor<4xf32>\n"
+                   "  graph.return %y : tensor<4xf32>\n}\n")
+    assert acf_opt([str(src), "-p", "cse", "--print-ir-after=nosuch"]) == 2
+    assert "unknown pass 'nosuch'" in capsys.readouterr().err
+    assert acf_opt([str(src), "-p", "cse", "--print-ir-after=cse"]) == 0
