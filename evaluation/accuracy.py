@@ -53,7 +53,10 @@ from typing import Any
 
 DATASETS = ("digits", "mnist1d")
 MODELS = ("mlp", "cnn")
-ALGORITHMS = ("dense", "rigl", "nm", "static-magnitude", "gmp", "set")
+ALGORITHMS = ("dense", "rigl", "nm", "nm-srste", "static-magnitude", "gmp", "set")
+#: N:M at its fixed 2:4 density: one-shot (nm) or with SR-STE, whose mask follows the dense
+#: weights and so needs the dense weight gradient every step
+NM_ALGORITHMS = ("nm", "nm-srste")
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
 NM_N, NM_M = 2, 4
 
@@ -94,12 +97,12 @@ class RunConfig:
             raise AccuracyError(f"unknown algorithm {self.algorithm!r}; choose one of {ALGORITHMS}")
         if not (isinstance(self.sparsity, (int, float)) and 0.0 <= self.sparsity < 1.0):
             raise AccuracyError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
-        if self.algorithm not in ("dense", "nm") and self.sparsity <= 0.0:
+        if self.algorithm not in ("dense", *NM_ALGORITHMS) and self.sparsity <= 0.0:
             raise AccuracyError(f"{self.algorithm} needs sparsity > 0, got {self.sparsity}")
         if self.algorithm == "dense" and self.sparsity != 0.0:
             raise AccuracyError(f"dense training has sparsity 0, got {self.sparsity}")
-        if self.algorithm == "nm" and abs(self.sparsity - (1 - NM_N / NM_M)) > 1e-9:
-            raise AccuracyError(f"nm is {NM_N}:{NM_M}: sparsity is {1 - NM_N / NM_M}, got {self.sparsity}")
+        if self.algorithm in NM_ALGORITHMS and abs(self.sparsity - (1 - NM_N / NM_M)) > 1e-9:
+            raise AccuracyError(f"{self.algorithm} is {NM_N}:{NM_M}: sparsity is {1 - NM_N / NM_M}, got {self.sparsity}")
         for name in ("steps", "batch_size", "eval_every", "max_update_samples",
                      "max_dense_grad_samples"):
             v = getattr(self, name)
@@ -348,7 +351,7 @@ def run(cfg: RunConfig, *, fabric: bool | None = None) -> dict[str, Any]:
     data = load_dataset(cfg.dataset)
     sampler = FabricSampler(cfg, data) if fabric else None
     opts: dict[str, Any] = {}
-    if cfg.algorithm == "nm":
+    if cfg.algorithm in NM_ALGORITHMS:
         density, opts = None, {"n": NM_N, "m": NM_M}
     elif cfg.algorithm == "dense":
         density = None
@@ -367,8 +370,8 @@ def run(cfg: RunConfig, *, fabric: bool | None = None) -> dict[str, Any]:
         "run_id": cfg.run_id, "key": cfg.key, "dataset": cfg.dataset, "model": cfg.model,
         "algorithm": cfg.algorithm, "sparsity": cfg.sparsity, "seed": cfg.seed,
         "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-        "momentum": cfg.momentum, "delta_t": None if cfg.algorithm in ("dense", "nm") else cfg.delta_t,
-        "nm": f"{NM_N}:{NM_M}" if cfg.algorithm == "nm" else None,
+        "momentum": cfg.momentum, "delta_t": None if cfg.algorithm in ("dense", *NM_ALGORITHMS) else cfg.delta_t,
+        "nm": f"{NM_N}:{NM_M}" if cfg.algorithm in NM_ALGORITHMS else None,
         "final_accuracy": res.final_accuracy, "curve": [list(c) for c in res.curve],
         "measured_density": None if res.density is None else res.density["density"],
         "mask_updates": res.mask_updates, "mask_update_events": res.mask_update_events,
@@ -502,7 +505,7 @@ def summarize(rows: list[dict[str, Any]]) -> Summary:
 # ---- experiment driver and report ------------------------------------------------------------
 
 def grid(datasets=DATASETS, models=MODELS, seeds=(0, 1, 2), sparsities=SPARSITIES[1:],
-         core=("dense", "rigl", "nm"), sweep=("static-magnitude", "gmp", "set"),
+         core=("dense", "rigl", "nm", "nm-srste"), sweep=("static-magnitude", "gmp", "set"),
          sweep_models=("mlp",), steps: dict[tuple[str, str], int] | int = 300,
          fabric_seed: int | None = 0, per_model: dict[str, dict[str, Any]] | None = None,
          **common: Any) -> list[RunConfig]:
@@ -515,7 +518,7 @@ def grid(datasets=DATASETS, models=MODELS, seeds=(0, 1, 2), sparsities=SPARSITIE
             algs = list(core) + [a for a in sweep if m in sweep_models]
             n = steps if isinstance(steps, int) else steps[(ds, m)]
             for a in algs:
-                sps = [0.0] if a == "dense" else [1 - NM_N / NM_M] if a == "nm" else list(sparsities)
+                sps = [0.0] if a == "dense" else [1 - NM_N / NM_M] if a in NM_ALGORITHMS else list(sparsities)
                 for s in sps:
                     for seed in seeds:
                         kw = {**common, **((per_model or {}).get(m, {}))}
@@ -627,7 +630,7 @@ def _plots(rows: list[dict[str, Any]], summ: Summary, out: Any) -> None:
             pts = sorted((g["sparsity"], g["acc_mean"], g["acc_std"]) for g in gs if g["algorithm"] == a)
             if not pts or a == "dense":
                 continue
-            if dense is not None and a != "nm":
+            if dense is not None and a not in NM_ALGORITHMS:
                 pts = [(0.0, dense["acc_mean"], dense["acc_std"])] + pts
             x, y, e = zip(*pts)
             ax.errorbar([100 * v for v in x], y, yerr=e, marker="o", ms=3, capsize=2, label=a)
@@ -638,7 +641,7 @@ def _plots(rows: list[dict[str, Any]], summ: Summary, out: Any) -> None:
         ax.set_xlabel("weight sparsity (%)")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+        ax.legend(fontsize=6)  # every panel: the panels run different algorithms
     fig.tight_layout()
     fig.savefig(out / "accuracy_vs_sparsity.png", dpi=120)
     plt.close(fig)
@@ -648,7 +651,7 @@ def _plots(rows: list[dict[str, Any]], summ: Summary, out: Any) -> None:
         for key in sorted({r["key"] for r in rows if (r["dataset"], r["model"]) == (ds, m)}):
             rs = [r for r in rows if r["key"] == key]
             a, sp = rs[0]["algorithm"], rs[0]["sparsity"]
-            if not (a in ("dense", "nm") or (a == "rigl" and abs(sp - 0.9) < 1e-9)):
+            if not (a in ("dense", *NM_ALGORITHMS) or (a == "rigl" and abs(sp - 0.9) < 1e-9)):
                 continue
             steps = [s for s, _ in rs[0]["curve"]]
             accs = [statistics.fmean(r["curve"][i][1] for r in rs) for i in range(len(steps))]
@@ -666,7 +669,7 @@ def _plots(rows: list[dict[str, Any]], summ: Summary, out: Any) -> None:
     plt.close(fig)
 
     fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6.6), squeeze=False)
-    markers = dict(zip(ALGORITHMS, "*osD^v"))
+    markers = dict(zip(ALGORITHMS, "*osPD^v"))
     for j, (ds, m) in enumerate(panels):
         for i, (q, lab, scale) in enumerate((("total_seconds", "fabric time per run (ms)", 1e3),
                                              ("total_energy_j", "fabric energy per run (mJ)", 1e3))):
@@ -679,14 +682,15 @@ def _plots(rows: list[dict[str, Any]], summ: Summary, out: Any) -> None:
                 ax.errorbar([g["fabric"][q] * scale for g in gs], [g["acc_mean"] for g in gs],
                             yerr=[g["acc_std"] for g in gs], fmt=markers[a], ms=5, capsize=2, label=a)
                 for g in gs:
-                    if a not in ("dense", "nm"):
+                    if a not in ("dense", *NM_ALGORITHMS):
                         ax.annotate(f"{g['sparsity']:.0%}", (g["fabric"][q] * scale, g["acc_mean"]),
                                     fontsize=6)
             ax.set_xlabel(lab)
             ax.set_ylabel("final test accuracy")
             ax.set_title(f"{ds} / {m}")
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+            if i == 0:
+                ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "tradeoff.png", dpi=120)
     plt.close(fig)

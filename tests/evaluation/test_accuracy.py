@@ -116,6 +116,7 @@ def test_drop_rule():
     (dict(sparsity=-0.1), "sparsity must be in"),
     (dict(algorithm="dense", sparsity=0.5), "dense training has sparsity 0"),
     (dict(algorithm="nm", sparsity=0.9), "nm is 2:4"),
+    (dict(algorithm="nm-srste", sparsity=0.9), "nm-srste is 2:4"),
     (dict(sparsity=0.0), "needs sparsity > 0"),
     (dict(steps=1), "steps must be"),
     (dict(steps=0), "steps must be"),
@@ -130,3 +131,17 @@ def test_bad_input(kw, match):
 def test_bad_target_fraction():
     with pytest.raises(acc.AccuracyError, match="target_fraction"):
         acc.time_to_target([], 1.5)
+
+
+def test_sr_ste_needs_the_dense_weight_gradient_every_step():
+    """SR-STE's mask follows the dense weights, so every iteration is a dense-gradient one
+    (and costed as such on the fabric); one-shot N:M never needs it."""
+    common = dict(steps=6, eval_every=3, sample_every=6, max_update_samples=0,
+                  max_dense_grad_samples=1)
+    srste = acc.run(acc.RunConfig("digits", "mlp", "nm-srste", 0.5, **common))
+    nm = acc.run(acc.RunConfig("digits", "mlp", "nm", 0.5, **common))
+    assert srste["nm"] == nm["nm"] == "2:4"
+    assert srste["dense_grad_iterations"] == list(range(6)) and nm["dense_grad_iterations"] == []
+    assert srste["fabric"]["totals"]["mean_dense_grad_step_cycles"] > 0
+    assert acc.grid(datasets=("digits",), models=("mlp",), seeds=(0,), sweep=())[-1].algorithm \
+        == "nm-srste"
