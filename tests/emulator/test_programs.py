@@ -34,6 +34,13 @@ def expected(name: str, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 B * (cdf + A * pdf), A * A[0, 1]]
         red = [2 * A.sum(0), A.mean(0), (A * A).sum(0), A.min(0)]
         return {"OUT": np.stack(outs), "RED": np.stack(red)}
+    if name == "vector_functions.s":
+        A, B = x["A"], x["B"]
+        P = np.abs(A) + np.float32(0.5)
+        outs = [A / P, np.minimum(A, B), B, -A, np.abs(A), np.exp(A), np.log(P), np.sqrt(P),
+                1 / np.sqrt(P), 1 / P, np.tanh(A), _erf(A), np.maximum(A, 0), (A >= B) * 1.0,
+                (A >= 0) * 1.0, A * A, 1 / (1 + np.exp(-A.astype(np.float64))), A - B]
+        return {"OUT": np.stack(outs)}
     if name == "optim.s":
         import torch
 
@@ -75,12 +82,17 @@ def expected(name: str, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     raise KeyError(name)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_program_matches_numpy_in_both_modes(name: str, small) -> None:
-    prog = program(name)
+def inputs_for(name: str, prog) -> dict[str, np.ndarray]:
     x = random_inputs(prog)
     if name == "optim.s":
         x["P"][2] = 0  # fresh momentum buffer: torch's first step (P[3]: a running one)
+    return x
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_program_matches_numpy_in_both_modes(name: str, small) -> None:
+    prog = program(name)
+    x = inputs_for(name, prog)
     batched = run(prog, small, x)
     stepped = run(prog, small, x, mode="stepped")
     for sym, want in expected(name, x).items():
@@ -103,10 +115,12 @@ def _acfc(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "acf.cli", *args], capture_output=True, text=True, cwd=cwd, check=False)
 
 
-@pytest.mark.parametrize("name", ["gemm_sddmm.s", "noc.s"])
+@pytest.mark.parametrize("name", NAMES)
 def test_acfc_run(name: str, tmp_path) -> None:
+    """Every hand-written program through ``acfc run``: outputs against numpy (torch for the
+    optimizers), the report file equal to the in-process run's."""
     prog = program(name)
-    x = random_inputs(prog)
+    x = inputs_for(name, prog)
     np.savez(tmp_path / "in.npz", **x)
     proc = _acfc("run", str(PROGRAMS / name), "--target", "acf-small", "--inputs", str(tmp_path / "in.npz"),
                  "--outputs", str(tmp_path / "out.npz"), "--report", str(tmp_path / "r.json"),
