@@ -489,8 +489,11 @@ def summarize(rows: list[dict[str, Any]]) -> Summary:
         g["measurable_drop"] = None if d is None or g["seeds"] < 2 or d["seeds"] < 2 else (
             d["acc_mean"] - g["acc_mean"] > d["acc_std"] + g["acc_std"])
         if d is not None and d.get("fabric") and g.get("fabric"):
-            g["step_cycles_vs_dense"] = (g["fabric"]["mean_sparse_step_cycles"]
-                                         / d["fabric"]["mean_sparse_step_cycles"])
+            # an algorithm whose every step takes the dense weight gradient (SR-STE) has
+            # no sparse-gradient steps: its typical step is a dense-gradient one
+            f = g["fabric"]
+            typical = f["mean_sparse_step_cycles"] or f["mean_dense_grad_step_cycles"]
+            g["step_cycles_vs_dense"] = typical / d["fabric"]["mean_sparse_step_cycles"]
     drops = []
     seen = sorted({(g["dataset"], g["model"], g["algorithm"]) for g in groups if g["algorithm"] != "dense"})
     for ds, m, a in seen:
