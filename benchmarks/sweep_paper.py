@@ -9,6 +9,8 @@ rate) at 0 and 90 %, into ``<out>/sweep_main``; ablations on ResNet-18 at 90 % i
     python -m acf.benchmarks.sweep_paper --out results [--jobs 2]   (or: python benchmarks/sweep_paper.py)
 
 Each stage is resumable (rows keyed by run id): re-running skips finished runs.
+``--report-only`` rebuilds the summaries and plots from the rows and calibration already
+in ``--out`` (after a change to the reports, without rerunning anything).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 from acf.evaluation import baselines, calibration, report
-from acf.evaluation.sweep import Grid, latest_rows, run_sweep
+from acf.evaluation.sweep import Grid, latest_rows, read_rows, run_sweep
 
 MODELS = ["mlp", "resnet18-cifar", "vgg16-cifar", "resnet50-imagenet", "bert-base-layer"]
 TARGETS = ["acf-base", "acf-dense", "procrustes-like", "tensordash-like", "sigma-like",
@@ -31,13 +33,15 @@ COMPARED = (("resnet18-cifar", 0.9), ("vgg16-cifar", 0.9), ("resnet50-imagenet",
 
 
 def extra_baselines() -> dict:
-    """Baselines beside the sweep: this machine's CPU measured live (torch, 1024^3 fp32 GEMM)
-    and datasheet rooflines of A100, H100 and H200 on ResNet-18's layer1 forward GEMM
-    (im2col shape, batch 128), in TF32 and BF16."""
+    """Baselines beside the sweep: this machine's CPU measured live (torch, 1024^3 fp32 GEMM),
+    its CUDA GPU if it has one (as the anchors were measured) and datasheet rooflines of
+    A100, H100 and H200 on ResNet-18's layer1 forward GEMM (im2col shape, batch 128), in
+    TF32 and BF16."""
     from acf.evaluation.workloads import Workload
 
     g = next(g for g in Workload.build("resnet18-cifar", 0.0).gemms if g.key == "layer1.conv.fwd")
     return {"cpu_live": baselines.cpu_gemm(1024, 1024, 1024),
+            "gpu_live": baselines.gpu_live(),  # the anchors' GEMM rows where CUDA is present
             "roofline_resnet18_layer1_fwd": [baselines.roofline_gemm(gpu, g.m, g.n, g.k, dt)
                                              for dt in ("tf32", "bf16")
                                              for gpu in ("A100", "H100", "H200")]}
@@ -53,8 +57,12 @@ def main() -> None:
     p.add_argument("--calibrate-from-rows", action="store_true",
                    help="calibrate on the sweep's closest rows (activations at the sweep's "
                         "density) instead of running each paper's workload (a few minutes)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild the reports from the rows and calibration in --out")
     a = p.parse_args()
     out = Path(a.out)
+    if a.report_only:
+        return report_only(out, [m for m in a.models.split(",")])
     anchors = baselines.load_anchors()
     main_dir = out / "sweep_main"
     models = a.models.split(",")
@@ -83,6 +91,20 @@ def main() -> None:
                  and r["target"] in ("acf-base", "acf-dense")]
     report.write_report(latest_rows(reference + abl.rows + abl2.rows + abl3.rows), abl_dir, anchors, None,
                         None, (), command)
+
+
+def report_only(out: Path, models: list[str]) -> None:
+    main_dir, abl_dir = out / "sweep_main", out / "resnet18_ablations"
+    rows = latest_rows(read_rows(main_dir))
+    cal = json.loads((out / "calibration.json").read_text())
+    command = "python benchmarks/sweep_paper.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
+    anchors = baselines.load_anchors()
+    compared = tuple(c for c in COMPARED if c[0] in models)
+    report.write_report(rows, main_dir, anchors, cal, None, compared, command)
+    reference = [r for r in rows if r["model"] == "resnet18-cifar" and r["sparsity"] == 0.9
+                 and r["target"] in ("acf-base", "acf-dense")]
+    report.write_report(latest_rows(reference + read_rows(abl_dir)), abl_dir, anchors, None, None,
+                        (), command)
 
 
 if __name__ == "__main__":

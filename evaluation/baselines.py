@@ -190,6 +190,90 @@ def cpu_gemm(m: int, n: int, k: int, dtype: str = "fp32", min_time_s: float = 0.
             "torch": torch.__version__, "normalization": "measured live, no normalization"}
 
 
+# ---- a GPU measured live, when this machine has one ------------------------------------------
+
+
+def gpu_live(sparsities: tuple[float, ...] = (0.5, 0.9, 0.99), shape: tuple[int, int, int] = (4096, 4096, 4096),
+             min_time_s: float = 1.0) -> dict[str, Any]:
+    """The anchors' GEMM rows measured on this machine's CUDA device, in the anchor file's
+    shape (dense fp32/tf32/bf16, cuSPARSE CSR fp32 at ``sparsities``, 2:4 bf16 through
+    cuSPARSELt): ``time_s`` per call by CUDA events over ``min_time_s`` of back-to-back calls,
+    ``energy_j`` from NVML's energy counter when pynvml is installed. Without CUDA:
+    ``{"skipped": reason}``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device on this machine: the measured H200 anchors stand in"}
+    m, n, k = shape
+    dev = torch.device("cuda")
+    rows = []
+    cases: list[tuple[str, str, float]] = [("dense", "fp32", 0.0), ("dense", "tf32", 0.0),
+                                           ("dense", "bf16", 0.0), ("2:4", "bf16", 0.5)]
+    cases += [("csr", "fp32", s) for s in sparsities]
+    for kind, dtype, sp in cases:
+        try:
+            rows.append(_gpu_gemm(kind, dtype, sp, m, n, k, dev, min_time_s))
+        except (RuntimeError, NotImplementedError) as exc:  # a kernel this device lacks
+            rows.append({"name": _gpu_row_name(kind, dtype, sp, shape), "error": repr(exc)})
+    return {"device": torch.cuda.get_device_name(dev), "torch": torch.__version__,
+            "what": gpu_live.__doc__.split("\n\n")[0] if gpu_live.__doc__ else "",
+            "gemm": rows}
+
+
+def _gpu_row_name(kind: str, dtype: str, sp: float, shape: tuple[int, int, int]) -> str:
+    s = "x".join(map(str, shape))
+    return f"{kind} {dtype} {s}" + (f" sp={sp:g}" if kind == "csr" else "")
+
+
+def _gpu_gemm(kind: str, dtype: str, sp: float, m: int, n: int, k: int, dev, min_time_s: float
+              ) -> dict[str, Any]:
+    import torch
+
+    tdt = torch.bfloat16 if dtype == "bf16" else torch.float32
+    torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    a = torch.randn(m, k, dtype=tdt, device=dev)
+    b = torch.randn(k, n, dtype=tdt, device=dev)
+    if kind == "csr":
+        a = (a * (torch.rand(m, k, device=dev) >= sp)).to_sparse_csr()
+    elif kind == "2:4":
+        from torch.sparse import to_sparse_semi_structured
+
+        a = to_sparse_semi_structured(a * torch.tensor([1, 1, 0, 0], dtype=tdt, device=dev).repeat(m, k // 4))
+
+    def call() -> None:
+        torch.matmul(a, b)
+
+    call()
+    torch.cuda.synchronize(dev)
+    energy = _nvml_energy_mj(dev)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    calls, t0 = 0, time.perf_counter()
+    start.record()
+    while time.perf_counter() - t0 < min_time_s:
+        for _ in range(10):
+            call()
+        calls += 10
+        torch.cuda.synchronize(dev)
+    end.record()
+    torch.cuda.synchronize(dev)
+    t = start.elapsed_time(end) / 1e3 / calls
+    e1 = _nvml_energy_mj(dev)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return {"name": _gpu_row_name(kind, dtype, sp, (m, n, k)), "time_s": t,
+            "energy_j": None if energy is None or e1 is None else (e1 - energy) / 1e3 / calls,
+            "dense_tflops_equiv": 2 * m * n * k / t / 1e12, "sparsity": sp}
+
+
+def _nvml_energy_mj(dev) -> float | None:
+    try:
+        import pynvml  # optional: nvidia-ml-py
+    except ImportError:
+        return None
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(dev.index or 0)
+    return float(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+
+
 # ---- technology scaling: the shared implementation lives in acf.isa.tech ----------------------
 from acf.isa.tech import (  # noqa: E402
     NOMINAL_VDD,
@@ -243,5 +327,5 @@ def shape_of(name: str) -> tuple[int, int, int] | None:
     return tuple(int(x) for x in m.groups()) if m else None  # type: ignore[return-value]
 
 
-__all__ = ["Anchors", "GPUS", "GpuSpec", "area_factor", "cpu_gemm", "energy_factor", "iso_area_time",
+__all__ = ["Anchors", "GPUS", "GpuSpec", "area_factor", "cpu_gemm", "energy_factor", "gpu_live", "iso_area_time",
            "iso_peak_time", "iso_power_time", "load_anchors", "roofline_gemm", "scale_energy"]

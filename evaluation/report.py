@@ -29,6 +29,17 @@ def pair_with_dense(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], di
     return [(r, dense.get(_point(r))) for r in rows]
 
 
+def peak_ratio(r: dict[str, Any], d: dict[str, Any]) -> float:
+    """The target's peak MAC rate over acf-dense's (1 for every peer: same MAC count)."""
+    return r["peak_macs_per_s"] / d["peak_macs_per_s"]
+
+
+def _iso_peak(r: dict[str, Any], d: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``d`` where the comparison is at equal peak MAC rate, else None (plots leave such a
+    point out: acf-h200-iso's 121x peak is not a sparsity effect)."""
+    return d if d is not None and abs(peak_ratio(r, d) - 1) < 0.01 else None
+
+
 def label(r: dict[str, Any]) -> str:
     ov = r.get("overrides") or {}
     extra = ",".join(f"{k}={v}" for k, v in sorted(ov.items()))
@@ -160,7 +171,7 @@ def _realized_vs_ideal(path: Path, rows) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     pts = []
     for r, d in pair_with_dense(rows):
-        if d is None or r["target"] == DENSE:
+        if _iso_peak(r, d) is None or r["target"] == DENSE:
             continue
         for g in per_gemm_ideal(r, d):
             pts.append((g["ideal"], g["realized"], r["target"]))
@@ -175,7 +186,7 @@ def _realized_vs_ideal(path: Path, rows) -> None:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     ax.set_xlabel("ideal speedup (dense MACs / effectual MACs)")
-    ax.set_ylabel("realized speedup vs acf-dense")
+    ax.set_ylabel("realized speedup vs acf-dense (same peak)")
     ax.set_title("per-GEMM realized vs ideal")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -205,15 +216,20 @@ def _accuracy(path: Path, accuracy: list[dict[str, Any]] | None) -> None:
 
 def write_plots(rows: list[dict[str, Any]], out_dir: Path, accuracy=None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _line_plot(out_dir / PLOTS[0], _series(rows, lambda r, d: d and d["seconds"] / r["seconds"]),
-               "speedup vs acf-dense", "speedup")
-    _line_plot(out_dir / PLOTS[1], _series(rows, lambda r, d: d and d["energy_j"] / r["energy_j"]),
-               "energy reduction vs acf-dense", "energy")
+    # speedups and energy ratios at equal peak MAC/s (fp32) and memory system only
+    _line_plot(out_dir / PLOTS[0], _series(rows, lambda r, d: (d := _iso_peak(r, d)) and
+                                           d["seconds"] / r["seconds"]),
+               "speedup vs acf-dense (same peak fp32 MAC/s)", "speedup")
+    _line_plot(out_dir / PLOTS[1], _series(rows, lambda r, d: (d := _iso_peak(r, d)) and
+                                           d["energy_j"] / r["energy_j"]),
+               "energy reduction vs acf-dense (same peak, 45 nm)", "energy")
     _energy_breakdown(out_dir / PLOTS[2], rows)
     _line_plot(out_dir / PLOTS[3], _series(rows, lambda r, d: r["utilization"]),
                "effectual MAC utilization", "utilization", logy=True)
     _noc_heatmap(out_dir / PLOTS[4], rows)
     _realized_vs_ideal(out_dir / PLOTS[5], rows)
+    if not accuracy:  # no placeholder: the accuracy experiment has its own folder
+        return [out_dir / p for p in PLOTS[:6]]
     _accuracy(out_dir / PLOTS[6], accuracy)
     return [out_dir / p for p in PLOTS]
 
@@ -315,23 +331,99 @@ def _md_comparison(c: dict[str, Any]) -> list[str]:
     return L
 
 
+def _md_gpu_baselines(anchors, rows: list[dict[str, Any]]) -> list[str]:
+    """The anchors' software-sparse GPU rows (CSR, 2:4, the cuSPARSE linear training step)
+    beside the fabric's own dense-to-sparse ratio, and datasheet rooflines of A100/H100/H200
+    for the compared GEMMs against the fabric at iso-peak."""
+    from acf.evaluation import baselines as bl
+
+    prov = anchors.provenance
+    L = ["## GPU baselines: software sparsity (measured) and rooflines (datasheets)", "",
+         f"Measured on {prov['device']} ({prov['anchor_file']}, torch {prov['torch']}): "
+         "time per call; `vs dense` is the dense GEMM of the same dtype and shape over the "
+         "sparse one (above 1: the sparse kernel is faster).", "",
+         "| shape | kernel | dtype | sparsity | time (ms) | vs dense |", "|---|---|---|---|---|---|"]
+    shapes = sorted({"x".join(map(str, bl.shape_of(r["name"]))) for r in anchors.rows()
+                     if bl.shape_of(r["name"]) and not r["name"].startswith("train")})
+    for shape in shapes:
+        for kind, dtype, dense_dtype in (("csr", "float32", "fp32"), ("2:4", "bf16", "bfloat16")):
+            try:
+                dense = anchors.gemm("dense", dense_dtype, shape)
+            except KeyError:
+                continue
+            L.append(f"| {shape} | dense | {dense_dtype} | 0 % | {dense['time_s'] * 1e3:.3f} | 1.00x |")
+            sps = (0.5,) if kind == "2:4" else (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+            for sp in sps:
+                try:
+                    r = anchors.gemm(kind, dtype, shape, sp)
+                except KeyError:
+                    continue
+                L.append(f"| {shape} | {'cuSPARSE CSR' if kind == 'csr' else '2:4 cuSPARSELt'} | "
+                         f"{dtype} | {100 * sp:.0f} % | {r['time_s'] * 1e3:.3f} | "
+                         f"{dense['time_s'] / r['time_s']:.2f}x |")
+    L += ["", "One linear layer's training step (forward, input gradient, weight gradient; "
+          "cuSPARSE SpMM and SDDMM against three dense GEMMs, fp32), averaged over the measured "
+          "shapes, beside the fabric's speedup over acf-dense for the same three GEMMs of an "
+          "MLP layer at the same sparsity (from this sweep, where it ran):", "",
+          "| sparsity | H200 sparse step vs dense | ACF (acf-base) vs acf-dense, MLP |", "|---|---|---|"]
+    mlp = {r["sparsity"]: (r, d) for r, d in pair_with_dense(rows)
+           if r["model"] == "mlp" and r["target"] == "acf-base" and d is not None
+           and not r.get("overrides") and r.get("formats", "auto") == "auto"}
+    for sp in (0.5, 0.9, 0.95, 0.99):
+        ratio = anchors.sparse_step_ratio(sp)
+        if ratio is None:
+            continue
+        pair = mlp.get(sp)
+        acf_text = f"{pair[1]['seconds'] / pair[0]['seconds']:.2f}x" if pair else "-"
+        L.append(f"| {100 * sp:.0f} % | {1 / ratio['ratio']:.2f}x ({ratio['n_shapes']} shapes) | {acf_text} |")
+    # rooflines for the GEMMs of each compared model's dense step
+    L += ["", "Datasheet rooflines (dense peaks, operands moved once) for the GEMMs of each "
+          "model's training step, against acf-base's emulated time for the same GEMMs at 0 % "
+          "and 90 % sparsity scaled to the GPU's dense peak MAC rate of the dtype (iso-peak, "
+          "assuming the fabric scales linearly):", "",
+          "| model | GPU | dtype | roofline (ms) | ACF 0 % iso-peak (ms) | ACF 90 % iso-peak (ms) |",
+          "|---|---|---|---|---|---|"]
+    acf_rows = {(r["model"], r["sparsity"]): r for r in rows
+                if r["target"] == "acf-base" and not r.get("overrides")
+                and r.get("formats", "auto") == "auto" and r.get("noc", "auto") == "auto"}
+    for model in sorted({m for m, _ in acf_rows}):
+        base = acf_rows.get((model, 0.0))
+        if base is None:
+            continue
+        sparse = acf_rows.get((model, 0.9))
+        for gname in ("A100", "H100", "H200"):
+            for dtype in ("tf32", "bf16"):
+                roof = sum(bl.roofline_gemm(gname, g["m"], g["n"], g["k"], dtype)["time_s"] * g["count"]
+                           for g in base["gemms"])
+                iso0 = bl.iso_peak_time(base["seconds"], base["peak_macs_per_s"], gname, dtype)["time_s"]
+                iso9 = (bl.iso_peak_time(sparse["seconds"], sparse["peak_macs_per_s"], gname, dtype)["time_s"]
+                        if sparse else None)
+                L.append(f"| {model} | {gname} | {dtype} | {roof * 1e3:.3f} | {iso0 * 1e3:.3f} | "
+                         + (f"{iso9 * 1e3:.3f} |" if iso9 is not None else "- |"))
+    return L
+
+
 def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, calibration=None,
                  accuracy=None, comparisons: tuple[tuple[str, float], ...] = (("resnet18-cifar", 0.9),),
                  command: str = "") -> Path:
     out = Path(out_dir)
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
-    write_plots(rows, out, accuracy)
+    plots = write_plots(rows, out, accuracy)
     L = ["# ACF evaluation summary", ""]
     if command:
         L += [f"Produced by: `{command}`", ""]
     L += [f"{len(rows)} runs. Speedup and energy reduction are against `acf-dense` (same fabric, "
-          "no zero-skipping) at the same point. Energies are at the fabric's 45 nm unless scaled. "
+          "no zero-skipping) at the same point: the peers have its MAC count, clock and memory "
+          "system (equal peak fp32 MAC/s); a target with another peak says so beside its "
+          "speedup and is left out of the speedup plots. Energies are at the fabric's 45 nm unless scaled. "
           "Times cover the GEMMs of one training step (forward, backward-data, weight gradient).", "",
           "| model | target | sparsity | mask | cycles | time (ms) | energy (mJ) | speedup | energy red. | "
           "utilization | ideal | NoC max link | sampled |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r, d in sorted(pair_with_dense(rows), key=lambda p: (p[0]["model"], label(p[0]), p[0]["sparsity"])):
         sp = f"{d['seconds'] / r['seconds']:.2f}x" if d else "-"
         er = f"{d['energy_j'] / r['energy_j']:.2f}x" if d else "-"
+        if d and _iso_peak(r, d) is None:  # not a like-for-like comparison: say so
+            sp += f" ({peak_ratio(r, d):.0f}x peak)"
         L.append(f"| {r['model']} | {label(r)} | {100 * r['sparsity']:.0f} % | {r.get('mask')} | {r['cycles']:.3g} | "
                  f"{r['seconds'] * 1e3:.4g} | {r['energy_j'] * 1e3:.4g} | {sp} | {er} | "
                  f"{100 * r['utilization']:.2f} % | {r['ideal_speedup']:.1f}x | {r['noc_max_link_load']:.3f} | "
@@ -342,6 +434,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, 
         if c is not None:
             comps.append(c)
             L += [""] + _md_comparison(c)
+    if anchors is not None:
+        L += [""] + _md_gpu_baselines(anchors, rows)
     if calibration:
         L += ["", "## Calibration against the peers' papers", "",
               "| peer | baseline | workload | modelled | paper | gap | explanation |", "|---|---|---|---|---|---|---|"]
@@ -355,7 +449,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, 
         for a in accuracy:
             L.append(f"| {a['algorithm']} | {100 * a['sparsity']:.0f} % | {a['model']}/{a['dataset']} | "
                      f"{a['steps']} | {a['final_accuracy']:.3f} |")
-    L += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in PLOTS)]
+    L += ["", "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in plots)]
     (out / "summary.md").write_text("\n".join(L) + "\n")
     (out / "comparison.json").write_text(json.dumps({"comparisons": comps, "calibration": calibration or [],
                                                      "accuracy": accuracy or []}, indent=1, sort_keys=True,
