@@ -131,6 +131,8 @@ class SelectFormats(ModulePass):
         for func in module.funcs:
             for arg, attrs in zip(func.arguments, func.body.arg_attributes):
                 if not isinstance(arg.type, TensorType) or arg.type.rank != 2:
+                    if self.remarks and isinstance(arg.type, TensorType) and arg.type.rank == 4:
+                        self._conv_remark(func, arg, attrs, per_value)
                     continue
                 name = arg.name_hint or f"arg{arg.index}"
                 mask = self.masks.get(name)
@@ -233,6 +235,19 @@ class SelectFormats(ModulePass):
                 for i, v in enumerate(op.operands):
                     if v in changed:
                         func.function_result_types[i] = v.type
+
+    def _conv_remark(self, func: FuncOp, arg: Value, attrs: dict, per_value: dict[str, float]) -> None:
+        """Say why a convolution weight with a known density keeps its dense storage."""
+        name = arg.name_hint or f"arg{arg.index}"
+        density = self._density(arg, attrs, name, per_value, self.masks.get(name))
+        uses = [op for op in func.body.ops if arg in op.operands and op.name.startswith("graph.conv2d")]
+        if density is None or not uses:
+            return
+        pos = op_position(uses[0])
+        head = f"{pos.file}:{pos.line}:{pos.col}: " if pos else ""
+        (self.stream or sys.stderr).write(
+            f"{head}remark: %{name}: dense kept at density {density:.2f}: the conv kernels read "
+            f"weights dense (their zeros are still skipped by the PEs, the a operand of mm)\n")
 
     def _remark(self, func: FuncOp, uses: list[Operation], name: str, fmt: str,
                 costs: dict[str, float], density: float, fixed: bool) -> None:
