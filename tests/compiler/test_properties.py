@@ -18,7 +18,9 @@ SIZES = (2, 3, 4)
 UNARY = ("relu", "neg", "exp", "log", "abs", "sigmoid", "tanh")
 BINARY = ("add", "sub", "mul", "maximum", "minimum")
 PIPELINES = ("canonicalize", "cse", "dce", "sparsity-propagation", "fuse-activations", "default",
-             "sparse-training")
+             "sparse-training", "select-formats{target=acf-small,density=50}",
+             "tile{target=acf-small}", "place", "schedule",
+             "split-groups,tile{target=acf-small},place,schedule")
 
 
 class ProgramBuilder:
