@@ -149,12 +149,35 @@ def operand_count_range(spec: type[OpDef]) -> tuple[int, int | None]:
     return sum(1 for n in names if not n.endswith("?")), len(names)
 
 
+#: values of the tiled level's annotations (see acf.compiler.dialects.tiled)
+PLACE_POLICIES = ("round-robin", "balanced")
+SYNC_MODES = ("none", "barrier")
+_TILED = {"acf_place": PLACE_POLICIES, "acf_sync": SYNC_MODES}
+
+
+def _verify_tiled(key: str, value: object) -> None:
+    if key == "acf_tile":
+        if not (isinstance(value, list) and len(value) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            raise VerifyError(f"'acf_tile' must be [m, n, k], three positive integers, got {value!r}")
+    elif key in _TILED and value not in _TILED[key]:
+        raise VerifyError(f"'{key}' must be one of {', '.join(_TILED[key])}, got {value!r}")
+
+
 def verify_op(op: Operation) -> None:
     """Check one op against its registered definition; raises :class:`VerifyError`."""
     spec = lookup_op(op.name)
     if spec is None:
         if op.name.startswith("graph."):
             raise VerifyError(f"unknown op '{op.name}' in the graph dialect")
+        if op.name.startswith("acf."):  # the ISA-level dialect: checked against the ISA table
+            from .diagnostics import IRError
+            from .dialects.acf import check_op
+
+            try:
+                check_op(op)
+            except IRError as err:
+                raise VerifyError(err.message) from None
         return  # ops of other dialects are opaque here
     lo, hi = operand_count_range(spec)
     n = len(op.operands)
@@ -162,8 +185,11 @@ def verify_op(op: Operation) -> None:
         count_text = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
         raise VerifyError(f"'{op.name}' expects {count_text} operands, got {n}")
     for key, value in op.attributes.items():
-        if key == "sparsity" or key.startswith("acf_"):
-            continue  # analysis / lowering annotations (sparsity, acf_tile...), on every op
+        if key.startswith("acf_"):  # the tiled level's lowering annotations, on every op
+            _verify_tiled(key, value)
+            continue
+        if key == "sparsity":
+            continue  # an analysis annotation, on every op
         if key not in spec.attributes:
             valid = ", ".join(spec.attributes) or "none"
             raise VerifyError(f"'{op.name}' has no attribute '{key}' (valid: {valid})")

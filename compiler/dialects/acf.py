@@ -210,6 +210,19 @@ def to_program(module: Module, func: str | None = None) -> Program:
     return prog
 
 
+def check_op(op: Operation) -> None:
+    """One ``acf.*`` op against the ISA table (directives: their required attributes);
+    raises :class:`AcfDialectError` at the op. The verifier calls it for every acf op."""
+    if op.name in ("acf.target", "acf.label"):
+        if not isinstance(op.attributes.get("name"), str):
+            raise _err(op, "requires a string attribute 'name'")
+        return
+    if op.name == "acf.tensor":
+        _symbol(op)
+        return
+    instruction_of(op)
+
+
 def verify(module: Module) -> None:
     """Check every ``acf.*`` op against its ISA row (raises a located :class:`IRError`)."""
     to_program(module)

@@ -20,14 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..codegen.errors import error_at
+from ..dialect import PLACE_POLICIES, SYNC_MODES
 from ..codegen.lower import NO_CODE
 from ..ir import Attribute, FuncOp, Operation
 
 TILE = "acf_tile"
 PLACE = "acf_place"
 SYNC = "acf_sync"
-POLICIES = ("round-robin", "balanced")
-SYNCS = ("none", "barrier")
+POLICIES = PLACE_POLICIES
+SYNCS = SYNC_MODES
 PRODUCER = {TILE: "tile", PLACE: "place", SYNC: "schedule"}
 
 
