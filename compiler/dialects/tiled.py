@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..codegen.errors import error_at
-from ..dialect import PLACE_POLICIES, SYNC_MODES
 from ..codegen.lower import NO_CODE
+from ..dialect import PLACE_POLICIES, SYNC_MODES
 from ..ir import Attribute, FuncOp, Operation
 
 TILE = "acf_tile"
