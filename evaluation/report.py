@@ -403,6 +403,12 @@ def _md_gpu_baselines(anchors, rows: list[dict[str, Any]]) -> list[str]:
     return L
 
 
+def _mask_update_text(r: dict[str, Any]) -> str:
+    if not r.get("mask_update_seconds"):
+        return "-"
+    return f"{r['mask_update_seconds'] * 1e3:.4g}, {r['mask_update_energy_j'] * 1e3:.4g}"
+
+
 def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, calibration=None,
                  accuracy=None, comparisons: tuple[tuple[str, float], ...] = (("resnet18-cifar", 0.9),),
                  command: str = "") -> Path:
@@ -417,8 +423,12 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, 
           "system (equal peak fp32 MAC/s); a target with another peak says so beside its "
           "speedup and is left out of the speedup plots. Energies are at the fabric's 45 nm unless scaled. "
           "Times cover the GEMMs of one training step (forward, backward-data, weight gradient).", "",
+          "`mask update` is apart from the step: every weight brought to a new mask in its "
+          "storage format (read, masked, written back, a compressed one re-encoded with its "
+          "mask), as a RigL/SET/GMP update step does, once per update.", "",
           "| model | target | sparsity | mask | cycles | time (ms) | energy (mJ) | speedup | energy red. | "
-          "utilization | ideal | NoC max link | sampled |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "utilization | ideal | NoC max link | sampled | mask update (ms, mJ) |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r, d in sorted(pair_with_dense(rows), key=lambda p: (p[0]["model"], label(p[0]), p[0]["sparsity"])):
         sp = f"{d['seconds'] / r['seconds']:.2f}x" if d else "-"
         er = f"{d['energy_j'] / r['energy_j']:.2f}x" if d else "-"
@@ -427,7 +437,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, 
         L.append(f"| {r['model']} | {label(r)} | {100 * r['sparsity']:.0f} % | {r.get('mask')} | {r['cycles']:.3g} | "
                  f"{r['seconds'] * 1e3:.4g} | {r['energy_j'] * 1e3:.4g} | {sp} | {er} | "
                  f"{100 * r['utilization']:.2f} % | {r['ideal_speedup']:.1f}x | {r['noc_max_link_load']:.3f} | "
-                 f"{100 * r['sampled']:.2f} % |")
+                 f"{100 * r['sampled']:.2f} % | {_mask_update_text(r)} |")
     comps = []
     for model, sp in comparisons:
         c = comparison(rows, model, sp, anchors)

@@ -25,6 +25,7 @@ from acf.evaluation.workloads import (
     Workload,
     gemm_inputs,
     gemm_ir,
+    weight_mask,
     sample_plan,
     sampled_gemm,
 )
@@ -182,6 +183,44 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
     return res, flits
 
 
+#: weight rows a mask update emulates per layer (the rest scaled: it streams the weight)
+MASK_UPDATE_ROWS = 288
+
+
+def mask_update_cost(g: Gemm, fmt: str, target, kind: str, rng: np.random.Generator,
+                     ) -> dict[str, float]:
+    """The fabric's cost of bringing one layer's stored weight (``g``'s, ``n x k``, stored as
+    ``fmt``) to a new mask, as the runtime emulates it (``Session.cost_mask_update``): the
+    weight read, masked and written back (a compressed one decoded and re-encoded with its
+    new pattern) and, when compressed, its mask encoded anew. The first
+    :data:`MASK_UPDATE_ROWS` rows are emulated and the totals scaled to all ``n``."""
+    from acf import emulator
+    from acf.compiler.codegen import compile_module
+    from acf.compiler.ir import TensorType
+    from acf.compiler.parser import parse_module
+    from acf.compiler.sparse_encoding import format_to_encoding
+
+    n, k = g.n, g.k
+    rows = min(n, MASK_UPDATE_ROWS)
+    tw, tm = TensorType((rows, k), "f32", format_to_encoding(fmt)), TensorType((rows, k))
+    ops = [f"  %r = graph.mask_apply %w, %m : {tw}, {tm} -> {tw}"]
+    rets = [("%r", tw)]
+    if fmt != "dense":
+        ops.append(f"  %e = graph.mask_apply %m, %m : {tm}, {tm} -> {tw}")
+        rets.append(("%e", tw))
+    text = (f"graph.func @mask_update(%w: {tw}, %m: {tm}) -> ({', '.join(str(t) for _, t in rets)}) {{\n"
+            + "\n".join(ops) + f"\n  graph.return {', '.join(v for v, _ in rets)} : "
+            + f"{', '.join(str(t) for _, t in rets)}\n}}\n")
+    old = weight_mask((rows, k), g.w_density, kind, rng)
+    new = weight_mask((rows, k), g.w_density, kind, rng)
+    w = rng.standard_normal((rows, k)).astype(np.float32) * old
+    compiled = compile_module(parse_module(text, f"{g.layer}.mask_update.acfir"), target)
+    rep = emulator.run(compiled.program, target, compiled.bind([w, new.astype(np.float32)])).report
+    scale = n / rows
+    return {"cycles": rep.total_cycles * scale, "seconds": rep.time_s * scale,
+            "energy_j": rep.energy_total_j * scale}
+
+
 def run_spec(spec: RunSpec) -> dict[str, Any]:
     """Run one sweep point; returns the result row (``status`` ok, or error with a message)."""
     t0 = time.perf_counter()
@@ -221,6 +260,15 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
         effectual += r.macs_effectual * g.count
         emulated_macs += r.sampled * g.dense_macs
         noc_max = max(noc_max, r.noc_max_link_ratio)
+    # a mask update (RigL/SET/GMP's, every weight re-masked) costed apart from the step:
+    # each layer's weight in the format its forward GEMM stored it in
+    update = {"cycles": 0.0, "seconds": 0.0, "energy_j": 0.0}
+    if spec.sparsity > 0:
+        for g, r in zip(wl.gemms, gemms):
+            if g.role == "fwd" and g.w_operand == "b":
+                fmt = r["formats"].get(r["weight_operand"], "dense")
+                for key, v in mask_update_cost(g, fmt, target, spec.mask, rng).items():
+                    update[key] += v * g.count
     freq = float(target.clock.freq_ghz) * 1e9
     seconds = cycles / freq
     peak_per_cycle = target.num_clusters * target.macs_per_cluster
@@ -237,6 +285,9 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
         "sampled": emulated_macs / max(wl.dense_macs, 1),
         "ideal_speedup": wl.dense_macs / max(effectual, 1.0),
         "gemms": gemms,
+        "mask_update_cycles": update["cycles"],
+        "mask_update_seconds": update["seconds"],
+        "mask_update_energy_j": update["energy_j"],
         "noc_link_flits": link_flits,
         "grid": list(target.fabric.grid),
         "wall_s": time.perf_counter() - t0,

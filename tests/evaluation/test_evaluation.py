@@ -53,6 +53,10 @@ def test_ci_sweep_writes_rows_and_sane_values(sweep_dir) -> None:
         assert any(k.startswith("energy_mac_arrays") for k in r)
         assert len(r["gemms"]) == 6  # 2 layers x (fwd, bwd-data, wgrad)
     by = {(r["target"], r["sparsity"]): r for r in rows}
+    # a mask update is costed apart (none in dense training)
+    assert by[("acf-base", 0.0)]["mask_update_cycles"] == 0
+    assert 0 < by[("acf-base", 0.9)]["mask_update_cycles"] < by[("acf-base", 0.9)]["cycles"]
+    assert by[("acf-base", 0.9)]["mask_update_energy_j"] > 0
     assert by[("acf-base", 0.9)]["macs_effectual"] < by[("acf-dense", 0.9)]["macs_effectual"]
     assert by[("acf-base", 0.9)]["cycles"] < by[("acf-dense", 0.9)]["cycles"]
     csv_text = (sweep_dir / "rows.csv").read_text().splitlines()
@@ -118,6 +122,7 @@ def test_report_writes_every_output(sweep_dir) -> None:
         p = sweep_dir / name
         assert p.exists() and p.stat().st_size > 1000, name
     assert "## GPU baselines" in text and "cuSPARSE CSR" in text and "2:4 cuSPARSELt" in text
+    assert "mask update (ms, mJ)" in text
     assert "| tiny-mlp | A100 | tf32 |" in text  # rooflines beside the fabric at iso-peak
     comp = json.loads((sweep_dir / "comparison.json").read_text())["comparisons"][0]
     assert comp["vs_targets"][0]["target"] == "acf-dense"
