@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from acf.evaluation.workloads import (
     Gemm,
     Workload,
     gemm_inputs,
     gemm_ir,
-    weight_mask,
     sample_plan,
     sampled_gemm,
+    weight_mask,
 )
 
 ROW_SCHEMA_VERSION = 1
