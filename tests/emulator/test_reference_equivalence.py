@@ -113,6 +113,16 @@ def test_fast_model_matches_reference(m):
     assert not diffs, "\n".join([repr(m), *diffs[:20]])
 
 
+@settings(max_examples=100, deadline=None, database=None, print_blob=True,
+          suppress_health_check=list(HealthCheck))
+@given(mp.microprograms())
+def test_fast_model_matches_reference_on_fresh_programs(m):
+    """100 more programs, drawn afresh on every run (the 400 above are the same each run, so
+    a failure there reproduces as is); a failure prints the blob that reproduces it."""
+    diffs = compare(simulate(*mp.load(m), m.inputs), fast_run()(*mp.load(m), inputs=m.inputs))
+    assert not diffs, "\n".join([repr(m), *diffs[:20]])
+
+
 @settings(max_examples=40, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 @given(mp.microprograms(max_blocks=5, blocks=["ldg", "ldg", "vec", "mm", "multiload"]))
