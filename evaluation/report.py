@@ -19,14 +19,17 @@ PLOTS = ("speedup_vs_sparsity.png", "energy_vs_sparsity.png", "energy_breakdown.
 DENSE = "acf-dense"
 
 
-def _point(r: dict[str, Any]) -> tuple:
+def _point(r: dict[str, Any], noc: str | None = None) -> tuple:
     return (r["model"], r["sparsity"], r.get("mask"), r.get("formats"),
-            json.dumps(r.get("overrides") or {}, sort_keys=True), r.get("act_density"), r.get("batch"))
+            json.dumps(r.get("overrides") or {}, sort_keys=True), r.get("act_density"), r.get("batch"),
+            noc or r.get("noc", "auto"))
 
 
 def pair_with_dense(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Each row with acf-dense at its point (its NoC mode's, else the default mode's: the
+    NoC-off ablation is measured against the usual dense baseline)."""
     dense = {_point(r): r for r in rows if r["target"] == DENSE}
-    return [(r, dense.get(_point(r))) for r in rows]
+    return [(r, dense.get(_point(r)) or dense.get(_point(r, "auto"))) for r in rows]
 
 
 def peak_ratio(r: dict[str, Any], d: dict[str, Any]) -> float:
