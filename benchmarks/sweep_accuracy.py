@@ -27,6 +27,7 @@ def _run(cfg):
 
 def main(argv=None) -> int:
     from acf.evaluation.accuracy import grid, write_report
+    from acf.evaluation.sweep import read_rows, repair_rows
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/accuracy")
@@ -64,10 +65,12 @@ def main(argv=None) -> int:
                 except (ValueError, KeyError):
                     pass
         todo = [c for c in cfgs if c.run_id not in done]
+        current = {c.run_id for c in cfgs}
         # longest first: CNN, then emulating seeds
         todo.sort(key=lambda c: (c.model != "cnn", not c.fabric))
         print(f"{len(cfgs)} runs, {len(todo)} to do", flush=True)
         t0 = time.time()
+        repair_rows(out)  # a torn last line (an interrupted write) would swallow the next row
         fd = os.open(rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             with ProcessPoolExecutor(a.jobs) as pool:
@@ -85,12 +88,11 @@ def main(argv=None) -> int:
                           f"acc {row['final_accuracy']:.3f} wall {row['train_wall_s']:.1f}s", flush=True)
         finally:
             os.close(fd)
-    rows = []
-    for line in rows_path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            pass
+    rows = read_rows(out)
+    if not a.report_only:  # this grid's rows: not those of other settings or code
+        rows = [r for r in rows if r.get("run_id") in current]
+    else:  # the latest row of each configuration and seed
+        rows = list({(r["key"], r["seed"]): r for r in rows}.values())
     summary = write_report(rows, out, target_fraction=a.target_fraction, command=cmd)
     (out / "rows.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     (out / "groups.json").write_text(json.dumps(summary, indent=1, sort_keys=True, default=str) + "\n")

@@ -123,7 +123,18 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        return f"{self.key}/seed{self.seed}"
+        """``key/seedN/`` and a digest of every other setting and of the code (the
+        package version with its code hash): a resumed experiment reruns a run whose steps,
+        lr, sampling or code differ instead of keeping the old row."""
+        import dataclasses
+        import hashlib
+        import json
+
+        from acf.evaluation.runner import package_version
+
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "seed"}
+        blob = json.dumps({**settings, "version": package_version()}, sort_keys=True).encode()
+        return f"{self.key}/seed{self.seed}/{hashlib.sha256(blob).hexdigest()[:10]}"
 
     @property
     def delta_t(self) -> int:

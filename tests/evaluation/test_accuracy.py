@@ -145,3 +145,12 @@ def test_sr_ste_needs_the_dense_weight_gradient_every_step():
     assert srste["fabric"]["totals"]["mean_dense_grad_step_cycles"] > 0
     assert acc.grid(datasets=("digits",), models=("mlp",), seeds=(0,), sweep=())[-1].algorithm \
         == "nm-srste"
+
+
+def test_run_id_covers_the_settings():
+    """A resumed experiment must not keep a row trained with other steps, lr or sampling."""
+    a = acc.RunConfig("digits", "mlp", "rigl", 0.9, steps=300)
+    assert a.run_id.startswith("digits/mlp/rigl/0.9/seed0/")
+    assert a.run_id == acc.RunConfig("digits", "mlp", "rigl", 0.9, steps=300).run_id
+    for other in (dict(steps=200), dict(lr=0.1), dict(sample_every=7), dict(target="acf-small")):
+        assert acc.RunConfig("digits", "mlp", "rigl", 0.9, **{"steps": 300, **other}).run_id != a.run_id
