@@ -41,6 +41,21 @@ def _contiguous(a: Access) -> bool:
 def _overlap(a: Access, b: Access) -> bool:
     if a.end <= b.addr or b.end <= a.addr or a.rowbytes == 0 or b.rowbytes == 0:
         return False
+    return _meets(a, b)
+
+
+def _meets(a: Access, b: Access) -> bool:
+    """:func:`_overlap` for accesses whose byte ranges ``[addr, end)`` are known to
+    intersect and whose rows are not empty (the detector's candidates)."""
+    _, _, aaddr, arows, arb, ap, _ = a
+    _, _, baddr, brows, brb, bp, _ = b
+    if ap == bp and arows > 1 and brows > 1 and ap > arb and bp > brb:
+        # tiles of one tensor, the common case: two rectangles on the grid the pitch draws
+        # (each one piece unless its rows wrap past a grid row)
+        ra, ca = divmod(aaddr, ap)
+        rb, cb = divmod(baddr, bp)
+        if ca + arb <= ap and cb + brb <= bp:
+            return ra < rb + brows and rb < ra + arows and ca < cb + brb and cb < ca + arb
     ca, cb = _contiguous(a), _contiguous(b)
     if ca and cb:
         return True
@@ -177,7 +192,7 @@ class RaceDetector:
                             if id(entry) in seen:
                                 continue
                             seen.add(id(entry))
-                        if _overlap(prev, acc):
+                        if _meets(prev, acc):
                             return (pwhere, where)
         return None
 
