@@ -197,21 +197,12 @@ def mask_update_cost(g: Gemm, fmt: str, target, kind: str, rng: np.random.Genera
     :data:`MASK_UPDATE_ROWS` rows are emulated and the totals scaled to all ``n``."""
     from acf import emulator
     from acf.compiler.codegen import compile_module
-    from acf.compiler.ir import TensorType
     from acf.compiler.parser import parse_module
-    from acf.compiler.sparse_encoding import format_to_encoding
+    from acf.runtime.session import mask_update_ir
 
     n, k = g.n, g.k
     rows = min(n, MASK_UPDATE_ROWS)
-    tw, tm = TensorType((rows, k), "f32", format_to_encoding(fmt)), TensorType((rows, k))
-    ops = [f"  %r = graph.mask_apply %w, %m : {tw}, {tm} -> {tw}"]
-    rets = [("%r", tw)]
-    if fmt != "dense":
-        ops.append(f"  %e = graph.mask_apply %m, %m : {tm}, {tm} -> {tw}")
-        rets.append(("%e", tw))
-    text = (f"graph.func @mask_update(%w: {tw}, %m: {tm}) -> ({', '.join(str(t) for _, t in rets)}) {{\n"
-            + "\n".join(ops) + f"\n  graph.return {', '.join(v for v, _ in rets)} : "
-            + f"{', '.join(str(t) for _, t in rets)}\n}}\n")
+    text = mask_update_ir([((rows, k), fmt)])
     old = weight_mask((rows, k), g.w_density, kind, rng)
     new = weight_mask((rows, k), g.w_density, kind, rng)
     w = rng.standard_normal((rows, k)).astype(np.float32) * old

@@ -434,22 +434,11 @@ class Session:
         applies the same masks to the values it binds, so the step computes on them either
         way; this is what the fabric would spend doing it."""
         names = sorted(stored)
-        sig, ops, rets, inputs = [], [], [], []
-        for i, p in enumerate(names):
-            fmt = loaded.formats.get(p, loaded.ir_formats[p])
-            shape = tuple(loaded.arg_types[p].shape)  # type: ignore[union-attr]
-            tw = TensorType(shape, "f32", format_to_encoding(fmt))
-            tm = TensorType(shape)
-            sig += [f"%w{i}: {tw}", f"%m{i}: {tm}"]
-            ops.append(f"  %r{i} = graph.mask_apply %w{i}, %m{i} : {tw}, {tm} -> {tw}")
-            rets.append((f"%r{i}", tw))
-            if fmt != "dense":
-                ops.append(f"  %e{i} = graph.mask_apply %m{i}, %m{i} : {tm}, {tm} -> {tw}")
-                rets.append((f"%e{i}", tw))
+        inputs = []
+        for p in names:
             inputs += [stored[p], (masks or loaded.masks)[p]]
-        text = (f"graph.func @mask_update({', '.join(sig)}) -> ({', '.join(str(t) for _, t in rets)}) {{\n"
-                + "\n".join(ops) + f"\n  graph.return {', '.join(v for v, _ in rets)} : "
-                + f"{', '.join(str(t) for _, t in rets)}\n}}\n")
+        text = mask_update_ir([(tuple(loaded.arg_types[p].shape),  # type: ignore[union-attr]
+                                loaded.formats.get(p, loaded.ir_formats[p])) for p in names])
         key = ("mask-update", hashlib.sha256(text.encode()).hexdigest()[:16], self.target.config_hash(),
                str(self.options.tile))
         program = self._updates.get(key)
@@ -504,6 +493,25 @@ class Session:
             loaded.formats[param] = band
             out.append((param, current, band))
         return out, changes
+
+
+def mask_update_ir(weights: Sequence[tuple[tuple[int, ...], str]]) -> str:
+    """IR of a mask update: each weight (shape, storage format), argument ``%wI`` with its
+    new 0/1 mask ``%mI`` after it, brought to the mask in its format (``graph.mask_apply``:
+    a compressed one decoded and re-encoded with the new pattern), and a compressed
+    weight's mask encoded anew beside it."""
+    sig, ops, rets = [], [], []
+    for i, (shape, fmt) in enumerate(weights):
+        tw, tm = TensorType(shape, "f32", format_to_encoding(fmt)), TensorType(shape)
+        sig += [f"%w{i}: {tw}", f"%m{i}: {tm}"]
+        ops.append(f"  %r{i} = graph.mask_apply %w{i}, %m{i} : {tw}, {tm} -> {tw}")
+        rets.append((f"%r{i}", tw))
+        if fmt != "dense":
+            ops.append(f"  %e{i} = graph.mask_apply %m{i}, %m{i} : {tm}, {tm} -> {tw}")
+            rets.append((f"%e{i}", tw))
+    types = ", ".join(str(t) for _, t in rets)
+    return (f"graph.func @mask_update({', '.join(sig)}) -> ({types}) {{\n" + "\n".join(ops)
+            + f"\n  graph.return {', '.join(v for v, _ in rets)} : {types}\n}}\n")
 
 
 def _variant_for(loaded: LoadedStep, formats: dict[str, str], dense_grad: bool) -> Variant:
