@@ -132,9 +132,6 @@ def param_settings(model: nn.Module, optimizer: Any, opt: OptimizerConfig
     if strangers:
         raise ValueError(f"the optimizer holds {strangers} tensor(s) that are not parameters "
                          f"of the model (build it on the model passed to the capture)")
-    kinds = {c.kind for c in group_of.values()}
-    if len(kinds) > 1:  # cannot happen with one torch optimizer; a guard for the IR's sake
-        raise ValueError(f"one optimizer kind per step, got {sorted(kinds)}")
     return {n: group_of[id(p)] for n, p in trainable if id(p) in group_of}
 
 
