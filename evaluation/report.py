@@ -44,11 +44,9 @@ def _iso_peak(r: dict[str, Any], d: dict[str, Any] | None) -> dict[str, Any] | N
 
 
 def label(r: dict[str, Any]) -> str:
-    ov = r.get("overrides") or {}
-    extra = ",".join(f"{k}={v}" for k, v in sorted(ov.items()))
-    fmt = "" if r.get("formats", "auto") == "auto" else f",formats={r['formats']}"
-    fmt += "" if r.get("noc", "auto") == "auto" else f",noc={r['noc']}"
-    return r["target"] + (f"[{extra}{fmt}]".replace("[,", "[") if extra or fmt else "")
+    parts = [f"{k}={v}" for k, v in sorted((r.get("overrides") or {}).items())]
+    parts += [f"{k}={r[k]}" for k in ("formats", "noc") if r.get(k, "auto") != "auto"]
+    return r["target"] + (f"[{','.join(parts)}]" if parts else "")
 
 
 def per_gemm_ideal(acf: dict[str, Any], dense: dict[str, Any]) -> list[dict[str, Any]]:
