@@ -67,12 +67,10 @@ class Emulator:
         st, cl, lo = self.state, sym.cluster if sym.space in ("sp", "acc") else 0, sym.addr
         if sym.fmt == "dense":  # pack_symbol's bytes, without copying them twice
             data = np.ascontiguousarray(symbols.as_symbol_array(sym, value)).reshape(-1).view(np.uint8)
-            st.check(sym.space, sym.cluster, lo, data.size)
             st.write(sym.space, sym.cluster, lo, data)
             written.append((sym.space, cl, lo, lo + data.size))
             return
-        hi = lo + symbols.symbol_nbytes(sym)
-        st.check(sym.space, sym.cluster, lo, hi - lo)
+        hi = lo + symbols.symbol_nbytes(sym)  # in range: every symbol was checked (_check_fits)
         if any(s == sym.space and c == cl and a < hi and lo < b for s, c, a, b in written):
             st.write(sym.space, sym.cluster, lo, np.frombuffer(symbols.pack_symbol(sym, value), np.uint8))
         else:  # memory not bound yet is zero: the slot padding is already in place
