@@ -26,7 +26,17 @@ def _run(cfg):
 
 
 def main(argv=None) -> int:
-    from acf.evaluation.accuracy import grid, write_report
+    from acf.evaluation.accuracy import AccuracyError
+
+    try:
+        return _main(argv)
+    except AccuracyError as exc:  # bad input: one line, before any training
+        print(f"sweep_accuracy: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _main(argv=None) -> int:
+    from acf.evaluation.accuracy import AccuracyError, grid, write_report
     from acf.evaluation.sweep import read_rows, repair_rows
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,6 +51,8 @@ def main(argv=None) -> int:
                    help="restrict RigL on the CNN to these sparsities (comma list; default all)")
     p.add_argument("--report-only", action="store_true")
     a = p.parse_args(argv)
+    if not 0 < a.target_fraction <= 1:
+        raise AccuracyError(f"--target-fraction {a.target_fraction}: must be in (0, 1]")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"

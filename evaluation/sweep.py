@@ -79,7 +79,7 @@ class Grid:
                 raise SweepError(f"--{name} {value}: must be at least 1")
         known = available_targets()
         for t in self.targets:
-            if t not in known and not Path(t).exists():
+            if t not in known and not Path(t).is_file():
                 raise SweepError(f"unknown target {t!r}; choose one of {', '.join(known)}")
             for combo in self._set_combos():
                 try:

@@ -180,6 +180,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise TargetError(f"{path}: error: no such target file") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise TargetError(f"{path}: error: cannot read a target file there: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"{path}: error: not valid TOML: {exc}") from None
 

@@ -154,3 +154,15 @@ def test_run_id_covers_the_settings():
     assert a.run_id == acc.RunConfig("digits", "mlp", "rigl", 0.9, steps=300).run_id
     for other in (dict(steps=200), dict(lr=0.1), dict(sample_every=7), dict(target="acf-small")):
         assert acc.RunConfig("digits", "mlp", "rigl", 0.9, **{"steps": 300, **other}).run_id != a.run_id
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--datasets", "nope"], "unknown dataset 'nope'"),
+    (["--target-fraction", "1.5"], "--target-fraction 1.5: must be in (0, 1]"),
+])
+def test_sweep_accuracy_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    from acf.benchmarks import sweep_accuracy
+
+    assert sweep_accuracy.main(["--out", str(tmp_path / "out"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sweep_accuracy: error: ") and message in err and err.count("\n") == 1

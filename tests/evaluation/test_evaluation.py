@@ -275,6 +275,7 @@ def test_cli_bench_bad_input(capsys) -> None:
     (["--compare", "mlp:x"], "--compare 'mlp:x': expected MODEL:SPARSITY with a sparsity in [0, 1)"),
     (["--compare", "mlp:1"], "--compare 'mlp:1': expected MODEL:SPARSITY with a sparsity in [0, 1)"),
     (["--out", "{file}"], "--out {file}: cannot create the results folder: File exists"),
+    (["--targets", "{dir}"], "unknown target '{dir}'; choose one of acf-base"),
 ])
 def test_cli_bench_rejects_bad_options_before_any_run(tmp_path, capsys, argv, message) -> None:
     """Each is one line and status 1, before a run starts (no results folder appears)."""
@@ -284,10 +285,11 @@ def test_cli_bench_rejects_bad_options_before_any_run(tmp_path, capsys, argv, me
     file.write_text("")
     out = tmp_path / "out"
     argv = ["bench", "--models", "tiny-mlp", "--sparsity", "0.5", "--no-progress", "--out", str(out),
-            *(a.replace("{file}", str(file)) for a in argv)]
+            *(a.replace("{file}", str(file)).replace("{dir}", str(tmp_path)) for a in argv)]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("acfc: error: " + message.replace("{file}", str(file)))
+    assert err.startswith("acfc: error: " + message.replace("{file}", str(file))
+                          .replace("{dir}", str(tmp_path)))
     assert err.count("\n") == 1
     assert not out.exists()
 
