@@ -263,3 +263,15 @@ def test_print_ir_after_an_unknown_pass_is_a_usage_error(tmp_path: Path, capsys)
     assert acf_opt([str(src), "-p", "cse", "--print-ir-after=nosuch"]) == 2
     assert "unknown pass 'nosuch'" in capsys.readouterr().err
     assert acf_opt([str(src), "-p", "cse", "--print-ir-after=cse"]) == 0
+
+
+def test_acfc_opt_help_is_the_pass_drivers(capsys) -> None:
+    """``acfc opt --help`` reaches the pass driver (its options, not the wrapper's one
+    positional argument)."""
+    from acf.cli import main as acfc
+
+    with pytest.raises(SystemExit) as info:
+        acfc(["opt", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--print-ir-after-all" in out and "--time-passes" in out
