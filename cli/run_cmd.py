@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             res = emulate(prog, target, inputs, mode="stepped" if args.stepped else "batched")
     except EmulatorTrap as exc:
-        raise UserError(f"{args.program}: {exc}") from None
+        raise UserError(trap_text(args.program, prog, exc)) from None
     except ValueError as exc:
         raise UserError(f"{args.program}: error: {exc}") from None
     if args.outputs:
@@ -55,6 +55,15 @@ def run(args: argparse.Namespace) -> int:
         for sym, why in sorted(res.unreadable.items()):
             print(f"note: output {sym!r} not decoded: {why}", file=sys.stderr)
     return 0
+
+
+def trap_text(path: str, prog, exc) -> str:
+    """``prog.s:LINE: trap at cycle ...``: the trapping instruction's line when the program
+    was assembled here, and the source it was compiled from (its debug info) when known."""
+    line = prog.asm_lines.get(exc.index)
+    text = f"{path}:{line}: {exc}" if line else f"{path}: {exc}"
+    loc = prog.debug.get(exc.index)
+    return text + (f" (compiled from {loc})" if loc is not None and loc.file else "")
 
 
 def _check_writable(path: str | None) -> None:

@@ -74,6 +74,7 @@ def assemble(source: str, filename: str = "<input>") -> Program:
             continue
         index = len(prog.instructions)
         prog.instructions.append(_instruction(node, ctx, index))
+        prog.asm_lines[index] = int(getattr(node.children[0], "line", 0) or 0)
         if loc != SourceLoc():
             prog.debug[index] = loc
     prog.labels = ctx.labels

@@ -187,6 +187,9 @@ class Program:
     labels: dict[str, int] = field(default_factory=dict)
     debug: dict[int, SourceLoc] = field(default_factory=dict)
     target: str = ""
+    #: instruction index -> its line in the assembly text it was assembled from (not
+    #: serialized: diagnostics of the run that assembled it name the line)
+    asm_lines: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.instructions)

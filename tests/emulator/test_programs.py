@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from acf.emulator import run
+from acf.isa.asm import assemble
 
 from tests.emulator.conftest import PROGRAMS, program, random_inputs
 
@@ -142,6 +143,22 @@ def test_acfc_run_trap_is_one_clean_line(tmp_path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "trap at cycle 1: c0.ld #0 ld: out-of-bounds scratchpad access 0xfff0+0x40 > 0x10000" in proc.stderr
+    assert f"{src}:2: trap at cycle 1" in proc.stderr  # the line of the trapping instruction
+
+
+def test_a_trap_names_the_source_a_compiled_instruction_came_from() -> None:
+    from acf.cli.run_cmd import trap_text
+    from acf.emulator import EmulatorTrap
+    from acf.emulator.traps import Where
+    from acf.isa.program import SourceLoc
+
+    prog = assemble(".target acf-small\n    ld c0, sp[0xfff0], dram[0x0], dense, rows=4, cols=4\n    halt\n")
+    prog.debug[0] = SourceLoc("model.py", 12, "fc1", 3)
+    with pytest.raises(EmulatorTrap) as info:
+        run(prog, "acf-small")
+    text = trap_text("p.acfbin", prog, info.value)
+    assert text.startswith("p.acfbin:2: trap at cycle 1: c0.ld #0 ld: out-of-bounds")
+    assert text.endswith("(compiled from model.py:12 (fc1))")
 
 
 def test_acfc_run_user_errors(tmp_path) -> None:
