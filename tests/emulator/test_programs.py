@@ -149,7 +149,6 @@ def test_acfc_run_trap_is_one_clean_line(tmp_path) -> None:
 def test_a_trap_names_the_source_a_compiled_instruction_came_from() -> None:
     from acf.cli.run_cmd import trap_text
     from acf.emulator import EmulatorTrap
-    from acf.emulator.traps import Where
     from acf.isa.program import SourceLoc
 
     prog = assemble(".target acf-small\n    ld c0, sp[0xfff0], dram[0x0], dense, rows=4, cols=4\n    halt\n")
