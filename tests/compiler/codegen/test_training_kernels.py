@@ -121,6 +121,30 @@ def test_conv2d_forward_and_backward(case) -> None:
     assert mms and all(i["skip"] == "ab" for i in mms)
 
 
+def test_conv_layer_forward_and_backward_at_several_weight_densities() -> None:
+    """One conv layer (forward, input gradient, masked weight gradient) with its weight at
+    100/50/10/0 % density and ReLU-sparse activations: the emulator equals the interpreter
+    at each, and the PEs skip the zero weights (the effectual MACs fall with the density)."""
+    n, c, h, w, o, k = 2, 16, 8, 8, 24, 3
+    attrs = "stride = [1, 1], padding = [1, 1], dilation = [1, 1]"
+    text = func({"x": (n, c, h, w), "wt": (o, c, k, k), "g": (n, o, h, w), "m": (o, c, k, k)}, [
+        ("y", "conv2d", ["x", "wt"], attrs, [(n, o, h, w)]),
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {w}], " + attrs,
+         [(n, c, h, w)]),
+        ("gw", "conv2d_backward_weight", ["g", "x", "m"], f"weight_shape = [{o}, {c}, {k}, {k}], " + attrs,
+         [(o, c, k, k)]),
+    ], ["y", "gx", "gw"])
+    effectual = []
+    for density in (1.0, 0.5, 0.1, 0.0):
+        rng = np.random.default_rng(9)
+        mask = (rng.random((o, c, k, k)) < density).astype(np.float32)
+        x = np.maximum(rnd(rng, n, c, h, w), 0)  # a ReLU output: half zeros
+        _, result = run_case(text, [x, rnd(rng, o, c, k, k) * mask, rnd(rng, n, o, h, w), mask])
+        effectual.append(result.report.macs_effectual_count)
+    assert effectual == sorted(effectual, reverse=True) and len(set(effectual)) == 4
+    assert effectual[2] < 0.2 * effectual[0]
+
+
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.data())
 def test_random_convs_forward_and_backward_match_the_interpreter(data) -> None:
