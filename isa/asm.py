@@ -151,11 +151,28 @@ def _directive_first_pass(node: Tree, ctx: _Ctx, prog: Program) -> None:
         sym = _tensor_directive(node, ctx)
         if sym.name in ctx.symbols:
             raise ctx.error(args[0], f"symbol {sym.name!r} defined twice")
+        other = _overlapping(sym, ctx.symbols.values())
+        if other is not None:  # inputs bound to both would overwrite each other
+            raise ctx.error(args[0], f"tensor {sym.name!r} overlaps {other.name!r} in "
+                                     f"{sym.space}" + (f" c{sym.cluster}" if sym.space in ("sp", "acc") else ""))
         ctx.symbols[sym.name] = sym
     elif name == "loc":
         pass
     else:
         raise ctx.error(node.children[0], f"unknown directive '.{name}' (.target .tensor .equ .loc)")
+
+
+def _overlapping(sym: Symbol, others) -> Symbol | None:
+    """The first symbol among ``others`` whose bytes meet ``sym``'s (same memory)."""
+    from acf.isa.symbols import symbol_nbytes
+
+    lo, hi = sym.addr, sym.addr + symbol_nbytes(sym)
+    same_cluster = sym.space in ("sp", "acc")
+    for o in others:
+        if (o.space == sym.space and (not same_cluster or o.cluster == sym.cluster)
+                and o.addr < hi and lo < o.addr + symbol_nbytes(o) and hi > lo):
+            return o
+    return None
 
 
 def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:

@@ -83,6 +83,16 @@ def test_assembler_rejects_a_negative_tensor_dimension() -> None:
     assert str(exc.value).startswith("p.s:2:26: error: negative dimension -1 in the shape of 'X'")
 
 
+def test_assembler_rejects_overlapping_tensors() -> None:
+    with pytest.raises(AsmError) as exc:
+        assemble(".target acf-small\n.tensor A dram 0x0 f32[4,4]\n.tensor B dram 0x20 f32[2,2]\nhalt\n",
+                 "p.s")
+    assert str(exc.value).startswith("p.s:3:9: error: tensor 'B' overlaps 'A' in dram")
+    # the same addresses in two clusters' scratchpads, or back to back, are fine
+    assemble(".target acf-small\n.tensor A sp 0x0 f32[4] c0\n.tensor B sp 0x0 f32[4] c1\n"
+             ".tensor C dram 0x0 f32[4]\n.tensor D dram 0x10 f32[4]\nhalt\n")
+
+
 def test_decoder_rejects_garbage_words() -> None:
     with pytest.raises(DecodeError, match="unknown opcode"):
         decode(bytes(32))
