@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from acf.evaluation.runner import RunSpec, run_spec
+from acf.evaluation.runner import RunSpec, default_settings, run_spec
 
 GAP_THRESHOLD = 0.25
 
@@ -93,9 +93,7 @@ def calibrate_from_rows(rows: list[dict[str, Any]], model: str = "resnet18-cifar
     out = []
     for c in cases:
         def usable(r: dict[str, Any], name: str) -> bool:
-            return (r.get("status", "ok") == "ok" and r["model"] == name
-                    and not r.get("overrides") and r.get("formats", "auto") == "auto"
-                    and r.get("noc", "auto") == "auto")
+            return r.get("status", "ok") == "ok" and r["model"] == name and default_settings(r)
 
         used = c.model if any(usable(r, c.model) for r in rows) else model
         sel = [r for r in rows if usable(r, used)]

@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from acf.evaluation.runner import default_settings
+
 PLOTS = ("speedup_vs_sparsity.png", "energy_vs_sparsity.png", "energy_breakdown.png",
          "utilization.png", "noc_link_load.png", "realized_vs_ideal.png", "accuracy_vs_sparsity.png")
 DENSE = "acf-dense"
@@ -278,8 +280,7 @@ def gpu_comparison(acf: dict[str, Any], anchors, model: str, per_sample: float =
 def comparison(rows: list[dict[str, Any]], model: str = "resnet18-cifar", sparsity: float = 0.9,
                anchors=None) -> dict[str, Any] | None:
     sel = [r for r in rows if r["model"] == model and abs(r["sparsity"] - sparsity) < 1e-9
-           and not r.get("overrides") and r.get("formats", "auto") == "auto"
-           and r.get("noc", "auto") == "auto"]
+           and default_settings(r)]
     by_t = {r["target"]: r for r in sel}
     acf = by_t.get("acf-base")
     if acf is None:
@@ -369,7 +370,7 @@ def _md_gpu_baselines(anchors, rows: list[dict[str, Any]]) -> list[str]:
           "| sparsity | H200 sparse step vs dense | ACF (acf-base) vs acf-dense, MLP |", "|---|---|---|"]
     mlp = {r["sparsity"]: (r, d) for r, d in pair_with_dense(rows)
            if r["model"] == "mlp" and r["target"] == "acf-base" and d is not None
-           and not r.get("overrides") and r.get("formats", "auto") == "auto"}
+           and default_settings(r)}
     for sp in (0.5, 0.9, 0.95, 0.99):
         ratio = anchors.sparse_step_ratio(sp)
         if ratio is None:
@@ -385,8 +386,7 @@ def _md_gpu_baselines(anchors, rows: list[dict[str, Any]]) -> list[str]:
           "| model | GPU | dtype | roofline (ms) | ACF 0 % iso-peak (ms) | ACF 90 % iso-peak (ms) |",
           "|---|---|---|---|---|---|"]
     acf_rows = {(r["model"], r["sparsity"]): r for r in rows
-                if r["target"] == "acf-base" and not r.get("overrides")
-                and r.get("formats", "auto") == "auto" and r.get("noc", "auto") == "auto"}
+                if r["target"] == "acf-base" and default_settings(r)}
     for model in sorted({m for m, _ in acf_rows}):
         base = acf_rows.get((model, 0.0))
         if base is None:
@@ -474,6 +474,7 @@ def accuracy_runs(algorithms_: list[str], sparsities: list[float], steps: int = 
     (``nm``, ``nm-srste``) trains with the N:M pattern of exactly each sparsity (0.5: 2:4,
     0.9: 1:10; see :func:`acf.algorithms.structure.nm_for_density`)."""
     from acf.algorithms.train import train
+    from acf.evaluation.accuracy import NM_ALGORITHMS
     from acf.evaluation.workloads import nm_or_error
 
     out = []
@@ -481,7 +482,7 @@ def accuracy_runs(algorithms_: list[str], sparsities: list[float], steps: int = 
         for sp in sparsities:
             if sp == 0.0:
                 r = train("dense", None, steps, model=model, dataset=dataset)
-            elif alg in ("nm", "nm-srste"):
+            elif alg in NM_ALGORITHMS:
                 n, m = nm_or_error(1.0 - sp)
                 r = train(alg, None, steps, model=model, dataset=dataset, n=n, m=m)
             else:

@@ -67,6 +67,13 @@ class RunSpec:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def default_settings(row: dict[str, Any]) -> bool:
+    """Whether a row ran with the defaults (no ``--set`` overrides, formats chosen, the
+    compiler's NoC configuration): the rows comparisons and calibration read."""
+    return (not row.get("overrides") and row.get("formats", "auto") == "auto"
+            and row.get("noc", "auto") == "auto")
+
+
 def package_version() -> str:
     """The package version and a fingerprint of the code a row's numbers come from
     (:func:`code_hash`): a resumed sweep reruns the rows an earlier version of the code
