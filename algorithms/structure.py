@@ -26,7 +26,7 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 #: group sizes an N:M pattern is looked for in, hardware-friendly powers of two first
-NM_GROUPS = (4, 8, 16, 32, 2, 5, 10, 20)
+NM_GROUPS = (4, 8, 16, 32, 5, 10, 20)
 
 
 def nm_for_density(density: float) -> tuple[int, int] | None:
@@ -35,7 +35,7 @@ def nm_for_density(density: float) -> tuple[int, int] | None:
     for m in NM_GROUPS:
         n = density * m
         if abs(n - round(n)) < 1e-9 and 1 <= round(n) <= m:
-            return (2, 4) if m == 2 else (int(round(n)), m)
+            return int(round(n)), m
     return None
 
 

@@ -69,13 +69,7 @@ def _main(argv=None) -> int:
             keep = {round(float(x), 6) for x in a.cnn_sparsities.split(",")}
             cfgs = [c for c in cfgs if c.model != "cnn" or c.algorithm != "rigl"
                     or round(c.sparsity, 6) in keep]
-        done = set()
-        if rows_path.exists():
-            for line in rows_path.read_text().splitlines():
-                try:
-                    done.add(json.loads(line)["run_id"])
-                except (ValueError, KeyError):
-                    pass
+        done = {r.get("run_id") for r in read_rows(out)}
         todo = [c for c in cfgs if c.run_id not in done]
         current = {c.run_id for c in cfgs}
         # longest first: CNN, then emulating seeds

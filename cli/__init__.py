@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
-    if chosen and not getattr(importlib.import_module(COMMANDS[chosen][0]), "ADD_HELP", True):
-        # a command that hands every argument to a driver of its own (-h included)
-        return int(importlib.import_module(COMMANDS[chosen][0]).run(
-            argparse.Namespace(command=chosen, args=argv[1:])) or 0)
+    if chosen:
+        mod = importlib.import_module(COMMANDS[chosen][0])
+        if not getattr(mod, "ADD_HELP", True):  # a driver of its own takes every argument
+            return int(mod.run(argparse.Namespace(command=chosen, args=argv[1:])) or 0)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:

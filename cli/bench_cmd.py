@@ -90,10 +90,11 @@ def run(args: argparse.Namespace) -> int:
                             f"choose one of {', '.join(NAMES)}")
         if args.accuracy_steps < 1:
             raise UserError(f"acfc: error: --accuracy-steps {args.accuracy_steps}: must be at least 1")
+        from acf.evaluation.accuracy import NM_ALGORITHMS
         from acf.evaluation.workloads import WorkloadError, nm_or_error
 
-        for sp in sparsities:  # N:M trains at its own pattern's density: each must have one
-            if sp > 0 and any(a in ("nm", "nm-srste") for a in algorithms):
+        if any(a in NM_ALGORITHMS for a in algorithms):  # each sparsity needs an exact N:M
+            for sp in (s for s in sparsities if s > 0):
                 try:
                     nm_or_error(1.0 - sp)
                 except WorkloadError as exc:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-ADD_HELP = False  # ``acfc opt --help`` is the pass driver's help
-
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the pass driver")
+#: ``acfc`` hands every argument to the pass driver (``acfc opt --help`` is its help), so
+#: this command adds none to acfc's parser
+ADD_HELP = False
 
 
 def run(args: argparse.Namespace) -> int:

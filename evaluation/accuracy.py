@@ -57,6 +57,8 @@ ALGORITHMS = ("dense", "rigl", "nm", "nm-srste", "static-magnitude", "gmp", "set
 #: N:M at its fixed 2:4 density: one-shot (nm) or with SR-STE, whose mask follows the dense
 #: weights and so needs the dense weight gradient every step
 NM_ALGORITHMS = ("nm", "nm-srste")
+#: the algorithms whose sparsity is not a sweep point: dense (0) and N:M (its pattern's)
+FIXED_SPARSITY = ("dense", *NM_ALGORITHMS)
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
 NM_N, NM_M = 2, 4
 
@@ -97,7 +99,7 @@ class RunConfig:
             raise AccuracyError(f"unknown algorithm {self.algorithm!r}; choose one of {ALGORITHMS}")
         if not (isinstance(self.sparsity, (int, float)) and 0.0 <= self.sparsity < 1.0):
             raise AccuracyError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
-        if self.algorithm not in ("dense", *NM_ALGORITHMS) and self.sparsity <= 0.0:
+        if self.algorithm not in FIXED_SPARSITY and self.sparsity <= 0.0:
             raise AccuracyError(f"{self.algorithm} needs sparsity > 0, got {self.sparsity}")
         if self.algorithm == "dense" and self.sparsity != 0.0:
             raise AccuracyError(f"dense training has sparsity 0, got {self.sparsity}")
@@ -381,7 +383,7 @@ def run(cfg: RunConfig, *, fabric: bool | None = None) -> dict[str, Any]:
         "run_id": cfg.run_id, "key": cfg.key, "dataset": cfg.dataset, "model": cfg.model,
         "algorithm": cfg.algorithm, "sparsity": cfg.sparsity, "seed": cfg.seed,
         "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-        "momentum": cfg.momentum, "delta_t": None if cfg.algorithm in ("dense", *NM_ALGORITHMS) else cfg.delta_t,
+        "momentum": cfg.momentum, "delta_t": None if cfg.algorithm in FIXED_SPARSITY else cfg.delta_t,
         "nm": f"{NM_N}:{NM_M}" if cfg.algorithm in NM_ALGORITHMS else None,
         "final_accuracy": res.final_accuracy, "curve": [list(c) for c in res.curve],
         "measured_density": None if res.density is None else res.density["density"],
@@ -665,7 +667,7 @@ def _plots(rows: list[dict[str, Any]], summ: Summary, out: Any) -> None:
         for key in sorted({r["key"] for r in rows if (r["dataset"], r["model"]) == (ds, m)}):
             rs = [r for r in rows if r["key"] == key]
             a, sp = rs[0]["algorithm"], rs[0]["sparsity"]
-            if not (a in ("dense", *NM_ALGORITHMS) or (a == "rigl" and abs(sp - 0.9) < 1e-9)):
+            if not (a in FIXED_SPARSITY or (a == "rigl" and abs(sp - 0.9) < 1e-9)):
                 continue
             steps = [s for s, _ in rs[0]["curve"]]
             accs = [statistics.fmean(r["curve"][i][1] for r in rs) for i in range(len(steps))]
@@ -696,7 +698,7 @@ def _plots(rows: list[dict[str, Any]], summ: Summary, out: Any) -> None:
                 ax.errorbar([g["fabric"][q] * scale for g in gs], [g["acc_mean"] for g in gs],
                             yerr=[g["acc_std"] for g in gs], fmt=markers[a], ms=5, capsize=2, label=a)
                 for g in gs:
-                    if a not in ("dense", *NM_ALGORITHMS):
+                    if a not in FIXED_SPARSITY:
                         ax.annotate(f"{g['sparsity']:.0%}", (g["fabric"][q] * scale, g["acc_mean"]),
                                     fontsize=6)
             ax.set_xlabel(lab)
