@@ -167,14 +167,20 @@ def test_resume_after_a_torn_write_keeps_every_row(tmp_path) -> None:
     assert run_sweep(grid, tmp_path, jobs=1, progress=False).ran == 0
 
 
-def test_rows_of_other_code_are_rerun() -> None:
+def test_rows_of_other_code_are_rerun(tmp_path, monkeypatch) -> None:
     """A row's run id covers a hash of the code that made it: a resume after a change to
     the compiler or emulator reruns the point instead of keeping the old numbers."""
-    from acf.evaluation.runner import RunSpec, code_hash, package_version
+    from acf.evaluation import runner, sweep
+    from acf.evaluation.runner import code_hash, package_version
 
-    spec = RunSpec(model="tiny-mlp", sparsity=0.9, target="acf-base")
     assert package_version().endswith("+" + code_hash()) and len(code_hash()) == 12
-    assert spec.run_id("cfg", package_version()) != spec.run_id("cfg", "0.1.0+000000000000")
+    grid = Grid(models=["tiny-mlp"], sparsities=[0.9], targets=["acf-base"])
+    assert run_sweep(grid, tmp_path, jobs=1, progress=False).ran == 1
+    assert run_sweep(grid, tmp_path, jobs=1, progress=False).ran == 0  # same code: kept
+    other = lambda: "0.1.0+000000000000"  # noqa: E731 - the code as changed since
+    monkeypatch.setattr(sweep, "package_version", other)
+    monkeypatch.setattr(runner, "package_version", other)
+    assert run_sweep(grid, tmp_path, jobs=1, progress=False).ran == 1
 
 
 def test_anchors_load_with_provenance() -> None:
