@@ -16,6 +16,15 @@ import sys
 from acf.cli import UserError, read_input, write_output
 
 
+def tile_sizes(text: str) -> int | tuple[int, int, int]:
+    """``--tile``: one side (``144``) or GEMM sizes ``m,n,k`` (``32,32,64``)."""
+    parts = text.split(",")  # a negative side parses, and the tiler says why it is wrong
+    if len(parts) not in (1, 3) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a tile side or M,N,K")
+    sizes = tuple(int(p) for p in parts)
+    return sizes[0] if len(sizes) == 1 else sizes  # type: ignore[return-value]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="graph IR file (.acfir), - for stdin, or model.py:factory "
                    "with --train")
@@ -25,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="output file (default: stdout)")
     p.add_argument("--emit", choices=("bin", "asm", "ir"), default=None,
                    help="what to write: binary container (default with -o), assembly, acf IR")
-    p.add_argument("--tile", type=int, default=0, help="force the tile side (0: tiler's choice)")
+    p.add_argument("--tile", type=tile_sizes, default=0, metavar="T|M,N,K",
+                   help="force the tile side, or the GEMM tile sizes M,N,K (0: tiler's choice)")
     p.add_argument("--func", default=None, help="function to compile (default: the first)")
     t = p.add_argument_group("training step of a PyTorch model (input model.py:factory)")
     t.add_argument("--train", action="store_true",

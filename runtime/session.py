@@ -84,7 +84,8 @@ class SessionOptions:
     density-band rule) or ``"off"``; ``formats``: ``"ir"`` (masked weights keep the storage
     format the IR gives them) or ``"auto"`` (the band format of the first bound mask);
     ``verify``: on a re-specialization step run the old and the new program and keep the
-    faster (the step's outputs come from the kept one); ``tile``: force the tile side;
+    faster (the step's outputs come from the kept one); ``tile``: force the tile side (or
+    the GEMM sizes ``(m, n, k)``, ``codegen.tiling``);
     ``mode``: the emulator mode (``batched`` or ``stepped``); ``seed``: of the generator
     that draws dropout keep-masks (arguments with a ``dropout`` attribute) on steps that
     do not pass them."""
@@ -95,7 +96,7 @@ class SessionOptions:
     formats: str = "ir"
     bands: DensityBands = field(default_factory=DensityBands)
     verify: bool = True
-    tile: int = 0
+    tile: int | tuple[int, int, int] = 0
     mode: str = "batched"
     seed: int = 0
 

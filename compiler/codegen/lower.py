@@ -36,7 +36,8 @@ OPTIMIZERS = ("graph.sgd_update", "graph.adam_update")
 
 @dataclass
 class CompileOptions:
-    """``tile``: force the tile side (0 = the tiler's choice); ``func``: which function;
+    """``tile``: force the tile side, or the GEMM tile sizes ``(m, n, k)`` (0 = the tiler's
+    choice; ``codegen.tiling``); ``func``: which function;
     ``placement``: the output-tile placement function; by default consecutive tiles go to
     different rows, so their memory traffic enters through different row ports
     (docs/timing.md section 7) instead of all through row 0's. ``multicast``: kernels may
@@ -45,7 +46,7 @@ class CompileOptions:
     over every tap in one ``mm`` (``kernels.conv_wide``): ``auto`` where their cost model
     prefers it, ``on`` wherever it applies, ``off`` never (one ``mm`` per tap)."""
 
-    tile: int = 0
+    tile: int | tuple[int, int, int] = 0
     func: str | None = None
     placement: Callable = row_spread
     multicast: bool = True  # kernels may multicast shared operand tiles (codegen.multicast)

@@ -1,11 +1,15 @@
 """Tiling: the tile sizes of a compilation, checked against the target's buffers.
 
-One square tile side ``T`` serves every matmul dimension (TM = TN = TK = T) so that a
-sparse tensor has one packed-tile grid whatever role it plays (forward weight, transposed
-in the backward-data GEMM, sampled in the SDDMM weight gradient). ``T`` is the largest
-multiple of the PE array (rows and columns) such that double-buffered A and B tiles plus a
-double-buffered sampling tile fit the scratchpad and a double-buffered C tile fits the
-accumulator. Vector kernels use tiles of at most ``T*T`` elements.
+A GEMM kernel tiles its output in at most ``M x N`` tiles and reduces in k-chunks of at
+most ``K``. Sparse tensors are packed in square ``T x T`` tiles, ``T = min(M, N, K)``, so
+that a sparse tensor has one packed-tile grid whatever role it plays (forward weight,
+transposed in the backward-data GEMM, sampled in the SDDMM weight gradient); a GEMM
+dimension that runs along a packed sparse operand or result is tiled at ``T`` instead of
+its own size (a k-chunk of a sparse weight covers one packed tile). The tiler's choice is
+square (M = N = K = T): the largest multiple of the PE array (rows and columns) such that
+double-buffered A and B tiles plus a double-buffered sampling tile fit the scratchpad and
+a double-buffered C tile fits the accumulator. The conv kernels tile with ``T``; vector
+kernels use tiles of at most ``T*T`` elements.
 """
 
 from __future__ import annotations
@@ -21,14 +25,30 @@ MAX_DIM = 65535  # rows/cols fields are 16 bits
 
 @dataclass(frozen=True)
 class Tiling:
-    """``t``: the square matmul tile side; ``elems``: the vector-kernel tile budget."""
+    """``t``: the packed sparse tile side (and the conv kernels'); ``m``, ``n``, ``k``: the
+    GEMM kernel's output tile and k-chunk bounds (0: ``t``); ``elems``: the vector-kernel
+    tile budget."""
 
     t: int
     spad_bytes: int
     acc_bytes: int
+    m: int = 0
+    n: int = 0
+    k: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("m", "n", "k"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, self.t)
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        return self.m, self.n, self.k
 
     @property
     def elems(self) -> int:
+        """At most ``t * t``: the GEMM tile set's budget holds six such tiles in the
+        scratchpad and two in the accumulator whatever ``m``, ``n``, ``k`` are."""
         return self.t * self.t
 
     @property
@@ -45,14 +65,32 @@ def matmul_acc_bytes(t: int) -> int:
     return 2 * t * t * F32
 
 
-def choose_tiling(target: Target, tile: int = 0) -> Tiling:
-    """The largest PE-aligned tile side that fits (or ``tile`` if given and it fits).
+def gemm_bytes(m: int, n: int, k: int) -> tuple[int, int]:
+    """(scratchpad, accumulator) bytes of a double-buffered m x n x k GEMM tile set: A, B and
+    the sampling tile S in the scratchpad, C in the accumulator."""
+    return 2 * F32 * (m * k + k * n + m * n), 2 * F32 * m * n
+
+
+def choose_tiling(target: Target, tile: int | tuple[int, int, int] = 0) -> Tiling:
+    """The largest PE-aligned tile side that fits (or ``tile`` if given and it fits: one
+    side, or GEMM sizes ``(m, n, k)``, whose smallest is the packed side).
 
     Raises ``ValueError`` saying which buffer is too small.
     """
     c = target.cluster
     spad, acc = int(c.spad_bytes), int(c.acc_bytes)
     step = math.lcm(int(c.pe_rows), int(c.pe_cols))
+    if isinstance(tile, tuple | list):
+        m, n, k = (int(v) for v in tile)
+        if len(set(tile)) == 1:
+            return choose_tiling(target, m)
+        if min(m, n, k) <= 0:
+            raise ValueError(f"tile {m}x{n}x{k}: sizes must be positive")
+        need_spad, need_acc = gemm_bytes(m, n, k)
+        if need_spad > spad or need_acc > acc:
+            raise ValueError(f"tile {m}x{n}x{k} needs {need_spad} scratchpad bytes and "
+                             f"{need_acc} accumulator bytes; {target.name} has {spad} and {acc}")
+        return Tiling(min(m, n, k), spad, acc, m, n, k)
     if tile < 0:
         raise ValueError(f"tile side {tile}: must be positive (or 0 for the tiler's choice)")
     if tile:
@@ -83,35 +121,39 @@ def choose_tiling(target: Target, tile: int = 0) -> Tiling:
 
 
 def gemm_output_tile(m: int, n: int, t: int, clusters: int, batch: int = 1, *, step_m: int = 1,
-                     step_n: int = 1, split_m: bool = True, split_n: bool = True) -> tuple[int, int]:
-    """(rows, cols) of a GEMM's output tiles: at most ``t`` each, equal along each dimension
+                     step_n: int = 1, split_m: bool = True, split_n: bool = True,
+                     t_n: int = 0) -> tuple[int, int]:
+    """(rows, cols) of a GEMM's output tiles: at most ``t`` rows and ``t_n`` (default ``t``)
+    columns, equal along each dimension
     (a ragged last tile leaves its cluster idle while the others finish full ones) and in
     whole PE folds (``step_m`` x ``step_n``), and split further while there are fewer tiles
     than clusters, the larger side first. A dimension whose operand (or result) is stored in
-    packed ``t x t`` sparse tiles cannot be split: ``split_m`` / ``split_n`` False keep it
-    at ``t``. The matmul kernel and the cost model both tile with this."""
+    packed sparse tiles cannot be split: ``split_m`` / ``split_n`` False keep it at its
+    bound (the caller passes the packed side). The matmul kernel and the cost model both
+    tile with this."""
+    t_m, t_n = t, t_n or t
 
-    def even(extent: int, parts: int, step: int) -> int:
+    def even(extent: int, parts: int, step: int, cap: int) -> int:
         size = -(-extent // max(1, parts))
-        return min(t, -(-size // step) * step)
+        return min(cap, -(-size // step) * step)
 
-    def smaller(extent: int, size: int, step: int) -> int:
+    def smaller(extent: int, size: int, step: int, cap: int) -> int:
         """The next smaller even tile size (``size`` itself when there is none)."""
         parts = -(-extent // size) + 1
         while parts <= -(-extent // step):
-            new = even(extent, parts, step)
+            new = even(extent, parts, step, cap)
             if new < size:
                 return new
             parts += 1
         return size
 
-    tm = even(m, -(-m // t), step_m) if split_m else t
-    tn = even(n, -(-n // t), step_n) if split_n else t
+    tm = even(m, -(-m // t_m), step_m, t_m) if split_m else t_m
+    tn = even(n, -(-n // t_n), step_n, t_n) if split_n else t_n
     while batch * -(-m // tm) * -(-n // tn) < clusters:
         sides = []  # (current size, side, next smaller size); ties: the columns
-        if split_m and (new := smaller(m, tm, step_m)) < tm:
+        if split_m and (new := smaller(m, tm, step_m, t_m)) < tm:
             sides.append((tm, 0, new))
-        if split_n and (new := smaller(n, tn, step_n)) < tn:
+        if split_n and (new := smaller(n, tn, step_n, t_n)) < tn:
             sides.append((tn, 1, new))
         if not sides:
             break

@@ -36,6 +36,8 @@ PASSES: dict[str, type[ModulePass]] = {
 PIPELINES: dict[str, str] = {
     "default": "split-groups,canonicalize,cse,dce",
     "sparse-training": "split-groups,canonicalize,cse,sparsity-propagation,dce,fuse-activations",
+    # the short name the pipelines of the literature use for the propagation of zero patterns
+    "sparsify": "sparsity-propagation",
 }
 
 __all__ = ["PASSES", "PIPELINES", "ModulePass", "PassOption"]

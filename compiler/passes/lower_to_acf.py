@@ -3,10 +3,10 @@ the ``acf`` dialect, one ``acf.<mnemonic>`` op per instruction
 (:mod:`acf.compiler.dialects.acf`).
 
 Consumes the ``tiled`` annotations (:mod:`acf.compiler.dialects.tiled`): ``acf_tile`` gives
-the tile side (all ops must agree: sparse tensors are packed once, in one tile grid),
+the tile sizes (all ops must agree: sparse tensors are packed once, in one tile grid),
 ``acf_place`` each op's placement and ``acf_sync`` the barrier before it, then drives the
 codegen steps ``begin`` / ``lower_op`` / ``finish``. Without annotations changed by hand
-the program is the one ``compile_module`` builds for the same tile side.
+the program is the one ``compile_module`` builds for the same tile sizes.
 
 After ``tile,place,schedule,lower-to-acf{target=acf-small}``::
 
@@ -61,8 +61,8 @@ class LowerToAcf(ModulePass):
 
     def _lower(self, func: FuncOp, target) -> CompiledProgram:
         ops = list(code_ops(func))
-        side = self._side(func, [op for _, op in ops])
-        low = begin(func, target, CompileOptions(tile=side, func=func.sym_name))
+        tile = self._tile(func, [op for _, op in ops])
+        low = begin(func, target, CompileOptions(tile=tile, func=func.sym_name))
         for i, (op_id, op) in enumerate(ops):
             if sync_of(op) != "barrier" and i:
                 raise error_at(op, "needs acf_sync = \"barrier\": it follows another op, whose "
@@ -71,12 +71,12 @@ class LowerToAcf(ModulePass):
         return finish(low)
 
     @staticmethod
-    def _side(func: FuncOp, ops: list) -> int:
-        sides = {op: tile_of(op) for op in ops}
-        first = next(iter(sides.values()), (0, 0, 0))
-        for op, tile in sides.items():
-            if len(set(tile)) != 1 or tile != first:
+    def _tile(func: FuncOp, ops: list) -> tuple[int, int, int]:
+        sizes = {op: tile_of(op) for op in ops}
+        first = next(iter(sizes.values()), (0, 0, 0))
+        for op, tile in sizes.items():
+            if tile != first:
                 raise error_at(op, f"'{TILE} = {list(tile)}': every op of @{func.sym_name} must "
-                                   f"use one square tile ({list(first)} first); sparse tensors "
+                                   f"use one tiling ({list(first)} first); sparse tensors "
                                    "are packed in one tile grid")
-        return first[0]
+        return first

@@ -39,8 +39,10 @@ def _density(value: Value) -> float:
     return float(attrs.get("density", 1.0))  # type: ignore[arg-type]
 
 
-def gemm_tile_load(op: Operation, t: int) -> Callable[[Any], float]:
-    """Bytes the loads of one output tile ``(batch, i0, j0)`` of a GEMM op move."""
+def gemm_tile_load(op: Operation, t: int, t_n: int = 0) -> Callable[[Any], float]:
+    """Bytes the loads of one output tile ``(batch, i0, j0)`` (at most ``t x t_n``, ``t_n``
+    defaulting to ``t``) of a GEMM op move."""
+    t_n = t_n or t
     a, b = op.operands[0].type.shape, op.operands[1].type.shape  # type: ignore[union-attr]
     ta = bool(op.attributes.get("transpose_a", False))
     tb = op.name == "graph.linear" or bool(op.attributes.get("transpose_b", False))
@@ -50,7 +52,7 @@ def gemm_tile_load(op: Operation, t: int) -> Callable[[Any], float]:
 
     def load(tile: Any) -> float:
         _, i0, j0 = tile
-        return 4.0 * k * (min(t, m - i0) + density * min(t, n - j0))
+        return 4.0 * k * (min(t, m - i0) + density * min(t_n, n - j0))
 
     return load
 
@@ -62,7 +64,7 @@ def placement_for(op: Operation) -> Placement:
     if place_of(op) == "round-robin":
         return round_robin
     if op.name in GEMMS:
-        return balanced(gemm_tile_load(op, tile_of(op)[0]))
+        return balanced(gemm_tile_load(op, *tile_of(op)[:2]))
     return balanced(lambda tile: 1.0)
 
 

@@ -4,10 +4,13 @@ and record them as ``acf_tile = [m, n, k]`` (see :mod:`acf.compiler.dialects.til
 A size left at 0 is the tiler's choice for the target (``codegen.tiling.choose_tiling``:
 the largest PE-aligned side whose double-buffered A, B and sampling tiles fit the
 scratchpad and whose double-buffered C tile fits the accumulator). Sizes that do not fit
-the target are a located error at the first op, and so are unequal sizes: the kernels tile
-every GEMM dimension with one side so that a sparse tensor keeps one packed tile grid in
+the target are a located error at the first op. The GEMM kernels tile their output in at
+most ``m x n`` tiles and reduce in k-chunks of at most ``k``; sparse tensors are packed in
+square tiles of the smallest size, so that a sparse tensor keeps one packed tile grid in
 each role it plays (forward operand, transposed in backward-data, sampled in the weight
-gradient). Vector kernels use tiles of at most ``m * n`` elements. An op without a
+gradient), and a GEMM dimension along a packed sparse operand or result is tiled at that
+side (``codegen.tiling``). The conv kernels use the smallest size too, and vector kernels
+tiles of at most its square. An op without a
 ``loc(...)`` gets its position in the input as one, so the debug info of the lowered
 program names the user's file and line however often the IR is printed and re-parsed.
 
@@ -25,16 +28,10 @@ from __future__ import annotations
 from acf.isa.target import load_target
 
 from ..codegen.errors import error_at
-from ..codegen.tiling import F32, choose_tiling
+from ..codegen.tiling import choose_tiling, gemm_bytes
 from ..dialects.tiled import TILE, code_ops
 from ..ir import FuncOp, Location, Module
 from .base import ModulePass, PassOption, target_option
-
-
-def gemm_bytes(m: int, n: int, k: int) -> tuple[int, int]:
-    """(scratchpad, accumulator) bytes of a double-buffered m x n x k GEMM tile set: A, B and
-    the sampling tile S in the scratchpad, C in the accumulator."""
-    return 2 * F32 * (m * k + k * n + m * n), 2 * F32 * m * n
 
 
 class Tile(ModulePass):
@@ -74,6 +71,3 @@ class Tile(ModulePass):
             raise error_at(where, f"{text} needs {spad} scratchpad bytes and {acc} accumulator "
                                   f"bytes per cluster; {target.name} has {have_spad} and "
                                   f"{have_acc}")
-        if not m == n == k:
-            raise error_at(where, f"{text}: the ACF kernels need m = n = k (one tile side keeps "
-                                  "a sparse tensor's packed tile grid valid in every GEMM role)")

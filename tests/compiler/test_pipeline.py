@@ -53,12 +53,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("tile,policy", [(0, "round-robin"), (16, "round-robin"),
-                                         (16, "balanced")])
+                                         (16, "balanced"), ((16, 24, 32), "round-robin")])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_stage_prints_replays_and_ends_at_compile_module(
         case: str, tile: int, policy: str, tmp_path: Path, capsys) -> None:
     passes = list(PASSES)
-    passes[2] = passes[2] % (tile, tile, tile)
+    passes[2] = passes[2] % (tile if isinstance(tile, tuple) else (tile,) * 3)
     passes[3] = passes[3] % policy
     src = tmp_path / "in.acfir"
     src.write_text(CASES[case])

@@ -2,10 +2,12 @@
 flags), ``graph.linear`` (x·wᵀ via ``tb``, bias added on the accumulator tile) and
 ``graph.sddmm`` (the mask tile is the sampling tile S of ``sddmm``).
 
-Per output tile (at most T x T, equal tiles in whole PE folds, split further while there are
+Per output tile (at most M x N, equal tiles in whole PE folds, split further while there are
 fewer tiles than clusters: ``tiling.gemm_output_tile``; placed over the clusters by
-``ctx.place``), per k-chunk of T (each cluster starting at its own chunk,
-``tiling.k_chunk_order``, so concurrent loads spread over the DRAM channels)::
+``ctx.place``), per k-chunk of K (each cluster starting at its own chunk,
+``tiling.k_chunk_order``, so concurrent loads spread over the DRAM channels); M, N, K are
+the tiling's sizes, and a dimension along a packed sparse operand or result takes the
+packed side T instead::
 
     ld  A[kk % 2] <- A tile          ld  B[kk % 2] <- B tile (decoded if sparse)
     mm  acc C[t % 2] (+)= A . B      (sddmm: sampled at S[t % 2])
@@ -68,25 +70,36 @@ class Gemm:
 
 
 def output_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int]:
-    """(rows, cols) of the output tiles (``tiling.gemm_output_tile``): packed sparse operands
-    and results keep the ``t x t`` grid along their dimensions."""
+    """(rows, cols) of the output tiles (``tiling.gemm_output_tile``, at most the tiling's
+    ``m x n``): packed sparse operands and results keep the ``t x t`` grid along their
+    dimensions."""
     fixed = g.out.sparse or g.sample is not None and g.sample.sparse
-    return gemm_output_tile(g.m, g.n, ctx.tiling.t, len(ctx.streams), g.batch,
+    pin_m, pin_n = fixed or g.a.sparse, fixed or g.b.sparse
+    tiling = ctx.tiling
+    return gemm_output_tile(g.m, g.n, tiling.t if pin_m else tiling.m, len(ctx.streams), g.batch,
                             step_m=int(ctx.target.cluster.pe_rows),
                             step_n=int(ctx.target.cluster.pe_cols),
-                            split_m=not (fixed or g.a.sparse), split_n=not (fixed or g.b.sparse))
+                            split_m=not pin_m, split_n=not pin_n,
+                            t_n=tiling.t if pin_n else tiling.n)
+
+
+def k_chunk(ctx: KernelContext, g: Gemm) -> int:
+    """The k-chunk: the tiling's ``k``, or the packed side ``t`` where a packed sparse
+    operand runs along k (one chunk reads one of its tiles)."""
+    return ctx.tiling.t if g.a.sparse or g.b.sparse else ctx.tiling.k
 
 
 def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
     tm, tn, ragged = _multicast_tile(ctx, g)
-    em = _GemmEmitter(ctx, g, (tm, tn))
+    kc = k_chunk(ctx, g)
+    em = _GemmEmitter(ctx, g, (tm, tn), kc)
     layout = _multicast_layout(ctx, g, tm, tn, ragged)
     if layout is None:
         tiles = [(bi, i0, j0) for bi in range(g.batch) for i0 in range(0, g.m, tm)
                  for j0 in range(0, g.n, tn)]
-        for cl, tile in _reuse_order(list(ctx.place(tiles)), g, ctx.tiling.t, tm, tn):
+        for cl, tile in _reuse_order(list(ctx.place(tiles)), g, kc, tm, tn):
             em.begin(cl, tile)
-            order = k_chunk_order(g.k, ctx.tiling.t, cl)
+            order = k_chunk_order(g.k, kc, cl)
             for k0 in order:
                 em.load(cl, k0)
                 em.mm(cl, k0, first=k0 == order[0])
@@ -108,7 +121,7 @@ def emit_gemm(ctx: KernelContext, g: Gemm) -> None:
         busy = [cl for cl in layout.order if tiles[cl] is not None]
         for cl in busy:
             em.begin(cl, tiles[cl])
-        for k0 in range(0, g.k, ctx.tiling.t):
+        for k0 in range(0, g.k, kc):
             for cl in layout.order:
                 if tiles[cl] is not None:
                     em.load(cl, k0, layout)
@@ -128,9 +141,9 @@ def _shared_operands(ctx: KernelContext, g: Gemm, tm: int, tn: int) -> tuple[boo
     adds is not hidden: 16 x 16 tiles ran 2 % slower multicast)."""
     if g.batch != 1 or not REUSE:
         return False, False
-    t = ctx.tiling.t
-    share_a = not g.a.sparse and 4 * tm * min(t, g.k) >= MULTICAST_MIN_BYTES
-    share_b = not g.b.sparse and 4 * tn * min(t, g.k) >= MULTICAST_MIN_BYTES
+    kc = k_chunk(ctx, g)
+    share_a = not g.a.sparse and 4 * tm * min(kc, g.k) >= MULTICAST_MIN_BYTES
+    share_b = not g.b.sparse and 4 * tn * min(kc, g.k) >= MULTICAST_MIN_BYTES
     return share_a, share_b
 
 
@@ -218,7 +231,7 @@ def _multicast_tile(ctx: KernelContext, g: Gemm) -> tuple[int, int, bool]:
     # idle turns are not repaid (784 x 256 MLP weight gradient at batch 32: 5,291 -> 5,385;
     # both measured while a sender still waited for its own multicast).
     pinned = fixed or g.a.sparse or g.b.sparse
-    if pinned and g.k > ctx.tiling.t:
+    if pinned and g.k > k_chunk(ctx, g):
         for a, b in cands:
             if _multicast_fits(ctx, g, a, b, ragged=True):
                 return a, b, True
@@ -230,9 +243,9 @@ class _GemmEmitter:
     k-chunk, ``end`` (bias, store); keeps each cluster's resident operand tiles and slot
     parities."""
 
-    def __init__(self, ctx: KernelContext, g: Gemm, tile: tuple[int, int]) -> None:
+    def __init__(self, ctx: KernelContext, g: Gemm, tile: tuple[int, int], kc: int) -> None:
         self.ctx, self.g = ctx, g
-        t = ctx.tiling.t
+        self.kc = t = kc
         self.tm, self.tn = tm, tn = tile
         self.a_slots = [ctx.alloc("sp", 4 * tm * t) for _ in range(2)]
         self.b_slots = [ctx.alloc("sp", 4 * t * tn) for _ in range(2)]
@@ -267,7 +280,7 @@ class _GemmEmitter:
         cur = self.current[cl]
         bi, i0, j0 = cur[0]
         mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
-        kt = min(ctx.tiling.t, g.k - k0)
+        kt = min(self.kc, g.k - k0)
         a, a_new = self.a_res[cl].slot((bi, i0, k0))
         b, b_new = self.b_res[cl].slot((bi, j0, k0))
         cur[3], cur[4] = a, b
@@ -303,7 +316,7 @@ class _GemmEmitter:
         ctx, g = self.ctx, self.g
         (_, i0, j0), c, s, a, b = self.current[cl]
         mt, nt = min(self.tm, g.m - i0), min(self.tn, g.n - j0)
-        kt = min(ctx.tiling.t, g.k - k0)
+        kt = min(self.kc, g.k - k0)
         extra = {"s": s.ref()} if s is not None else {}
         reads = (a, b) + ((s,) if s is not None else ()) + (() if first else (c,))
         ctx.emit(cl, "sddmm" if g.sample else "mm", reads=reads, writes=(c,), dst=c.ref(),

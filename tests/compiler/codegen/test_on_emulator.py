@@ -60,3 +60,40 @@ def test_sparse_weights_take_fewer_cycles() -> None:
     _, dense = emulate(c, mlp_args(1.0))
     _, sparse = emulate(c, mlp_args(0.1))
     assert _cycles(sparse) < _cycles(dense)
+
+
+DENSE_MLP = MLP.replace(", #csr>", ">")
+
+
+@pytest.mark.parametrize("sizes", [(16, 16, 32), (8, 24, 48), (24, 8, 16)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
+def test_unequal_tile_sizes_match_interpreter(sizes, sparse: bool) -> None:
+    """``tile{m,n,k}`` with unequal sizes: output tiles of at most m x n, k-chunks of at most
+    k, sparse tensors packed at the smallest size (and the GEMM dimensions along them tiled
+    at it). The layer's forward, input gradient, sampled weight gradient and update equal
+    the interpreter, and the mm shapes are the ones asked for."""
+    text = MLP if sparse else DENSE_MLP
+    m, n, k = sizes
+    c = compile_text(text, tile=sizes)
+    args = mlp_args(0.3)
+    outs, _ = emulate(c, args)
+    for got, want in zip(outs, expected(text, args)):
+        check_close(got, want)
+    side = min(sizes)
+    if sparse:
+        assert c.program.symbols["w"].tile == (side, side)
+    ins = c.program.instructions
+    fwd = [i for i in ins if i.mnemonic == "mm" and i["tb"]]  # x . w^T, k = 64
+    bwd = [i for i in ins if i.mnemonic == "mm" and not i["tb"]]  # gh . w, k = 40
+    wgrad = [i for i in ins if i.mnemonic == "sddmm"]  # gh^T . x at the mask: 40 x 64
+    assert fwd and bwd and wgrad
+    # k-chunks: as deep as asked with a dense weight, the packed side along a sparse one
+    assert max(i["k"] for i in fwd) == (side if sparse else min(k, 64))
+    assert max(i["k"] for i in bwd) == (side if sparse else min(k, 40))
+    # the weight gradient's output tiles: the packed grid of a sparse mask, else m x n
+    rows, cols = max(i["m"] for i in wgrad), max(i["n"] for i in wgrad)
+    if sparse:
+        assert rows == cols == side
+    else:
+        assert rows <= m and cols <= n and (rows > side or cols > side or m == n == side)

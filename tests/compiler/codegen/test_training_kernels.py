@@ -121,6 +121,24 @@ def test_conv2d_forward_and_backward(case) -> None:
     assert mms and all(i["skip"] == "ab" for i in mms)
 
 
+def test_conv2d_under_unequal_tile_sizes() -> None:
+    """``tile{m=32,n=48,k=64}``: the conv kernels tile with the smallest size (32), as the
+    packed sparse tiles do, and still equal the interpreter (70 channels: three blocks)."""
+    n, c, h, w, o, kh, kw, s, p, d = CONVS[4]
+    attrs = f"stride = [{s}, {s}], padding = [{p}, {p}], dilation = [{d}, {d}]"
+    text = func({"x": (n, c, h, w), "wt": (o, c, kh, kw), "g": (n, o, h, w)}, [
+        ("y", "conv2d", ["x", "wt"], attrs, [(n, o, h, w)]),
+        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {w}], " + attrs,
+         [(n, c, h, w)]),
+        ("gw", "conv2d_backward_weight", ["g", "x"],
+         f"weight_shape = [{o}, {c}, {kh}, {kw}], " + attrs, [(o, c, kh, kw)]),
+    ], ["y", "gx", "gw"])
+    rng = np.random.default_rng(5)
+    c_, _ = run_case(text, [rnd(rng, n, c, h, w), rnd(rng, o, c, kh, kw), rnd(rng, n, o, h, w)],
+                     tile=(32, 48, 64))
+    assert c_.tiling.t == 32 and c_.tiling.sizes == (32, 48, 64)
+
+
 def test_conv_layer_forward_and_backward_at_several_weight_densities() -> None:
     """One conv layer (forward, input gradient, masked weight gradient) with its weight at
     100/50/10/0 % density and ReLU-sparse activations: the emulator equals the interpreter
