@@ -101,8 +101,9 @@ CONVS = [
 ]
 
 
-@pytest.mark.parametrize("case", CONVS, ids=[f"conv{i}" for i in range(len(CONVS))])
-def test_conv2d_forward_and_backward(case) -> None:
+def conv_case(case) -> tuple[str, tuple[int, int]]:
+    """IR of a conv layer's forward (with bias), input gradient and weight gradient for a
+    ``CONVS`` row, and its output size."""
     n, c, h, w, o, kh, kw, s, p, d = case
     oh = (h + 2 * p - d * (kh - 1) - 1) // s + 1
     ow = (w + 2 * p - d * (kw - 1) - 1) // s + 1
@@ -114,9 +115,21 @@ def test_conv2d_forward_and_backward(case) -> None:
         ("gw", "conv2d_backward_weight", ["g", "x"],
          f"weight_shape = [{o}, {c}, {kh}, {kw}], " + attrs, [(o, c, kh, kw)]),
     ], ["y", "gx", "gw"])
-    rng = np.random.default_rng(2)
+    return text, (oh, ow)
+
+
+def run_conv_case(case, seed: int, **options):
+    n, c, h, w, o, kh, kw = case[:7]
+    text, (oh, ow) = conv_case(case)
+    rng = np.random.default_rng(seed)
     wt = rnd(rng, o, c, kh, kw) * (rng.random((o, c, kh, kw)) < 0.5)
-    c_, _ = run_case(text, [rnd(rng, n, c, h, w), wt.astype(np.float32), rnd(rng, o), rnd(rng, n, o, oh, ow)])
+    return run_case(text, [rnd(rng, n, c, h, w), wt.astype(np.float32), rnd(rng, o),
+                           rnd(rng, n, o, oh, ow)], **options)[0]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=[f"conv{i}" for i in range(len(CONVS))])
+def test_conv2d_forward_and_backward(case) -> None:
+    c_ = run_conv_case(case, 2)
     mms = [i for i in c_.program.instructions if i.mnemonic == "mm"]
     assert mms and all(i["skip"] == "ab" for i in mms)
 
@@ -124,19 +137,9 @@ def test_conv2d_forward_and_backward(case) -> None:
 def test_conv2d_under_unequal_tile_sizes() -> None:
     """``tile{m=32,n=48,k=64}``: the conv kernels tile with the smallest size (32), as the
     packed sparse tiles do, and still equal the interpreter (70 channels: three blocks)."""
-    n, c, h, w, o, kh, kw, s, p, d = CONVS[4]
-    attrs = f"stride = [{s}, {s}], padding = [{p}, {p}], dilation = [{d}, {d}]"
-    text = func({"x": (n, c, h, w), "wt": (o, c, kh, kw), "g": (n, o, h, w)}, [
-        ("y", "conv2d", ["x", "wt"], attrs, [(n, o, h, w)]),
-        ("gx", "conv2d_backward_input", ["g", "wt"], f"input_shape = [{n}, {c}, {h}, {w}], " + attrs,
-         [(n, c, h, w)]),
-        ("gw", "conv2d_backward_weight", ["g", "x"],
-         f"weight_shape = [{o}, {c}, {kh}, {kw}], " + attrs, [(o, c, kh, kw)]),
-    ], ["y", "gx", "gw"])
-    rng = np.random.default_rng(5)
-    c_, _ = run_case(text, [rnd(rng, n, c, h, w), rnd(rng, o, c, kh, kw), rnd(rng, n, o, h, w)],
-                     tile=(32, 48, 64))
+    c_ = run_conv_case(CONVS[4], 5, tile=(32, 48, 64))
     assert c_.tiling.t == 32 and c_.tiling.sizes == (32, 48, 64)
+    assert any(i.mnemonic == "mm" for i in c_.program.instructions)
 
 
 def test_conv_layer_forward_and_backward_at_several_weight_densities() -> None:
