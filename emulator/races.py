@@ -5,7 +5,8 @@ consumption (FIFO per token), a ``send`` before its matching ``recv``, and a ``b
 (everything dispatched before it, before everything after). Two accesses to overlapping
 bytes of one buffer, at least one a write, from different queues and unordered by these
 edges are a race. History entries every active queue has already passed are pruned, so the
-check stays cheap on long programs.
+check stays cheap on long programs; a queue that was idle at a pruning (its first access may
+come later, knowing none of them) checks the pruned entries too until its clock passes them.
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ class RaceDetector:
         # (space, cluster) -> bucket -> queue -> (every entry, the writes among them), each
         # [(lo, hi, access, queue, epoch, where)] in epoch order
         self.history: dict[tuple[str, int], dict[int, dict[int, list[tuple]]]] = {}
+        # entries pruned while some queue was idle (same layout as history), and the clock
+        # every active queue had reached then: a queue behind it must still check them
+        self.archive: dict[tuple[str, int], dict[int, dict[int, list[tuple]]]] = {}
+        self.archived = np.zeros(nqueues, np.int64)
         self._added = 0
 
     def start(self, q: int, where: Where | int, waits: tuple[int, ...], accesses: list[Access],
@@ -133,6 +138,7 @@ class RaceDetector:
         self.active[q] = True
         race = None
         history = self.history
+        archive = self.archive if self.archive and (clock < self.archived).any() else None
         for acc in accesses:
             space, cl, lo, rows, rowbytes, pitch, write = acc
             hi = lo + (rows - 1) * pitch + rowbytes if rows else lo  # Access.end
@@ -148,6 +154,8 @@ class RaceDetector:
             k0, k1 = lo >> sh, ((hi - 1) >> sh) + 1
             if race is None and buckets:
                 race = self._check(buckets, range(k0, k1), acc, lo, hi, q, clock, where)
+            if race is None and archive is not None and hkey in archive:
+                race = self._check(archive[hkey], range(k0, k1), acc, lo, hi, q, clock, where)
             entry = (lo, hi, acc, q, epoch, where)
             for key in range(k0, k1):
                 per_q = buckets.get(key)
@@ -209,20 +217,41 @@ class RaceDetector:
         maximum), so no later check could report one: the history is dropped."""
         self.Q[:] = self.Q.max(axis=0)
         self.history.clear()
+        self.archive.clear()
 
     def _prune(self) -> None:
+        """Drop the entries every active queue's clock has passed. Where a queue is idle
+        (it has started nothing since the last barrier, so its clock knows none of them)
+        they move to the archive instead, which the queues still behind them check."""
         self._added = 0
-        floor = (self.Q[self.active].min(axis=0) if self.active.any() else np.zeros(self.nq, np.int64)).tolist()
-        for buckets in self.history.values():
+        floor_arr = self.Q[self.active].min(axis=0) if self.active.any() else np.zeros(self.nq, np.int64)
+        floor = floor_arr.tolist()
+        keep = not self.active.all()
+        if keep:
+            np.maximum(self.archived, floor_arr, out=self.archived)
+        for hkey, buckets in self.history.items():
             for key in list(buckets):
                 per_q = buckets[key]
                 for pq in list(per_q):
                     every, writes = per_q[pq]
                     f = floor[pq]
-                    if every[-1][4] <= f:
+                    if every[0][4] > f:
+                        continue
+                    cut = len(every) if every[-1][4] <= f else bisect_right(every, f, key=_epoch)
+                    wcut = bisect_right(writes, f, key=_epoch) if writes else 0
+                    if keep:
+                        self._to_archive(hkey, key, pq, every[:cut], writes[:wcut])
+                    if cut == len(every):
                         del per_q[pq]
-                    elif every[0][4] <= f:
-                        per_q[pq] = (every[bisect_right(every, f, key=_epoch):],
-                                     writes[bisect_right(writes, f, key=_epoch):] if writes else writes)
+                    else:
+                        per_q[pq] = (every[cut:], writes[wcut:])
                 if not per_q:
                     del buckets[key]
+
+    def _to_archive(self, hkey: tuple, key: int, pq: int, every: list, writes: list) -> None:
+        lists = self.archive.setdefault(hkey, {}).setdefault(key, {}).get(pq)
+        if lists is None:
+            self.archive[hkey][key][pq] = (list(every), list(writes))
+        else:  # later prunings cut later epochs: the lists stay in epoch order
+            lists[0].extend(every)
+            lists[1].extend(writes)

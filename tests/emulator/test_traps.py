@@ -29,6 +29,36 @@ def test_missing_token_is_a_race_naming_both_instructions(mode) -> None:
     assert t.other.index == 0
 
 
+@pytest.mark.parametrize("where", ["cluster", "dram"])
+def test_race_with_a_queue_idle_past_a_history_pruning(where) -> None:
+    """The detector prunes history every active queue's clock has passed; a queue that has
+    started nothing yet (its clock knows none of it) must still see those entries: a long
+    loop on the load queue (thousands of accesses, several prunings) before the unordered
+    reader starts used to hide the race."""
+    if where == "cluster":
+        src = """
+        ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4
+        loop 2100, e
+        ld c0, sp[0x8000], dram[0x1000], dense, rows=1, cols=1
+    e:
+        vop c0, copy, sp[0x100], sp[0x0], rows=4, cols=4
+        halt
+        """
+        first, second = "c0.ld #0 ld", "c0.vec #3 vop"
+    else:
+        src = """
+        st c0, dram[0x0], sp[0x100], dense, rows=4, cols=4
+        loop 2100, e
+        st c0, dram[0x8000], sp[0x100], dense, rows=1, cols=1
+    e:
+        ld c1, sp[0x0], dram[0x0], dense, rows=4, cols=4
+        halt
+        """
+        first, second = "c0.st #0 st", "c1.ld #3 ld"
+    t = trap_of(src)
+    assert t.kind == "race" and first in str(t) and second in str(t)
+
+
 @pytest.mark.parametrize(("first", "second"), [
     ("st c0, dram[0x1000], sp[0x400], dense, rows=16, cols=16", "c0.st #0 st"),
     ("ld c0, sp[0x0], dram[0x1000], dense, rows=16, cols=16", "c0.ld #0 ld"),
