@@ -10,7 +10,9 @@ way codegen compiles it (the tiler's tile side, the default placement with its m
 layouts: ``cost_model.gemm_cost`` times the kernel's own instructions), and the cheapest is
 written into the value's type (``format_to_encoding``). An optimizer update of the value and
 the function results follow the new encoding. A format within 1 % of the cheapest counts as
-a tie: the current format, then dense, win ties.
+a tie: the current format, then dense, win ties. A sparse parameter whose update has no mask
+operand keeps its zero pattern (``graph.sgd_update``), which a dense encoding would drop:
+for it dense is no candidate (nor a ``fixed`` format), the remark says so.
 
 Options: ``target`` (a target name), ``density`` (default density in percent for a sparse
 value that has no measured one; 0: leave such values alone), ``densities`` (per value, in
@@ -40,6 +42,7 @@ from acf.isa.target import Target, load_target
 
 from .. import cost_model as cm
 from ..codegen.tiling import choose_tiling
+from ..graph_nn_ops import keeps_pattern
 from ..ir import FuncOp, Module, Operation, TensorType, Value
 from ..sparse_encoding import encoding_to_format, format_to_encoding
 from ..verifier import op_position
@@ -141,18 +144,22 @@ class SelectFormats(ModulePass):
                     continue
                 uses = [op for op in func.body.ops if arg in op.operands]
                 rows, cols = _dims_2d(arg.type)
+                # an update without a mask keeps a sparse param's zeros: dense would not
+                pinned = next((op.name for op in uses if op.name in UPDATES
+                               and op.operands[0] is arg and keeps_pattern(op)), None)
+                current = encoding_to_format(arg.type.encoding) if arg.type.encoding else "dense"  # type: ignore[union-attr]
                 if fixed:
-                    costs = {fixed: 0.0}
-                    choice = fixed
+                    choice = current if pinned and fixed == "dense" else fixed
+                    costs = {choice: 0.0}
                 else:
+                    cands = [f for f in cm.candidates(mask, rows, cols) if not pinned or f != "dense"]
                     costs = {f: self._cost(target, tiling.t, f, arg, uses, mask, density)
-                             for f in cm.candidates(mask, rows, cols)}
-                    current = encoding_to_format(arg.type.encoding)  # type: ignore[union-attr]
+                             for f in cands}
                     choice = cm.choose(costs, current)
                 self.choices[name] = cm.Choice(choice, costs, density)
                 self._rewrite(module, func, arg, attrs, choice)
                 if self.remarks:
-                    self._remark(func, uses, name, choice, costs, density, bool(fixed))
+                    self._remark(func, uses, name, choice, costs, density, bool(fixed), pinned)
 
     # ---- what to cost -----------------------------------------------------------------
     def _density(self, arg: Value, attrs: dict, name: str, per_value: dict[str, float],
@@ -250,7 +257,8 @@ class SelectFormats(ModulePass):
             f"weights dense (their zeros are still skipped by the PEs, the a operand of mm)\n")
 
     def _remark(self, func: FuncOp, uses: list[Operation], name: str, fmt: str,
-                costs: dict[str, float], density: float, fixed: bool) -> None:
+                costs: dict[str, float], density: float, fixed: bool,
+                pinned: str | None = None) -> None:
         where = next((op for op in uses if op.name in GEMMS), uses[0] if uses else func)
         pos = op_position(where)
         head = f"{pos.file}:{pos.line}:{pos.col}: " if pos else ""
@@ -261,4 +269,7 @@ class SelectFormats(ModulePass):
             rest = ", ".join(f"{f} {_kilo(c)}" for c, f in others)
             text = (f"%{name}: {fmt} chosen at density {density:.2f}: {_kilo(costs[fmt])} cycles"
                     + (f" vs {rest}" if rest else ""))
+        if pinned:
+            text += (f" (not dense: its {pinned.removeprefix('graph.')} has no mask operand and "
+                     "keeps its zero pattern, which a dense encoding would drop)")
         (self.stream or sys.stderr).write(f"{head}remark: {text}\n")
