@@ -72,8 +72,12 @@ def run(args: argparse.Namespace) -> int:
         if _is_acf_level(module):
             program = _acf_program(module, args, name)
         else:
-            program = compile_module(module, target, CompileOptions(tile=args.tile,
-                                                                    func=args.func)).program
+            compiled = compile_module(module, target, CompileOptions(tile=args.tile, func=args.func))
+            program = compiled.program
+            if any(slot.op == "graph.adam_update" for slot in compiled.hyper.slots):
+                print(f"{name}: note: the program's 'hyper' data holds Adam's bias corrections "
+                      "for step 1; a run at another step binds 'hyper' as an input (the runtime "
+                      "computes it from the step operand)", file=sys.stderr)
     except IRError as err:
         from acf.compiler.diagnostics import SourceText
 

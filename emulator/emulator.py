@@ -44,7 +44,11 @@ class Emulator:
         written: list[tuple[str, int, int, int]] = []  # (space, cluster, lo, hi) bound so far
         for sym in program.symbols.values():
             self._check_fits(sym)
-        for name, value in (inputs or {}).items():
+        inputs = dict(inputs or {})
+        for name, raw in program.data.items():  # initial contents an input may replace
+            if name not in inputs and name in program.symbols:
+                inputs[name] = symbols.data_array(program.symbols[name], raw)
+        for name, value in inputs.items():
             sym = program.symbols.get(name)
             if sym is None:
                 known = ", ".join(sorted(program.symbols)) or "none"

@@ -4,6 +4,7 @@ Syntax (one statement per line; ``#`` or ``;`` start a comment)::
 
     .target acf-small                          # target the program was built for
     .tensor X dram 0x1000 f32[16,16] csr       # symbol: name space addr dtype[shape] [fmt] [cN]
+    .data X 1.0 0.5 -2.0 ...                   # initial contents of a symbol, every element
     .equ TILE 1024                             # a named constant
     .loc "model.py" 12 "fc1" 7                 # debug info for what follows: file line [layer] [op id]
     top:                                       # a label
@@ -21,13 +22,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from lark import Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
 from acf.isa.asm_grammar import parser
 from acf.isa.fields import FieldError, FmtSpec, Kind, MemRef
 from acf.isa.program import Instruction, Program, SourceLoc, Symbol, make_op
 from acf.isa.spec import BY_MNEMONIC, CLUSTER_UNITS, Op
+from lark import Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 
 class AsmError(ValueError):
@@ -79,7 +79,40 @@ def assemble(source: str, filename: str = "<input>") -> Program:
             prog.debug[index] = loc
     prog.labels = ctx.labels
     prog.symbols = ctx.symbols
+    prog.data = _data_directives(statements, ctx)
     return prog
+
+
+def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:
+    """``.data NAME v0 v1 ...``: every element of a declared ``.tensor`` (any order of the
+    two directives), as little-endian f32."""
+    import numpy as np
+    from acf.isa.symbols import symbol_elements
+
+    out: dict[str, bytes] = {}
+    for node in statements:
+        if node.data != "directive" or str(node.children[0]) != "data":
+            continue
+        args = node.children[1:]
+        if not args or not isinstance(args[0], Token) or args[0].type not in ("DNAME", "NAME"):
+            raise ctx.error(node.children[0], ".data NAME VALUE...")
+        name = str(args[0])
+        sym = ctx.symbols.get(name)
+        if sym is None:
+            raise ctx.error(args[0], f".data for {name!r}, which no .tensor declares")
+        if name in out:
+            raise ctx.error(args[0], f".data for {name!r} given twice")
+        values = []
+        for tok in args[1:]:
+            if not isinstance(tok, Token) or tok.type != "NUMBER" or str(tok).lower().startswith(("0x", "+0x", "-0x")):
+                raise ctx.error(tok, f"expected a number, got {_text(tok)!r}")
+            values.append(float(str(tok)))
+        if len(values) != symbol_elements(sym):
+            raise ctx.error(args[0], f".data for {name!r} has {len(values)} values; "
+                                     f"f32[{','.join(map(str, sym.shape))}] has {symbol_elements(sym)}")
+        with np.errstate(over="ignore"):
+            out[name] = np.asarray(values, "<f4").tobytes()
+    return out
 
 
 def _syntax_error(exc: UnexpectedInput, filename: str, source: str) -> AsmError:
@@ -156,10 +189,10 @@ def _directive_first_pass(node: Tree, ctx: _Ctx, prog: Program) -> None:
             raise ctx.error(args[0], f"tensor {sym.name!r} overlaps {other.name!r} in "
                                      f"{sym.space}" + (f" c{sym.cluster}" if sym.space in ("sp", "acc") else ""))
         ctx.symbols[sym.name] = sym
-    elif name == "loc":
-        pass
+    elif name in ("loc", "data"):
+        pass  # .loc in order (second pass), .data once every symbol is known
     else:
-        raise ctx.error(node.children[0], f"unknown directive '.{name}' (.target .tensor .equ .loc)")
+        raise ctx.error(node.children[0], f"unknown directive '.{name}' (.target .tensor .data .equ .loc)")
 
 
 def _overlapping(sym: Symbol, others) -> Symbol | None:

@@ -8,6 +8,8 @@ Layout (little-endian)::
     table    24 bytes per section: u32 kind, u32 reserved (0), u64 offset, u64 size
     sections CODE (1): 32-byte instruction words
              SYMBOLS (2), LABELS (3), DEBUG (4), TARGET (5): UTF-8 JSON documents
+             DATA (6, only when a symbol has initial contents): per symbol a u16 name
+             length, the UTF-8 name, a u64 element count and that many f32 values
 
 DEBUG maps instruction addresses to the IR op id and source location (file, line, layer),
 so reports, traces and the debugger speak in layers and lines. Every offset and size is
@@ -29,8 +31,11 @@ MAGIC = b"ACFB"
 VERSION = 1
 _HEADER = struct.Struct("<4sHHIIQII")
 _ENTRY = struct.Struct("<IIQQ")
-CODE, SYMBOLS, LABELS, DEBUG, TARGET = 1, 2, 3, 4, 5
-_KINDS = {CODE: "code", SYMBOLS: "symbols", LABELS: "labels", DEBUG: "debug", TARGET: "target"}
+CODE, SYMBOLS, LABELS, DEBUG, TARGET, DATA = 1, 2, 3, 4, 5, 6
+_KINDS = {CODE: "code", SYMBOLS: "symbols", LABELS: "labels", DEBUG: "debug", TARGET: "target",
+          DATA: "data"}
+_DATA_HEAD = struct.Struct("<H")
+_DATA_COUNT = struct.Struct("<Q")
 MAX_SIZE = 1 << 34
 
 
@@ -53,6 +58,8 @@ def write(prog: Program) -> bytes:
         ])),
         (TARGET, _json({"name": prog.target})),
     ]
+    if prog.data:
+        sections.append((DATA, _data_bytes(prog.data)))
     offset = _HEADER.size + _ENTRY.size * len(sections)
     table, body = b"", b""
     for kind, data in sections:
@@ -62,6 +69,47 @@ def write(prog: Program) -> bytes:
     total = _HEADER.size + len(rest)
     header = _HEADER.pack(MAGIC, VERSION, 0, len(sections), 0, total, zlib.crc32(rest), 0)
     return header + rest
+
+
+def _data_bytes(data: dict[str, bytes]) -> bytes:
+    out = b""
+    for name, raw in data.items():
+        key = name.encode()
+        out += _DATA_HEAD.pack(len(key)) + key + _DATA_COUNT.pack(len(raw) // 4) + raw
+    return out
+
+
+def _data(blob: bytes, symbols: dict[str, Symbol]) -> dict[str, bytes]:
+    from acf.isa.symbols import symbol_elements
+
+    out: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(blob):
+        if pos + _DATA_HEAD.size > len(blob):
+            raise ContainerError("data section: truncated entry")
+        (n,) = _DATA_HEAD.unpack_from(blob, pos)
+        pos += _DATA_HEAD.size
+        if pos + n + _DATA_COUNT.size > len(blob):
+            raise ContainerError("data section: truncated entry")
+        try:
+            name = blob[pos:pos + n].decode()
+        except UnicodeDecodeError:
+            raise ContainerError("data section: a name is not UTF-8") from None
+        pos += n
+        (count,) = _DATA_COUNT.unpack_from(blob, pos)
+        pos += _DATA_COUNT.size
+        if pos + 4 * count > len(blob):
+            raise ContainerError(f"data section: {name!r} runs past the section")
+        sym = symbols.get(name)
+        if sym is None:
+            raise ContainerError(f"data section: {name!r} is not a symbol")
+        if count != symbol_elements(sym) or name in out:
+            raise ContainerError(f"data section: {name!r} has {count} values for "
+                                 f"{symbol_elements(sym)} elements" if name not in out
+                                 else f"data section: {name!r} twice")
+        out[name] = bytes(blob[pos:pos + 4 * count])
+        pos += 4 * count
+    return out
 
 
 def _json(obj: Any) -> bytes:
@@ -116,6 +164,7 @@ def read(data: bytes) -> Program:
     if not isinstance(tgt, dict) or not isinstance(tgt.get("name"), str):
         raise ContainerError("target section: expected {\"name\": str}")
     prog.target = tgt["name"]
+    prog.data = _data(sections.get(DATA, b""), prog.symbols)
     return prog
 
 

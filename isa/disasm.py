@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from acf.isa.fields import Field, MemRef
@@ -82,6 +83,8 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
         if sym.tile:
             extra += f" tile[{sym.tile[0]},{sym.tile[1]}]"
         out.append(f".tensor {sym.name} {sym.space} {sym.addr:#x} f32[{shape}]{extra}")
+    for name, raw in prog.data.items():
+        out.append(f".data {name} " + " ".join(_f32_text(v) for v in _f32_values(raw)))
     labels = _labels(prog)
     loc = SourceLoc()
     for i, ins in enumerate(prog.instructions):
@@ -97,6 +100,20 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
     for name in sorted(n for n, a in labels.items() if a == end):
         out.append(f"{name}:")
     return "\n".join(out) + "\n"
+
+
+def _f32_values(raw: bytes) -> list[float]:
+    import struct
+
+    return [v for (v,) in struct.iter_unpack("<f", raw)]
+
+
+def _f32_text(v: float) -> str:
+    """The f32 as the shortest text that reads back to its double value, so assembling
+    it gives the same bits (``nan``, ``inf``, ``-0.0`` spelt out)."""
+    if math.isnan(v):
+        return "nan"
+    return repr(v)
 
 
 def _loc_line(loc: SourceLoc) -> str:

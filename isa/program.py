@@ -187,6 +187,10 @@ class Program:
     labels: dict[str, int] = field(default_factory=dict)
     debug: dict[int, SourceLoc] = field(default_factory=dict)
     target: str = ""
+    #: initial contents of symbols (``.data``): little-endian f32 of every element, placed
+    #: before the run as inputs are (an input of the same name replaces it); a compiled
+    #: program's constants and optimizer hyperparameters
+    data: dict[str, bytes] = field(default_factory=dict)
     #: instruction index -> its line in the assembly text it was assembled from (not
     #: serialized: diagnostics of the run that assembled it name the line)
     asm_lines: dict[int, int] = field(default_factory=dict, compare=False, repr=False)

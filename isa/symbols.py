@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from acf.isa import formats
 
 if TYPE_CHECKING:
@@ -31,20 +30,20 @@ def as_2d_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return (shape[0], math.prod(shape[1:]) if len(shape) > 1 else 1)
 
 
-def tile_shape(sym: "Symbol") -> tuple[int, int]:
+def tile_shape(sym: Symbol) -> tuple[int, int]:
     rows, cols = as_2d_shape(sym.shape)
     if sym.tile:
         return (min(sym.tile[0], rows), min(sym.tile[1], cols))
     return (rows, cols)
 
 
-def tile_grid(sym: "Symbol") -> tuple[int, int]:
+def tile_grid(sym: Symbol) -> tuple[int, int]:
     rows, cols = as_2d_shape(sym.shape)
     tr, tc = tile_shape(sym)
     return (math.ceil(rows / tr) if rows else 0, math.ceil(cols / tc) if cols else 0)
 
 
-def slot_bytes(sym: "Symbol") -> int:
+def slot_bytes(sym: Symbol) -> int:
     """Bytes reserved per packed tile: a fully dense tile's encoding, 64-byte aligned."""
     return packed_slot_bytes(sym.fmt, *tile_shape(sym))
 
@@ -62,20 +61,30 @@ def _max_blocks(spec: formats.FormatSpec, tr: int, tc: int) -> int | None:
     return math.ceil(tr / spec.block_rows) * math.ceil(tc / spec.block_cols)
 
 
-def tile_address(sym: "Symbol", ti: int, tj: int) -> int:
+def tile_address(sym: Symbol, ti: int, tj: int) -> int:
     """Byte address of tile (ti, tj) of a sparse symbol."""
     _, gc = tile_grid(sym)
     return sym.addr + (ti * gc + tj) * slot_bytes(sym)
 
 
-def symbol_nbytes(sym: "Symbol") -> int:
+def symbol_elements(sym: Symbol) -> int:
+    """Elements of the symbol's logical shape (what its ``.data`` holds)."""
+    return math.prod(sym.shape)
+
+
+def data_array(sym: Symbol, raw: bytes) -> np.ndarray:
+    """A symbol's ``.data`` bytes (little-endian f32) as an array of its shape."""
+    return np.frombuffer(raw, "<f4").astype(np.float32).reshape(sym.shape)
+
+
+def symbol_nbytes(sym: Symbol) -> int:
     if sym.fmt == "dense":
         return 4 * math.prod(sym.shape)
     gr, gc = tile_grid(sym)
     return gr * gc * slot_bytes(sym)
 
 
-def as_symbol_array(sym: "Symbol", array: np.ndarray) -> np.ndarray:
+def as_symbol_array(sym: Symbol, array: np.ndarray) -> np.ndarray:
     """``array`` as float32; ValueError unless its shape is the symbol's."""
     x = np.asarray(array, dtype=np.float32)  # keeps rank 0 (ascontiguousarray would not)
     if tuple(x.shape) != tuple(sym.shape):
@@ -83,7 +92,7 @@ def as_symbol_array(sym: "Symbol", array: np.ndarray) -> np.ndarray:
     return x
 
 
-def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
+def pack_symbol(sym: Symbol, array: np.ndarray) -> bytes:
     """The bytes to place at ``sym.addr`` for ``array`` (shape must match)."""
     x = as_symbol_array(sym, array)
     if sym.fmt == "dense":
@@ -94,7 +103,7 @@ def pack_symbol(sym: "Symbol", array: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def _symbol_tiles(sym: "Symbol", array: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+def _symbol_tiles(sym: Symbol, array: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """``(byte offset of its slot, tile)`` of each tile of a sparse symbol."""
     x2 = as_symbol_array(sym, array).reshape(as_2d_shape(sym.shape))
     tr, tc = tile_shape(sym)
@@ -105,14 +114,14 @@ def _symbol_tiles(sym: "Symbol", array: np.ndarray) -> Iterator[tuple[int, np.nd
             yield (i * gc + j) * slot, x2[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc]
 
 
-def packed_tiles(sym: "Symbol", array: np.ndarray) -> list[tuple[int, bytes]]:
+def packed_tiles(sym: Symbol, array: np.ndarray) -> list[tuple[int, bytes]]:
     """``(byte offset, encoding)`` of each packed tile of a sparse symbol: the bytes of
     :func:`pack_symbol` that are not slot padding (zeros)."""
     spec = formats.FormatSpec.parse(sym.fmt)
     return [(off, formats.pack(tile, spec)) for off, tile in _symbol_tiles(sym, array)]
 
 
-def packed_tiles_decoded(sym: "Symbol", array: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
+def packed_tiles_decoded(sym: Symbol, array: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
     """:func:`packed_tiles`, each with the tile its encoding decodes to
     (:func:`acf.isa.formats.decoded`)."""
     spec = formats.FormatSpec.parse(sym.fmt)
@@ -120,8 +129,8 @@ def packed_tiles_decoded(sym: "Symbol", array: np.ndarray) -> list[tuple[int, by
             for off, tile in _symbol_tiles(sym, array)]
 
 
-def unpack_symbol(sym: "Symbol", data: bytes | np.ndarray,
-                  decode: "Callable[[int, np.ndarray], np.ndarray] | None" = None) -> np.ndarray:
+def unpack_symbol(sym: Symbol, data: bytes | np.ndarray,
+                  decode: Callable[[int, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Inverse of :func:`pack_symbol` (raises formats.FormatError on a corrupt tile).
 
     ``decode(byte_offset, raw_tile_bytes)`` replaces :func:`acf.isa.formats.unpack` for each

@@ -51,6 +51,8 @@ class HyperSlot:
     offset: int
     names: tuple[str, ...]
     defaults: tuple[float, ...]
+    #: the input symbol that holds Adam's step (a function argument), if any
+    step_input: str | None = None
 
 
 @dataclass
@@ -60,9 +62,10 @@ class HyperTable:
     slots: list[HyperSlot] = field(default_factory=list)
     stride: int = 8
 
-    def add(self, op_id: int, op: str, names: tuple[str, ...], defaults: tuple[float, ...]) -> int:
+    def add(self, op_id: int, op: str, names: tuple[str, ...], defaults: tuple[float, ...],
+            step_input: str | None = None) -> int:
         offset = len(self.slots) * self.stride
-        self.slots.append(HyperSlot(op_id, op, offset, names, defaults))
+        self.slots.append(HyperSlot(op_id, op, offset, names, defaults, step_input))
         return offset
 
     @property

@@ -81,20 +81,28 @@ class CompiledProgram:
     def symbols(self):
         return self.program.symbols
 
-    def hyper_values(self, step: int = 1, **overrides: float) -> np.ndarray:
-        """The ``hyper`` tensor from the ops' attributes (Adam bias corrections at ``step``)."""
+    def hyper_values(self, step: float | None = None, inputs: dict[str, np.ndarray] | None = None,
+                     **overrides: float) -> np.ndarray:
+        """The ``hyper`` tensor from the ops' attributes, with Adam's bias corrections at
+        ``step``; without one, at the value of each Adam op's step operand in ``inputs``
+        (1 when it is not there)."""
         out = np.zeros(max(self.hyper.size, 1), np.float32)
         for slot in self.hyper.slots:
             values = dict(zip(slot.names, slot.defaults))
             values.update({k: v for k, v in overrides.items() if k in values})
             if "bias_correction1" in values:
-                values["bias_correction1"] = 1.0 - values["beta1"] ** step
-                values["bias_correction2"] = 1.0 - values["beta2"] ** step
+                t = step
+                if t is None:
+                    given = (inputs or {}).get(slot.step_input or "")
+                    t = float(np.asarray(given).reshape(-1)[0]) if given is not None and np.size(given) else 1.0
+                values["bias_correction1"] = 1.0 - values["beta1"] ** t
+                values["bias_correction2"] = 1.0 - values["beta2"] ** t
             out[slot.offset:slot.offset + len(slot.names)] = [values[n] for n in slot.names]
         return out
 
-    def bind(self, args: list[np.ndarray], step: int = 1) -> dict[str, np.ndarray]:
-        """Runtime inputs by symbol name for positional ``args`` (labels become one-hot)."""
+    def bind(self, args: list[np.ndarray], step: float | None = None) -> dict[str, np.ndarray]:
+        """Runtime inputs by symbol name for positional ``args`` (labels become one-hot);
+        ``step``: Adam's step for the bias corrections (default: the step operands' values)."""
         inputs: dict[str, np.ndarray] = {}
         for name, value in zip(self.inputs, args):
             if name in self.onehot:
@@ -105,7 +113,7 @@ class CompiledProgram:
             inputs[name] = np.asarray(value, np.float32)
         inputs.update(self.constants)
         if self.hyper.slots:
-            inputs["hyper"] = self.hyper_values(step)
+            inputs["hyper"] = self.hyper_values(step, inputs)
         return inputs
 
 
@@ -249,9 +257,16 @@ def finish(low: Lowering) -> CompiledProgram:
                              low.summary, low.options)
     _append(prog, make("halt"), SourceLoc())
     outputs = [f"result{i}" for i in range(len(func.return_op.operands))] if func.return_op else []
-    return CompiledProgram(prog, [a.name_hint or f"arg{a.index}" for a in func.arguments],
-                           outputs, {v.name_hint or "": c for v, c in low.classes.items()},
-                           low.constants, low.hyper, low.summary, low.tiling, low.plan)
+    compiled = CompiledProgram(prog, [a.name_hint or f"arg{a.index}" for a in func.arguments],
+                               outputs, {v.name_hint or "": c for v, c in low.classes.items()},
+                               low.constants, low.hyper, low.summary, low.tiling, low.plan)
+    # what the binary carries for a run without the runtime: the constants, and the
+    # hyperparameters with Adam's bias corrections at step 1
+    prog.data = {name: np.ascontiguousarray(value, "<f4").tobytes()
+                 for name, value in low.constants.items()}
+    if low.hyper.slots:
+        prog.data["hyper"] = compiled.hyper_values(1).tobytes()
+    return compiled
 
 
 def compile_func(func: FuncOp, target: Target, options: CompileOptions) -> CompiledProgram:

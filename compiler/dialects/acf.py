@@ -23,8 +23,10 @@ not instructions. :func:`to_program` and :func:`from_program` translate 1:1 to a
 from __future__ import annotations
 
 import re
+import struct
 from typing import Any
 
+import numpy as np
 from acf.isa.fields import FieldError, FmtSpec, Kind, MemRef
 from acf.isa.program import Instruction, Program, SourceLoc, Symbol, make_op
 from acf.isa.spec import BY_MNEMONIC, HEADER_FIELDS, HEADER_KINDS, OPS, Op
@@ -130,6 +132,8 @@ def from_program(prog: Program, name: str = "main") -> Module:
             attrs["cluster"] = sym.cluster
         if sym.tile:
             attrs["tile"] = list(sym.tile)
+        if sym.name in prog.data:  # its initial contents (.data)
+            attrs["data"] = [v for (v,) in struct.iter_unpack("<f", prog.data[sym.name])]
         body.append(_decl("acf.tensor", **attrs))
     labels_at: dict[int, list[str]] = {}
     for label, addr in prog.labels.items():
@@ -186,6 +190,21 @@ def _symbol(op: Operation) -> Symbol:
         raise _err(op, f"bad symbol declaration ({err})") from None
 
 
+def _data(op: Operation, sym: Symbol) -> bytes:
+    """A symbol's ``data`` attribute (every element, row-major) as little-endian f32."""
+    from acf.isa.symbols import symbol_elements
+
+    values = op.attributes["data"]
+    if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                               for v in values):
+        raise _err(op, "attribute 'data' must be a list of numbers")
+    if len(values) != symbol_elements(sym):
+        raise _err(op, f"attribute 'data' has {len(values)} values for the "
+                       f"{symbol_elements(sym)} elements of {list(sym.shape)}")
+    with np.errstate(over="ignore"):
+        return np.asarray(values, "<f4").tobytes()
+
+
 def to_program(module: Module, func: str | None = None) -> Program:
     """The :class:`Program` of an acf-level module (its first function unless named)."""
     f = module.func(func) if func else module.funcs[0]
@@ -198,6 +217,8 @@ def to_program(module: Module, func: str | None = None) -> Program:
         elif op.name == "acf.tensor":
             sym = _symbol(op)
             prog.symbols[sym.name] = sym
+            if "data" in op.attributes:
+                prog.data[sym.name] = _data(op, sym)
         elif op.name == "acf.label":
             prog.labels[str(op.attributes["name"])] = len(prog.instructions)
         else:
@@ -218,7 +239,9 @@ def check_op(op: Operation) -> None:
             raise _err(op, "requires a string attribute 'name'")
         return
     if op.name == "acf.tensor":
-        _symbol(op)
+        sym = _symbol(op)
+        if "data" in op.attributes:
+            _data(op, sym)
         return
     instruction_of(op)
 

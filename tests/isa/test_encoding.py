@@ -101,3 +101,49 @@ def test_decoder_rejects_garbage_words() -> None:
         decode(good[:31] + b"\x01")
     with pytest.raises(DecodeError, match="multiple of 32"):
         decode_all(good + b"\x00")
+
+
+DATA_PROGRAM = """.target acf-small
+.tensor C dram 0x0 f32[2,3]
+.data C 1.0 -0.0 0.1 inf nan -3e+38
+.tensor W dram 0x100 f32[4,4] csr
+.data W 1.0 0.0 0.0 0.0 0.0 2.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 -4.5
+halt
+"""
+
+
+def test_data_directive_round_trips_bit_exactly_through_container_and_text() -> None:
+    """``.data``: a symbol's initial contents (a compiled program's constants and
+    hyperparameters), every f32 bit kept: -0.0, inf, nan, an f32 with no short decimal."""
+    import numpy as np
+
+    prog = assemble(DATA_PROGRAM)
+    got = np.frombuffer(prog.data["C"], "<f4")
+    want = np.array([1.0, -0.0, 0.1, np.inf, np.nan, -3e38], np.float32)
+    assert got.tobytes()[:12] == want.tobytes()[:12] and np.isinf(got[3]) and np.isnan(got[4])
+    assert got[5] == want[5]
+    blob = write(prog)
+    back = read(blob)
+    assert back.data == prog.data and write(back) == blob
+    assert write(assemble(disassemble(back))) == blob
+    assert write(Program([make("halt")])) == write(read(write(Program([make("halt")]))))
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    (".data C 1 2 3", "p.s:3:7: error: .data for 'C' has 3 values; f32[2,3] has 6"),
+    (".data Q 1", "p.s:3:7: error: .data for 'Q', which no .tensor declares"),
+    (".data C 1 2 3 4 5 0x6", "p.s:3:19: error: expected a number, got '0x6'"),
+])
+def test_data_directive_errors_are_located(line: str, message: str) -> None:
+    with pytest.raises(AsmError) as exc:
+        assemble(".target acf-small\n.tensor C dram 0x0 f32[2,3]\n" + line + "\nhalt\n", "p.s")
+    assert str(exc.value).startswith(message)
+
+
+def test_container_rejects_data_that_does_not_fit_its_symbol() -> None:
+    from acf.isa.container import ContainerError
+
+    prog = assemble(DATA_PROGRAM)
+    prog.data["C"] = prog.data["C"][:8]
+    with pytest.raises(ContainerError, match="'C' has 2 values for 6 elements"):
+        read(write(prog))

@@ -1,7 +1,9 @@
 """Optimizer kernels: ``graph.sgd_update`` (``sgd``) and ``graph.adam_update`` (``adam``).
 
 Hyperparameters are never immediates: each optimizer op owns 8 floats of the ``hyper``
-DRAM tensor, which the runtime fills (so changing lr, or Adam's step, never recompiles);
+DRAM tensor, which the runtime fills (so changing lr, or Adam's step, never recompiles; the
+bias corrections come from the value of the op's step operand, computed in double precision
+on the host as torch does);
 each cluster loads them into fr0.. with ``fld``. Layouts (see ``CompiledProgram.hyper``):
 sgd ``lr, momentum, dampening(0), weight_decay``; adam ``lr, beta1, beta2, eps,
 weight_decay, 1 - beta1**step, 1 - beta2**step``.
@@ -48,6 +50,18 @@ def _keep_pattern(ctx: KernelContext, cl: int, p0: Slot, news: list[Slot], olds:
         ctx.vop(cl, "add", new, new, h, w, old)
 
 
+def _step_input(ctx: KernelContext) -> str | None:
+    """Adam's step operand when it is a function argument (``bind`` reads its value for
+    the bias corrections the host computes); None for SGD or a step computed in the graph
+    (which ``bind``'s ``step`` then gives)."""
+    if ctx.op.name != "graph.adam_update":
+        return None
+    step = ctx.op.operands[4]
+    if step.defining_op is not None:
+        return None
+    return step.name_hint or f"arg{step.index}"
+
+
 def _matrix_view(b: Buffer) -> Buffer:
     """``b`` as the 2-D matrix its packed tiles (if sparse) cover."""
     return b if len(b.shape) == 2 else Buffer(b.addr, as_2d_shape(b.shape), b.fmt, b.tile, b.name)
@@ -75,7 +89,7 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
         param, grad, *states = (_matrix_view(b) for b in (param, grad, *states))
         outs = [_matrix_view(b) for b in ctx.outs]
         mask = _matrix_view(mask) if mask is not None else None
-    offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults)
+    offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults, _step_input(ctx))
     rows, cols = param.rows_cols
     sparse = param.sparse and mask is None  # the parameter's pattern is kept (no mask decides)
     per_set = (2 + len(states)) * (2 if sparse else 1) + (1 if sparse else 0) + (mask is not None)

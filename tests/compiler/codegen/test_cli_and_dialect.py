@@ -34,6 +34,7 @@ def test_program_ir_round_trip(text: str) -> None:
     assert again.instructions == prog.instructions
     assert again.symbols == prog.symbols and again.target == prog.target
     assert again.debug == prog.debug
+    assert again.data == prog.data and ("hyper" in prog.data) == (text == MLP)
     assert print_module(module) == printed
 
 
@@ -71,3 +72,61 @@ def test_cli_does_not_import_torch() -> None:
             f"main(['compile', {str(EXAMPLE)!r}, '--target', 'acf-small', '-o', '/dev/null']); "
             "assert 'torch' not in sys.modules and 'tvm' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+CONST_AND_SGD = """graph.func @f(%x: tensor<2x4xf32>, %w: tensor<2x4xf32>, %g: tensor<2x4xf32>, %b: tensor<2x4xf32>) -> (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) {
+  %c = graph.constant {value = dense<[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]> : tensor<2x4xf32>} : () -> tensor<2x4xf32>
+  %y = graph.add %x, %c : tensor<2x4xf32>, tensor<2x4xf32> -> tensor<2x4xf32>
+  %w2, %b2 = graph.sgd_update %w, %g, %b {lr = 0.5, momentum = 0.9} : tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32> -> tensor<2x4xf32>, tensor<2x4xf32>
+  graph.return %y, %w2, %b2 : tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("emit", ["bin", "asm"])
+def test_compiled_binary_carries_constants_and_hyperparameters(tmp_path: Path, emit: str) -> None:
+    """``acfc compile -o`` then ``acfc run`` with only the arguments as inputs equals the
+    interpreter: the binary (or assembly) holds the constant and SGD's lr and momentum as
+    ``.data`` (they used to be left out: the constant read as zeros, lr as 0)."""
+    import numpy as np
+    from acf.compiler.interp import run_func
+
+    src = tmp_path / "f.acfir"
+    src.write_text(CONST_AND_SGD)
+    out = tmp_path / ("f.acfbin" if emit == "bin" else "f.s")
+    assert main(["compile", str(src), "--target", "acf-small", "-o", str(out)]
+                + (["--emit", "asm"] if emit == "asm" else [])) == 0
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal((2, 4)).astype(np.float32) for _ in range(4)]
+    np.savez(tmp_path / "in.npz", **dict(zip(["x", "w", "g", "b"], args)))
+    assert main(["run", str(out), "--inputs", str(tmp_path / "in.npz"), "--outputs",
+                 str(tmp_path / "out.npz"), "--quiet"]) == 0
+    got = np.load(tmp_path / "out.npz")
+    for i, want in enumerate(run_func(parse_module(CONST_AND_SGD).funcs[0], args)):
+        np.testing.assert_allclose(got[f"result{i}"], want, rtol=1e-6)
+
+
+def test_adam_bias_correction_follows_the_step_operand() -> None:
+    """``bind`` computes Adam's bias corrections from the value of the op's step operand
+    (the IR's meaning), unless a step is given explicitly (the runtime's counter)."""
+    import numpy as np
+    from acf import emulator
+    from acf.compiler.interp import run_func
+    from acf.isa.target import load_target
+
+    text = """graph.func @f(%p: tensor<5x7xf32>, %g: tensor<5x7xf32>, %m: tensor<5x7xf32>, %v: tensor<5x7xf32>, %s: tensor<f32>) -> (tensor<5x7xf32>, tensor<5x7xf32>, tensor<5x7xf32>) {
+  %a, %b, %c = graph.adam_update %p, %g, %m, %v, %s {lr = 0.01, weight_decay = 0.1} : tensor<5x7xf32>, tensor<5x7xf32>, tensor<5x7xf32>, tensor<5x7xf32>, tensor<f32> -> tensor<5x7xf32>, tensor<5x7xf32>, tensor<5x7xf32>
+  graph.return %a, %b, %c : tensor<5x7xf32>, tensor<5x7xf32>, tensor<5x7xf32>
+}
+"""
+    c = compile_text(text)
+    rng = np.random.default_rng(1)
+    p, g, m = (rng.standard_normal((5, 7)).astype(np.float32) for _ in range(3))
+    v = np.abs(rng.standard_normal((5, 7))).astype(np.float32)
+    for step in (3.0, 10.0):
+        args = [p, g, m, v, np.float32(step)]
+        want = run_func(parse_module(text).funcs[0], args)
+        res = emulator.run(c.program, load_target("acf-small"), c.bind(args))
+        np.testing.assert_allclose(res.outputs["result0"], want[0], rtol=1e-5, atol=1e-6)
+        other = emulator.run(c.program, load_target("acf-small"), c.bind(args, step=1))
+        assert np.abs(other.outputs["result0"] - want[0]).max() > 1e-3  # step 1 differs
