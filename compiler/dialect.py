@@ -164,6 +164,79 @@ def _verify_tiled(key: str, value: object) -> None:
         raise VerifyError(f"'{key}' must be one of {', '.join(_TILED[key])}, got {value!r}")
 
 
+#: ops whose operands are numbers to compute with (f32); the exempt operand positions hold
+#: labels, steps, masks or samples (any element type, read as 0/1 or integers)
+FLOAT_OPERANDS: dict[str, frozenset[int]] = {
+    **{name: frozenset() for name in (
+        "graph.linear", "graph.matmul", "graph.conv2d", "graph.conv2d_backward_input",
+        "graph.conv2d_backward_weight", "graph.batch_norm", "graph.batch_norm_backward",
+        "graph.layer_norm", "graph.layer_norm_backward", "graph.softmax", "graph.softmax_backward",
+        "graph.log_softmax", "graph.log_softmax_backward", "graph.exp", "graph.log", "graph.sqrt",
+        "graph.rsqrt", "graph.sigmoid", "graph.tanh", "graph.gelu", "graph.gelu_backward",
+        "graph.avg_pool2d", "graph.avg_pool2d_backward", "graph.max_pool2d",
+        "graph.max_pool2d_backward", "graph.relu_backward")},
+    "graph.sddmm": frozenset({2}),
+    "graph.sgd_update": frozenset({3}),
+    "graph.adam_update": frozenset({4, 5}),
+    "graph.cross_entropy": frozenset({1}),
+    "graph.cross_entropy_backward": frozenset({2}),
+}
+
+
+def check_encoding(t: Type, what: str) -> None:
+    """A tensor type whose sparse encoding names a storage format must be able to hold it
+    (N:M: groups of M along the packed columns); raises :class:`VerifyError`. Encodings
+    no format names are well-formed IR (the code generator refuses them)."""
+    enc = getattr(t, "encoding", None)
+    if enc is None:
+        return
+    from acf.isa.formats import FormatSpec
+
+    from .sparse_encoding import encoding_to_format
+
+    try:
+        fmt = encoding_to_format(enc)
+    except ValueError:
+        return
+    shape = t.shape  # type: ignore[attr-defined]
+    if fmt != "dense" and len(shape) < 1:
+        raise VerifyError(f"{what}: a scalar cannot be stored {fmt}")
+    spec = FormatSpec.parse(fmt)
+    if spec.m:
+        cols = 1
+        for d in shape[1:]:
+            cols *= d
+        if cols % spec.m:
+            raise VerifyError(f"{what}: {fmt} stores groups of {spec.m} along rows of {cols} "
+                              f"elements, which {spec.m} does not divide")
+
+
+def _check_nm_result(op: Operation, i: int, t: Type) -> None:
+    """An N:M result must be N:M by construction: an update's parameter in the same
+    encoding, or a ``mask_apply`` under an N:M mask of it (any other op's values need not
+    be, and the store could not encode them)."""
+    enc = getattr(t, "encoding", None)
+    if enc is None or not any(lvl.kind == "structured" for _, lvl in enc.levels):
+        return
+    keeps = {"graph.sgd_update": 0, "graph.adam_update": 0, "graph.mask_apply": 1}
+    src = keeps.get(op.name)
+    if i == 0 and src is not None and len(op.operands) > src \
+            and getattr(op.operands[src].type, "encoding", None) == enc:
+        return
+    raise VerifyError(f"result #{i} of '{op.name}' is declared {t}, but nothing makes its "
+                      "values N:M sparse (only an update of an N:M parameter or a mask_apply "
+                      "under an N:M mask keeps the pattern)")
+
+
+def _check_elements(op: Operation, types: list[Type]) -> None:
+    exempt = FLOAT_OPERANDS.get(op.name)
+    if exempt is None:
+        return
+    for i, t in enumerate(types):
+        if i not in exempt and getattr(t, "element", "f32") != "f32":
+            raise VerifyError(f"operand #{i} of '{op.name}' must have f32 elements, got {t}")
+
+
 def verify_op(op: Operation) -> None:
     """Check one op against its registered definition; raises :class:`VerifyError`."""
     spec = lookup_op(op.name)
@@ -200,10 +273,17 @@ def verify_op(op: Operation) -> None:
     for key, aspec in spec.attributes.items():
         if aspec.required and key not in op.attributes:
             raise VerifyError(f"'{op.name}' requires attribute '{key}'")
+    if op.regions:
+        raise VerifyError(f"'{op.name}' takes no regions")
     operand_types: list[Type] = [v.type for v in op.operands]
     for i, t in enumerate(operand_types):
         if not isinstance(t, TensorType):
             raise VerifyError(f"operand #{i} of '{op.name}' must be a tensor, got {t}")
+        check_encoding(t, f"operand #{i} of '{op.name}'")
+    for i, r in enumerate(op.results):
+        check_encoding(r.type, f"result #{i} of '{op.name}'")
+        _check_nm_result(op, i, r.type)
+    _check_elements(op, operand_types)
     try:
         expected = spec.infer(operand_types, AttrView(op, spec))  # type: ignore[arg-type]
     except ShapeError as err:

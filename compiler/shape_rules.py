@@ -315,6 +315,8 @@ def slice_backward(ts: Types, attrs: Attrs) -> list[TensorType]:
 
 def concat(ts: Types, attrs: Attrs) -> list[TensorType]:
     """``concat(x1, x2, ...)`` along ``axis``: the other dims and the element type agree."""
+    if not ts:
+        raise ShapeError("needs at least one operand to concatenate")
     first = ts[0]
     axis = int(attrs["axis"])  # type: ignore[arg-type]
     if not -first.rank <= axis < first.rank:

@@ -9,7 +9,7 @@ shapes), and the function ends with a ``graph.return`` whose types match the sig
 from __future__ import annotations
 
 from .diagnostics import IRError, SourcePos
-from .dialect import VerifyError, verify_op
+from .dialect import VerifyError, check_encoding, verify_op
 from .ir import Block, FuncOp, Module, Operation, Value
 
 
@@ -50,6 +50,11 @@ def _verify_block(block: Block, visible: set[Value], seen: set[Value]) -> None:
 
 def verify_func(func: FuncOp) -> None:
     """Raise :class:`IRError` at the first problem in ``func``."""
+    for arg in func.arguments:
+        try:
+            check_encoding(arg.type, f"argument '%{arg.name_hint or arg.index}' of '@{func.sym_name}'")
+        except VerifyError as err:
+            raise _error(func, str(err)) from None
     _verify_block(func.body, set(), set())
     ret = func.return_op
     if ret is None:

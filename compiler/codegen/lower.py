@@ -117,6 +117,21 @@ class CompiledProgram:
         return inputs
 
 
+def _check_storage(where: Operation | FuncOp, v: Value) -> None:
+    """A sparse encoding must name a storage format the memory plan can lay out."""
+    from ..sparse_encoding import encoding_to_format
+
+    enc = getattr(v.type, "encoding", None)
+    if enc is None:
+        return
+    try:
+        encoding_to_format(enc)
+    except ValueError:
+        name = f"'%{v.name_hint}'" if v.name_hint else "a value"
+        raise error_at(where, f"{name} is stored as {enc}, which no ACF storage format "
+                              "describes (dense, csr, csc, coo, bitmap, block-CSR, N:M)") from None
+
+
 def source_loc(op: Operation, op_id: int) -> SourceLoc:
     if op.loc is not None:
         return SourceLoc(op.loc.file, op.loc.line, op.loc.layer or "", op_id)
@@ -182,6 +197,13 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
     for op in func.body.ops:
         if op.name not in kernels and op.name not in NO_CODE:
             raise error_at(op, f"no ACF kernel for '{op.name}' yet")
+        for v in (*op.operands, *op.results):
+            if isinstance(v.type, TensorType) and 0 in v.type.shape:
+                raise error_at(op, f"an empty tensor ({v.type}): the kernels "
+                                   "need every dimension at least 1")
+            _check_storage(op, v)
+    for v in func.arguments:
+        _check_storage(func, v)
     classes = _one_hot_inputs(func)
     arg_shapes = {v: (*v.type.shape, c) for v, c in classes.items()}  # type: ignore[union-attr]
     extra: dict[str, tuple[int, ...]] = {}

@@ -67,6 +67,29 @@ def test_cli_errors_are_located_without_traceback() -> None:
     assert "Traceback" not in done.stderr and "^" in done.stderr
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("graph.func @f(%x: tensor<0x4xf32>, %w: tensor<3x4xf32>) -> (tensor<0x3xf32>) {\n"
+     "  %y = graph.linear %x, %w : tensor<0x4xf32>, tensor<3x4xf32> -> tensor<0x3xf32>\n"
+     "  graph.return %y : tensor<0x3xf32>\n}\n",
+     "f.acfir:2:8: error: 'graph.linear': an empty tensor (tensor<0x4xf32>): the kernels need "
+     "every dimension at least 1"),
+    ("graph.func @f(%w: tensor<4x4xf32, #sparse<{map = (i, j) -> (j : singleton, i : compressed)}>>,"
+     " %x: tensor<2x4xf32>) -> (tensor<2x4xf32>) {\n"
+     "  %y = graph.linear %x, %w : tensor<2x4xf32>, tensor<4x4xf32, #sparse<{map = (i, j) -> "
+     "(j : singleton, i : compressed)}>> -> tensor<2x4xf32>\n"
+     "  graph.return %y : tensor<2x4xf32>\n}\n",
+     "f.acfir:2:8: error: 'graph.linear': '%w' is stored as #sparse<{map = (i, j) -> (j : singleton, "
+     "i : compressed)}>, which no ACF storage format describes"),
+], ids=["empty", "encoding"])
+def test_what_the_kernels_cannot_store_is_a_located_error(tmp_path: Path, capsys, text: str,
+                                                          message: str) -> None:
+    src = tmp_path / "f.acfir"
+    src.write_text(text)
+    assert main(["compile", str(src), "--target", "acf-small", "--emit", "asm"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(str(tmp_path) + "/" + message) and "Traceback" not in err
+
+
 def test_cli_does_not_import_torch() -> None:
     code = ("import sys; from acf.cli import main; "
             f"main(['compile', {str(EXAMPLE)!r}, '--target', 'acf-small', '-o', '/dev/null']); "
