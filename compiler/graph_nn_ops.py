@@ -297,6 +297,12 @@ class SgdUpdate(OpDef):
     )
     infer = staticmethod(rules.sgd_update)
 
+    @staticmethod
+    def verify(op) -> None:
+        _hyper_in_range(op, {"lr": (0, None), "momentum": (0, None), "weight_decay": (0, None)})
+        if op.attributes.get("nesterov") and not float(op.attributes.get("momentum", 0.0)) > 0:
+            raise VerifyError("nesterov needs a momentum above 0 (as torch.optim.SGD)")
+
 
 @register_op
 class AdamUpdate(OpDef):
@@ -316,6 +322,26 @@ class AdamUpdate(OpDef):
         weight_decay=attr("float", 0.0),
     )
     infer = staticmethod(rules.adam_update)
+
+    @staticmethod
+    def verify(op) -> None:
+        _hyper_in_range(op, {"lr": (0, None), "beta1": (0, 1), "beta2": (0, 1), "eps": (0, None),
+                             "weight_decay": (0, None)})
+
+
+def _hyper_in_range(op, bounds: dict[str, tuple[float, float | None]]) -> None:
+    """Optimizer hyperparameters finite, at least ``lo`` and below ``hi`` (torch.optim's
+    checks: a NaN or negative learning rate is an error there too)."""
+    import math
+
+    for key, (lo, hi) in bounds.items():
+        value = op.attributes.get(key)  # the defaults are in range
+        if value is None:
+            continue
+        v = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(v) or v < lo or (hi is not None and v >= hi):
+            span = f"in [{lo}, {hi})" if hi is not None else f"finite and at least {lo}"
+            raise VerifyError(f"{key} = {value} must be {span}")
 
 
 #: operands of each optimizer update before its optional trailing mask

@@ -36,7 +36,14 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def _names(values: list[str]) -> set[str]:
-    return {n.strip() for v in values for n in v.split(",") if n.strip()}
+    """Pass names, a named pipeline standing for the passes it runs (``sparsify``)."""
+    out = set()
+    for n in (n.strip() for v in values for n in v.split(",")):
+        if n in PIPELINES and n not in PASSES:
+            out |= {p.strip().split("{")[0] for p in PIPELINES[n].split(",")}
+        elif n:
+            out.add(n)
+    return out
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -49,6 +56,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     ap.add_argument("--print-ir-after-all", action="store_true")
     ap.add_argument("--print-ir-after-change", action="store_true")
     ap.add_argument("--time-passes", action="store_true")
+    ap.add_argument("--remarks", action="store_true",
+                    help="passes that explain their choices (select-formats) print remarks")
     ap.add_argument("--reproducer", metavar="PATH", help="where to write a crash reproducer")
     ap.add_argument("--print-generic", action="store_true", help="print every op generically")
     ap.add_argument("--no-verify-each", action="store_true", help="skip verify after passes")
@@ -100,6 +109,10 @@ def _process(
 
     try:
         passes = parse_pipeline(passes_text)
+        if args.remarks:
+            for p in passes:
+                if "remarks" in p.options:
+                    p.remarks = True  # type: ignore[attr-defined]
         module = parse_module(text, name)
         PassManager(passes, instr, verify_each=not args.no_verify_each).run(module)
         return 0, print_module(module, generic=args.print_generic)

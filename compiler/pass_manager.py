@@ -71,7 +71,12 @@ def parse_pipeline(
 
     while i < len(tokens):
         name, col = expect("a pass name")
+        if name in "{}=,":
+            raise _pipeline_error(text, col, f"expected a pass name, got '{name}'")
         if name in pipelines and name not in registry:
+            if i < len(tokens) and tokens[i][0] == "{":
+                raise _pipeline_error(text, tokens[i][1], f"'{name}' is a named pipeline; "
+                                                          "pipelines take no options")
             result += parse_pipeline(pipelines[name], registry, pipelines)
         elif name not in registry:
             choices = ", ".join(sorted(registry) + sorted(pipelines))
@@ -94,6 +99,8 @@ def parse_pipeline(
                             kcol,
                             f"pass '{name}' has no option '{key}'; valid options: {valid}",
                         )
+                    if key in values:
+                        raise _pipeline_error(text, kcol, f"option '{name}.{key}' given twice")
                     if expect("'='")[0] != "=":
                         raise _pipeline_error(text, tokens[i - 1][1], "expected '='")
                     value, vcol = expect("an option value")
@@ -111,6 +118,9 @@ def parse_pipeline(
             sep, scol = expect("','")
             if sep != ",":
                 raise _pipeline_error(text, scol, f"expected ',' between passes, got '{sep}'")
+            if i == len(tokens):
+                raise _pipeline_error(text, len(text) + 1, "expected a pass name after ',', "
+                                                           "got end of pipeline")
     return result
 
 
@@ -158,15 +168,19 @@ class PassManager:
         self.instr.stream.write(print_module(module))
 
     def _write_reproducer(self, input_ir: str, error: str) -> str:
+        """Write the reproducer; says where it went (or why it could not be written)."""
         path = self.instr.reproducer
-        if path is None:
-            fd, path = tempfile.mkstemp(prefix="acf-opt-reproducer-", suffix=".acfir")
-            os.close(fd)
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(f"// acf-opt reproducer: {error.splitlines()[0]}\n")
-            out.write(f"// RUN: acf-opt %s -p '{self.pipeline_text}'\n")
-            out.write(input_ir)
-        return path
+        try:
+            if path is None:
+                fd, path = tempfile.mkstemp(prefix="acf-opt-reproducer-", suffix=".acfir")
+                os.close(fd)
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(f"// acfc opt reproducer: {error.splitlines()[0]}\n")
+                out.write(f"// RUN: acfc opt %s -p '{self.pipeline_text}'\n")
+                out.write(input_ir)
+        except OSError as exc:
+            return f"no reproducer: {path}: {exc.strerror or exc}"
+        return f"reproducer written to {path}"
 
     def run(self, module: Module) -> None:
         """Run every pass; raises :class:`PassFailure` (with a reproducer) if one breaks."""
@@ -201,8 +215,7 @@ class PassManager:
             self.instr.stream.write(self.timing_report())
 
     def _failure(self, input_ir: str, problem: str) -> str:
-        path = self._write_reproducer(input_ir, problem)
-        return f"internal error: {problem}\nreproducer written to {path}"
+        return f"internal error: {problem}\n{self._write_reproducer(input_ir, problem)}"
 
     def timing_report(self) -> str:
         total = sum(t for _, t in self.timings)

@@ -32,9 +32,17 @@ SYNCS = SYNC_MODES
 PRODUCER = {TILE: "tile", PLACE: "place", SYNC: "schedule"}
 
 
+def is_lowered(func: FuncOp) -> bool:
+    """Whether ``func`` is already an acf-level program (``lower-to-acf`` ran on it)."""
+    return any(op.name.startswith("acf.") for op in func.body.ops)
+
+
 def code_ops(func: FuncOp) -> Iterator[tuple[int, Operation]]:
     """(op id, op) of every op that lowers to instructions; the id is the op's index in the
-    function body, as codegen numbers ops for ``.loc`` and scratch buffers."""
+    function body, as codegen numbers ops for ``.loc`` and scratch buffers. None in a
+    function already lowered to the acf level: the tiled passes leave it as it is."""
+    if is_lowered(func):
+        return
     for op_id, op in enumerate(func.body.ops):
         if op.name not in NO_CODE:
             yield op_id, op

@@ -32,7 +32,7 @@ from acf.isa.target import load_target
 from ..codegen.errors import error_at
 from ..codegen.lower import CompiledProgram, CompileOptions, begin, finish, lower_op
 from ..dialects.acf import from_program
-from ..dialects.tiled import TILE, code_ops, sync_of, tile_of
+from ..dialects.tiled import TILE, code_ops, is_lowered, sync_of, tile_of
 from ..ir import FuncOp, Module
 from .base import ModulePass, PassOption, target_option
 from .place import placement_for
@@ -53,6 +53,9 @@ class LowerToAcf(ModulePass):
         target = load_target(self.target)
         lowered = []
         for func in module.funcs:
+            if is_lowered(func):  # lowered by an earlier run: kept as it is
+                lowered.append(func)
+                continue
             compiled = self._lower(func, target)
             self.compiled[func.sym_name] = compiled
             lowered += from_program(compiled.program, func.sym_name).funcs

@@ -41,6 +41,7 @@ import numpy as np
 from acf.isa.target import Target, load_target
 
 from .. import cost_model as cm
+from ..codegen.errors import error_at
 from ..codegen.tiling import choose_tiling
 from ..graph_nn_ops import keeps_pattern
 from ..ir import FuncOp, Module, Operation, TensorType, Value
@@ -87,6 +88,20 @@ def _fixed_option(text: str) -> str:
     return text
 
 
+def _percent_option(text: str) -> float:
+    """The ``density`` option: a percentage, checked when the pipeline is parsed."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionValueError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 100.0:
+        raise OptionValueError(f"{text} % is not in 0-100 %")
+    return value
+
+
+_percent_option.__name__ = "a percentage"  # read by PassOption's error message
+
+
 def _densities_option(text: str) -> str:
     """The ``densities`` option: NAME-PERCENT pairs, checked when the pipeline is parsed."""
     try:
@@ -112,7 +127,7 @@ class SelectFormats(ModulePass):
     name = "select-formats"
     options = {
         "target": PassOption(target_option, "acf-base", "target name"),
-        "density": PassOption(float, 0.0, "default density in percent (0: only measured ones)"),
+        "density": PassOption(_percent_option, 0.0, "default density in percent (0: only measured ones)"),
         "densities": PassOption(_densities_option, "", "per value densities in percent: NAME-PCT-NAME-PCT"),
         "fixed": PassOption(_fixed_option, "", "force this format for every candidate (ablations)"),
         "remarks": PassOption(bool, False, "print a remark explaining each choice to stderr"),
@@ -130,6 +145,12 @@ class SelectFormats(ModulePass):
         target = self.target_config or load_target(self.target)
         tiling = choose_tiling(target)
         per_value = parse_densities(self.densities) if self.densities else {}
+        names = {a.name_hint or f"arg{a.index}" for f in module.funcs for a in f.arguments}
+        unknown = sorted(set(per_value) - names)
+        if unknown and module.funcs:
+            raise error_at(module.funcs[0], f"select-formats{{densities}} names {', '.join(unknown)}, "
+                                            f"no argument of the module (arguments: "
+                                            f"{', '.join(sorted(names)) or 'none'})")
         fixed = _fixed_format(self.fixed) if self.fixed else ""
         for func in module.funcs:
             for arg, attrs in zip(func.arguments, func.body.arg_attributes):
@@ -139,7 +160,7 @@ class SelectFormats(ModulePass):
                     continue
                 name = arg.name_hint or f"arg{arg.index}"
                 mask = self.masks.get(name)
-                density = self._density(arg, attrs, name, per_value, mask)
+                density = self._density(func, arg, attrs, name, per_value, mask)
                 if density is None:
                     continue
                 uses = [op for op in func.body.ops if arg in op.operands]
@@ -162,14 +183,18 @@ class SelectFormats(ModulePass):
                     self._remark(func, uses, name, choice, costs, density, bool(fixed), pinned)
 
     # ---- what to cost -----------------------------------------------------------------
-    def _density(self, arg: Value, attrs: dict, name: str, per_value: dict[str, float],
-                 mask: np.ndarray | None) -> float | None:
+    def _density(self, func: FuncOp, arg: Value, attrs: dict, name: str,
+                 per_value: dict[str, float], mask: np.ndarray | None) -> float | None:
         if mask is not None:
             return float(np.mean(np.asarray(mask) != 0))
         if name in per_value:
             return per_value[name]
         if "density" in attrs:
-            return float(attrs["density"])  # type: ignore[arg-type]
+            value = attrs["density"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise error_at(func, f"argument '%{name}': density must be a fraction in [0, 1], "
+                                     f"got {value!r}")
+            return float(value)
         if arg.type.encoding is not None and self.density > 0:  # type: ignore[union-attr]
             return self.density / 100.0
         return None
@@ -246,7 +271,7 @@ class SelectFormats(ModulePass):
     def _conv_remark(self, func: FuncOp, arg: Value, attrs: dict, per_value: dict[str, float]) -> None:
         """Say why a convolution weight with a known density keeps its dense storage."""
         name = arg.name_hint or f"arg{arg.index}"
-        density = self._density(arg, attrs, name, per_value, self.masks.get(name))
+        density = self._density(func, arg, attrs, name, per_value, self.masks.get(name))
         uses = [op for op in func.body.ops if arg in op.operands and op.name.startswith("graph.conv2d")]
         if density is None or not uses:
             return

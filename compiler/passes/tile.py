@@ -31,7 +31,18 @@ from ..codegen.errors import error_at
 from ..codegen.tiling import choose_tiling, gemm_bytes
 from ..dialects.tiled import TILE, code_ops
 from ..ir import FuncOp, Location, Module
-from .base import ModulePass, PassOption, target_option
+from .base import ModulePass, OptionValueError, PassOption, target_option
+
+
+def _size(text: str) -> int:
+    """A tile size option: a whole number, 0 for the tiler's choice."""
+    value = int(text)
+    if value < 0:
+        raise OptionValueError(f"{value} is negative (0: the tiler's choice)")
+    return value
+
+
+_size.__name__ = "a tile size"  # read by PassOption's error message
 
 
 class Tile(ModulePass):
@@ -39,9 +50,9 @@ class Tile(ModulePass):
 
     name = "tile"
     options = {
-        "m": PassOption(int, 0, "GEMM tile rows (0: the tiler's choice)"),
-        "n": PassOption(int, 0, "GEMM tile columns (0: the tiler's choice)"),
-        "k": PassOption(int, 0, "GEMM tile depth (0: the tiler's choice)"),
+        "m": PassOption(_size, 0, "GEMM tile rows (0: the tiler's choice)"),
+        "n": PassOption(_size, 0, "GEMM tile columns (0: the tiler's choice)"),
+        "k": PassOption(_size, 0, "GEMM tile depth (0: the tiler's choice)"),
         "target": PassOption(target_option, "acf-base", "target name"),
     }
     m: int

@@ -214,8 +214,20 @@ def test_failing_pass_writes_a_reproducer(tmp_path: Path, bad_pass: str, problem
         manager.run(module)
     assert str(repro) in str(info.value)
     lines = repro.read_text().splitlines(keepends=True)
-    assert lines[1] == f"// RUN: acf-opt %s -p 'cse,{bad_pass}'\n"
+    assert lines[1] == f"// RUN: acfc opt %s -p 'cse,{bad_pass}'\n"
     assert "".join(lines[2:]) == original
+
+
+def test_reproducer_that_cannot_be_written_still_reports_the_failure(tmp_path: Path) -> None:
+    manager = PassManager(
+        parse_pipeline("cse,crash", REGISTRY),
+        Instrumentation(reproducer=str(tmp_path / "missing" / "r.acfir"), stream=io.StringIO()),
+    )
+    with pytest.raises(PassFailure) as info:
+        manager.run(build_relu_matmul())
+    text = str(info.value)
+    assert "RuntimeError: boom" in text
+    assert f"no reproducer: {tmp_path / 'missing' / 'r.acfir'}: No such file" in text
 
 
 def test_main_returns_status_and_writes_output(tmp_path: Path, capsys) -> None:
