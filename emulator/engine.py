@@ -360,6 +360,11 @@ class Engine(Durations):
             raise self.trap(str(exc), s, self.where(index), exc.kind, exc.address) from None
         except RoutingError as exc:
             raise self.trap(exc.reason, s, self.where(index), "routing") from None
+        except (ArithmeticError, ValueError, IndexError, MemoryError) as exc:
+            # no instruction may end the run with a Python error: what the semantics did
+            # not foresee still stops it at the instruction, unit and cycle
+            raise self.trap(f"{info.mnemonic[index]} cannot execute: {type(exc).__name__}: {exc}",
+                            s, self.where(index), "fault") from None
         m = info.mnemonic[index]
         send_key = p.match if m == "send" or m == "recv" else None
         clock, race = self.races.start(p.q, index, info.waits[index], eff.accesses, send_key)

@@ -283,7 +283,7 @@ def _dma(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     if load:
         m.check("dram", 0, dram_addr, dram.end - dram_addr if rows else 0)
         data = np.concatenate([m.read("dram", 0, dram_addr + r * pitch, rb) for r in range(rows)]) \
-            if pitch != rb else m.read("dram", 0, dram_addr, rows * rb).copy()
+            if pitch != rb and rows else m.read("dram", 0, dram_addr, rows * rb).copy()
         m.check("gb", 0, gb_addr, rows * rb)
         writes = [("gb", 0, gb_addr, data, 0)]
     else:
@@ -321,6 +321,7 @@ def _ldg(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     d0, d1, d2 = ins["d0"], ins["d1"], ins["d2"]
     s0, s1, s2 = ins["s0"], ins["s1"], ins["s2"]
     n = d0 * d1 * d2
+    m.check("sp", cl, ea["dst"], 4 * n)  # before gathering: n may be far beyond the scratchpad
     if n:
         # strides are unsigned: the first element is the lowest address, the last the highest
         lo, hi = base, base + 4 * ((d0 - 1) * s0 + (d1 - 1) * s1 + (d2 - 1) * s2) + 4
@@ -465,11 +466,20 @@ def write_view(buf: np.ndarray, view: tuple[int, ...], data: np.ndarray) -> None
         arr[...] = data.reshape(arr.shape)
 
 
+#: elements of one operand built through a view register (stride-0 views re-read bytes, so
+#: an operand may be far larger than the scratchpad; a conv slab's is at most a few million)
+MAX_VIEW_ELEMENTS = 1 << 26
+
+
 def _read_view(m: Machine, cl: int, view: tuple[int, ...], space: str = "sp") -> tuple[np.ndarray, Access]:
     """The rows x cols float32 matrix of an operand view and the byte range it reads."""
     base, d0, nb, d1, d2, s0, s3, s1, s2 = view
     if d0 * nb * d1 * d2 == 0:
         return np.zeros((d0, nb * d1 * d2), np.float32), Access(space, cl, base, 0, 0, 0, False)
+    if d0 * nb * d1 * d2 > MAX_VIEW_ELEMENTS:
+        raise SemanticError(f"a {d0} x {nb * d1 * d2} operand view ({d0 * nb * d1 * d2} elements, "
+                            f"re-reading its {space} bytes) is beyond the emulator's "
+                            f"{MAX_VIEW_ELEMENTS} elements per operand", "operand")
     span = view_span(view)
     raw = m.read(space, cl, base, span)
     # a contiguous copy: the product is then the same BLAS call as on a gathered tile
@@ -512,6 +522,8 @@ def _product(A: np.ndarray, B: np.ndarray, bf16: bool) -> np.ndarray:
 def _mm(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     cl, M, N = ins.cluster, ins["m"], ins["n"]
     info: dict[str, Any] = {}
+    if operand_view(ins, "d", ea["dst"], M, N, m) is None:  # before building the operands
+        m.check(ins["dst"].space, cl, ea["dst"], 4 * M * N)
     A, B, acc = _mm_operands(ins, ea, m, info)
     info["A"], info["B"] = A, B
     C = _product(A, B, m.bf16) if A.size and B.size else np.zeros((M, N), np.float32)
@@ -602,8 +614,12 @@ def _vop(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
         B, bshape = m.tile(bspace, cl, ea["b"], rows, 1), (rows, 1, 1)
     elif bmode == "imm":
         B = np.float32(ins["imm"])
-    else:
-        B = np.float32(m.freg(cl, int(ins["imm"]) % 16))
+    else:  # bmode=freg: imm names the float register
+        r = float(ins["imm"])
+        if not (r.is_integer() and 0 <= r < 16):
+            raise SemanticError(f"bmode=freg reads float register imm={ins['imm']}; registers "
+                                "are 0-15", "operand")
+        B = np.float32(m.freg(cl, int(r)))
     if bshape is not None:
         acc.append(_tile_access(bspace, cl, ea["b"], *bshape, False))
     out = vfn(fn, A, B, m.bf16).astype(np.float32, copy=False).reshape(rows, cols)
@@ -674,7 +690,8 @@ def _adam(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     m2 = m2 * f32(b2) + f32(1 - b2) * g * g
     step = f32(lr / bc1) if bc1 else f32(np.inf)
     with np.errstate(all="ignore"):
-        denom = np.sqrt(m2) / f32(math.sqrt(bc2)) + f32(eps)
+        # a negative correction (beta2 > 1) gives NaN, as an fp32 square root does
+        denom = np.sqrt(m2) / (f32(math.sqrt(bc2)) if bc2 >= 0 else f32(np.nan)) + f32(eps)
         w = w - step * (m1 / denom)
     acc = [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, False) for k in ("w", "g", "m1", "m2")]
     acc += [Access("sp", cl, ea[k], 1, 4 * n, 4 * n, True) for k in ("w", "m1", "m2")]

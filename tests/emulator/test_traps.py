@@ -240,3 +240,42 @@ def test_loops_nest_four_deep() -> None:
             + "".join(f"e{4 - i}:\n" for i in range(5)))
     t = trap_of(deep + "    halt\n")
     assert "nest deeper than 4" in str(t)
+
+
+@pytest.mark.parametrize(("src", "kind", "message"), [
+    ("vop c0, add, sp[0x0], sp[0x0], sp[0x0], rows=1, cols=4, bmode=freg, imm=inf", "operand",
+     "bmode=freg reads float register imm=inf; registers are 0-15"),
+    ("vop c0, add, sp[0x0], sp[0x0], sp[0x0], rows=1, cols=4, bmode=freg, imm=-3.5", "operand",
+     "bmode=freg reads float register imm=-3.5"),
+    ("ldg c0, sp[0x0], dram[0x0], d0=65535, d1=65535, d2=65535, s0=0, s1=0, s2=0", "out-of-bounds",
+     "out-of-bounds scratchpad access"),
+    ("mview c0, vr=1, d2=65535, s0=0, s1=0, s2=0\n    mview c0, vr=2, d2=1, s0=0, s1=0, s2=0\n"
+     "    mm c0, acc[0x0], sp[0x0], sp[0x0], m=65535, n=1, k=65535, va=1, vb=2", "out-of-bounds",
+     "out-of-bounds accumulator access"),
+], ids=["freg-inf", "freg-fraction", "ldg-huge", "mm-huge-view"])
+def test_operands_the_machine_cannot_have_trap_before_they_are_built(src, kind, message) -> None:
+    """A float register named by a non-integer, and operands far beyond the memories (a
+    stride-0 gather or view of 65535^2 elements), trap at the instruction instead of a
+    Python error (or building a 16 GiB array first)."""
+    t = trap_of(src + "\n    halt\n")
+    assert t.kind == kind and message in str(t)
+
+
+def test_edge_values_are_defined_results() -> None:
+    """Adam with beta2 above 1 (a negative bias correction) gives NaN as fp32 would, and a
+    strided dma.ld of no rows moves nothing; neither is a Python error."""
+    prog = assemble(""".target acf-small
+    .tensor W sp 0x0 f32[4] c0
+    .tensor G gb 0x100 f32[4]
+    fset c0, fr0, 0.1
+    fset c0, fr1, 0.9
+    fset c0, fr2, 1.5
+    fset c0, fr5, 0.1
+    fset c0, fr6, -0.5
+    adam c0, sp[0x0], sp[0x100], sp[0x200], sp[0x300], n=4, fr=fr0
+    dma.ld gb[0x100], dram[0x100], rows=0, rowbytes=5, stride=17
+    halt
+    """)
+    res = run(prog, "acf-small", {"W": np.ones(4, np.float32), "G": np.full(4, 7, np.float32)})
+    assert np.isnan(res.outputs["W"]).all()
+    assert (res.outputs["G"] == 7).all()  # the empty dma.ld wrote nothing
