@@ -91,9 +91,9 @@ def read_input(path: str, binary: bool = False) -> tuple[str | bytes, str]:
 
 
 def write_output(path: str | None, data: str | bytes) -> None:
-    """Write to a file (atomically: never a half-written output) or stdout ('-' or None)."""
-    import os
-    import tempfile
+    """Write to a file (``isa.outfiles.write_file``: never half-written, links written
+    through, devices kept) or stdout ('-' or None)."""
+    from acf.isa.outfiles import write_file
 
     if path in (None, "-"):
         if isinstance(data, bytes):
@@ -103,11 +103,7 @@ def write_output(path: str | None, data: str | bytes) -> None:
             sys.stdout.write(data)
             sys.stdout.flush()
         return
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".acfc-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
+        write_file(path, data if isinstance(data, bytes) else data.encode())
     except OSError as exc:
         raise UserError(f"{path}: error: cannot write: {exc.strerror}") from None

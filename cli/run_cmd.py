@@ -83,18 +83,16 @@ def _check_writable(path: str | None) -> None:
 def _run_traced(prog, target, inputs, path: str):  # type: ignore[no-untyped-def]
     """Stream the trace to a temporary file and move it into place only on success."""
     import os
-    import tempfile
 
     from acf.debugger.trace import write_trace
     from acf.emulator import Emulator
+    from acf.isa.outfiles import install_file, temp_beside
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".acfc-trace-", suffix=".json")
-    os.close(fd)
+    tmp = temp_beside(path, ".acfc-trace-", ".json")
     try:
         res = write_trace(Emulator(prog, target, inputs), prog, target, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    install_file(tmp, path)
     return res

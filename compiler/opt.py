@@ -180,18 +180,10 @@ def main(argv: list[str]) -> int:
 
 def _write_atomically(path: str, text: str) -> None:
     """Write through a temporary file in the same folder, then rename: a failed write
-    leaves an earlier output whole rather than half-written."""
-    import os
-    import tempfile
+    leaves an earlier output whole rather than half-written (``isa.outfiles``)."""
+    from acf.isa.outfiles import write_file
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".acf-opt-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_file(path, text.encode("utf-8"))
 
 
 if __name__ == "__main__":

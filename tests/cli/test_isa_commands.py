@@ -68,3 +68,32 @@ def test_isa_commands_do_not_import_torch_or_tvm() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_outputs_write_through_links_keep_devices_and_honour_the_umask(tmp_path) -> None:
+    """An output path that is a symbolic link has its target replaced (the link stays), a
+    device such as /dev/null is written, not replaced by a file (as root it used to be),
+    and a new file gets the umask's mode rather than 0600."""
+    import os
+    import stat
+
+    from acf.cli import write_output
+
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real.name)
+    write_output(str(link), "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    write_output("/dev/null", b"discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    old = os.umask(0o022)
+    try:
+        write_output(str(tmp_path / "fresh.txt"), "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "fresh.txt").st_mode) == 0o644
+    real.chmod(0o600)
+    write_output(str(real), "kept mode")
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".acfc-")]
