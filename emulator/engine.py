@@ -312,7 +312,13 @@ class Engine(Durations):
                     if len(loops) >= MAX_LOOP_DEPTH:
                         raise self.trap(f"hardware loops nest deeper than {MAX_LOOP_DEPTH}", D,
                                         self.where(index), "loop")
-                    loops.append([index + 1, index + 1 + ins["end"], ins["count"]])
+                    end = index + 1 + ins["end"]
+                    if loops and end > loops[-1][1]:
+                        raise self.trap(f"the loop's body ends at #{end}, past the end (#"
+                                        f"{loops[-1][1]}) of the loop at #{loops[-1][0] - 1} "
+                                        "that encloses it (loops must nest)", D,
+                                        self.where(index), "loop")
+                    loops.append([index + 1, end, ins["count"]])
             self.pc = advance_loops(nxt, loops) if loops else nxt
             D += 1
 

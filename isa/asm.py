@@ -80,7 +80,27 @@ def assemble(source: str, filename: str = "<input>") -> Program:
     prog.labels = ctx.labels
     prog.symbols = ctx.symbols
     prog.data = _data_directives(statements, ctx)
+    _check_loop_nesting(prog, statements, ctx)
     return prog
+
+
+def _check_loop_nesting(prog: Program, statements: list[Tree], ctx: _Ctx) -> None:
+    """A ``loop`` inside another's body must end within it (the dispatcher keeps a stack of
+    loop bodies and only the innermost one's end is watched)."""
+    nodes = [n for n in statements if n.data != "directive"]
+    open_ends: list[tuple[int, int]] = []  # (body end, loop index), innermost last
+    for i, ins in enumerate(prog.instructions):
+        while open_ends and open_ends[-1][0] <= i:
+            open_ends.pop()
+        if ins.mnemonic != "loop" or ins["count"] == 0 or ins["end"] == 0:
+            continue
+        end = i + 1 + ins["end"]
+        if open_ends and end > open_ends[-1][0]:
+            outer_end, outer = open_ends[-1]
+            raise ctx.error(nodes[i].children[0], f"this loop's body ends after the body of "
+                                                  f"the loop it is in (instruction {outer}, "
+                                                  f"ending at {outer_end}); loops must nest")
+        open_ends.append((end, i))
 
 
 def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:

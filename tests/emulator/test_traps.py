@@ -279,3 +279,31 @@ def test_edge_values_are_defined_results() -> None:
     res = run(prog, "acf-small", {"W": np.ones(4, np.float32), "G": np.full(4, 7, np.float32)})
     assert np.isnan(res.outputs["W"]).all()
     assert (res.outputs["G"] == 7).all()  # the empty dma.ld wrote nothing
+
+
+def test_loops_that_do_not_nest_are_refused() -> None:
+    """An inner loop whose body runs past its outer loop's end: the assembler refuses it at
+    its line, and a program built without the assembler traps at the dispatcher (the outer
+    back-edge was silently never taken)."""
+    from acf.isa.asm import AsmError
+    from acf.isa.program import Program, make
+
+    src = """.target acf-small
+    loop 2, e
+    sync c0, vec
+    loop 2, f
+    sync c0, mac
+e:
+    sync c0, ld
+f:
+    halt
+"""
+    with pytest.raises(AsmError, match=r"p.s:4:5: error: this loop's body ends after the body of "
+                                       r"the loop it is in \(instruction 0, ending at 4\)"):
+        assemble(src, "p.s")
+    prog = Program([make("loop", count=2, end=3), make("sync", cl=0, unit="vec"),
+                    make("loop", count=2, end=2), make("sync", cl=0, unit="mac"),
+                    make("sync", cl=0, unit="ld"), make("halt")], target="acf-small")
+    with pytest.raises(EmulatorTrap) as info:
+        run(prog, "acf-small", {})
+    assert info.value.kind == "loop" and "loops must nest" in str(info.value)
