@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
         write_output(args.csv, res.report.to_csv())
     if not args.quiet:
         res.report.summary()
-        for sym, why in sorted(res.unreadable.items()):
-            print(f"note: output {sym!r} not decoded: {why}", file=sys.stderr)
+    for sym, why in sorted(res.unreadable.items()):  # stderr: --quiet silences stdout only
+        print(f"{args.program}: warning: output {sym!r} left out of the outputs: {why}",
+              file=sys.stderr)
     return 0
 
 

@@ -53,7 +53,7 @@ class Emulator:
             if sym is None:
                 known = ", ".join(sorted(program.symbols)) or "none"
                 raise ValueError(f"input {name!r} is not a .tensor symbol of the program (symbols: {known})")
-            self._bind(sym, np.asarray(value, np.float32), written)
+            self._bind(sym, _as_f32(name, value), written)
         self.engine = Engine(program, self.target, self.state, self.ic)
 
     def _check_fits(self, sym) -> None:
@@ -110,6 +110,20 @@ class Emulator:
         return Result(outputs, build_report(self), list(self.engine.records), bad)
 
 
+def _as_f32(name: str, value) -> np.ndarray:
+    """An input as float32, refusing what fp32 cannot hold: complex or non-numeric values,
+    and finite values past its range (they would silently become inf)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"input {name!r}: {arr.dtype} values; the fabric holds fp32 numbers")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size:
+        finite = arr[np.isfinite(arr)]
+        if finite.size and float(np.abs(finite).max()) > float(np.finfo(np.float32).max):
+            raise ValueError(f"input {name!r}: {float(np.abs(finite).max()):g} is beyond the fp32 "
+                             f"range (±{float(np.finfo(np.float32).max):g})")
+    return arr.astype(np.float32)
+
+
 def run(program: Program, target: Target | str, inputs: dict[str, np.ndarray] | None = None,
         mode: str = "batched") -> Result:
     """Run a program to the end. ``mode`` is ``batched`` or ``stepped`` (same results)."""
@@ -131,7 +145,12 @@ def read_outputs(program: Program, state: State) -> tuple[dict[str, np.ndarray],
             state.check(sym.space, sym.cluster, sym.addr, n)
             out[name] = _unpack_symbol(sym, state, state.buf(sym.space, sym.cluster)[sym.addr:sym.addr + n])
         except (formats.FormatError, ValueError) as exc:  # e.g. a never-written sparse tensor
-            bad[name] = str(exc)
+            raw = state.buf(sym.space, sym.cluster)[sym.addr:sym.addr + sym.nbytes] \
+                if sym.addr + sym.nbytes <= state.buf(sym.space, sym.cluster).size else None
+            if raw is not None and raw.size and not raw.any():
+                bad[name] = f"its {sym.fmt} tiles were never written (no tile headers in its memory)"
+            else:
+                bad[name] = f"its {sym.fmt} tile bytes do not decode: {exc}"
     return out, bad
 
 

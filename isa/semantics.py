@@ -515,7 +515,8 @@ def _mm_operands(ins: Instruction, ea: dict[str, int], m: Machine, info: dict[st
 def _product(A: np.ndarray, B: np.ndarray, bf16: bool) -> np.ndarray:
     if bf16:
         A, B = bf16_round(A), bf16_round(B)
-    return A @ B  # both fp32: BLAS sgemm (a dtype= argument would bypass BLAS)
+    with np.errstate(all="ignore"):  # inf and NaN propagate as IEEE fp32 says, silently
+        return A @ B  # both fp32: BLAS sgemm (a dtype= argument would bypass BLAS)
 
 
 @semantics("mm", "sddmm")

@@ -48,3 +48,17 @@ def test_unwritable_output_paths_are_refused_before_the_run(tmp_path: Path, caps
     argv[argv.index(str(missing))] = str(tmp_path)  # a folder
     assert acfc(argv) == 1
     assert capsys.readouterr().err == f"{tmp_path}: error: cannot write: Is a directory\n"
+
+
+def test_an_output_that_does_not_decode_is_a_warning_even_when_quiet(tmp_path: Path, capsys) -> None:
+    """A sparse .tensor the program never wrote has no tile headers: it is left out of the
+    outputs with a warning that says so (it used to be dropped silently under --quiet, with
+    numpy's broadcast error otherwise)."""
+    src = tmp_path / "u.s"
+    src.write_text(".target acf-small\n.tensor H dram 0x0 f32[4,4] csr\n"
+                   ".tensor Y dram 0x1000 f32[4,4]\n    halt\n")
+    out = tmp_path / "out.npz"
+    assert acfc(["run", str(src), "--outputs", str(out), "--quiet"]) == 0
+    assert sorted(np.load(out).files) == ["Y"]
+    assert capsys.readouterr().err == (f"{src}: warning: output 'H' left out of the outputs: its csr "
+                                       "tiles were never written (no tile headers in its memory)\n")

@@ -307,3 +307,18 @@ f:
     with pytest.raises(EmulatorTrap) as info:
         run(prog, "acf-small", {})
     assert info.value.kind == "loop" and "loops must nest" in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (np.ones((4, 4), complex), "input 'A': complex128 values; the fabric holds fp32 numbers"),
+    (np.full((4, 4), 1e300), "input 'A': 1e+300 is beyond the fp32 range"),
+    (np.array([["a"] * 4] * 4), "input 'A': <U1 values"),
+])
+def test_inputs_fp32_cannot_hold_are_refused(value, message) -> None:
+    """Complex, text and out-of-range values were cast with only a numpy warning (the
+    imaginary part dropped, 1e300 turned into inf)."""
+    prog = assemble(".target acf-small\n.tensor A dram 0x0 f32[4,4]\nhalt\n")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        run(prog, "acf-small", {"A": value})
+    out = run(prog, "acf-small", {"A": np.full((4, 4), 3.0, np.float64)}).outputs["A"]
+    assert out.dtype == np.float32 and (out == 3).all()
