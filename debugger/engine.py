@@ -291,6 +291,8 @@ class Debugger:
         return Stop("cycle", self.m.pos, self.m.cycle, message=self._at(cycle))
 
     def _at(self, cycle: int) -> str:
+        if self.m.next_cycle() is None and cycle > self.m.cycle:  # no event is left
+            return f"the program's last event is at cycle {self.m.cycle}, before cycle {cycle}"
         return f"at cycle {cycle} (last event at cycle {self.m.cycle})"
 
     def goto_pos(self, pos: int) -> Stop:

@@ -68,8 +68,8 @@ class Shell:
             "step": lambda a: self._show(dbg.step(_n(a))),
             "stepi": lambda a: self._show(dbg.stepi(_n(a))),
             "next": self.do_next,
-            "until": lambda a: self._show(dbg.run_to_cycle(_int(a))),
-            "goto": lambda a: self._show(dbg.goto_cycle(_int(a))),
+            "until": lambda a: self._show(dbg.run_to_cycle(_cycle(a))),
+            "goto": lambda a: self._show(dbg.goto_cycle(_cycle(a))),
             "reverse-step": lambda a: self._show(dbg.reverse_step(_n(a))),
             "reverse-stepi": lambda a: self._show(dbg.reverse_stepi(_n(a))),
             "reverse-continue": lambda a: self._show(dbg.reverse_cont()),
@@ -221,6 +221,13 @@ def _int(arg: str) -> int:
         return int(shlex.split(arg)[0], 0)
     except (ValueError, IndexError):
         raise ValueError(f"expected a number, got {arg.strip()!r}") from None
+
+
+def _cycle(arg: str) -> int:
+    value = _int(arg)
+    if value < 0:
+        raise ValueError(f"cycle {value}: cycles count from 0")
+    return value
 
 
 def _n(arg: str) -> int:

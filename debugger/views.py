@@ -233,6 +233,9 @@ def examine(dbg: Debugger, fmt: str, where: str) -> list[str]:
     space, cl, lo, _ = pt.parse_range(where, dbg.program)
     size = 1 if kind == "b" else 4
     buf = dbg.m.state.buf(space, cl)
+    if lo + count * size > buf.size:
+        raise KeyError(f"{where}: {count * size} bytes at {lo:#x} run past the end of "
+                       f"{space} ({buf.size:#x} bytes)")
     raw = buf[lo : lo + count * size].copy()
     view = {"f": np.float32, "x": np.uint32, "d": np.int32, "b": np.uint8}[kind]
     vals = raw[: raw.size // size * size].view(view)

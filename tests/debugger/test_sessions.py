@@ -49,7 +49,8 @@ def test_reverse_continue_matches_forward_digest(capsys: pytest.CaptureFixture[s
 
 def test_errors_keep_the_session_alive(capsys: pytest.CaptureFixture[str]) -> None:
     out = transcript("errors", capsys)
-    assert out.count("error: ") == 17
+    assert out.count("error: ") == 19
     assert "error: no label 'nolabel' in the program" in out
     assert "error: unknown command 'frobnicate' (try help)" in out
-    assert out.rstrip().splitlines()[-1].startswith("ar1 = ")
+    assert out.rstrip().splitlines()[-3].startswith("ar1 = ")
+    assert out.rstrip().splitlines()[-1].startswith("the program's last event is at cycle ")

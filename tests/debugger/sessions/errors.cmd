@@ -12,6 +12,8 @@ watch nosuch
 watch -sideways Y
 info bogus
 x/4q dram[0]
+x/4f sp[0xfffffff0]
+until -5
 step abc
 next
 next c9.mac
@@ -21,3 +23,4 @@ re
 break body c0.st if cycle > 50
 continue
 print ar1
+goto 99999999
