@@ -80,7 +80,8 @@ def test_cli_errors_are_located_without_traceback() -> None:
      "  graph.return %y : tensor<2x4xf32>\n}\n",
      "f.acfir:2:8: error: 'graph.linear': '%w' is stored as #sparse<{map = (i, j) -> (j : singleton, "
      "i : compressed)}>, which no ACF storage format describes"),
-], ids=["empty", "encoding"])
+    ("", "f.acfir: error: no function to compile (the input holds no graph.func)"),
+], ids=["empty", "encoding", "no-function"])
 def test_what_the_kernels_cannot_store_is_a_located_error(tmp_path: Path, capsys, text: str,
                                                           message: str) -> None:
     src = tmp_path / "f.acfir"
