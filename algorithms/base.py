@@ -123,6 +123,10 @@ class SparsityAlgorithm:
         unknown = [n for n in names if n not in named]
         if unknown:
             raise ValueError(f"unknown parameters {unknown}; the model has {sorted(named)}")
+        if not names:
+            raise ValueError("the model has no parameter to sparsify (Linear and Conv weights; "
+                             "the first convolution is left dense unless exclude_first_conv="
+                             "False): name them with params=[...]")
         self.params: dict[str, nn.Parameter] = {n: named[n] for n in names}
         if delta_t < 1:
             raise ValueError(f"delta_t must be >= 1, got {delta_t}")

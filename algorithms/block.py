@@ -45,7 +45,10 @@ class GroupMagnitude(GradualMagnitude):
             if n in self.masks:  # pruned groups stay pruned
                 alive = group_scores(self.masks[n].float(), br, bc) > 0
                 scores = scores.masked_fill(~alive, -1.0)
-            keep = round((1.0 - self.sparsity_at(n, step)) * scores.numel())
+            density = 1.0 - self.sparsity_at(n, step)
+            # at least one group while any density is asked for: a layer smaller than a few
+            # groups would otherwise round to none and be pruned whole
+            keep = max(1 if density > 0 else 0, round(density * scores.numel()))
             masks[n] = expand_groups(topk_mask(scores, keep), br, bc, p.shape)
         return masks
 

@@ -22,11 +22,32 @@ class NM(SparsityAlgorithm):
     def __init__(self, model, optimizer, density=None, *, n: int = 2, m: int = 4, **kwargs):
         if not (isinstance(n, int) and isinstance(m, int)) or n < 0 or m < 1 or n > m:
             raise ValueError(f"N:M needs integers 0 <= N <= M and M >= 1, got N={n}, M={m}")
+        if isinstance(density, dict):  # the algorithms' option errors are all ValueError
+            raise ValueError(  # noqa: TRY004
+                f"{self.name}: every layer's density is N/M = {n}/{m}; a per-layer density "
+                "does not apply")
         if density is not None and abs(float(density) - n / m) > 1e-9:
             raise ValueError(f"{self.name}: density is fixed at N/M = {n}/{m}; got {density}")
+        if kwargs.get("distribution", "uniform") != "uniform":
+            raise ValueError(f"{self.name}: every layer's density is N/M; distribution="
+                             f"{kwargs['distribution']!r} does not apply")
         self.n, self.m = n, m
         kwargs.pop("distribution", None)
         super().__init__(model, optimizer, n / m, **kwargs)
+
+    def _validate(self) -> None:
+        """Every layer must hold whole groups of M along its input dimension: a partial
+        group could not have exactly N of M (a first conv of 3 x 3 x 3 = 27 inputs, say)."""
+        super()._validate()
+        for name, p in self.params.items():
+            if p.dim() < 2:
+                raise ValueError(f"{self.name}: '{name}' is {p.dim()}-D; N:M groups run along "
+                                 "a weight matrix's input dimension")
+            k = p[0].numel()
+            if k % self.m:
+                raise ValueError(f"{self.name}: '{name}' has {k} inputs per output, not a multiple "
+                                 f"of M={self.m}, so a group would be partial; leave it out "
+                                 "(params=[...], or exclude_first_conv) or pick M dividing it")
 
     def init_masks(self) -> dict[str, torch.Tensor]:
         return {n: nm_mask(p.detach().abs(), self.n, self.m) for n, p in self.params.items()}
