@@ -4,8 +4,10 @@
 
 Trains every configuration of :func:`acf.evaluation.accuracy.grid` (eager PyTorch), emulates
 sampled iterations of seed 0 on acf-base, appends one JSON line per run to
-``OUT/rows.jsonl`` (resumable: run ids already there are skipped) and writes ``summary.md``
-and the plots. ``--report-only`` rebuilds the report from the rows.
+``OUT/rows.jsonl`` (resumable: run ids already there are skipped; the file is only ever
+appended to, so rows of other settings or code stay) and writes ``summary.md``, ``rows.csv`` and the plots
+from this grid's rows. ``--report-only`` rebuilds the report from the latest row of every
+configuration and seed.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     from acf.evaluation.accuracy import AccuracyError, grid, write_report
-    from acf.evaluation.sweep import read_rows, repair_rows
+    from acf.evaluation.sweep import read_rows, repair_rows, write_csv
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/accuracy")
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (0: one per CPU)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=300, help="iterations per run (MNIST-1D MLP: 2x)")
     p.add_argument("--datasets", default="digits,mnist1d")
@@ -53,6 +55,9 @@ def _main(argv=None) -> int:
     a = p.parse_args(argv)
     if not 0 < a.target_fraction <= 1:
         raise AccuracyError(f"--target-fraction {a.target_fraction}: must be in (0, 1]")
+    if a.jobs < 0:
+        raise AccuracyError(f"--jobs {a.jobs}: must be at least 0 (0: one per CPU)")
+    jobs = a.jobs or os.cpu_count() or 1
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
@@ -66,7 +71,15 @@ def _main(argv=None) -> int:
                     per_model={"cnn": {"sample_every": a.steps, "max_update_samples": 1,
                                        "max_dense_grad_samples": 1}})
         if a.cnn_sparsities:
-            keep = {round(float(x), 6) for x in a.cnn_sparsities.split(",")}
+            try:
+                keep = {round(float(x), 6) for x in a.cnn_sparsities.split(",")}
+            except ValueError:
+                raise AccuracyError(f"--cnn-sparsities {a.cnn_sparsities!r}: expected a comma "
+                                    "list of numbers") from None
+            offered = {round(c.sparsity, 6) for c in cfgs if c.model == "cnn" and c.algorithm == "rigl"}
+            if keep - offered:
+                raise AccuracyError(f"--cnn-sparsities: {sorted(keep - offered)} not in the grid's "
+                                    f"RigL sparsities {sorted(offered)}")
             cfgs = [c for c in cfgs if c.model != "cnn" or c.algorithm != "rigl"
                     or round(c.sparsity, 6) in keep]
         done = {r.get("run_id") for r in read_rows(out)}
@@ -79,7 +92,7 @@ def _main(argv=None) -> int:
         repair_rows(out)  # a torn last line (an interrupted write) would swallow the next row
         fd = os.open(rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            with ProcessPoolExecutor(a.jobs) as pool:
+            with ProcessPoolExecutor(jobs) as pool:
                 futs = {pool.submit(_run, c): c for c in todo}
                 for i, f in enumerate(as_completed(futs), 1):
                     c = futs[f]
@@ -94,13 +107,13 @@ def _main(argv=None) -> int:
                           f"acc {row['final_accuracy']:.3f} wall {row['train_wall_s']:.1f}s", flush=True)
         finally:
             os.close(fd)
-    rows = read_rows(out)
+    rows = read_rows(out)  # the report's rows; rows.jsonl itself keeps every row it has
     if not a.report_only:  # this grid's rows: not those of other settings or code
         rows = [r for r in rows if r.get("run_id") in current]
     else:  # the latest row of each configuration and seed
         rows = list({(r["key"], r["seed"]): r for r in rows}.values())
     summary = write_report(rows, out, target_fraction=a.target_fraction, command=cmd)
-    (out / "rows.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    write_csv(out, rows)  # the report's rows, one per line (curves stay in rows.jsonl)
     (out / "groups.json").write_text(json.dumps(summary, indent=1, sort_keys=True, default=str) + "\n")
     print(f"wrote {out}/summary.md ({len(rows)} rows)")
     return 0

@@ -47,7 +47,22 @@ def extra_baselines() -> dict:
                                              for gpu in ("A100", "H100", "H200")]}
 
 
-def main() -> None:
+def main() -> int:
+    """Bad input (names, numbers, a folder without results for --report-only) is one line
+    on stderr and status 1."""
+    from acf.evaluation.sweep import SweepError
+
+    try:
+        _main()
+    except SweepError as exc:
+        print(f"sweep_paper: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _main() -> None:
+    from acf.evaluation.sweep import SweepError
+
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="results")
     p.add_argument("--jobs", type=int, default=0)
@@ -61,13 +76,26 @@ def main() -> None:
                    help="rebuild the reports from the rows and calibration in --out")
     a = p.parse_args()
     out = Path(a.out)
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    from acf.evaluation.workloads import MODELS as KNOWN
+
+    unknown = [m for m in models if m not in KNOWN]
+    if not models or unknown:
+        raise SweepError(f"--models {a.models!r}: " + (f"unknown model {unknown[0]!r}; " if unknown
+                                                        else "give at least one; ")
+                         + f"known: {', '.join(KNOWN)}")
+    try:
+        sparsities = list(dict.fromkeys(float(x) for x in a.sparsity.split(",")))
+    except ValueError:
+        raise SweepError(f"--sparsity {a.sparsity!r}: expected numbers in [0, 1)") from None
     if a.report_only:
-        return report_only(out, [m for m in a.models.split(",")])
+        if not (out / "calibration.json").exists() or not (out / "sweep_main").is_dir():
+            raise SweepError(f"--report-only: {out} holds no sweep (no sweep_main/ rows and "
+                             "calibration.json); run the sweep first")
+        return report_only(out, models)
     anchors = baselines.load_anchors()
     main_dir = out / "sweep_main"
-    models = a.models.split(",")
-    run_sweep(Grid(models=models, targets=TARGETS,
-                         sparsities=[float(x) for x in a.sparsity.split(",")]), main_dir, jobs=a.jobs)
+    run_sweep(Grid(models=models, targets=TARGETS, sparsities=sparsities), main_dir, jobs=a.jobs)
     # the iso-peak fabric (256 clusters, the slowest to emulate) at the compared points only
     iso = run_sweep(Grid(models=models, targets=[ISO], sparsities=[0.0, 0.9]), main_dir, jobs=a.jobs)
     rows = latest_rows(iso.rows)  # every row in the folder, both grids
@@ -108,4 +136,4 @@ def report_only(out: Path, models: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,8 +17,12 @@ import sys
 from acf.cli import UserError
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _csv(text: str, what: str = "") -> list[str]:
+    """A comma list, each value once; an empty one is an error (``what`` names the flag)."""
+    items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if not items and what:
+        raise UserError(f"acfc: error: {what} {text!r}: give at least one value")
+    return items
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,10 +77,10 @@ def _comparisons(text: str) -> list[tuple[str, float]]:
 
 def run(args: argparse.Namespace) -> int:
     from acf.evaluation import baselines, calibration, report
-    from acf.evaluation.sweep import Grid, SweepError, parse_sets, run_sweep
+    from acf.evaluation.sweep import Grid, SweepError, latest_rows, parse_sets, run_sweep
 
     try:
-        sparsities = [float(s) for s in _csv(args.sparsity)]
+        sparsities = list(dict.fromkeys(float(s) for s in _csv(args.sparsity, "--sparsity")))
     except ValueError:
         raise UserError(f"acfc: error: --sparsity {args.sparsity!r}: expected numbers in [0, 1)") from None
     comps = _comparisons(args.compare)
@@ -100,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
                 except WorkloadError as exc:
                     raise UserError(f"acfc: error: --accuracy nm at sparsity {sp:g}: {exc}") from None
     try:
-        grid = Grid(models=_csv(args.models), sparsities=sparsities, targets=_csv(args.targets),
-                    masks=_csv(args.masks), sets=parse_sets(args.set), act_density=args.act_density,
-                    batch=args.batch, formats=_csv(args.formats), noc=_csv(args.noc),
+        grid = Grid(models=_csv(args.models, "--models"), sparsities=sparsities,
+                    targets=_csv(args.targets, "--targets"), masks=_csv(args.masks, "--masks"),
+                    sets=parse_sets(args.set), act_density=args.act_density,
+                    batch=args.batch, formats=_csv(args.formats, "--formats"),
+                    noc=_csv(args.noc, "--noc"),
                     max_waves=args.max_waves,
                     max_k_chunks=args.max_k_chunks, full=args.full)
         res = run_sweep(grid, args.out, jobs=args.jobs, executor=args.executor,
@@ -110,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     except SweepError as exc:
         raise UserError(f"acfc: error: {exc}") from None
     print(f"{res.ran} runs done, {res.skipped} already finished; rows in {res.out_dir}/rows.jsonl")
-    errors = [r for r in res.rows if r.get("status") != "ok"]
+    errors = res.errors  # this grid's points whose last run failed
     for r in errors[-5:]:
         print(f"error in run {r['run_id']} ({r.get('model')}, {r.get('target')}): {r.get('error')}", file=sys.stderr)
     try:
@@ -121,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     cal = calibration.calibrate() if args.calibrate else None
     acc = report.accuracy_runs(algorithms, sparsities, args.accuracy_steps) if algorithms else None
     command = "acfc bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
-    path = report.write_report(res.rows, args.out, anchors, cal, acc, tuple(comps), command)
+    # one row per point: a point rerun by newer code replaces its older row
+    path = report.write_report(latest_rows(res.rows), args.out, anchors, cal, acc, tuple(comps),
+                               command)
     print(f"summary: {path}")
     return 1 if errors else 0

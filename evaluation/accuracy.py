@@ -358,6 +358,8 @@ def run(cfg: RunConfig, *, fabric: bool | None = None) -> dict[str, Any]:
 
     from acf.algorithms.data import load_dataset
     from acf.algorithms.train import train
+    from acf.evaluation.runner import package_version
+    from acf.isa.target import load_target
 
     cfg.validate()
     fabric = cfg.fabric if fabric is None else fabric
@@ -391,6 +393,9 @@ def run(cfg: RunConfig, *, fabric: bool | None = None) -> dict[str, Any]:
         "grown": cost.get("grown", 0), "pruned": cost.get("pruned", 0),
         "dense_grad_iterations": [i for i, d in enumerate(res.dense_grad) if d and cfg.algorithm != "dense"],
         "train_wall_s": wall,
+        "package_version": package_version(),  # the code the numbers come from
+        "fabric_target": cfg.target if fabric else None,
+        "fabric_config_hash": load_target(cfg.target).config_hash() if fabric else None,
     }
     if sampler is not None:
         f = {"target": cfg.target, "seed": cfg.seed, "samples": sampler.samples,

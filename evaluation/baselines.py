@@ -304,12 +304,20 @@ def iso_peak_time(acf_seconds: float, acf_peak_macs_per_s: float, gpu_name: str,
                              f"{g.source}); assumes linear scaling of the fabric"}
 
 
-def iso_power_time(acf_seconds: float, acf_energy_j: float, gpu_name: str) -> dict[str, Any]:
-    """ACF time if scaled to the GPU's TDP (power-proportional replication)."""
+def iso_power_time(acf_seconds: float, acf_energy_j: float, gpu_name: str,
+                   acf_node_nm: float | None = None) -> dict[str, Any]:
+    """ACF time if replicated up to the GPU's TDP (power-proportional replication). With
+    ``acf_node_nm`` the fabric's power is first scaled to the GPU's node, as its energy and
+    area are in the same comparison; without, it is taken at its own node."""
     g = gpu(gpu_name)
     p = acf_energy_j / max(acf_seconds, 1e-30)
+    at = "at its own node"
+    if acf_node_nm is not None:
+        f = energy_factor(acf_node_nm, g.node_nm)
+        p, at = p * f, f"scaled {acf_node_nm:g}->{g.node_nm} nm by {SCALING_CITATION}"
     return {"time_s": acf_seconds * p / g.tdp_w, "acf_power_w": p,
-            "normalization": f"iso-power at {g.name} TDP {g.tdp_w:.0f} W ({g.source})"}
+            "normalization": f"iso-power at {g.name} TDP {g.tdp_w:.0f} W ({g.source}); ACF "
+                             f"power {p:.3g} W, {at}"}
 
 
 def iso_area_time(acf_seconds: float, acf_area_mm2: float, acf_node_nm: float, gpu_name: str

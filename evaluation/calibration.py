@@ -38,8 +38,9 @@ CASES = (
          "VGG-16/CIFAR training step, 90 % weight sparsity (Procrustes prunes to ~10x "
          "compression), dense activations (Procrustes skips weights only)",
          "the emulated GEMMs are bound by the memory-port links (4 x 32 B/cycle into 16 "
-         "clusters; activations stream whatever the weights' sparsity, and no operand is "
-         "multicast between clusters), so weight-only skipping cannot reach its "
+         "clusters; the im2col activations stream dense whatever the weights' sparsity, "
+         "multicast along fabric rows or columns where the tiles divide, and a packed "
+         "sparse weight is loaded by each cluster), so weight-only skipping cannot reach its "
          "compute-bound ideal; Procrustes' figure also includes its load-balancing "
          "dataflow, not modelled by the 'a'-skip switch"),
     Case("tensordash", "tensordash-like", "acf-dense", "resnet18-cifar", 0.0, 0.5, 1.95,
@@ -48,9 +49,9 @@ CASES = (
          "training, MICRO 2020",
          "ResNet-18/CIFAR dense weights, ReLU activation/gradient sparsity 50 %",
          "the ideal for 50 % dense-side sparsity on one operand is 2x only if the "
-         "emulated step were compute bound; GEMMs bound by the memory-port links (no "
-         "operand multicast between clusters in the current codegen) cap the realized "
-         "speedup"),
+         "emulated step were compute bound; GEMMs bound by the memory-port links (their "
+         "dense operand tiles are multicast where the tiles divide over the fabric, which "
+         "cuts but does not remove the port traffic) cap the realized speedup"),
     Case("sigma", "sigma-like", "tpu-like", "bert-base-layer", 0.8, 1.0, 5.7,
          "5.7x over a TPU-like systolic array on sparse/irregular GEMMs",
          "Qin et al., SIGMA: a sparse and irregular GEMM accelerator with flexible "

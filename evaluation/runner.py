@@ -83,10 +83,11 @@ def package_version() -> str:
     return f"{__version__}+{code_hash()}"
 
 
-#: the code that decides a sweep row's numbers (targets enter by their config hash; the
-#: reports and plots made from rows do not count)
-_CODE = ("isa", "emulator", "compiler", "evaluation/runner.py", "evaluation/workloads.py",
-         "algorithms/structure.py")
+#: the code that decides a sweep or accuracy row's numbers (targets enter by their config
+#: hash; the reports and plots made from rows do not count): the stack from capture to
+#: emulation, the training algorithms and the two runners
+_CODE = ("isa", "emulator", "compiler", "runtime", "frontends", "algorithms",
+         "evaluation/runner.py", "evaluation/workloads.py", "evaluation/accuracy.py")
 
 
 @functools.lru_cache(maxsize=1)

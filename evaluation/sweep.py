@@ -116,7 +116,12 @@ def parse_sets(items: Iterable[str]) -> dict[str, list[str]]:
                     for v in value.split(";")]
         else:
             vals = [v.strip() for v in value.split(",") if v.strip()]
-        out[key.strip()] = vals
+        if not vals:
+            raise SweepError(f"--set {item}: no value for {key.strip()}")
+        if key.strip() in out:
+            raise SweepError(f"--set {key.strip()} given twice (list every value in one: "
+                             f"{key.strip()}=V1,V2,...)")
+        out[key.strip()] = list(dict.fromkeys(vals))
     return out
 
 
@@ -224,10 +229,14 @@ def _run_ray(specs: list[RunSpec], jobs: int, on_row: Callable[[dict], None]) ->
 
 @dataclass
 class SweepResult:
+    """``rows``: every row in the folder (other grids and code versions too; a report reads
+    :func:`latest_rows` of them); ``errors``: this grid's points whose last row is an error."""
+
     out_dir: Path
     rows: list[dict[str, Any]]
     ran: int
     skipped: int
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "process",
@@ -241,7 +250,7 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
         raise SweepError(f"unknown executor {executor!r}; choose process or ray")
     if jobs < 0:
         raise SweepError(f"--jobs {jobs}: must be 0 (every CPU) or more")
-    specs = grid.specs()
+    specs = list({s: None for s in grid.specs()})  # a value listed twice is one point
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -250,10 +259,8 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
     repair_rows(out)
     done_ids = {r["run_id"] for r in read_rows(out) if r.get("status") == "ok"}
     version = package_version()
-    todo = []
-    for s in specs:
-        if s.run_id(load(s).config_hash(), version) not in done_ids:
-            todo.append(s)
+    ids = [s.run_id(load(s).config_hash(), version) for s in specs]
+    todo = [s for s, i in zip(specs, ids) if i not in done_ids]
     jobs = jobs or os.cpu_count() or 1
     written = 0
 
@@ -295,13 +302,28 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
             bar.stop()
     rows = read_rows(out)
     write_csv(out, rows)
-    return SweepResult(out, rows, written, len(specs) - len(todo))
+    last: dict[str, dict[str, Any]] = {}
+    for r in rows:  # the last row of each of this grid's points decides
+        last[r.get("run_id", "")] = r
+    errors = [last[i] for i in dict.fromkeys(ids) if i in last and last[i].get("status") != "ok"]
+    return SweepResult(out, rows, written, len(specs) - len(todo), errors)
+
+
+def point_key(row: dict[str, Any]) -> str:
+    """What a row measured, whatever code measured it: its run spec and target config."""
+    from dataclasses import fields
+
+    from acf.evaluation.runner import RunSpec
+
+    spec = {f.name: row.get(f.name) for f in fields(RunSpec)}
+    return json.dumps({**spec, "config_hash": row.get("config_hash")}, sort_keys=True, default=str)
 
 
 def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run id (the last ok one), ok rows only."""
+    """One row per point (:func:`point_key`): the last ok one in the file, so a point
+    rerun by newer code replaces the older code's row instead of standing beside it."""
     by: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r.get("status") == "ok":
-            by[r["run_id"]] = r
+            by[point_key(r)] = r
     return list(by.values())

@@ -312,7 +312,8 @@ def load_target(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         if key not in raw[section] and key not in SCHEMA.get(section, {}):
             raise TargetError(f"--set {dotted}: error: key '{dotted}': unknown field")
         raw[section][key] = _parse_override(value) if isinstance(value, str) else value
-    data = validate(raw, where)
+    data = validate(raw, where + (" with --set " + " ".join(f"{k}={v}" for k, v in overrides.items())
+                                  if overrides else ""))
     if overrides:
         name = name + "+" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
     return Target(name, where, data)

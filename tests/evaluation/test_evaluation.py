@@ -183,6 +183,27 @@ def test_rows_of_other_code_are_rerun(tmp_path, monkeypatch) -> None:
     assert run_sweep(grid, tmp_path, jobs=1, progress=False).ran == 1
 
 
+def test_a_point_rerun_by_newer_code_replaces_its_row_in_reports(tmp_path, monkeypatch) -> None:
+    """rows.jsonl keeps both rows, but a report reads one per point (the newer), a value
+    listed twice is one point, and an error row a later run replaced is not reported."""
+    from acf.evaluation import runner, sweep
+    from acf.evaluation.sweep import latest_rows
+
+    grid = Grid(models=["tiny-mlp"], sparsities=[0.9, 0.9], targets=["acf-base", "acf-base"])
+    first = run_sweep(grid, tmp_path, jobs=1, progress=False)
+    assert first.ran == 1 and not first.errors
+    old = dict(read_rows(tmp_path)[0], run_id="0" * 16, status="error", error="MemoryError")
+    other = lambda: "0.1.0+000000000000"  # noqa: E731 - the code as changed since
+    monkeypatch.setattr(sweep, "package_version", other)
+    monkeypatch.setattr(runner, "package_version", other)
+    second = run_sweep(grid, tmp_path, jobs=1, progress=False)
+    sweep.append_row(tmp_path, old)  # an error row of some other run id of the same point
+    rows = read_rows(tmp_path)
+    assert second.ran == 1 and len(rows) == 3 and not second.errors
+    (kept,) = latest_rows(rows)
+    assert kept["package_version"] == "0.1.0+000000000000"
+
+
 def test_anchors_load_with_provenance() -> None:
     a = baselines.load_anchors()
     assert "NVML" in a.provenance["what"] and a.provenance["device"] == "NVIDIA H200"
@@ -210,6 +231,10 @@ def test_normalizations_state_themselves() -> None:
     assert "iso-peak bf16" in iso["normalization"]
     assert math.isclose(iso["time_s"], 4.096e12 / (989.5e12 / 2))
     assert "TDP" in baselines.iso_power_time(1.0, 10.0, "H200")["normalization"]
+    # scaled to the GPU's node as energy and area are: the same fabric draws less there
+    own, scaled = baselines.iso_power_time(1.0, 10.0, "H200"), baselines.iso_power_time(1.0, 10.0, "H200", 45)
+    assert math.isclose(scaled["acf_power_w"], 10.0 * baselines.energy_factor(45, 7))
+    assert scaled["time_s"] < own["time_s"] and "scaled 45->7 nm" in scaled["normalization"]
     assert "iso-area" in baselines.iso_area_time(1.0, 100.0, 45, "H200")["normalization"]
     f = baselines.energy_factor(45, 7)
     assert 0.01 < f < 0.2  # 45 nm -> 7 nm lowers energy per op
@@ -282,6 +307,10 @@ def test_cli_bench_bad_input(capsys) -> None:
     (["--compare", "mlp:1"], "--compare 'mlp:1': expected MODEL:SPARSITY with a sparsity in [0, 1)"),
     (["--out", "{file}"], "--out {file}: cannot create the results folder: File exists"),
     (["--targets", "{dir}"], "unknown target '{dir}'; choose one of acf-base"),
+    (["--models", ""], "--models '': give at least one value"),
+    (["--set", "cluster.lookahead="], "--set cluster.lookahead=: no value for cluster.lookahead"),
+    (["--set", "cluster.lookahead=4", "--set", "cluster.lookahead=8"],
+     "--set cluster.lookahead given twice"),
 ])
 def test_cli_bench_rejects_bad_options_before_any_run(tmp_path, capsys, argv, message) -> None:
     """Each is one line and status 1, before a run starts (no results folder appears)."""
