@@ -61,7 +61,8 @@ def _main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
-    cmd = "python benchmarks/sweep_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python benchmarks/sweep_accuracy.py " + " ".join(  # the command that made the rows
+        x for x in (argv if argv is not None else sys.argv[1:]) if x != "--report-only")
     if not a.report_only:
         datasets, models = a.datasets.split(","), a.models.split(",")
         steps = {(d, m): a.steps * (2 if (d, m) == ("mnist1d", "mlp") else 1)
