@@ -218,14 +218,20 @@ def _check_nm_result(op: Operation, i: int, t: Type) -> None:
     enc = getattr(t, "encoding", None)
     if enc is None or not any(lvl.kind == "structured" for _, lvl in enc.levels):
         return
-    keeps = {"graph.sgd_update": 0, "graph.adam_update": 0, "graph.mask_apply": 1}
-    src = keeps.get(op.name)
-    if i == 0 and src is not None and len(op.operands) > src \
-            and getattr(op.operands[src].type, "encoding", None) == enc:
+    def has(v) -> bool:
+        return getattr(v.type, "encoding", None) == enc
+
+    if i == 0 and op.name == "graph.mask_apply" and has(op.operands[1]):
         return
+    if i == 0 and op.name in ("graph.sgd_update", "graph.adam_update") and has(op.operands[0]):
+        from .graph_nn_ops import update_mask
+
+        mask = update_mask(op)
+        if mask is None or has(mask):  # the pattern kept, or decided by an N:M mask
+            return
     raise VerifyError(f"result #{i} of '{op.name}' is declared {t}, but nothing makes its "
-                      "values N:M sparse (only an update of an N:M parameter or a mask_apply "
-                      "under an N:M mask keeps the pattern)")
+                      "values N:M sparse (only an update of an N:M parameter, under no mask or "
+                      "an N:M one, or a mask_apply under an N:M mask keeps the pattern)")
 
 
 def _check_elements(op: Operation, types: list[Type]) -> None:

@@ -51,8 +51,9 @@ class HyperSlot:
     offset: int
     names: tuple[str, ...]
     defaults: tuple[float, ...]
-    #: the input symbol that holds Adam's step (a function argument), if any
-    step_input: str | None = None
+    #: Adam's step: the input symbol that holds it (a function argument), or its value
+    #: (a constant), if any
+    step_input: str | float | None = None
 
 
 @dataclass
@@ -63,7 +64,7 @@ class HyperTable:
     stride: int = 8
 
     def add(self, op_id: int, op: str, names: tuple[str, ...], defaults: tuple[float, ...],
-            step_input: str | None = None) -> int:
+            step_input: str | float | None = None) -> int:
         offset = len(self.slots) * self.stride
         self.slots.append(HyperSlot(op_id, op, offset, names, defaults, step_input))
         return offset

@@ -12,6 +12,8 @@ op, clusters work on disjoint output tiles, synchronized by tokens only.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -92,7 +94,9 @@ class CompiledProgram:
             values.update({k: v for k, v in overrides.items() if k in values})
             if "bias_correction1" in values:
                 t = step
-                if t is None:
+                if t is None and isinstance(slot.step_input, float):  # a constant step
+                    t = slot.step_input
+                elif t is None:
                     given = (inputs or {}).get(slot.step_input or "")
                     t = float(np.asarray(given).reshape(-1)[0]) if given is not None and np.size(given) else 1.0
                 values["bias_correction1"] = 1.0 - values["beta1"] ** t
@@ -115,6 +119,19 @@ class CompiledProgram:
         if self.hyper.slots:
             inputs["hyper"] = self.hyper_values(step, inputs)
         return inputs
+
+
+def fit_packed_updates(func: FuncOp, target: Target, tiling: Tiling) -> Tiling:
+    """The tiler's side, smaller where an optimizer update over packed sparse tiles would
+    not fit the scratchpad with it (a packed tile loads whole; Adam keeping a pattern holds
+    nine of them): the largest PE-aligned side that fits every such update."""
+    from .kernels.optim import packed_update_fits
+
+    step = math.lcm(int(target.cluster.pe_rows), int(target.cluster.pe_cols))
+    t = tiling.t
+    while t > step and not all(packed_update_fits(op, t, tiling.spad_bytes) for op in func.body.ops):
+        t -= step
+    return tiling if t == tiling.t else choose_tiling(target, t)
 
 
 def _check_storage(where: Operation | FuncOp, v: Value) -> None:
@@ -165,6 +182,14 @@ def _one_hot_inputs(func: FuncOp) -> dict[Value, int]:
         if v in out:
             raise error_at(ret, f"'%{v.name_hint}' is passed one-hot and cannot be returned "
                                 "as it is (the caller has it)")
+    one_hot_uses = ("graph.cross_entropy", "graph.cross_entropy_backward", "graph.one_hot")
+    for op in func.body.ops:  # stored one-hot, the indices exist nowhere else
+        if op.name not in one_hot_uses and op.name != "graph.return":
+            for v in op.operands:
+                if v in out:
+                    raise error_at(op, f"'%{v.name_hint}' is passed one-hot (for its "
+                                       "cross_entropy or one_hot use) and cannot also be read "
+                                       "as values here; pass the indices a second time")
     return out
 
 
@@ -192,11 +217,17 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
     kernels = load_all()
     try:
         tiling = choose_tiling(target, options.tile)
+        if not options.tile:
+            tiling = fit_packed_updates(func, target, tiling)
     except ValueError as err:
         raise error_at(func, str(err)) from None
     for op in func.body.ops:
         if op.name not in kernels and op.name not in NO_CODE:
             raise error_at(op, f"no ACF kernel for '{op.name}' yet")
+        if op.name == "graph.div" and op.results[0].type.element != "f32":  # type: ignore[union-attr]
+            raise error_at(op, f"integer division ({op.results[0].type}): the fabric computes "
+                               "in fp32, where it is true division; no ACF kernel divides "
+                               "integers")
         for v in (*op.operands, *op.results):
             if isinstance(v.type, TensorType) and 0 in v.type.shape:
                 raise error_at(op, f"an empty tensor ({v.type}): the kernels "
@@ -204,6 +235,10 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
             _check_storage(op, v)
     for v in func.arguments:
         _check_storage(func, v)
+        name = v.name_hint or f"arg{v.index}"
+        if re.fullmatch(r"(result|const)\d+|hyper", name):
+            raise error_at(func, f"argument '%{name}' takes a name the program gives its own "
+                                 "tensors (result<i>, const<i>, hyper); rename it")
     classes = _one_hot_inputs(func)
     arg_shapes = {v: (*v.type.shape, c) for v, c in classes.items()}  # type: ignore[union-attr]
     extra: dict[str, tuple[int, ...]] = {}
@@ -283,11 +318,12 @@ def finish(low: Lowering) -> CompiledProgram:
                                outputs, {v.name_hint or "": c for v, c in low.classes.items()},
                                low.constants, low.hyper, low.summary, low.tiling, low.plan)
     # what the binary carries for a run without the runtime: the constants, and the
-    # hyperparameters with Adam's bias corrections at step 1
+    # hyperparameters with Adam's bias corrections at a constant step operand's value, else
+    # at step 1
     prog.data = {name: np.ascontiguousarray(value, "<f4").tobytes()
                  for name, value in low.constants.items()}
     if low.hyper.slots:
-        prog.data["hyper"] = compiled.hyper_values(1).tobytes()
+        prog.data["hyper"] = compiled.hyper_values().tobytes()
     return compiled
 
 

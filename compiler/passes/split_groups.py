@@ -57,9 +57,10 @@ def split_grouped_conv(op: Operation) -> list[Value] | None:
     elif kind == "conv2d_backward_input":
         g, w = op.operands
         x = None
-    else:
-        g, x = op.operands
+    else:  # a mask operand samples the weight gradient: applied to the per-group result
+        g, x = op.operands[0], op.operands[1]
         w = None
+    mask = op.operands[2] if kind == "conv2d_backward_weight" and len(op.operands) > 2 else None
     groups = int(attrs_of(op)["groups"])  # type: ignore[arg-type]
     xs = tuple(x.type.shape) if x is not None else tuple(op.attributes["input_shape"])  # type: ignore[union-attr, arg-type]
     ws = tuple(w.type.shape) if w is not None else tuple(op.attributes["weight_shape"])  # type: ignore[union-attr, arg-type]
@@ -70,8 +71,10 @@ def split_grouped_conv(op: Operation) -> list[Value] | None:
             return [_dw_forward(e, geo, x, w, bias)]
         if kind == "conv2d_backward_input":
             return [_dw_backward_input(e, geo, g, w)]
-        return [_dw_backward_weight(e, geo, g, x)]
-    return [_split(e, op, kind, groups, xs, ws)]
+        out = _dw_backward_weight(e, geo, g, x)
+    else:
+        out = _split(e, op, kind, groups, xs, ws)
+    return [e("graph.mask_apply", out, mask) if mask is not None else out]
 
 
 class _Geometry:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from acf.isa.target import load_target
 
 from ..codegen.errors import error_at
+from ..codegen.lower import fit_packed_updates
 from ..codegen.tiling import choose_tiling, gemm_bytes
 from ..dialects.tiled import TILE, code_ops
 from ..ir import FuncOp, Location, Module
@@ -62,9 +63,11 @@ class Tile(ModulePass):
 
     def run(self, module: Module) -> None:
         target = load_target(self.target)
-        side = choose_tiling(target).t
-        sizes = [v or side for v in (self.m, self.n, self.k)]
         for func in module.funcs:
+            # the tiler's side, as compile_module picks it (smaller where a packed update
+            # would not fit the scratchpad)
+            side = fit_packed_updates(func, target, choose_tiling(target)).t
+            sizes = [v or side for v in (self.m, self.n, self.k)]
             self._check(func, target, *sizes)
             for _, op in code_ops(func):
                 op.attributes[TILE] = list(sizes)

@@ -59,8 +59,9 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
         images = math.prod(out.shape[:-3])
         a, out = Buffer(a.addr, (images * chans, plane)), Buffer(out.addr, (images * chans, plane))
         rows, cols = chans, plane
-    if out.sparse or a.sparse:
-        tr, tc = out.tile if out.sparse else a.tile
+    b_packed = b is not None and roles[1] == "tile" and b.sparse
+    if out.sparse or a.sparse or b_packed:  # a packed operand's tile grid sets the tiles
+        tr, tc = out.tile if out.sparse else a.tile if a.sparse else b.tile  # type: ignore[union-attr]
     else:
         tr, tc = vector_tile(rows, cols, ctx.tiling)
     size = 4 * tr * tc

@@ -21,7 +21,7 @@ from __future__ import annotations
 from acf.isa.symbols import as_2d_shape
 
 from ...graph_nn_ops import update_mask
-from ..context import KernelContext, tiles_2d
+from ..context import SLOT_ALIGN, KernelContext, tiles_2d
 from ..memory import Buffer
 from ..schedule import Slot
 from ..tiling import vector_tile
@@ -50,16 +50,49 @@ def _keep_pattern(ctx: KernelContext, cl: int, p0: Slot, news: list[Slot], olds:
         ctx.vop(cl, "add", new, new, h, w, old)
 
 
-def _step_input(ctx: KernelContext) -> str | None:
-    """Adam's step operand when it is a function argument (``bind`` reads its value for
-    the bias corrections the host computes); None for SGD or a step computed in the graph
-    (which ``bind``'s ``step`` then gives)."""
+def _step_input(ctx: KernelContext) -> str | float | None:
+    """Adam's step operand: the name of the function argument holding it (``bind`` reads
+    its value for the bias corrections the host computes), or its value when a constant;
+    None for SGD. A step computed in the graph is an error: the host could not know it."""
     if ctx.op.name != "graph.adam_update":
         return None
     step = ctx.op.operands[4]
-    if step.defining_op is not None:
-        return None
-    return step.name_hint or f"arg{step.index}"
+    op = step.defining_op
+    if op is None:
+        return step.name_hint or f"arg{step.index}"
+    if op.name == "graph.constant":
+        return float(op.attributes["value"].array.reshape(-1)[0])  # type: ignore[union-attr]
+    raise ctx.error("the step operand must be a function argument or a constant: Adam's "
+                    "bias corrections are computed on the host from its value, not on the fabric")
+
+
+def slots_per_tile(states: int, keep_pattern: bool, masked: bool) -> int:
+    """Scratchpad tiles one slot set of an update allocates: param, gradient and states;
+    where the pattern is kept the old param, the old states and a temporary; the mask."""
+    return (2 + states) * (2 if keep_pattern else 1) + int(masked)
+
+
+def packed_update_fits(op, t: int, spad_bytes: int) -> bool:
+    """Whether an update over packed ``t x t`` tiles (whole tiles: a packed tile loads at
+    once) fits the scratchpad; dense updates pick tiles that fit."""
+    if op.name not in ("graph.sgd_update", "graph.adam_update"):
+        return True
+    packed = any(getattr(v.type, "encoding", None) is not None for v in (*op.operands, *op.results))
+    if not packed:
+        return True
+    masked = update_mask(op) is not None
+    keep = getattr(op.operands[0].type, "encoding", None) is not None and not masked
+    states = 1 if op.name == "graph.sgd_update" else 2
+    names = SGD if op.name == "graph.sgd_update" else ADAM
+
+    def aligned(n: int) -> int:  # as the kernel's allocator rounds its slots
+        return -(-max(n, 4) // SLOT_ALIGN) * SLOT_ALIGN
+
+    return (slots_per_tile(states, keep, masked) * aligned(4 * t * t)
+            + aligned(4 * len(names)) <= spad_bytes)
+
+
+HYPER_SLOT_BYTES = 4096  # the hyperparameter slot and alignment the kernel keeps aside
 
 
 def _matrix_view(b: Buffer) -> Buffer:
@@ -92,17 +125,19 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
     offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults, _step_input(ctx))
     rows, cols = param.rows_cols
     sparse = param.sparse and mask is None  # the parameter's pattern is kept (no mask decides)
+    # the slot sets are sized by this count (one more than a set allocates where the pattern
+    # is kept: a margin)
     per_set = (2 + len(states)) * (2 if sparse else 1) + (1 if sparse else 0) + (mask is not None)
     if packed:
         tr, tc = next(iter(packed))
     else:  # two slot sets fit: loads of the next tile overlap the stores of this one
         tr, tc = vector_tile(rows, cols, ctx.tiling)
-        most = (ctx.tiling.spad_bytes - 4096) // (2 * 4 * per_set)
+        most = (ctx.tiling.spad_bytes - HYPER_SLOT_BYTES) // (2 * 4 * per_set)
         tc = max(1, min(tc, most))
         tr = max(1, min(tr, most // tc))
     size = 4 * tr * tc
     hslot = ctx.alloc("sp", 4 * len(names))
-    nsets = 2 if 2 * per_set * size + 4096 <= ctx.tiling.spad_bytes else 1
+    nsets = 2 if 2 * per_set * size + HYPER_SLOT_BYTES <= ctx.tiling.spad_bytes else 1
     sets = []
     for _ in range(nsets):
         sp, sg, ss = ctx.alloc("sp", size), ctx.alloc("sp", size), [ctx.alloc("sp", size) for _ in states]
