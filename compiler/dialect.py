@@ -191,6 +191,7 @@ def check_encoding(t: Type, what: str) -> None:
     if enc is None:
         return
     from acf.isa.formats import FormatSpec
+    from acf.isa.symbols import as_2d_shape
 
     from .sparse_encoding import encoding_to_format
 
@@ -203,9 +204,7 @@ def check_encoding(t: Type, what: str) -> None:
         raise VerifyError(f"{what}: a scalar cannot be stored {fmt}")
     spec = FormatSpec.parse(fmt)
     if spec.m:
-        cols = 1
-        for d in shape[1:]:
-            cols *= d
+        cols = as_2d_shape(tuple(shape))[1]  # the packed view: dim 0 x the others
         if cols % spec.m:
             raise VerifyError(f"{what}: {fmt} stores groups of {spec.m} along rows of {cols} "
                               f"elements, which {spec.m} does not divide")
@@ -218,6 +217,7 @@ def _check_nm_result(op: Operation, i: int, t: Type) -> None:
     enc = getattr(t, "encoding", None)
     if enc is None or not any(lvl.kind == "structured" for _, lvl in enc.levels):
         return
+
     def has(v) -> bool:
         return getattr(v.type, "encoding", None) == enc
 

@@ -220,9 +220,9 @@ class RaceDetector:
         self.archive.clear()
 
     def _prune(self) -> None:
-        """Drop the entries every active queue's clock has passed. Where a queue is idle
-        (it has started nothing since the last barrier, so its clock knows none of them)
-        they move to the archive instead, which the queues still behind them check."""
+        """Drop the entries every active queue's clock has passed. While some queue has
+        started nothing yet (its clock need not know them) they move to the archive
+        instead, which a queue whose clock is still behind checks."""
         self._added = 0
         floor_arr = self.Q[self.active].min(axis=0) if self.active.any() else np.zeros(self.nq, np.int64)
         floor = floor_arr.tolist()

@@ -250,7 +250,7 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
         raise SweepError(f"unknown executor {executor!r}; choose process or ray")
     if jobs < 0:
         raise SweepError(f"--jobs {jobs}: must be 0 (every CPU) or more")
-    specs = list({s: None for s in grid.specs()})  # a value listed twice is one point
+    specs = list(dict.fromkeys(grid.specs()))  # a value listed twice is one point
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +305,7 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
     last: dict[str, dict[str, Any]] = {}
     for r in rows:  # the last row of each of this grid's points decides
         last[r.get("run_id", "")] = r
-    errors = [last[i] for i in dict.fromkeys(ids) if i in last and last[i].get("status") != "ok"]
+    errors = [last[i] for i in ids if i in last and last[i].get("status") != "ok"]
     return SweepResult(out, rows, written, len(specs) - len(todo), errors)
 
 

@@ -16,7 +16,8 @@ import stat
 import tempfile
 
 
-def _mode_for(target: str, st: os.stat_result | None) -> int:
+def _mode_for(st: os.stat_result | None) -> int:
+    """The replaced file's mode, or what the umask gives a new one."""
     if st is not None:
         return stat.S_IMODE(st.st_mode)
     umask = os.umask(0)
@@ -44,7 +45,7 @@ def install_file(tmp: str, path: str) -> None:
             with open(tmp, "rb") as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             return
-        os.chmod(tmp, _mode_for(target, st))
+        os.chmod(tmp, _mode_for(st))
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
