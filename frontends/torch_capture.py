@@ -134,8 +134,11 @@ def capture(module: Any, example_args: tuple, arg_names: list[str] | None = None
     inputs = []
     for t in rec["inputs"]:
         if id(t) not in by_id:
-            raise RuntimeError("internal error: a graph input is neither a parameter, a buffer "
-                               "nor a user input")
+            shape = list(getattr(t, "shape", []))
+            raise ValueError(f"forward reads a tensor of shape {shape} that is neither a "
+                             "parameter, a buffer nor an input (a tensor made outside the "
+                             "model, such as a global mask): register it on the model "
+                             "(module.register_buffer) or pass it as an input")
         inputs.append(by_id[id(t)])
     if getattr(meta, "num_intermediate_bases", 0):
         raise RuntimeError("internal error: outputs aliasing intermediates are not supported")
@@ -148,8 +151,10 @@ def capture(module: Any, example_args: tuple, arg_names: list[str] | None = None
     num_tangents = len(bw_placeholders) - num_saved
     tangent_outputs = [i for i, info in enumerate(meta.output_info) if info.requires_grad]
     if num_tangents != len(tangent_outputs):
-        raise RuntimeError(f"internal error: {num_tangents} tangents for "
-                           f"{len(tangent_outputs)} differentiable outputs")
+        raise ValueError(f"the step's backward takes {num_tangents} gradient inputs for "
+                         f"{len(tangent_outputs)} differentiable outputs: the model does "
+                         "something in place that the capture cannot follow (for example "
+                         "nn.Embedding(max_norm=...), which renormalizes its weight in place)")
     return CapturedGraphs(rec["forward"], rec["backward"], inputs, mutated, num_user,
                           tangent_outputs, num_saved)
 

@@ -65,7 +65,7 @@ class OptimizerConfig:
     scaled by ``1 - lr * weight_decay`` before the Adam step, as torch.optim.AdamW does)."""
 
     kind: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.01
+    lr: float = 1e-3  # torch.optim's default for SGD, Adam and AdamW
     momentum: float = 0.0
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
@@ -106,8 +106,12 @@ class OptimizerConfig:
         if kind is None:
             raise ValueError(f"only torch.optim.SGD / Adam / AdamW are supported, got "
                              f"{type(optimizer).__name__}")
-        if group.get("dampening", 0) or group.get("amsgrad"):
-            raise ValueError("dampening and amsgrad are not supported")
+        unsupported = [k for k in ("dampening", "amsgrad", "maximize") if group.get(k)]
+        if unsupported:  # each would change the update the step computes
+            raise ValueError(f"{type(optimizer).__name__}({unsupported[0]}=...) is not "
+                             "supported")
+        if kind == "adam" and group.get("decoupled_weight_decay"):
+            kind = "adamw"  # Adam(decoupled_weight_decay=True) is AdamW
         opts = {k: group[k] for k in ("lr", "momentum", "weight_decay", "betas", "eps",
                                       "nesterov") if k in group}
         return cls(kind, **{k: (tuple(v) if k == "betas" else
@@ -253,10 +257,21 @@ def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any =
     names = [f"input{i}" for i in range(len(inputs))] + (["labels"] if labels is not None else [])
     graphs = capture(wrapper, args, names, strip_prefix=WRAPPED)
     masked = [n for n, _ in model.named_parameters() if masks and n in masks]
-    step = _build(model, inputs, labels, graphs, param_settings(model, optimizer, opt), masked,
-                  caller, opt)
+    settings = param_settings(model, optimizer, opt)
+    for name in _without_gradient(graphs, settings):  # torch's optimizer skips a parameter
+        settings.pop(name, None)                       # whose .grad stays None (no decay)
+    step = _build(model, inputs, labels, graphs, settings, masked, caller, opt)
     _note_densities(step, masks or {})
     return step
+
+
+def _without_gradient(graphs: CapturedGraphs, names) -> set[str]:
+    """Of ``names``, the parameters the loss gives no gradient: not inputs of the captured
+    graphs at all (unused by forward), or inputs the backward graph returns None for."""
+    out_node = next(n for n in graphs.backward.graph.nodes if n.op == "output")
+    with_grad = {gi.name for gi, g in zip(graphs.inputs, out_node.args[0])
+                 if gi.kind == "param" and g is not None}
+    return set(names) - with_grad
 
 
 def _note_densities(step: CapturedStep, masks: dict[str, Any]) -> None:
@@ -277,6 +292,13 @@ def _dense(x: Any, what: str) -> None:
                          f"through masks, which it stores in its own formats)")
 
 
+def _fp32(x: Any, what: str) -> None:
+    """Floating tensors must be fp32 (the fabric trains fp32 models; bf16 is a target mode)."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32:
+        raise ValueError(f"{what} is {x.dtype}; the capture takes fp32 models and inputs "
+                         "(model.float(), x.float())")
+
+
 def _check_arguments(model: nn.Module, inputs: Any, labels: Any,
                      masks: dict[str, Any] | None) -> None:
     """Clear errors for arguments the capture cannot take (before tracing starts)."""
@@ -284,9 +306,20 @@ def _check_arguments(model: nn.Module, inputs: Any, labels: Any,
         raise ValueError(f"example_inputs must be a tuple of tensors, got {type(inputs).__name__}")
     for i, x in enumerate(inputs):
         _dense(x, f"example_inputs[{i}]")
+        _fp32(x, f"example_inputs[{i}]")
+        if isinstance(x, torch.Tensor) and x.numel() == 0:
+            raise ValueError(f"example_inputs[{i}] is empty (shape {list(x.shape)}); the step "
+                             "needs at least one sample")
     _dense(labels, "labels")
     for name, p in model.named_parameters():
         _dense(p, f"parameter {name!r}")
+        _fp32(p, f"parameter {name!r}")
+    for name, m in model.named_modules():
+        if isinstance(m, nn.RNNBase) and m.training and m.dropout and m.num_layers > 1:
+            raise ValueError(f"{name or 'the model'}: {type(m).__name__}(dropout={m.dropout}) "
+                             "drops out between its layers, which the capture does not see "
+                             "(it would train without it); use dropout=0, or stacked layers "
+                             "with nn.Dropout between them")
     params = dict(model.named_parameters())
     for name, m in (masks or {}).items():
         if name not in params:

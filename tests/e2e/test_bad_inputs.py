@@ -121,3 +121,82 @@ def test_unknown_mask_parameter_in_runtime() -> None:
     fabric = FabricTrainer(MLP(), (X,), Y, masks={"fc1.weight": torch.ones(16, 8)})
     with pytest.raises(BindError, match=r"'fc2.weight' is not a masked parameter"):
         fabric.bind_mask("fc2.weight", torch.ones(4, 16))
+
+
+class _Unused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 4), nn.Linear(8, 4)  # b is never used
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_parameter_without_gradient_keeps_its_value(optimizer: str) -> None:
+    """torch's optimizers skip a parameter whose .grad stays None (weight decay included);
+    the captured step used to decay it."""
+    torch.manual_seed(3)
+    model = _Unused()
+    step = capture_training_step(model, (X,), labels=Y, optimizer=optimizer,
+                                 optimizer_options={"lr": 0.1, "weight_decay": 0.1})
+    from acf.frontends.training_step import Binding
+
+    assert "b.weight" not in step.settings and "a.weight" in step.settings
+    # not a result of the step: the runtime keeps its value, as torch does
+    assert Binding("param", "b.weight") not in step.results
+    assert Binding("param", "a.weight") in step.results
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: torch.optim.SGD(p, lr=0.1, maximize=True), r"SGD\(maximize=...\) is not supported"),
+    (lambda p: torch.optim.Adam(p, lr=0.1, amsgrad=True), r"Adam\(amsgrad=...\) is not supported"),
+])
+def test_optimizer_settings_the_step_would_ignore_are_refused(make, message) -> None:
+    model = MLP()
+    with pytest.raises(ValueError, match=message):
+        capture_training_step(model, (X,), labels=Y, optimizer=make(model.parameters()))
+
+
+def test_adam_with_decoupled_weight_decay_is_adamw() -> None:
+    model = MLP()
+    opt = torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.1, decoupled_weight_decay=True)
+    assert capture_training_step(model, (X,), labels=Y, optimizer=opt).optimizer.kind == "adamw"
+
+
+def test_named_optimizers_default_to_torchs_learning_rate() -> None:
+    from acf.frontends.training_step import OptimizerConfig
+
+    for name, cls in (("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)):
+        assert OptimizerConfig.make(name, None).lr == cls([torch.zeros(1, requires_grad=True)]).defaults["lr"]
+
+
+class _Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * _SCALE  # a tensor made outside the model
+
+
+_SCALE = torch.tensor([1.0, 2.0, 3.0, 4.0])
+
+
+@pytest.mark.parametrize(("capture", "message"), [
+    (lambda: capture_training_step(MLP().double(), (X,), labels=Y),
+     "parameter 'fc1.weight' is torch.float64; the capture takes fp32"),
+    (lambda: capture_training_step(MLP(), (torch.randn(0, 8),), labels=Y[:0]),
+     r"example_inputs\[0\] is empty"),
+    (lambda: capture_training_step(nn.LSTM(8, 4, num_layers=2, dropout=0.5),
+                                   (torch.randn(3, 2, 8),), loss_fn=lambda out: out[0].sum()),
+     r"LSTM\(dropout=0.5\) drops out between its layers"),
+    (lambda: capture_training_step(_Scaled(), (X,), labels=Y),
+     "neither a parameter, a buffer nor an input"),
+], ids=["float64", "empty", "lstm-dropout", "global-tensor"])
+def test_models_the_capture_cannot_follow_are_clear_errors(capture, message) -> None:
+    """float64 models and empty batches used to fail inside (KeyError, ZeroDivisionError),
+    an LSTM's inter-layer dropout was silently left out, and a global tensor was an
+    'internal error'."""
+    with pytest.raises(ValueError, match=message):
+        capture()
