@@ -379,6 +379,7 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     for an op or shape the target cannot run.
     """
     from ..passes.base import apply_patterns
+    from ..passes.broadcast_operands import BINARY, expand_first_operand
     from ..passes.conv_padding import narrow_wide_padding
     from ..passes.split_groups import split_grouped_conv
 
@@ -388,5 +389,7 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     func = module.func(options.func) if options.func else module.funcs[0]
     if any(op.name in CONV_OPS for op in func.body.ops):
         apply_patterns(func, [split_grouped_conv, narrow_wide_padding])
+    if any(op.name in BINARY for op in func.body.ops):
+        apply_patterns(func, [expand_first_operand])
     with gc_paused():
         return compile_func(func, target, options)

@@ -397,3 +397,27 @@ def test_relu_flip_is_explained_by_replaying_the_fabrics_decisions() -> None:
     matched = reference_gradients(model, (x,), y, dtype=torch.float64,
                                   decisions=ReluDecisions(relu))
     assert rel_l2(matched) <= 1e-6
+
+
+class _OneGroupNormAndOuterProduct(nn.Module):
+    """GroupNorm over one group (its statistics [N, 1, 1] meet the affine [1, 1, C]) and an
+    outer-product gate [N, 1] x [1, C]: both operands of a product broadcast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 6)
+        self.norm = nn.GroupNorm(1, 6)
+        self.gate = nn.Parameter(torch.randn(1, 4))
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.fc(x).unsqueeze(-1)).squeeze(-1)
+        return self.head(torch.relu(h)) * (x[:, :1] * self.gate)
+
+
+def test_products_whose_operands_both_broadcast() -> None:
+    """The kernels broadcast one operand; the first is expanded to the result's shape first
+    (GroupNorm(1, C) failed to compile, as did [N, 1] * [1, C])."""
+    torch.manual_seed(31)
+    _, errors = run(_OneGroupNormAndOuterProduct(), batches((4, 8), 3, seed=31))
+    assert errors.rel_l2 <= L2_MAX and errors.compared >= 8

@@ -138,3 +138,18 @@ def test_adam_keeping_a_sparse_pattern_fits_with_the_tilers_side(target: str) ->
     got, want, _ = run_both(text, [p, g, m, v, np.float32(2.0)], target)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
     assert (got[0][p == 0] == 0).all()
+
+
+@pytest.mark.parametrize("op", ["mul", "sub", "div", "maximum"])
+def test_both_operands_broadcast(op: str) -> None:
+    """[3, 1] op [1, 5]: the first operand is broadcast to the result first (the kernels
+    stream one operand and broadcast the other; this was refused)."""
+    text = f"""graph.func @f(%a: tensor<3x1xf32>, %b: tensor<1x5xf32>) -> (tensor<3x5xf32>) {{
+  %y = graph.{op} %a, %b : tensor<3x1xf32>, tensor<1x5xf32> -> tensor<3x5xf32>
+  graph.return %y : tensor<3x5xf32>
+}}
+"""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((3, 1)).astype(np.float32), rng.uniform(0.5, 2, (1, 5)).astype(np.float32)
+    got, want, _ = run_both(text, [a, b])
+    np.testing.assert_allclose(got[0].reshape(3, 5), want[0], rtol=1e-6)
