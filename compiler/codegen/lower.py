@@ -380,6 +380,7 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     """
     from ..passes.base import apply_patterns
     from ..passes.broadcast_operands import BINARY, expand_first_operand
+    from ..passes.softmax_axis import AXIS_OPS, move_axis_last
     from ..passes.conv_padding import narrow_wide_padding
     from ..passes.split_groups import split_grouped_conv
 
@@ -391,5 +392,7 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
         apply_patterns(func, [split_grouped_conv, narrow_wide_padding])
     if any(op.name in BINARY for op in func.body.ops):
         apply_patterns(func, [expand_first_operand])
+    if any(op.name in AXIS_OPS for op in func.body.ops):
+        apply_patterns(func, [move_axis_last])
     with gc_paused():
         return compile_func(func, target, options)

@@ -153,3 +153,21 @@ def test_both_operands_broadcast(op: str) -> None:
     a, b = rng.standard_normal((3, 1)).astype(np.float32), rng.uniform(0.5, 2, (1, 5)).astype(np.float32)
     got, want, _ = run_both(text, [a, b])
     np.testing.assert_allclose(got[0].reshape(3, 5), want[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_softmax_over_an_axis_other_than_the_last(op: str, axis: int) -> None:
+    """Transposed so the axis comes last, then back (the kernels reduce rows; this was
+    refused), forward and backward."""
+    text = f"""graph.func @f(%x: tensor<2x5x3xf32>, %g: tensor<2x5x3xf32>) -> (tensor<2x5x3xf32>, tensor<2x5x3xf32>) {{
+  %y = graph.{op} %x {{axis = {axis}}} : tensor<2x5x3xf32> -> tensor<2x5x3xf32>
+  %gx = graph.{op}_backward %g, %y {{axis = {axis}}} : tensor<2x5x3xf32>, tensor<2x5x3xf32> -> tensor<2x5x3xf32>
+  graph.return %y, %gx : tensor<2x5x3xf32>, tensor<2x5x3xf32>
+}}
+"""
+    rng = np.random.default_rng(5)
+    x, g = (rng.standard_normal((2, 5, 3)).astype(np.float32) for _ in range(2))
+    got, want, _ = run_both(text, [x, g])
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.reshape(b.shape), b, rtol=1e-5, atol=1e-6)
