@@ -380,8 +380,8 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     """
     from ..passes.base import apply_patterns
     from ..passes.broadcast_operands import BINARY, expand_first_operand
-    from ..passes.softmax_axis import AXIS_OPS, move_axis_last
     from ..passes.conv_padding import narrow_wide_padding
+    from ..passes.softmax_axis import AXIS_OPS, move_axis_last
     from ..passes.split_groups import split_grouped_conv
 
     options = options or CompileOptions()
