@@ -373,7 +373,9 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
 
     Grouped convolutions are first split in place (the ``split-groups`` rewrite, which the
     default pipelines also run): the kernels are for ungrouped ones. So is an input
-    gradient whose padding reaches past its kernel (:mod:`~acf.compiler.passes.conv_padding`).
+    gradient whose padding reaches past its kernel (:mod:`~acf.compiler.passes.conv_padding`),
+    a binary op whose operands both broadcast (:mod:`~acf.compiler.passes.broadcast_operands`)
+    and a softmax over an axis other than the last (:mod:`~acf.compiler.passes.softmax_axis`).
 
     Raises :class:`~acf.compiler.codegen.errors.CodegenError` (a located ``IRError``)
     for an op or shape the target cannot run.
