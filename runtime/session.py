@@ -243,6 +243,9 @@ class Session:
         t0 = time.perf_counter()
         module = parse_module(loaded.text, f"<{loaded.name}>")
         func = module.funcs[0]
+        for op in func.body.ops:  # a compile error names the user's source line where the
+            if op.loc is not None:  # op has one, not the line of this IR text
+                op.pos = None
         apply_formats(module, func, dict(variant.formats))
         verify_module(module)
         if o.pipeline:
