@@ -135,6 +135,18 @@ def source_location(stack_trace: str | None, layer: str | None,
     return Location(file, line, max(col, 1), layer)
 
 
+def calling_user_frame() -> Location | None:
+    """The innermost frame of the running Python stack outside torch and this package: the
+    user's call that set off a compile (``model(x)`` under ``torch.compile``), for nodes
+    whose own stack trace holds no user frame (an ``nn.Sequential`` model's)."""
+    import inspect
+
+    for info in inspect.stack(context=0)[1:]:
+        if not info.filename.startswith(_LIBRARY_DIRS) and not info.filename.startswith("<"):
+            return Location(info.filename, info.lineno, 1)
+    return None
+
+
 class ConvertContext:
     """State of one graph conversion: the builder, FX node -> IR value, the current node."""
 

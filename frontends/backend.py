@@ -52,7 +52,13 @@ from ..compiler.ir import Module, TensorType, Value
 from ..runtime import Session, SessionOptions, StepReport
 from ..runtime.report import record
 from ..runtime.torch_io import to_numpy, to_torch
-from .aten_to_ir import TORCH_ELEMENT, PoolIndices, UnsupportedOpError, convert_graph
+from .aten_to_ir import (
+    TORCH_ELEMENT,
+    PoolIndices,
+    UnsupportedOpError,
+    calling_user_frame,
+    convert_graph,
+)
 from .decompositions import decomposition_table, tracing_modes
 from .ir_builder import DropoutNode, FuncBuilder, dropout_nodes
 
@@ -137,7 +143,8 @@ class FabricGraph:
         names += [f"dropout.{d.name}" for d in self.dropouts]
         b = FuncBuilder(self.kind, types, names)
         b.use_dropout_masks(self.dropouts, len(example_inputs))
-        outs = convert_graph(b, self.gm, b.args[:len(example_inputs)])
+        outs = convert_graph(b, self.gm, b.args[:len(example_inputs)],
+                             default_loc=calling_user_frame())
         out_node = next(n for n in self.gm.graph.nodes if n.op == "output")
         self.bool_outputs = {i for i, a in enumerate(out_node.args[0])
                              if isinstance(a, torch.fx.Node) and isinstance(a.meta.get("val"), torch.Tensor)

@@ -218,3 +218,16 @@ def test_a_layer_the_kernels_refuse_names_the_users_line_not_the_ir() -> None:
     text = str(info.value)
     assert text.startswith(f"{__file__}:{line}:") and "pooling backward needs" in text
     assert "<step>" not in text
+
+
+def test_unsupported_op_in_a_sequential_under_torch_compile_names_the_call() -> None:
+    """An nn.Sequential's nodes carry no user frame: the error names the user's call that set
+    off the compile (it said '<unknown>')."""
+    import acf.frontends.backend  # noqa: F401 - registers "acf"
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.AdaptiveMaxPool2d(3), nn.Flatten())
+    compiled = torch.compile(model, backend="acf", options={"target": "acf-small"}, dynamic=False)
+    with pytest.raises(Exception) as info:
+        compiled(torch.randn(2, 3, 4, 4))
+    line = inspect.currentframe().f_lineno - 1  # type: ignore[union-attr]
+    assert f"{__file__}:{line}:1: error: unsupported ATen op 'aten.adaptive_max_pool2d" in str(info.value)
