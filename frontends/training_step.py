@@ -315,6 +315,10 @@ def _check_arguments(model: nn.Module, inputs: Any, labels: Any,
         _dense(p, f"parameter {name!r}")
         _fp32(p, f"parameter {name!r}")
     for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.momentum is None:
+            raise ValueError(f"{name or 'the model'}: {type(m).__name__}(momentum=None) keeps a "
+                             "cumulative average whose factor depends on the step count, which "
+                             "tracing cannot follow; give it a momentum (0.1 is torch's default)")
         if isinstance(m, nn.RNNBase) and m.training and m.dropout and m.num_layers > 1:
             raise ValueError(f"{name or 'the model'}: {type(m).__name__}(dropout={m.dropout}) "
                              "drops out between its layers, which the capture does not see "

@@ -194,7 +194,10 @@ _SCALE = torch.tensor([1.0, 2.0, 3.0, 4.0])
      r"LSTM\(dropout=0.5\) drops out between its layers"),
     (lambda: capture_training_step(_Scaled(), (X,), labels=Y),
      "neither a parameter, a buffer nor an input"),
-], ids=["float64", "empty", "lstm-dropout", "global-tensor"])
+    (lambda: capture_training_step(nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4, momentum=None)),
+                                   (X,), labels=Y),
+     r"BatchNorm1d\(momentum=None\) keeps a cumulative average"),
+], ids=["float64", "empty", "lstm-dropout", "global-tensor", "bn-cumulative"])
 def test_models_the_capture_cannot_follow_are_clear_errors(capture, message) -> None:
     """float64 models and empty batches used to fail inside (KeyError, ZeroDivisionError),
     an LSTM's inter-layer dropout was silently left out, and a global tensor was an
