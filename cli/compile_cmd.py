@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             compiled = compile_module(module, target, CompileOptions(tile=args.tile, func=args.func))
             program = compiled.program
-            if any(slot.op == "graph.adam_update" for slot in compiled.hyper.slots):
+            if any(slot.op == "graph.adam_update" and not isinstance(slot.step_input, float)
+                   for slot in compiled.hyper.slots):  # a step argument: its value varies
                 print(f"{name}: note: the program's 'hyper' data holds Adam's bias corrections "
                       "for step 1; a run at another step binds 'hyper' as an input (the runtime "
                       "computes it from the step operand)", file=sys.stderr)
