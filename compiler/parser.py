@@ -243,6 +243,9 @@ class _Builder:
 
     def location(self, tree: Tree) -> Location:
         _, file, line, col, _, layer = tree.children
+        for tok, what in ((line, "line"), (col, "column")):
+            if int(str(tok)) < 0:
+                raise self.error(tok, f"a location's {what} cannot be negative, got {tok}")
         return Location(
             ast.literal_eval(str(file)),
             int(str(line)),
