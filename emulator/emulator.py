@@ -145,8 +145,8 @@ def read_outputs(program: Program, state: State) -> tuple[dict[str, np.ndarray],
             state.check(sym.space, sym.cluster, sym.addr, n)
             out[name] = _unpack_symbol(sym, state, state.buf(sym.space, sym.cluster)[sym.addr:sym.addr + n])
         except (formats.FormatError, ValueError) as exc:  # e.g. a never-written sparse tensor
-            raw = state.buf(sym.space, sym.cluster)[sym.addr:sym.addr + sym.nbytes] \
-                if sym.addr + sym.nbytes <= state.buf(sym.space, sym.cluster).size else None
+            buf = state.buf(sym.space, sym.cluster)
+            raw = buf[sym.addr:sym.addr + sym.nbytes] if sym.addr + sym.nbytes <= buf.size else None
             if raw is not None and raw.size and not raw.any():
                 bad[name] = f"its {sym.fmt} tiles were never written (no tile headers in its memory)"
             else:

@@ -258,8 +258,8 @@ def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any =
     graphs = capture(wrapper, args, names, strip_prefix=WRAPPED)
     masked = [n for n, _ in model.named_parameters() if masks and n in masks]
     settings = param_settings(model, optimizer, opt)
-    for name in _without_gradient(graphs, settings):  # torch's optimizer skips a parameter
-        settings.pop(name, None)                       # whose .grad stays None (no decay)
+    skipped = _without_gradient(graphs, settings)  # torch's optimizer skips a parameter whose
+    settings = {n: s for n, s in settings.items() if n not in skipped}  # .grad stays None
     step = _build(model, inputs, labels, graphs, settings, masked, caller, opt)
     _note_densities(step, masks or {})
     return step

@@ -106,8 +106,7 @@ def _check_loop_nesting(prog: Program, statements: list[Tree], ctx: _Ctx) -> Non
 def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:
     """``.data NAME v0 v1 ...``: every element of a declared ``.tensor`` (any order of the
     two directives), as little-endian f32."""
-    import numpy as np
-    from acf.isa.symbols import symbol_elements
+    from acf.isa.symbols import data_bytes, symbol_elements
 
     out: dict[str, bytes] = {}
     for node in statements:
@@ -130,8 +129,7 @@ def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:
         if len(values) != symbol_elements(sym):
             raise ctx.error(args[0], f".data for {name!r} has {len(values)} values; "
                                      f"f32[{','.join(map(str, sym.shape))}] has {symbol_elements(sym)}")
-        with np.errstate(over="ignore"):
-            out[name] = np.asarray(values, "<f4").tobytes()
+        out[name] = data_bytes(values)
     return out
 
 

@@ -103,10 +103,11 @@ def _data(blob: bytes, symbols: dict[str, Symbol]) -> dict[str, bytes]:
         sym = symbols.get(name)
         if sym is None:
             raise ContainerError(f"data section: {name!r} is not a symbol")
-        if count != symbol_elements(sym) or name in out:
+        if name in out:
+            raise ContainerError(f"data section: {name!r} twice")
+        if count != symbol_elements(sym):
             raise ContainerError(f"data section: {name!r} has {count} values for "
-                                 f"{symbol_elements(sym)} elements" if name not in out
-                                 else f"data section: {name!r} twice")
+                                 f"{symbol_elements(sym)} elements")
         out[name] = bytes(blob[pos:pos + 4 * count])
         pos += 4 * count
     return out

@@ -8,6 +8,7 @@ from typing import Any
 from acf.isa.fields import Field, MemRef
 from acf.isa.program import Instruction, Program, SourceLoc
 from acf.isa.spec import CLUSTER_UNITS
+from acf.isa.symbols import data_values
 
 
 def format_value(field: Field, value: Any, index: int, labels: dict[int, str]) -> str:
@@ -84,7 +85,7 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
             extra += f" tile[{sym.tile[0]},{sym.tile[1]}]"
         out.append(f".tensor {sym.name} {sym.space} {sym.addr:#x} f32[{shape}]{extra}")
     for name, raw in prog.data.items():
-        out.append(f".data {name} " + " ".join(_f32_text(v) for v in _f32_values(raw)))
+        out.append(f".data {name} " + " ".join(_f32_text(v) for v in data_values(raw)))
     labels = _labels(prog)
     loc = SourceLoc()
     for i, ins in enumerate(prog.instructions):
@@ -100,12 +101,6 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
     for name in sorted(n for n, a in labels.items() if a == end):
         out.append(f"{name}:")
     return "\n".join(out) + "\n"
-
-
-def _f32_values(raw: bytes) -> list[float]:
-    import struct
-
-    return [v for (v,) in struct.iter_unpack("<f", raw)]
 
 
 def _f32_text(v: float) -> str:

@@ -77,6 +77,18 @@ def data_array(sym: Symbol, raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, "<f4").astype(np.float32).reshape(sym.shape)
 
 
+def data_bytes(values) -> bytes:
+    """Numbers (a list or an array) as ``.data`` bytes: little-endian f32, row-major; a
+    value past the f32 range becomes inf, as the cast gives it."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(values, "<f4").tobytes()
+
+
+def data_values(raw: bytes) -> list[float]:
+    """``.data`` bytes as Python floats (each the exact double of its f32)."""
+    return np.frombuffer(raw, "<f4").astype(np.float64).tolist()
+
+
 def symbol_nbytes(sym: Symbol) -> int:
     if sym.fmt == "dense":
         return 4 * math.prod(sym.shape)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from acf.isa.program import Program, SourceLoc, gc_paused, make
+from acf.isa.symbols import data_bytes
 from acf.isa.target import Target
 
 from ..interp import one_hot
@@ -320,8 +321,7 @@ def finish(low: Lowering) -> CompiledProgram:
     # what the binary carries for a run without the runtime: the constants, and the
     # hyperparameters with Adam's bias corrections at a constant step operand's value, else
     # at step 1
-    prog.data = {name: np.ascontiguousarray(value, "<f4").tobytes()
-                 for name, value in low.constants.items()}
+    prog.data = {name: data_bytes(value) for name, value in low.constants.items()}
     if low.hyper.slots:
         prog.data["hyper"] = compiled.hyper_values().tobytes()
     return compiled

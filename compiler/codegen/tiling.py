@@ -56,19 +56,19 @@ class Tiling:
         return (self.t, self.t)
 
 
-def matmul_spad_bytes(t: int) -> int:
-    """Scratchpad bytes of the matmul kernel at tile side t: 2 x (A, B, S) tiles."""
-    return 2 * 3 * t * t * F32
-
-
-def matmul_acc_bytes(t: int) -> int:
-    return 2 * t * t * F32
-
-
 def gemm_bytes(m: int, n: int, k: int) -> tuple[int, int]:
     """(scratchpad, accumulator) bytes of a double-buffered m x n x k GEMM tile set: A, B and
     the sampling tile S in the scratchpad, C in the accumulator."""
     return 2 * F32 * (m * k + k * n + m * n), 2 * F32 * m * n
+
+
+def matmul_spad_bytes(t: int) -> int:
+    """Scratchpad bytes of the matmul kernel at tile side t: 2 x (A, B, S) tiles."""
+    return gemm_bytes(t, t, t)[0]
+
+
+def matmul_acc_bytes(t: int) -> int:
+    return gemm_bytes(t, t, t)[1]
 
 
 def choose_tiling(target: Target, tile: int | tuple[int, int, int] = 0) -> Tiling:

@@ -23,13 +23,12 @@ not instructions. :func:`to_program` and :func:`from_program` translate 1:1 to a
 from __future__ import annotations
 
 import re
-import struct
 from typing import Any
 
-import numpy as np
 from acf.isa.fields import FieldError, FmtSpec, Kind, MemRef
 from acf.isa.program import Instruction, Program, SourceLoc, Symbol, make_op
 from acf.isa.spec import BY_MNEMONIC, HEADER_FIELDS, HEADER_KINDS, OPS, Op
+from acf.isa.symbols import data_bytes, data_values, symbol_elements
 
 from ..diagnostics import IRError
 from ..ir import Attribute, FuncOp, Location, Module, Operation
@@ -133,7 +132,7 @@ def from_program(prog: Program, name: str = "main") -> Module:
         if sym.tile:
             attrs["tile"] = list(sym.tile)
         if sym.name in prog.data:  # its initial contents (.data)
-            attrs["data"] = [v for (v,) in struct.iter_unpack("<f", prog.data[sym.name])]
+            attrs["data"] = data_values(prog.data[sym.name])
         body.append(_decl("acf.tensor", **attrs))
     labels_at: dict[int, list[str]] = {}
     for label, addr in prog.labels.items():
@@ -192,8 +191,6 @@ def _symbol(op: Operation) -> Symbol:
 
 def _data(op: Operation, sym: Symbol) -> bytes:
     """A symbol's ``data`` attribute (every element, row-major) as little-endian f32."""
-    from acf.isa.symbols import symbol_elements
-
     values = op.attributes["data"]
     if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool)
                                                for v in values):
@@ -201,8 +198,7 @@ def _data(op: Operation, sym: Symbol) -> bytes:
     if len(values) != symbol_elements(sym):
         raise _err(op, f"attribute 'data' has {len(values)} values for the "
                        f"{symbol_elements(sym)} elements of {list(sym.shape)}")
-    with np.errstate(over="ignore"):
-        return np.asarray(values, "<f4").tobytes()
+    return data_bytes(values)
 
 
 def to_program(module: Module, func: str | None = None) -> Program:

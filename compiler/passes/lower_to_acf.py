@@ -31,9 +31,9 @@ from acf.isa.target import load_target
 
 from ..codegen.errors import error_at
 from ..codegen.lower import CompiledProgram, CompileOptions, begin, finish, lower_op
+from ..codegen.tiling import choose_tiling
 from ..dialects.acf import from_program
 from ..dialects.tiled import TILE, code_ops, is_lowered, sync_of, tile_of
-from ..diagnostics import IRError
 from ..ir import FuncOp, Module
 from .base import ModulePass, PassOption, target_option
 from .place import placement_for
@@ -67,12 +67,11 @@ class LowerToAcf(ModulePass):
         ops = list(code_ops(func))
         tile = self._tile(func, [op for _, op in ops])
         try:
-            low = begin(func, target, CompileOptions(tile=tile, func=func.sym_name))
-        except IRError as err:
-            if "scratchpad bytes" in err.message:  # sized by tile's own target option
-                err.message += (f"; the tile pass sized the tiles for its target option "
-                                 f"(give it target={self.target} as well)")
-            raise
+            choose_tiling(target, tile)
+        except ValueError as err:  # the tile pass sized the tiles for its own target option
+            raise error_at(func, f"{err}; the tile pass sized the tiles for its target option "
+                                 f"(give it target={self.target} as well)") from None
+        low = begin(func, target, CompileOptions(tile=tile, func=func.sym_name))
         for i, (op_id, op) in enumerate(ops):
             if sync_of(op) != "barrier" and i:
                 raise error_at(op, "needs acf_sync = \"barrier\": it follows another op, whose "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from acf.isa.symbols import as_2d_shape
 
-from ...graph_nn_ops import update_mask
+from ...graph_nn_ops import keeps_pattern, update_mask
 from ..context import SLOT_ALIGN, KernelContext, tiles_2d
 from ..memory import Buffer
 from ..schedule import Slot
@@ -81,7 +81,7 @@ def packed_update_fits(op, t: int, spad_bytes: int) -> bool:
     if not packed:
         return True
     masked = update_mask(op) is not None
-    keep = getattr(op.operands[0].type, "encoding", None) is not None and not masked
+    keep = keeps_pattern(op)
     states = 1 if op.name == "graph.sgd_update" else 2
     names = SGD if op.name == "graph.sgd_update" else ADAM
 
@@ -125,9 +125,8 @@ def _update(ctx: KernelContext, mnemonic: str, names: tuple[str, ...],
     offset = ctx.hyper.add(ctx.op_id, ctx.op.name, names, defaults, _step_input(ctx))
     rows, cols = param.rows_cols
     sparse = param.sparse and mask is None  # the parameter's pattern is kept (no mask decides)
-    # the slot sets are sized by this count (one more than a set allocates where the pattern
-    # is kept: a margin)
-    per_set = (2 + len(states)) * (2 if sparse else 1) + (1 if sparse else 0) + (mask is not None)
+    # the slot sets are sized with one tile of margin where the pattern is kept
+    per_set = slots_per_tile(len(states), sparse, mask is not None) + int(sparse)
     if packed:
         tr, tc = next(iter(packed))
     else:  # two slot sets fit: loads of the next tile overlap the stores of this one
