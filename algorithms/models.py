@@ -63,12 +63,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """The CIFAR ResNet-18 (3x3 stem, no stem pooling); ``width`` scales every stage."""
+    """ResNet-18; ``width`` scales every stage. ``stem="cifar"``: the CIFAR variant (3x3
+    stem, no stem pooling); ``stem="imagenet"``: torchvision's (7x7 stride-2 stem, then a
+    3x3 stride-2 max pool with padding 1)."""
 
-    def __init__(self, classes: int = 10, width: int = 64) -> None:
+    def __init__(self, classes: int = 10, width: int = 64, stem: str = "cifar") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"unknown ResNet-18 stem {stem!r}; choose 'cifar' or 'imagenet'")
+        self.conv1 = (nn.Conv2d(3, width, 3, 1, 1, bias=False) if stem == "cifar"
+                      else nn.Conv2d(3, width, 7, 2, 3, bias=False))
         self.bn1 = nn.BatchNorm2d(width)
+        self.pool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, 2, 1)
         layers, c_in = [], width
         for i, stride in enumerate((1, 2, 2, 2)):
             c_out = width * 2**i
@@ -79,7 +85,7 @@ class ResNet18(nn.Module):
         self.fc = nn.Linear(c_in, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.pool(F.relu(self.bn1(self.conv1(x))))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.adaptive_avg_pool2d(out, 1)
         return self.fc(torch.flatten(out, 1))

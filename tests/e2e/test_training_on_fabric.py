@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from acf.compiler.dialect import attrs_of
 from acf.frontends.training_step import Binding
 from acf.runtime import SessionOptions
 from torch import nn
@@ -170,6 +171,18 @@ def test_resnet18_reduced() -> None:
     fabric's own state); this seed has none."""
     torch.manual_seed(5)
     run(ResNet18(classes=10, width=8), batches((4, 3, 16, 16), 10, seed=3))
+
+
+def test_resnet18_imagenet_stem() -> None:
+    """torchvision's ResNet-18 stem: a 7x7 stride-2 convolution, then a 3x3 stride-2 max
+    pool with padding 1, whose overlapping windows' backward sums every window's share
+    (width 4, 64x64 images, batch 2: three SGD steps match eager; at 32x32 the last stage
+    normalizes two values per channel, which leaves its gradients to rounding)."""
+    torch.manual_seed(21)
+    fabric, _ = run(ResNet18(classes=10, width=4, stem="imagenet"),
+                         batches((2, 3, 64, 64), 10, seed=20))
+    pools = [op for op in fabric.step_ir.func.body.ops if op.name == "graph.max_pool2d_backward"]
+    assert [(attrs_of(op)["stride"], attrs_of(op)["padding"]) for op in pools] == [([2, 2], [1, 1])]
 
 
 def test_transformer_block_adam() -> None:

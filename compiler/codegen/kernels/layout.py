@@ -83,11 +83,13 @@ def gather_copy(ctx: KernelContext, src: int, dst: int, dims: list[int], sstr: l
         slot = slots[count[cl] % 2]
         count[cl] += 1
         ctx.ldg(cl, slot, src + 4 * so, (e0, e1, e2), (S0, S1, S2))
-        _store_block(ctx, cl, slot, dst + 4 * do, (e0, e1, e2), (D0, D1, D2))
+        store_block(ctx, cl, slot, dst + 4 * do, (e0, e1, e2), (D0, D1, D2))
 
 
-def _store_block(ctx: KernelContext, cl: int, slot, addr: int, e: tuple[int, int, int],
+def store_block(ctx: KernelContext, cl: int, slot, addr: int, e: tuple[int, int, int],
                  d: tuple[int, int, int]) -> None:
+    """Store the e0 x e1 x e2 block in ``slot`` to DRAM byte ``addr`` with element strides
+    ``d``: as few ``st`` as the strides allow."""
     e0, e1, e2 = e
     D0, D1, D2 = d
     if D2 != 1 and e2 > 1:  # strided destination columns: one element per row

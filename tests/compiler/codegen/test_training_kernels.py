@@ -455,26 +455,50 @@ def test_sparse_conv_weight_skips_macs() -> None:
     assert r_sparse.report.total_cycles < r_dense.report.total_cycles
 
 
-@pytest.mark.parametrize("pool", [("max_pool2d", "kernel_size = [2, 2]"),
-                                  ("avg_pool2d", "kernel_size = [2, 2]"),
-                                  ("max_pool2d", "kernel_size = [3, 3], stride = [2, 2], padding = [1, 1]"),
-                                  ("avg_pool2d", "kernel_size = [3, 3], stride = [1, 1], padding = [1, 1]")])
-def test_pooling(pool) -> None:
-    op, attrs = pool
-    n, c, h, w = 2, 3, 8, 6
-    kh = 2 if "[2, 2]" in attrs.split("stride")[0] else 3
-    s = kh if "stride" not in attrs else int(attrs.split("stride = [")[1][0])
-    p = 0 if "padding" not in attrs else 1
-    oh, ow = (h + 2 * p - kh) // s + 1, (w + 2 * p - kh) // s + 1
-    body = [("y", op, ["x"], attrs, [(n, c, oh, ow)])]
-    rets = ["y"]
-    if s == kh and p == 0:
-        body.append(("gx", op + "_backward", ["g", "x"], attrs, [(n, c, h, w)]))
-        rets.append("gx")
-    text = func({"x": (n, c, h, w), "g": (n, c, oh, ow)}, body, rets)
+POOLS = [  # (kernel, stride, padding, h, w)
+    ((2, 2), (2, 2), (0, 0), 8, 6),    # non-overlapping: the taps interleave
+    ((2, 2), (2, 2), (0, 0), 7, 5),    # ... with rows and columns in no window
+    ((3, 3), (2, 2), (1, 1), 8, 6),    # ResNet's stem pool: overlapping, padded
+    ((3, 3), (2, 2), (1, 1), 7, 9),    # ... odd sizes: a partial last stride
+    ((3, 3), (1, 1), (1, 1), 5, 6),    # every element in nine windows
+    ((3, 2), (2, 1), (0, 1), 9, 5),    # unequal kernel, stride and padding per axis
+    ((2, 2), (3, 3), (0, 0), 8, 7),    # stride beyond the kernel: phases no tap reaches
+    ((4, 3), (2, 3), (2, 1), 6, 8),
+]
+
+
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("geometry", POOLS, ids=lambda g: "k{}x{}_s{}x{}_p{}x{}_{}x{}".format(
+    *g[0], *g[1], *g[2], g[3], g[4]))
+def test_pooling_and_its_backward(op: str, geometry) -> None:
+    """Forward and backward equal the interpreter for every window geometry (overlapping and
+    padded windows sum the shares of every window an element is in)."""
+    check_pooling(op, *geometry)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["max_pool2d", "avg_pool2d"]), st.data())
+def test_pooling_backward_on_random_geometries(op: str, data) -> None:
+    kernel = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    stride = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)  # PyTorch's limit
+    h, w = (data.draw(st.integers(max(1, k - 2 * p), 9)) for k, p in zip(kernel, padding))
+    check_pooling(op, kernel, stride, padding, h, w)
+
+
+def check_pooling(op: str, kernel, stride, padding, h: int, w: int) -> None:
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c = 2, 3
+    attrs = (f"kernel_size = [{kh}, {kw}], stride = [{sh}, {sw}], padding = [{ph}, {pw}]"
+             + (", count_include_pad = true" if op == "avg_pool2d" else ""))
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    text = func({"x": (n, c, h, w), "g": (n, c, oh, ow)},
+                [("y", op, ["x"], attrs, [(n, c, oh, ow)]),
+                 ("gx", op + "_backward", ["g", "x"], attrs, [(n, c, h, w)])], ["y", "gx"])
     rng = np.random.default_rng(4)
     x = rnd(rng, n, c, h, w)
     x[0, 0, :2, :2] = 1.5  # a tie: the gradient goes to the first maximum only
+    x[1, 2] = np.round(x[1, 2])  # many ties, and windows that share them
     run_case(text, [x, rnd(rng, n, c, oh, ow)])
 
 
