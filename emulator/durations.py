@@ -182,7 +182,9 @@ class Durations:
                 counts["noc_link_flit"] = counts.get("noc_link_flit", 0) + hops["link"]
         except RoutingError as exc:
             raise self.trap(exc.reason, t, ex.p.where, "routing") from None
-        ex.record.resource_stall_cycles += max(0, end - free)
+        # a load's source and NoC parts run side by side: the instruction waited as long as
+        # its most delayed part did (a sum counted overlapping waits twice, over its busy time)
+        ex.record.resource_stall_cycles = max(ex.record.resource_stall_cycles, end - free)
         ex.end = max(ex.end, end)
         if then is not None:
             then(end)

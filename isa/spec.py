@@ -137,7 +137,7 @@ _MATMUL = (
     F("vd", u(3), "view register through which C is written, and read when accumulating "
                   "(0: a contiguous tile)", 0),
 )
-MAC_EVENTS = ("mac", "mac_skipped", "spad_read_byte", "acc_access_byte")
+MAC_EVENTS = ("mac", "mac_skipped", "spad_read_byte", "spad_write_byte", "acc_access_byte")
 
 OPS: tuple[Op, ...] = (
     # ---- DMA / memory ----------------------------------------------------------------
@@ -170,7 +170,7 @@ OPS: tuple[Op, ...] = (
        (F("dst", mem("dram", "gb")), F("src", mem("sp", "acc")), F("fmt", FMT, "format to encode"),
         *_DIMS, F("stride", u(32), "dense destination row pitch in elements (0: cols)", 0),
         F("cap", u(32), "bytes reserved at dst for an encoded tile (0: dense size)", 0)),
-       "store", ("spad_read_byte", "codec_value", "codec_index", "noc_router_flit", "noc_link_flit",
+       "store", ("spad_read_byte", "acc_access_byte", "codec_value", "codec_index", "noc_router_flit", "noc_link_flit",
                  "gbuf_write_byte", "dram_byte"),
        "Store a tile, encoding it in the given format; traps if the encoding exceeds cap."),
     # ---- compute -----------------------------------------------------------------------
@@ -201,14 +201,14 @@ OPS: tuple[Op, ...] = (
         F("bmode", BMODE, "b is a tile, a 1 x cols row, a rows x 1 column, imm, or float register imm", "tile"),
         F("imm", F32, "immediate (bmode=imm) or float register index (bmode=freg)", 0.0),
         F("pitch", u(16), "row pitch of dst, a and tile b in elements (0: cols)", 0)),
-       "vector", ("vec_op", "vec_special_op", "spad_read_byte", "spad_write_byte"),
+       "vector", ("vec_op", "vec_special_op", "spad_read_byte", "spad_write_byte", "acc_access_byte"),
        "Elementwise dst = fn(a, b) over a rows x cols tile (relu_bwd: b where a > 0; mask: a where b != 0)."),
     Op("vred", 0x21, "vector", "vec",
        (F("fn", RFN), F("dst", mem("sp", "acc")), F("a", mem("sp", "acc")), *_DIMS,
         F("axis", u(1), "0: reduce rows to 1 x cols, 1: reduce columns to rows x 1"),
         F("accum", u(1), "1: combine with the value already at dst", 0),
         F("pitch", u(16), "row pitch of a in elements (0: cols)", 0)),
-       "reduce", ("vec_op", "spad_read_byte", "spad_write_byte"),
+       "reduce", ("vec_op", "spad_read_byte", "spad_write_byte", "acc_access_byte"),
        "Reduce a tile along one axis (sum, max, min, sum of squares, mean)."),
     Op("sgd", 0x22, "vector", "vec",
        (F("w", mem("sp")), F("g", mem("sp")), F("mom", mem("sp"), "momentum buffer"),
@@ -232,7 +232,7 @@ OPS: tuple[Op, ...] = (
     Op("enc", 0x30, "format", "codec",
        (F("dst", mem("sp")), F("src", mem("sp", "acc")), F("fmt", FMT), *_DIMS,
         F("cap", u(24), "bytes reserved at dst")),
-       "codec", ("spad_read_byte", "codec_value", "codec_index", "spad_write_byte"),
+       "codec", ("spad_read_byte", "acc_access_byte", "codec_value", "codec_index", "spad_write_byte"),
        "Encode a dense tile into a packed sparse tile in the scratchpad (e.g. ReLU outputs)."),
     Op("dec", 0x31, "format", "codec",
        (F("dst", mem("sp")), F("src", mem("sp")), F("fmt", FMT), *_DIMS),
@@ -255,7 +255,7 @@ OPS: tuple[Op, ...] = (
     Op("send", 0x50, "noc", "noc",
        (F("to", CL, "destination cluster"), F("dst", mem("sp")), F("src", mem("sp", "acc")),
         F("bytes", u(24))),
-       "noc_send", ("spad_read_byte", "noc_router_flit", "noc_link_flit", "spad_write_byte"),
+       "noc_send", ("spad_read_byte", "acc_access_byte", "noc_router_flit", "noc_link_flit", "spad_write_byte"),
        "Send bytes from this cluster's buffer to another cluster's scratchpad."),
     Op("recv", 0x51, "noc", "noc", (F("frm", CL, "sending cluster"),),
        "noc_recv", (), "Wait until the next send from cluster frm to this cluster has landed."),
@@ -269,7 +269,8 @@ OPS: tuple[Op, ...] = (
     Op("reduce", 0x53, "noc", "noc",
        (F("grp", u(4), "multicast group"), F("dst", mem("sp")), F("src", mem("sp", "acc")),
         F("n", u(24), "fp32 elements")),
-       "noc_reduce", ("spad_read_byte", "noc_router_flit", "noc_link_flit", "vec_op", "spad_write_byte"),
+       "noc_reduce", ("spad_read_byte", "acc_access_byte", "noc_router_flit", "noc_link_flit", "vec_op",
+                      "spad_write_byte"),
        "Sum n elements at src over every group member into dst on this cluster (reverse tree)."),
     # ---- control -----------------------------------------------------------------------
     Op("sync", 0x60, "control", "field:unit",
