@@ -31,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     prog = load_program(args.program)
     target = load_target_for(prog, args.target, args.set)
     inputs = load_inputs(args.inputs)
+    to_stdout = [flag for flag, path in (("--outputs", args.outputs), ("--report", args.report),
+                                         ("--csv", args.csv), ("--trace", args.trace)) if path == "-"]
+    if len(to_stdout) > 1:
+        raise UserError(f"{args.program}: error: {' and '.join(to_stdout)} both write to stdout ('-'); "
+                        "send all but one to files")
     for path in (args.outputs, args.report, args.csv, args.trace):
         _check_writable(path)  # before the run: a long run must not end unable to save
     try:
@@ -50,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         write_output(args.report, res.report.to_json())
     if args.csv:
         write_output(args.csv, res.report.to_csv())
-    if not args.quiet:
-        res.report.summary()
+    if not args.quiet:  # on stderr when stdout carries a file ('-'), which it must not corrupt
+        res.report.summary(_stderr_console() if to_stdout else None)
     for sym, why in sorted(res.unreadable.items()):  # stderr: --quiet silences stdout only
         print(f"{args.program}: warning: output {sym!r} left out of the outputs: {why}",
               file=sys.stderr)
@@ -82,18 +87,38 @@ def _check_writable(path: str | None) -> None:
 
 
 def _run_traced(prog, target, inputs, path: str):  # type: ignore[no-untyped-def]
-    """Stream the trace to a temporary file and move it into place only on success."""
+    """Stream the trace to a temporary file and move it into place only on success ('-':
+    copy it to stdout then)."""
     import os
+    import shutil
+    import tempfile
 
     from acf.debugger.trace import write_trace
     from acf.emulator import Emulator
     from acf.isa.outfiles import install_file, temp_beside
 
-    tmp = temp_beside(path, ".acfc-trace-", ".json")
+    if path == "-":
+        fd, tmp = tempfile.mkstemp(prefix="acfc-trace-", suffix=".json")
+        os.close(fd)
+    else:
+        tmp = temp_beside(path, ".acfc-trace-", ".json")
     try:
         res = write_trace(Emulator(prog, target, inputs), prog, target, tmp)
+        if path == "-":
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
     except BaseException:
         os.unlink(tmp)
         raise
-    install_file(tmp, path)
+    if path == "-":
+        os.unlink(tmp)
+    else:
+        install_file(tmp, path)
     return res
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -62,3 +62,28 @@ def test_an_output_that_does_not_decode_is_a_warning_even_when_quiet(tmp_path: P
     assert sorted(np.load(out).files) == ["Y"]
     assert capsys.readouterr().err == (f"{src}: warning: output 'H' left out of the outputs: its csr "
                                        "tiles were never written (no tile headers in its memory)\n")
+
+
+@pytest.mark.parametrize("flag", ["--report", "--csv", "--trace"])
+def test_a_file_written_to_stdout_is_not_mixed_with_the_summary(tmp_path: Path, capfd, flag) -> None:
+    """'-' sends the report (or CSV, or trace) to stdout; the summary then goes to stderr,
+    so stdout is exactly the file (the summary used to follow the JSON there, and '--trace -'
+    wrote a file named '-')."""
+    import json
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "in.npz", W=rng.standard_normal((16, 16)).astype(np.float32),
+             X=rng.standard_normal((16, 16)).astype(np.float32))
+    argv = ["run", str(ROOT / "examples" / "gemm_small.s"), "--inputs", str(tmp_path / "in.npz"),
+            flag, "-"]
+    assert acfc(argv) == 0
+    out, err = capfd.readouterr()
+    if flag == "--csv":
+        assert out.splitlines()[0].split(",")[0] == "metric" and "total_cycles" in out
+    else:
+        data = json.loads(out)
+        assert data["total_cycles"] > 0 if flag == "--report" else data["traceEvents"]
+    assert "total cycles" in err
+    assert not (Path.cwd() / "-").exists()
+    assert acfc(argv + ["--outputs", "-"]) == 1
+    assert f"--outputs and {flag} both write to stdout" in capfd.readouterr().err
