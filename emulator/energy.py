@@ -141,10 +141,35 @@ def breakdown(target, totals: Counter, seconds: float) -> dict[str, float]:
         comp = COMPONENT[ev]
         out[comp] = out.get(comp, 0.0) + n * cost[ev]
     mw_to_pj = seconds * 1e-3 * 1e12  # mW x s = mJ; 1 mJ = 1e9 pJ
-    out["leakage_clusters"] = cost["leak_cluster_mw"] * target.num_clusters * mw_to_pj
-    out["leakage_global_buffer"] = cost["leak_gbuf_mw"] * mw_to_pj
-    out["leakage_noc"] = cost["leak_noc_mw"] * mw_to_pj
+    for comp, mw in leakage_mw(target).items():
+        out[comp] = mw * mw_to_pj
     return out
+
+
+# The leakage constants are estimates for acf-base's components, as their sources say: a
+# cluster of 16x16 PEs with 512 KiB of scratchpad, 256 KiB of accumulator and 32 vector
+# lanes; an 8 MiB global buffer; 16 routers. Leakage scales with what leaks: a cluster's
+# with its area (the target's own per-unit areas, so a larger array or SRAM leaks more), the
+# global buffer's with its capacity, the NoC's with its router count.
+LEAK_REFERENCE = {"pe": 16 * 16, "spad_mib": 0.5, "acc_mib": 0.25, "vec_lanes": 32,
+                  "gbuf_mib": 8.0, "routers": 16}
+
+
+def leakage_mw(target) -> dict[str, float]:
+    """Leakage power per component in mW (see LEAK_REFERENCE)."""
+    cost = costs(target)
+    a = {k: c.value for k, c in target.area.as_dict().items()}
+    ref = LEAK_REFERENCE
+    ref_cluster = (ref["pe"] * a["mac_pe"] + (ref["spad_mib"] + ref["acc_mib"]) * a["sram_mib"]
+                   + ref["vec_lanes"] * a["vector_lane"] + a["codec"])
+    area = target.area_breakdown_mm2()
+    clusters = sum(area[k] for k in ("mac_arrays", "scratchpads", "accumulators", "vector_units",
+                                     "codecs"))
+    return {
+        "leakage_clusters": cost["leak_cluster_mw"] * clusters / ref_cluster,
+        "leakage_global_buffer": cost["leak_gbuf_mw"] * target.gbuf.bytes / (1 << 20) / ref["gbuf_mib"],
+        "leakage_noc": cost["leak_noc_mw"] * target.num_clusters / ref["routers"],
+    }
 
 
 def events_of_row(op: Any, target) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 from acf import emulator
 from acf.emulator import energy
 from acf.isa.asm import assemble
@@ -86,3 +87,20 @@ def test_resource_stalls_never_exceed_busy_time() -> None:
     rep = res.report
     for unit, busy in rep.busy_cycles.items():
         assert rep.stall_cycles[unit]["resource_cycles"] <= busy, unit
+
+
+def test_leakage_scales_with_what_leaks() -> None:
+    """The leakage constants are acf-base's components' (16 clusters x 12 mW, an 8 MiB
+    buffer's 40 mW, 16 routers' 8 mW); another target leaks by its own sizes (every target
+    used to leak acf-base's global buffer and NoC, and 12 mW per cluster of any size)."""
+    base = energy.leakage_mw(load_target("acf-base"))
+    assert base == {"leakage_clusters": 16 * 12.0, "leakage_global_buffer": 40.0, "leakage_noc": 8.0}
+    iso = energy.leakage_mw(load_target("acf-h200-iso"))  # 256 clusters of 36x36, 64 MiB
+    assert iso["leakage_global_buffer"] == 8 * 40.0 and iso["leakage_noc"] == 16 * 8.0
+    assert iso["leakage_clusters"] > 256 * 12.0 * 2  # each cluster over twice acf-base's area
+    tpu, dense = (energy.leakage_mw(load_target(n))["leakage_clusters"] for n in ("tpu-like", "acf-dense"))
+    assert abs(tpu / dense - 1) < 0.1  # 4 x 32x32 PEs and the same SRAM: as 16 x 16x16
+    small = load_target("acf-small")
+    rep = emulator.run(program("vector.s"), small, random_inputs(program("vector.s"))).report
+    for comp, mw in energy.leakage_mw(small).items():
+        assert rep.energy_pj[comp] == pytest.approx(mw * 1e9 * rep.time_s)
