@@ -374,8 +374,10 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     Grouped convolutions are first split in place (the ``split-groups`` rewrite, which the
     default pipelines also run): the kernels are for ungrouped ones. So is an input
     gradient whose padding reaches past its kernel (:mod:`~acf.compiler.passes.conv_padding`),
-    a binary op whose operands both broadcast (:mod:`~acf.compiler.passes.broadcast_operands`)
-    and a softmax over an axis other than the last (:mod:`~acf.compiler.passes.softmax_axis`).
+    a binary op whose operands both broadcast (:mod:`~acf.compiler.passes.broadcast_operands`),
+    a softmax over an axis other than the last (:mod:`~acf.compiler.passes.softmax_axis`)
+    and average pooling that leaves the padding out of its divisor
+    (:mod:`~acf.compiler.passes.pool_divisor`).
 
     Raises :class:`~acf.compiler.codegen.errors.CodegenError` (a located ``IRError``)
     for an op or shape the target cannot run.
@@ -383,6 +385,7 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     from ..passes.base import apply_patterns
     from ..passes.broadcast_operands import BINARY, expand_first_operand
     from ..passes.conv_padding import narrow_wide_padding
+    from ..passes.pool_divisor import POOLS, divide_by_covered
     from ..passes.softmax_axis import AXIS_OPS, move_axis_last
     from ..passes.split_groups import split_grouped_conv
 
@@ -396,5 +399,7 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
         apply_patterns(func, [expand_first_operand])
     if any(op.name in AXIS_OPS for op in func.body.ops):
         apply_patterns(func, [move_axis_last])
+    if any(op.name in POOLS for op in func.body.ops):
+        apply_patterns(func, [divide_by_covered])
     with gc_paused():
         return compile_func(func, target, options)

@@ -207,20 +207,19 @@ def test_models_the_capture_cannot_follow_are_clear_errors(capture, message) -> 
 
 
 def test_a_layer_the_kernels_refuse_names_the_users_line_not_the_ir() -> None:
-    """Padded average pooling that leaves the padding out of its divisor has no kernel: the
-    session's compile error names the capture's source line (it named a line of the
-    session's own IR text, '<step>:15:39')."""
+    """A softmax row wider than acf-small's scratchpad has no kernel: the session's compile
+    error names the capture's source line (it named a line of the session's own IR text,
+    '<step>:15:39')."""
     from acf.runtime import Session
 
-    x = torch.randn(2, 4, 6, 6)
-    model = nn.Sequential(nn.Conv2d(4, 3, 1), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
-                          nn.Flatten(), nn.Linear(27, 2))
+    x = torch.randn(2, 4)
+    model = nn.Sequential(nn.Linear(4, 20000), nn.Softmax(dim=1), nn.Linear(20000, 2))
     step = capture_training_step(model, (x,), labels=torch.tensor([1, 0]))
     line = inspect.currentframe().f_lineno - 1  # type: ignore[union-attr]
     with pytest.raises(Exception) as info:
         Session("acf-small").load(step.module)
     text = str(info.value)
-    assert text.startswith(f"{__file__}:{line}:") and "count_include_pad = false" in text
+    assert text.startswith(f"{__file__}:{line}:") and "a row of 20000 f32" in text
     assert "<step>" not in text
 
 

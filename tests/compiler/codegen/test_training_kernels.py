@@ -467,7 +467,7 @@ POOLS = [  # (kernel, stride, padding, h, w)
 ]
 
 
-@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d", "avg_pool2d_exclude_pad"])
 @pytest.mark.parametrize("geometry", POOLS, ids=lambda g: "k{}x{}_s{}x{}_p{}x{}_{}x{}".format(
     *g[0], *g[1], *g[2], g[3], g[4]))
 def test_pooling_and_its_backward(op: str, geometry) -> None:
@@ -477,7 +477,7 @@ def test_pooling_and_its_backward(op: str, geometry) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.sampled_from(["max_pool2d", "avg_pool2d"]), st.data())
+@given(st.sampled_from(["max_pool2d", "avg_pool2d", "avg_pool2d_exclude_pad"]), st.data())
 def test_pooling_backward_on_random_geometries(op: str, data) -> None:
     kernel = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
     stride = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
@@ -489,8 +489,10 @@ def test_pooling_backward_on_random_geometries(op: str, data) -> None:
 def check_pooling(op: str, kernel, stride, padding, h: int, w: int) -> None:
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c = 2, 3
-    attrs = (f"kernel_size = [{kh}, {kw}], stride = [{sh}, {sw}], padding = [{ph}, {pw}]"
-             + (", count_include_pad = true" if op == "avg_pool2d" else ""))
+    attrs = f"kernel_size = [{kh}, {kw}], stride = [{sh}, {sw}], padding = [{ph}, {pw}]"
+    if op.startswith("avg"):  # exclude_pad: windows over the padding divide by what they cover
+        attrs += f", count_include_pad = {'false' if op.endswith('exclude_pad') else 'true'}"
+        op = "avg_pool2d"
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     text = func({"x": (n, c, h, w), "g": (n, c, oh, ow)},
                 [("y", op, ["x"], attrs, [(n, c, oh, ow)]),
