@@ -18,6 +18,7 @@ Step numbering: ``step_count`` is the number of completed ``step()`` calls. Iter
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -44,7 +45,9 @@ def sparsifiable(
     model: nn.Module, *, exclude_first_conv: bool = True, exclude_last_linear: bool = False
 ) -> list[str]:
     """Names of the weights of every nn.Linear and nn.Conv2d, in module order, minus the
-    first Conv2d's and/or the last Linear's when asked."""
+    first Conv2d's and/or the last Linear's when asked. A weight shared by several modules
+    is listed once, under its ``named_parameters`` name; frozen weights
+    (``requires_grad=False``) are left out, since training never changes them."""
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     skip = set()
@@ -52,11 +55,13 @@ def sparsifiable(
         skip.add(convs[0])
     if exclude_last_linear and linears:
         skip.add(linears[-1])
-    return [
-        f"{n}.weight" if n else "weight"
+    canonical = {id(p): n for n, p in model.named_parameters()}
+    names = [
+        canonical[id(m.weight)]
         for n, m in model.named_modules()
-        if isinstance(m, (nn.Linear, nn.Conv2d)) and n not in skip
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and n not in skip and m.weight.requires_grad
     ]
+    return list(dict.fromkeys(names))
 
 
 def erk_densities(shapes: Mapping[str, torch.Size], density: float) -> dict[str, float]:
@@ -78,11 +83,40 @@ def erk_densities(shapes: Mapping[str, torch.Size], density: float) -> dict[str,
     return {n: 1.0 if n in dense else eps * raw[n] for n in numel}
 
 
-def _check_density(name: str, value: float) -> float:
+def is_count(value, minimum: int = 0) -> bool:
+    """Is ``value`` an integer (any ``numbers.Integral``, never a bool) ``>= minimum``?"""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def check_count(option: str, value, minimum: int = 0) -> int:
+    """``value`` as an int, or a ValueError naming ``option``: steps and lengths are whole
+    numbers, and a fractional one silently truncated would run another schedule."""
+    if not is_count(value, minimum):
+        raise ValueError(f"{option} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_density(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        # every option error of the algorithms is a ValueError, so callers catch one type
+        raise ValueError(  # noqa: TRY004
+            f"density for {name} must be a number in [0, 1], got {value!r}")
     value = float(value)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"density for {name} must be in [0, 1], got {value}")
     return value
+
+
+def resolve_params(model: nn.Module, names: list[str]) -> dict[str, nn.Parameter]:
+    """The parameters ``names`` refer to, each once, keyed by its ``named_parameters`` name:
+    a weight shared by several modules (tied weights) may be named by any of them and
+    gets one mask."""
+    every = dict(model.named_parameters(remove_duplicate=False))
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        raise ValueError(f"unknown parameters {unknown}; the model has {sorted(every)}")
+    canonical = {id(p): n for n, p in model.named_parameters()}
+    return {canonical[id(every[n])]: every[n] for n in names}
 
 
 class SparsityAlgorithm:
@@ -97,6 +131,8 @@ class SparsityAlgorithm:
     zero_grown = True
     #: False for algorithms whose masks are fixed at construction
     updates_masks = True
+    #: True for algorithms that regrow weights, which must be trainable
+    needs_trainable = False
 
     def __init__(
         self,
@@ -116,23 +152,22 @@ class SparsityAlgorithm:
     ):
         self.model = model
         self.optimizer = optimizer
-        named = dict(model.named_parameters())
+        if params is not None and not params:
+            raise ValueError(f"params={params!r} names no parameters to sparsify")
         names = params or sparsifiable(
             model, exclude_first_conv=exclude_first_conv, exclude_last_linear=exclude_last_linear
         )
-        unknown = [n for n in names if n not in named]
-        if unknown:
-            raise ValueError(f"unknown parameters {unknown}; the model has {sorted(named)}")
         if not names:
-            raise ValueError("the model has no parameter to sparsify (Linear and Conv weights; "
-                             "the first convolution is left dense unless exclude_first_conv="
-                             "False): name them with params=[...]")
-        self.params: dict[str, nn.Parameter] = {n: named[n] for n in names}
-        if delta_t < 1:
-            raise ValueError(f"delta_t must be >= 1, got {delta_t}")
-        if t_end is not None and t_end < t_start:
+            raise ValueError("the model has no parameter to sparsify (trainable Linear and "
+                             "Conv weights; the first convolution is left dense unless "
+                             "exclude_first_conv=False): name them with params=[...]")
+        self.params: dict[str, nn.Parameter] = resolve_params(model, names)
+        self._check_trainable()
+        self.delta_t = check_count("delta_t", delta_t, 1)
+        self.t_start = check_count("t_start", t_start, 0)
+        self.t_end = None if t_end is None else check_count("t_end", t_end, 0)
+        if self.t_end is not None and self.t_end < self.t_start:
             raise ValueError(f"t_end ({t_end}) must be >= t_start ({t_start})")
-        self.delta_t, self.t_start, self.t_end = int(delta_t), int(t_start), t_end
         self.densities = self._allocate(density, distribution)
         self.distribution = distribution
         self.generator = torch.Generator().manual_seed(seed)
@@ -171,6 +206,16 @@ class SparsityAlgorithm:
 
     def _validate(self) -> None:
         """Subclass hook to reject impossible options (raise ValueError)."""
+
+    def _check_trainable(self) -> None:
+        """Algorithms that move masks by training signals refuse frozen weights, which
+        would get no gradient to grow from and could never recover a regrown weight."""
+        if not self.needs_trainable:
+            return
+        frozen = [n for n, p in self.params.items() if not p.requires_grad]
+        if frozen:
+            raise ValueError(f"{self.name}: parameters {frozen} have requires_grad=False; "
+                             "a frozen weight cannot be regrown, leave it out of params")
 
     def nnz_target(self, name: str) -> int:
         return round(self.densities[name] * self.params[name].numel())
@@ -215,23 +260,31 @@ class SparsityAlgorithm:
             self.update_steps.append(self.step_count)
             return [e for n, m in new.items() if (e := self._commit(n, m)) is not None]
 
+    def grown_positions(self, name: str, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """Positions whose weight and optimizer state restart from zero in this update
+        (default: those that turned active)."""
+        return new & ~old
+
     def _commit(self, name: str, mask: torch.Tensor) -> MaskUpdate | None:
         old = self.masks[name]
-        grown = mask & ~old
-        n_grown, n_pruned = int(grown.sum()), int((old & ~mask).sum())
+        if self.zero_grown:
+            self._zero(self.params[name], self.grown_positions(name, old, mask))
+        n_grown, n_pruned = int((mask & ~old).sum()), int((old & ~mask).sum())
         if n_grown == 0 and n_pruned == 0:
             return None
-        param = self.params[name]
-        if self.zero_grown and n_grown:
-            param.masked_fill_(grown, 0.0)
-            for value in self.optimizer.state.get(param, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                    value.masked_fill_(grown, 0.0)
         self.masks[name] = mask
         self.binder.bind(name, mask)
         event = MaskUpdate(self.step_count, name, n_grown, n_pruned, int(mask.sum()), mask.numel())
         self.events.append(event)
         return event
+
+    def _zero(self, param: nn.Parameter, positions: torch.Tensor) -> None:
+        """Zero ``param`` and its same-shaped optimizer state (momentum, Adam moments) at
+        ``positions``."""
+        param.masked_fill_(positions, 0.0)
+        for value in self.optimizer.state.get(param, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                value.masked_fill_(positions, 0.0)
 
     # ---- reports -------------------------------------------------------------------------
     def density_report(self) -> dict:

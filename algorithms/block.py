@@ -1,6 +1,9 @@
-"""Block sparsity: whole ``br x bc`` tiles of the ``(out, in*kh*kw)`` weight matrix are kept
-or pruned, ranked by their mean absolute weight (the L1 norm per element, so that smaller
-edge tiles compete fairly with full ones).
+"""Block sparsity: whole ``br x bc`` tiles of a weight's GEMM operand are kept or pruned,
+ranked by their mean absolute weight (the L1 norm per element, so that smaller edge tiles
+compete fairly with full ones). A tile spans ``br`` output rows and ``bc`` inputs of one
+GEMM: for a Conv2d, ``bc`` input channels of one kernel tap (``structure.as_taps``).
+Tiles are kept until the layer's *weight* count is nearest ``density * numel``, so smaller
+edge tiles do not push the density off target.
 
 ``schedule="gmp"`` (default) prunes tiles gradually on Zhu & Gupta's cubic schedule, ranking
 tiles by the trained weights; ``schedule="static"`` prunes once, at construction.
@@ -9,8 +12,9 @@ tiles by the trained weights; ``schedule="static"`` prunes once, at construction
 from __future__ import annotations
 
 import torch
+from acf.algorithms.base import is_count
 from acf.algorithms.gmp import GradualMagnitude
-from acf.algorithms.structure import expand_groups, group_scores, topk_mask
+from acf.algorithms.structure import expand_groups, group_scores, group_sizes, keep_by_size
 
 SCHEDULES = ("gmp", "static")
 
@@ -21,9 +25,7 @@ class GroupMagnitude(GradualMagnitude):
     def __init__(self, *args, group: tuple[int, int], schedule: str = "gmp", **kwargs):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
-        if len(group) != 2 or min(group) < 1:
-            raise ValueError(f"group shape must be two positive integers, got {group}")
-        self.group = (int(group[0]), int(group[1]))
+        self.group = group_shape(group, "group")
         self.schedule = schedule
         if schedule == "static":
             kwargs.setdefault("t_end", 0)
@@ -42,19 +44,32 @@ class GroupMagnitude(GradualMagnitude):
         masks = {}
         for n, p in self.params.items():
             scores = group_scores(p.detach().abs(), br, bc)
+            alive = scores.numel()
             if n in self.masks:  # pruned groups stay pruned
-                alive = group_scores(self.masks[n].float(), br, bc) > 0
-                scores = scores.masked_fill(~alive, -1.0)
+                live = group_scores(self.masks[n].float(), br, bc) > 0
+                scores = scores.masked_fill(~live, -1.0)
+                alive = int(live.sum())
             density = 1.0 - self.sparsity_at(n, step)
             # at least one group while any density is asked for: a layer smaller than a few
             # groups would otherwise round to none and be pruned whole
-            keep = max(1 if density > 0 else 0, round(density * scores.numel()))
-            masks[n] = expand_groups(topk_mask(scores, keep), br, bc, p.shape)
+            keep = keep_by_size(scores, group_sizes(p.shape, br, bc),
+                                round(density * p.numel()), alive, density > 0)
+            masks[n] = expand_groups(keep, br, bc, p.shape)
         return masks
 
 
+def group_shape(block, option: str = "block") -> tuple[int, int]:
+    """``(rows, cols)`` of a group from one integer (a square) or two positive integers."""
+    pair = tuple(block) if isinstance(block, (tuple, list)) else (block, block)
+    if len(pair) != 2 or not all(is_count(v, 1) for v in pair):
+        raise ValueError(f"{option} must be a positive integer or two of them, got {block!r}")
+    return int(pair[0]), int(pair[1])
+
+
 class Block(GroupMagnitude):
+    """Block sparsity; ``block`` is ``(rows, cols)`` or one integer for a square block."""
+
     name = "block"
 
-    def __init__(self, *args, block: tuple[int, int] = (4, 4), **kwargs):
-        super().__init__(*args, group=tuple(block), **kwargs)
+    def __init__(self, *args, block: int | tuple[int, int] = (4, 4), **kwargs):
+        super().__init__(*args, group=group_shape(block), **kwargs)

@@ -4,7 +4,11 @@ Both start from a random mask with each layer's exact non-zero count. Every ``de
 steps until ``t_end`` each layer drops the ``k`` active weights of smallest magnitude and
 grows ``k`` positions among those inactive after the drop (just-dropped ones included, as
 in Evci et al. 2020, Algorithm 1), so each layer's density is preserved exactly. Grown
-weights and their optimizer state start at zero.
+weights and their optimizer state start at zero, a just-dropped position that is grown again
+included (Algorithm 1 zero-initialises every grown connection).
+
+Frozen weights (``requires_grad=False``) are never selected by default and refused when named:
+they have no gradient for RigL to grow from, and a weight SET regrows at zero would stay zero.
 """
 
 from __future__ import annotations
@@ -13,21 +17,24 @@ import math
 
 import torch
 from acf.algorithms.base import SparsityAlgorithm
-from acf.algorithms.structure import topk_mask
+from acf.algorithms.structure import random_scores, topk_mask
 
 
 class PruneRegrow(SparsityAlgorithm):
     """Subclasses give ``drop_fraction(step)`` and ``grow_scores(name, candidates)``."""
 
+    needs_trainable = True
+
     def __init__(self, *args, fraction: float = 0.3, **kwargs):
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"prune fraction must be in [0, 1], got {fraction}")
         self.fraction = float(fraction)
+        self._grown: dict[str, torch.Tensor] = {}
         super().__init__(*args, **kwargs)
 
     def init_masks(self) -> dict[str, torch.Tensor]:
         return {
-            n: topk_mask(torch.rand(p.shape, generator=self.generator), self.nnz_target(n))
+            n: topk_mask(random_scores(p, self.generator), self.nnz_target(n))
             for n, p in self.params.items()
         }
 
@@ -48,8 +55,13 @@ class PruneRegrow(SparsityAlgorithm):
                 continue
             keep = topk_mask(p.detach().abs().masked_fill(~mask, -1.0), active - k)
             grow = self.grow_scores(n, step).masked_fill(keep, float("-inf"))
-            new[n] = keep | topk_mask(grow, k)
+            self._grown[n] = topk_mask(grow, k)
+            new[n] = keep | self._grown[n]
         return new
+
+    def grown_positions(self, name: str, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """The whole grow selection, re-grown just-dropped positions included."""
+        return self._grown.pop(name)
 
 
 class SET(PruneRegrow):
@@ -62,7 +74,7 @@ class SET(PruneRegrow):
         super().__init__(*args, fraction=zeta, **kwargs)
 
     def grow_scores(self, name: str, step: int) -> torch.Tensor:
-        return torch.rand(self.params[name].shape, generator=self.generator)
+        return random_scores(self.params[name], self.generator)
 
 
 class RigL(PruneRegrow):

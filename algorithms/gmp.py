@@ -3,8 +3,10 @@
 Sparsity follows the cubic schedule ``s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n dt))^3``
 for ``t = t0, t0 + dt, ..., t0 + n dt`` (``t0 = t_start``, ``n dt = t_end - t_start``,
 ``dt = delta_t``); each layer's final sparsity ``s_f`` is ``1 - density`` of that layer and
-``s_i`` (option ``initial_sparsity``, default 0) the same for every layer. At each update the
-smallest-magnitude active weights are removed; pruned weights never return.
+``s_i`` (option ``initial_sparsity``, default 0) the same for every layer. As in Zhu & Gupta,
+the model is dense before ``t0``; pruning starts at ``t0`` with ``s_i``, and from ``t_end`` on
+the sparsity is ``s_f`` (so ``t_end == t_start`` prunes once, to ``s_f``, at ``t_start``). At
+each update the smallest-magnitude active weights are removed; pruned weights never return.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ class GradualMagnitude(SparsityAlgorithm):
     def sparsity_at(self, name: str, step: int) -> float:
         """The schedule's sparsity for ``name`` at the last update step <= ``step``."""
         s_i, s_f = self.initial_sparsity, 1.0 - self.densities[name]
-        if step <= self.t_start:
-            return s_i
-        span = self.t_end - self.t_start
-        if step >= self.t_end or span == 0:
+        if step >= self.t_end:  # checked first: t_end == t_start is one-shot pruning to s_f
             return s_f
+        if step < self.t_start:
+            return 0.0
+        span = self.t_end - self.t_start
         last = self.t_start + (step - self.t_start) // self.delta_t * self.delta_t
         return s_f + (s_i - s_f) * (1.0 - (last - self.t_start) / span) ** 3
 

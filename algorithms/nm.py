@@ -1,5 +1,7 @@
 """N:M fine-grained structured sparsity: in every group of M consecutive weights along the
-input dimension (Linear rows; Conv2d flattened over in*kh*kw) exactly N are non-zero.
+input dimension exactly N are non-zero. For a Linear the groups run along each row; for a
+Conv2d along the input channels at each kernel tap (Zhou et al. 2021, as NVIDIA's ASP), the
+reduction dimension of the per-tap GEMMs the hardware runs (``structure.as_taps``).
 
 ``nm``: one-shot magnitude N:M at construction, fixed afterwards.
 ``nm-srste``: Zhou et al. 2021. The forward pass uses the N:M-masked weights, the gradient
@@ -11,8 +13,8 @@ weights after every step, so every step needs the dense weight gradient.
 from __future__ import annotations
 
 import torch
-from acf.algorithms.base import SparsityAlgorithm
-from acf.algorithms.structure import nm_mask
+from acf.algorithms.base import SparsityAlgorithm, is_count
+from acf.algorithms.structure import as_taps, nm_mask
 
 
 class NM(SparsityAlgorithm):
@@ -20,8 +22,9 @@ class NM(SparsityAlgorithm):
     updates_masks = False
 
     def __init__(self, model, optimizer, density=None, *, n: int = 2, m: int = 4, **kwargs):
-        if not (isinstance(n, int) and isinstance(m, int)) or n < 0 or m < 1 or n > m:
-            raise ValueError(f"N:M needs integers 0 <= N <= M and M >= 1, got N={n}, M={m}")
+        if not (is_count(n, 0) and is_count(m, 1)) or n > m:
+            raise ValueError(f"N:M needs integers 0 <= N <= M and M >= 1, got N={n!r}, M={m!r}")
+        n, m = int(n), int(m)
         if isinstance(density, dict):  # the algorithms' option errors are all ValueError
             raise ValueError(  # noqa: TRY004
                 f"{self.name}: every layer's density is N/M = {n}/{m}; a per-layer density "
@@ -37,15 +40,16 @@ class NM(SparsityAlgorithm):
 
     def _validate(self) -> None:
         """Every layer must hold whole groups of M along its input dimension: a partial
-        group could not have exactly N of M (a first conv of 3 x 3 x 3 = 27 inputs, say)."""
+        group could not have exactly N of M (a first conv of 3 input channels, say)."""
         super()._validate()
         for name, p in self.params.items():
             if p.dim() < 2:
                 raise ValueError(f"{self.name}: '{name}' is {p.dim()}-D; N:M groups run along "
                                  "a weight matrix's input dimension")
-            k = p[0].numel()
+            k = as_taps(p).shape[-1]
+            what = "input channels per kernel tap" if p.dim() == 4 else "inputs per output"
             if k % self.m:
-                raise ValueError(f"{self.name}: '{name}' has {k} inputs per output, not a multiple "
+                raise ValueError(f"{self.name}: '{name}' has {k} {what}, not a multiple "
                                  f"of M={self.m}, so a group would be partial; leave it out "
                                  "(params=[...], or exclude_first_conv) or pick M dividing it")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from acf.algorithms.base import SparsityAlgorithm
-from acf.algorithms.structure import topk_mask
+from acf.algorithms.structure import random_scores, topk_mask
 
 
 class StaticRandom(SparsityAlgorithm):
@@ -15,7 +15,7 @@ class StaticRandom(SparsityAlgorithm):
 
     def init_masks(self) -> dict[str, torch.Tensor]:
         return {
-            n: topk_mask(torch.rand(p.shape, generator=self.generator), self.nnz_target(n))
+            n: topk_mask(random_scores(p, self.generator), self.nnz_target(n))
             for n, p in self.params.items()
         }
 

@@ -1,8 +1,14 @@
 """Mask constructors shared by the algorithms: top-k, N:M groups, rectangular groups.
 
-Every weight is viewed as a matrix ``(out, in * kh * kw)`` (``as_matrix``): rows are output
-features/channels, columns the input dimension a MAC consumes (for Conv2d, flattened over
-input channel, kernel row and kernel column in PyTorch's memory order).
+Groups follow the GEMMs the hardware runs. A Linear weight ``(out, in)`` is one GEMM. A
+Conv2d weight ``(out, in, kh, kw)`` is ``kh * kw`` GEMMs, one per kernel tap, each
+reducing over the input channels (``compiler/codegen/kernels/conv.py``), so its groups are
+taken inside one tap: ``as_taps`` views a weight as ``(taps, out, in)`` and every group
+runs along ``out`` and/or ``in`` of one tap. This is also how Zhou et al. 2021 and NVIDIA's
+ASP lay N:M groups on a convolution: ``M`` consecutive input channels at a fixed tap.
+``as_matrix`` flattens the taps into one ``(out, kh * kw * in)`` matrix, input channel
+fastest, so ``M`` consecutive columns are ``M`` input channels of one tap when ``M``
+divides ``in``.
 """
 
 from __future__ import annotations
@@ -10,9 +16,35 @@ from __future__ import annotations
 import torch
 
 
+def as_taps(t: torch.Tensor) -> torch.Tensor:
+    """View a Linear ``(out, in)`` or Conv2d ``(out, in, kh, kw)`` tensor as the per-tap GEMM
+    operands ``(kh * kw, out, in)`` (one tap for a Linear)."""
+    if t.dim() == 4:
+        out, cin, kh, kw = t.shape
+        return t.permute(2, 3, 0, 1).reshape(kh * kw, out, cin)
+    return t.reshape(1, t.shape[0], -1)
+
+
+def from_taps(taps: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`as_taps`: a ``(kh * kw, out, in)`` tensor back to ``shape``."""
+    if len(shape) == 4:
+        out, cin, kh, kw = shape
+        return taps.reshape(kh, kw, out, cin).permute(2, 3, 0, 1).contiguous()
+    return taps.reshape(shape)
+
+
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
-    """View a Linear ``(out, in)`` or Conv2d ``(out, in, kh, kw)`` tensor as ``(out, K)``."""
-    return t.reshape(t.shape[0], -1)
+    """View a weight as ``(out, kh * kw * in)``: rows are the GEMMs' output rows, columns
+    the taps' reduction dimensions side by side, input channel fastest."""
+    taps = as_taps(t)
+    return taps.permute(1, 0, 2).reshape(taps.shape[1], -1)
+
+
+def from_matrix(mat: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`as_matrix`."""
+    out = shape[0]
+    ntaps = shape[2] * shape[3] if len(shape) == 4 else 1
+    return from_taps(mat.reshape(out, ntaps, -1).permute(1, 0, 2), shape)
 
 
 def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -25,6 +57,13 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask.reshape(scores.shape)
 
 
+def random_scores(param: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Uniform random scores of ``param``'s shape on ``param``'s device. They are drawn on
+    the CPU from the algorithm's seeded generator, so a seed gives the same masks on every
+    device, then moved: masks are handed over on the parameter's device (``masks.py``)."""
+    return torch.rand(param.shape, generator=generator).to(param.device)
+
+
 #: group sizes an N:M pattern is looked for in, hardware-friendly powers of two first
 NM_GROUPS = (4, 8, 16, 32, 5, 10, 20)
 
@@ -35,58 +74,75 @@ def nm_for_density(density: float) -> tuple[int, int] | None:
     for m in NM_GROUPS:
         n = density * m
         if abs(n - round(n)) < 1e-9 and 1 <= round(n) <= m:
-            return int(round(n)), m
+            return round(n), m
     return None
 
 
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Keep the ``n`` largest of every ``m`` consecutive entries along the input dimension.
+    """Keep the ``n`` largest of every ``m`` consecutive entries along the input dimension
+    of each tap (Zhou et al. 2021: ``m`` consecutive input channels of a convolution).
 
-    ``scores`` has the parameter's shape; groups run along ``as_matrix(scores)``'s columns.
-    When ``K`` is not a multiple of ``m`` the last, shorter group keeps ``min(n, its size)``.
+    ``scores`` has the parameter's shape. When ``in`` is not a multiple of ``m`` the last,
+    shorter group of each row of each tap keeps ``min(n, its size)``.
     """
-    mat = as_matrix(scores).float()
-    rows, cols = mat.shape
+    taps = as_taps(scores).float()
+    ntaps, rows, cols = taps.shape
     groups = -(-cols // m)
-    padded = torch.full((rows, groups * m), float("-inf"), device=mat.device)
-    padded[:, :cols] = mat
-    grouped = padded.reshape(rows, groups, m)
+    padded = torch.full((ntaps, rows, groups * m), float("-inf"), device=taps.device)
+    padded[..., :cols] = taps
+    grouped = padded.reshape(ntaps, rows, groups, m)
     keep = torch.zeros_like(grouped, dtype=torch.bool)
-    keep.scatter_(2, torch.topk(grouped, n, dim=2, sorted=False).indices, True)
-    return keep.reshape(rows, groups * m)[:, :cols].reshape(scores.shape)
+    keep.scatter_(3, torch.topk(grouped, n, dim=3, sorted=False).indices, True)
+    return from_taps(keep.reshape(ntaps, rows, groups * m)[..., :cols], scores.shape)
+
+
+def _tile_sums(taps: torch.Tensor, br: int, bc: int) -> torch.Tensor:
+    """Sum of ``taps`` (``(ntaps, rows, cols)``) over each ``br x bc`` tile of each tap,
+    zero-padding the edge tiles: ``(ntaps, ceil(rows/br), ceil(cols/bc))``."""
+    ntaps, rows, cols = taps.shape
+    gr, gc = -(-rows // br), -(-cols // bc)
+    padded = torch.zeros((ntaps, gr * br, gc * bc), device=taps.device)
+    padded[:, :rows, :cols] = taps
+    return padded.reshape(ntaps, gr, br, gc, bc).sum(dim=(2, 4))
 
 
 def group_scores(scores: torch.Tensor, br: int, bc: int) -> torch.Tensor:
-    """Mean of ``scores`` over ``br x bc`` tiles of ``as_matrix(scores)`` (edge tiles may be
-    smaller; the mean keeps them comparable with full ones). Returns ``(ceil(out/br),
-    ceil(K/bc))``."""
-    mat = as_matrix(scores).float()
-    rows, cols = mat.shape
-    gr, gc = -(-rows // br), -(-cols // bc)
-    padded = torch.zeros((gr * br, gc * bc), device=mat.device)
-    count = torch.zeros_like(padded)
-    padded[:rows, :cols] = mat
-    count[:rows, :cols] = 1.0
-    total = padded.reshape(gr, br, gc, bc).sum(dim=(1, 3))
-    return total / count.reshape(gr, br, gc, bc).sum(dim=(1, 3))
-
-
-def expand_groups(group_mask: torch.Tensor, br: int, bc: int, shape: torch.Size) -> torch.Tensor:
-    """Blow a ``(ceil(out/br), ceil(K/bc))`` group mask up to a parameter-shaped mask."""
-    full = group_mask.repeat_interleave(br, dim=0).repeat_interleave(bc, dim=1)
-    rows = shape[0]
-    cols = 1
-    for d in shape[1:]:
-        cols *= d
-    return full[:rows, :cols].reshape(shape)
+    """Mean of ``scores`` over ``br x bc`` tiles of each tap (edge tiles may be smaller; the
+    mean keeps them comparable with full ones). Returns ``(taps, ceil(out/br),
+    ceil(in/bc))``."""
+    taps = as_taps(scores).float()
+    return _tile_sums(taps, br, bc) / _tile_sums(torch.ones_like(taps), br, bc)
 
 
 def group_sizes(shape: torch.Size, br: int, bc: int) -> torch.Tensor:
-    """Number of real (unpadded) elements in each ``br x bc`` group."""
-    ones = torch.ones(shape)
-    mat = as_matrix(ones)
-    rows, cols = mat.shape
-    gr, gc = -(-rows // br), -(-cols // bc)
-    padded = torch.zeros((gr * br, gc * bc))
-    padded[:rows, :cols] = 1.0
-    return padded.reshape(gr, br, gc, bc).sum(dim=(1, 3))
+    """Number of real (unpadded) elements in each ``br x bc`` group, shaped as
+    :func:`group_scores`."""
+    return _tile_sums(as_taps(torch.ones(shape)), br, bc)
+
+
+def expand_groups(group_mask: torch.Tensor, br: int, bc: int, shape: torch.Size) -> torch.Tensor:
+    """Blow a group mask shaped as :func:`group_scores` up to a parameter-shaped mask."""
+    full = group_mask.repeat_interleave(br, dim=1).repeat_interleave(bc, dim=2)
+    _, rows, cols = as_taps(torch.empty(shape, device="meta")).shape
+    return from_taps(full[:, :rows, :cols], shape)
+
+
+def keep_by_size(
+    scores: torch.Tensor, sizes: torch.Tensor, target: int, limit: int, at_least_one: bool
+) -> torch.Tensor:
+    """Keep the best-scored groups whose total size is nearest ``target`` elements.
+
+    Groups are taken in descending score order (at most ``limit`` of them); of the prefixes
+    of that order, the one whose element count is closest to ``target`` wins (the shorter on
+    a tie), but never an empty one when ``at_least_one``. Counting elements rather than
+    groups keeps a layer's density on target when edge groups are smaller than full ones.
+    """
+    flat = scores.reshape(-1)
+    order = torch.argsort(flat, descending=True, stable=True)[:limit]
+    taken = sizes.reshape(-1).to(flat.device)[order].cumsum(0)
+    counts = torch.cat([taken.new_zeros(1), taken])  # counts[k]: elements in the first k
+    k = int(torch.argmin((counts - target).abs()))
+    k = max(k, 1 if at_least_one else 0)
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    keep[order[:k]] = True
+    return keep.reshape(scores.shape)

@@ -18,10 +18,19 @@ where the PEs of a fold agree, so it is the weaker choice; it is kept for ablati
 other balanced pattern is ``nm`` with ``m = lookahead``: every window then holds exactly
 ``n`` effectual pairs on every PE.)
 An explicit ``vector_length`` with ``axis="out"|"in"`` overrides the target.
+
+A Conv2d runs one GEMM per kernel tap, ``W[:, :, kh, kw]`` (Cout x Cin) times the tap's
+window, reducing over the input channels (``compiler/codegen/kernels/conv.py``), so vectors
+are taken inside one tap (``structure.as_taps``): ``"out"`` vectors are consecutive output
+channels at a fixed (input channel, tap), ``"in"`` (lookahead) vectors consecutive input
+channels at a fixed (output channel, tap), the order the PEs walk the reduction. The conv
+kernel takes the weight as the A operand, whose fold dimension is ``pe_rows``; the shipped
+targets have ``pe_rows == pe_cols``, so the default length fits both.
 """
 
 from __future__ import annotations
 
+from acf.algorithms.base import check_count
 from acf.algorithms.block import GroupMagnitude
 
 VECTOR_FROM = ("pe_cols", "pe_rows", "lookahead")
@@ -29,7 +38,7 @@ AXES = ("out", "in")
 
 
 def vector_shape(target=None, vector_from: str = "pe_cols", vector_length=None, axis=None):
-    """``(rows, cols)`` of the pruning granule on the ``(out, in*kh*kw)`` weight matrix."""
+    """``(rows, cols)`` of the pruning granule on a GEMM's ``(out, in)`` weight operand."""
     if vector_length is None:
         if vector_from not in VECTOR_FROM:
             raise ValueError(f"unknown vector_from {vector_from!r}; choose one of {VECTOR_FROM}")
@@ -46,9 +55,8 @@ def vector_shape(target=None, vector_from: str = "pe_cols", vector_length=None, 
     axis = axis or "out"
     if axis not in AXES:
         raise ValueError(f"unknown axis {axis!r}; choose one of {AXES}")
-    if int(vector_length) < 1:
-        raise ValueError(f"vector_length must be >= 1, got {vector_length}")
-    return (int(vector_length), 1) if axis == "out" else (1, int(vector_length))
+    length = check_count("vector_length", vector_length, 1)
+    return (length, 1) if axis == "out" else (1, length)
 
 
 class Vector(GroupMagnitude):

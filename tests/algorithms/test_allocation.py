@@ -64,3 +64,29 @@ def test_uniform_and_per_layer():
     alg = algorithms.create("static-random", other, sgd(other), density=per)
     for name, layer in alg.density_report()["layers"].items():
         assert layer["nnz"] == round(per[name] * layer["numel"])
+
+
+class Tied(nn.Module):
+    """``b`` reuses ``a``'s weight (tied weights, as in a shared embedding)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 4)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.c(self.b(self.a(x)))
+
+
+def test_a_shared_weight_gets_one_mask():
+    model = Tied()
+    assert sparsifiable(model) == ["a.weight", "c.weight"]
+    alg = algorithms.create("static-random", model, sgd(model), density=0.5)
+    assert list(alg.masks) == ["a.weight", "c.weight"]
+    assert int((model.b.weight != 0).sum()) == 128  # the same tensor, masked once
+    # naming it through either module resolves to the one parameter
+    other = Tied()
+    alg = algorithms.create("static-random", other, sgd(other), density=0.5,
+                            params=["b.weight", "a.weight"])
+    assert list(alg.params) == ["a.weight"] and alg.params["a.weight"] is other.b.weight

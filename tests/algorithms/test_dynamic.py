@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from acf import algorithms
 
@@ -112,3 +113,50 @@ def test_set_drops_smallest_magnitudes():
     # have been regrown at random, so fewer than k can be missing)
     assert 0 < int(dropped.sum()) <= k
     assert w[dropped].max() <= torch.sort(w[old]).values[k - 1]
+
+
+def test_regrown_positions_restart_from_zero():
+    """Evci et al. 2020, Alg. 1: every grown connection starts at zero, a just-dropped one
+    grown again included, and so does its optimizer state (momentum here)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 1, bias=False))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+    alg = algorithms.create("rigl", model, opt, density=0.5, delta_t=1, t_end=100, alpha=1.0)
+    weight = alg.params["0.weight"]
+    with torch.no_grad():
+        weight.copy_(torch.tensor([[0.5, 0.1, 0.2, 0.3]]))
+    old = alg.masks["0.weight"].clone()
+    weight.data.mul_(old)
+    # the largest gradients sit on the active positions: both are dropped and grown again
+    weight.grad = old.float() * 10.0
+    opt.step()  # lr 0: the weights stay, the momentum becomes the gradient
+    alg.step()
+    assert torch.equal(alg.masks["0.weight"], old)
+    assert torch.all(weight.detach() == 0)
+    assert torch.all(opt.state[weight]["momentum_buffer"] == 0)
+
+
+def frozen_first_layer():
+    model = mlp(16, 16, 4)
+    model[0].weight.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    return model, opt
+
+
+@pytest.mark.parametrize("name", ["rigl", "set"])
+def test_frozen_weights_are_left_out(name):
+    """A frozen weight has no gradient to grow from (RigL stopped mid-training) and could
+    never move off a zero regrowth (SET), so neither selects it."""
+    model, opt = frozen_first_layer()
+    frozen = model[0].weight.detach().clone()
+    alg = algorithms.create(name, model, opt, density=0.25, delta_t=2, t_end=8)
+    assert list(alg.params) == ["2.weight"]
+    for t in range(6):
+        opt.zero_grad()
+        model(torch.randn(8, 16, generator=torch.Generator().manual_seed(t))).pow(2).sum().backward()
+        opt.step()
+        alg.step()
+    assert alg.update_steps == [2, 4, 6]
+    assert torch.equal(model[0].weight.detach(), frozen)
+    with pytest.raises(ValueError, match=r"\['0.weight'\] have requires_grad=False"):
+        algorithms.create(name, model, opt, density=0.25, t_end=8, params=["0.weight"])

@@ -6,10 +6,11 @@ from tests.algorithms.helpers import fake_step, mlp, sgd
 
 
 def cubic(t, t0, t_end, dt, s_i, s_f):
-    if t <= t0:
-        return s_i
+    """Zhu & Gupta's schedule: dense before t0, s_i at t0, s_f from t_end on."""
     if t >= t_end:
         return s_f
+    if t < t0:
+        return 0.0
     last = t0 + (t - t0) // dt * dt
     return s_f + (s_i - s_f) * (1 - (last - t0) / (t_end - t0)) ** 3
 
@@ -49,3 +50,31 @@ def test_gmp_never_revives_pruned_weights():
         fake_step(alg, seed=t)
         assert not torch.any(alg.masks["0.weight"] & ~prev)
         prev = alg.masks["0.weight"].clone()
+
+
+@pytest.mark.parametrize("t0", [0, 5])
+def test_gmp_t_end_equal_to_t_start_prunes_once_to_final(t0):
+    """t_end == t_start is one-shot pruning at t_start: dense before, the final density
+    from t_start on (the span-0 schedule used to stay at the initial sparsity forever)."""
+    model = mlp(32, 32, 4)
+    alg = algorithms.create("gmp", model, sgd(model), density=0.1, t_start=t0, t_end=t0,
+                            delta_t=1)
+    assert alg.sparsity_at("0.weight", t0) == pytest.approx(0.9)
+    for t in range(1, t0 + 4):
+        if t <= t0:
+            assert alg.density_report()["density"] == 1.0
+        fake_step(alg, seed=t)
+    assert alg.density_report()["nnz"] == round(0.1 * 32 * 32) + round(0.1 * 32 * 4)
+    assert alg.update_steps == ([t0] if t0 else [])
+
+
+def test_gmp_initial_sparsity_starts_at_t_start():
+    """Zhu & Gupta: the model is dense before t0 and is pruned to s_i at t0."""
+    model = mlp(20, 20)
+    alg = algorithms.create("gmp", model, sgd(model), density=0.1, t_start=3, t_end=9,
+                            delta_t=3, initial_sparsity=0.5)
+    assert int(alg.masks["0.weight"].sum()) == 400
+    for t in range(1, 4):
+        fake_step(alg, seed=t)
+    assert alg.update_steps == [3]
+    assert int(alg.masks["0.weight"].sum()) == 200

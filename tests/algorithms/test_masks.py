@@ -82,3 +82,21 @@ def test_update_cost_record():
     assert cost["update_steps"] == 3 and alg.update_steps == [2, 4, 6]
     assert cost["grown"] == cost["pruned"] == sum(e["grown"] for e in cost["events"])
     assert cost["layer_updates"] == len(alg.events) > 0
+
+
+@pytest.mark.parametrize("name", ["static-random", "set", "rigl"])
+def test_random_masks_are_on_the_parameter_device(name):
+    """The binder contract: masks arrive on the parameter's device. The 'meta' device
+    stands in for an accelerator; the random draw itself stays on the seeded CPU
+    generator, so the same seed gives the same mask on every device."""
+    with torch.device("meta"):
+        model = mlp(16, 16, 4)
+    binder = RecordingBinder()
+    alg = algorithms.create(name, model, sgd(model), density=0.25, t_end=10, binder=binder)
+    assert [(n, m.device.type) for n, m in binder.calls] == [("0.weight", "meta"),
+                                                            ("2.weight", "meta")]
+    assert all(m.device.type == "meta" for m in alg.masks.values())
+    cpu = mlp(16, 16, 4)
+    same = algorithms.create(name, cpu, sgd(cpu), density=0.25, t_end=10)
+    assert same.masks["0.weight"].device == cpu[0].weight.device
+    assert int(same.masks["0.weight"].sum()) == 64

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from acf import algorithms
@@ -91,3 +92,33 @@ def test_a_layer_smaller_than_its_blocks_keeps_one_block():
     model = torch.nn.Sequential(torch.nn.Linear(3, 2))
     alg = algorithms.create("block", model, sgd(model), density=0.5, block=(8, 8), schedule="static")
     assert bool(alg.masks["0.weight"].all())
+
+
+@pytest.mark.parametrize(("name", "options", "match"), [
+    ("rigl", {"t_end": 10, "delta_t": 2.5}, r"delta_t must be an integer >= 1, got 2\.5"),
+    ("gmp", {"t_end": 10, "t_start": -5}, r"t_start must be an integer >= 0, got -5"),
+    ("gmp", {"t_end": 7.5}, r"t_end must be an integer >= 0, got 7\.5"),
+    ("static-random", {"params": []}, r"params=\[\] names no parameters to sparsify"),
+    ("vector", {"t_end": 4, "vector_length": 2.7}, r"vector_length must be an integer >= 1, got 2\.7"),
+    ("nm", {"n": True, "m": 4}, r"N:M needs integers .*, got N=True, M=4"),
+    ("block", {"t_end": 4, "block": (4, 0)}, r"block must be a positive integer or two of them, got \(4, 0\)"),
+    ("block", {"t_end": 4, "block": 2.5}, r"block must be a positive integer or two of them, got 2\.5"),
+    ("rigl", {"t_end": 4, "density": None}, r"density for the model must be a number in \[0, 1\], got None"),
+])
+def test_bad_options_are_named(name, options, match):
+    """Each bad value is refused at construction, naming the option and the value, instead
+    of being truncated, replaced by a default or failing inside torch."""
+    model = mlp(16, 16, 4)
+    with pytest.raises(ValueError, match=match):
+        algorithms.create(name, model, sgd(model), **options)
+
+
+def test_integer_like_options_are_accepted():
+    """numpy integers are counts; one integer is a square block."""
+    model = mlp(16, 16, 4)
+    alg = algorithms.create("nm", model, sgd(model), n=np.int64(2), m=np.int64(4))
+    assert (alg.n, alg.m) == (2, 4) and type(alg.n) is int
+    assert alg.density_report()["density"] == 0.5
+    model = mlp(16, 16, 4)
+    alg = algorithms.create("block", model, sgd(model), block=4, density=0.25, schedule="static")
+    assert alg.group == (4, 4)
