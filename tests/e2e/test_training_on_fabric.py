@@ -185,6 +185,21 @@ def test_resnet18_imagenet_stem() -> None:
     assert [(attrs_of(op)["stride"], attrs_of(op)["padding"]) for op in pools] == [([2, 2], [1, 1])]
 
 
+def test_overlapping_average_pooling_with_and_without_the_padding() -> None:
+    """3x3 stride-2 padded average pools, one dividing by what each window covers
+    (count_include_pad=False), one by 9, and a 2x2 stride-1 max pool: three SGD steps match
+    eager."""
+    torch.manual_seed(22)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                          nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.Conv2d(4, 4, 1),
+                          nn.AvgPool2d(3, 2, 1), nn.MaxPool2d(2, 1), nn.Flatten(),
+                          nn.Linear(4 * 2 * 2, 3))
+    fabric, errors = run(model, batches((2, 3, 9, 9), 3, seed=21))
+    assert errors.rel_l2 <= L2_MAX
+    names = [op.name for op in fabric.step_ir.func.body.ops]
+    assert names.count("graph.avg_pool2d_backward") == 2 and "graph.max_pool2d_backward" in names
+
+
 def test_transformer_block_adam() -> None:
     torch.manual_seed(5)
     fabric, _ = run(TransformerBlock(), batches((2, 5, 16), 3, seed=4), optimizer="adam",
