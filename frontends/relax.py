@@ -3,7 +3,8 @@ Relax's own reverse-mode pass (``relax.transform.Gradient``).
 
 A Relax module from TVM's PyTorch importer, its ONNX importer or a ``relax.BlockBuilder``
 converts function by function; each Relax op goes through one small converter of
-:mod:`acf.frontends.relax_ops`, and an op with no converter raises
+:mod:`acf.frontends.relax_ops` (normalization and adaptive pooling:
+:mod:`acf.frontends.relax_ops_nn`), and an op with no converter raises
 :class:`UnsupportedRelaxOpError` naming the Relax op::
 
     ep = torch.export.export(model, (x,))
@@ -22,10 +23,12 @@ pass has no batch-norm, layer-norm or GELU gradients.
 
 Conversion notes: a transpose feeding a matmul folds into its flags and ``bias + x·wᵀ``
 becomes ``graph.linear``; ``log_softmax`` followed by ``nll_loss`` becomes
-``graph.cross_entropy`` of the logits; ``where(x < 0, 0, g)`` (Relax's ReLU gradient)
-becomes ``graph.relu_backward`` (which sends 0 rather than g where x == 0 exactly); Relax's
+``graph.cross_entropy`` of the logits; ``where`` of a comparison becomes
+``graph.relu_backward`` of a difference (Relax's ReLU gradient ``where(x < 0, 0, g)`` is
+``g - relu_backward(g, -x)``: it keeps g where x == 0, as TVM does); Relax's
 ``CNHW``/``IOHW`` weight-gradient convolution becomes ``graph.conv2d_backward_weight`` and
-``conv2d_transpose`` becomes ``graph.conv2d_backward_input``.
+``conv2d_transpose`` becomes ``graph.conv2d_backward_input``. A comparison is only read by a
+``where``: a function result that is one raises :class:`UnsupportedRelaxOpError` naming it.
 
 TVM is imported lazily (``import tvm`` takes seconds and imports torch): importing this
 module does not import it.
@@ -93,10 +96,27 @@ def tensor_type(ty: Any, what: str = "value") -> TensorType:
 
 
 class Compare:
-    """Stands for a comparison (``relax.less``...) that only a ``where`` may read."""
+    """Stands for a comparison (``relax.less``...) that only a ``where`` may read: the graph
+    dialect has no boolean tensors to hold its result."""
 
     def __init__(self, kind: str, a: Value, b: Value) -> None:
         self.kind, self.a, self.b = kind, a, b
+
+    @property
+    def op(self) -> str:
+        return f"relax.{self.kind}"
+
+
+def _holds(v: Any, value: Value) -> bool:
+    """Whether the converted form ``v`` of a Relax var (a Value, a tuple, a comparison)
+    gives access to ``value``."""
+    if v is value:
+        return True
+    if isinstance(v, tuple):
+        return any(_holds(f, value) for f in v)
+    if isinstance(v, Compare):
+        return v.a is value or v.b is value
+    return False
 
 
 class RelaxContext:
@@ -138,6 +158,9 @@ class RelaxContext:
 
     def value(self, expr: Any) -> Value:
         v = self.lookup(expr)
+        if isinstance(v, Compare):
+            raise self.unsupported(f"an operand is the result of {v.op}, which only "
+                                   "relax.where reads")
         if not isinstance(v, Value):
             raise self.unsupported("an operand is not a tensor")
         return v
@@ -163,8 +186,16 @@ class RelaxContext:
             return default
         return default if value is None else value
 
-    def single_use(self, expr: Any) -> bool:
-        return self.uses.get(expr, 0) == 1
+    def reads(self, value: Value) -> int:
+        """How often the function reads ``value``, through any Relax var that holds it (a
+        tuple or a comparison may hold it too). An identity conversion (a reshape to the
+        same shape, a cast to the same type) binds a second var to the same IR value: its
+        read only renames the value, so each such var beyond the first takes one read back
+        (a var that gets the value some other way has an IR op reading it, which the caller
+        checks with ``has_uses``)."""
+        holders = [var for var, v in self.env.items() if _holds(v, value)]
+        renames = sum(1 for var in holders if self.env[var] is value) - 1
+        return sum(self.uses.get(var, 0) for var in holders) - max(renames, 0)
 
     # --- emitting -----------------------------------------------------------------------
     def emit(self, name: str, operands: Sequence[Value], **attrs: Any) -> Value:
@@ -206,9 +237,14 @@ def _count_uses(func: Any) -> dict[Any, int]:
     return uses
 
 
-def _flatten(v: Any) -> list[Value]:
+def _flatten(ctx: RelaxContext, v: Any) -> list[Value]:
     if isinstance(v, tuple):
-        return [x for f in v for x in _flatten(f)]
+        return [x for f in v for x in _flatten(ctx, f)]
+    if isinstance(v, Compare):
+        var = next((k for k, val in ctx.env.items() if val is v), None)
+        raise UnsupportedRelaxOpError(
+            v.op, "a comparison result (a boolean tensor) is only read as the condition of "
+            "relax.where", var.name if var is not None else None)
     if not isinstance(v, Value):
         raise UnsupportedRelaxOpError("?", "a result is not a tensor")
     return [v]
@@ -240,7 +276,7 @@ def convert_function(func: Any, name: str = "main") -> FuncOp:
                     out.name_hint = binding.var.name
             ctx.env[binding.var] = out
     ctx.var = ctx.call = None
-    out = b.finish(_flatten(ctx.lookup(func.body.body)))
+    out = b.finish(_flatten(ctx, ctx.lookup(func.body.body)))
     _drop_dead_ops(out)
     return out
 

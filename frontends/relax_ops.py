@@ -74,7 +74,10 @@ for _relax, _graph in {"add": "add", "subtract": "sub", "multiply": "mul",
 
 
 def _linear_of(ctx: RelaxContext, prod: Value, bias: Value) -> Value | None:
-    """``bias + x·wᵀ`` -> ``graph.linear x, w, bias`` when the matmul has no other reader."""
+    """``bias + x·wᵀ`` -> ``graph.linear x, w, bias`` when the matmul has no other reader.
+
+    Readers are counted over every Relax var that holds the product (an identity reshape
+    or cast binds another var to the same IR value): a second reader keeps the matmul."""
     op = prod.defining_op
     if (op is None or op.name != "graph.matmul" or not op.attributes.get("transpose_b")
             or op.attributes.get("transpose_a") or bias.type.rank != 1):  # type: ignore[union-attr]
@@ -82,12 +85,10 @@ def _linear_of(ctx: RelaxContext, prod: Value, bias: Value) -> Value | None:
     x, w = op.operands
     if w.type.rank != 2 or x.type.rank != 2 or bias.type.shape != (w.type.shape[0],):  # type: ignore[union-attr]
         return None
-    prod_var = next((v for v, val in ctx.env.items() if val is prod), None)
-    if prod_var is None or not ctx.single_use(prod_var):
+    if prod.has_uses() or ctx.reads(prod) != 1:
         return None
-    out = ctx.emit("graph.linear", [x, w, bias])
-    op.erase()
-    return out
+    # the matmul is left to the dead-op sweep at the end of the conversion
+    return ctx.emit("graph.linear", [x, w, bias])
 
 
 @converter("relax.negative")
@@ -106,6 +107,46 @@ for _name in ("exp", "log", "abs", "sqrt", "rsqrt", "sigmoid", "tanh"):
 @converter("relax.nn.relu")
 def _relu(ctx: RelaxContext) -> Value:
     return ctx.emit("graph.relu", [ctx.arg(0)])
+
+
+@converter("relax.nn.silu")
+def _silu(ctx: RelaxContext) -> Value:
+    """``x * sigmoid(x)``, TVM's own lowering."""
+    x = ctx.arg(0)
+    return ctx.emit("graph.mul", [x, ctx.emit("graph.sigmoid", [x])])
+
+
+@converter("relax.power")
+def _power(ctx: RelaxContext) -> Value:
+    """``x ** p`` for a constant p (one value, any shape): the graph dialect has no pow, so
+    only the exponents it writes exactly or to within rounding: 0, integers up to 4 in
+    magnitude (products, a reciprocal for negative ones), 0.5 and -0.5 (sqrt, rsqrt)."""
+    x, y = ctx.arg(0), ctx.arg(1)
+    op = y.defining_op
+    if op is None or op.name != "graph.constant":
+        raise ctx.unsupported("an exponent that is not a constant")
+    values = np.unique(np.asarray(op.attributes["value"].array, np.float64))  # type: ignore[union-attr]
+    if values.size != 1:
+        raise ctx.unsupported("an exponent tensor of different values")
+    p = float(values[0])
+    if x.type.element != "f32" or _element(ctx) != "f32":  # type: ignore[union-attr]
+        raise ctx.unsupported(f"power of {x.type} to {ctx.result_type()}")
+    shape = ctx.shape()
+    if p == 0.0:
+        return _filled(ctx, 1.0)
+    if p == 0.5:
+        out = ctx.emit("graph.sqrt", [x])
+    elif p == -0.5:
+        out = ctx.emit("graph.rsqrt", [x])
+    elif p.is_integer() and 1 <= abs(p) <= 4:
+        k = int(abs(p))
+        sq = ctx.emit("graph.mul", [x, x]) if k >= 2 else x
+        out = sq if k <= 2 else ctx.emit("graph.mul", [sq, x if k == 3 else sq])
+        if p < 0:
+            out = ctx.emit("graph.div", [ctx.const(np.float32(1.0)), out])
+    else:
+        raise ctx.unsupported(f"exponent {p:g} (the graph dialect has no pow)")
+    return _broadcast(ctx, out, shape)
 
 
 @converter("relax.nn.gelu", "relax.nn.gelu_tanh")
@@ -140,34 +181,39 @@ def _is_zero(v: Value) -> bool:
 
 @converter("relax.where")
 def _where(ctx: RelaxContext) -> Value:
-    """``where(x < 0, 0, g)`` / ``where(x > 0, g, 0)`` -> ``graph.relu_backward g, x``; any
-    other ``where(p <op> q, a, b)`` (the gradients of maximum, minimum and abs) selects by
-    the sign of a difference: with ``z = p - q`` (or ``q - p``) > 0 exactly where the
-    strict comparison holds, ``relu_backward(a, z) + (b - relu_backward(b, z))`` is a
-    where z > 0 and b elsewhere, exactly (one of each pair is 0)."""
+    """``where(p <op> q, a, b)`` selects by the sign of a difference, exactly as TVM does:
+    with ``z = p - q`` (or ``q - p``) > 0 exactly where a strict comparison holds (a
+    non-strict one holds where the opposite strict one does not: a and b swap),
+    ``relu_backward(a, z) + (b - relu_backward(b, z))`` is a where z > 0 and b elsewhere
+    (one of each pair is 0). A zero branch drops its half: ``where(x > 0, g, 0)`` and
+    ``where(x <= 0, 0, g)`` are ``relu_backward(g, x)``; Relax's ReLU gradient
+    ``where(x < 0, 0, g)`` is ``g - relu_backward(g, -x)``, which keeps g where x == 0."""
     cond = ctx.lookup(ctx.call.args[0])
     a, b = ctx.arg(1), ctx.arg(2)
     if not isinstance(cond, Compare):
         raise ctx.unsupported("a condition that is not a comparison")
-    if _is_zero(cond.b):
-        if cond.kind in ("less", "less_equal") and _is_zero(a):
-            return _relu_backward(ctx, b, cond.a)
-        if cond.kind in ("greater", "greater_equal") and _is_zero(b):
-            return _relu_backward(ctx, a, cond.a)
     p, q = cond.a, cond.b
+    if {v.type.element for v in (p, q, a, b)} != {"f32"}:  # type: ignore[union-attr]
+        raise ctx.unsupported("a select of or by non-f32 tensors")
     if cond.kind in ("greater_equal", "less_equal"):  # not the strict comparison the other way
         a, b = b, a
-    z = ctx.emit("graph.sub", [p, q] if cond.kind in ("greater", "less_equal") else [q, p])
+    hi, lo = (p, q) if cond.kind in ("greater", "less_equal") else (q, p)
+    if _is_zero(lo):
+        z = hi
+    elif _is_zero(hi):
+        z = ctx.emit("graph.neg", [lo])
+    else:
+        z = ctx.emit("graph.sub", [hi, lo])
     shape = ctx.shape()
-    z, a, b = (_broadcast(ctx, v, shape) for v in (z, a, b))
-    return ctx.b.select_positive(a, b, z)
-
-
-def _relu_backward(ctx: RelaxContext, g: Value, x: Value) -> Value:
-    shape = ctx.shape()
-    g = _broadcast(ctx, g, shape)
-    x = _broadcast(ctx, x, shape)
-    return ctx.emit("graph.relu_backward", [g, x])
+    z = _broadcast(ctx, z, shape)
+    if _is_zero(b):
+        return ctx.emit("graph.relu_backward", [_broadcast(ctx, a, shape), z])
+    b = _broadcast(ctx, b, shape)
+    kept_b = ctx.emit("graph.sub", [b, ctx.emit("graph.relu_backward", [b, z])])
+    if _is_zero(a):
+        return kept_b
+    kept_a = ctx.emit("graph.relu_backward", [_broadcast(ctx, a, shape), z])
+    return ctx.emit("graph.add", [kept_a, kept_b])
 
 
 # --- shapes -----------------------------------------------------------------------------
@@ -226,19 +272,115 @@ def _collapse_sum(ctx: RelaxContext) -> Value:
 
 @converter("relax.strided_slice")
 def _strided_slice(ctx: RelaxContext) -> Value:
-    """Only the crop of an oversized weight-gradient convolution (Relax's conv2d gradient
-    with a stride that does not divide the input)."""
+    """Each sliced axis reads Python's ``x[begin:end:stride]`` (TVM clamps the bounds the
+    same way; the count is checked against Relax's result shape): a positive stride is a
+    ``graph.slice`` box, a negative one the box of the same elements in increasing order
+    read backwards (:func:`_reverse`). The crop of an oversized weight-gradient convolution
+    (Relax's conv2d gradient with a stride that does not divide the input) re-emits the
+    convolution at the cropped size instead."""
     x = ctx.arg(0)
-    op = x.defining_op
+    src = tuple(x.type.shape)  # type: ignore[union-attr]
+    rank = len(src)
+    args = ctx.call.args
+    try:
+        axes, begin, end = (_static_ints(a) for a in args[1:4])
+        strides = _static_ints(args[4]) if len(args) > 4 else [1] * len(axes)
+    except (TypeError, ValueError):
+        raise ctx.unsupported("axes, begin, end or strides that are not constants") from None
+    if not len(axes) == len(begin) == len(end) == len(strides):
+        raise ctx.unsupported("axes, begin, end and strides of different lengths")
     shape = ctx.shape()
-    if x.type.shape == shape:  # type: ignore[union-attr]
+    offsets, sizes, steps = [0] * rank, list(src), [1] * rank
+    backwards: list[int] = []
+    seen: set[int] = set()
+    for axis, b, e, st in zip(axes, begin, end, strides):
+        if not -rank <= axis < rank or axis % rank in seen:
+            raise ctx.unsupported(f"axes {axes} for a rank-{rank} tensor")
+        axis %= rank
+        seen.add(axis)
+        if st == 0:
+            raise ctx.unsupported("a zero stride")
+        idx = range(*slice(b, e, st).indices(src[axis]))
+        if len(idx) == 0 or len(idx) != shape[axis]:
+            raise ctx.unsupported(f"axis {axis}: [{b}:{e}:{st}] of {src[axis]} elements reads "
+                                  f"{len(idx)}, the result has {shape[axis]}")
+        sizes[axis] = len(idx)
+        if len(idx) > 1:
+            steps[axis] = abs(st)
+        offsets[axis] = min(idx[0], idx[-1])
+        if st < 0 and len(idx) > 1:
+            backwards.append(axis)
+    if sizes == list(src) and not any(offsets) and not backwards:
         return x
-    if op is not None and op.name == "graph.conv2d_backward_weight" and not any(
-            _static_ints(ctx.call.args[2])):
+    op = x.defining_op
+    if (op is not None and op.name == "graph.conv2d_backward_weight" and not any(offsets)
+            and all(s == 1 for s in steps) and not backwards):
         attrs = {k: v for k, v in op.attributes.items() if k != "weight_shape"}
         return ctx.emit("graph.conv2d_backward_weight", list(op.operands),
                         weight_shape=list(shape), **attrs)  # the oversized one: dead code
-    raise ctx.unsupported("only the crop of a weight-gradient convolution")
+    out = x
+    if sizes != list(src) or any(offsets):
+        out = ctx.emit("graph.slice", [x], offsets=offsets, sizes=sizes, strides=steps)
+    for axis in backwards:
+        out = _reverse(ctx, out, axis)
+    return out
+
+
+@converter("relax.flip")
+def _flip(ctx: RelaxContext) -> Value:
+    x = ctx.arg(0)
+    rank = x.type.rank  # type: ignore[union-attr]
+    axis = int(ctx.attr("axis"))
+    if not -rank <= axis < rank:
+        raise ctx.unsupported(f"axis {axis} of a rank-{rank} tensor")
+    return _reverse(ctx, x, axis % rank)
+
+
+def _reverse(ctx: RelaxContext, x: Value, axis: int) -> Value:
+    """``x`` read backwards along ``axis``: a GEMM with the reversing permutation matrix,
+    the way the frontends gather along a dim (one effectual MAC per output element; like
+    those gathers, a non-finite element turns its whole row into NaN)."""
+    n = x.type.shape[axis]  # type: ignore[union-attr]
+    if n == 1:
+        return x
+    return _gather_along(ctx, x, axis, ctx.const(np.eye(n, dtype=np.float32)[::-1].copy()))
+
+
+def _gather_along(ctx: RelaxContext, x: Value, dim: int, select: Value) -> Value:
+    """``x`` with dim ``dim`` (size n) replaced by ``select`` (m x n): out[..., i, ...] =
+    sum_j select[i, j] x[..., j, ...], as a GEMM of x moved to a ``[rest, n]`` matrix."""
+    if x.type.element != "f32":  # type: ignore[union-attr]
+        raise ctx.unsupported(f"a gather of a {x.type.element} tensor (done as a GEMM)")  # type: ignore[union-attr]
+    shape = list(x.type.shape)  # type: ignore[union-attr]
+    rank = len(shape)
+    perm = [d for d in range(rank) if d != dim] + [dim]
+    moved = ctx.emit("graph.transpose", [x], perm=perm) if dim != rank - 1 else x
+    lead = [shape[d] for d in perm[:-1]]
+    flat = _reshape(ctx, moved, (int(np.prod(lead, dtype=np.int64)), shape[dim]))
+    out = ctx.emit("graph.matmul", [flat, select], transpose_b=True)
+    out = _reshape(ctx, out, tuple(lead) + (select.type.shape[0],))  # type: ignore[union-attr]
+    if dim == rank - 1:
+        return out
+    return ctx.emit("graph.transpose", [out], perm=[perm.index(d) for d in range(rank)])
+
+
+@converter("relax.concat")
+def _concat(ctx: RelaxContext) -> Value:
+    """``graph.concat`` (no axis: of the flattened pieces); empty pieces are left out."""
+    pieces = ctx.lookup(ctx.call.args[0])
+    if not isinstance(pieces, tuple) or not all(isinstance(v, Value) for v in pieces):
+        raise ctx.unsupported("pieces that are not a tuple of tensors")
+    axis = ctx.attr("axis")
+    if axis is None:
+        pieces = tuple(_reshape(ctx, v, (int(np.prod(v.type.shape, dtype=np.int64)),))  # type: ignore[union-attr]
+                       for v in pieces)
+        axis = 0
+    xs = [v for v in pieces if 0 not in v.type.shape]  # type: ignore[union-attr]
+    if not xs:
+        raise ctx.unsupported("an empty result")
+    if len(xs) == 1:
+        return _reshape(ctx, xs[0], ctx.shape())
+    return ctx.emit("graph.concat", xs, axis=int(axis) % len(ctx.shape()))
 
 
 def _static_ints(expr: Any) -> list[int]:
@@ -294,6 +436,16 @@ def _reduce(kind: str) -> RelaxConverter:
 converter("relax.sum")(_reduce("sum"))
 converter("relax.mean")(_reduce("mean"))
 converter("relax.max")(_reduce("max"))
+
+
+@converter("relax.min")
+def _min(ctx: RelaxContext) -> Value:
+    """``-max(-x)`` (exact: negation only flips the sign bit)."""
+    axis = ctx.attr("axis")
+    axes = [] if axis is None else [int(a) for a in axis]
+    neg = ctx.emit("graph.neg", [ctx.arg(0)])
+    top = ctx.emit("graph.reduce_max", [neg], axes=axes, keepdim=bool(ctx.attr("keepdims", False)))
+    return ctx.emit("graph.neg", [top])
 
 
 # --- constants --------------------------------------------------------------------------
@@ -482,5 +634,8 @@ def _cross_entropy_with_logits(ctx: RelaxContext) -> Value:
         loss = ctx.emit("graph.div", [loss, ctx.const(np.float32(x.type.shape[0]))])  # type: ignore[union-attr]
     return loss
 
+
+# normalization and adaptive pooling register their converters in their own module
+from . import relax_ops_nn  # noqa: F401
 
 __all__ = ["CONVERTERS", "RELAX_ELEMENT", "convert_call", "converter"]
