@@ -353,11 +353,13 @@ def _masked(mask: Sequence[np.ndarray], outs: list[np.ndarray]) -> list[np.ndarr
 def _adam_update(xs, attrs, op):
     p, grad, m, v, step = xs[:5]
     b1, b2, t = f32(attrs["beta1"]), f32(attrs["beta2"]), float(step)
+    # torch's 1 - beta comes from the double beta (not 1 - fp32(beta): 1.3e-5 off at 0.999)
+    c1, c2 = f32(1 - float(attrs["beta1"])), f32(1 - float(attrs["beta2"]))
     g = grad + f32(attrs["weight_decay"]) * p
-    new_m = b1 * m + (f32(1) - b1) * g
-    new_v = b2 * v + (f32(1) - b2) * g * g
-    m_hat = new_m / f32(1 - float(b1) ** t)
-    v_hat = new_v / f32(1 - float(b2) ** t)
+    new_m = b1 * m + c1 * g
+    new_v = b2 * v + c2 * g * g
+    m_hat = new_m / f32(1 - float(attrs["beta1"]) ** t)
+    v_hat = new_v / f32(1 - float(attrs["beta2"]) ** t)
     new_p = p - f32(attrs["lr"]) * m_hat / (np.sqrt(v_hat) + f32(attrs["eps"]))
     return _masked(xs[5:], _keep_pattern(op, p, [new_p, new_m, new_v], [p, m, v]))
 

@@ -679,16 +679,20 @@ def _sgd(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
 
 @semantics("adam")
 def _adam(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
-    """torch.optim.Adam (single-tensor path, no amsgrad); fr+5, fr+6 = 1-beta1^t, 1-beta2^t."""
+    """torch.optim.Adam (single-tensor path, no amsgrad). fr+1, fr+2 hold 1 - beta1 and
+    1 - beta2, not the betas: torch takes both ``beta2`` and ``1 - beta2`` from the double
+    the user gave, and once beta2 = 0.999 is rounded to fp32, 1 - beta2 is 0.00099998713,
+    1.3e-5 off; the complement in fp32 gives both (beta = 1 - complement, rounded to fp32,
+    is beta's fp32). fr+5, fr+6 = 1-beta1^t, 1-beta2^t."""
     cl, n, fr = ins.cluster, ins["n"], ins["fr"]
-    lr, b1, b2, eps, wd, bc1, bc2 = (m.freg(cl, (fr + i) % 16) for i in range(7))
+    lr, c1, c2, eps, wd, bc1, bc2 = (m.freg(cl, (fr + i) % 16) for i in range(7))
     w, g, m1, m2 = (_vec(m, cl, ea[k], n) for k in ("w", "g", "m1", "m2"))
     f32 = np.float32
     if wd != 0:
         g = g + f32(wd) * w
-    wt = f32(1 - b1)
-    m1 = m1 + wt * (g - m1) if wt < 0.5 else g - (g - m1) * f32(b1)  # torch.lerp
-    m2 = m2 * f32(b2) + f32(1 - b2) * g * g
+    wt, b1, b2 = f32(c1), f32(1) - f32(c1), f32(1) - f32(c2)
+    m1 = m1 + wt * (g - m1) if wt < 0.5 else g - (g - m1) * b1  # torch.lerp(m1, g, 1 - beta1)
+    m2 = m2 * b2 + f32(c2) * g * g
     step = f32(lr / bc1) if bc1 else f32(np.inf)
     with np.errstate(all="ignore"):
         # a negative correction (beta2 > 1) gives NaN, as an fp32 square root does

@@ -219,7 +219,7 @@ OPS: tuple[Op, ...] = (
     Op("adam", 0x23, "vector", "vec",
        (F("w", mem("sp")), F("g", mem("sp")), F("m1", mem("sp")), F("m2", mem("sp")),
         F("n", u(24), "elements"),
-        F("fr", FREG, "first of fr: lr, beta1, beta2, eps, weight decay, bias corr. 1, bias corr. 2")),
+        F("fr", FREG, "first of fr: lr, 1 - beta1, 1 - beta2, eps, weight decay, bias corr. 1, bias corr. 2")),
        "optimizer", ("vec_op", "vec_special_op", "spad_read_byte", "spad_write_byte"),
        "Adam step as torch.optim.Adam (hyperparameters and bias corrections in fr..fr+6)."),
     Op("fset", 0x24, "vector", "vec",

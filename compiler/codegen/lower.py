@@ -100,8 +100,9 @@ class CompiledProgram:
                 elif t is None:
                     given = (inputs or {}).get(slot.step_input or "")
                     t = float(np.asarray(given).reshape(-1)[0]) if given is not None and np.size(given) else 1.0
-                values["bias_correction1"] = 1.0 - values["beta1"] ** t
-                values["bias_correction2"] = 1.0 - values["beta2"] ** t
+                # the betas from their complements (exact in double for betas in [0.5, 1])
+                values["bias_correction1"] = 1.0 - (1.0 - values["one_minus_beta1"]) ** t
+                values["bias_correction2"] = 1.0 - (1.0 - values["one_minus_beta2"]) ** t
             out[slot.offset:slot.offset + len(slot.names)] = [values[n] for n in slot.names]
         return out
 

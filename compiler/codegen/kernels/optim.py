@@ -5,8 +5,9 @@ DRAM tensor, which the runtime fills (so changing lr, or Adam's step, never reco
 bias corrections come from the value of the op's step operand, computed in double precision
 on the host as torch does);
 each cluster loads them into fr0.. with ``fld``. Layouts (see ``CompiledProgram.hyper``):
-sgd ``lr, momentum, dampening(0), weight_decay``; adam ``lr, beta1, beta2, eps,
-weight_decay, 1 - beta1**step, 1 - beta2**step``.
+sgd ``lr, momentum, dampening(0), weight_decay``; adam ``lr, 1 - beta1, 1 - beta2, eps,
+weight_decay, 1 - beta1**step, 1 - beta2**step`` (the betas' complements: see the ``adam``
+instruction).
 
 A trailing mask operand masks the new parameter before it is stored. Without one, a
 parameter with a sparse encoding keeps its pattern: after the update, the new parameter
@@ -28,7 +29,9 @@ from ..tiling import vector_tile
 from . import kernel
 
 SGD = ("lr", "momentum", "dampening", "weight_decay")
-ADAM = ("lr", "beta1", "beta2", "eps", "weight_decay", "bias_correction1", "bias_correction2")
+#: Adam's registers hold 1 - beta (isa.semantics adam: the betas' complements, rounded once)
+ADAM = ("lr", "one_minus_beta1", "one_minus_beta2", "eps", "weight_decay", "bias_correction1",
+        "bias_correction2")
 
 
 def _load_hyper(ctx: KernelContext, cl: int, hyper: Buffer, offset: int, n: int,
@@ -185,5 +188,5 @@ def sgd_update(ctx: KernelContext, hyper: Buffer | None = None) -> None:
 @kernel("graph.adam_update")
 def adam_update(ctx: KernelContext) -> None:
     a = ctx.attrs
-    defaults = tuple(float(a[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))  # type: ignore[arg-type]
-    _update(ctx, "adam", ADAM, defaults + (0.0, 0.0), ctx.hyper_buffer)  # type: ignore[attr-defined]
+    lr, b1, b2, eps, wd = (float(a[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))  # type: ignore[arg-type]
+    _update(ctx, "adam", ADAM, (lr, 1.0 - b1, 1.0 - b2, eps, wd, 0.0, 0.0), ctx.hyper_buffer)  # type: ignore[attr-defined]

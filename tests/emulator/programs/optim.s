@@ -9,8 +9,8 @@
     fset c0, fr2, 0.0
     fset c0, fr3, 0.01
     fset c0, fr4, 0.001
-    fset c0, fr5, 0.9
-    fset c0, fr6, 0.999
+    fset c0, fr5, 0.1
+    fset c0, fr6, 0.001
     fset c0, fr7, 1e-8
     fset c0, fr8, 0.0
     fset c0, fr9, 0.1
