@@ -25,7 +25,8 @@ Options (unknown names raise ``ValueError`` listing the valid ones):
   (such a graph runs eagerly on the host; its unsupported ops are listed in the reports'
   ``host_ops``). The fallback is per graph, not per op;
 * ``report``: a path; the reports of all calls so far are written there as JSON after
-  each call;
+  each call (a path that cannot be written is refused when the options are read, before
+  anything runs);
 * ``pipeline``: the pass pipeline (default ``sparse-training``).
 
 Code between Dynamo's graph breaks (``.item()``, a data-dependent ``if``) runs on the host,
@@ -40,6 +41,7 @@ error. Pass ``torch.compile(..., dynamic=False)``: then each new shape compiles 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,26 @@ def parse_options(options: dict[str, Any] | None) -> dict[str, Any]:
                          f"{opts['skip_policy']!r}")
     if opts["dtype"] not in (None, "fp32", "bf16"):
         raise ValueError(f"acf backend: dtype must be 'fp32' or 'bf16', got {opts['dtype']!r}")
+    if opts["report"] is not None:
+        _check_report_path(opts["report"])
     return opts
+
+
+def _check_report_path(path: Any) -> None:
+    """The report is written after each call, once the fabric has run the graph: a path
+    that cannot be written must fail here, before anything runs, not lose that call's
+    output to an OSError."""
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise ValueError(f"acf backend: report must be a file path, got {path!r}")
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise ValueError(f"acf backend: report {str(path)!r} is a directory; give a file path")
+    if not parent.is_dir():
+        raise ValueError(f"acf backend: report {str(path)!r}: directory {str(parent)!r} "
+                         "does not exist")
+    if not os.access(p if p.exists() else parent, os.W_OK):
+        raise ValueError(f"acf backend: report {str(path)!r} is not writable")
 
 
 def _target(opts: dict[str, Any]) -> Any:
@@ -132,10 +153,12 @@ class FabricGraph:
             if not isinstance(x, torch.Tensor):
                 raise UnsupportedOpError("<non-tensor graph input>", None,
                                          f"input {i} is {type(x).__name__}")
-            if x.dtype not in TORCH_ELEMENT:
+            if x.dtype not in TORCH_ELEMENT and x.dtype != torch.int32:
                 raise UnsupportedOpError("<graph input>", None, f"dtype {x.dtype}")
-            # a bool input (a dropout keep-mask saved for the backward) is 0/1 f32 on the fabric
-            element = "f32" if x.dtype == torch.bool else TORCH_ELEMENT[x.dtype]
+            # a bool input (a dropout keep-mask saved for the backward) is 0/1 f32 on the
+            # fabric; int32 indices (token ids, which eager nn.Embedding takes) are i64 ones
+            element = ("f32" if x.dtype == torch.bool else
+                       "i64" if x.dtype == torch.int32 else TORCH_ELEMENT[x.dtype])
             types.append(TensorType(tuple(int(d) for d in x.shape), element))
             names.append(f"arg{i}")
         self.dropouts = dropout_nodes(self.gm)  # keep-masks drawn with torch's RNG per call

@@ -20,6 +20,8 @@ step that triggers it and keeps the faster program (see ``SessionOptions.verify`
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -30,8 +32,16 @@ class DensityBands:
     hysteresis: float = 0.02
 
     def __post_init__(self) -> None:
+        for name in ("dense_above", "csr_below", "hysteresis"):
+            v = getattr(self, name)
+            # a non-number would raise a bare TypeError below, or (hysteresis) only at a
+            # band change, deep in a training step
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"DensityBands: {name} must be a number, got {v!r}")
         if not 0.0 <= self.csr_below <= self.dense_above <= 1.0:
             raise ValueError("DensityBands needs 0 <= csr_below <= dense_above <= 1")
+        if self.hysteresis < 0:
+            raise ValueError(f"DensityBands: hysteresis must be >= 0, got {self.hysteresis!r}")
 
     def format_for(self, density: float) -> str:
         if density > self.dense_above:

@@ -38,6 +38,7 @@ target, the step runs the previous program and the entry says why (``kept`` Fals
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,9 +49,10 @@ from acf import emulator
 from acf.compiler.codegen import CompiledProgram, CompileOptions, compile_module
 from acf.compiler.codegen.errors import CodegenError
 from acf.compiler.codegen.kernels import load_all
+from acf.compiler.diagnostics import IRError
 from acf.compiler.ir import FuncOp, Module, TensorType
 from acf.compiler.parser import parse_module
-from acf.compiler.pass_manager import PassManager
+from acf.compiler.pass_manager import PassManager, parse_pipeline
 from acf.compiler.printer import print_module
 from acf.compiler.sparse_encoding import format_to_encoding
 from acf.compiler.verifier import verify_module
@@ -82,7 +84,8 @@ class SessionOptions:
     """``pipeline``: the pass pipeline before codegen; ``grad_variants``: weight-gradient
     variants compiled up front at :meth:`Session.load`; ``respecialize``: ``"band"`` (the
     density-band rule) or ``"off"``; ``formats``: ``"ir"`` (masked weights keep the storage
-    format the IR gives them) or ``"auto"`` (the band format of the first bound mask);
+    format the IR gives them) or ``"auto"`` (the band format of the first bound mask; with
+    ``respecialize="off"`` that first choice is kept whatever the later densities);
     ``verify``: on a re-specialization step run the old and the new program and keep the
     faster (the step's outputs come from the kept one); ``tile``: force the tile side (or
     the GEMM sizes ``(m, n, k)``, ``codegen.tiling``);
@@ -101,15 +104,61 @@ class SessionOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # every field is checked here, so that a bad value is reported by name when the
+        # options are built, not as a TypeError from the tiler or numpy at the first load
+        if not isinstance(self.pipeline, str):
+            raise RuntimeOptionError(f"pipeline must be pass-pipeline text (e.g. "
+                                     f"'sparse-training'), got {self.pipeline!r}")
+        if self.pipeline:
+            try:
+                parse_pipeline(self.pipeline)
+            except IRError as e:
+                raise RuntimeOptionError(f"pipeline {self.pipeline!r}: "
+                                         f"{str(e).splitlines()[0]}") from None
+        # a bare string would be taken apart letter by letter
+        if isinstance(self.grad_variants, str) or not isinstance(self.grad_variants, tuple | list):
+            raise RuntimeOptionError(f"grad_variants must be a tuple of names from "
+                                     f"{GRAD_VARIANTS}, got {self.grad_variants!r}")
         for g in self.grad_variants:
             if g not in GRAD_VARIANTS:
                 raise RuntimeOptionError(f"grad_variants: unknown {g!r}; valid: {GRAD_VARIANTS}")
+        object.__setattr__(self, "grad_variants", tuple(self.grad_variants))
         if self.respecialize not in ("band", "off"):
-            raise RuntimeOptionError("respecialize must be 'band' or 'off'")
+            raise RuntimeOptionError(f"respecialize must be 'band' or 'off', got "
+                                     f"{self.respecialize!r}")
         if self.formats not in ("ir", "auto"):
-            raise RuntimeOptionError("formats must be 'ir' or 'auto'")
+            raise RuntimeOptionError(f"formats must be 'ir' or 'auto', got {self.formats!r}")
+        if not isinstance(self.bands, DensityBands):
+            raise RuntimeOptionError(f"bands must be a DensityBands, got {self.bands!r}")
+        if not isinstance(self.verify, bool | np.bool_):
+            raise RuntimeOptionError(f"verify must be True or False, got {self.verify!r}")
+        _check_tile(self.tile)
         if self.mode not in ("batched", "stepped"):
-            raise RuntimeOptionError("mode must be 'batched' or 'stepped'")
+            raise RuntimeOptionError(f"mode must be 'batched' or 'stepped', got {self.mode!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise RuntimeOptionError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def _check_tile(tile: Any) -> None:
+    """``tile``: 0, a side, or ``(m, n, k)``; whether it fits the target is the tiler's
+    call at compile time (the messages match the tiler's)."""
+    if isinstance(tile, tuple | list):
+        if len(tile) != 3 or not all(_is_int(v) for v in tile):
+            raise RuntimeOptionError(f"tile must be a side (int) or the GEMM sizes (m, n, k), "
+                                     f"got {tile!r}")
+        if min(tile) <= 0:
+            raise RuntimeOptionError(f"tile {'x'.join(map(str, tile))}: sizes must be positive")
+        return
+    if not _is_int(tile):
+        raise RuntimeOptionError(f"tile must be a side (int, 0 for the tiler's choice) or the "
+                                 f"GEMM sizes (m, n, k), got {tile!r}")
+    if tile < 0:
+        raise RuntimeOptionError(f"tile side {tile}: must be positive (or 0 for the tiler's "
+                                 "choice)")
 
 
 @dataclass
@@ -154,6 +203,11 @@ class LoadedStep:
                         for n, attrs in zip(self.arg_names, func.body.arg_attributes)
                         if "dropout" in attrs}
         self.ir_formats = {p: value_format(func.argument(p)) for p in self.masks_of}
+        # arguments that are Adam's step operand: a bound value sets the bias corrections
+        self.step_args = sorted({_argument_name(op.operands[4]) for op in func.body.walk()
+                                 if op.name == "graph.adam_update"
+                                 and op.operands[4].defining_op is None},
+                                key=self.arg_names.index)
         # the compressed formats are packed 2-D tiles: a conv kernel (4-D) stays dense-stored
         self.storable = {p for p in self.masks_of
                          if isinstance(self.arg_types[p], TensorType) and len(self.arg_types[p].shape) == 2}
@@ -176,6 +230,23 @@ class LoadedStep:
     def _arg_list(self) -> str:
         return ", ".join(self.arg_names)
 
+    # what a step changes; restored when it fails, so a failed step leaves no trace
+    _STEP_STATE = ("state", "masks", "densities", "bands", "formats", "state_formats",
+                   "last_masks", "last_weights")
+
+    def snapshot(self) -> dict[str, Any]:
+        # the values are arrays and strings a step replaces, never mutates: copy the dicts
+        saved: dict[str, Any] = {f: dict(getattr(self, f)) for f in self._STEP_STATE}
+        saved["step"] = self.step
+        return saved
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        self.step = saved["step"]
+        for f in self._STEP_STATE:  # in place: a caller may hold loaded.state
+            current = getattr(self, f)
+            current.clear()
+            current.update(saved[f])
+
     def _result_keys(self) -> set[str]:
         return {f"result{i}" for i in range(self.n_results)} | set(self.result_names)
 
@@ -191,7 +262,14 @@ class Session:
 
     def __init__(self, target: Target | str = "acf-small",
                  options: SessionOptions | None = None) -> None:
-        self.target = load_target(target) if isinstance(target, str) else target
+        if isinstance(target, str | os.PathLike):
+            target = load_target(target)
+        elif not isinstance(target, Target):
+            raise RuntimeOptionError(f"target must be a target name (e.g. 'acf-small'), a "
+                                     f"target TOML path or a Target, got {target!r}")
+        if options is not None and not isinstance(options, SessionOptions):
+            raise RuntimeOptionError(f"options must be a SessionOptions, got {options!r}")
+        self.target = target
         self.options = options or SessionOptions()
         self.rng = np.random.default_rng(self.options.seed)  # dropout keep-masks
         self.compile_count = 0
@@ -202,7 +280,7 @@ class Session:
         self._current: LoadedStep | None = None
 
     # ---- loading -----------------------------------------------------------------------
-    def load(self, module: Module | str, name: str = "step", *,
+    def load(self, module: Module | str | Any, name: str = "step", *,
              carry: Mapping[str, str] | None = None,
              result_names: Sequence[str] | None = None) -> LoadedStep:
         """Load a graph-dialect module (or its text) and compile its up-front variants
@@ -212,13 +290,22 @@ class Session:
         ``carry``: ``{result: argument}`` pairs whose result becomes the argument's value on
         the next step (updated weights, optimizer state); ``result_names``: names for the
         results besides ``result0``...
+
+        ``module`` may also be a captured training step
+        (:func:`acf.frontends.training_step.capture_training_step`): its ``.module`` is
+        loaded.
         """
+        if not isinstance(module, Module | str) and isinstance(getattr(module, "module", None), Module):
+            module = module.module  # a CapturedStep: the runtime does not import torch
         if isinstance(module, str):
             module = parse_module(module, f"<{name}>")
+        if not isinstance(module, Module):
+            raise BindError(f"load takes a graph-dialect Module, its text, or a captured "
+                            f"training step; got {type(module).__name__}")
         loaded = LoadedStep(self, name, module, carry or {}, result_names)
         self._steps[name] = loaded
         self._current = loaded
-        if self.options.formats == "auto" and self.options.respecialize != "off" and loaded.masks_of:
+        if self.options.formats == "auto" and loaded.masks_of:
             return loaded  # the storage formats follow the first bound masks: compiled then
         for g in self.options.grad_variants:
             self._compiled(loaded, loaded.variant(g == "dense"), "initial")
@@ -286,15 +373,18 @@ class Session:
         if tuple(m.shape) != tuple(shape):
             raise BindError(f"mask for {param_name!r}: expected shape {list(shape)}, "
                             f"got {list(m.shape)}")
-        loaded.masks[param_name] = (m != 0).astype(np.float32)
+        loaded.masks[param_name] = _mask01(m, param_name)
 
     bind = bind_mask  # the MaskBinder protocol's method name
 
     def set_params(self, values: Mapping[str, Any], program: str | None = None) -> None:
         """Set persistent argument values (weights, optimizer state) by argument name."""
         loaded = self._get(program)
-        for name, value in values.items():
-            loaded.state[name] = self._check(loaded, name, value)
+        # a copy: to_numpy shares a torch tensor's memory, and a later in-place edit of the
+        # model must not change the session's weights; all checked before any is set
+        checked = {name: np.array(self._check(loaded, name, value))
+                   for name, value in values.items()}
+        loaded.state.update(checked)
 
     def _check(self, loaded: LoadedStep, name: str, value: Any) -> np.ndarray:
         if name not in loaded.arg_types:
@@ -307,6 +397,13 @@ class Session:
             raise BindError(f"tensor {name!r}: expected shape {list(shape)}, got {list(x.shape)}")
         if x.dtype.kind not in "biuf":
             raise BindError(f"tensor {name!r}: dtype {x.dtype} is not numeric")
+        if isinstance(t, TensorType) and t.element.startswith("i") and t.element != "i1" \
+                and x.dtype.kind == "f":
+            # labels and indices: the one-hot conversion would truncate 1.5 to 1
+            bad = x[~(np.isfinite(x) & (x == np.round(x)))]
+            if bad.size:
+                raise BindError(f"tensor {name!r} holds integers (labels or indices), got "
+                                f"the non-integral value {bad.reshape(-1)[0].item()!r}")
         return x
 
     # ---- running -----------------------------------------------------------------------
@@ -316,9 +413,30 @@ class Session:
         """Run one step. ``inputs``: by argument name (or all arguments positionally);
         arguments not given come from :meth:`set_params` / carried results; a masked
         parameter's mask argument comes from :meth:`bind_mask` unless given. ``dense_grad``
-        picks the dense weight-gradient variant. ``step`` (1-based) sets Adam's bias
-        correction; default: the next step of this program."""
+        picks the dense weight-gradient variant.
+
+        Adam's bias corrections use, in this order: ``step`` (1-based) when given; else the
+        value bound to the program's Adam step operand (e.g. ``adam_step``, set by
+        ``CapturedStep.bind(state=...)``, :meth:`set_params` or carried from the previous
+        step's result), so that a step resumed from torch's optimizer state continues at
+        torch's count; else, for a program without one, the next step of this program
+        (``report.step`` is the step used).
+
+        A step that raises changes nothing in the session (weights, masks, densities,
+        formats, the step count and the dropout generator are as before it)."""
         loaded = self._get(program)
+        if step is not None:
+            step = _check_step(step, "step")
+        saved, rng_state = loaded.snapshot(), self.rng.bit_generator.state
+        try:
+            return self._run_step(loaded, inputs, dense_grad, step)
+        except BaseException:
+            loaded.restore(saved)
+            self.rng.bit_generator.state = rng_state
+            raise
+
+    def _run_step(self, loaded: LoadedStep, inputs: Mapping[str, Any] | Sequence[Any] | None,
+                  dense_grad: bool, step: int | None) -> StepResult:
         given: dict[str, np.ndarray] = {}
         if inputs is not None and not isinstance(inputs, Mapping):
             values = list(inputs)
@@ -330,7 +448,7 @@ class Session:
             given[name] = self._check(loaded, name, value)
         for param, mask_arg in loaded.masks_of.items():
             if mask_arg in given:
-                loaded.masks[param] = (given[mask_arg] != 0).astype(np.float32)
+                loaded.masks[param] = _mask01(given[mask_arg], mask_arg)
         args = {**loaded.state, **given}
         stored: dict[str, np.ndarray] = {}  # changed masks: each weight as stored before them
         for param, mask_arg in loaded.masks_of.items():
@@ -351,7 +469,15 @@ class Session:
         missing = [n for n in loaded.arg_names if n not in args]
         if missing:
             raise BindError(f"missing inputs for {loaded.name!r}: {', '.join(missing)}")
-        loaded.step = step if step is not None else loaded.step + 1
+        # Adam's step (see the docstring): the operand the user bound wins over the count
+        bind_step: int | None = step
+        if step is None and loaded.step_args:
+            for name in loaded.step_args:
+                _check_step(args[name], f"tensor {name!r}")
+            step = int(np.asarray(args[loaded.step_args[0]]).reshape(-1)[0])
+        elif step is None:
+            step = bind_step = loaded.step + 1
+        loaded.step = step
         respec, state_changes = self._track_density(loaded)
 
         ordered = [args[n] for n in loaded.arg_names]
@@ -372,7 +498,7 @@ class Session:
             respec = []
             variant = loaded.variant(dense_grad)
             compiled = self._compiled(loaded, variant, "variant")
-        result = self._emulate(compiled, ordered, loaded.step)
+        result = self._emulate(compiled, ordered, bind_step)
         for param, old_fmt, new_fmt in respec:
             entry = {"param": param, "density": loaded.densities[param], "from": old_fmt,
                      "to": new_fmt, "new_cycles": int(result.report.total_cycles)}
@@ -381,7 +507,7 @@ class Session:
                 old_formats[param] = old_fmt
                 old_variant = _variant_for(loaded, old_formats, dense_grad)
                 old = self._compiled(loaded, old_variant, "respecialize-baseline")
-                old_result = self._emulate(old, ordered, loaded.step)
+                old_result = self._emulate(old, ordered, bind_step)
                 entry["old_cycles"] = int(old_result.report.total_cycles)
                 entry["kept"] = entry["new_cycles"] <= entry["old_cycles"]
                 if not entry["kept"]:
@@ -420,7 +546,7 @@ class Session:
             if param not in loaded.last_weights:
                 raise BindError(f"{param!r}: no step has run with it masked yet (masked "
                                 f"parameters: {', '.join(sorted(loaded.masks_of)) or 'none'})")
-            m = (to_numpy(mask, param) != 0).astype(np.float32)
+            m = _mask01(to_numpy(mask, param), param)
             if m.shape != loaded.last_masks[param].shape:
                 raise BindError(f"mask for {param!r}: expected shape "
                                 f"{list(loaded.last_masks[param].shape)}, got {list(m.shape)}")
@@ -458,7 +584,9 @@ class Session:
         return {"params": names, "cycles": int(rep.total_cycles), "seconds": float(rep.time_s),
                 "energy_j": float(rep.energy_total_j)}
 
-    def _emulate(self, compiled: Compiled, ordered: list[np.ndarray], step: int) -> Any:
+    def _emulate(self, compiled: Compiled, ordered: list[np.ndarray], step: int | None) -> Any:
+        """``step``: Adam's step for the bias corrections; None: the step operands' values."""
+        _check_indices(compiled.program, ordered)
         inputs = compiled.program.bind(ordered, step)
         return emulator.run(compiled.program.program, self.target, inputs, mode=self.options.mode)
 
@@ -468,7 +596,10 @@ class Session:
         of weight formats, and the optimizer-state format changes of dense-stored weights
         (report entries: a lossless storage change, taken without measuring)."""
         bands = self.options.bands
-        auto = self.options.formats == "auto" and self.options.respecialize != "off"
+        # formats="auto" picks each format at the first measurement; respecialize="off"
+        # keeps that choice, "band" follows later band crossings
+        auto = self.options.formats == "auto"
+        follow = self.options.respecialize != "off"
         states = auto and codec_keeps_up(self.target)
         out, changes = [], []
         for param in loaded.masks_of:
@@ -482,7 +613,7 @@ class Session:
             loaded.bands[param] = band
             if param not in loaded.storable:  # a conv kernel: only its state's format
                 old = loaded.state_formats.get(param, "dense")
-                if states and (first or changed) and band != old:
+                if states and (first or (changed and follow)) and band != old:
                     loaded.state_formats[param] = band
                     if changed:
                         changes.append({"param": param, "density": d, "from": old, "to": band,
@@ -492,7 +623,7 @@ class Session:
                 if auto:
                     loaded.formats[param] = bands.format_for(d)
                 continue
-            if not changed or self.options.respecialize == "off" or band == current:
+            if not changed or not follow or band == current:
                 continue
             loaded.formats[param] = band
             out.append((param, current, band))
@@ -527,3 +658,42 @@ def _variant_for(loaded: LoadedStep, formats: dict[str, str], dense_grad: bool) 
         if f != "dense":
             v = v.with_state(p, f)
     return v
+
+
+def _argument_name(value: Any) -> str:
+    return value.name_hint or f"arg{value.index}"
+
+
+def _check_step(value: Any, what: str) -> int:
+    """Adam's 1-based step: an integer >= 1 (step 0 would divide by a zero bias correction)."""
+    a = np.asarray(value)
+    ok = a.size == 1 and a.dtype.kind in "iuf"
+    v = a.reshape(-1)[0] if ok else None
+    if not ok or not np.isfinite(v) or v != np.round(v) or v < 1:
+        shown = v.item() if ok else value
+        raise BindError(f"{what}: Adam's step must be an integer >= 1 (1-based), got {shown!r}")
+    return int(v)
+
+
+def _mask01(m: np.ndarray, name: str) -> np.ndarray:
+    """A mask as 0/1 f32; anything but 0/1 (or bool) is refused, not rounded to 1."""
+    if m.dtype != np.bool_:
+        bad = m[~np.isin(m, (0, 1))] if m.dtype.kind in "iuf" else m.reshape(-1)
+        if bad.size:
+            raise BindError(f"mask {name!r}: values must be 0 or 1 (or bool), got "
+                            f"{bad.reshape(-1)[0].item()!r}")
+    return (m != 0).astype(np.float32)
+
+
+def _check_indices(program: CompiledProgram, ordered: Sequence[np.ndarray]) -> None:
+    """Labels and indices the program takes one-hot must name a class: the error says so
+    (with what a negative label usually is) rather than naming the one-hot conversion."""
+    for name, value in zip(program.inputs, ordered):
+        classes = program.onehot.get(name)
+        v = np.asarray(value)
+        if classes is None or not v.size or (v.min() >= 0 and v.max() < classes):
+            continue
+        bad = v.min() if v.min() < 0 else v.max()
+        hint = ("; labels to ignore (cross_entropy's ignore_index, -100 by default) are not "
+                "supported: every label must be a class") if bad < 0 else ""
+        raise BindError(f"input {name!r}: index {int(bad)} is outside [0, {classes}){hint}")

@@ -17,7 +17,8 @@ def is_torch_tensor(x: Any) -> bool:
 
 
 def to_numpy(x: Any, name: str = "") -> np.ndarray:
-    """A numpy array for ``x`` (numpy, scalar, list or a dense, strided torch tensor)."""
+    """A numpy array for ``x`` (numpy, scalar, list or a dense, strided torch tensor); a
+    torch tensor's array may share its memory (copy it to keep it)."""
     if is_torch_tensor(x):
         import torch
 
@@ -28,6 +29,9 @@ def to_numpy(x: Any, name: str = "") -> np.ndarray:
                 "the fabric's formats itself")
         if x.is_complex():
             raise BindError(f"tensor {name!r}: complex tensors are not supported")
+        if x.device.type == "meta":  # shapes only: there are no values to run on
+            raise BindError(f"tensor {name!r} is on the meta device and holds no values; "
+                            "pass a tensor with data (e.g. on the CPU)")
         x = x.detach()
         if x.dtype in (torch.bfloat16, torch.float16):
             x = x.float()
@@ -35,7 +39,18 @@ def to_numpy(x: Any, name: str = "") -> np.ndarray:
     if hasattr(x, "tocoo") and hasattr(x, "nnz"):  # scipy.sparse
         raise BindError(f"tensor {name!r}: scipy sparse matrices are not supported; pass a "
                         "dense array")
-    return np.asarray(x)
+    # None, a string or an arbitrary object would become a 0-d object/str array and be
+    # reported as a shape mismatch; say what it is instead
+    not_data = f"tensor {name!r}: expected a tensor or array, got {type(x).__name__}"
+    if x is None or isinstance(x, str | bytes):
+        raise BindError(not_data)
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as e:  # a ragged list, an object numpy cannot convert
+        raise BindError(f"{not_data} ({str(e).splitlines()[0]})") from None
+    if a.dtype.kind in "OUSV":
+        raise BindError(not_data)
+    return a
 
 
 def to_torch(x: np.ndarray, like: Any = None) -> Any:
