@@ -517,7 +517,10 @@ def _check_nll(ctx: ConvertContext, node: fx.Node, first: int) -> None:
         raise ctx.unsupported("reduction='none'")
     if len(ctx.meta(node.args[first - 1]).shape) != 1:
         raise ctx.unsupported("targets that are not one label per row")
-    del ignore_index  # labels equal to ignore_index are not supported (not checked)
+    classes = ctx.meta(node.args[first - 2]).shape[1]
+    if 0 <= int(ignore_index) < classes:  # a class would be left out of the mean: not modelled
+        raise ctx.unsupported(f"ignore_index={ignore_index} (a class label; only labels outside "
+                              f"[0, {classes}) may be ignored, and none may occur)")
 
 
 def _sum_reduction(ctx: ConvertContext, nll: fx.Node, reduction_arg: int, v: Value) -> Value:

@@ -41,7 +41,9 @@ from .torch_capture import layer_of
 
 Converter = Callable[["ConvertContext", fx.Node], Any]
 CONVERTERS: dict[Any, Converter] = {}
-TORCH_ELEMENT = {torch.float32: "f32", torch.int64: "i64", torch.bool: "i1"}
+# int32 indices (token ids) are the fabric's integers as int64 are: every value fits, and
+# the graph dialect's integer ops (comparisons, selects, one-hot) do not depend on the width
+TORCH_ELEMENT = {torch.float32: "f32", torch.int64: "i64", torch.int32: "i64", torch.bool: "i1"}
 
 
 class UnsupportedOpError(Exception):

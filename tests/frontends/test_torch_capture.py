@@ -47,3 +47,33 @@ def test_attention_is_captured_on_the_math_backend() -> None:
 def test_module_paths_from_dynamo_sources() -> None:
     assert module_path("L['self']._modules['layer1']._modules['0'].conv1") == "layer1.0.conv1"
     assert module_path("L['self'].model.layer2[1].bn", "model") == "layer2.1.bn"
+
+
+def test_int32_token_ids_are_captured_as_the_fabrics_integers() -> None:
+    """int32 ids (which nn.Embedding takes) and their .long(): the capture raised a
+    KeyError on the dtype, the conversion was refused; the step equals the int64 one's."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(20, 3))
+    ids = torch.randint(0, 10, (2, 5))
+    y = torch.tensor([0, 2])
+    wide = capture_training_step(model, (ids,), labels=y)
+    narrow = capture_training_step(model, (ids.to(torch.int32),), labels=y)
+    types = [[a.type for a in s.module.funcs[0].arguments] for s in (wide, narrow)]
+    assert types[0] == types[1] and any(t.element == "i64" for t in types[1])
+
+
+def test_an_ignore_index_that_is_a_class_is_refused() -> None:
+    """cross_entropy(ignore_index=c) for a class c would drop those rows from the mean,
+    which the capture does not model: refused (it was silently dropped); an index outside
+    the classes (PyTorch's -100) is no label at all and is captured."""
+    import pytest
+    from acf.frontends.aten_to_ir import UnsupportedOpError
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(2, 4), torch.tensor([0, 2])
+    with pytest.raises(UnsupportedOpError, match=r"ignore_index=0 \(a class label"):
+        capture_training_step(model, (x,), labels=y,
+                              loss_fn=lambda o, t: F.cross_entropy(o, t, ignore_index=0))
+    capture_training_step(model, (x,), labels=y,
+                          loss_fn=lambda o, t: F.cross_entropy(o, t, ignore_index=-100))
