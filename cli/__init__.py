@@ -10,9 +10,13 @@ internal errors say they are internal.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import importlib.util
+import os
 import sys
+from collections.abc import Iterator
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -67,14 +71,55 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        rc = int(module.run(args) or 0)
+        with writing_stdout():  # what is still buffered must reach stdout, or say why not
+            sys.stdout.flush()
+        return rc
     except UserError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, as Unix tools do; stdout is
+        # pointed at /dev/null so the flush at exit does not report the pipe again
+        _detach_stdout()
         return 0
+    except OSError as exc:
+        # a command that prints without writing_stdout (``acfc targets > /dev/full``): a
+        # write error on no named file is stdout's (files are written by write_output,
+        # which names them); any other OSError is not explained here
+        if exc.filename is not None or exc.errno not in _WRITE_ERRNOS:
+            raise
+        _detach_stdout()
+        print(f"acfc: error: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF}
+
+
+@contextlib.contextmanager
+def writing_stdout() -> Iterator[None]:
+    """Around writes to stdout: a full disk or device (``> /dev/full``) or any other write
+    error is ``acfc: error: cannot write to stdout: ...`` (exit 1), not a traceback; a closed
+    pipe propagates as BrokenPipeError, which :func:`main` ends quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _detach_stdout()  # the unwritten rest must not fail again at exit
+        raise UserError(f"acfc: error: cannot write to stdout: {exc.strerror or exc}") from None
+
+
+def _detach_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a file
+        pass
 
 
 def read_input(path: str, binary: bool = False) -> tuple[str | bytes, str]:
@@ -96,14 +141,15 @@ def write_output(path: str | None, data: str | bytes) -> None:
     from acf.isa.outfiles import write_file
 
     if path in (None, "-"):
-        if isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        else:
-            sys.stdout.write(data)
-            sys.stdout.flush()
+        with writing_stdout():
+            if isinstance(data, bytes):
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            else:
+                sys.stdout.write(data)
+                sys.stdout.flush()
         return
     try:
         write_file(path, data if isinstance(data, bytes) else data.encode())
     except OSError as exc:
-        raise UserError(f"{path}: error: cannot write: {exc.strerror}") from None
+        raise UserError(f"{path}: error: cannot write: {exc.strerror or exc}") from None

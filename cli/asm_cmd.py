@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     text, name = read_input(args.input)
     try:
-        prog = assemble(str(text), name)
+        prog = assemble(str(text), name, check="fit")  # against the .target it names
     except AsmError as exc:
         raise UserError(str(exc)) from None
     write_output(args.output, write(prog))

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from acf.cli import UserError, read_input
 
 
-def load_program(path: str) -> Any:
-    """An assembly file (``.s`` or ``-``) or a binary container, as a Program."""
+def load_program(path: str, check_target: bool = False) -> Any:
+    """An assembly file (``.s`` or ``-``) or a binary container, as a Program.
+    ``check_target``: the assembly's ``.target`` is the one the run uses, so a name no
+    target has is an error at its line (what fits is checked against the target used)."""
     from acf.isa.asm import AsmError, assemble
 
     if path.endswith(".s") or path == "-":
         text, name = read_input(path)
         try:
-            return assemble(str(text), name)
+            return assemble(str(text), name, check="target" if check_target else "")
         except AsmError as exc:
             raise UserError(str(exc)) from None
     from acf.isa import container
@@ -26,14 +29,25 @@ def load_program(path: str) -> Any:
         raise UserError(f"{name}: error: {exc}") from None
 
 
-def load_target_for(prog: Any, name: str | None, sets: list[str] | None = None) -> Any:
-    """The named target, else the program's ``.target``, else acf-base; with ``--set``s."""
+def load_target_for(prog: Any, name: str | None, sets: list[str] | None = None,
+                    path: str = "") -> Any:
+    """The named target, else the program's ``.target``, else acf-base; with ``--set``s.
+    An error that names no file says where the name came from: ``--target``, or the
+    program ``path`` (its ``.target`` or target section)."""
     from acf.isa.target import TargetError, load_target, parse_set_args
 
     try:
         return load_target(name or prog.target or "acf-base", parse_set_args(sets or []) or None)
     except TargetError as exc:
-        raise UserError(str(exc)) from None
+        msg = str(exc)
+        if ": error: " not in msg.split("\n")[0]:
+            if name:
+                msg = f"acfc: error: --target: {msg}"
+            elif path and prog.target:
+                msg = f"{path}: error: {msg} (the target the program names; --target chooses another)"
+            else:
+                msg = f"acfc: error: {msg}"
+        raise UserError(msg) from None
 
 
 def load_inputs(path: str | None) -> dict[str, Any]:
@@ -56,3 +70,21 @@ def load_inputs(path: str | None) -> dict[str, Any]:
         raise UserError(f"{path}: error: cannot read inputs: {exc.strerror or exc}") from None
     except (ValueError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: error: cannot read inputs: {exc}") from None
+
+
+def symbol_error(path: str, prog: Any, exc: Any) -> str:
+    """A ``.tensor`` the target cannot hold, at the ``.tensor``'s line when the program
+    was assembled here (``path:line:col: error: ...``)."""
+    at = getattr(prog, "symbol_lines", {}).get(getattr(exc, "symbol", ""))
+    return f"{path}:{at[0]}:{at[1]}: error: {exc}" if at else f"{path}: error: {exc}"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (``--max-instructions``)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value

@@ -28,6 +28,7 @@ import numpy as np
 from acf.debugger import points as pt
 from acf.debugger.expr import Expr
 from acf.debugger.machine import Event, Machine
+from acf.emulator.engine import MAX_LOOP_DEPTH
 from acf.isa import symbols
 from acf.isa.spec import token_counter
 
@@ -54,9 +55,10 @@ class Debugger:
         target,
         inputs: dict[str, np.ndarray] | None = None,
         checkpoint_every: int = 256,
+        max_instructions: int | None = None,
     ):
         self.program = program
-        self.m = Machine(program, target, inputs, checkpoint_every)
+        self.m = Machine(program, target, inputs, checkpoint_every, max_instructions)
         self.breakpoints: dict[int, pt.Breakpoint] = {}
         self.watchpoints: dict[int, pt.Watchpoint] = {}
         self._next_id = 1
@@ -66,6 +68,8 @@ class Debugger:
     def add_breakpoint(self, text: str) -> pt.Breakpoint:
         """``LOC [UNIT] [if COND]``; raises PointError/ExprError when it cannot resolve."""
         bp = pt.make_breakpoint(self._next_id, self.program, text)
+        if bp.kind == "unit" and bp.value not in self.m.queue_names:  # c99.mac on 4 clusters
+            raise pt.PointError(self._no_unit(bp.value))
         if bp.cond is not None:
             bp.cond.evaluate(self.lookup)  # unknown names are reported now, not at a stop
         self.breakpoints[bp.id] = bp
@@ -76,6 +80,8 @@ class Debugger:
         if kind not in ("write", "read", "change", "nan"):
             raise pt.PointError(f"unknown watch kind {kind!r} (write read change nan)")
         wp = pt.make_watchpoint(self._next_id, self.program, kind, text)
+        for r in wp.ranges:  # checked now: a watch on no memory would fail at every stop
+            pt.check_range(self.m.state, r, text)
         self.watchpoints[wp.id] = wp
         self._next_id += 1
         return wp
@@ -96,17 +102,20 @@ class Debugger:
 
     def step(self, n: int = 1) -> Stop:
         """Run until ``n`` instructions have retired (the emulator's ``step()`` unit)."""
-        return self._counted(n, lambda e: e.kind == "retire")
+        return self._counted(_count(n), lambda e: e.kind == "retire")
 
     def stepi(self, n: int = 1) -> Stop:
         """Run ``n`` instruction events (starts and retirements on any unit)."""
-        return self._counted(n, lambda e: True)
+        return self._counted(_count(n), lambda e: True)
 
     def next_unit(self, unit: str, n: int = 1) -> Stop:
         """Run until ``n`` instructions start or retire on one unit (``c0.mac``, ``dma``)."""
         if unit not in self.m.queue_names:
-            raise pt.PointError(f"no unit {unit!r} (e.g. {self.m.queue_names[0]}, dma, cfg)")
-        return self._counted(n, lambda e: e.queue == unit)
+            raise pt.PointError(self._no_unit(unit))
+        return self._counted(_count(n), lambda e: e.queue == unit)
+
+    def _no_unit(self, unit: str) -> str:
+        return f"no unit {unit!r} (e.g. {self.m.queue_names[0]}, dma, cfg)"
 
     def run_to_cycle(self, cycle: int) -> Stop:
         """Run forward until every event before ``cycle`` is processed (or a point fires)."""
@@ -234,10 +243,10 @@ class Debugger:
 
     def reverse_step(self, n: int = 1) -> Stop:
         """Go back ``n`` retirements (the inverse of :meth:`step`)."""
-        return self._backward(lambda evs, hits: any(e.kind == "retire" for e in evs), n)
+        return self._backward(lambda evs, hits: any(e.kind == "retire" for e in evs), _count(n))
 
     def reverse_stepi(self, n: int = 1) -> Stop:
-        return self._backward(lambda evs, hits: bool(evs), n)
+        return self._backward(lambda evs, hits: bool(evs), _count(n))
 
     def _backward(self, match: Callable[[list, list], bool], n: int = 1) -> Stop:
         cur = self.m.pos
@@ -305,7 +314,7 @@ class Debugger:
         m, eng, st = self.m, self.m.engine, self.m.state
         sym = self.program.symbols.get(name)
         if sym is not None:
-            return self.tensor(name)[idx] if idx else float("nan")
+            return self._element(sym, idx) if idx else float("nan")
         if idx:
             raise KeyError(f"{name!r} is not a tensor")
         if name == "cycle":
@@ -316,11 +325,15 @@ class Debugger:
         if len(name) > 2 and name[:2] in ("ar", "fr") and name[2:].isdigit() and int(name[2:]) < 16:
             return st.ar[int(name[2:])] if name[:2] == "ar" else float(st.fregs[0, int(name[2:])])
         if name[0] == "t" and name[1:].isdigit():  # a shared token, or cluster 0's local one
-            return eng.tokens[token_counter(int(name[1:]), 0)]
+            return eng.tokens[token_counter(_token(name, int(name[1:])), 0)]
         if head[:1] == "c" and head[1:].isdigit() and rest[:1] == "t" and rest[1:].isdigit():
-            return eng.tokens[token_counter(int(rest[1:]), int(head[1:]))]
+            if int(head[1:]) >= st.num_clusters:
+                raise KeyError(f"no cluster {head} for {name!r} ({st.num_clusters} clusters)")
+            return eng.tokens[token_counter(_token(name, int(rest[1:])), int(head[1:]))]
         if name.startswith("loop") and name[4:].isdigit():
             level = int(name[4:])
+            if level >= MAX_LOOP_DEPTH:
+                raise KeyError(f"no loop level {level} (loop0..loop{MAX_LOOP_DEPTH - 1})")
             return eng.loops[level][2] if level < len(eng.loops) else 0
         if head[:1] == "c" and head[1:].isdigit() and rest.startswith("fr") and rest[2:].isdigit():
             cl, reg = int(head[1:]), int(rest[2:])
@@ -332,11 +345,44 @@ class Debugger:
             f"unknown name {name!r} (cycle pc arN frN cK.frN tN loopN cK.UNIT.depth TENSOR[i,j])"
         )
 
+    def _element(self, sym, idx: tuple[int, ...]) -> float:
+        """One element of a tensor in a condition; NaN while its sparse tiles do not
+        decode (never written yet), so a condition on it is false until they do."""
+        shape = tuple(sym.shape)
+        if len(idx) != len(shape) or not all(0 <= i < d for i, d in zip(idx, shape)):
+            raise KeyError(f"{sym.name}[{', '.join(map(str, idx))}] is outside "
+                           f"f32{list(shape)}")
+        try:
+            return self.tensor(sym.name)[idx]
+        except KeyError:
+            return float("nan")
+
     def tensor(self, name: str) -> np.ndarray:
-        """A named tensor's current values, decoded from its format."""
+        """A named tensor's current values, decoded from its format (KeyError saying why
+        when its bytes do not decode: a sparse tensor never written has no tiles)."""
         sym = self.program.symbols[name]
         data = self.m.state.buf(sym.space, sym.cluster)[sym.addr : sym.addr + sym.nbytes]
-        return symbols.unpack_symbol(sym, data)
+        try:
+            return symbols.unpack_symbol(sym, data)
+        except ValueError as exc:  # formats.FormatError, or tiles that do not fit together
+            if not np.any(data):
+                raise KeyError(f"tensor {name!r} has no values yet: its {sym.fmt} tiles were "
+                               "never written (no tile headers in its memory)") from None
+            raise KeyError(f"tensor {name!r} does not decode as {sym.fmt}: {exc}") from None
 
     def evaluate(self, text: str) -> Any:
         return Expr(text).evaluate(self.lookup)
+
+
+def _count(n: int) -> int:
+    """A step count: at least 1 (a zero or negative count would not move, or move the
+    wrong way)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"expected a positive count, got {n!r}")
+    return n
+
+
+def _token(name: str, tok: int) -> int:
+    if not 1 <= tok <= 255:
+        raise KeyError(f"no token {name!r} (t1..t255)")
+    return tok

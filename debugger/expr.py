@@ -65,6 +65,9 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "%": operator.mod,
 }
 _FUNCS: dict[str, Callable[[float], Any]] = {"isnan": math.isnan, "isinf": math.isinf, "abs": abs}
+#: Deepest nesting of an expression (``-(-(-x))``, parentheses): evaluation recurses once per
+#: level, and thousands of levels would exhaust Python's stack.
+MAX_DEPTH = 100
 
 
 class ExprError(ValueError):
@@ -72,7 +75,13 @@ class ExprError(ValueError):
 
     def __init__(self, text: str, column: int, msg: str):
         self.column = column
-        super().__init__(f"{msg} at column {column}: {text}\n{' ' * (column - 1)}^")
+        if len(text) > 80:  # a long expression is shortened to the part around the column
+            start = max(0, min(column - 40, len(text) - 77))
+            shown = ("..." if start else "") + text[start:start + 77] + ("..." if start + 77 < len(text) else "")
+            column_shown = column - start + (3 if start else 0)
+        else:
+            shown, column_shown = text, column
+        super().__init__(f"{msg} at column {column}: {shown}\n{' ' * (column_shown - 1)}^")
 
 
 class Expr:
@@ -89,6 +98,9 @@ class Expr:
             col = getattr(exc, "column", 1) or 1
             bad = self.text[col - 1 : col + 9] or "end of expression"
             raise ExprError(self.text, col, f"unexpected {bad!r}") from None
+        except RecursionError:
+            raise ExprError(self.text, 1, f"expression nested more than {MAX_DEPTH} deep") from None
+        _check_depth(self.text, self.tree)
 
     def __str__(self) -> str:
         return self.text
@@ -145,6 +157,20 @@ class Expr:
                 tok.column or 1,
                 str(exc.args[0]) if exc.args else f"unknown name {str(tok)!r}",
             ) from None
+
+
+def _check_depth(text: str, tree: Any) -> None:
+    """ExprError when the tree nests deeper than MAX_DEPTH (walked without recursion)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            col = getattr(getattr(node, "meta", None), "column", None) or 1
+            raise ExprError(text, col if isinstance(col, int) else 1,
+                            f"expression nested more than {MAX_DEPTH} deep")
+        for kid in getattr(node, "children", ()):
+            if not isinstance(kid, Token):
+                stack.append((kid, depth + 1))
 
 
 def parse(text: str) -> Expr:

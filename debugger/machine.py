@@ -78,9 +78,11 @@ class Machine:
         target,
         inputs: dict[str, np.ndarray] | None = None,
         checkpoint_every: int = 256,
+        max_instructions: int | None = None,
     ):
         self.program = program
-        self.emu = Emulator(program, target, inputs)
+        limit = {} if max_instructions is None else {"max_instructions": max_instructions}
+        self.emu = Emulator(program, target, inputs, **limit)
         self.target = self.emu.target
         self.queue_names = queue_names(self.target.num_clusters)
         self.pos = 0
@@ -184,6 +186,13 @@ class Machine:
         base = max(p for p in self._checkpoints if p <= pos)
         if not (base <= self.pos <= pos and self.trap is None):
             self._restore(base)
+        while self.pos < pos and self.advance() is not None:
+            pass
+
+    def rewind(self, pos: int) -> None:
+        """Rebuild the state after ``pos`` events from a checkpoint, whatever the machine
+        holds now (after a command failed half-way, it may not match ``self.pos``)."""
+        self._restore(max(p for p in self._checkpoints if p <= pos))
         while self.pos < pos and self.advance() is not None:
             pass
 

@@ -117,9 +117,12 @@ def make_breakpoint(bid: int, prog: Program, text: str) -> Breakpoint:
     words = loc.split()
     if words[0] == "cycle" and len(words) == 2:
         try:
-            return Breakpoint(bid, "cycle", words[1], int(words[1], 0), cond)
+            cycle = int(words[1], 0)
         except ValueError:
             raise PointError(f"expected a cycle number, got {words[1]!r}") from None
+        if cycle < 0:
+            raise PointError(f"cycle {cycle}: cycles count from 0")
+        return Breakpoint(bid, "cycle", words[1], cycle, cond)
     if len(words) == 1 and is_unit(words[0]):
         return Breakpoint(bid, "unit", words[0], words[0], cond)
     if len(words) == 1 and words[0] in BY_MNEMONIC and words[0] not in prog.labels:
@@ -163,9 +166,23 @@ def parse_range(text: str, prog: Program) -> Range:
     cl = int(m.group(1) or 0)
     lo = _number(m.group(3), prog)
     hi = _number(m.group(4), prog) if m.group(4) else lo + 4
+    if lo < 0:
+        raise PointError(f"negative address {lo} in {text!r}")
     if hi <= lo:
         raise PointError(f"empty range {text!r}")
     return (m.group(2), cl, lo, hi)
+
+
+def check_range(state: Any, r: Range, text: str) -> None:
+    """PointError unless the range lies in a memory of this machine (its cluster one
+    that exists): a watch on it could never fire, and reading it would fail later."""
+    from acf.isa.semantics import SemanticError
+
+    space, cl, lo, hi = r
+    try:
+        state.check(space, cl, lo, hi - lo)
+    except SemanticError as exc:
+        raise PointError(f"{text.strip()}: {exc}") from None
 
 
 def _number(text: str, prog: Program) -> int:

@@ -106,18 +106,42 @@ class Shell:
             return True
         self.history.append(text)
         name, arg = _split(text)
+        pos, before = self.dbg.m.pos, self._fingerprint()
         try:
             fn = self._resolve(name)
             fn(arg)
         except Quit:
             return False
-        except (PointError, ExprError, KeyError, ValueError, IndexError) as exc:
+        except (PointError, ExprError, KeyError, ValueError, IndexError, RecursionError) as exc:
+            self._undo(pos, before)
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            if isinstance(exc, RecursionError):
+                msg = "the command nests too deeply"
             for i, part in enumerate(str(msg).splitlines()):
                 self.out(("error: " if i == 0 else "       ") + part)
+        except OSError:
+            raise  # the output itself failed (a full disk, a closed pipe): the session ends
         except Exception as exc:  # noqa: BLE001 - keep the session alive; the user can still inspect state
+            self._undo(pos, None)
             self.out(f"internal error: {type(exc).__name__}: {exc}")
         return True
+
+    def _fingerprint(self) -> tuple:
+        """What changes whenever the machine moves, even part of an event."""
+        m = self.dbg.m
+        eng = m.engine
+        return (m.pos, id(m.emu), eng.seq, eng.now, len(eng.heap), len(eng.records), eng.pc)
+
+    def _undo(self, pos: int, before: tuple | None) -> None:
+        """A failed command leaves the machine where it was: one that moved it (perhaps
+        stopping half-way through an event) is rebuilt at ``pos`` from a checkpoint. An
+        unforeseen error (``before`` None) always rebuilds it."""
+        m = self.dbg.m
+        try:
+            if before is None or self._fingerprint() != before:
+                m.rewind(pos)
+        except Exception as exc:  # noqa: BLE001 - report it; the session goes on
+            self.out(f"internal error: cannot return to position {pos}: {type(exc).__name__}: {exc}")
 
     def _resolve(self, name: str) -> Callable[[str], None]:
         if name.startswith("x/") or name == "x":
@@ -198,7 +222,9 @@ class Shell:
 
     def do_disas(self, arg: str) -> None:
         words = arg.split()
-        count = int(words[1], 0) if len(words) > 1 else 7
+        count = _n(words[1]) if len(words) > 1 else 7
+        if len(words) > 2:
+            raise ValueError(f"disas takes a unit, address or label and a count, got {arg.strip()!r}")
         if not words:
             center = self.dbg.m.engine.pc
         elif words[0] in self.dbg.m.queue_names:
@@ -231,4 +257,9 @@ def _cycle(arg: str) -> int:
 
 
 def _n(arg: str) -> int:
-    return _int(arg) if arg.strip() else 1
+    """A count (``step 3``): at least 1, as gdb's; zero or a negative count is refused
+    before anything moves."""
+    value = _int(arg) if arg.strip() else 1
+    if value < 1:
+        raise ValueError(f"expected a positive count, got {value}")
+    return value

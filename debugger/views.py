@@ -212,9 +212,13 @@ def tensor(dbg: Debugger, text: str) -> list[str]:
         hdr = formats.header(raw)
         values = formats.unpack(raw[: hdr.encoded_size])
         return [head, f"tile ({ti},{tj}) at {addr:#x}: {hdr}", *_array(values)]
+    raw = buf[sym.addr : sym.addr + sym.nbytes]
     try:
-        values = symbols.unpack_symbol(sym, buf[sym.addr : sym.addr + sym.nbytes])
-    except formats.FormatError as exc:
+        values = symbols.unpack_symbol(sym, raw)
+    except ValueError as exc:  # formats.FormatError, or tiles whose sizes do not fit together
+        if not np.any(raw):
+            raise KeyError(f"tensor {sym.name!r} has no values yet: its {sym.fmt} tiles were "
+                           "never written (no tile headers in its memory)") from None
         return [head, f"not decodable: {exc}"]
     return [head, *_array(values)]
 
@@ -230,8 +234,11 @@ def examine(dbg: Debugger, fmt: str, where: str) -> list[str]:
     if not m:
         raise KeyError(f"bad format /{fmt} (x/NF with F one of f x d b)")
     count, kind = int(m.group(1) or 8), m.group(2) or "x"
+    if count < 1:
+        raise KeyError(f"bad format /{fmt}: the count must be at least 1")
     space, cl, lo, _ = pt.parse_range(where, dbg.program)
     size = 1 if kind == "b" else 4
+    pt.check_range(dbg.m.state, (space, cl, 0, 0), where)  # the cluster exists
     buf = dbg.m.state.buf(space, cl)
     if lo + count * size > buf.size:
         raise KeyError(f"{where}: {count * size} bytes at {lo:#x} run past the end of "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from acf.emulator.energy import breakdown
-from acf.emulator.engine import Engine, Record
+from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS, Engine, Record
 from acf.emulator.interconnect import Interconnect
 from acf.emulator.report import Report
 from acf.emulator.routing import link_name
@@ -18,6 +18,15 @@ from acf.isa.semantics import SemanticError
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 from acf.isa.target import Target, load_target
 from acf.isa.tech import area_factor, energy_factor
+
+
+class SymbolError(ValueError):
+    """A ``.tensor`` the target cannot hold; ``symbol`` names it (so a caller holding the
+    assembly can point at its line)."""
+
+    def __init__(self, symbol: str, message: str):
+        super().__init__(message)
+        self.symbol = symbol
 
 
 @dataclass
@@ -33,9 +42,13 @@ class Result:
 class Emulator:
     """One program on one target. ``step()`` runs until the next instruction retires and
     returns its :class:`Record` (None when the program is over); ``run()`` goes to the end.
-    ``queues``, ``state`` and ``cycle`` expose the machine to a debugger."""
+    ``queues``, ``state`` and ``cycle`` expose the machine to a debugger.
 
-    def __init__(self, program: Program, target: Target | str, inputs: dict[str, np.ndarray] | None = None):
+    ``max_instructions``: once that many instructions have been dispatched, the next one
+    stops the run with a trap (``instruction limit of N reached``) instead of running on."""
+
+    def __init__(self, program: Program, target: Target | str, inputs: dict[str, np.ndarray] | None = None,
+                 max_instructions: int = DEFAULT_MAX_INSTRUCTIONS):
         self.target = load_target(target) if isinstance(target, str) else target
         self.program = program
         self.ic = ic = Interconnect(self.target)
@@ -54,7 +67,7 @@ class Emulator:
                 known = ", ".join(sorted(program.symbols)) or "none"
                 raise ValueError(f"input {name!r} is not a .tensor symbol of the program (symbols: {known})")
             self._bind(sym, _as_f32(name, value), written)
-        self.engine = Engine(program, self.target, self.state, self.ic)
+        self.engine = Engine(program, self.target, self.state, self.ic, max_instructions)
 
     def _check_fits(self, sym) -> None:
         """A ``.tensor`` must lie in a memory of this target (its cluster one that exists):
@@ -63,8 +76,8 @@ class Emulator:
             self.state.check(sym.space, sym.cluster, sym.addr, symbols.symbol_nbytes(sym))
         except SemanticError as exc:
             where = f"{sym.space}[{sym.addr:#x}]" + (f" c{sym.cluster}" if sym.space in ("sp", "acc") else "")
-            raise ValueError(f".tensor {sym.name!r} at {where} does not fit {self.target.name}: "
-                             f"{exc}") from None
+            raise SymbolError(sym.name, f".tensor {sym.name!r} at {where} does not fit "
+                                        f"{self.target.name}: {exc}") from None
 
     def _bind(self, sym, value: np.ndarray, written: list[tuple[str, int, int, int]]) -> None:
         """Place an input's bytes (:func:`acf.isa.symbols.pack_symbol`) in the fresh state."""
@@ -125,9 +138,10 @@ def _as_f32(name: str, value) -> np.ndarray:
 
 
 def run(program: Program, target: Target | str, inputs: dict[str, np.ndarray] | None = None,
-        mode: str = "batched") -> Result:
-    """Run a program to the end. ``mode`` is ``batched`` or ``stepped`` (same results)."""
-    emu = Emulator(program, target, inputs)
+        mode: str = "batched", max_instructions: int = DEFAULT_MAX_INSTRUCTIONS) -> Result:
+    """Run a program to the end. ``mode`` is ``batched`` or ``stepped`` (same results);
+    ``max_instructions`` bounds the run (see :class:`Emulator`)."""
+    emu = Emulator(program, target, inputs, max_instructions)
     if mode == "stepped":
         while emu.step() is not None:
             pass

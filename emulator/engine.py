@@ -36,6 +36,12 @@ from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS, token_name
 
 RETIRE, START, REQUEST = 0, 1, 2
 MAX_LOOP_DEPTH = 4
+#: Instructions one run may dispatch before it stops with a trap: hardware loops nest, so a
+#: few lines can ask for 2^96 iterations, which would run (and grow the records) without end.
+#: Compiled training steps run a few hundred thousand (ResNet-18: about 230,000); ten
+#: million is 40 times that, and a runaway loop reaches it in minutes and a few GB of
+#: records rather than exhausting memory first.
+DEFAULT_MAX_INSTRUCTIONS = 10_000_000
 #: Timing classes the engine implements (the completeness test checks every ISA row).
 TIMING_CLASSES = frozenset({"dma", "load", "gather", "store", "matmul", "sddmm", "vector", "reduce",
                             "optimizer", "scalar", "codec", "noc_config", "noc_send", "noc_recv",
@@ -191,8 +197,13 @@ class Inflight:
 class Engine(Durations):
     """Runs a program on a target: ``run()`` to the end, or ``step()`` one retirement."""
 
-    def __init__(self, program: Program, target, state: State, ic: Interconnect):
+    def __init__(self, program: Program, target, state: State, ic: Interconnect,
+                 max_instructions: int = DEFAULT_MAX_INSTRUCTIONS):
         self.prog, self.t, self.state, self.ic = program, target, state, ic
+        if isinstance(max_instructions, bool) or not isinstance(max_instructions, int) or max_instructions < 1:
+            raise ValueError(f"max_instructions must be a positive integer, got {max_instructions!r}")
+        self.max_instructions = max_instructions
+        self.dispatched = 0  # instructions dispatched to a queue or executed by the dispatcher
         self.cfg = tc.ClusterTiming.of(target)
         self.ncl = target.num_clusters
         self.nq = self.ncl * len(CLUSTER_UNITS) + len(GLOBAL_UNITS)
@@ -256,18 +267,26 @@ class Engine(Durations):
         ar = self.state.ar
         depth = self.depth
         self.blocked = None
+        # counted in a local (this loop is the hot path), stored back before each return
+        count, limit = self.dispatched, self.max_instructions
         while True:
             index = self.pc
             if index >= n:
                 self.halted, self.halt_cycle = True, D
+                self.dispatched = count
                 return
             kind = kinds[index]
             nxt = index + 1
+            if count >= limit and kind != _HALT:
+                raise self.trap(f"instruction limit of {limit} reached (the program had not ended: "
+                                "a hardware loop that runs too long? a longer program needs "
+                                "--max-instructions / max_instructions=)", D, self.where(index), "limit")
             if kind == _QUEUED:
                 q = qs[index]
                 queue = queues[q]
                 if len(queue) >= depth:
                     self.blocked = ("full", q, D)
+                    self.dispatched = count
                     return
                 ins = ins_list[index]
                 ea = {}
@@ -290,11 +309,14 @@ class Engine(Durations):
                     heapq.heappush(self.heap, (D + 1, START, q, self.seq, self._try_start, q))
             elif kind == _HALT:
                 self.halted, self.halt_cycle = True, D + 1
+                self.dispatched = count + 1
                 return
             elif kind == _BARRIER:
+                count += 1
                 self.pc = advance_loops(nxt, loops) if loops else nxt
                 if self.live:
                     self.blocked = ("barrier", D)
+                    self.dispatched = count
                     return
                 self.races.barrier()
                 D += 1
@@ -319,6 +341,7 @@ class Engine(Durations):
                                         "that encloses it (loops must nest)", D,
                                         self.where(index), "loop")
                     loops.append([index + 1, end, ins["count"]])
+            count += 1
             self.pc = advance_loops(nxt, loops) if loops else nxt
             D += 1
 

@@ -26,7 +26,7 @@ def _zeros(nbytes: int) -> np.ndarray:
     while True:
         try:
             return np.frombuffer(mmap.mmap(-1, size, flags=flags), np.uint8)
-        except OSError:
+        except (OSError, OverflowError):  # OverflowError: more than a mapping can be asked for
             if size <= 1 << 30:
                 raise
             size //= 2

@@ -18,10 +18,13 @@ Errors are :class:`AsmError`: ``file:line:col: error: message`` plus the source 
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from acf.isa.asm_grammar import parser
 from acf.isa.fields import FieldError, FmtSpec, Kind, MemRef
 from acf.isa.program import Instruction, Program, SourceLoc, Symbol, make_op
@@ -36,10 +39,27 @@ class AsmError(ValueError):
     def __init__(self, filename: str, line: int, col: int, msg: str, source: str = ""):
         self.filename, self.line, self.col, self.msg = filename, line, col, msg
         text = f"{filename}:{line}:{col}: error: {msg}"
-        lines = source.splitlines()
-        if 1 <= line <= len(lines):
-            text += f"\n{lines[line - 1]}\n{' ' * (col - 1)}^"
+        shown = source_line(source, line)
+        if shown is not None:
+            # other line-break characters (form feed, U+2028, ...) would split the quoted
+            # line on a terminal; each is one column, so a space keeps the caret aligned
+            shown = shown.translate(_SHOWN_AS_SPACE)
+            text += f"\n{shown}\n{' ' * (col - 1)}^"
         super().__init__(text)
+
+
+# Characters str.splitlines() breaks on besides "\n"; the grammar treats none of them as
+# a line end, so they stay inside the line (shown as spaces in the quoted context).
+_SHOWN_AS_SPACE = {ord(c): " " for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def source_line(source: str, line: int) -> str | None:
+    """Line ``line`` (1-based) as the parser counts lines: only "\n" ends one (a "\r"
+    before it belongs to the line ending), so error positions and quoted text agree."""
+    lines = source.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    return lines[line - 1].removesuffix("\r")
 
 
 @dataclass
@@ -49,6 +69,8 @@ class _Ctx:
     labels: dict[str, int]
     symbols: dict[str, Symbol]
     consts: dict[str, int]
+    target_token: Any = None  # the ``.target`` name, where errors about it point
+    symbol_tokens: dict[str, Any] = field(default_factory=dict)  # name -> its .tensor name
 
     def error(self, node: Any, msg: str) -> AsmError:
         line = getattr(node, "line", None) or getattr(getattr(node, "meta", None), "line", 1)
@@ -56,8 +78,15 @@ class _Ctx:
         return AsmError(self.filename, line or 1, col or 1, msg, self.source)
 
 
-def assemble(source: str, filename: str = "<input>") -> Program:
-    """Assemble text into a Program; raises AsmError with location on any problem."""
+def assemble(source: str, filename: str = "<input>", check: str = "") -> Program:
+    """Assemble text into a Program; raises AsmError with location on any problem.
+
+    ``check``: ``"target"``: the ``.target`` must name a target the tools can load;
+    ``"fit"``: that, and every ``.tensor`` must lie in its memories. Off by default: a
+    program may be run on another target than it names (``acfc run --target``, ``--set``),
+    which decides what fits; ``acfc asm`` checks against the one it names."""
+    if check not in ("", "target", "fit"):
+        raise ValueError(f"check must be '', 'target' or 'fit', got {check!r}")
     if not source.endswith("\n"):
         source += "\n"
     try:
@@ -79,9 +108,53 @@ def assemble(source: str, filename: str = "<input>") -> Program:
             prog.debug[index] = loc
     prog.labels = ctx.labels
     prog.symbols = ctx.symbols
+    prog.symbol_lines = {name: (int(tok.line), int(tok.column)) for name, tok in ctx.symbol_tokens.items()}
     prog.data = _data_directives(statements, ctx)
     _check_loop_nesting(prog, statements, ctx)
+    if check and prog.target:
+        _check_target(prog, ctx, check == "fit")
     return prog
+
+
+def _check_target(prog: Program, ctx: _Ctx, fit: bool) -> None:
+    """The ``.target`` must name a target the tools can load (a shipped one, or a target
+    file), and with ``fit`` every ``.tensor`` must lie in that target's memories: errors
+    located at the directive, rather than unlocated ones when the program is run."""
+    from acf.isa.target import TargetError, load_target
+
+    try:
+        target = load_target(prog.target)
+    except TargetError as exc:
+        raise ctx.error(ctx.target_token, str(exc)) from None
+    if not fit:
+        return
+    for sym in prog.symbols.values():
+        why = symbol_misfit(sym, target)
+        if why:
+            raise ctx.error(ctx.symbol_tokens[sym.name], why)
+
+
+_SPACE_SIZES = {"dram": ("DRAM", lambda t: t.dram.size_bytes), "gb": ("global buffer", lambda t: t.gbuf.bytes),
+                "sp": ("scratchpad", lambda t: t.cluster.spad_bytes),
+                "acc": ("accumulator", lambda t: t.cluster.acc_bytes)}
+
+
+def symbol_misfit(sym: Symbol, target: Any) -> str:
+    """Why a ``.tensor`` does not lie in ``target``'s memories ('' when it does)."""
+    from acf.isa.symbols import symbol_nbytes
+
+    what, size_of = _SPACE_SIZES[sym.space]
+    where = f"{sym.space}[{sym.addr:#x}]"
+    if sym.space in ("sp", "acc"):
+        where += f" c{sym.cluster}"
+        if sym.cluster >= target.num_clusters:
+            return (f".tensor {sym.name!r} at {where} does not fit {target.name}: cluster "
+                    f"c{sym.cluster} does not exist ({target.num_clusters} clusters)")
+    size, nbytes = int(size_of(target)), symbol_nbytes(sym)
+    if sym.addr + nbytes > size:  # worded as the emulator's check words it
+        return (f".tensor {sym.name!r} at {where} does not fit {target.name}: out-of-bounds "
+                f"{what} access {sym.addr:#x}+{nbytes:#x} > {size:#x}")
+    return ""
 
 
 def _check_loop_nesting(prog: Program, statements: list[Tree], ctx: _Ctx) -> None:
@@ -103,6 +176,24 @@ def _check_loop_nesting(prog: Program, statements: list[Tree], ctx: _Ctx) -> Non
         open_ends.append((end, i))
 
 
+# Tokens a .tensor (and its .data) may be named by: a word, a number (a compiled program
+# names an IR argument ``%0`` after it), or a quoted string for any other name (a PyTorch
+# parameter ``0.weight``; the disassembler quotes what is not a plain word).
+_TENSOR_NAMES = ("DNAME", "NAME", "NUMBER", "STRING")
+
+
+def _tensor_name(ctx: _Ctx, tok: Any) -> str:
+    if not isinstance(tok, Token) or tok.type not in _TENSOR_NAMES:
+        raise ctx.error(_pos(tok), f"expected a tensor name, got {_text(tok)!r}")
+    try:
+        name = _unquote(tok)
+    except ValueError as exc:
+        raise ctx.error(tok, f"bad tensor name {str(tok)!r}: {exc}") from None
+    if not name:
+        raise ctx.error(tok, "a tensor name cannot be empty")
+    return name
+
+
 def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:
     """``.data NAME v0 v1 ...``: every element of a declared ``.tensor`` (any order of the
     two directives), as little-endian f32."""
@@ -113,9 +204,9 @@ def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:
         if node.data != "directive" or str(node.children[0]) != "data":
             continue
         args = node.children[1:]
-        if not args or not isinstance(args[0], Token) or args[0].type not in ("DNAME", "NAME"):
+        if not args or not isinstance(args[0], Token) or args[0].type not in _TENSOR_NAMES:
             raise ctx.error(node.children[0], ".data NAME VALUE...")
-        name = str(args[0])
+        name = _tensor_name(ctx, args[0])
         sym = ctx.symbols.get(name)
         if sym is None:
             raise ctx.error(args[0], f".data for {name!r}, which no .tensor declares")
@@ -125,12 +216,29 @@ def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:
         for tok in args[1:]:
             if not isinstance(tok, Token) or tok.type != "NUMBER" or str(tok).lower().startswith(("0x", "+0x", "-0x")):
                 raise ctx.error(tok, f"expected a number, got {_text(tok)!r}")
-            values.append(float(str(tok)))
+            value = float(str(tok))
+            if _f32_overflows(str(tok), value):  # inputs and immediates refuse these too
+                raise ctx.error(tok, f"{tok!s} is beyond the fp32 range (largest "
+                                     f"{_F32_MAX:g}); write inf for an infinity")
+            values.append(value)
         if len(values) != symbol_elements(sym):
             raise ctx.error(args[0], f".data for {name!r} has {len(values)} values; "
                                      f"f32[{','.join(map(str, sym.shape))}] has {symbol_elements(sym)}")
         out[name] = data_bytes(values)
     return out
+
+
+_F32_MAX = 3.4028234663852886e38
+
+
+def _f32_overflows(text: str, value: float) -> bool:
+    """Whether a finite literal becomes an infinity as fp32 (``inf`` itself is fine)."""
+    if "inf" in text or "nan" in text:
+        return False
+    if math.isinf(value):  # 1e999: past even a double
+        return True
+    with np.errstate(over="ignore"):
+        return bool(np.isinf(np.float32(value)))
 
 
 def _syntax_error(exc: UnexpectedInput, filename: str, source: str) -> AsmError:
@@ -139,7 +247,10 @@ def _syntax_error(exc: UnexpectedInput, filename: str, source: str) -> AsmError:
     if unknown:
         return AsmError(filename, line, unknown[0], f"unknown instruction {unknown[1]!r}", source)
     if isinstance(exc, UnexpectedCharacters):
-        bad = source.splitlines()[line - 1][col - 1 :].split()[0] if line <= len(source.splitlines()) else ""
+        # the text up to the next blank the grammar skips (space or tab): a character it
+        # does not know (a no-break space, a form feed) is quoted, not taken as a blank
+        rest = (source_line(source, line) or "")[col - 1:]
+        bad = re.match(r"[^ \t]*", rest).group(0) or rest[:1]
         msg = f"unexpected text {bad!r}"
     elif isinstance(exc, UnexpectedToken):
         tok = exc.token
@@ -158,11 +269,13 @@ def _syntax_error(exc: UnexpectedInput, filename: str, source: str) -> AsmError:
 
 def _unknown_mnemonic(source: str, line: int) -> tuple[int, str] | None:
     """(column, word) when the statement on ``line`` starts with a word that is no mnemonic."""
-    lines = source.splitlines()
-    if not 1 <= line <= len(lines):
+    text = source_line(source, line)
+    if text is None:
         return None
-    text = re.split(r"[#;]", lines[line - 1])[0]
-    m = re.match(r"(\s*(?:[A-Za-z_][\w.$]*\s*:\s*)?)([A-Za-z_][\w.$]*)(?!\s*:)", text)
+    text = re.split(r"[#;]", text)[0]
+    # only the blanks the grammar skips, and ASCII names: a no-break space before a word
+    # is the error, not the word
+    m = re.match(r"([ \t]*(?:[A-Za-z_][\w.$]*[ \t]*:[ \t]*)?)([A-Za-z_][\w.$]*)(?![ \t]*:)", text, re.ASCII)
     if m and m.group(2) not in BY_MNEMONIC:
         return len(m.group(1)) + 1, m.group(2)
     return None
@@ -191,9 +304,10 @@ def _directive_first_pass(node: Tree, ctx: _Ctx, prog: Program) -> None:
     name = str(node.children[0])
     args = node.children[1:]
     if name == "target":
-        if len(args) != 1:
+        if len(args) != 1 or not isinstance(args[0], Token) or args[0].type not in ("DNAME", "NAME"):
             raise ctx.error(node.children[0], ".target takes one target name")
         prog.target = str(args[0])
+        ctx.target_token = args[0]
     elif name == "equ":
         if len(args) != 2 or not isinstance(args[1], Token) or args[1].type != "NUMBER":
             raise ctx.error(node.children[0], ".equ takes a name and a number")
@@ -202,6 +316,7 @@ def _directive_first_pass(node: Tree, ctx: _Ctx, prog: Program) -> None:
         sym = _tensor_directive(node, ctx)
         if sym.name in ctx.symbols:
             raise ctx.error(args[0], f"symbol {sym.name!r} defined twice")
+        ctx.symbol_tokens[sym.name] = args[0]
         other = _overlapping(sym, ctx.symbols.values())
         if other is not None:  # inputs bound to both would overwrite each other
             raise ctx.error(args[0], f"tensor {sym.name!r} overlaps {other.name!r} in "
@@ -227,10 +342,14 @@ def _overlapping(sym: Symbol, others) -> Symbol | None:
 
 
 def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:
+    from acf.isa.formats import FormatError
+    from acf.isa.symbols import symbol_nbytes
+
     args = node.children[1:]
     if len(args) < 4:
         raise ctx.error(node.children[0], ".tensor NAME SPACE ADDR DTYPE[SHAPE] [FMT] [tile[R,C]] [cN]")
     name, space, addr, shape = args[:4]
+    sym_name = _tensor_name(ctx, name)
     if str(space) not in ("dram", "gb", "sp", "acc"):
         raise ctx.error(space, f"unknown memory space {str(space)!r} (dram gb sp acc)")
     if not isinstance(shape, Tree) or str(shape.children[0]) != "f32":
@@ -238,7 +357,7 @@ def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:
     dims = tuple(_int(ctx, d) for d in shape.children[1:])
     for d, node_d in zip(dims, shape.children[1:]):
         if d < 0:
-            raise ctx.error(node_d, f"negative dimension {d} in the shape of {str(name)!r}")
+            raise ctx.error(node_d, f"negative dimension {d} in the shape of {sym_name!r}")
     fmt, cluster, tile = "dense", 0, ()
     for extra in args[4:]:
         text = str(extra)
@@ -251,6 +370,8 @@ def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:
             raise ctx.error(node.children[0], f"unexpected {_text(extra)!r} in .tensor")
         if re.fullmatch(r"c\d+", text):
             cluster = int(text[1:])
+            if cluster > 255:
+                raise ctx.error(extra, f"cluster {text} does not exist (cluster ids are c0..c255)")
         else:
             try:
                 fmt = str(FmtSpec.parse(text))
@@ -258,7 +379,17 @@ def _tensor_directive(node: Tree, ctx: _Ctx) -> Symbol:
                 raise ctx.error(extra, str(exc)) from None
     if tile and fmt == "dense":
         raise ctx.error(node.children[0], "tile[...] applies to sparse formats only")
-    return Symbol(str(name), str(space), _int(ctx, addr), dims, "f32", fmt, cluster, tile)
+    sym = Symbol(sym_name, str(space), _int(ctx, addr), dims, "f32", fmt, cluster, tile)
+    if sym.addr < 0:
+        raise ctx.error(addr, f"negative address {sym.addr} of {sym.name!r}")
+    try:  # the format must be able to hold the shape (N:M needs whole groups of M, ...)
+        symbol_nbytes(sym)
+    except FormatError as exc:
+        why = str(exc).removeprefix(f"{fmt}: ")
+        raise ctx.error(name, f"tensor {sym.name!r}: f32[{','.join(map(str, dims))}] cannot be "
+                              f"stored as {fmt}" + (f" tile[{tile[0]},{tile[1]}]" if tile else "")
+                              + f": {why}") from None
+    return sym
 
 
 def _directive_second_pass(node: Tree, ctx: _Ctx, prog: Program, loc: SourceLoc) -> SourceLoc:
@@ -277,10 +408,30 @@ def _directive_second_pass(node: Tree, ctx: _Ctx, prog: Program, loc: SourceLoc)
     return SourceLoc(file, line, layer, op_id)
 
 
+# Backslash escapes of a quoted string; any other character, non-ASCII included, stands
+# for itself (the disassembler writes \\, \" and the line breaks this way).
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.DOTALL)
+
+
+def _unescape(match: re.Match) -> str:
+    code = match.group(1)
+    if code in _ESCAPES:
+        return _ESCAPES[code]
+    if len(code) > 1:
+        value = int(code[1:], 16)
+        if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+            raise ValueError(f"\\{code} is not a character")
+        return chr(value)
+    return "\\" + code  # an unknown escape keeps its backslash
+
+
 def _unquote(tok: Any) -> str:
+    """A quoted string's text (``.loc`` strings, quoted tensor names): escapes decoded on
+    the text itself, not on its UTF-8 bytes, so a non-ASCII name reads back as written."""
     text = str(tok)
     if text.startswith('"'):
-        return bytes(text[1:-1], "utf-8").decode("unicode_escape")
+        return _ESCAPE_RE.sub(_unescape, text[1:-1])
     return text
 
 
@@ -462,6 +613,35 @@ def _memref(ctx: _Ctx, node: Tree) -> MemRef:
     if offset < 0:
         raise ctx.error(node.children[0], f"negative address {offset}")
     return MemRef(space, offset, areg)
+
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.$]*")
+_WORD_RE = re.compile(r"[A-Za-z0-9_.$+-]+")  # no blank, quote or line break: one token at most
+_READ_BACK = {
+    # a .tensor name written unquoted (and so .data can name it)
+    "symbol": (_WORD_RE, ".tensor {0} dram 0 f32[1]\n.data {0} 0\nhalt\n"),
+    "label": (_NAME_RE, "{0}:\nhalt\n"),
+    # a label a loop can name as its end
+    "loop end": (_NAME_RE, "loop 1, {0}\nhalt\n{0}:\n"),
+}
+
+
+@lru_cache(maxsize=4096)
+def reads_back(kind: str, name: str) -> bool:
+    """Whether assembly text can name ``name`` as a ``kind`` (``symbol``, ``label`` or
+    ``loop end``), so a program holding it disassembles to text that reassembles.
+
+    Decided by assembling a line that uses it, so the grammar's own lexer decides: a
+    name may be a word of the grammar (``halt`` names a tensor but not a label) or begin
+    like a number (``1abc``)."""
+    pattern, template = _READ_BACK[kind]
+    if not pattern.fullmatch(name):
+        return False
+    try:
+        prog = assemble(template.format(name))
+    except AsmError:
+        return False
+    return name in (prog.symbols if kind == "symbol" else prog.labels)
 
 
 def is_cluster_unit(op: Op, args: dict[str, Any]) -> bool:

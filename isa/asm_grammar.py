@@ -15,7 +15,7 @@ label: NAME ":"
 ?statement: directive | instr
 directive: "." NAME darg*
 ?darg: DNAME | NUMBER | STRING | FMTNM | typed_shape
-typed_shape: DNAME "[" NUMBER ("," NUMBER)* "]"
+typed_shape: DNAME "[" (NUMBER ("," NUMBER)*)? "]"
 instr: MNEMONIC (operand ("," operand)*)? clause*
 ?operand: kwarg | value
 kwarg: NAME "=" value
@@ -29,7 +29,8 @@ MNEMONIC.3: {mnemonics}
 CLAUSE.3: /(wait|sig)(?=\()/
 SPACE.3: /(dram|gb|sp|acc)(?=\[)/
 FMTNM.2: /nm[0-9]+:[0-9]+/
-NUMBER.1: /[+-]?(0x[0-9a-fA-F]+|[0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|inf|nan)/
+// inf and nan only as whole words: "info" and "nan2" are names
+NUMBER.1: /[+-]?(0x[0-9a-fA-F]+|[0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|(inf|nan)(?![A-Za-z0-9_.$-]))/
 SIGN: "+" | "-"
 NAME: /[A-Za-z_][A-Za-z0-9_.$]*/
 DNAME: /[A-Za-z_][A-Za-z0-9_.$-]*/
@@ -44,7 +45,8 @@ _NL: /(\r?\n)+/
 def grammar_text(mnemonics: tuple[str, ...] | None = None) -> str:
     """The grammar, with every mnemonic of the table as an alternative (longest first)."""
     names = sorted(mnemonics or (op.mnemonic for op in spec.OPS), key=len, reverse=True)
-    alts = " | ".join(f'/{m.replace(".", "[.]")}(?![A-Za-z0-9_.])/' for m in names)
+    # a mnemonic is a whole word: ``halt$x`` is a name
+    alts = " | ".join(f'/{m.replace(".", "[.]")}(?![A-Za-z0-9_.$])/' for m in names)
     return _TEMPLATE.replace("{mnemonics}", alts)
 
 

@@ -14,17 +14,24 @@ Layout (little-endian)::
 DEBUG maps instruction addresses to the IR op id and source location (file, line, layer),
 so reports, traces and the debugger speak in layers and lines. Every offset and size is
 bounds-checked on load and every JSON document is checked against its expected shape;
-anything else raises :class:`ContainerError`.
+anything else raises :class:`ContainerError`. So is anything the assembler could not have
+written (an empty tensor name, a label no assembly text can spell, a format spelt another
+way, overlapping tensors, bytes laid out otherwise than :func:`write` lays them out): the
+disassembly of every container :func:`read` accepts reassembles to the same bytes (a
+target name the tools cannot load excepted: ``acfc asm`` refuses it, at its line).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import unicodedata
 import zlib
 from typing import Any
 
+import numpy as np
 from acf.isa.encoding import DecodeError, decode_all, encode_all
+from acf.isa.fields import CANONICAL_NAN_BITS
 from acf.isa.program import Program, SourceLoc, Symbol
 
 MAGIC = b"ACFB"
@@ -45,8 +52,12 @@ class ContainerError(ValueError):
 
 def write(prog: Program) -> bytes:
     """Serialize a program (code, symbols, labels, debug info, target) to container bytes."""
+    return _pack(_sections(prog, encode_all(prog.instructions)))
+
+
+def _sections(prog: Program, code: bytes) -> list[tuple[int, bytes]]:
     sections = [
-        (CODE, encode_all(prog.instructions)),
+        (CODE, code),
         (SYMBOLS, _json([
             {"name": s.name, "space": s.space, "addr": s.addr, "shape": list(s.shape),
              "dtype": s.dtype, "fmt": s.fmt, "cluster": s.cluster, "tile": list(s.tile)}
@@ -60,6 +71,10 @@ def write(prog: Program) -> bytes:
     ]
     if prog.data:
         sections.append((DATA, _data_bytes(prog.data)))
+    return sections
+
+
+def _pack(sections: list[tuple[int, bytes]]) -> bytes:
     offset = _HEADER.size + _ENTRY.size * len(sections)
     table, body = b"", b""
     for kind, data in sections:
@@ -108,7 +123,13 @@ def _data(blob: bytes, symbols: dict[str, Symbol]) -> dict[str, bytes]:
         if count != symbol_elements(sym):
             raise ContainerError(f"data section: {name!r} has {count} values for "
                                  f"{symbol_elements(sym)} elements")
-        out[name] = bytes(blob[pos:pos + 4 * count])
+        raw = bytes(blob[pos:pos + 4 * count])
+        bits = np.frombuffer(raw, "<u4")
+        nan = (bits & 0x7F800000 == 0x7F800000) & (bits & 0x007FFFFF != 0)
+        if (nan & (bits != CANONICAL_NAN_BITS)).any():  # the text spells every NaN "nan"
+            raise ContainerError(f"data section: {name!r} holds a NaN with another sign or "
+                                 "payload than the one NaN assembly text can give")
+        out[name] = raw
         pos += 4 * count
     return out
 
@@ -165,8 +186,25 @@ def read(data: bytes) -> Program:
     if not isinstance(tgt, dict) or not isinstance(tgt.get("name"), str):
         raise ContainerError("target section: expected {\"name\": str}")
     prog.target = tgt["name"]
+    if not _printable(prog.target):
+        raise ContainerError(f"target section: the name {prog.target[:80]!r} holds a control "
+                             "character or is not valid text")
     prog.data = _data(sections.get(DATA, b""), prog.symbols)
+    if _pack(_sections(prog, sections[CODE])) != data:
+        # the same program, laid out otherwise (another JSON spelling or key order, bytes
+        # outside every section): its disassembly would not reassemble to these bytes
+        raise ContainerError("not laid out as this tool writes containers (JSON spelt "
+                             "differently, or bytes outside the sections)")
     return prog
+
+
+def _printable(text: str) -> bool:
+    """Text without control characters that encodes as UTF-8 (no lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return not any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def _load(blob: bytes, what: str) -> Any:
@@ -183,7 +221,7 @@ def _is_int(v: Any) -> bool:
 def _symbols(doc: Any) -> dict[str, Symbol]:
     if not isinstance(doc, list):
         raise ContainerError("symbols section: expected a list")
-    out = {}
+    out: dict[str, Symbol] = {}
     for entry in doc:
         ok = (
             isinstance(entry, dict)
@@ -199,14 +237,73 @@ def _symbols(doc: Any) -> dict[str, Symbol]:
         )
         if not ok:
             raise ContainerError(f"symbols section: malformed entry {str(entry)[:80]}")
-        out[entry["name"]] = Symbol(entry["name"], entry["space"], entry["addr"], tuple(entry["shape"]),
-                                    entry["dtype"], entry["fmt"], entry["cluster"], tuple(entry["tile"]))
+        sym = Symbol(entry["name"], entry["space"], entry["addr"], tuple(entry["shape"]),
+                     entry["dtype"], entry["fmt"], entry["cluster"], tuple(entry["tile"]))
+        if sym.name in out:
+            raise ContainerError(f"symbols section: {sym.name!r} twice")
+        _check_symbol(sym)
+        out[sym.name] = sym
+    _check_overlaps(list(out.values()))
     return out
 
 
+def _check_symbol(sym: Symbol) -> None:
+    """What the ``.tensor`` directive enforces: a name (any text; the disassembler quotes
+    it when it is not a plain word), a format in its one spelling, a tile only on a sparse
+    tensor, a shape the format can hold."""
+    from acf.isa.fields import FieldError, FmtSpec
+    from acf.isa.formats import FormatError
+    from acf.isa.symbols import symbol_nbytes
+
+    what = f"symbols section: {sym.name[:80]!r}"
+    if not sym.name or not _encodes(sym.name):
+        raise ContainerError(f"{what} is not a name assembly text can give a tensor")
+    try:
+        canonical = str(FmtSpec.parse(sym.fmt))
+    except FieldError:
+        canonical = ""
+    if canonical != sym.fmt:
+        raise ContainerError(f"{what}: unknown format {sym.fmt[:40]!r} (dense, csr, csc, coo, "
+                             "bitmap, nmN:M, bcsrRxC)")
+    if sym.tile and sym.fmt == "dense":
+        raise ContainerError(f"{what}: a tile on a dense tensor (tiles are for sparse formats)")
+    try:
+        symbol_nbytes(sym)
+    except FormatError as exc:
+        raise ContainerError(f"{what}: f32{list(sym.shape)} cannot be stored as {sym.fmt}: "
+                             f"{exc}") from None
+
+
+def _check_overlaps(symbols: list[Symbol]) -> None:
+    """No two tensors share a byte of one memory (the assembler refuses that too)."""
+    from acf.isa.symbols import symbol_nbytes
+
+    spans: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+    for s in symbols:
+        n = symbol_nbytes(s)
+        if n:
+            key = (s.space, s.cluster if s.space in ("sp", "acc") else 0)
+            spans.setdefault(key, []).append((s.addr, s.addr + n, s.name))
+    for (space, _), items in spans.items():
+        items.sort()
+        end, owner = -1, ""
+        for lo, hi, name in items:
+            if lo < end:
+                raise ContainerError(f"symbols section: {name[:80]!r} overlaps {owner[:80]!r} "
+                                     f"in {space}")
+            if hi > end:
+                end, owner = hi, name
+
+
 def _labels(doc: Any, n: int) -> dict[str, int]:
+    from acf.isa.asm import reads_back
+
     if not isinstance(doc, dict) or not all(_is_int(v) and 0 <= v <= n for v in doc.values()):
         raise ContainerError("labels section: expected {name: address within the code}")
+    for name in doc:
+        if not reads_back("label", name):
+            raise ContainerError(f"labels section: {name[:80]!r} is not a name assembly text "
+                                 "can give a label")
     return dict(doc)
 
 
@@ -218,5 +315,18 @@ def _debug(doc: Any, n: int) -> dict[int, SourceLoc]:
         if not (isinstance(e, list) and len(e) == 5 and _is_int(e[0]) and 0 <= e[0] < n and _is_int(e[1])
                 and isinstance(e[2], str) and _is_int(e[3]) and isinstance(e[4], str)):
             raise ContainerError(f"debug section: malformed entry {str(e)[:80]}")
-        out[e[0]] = SourceLoc(e[2], e[3], e[4], e[1])
+        loc = SourceLoc(e[2], e[3], e[4], e[1])
+        # what a .loc line can say: an op id of -1 (none) or more, text (no lone
+        # surrogate), something at all (an empty location is no entry)
+        if loc.op_id < -1 or loc == SourceLoc() or not all(_encodes(t) for t in (loc.file, loc.layer)):
+            raise ContainerError(f"debug section: entry {str(e)[:80]} is no location .loc can give")
+        out[e[0]] = loc
     return out
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -83,10 +83,11 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
         extra = (f" {sym.fmt}" if sym.fmt != "dense" else "") + (f" c{sym.cluster}" if sym.cluster else "")
         if sym.tile:
             extra += f" tile[{sym.tile[0]},{sym.tile[1]}]"
-        out.append(f".tensor {sym.name} {sym.space} {sym.addr:#x} f32[{shape}]{extra}")
+        out.append(f".tensor {_name(sym.name)} {sym.space} {sym.addr:#x} f32[{shape}]{extra}")
     for name, raw in prog.data.items():
-        out.append(f".data {name} " + " ".join(_f32_text(v) for v in data_values(raw)))
+        out.append(f".data {_name(name)} " + " ".join(_f32_text(v) for v in data_values(raw)))
     labels = _labels(prog)
+    ends = {a: n for n, a in labels.items() if _loop_end(n)}  # what a loop may name
     loc = SourceLoc()
     for i, ins in enumerate(prog.instructions):
         for name in sorted(n for n, a in labels.items() if a == i):
@@ -96,7 +97,7 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
             out.append(_loc_line(new_loc))
             loc = new_loc
         prefix = f"{i:6d}:  " if with_addresses else "    "
-        out.append(prefix + format_instruction(ins, i, {a: n for n, a in labels.items()}))
+        out.append(prefix + format_instruction(ins, i, ends))
     end = len(prog.instructions)
     for name in sorted(n for n, a in labels.items() if a == end):
         out.append(f"{name}:")
@@ -111,6 +112,14 @@ def _f32_text(v: float) -> str:
     return repr(v)
 
 
+def _name(name: str) -> str:
+    """A tensor name as written: a plain word when it reads back as one, else quoted (a
+    PyTorch parameter ``0.weight`` would lex as the number ``0.`` then a word)."""
+    from acf.isa.asm import reads_back
+
+    return name if reads_back("symbol", name) else f'"{_esc(name)}"'
+
+
 def _loc_line(loc: SourceLoc) -> str:
     if loc == SourceLoc():
         return ".loc"
@@ -119,21 +128,23 @@ def _loc_line(loc: SourceLoc) -> str:
 
 
 def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """Text for a quoted string (``.loc``, a tensor name) as the assembler reads it back:
+    backslashes and quotes escaped, and the line breaks (a reader of the text may turn a
+    bare carriage return into a line end)."""
+    return (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def _loop_end(name: str) -> bool:
+    """Whether a loop can name this label as its end: checked, not assumed, since an
+    operand is lexed with other tokens in play than a label definition is."""
+    from acf.isa.asm import reads_back
+
+    return reads_back("loop end", name)
 
 
 def _labels(prog: Program) -> dict[str, int]:
-    """Program labels plus generated ``L<addr>`` ones for loop ends that have none."""
-    labels = dict(prog.labels)
-    have = set(labels.values())
-    for i, ins in enumerate(prog.instructions):
-        for f in ins.op.fields:
-            if f.kind.name == "rel":
-                target = i + 1 + ins.args[f.name]
-                if target not in have and target <= len(prog.instructions):
-                    name = f"L{target}"
-                    while name in labels:
-                        name += "_"
-                    labels[name] = target
-                    have.add(target)
-    return labels
+    """The program's labels. A loop whose end has none (or none an operand can name) keeps
+    its numeric offset: a generated label would be a label the program did not have, and
+    the text would reassemble to other bytes."""
+    return dict(prog.labels)

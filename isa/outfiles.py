@@ -25,6 +25,15 @@ def _mode_for(st: os.stat_result | None) -> int:
     return 0o666 & ~umask
 
 
+def check_file_path(path: str) -> None:
+    """OSError unless ``path`` can name a file: one ending in a separator (``out/``) names
+    a directory, and resolving it (which drops the separator) would write a file named
+    ``out``, or replace one."""
+    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if path.endswith(seps):
+        raise IsADirectoryError(21, "it is a directory path (it ends in a separator); name a file", path)
+
+
 def _stat(target: str) -> os.stat_result | None:
     try:
         st = os.stat(target)
@@ -40,6 +49,7 @@ def install_file(tmp: str, path: str) -> None:
     is gone afterwards. Raises OSError."""
     target = os.path.realpath(path)
     try:
+        check_file_path(path)
         st = _stat(target)
         if st is not None and not stat.S_ISREG(st.st_mode):
             with open(tmp, "rb") as src, open(target, "wb") as dst:
@@ -54,6 +64,7 @@ def install_file(tmp: str, path: str) -> None:
 
 def temp_beside(path: str, prefix: str = ".acf-", suffix: str = "") -> str:
     """A new empty temporary file in the folder ``path`` (links resolved) will be in."""
+    check_file_path(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.realpath(path)), prefix=prefix,
                                suffix=suffix)
     os.close(fd)
@@ -62,6 +73,7 @@ def temp_beside(path: str, prefix: str = ".acf-", suffix: str = "") -> str:
 
 def write_file(path: str, raw: bytes) -> None:
     """Write ``raw`` to ``path`` completely or not at all (the rules above). Raises OSError."""
+    check_file_path(path)
     target = os.path.realpath(path)
     _stat(target)  # a directory fails before anything is written
     tmp = temp_beside(path)

@@ -194,6 +194,8 @@ class Program:
     #: instruction index -> its line in the assembly text it was assembled from (not
     #: serialized: diagnostics of the run that assembled it name the line)
     asm_lines: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+    #: symbol name -> (line, column) of its ``.tensor`` in that text (not serialized either)
+    symbol_lines: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.instructions)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -180,20 +181,37 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise TargetError(f"{path}: error: no such target file") from None
-    except (IsADirectoryError, PermissionError) as exc:
-        raise TargetError(f"{path}: error: cannot read a target file there: {exc.strerror}") from None
+    except OSError as exc:  # a folder, no permission, a name too long for the system...
+        raise TargetError(f"{path}: error: cannot read a target file there: "
+                          f"{exc.strerror or exc}") from None
+    except UnicodeDecodeError:  # TOML is UTF-8 (tomllib decodes before it parses)
+        raise TargetError(f"{path}: error: not valid TOML: the file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"{path}: error: not valid TOML: {exc}") from None
+    except ValueError as exc:  # a NUL in the name (after the two ValueErrors above)
+        raise TargetError(f"{str(path)!r}: error: cannot read a target file there: {exc}") from None
+
+
+def _exists(path: Path) -> bool:
+    """Whether a file is there; a name the system cannot even look up (too long, a NUL in
+    it) names no file, it is not an error of its own."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _resolve_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or _exists(p):
         return p
     shipped = _targets_dir() / f"{name_or_path}.toml"
-    if not shipped.exists():
+    if not _exists(shipped):
         known = ", ".join(available_targets())
-        raise TargetError(f"unknown target {str(name_or_path)!r} (known: {known})")
+        shown = str(name_or_path)
+        if len(shown) > 80:  # a name this long is no target: show its start
+            shown = shown[:60] + f"... ({len(shown)} characters)"
+        raise TargetError(f"unknown target {shown!r} (known: {known})")
     return shipped
 
 
@@ -207,7 +225,7 @@ def _merge_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(parent_name, str):
         raise TargetError(f"{path}: error: key 'inherit': must be a target name string")
     parent_path = _resolve_path(parent_name) if not Path(parent_name).is_absolute() else Path(parent_name)
-    if not parent_path.exists():
+    if not _exists(parent_path):
         parent_path = path.parent / f"{parent_name}.toml"
     base = _merge_raw(parent_path, seen + (path,))
     for section, values in raw.items():
@@ -231,13 +249,21 @@ def _check_cost(where: str, key: str, value: Any, unit: str) -> Cost:
             f"{where}: error: key '{key}': must be {{ value = ..., unit = \"{unit}\", source = \"...\" }}"
         )
     v = value["value"]
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not _finite(v) or v < 0:
         raise TargetError(f"{where}: error: key '{key}.value': must be a number >= 0, got {v!r}")
     if value["unit"] != unit:
         raise TargetError(f"{where}: error: key '{key}.unit': must be {unit!r}, got {value['unit']!r}")
     if not isinstance(value["source"], str) or not value["source"].strip():
         raise TargetError(f"{where}: error: key '{key}.source': every cost number needs a source")
     return Cost(float(v), unit, value["source"])
+
+
+def _finite(v: float) -> bool:
+    """Not nan or inf, and within a float (a TOML integer may be of any size)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _parse_override(text: str) -> Any:

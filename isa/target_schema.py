@@ -6,8 +6,18 @@ prints from it, so a field is described exactly once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
+
+#: Largest memory size a target may declare (256 TiB): memories are lazy host mappings
+#: (``acf.emulator.state``), and a size past what a mapping can even be asked for (2^63
+#: bytes) failed with an OverflowError there.
+MAX_MEMORY_BYTES = 1 << 48
+
+
+def _bound(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -27,7 +37,12 @@ class FieldSpec:
         elif self.kind == "float":
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise TypeError(f"must be a number ({self.unit}), got {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer past every float
+                value = math.inf
+            if not math.isfinite(value):  # nan passes every range test; inf has no meaning
+                raise ValueError(f"must be a finite number ({self.unit}), got {value!r}")
         elif self.kind == "bool":
             if not isinstance(value, bool):
                 raise TypeError(f"must be true or false, got {value!r}")
@@ -47,9 +62,9 @@ class FieldSpec:
                 raise ValueError("at most 256 clusters (cluster ids are 8-bit)")
             return tuple(value)
         if self.lo is not None and value < self.lo:
-            raise ValueError(f"must be >= {self.lo:g}, got {value!r}")
+            raise ValueError(f"must be >= {_bound(self.lo)}, got {value!r}")
         if self.hi is not None and value > self.hi:
-            raise ValueError(f"must be <= {self.hi:g}, got {value!r}")
+            raise ValueError(f"must be <= {_bound(self.hi)}, got {value!r}")
         return value
 
 
@@ -92,10 +107,10 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "fold_cycles": _i("cycles", "per-fold overhead (accumulator drain / reload)", lo=0, hi=4096),
         "issue_cycles": _i("cycles", "fixed overhead of every queued instruction", lo=0, hi=1024),
         "reduce_cycles": _i("cycles", "adder-tree depth of the flexible dataflow", lo=0, hi=64, default=0),
-        "spad_bytes": _i("bytes", "scratchpad capacity", lo=1024),
+        "spad_bytes": _i("bytes", "scratchpad capacity", lo=1024, hi=MAX_MEMORY_BYTES),
         "spad_banks": _i("banks", "scratchpad banks", hi=1024),
         "spad_bank_bytes": _i("bytes", "scratchpad bank word width (bytes per bank per cycle)", hi=1024),
-        "acc_bytes": _i("bytes", "accumulator buffer capacity (fp32)", lo=1024),
+        "acc_bytes": _i("bytes", "accumulator buffer capacity (fp32)", lo=1024, hi=MAX_MEMORY_BYTES),
         "vec_lanes": _i("lanes", "vector unit fp32 lanes", hi=4096),
         "vec_special_cycles": _i("cycles", "extra cycles per element group for exp/log/div/sqrt/erf", lo=0, hi=64),
         "codec_values_per_cycle": _i("values/cycle", "format codec throughput in stored values"),
@@ -103,7 +118,7 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "queue_depth": _i("instructions", "depth of each unit's instruction queue", hi=65536),
     },
     "gbuf": {
-        "bytes": _i("bytes", "global buffer capacity", lo=0),
+        "bytes": _i("bytes", "global buffer capacity", lo=0, hi=MAX_MEMORY_BYTES),
         "banks": _i("banks", "global buffer banks"),
         "bank_bytes": _i("bytes", "bank word width"),
         "latency_cycles": _i("cycles", "access latency", lo=0),
@@ -122,7 +137,7 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "burst_bytes": _i("bytes", "burst size: transfers are rounded up to bursts"),
         "interleave_bytes": _i("bytes", "address interleaving granularity across channels"),
         "latency_cycles": _i("cycles", "access latency", lo=0),
-        "size_bytes": _i("bytes", "capacity", lo=4096),
+        "size_bytes": _i("bytes", "capacity", lo=4096, hi=MAX_MEMORY_BYTES),
     },
     "numeric": {
         "mode": _s("fp32, or bf16 (bf16 multiply, fp32 accumulate)", ("fp32", "bf16")),

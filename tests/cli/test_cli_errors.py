@@ -1,0 +1,208 @@
+"""Commands given bad input or a bad place for their output: one line naming what is wrong
+and exit 1, never a traceback, and nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from acf.cli import main as acfc
+
+ROOT = Path(__file__).resolve().parents[2]
+RELU = ROOT / "examples" / "relu_encode.s"
+
+
+def _acfc(*args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "acf.cli", *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, check=False)
+
+
+# ---- outputs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [("file",), ("allow_pickle", "X"), ("arr_0", "file", "allow_pickle")])
+def test_every_tensor_name_reaches_the_outputs(tmp_path: Path, names: tuple[str, ...]) -> None:
+    """``numpy.savez(f, **outputs)`` took ``file`` and ``allow_pickle`` as its own keywords."""
+    decls = "".join(f".tensor {n} dram {0x100 * i:#x} f32[4]\n.data {n} {i} 1 2 3\n"
+                    for i, n in enumerate(names))
+    src = tmp_path / "p.s"
+    src.write_text(".target acf-small\n" + decls + "halt\n")
+    out = tmp_path / "o.npz"
+    assert acfc(["run", str(src), "--quiet", "--outputs", str(out)]) == 0
+    with np.load(out) as npz:
+        assert sorted(npz.files) == sorted(names)
+        for i, n in enumerate(names):
+            assert npz[n].tolist() == [float(i), 1.0, 2.0, 3.0]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["asm", "disasm", "run", "targets"])
+def test_a_full_stdout_is_one_error_line(tmp_path: Path, command: str) -> None:
+    binary = tmp_path / "r.acfbin"
+    assert acfc(["asm", str(RELU), "-o", str(binary)]) == 0
+    arg = {"disasm": str(binary), "targets": "acf-base"}.get(command, str(RELU))
+    with open("/dev/full", "w") as full:
+        proc = _acfc(command, arg, stdout=full)
+    assert proc.returncode == 1
+    assert proc.stderr == "acfc: error: cannot write to stdout: No space left on device\n"
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    big = tmp_path / "big.s"
+    big.write_text(".target acf-small\n" + "    halt\n" * 50000)
+    binary = tmp_path / "big.acfbin"
+    assert acfc(["asm", str(big), "-o", str(binary)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "acf.cli", "disasm", str(binary)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout.readline() == b".target acf-small\n"
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and err == ""
+
+
+@pytest.mark.parametrize("flag", ["-o", "--report"])
+def test_an_output_path_ending_in_a_separator_is_refused(tmp_path: Path, capsys, flag: str) -> None:
+    keep = tmp_path / "r.json"
+    keep.write_text("KEEP")
+    for path in (str(tmp_path / "newdir") + "/", str(keep) + "/"):
+        argv = ["asm", str(RELU), "-o", path] if flag == "-o" else \
+            ["run", str(RELU), "--quiet", "--report", path]
+        assert acfc(argv) == 1
+        assert capsys.readouterr().err == f"{path}: error: cannot write: it is a directory path " \
+                                          "(it ends in a separator); name a file\n"
+    assert keep.read_text() == "KEEP" and not (tmp_path / "newdir").exists()
+
+
+# ---- located errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "where", "why"), [
+    (".target acf-smal\nhalt\n", "1:9", "unknown target 'acf-smal' (known: "),
+    (".target acf-small\n.tensor X dram 0xffffffffff f32[4]\nhalt\n", "2:9",
+     ".tensor 'X' at dram[0xffffffffff] does not fit acf-small: out-of-bounds DRAM access"),
+    (".target acf-small\n.tensor X sp 0x0 f32[4] c7\nhalt\n", "2:9",
+     ".tensor 'X' at sp[0x0] c7 does not fit acf-small: cluster c7 does not exist (4 clusters)"),
+    (".target acf-small\n.tensor Z dram 0x100 f32[2,2] nm2:4\nhalt\n", "2:9",
+     "tensor 'Z': f32[2,2] cannot be stored as nm2:4"),
+])
+@pytest.mark.parametrize("command", ["asm", "run", "debug"])
+def test_program_errors_name_the_line(tmp_path: Path, capsys, body: str, where: str, why: str,
+                                      command: str) -> None:
+    src = tmp_path / "p.s"
+    src.write_text(body)
+    argv = {"asm": ["asm", str(src), "-o", str(tmp_path / "p.acfbin")],
+            "run": ["run", str(src), "--quiet"], "debug": ["debug", str(src), "--batch"]}[command]
+    assert acfc(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{src}:{where}: error: {why}") and "Traceback" not in err
+    assert not (tmp_path / "p.acfbin").exists()
+
+
+def test_a_tensor_the_chosen_target_cannot_hold_names_its_line(tmp_path: Path, capsys) -> None:
+    """What fits is the run target's to decide: on four clusters c7 does not exist."""
+    src = tmp_path / "p.s"
+    src.write_text(".target acf-base\n.tensor X sp 0x0 f32[4] c7\nhalt\n")
+    assert acfc(["run", str(src), "--quiet"]) == 0  # acf-base has 16 clusters
+    assert acfc(["run", str(src), "--quiet", "--target", "acf-small"]) == 1
+    assert capsys.readouterr().err.startswith(f"{src}:2:9: error: .tensor 'X' at sp[0x0] c7 "
+                                              "does not fit acf-small")
+
+
+@pytest.mark.parametrize("name", ["b" * 300, "acf-smal"])
+def test_an_unknown_target_name_is_one_line(tmp_path: Path, capsys, name: str) -> None:
+    binary = tmp_path / "p.acfbin"
+    assert acfc(["asm", str(ROOT / "examples" / "gemm_small.s"), "-o", str(binary)]) == 0
+    assert acfc(["run", str(binary), "--target", name]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("acfc: error: --target: unknown target '") and err.count("\n") == 1
+
+
+def test_a_binary_naming_an_unknown_target_says_so(tmp_path: Path, capsys) -> None:
+    from acf.isa.asm import assemble
+    from acf.isa.container import write
+
+    prog = assemble("halt\n")
+    prog.target = "a" * 300  # longer than a file name may be
+    binary = tmp_path / "p.acfbin"
+    binary.write_bytes(write(prog))
+    for command in ("run", "debug"):
+        assert acfc([command, str(binary)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"{binary}: error: unknown target 'aaaa") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("setting", ["cluster.spad_bytes=99999999999999999999", "clock.freq_ghz=nan",
+                                     "dram.size_bytes=99999999999999999999"])
+def test_an_impossible_setting_is_refused_before_the_run(capsys, setting: str) -> None:
+    assert acfc(["run", str(RELU), "--quiet", "--set", setting]) == 1
+    err = capsys.readouterr().err
+    assert f"error: key '{setting.split('=')[0]}': must be" in err and err.count("\n") == 1
+
+
+# ---- the instruction limit ---------------------------------------------------------------
+
+RUNAWAY = """.target acf-small
+    loop 16777215, outer_end
+    loop 16777215, inner_end
+    vop c0, relu, sp[0x0], sp[0x0], rows=1, cols=1
+inner_end:
+    addar ar1, 0
+outer_end:
+    halt
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "debug"])
+def test_a_runaway_loop_stops_at_the_instruction_limit(tmp_path: Path, capsys, command: str) -> None:
+    src = tmp_path / "loop.s"
+    src.write_text(RUNAWAY)
+    argv = [command, str(src), "--max-instructions", "2000"]
+    if command == "debug":
+        cmds = tmp_path / "cmds"
+        cmds.write_text("continue\n")
+        argv += ["-x", str(cmds), "--batch"]
+    rc = acfc(argv)
+    out, err = capsys.readouterr()
+    text = err if command == "run" else out
+    assert "instruction limit of 2000 reached" in text
+    assert rc == (1 if command == "run" else 0)
+    if command == "run":
+        assert err.startswith(f"{src}:4: trap at cycle ") and " c0.vec #2 vop: " in err
+
+
+def test_the_instruction_limit_leaves_normal_runs_alone(tmp_path: Path) -> None:
+    """A program that ends within the limit gives the report it gave without one."""
+    reports = []
+    for extra in ([], ["--max-instructions", "6"]):
+        path = tmp_path / f"r{len(reports)}.json"
+        assert acfc(["run", str(RELU), "--quiet", "--report", str(path), *extra]) == 0
+        reports.append(path.read_text())
+    assert reports[0] == reports[1]
+    assert acfc(["run", str(RELU), "--quiet", "--max-instructions", "4"]) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_the_instruction_limit_must_be_positive(capsys, value: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        acfc(["run", str(RELU), "--max-instructions", value])
+    assert info.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+
+
+def test_disassembly_of_any_loc_text_reassembles_through_files(tmp_path: Path) -> None:
+    """A carriage return or a newline inside a ``.loc`` string is escaped: read back from
+    a file (where a bare carriage return ends a line) it gives the same bytes."""
+    from acf.isa.asm import assemble
+    from acf.isa.container import write
+    from acf.isa.program import SourceLoc
+
+    prog = assemble(".target acf-small\nhalt\n")
+    prog.debug[0] = SourceLoc("cr\rx\nmodèle.py", 3, "a\\b\"c", 2)
+    binary, text, again = tmp_path / "p.acfbin", tmp_path / "p.s", tmp_path / "q.acfbin"
+    binary.write_bytes(write(prog))
+    assert acfc(["disasm", str(binary), "-o", str(text)]) == 0
+    assert acfc(["asm", str(text), "-o", str(again)]) == 0
+    assert again.read_bytes() == binary.read_bytes()
