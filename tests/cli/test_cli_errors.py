@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from acf.cli import main as acfc
 
+from tests.emulator.test_instruction_limit import QUEUED
+
 ROOT = Path(__file__).resolve().parents[2]
 RELU = ROOT / "examples" / "relu_encode.s"
 
@@ -145,15 +147,7 @@ def test_an_impossible_setting_is_refused_before_the_run(capsys, setting: str) -
 
 # ---- the instruction limit ---------------------------------------------------------------
 
-RUNAWAY = """.target acf-small
-    loop 16777215, outer_end
-    loop 16777215, inner_end
-    vop c0, relu, sp[0x0], sp[0x0], rows=1, cols=1
-inner_end:
-    addar ar1, 0
-outer_end:
-    halt
-"""
+RUNAWAY = QUEUED  # two nested loops of 2^24 - 1 iterations around one vop
 
 
 @pytest.mark.parametrize("command", ["run", "debug"])
