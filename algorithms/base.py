@@ -267,8 +267,9 @@ class SparsityAlgorithm:
 
     def _commit(self, name: str, mask: torch.Tensor) -> MaskUpdate | None:
         old = self.masks[name]
-        if self.zero_grown:
-            self._zero(self.params[name], self.grown_positions(name, old, mask))
+        grown = self.grown_positions(name, old, mask)
+        if self.zero_grown and bool(grown.any()):
+            self._zero(self.params[name], grown)
         n_grown, n_pruned = int((mask & ~old).sum()), int((old & ~mask).sum())
         if n_grown == 0 and n_pruned == 0:
             return None

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     to_stdout = [flag for flag, path in (("--outputs", args.outputs), ("--report", args.report),
                                          ("--csv", args.csv), ("--trace", args.trace)) if path == "-"]
     if len(to_stdout) > 1:
-        raise UserError(f"{args.program}: error: {' and '.join(to_stdout)} both write to stdout ('-'); "
-                        "send all but one to files")
+        raise UserError(f"{args.program}: error: {', '.join(to_stdout[:-1])} and {to_stdout[-1]} "
+                        "all write to stdout ('-'); send all but one to files")
     for path in (args.outputs, args.report, args.csv, args.trace):
         _check_writable(path)  # before the run: a long run must not end unable to save
     limit = {"max_instructions": args.max_instructions} if args.max_instructions else {}

@@ -39,34 +39,38 @@ def _local(space: str, write: bool = False) -> str:
     return "spad_write_byte" if write else "spad_read_byte"
 
 
+def _add(c: dict[str, int], event: str, n: int) -> None:
+    c[event] = c.get(event, 0) + n
+
+
 def _counts(engine, ex) -> dict[str, int]:
     """Event counts of one retired instruction, added to ``ex.counts`` (which holds only the
     NoC flits of its grants). Scratchpad and accumulator bytes are counted per operand, in
-    the memory the operand names (a store from the accumulator reads the accumulator)."""
+    the memory the operand names (a store from the accumulator reads the accumulator);
+    ``_add`` only where two operands can name the same memory, plain assignment elsewhere
+    (this runs once per instruction)."""
     c: dict[str, int] = ex.counts
     ins, info, rec = ex.p.ins, ex.effect.info, ex.record
     m, cls = ins.mnemonic, ins.op.timing
-
-    def add(event: str, n: int) -> None:
-        c[event] = c.get(event, 0) + n
-
     if cls in ("matmul", "sddmm"):
         M, N, K = ins["m"], ins["n"], ins["k"]
         c[engine.mac_event] = rec.effectual_macs
         c["mac_skipped"] = rec.issued_macs - rec.effectual_macs
-        add("spad_read_byte", 4 * (M * K + K * N) + (4 * M * N if cls == "sddmm" else 0))
-        dst = ins["dst"].space
-        add(_local(dst, write=True), 4 * M * N)
-        if ins["accum"]:  # read-modify-write of the partial sums
-            add(_local(dst), 4 * M * N)
+        c["spad_read_byte"] = 4 * (M * K + K * N) + (4 * M * N if cls == "sddmm" else 0)
+        if ins["dst"].space == "acc":  # written, and read first when accumulating
+            c["acc_access_byte"] = 4 * M * N * (2 if ins["accum"] else 1)
+        else:
+            c["spad_write_byte"] = 4 * M * N
+            if ins["accum"]:
+                c["spad_read_byte"] += 4 * M * N
     elif cls in ("load", "gather"):
         c[{"dram": "dram_byte", "gb": "gbuf_read_byte", "sp": "spad_read_byte"}[info["space"]]] = info["nbytes"]
         V, X = info["codec"]
         c["codec_value"] = V
         c["codec_index"] = X
-        add("spad_write_byte", 4 * (ins["rows"] * ins["cols"] if m == "ld" else ins["d0"] * ins["d1"] * ins["d2"]))
+        c["spad_write_byte"] = 4 * (ins["rows"] * ins["cols"] if m == "ld" else ins["d0"] * ins["d1"] * ins["d2"])
     elif cls == "store":
-        add(_local(ins["src"].space), 4 * ins["rows"] * ins["cols"])
+        c[_local(ins["src"].space)] = 4 * ins["rows"] * ins["cols"]
         V, X = info["codec"]
         c["codec_value"] = V
         c["codec_index"] = X
@@ -77,15 +81,15 @@ def _counts(engine, ex) -> dict[str, int]:
     elif m == "vop":
         n = ins["rows"] * ins["cols"]
         c["vec_special_op" if ins["fn"] in SPECIAL else "vec_op"] = n
-        add(_local(ins["a"].space), 4 * n)
+        _add(c, _local(ins["a"].space), 4 * n)
         if info.get("bshape"):
-            add(_local(ins["b"].space), 4 * n)
-        add(_local(ins["dst"].space, write=True), 4 * n)
+            _add(c, _local(ins["b"].space), 4 * n)
+        _add(c, _local(ins["dst"].space, write=True), 4 * n)
     elif m == "vred":
         n = ins["rows"] * ins["cols"]
         c["vec_op"] = n
-        add(_local(ins["a"].space), 4 * n)
-        add(_local(ins["dst"].space, write=True), 4 * info["out_shape"][0] * info["out_shape"][1])
+        _add(c, _local(ins["a"].space), 4 * n)
+        _add(c, _local(ins["dst"].space, write=True), 4 * info["out_shape"][0] * info["out_shape"][1])
     elif m in ("sgd", "adam"):
         n = ins["n"]
         c["vec_op"] = n * (3 + ins["nesterov"] if m == "sgd" else 6)
@@ -100,22 +104,22 @@ def _counts(engine, ex) -> dict[str, int]:
         c["codec_value"] = V
         c["codec_index"] = X
         dense = 4 * ins["rows"] * ins["cols"]
-        add(_local(ins["src"].space), dense if m == "enc" else info["nbytes"])
-        add("spad_write_byte", info["nbytes"] if m == "enc" else dense)
+        c[_local(ins["src"].space)] = dense if m == "enc" else info["nbytes"]
+        c["spad_write_byte"] = info["nbytes"] if m == "enc" else dense
     elif cls == "noc_config":
         c["reconfig"] = 1
     elif m == "send":
-        add(_local(ins["src"].space), info["nbytes"])
-        add("spad_write_byte", info["nbytes"])
+        c[_local(ins["src"].space)] = info["nbytes"]
+        c["spad_write_byte"] = info["nbytes"]
     elif m == "bcast":
         src = {"sp": "spad_read_byte", "gb": "gbuf_read_byte", "dram": "dram_byte"}[info["space"]]
         c[src] = info["nbytes"]
-        add("spad_write_byte", info["nbytes"] * info["written"])
+        c["spad_write_byte"] = info["nbytes"] * info["written"]
     elif m == "reduce":
         k = len(info["members"])
-        add(_local(ins["src"].space), info["nbytes"] * k)
+        c[_local(ins["src"].space)] = info["nbytes"] * k
         c["vec_op"] = (info["nbytes"] // 4) * max(0, k - 1)
-        add("spad_write_byte", info["nbytes"])
+        c["spad_write_byte"] = info["nbytes"]
     return c
 
 

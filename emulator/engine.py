@@ -280,7 +280,7 @@ class Engine(Durations):
             if count >= limit and kind != _HALT:
                 raise self.trap(f"instruction limit of {limit} reached (the program had not ended: "
                                 "a hardware loop that runs too long? a longer program needs "
-                                "--max-instructions / max_instructions=)", D, self.where(index), "limit")
+                                "a larger max_instructions)", D, self.where(index), "limit")
             if kind == _QUEUED:
                 q = qs[index]
                 queue = queues[q]

@@ -21,6 +21,7 @@ from torch import fx
 from ..compiler.ir import Value
 from .aten_ops_core import _reshape
 from .aten_to_ir import ConvertContext, PoolIndices, converter
+from .gathers import adaptive_bins, along
 
 aten = torch.ops.aten
 
@@ -273,23 +274,13 @@ def _divides(x: Value, out_hw: list[int]) -> bool:
     return not (h % out_hw[0] or w % out_hw[1])
 
 
-def _bin_means(ctx: ConvertContext, size: int, out: int) -> Value:
-    """(out, size): row i averages torch's adaptive bin i, [floor(i*size/out),
-    ceil((i+1)*size/out)) (bins of unequal length, overlapping where out does not divide)."""
-    m = np.zeros((out, size), np.float32)
-    for i in range(out):
-        lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return ctx.const(m)
-
-
 def _adaptive_means(ctx: ConvertContext, v: Value, hw: list[int], out_hw: list[int],
                     forward: bool) -> Value:
     """Adaptive average pooling whose bins do not divide the input: the mean over H, then
     over W, each a GEMM with the bins' averaging matrix (the backward: the same GEMMs from
     the other side, spreading each gradient over its bin)."""
     for dim, size, out in ((2, hw[0], out_hw[0]), (3, hw[1], out_hw[1])):
-        v = _along(ctx, v, dim, _bin_means(ctx, size, out), gather=forward)
+        v = _along(ctx, v, dim, ctx.const(adaptive_bins(size, out)), gather=forward)
     return v
 
 
@@ -385,21 +376,7 @@ def _separable_indices(ctx: ConvertContext, x: Value, indices: list[Any]) -> lis
 
 
 def _along(ctx: ConvertContext, x: Value, dim: int, select: Value, gather: bool) -> Value:
-    """x with dim ``dim`` replaced through the one-hot ``select`` (len x size): gathered
-    (size -> len) or scattered with sums (len -> size)."""
-    shape = list(x.type.shape)  # type: ignore[union-attr]
-    rank = len(shape)
-    perm = [d for d in range(rank) if d != dim] + [dim]
-    moved = ctx.emit("graph.transpose", [x], perm=perm) if dim != rank - 1 else x
-    lead = [shape[d] for d in perm[:-1]]
-    flat = _reshape(ctx, moved, (int(np.prod(lead)), shape[dim]))
-    out = ctx.emit("graph.matmul", [flat, select], transpose_b=gather)
-    width = select.type.shape[0 if gather else 1]  # type: ignore[union-attr]
-    moved = _reshape(ctx, out, tuple(lead) + (width,))
-    if dim == rank - 1:
-        return moved
-    inverse = [perm.index(d) for d in range(rank)]
-    return ctx.emit("graph.transpose", [moved], perm=inverse)
+    return along(ctx.emit, x, dim, select, gather)
 
 
 @converter(aten._unsafe_index.Tensor, aten.index.Tensor)

@@ -51,6 +51,7 @@ import torch
 
 from ..compiler.codegen import CodegenError
 from ..compiler.ir import Module, TensorType, Value
+from ..isa.outfiles import check_file_path, write_file
 from ..runtime import Session, SessionOptions, StepReport
 from ..runtime.report import record
 from ..runtime.torch_io import to_numpy, to_torch
@@ -102,6 +103,10 @@ def _check_report_path(path: Any) -> None:
     output to an OSError."""
     if not isinstance(path, str | os.PathLike) or not str(path):
         raise ValueError(f"acf backend: report must be a file path, got {path!r}")
+    try:
+        check_file_path(str(path))
+    except OSError as exc:  # 'out/': resolving it would write a file named 'out'
+        raise ValueError(f"acf backend: report {str(path)!r}: {exc.strerror}") from None
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
@@ -153,12 +158,11 @@ class FabricGraph:
             if not isinstance(x, torch.Tensor):
                 raise UnsupportedOpError("<non-tensor graph input>", None,
                                          f"input {i} is {type(x).__name__}")
-            if x.dtype not in TORCH_ELEMENT and x.dtype != torch.int32:
+            if x.dtype not in TORCH_ELEMENT:
                 raise UnsupportedOpError("<graph input>", None, f"dtype {x.dtype}")
             # a bool input (a dropout keep-mask saved for the backward) is 0/1 f32 on the
-            # fabric; int32 indices (token ids, which eager nn.Embedding takes) are i64 ones
-            element = ("f32" if x.dtype == torch.bool else
-                       "i64" if x.dtype == torch.int32 else TORCH_ELEMENT[x.dtype])
+            # fabric (int32 indices are i64 ones: TORCH_ELEMENT)
+            element = "f32" if x.dtype == torch.bool else TORCH_ELEMENT[x.dtype]
             types.append(TensorType(tuple(int(d) for d in x.shape), element))
             names.append(f"arg{i}")
         self.dropouts = dropout_nodes(self.gm)  # keep-masks drawn with torch's RNG per call
@@ -229,9 +233,9 @@ def _keep(report: StepReport, opts: dict[str, Any]) -> None:
     REPORTS.append(report)
     if report.variant == "host":
         record(report)
-    if opts["report"]:
-        Path(opts["report"]).write_text(json.dumps(
-            {"steps": [r.as_dict() for r in REPORTS]}, sort_keys=True, indent=2) + "\n")
+    if opts["report"]:  # whole or not at all (isa.outfiles): a reader never sees half a file
+        write_file(str(opts["report"]), (json.dumps(
+            {"steps": [r.as_dict() for r in REPORTS]}, sort_keys=True, indent=2) + "\n").encode())
 
 
 def acf_backend(gm: torch.fx.GraphModule, example_inputs: list[Any],

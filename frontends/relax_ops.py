@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..compiler.ir import Value
+from .gathers import along
 from .relax import RELAX_ELEMENT, Compare, RelaxContext
 
 RelaxConverter = Callable[[RelaxContext], Any]
@@ -347,21 +348,11 @@ def _reverse(ctx: RelaxContext, x: Value, axis: int) -> Value:
 
 
 def _gather_along(ctx: RelaxContext, x: Value, dim: int, select: Value) -> Value:
-    """``x`` with dim ``dim`` (size n) replaced by ``select`` (m x n): out[..., i, ...] =
-    sum_j select[i, j] x[..., j, ...], as a GEMM of x moved to a ``[rest, n]`` matrix."""
+    """``x`` with dim ``dim`` (size n) replaced by ``select`` (m x n), as a GEMM
+    (:func:`acf.frontends.gathers.along`)."""
     if x.type.element != "f32":  # type: ignore[union-attr]
         raise ctx.unsupported(f"a gather of a {x.type.element} tensor (done as a GEMM)")  # type: ignore[union-attr]
-    shape = list(x.type.shape)  # type: ignore[union-attr]
-    rank = len(shape)
-    perm = [d for d in range(rank) if d != dim] + [dim]
-    moved = ctx.emit("graph.transpose", [x], perm=perm) if dim != rank - 1 else x
-    lead = [shape[d] for d in perm[:-1]]
-    flat = _reshape(ctx, moved, (int(np.prod(lead, dtype=np.int64)), shape[dim]))
-    out = ctx.emit("graph.matmul", [flat, select], transpose_b=True)
-    out = _reshape(ctx, out, tuple(lead) + (select.type.shape[0],))  # type: ignore[union-attr]
-    if dim == rank - 1:
-        return out
-    return ctx.emit("graph.transpose", [out], perm=[perm.index(d) for d in range(rank)])
+    return along(ctx.emit, x, dim, select)
 
 
 @converter("relax.concat")

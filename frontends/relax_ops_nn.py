@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compiler.ir import Value
+from .gathers import adaptive_bins
 from .relax import RelaxContext
 from .relax_ops import _gather_along, _reshape, converter
 
@@ -97,17 +98,6 @@ def _batch_norm(ctx: RelaxContext) -> tuple[Value, Value, Value]:
 
 
 # --- adaptive pooling -------------------------------------------------------------------
-def _bin_means(ctx: RelaxContext, size: int, out: int) -> Value:
-    """(out, size): row i averages adaptive bin i, ``[floor(i*size/out),
-    ceil((i+1)*size/out))`` (TVM's bins, as PyTorch's: unequal, overlapping where out does
-    not divide size)."""
-    m = np.zeros((out, size), np.float32)
-    for i in range(out):
-        lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return ctx.const(m)
-
-
 @converter("relax.nn.adaptive_avg_pool2d")
 def _adaptive_avg_pool2d(ctx: RelaxContext) -> Value:
     x = ctx.arg(0)
@@ -125,5 +115,5 @@ def _adaptive_avg_pool2d(ctx: RelaxContext) -> Value:
     out = x
     for dim, size, n in ((2, h, oh), (3, w, ow)):
         if size != n:
-            out = _gather_along(ctx, out, dim, _bin_means(ctx, size, n))
+            out = _gather_along(ctx, out, dim, ctx.const(adaptive_bins(size, n)))
     return out

@@ -18,15 +18,13 @@ Errors are :class:`AsmError`: ``file:line:col: error: message`` plus the source 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 from acf.isa.asm_grammar import parser
-from acf.isa.fields import FieldError, FmtSpec, Kind, MemRef
+from acf.isa.fields import F32, FieldError, FmtSpec, Kind, MemRef
 from acf.isa.program import Instruction, Program, SourceLoc, Symbol, make_op
 from acf.isa.spec import BY_MNEMONIC, CLUSTER_UNITS, Op
 from lark import Token, Tree
@@ -217,28 +215,18 @@ def _data_directives(statements: list[Tree], ctx: _Ctx) -> dict[str, bytes]:
             if not isinstance(tok, Token) or tok.type != "NUMBER" or str(tok).lower().startswith(("0x", "+0x", "-0x")):
                 raise ctx.error(tok, f"expected a number, got {_text(tok)!r}")
             value = float(str(tok))
-            if _f32_overflows(str(tok), value):  # inputs and immediates refuse these too
-                raise ctx.error(tok, f"{tok!s} is beyond the fp32 range (largest "
-                                     f"{_F32_MAX:g}); write inf for an infinity")
-            values.append(value)
+            try:  # the immediates' check: inputs and immediates refuse these too
+                if value in (float("inf"), float("-inf")) and "inf" not in str(tok).lower():
+                    raise FieldError("1e999: past even a double")
+                values.append(F32.check("value", value))
+            except FieldError:
+                raise ctx.error(tok, f"{tok!s} is beyond the fp32 range; write inf for an "
+                                     "infinity") from None
         if len(values) != symbol_elements(sym):
             raise ctx.error(args[0], f".data for {name!r} has {len(values)} values; "
                                      f"f32[{','.join(map(str, sym.shape))}] has {symbol_elements(sym)}")
         out[name] = data_bytes(values)
     return out
-
-
-_F32_MAX = 3.4028234663852886e38
-
-
-def _f32_overflows(text: str, value: float) -> bool:
-    """Whether a finite literal becomes an infinity as fp32 (``inf`` itself is fine)."""
-    if "inf" in text or "nan" in text:
-        return False
-    if math.isinf(value):  # 1e999: past even a double
-        return True
-    with np.errstate(over="ignore"):
-        return bool(np.isinf(np.float32(value)))
 
 
 def _syntax_error(exc: UnexpectedInput, filename: str, source: str) -> AsmError:

@@ -682,8 +682,9 @@ def _adam(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     """torch.optim.Adam (single-tensor path, no amsgrad). fr+1, fr+2 hold 1 - beta1 and
     1 - beta2, not the betas: torch takes both ``beta2`` and ``1 - beta2`` from the double
     the user gave, and once beta2 = 0.999 is rounded to fp32, 1 - beta2 is 0.00099998713,
-    1.3e-5 off; the complement in fp32 gives both (beta = 1 - complement, rounded to fp32,
-    is beta's fp32). fr+5, fr+6 = 1-beta1^t, 1-beta2^t."""
+    1.3e-5 off. The complement in fp32 is torch's, and beta = 1 - complement in fp32 is
+    torch's fp32 beta for the usual betas (0.9, 0.99, 0.999; for some others one fp32 step
+    off, a relative 6e-8 in the decay). fr+5, fr+6 = 1-beta1^t, 1-beta2^t."""
     cl, n, fr = ins.cluster, ins["n"], ins["fr"]
     lr, c1, c2, eps, wd, bc1, bc2 = (m.freg(cl, (fr + i) % 16) for i in range(7))
     w, g, m1, m2 = (_vec(m, cl, ea[k], n) for k in ("w", "g", "m1", "m2"))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from acf.isa import formats
+from acf.isa.fields import CANONICAL_NAN_BITS
 
 if TYPE_CHECKING:
     from acf.isa.program import Symbol
@@ -79,9 +80,13 @@ def data_array(sym: Symbol, raw: bytes) -> np.ndarray:
 
 def data_bytes(values) -> bytes:
     """Numbers (a list or an array) as ``.data`` bytes: little-endian f32, row-major; a
-    value past the f32 range becomes inf, as the cast gives it."""
+    value past the f32 range becomes inf, as the cast gives it, and every NaN the one NaN
+    encoding the binary reader takes (``fields.CANONICAL_NAN_BITS``)."""
     with np.errstate(over="ignore"):
-        return np.ascontiguousarray(values, "<f4").tobytes()
+        arr = np.array(values, "<f4").reshape(-1)
+    bits = arr.view("<u4")
+    bits[np.isnan(arr)] = CANONICAL_NAN_BITS
+    return arr.tobytes()
 
 
 def data_values(raw: bytes) -> list[float]:

@@ -84,15 +84,14 @@ class CompiledProgram:
     def symbols(self):
         return self.program.symbols
 
-    def hyper_values(self, step: float | None = None, inputs: dict[str, np.ndarray] | None = None,
-                     **overrides: float) -> np.ndarray:
+    def hyper_values(self, step: float | None = None, inputs: dict[str, np.ndarray] | None = None
+                     ) -> np.ndarray:
         """The ``hyper`` tensor from the ops' attributes, with Adam's bias corrections at
         ``step``; without one, at the value of each Adam op's step operand in ``inputs``
         (1 when it is not there)."""
         out = np.zeros(max(self.hyper.size, 1), np.float32)
         for slot in self.hyper.slots:
             values = dict(zip(slot.names, slot.defaults))
-            values.update({k: v for k, v in overrides.items() if k in values})
             if "bias_correction1" in values:
                 t = step
                 if t is None and isinstance(slot.step_input, float):  # a constant step

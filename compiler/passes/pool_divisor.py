@@ -15,7 +15,7 @@ becomes ``%s = graph.avg_pool2d %x {... count_include_pad = true}`` and its prod
 tensor<1x9xf32>`` over ``%s`` reshaped to rows of planes (2x9), reshaped back; the
 backward scales the incoming gradient by the same constant first (each window's share is
 ``g / covered``). ``compile_module`` applies it; the interpreter gives
-the same values before and after.
+the same values before and after, up to the rounding of the extra product.
 """
 
 from __future__ import annotations

@@ -86,8 +86,8 @@ def test_a_never_written_sparse_tensor_has_no_values_yet() -> None:
 
 
 def test_a_command_that_fails_half_way_is_taken_back(pipeline) -> None:
-    """An error raised after the machine moved (here a watch whose check fails on the
-    way) leaves it where the command started."""
+    """An error raised after the machine moved (here the per-event check of breakpoints
+    and watches, made to fail at the first event) leaves it where the command started."""
     shell, out = pipeline
     shell.execute("step 3")
     before = (shell.dbg.m.pos, shell.dbg.m.digest())

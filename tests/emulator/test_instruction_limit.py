@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from acf.emulator import Emulator, EmulatorTrap, run
-from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS
 from acf.isa.asm import assemble
 from acf.isa.target import load_target
 
@@ -64,9 +63,7 @@ def test_the_limit_is_exact_and_a_halt_is_not_counted() -> None:
     assert info.value.mnemonic == "st"
 
 
-def test_the_default_limit_is_generous_and_bad_limits_are_refused() -> None:
-    emu = Emulator(assemble("halt\n"), "acf-small")
-    assert emu.engine.max_instructions == DEFAULT_MAX_INSTRUCTIONS >= 10_000_000
+def test_bad_limits_are_refused() -> None:
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="max_instructions must be a positive integer"):
             Emulator(assemble("halt\n"), "acf-small", max_instructions=bad)
@@ -78,8 +75,11 @@ def test_memories_larger_than_the_host_can_map_are_backed_lazily() -> None:
     big = str(1 << 48)
     t = load_target("acf-small", {"cluster.spad_bytes": big, "cluster.acc_bytes": big,
                                   "gbuf.bytes": big, "dram.size_bytes": big})
-    res = run(assemble(open_example("relu_encode.s")), t, {"X": np.eye(16, dtype=np.float32)})
-    assert res.report.total_cycles > 0
+    x = np.eye(16, dtype=np.float32) - 0.5
+    res = run(assemble(open_example("relu_encode.s")), t, {"X": x})
+    small = run(assemble(open_example("relu_encode.s")), "acf-small", {"X": x})
+    np.testing.assert_array_equal(res.outputs["H"], np.maximum(x, 0))
+    assert res.report.total_cycles == small.report.total_cycles  # sizes do not change timing
 
 
 def test_state_backs_a_size_past_what_a_mapping_can_be_asked_for() -> None:

@@ -92,6 +92,16 @@ def test_data_refuses_finite_values_past_fp32(value: str) -> None:
     assert str(info.value).startswith(f"p.s:2:11: error: {value} is beyond the fp32 range")
 
 
+@pytest.mark.parametrize("nan", ["nan", "-nan"])
+def test_a_nan_in_data_is_written_as_the_binary_reader_takes_it(nan: str) -> None:
+    """Every NaN is stored as the one NaN encoding the reader accepts (-nan was written as
+    0xffc00000, which acfc asm wrote and the reader then refused)."""
+    prog = assemble(f".tensor X dram 0 f32[2]\n.data X {nan} 1\nhalt\n")
+    assert np.frombuffer(prog.data["X"], "<u4")[0] == 0x7FC00000
+    blob = write(prog)
+    assert write(assemble(disassemble(read(blob)))) == blob
+
+
 def test_data_keeps_infinities_and_the_largest_fp32() -> None:
     prog = assemble(".tensor X dram 0 f32[3]\n.data X inf -inf 3.4028234663852886e+38\nhalt\n")
     vals = np.frombuffer(prog.data["X"], "<f4")

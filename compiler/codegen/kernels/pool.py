@@ -64,7 +64,6 @@ class _Axis:
     need so that every shifted window a phase reads exists (windows off the end add 0)."""
 
     def __init__(self, n: int, k: int, s: int, pad: int, out: int) -> None:
-        self.stride, self.out = s, out
         self.per_phase = -(-n // s)
         self.count = [max(0, -(-(n - a) // s)) for a in range(s)]  # indices of each phase
         self.taps = [[(i, (a + pad - i) // s) for i in range(k) if (a + pad - i) % s == 0]
