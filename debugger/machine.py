@@ -181,20 +181,19 @@ class Machine:
             self._checkpoint()
         return events
 
-    def goto(self, pos: int) -> None:
-        """Rebuild the state after ``pos`` events: restore a checkpoint, replay forward."""
+    def goto(self, pos: int, force: bool = False) -> None:
+        """Rebuild the state after ``pos`` events: restore a checkpoint, replay forward
+        (from where the machine is, when that is on the way, unless ``force``)."""
         base = max(p for p in self._checkpoints if p <= pos)
-        if not (base <= self.pos <= pos and self.trap is None):
+        if force or not (base <= self.pos <= pos and self.trap is None):
             self._restore(base)
         while self.pos < pos and self.advance() is not None:
             pass
 
     def rewind(self, pos: int) -> None:
-        """Rebuild the state after ``pos`` events from a checkpoint, whatever the machine
-        holds now (after a command failed half-way, it may not match ``self.pos``)."""
-        self._restore(max(p for p in self._checkpoints if p <= pos))
-        while self.pos < pos and self.advance() is not None:
-            pass
+        """``goto`` from a checkpoint whatever the machine holds now (after a command failed
+        half-way, it may not match ``self.pos``)."""
+        self.goto(pos, force=True)
 
     def checkpoint_cycle(self, pos: int) -> int:
         """The clock of the checkpoint at ``pos``."""

@@ -472,9 +472,7 @@ class Session:
         # Adam's step (see the docstring): the operand the user bound wins over the count
         bind_step: int | None = step
         if step is None and loaded.step_args:
-            for name in loaded.step_args:
-                _check_step(args[name], f"tensor {name!r}")
-            step = int(np.asarray(args[loaded.step_args[0]]).reshape(-1)[0])
+            step = [_check_step(args[name], f"tensor {name!r}") for name in loaded.step_args][0]
         elif step is None:
             step = bind_step = loaded.step + 1
         loaded.step = step
