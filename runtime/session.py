@@ -472,7 +472,8 @@ class Session:
         # Adam's step (see the docstring): the operand the user bound wins over the count
         bind_step: int | None = step
         if step is None and loaded.step_args:
-            step = [_check_step(args[name], f"tensor {name!r}") for name in loaded.step_args][0]
+            steps = [_check_step(args[name], f"tensor {name!r}") for name in loaded.step_args]
+            step = steps[0]  # every operand checked; the first sets the corrections
         elif step is None:
             step = bind_step = loaded.step + 1
         loaded.step = step
