@@ -41,12 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from acf.debugger.engine import Debugger
     from acf.emulator import EmulatorTrap
     from acf.emulator.emulator import SymbolError
+    from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS
 
     prog = load_program(args.program, check_target=not args.target)
     target = load_target_for(prog, args.target, None, args.program)
     inputs = load_inputs(args.inputs)
     try:
-        dbg = Debugger(prog, target, inputs, max_instructions=args.max_instructions)
+        dbg = Debugger(prog, target, inputs,
+                       max_instructions=args.max_instructions or DEFAULT_MAX_INSTRUCTIONS)
     except SymbolError as exc:
         raise UserError(symbol_error(args.program, prog, exc)) from None
     except EmulatorTrap as exc:  # the dispatcher runs ahead from the start: a loop nested

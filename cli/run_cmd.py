@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from acf.emulator import EmulatorTrap
     from acf.emulator import run as emulate
     from acf.emulator.emulator import SymbolError
+    from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS
 
     prog = load_program(args.program, check_target=not args.target)
     target = load_target_for(prog, args.target, args.set, args.program)
@@ -42,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
                         "all write to stdout ('-'); send all but one to files")
     for path in (args.outputs, args.report, args.csv, args.trace):
         _check_writable(path)  # before the run: a long run must not end unable to save
-    limit = {"max_instructions": args.max_instructions} if args.max_instructions else {}
+    limit = args.max_instructions or DEFAULT_MAX_INSTRUCTIONS
     try:
         if args.trace:
             res = _run_traced(prog, target, inputs, args.trace, limit)
         else:
-            res = emulate(prog, target, inputs, mode="stepped" if args.stepped else "batched", **limit)
+            res = emulate(prog, target, inputs, mode="stepped" if args.stepped else "batched",
+                          max_instructions=limit)
     except EmulatorTrap as exc:
         raise UserError(trap_text(args.program, prog, exc)) from None
     except SymbolError as exc:
@@ -116,7 +118,7 @@ def _check_writable(path: str | None) -> None:
         raise UserError(f"{path}: error: cannot write: Permission denied")
 
 
-def _run_traced(prog, target, inputs, path: str, limit: dict):  # type: ignore[no-untyped-def]
+def _run_traced(prog, target, inputs, path: str, limit: int):  # type: ignore[no-untyped-def]
     """Stream the trace to a temporary file and move it into place only on success ('-':
     copy it to stdout then)."""
     import os
@@ -134,7 +136,7 @@ def _run_traced(prog, target, inputs, path: str, limit: dict):  # type: ignore[n
     else:
         tmp = temp_beside(path, ".acfc-trace-", ".json")
     try:
-        res = write_trace(Emulator(prog, target, inputs, **limit), prog, target, tmp)
+        res = write_trace(Emulator(prog, target, inputs, limit), prog, target, tmp)
         if path == "-":
             with open(tmp, "rb") as f, writing_stdout():
                 shutil.copyfileobj(f, sys.stdout.buffer)

@@ -149,7 +149,7 @@ def _max_pool2d_backward(xs, attrs, op):
     return [gp[:, :, padding[0] : padding[0] + x.shape[2], padding[1] : padding[1] + x.shape[3]]]
 
 
-def _avg_divisor(x: np.ndarray, attrs) -> np.ndarray | np.floating:
+def avg_divisor(x: np.ndarray, attrs) -> np.ndarray | np.floating:
     (kh, kw), _, padding, _ = _pool_params(x, attrs)
     if attrs["count_include_pad"]:
         return f32(kh * kw)
@@ -161,14 +161,14 @@ def _avg_divisor(x: np.ndarray, attrs) -> np.ndarray | np.floating:
 def _avg_pool2d(xs, attrs, op):
     x = xs[0]
     windows = _pool_windows(_pad(x, tuple(attrs["padding"])), attrs, x)
-    return [windows.sum(axis=0) / _avg_divisor(x, attrs)]
+    return [windows.sum(axis=0) / avg_divisor(x, attrs)]
 
 
 @semantics("graph.avg_pool2d_backward")
 def _avg_pool2d_backward(xs, attrs, op):
     g, x = xs
     (kh, kw), stride, padding, out_hw = _pool_params(x, attrs)
-    share = g / _avg_divisor(x, attrs)
+    share = g / avg_divisor(x, attrs)
     gp = np.zeros(_pad(x, padding).shape, g.dtype)
     for _, sh, sw in _windows(gp, kh, kw, out_hw, stride, (1, 1)):
         gp[:, :, sh, sw] += share

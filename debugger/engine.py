@@ -28,7 +28,7 @@ import numpy as np
 from acf.debugger import points as pt
 from acf.debugger.expr import Expr
 from acf.debugger.machine import Event, Machine
-from acf.emulator.engine import MAX_LOOP_DEPTH
+from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS, MAX_LOOP_DEPTH
 from acf.isa import symbols
 from acf.isa.spec import token_counter
 
@@ -55,7 +55,7 @@ class Debugger:
         target,
         inputs: dict[str, np.ndarray] | None = None,
         checkpoint_every: int = 256,
-        max_instructions: int | None = None,
+        max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     ):
         self.program = program
         self.m = Machine(program, target, inputs, checkpoint_every, max_instructions)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from acf.emulator import Emulator, EmulatorTrap
+from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS
 from acf.isa.semantics import view_span
 from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 
@@ -78,11 +79,10 @@ class Machine:
         target,
         inputs: dict[str, np.ndarray] | None = None,
         checkpoint_every: int = 256,
-        max_instructions: int | None = None,
+        max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
     ):
         self.program = program
-        limit = {} if max_instructions is None else {"max_instructions": max_instructions}
-        self.emu = Emulator(program, target, inputs, **limit)
+        self.emu = Emulator(program, target, inputs, max_instructions)
         self.target = self.emu.target
         self.queue_names = queue_names(self.target.num_clusters)
         self.pos = 0

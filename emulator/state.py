@@ -11,8 +11,8 @@ import mmap
 
 import numpy as np
 from acf.isa.semantics import DecodeCache, SemanticError, write_view
+from acf.isa.symbols import SPACE_NAMES
 
-SPACE_NAMES = {"dram": "DRAM", "gb": "global buffer", "sp": "scratchpad", "acc": "accumulator"}
 _LAZY_BYTES = 64 << 20
 
 

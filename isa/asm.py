@@ -132,16 +132,15 @@ def _check_target(prog: Program, ctx: _Ctx, fit: bool) -> None:
             raise ctx.error(ctx.symbol_tokens[sym.name], why)
 
 
-_SPACE_SIZES = {"dram": ("DRAM", lambda t: t.dram.size_bytes), "gb": ("global buffer", lambda t: t.gbuf.bytes),
-                "sp": ("scratchpad", lambda t: t.cluster.spad_bytes),
-                "acc": ("accumulator", lambda t: t.cluster.acc_bytes)}
+_SPACE_SIZES = {"dram": lambda t: t.dram.size_bytes, "gb": lambda t: t.gbuf.bytes,
+                "sp": lambda t: t.cluster.spad_bytes, "acc": lambda t: t.cluster.acc_bytes}
 
 
 def symbol_misfit(sym: Symbol, target: Any) -> str:
     """Why a ``.tensor`` does not lie in ``target``'s memories ('' when it does)."""
-    from acf.isa.symbols import symbol_nbytes
+    from acf.isa.symbols import SPACE_NAMES, symbol_nbytes
 
-    what, size_of = _SPACE_SIZES[sym.space]
+    what, size_of = SPACE_NAMES[sym.space], _SPACE_SIZES[sym.space]
     where = f"{sym.space}[{sym.addr:#x}]"
     if sym.space in ("sp", "acc"):
         where += f" c{sym.cluster}"

@@ -200,11 +200,7 @@ def read(data: bytes) -> Program:
 
 def _printable(text: str) -> bool:
     """Text without control characters that encodes as UTF-8 (no lone surrogate)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return not any(unicodedata.category(c) == "Cc" for c in text)
+    return _encodes(text) and not any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def _load(blob: bytes, what: str) -> Any:

@@ -86,7 +86,9 @@ def disassemble(prog: Program, with_addresses: bool = False) -> str:
         out.append(f".tensor {_name(sym.name)} {sym.space} {sym.addr:#x} f32[{shape}]{extra}")
     for name, raw in prog.data.items():
         out.append(f".data {_name(name)} " + " ".join(_f32_text(v) for v in data_values(raw)))
-    labels = _labels(prog)
+    # the program's labels only: a loop whose end has none an operand can name keeps its
+    # numeric offset (a generated label would reassemble to other bytes)
+    labels = prog.labels
     ends = {a: n for n, a in labels.items() if _loop_end(n)}  # what a loop may name
     loc = SourceLoc()
     for i, ins in enumerate(prog.instructions):
@@ -143,8 +145,3 @@ def _loop_end(name: str) -> bool:
     return reads_back("loop end", name)
 
 
-def _labels(prog: Program) -> dict[str, int]:
-    """The program's labels. A loop whose end has none (or none an operand can name) keeps
-    its numeric offset: a generated label would be a label the program did not have, and
-    the text would reassemble to other bytes."""
-    return dict(prog.labels)

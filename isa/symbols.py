@@ -78,6 +78,10 @@ def data_array(sym: Symbol, raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, "<f4").astype(np.float32).reshape(sym.shape)
 
 
+#: what reports and errors call each memory space
+SPACE_NAMES = {"dram": "DRAM", "gb": "global buffer", "sp": "scratchpad", "acc": "accumulator"}
+
+
 def data_bytes(values) -> bytes:
     """Numbers (a list or an array) as ``.data`` bytes: little-endian f32, row-major; a
     value past the f32 range becomes inf, as the cast gives it, and every NaN the one NaN

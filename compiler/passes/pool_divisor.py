@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dialect import attrs_of
+from ..interp_conv import avg_divisor
 from ..ir import DenseElements, Operation, TensorType, Value
 from .base import OpEmitter
 
 POOLS = ("graph.avg_pool2d", "graph.avg_pool2d_backward")
-
-
-def _covered(n: int, k: int, s: int, pad: int, out: int) -> np.ndarray:
-    """Input elements along one axis that each output position's window covers."""
-    lo = np.arange(out) * s - pad
-    return np.minimum(lo + k, n) - np.maximum(lo, 0)
 
 
 def divide_by_covered(op: Operation) -> list[Value] | None:
@@ -41,13 +37,11 @@ def divide_by_covered(op: Operation) -> list[Value] | None:
     out = op.results[0].type if op.name == "graph.avg_pool2d" else op.operands[0].type
     if not (isinstance(x.type, TensorType) and isinstance(out, TensorType)):
         return None
-    kh, kw = (int(v) for v in op.attributes["kernel_size"])  # type: ignore[union-attr]
-    stride = op.attributes.get("stride") or [kh, kw]
-    sh, sw = (int(v) for v in stride)  # type: ignore[union-attr]
-    ph, pw = (int(v) for v in op.attributes.get("padding", [0, 0]))  # type: ignore[union-attr]
-    h, w = x.type.shape[2:]
+    a = attrs_of(op)
+    kh, kw = (int(v) for v in a["kernel_size"])  # type: ignore[union-attr]
     oh, ow = out.shape[2:]
-    covered = np.outer(_covered(h, kh, sh, ph, oh), _covered(w, kw, sw, pw, ow))
+    # the interpreter's own divisor: the input elements each window covers, (OH, OW)
+    covered = np.asarray(avg_divisor(np.zeros((1, 1, *x.type.shape[2:]), np.float32), a))[0, 0]
     e = OpEmitter(op)
     attrs = {**op.attributes, "count_include_pad": True}
     if (covered == kh * kw).all():  # no window reaches the padding
