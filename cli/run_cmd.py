@@ -95,6 +95,9 @@ def trap_text(path: str, prog, exc) -> str:
     text = f"{path}:{line}: {exc}" if line else f"{path}: {exc}"
     loc = prog.debug.get(exc.index)
     text += f" (compiled from {loc})" if loc is not None and loc.file else ""
+    heads = [f"{w} at line {prog.asm_lines[w.index]}" for w in exc.blocked
+             if w.index in prog.asm_lines and w.index != exc.index]
+    text += ("; the other blocked heads: " + ", ".join(heads)) if heads else ""
     return text + ("; --max-instructions N sets the limit" if exc.kind == "limit" else "")
 
 

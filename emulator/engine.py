@@ -512,7 +512,7 @@ class Engine(Durations):
     def _check_deadlock(self) -> None:
         if self.live == 0 and self.halted:
             return
-        heads = []
+        heads, blocked = [], []
         for queue in self.queues:
             if queue:
                 p = queue[0]
@@ -521,5 +521,7 @@ class Engine(Durations):
                 why = f"waits for token {', '.join(toks)}" if toks else (
                     f"waits for a send from c{p.ins['frm']}" if p.ins.mnemonic == "recv" else "blocked")
                 heads.append(f"{p.where} {why}")
-        raise self.trap("token deadlock: nothing can progress; " + "; ".join(heads), self.now,
-                        None, "deadlock")
+                blocked.append(p)
+        first = min(blocked, key=lambda p: p.seq).where if blocked else None
+        raise EmulatorTrap("token deadlock: nothing can progress; " + "; ".join(heads), self.now,
+                           first, "deadlock", blocked=tuple(p.where for p in blocked))

@@ -25,8 +25,10 @@ class EmulatorTrap(Exception):
     """A trap: ``str()`` reads ``trap at cycle 1234: c0.mac #17 mm (label top+3): message``."""
 
     def __init__(self, message: str, cycle: int, where: Where | None = None, kind: str = "trap",
-                 address: str = "", other: Where | None = None):
+                 address: str = "", other: Where | None = None, blocked: tuple[Where, ...] = ()):
         self.message = message
+        #: a token deadlock's blocked queue heads (``where`` is the one dispatched first)
+        self.blocked = blocked
         self.cycle = cycle
         self.where = where
         self.kind = kind

@@ -168,6 +168,21 @@ def test_a_runaway_loop_stops_at_the_instruction_limit(tmp_path: Path, capsys, c
         assert err.startswith(f"{src}:4: trap at cycle ") and " c0.vec #2 vop: " in err
 
 
+def test_a_token_deadlock_names_the_lines_of_the_blocked_heads(tmp_path: Path, capsys) -> None:
+    """A deadlock has no one culprit: the trap's line is the blocked head dispatched first,
+    and the other heads follow with their lines."""
+    src = tmp_path / "dl.s"
+    src.write_text(".target acf-small\n"
+                   "    sync c0, ld\n"
+                   "    ld c0, sp[0x0], dram[0x0], dense, rows=4, cols=4 wait(t128) sig(t129)\n"
+                   "    mm c1, acc[0x0], sp[0x0], sp[0x0], m=4, n=4, k=4 wait(t129) sig(t128)\n"
+                   "    halt\n")
+    assert acfc(["run", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{src}:3: trap at cycle ") and " c0.ld #1 ld: token deadlock" in err
+    assert err.rstrip().endswith("the other blocked heads: c1.mac #2 mm at line 4")
+
+
 def test_the_instruction_limit_leaves_normal_runs_alone(tmp_path: Path) -> None:
     """A program that ends within the limit gives the report it gave without one."""
     reports = []
