@@ -7,7 +7,7 @@ import pytest
 from acf.isa.target import TargetError, available_targets, load_target
 
 SHIPPED = {"acf-small", "acf-base", "acf-h200-iso", "acf-dense", "acf-wide", "procrustes-like",
-           "tensordash-like", "sigma-like", "tpu-like"}
+           "tensordash-like", "sigma-like", "tpu-like", "tpu-like-iso-ports"}
 
 
 def test_all_shipped_targets_load() -> None:
@@ -39,6 +39,10 @@ def test_baselines_switch_features_off() -> None:
     wide, base = load_target("acf-wide"), load_target("acf-base")
     assert wide.noc.link_bytes == 4 * base.noc.link_bytes and wide.dram.channels == 2 * base.dram.channels
     assert wide.cluster.as_dict() == base.cluster.as_dict()  # only the memory system differs
+    iso = load_target("tpu-like-iso-ports")
+    # the systolic peer with acf-base's total memory-port bandwidth (one port per grid row)
+    assert iso.port_bytes_per_cycle == base.port_bytes_per_cycle == 2 * tpu.port_bytes_per_cycle
+    assert iso.cluster.as_dict() == tpu.cluster.as_dict() and iso.peak_macs_per_s == base.peak_macs_per_s
 
 
 def test_overrides_apply_and_rename() -> None:
