@@ -29,7 +29,9 @@ from acf.evaluation.workloads import (
     weight_mask,
 )
 
-ROW_SCHEMA_VERSION = 1
+#: 2: ``tech_node_nm`` and ``area_mm2`` at the node the energies are at (``tech.scale_to_nm``
+#: when set), the target's ``hardware`` figures
+ROW_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,32 @@ def load(spec: RunSpec):
     from acf.isa.target import load_target
 
     return load_target(spec.target, dict(spec.overrides) or None)
+
+
+def hardware_figures(target) -> dict[str, Any]:
+    """What a comparison of two targets must state (peak MAC rate and multiply type, clock,
+    memory ports, DRAM, global buffer, node, area), with energy and area at the node the
+    emulator reports them at: ``tech.scale_to_nm`` when set, else the tables' node."""
+    from acf.isa.tech import area_factor
+
+    tables_nm = int(target.tech.node_nm)
+    node_nm = int(target.tech.scale_to_nm) or tables_nm
+    return {
+        "peak_macs_per_s": target.peak_macs_per_s,
+        "numeric_mode": str(target.numeric.mode),
+        "clock_ghz": float(target.clock.freq_ghz),
+        "clusters": target.num_clusters,
+        "memory_ports": int(target.fabric.grid[1]),  # one per fabric row, each a NoC link
+        "port_link_bytes": int(target.noc.link_bytes),
+        "port_bytes_per_cycle": target.port_bytes_per_cycle,
+        "dram_channels": int(target.dram.channels),
+        "dram_bytes_per_s": target.dram_bytes_per_s,
+        "gbuf_bytes": int(target.gbuf.bytes),
+        "tech_node_nm": node_nm,
+        "tech_tables_nm": tables_nm,
+        # the emulator scales its area report the same way (emulator.emulator)
+        "area_mm2": target.total_area_mm2() * area_factor(tables_nm, node_nm),
+    }
 
 
 @dataclass
@@ -227,6 +255,7 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
     t0 = time.perf_counter()
     target = load(spec)
     version = package_version()
+    hardware = hardware_figures(target)
     row: dict[str, Any] = {
         "run_id": spec.run_id(target.config_hash(), version),
         "package_version": version,
@@ -234,9 +263,11 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
         "target": spec.target,
         "target_name": target.name,
         "numeric_mode": str(target.numeric.mode),
-        "tech_node_nm": int(target.tech.node_nm),
+        # the node energy_j and area_mm2 are at (a report scaling them further starts here)
+        "tech_node_nm": hardware["tech_node_nm"],
         "peak_macs_per_s": target.peak_macs_per_s,
-        "area_mm2": target.total_area_mm2(),
+        "area_mm2": hardware["area_mm2"],
+        "hardware": hardware,
         **{k: v for k, v in spec.as_dict().items() if k != "target"},
         "scope": "gemm-only",
     }

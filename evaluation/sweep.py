@@ -12,9 +12,12 @@ the end.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import os
+import re
+import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -48,6 +51,12 @@ class Grid:
     full: bool = False
     seed: int = 0
     noc: list[str] = field(default_factory=lambda: ["auto"])
+
+    def __post_init__(self) -> None:
+        # one spelling per value (``32`` and ``0x20``, ``[2,2]`` and ``[2, 2]``): a value
+        # written two ways is one point, run once under one run id
+        self.sets = {key.strip(): list(dict.fromkeys(canonical_set_value(key.strip(), v) for v in vals))
+                     for key, vals in self.sets.items()}
 
     def validate(self) -> None:
         from acf.isa.target import TargetError, available_targets
@@ -104,7 +113,8 @@ class Grid:
 
 def parse_sets(items: Iterable[str]) -> dict[str, list[str]]:
     """``["cluster.lookahead=1,4,8"]`` -> ``{"cluster.lookahead": ["1", "4", "8"]}``.
-    A value in brackets (``fabric.grid=[2, 2]``) is one value, not a list."""
+    A value in brackets (``fabric.grid=[2, 2]``) is one value, not a list. Each value is
+    written canonically (:func:`canonical_set_value`) and listed once."""
     out: dict[str, list[str]] = {}
     for item in items:
         key, eq, value = item.partition("=")
@@ -121,8 +131,80 @@ def parse_sets(items: Iterable[str]) -> dict[str, list[str]]:
         if key.strip() in out:
             raise SweepError(f"--set {key.strip()} given twice (list every value in one: "
                              f"{key.strip()}=V1,V2,...)")
-        out[key.strip()] = list(dict.fromkeys(vals))
+        out[key.strip()] = list(dict.fromkeys(canonical_set_value(key.strip(), v) for v in vals))
     return out
+
+
+#: a decimal integer written with leading zeros (``04``, ``-007``, the ``00`` of ``00.5``);
+#: not a hex/octal/binary prefix (``0x20``) and not the digits after a point or an exponent
+_LEADING_ZEROS = re.compile(r"(?<![\w.])([+-]?)0+(?=\d)")
+
+
+def _field_spec(key: str):
+    from acf.isa.target_schema import SCHEMA
+
+    section, _, name = key.partition(".")
+    return SCHEMA.get(section, {}).get(name)
+
+
+def _toml_literal(text: str, numeric: bool) -> Any:
+    """``text`` as the target loader reads a ``--set`` value (a TOML literal, else a bare
+    word), except that a number field takes plain decimals with leading zeros (``04``):
+    TOML refuses them while it takes ``0x20``, and a user means 4."""
+    if numeric:
+        text = _LEADING_ZEROS.sub(r"\1", text)
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _toml_text(value: Any) -> str:
+    """The one way a checked field value is written back as ``--set`` text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_text(v) for v in value) + "]"
+    text = str(value)
+    # a bare word reads back as itself; anything else ("1", "a b") is quoted
+    return text if _toml_literal(text, numeric=False) == text else json.dumps(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_set_value(key: str, text: str) -> str:
+    """``text`` parsed to the type the target schema gives ``key`` and printed one way
+    (``0x20``, ``+32``, ``032`` -> ``32``; ``[2,2]`` -> ``[2, 2]``; ``1`` for a GHz field ->
+    ``1.0``). A value the field does not take, or a key outside the schema, is left as it
+    was: loading the target reports it by name."""
+    text = text.strip()
+    spec = _field_spec(key)
+    if spec is None:
+        return text
+    value = _toml_literal(text, numeric=spec.kind in ("int", "float", "grid"))
+    try:
+        return _toml_text(spec.check(value))
+    except (TypeError, ValueError, OverflowError):
+        return text
+
+
+def canonical_overrides(overrides: dict[str, Any] | None) -> dict[str, str]:
+    """A row's ``--set`` values, each written canonically (rows made before the values
+    were canonicalized compare equal to new ones)."""
+    return {k: canonical_set_value(k, v if isinstance(v, str) else _toml_text(v))
+            for k, v in (overrides or {}).items()}
+
+
+def effective_batch(row: dict[str, Any]) -> int | None:
+    """The batch a row ran at: its ``batch``, else its model's default (a row without
+    ``--batch`` and one with the default batch measured the same workload)."""
+    import inspect
+
+    if row.get("batch"):
+        return int(row["batch"])
+    model = MODELS.get(row.get("model", ""))
+    return None if model is None else inspect.signature(model).parameters["batch"].default
 
 
 # ---- rows on disk --------------------------------------------------------------------------
@@ -206,11 +288,41 @@ def _safe_run(spec: RunSpec) -> dict[str, Any]:
                 **{k: v for k, v in spec.as_dict().items() if k != "target"}}
 
 
-def _run_ray(specs: list[RunSpec], jobs: int, on_row: Callable[[dict], None]) -> None:
+def _import_ray():
     try:
         import ray
     except ImportError:
         raise SweepError("--executor ray needs the optional 'ray' package (pip install ray)") from None
+    return ray
+
+
+def output_files() -> tuple[str, ...]:
+    """The files a sweep and its report write in the results folder."""
+    from acf.evaluation.report import OUTPUT_FILES
+
+    return (ROWS, CSV, CSV + ".tmp") + OUTPUT_FILES
+
+
+def check_out_dir(out: Path, names: Iterable[str] | None = None) -> None:
+    """Refuse a results folder the sweep or its report could not write into, before any
+    run starts (not after an hour of runs, with a traceback): a folder where a file goes
+    (``rows.jsonl/``, ``summary.md/``), a file or folder without write permission."""
+    try:
+        if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+            raise SweepError(f"--out {out}: cannot write into the results folder: Permission denied")
+        for name in output_files() if names is None else names:
+            path = out / name
+            if path.is_dir():
+                raise SweepError(f"--out {out}: {path} is a directory where the sweep writes a "
+                                 "file; remove or rename it")
+            if path.exists() and not os.access(path, os.W_OK):
+                raise SweepError(f"--out {out}: cannot write {path}: Permission denied")
+    except OSError as exc:  # a folder above it that cannot be searched
+        raise SweepError(f"--out {out}: cannot use the results folder: {exc.strerror or exc}") from None
+
+
+def _run_ray(specs: list[RunSpec], jobs: int, on_row: Callable[[dict], None]) -> None:
+    ray = _import_ray()
     started = False
     if not ray.is_initialized():
         ray.init(num_cpus=jobs or None, include_dashboard=False, log_to_driver=False)
@@ -251,7 +363,10 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
     if jobs < 0:
         raise SweepError(f"--jobs {jobs}: must be 0 (every CPU) or more")
     specs = list(dict.fromkeys(grid.specs()))  # a value listed twice is one point
+    if executor == "ray":
+        _import_ray()  # before the results folder exists: a refused sweep leaves nothing
     out = Path(out_dir)
+    check_out_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -310,12 +425,14 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
 
 
 def point_key(row: dict[str, Any]) -> str:
-    """What a row measured, whatever code measured it: its run spec and target config."""
+    """What a row measured, whatever code measured it: its run spec (``--set`` values
+    written canonically, the batch the model ran at) and target config."""
     from dataclasses import fields
 
     from acf.evaluation.runner import RunSpec
 
     spec = {f.name: row.get(f.name) for f in fields(RunSpec)}
+    spec.update(overrides=canonical_overrides(row.get("overrides")), batch=effective_batch(row))
     return json.dumps({**spec, "config_hash": row.get("config_hash")}, sort_keys=True, default=str)
 
 
