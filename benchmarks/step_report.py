@@ -58,6 +58,7 @@ def _row(target: str, density: float, batch: int, width: int, queue) -> None:
     import torch
 
     from acf.algorithms.models import ResNet18
+    from acf.evaluation.runner import hardware_figures
     from acf.frontends.training_step import capture_training_step
     from acf.runtime import Session, SessionOptions
 
@@ -81,14 +82,16 @@ def _row(target: str, density: float, batch: int, width: int, queue) -> None:
     # a mask update (every mask re-drawn at the same density, as SET does): its cost
     update = sess.cost_mask_update({n: torch.rand(m.shape) < density for n, m in masks.items()}) \
         if masks else {}
+    # the node and area the report's energies are at (tech.scale_to_nm where a fabric sets it)
+    hw = hardware_figures(t)
     queue.put({"target": target, "density": density, "cycles": rep.total_cycles,
                "mask_update": update,
                "seconds": rep.seconds, "energy_j": rep.energy_j,
                "effectual_macs": rep.effectual_macs, "by_op": rep.by_op,
-               "peak_macs_per_s": t.peak_macs_per_s, "area_mm2": t.total_area_mm2(),
+               "peak_macs_per_s": t.peak_macs_per_s, "area_mm2": hw["area_mm2"],
                "port_bytes_per_cycle": t.port_bytes_per_cycle,
                "dram_bytes_per_cycle": int(t.dram.channels) * int(t.dram.bytes_per_cycle),
-               "tech_node_nm": int(t.tech.node_nm), "numeric_mode": str(t.numeric.mode)})
+               "tech_node_nm": hw["tech_node_nm"], "numeric_mode": str(t.numeric.mode)})
 
 
 def run_row(target: str, density: float, batch: int, width: int) -> dict:

@@ -25,7 +25,7 @@ from acf.evaluation.sweep import Grid, latest_rows, read_rows, run_sweep
 
 MODELS = ["mlp", "resnet18-cifar", "vgg16-cifar", "resnet50-imagenet", "bert-base-layer"]
 TARGETS = ["acf-base", "acf-dense", "procrustes-like", "tensordash-like", "sigma-like",
-           "tpu-like"]
+           "tpu-like", "tpu-like-iso-ports"]
 ISO = "acf-h200-iso"
 #: the models with a measured H200 training step (shared/anchors): compared at 90 %
 COMPARED = (("resnet18-cifar", 0.9), ("vgg16-cifar", 0.9), ("resnet50-imagenet", 0.9),
@@ -118,7 +118,7 @@ def _main() -> None:
     reference = [r for r in rows if r["model"] == "resnet18-cifar" and r["sparsity"] == 0.9
                  and r["target"] in ("acf-base", "acf-dense")]
     report.write_report(latest_rows(reference + abl.rows + abl2.rows + abl3.rows), abl_dir, anchors, None,
-                        None, (), command)
+                        None, (), command, borrowed={"../sweep_main": reference})
 
 
 def report_only(out: Path, models: list[str]) -> None:
@@ -132,7 +132,7 @@ def report_only(out: Path, models: list[str]) -> None:
     reference = [r for r in rows if r["model"] == "resnet18-cifar" and r["sparsity"] == 0.9
                  and r["target"] in ("acf-base", "acf-dense")]
     report.write_report(latest_rows(reference + read_rows(abl_dir)), abl_dir, anchors, None, None,
-                        (), command)
+                        (), command, borrowed={"../sweep_main": reference})
 
 
 if __name__ == "__main__":
