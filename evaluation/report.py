@@ -247,8 +247,9 @@ def _nodes_text(rows: list[dict[str, Any]]) -> str:
 
 
 def per_gemm_ideal(acf: dict[str, Any], dense: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per GEMM: realized speedup (dense cycles / ACF cycles), ideal (dense MACs / effectual
-    MACs measured on the ACF run) and the fraction of ideal realized."""
+    """Per GEMM: realized speedup (dense cycles / ACF cycles), ideal (dense MACs / products
+    of two nonzeros, counted on the operands the run emulated) and the fraction of ideal
+    realized."""
     dg = {g["key"]: g for g in dense["gemms"]}
     out = []
     for g in acf["gemms"]:
@@ -389,7 +390,7 @@ def _realized_vs_ideal(path: Path, rows) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-    ax.set_xlabel("ideal speedup (dense MACs / effectual MACs)")
+    ax.set_xlabel("ideal speedup (dense MACs / products of two nonzeros)")
     ax.set_ylabel("realized speedup vs acf-dense (same peak)")
     ax.set_title("per-GEMM realized vs ideal")
     fig.tight_layout()
@@ -604,7 +605,7 @@ def _md_comparison(c: dict[str, Any]) -> list[str]:
         L += ["", f"Whole step: realized {c['step_realized_speedup']:.2f}x vs acf-dense; Amdahl bound "
                   f"(each GEMM at its ideal) {c['step_amdahl_bound']:.2f}x; "
                   f"{100 * c['step_fraction_of_bound']:.1f} % of the bound realized.", "",
-              "| GEMM | M x N x K | count | realized | ideal (dense/effectual MACs) | fraction of ideal | sampled |",
+              "| GEMM | M x N x K | count | realized | ideal (dense MACs / nonzero products) | fraction of ideal | sampled |",
               "|---|---|---|---|---|---|---|"]
         for g in c["gemms"]:
             L.append(f"| {g['gemm']} | {g['m']}x{g['n']}x{g['k']} | {g['count']} | {g['realized']:.2f}x | "

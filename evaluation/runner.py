@@ -155,7 +155,10 @@ class GemmResult:
     dense_macs: int = 0
     sampled: float = 1.0
     noc_max_link_ratio: float = 0.0
-    ideal_speedup: float = 1.0  # dense MACs / effectual MACs (measured)
+    #: products of two nonzeros in the operands (sampled, scaled): the workload's effectual
+    #: MACs whatever the target skips (its ``macs_effectual`` counts a zero it does not skip)
+    macs_nonzero: float = 0.0
+    ideal_speedup: float = 1.0  # dense MACs / nonzero products (measured on the operands)
     formats: dict[str, str] = field(default_factory=dict)  # operand -> storage format used
     weight_operand: str = ""  # the mm operand the weight was emulated as (a, b, mask)
 
@@ -169,6 +172,19 @@ def weight_as_a(g: Gemm) -> bool:
     sweep's grid points moved between 8.5 % faster and 9 % slower). The GEMMs of the
     workloads carry the weight as ``b``."""
     return g.op == "matmul" and g.w_operand == "b"
+
+
+def nonzero_products(g: Gemm, args: list[np.ndarray]) -> int:
+    """Products of two nonzeros in ``g``'s operands (``args`` in IR order): the MACs a
+    design skipping every zero of both operands would do, 1/(d_w d_a) of the dense MACs for
+    independent zeros. Per k: (nonzeros of A's column k) x (nonzeros of B's row k); an
+    sddmm counts its sampled outputs only."""
+    za = (args[0] != 0).T if g.ta else (args[0] != 0)  # (m, k)
+    zb = (args[1] != 0).T if g.tb else (args[1] != 0)  # (k, n)
+    if g.op == "sddmm":
+        per_output = za.astype(np.float64) @ zb.astype(np.float64)
+        return int(per_output[args[2] != 0].sum())
+    return int(za.sum(axis=0, dtype=np.int64) @ zb.sum(axis=1, dtype=np.int64))
 
 
 def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
@@ -211,12 +227,14 @@ def run_gemm(g: Gemm, target, mask: str, rng: np.random.Generator, spec: RunSpec
     flits = {k: v * plan.work_scale for k, v in rep.noc_link_flits.items()}
     max_ratio = max(rep.noc_link_flits.values(), default=0) / max(rep.total_cycles, 1)
     eff = rep.macs_effectual_count * plan.work_scale
+    nonzero = nonzero_products(gs, args) * plan.work_scale
     res = GemmResult(
         key=g.key, role=g.role, op=g.op, m=g.m, n=g.n, k=g.k, count=g.count,
         a_density=g.a_density, w_density=g.w_density, cycles=cycles, energy_j=energy,
         macs_issued=rep.macs_issued_count * plan.work_scale, macs_effectual=eff,
         dense_macs=g.dense_macs, sampled=plan.fraction, noc_max_link_ratio=max_ratio,
-        ideal_speedup=g.dense_macs / max(eff, 1.0), formats=used, weight_operand=gs.w_operand,
+        macs_nonzero=nonzero, ideal_speedup=g.dense_macs / max(nonzero, 1.0), formats=used,
+        weight_operand=gs.w_operand,
     )
     return res, flits
 
@@ -277,7 +295,7 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
     link_flits: dict[str, float] = {}
     cycles = 0.0
     energy: dict[str, float] = {}
-    issued = effectual = 0.0
+    issued = effectual = nonzero = 0.0
     emulated_macs = 0.0
     noc_max = 0.0
     for g in wl.gemms:
@@ -290,6 +308,7 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
             link_flits[k] = link_flits.get(k, 0.0) + v * g.count
         issued += r.macs_issued * g.count
         effectual += r.macs_effectual * g.count
+        nonzero += r.macs_nonzero * g.count
         emulated_macs += r.sampled * g.dense_macs
         noc_max = max(noc_max, r.noc_max_link_ratio)
     # a mask update (RigL/SET/GMP's, every weight re-masked) costed apart from the step:
@@ -312,10 +331,11 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
         "macs_dense": wl.dense_macs,
         "macs_issued": issued,
         "macs_effectual": effectual,
+        "macs_nonzero": nonzero,
         "utilization": effectual / max(peak_per_cycle * cycles, 1.0),
         "noc_max_link_load": noc_max,
         "sampled": emulated_macs / max(wl.dense_macs, 1),
-        "ideal_speedup": wl.dense_macs / max(effectual, 1.0),
+        "ideal_speedup": wl.dense_macs / max(nonzero, 1.0),
         "gemms": gemms,
         "mask_update_cycles": update["cycles"],
         "mask_update_seconds": update["seconds"],

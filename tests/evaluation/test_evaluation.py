@@ -98,6 +98,27 @@ def test_weight_only_skipping_design_skips_the_weights() -> None:
             assert 0.05 < g["macs_effectual"] / g["dense_macs"] < 0.15, (t, g["key"])
 
 
+def test_the_ideal_is_the_workloads_whatever_the_target_skips() -> None:
+    """The ideal speedup counts products of two nonzeros in the operands: on acf-base (both
+    operands' zeros skipped) that is its effectual MAC count exactly; acf-dense and
+    procrustes-like (activation zeros not skipped) show the same ideal at the same point
+    instead of their own MAC counts (1.0x for acf-dense before)."""
+    from acf.evaluation.runner import RunSpec, run_spec
+
+    rows = {t: run_spec(RunSpec(model="tiny-mlp", sparsity=0.9, target=t, act_density=0.5))
+            for t in ("acf-base", "acf-dense", "procrustes-like")}
+    base = rows["acf-base"]
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert base["macs_nonzero"] == base["macs_effectual"]
+    for g in base["gemms"]:
+        assert g["macs_nonzero"] == g["macs_effectual"], g["key"]
+    assert 10 < base["ideal_speedup"] < 40  # 1/(0.1 * 0.5) where both operands are sparse
+    for t in ("acf-dense", "procrustes-like"):
+        assert rows[t]["ideal_speedup"] == base["ideal_speedup"], t
+        assert rows[t]["macs_effectual"] > rows[t]["macs_nonzero"], t
+    assert rows["acf-dense"]["macs_effectual"] == rows["acf-dense"]["macs_issued"]
+
+
 def test_noc_configuration_off_ablation() -> None:
     """``noc=unicast`` compiles without the multicast groups the compiler otherwise sets up
     on the NoC: every cluster loads its own operand tiles, and the dense BERT layer's GEMMs
