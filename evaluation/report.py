@@ -163,7 +163,7 @@ def _loaded_hardware(target: str, overrides: str, config_hash: str) -> dict[str,
 
     try:
         t = load(RunSpec("", 0.0, target, overrides=tuple(json.loads(overrides).items())))
-    except Exception:  # a target file gone or changed past loading: no figures, no crash
+    except (OSError, ValueError):  # a target gone or changed past loading (TargetError): no figures
         return None
     return hardware_figures(t) if not config_hash or t.config_hash() == config_hash else None
 
@@ -772,8 +772,10 @@ def _md_rows(rows: list[dict[str, Any]], origin: Mapping[str, str]) -> list[str]
     L = ["| model | target | sparsity | mask | cycles | time (ms) | energy (mJ) | speedup | energy red. | "
          "utilization | ideal | NoC max link | sampled | mask update (ms, mJ) |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    order = lambda p: (p[0]["model"], _natural(_row_label(p[0], shown)), p[0]["sparsity"],  # noqa: E731
-                       _point_order(p[0]))
+    def order(pair):
+        return (pair[0]["model"], _natural(_row_label(pair[0], shown)), pair[0]["sparsity"],
+                _point_order(pair[0]))
+
     for r, d in sorted(pair_with_dense(rows), key=order):
         sp = f"{d['seconds'] / r['seconds']:.2f}x" if d else "-"
         er = f"{d['energy_j'] / r['energy_j']:.2f}x" if d else "-"
