@@ -132,7 +132,24 @@ def read_input(path: str, binary: bool = False) -> tuple[str | bytes, str]:
     except OSError as exc:
         raise UserError(f"{path}: error: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise UserError(f"{path}: error: not UTF-8 text") from None
+        raise UserError(_not_utf8(path)) from None
+
+
+def _not_utf8(path: str) -> str:
+    """``path:line:col: error: not UTF-8 text (byte 0x..)`` at the first byte that is not
+    (the compiler's diagnostic; stdin, which cannot be read again, without the place)."""
+    from acf.compiler.diagnostics import IRError, decode_utf8
+
+    if path == "-":
+        return "<stdin>: error: not UTF-8 text"
+    try:
+        with open(path, "rb") as fh:
+            decode_utf8(fh.read(), path)
+    except IRError as exc:
+        return str(exc)
+    except OSError:
+        pass
+    return f"{path}: error: not UTF-8 text"
 
 
 def write_output(path: str | None, data: str | bytes) -> None:

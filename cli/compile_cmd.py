@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         passes = parse_pipeline(args.pipeline)
         module = parse_module(str(text), name)
         if not module.funcs:
-            raise UserError(f"{name}: error: no function to compile (the input holds no "
+            raise UserError(f"{name}:1:1: error: no function to compile (the input holds no "
                             "graph.func)")
         PassManager(passes).run(module)
         if args.func is not None and args.func not in [f.sym_name for f in module.funcs]:

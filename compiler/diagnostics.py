@@ -23,6 +23,19 @@ class SourcePos:
     col: int
 
 
+def decode_utf8(data: bytes, name: str) -> str:
+    """``data`` as UTF-8 text; raises :class:`IRError` at the line and column (in
+    characters, 1-based) of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        line = data.count(b"\n", 0, err.start) + 1
+        col = len(data[line_start:err.start].decode("utf-8")) + 1
+        raise IRError(f"not UTF-8 text (byte 0x{data[err.start]:02x})",
+                      SourcePos(name, line, col)) from None
+
+
 class SourceText:
     """Text of one input with its name, so diagnostics can quote the offending line."""
 

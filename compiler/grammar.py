@@ -61,7 +61,7 @@ BOOL.2: "true" | "false"
 SPARSE_OPEN.2: "#sparse<"
 DENSE_OPEN.2: "dense<"
 LOC_OPEN.2: "loc("
-TENSOR_HEAD.2: /tensor<(\d+x)*(f32|i64|i1|index)/
+TENSOR_HEAD.2: /tensor<[^\s,<>]*/
 SCALAR: "f32" | "i64" | "i1" | "index"
 ENC_ALIAS: /#[A-Za-z_][A-Za-z0-9_$.]*/
 VALUE_ID: /%[A-Za-z0-9_$.]+/

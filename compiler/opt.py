@@ -20,7 +20,7 @@ import argparse
 import re
 import sys
 
-from .diagnostics import IRError
+from .diagnostics import IRError, decode_utf8
 from .pass_manager import Instrumentation, PassFailure, PassManager, parse_pipeline
 from .passes import PASSES, PIPELINES
 from .printer import print_module
@@ -81,10 +81,16 @@ def _list_passes() -> str:
 
 
 def _read(path: str) -> tuple[str, str]:
+    """The input's text and name; an IRError at the first byte that is not UTF-8."""
     if path == "-":
-        return sys.stdin.read(), "<stdin>"
-    with open(path, encoding="utf-8") as f:
-        return f.read(), path
+        if not hasattr(sys.stdin, "buffer"):  # replaced by a text stream (tests)
+            return sys.stdin.read(), "<stdin>"
+        data, name = sys.stdin.buffer.read(), "<stdin>"
+    else:
+        with open(path, "rb") as f:
+            data, name = f.read(), path
+    # universal newlines, as text-mode reading gave
+    return decode_utf8(data, name).replace("\r\n", "\n").replace("\r", "\n"), name
 
 
 SPLIT_MARKER = re.compile(r"^// -----.*$", re.MULTILINE)
@@ -156,10 +162,6 @@ def main(argv: list[str]) -> int:
         return 1
     except OSError as err:
         sys.stderr.write(f"acf-opt: error: {err.strerror}: {err.filename}\n")
-        return 1
-    except UnicodeDecodeError:
-        name = "<stdin>" if args.input == "-" else args.input
-        sys.stderr.write(f"{name}: error: not UTF-8 text\n")
         return 1
     chunks = split_chunks(text) if args.split_input_file else [text]
     outcomes = [_process(chunk, name, args.pipeline, args, instr) for chunk in chunks]

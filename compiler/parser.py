@@ -8,6 +8,7 @@ verifier unless ``verify=False``.
 from __future__ import annotations
 
 import ast
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -17,6 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from .diagnostics import IRError, SourcePos, SourceText
 from .grammar import GRAMMAR
 from .ir import (
+    ELEMENT_TYPES,
     Attribute,
     Block,
     DenseElements,
@@ -31,6 +33,9 @@ from .ir import (
     Value,
 )
 from .sparse_encoding import LevelExpr, LevelType, SparseEncoding
+
+#: one dimension of a tensor type and its ``x`` (a sign, so a negative one is reported)
+_DIM = re.compile(r"(-?\d+)x")
 
 
 @lru_cache(maxsize=1)
@@ -264,7 +269,7 @@ class _Builder:
         if tree.data == "scalar_type":
             return ScalarType(str(tree.children[0]))
         head, enc = tree.children
-        *dims, element = str(head)[len("tensor<") :].split("x")
+        shape, element = self.tensor_head(head)
         if enc is None:
             encoding = None
         elif enc.data == "alias_ref":
@@ -274,7 +279,6 @@ class _Builder:
             encoding = self.aliases[alias]
         else:
             encoding = self.encoding(enc)
-        shape = tuple(int(d) for d in dims)
         # a matrix encoding on a tensor of higher rank applies to its matrix view: dim 0 by
         # the product of the others (a conv kernel OIHW as O x IHW, as the ISA packs it)
         if encoding is not None and encoding.rank != len(shape) and not (encoding.rank == 2 < len(shape)):
@@ -282,6 +286,30 @@ class _Builder:
                 head, f"encoding of rank {encoding.rank} on a tensor of rank {len(shape)}"
             )
         return TensorType(shape, element, encoding)
+
+    def tensor_head(self, head: Token) -> tuple[tuple[int, ...], str]:
+        """Shape and element type of ``tensor<4x8xf32``. The lexer takes the head up to ``,``
+        or ``>`` whatever it holds, so a bad dimension or element type is reported here at
+        its own column (and an element type may contain an 'x': ``index``)."""
+        text = str(head)
+        at = len("tensor<")
+        dims: list[int] = []
+        while match := _DIM.match(text, at):
+            if match[1].startswith("-"):
+                raise self._head_error(head, at, f"dimension {match[1]} is negative; "
+                                                 "dimensions are sizes (0 or more)")
+            dims.append(int(match[1]))
+            at = match.end()
+        element = text[at:]
+        if element not in ELEMENT_TYPES:
+            found = f"'{element}'" if element else "nothing"
+            raise self._head_error(head, at, f"expected an element type ({', '.join(ELEMENT_TYPES)}) "
+                                             f"after the dimensions, got {found}")
+        return tuple(dims), element
+
+    def _head_error(self, head: Token, offset: int, message: str) -> IRError:
+        pos = self.pos(head)
+        return IRError(message, self.source.pos(pos.line, pos.col + offset), self.source)
 
     def encoding(self, tree: Tree) -> SparseEncoding:
         dims = [str(c) for c in tree.children if isinstance(c, Token) and c.type == "NAME"]

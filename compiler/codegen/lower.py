@@ -107,7 +107,10 @@ class CompiledProgram:
 
     def bind(self, args: list[np.ndarray], step: float | None = None) -> dict[str, np.ndarray]:
         """Runtime inputs by symbol name for positional ``args`` (labels become one-hot);
-        ``step``: Adam's step for the bias corrections (default: the step operands' values)."""
+        ``step``: Adam's step for the bias corrections (default: the step operands' values).
+        Every input is bound as f32, the fabric's one number type: an integer input is
+        exact up to 2^24 in magnitude, as is integer arithmetic on it (see
+        ``_integer_arithmetic_refusal``)."""
         inputs: dict[str, np.ndarray] = {}
         for name, value in zip(self.inputs, args):
             if name in self.onehot:
@@ -133,6 +136,87 @@ def fit_packed_updates(func: FuncOp, target: Target, tiling: Tiling) -> Tiling:
     while t > step and not all(packed_update_fits(op, t, tiling.spad_bytes) for op in func.body.ops):
         t -= step
     return tiling if t == tiling.t else choose_tiling(target, t)
+
+
+#: ops whose integer results the fabric's fp32 arithmetic gets wrong at any size: true
+#: division (a mean divides its integer sum)
+INTEGER_DIVISION = {"graph.div": "division", "graph.reduce_mean": "mean"}
+
+
+def _integer_arithmetic_refusal(op: Operation) -> str | None:
+    """Why ``op`` cannot run on integers, or None.
+
+    The fabric holds every value in fp32: the runtime binds integer inputs as f32 and the
+    kernels compute in fp32, so integers are exact up to 2^24 in magnitude (2^25 + 1
+    doubled gives 67108864). Integer sums and products are accepted under that limit:
+    training steps need them (the PyTorch frontend emits batch norm's
+    ``num_batches_tracked + 1`` as an i64 graph.add), and their counters, ids and
+    labels stay far below it. Division is refused: in fp32 it is true division, wrong
+    for integers of any size (7 / 2 gave 3.5, not 3)."""
+    if not op.results or getattr(op.results[0].type, "element", "f32") == "f32":
+        return None
+    if op.name in INTEGER_DIVISION:
+        return (f"integer {INTEGER_DIVISION[op.name]} ({op.results[0].type}): the fabric "
+                "computes in fp32, where it is true division; no ACF kernel divides integers")
+    return None
+
+
+def _nm_group(v: Value) -> int:
+    """M of a value stored N:M (its packed tiles hold whole groups of M columns), else 0."""
+    from ..sparse_encoding import encoding_to_format
+
+    enc = getattr(v.type, "encoding", None)
+    if enc is None:
+        return 0
+    try:
+        match = re.fullmatch(r"nm\d+:(\d+)", encoding_to_format(enc))
+    except ValueError:
+        return 0
+    return int(match[1]) if match else 0
+
+
+def _nm_values(func: FuncOp) -> list[Value]:
+    values = list(func.arguments) + [r for op in func.body.ops for r in op.results]
+    return [v for v in values if _nm_group(v)]
+
+
+def fit_nm_groups(func: FuncOp, target: Target, tiling: Tiling) -> Tiling:
+    """The tiler's side, smaller where it would split the M-column groups of an N:M tensor
+    (a packed tile holds whole groups; 52 on acf-small split nm2:8's groups of 8): the
+    largest multiple of every such M, and of the PE array where one fits, not above it."""
+    groups = {_nm_group(v) for v in _nm_values(func)}
+    if not groups:
+        return tiling
+    group = math.lcm(*groups)
+    step = math.lcm(int(target.cluster.pe_rows), int(target.cluster.pe_cols))
+    for unit in (math.lcm(group, step), group):
+        t = tiling.t // unit * unit
+        if t:
+            return tiling if t == tiling.t else choose_tiling(target, t)
+    return tiling  # a side below one group: _check_nm_tile reports the tensors it splits
+
+
+def tiler_choice(func: FuncOp, target: Target) -> Tiling:
+    """The tiling compile_module picks without a forced tile (and the tile pass records)."""
+    tiling = choose_tiling(target)
+    return fit_nm_groups(func, target, fit_packed_updates(func, target, tiling))
+
+
+def _check_nm_tile(where: Operation | FuncOp, v: Value, tiling: Tiling, tile: object) -> None:
+    """A packed tile side narrower than an N:M tensor must hold whole groups of M columns
+    (else packing it failed with a FormatError traceback)."""
+    from acf.isa.symbols import as_2d_shape
+
+    m = _nm_group(v)
+    cols = as_2d_shape(v.type.shape)[1]  # type: ignore[union-attr]
+    if not m or tiling.t >= cols or tiling.t % m == 0:
+        return
+    forced = "x".join(map(str, tile)) if isinstance(tile, tuple | list) else str(tile)
+    side = f"tile {forced}" if forced == str(tiling.t) else f"tile {forced} (packed side {tiling.t})"
+    name = f"'%{v.name_hint}'" if v.name_hint else "a value"
+    raise error_at(where, f"{side} splits the groups of {m} columns of {name}, stored "
+                          f"N:M with M = {m} (a packed tile holds whole groups): use a tile "
+                          f"side that is a multiple of {m}, or at least {cols}")
 
 
 def _check_storage(where: Operation | FuncOp, v: Value) -> None:
@@ -217,25 +301,24 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
     """Step 1: tiling, kernel availability, the memory plan and the program's symbols."""
     kernels = load_all()
     try:
-        tiling = choose_tiling(target, options.tile)
-        if not options.tile:
-            tiling = fit_packed_updates(func, target, tiling)
+        tiling = choose_tiling(target, options.tile) if options.tile else tiler_choice(func, target)
     except ValueError as err:
         raise error_at(func, str(err)) from None
     for op in func.body.ops:
         if op.name not in kernels and op.name not in NO_CODE:
             raise error_at(op, f"no ACF kernel for '{op.name}' yet")
-        if op.name == "graph.div" and op.results[0].type.element != "f32":  # type: ignore[union-attr]
-            raise error_at(op, f"integer division ({op.results[0].type}): the fabric computes "
-                               "in fp32, where it is true division; no ACF kernel divides "
-                               "integers")
+        refusal = _integer_arithmetic_refusal(op)
+        if refusal:
+            raise error_at(op, refusal)
         for v in (*op.operands, *op.results):
             if isinstance(v.type, TensorType) and 0 in v.type.shape:
                 raise error_at(op, f"an empty tensor ({v.type}): the kernels "
                                    "need every dimension at least 1")
             _check_storage(op, v)
+            _check_nm_tile(op, v, tiling, options.tile)
     for v in func.arguments:
         _check_storage(func, v)
+        _check_nm_tile(func, v, tiling, options.tile)
         name = v.name_hint or f"arg{v.index}"
         if re.fullmatch(r"(result|const)\d+|hyper", name):
             raise error_at(func, f"argument '%{name}' takes a name the program gives its own "
@@ -367,6 +450,23 @@ def _copy_returned_arguments(func, plan, target, tiling, hyper, prog, summary, o
             _append(prog, ins, where)
 
 
+def _check_grouped_conv_storage(op: Operation, sparse: Value | None) -> None:
+    """Refuse, at the user's op, a grouped convolution whose rewrite would slice a sparse
+    operand (else the refusal came from a 'graph.slice' the user never wrote)."""
+    if sparse is None:
+        return
+    from ..sparse_encoding import encoding_to_format
+
+    name = f"'%{sparse.name_hint}'" if sparse.name_hint else f"operand #{op.operands.index(sparse)}"
+    enc = sparse.type.encoding  # type: ignore[union-attr]
+    try:
+        stored = encoding_to_format(enc)
+    except ValueError:
+        stored = str(enc)
+    raise error_at(op, "grouped convolutions need dense-stored operands, as ungrouped ones do "
+                       f"(each group convolves a slice of them): {name} is stored {stored}")
+
+
 def compile_module(module: Module, target: Target, options: CompileOptions | None = None
                    ) -> CompiledProgram:
     """Compile one function of a verified graph-dialect module for ``target``.
@@ -387,13 +487,15 @@ def compile_module(module: Module, target: Target, options: CompileOptions | Non
     from ..passes.conv_padding import narrow_wide_padding
     from ..passes.pool_divisor import POOLS, divide_by_covered
     from ..passes.softmax_axis import AXIS_OPS, move_axis_last
-    from ..passes.split_groups import split_grouped_conv
+    from ..passes.split_groups import sparse_operand_to_slice, split_grouped_conv
 
     options = options or CompileOptions()
     if not module.funcs:
         raise error_at(Operation("graph.module", [], []), "module has no function")
     func = module.func(options.func) if options.func else module.funcs[0]
     if any(op.name in CONV_OPS for op in func.body.ops):
+        for op in func.body.ops:
+            _check_grouped_conv_storage(op, sparse_operand_to_slice(op))
         apply_patterns(func, [split_grouped_conv, narrow_wide_padding])
     if any(op.name in BINARY for op in func.body.ops):
         apply_patterns(func, [expand_first_operand])

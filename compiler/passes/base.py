@@ -101,9 +101,11 @@ def new_op_before(
     result_types: Sequence[Type],
     attributes: dict[str, Attribute] | None = None,
 ) -> Operation:
-    """Create ``name`` just before ``anchor``, inheriting its source location."""
+    """Create ``name`` just before ``anchor``, inheriting its source location (and its
+    position in the IR text, so an error at the new op points at the op it came from)."""
     assert anchor.parent_block is not None
-    op = Operation(name, list(operands), list(result_types), attributes, loc=anchor.loc)
+    op = Operation(name, list(operands), list(result_types), attributes, loc=anchor.loc,
+                   pos=anchor.pos)
     return anchor.parent_block.insert_before(anchor, op)
 
 
@@ -171,7 +173,8 @@ def _resolve(replaced: dict[Value, Value], value: Value) -> Value:
 
 
 class OpEmitter:
-    """New ops just before ``anchor``, result types inferred, its location inherited."""
+    """New ops just before ``anchor``, result types inferred, its location inherited (and
+    its position in the IR text: an error at a new op points at the op it replaces)."""
 
     def __init__(self, anchor: Operation) -> None:
         self.anchor = anchor
@@ -181,7 +184,8 @@ class OpEmitter:
         assert spec is not None
         probe = Operation(name, list(operands), [], dict(attrs))
         types = spec.infer([v.type for v in operands], AttrView(probe, spec))
-        op = Operation(name, list(operands), types, dict(attrs), loc=self.anchor.loc)
+        op = Operation(name, list(operands), types, dict(attrs), loc=self.anchor.loc,
+                       pos=self.anchor.pos)
         assert self.anchor.parent_block is not None
         return self.anchor.parent_block.insert_before(self.anchor, op).results[0]
 

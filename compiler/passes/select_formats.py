@@ -121,6 +121,28 @@ def _dims_2d(t: TensorType) -> tuple[int, int]:
     return rows, cols
 
 
+def _nm_result_held_by(func: FuncOp, arg: Value) -> Operation | None:
+    """The first op whose declared N:M result is N:M because ``arg``, an N:M mask, is
+    (``dialect._check_nm_result``: a ``mask_apply`` under it, or an update masked by it).
+    Re-encoding ``arg`` would leave that result declared N:M with nothing making it so:
+    invalid IR. (An update's parameter is re-encoded with its result instead.)"""
+    from ..graph_nn_ops import update_mask
+
+    enc = getattr(arg.type, "encoding", None)
+    if enc is None or not any(lvl.kind == "structured" for _, lvl in enc.levels):
+        return None
+    for op in func.body.ops:
+        if op.name == "graph.mask_apply":
+            mask = op.operands[1]
+        elif op.name in UPDATES:
+            mask = update_mask(op)
+        else:
+            continue
+        if mask is arg and getattr(op.results[0].type, "encoding", None) == enc:
+            return op
+    return None
+
+
 class SelectFormats(ModulePass):
     """Choose each sparse value's format by modelled cost (see the module docstring)."""
 
@@ -169,6 +191,11 @@ class SelectFormats(ModulePass):
                 pinned = next((op.name for op in uses if op.name in UPDATES
                                and op.operands[0] is arg and keeps_pattern(op)), None)
                 current = encoding_to_format(arg.type.encoding) if arg.type.encoding else "dense"  # type: ignore[union-attr]
+                holder = _nm_result_held_by(func, arg)
+                if holder is not None:  # its format is part of another value's type
+                    if self.remarks:
+                        self._held_remark(holder, name, current)
+                    continue
                 if fixed:
                     choice = current if pinned and fixed == "dense" else fixed
                     costs = {choice: 0.0}
@@ -267,6 +294,13 @@ class SelectFormats(ModulePass):
                 for i, v in enumerate(op.operands):
                     if v in changed:
                         func.function_result_types[i] = v.type
+
+    def _held_remark(self, holder: Operation, name: str, current: str) -> None:
+        pos = op_position(holder)
+        head = f"{pos.file}:{pos.line}:{pos.col}: " if pos else ""
+        (self.stream or sys.stderr).write(
+            f"{head}remark: %{name}: {current} kept: this {holder.name.removeprefix('graph.')} "
+            f"declares an N:M result that its {current} mask makes N:M\n")
 
     def _conv_remark(self, func: FuncOp, arg: Value, attrs: dict, per_value: dict[str, float]) -> None:
         """Say why a convolution weight with a known density keeps its dense storage."""

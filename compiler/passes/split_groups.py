@@ -72,9 +72,28 @@ def split_grouped_conv(op: Operation) -> list[Value] | None:
         if kind == "conv2d_backward_input":
             return [_dw_backward_input(e, geo, g, w)]
         out = _dw_backward_weight(e, geo, g, x)
-    else:
+    elif mask is not None and _stored_dense(mask):
+        # each group's gradient is sampled by its slice of the mask (the kernel then skips
+        # what the mask drops, as an ungrouped one does)
+        return [_split(e, op, kind, groups, xs, ws, mask)]
+    else:  # a packed mask is not sliced (codegen slices dense tensors only): applied after
         out = _split(e, op, kind, groups, xs, ws)
     return [e("graph.mask_apply", out, mask) if mask is not None else out]
+
+
+def sparse_operand_to_slice(op: Operation) -> Value | None:
+    """The first operand of a grouped convolution that the rewrite slices (per group, per
+    tap, or padded) although it is stored sparse; codegen slices dense tensors only, so such
+    a convolution cannot compile. A weight gradient's packed mask is not sliced: it is
+    applied to the whole gradient."""
+    if op.name not in CONVS or int(attrs_of(op)["groups"]) == 1:  # type: ignore[arg-type]
+        return None
+    operands = op.operands[:2] if op.name == "graph.conv2d_backward_weight" else op.operands
+    return next((v for v in operands if not _stored_dense(v)), None)
+
+
+def _stored_dense(v: Value) -> bool:
+    return getattr(v.type, "encoding", None) is None
 
 
 class _Geometry:
@@ -146,8 +165,10 @@ def _dw_backward_weight(e: OpEmitter, geo: _Geometry, g: Value, x: Value) -> Val
     return e("graph.reshape", per_channel, shape=[geo.c, 1, geo.kh, geo.kw])
 
 
-def _split(e: OpEmitter, op: Operation, kind: str, groups: int, xs: tuple, ws: tuple) -> Value:
-    """One ungrouped convolution per group on channel slices, concatenated."""
+def _split(e: OpEmitter, op: Operation, kind: str, groups: int, xs: tuple, ws: tuple,
+           mask: Value | None = None) -> Value:
+    """One ungrouped convolution per group on channel slices, concatenated; ``mask``: the
+    weight gradient's mask, sliced per group like the gradient (its output channels)."""
     attrs = {k: attrs_of(op)[k] for k in ("stride", "padding", "dilation")}
     attrs["groups"] = 1
     n, _, h, w_ = xs
@@ -173,7 +194,10 @@ def _split(e: OpEmitter, op: Operation, kind: str, groups: int, xs: tuple, ws: t
             parts.append(e("graph.conv2d_backward_input", chans(g, k * og, og),
                            chans(w, k * og, og, axis=0), input_shape=[n, cg, h, w_], **attrs))
         else:
-            g, x = op.operands
-            parts.append(e("graph.conv2d_backward_weight", chans(g, k * og, og),
-                           chans(x, k * cg, cg), weight_shape=[og, cg, ws[2], ws[3]], **attrs))
+            g, x = op.operands[:2]
+            operands = [chans(g, k * og, og), chans(x, k * cg, cg)]
+            if mask is not None:
+                operands.append(chans(mask, k * og, og, axis=0))
+            parts.append(e("graph.conv2d_backward_weight", *operands,
+                           weight_shape=[og, cg, ws[2], ws[3]], **attrs))
     return e("graph.concat", *parts, axis=0 if kind == "conv2d_backward_weight" else 1)

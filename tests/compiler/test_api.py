@@ -248,7 +248,7 @@ def test_main_reports_unreadable_input_and_output_without_clobbering(tmp_path: P
     binary = tmp_path / "bin.acfir"
     binary.write_bytes(b"\x00\xff\xfe garbage")
     assert main([str(binary)]) == 1
-    assert capsys.readouterr().err == f"{binary}: error: not UTF-8 text\n"
+    assert capsys.readouterr().err == f"{binary}:1:2: error: not UTF-8 text (byte 0xff)\n"
 
     src = tmp_path / "in.acfir"
     src.write_text(print_module(build_relu_matmul()))

@@ -3,6 +3,9 @@ broadcasting (row and column operands via ``bmode=row``/``col``, a per-channel v
 NCHW tensor as a column per image, one-element operands via a float register and
 ``bmode=freg``), ``relu_backward`` (``relu_bwd``), ``mask_apply``
 (``mask``), and copies (``graph.reshape`` of a sparse value, a returned argument).
+A broadcast operand stored in packed sparse tiles is first decoded into dense DRAM
+scratch (its vector or element is not a packed tile of the result's grid); full-shape
+operands beside a packed one are read in its 2-D view (dim 0 x the other dims).
 
 Each output tile (at most T*T elements of the 2-D view ``leading dims x last dim``) is
 loaded, transformed in place, and stored; slots are double-buffered::
@@ -16,11 +19,12 @@ from __future__ import annotations
 
 import math
 
+from ...ir import Operation, TensorType
 from ...shape_rules import broadcast_role
 from ..context import SCALAR_FREG, KernelContext, tiles_2d
 from ..memory import Buffer
 from ..tiling import vector_tile
-from . import kernel
+from . import kernel, scratch
 
 UNARY = {"graph.neg": "neg", "graph.exp": "exp", "graph.log": "log", "graph.abs": "abs",
          "graph.sqrt": "sqrt", "graph.rsqrt": "rsqrt", "graph.relu": "relu", "graph.gelu": "gelu",
@@ -50,6 +54,8 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
             b = Buffer(b.addr, (1, n))
         if addend is not None:
             addend = Buffer(addend.addr, (1, n))
+    else:
+        a, b, out, addend = _in_packed_view(ctx, a, b, out, addend, roles[1])
     rows, cols = out.rows_cols
     images = 1
     if roles[1] == "channel":  # (images x C) rows of H*W: tiles stay within one image
@@ -106,6 +112,37 @@ def elementwise(ctx: KernelContext, fn: str, a: Buffer, b: Buffer | None, out: B
         ctx.store(cl, out, r0, c0, h, w, sa)
 
 
+def _in_packed_view(ctx: KernelContext, a: Buffer, b: Buffer | None, out: Buffer,
+                    addend: Buffer | None, role: str
+                    ) -> tuple[Buffer, Buffer | None, Buffer, Buffer | None]:
+    """The full-shape operands and result in the 2-D view of the packed sparse ones among
+    them. Packed tiles cover dim 0 x the other dims (``Buffer.rows_cols``), a dense buffer
+    the leading dims x the last: of a rank > 2 tensor these differ, and a dense operand
+    read in its own view beside a packed one read the wrong elements (a dense
+    2x1x3x3 + 2x1x3x3 stored csr gave wrong values; a csr mask of a dense 2x1x3x3 was an
+    internal error). Row-major, a dense buffer reads the same in any view."""
+    full = [x for x in (a, out, addend, b if role == "tile" else None) if x is not None]
+    views = {x.rows_cols for x in full if x.sparse}
+    if not views:
+        return a, b, out, addend
+    if len(views) > 1:
+        raise ctx.error("operands stored sparse with different packed views "
+                        f"({' and '.join(f'{r}x{c}' for r, c in sorted(views))}) are not supported")
+    (view,) = views
+    rows = math.prod(out.shape[:-1]) if out.shape else 1
+    if role in ("row", "col") and view[0] != rows:
+        # a row (column) broadcasts along the last dim (the leading dims); the packed view
+        # groups the dims differently
+        raise ctx.error(f"a {'row' if role == 'row' else 'column'} broadcast onto a tensor "
+                        f"of rank {len(out.shape)} stored sparse is not supported (its packed "
+                        "tiles are dim 0 x the other dims)")
+
+    def in_view(x: Buffer | None) -> Buffer | None:
+        return x if x is None or x.sparse else Buffer(x.addr, view)
+
+    return in_view(a), in_view(b) if role == "tile" else b, in_view(out), in_view(addend)  # type: ignore[return-value]
+
+
 @kernel(*UNARY)
 def unary(ctx: KernelContext) -> None:
     if ctx.op.name == "graph.gelu" and ctx.attrs["approximate"] == "tanh":
@@ -114,14 +151,51 @@ def unary(ctx: KernelContext) -> None:
     elementwise(ctx, UNARY[ctx.op.name], ctx.ins[0], None, ctx.outs[0])
 
 
+def _packed_broadcast_operands(op: Operation) -> list[int]:
+    """Indices of the (first two) operands stored in packed sparse tiles that broadcast
+    against the result (row, column, channel or one element). The broadcast loads read a
+    vector or one element at offsets of the result's tile grid, which are not packed tiles
+    of the operand: such an operand is decoded to dense DRAM scratch first."""
+    out = op.results[0].type
+    found = []
+    for i, v in enumerate(op.operands[:2]):
+        t = v.type
+        if isinstance(t, TensorType) and isinstance(out, TensorType) and t.encoding is not None \
+                and broadcast_role(t.shape, out.shape) != "tile":
+            found.append(i)
+    return found
+
+
+@scratch(*BINARY)
+def _binary_scratch(op: Operation) -> list[tuple[int, ...]]:
+    return [op.operands[i].type.shape for i in _packed_broadcast_operands(op)]  # type: ignore[union-attr]
+
+
+def decode_broadcast_operands(ctx: KernelContext) -> list[Buffer]:
+    """The op's operand buffers, with each packed broadcast operand decoded into its dense
+    scratch (then a barrier: the kernel reads what the decode stored)."""
+    ins = ctx.ins
+    packed = _packed_broadcast_operands(ctx.op)
+    for i, dense in zip(packed, ctx.scratch):
+        src = ins[i]
+        # the packed tiles cover the operand's own 2-D view (dim 0 x the others): decode
+        # into the same view of the row-major scratch, then read it with the operand's shape
+        copy(ctx, src, Buffer(dense.addr, src.rows_cols))
+        ins[i] = Buffer(dense.addr, src.shape)
+    if packed:
+        ctx.barrier()
+    return ins
+
+
 @kernel(*BINARY)
 def binary(ctx: KernelContext) -> None:
     fn = BINARY[ctx.op.name]
+    ins = decode_broadcast_operands(ctx)
     if ctx.op.name == "graph.gelu_backward" and ctx.attrs["approximate"] == "tanh":
-        gelu_tanh(ctx, ctx.ins[1], ctx.ins[0], ctx.outs[0])
+        gelu_tanh(ctx, ins[1], ins[0], ctx.outs[0])
         return
-    a, b = ctx.ins[:2]
-    addend = ctx.ins[2] if len(ctx.ins) > 2 else None  # relu_backward's fused sum
+    a, b = ins[:2]
+    addend = ins[2] if len(ins) > 2 else None  # relu_backward's fused sum
     out = ctx.outs[0]
     if ctx.op.name == "graph.gelu_backward":  # vop gelu_bwd(a = x, b = grad)
         a, b = b, a
@@ -173,9 +247,10 @@ def reshape(ctx: KernelContext) -> None:
 
 
 def copy(ctx: KernelContext, src: Buffer, dst: Buffer) -> None:
-    """dst = src through the scratchpad (``vop copy`` is not needed: ld then st)."""
+    """dst = src through the scratchpad (``vop copy`` is not needed: ld then st); the tiles
+    follow a packed side's grid (``ld`` decodes, ``st`` encodes whole packed tiles)."""
     rows, cols = dst.rows_cols
-    tr, tc = dst.tile if dst.sparse else vector_tile(rows, cols, ctx.tiling)
+    tr, tc = dst.tile if dst.sparse else src.tile if src.sparse else vector_tile(rows, cols, ctx.tiling)
     slots = [ctx.alloc("sp", 4 * tr * tc) for _ in range(2)]
     count = [0] * len(ctx.streams)
     for cl, (r0, c0, h, w) in ctx.place(tiles_2d(rows, cols, tr, tc)):

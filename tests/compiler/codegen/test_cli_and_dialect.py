@@ -80,7 +80,7 @@ def test_cli_errors_are_located_without_traceback() -> None:
      "  graph.return %y : tensor<2x4xf32>\n}\n",
      "f.acfir:2:8: error: 'graph.linear': '%w' is stored as #sparse<{map = (i, j) -> (j : singleton, "
      "i : compressed)}>, which no ACF storage format describes"),
-    ("", "f.acfir: error: no function to compile (the input holds no graph.func)"),
+    ("", "f.acfir:1:1: error: no function to compile (the input holds no graph.func)"),
 ], ids=["empty", "encoding", "no-function"])
 def test_what_the_kernels_cannot_store_is_a_located_error(tmp_path: Path, capsys, text: str,
                                                           message: str) -> None:
@@ -89,6 +89,15 @@ def test_what_the_kernels_cannot_store_is_a_located_error(tmp_path: Path, capsys
     assert main(["compile", str(src), "--target", "acf-small", "--emit", "asm"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(str(tmp_path) + "/" + message) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["compile", "--target", "acf-small", "--emit", "asm"], ["asm"]])
+def test_non_utf8_input_is_located_at_its_first_bad_byte(tmp_path: Path, capsys, command) -> None:
+    src = tmp_path / "f.txt"
+    src.write_bytes(b"graph.func @f() {\n  \xc3\xa9\xff\n}\n")
+    assert main([command[0], str(src), *command[1:]]) == 1
+    # column 4: the two spaces and the one character before the bad byte
+    assert capsys.readouterr().err.startswith(f"{src}:2:4: error: not UTF-8 text (byte 0xff)")
 
 
 def test_cli_does_not_import_torch() -> None:
