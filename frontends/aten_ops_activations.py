@@ -6,11 +6,12 @@ Two building blocks recur:
 
 * a select by sign: ``relu_backward(g, z)`` is ``g`` where ``z > 0`` and 0 elsewhere, and
   ``z = a - b`` is > 0 exactly when ``a > b`` (a float difference has the sign of the
-  comparison), so ``relu_backward(g, a - b)`` is "g where a > b"; ``h - relu_backward(h, z)``
-  is its complement, and ``FuncBuilder.select_positive`` the two-way select;
-* ``log1p`` (softplus, mish): ``log(u) * x / (u - 1)`` with ``u = 1 + x``, or ``x`` where
+  comparison), so ``relu_backward(g, a - b)`` is "g where a > b"; its complement selects
+  with the 0/1 mask ``1 - relu_backward(1, z)``, and ``FuncBuilder.select_positive`` is the
+  two-way select (exact for infinite branches: the side not taken adds an exact 0);
+* ``log1p`` (softplus, mish): ``log(u) * (x / (u - 1))`` with ``u = 1 + x``, ``x`` where
   ``u == 1`` (Goldberg's formula: accurate to a few ulps where ``log(1 + x)`` would lose
-  every digit of a tiny x).
+  every digit of a tiny x) and ``log(u)`` for x above 2^24 (inf included).
 """
 
 from __future__ import annotations
@@ -123,18 +124,28 @@ def _where_pos(ctx: ConvertContext, g: Value, z: Value) -> Value:
 
 
 def _where_not_pos(ctx: ConvertContext, g: Value, z: Value) -> Value:
-    """``g`` where ``z <= 0`` (or z is NaN), else 0."""
-    return _op(ctx, "sub", g, _where_pos(ctx, g, z))
+    """``g`` where ``z <= 0`` (or z is NaN), else 0: a select on the complement of z > 0
+    (``g - relu_backward(g, z)`` would be inf - inf = NaN where g is infinite)."""
+    return _where_pos(ctx, g, ctx.b.complement(ctx.b.positive_mask(z)))
+
+
+#: from here on ``1 + x`` is x to within 2^-24 relative and log1p(x) = log(x) + 1/x, so
+#: ``log(1 + x)`` is log1p(x) to an ulp (and Goldberg's ratio x / (u - 1) is inf / inf at inf)
+_LOG1P_LARGE = float(2 ** 24)
 
 
 def _log1p(ctx: ConvertContext, x: Value) -> Value:
-    """``log(1 + x)`` to a few ulps for tiny x too (Goldberg): ``log(u) * x / (u - 1)``,
-    ``u = 1 + x``, and x itself where u rounds to 1."""
+    """``log(1 + x)`` to a few ulps for tiny x too (Goldberg): ``log(u) * (x / (u - 1))``,
+    ``u = 1 + x``; x itself where u rounds to 1 (the ratio is 0/0 there); ``log(u)`` above
+    2^24, where the ratio overflows or is inf/inf (softplus of a large x, ``exp`` = inf).
+    The selects are exact, so the NaN of a branch not taken does not leak."""
     u = _op(ctx, "add", x, ctx.const(1.0))
     w = _op(ctx, "sub", u, ctx.const(1.0))
-    ratio = _op(ctx, "div", _op(ctx, "mul", _op(ctx, "log", u), x), w)  # NaN where w == 0
-    nonzero = _op(ctx, "abs", w)
-    return ctx.b.select_positive(ratio, x, nonzero)
+    log_u = _op(ctx, "log", u)
+    goldberg = _op(ctx, "mul", log_u, _op(ctx, "div", x, w))  # NaN where w == 0
+    moderate = ctx.b.select_positive(goldberg, x, _op(ctx, "abs", w))
+    large = _op(ctx, "sub", x, ctx.const(_LOG1P_LARGE))
+    return ctx.b.select_positive(log_u, moderate, large)
 
 
 for _name, _target in {"log": aten.log.default, "abs": aten.abs.default}.items():
@@ -187,12 +198,13 @@ def _hardswish(ctx: ConvertContext, node: fx.Node) -> Value:
 
 @converter(aten.hardswish_backward.default)
 def _hardswish_backward(ctx: ConvertContext, node: fx.Node) -> Value:
-    """0 where x < -3, ``g * (x / 3 + 0.5)`` where -3 <= x <= 3, g where x > 3."""
+    """0 where x <= -3, ``g * (x / 3 + 0.5)`` where -3 < x < 3, g where x >= 3 (torch's CPU
+    kernel: the ties at -3 and 3 take the outer branches)."""
     g, x = ctx.values(node.args[:2])
     mid = _op(ctx, "mul", g, _op(ctx, "add", _op(ctx, "div", x, ctx.const(3.0)), ctx.const(0.5)))
-    mid = _where_not_pos(ctx, mid, _op(ctx, "sub", ctx.const(-3.0), x))   # x >= -3
-    high = _op(ctx, "sub", x, ctx.const(3.0))                              # x > 3
-    return ctx.b.select_positive(g, mid, high)
+    mid = _where_pos(ctx, mid, _op(ctx, "sub", x, ctx.const(-3.0)))   # x > -3
+    below_three = _op(ctx, "sub", ctx.const(3.0), x)                   # x < 3
+    return ctx.b.select_positive(mid, g, below_three)
 
 
 # --- ELU, softplus, mish, PReLU ---------------------------------------------------------

@@ -290,7 +290,7 @@ def _binary(name: str, with_alpha: bool = False):
         if node.kwargs.get("rounding_mode") is not None:
             raise ctx.unsupported(f"rounding_mode={node.kwargs['rounding_mode']!r}")
         el = ctx.element()
-        a, b = (ctx.value(x, el) for x in node.args[:2])
+        a, b = (_promoted(ctx, ctx.value(x, el), el) for x in node.args[:2])
         for v in (a, b):
             if v.type.element != el:  # type: ignore[union-attr]
                 raise ctx.unsupported(f"mixed element types ({v.type} in a {el} op)")
@@ -298,6 +298,16 @@ def _binary(name: str, with_alpha: bool = False):
             b = _scaled(ctx, node, b)
         return ctx.emit(f"graph.{name}", [a, b])
     return convert
+
+
+def _promoted(ctx: ConvertContext, v: Value, element: str) -> Value:
+    """An integer or bool constant in float arithmetic as an f32 constant (torch's type
+    promotion: a count folded on the host, divided into a float sum)."""
+    op = v.defining_op
+    if (element != "f32" or v.type.element == "f32"  # type: ignore[union-attr]
+            or op is None or op.name != "graph.constant"):
+        return v
+    return ctx.const(np.asarray(op.attributes["value"].array, np.float32))  # type: ignore[union-attr]
 
 
 for _name, _ops in {
@@ -328,20 +338,36 @@ def _reciprocal(ctx: ConvertContext, node: fx.Node) -> Value:
     return ctx.emit("graph.div", [ctx.const(1.0), ctx.value(node.args[0])])
 
 
+#: the largest |integer exponent| taken, as products (each rounds: a few ulps off torch's pow)
+POW_MAX_INT = 16
+
+
 @converter(aten.pow.Tensor_Scalar)
 def _pow(ctx: ConvertContext, node: fx.Node) -> Value:
+    """torch's special cases (sqrt, rsqrt, 1/x, x*x, x*x*x, 1/(x*x): the same ops in the
+    same order) and other small integer exponents as products by squaring (``rsqrt``'s
+    backward takes its result to the power 3)."""
     x, p = ctx.value(node.args[0]), float(node.args[1])
-    if p == 1.0:
-        return x
-    if p == 2.0:
-        return ctx.emit("graph.mul", [x, x])
     if p == 0.5:
         return ctx.emit("graph.sqrt", [x])
     if p == -0.5:
         return ctx.emit("graph.rsqrt", [x])
-    if p == -1.0:
-        return ctx.emit("graph.div", [ctx.const(1.0), x])
-    raise ctx.unsupported(f"exponent {p} (graph dialect has no pow)")
+    if p.is_integer() and 0 < abs(p) <= POW_MAX_INT:
+        power = _integer_power(ctx, x, int(abs(p)))
+        return power if p > 0 else ctx.emit("graph.div", [ctx.const(1.0), power])
+    raise ctx.unsupported(f"exponent {p:g} (the graph dialect has no pow: exponents 0.5, "
+                          f"-0.5 and integers up to {POW_MAX_INT} in magnitude are supported)")
+
+
+def _integer_power(ctx: ConvertContext, x: Value, n: int) -> Value:
+    """x^n, n >= 1: (x*x)*x for 3 as torch computes it, else by squaring."""
+    if n == 1:
+        return x
+    if n == 3:
+        return ctx.emit("graph.mul", [ctx.emit("graph.mul", [x, x]), x])
+    half = _integer_power(ctx, x, n // 2)
+    square = ctx.emit("graph.mul", [half, half])
+    return square if n % 2 == 0 else ctx.emit("graph.mul", [square, x])
 
 
 # --- reductions ---------------------------------------------------------------------------

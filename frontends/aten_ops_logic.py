@@ -4,11 +4,13 @@
 A bool tensor is a 0/1 f32 tensor on the fabric (as a dropout keep-mask already is): a
 comparison is a select by the sign of a difference (``relu_backward(1, a - b)`` is 1
 exactly where ``a > b``: a float difference has the sign of the comparison), ``where`` is
-``relu_backward(a, c) + (b - relu_backward(b, c))`` (a where c is 1, b where it is 0,
-exactly: one of each pair is 0), and the logic ops are arithmetic on 0/1. A bool constant
-(a mask built from literals, folded on the host) is turned into its 0/1 f32 form where it
-meets one of these ops. Comparisons with NaN differ from torch's: ``ge``/``le``/``eq`` are
-complements of strict comparisons, so a NaN operand makes ``ge`` true.
+``relu_backward(a, c) + relu_backward(b, 1 - c)`` (a where c is 1, b where it is 0,
+exactly: the side not taken adds an exact 0, even where it is -inf, a mask's fill), and
+the logic ops are arithmetic on 0/1. A bool constant (a mask built from literals, folded
+on the host) is turned into its 0/1 f32 form where it meets one of these ops. Comparisons
+with NaN differ from torch's: ``ge``/``le``/``eq`` are complements of strict comparisons,
+so a NaN operand makes ``ge`` true. Cross entropy's labels compared with a number outside
+their classes (``labels == ignore_index`` under label smoothing) are a constant.
 """
 
 from __future__ import annotations
@@ -60,8 +62,41 @@ def _not(ctx: ConvertContext, m: Value) -> Value:
     return ctx.emit("graph.sub", [_ones(ctx), m])
 
 
+_COMPARE = {"gt": np.greater, "lt": np.less, "ge": np.greater_equal, "le": np.less_equal,
+            "eq": np.equal, "ne": np.not_equal}
+
+
+def _label_classes(node: fx.Node) -> int | None:
+    """C where ``node`` is the labels of an ``nll_loss`` of C classes in its graph: the
+    runtime takes such labels one-hot and refuses one outside [0, C), so that is their range."""
+    for user in node.users:
+        target_at = {aten.nll_loss_forward.default: 1, aten.nll_loss_backward.default: 2}.get(
+            user.target)  # type: ignore[arg-type]
+        if target_at is not None and len(user.args) > target_at and user.args[target_at] is node:
+            return int(user.args[target_at - 1].meta["val"].shape[1])  # type: ignore[union-attr]
+    return None
+
+
+def _labels_against_outside(ctx: ConvertContext, node: fx.Node, kind: str) -> Value | None:
+    """``labels <op> s`` for a number s outside the labels' range [0, C): the same for every
+    label as for label 0, a bool constant (cross entropy's ``labels == ignore_index`` mask
+    under label smoothing: all False, since no label may be ignored). None otherwise."""
+    labels, s = node.args[:2]
+    if not (isinstance(labels, fx.Node) and isinstance(s, (int, float))
+            and ctx.meta(labels).dtype in (torch.int64, torch.int32)):
+        return None
+    classes = _label_classes(labels)
+    if classes is None or 0 <= s < classes:
+        return None
+    outcome = bool(_COMPARE[kind](0, s))
+    return ctx.const(np.full(ctx.shape(), outcome, np.bool_), "i1")
+
+
 def _compare(kind: str):
     def convert(ctx: ConvertContext, node: fx.Node) -> Value:
+        folded = _labels_against_outside(ctx, node, kind)
+        if folded is not None:
+            return folded
         a, b = _f32(ctx, node.args[0]), _f32(ctx, node.args[1])
         if kind == "gt":
             return _greater(ctx, a, b)
@@ -82,8 +117,8 @@ for _kind in ("gt", "lt", "ge", "le", "eq", "ne"):
 
 
 def _select(ctx: ConvertContext, cond: Value, a: Value, b: Value) -> Value:
-    """a where cond (0/1) is 1, b where it is 0."""
-    return ctx.b.select_positive(_full(ctx, a), _full(ctx, b), _full(ctx, cond))
+    """a where cond (0/1) is 1, b where it is 0 (exact for infinite a or b: a -inf fill)."""
+    return ctx.b.select(_full(ctx, cond), _full(ctx, a), _full(ctx, b))
 
 
 @converter(aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar)
@@ -135,6 +170,8 @@ def _clamp(ctx: ConvertContext, node: fx.Node) -> Value:
     """``min(max(x, lo), hi)`` with a missing bound left out (torch's order)."""
     name = str(node.target.overloadpacket.__name__)  # type: ignore[union-attr]
     x = ctx.value(node.args[0])
+    if x.type.element != "f32":  # type: ignore[union-attr]
+        raise ctx.integer_arithmetic("clamp")  # a constant one was folded on the host
     lo = node.args[1] if name != "clamp_max" else None
     hi = (node.args[2] if len(node.args) > 2 else node.kwargs.get("max")) if name == "clamp" else \
         (node.args[1] if name == "clamp_max" else None)

@@ -12,11 +12,13 @@ window divides the input).
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import fx
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from ..compiler.ir import Value
 from .aten_ops_core import _reshape
@@ -233,9 +235,19 @@ def _max_pool(ctx: ConvertContext, node: fx.Node) -> tuple:
 @converter(aten.max_pool2d_with_indices_backward.default)
 def _max_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     g, x = ctx.values(node.args[:2])
-    if _pair(node.args[5]) != [1, 1] or node.args[6]:
-        raise ctx.unsupported("dilated or ceil-mode max pooling")
-    return ctx.emit("graph.max_pool2d_backward", [g, x], **_pool_attrs(ctx, node, 2))
+    if _pair(node.args[5]) != [1, 1]:
+        raise ctx.unsupported("dilated max pooling")
+    attrs = _pool_attrs(ctx, node, 2)
+    if node.args[6] and _floor_windows(x, attrs) != tuple(g.type.shape[2:]):  # type: ignore[union-attr]
+        raise ctx.unsupported("ceil-mode max pooling that adds a window")
+    # ceil mode adding no window pools as floor mode does (the forward checks the same)
+    return ctx.emit("graph.max_pool2d_backward", [g, x], **attrs)
+
+
+def _floor_windows(x: Value, attrs: dict[str, Any]) -> tuple[int, ...]:
+    """The output height and width of a floor-mode pooling of ``x``."""
+    return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(
+        x.type.shape[2:], attrs["kernel_size"], attrs["stride"], attrs["padding"]))  # type: ignore[union-attr]
 
 
 def _avg_attrs(ctx: ConvertContext, node: fx.Node, first: int) -> dict[str, Any]:
@@ -382,6 +394,8 @@ def _along(ctx: ConvertContext, x: Value, dim: int, select: Value, gather: bool)
 @converter(aten._unsafe_index.Tensor, aten.index.Tensor)
 def _index(ctx: ConvertContext, node: fx.Node) -> Value:
     x = ctx.value(node.args[0])
+    if x.type.element != "f32":  # type: ignore[union-attr]
+        raise ctx.integer_arithmetic("index")  # the gather is a GEMM, in fp32
     for dim, idx in _separable_indices(ctx, x, list(node.args[1])):
         size = x.type.shape[dim]  # type: ignore[union-attr]
         x = _along(ctx, x, dim, _one_hot_rows(ctx, idx, size), gather=True)
@@ -447,10 +461,125 @@ def _dropout(ctx: ConvertContext, node: fx.Node) -> tuple[Value, Value]:
     return ctx.emit("graph.mul", [kept, ctx.const(1.0 / (1.0 - p))]), keep
 
 
-@converter(aten._softmax.default, aten._safe_softmax.default)
+@converter(aten._softmax.default)
 def _softmax(ctx: ConvertContext, node: fx.Node) -> Value:
-    """``_safe_softmax`` differs only on rows that are entirely -inf (it returns 0 there)."""
     return ctx.emit("graph.softmax", [ctx.value(node.args[0])], axis=int(node.args[1]))
+
+
+@converter(aten._safe_softmax.default)
+def _safe_softmax(ctx: ConvertContext, node: fx.Node) -> Value:
+    """Softmax, but 0 on rows whose inputs are all -inf (a query whose every key is masked;
+    torch's math attention uses it), where plain softmax gives NaN: the softmax selected
+    (``relu_backward``, so the NaN is not multiplied but dropped) by a 0/1 keep-row mask,
+    ``max(row) > -inf`` as ``-FLT_MAX - max(row) <= 0``. Its backward needs nothing more:
+    ``softmax_backward`` of a 0 row is 0. Scores with no row all -inf (no mask, a causal
+    one: see :func:`_rows_may_be_all_neg_inf`) take the plain softmax."""
+    if _arg(node, 2, "dtype", None) not in (None, torch.float32):
+        raise ctx.unsupported("a softmax in another dtype than fp32")
+    x = ctx.value(node.args[0])
+    shape = tuple(x.type.shape)  # type: ignore[union-attr]
+    axis = int(node.args[1]) % len(shape)
+    probs = ctx.emit("graph.softmax", [x], axis=axis)
+    if not _rows_may_be_all_neg_inf(ctx, node.args[0], axis):
+        return probs
+    row_max = ctx.emit("graph.reduce_max", [x], axes=[axis], keepdim=True)
+    lowest = ctx.const(np.finfo(np.float32).min)
+    all_masked = ctx.b.positive_mask(ctx.emit("graph.sub", [lowest, row_max]))
+    keep = ctx.emit("graph.broadcast_to", [ctx.b.complement(all_masked)], shape=list(shape))
+    return ctx.emit("graph.relu_backward", [probs, keep])
+
+
+def _rows_may_be_all_neg_inf(ctx: ConvertContext, scores: Any, axis: int) -> bool:
+    """Whether a row of ``scores`` along ``axis`` may be all -inf: not where no -inf can
+    reach them, nor where they are ``x + mask`` with no -inf reaching x and a constant mask
+    (attention's, causal ones included, folded on the host) none of whose rows is all -inf."""
+    if not isinstance(scores, fx.Node) or not _may_hold_neg_inf(scores):
+        return False
+    if scores.target != aten.add.Tensor or scores.kwargs.get("alpha", 1) != 1:
+        return True
+    for x, mask in (scores.args[:2], scores.args[1::-1]):
+        array = _constant_array(ctx, mask)
+        if isinstance(x, fx.Node) and array is not None and not _may_hold_neg_inf(x):
+            full = np.broadcast_to(array, ctx.shape(scores))
+            return bool(np.any(np.all(full == -np.inf, axis=axis)))
+    return True
+
+
+def _constant_array(ctx: ConvertContext, arg: Any) -> np.ndarray | None:
+    """The value of an FX argument converted to a ``graph.constant``, else None."""
+    v = ctx.env.get(arg) if isinstance(arg, fx.Node) else None
+    op = v.defining_op if isinstance(v, Value) else None
+    if op is None or op.name != "graph.constant":
+        return None
+    return np.asarray(op.attributes["value"].array)  # type: ignore[union-attr]
+
+
+#: GEMMs: their results are taken to be finite (what a GEMM reads is: an attention mask is
+#: added after one), so a -inf upstream of one does not reach the softmax after it
+_GEMMS = frozenset({aten.mm.default, aten.bmm.default, aten.addmm.default,
+                    aten.baddbmm.default})
+#: ops that make no -inf from finite operands (overflow aside) but pass one through: views,
+#: copies, sums and products, selects, and the bool logic masks are built with
+_PASS_INF = frozenset({
+    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.expand.default,
+    aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default,
+    aten.permute.default, aten.transpose.int, aten.t.default, aten.unsqueeze.default,
+    aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.slice.Tensor,
+    aten.select.int, aten.cat.default, aten.stack.default, aten._to_copy.default,
+    aten.add.Tensor, aten.add.Scalar, aten.sub.Tensor, aten.sub.Scalar, aten.mul.Tensor,
+    aten.mul.Scalar, aten.neg.default, aten.where.self, aten.where.ScalarSelf,
+    aten.where.ScalarOther, aten.where.Scalar, aten.masked_fill.Scalar,
+    aten.masked_fill.Tensor, aten.copy.default, aten.lift_fresh_copy.default,
+    aten.zeros.default, aten.ones.default, aten.full.default, aten.scalar_tensor.default,
+    aten.arange.default, aten.arange.start, aten.arange.start_step, aten.eq.Scalar,
+    aten.eq.Tensor, aten.ne.Scalar, aten.ne.Tensor, aten.lt.Scalar, aten.lt.Tensor,
+    aten.le.Scalar, aten.le.Tensor, aten.gt.Scalar, aten.gt.Tensor, aten.ge.Scalar,
+    aten.ge.Tensor, aten.logical_not.default, aten.logical_and.default,
+    aten.logical_or.default, aten.bitwise_not.default, aten.bitwise_and.Tensor,
+    aten.bitwise_or.Tensor, aten.fill.Scalar, aten.slice_scatter.default,
+    aten.select_scatter.default, aten.triu.default, aten.tril.default, operator.getitem,
+})
+
+
+def _may_hold_neg_inf(root: fx.Node) -> bool:
+    """Whether -inf can reach ``root`` (conservatively): from a step input (an additive
+    attention mask), a constant or a number argument that is infinite (a mask built from
+    literals, ``masked_fill(-inf)``) or an op not known to pass only finite values on;
+    a GEMM stops the search (its result is finite)."""
+    seen: set[fx.Node] = set()
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "get_attr":
+            if _holds_infinity(getattr(n.graph.owning_module, str(n.target))):
+                return True
+            continue
+        if n.op != "call_function":
+            return True  # a placeholder: a step input may be a mask
+        if n.target in _GEMMS:
+            continue
+        if n.target not in _PASS_INF or _has_infinite_number((n.args, n.kwargs)):
+            return True
+        stack.extend(n.all_input_nodes)
+    return False
+
+
+def _has_infinite_number(args: Any) -> bool:
+    if isinstance(args, (list, tuple)):
+        return any(_has_infinite_number(a) for a in args)
+    if isinstance(args, dict):
+        return any(_has_infinite_number(a) for a in args.values())
+    return isinstance(args, float) and not np.isfinite(args)
+
+
+def _holds_infinity(tensor: Any) -> bool:
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        return False
+    with unset_fake_temporarily():
+        return not bool(torch.isfinite(tensor).all())
 
 
 @converter(aten._log_softmax.default)

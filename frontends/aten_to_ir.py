@@ -35,7 +35,9 @@ import torch
 from torch import fx
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 
+from ..compiler.dialect import VerifyError
 from ..compiler.ir import Location, TensorType, Value
+from ..compiler.shape_rules import ShapeError
 from .ir_builder import FuncBuilder
 from .torch_capture import layer_of
 
@@ -50,10 +52,10 @@ class UnsupportedOpError(Exception):
     """An ATen op (or a form of one) with no graph-dialect lowering, at a user source line."""
 
     def __init__(self, op: str, loc: Location | None, reason: str = "",
-                 code: str | None = None) -> None:
+                 code: str | None = None, kind: str = "ATen op") -> None:
         where = f"{loc.file}:{loc.line}:{loc.col}" if loc else "<unknown>"
         detail = f": {reason}" if reason else ""
-        text = f"{where}: error: unsupported ATen op '{op}'{detail}"
+        text = f"{where}: error: unsupported {kind} '{op}'{detail}"
         if code:
             text += f"\n{code}"
         super().__init__(text)
@@ -76,6 +78,11 @@ FOLDABLE = frozenset({
     aten.gt.Scalar, aten.lt.Scalar, aten.ge.Scalar, aten.le.Scalar, aten.eq.Scalar,
     aten.ne.Scalar, aten.logical_not.default, aten.logical_and.default,
     aten.logical_or.default, aten.where.self, aten.masked_fill.Scalar,
+    # causal masks: ``ones(T, T, bool).triu(1)`` (and SDPA's ``is_causal``)
+    aten.triu.default, aten.tril.default, aten.bitwise_not.default,
+    # the count of a constant mask (cross entropy's under label smoothing divides by it)
+    aten.sum.default, aten.sum.dim_IntList,
+    aten.index.Tensor,  # a constant indexed with constants (an integer one has no GEMM)
 })
 #: results larger than this stay ops (an expanded constant is better left a broadcast)
 FOLD_MAX = 1 << 16
@@ -226,12 +233,30 @@ class ConvertContext:
             array = result.numpy()
         return self.const(array, TORCH_ELEMENT[result.dtype])
 
+    def integer_arithmetic(self, what: str) -> UnsupportedOpError:
+        """The refusal of ``what`` on an integer tensor that is not a constant (token ids
+        a step takes): the fabric computes in fp32 and reads such inputs only one-hot."""
+        return self.unsupported(
+            f"{what} of an integer tensor (e.g. token ids) on the fabric: it computes in fp32 "
+            "and takes integer step inputs only as they are (embedding indices, labels); "
+            f"{what} them on the host before the step")
+
     def unsupported(self, reason: str = "") -> UnsupportedOpError:
         node = self.node
         op = str(node.target) if node is not None else "?"
         loc = self.b.loc
         code = linecache.getline(loc.file, loc.line).rstrip() if loc else None
         return UnsupportedOpError(op, loc, reason, code or None)
+
+
+def _convert(ctx: ConvertContext, node: fx.Node) -> Any:
+    """Run ``node``'s converter; an op it emits that the graph dialect rejects (operands
+    of the wrong element type or shape) is a form of the ATen op with no lowering: an
+    :class:`UnsupportedOpError` at the user's line, not an internal traceback."""
+    try:
+        return CONVERTERS[node.target](ctx, node)
+    except (ShapeError, VerifyError) as err:
+        raise ctx.unsupported(f"no graph-dialect lowering of this form ({err})") from None
 
 
 def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Value | None],
@@ -267,7 +292,7 @@ def convert_graph(builder: FuncBuilder, gm: fx.GraphModule, inputs: Sequence[Val
         elif node.op == "call_function" and (folded := ctx.try_fold(node)) is not None:
             ctx.env[node] = folded
         elif node.op == "call_function" and node.target in CONVERTERS:
-            ctx.env[node] = CONVERTERS[node.target](ctx, node)
+            ctx.env[node] = _convert(ctx, node)
         else:
             raise ctx.unsupported("no graph-dialect lowering")
         out = ctx.env[node]

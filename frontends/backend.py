@@ -154,15 +154,18 @@ class FabricGraph:
 
     def _compile(self, example_inputs: list[Any]) -> None:
         types, names = [], []
+        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        promoted = {n for n in placeholders if _read_as_float(n)}
         for i, x in enumerate(example_inputs):
             if not isinstance(x, torch.Tensor):
                 raise UnsupportedOpError("<non-tensor graph input>", None,
                                          f"input {i} is {type(x).__name__}")
             if x.dtype not in TORCH_ELEMENT:
-                raise UnsupportedOpError("<graph input>", None, f"dtype {x.dtype}")
+                raise _unsupported_dtype(x.dtype)
             # a bool input (a dropout keep-mask saved for the backward) is 0/1 f32 on the
             # fabric (int32 indices are i64 ones: TORCH_ELEMENT)
-            element = "f32" if x.dtype == torch.bool else TORCH_ELEMENT[x.dtype]
+            element = "f32" if x.dtype == torch.bool or placeholders[i] in promoted \
+                else TORCH_ELEMENT[x.dtype]
             types.append(TensorType(tuple(int(d) for d in x.shape), element))
             names.append(f"arg{i}")
         self.dropouts = dropout_nodes(self.gm)  # keep-masks drawn with torch's RNG per call
@@ -227,6 +230,41 @@ class FabricGraph:
             out[i] = torch.ops.aten.max_pool2d_with_indices(out[i], list(p.kernel_size),
                                                              list(p.stride), list(p.padding))[1]
         return out
+
+
+def _unsupported_dtype(dtype: torch.dtype) -> UnsupportedOpError:
+    """A graph input (parameter, buffer or input) of a dtype the fabric has no values of,
+    at the user's call that compiles the graph."""
+    import linecache
+
+    loc = calling_user_frame()
+    code = linecache.getline(loc.file, loc.line).rstrip() if loc else ""
+    if dtype.is_floating_point:
+        reason = ("the fabric computes in fp32: make the model and its inputs fp32 "
+                  "(model.float(), x.float()); for bf16 multiplies, compile the fp32 model "
+                  "with options={'dtype': 'bf16'}")
+    else:
+        reason = "the fabric has f32 values and integer indices (int64, int32) and bools"
+    return UnsupportedOpError(str(dtype), loc, reason, code or None, kind="dtype")
+
+
+#: float arithmetic an integer operand takes part in promoted to float (torch's promotion)
+_FLOAT_ARITHMETIC = frozenset({torch.ops.aten.div.Tensor, torch.ops.aten.mul.Tensor,
+                               torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor})
+
+
+def _read_as_float(placeholder: torch.fx.Node) -> bool:
+    """An integer input whose every use is float arithmetic: a count a mean divides by
+    (cross entropy's under label smoothing, saved for the backward). It is declared f32:
+    the runtime stores an integer input that is not taken one-hot as f32 values anyway,
+    exact up to 2^24, and torch promotes it to float in that arithmetic as well."""
+    val = placeholder.meta.get("val")
+    if not isinstance(val, torch.Tensor) or val.dtype not in (torch.int64, torch.int32):
+        return False
+    users = list(placeholder.users)
+    return bool(users) and all(
+        u.target in _FLOAT_ARITHMETIC and isinstance(u.meta.get("val"), torch.Tensor)
+        and u.meta["val"].is_floating_point() for u in users)
 
 
 def _keep(report: StepReport, opts: dict[str, Any]) -> None:

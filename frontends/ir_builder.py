@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compiler.dialect import AttrView, lookup_op
+from ..compiler.dialect import AttrView, lookup_op, verify_op
 from ..compiler.ir import (
     Attribute,
     DenseElements,
@@ -84,7 +84,8 @@ class FuncBuilder:
 
     def op(self, name: str, operands: Sequence[Value], name_hint: str | None = None,
            **attributes: Attribute) -> list[Value]:
-        """Emit ``name``; attributes equal to their default are left out of the IR."""
+        """Emit ``name``; attributes equal to their default are left out of the IR. Raises
+        ``ShapeError`` or ``VerifyError`` for operands the op does not take."""
         spec = lookup_op(name)
         if spec is None:
             raise KeyError(f"internal error: unknown op {name}")
@@ -95,6 +96,7 @@ class FuncBuilder:
         probe = Operation(name, list(operands), [], attrs)
         result_types = spec.infer([v.type for v in operands], AttrView(probe, spec))
         op = Operation(name, list(operands), result_types, attrs, loc=self.loc)
+        verify_op(op)  # now, where the converter that emits it can name the user's line
         self.func.body.append(op)
         if name_hint:
             for i, r in enumerate(op.results):
@@ -127,11 +129,49 @@ class FuncBuilder:
         return self.func
 
     def select_positive(self, a: Value, b: Value, z: Value) -> Value:
-        """``a`` where ``z > 0``, else ``b`` (all three of one shape), exactly:
-        ``relu_backward(a, z) + (b - relu_backward(b, z))``, one term of each pair being 0.
-        The frontends' selects (``where``, the branches of piecewise activations) are this
-        with ``z`` a difference, which is > 0 exactly when the comparison it stands for
-        holds."""
-        kept_a = self.one("graph.relu_backward", [a, z])
-        kept_b = self.one("graph.sub", [b, self.one("graph.relu_backward", [b, z])])
+        """``a`` where ``z > 0``, else ``b`` (also where z is NaN; all three of one shape).
+        The frontends' piecewise selects are this with ``z`` a difference, which is > 0
+        exactly when the comparison it stands for holds."""
+        return self.select(self.positive_mask(z), a, b)
+
+    def positive_mask(self, z: Value) -> Value:
+        """1 where ``z > 0``, else 0 (NaN included): a 0/1 condition for :meth:`select`."""
+        ones = self.one("graph.broadcast_to", [self.constant(1.0)], shape=list(z.type.shape))  # type: ignore[union-attr]
+        return self.one("graph.relu_backward", [ones, z])
+
+    def select(self, cond: Value, a: Value, b: Value) -> Value:
+        """``a`` where ``cond`` (exactly 0 or 1; all three of one shape) is 1, else ``b``:
+        ``relu_backward(a, cond) + relu_backward(b, 1 - cond)``. relu_backward is a select,
+        so the side not taken adds an exact 0: an infinite or NaN operand where it is not
+        taken leaves no trace (``b - relu_backward(b, cond)`` would make inf - inf = NaN)."""
+        uniform = _uniform_constant(cond)
+        if uniform is not None:  # a constant condition the same everywhere picks a side
+            return a if uniform else b
+        kept_a = self.one("graph.relu_backward", [a, cond])
+        kept_b = self.one("graph.relu_backward", [b, self.complement(cond)])
         return self.one("graph.add", [kept_a, kept_b])
+
+    def complement(self, cond: Value) -> Value:
+        """``1 - cond`` of a 0/1 condition (on the host when it is a constant: a mask built
+        from literals)."""
+        op = cond.defining_op
+        if op is not None and op.name == "graph.constant":
+            array = np.asarray(op.attributes["value"].array, np.float32)  # type: ignore[union-attr]
+            return self.constant(np.float32(1.0) - array)
+        if op is not None and op.name == "graph.broadcast_to":  # of a constant, maybe
+            inner = self.complement(op.operands[0])
+            return self.one("graph.broadcast_to", [inner], shape=list(cond.type.shape))  # type: ignore[union-attr]
+        return self.one("graph.sub", [self.constant(1.0), cond])
+
+
+def _uniform_constant(cond: Value) -> bool | None:
+    """True/False where ``cond`` is a constant (or a broadcast one) all 1 / all 0."""
+    op = cond.defining_op
+    while op is not None and op.name == "graph.broadcast_to":
+        op = op.operands[0].defining_op
+    if op is None or op.name != "graph.constant":
+        return None
+    array = np.asarray(op.attributes["value"].array)  # type: ignore[union-attr]
+    if array.size == 0 or not np.all(array == array.reshape(-1)[0]):
+        return None
+    return bool(array.reshape(-1)[0] != 0)

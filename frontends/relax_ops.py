@@ -185,8 +185,8 @@ def _where(ctx: RelaxContext) -> Value:
     """``where(p <op> q, a, b)`` selects by the sign of a difference, exactly as TVM does:
     with ``z = p - q`` (or ``q - p``) > 0 exactly where a strict comparison holds (a
     non-strict one holds where the opposite strict one does not: a and b swap),
-    ``relu_backward(a, z) + (b - relu_backward(b, z))`` is a where z > 0 and b elsewhere
-    (one of each pair is 0). A zero branch drops its half: ``where(x > 0, g, 0)`` and
+    ``FuncBuilder.select_positive(a, b, z)`` is a where z > 0 and b elsewhere (exactly,
+    infinite branches included). A zero branch drops its half: ``where(x > 0, g, 0)`` and
     ``where(x <= 0, 0, g)`` are ``relu_backward(g, x)``; Relax's ReLU gradient
     ``where(x < 0, 0, g)`` is ``g - relu_backward(g, -x)``, which keeps g where x == 0."""
     cond = ctx.lookup(ctx.call.args[0])
@@ -210,11 +210,18 @@ def _where(ctx: RelaxContext) -> Value:
     if _is_zero(b):
         return ctx.emit("graph.relu_backward", [_broadcast(ctx, a, shape), z])
     b = _broadcast(ctx, b, shape)
-    kept_b = ctx.emit("graph.sub", [b, ctx.emit("graph.relu_backward", [b, z])])
-    if _is_zero(a):
-        return kept_b
-    kept_a = ctx.emit("graph.relu_backward", [_broadcast(ctx, a, shape), z])
-    return ctx.emit("graph.add", [kept_a, kept_b])
+    if _is_zero(a) and not _is_constant(b):
+        # a gradient (ReLU's), finite: b less its part where z > 0 is exact
+        return ctx.emit("graph.sub", [b, ctx.emit("graph.relu_backward", [b, z])])
+    # maybe a -inf fill (a mask): a select adding an exact 0 for the side not taken
+    # (b - relu_backward(b, z) would be -inf - -inf = NaN where a is taken)
+    return ctx.b.select_positive(_broadcast(ctx, a, shape), b, z)
+
+
+def _is_constant(v: Value) -> bool:
+    while v.defining_op is not None and v.defining_op.name == "graph.broadcast_to":
+        v = v.defining_op.operands[0]
+    return v.defining_op is not None and v.defining_op.name == "graph.constant"
 
 
 # --- shapes -----------------------------------------------------------------------------

@@ -155,6 +155,25 @@ def test_where_of_every_comparison_matches_tvm_at_ties(kind, cond, branches) -> 
     np.testing.assert_array_equal(_ours(mod, args)[0], run_relax(mod, args)[0])
 
 
+@pytest.mark.parametrize("branches", ["x_fill", "fill_x", "0_fill"])
+def test_where_with_a_minus_infinity_branch_matches_tvm(branches) -> None:
+    """A mask fill (``0_fill``: an additive mask): the select was a + (b - relu_backward(b,
+    z)), -inf - -inf = NaN wherever the other branch was taken."""
+
+    def build(bb, x, y):
+        named = {"x": x, "0": _zero(), "fill": relax.const(np.float32(-np.inf), "float32")}
+        a, b = (named[k] for k in branches.split("_"))
+        c = bb.emit(op.greater(x, y))
+        masked = bb.emit(op.where(c, a, b))
+        return op.nn.softmax(bb.emit(op.add(masked, x)) if branches == "0_fill" else masked,
+                             axis=-1)
+
+    mod = _module({"x": (2, 4), "y": (2, 4)}, build)
+    x = np.array([[1.0, -2.0, 0.0, 3.0], [0.5, 0.0, -1.0, 2.0]], np.float32)
+    y = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, -1.0, -2.0, 1.0]], np.float32)
+    np.testing.assert_allclose(_ours(mod, [x, y])[0], run_relax(mod, [x, y])[0], rtol=1e-6)
+
+
 def test_relu_gradient_keeps_the_gradient_at_zero_as_tvm_does() -> None:
     """Relax's ReLU gradient is ``where(x < 0, 0, g)``: g passes where x == 0."""
     shapes = {"x": (2, 4), "w": (2, 4)}
