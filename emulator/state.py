@@ -64,7 +64,11 @@ class State:
 
     def check(self, space: str, cl: int, addr: int, nbytes: int) -> None:
         size = self.buf(space, cl).size
-        if addr < 0 or addr + nbytes > size:
+        if addr < 0:  # an address register that took the address below the memory
+            raise SemanticError(f"out-of-bounds {SPACE_NAMES[space]} access at {addr:#x}: "
+                                "a negative address (offset + address register)",
+                                "out-of-bounds", f"{space}[{addr:#x}]")
+        if addr + nbytes > size:
             declared = self.dram_size if space == "dram" else size
             what = "" if declared == size else f" (host backing store {size:#x} of {declared:#x})"
             raise SemanticError(

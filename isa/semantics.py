@@ -7,8 +7,10 @@ instruction's end, the byte ranges it reads and writes (for race detection) and 
 the data-dependent quantities a timing model needs (operand tiles, DRAM runs, codec work).
 Nothing is mutated here, so an emulator is free to commit effects in timing order.
 
-Numerics are fp32 numpy. With ``Machine.bf16`` the operands of every multiply are rounded
-to bfloat16 (round to nearest even on the bit pattern) and products accumulate in fp32.
+Numerics are fp32 numpy. With ``Machine.bf16`` the operands of every data multiply
+(``mm``/``sddmm`` MACs, ``vop mul``/``square``, ``vred sumsq``) are rounded to bfloat16
+(round to nearest even on the bit pattern) and products accumulate in fp32; the optimizer
+updates (``sgd``, ``adam``) keep fp32, as mixed-precision training keeps its master weights.
 Dispatcher rows (``loop setar addar barrier halt``) describe their action in ``info``.
 """
 
@@ -188,7 +190,10 @@ def read_packed_counts(m: Machine, space: str, cl: int, addr: int, fmt: Any, row
     spec = _spec(fmt)
     where = f"{space}[{addr:#x}]"
     try:
-        h = formats.header(m.read(space, cl, addr, formats.HEADER_BYTES))
+        head = m.read(space, cl, addr, formats.HEADER_BYTES)
+        if not head.any() and spec.format != _DENSE:  # nothing stored there (format ids are >= 1)
+            raise formats.FormatError(f"no {spec} tile was stored there (its header bytes are all zero)")
+        h = formats.header(head)
         size = h.encoded_size
         if h.format_spec != spec or (h.rows, h.cols) != (rows, cols) and spec.format != formats.Format.BCSR:
             raise formats.FormatError(f"tile is {h.format_spec} {h.rows}x{h.cols}, instruction says {spec} {rows}x{cols}")
@@ -196,14 +201,14 @@ def read_packed_counts(m: Machine, space: str, cl: int, addr: int, fmt: Any, row
         cache: DecodeCache | None = getattr(m, "decode_cache", None)
         key = (space, cl if space in ("sp", "acc") else -1, addr)
         hit = cache.get(key, raw) if cache is not None else None
-        if hit is not None:
-            return hit[0], size, hit[1], hit[2]
-        tile = formats.unpack(raw)
+        tile = hit[0] if hit is not None else formats.unpack(raw)
     except formats.FormatError as exc:
         raise SemanticError(f"bad format header at {where}: {exc}", "bad format header", where) from None
-    if tile.shape != (rows, cols):
+    if tile.shape != (rows, cols):  # a cached tile too: block-CSR's header holds its blocks' shape
         raise SemanticError(f"bad format header at {where}: tile is {tile.shape[0]}x{tile.shape[1]}, "
                             f"instruction says {rows}x{cols}", "bad format header", where)
+    if hit is not None:
+        return tile, size, hit[1], hit[2]
     V, X = _header_codec_counts(h)
     if cache is not None:
         cache.put(key, raw, tile, V, X)
@@ -440,16 +445,25 @@ def view_span(view: tuple[int, ...]) -> int:
 
 
 def view_is_injective(view: tuple[int, ...]) -> bool:
-    """True when no two elements of the view share an address (each dimension's stride,
-    innermost first, clears the span of the dimensions inside it: sufficient, and what a
-    destination view must satisfy)."""
+    """True when no two elements of the view share an address, what a destination view
+    must satisfy. Nested strides (each, innermost first, clearing the span of the
+    dimensions inside it) settle most views at once; others (interleaved strides, such as
+    the stride phases of a transposed convolution) by listing every element's address."""
     _, d0, nb, d1, d2, s0, s3, s1, s2 = view
+    dims = ((d0, s0), (nb, s3), (d1, s1), (d2, s2))
     reach = 1
-    for stride, dim in sorted((st, d) for d, st in ((d0, s0), (nb, s3), (d1, s1), (d2, s2)) if d > 1):
+    for stride, dim in sorted((st, d) for d, st in dims if d > 1):
         if stride < reach:
-            return False
+            break
         reach += stride * (dim - 1)
-    return True
+    else:
+        return True
+    if any(d > 1 and st == 0 for d, st in dims):
+        return False
+    addr = np.zeros(1, np.int64)
+    for d, st in dims:  # every element's offset: an outer sum over the four dimensions
+        addr = (addr[:, None] + st * np.arange(d, dtype=np.int64)[None, :]).reshape(-1)
+    return np.unique(addr).size == addr.size
 
 
 def _strided(buf: np.ndarray, offset: int, view: tuple[int, ...]) -> np.ndarray:
@@ -543,12 +557,14 @@ def _mm(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
         span = view_span(dview)
         m.check(dspace, cl, ea["dst"], span)
         if ins["accum"]:
-            C += _read_view(m, cl, dview, dspace)[0]
+            with np.errstate(all="ignore"):
+                C += _read_view(m, cl, dview, dspace)[0]
             acc.append(Access(dspace, cl, ea["dst"], 1, span, span, False))
         acc.append(Access(dspace, cl, ea["dst"], 1, span, span, True))
         return Effect([(dspace, cl, ea["dst"], C.astype(np.float32, copy=False), dview)], acc, info=info)
     if ins["accum"]:  # C is a fresh array: add in place
-        C += _view(m, dspace, cl, ea["dst"], M, N)
+        with np.errstate(all="ignore"):
+            C += _view(m, dspace, cl, ea["dst"], M, N)
         acc.append(Access(dspace, cl, ea["dst"], 1, 4 * M * N, 4 * M * N, False))
     m.check(dspace, cl, ea["dst"], 4 * M * N)
     acc.append(Access(dspace, cl, ea["dst"], 1, 4 * M * N, 4 * M * N, True))
@@ -630,6 +646,11 @@ def _vop(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     return Effect([(dspace, cl, ea["dst"], out, 4 * pitch)], acc, info={"bshape": bshape})
 
 
+#: what an empty vred gives (rows or cols 0): the reduction's identity, so that with
+#: ``accum`` the destination keeps its values (a max of nothing is -inf, not 0)
+_EMPTY_REDUCTION = {"max": -np.inf, "min": np.inf}
+
+
 @semantics("vred")
 def _vred(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     cl, fn, rows, cols, axis = ins.cluster, ins["fn"], ins["rows"], ins["cols"], ins["axis"]
@@ -637,18 +658,21 @@ def _vred(ins: Instruction, ea: dict[str, int], m: Machine) -> Effect:
     pitch = ins["pitch"] or cols
     A = m.tile(aspace, cl, ea["a"], rows, cols, pitch)
     shape = (1, cols) if axis == 0 else (rows, 1)
-    if A.size == 0:
-        out = np.zeros(shape, np.float32)
-    elif fn == "sumsq":
-        out = np.sum(A * A, axis=axis, dtype=np.float32)
-    else:
-        out = {"sum": np.sum, "max": np.max, "min": np.min, "mean": np.mean}[fn](A, axis=axis)
+    with np.errstate(all="ignore"):  # inf and NaN propagate as IEEE fp32 says, silently
+        if A.size == 0:  # each reduction's identity: an accumulating max/min keeps dst
+            out = np.full(shape, _EMPTY_REDUCTION.get(fn, 0.0), np.float32)
+        elif fn == "sumsq":
+            Q = bf16_round(A) if m.bf16 else A  # a multiply: bf16 operands in bf16 mode
+            out = np.sum(Q * Q, axis=axis, dtype=np.float32)
+        else:
+            out = {"sum": np.sum, "max": np.max, "min": np.min, "mean": np.mean}[fn](A, axis=axis)
     out = np.asarray(out, np.float32).reshape(shape)
     acc = [_tile_access(aspace, cl, ea["a"], rows, cols, pitch, False)]
     n = shape[0] * shape[1]
     if ins["accum"]:
         old = m.tile(dspace, cl, ea["dst"], *shape)
-        out = {"max": np.maximum, "min": np.minimum}.get(fn, np.add)(old, out)
+        with np.errstate(all="ignore"):
+            out = {"max": np.maximum, "min": np.minimum}.get(fn, np.add)(old, out)
         acc.append(Access(dspace, cl, ea["dst"], 1, 4 * n, 4 * n, False))
     m.check(dspace, cl, ea["dst"], 4 * n)
     acc.append(Access(dspace, cl, ea["dst"], 1, 4 * n, 4 * n, True))

@@ -206,7 +206,8 @@ OPS: tuple[Op, ...] = (
     Op("vred", 0x21, "vector", "vec",
        (F("fn", RFN), F("dst", mem("sp", "acc")), F("a", mem("sp", "acc")), *_DIMS,
         F("axis", u(1), "0: reduce rows to 1 x cols, 1: reduce columns to rows x 1"),
-        F("accum", u(1), "1: combine with the value already at dst", 0),
+        F("accum", u(1), "1: combine with the value already at dst (an empty tile reduces to "
+          "the identity: 0, or -inf for max and +inf for min, so dst keeps its values)", 0),
         F("pitch", u(16), "row pitch of a in elements (0: cols)", 0)),
        "reduce", ("vec_op", "spad_read_byte", "spad_write_byte", "acc_access_byte"),
        "Reduce a tile along one axis (sum, max, min, sum of squares, mean)."),
