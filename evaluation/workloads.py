@@ -5,14 +5,21 @@ an activation x activation product such as attention scores). A training step of
 layer is three GEMMs (:func:`training_gemms`)::
 
     forward      Y[M,N]  = X[M,K]  . W[N,K]^T         W masked (CSR), X ReLU-sparse
-    backward     dX[M,K] = dY[M,N] . W[N,K]           dY ReLU-masked (same density as X)
+    backward     dX[M,K] = dY[M,N] . W[N,K]           dY ReLU-masked where a ReLU follows
     weight grad  dW[N,K] = dY^T[N,M] . X[M,K]          an SDDMM sampled at W's mask
+
+(the first layer's input is data: it has no gradient, so that layer has no backward
+GEMM, as in torch).
 
 with ``M`` = batch x output pixels (tokens), ``K`` = C_in x kh x kw and ``N`` = C_out for a
 convolution. Weight masks come from the algorithms package's mask constructors
 (:mod:`acf.algorithms.structure`: top-k magnitude, N:M) or a seeded random draw; activation
 zeros come from ReLU (a fraction ``act_density`` of inputs are non-zero; the first layer's
-input, BERT's GELU activations and attention operands are dense).
+input, BERT's GELU activations and attention operands are dense; an input after a max pool
+of ``w`` ReLU outputs is non-zero unless all ``w`` are, ``1 - (1 - act_density)^w``, and one
+after an average pool is dense). A layer's output gradient dY is ReLU-masked only where a
+ReLU reads the layer's output directly (the MLPs): in the convolutional models a batch norm
+sits between the convolution and its ReLU, and its backward makes dY dense.
 
 Each GEMM is written as graph-dialect IR (:func:`gemm_ir`) for ``compile_module``. A GEMM too
 large to emulate is *sampled* (:func:`sample_plan`): a block of whole output tiles (at least
@@ -51,6 +58,10 @@ class Layer:
     kind: str = "weight"
     relu_input: bool = True  # the input X is the output of a ReLU (zeros skippable)
     relu_output: bool = True  # dY is masked by this layer's ReLU derivative
+    #: ReLU outputs a max pool folds into each input (1: no pool): the input is zero only
+    #: where all of them are
+    input_window: int = 1
+    input_grad: bool = True  # False for the first layer: its input is data, no gradient
 
     @property
     def macs(self) -> int:
@@ -105,25 +116,29 @@ class Gemm:
 
 
 def _conv(name: str, batch: int, cin: int, cout: int, ksz: int, out_hw: int, count: int = 1,
-          relu_input: bool = True) -> Layer:
-    return Layer(name, batch * out_hw * out_hw, cout, cin * ksz * ksz, count, "weight", relu_input)
+          relu_input: bool = True, input_window: int = 1, input_grad: bool = True) -> Layer:
+    """A convolution followed by batch norm (so its dY is dense) as its im2col GEMM."""
+    return Layer(name, batch * out_hw * out_hw, cout, cin * ksz * ksz, count, "weight", relu_input,
+                 relu_output=False, input_window=input_window, input_grad=input_grad)
 
 
 def tiny_mlp(batch: int = 32) -> list[Layer]:
     """A CI-sized MLP (64-64-16): small enough to emulate every tile in well under a second."""
-    return [Layer("fc1", batch, 64, 64, relu_input=False), Layer("fc2", batch, 16, 64, relu_output=False)]
+    return [Layer("fc1", batch, 64, 64, relu_input=False, input_grad=False),
+            Layer("fc2", batch, 16, 64, relu_output=False)]
 
 
 def mlp(batch: int = 128) -> list[Layer]:
     """LeNet-300-100 on MNIST (784-300-100-10)."""
-    return [Layer("fc1", batch, 300, 784, relu_input=False), Layer("fc2", batch, 100, 300),
+    return [Layer("fc1", batch, 300, 784, relu_input=False, input_grad=False), Layer("fc2", batch, 100, 300),
             Layer("fc3", batch, 10, 100, relu_output=False)]
 
 
 def resnet18_cifar(batch: int = 128) -> list[Layer]:
-    """ResNet-18 for CIFAR (3x3 stem, no max-pool; He et al. 2016 as in the usual CIFAR port)."""
+    """ResNet-18 for CIFAR (3x3 stem, no max-pool; He et al. 2016 as in the usual CIFAR port;
+    the classifier reads the average pool: dense)."""
     b = batch
-    layers = [_conv("conv1", b, 3, 64, 3, 32, relu_input=False),
+    layers = [_conv("conv1", b, 3, 64, 3, 32, relu_input=False, input_grad=False),
               _conv("layer1.conv", b, 64, 64, 3, 32, count=4)]
     cin = 64
     for i, (c, hw) in enumerate(((128, 16), (256, 8), (512, 4)), start=2):
@@ -131,41 +146,44 @@ def resnet18_cifar(batch: int = 128) -> list[Layer]:
                    _conv(f"layer{i}.conv", b, c, c, 3, hw, count=3),
                    _conv(f"layer{i}.0.shortcut", b, cin, c, 1, hw)]
         cin = c
-    layers.append(Layer("fc", b, 10, 512, relu_output=False))
+    layers.append(Layer("fc", b, 10, 512, relu_input=False, relu_output=False))
     return layers
 
 
 def vgg16_cifar(batch: int = 128) -> list[Layer]:
-    """VGG-16 for CIFAR (13 3x3 convs, one 512->10 classifier)."""
+    """VGG-16 for CIFAR with batch norm (13 3x3 convs, one 512->10 classifier); a 2x2 max
+    pool halves the resolution before conv3, conv5, conv8, conv11 and the classifier."""
     cfg = [(64, 32), (64, 32), (128, 16), (128, 16), (256, 8), (256, 8), (256, 8),
            (512, 4), (512, 4), (512, 4), (512, 2), (512, 2), (512, 2)]
-    layers, cin = [], 3
+    layers, cin, hw_in = [], 3, 32
     for i, (c, hw) in enumerate(cfg):
-        layers.append(_conv(f"conv{i + 1}", batch, cin, c, 3, hw, relu_input=i > 0))
-        cin = c
-    layers.append(Layer("fc", batch, 10, 512, relu_output=False))
+        layers.append(_conv(f"conv{i + 1}", batch, cin, c, 3, hw, relu_input=i > 0,
+                            input_window=4 if hw < hw_in else 1, input_grad=i > 0))
+        cin, hw_in = c, hw
+    layers.append(Layer("fc", batch, 10, 512, relu_output=False, input_window=4))
     return layers
 
 
 def resnet50_imagenet(batch: int = 64) -> list[Layer]:
     """ResNet-50 at 224x224 (torchvision v1.5: stride on the 3x3 of each bottleneck)."""
     b = batch
-    layers = [_conv("conv1", b, 3, 64, 7, 112, relu_input=False)]
+    layers = [_conv("conv1", b, 3, 64, 7, 112, relu_input=False, input_grad=False)]
     cin = 64
     for i, (w, blocks, hw) in enumerate(((64, 3, 56), (128, 4, 28), (256, 6, 14), (512, 3, 7)), start=1):
         out = 4 * w
+        after_pool = 9 if i == 1 else 1  # layer1 reads the stem's 3x3 max pool
         layers += [
-            _conv(f"layer{i}.0.conv1", b, cin, w, 1, hw if i == 1 else 2 * hw),
+            _conv(f"layer{i}.0.conv1", b, cin, w, 1, hw if i == 1 else 2 * hw, input_window=after_pool),
             _conv(f"layer{i}.0.conv2", b, w, w, 3, hw),
             _conv(f"layer{i}.0.conv3", b, w, out, 1, hw),
-            _conv(f"layer{i}.0.downsample", b, cin, out, 1, hw),
+            _conv(f"layer{i}.0.downsample", b, cin, out, 1, hw, input_window=after_pool),
         ]
         if blocks > 1:
             layers += [_conv(f"layer{i}.conv1", b, out, w, 1, hw, count=blocks - 1),
                        _conv(f"layer{i}.conv2", b, w, w, 3, hw, count=blocks - 1),
                        _conv(f"layer{i}.conv3", b, w, out, 1, hw, count=blocks - 1)]
         cin = out
-    layers.append(Layer("fc", b, 1000, 2048, relu_output=False))
+    layers.append(Layer("fc", b, 1000, 2048, relu_input=False, relu_output=False))  # after avg pool
     return layers
 
 
@@ -214,7 +232,7 @@ def training_gemms(layers: list[Layer], sparsity: float, act_density: float = 0.
         raise WorkloadError(f"impossible activation density {act_density!r}: must be in (0, 1]")
     out: list[Gemm] = []
     for ly in layers:
-        dx = act_density if ly.relu_input else 1.0
+        dx = 1.0 - (1.0 - act_density) ** ly.input_window if ly.relu_input else 1.0
         dy = act_density if ly.relu_output else 1.0
         if ly.kind == "act":
             out += [Gemm(ly.name, "fwd", "matmul", ly.m, ly.n, ly.k, tb=True, count=ly.count),
@@ -222,11 +240,13 @@ def training_gemms(layers: list[Layer], sparsity: float, act_density: float = 0.
                     Gemm(ly.name, "bwd_other", "matmul", ly.n, ly.k, ly.m, ta=True, count=ly.count)]
             continue
         sparse = dw < 1.0
+        out.append(Gemm(ly.name, "fwd", "matmul", ly.m, ly.n, ly.k, tb=True, a_density=dx,
+                        b_density=dw, w_density=dw, sparse_b=sparse, count=ly.count, w_operand="b"))
+        if ly.input_grad:
+            out.append(Gemm(ly.name, "bwd_data", "matmul", ly.m, ly.k, ly.n, a_density=dy,
+                            b_density=dw, w_density=dw, sparse_b=sparse, count=ly.count,
+                            w_operand="b"))
         out += [
-            Gemm(ly.name, "fwd", "matmul", ly.m, ly.n, ly.k, tb=True, a_density=dx, b_density=dw,
-                 w_density=dw, sparse_b=sparse, count=ly.count, w_operand="b"),
-            Gemm(ly.name, "bwd_data", "matmul", ly.m, ly.k, ly.n, a_density=dy, b_density=dw,
-                 w_density=dw, sparse_b=sparse, count=ly.count, w_operand="b"),
             Gemm(ly.name, "wgrad", "sddmm" if sparse else "matmul", ly.n, ly.k, ly.m, ta=True,
                  a_density=dy, b_density=dx, w_density=dw, count=ly.count,
                  w_operand="mask" if sparse else ""),
