@@ -37,12 +37,17 @@ def extra_baselines() -> dict:
     its CUDA GPU if it has one (as the anchors were measured) and datasheet rooflines of
     A100, H100 and H200 on ResNet-18's layer1 forward GEMM (im2col shape, batch 128), in
     TF32 and BF16."""
-    from acf.evaluation.workloads import Workload
+    from dataclasses import asdict
+
+    from acf.evaluation.workloads import Workload, model_layers
 
     g = next(g for g in Workload.build("resnet18-cifar", 0.0).gemms if g.key == "layer1.conv.fwd")
+    layer = next(ly for ly in model_layers("resnet18-cifar") if ly.name == g.layer)
+    # the tensors the convolution moves (its activation tensor, not its im2col matrix)
+    elems = baselines.training_gemm_elems(asdict(g), layer, baselines.input_elems_read(layer))
     return {"cpu_live": baselines.cpu_gemm(1024, 1024, 1024),
             "gpu_live": baselines.gpu_live(),  # the anchors' GEMM rows where CUDA is present
-            "roofline_resnet18_layer1_fwd": [baselines.roofline_gemm(gpu, g.m, g.n, g.k, dt)
+            "roofline_resnet18_layer1_fwd": [baselines.roofline_gemm(gpu, g.m, g.n, g.k, dt, elems)
                                              for dt in ("tf32", "bf16")
                                              for gpu in ("A100", "H100", "H200")]}
 

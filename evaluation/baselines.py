@@ -2,8 +2,9 @@
 
 * **Measured GPU** (:func:`load_anchors`): the H200 numbers in ``evaluation/anchors/*.json`` (a copy of the shared measurement file);
   every derived value carries the file's ``what`` / ``device`` / ``torch`` provenance.
-* **Roofline GPUs** (:data:`GPUS`, :func:`roofline_gemm`): A100 / H100 / H200 from NVIDIA
-  datasheet figures (dense peaks; the datasheets' "with sparsity" figures are 2x these).
+* **Roofline GPUs** (:data:`GPUS`, :func:`roofline_gemm`, :func:`step_roofline`): A100 / H100 /
+  H200 from NVIDIA datasheet figures (dense peaks; the datasheets' "with sparsity" figures are
+  2x these), each GEMM moving its layer's real tensors (no im2col matrix).
 * **Local CPU** (:func:`cpu_gemm`): a GEMM timed live with torch.
 * **Normalization** (:func:`iso_peak_time`, :func:`iso_power_time`, :func:`iso_area_time`):
   iso-peak MAC/s *for a named dtype*, iso-power, iso-area; fabric energies scaled to the
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +71,19 @@ def gpu(name: str) -> GpuSpec:
         raise ValueError(f"unknown GPU {name!r}; choose one of {', '.join(GPUS)}") from None
 
 
-def roofline_gemm(gpu_name: str, m: int, n: int, k: int, dtype: str = "bf16") -> dict[str, Any]:
-    """Roofline time of a dense ``m x n x k`` GEMM: max(FLOPs / peak, bytes / bandwidth), with
-    the three operands moved once (perfect on-chip reuse). Energy = TDP x time (an upper bound)."""
+def roofline_gemm(gpu_name: str, m: int, n: int, k: int, dtype: str = "bf16",
+                  elems_moved: int | None = None) -> dict[str, Any]:
+    """Roofline time of a dense ``m x n x k`` GEMM: max(FLOPs / peak, bytes / bandwidth), each
+    tensor moved once (perfect on-chip reuse). ``elems_moved``: the elements of the tensors
+    the GEMM really reads and writes (:func:`training_gemm_elems`: a convolution's activation
+    tensor, not its im2col matrix); by default its three operands, ``m k + k n + m n``.
+    Energy = TDP x time (an upper bound)."""
     g = gpu(gpu_name)
     if dtype not in g.peak_flops:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(g.peak_flops)}")
     flops = 2.0 * m * n * k
-    nbytes = DTYPE_BYTES[dtype] * (m * k + k * n + m * n)
+    elems = m * k + k * n + m * n if elems_moved is None else elems_moved
+    nbytes = DTYPE_BYTES[dtype] * elems
     t_compute = flops / g.peak_flops[dtype]
     t_memory = nbytes / g.mem_bytes_per_s
     t = max(t_compute, t_memory)
@@ -84,6 +91,90 @@ def roofline_gemm(gpu_name: str, m: int, n: int, k: int, dtype: str = "bf16") ->
             "bound": "compute" if t_compute >= t_memory else "memory",
             "energy_j_upper": t * g.tdp_w, "source": g.source,
             "normalization": f"roofline at datasheet dense {dtype} peak"}
+
+
+# ---- the tensors a training-step GEMM moves ------------------------------------------------
+#
+# A convolution is a GEMM over its im2col matrix (M x K = batch*H_out*W_out x C_in*kh*kw), but
+# the GPU's convolution kernels never write that matrix to memory: cuDNN's implicit GEMM
+# "expresses the convolution as a matrix product without actually explicitly forming the
+# matrix that holds the input tensor data" (cuDNN API reference, cudnnConvolutionFwdAlgo_t,
+# CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM), forming its tiles "on the fly as data are loaded
+# from global memory into Shared Memory" (NVIDIA CUTLASS documentation, "Implicit GEMM
+# Convolution"), whereas an explicit im2col "replicates each activation element by a factor
+# equal to the filter size, consuming additional storage capacity and memory bandwidth" (ibid.).
+# A roofline that counts M x K bytes overstates a 3x3 convolution's input traffic up to 9x. What
+# DRAM sees is the activation tensor (batch x C_in x H_in x W_in), the weight (C_out x C_in x
+# kh x kw = N x K) and the output (batch x C_out x H_out x W_out = M x N), and for the backward
+# GEMMs the same tensors' gradients.
+
+def conv_geometry(layer: Any) -> tuple[int, int] | None:
+    """``(kernel, stride)`` of a convolution layer (:class:`acf.evaluation.workloads.Layer`
+    records both), None for a linear layer or an attention product."""
+    kernel = int(getattr(layer, "kernel", 0) or 0)
+    return (kernel, int(getattr(layer, "stride", 1) or 1)) if kernel else None
+
+
+def input_elems_read(layer: Any) -> int:
+    """Elements of the layer's input activation X one pass reads: the whole tensor
+    (batch x C_in x H_in x W_in with H_in = H_out x stride, 'same' padding), but no more than
+    its im2col matrix, M x K, holds: a strided 1x1 convolution reads only the pixels it
+    samples. A layer without convolution geometry reads its M x K input as it is."""
+    im2col = layer.m * layer.k
+    geometry = conv_geometry(layer)
+    if geometry is None:
+        return im2col
+    kernel, stride = geometry
+    c_in = layer.k // (kernel * kernel)
+    return min(layer.m * stride * stride * c_in, im2col)
+
+
+def training_gemm_elems(gemm: Mapping[str, Any], layer: Any, x_elems: int) -> int:
+    """Elements a training-step GEMM of ``layer`` moves once each: its three operands, with the
+    layer's im2col matrix (M x K: the forward's input, the backward-data's result dX, the
+    weight gradient's input) counted as the ``x_elems`` of the real activation tensor. A GEMM
+    whose shape is not the layer's (or an activation-by-activation product) is counted as is."""
+    m, n, k = gemm["m"], gemm["n"], gemm["k"]
+    operands = m * k + k * n + m * n
+    same_shape = sorted((m, n, k)) == sorted((layer.m, layer.n, layer.k))
+    if getattr(layer, "kind", "weight") != "weight" or not same_shape:
+        return operands
+    # fwd (M,N,K): m*k; bwd_data (M,K,N): m*n; wgrad (N,K,M): k*n -- each the M x K matrix once
+    return operands - layer.m * layer.k + x_elems
+
+
+def _layer_name(gemm: Mapping[str, Any]) -> str:
+    """The layer of a GEMM row (its key is ``<layer>.<role>``; a layer name has dots too)."""
+    return gemm["key"].rsplit(".", 1)[0]
+
+
+def step_roofline(gpu_name: str, model: str, gemms: list[Mapping[str, Any]], dtype: str,
+                  batch: int | None = None) -> dict[str, Any]:
+    """The roofline time of a training step's GEMMs (result rows' ``gemms``: ``key``, ``m``,
+    ``n``, ``k``, ``count``) on a datasheet GPU, each GEMM moving the real tensors of its
+    layer (:func:`training_gemm_elems`) of ``model`` at ``batch``. ``unresolved``: GEMMs whose
+    layer is not in the model (counted with their operands as they are)."""
+    from acf.evaluation.workloads import WorkloadError, model_layers
+
+    try:
+        layers = {ly.name: ly for ly in model_layers(model, batch)}
+    except WorkloadError:
+        layers = {}
+    time_s = nbytes = 0.0
+    unresolved = []
+    for g in gemms:
+        layer = layers.get(_layer_name(g))
+        if layer is None:
+            unresolved.append(g["key"])
+            elems = None
+        else:
+            elems = training_gemm_elems(g, layer, input_elems_read(layer))
+        r = roofline_gemm(gpu_name, g["m"], g["n"], g["k"], dtype, elems)
+        time_s += r["time_s"] * g["count"]
+        nbytes += r["bytes"] * g["count"]
+    return {"gpu": gpu_name, "dtype": dtype, "time_s": time_s, "bytes": nbytes, "unresolved": unresolved,
+            "normalization": f"roofline at datasheet dense {dtype} peak, each GEMM moving its layer's "
+                             "activation, weight and output tensors once (no im2col matrix)"}
 
 
 # ---- measured anchors ---------------------------------------------------------------------
@@ -335,5 +426,6 @@ def shape_of(name: str) -> tuple[int, int, int] | None:
     return tuple(int(x) for x in m.groups()) if m else None  # type: ignore[return-value]
 
 
-__all__ = ["Anchors", "GPUS", "GpuSpec", "area_factor", "cpu_gemm", "energy_factor", "gpu_live", "iso_area_time",
-           "iso_peak_time", "iso_power_time", "load_anchors", "roofline_gemm", "scale_energy"]
+__all__ = ["Anchors", "GPUS", "GpuSpec", "area_factor", "conv_geometry", "cpu_gemm",
+           "energy_factor", "gpu_live", "input_elems_read", "iso_area_time", "iso_peak_time", "iso_power_time",
+           "load_anchors", "roofline_gemm", "scale_energy", "step_roofline", "training_gemm_elems"]

@@ -62,6 +62,8 @@ class Layer:
     #: where all of them are
     input_window: int = 1
     input_grad: bool = True  # False for the first layer: its input is data, no gradient
+    kernel: int = 0  # a convolution's kernel side (0: not a convolution); rooflines use it
+    stride: int = 1  # a convolution's stride: its input is (stride x) larger than its output
 
     @property
     def macs(self) -> int:
@@ -116,10 +118,12 @@ class Gemm:
 
 
 def _conv(name: str, batch: int, cin: int, cout: int, ksz: int, out_hw: int, count: int = 1,
-          relu_input: bool = True, input_window: int = 1, input_grad: bool = True) -> Layer:
+          relu_input: bool = True, input_window: int = 1, input_grad: bool = True,
+          stride: int = 1) -> Layer:
     """A convolution followed by batch norm (so its dY is dense) as its im2col GEMM."""
     return Layer(name, batch * out_hw * out_hw, cout, cin * ksz * ksz, count, "weight", relu_input,
-                 relu_output=False, input_window=input_window, input_grad=input_grad)
+                 relu_output=False, input_window=input_window, input_grad=input_grad,
+                 kernel=ksz, stride=stride)
 
 
 def tiny_mlp(batch: int = 32) -> list[Layer]:
@@ -142,9 +146,9 @@ def resnet18_cifar(batch: int = 128) -> list[Layer]:
               _conv("layer1.conv", b, 64, 64, 3, 32, count=4)]
     cin = 64
     for i, (c, hw) in enumerate(((128, 16), (256, 8), (512, 4)), start=2):
-        layers += [_conv(f"layer{i}.0.conv1", b, cin, c, 3, hw),
+        layers += [_conv(f"layer{i}.0.conv1", b, cin, c, 3, hw, stride=2),
                    _conv(f"layer{i}.conv", b, c, c, 3, hw, count=3),
-                   _conv(f"layer{i}.0.shortcut", b, cin, c, 1, hw)]
+                   _conv(f"layer{i}.0.shortcut", b, cin, c, 1, hw, stride=2)]
         cin = c
     layers.append(Layer("fc", b, 10, 512, relu_input=False, relu_output=False))
     return layers
@@ -167,16 +171,17 @@ def vgg16_cifar(batch: int = 128) -> list[Layer]:
 def resnet50_imagenet(batch: int = 64) -> list[Layer]:
     """ResNet-50 at 224x224 (torchvision v1.5: stride on the 3x3 of each bottleneck)."""
     b = batch
-    layers = [_conv("conv1", b, 3, 64, 7, 112, relu_input=False, input_grad=False)]
+    layers = [_conv("conv1", b, 3, 64, 7, 112, relu_input=False, input_grad=False, stride=2)]
     cin = 64
     for i, (w, blocks, hw) in enumerate(((64, 3, 56), (128, 4, 28), (256, 6, 14), (512, 3, 7)), start=1):
         out = 4 * w
         after_pool = 9 if i == 1 else 1  # layer1 reads the stem's 3x3 max pool
+        down = 1 if i == 1 else 2  # from layer2 on the first 3x3 and the downsample halve
         layers += [
             _conv(f"layer{i}.0.conv1", b, cin, w, 1, hw if i == 1 else 2 * hw, input_window=after_pool),
-            _conv(f"layer{i}.0.conv2", b, w, w, 3, hw),
+            _conv(f"layer{i}.0.conv2", b, w, w, 3, hw, stride=down),
             _conv(f"layer{i}.0.conv3", b, w, out, 1, hw),
-            _conv(f"layer{i}.0.downsample", b, cin, out, 1, hw, input_window=after_pool),
+            _conv(f"layer{i}.0.downsample", b, cin, out, 1, hw, input_window=after_pool, stride=down),
         ]
         if blocks > 1:
             layers += [_conv(f"layer{i}.conv1", b, out, w, 1, hw, count=blocks - 1),
