@@ -123,33 +123,37 @@ def _detach_stdout() -> None:
 
 
 def read_input(path: str, binary: bool = False) -> tuple[str | bytes, str]:
-    """Read a file or stdin ('-'); returns (content, display name)."""
+    """Read a file or stdin ('-'), once; returns (content, display name). Text is UTF-8 with
+    universal newlines; a byte that is not UTF-8 is an error at its line and column."""
     try:
         if path == "-":
-            return (sys.stdin.buffer.read() if binary else sys.stdin.read()), "<stdin>"
-        with open(path, "rb" if binary else "r", encoding=None if binary else "utf-8") as fh:
-            return fh.read(), path
+            if not binary and not hasattr(sys.stdin, "buffer"):  # replaced by a text stream
+                return sys.stdin.read(), "<stdin>"
+            data, name = sys.stdin.buffer.read(), "<stdin>"
+        else:
+            with open(path, "rb") as fh:
+                data, name = fh.read(), path
     except OSError as exc:
         raise UserError(f"{path}: error: cannot read: {exc.strerror}") from None
+    if binary:
+        return data, name
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UserError(_not_utf8(path)) from None
+        raise UserError(_not_utf8(data, name)) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n"), name
 
 
-def _not_utf8(path: str) -> str:
-    """``path:line:col: error: not UTF-8 text (byte 0x..)`` at the first byte that is not
-    (the compiler's diagnostic; stdin, which cannot be read again, without the place)."""
+def _not_utf8(data: bytes, name: str) -> str:
+    """``name:line:col: error: not UTF-8 text (byte 0x..)`` at the first byte that is not
+    (the compiler's located diagnostic)."""
     from acf.compiler.diagnostics import IRError, decode_utf8
 
-    if path == "-":
-        return "<stdin>: error: not UTF-8 text"
     try:
-        with open(path, "rb") as fh:
-            decode_utf8(fh.read(), path)
+        decode_utf8(data, name)
     except IRError as exc:
         return str(exc)
-    except OSError:
-        pass
-    return f"{path}: error: not UTF-8 text"
+    return f"{name}: error: not UTF-8 text"
 
 
 def write_output(path: str | None, data: str | bytes) -> None:

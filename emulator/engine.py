@@ -254,8 +254,9 @@ class Engine(Durations):
         heapq.heappush(self.heap, (cycle, phase, q, self.seq, fn, arg))
 
     def trap(self, msg: str, cycle: int, where: Where | None = None, kind: str = "trap",
-             address: str = "", other: Where | None = None) -> EmulatorTrap:
-        return EmulatorTrap(msg, cycle, where, kind, address, other)
+             address: str = "", other: Where | None = None, blocked: tuple[Where, ...] = ()
+             ) -> EmulatorTrap:
+        return EmulatorTrap(msg, cycle, where, kind, address, other, blocked)
 
     # ---- dispatcher ------------------------------------------------------------------------
     def _dispatch(self, D: int) -> None:
@@ -523,5 +524,5 @@ class Engine(Durations):
                 heads.append(f"{p.where} {why}")
                 blocked.append(p)
         first = min(blocked, key=lambda p: p.seq).where if blocked else None
-        raise EmulatorTrap("token deadlock: nothing can progress; " + "; ".join(heads), self.now,
-                           first, "deadlock", blocked=tuple(p.where for p in blocked))
+        raise self.trap("token deadlock: nothing can progress; " + "; ".join(heads), self.now,
+                        first, "deadlock", blocked=tuple(p.where for p in blocked))

@@ -171,7 +171,7 @@ def _loaded_hardware(target: str, overrides: str, config_hash: str) -> dict[str,
 def hardware_of(r: dict[str, Any]) -> dict[str, Any] | None:
     """The row's recorded hardware figures (rows before they were recorded: the target's,
     loaded)."""
-    return r.get("hardware") or _loaded_hardware(r["target"], json.dumps(r.get("overrides") or {}),
+    return r.get("hardware") or _loaded_hardware(r["target"], json.dumps(r.get("overrides") or {}, sort_keys=True),
                                                  r.get("config_hash", ""))
 
 
@@ -239,8 +239,10 @@ def _nodes_text(rows: list[dict[str, Any]]) -> str:
     by_node: dict[int, set[str]] = defaultdict(set)
     for r in rows:
         by_node[int(r["tech_node_nm"])].add(label(r))
-    if len(by_node) <= 1:
-        return f"{next(iter(by_node), 45)} nm"
+    if not by_node:
+        return "no node (no rows)"
+    if len(by_node) == 1:
+        return f"{next(iter(by_node))} nm"
     main = max(by_node, key=lambda n: (len(by_node[n]), n))  # a tie: the tables' (larger) node
     rest = "; ".join(f"{', '.join(sorted(by_node[n]))} at {n} nm" for n in sorted(by_node) if n != main)
     return f"{main} nm, except {rest}"
@@ -453,9 +455,8 @@ def bf16_iso_peak_caveat(tf32_step: dict[str, Any] | None, bf16_step: dict[str, 
     """Whether the bf16-amp step's iso-peak line is fair. It scales ACF to the GPU's dense
     bf16 peak, twice the TF32 one: fair only if the measured step is bound by that peak, so a
     step that ran no faster in bf16-amp than in fp32 (TF32) is not, and its iso-peak speedup
-    comes out ``bf16/tf32 time x bf16/tf32 peak`` times the TF32 line's (the H200 anchors:
-    ResNet-18 8.33 vs 7.07 ms, VGG-16 19.70 vs 6.39 ms, BERT 29.91 vs 23.23 ms). Returns the
-    flag, the time ratio and the caveat the line and the summary state (empty when fair)."""
+    comes out ``bf16/tf32 time x bf16/tf32 peak`` times the TF32 line's. Returns the flag,
+    the time ratio and the caveat the summary states (empty when fair)."""
     if tf32_step is None or bf16_step is None:
         return {"bf16_amp_not_faster_than_tf32": False, "bf16_amp_over_tf32_time": None,
                 "iso_peak_caveat": ""}
@@ -502,9 +503,7 @@ def _gpu_line(acf: dict[str, Any], step: dict[str, Any], dtype: str, per_sample:
     iso = bl.iso_peak_time(acf["seconds"], acf["peak_macs_per_s"], "H200", dtype)
     pw = bl.iso_power_time(acf["seconds"], acf["energy_j"], "H200", node)
     ar = bl.iso_area_time(acf["seconds"], acf["area_mm2"], node, "H200")
-    iso_text = iso["normalization"]
-    if caveat["iso_peak_caveat"]:
-        iso_text += f"; caution: {caveat['iso_peak_caveat']}"
+    iso_text = iso["normalization"]  # the caveat is stated once, below the table
     return {
         "gpu_row": step["name"], "gpu_time_s": step["time_s"], "gpu_energy_j": step["energy_j"],
         "gpu_per_sample": per_sample,
@@ -551,9 +550,10 @@ def compare_points(rows: list[dict[str, Any]], model: str = "resnet18-cifar", sp
 
 def comparison(rows: list[dict[str, Any]], model: str = "resnet18-cifar", sparsity: float = 0.9,
                anchors=None) -> dict[str, Any] | None:
-    """The comparison at the default point of :func:`compare_points` (None where there is none)."""
+    """The comparison at the default point of :func:`compare_points` (None where no acf-base
+    row has the default settings)."""
     found, _ = compare_points(rows, model, sparsity, anchors)
-    return found[0] if found else None
+    return found[0] if found and not _departures(found[0]["point"]) else None
 
 
 def _no_comparison(rows: list[dict[str, Any]], at: list[dict[str, Any]], model: str, sparsity: float) -> str:
@@ -611,10 +611,10 @@ def _md_comparisons(found: list[dict[str, Any]]) -> list[str]:
     L: list[str] = []
     if len(found) > 1:
         c = found[0]
+        first = ", the default settings first" if not _departures(c["point"]) else ""
         L += [f"{c['model']} at {100 * c['sparsity']:g} % sparsity ran at {len(found)} points "
               f"(they differ in {_join([_SETTING_NAME.get(k, k) for k in c['varying']])}): "
-              "each is compared on its own below, "
-              "the default settings first.", ""]
+              f"each is compared on its own below{first}.", ""]
     for c in found:
         L += _md_comparison(c) + [""]
     return L[:-1]

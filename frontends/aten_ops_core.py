@@ -356,7 +356,8 @@ def _pow(ctx: ConvertContext, node: fx.Node) -> Value:
         power = _integer_power(ctx, x, int(abs(p)))
         return power if p > 0 else ctx.emit("graph.div", [ctx.const(1.0), power])
     raise ctx.unsupported(f"exponent {p:g} (the graph dialect has no pow: exponents 0.5, "
-                          f"-0.5 and integers up to {POW_MAX_INT} in magnitude are supported)")
+                          f"-0.5 and non-zero integers up to {POW_MAX_INT} in magnitude are "
+                          "supported)")
 
 
 def _integer_power(ctx: ConvertContext, x: Value, n: int) -> Value:

@@ -73,7 +73,8 @@ def _label_classes(node: fx.Node) -> int | None:
         target_at = {aten.nll_loss_forward.default: 1, aten.nll_loss_backward.default: 2}.get(
             user.target)  # type: ignore[arg-type]
         if target_at is not None and len(user.args) > target_at and user.args[target_at] is node:
-            return int(user.args[target_at - 1].meta["val"].shape[1])  # type: ignore[union-attr]
+            shape = user.args[target_at - 1].meta["val"].shape  # type: ignore[union-attr]
+            return int(shape[1] if len(shape) > 1 else shape[0])  # (N, C) or one sample's (C,)
     return None
 
 

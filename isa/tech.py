@@ -17,9 +17,8 @@ from __future__ import annotations
 #
 # From 45 nm down the paper fits high-performance (HP) and low-power (LP) devices apart.
 # A GPU is built on a high-performance process, so every row from 45 nm down is an HP fit:
-# one consistent family. Earlier versions took 45 and 32 nm from the LP fits
-# (1.103, -0.362, 0.2767 and 0.9559, -0.7823, 0.471) beside HP fits at 20-7 nm, which gave
-# 45->7 nm a factor of 0.0470 instead of the HP family's 0.0555.
+# one consistent family (the LP fits at 45 and 32 nm, 1.103, -0.362, 0.2767 and 0.9559,
+# -0.7823, 0.471, beside HP ones below would give 45->7 nm 0.0470 instead of 0.0555).
 # Source of the coefficients: the UCLA NanoCAD transcription of the paper's tables,
 # github.com/wromaszkan/nodeScale, nodeScale.py (commit a912c607668e), ``depCoeffDict``,
 # energy columns 4-6 of rows '130', '90', '65' (one fit each), 'HP45', 'HP32', 'HP20',
@@ -38,8 +37,8 @@ _AREA_FROM_45 = {130: 6.4, 90: 2.8, 65: 1.5, 45: 1.0, 32: 0.46, 20: 0.21, 16: 0.
 # Nominal supply per node. 45 and 32 nm: the nominal Vdd the PTM high-performance model
 # cards state (PTM HP 45 nm "nominal Vdd = 1.0V", PTM HP 32 nm "nominal Vdd = 0.9V"; the LP
 # cards' 45 nm figure is 1.1 V), the models the paper's 45/32 nm HP fits simulate.
-# 130-65 nm and 20-7 nm: the values this module has always used, not re-checked here
-# against the paper's own table.
+# 130-65 nm and 20-7 nm: common nominal supplies of those nodes, not checked against the
+# paper's own table.
 NOMINAL_VDD = {130: 1.3, 90: 1.2, 65: 1.1, 45: 1.0, 32: 0.9, 20: 0.9, 16: 0.85, 14: 0.8, 10: 0.75, 7: 0.7}
 SCALING_CITATION = ("Stillmaker & Baas, Integration 58 (2017) 74-81: energy polynomial in Vdd per "
                     "node (high-performance fits from 45 nm down), nominal Vdd per node; nodes "

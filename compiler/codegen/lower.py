@@ -152,7 +152,7 @@ def _integer_arithmetic_refusal(op: Operation) -> str | None:
     training steps need them (the PyTorch frontend emits batch norm's
     ``num_batches_tracked + 1`` as an i64 graph.add), and their counters, ids and
     labels stay far below it. Division is refused: in fp32 it is true division, wrong
-    for integers of any size (7 / 2 gave 3.5, not 3)."""
+    for integers of any size (7 / 2 is 3.5 there, not 3)."""
     if not op.results or getattr(op.results[0].type, "element", "f32") == "f32":
         return None
     if op.name in INTEGER_DIVISION:
@@ -180,11 +180,21 @@ def _nm_values(func: FuncOp) -> list[Value]:
     return [v for v in values if _nm_group(v)]
 
 
+def _splits_groups(v: Value, side: int) -> bool:
+    """Whether packed tiles of ``side`` columns cut an N:M value's groups of M columns (a
+    value no wider than the side is one tile: nothing to cut)."""
+    from acf.isa.symbols import as_2d_shape
+
+    m = _nm_group(v)
+    return bool(m) and side < as_2d_shape(v.type.shape)[1] and side % m != 0  # type: ignore[union-attr]
+
+
 def fit_nm_groups(func: FuncOp, target: Target, tiling: Tiling) -> Tiling:
-    """The tiler's side, smaller where it would split the M-column groups of an N:M tensor
-    (a packed tile holds whole groups; 52 on acf-small split nm2:8's groups of 8): the
-    largest multiple of every such M, and of the PE array where one fits, not above it."""
-    groups = {_nm_group(v) for v in _nm_values(func)}
+    """The tiler's side, smaller where it would cut the M-column groups of an N:M tensor
+    wider than one tile (a packed tile holds whole groups, e.g. nm2:8 on acf-small, whose
+    side is 52): the largest multiple of every such M, and of the PE array where one fits,
+    not above it."""
+    groups = {_nm_group(v) for v in _nm_values(func) if _splits_groups(v, tiling.t)}
     if not groups:
         return tiling
     group = math.lcm(*groups)
@@ -203,16 +213,19 @@ def tiler_choice(func: FuncOp, target: Target) -> Tiling:
 
 
 def _check_nm_tile(where: Operation | FuncOp, v: Value, tiling: Tiling, tile: object) -> None:
-    """A packed tile side narrower than an N:M tensor must hold whole groups of M columns
-    (else packing it failed with a FormatError traceback)."""
+    """A packed tile side narrower than an N:M tensor must hold whole groups of M columns:
+    the format cannot store part of a group."""
     from acf.isa.symbols import as_2d_shape
 
+    if not _splits_groups(v, tiling.t):
+        return
     m = _nm_group(v)
     cols = as_2d_shape(v.type.shape)[1]  # type: ignore[union-attr]
-    if not m or tiling.t >= cols or tiling.t % m == 0:
-        return
     forced = "x".join(map(str, tile)) if isinstance(tile, tuple | list) else str(tile)
-    side = f"tile {forced}" if forced == str(tiling.t) else f"tile {forced} (packed side {tiling.t})"
+    if not tile:  # the tiler's own side (no tile was forced) still cut the groups
+        side = f"the tiler's side {tiling.t}"
+    else:
+        side = f"tile {forced}" if forced == str(tiling.t) else f"tile {forced} (packed side {tiling.t})"
     name = f"'%{v.name_hint}'" if v.name_hint else "a value"
     raise error_at(where, f"{side} splits the groups of {m} columns of {name}, stored "
                           f"N:M with M = {m} (a packed tile holds whole groups): use a tile "
@@ -452,7 +465,7 @@ def _copy_returned_arguments(func, plan, target, tiling, hyper, prog, summary, o
 
 def _check_grouped_conv_storage(op: Operation, sparse: Value | None) -> None:
     """Refuse, at the user's op, a grouped convolution whose rewrite would slice a sparse
-    operand (else the refusal came from a 'graph.slice' the user never wrote)."""
+    operand: the user wrote the convolution, not the per-group slices it becomes."""
     if sparse is None:
         return
     from ..sparse_encoding import encoding_to_format

@@ -57,7 +57,7 @@ def split_grouped_conv(op: Operation) -> list[Value] | None:
     elif kind == "conv2d_backward_input":
         g, w = op.operands
         x = None
-    else:  # a mask operand samples the weight gradient: applied to the per-group result
+    else:  # a mask operand samples the weight gradient (a dense one per group, a sparse one after)
         g, x = op.operands[0], op.operands[1]
         w = None
     mask = op.operands[2] if kind == "conv2d_backward_weight" and len(op.operands) > 2 else None

@@ -156,14 +156,16 @@ def test_summary_names_the_node_of_each_row(scaled_rows, tmp_path) -> None:
     assert " J per step (45 nm; GEMMs only" in text
 
 
-def test_rows_from_before_the_fix_are_read_at_their_real_node(scaled_rows) -> None:
-    """A row written before rows recorded their hardware says 45 nm and the unscaled area
-    for a 7 nm energy: the report takes the node and area from the target's config."""
+def test_rows_without_hardware_figures_are_read_at_their_real_node(scaled_rows) -> None:
+    """A row of schema 1 (no ``hardware``) says 45 nm and the unscaled area for a 7 nm
+    energy: the report takes the node and area from the target's config."""
     new = {**scaled_rows["7"], "model": "resnet18-cifar"}  # a model with a measured H200 step
     old = {k: v for k, v in new.items() if k != "hardware"}
     old.update(tech_node_nm=45, area_mm2=new["area_mm2"] / 0.059)
     anchors = baselines.load_anchors()
-    c = report.comparison([old], "resnet18-cifar", 0.9, anchors)
+    found, _ = report.compare_points([old], "resnet18-cifar", 0.9, anchors)
+    c = found[0]  # the only point (tech.scale_to_nm=7: not the default settings)
+    assert report.comparison([old], "resnet18-cifar", 0.9, anchors) is None
     right = report.gpu_comparison(new, anchors, "resnet18-cifar")
     for key in ("energy_reduction_scaled", "speedup_iso_area", "speedup_iso_power"):
         assert c["gpu"][0][key] == pytest.approx(right[0][key], rel=1e-12), key

@@ -118,9 +118,9 @@ def _in_packed_view(ctx: KernelContext, a: Buffer, b: Buffer | None, out: Buffer
     """The full-shape operands and result in the 2-D view of the packed sparse ones among
     them. Packed tiles cover dim 0 x the other dims (``Buffer.rows_cols``), a dense buffer
     the leading dims x the last: of a rank > 2 tensor these differ, and a dense operand
-    read in its own view beside a packed one read the wrong elements (a dense
-    2x1x3x3 + 2x1x3x3 stored csr gave wrong values; a csr mask of a dense 2x1x3x3 was an
-    internal error). Row-major, a dense buffer reads the same in any view."""
+    read in its own view beside a packed one would read other elements than the packed
+    one's (e.g. a dense 2x1x3x3 + 2x1x3x3 stored csr). Row-major, a dense buffer reads the
+    same in any view."""
     full = [x for x in (a, out, addend, b if role == "tile" else None) if x is not None]
     views = {x.rows_cols for x in full if x.sparse}
     if not views:
