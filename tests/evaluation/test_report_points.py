@@ -11,7 +11,7 @@ import pytest
 
 from acf.evaluation import baselines, report
 from acf.evaluation.runner import RunSpec, hardware_figures, load, run_spec
-from acf.evaluation.sweep import Grid, SweepError, latest_rows, parse_sets, point_key, run_sweep
+from acf.evaluation.sweep import Grid, SweepError, latest_rows, parse_sets, point_key
 
 
 def fake_row(target: str, seconds: float, energy_j: float = 1.0, model: str = "tiny-mlp",
