@@ -65,6 +65,25 @@ def test_label_smoothing_under_torch_compile_matches_eager() -> None:
     torch.testing.assert_close(fabric.fc.bias.grad, model.fc.bias.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_cross_entropy_of_one_unbatched_sample_is_refused_at_the_users_line() -> None:
+    """An unbatched (C,) input has its class count as its only dimension (reading shape[1]
+    was an IndexError traceback); one label that is not a row of labels is then refused,
+    naming the user's line."""
+    import acf.frontends.backend  # noqa: F401  (registers backend="acf")
+
+    class OneSample(SmoothedLoss):
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(self.fc(x), labels, label_smoothing=0.2)  # one sample
+
+    torch._dynamo.reset()
+    compiled = torch.compile(OneSample(), backend="acf", dynamic=False)
+    with pytest.raises(Exception) as info:
+        compiled(torch.randn(8), torch.tensor(2))
+    line = _line_of("# one sample", OneSample.forward)
+    assert f"{__file__}:{line}:" in str(info.value)
+    assert "targets that are not one label per row" in str(info.value)
+
+
 # --- integer powers, rsqrt --------------------------------------------------------------
 class Powers(nn.Module):
     def __init__(self) -> None:

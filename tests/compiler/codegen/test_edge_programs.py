@@ -332,6 +332,18 @@ def test_the_tilers_side_keeps_nm_groups_whole(fmt: str, cols: int) -> None:
     np.testing.assert_array_equal(got[0], want[0])
 
 
+def test_groups_wider_than_the_tilers_side_are_refused_naming_that_side() -> None:
+    """nm1:64's groups are wider than acf-small's side of 52, so no multiple of them fits:
+    the refusal names the tiler's side (no tile was forced, so there is none to name)."""
+    text, _ = _nm_mask_program("nm1:64", 128)
+    with pytest.raises(IRError) as info:
+        compile_module(parse_module(text, "e.acfir"), load_target("acf-small"))
+    assert str(info.value).splitlines()[0] == (
+        "e.acfir:2:8: error: 'graph.mask_apply': the tiler's side 52 splits the groups of 64 "
+        "columns of '%m', stored N:M with M = 64 (a packed tile holds whole groups): use a "
+        "tile side that is a multiple of 64, or at least 128")
+
+
 def test_integer_mean_is_refused() -> None:
     """The mean divides in fp32: the mean of [1, 2] gave 1.5 where the i64 result is 1."""
     text = """graph.func @f(%a: tensor<2x2xi64>) -> (tensor<2xi64>) {
