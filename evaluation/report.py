@@ -21,8 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from acf.evaluation.runner import RunSpec, default_settings
-from acf.evaluation.sweep import canonical_overrides, effective_batch
+from acf.evaluation.runner import RunSpec, default_settings, hardware_figures, load
+from acf.evaluation.sweep import canonical_overrides, check_out_dir, effective_batch
 
 PLOTS = ("speedup_vs_sparsity.png", "energy_vs_sparsity.png", "energy_breakdown.png",
          "utilization.png", "noc_link_load.png", "realized_vs_ideal.png", "accuracy_vs_sparsity.png")
@@ -159,8 +159,6 @@ def _row_label(r: dict[str, Any], shown: Mapping[str, tuple[str, ...]]) -> str:
 def _loaded_hardware(target: str, overrides: str, config_hash: str) -> dict[str, Any] | None:
     """The hardware figures of a target as loaded now, if it still has the config the row
     was measured on (else None: the figures would describe another design)."""
-    from acf.evaluation.runner import hardware_figures, load
-
     try:
         t = load(RunSpec("", 0.0, target, overrides=tuple(json.loads(overrides).items())))
     except (OSError, ValueError):  # a target gone or changed past loading (TargetError): no figures
@@ -846,8 +844,6 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path | str, anchors=None, 
                  command: str = "", borrowed: Mapping[str, list[dict[str, Any]]] | None = None) -> Path:
     """``borrowed``: rows of ``rows`` measured by another sweep, by where they were
     measured (``{"../sweep_main": reference_rows}``): the summary marks them."""
-    from acf.evaluation.sweep import check_out_dir
-
     out = Path(out_dir)
     check_out_dir(out, OUTPUT_FILES)  # before a plot is drawn: one line, not a traceback
     rows = [_at_recorded_node(r) for r in rows if r.get("status", "ok") == "ok"]
