@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import fx
-from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from ..compiler.ir import Value
+from ..compiler.shape_rules import pool2d_shape
 from .aten_ops_core import _reshape
 from .aten_to_ir import ConvertContext, PoolIndices, converter
 from .gathers import adaptive_bins, along
+from .ir_builder import constant_array
 
 aten = torch.ops.aten
 
@@ -238,16 +239,10 @@ def _max_pool_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     if _pair(node.args[5]) != [1, 1]:
         raise ctx.unsupported("dilated max pooling")
     attrs = _pool_attrs(ctx, node, 2)
-    if node.args[6] and _floor_windows(x, attrs) != tuple(g.type.shape[2:]):  # type: ignore[union-attr]
+    if node.args[6] and pool2d_shape(x.type, attrs)[2:] != g.type.shape[2:]:  # type: ignore[arg-type, union-attr]
         raise ctx.unsupported("ceil-mode max pooling that adds a window")
     # ceil mode adding no window pools as floor mode does (the forward checks the same)
     return ctx.emit("graph.max_pool2d_backward", [g, x], **attrs)
-
-
-def _floor_windows(x: Value, attrs: dict[str, Any]) -> tuple[int, ...]:
-    """The output height and width of a floor-mode pooling of ``x``."""
-    return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(
-        x.type.shape[2:], attrs["kernel_size"], attrs["stride"], attrs["padding"]))  # type: ignore[union-attr]
 
 
 def _avg_attrs(ctx: ConvertContext, node: fx.Node, first: int) -> dict[str, Any]:
@@ -493,25 +488,23 @@ def _rows_may_be_all_neg_inf(ctx: ConvertContext, scores: Any, axis: int) -> boo
     """Whether a row of ``scores`` along ``axis`` may be all -inf: not where no -inf can
     reach them, nor where they are ``x + mask`` with no -inf reaching x and a constant mask
     (attention's, causal ones included, folded on the host) none of whose rows is all -inf."""
-    if not isinstance(scores, fx.Node) or not _may_hold_neg_inf(scores):
+    if not isinstance(scores, fx.Node) or not _may_hold_neg_inf(ctx, scores):
         return False
     if scores.target != aten.add.Tensor or scores.kwargs.get("alpha", 1) != 1:
         return True
     for x, mask in (scores.args[:2], scores.args[1::-1]):
-        array = _constant_array(ctx, mask)
-        if isinstance(x, fx.Node) and array is not None and not _may_hold_neg_inf(x):
+        array = _converted_constant(ctx, mask)
+        if isinstance(x, fx.Node) and array is not None and not _may_hold_neg_inf(ctx, x):
             full = np.broadcast_to(array, ctx.shape(scores))
             return bool(np.any(np.all(full == -np.inf, axis=axis)))
     return True
 
 
-def _constant_array(ctx: ConvertContext, arg: Any) -> np.ndarray | None:
-    """The value of an FX argument converted to a ``graph.constant``, else None."""
+def _converted_constant(ctx: ConvertContext, arg: Any) -> np.ndarray | None:
+    """The value of an FX argument converted to a ``graph.constant`` itself, else None (a
+    broadcast of one, an expanded mask, is not read: scores with one keep the safe softmax)."""
     v = ctx.env.get(arg) if isinstance(arg, fx.Node) else None
-    op = v.defining_op if isinstance(v, Value) else None
-    if op is None or op.name != "graph.constant":
-        return None
-    return np.asarray(op.attributes["value"].array)  # type: ignore[union-attr]
+    return constant_array(v, through_broadcasts=False) if isinstance(v, Value) else None
 
 
 #: GEMMs: their results are taken to be finite (what a GEMM reads is: an attention mask is
@@ -541,7 +534,7 @@ _PASS_INF = frozenset({
 })
 
 
-def _may_hold_neg_inf(root: fx.Node) -> bool:
+def _may_hold_neg_inf(ctx: ConvertContext, root: fx.Node) -> bool:
     """Whether -inf can reach ``root`` (conservatively): from a step input (an additive
     attention mask), a constant or a number argument that is infinite (a mask built from
     literals, ``masked_fill(-inf)``) or an op not known to pass only finite values on;
@@ -554,7 +547,9 @@ def _may_hold_neg_inf(root: fx.Node) -> bool:
             continue
         seen.add(n)
         if n.op == "get_attr":
-            if _holds_infinity(getattr(n.graph.owning_module, str(n.target))):
+            # already converted to a constant, as is every node upstream of the current one
+            array = _converted_constant(ctx, n)
+            if array is None or not np.all(np.isfinite(array)):
                 return True
             continue
         if n.op != "call_function":
@@ -573,13 +568,6 @@ def _has_infinite_number(args: Any) -> bool:
     if isinstance(args, dict):
         return any(_has_infinite_number(a) for a in args.values())
     return isinstance(args, float) and not np.isfinite(args)
-
-
-def _holds_infinity(tensor: Any) -> bool:
-    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-        return False
-    with unset_fake_temporarily():
-        return not bool(torch.isfinite(tensor).all())
 
 
 @converter(aten._log_softmax.default)

@@ -144,9 +144,10 @@ class FuncBuilder:
         ``relu_backward(a, cond) + relu_backward(b, 1 - cond)``. relu_backward is a select,
         so the side not taken adds an exact 0: an infinite or NaN operand where it is not
         taken leaves no trace (``b - relu_backward(b, cond)`` would make inf - inf = NaN)."""
-        uniform = _uniform_constant(cond)
-        if uniform is not None:  # a constant condition the same everywhere picks a side
-            return a if uniform else b
+        array = constant_array(cond)
+        if array is not None and array.size and np.all(array == array.flat[0]):
+            # a constant condition the same everywhere picks a side
+            return a if array.flat[0] != 0 else b
         kept_a = self.one("graph.relu_backward", [a, cond])
         kept_b = self.one("graph.relu_backward", [b, self.complement(cond)])
         return self.one("graph.add", [kept_a, kept_b])
@@ -155,23 +156,24 @@ class FuncBuilder:
         """``1 - cond`` of a 0/1 condition (on the host when it is a constant: a mask built
         from literals)."""
         op = cond.defining_op
-        if op is not None and op.name == "graph.constant":
-            array = np.asarray(op.attributes["value"].array, np.float32)  # type: ignore[union-attr]
-            return self.constant(np.float32(1.0) - array)
-        if op is not None and op.name == "graph.broadcast_to":  # of a constant, maybe
+        if op is not None and op.name == "graph.broadcast_to":
+            # complemented before the broadcast: fewer elements, and a constant stays one
             inner = self.complement(op.operands[0])
             return self.one("graph.broadcast_to", [inner], shape=list(cond.type.shape))  # type: ignore[union-attr]
+        array = constant_array(cond)
+        if array is not None:
+            return self.constant(np.float32(1.0) - np.asarray(array, np.float32))
         return self.one("graph.sub", [self.constant(1.0), cond])
 
 
-def _uniform_constant(cond: Value) -> bool | None:
-    """True/False where ``cond`` is a constant (or a broadcast one) all 1 / all 0."""
-    op = cond.defining_op
-    while op is not None and op.name == "graph.broadcast_to":
+def constant_array(v: Value, *, through_broadcasts: bool = True) -> np.ndarray | None:
+    """The array of the ``graph.constant`` that ``v`` is, else None; with
+    ``through_broadcasts``, also of the one at the root of a chain of ``graph.broadcast_to``
+    ops ``v`` is the result of. The array has the constant's own shape, which broadcasts
+    to ``v``'s; it is the op's attribute itself, not a copy, so it is not to be written."""
+    op = v.defining_op
+    while through_broadcasts and op is not None and op.name == "graph.broadcast_to":
         op = op.operands[0].defining_op
     if op is None or op.name != "graph.constant":
         return None
-    array = np.asarray(op.attributes["value"].array)  # type: ignore[union-attr]
-    if array.size == 0 or not np.all(array == array.reshape(-1)[0]):
-        return None
-    return bool(array.reshape(-1)[0] != 0)
+    return np.asarray(op.attributes["value"].array)  # type: ignore[union-attr]

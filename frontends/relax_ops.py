@@ -20,6 +20,7 @@ import numpy as np
 
 from ..compiler.ir import Value
 from .gathers import along
+from .ir_builder import constant_array
 from .relax import RELAX_ELEMENT, Compare, RelaxContext
 
 RelaxConverter = Callable[[RelaxContext], Any]
@@ -210,18 +211,12 @@ def _where(ctx: RelaxContext) -> Value:
     if _is_zero(b):
         return ctx.emit("graph.relu_backward", [_broadcast(ctx, a, shape), z])
     b = _broadcast(ctx, b, shape)
-    if _is_zero(a) and not _is_constant(b):
+    if _is_zero(a) and constant_array(b) is None:
         # a gradient (ReLU's), finite: b less its part where z > 0 is exact
         return ctx.emit("graph.sub", [b, ctx.emit("graph.relu_backward", [b, z])])
     # maybe a -inf fill (a mask): a select adding an exact 0 for the side not taken
     # (b - relu_backward(b, z) would be -inf - -inf = NaN where a is taken)
     return ctx.b.select_positive(_broadcast(ctx, a, shape), b, z)
-
-
-def _is_constant(v: Value) -> bool:
-    while v.defining_op is not None and v.defining_op.name == "graph.broadcast_to":
-        v = v.defining_op.operands[0]
-    return v.defining_op is not None and v.defining_op.name == "graph.constant"
 
 
 # --- shapes -----------------------------------------------------------------------------
