@@ -159,10 +159,10 @@ def analyse(dense: dict, sparse: dict) -> dict:
 
 
 def versus_h200(acf: dict, batch: int) -> list[dict]:
-    """The H200 comparison of ``evaluation.report``, the GPU step (measured at batch 128)
+    """The H200 comparison of ``evaluation.gpu_tables``, the GPU step (measured at batch 128)
     scaled per sample to ``batch``."""
     from acf.evaluation.baselines import load_anchors
-    from acf.evaluation.report import gpu_comparison
+    from acf.evaluation.gpu_tables import gpu_comparison
 
     rows = gpu_comparison(acf, load_anchors(), "resnet18-cifar", per_sample=batch / 128,
                           scope="ACF: the whole training step; GPU: the whole measured step")

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from acf.evaluation import baselines, calibration, report
-from acf.evaluation.sweep import Grid, latest_rows, read_rows, run_sweep
+from acf.evaluation.points import latest_rows
+from acf.evaluation.sweep import Grid, read_rows, run_sweep
 
 MODELS = ["mlp", "resnet18-cifar", "vgg16-cifar", "resnet50-imagenet", "bert-base-layer"]
 TARGETS = ["acf-base", "acf-dense", "procrustes-like", "tensordash-like", "sigma-like",

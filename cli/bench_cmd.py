@@ -77,7 +77,8 @@ def _comparisons(text: str) -> list[tuple[str, float]]:
 
 def run(args: argparse.Namespace) -> int:
     from acf.evaluation import baselines, calibration, report
-    from acf.evaluation.sweep import Grid, SweepError, latest_rows, parse_sets, run_sweep
+    from acf.evaluation.points import latest_rows
+    from acf.evaluation.sweep import Grid, SweepError, parse_sets, run_sweep
 
     try:
         sparsities = list(dict.fromkeys(float(s) for s in _csv(args.sparsity, "--sparsity")))

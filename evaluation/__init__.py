@@ -8,7 +8,11 @@
 
 Modules: ``workloads`` (model layer shapes -> training-step GEMMs -> graph IR, sampling),
 ``runner`` (compile + emulate one run -> one row), ``sweep`` (grids, resumable JSONL/CSV,
-process pool / Ray), ``baselines`` (measured H200 anchors, datasheet rooflines, live CPU,
+process pool / Ray), ``points`` (which rows are one point, the latest row of each, pairing
+with acf-dense), ``baselines`` (measured H200 anchors, datasheet rooflines, live CPU,
 normalizations, Stillmaker & Baas node scaling), ``calibration`` (peers vs their papers),
-``report`` (summary.md, comparison.json, plots).
+``report`` (summary.md, comparison.json, plots) and its parts: ``labels`` (rows in words),
+``hardware`` (the targets' figures and node), ``comparison`` (acf-base against the other
+targets at a point), ``gpu_tables`` (the H200 step and GPU baselines), ``plots`` and
+``outputs`` (the report's file names).
 """

@@ -367,7 +367,6 @@ def _nvml_energy_mj(dev) -> float | None:
 
 # ---- technology scaling: the shared implementation lives in acf.isa.tech ----------------------
 from acf.isa.tech import (  # noqa: E402
-    NOMINAL_VDD,
     SCALING_CITATION,
     _node,
     area_factor,

@@ -6,24 +6,24 @@ process (``jobs=1``) or on Ray (``executor="ray"``, imported lazily). Every fini
 appended to ``rows.jsonl`` as one line in one ``write`` on an ``O_APPEND`` descriptor and
 fsynced, so an interrupted sweep loses no finished row; a torn last line is ignored on
 reading. ``rows.csv`` (flat scalar columns) is rewritten atomically from the JSON lines at
-the end.
+the end. Which rows are one point (``--set`` values written one way, the latest row of
+each point) is decided in :mod:`acf.evaluation.points`.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import itertools
 import json
 import os
-import re
-import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acf.evaluation.outputs import OUTPUT_FILES
+from acf.evaluation.points import canonical_set_value
 from acf.evaluation.runner import RunSpec, load, package_version, run_spec
 from acf.evaluation.workloads import MASK_KINDS, MODELS, WorkloadError, check_density, nm_or_error
 
@@ -135,78 +135,6 @@ def parse_sets(items: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
-#: a decimal integer written with leading zeros (``04``, ``-007``, the ``00`` of ``00.5``);
-#: not a hex/octal/binary prefix (``0x20``) and not the digits after a point or an exponent
-_LEADING_ZEROS = re.compile(r"(?<![\w.])([+-]?)0+(?=\d)")
-
-
-def _field_spec(key: str):
-    from acf.isa.target_schema import SCHEMA
-
-    section, _, name = key.partition(".")
-    return SCHEMA.get(section, {}).get(name)
-
-
-def _toml_literal(text: str, numeric: bool) -> Any:
-    """``text`` as the target loader reads a ``--set`` value (a TOML literal, else a bare
-    word), except that a number field takes plain decimals with leading zeros (``04``):
-    TOML refuses them while it takes ``0x20``, and a user means 4."""
-    if numeric:
-        text = _LEADING_ZEROS.sub(r"\1", text)
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _toml_text(value: Any) -> str:
-    """The one way a checked field value is written back as ``--set`` text."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_text(v) for v in value) + "]"
-    text = str(value)
-    # a bare word reads back as itself; anything else ("1", "a b") is quoted
-    return text if _toml_literal(text, numeric=False) == text else json.dumps(text)
-
-
-@functools.lru_cache(maxsize=4096)
-def canonical_set_value(key: str, text: str) -> str:
-    """``text`` parsed to the type the target schema gives ``key`` and printed one way
-    (``0x20``, ``+32``, ``032`` -> ``32``; ``[2,2]`` -> ``[2, 2]``; ``1`` for a GHz field ->
-    ``1.0``). A value the field does not take, or a key outside the schema, is left as it
-    was: loading the target reports it by name."""
-    text = text.strip()
-    spec = _field_spec(key)
-    if spec is None:
-        return text
-    value = _toml_literal(text, numeric=spec.kind in ("int", "float", "grid"))
-    try:
-        return _toml_text(spec.check(value))
-    except (TypeError, ValueError, OverflowError):
-        return text
-
-
-def canonical_overrides(overrides: dict[str, Any] | None) -> dict[str, str]:
-    """A row's ``--set`` values, each written canonically (rows made before the values
-    were canonicalized compare equal to new ones)."""
-    return {k: canonical_set_value(k, v if isinstance(v, str) else _toml_text(v))
-            for k, v in (overrides or {}).items()}
-
-
-def effective_batch(row: dict[str, Any]) -> int | None:
-    """The batch a row ran at: its ``batch``, else its model's default (a row without
-    ``--batch`` and one with the default batch measured the same workload)."""
-    import inspect
-
-    if row.get("batch"):
-        return int(row["batch"])
-    model = MODELS.get(row.get("model", ""))
-    return None if model is None else inspect.signature(model).parameters["batch"].default
-
-
 # ---- rows on disk --------------------------------------------------------------------------
 
 
@@ -298,8 +226,6 @@ def _import_ray():
 
 def output_files() -> tuple[str, ...]:
     """The files a sweep and its report write in the results folder."""
-    from acf.evaluation.report import OUTPUT_FILES
-
     return (ROWS, CSV, CSV + ".tmp") + OUTPUT_FILES
 
 
@@ -422,25 +348,3 @@ def run_sweep(grid: Grid, out_dir: Path | str, jobs: int = 0, executor: str = "p
         last[r.get("run_id", "")] = r
     errors = [last[i] for i in ids if i in last and last[i].get("status") != "ok"]
     return SweepResult(out, rows, written, len(specs) - len(todo), errors)
-
-
-def point_key(row: dict[str, Any]) -> str:
-    """What a row measured, whatever code measured it: its run spec (``--set`` values
-    written canonically, the batch the model ran at) and target config."""
-    from dataclasses import fields
-
-    from acf.evaluation.runner import RunSpec
-
-    spec = {f.name: row.get(f.name) for f in fields(RunSpec)}
-    spec.update(overrides=canonical_overrides(row.get("overrides")), batch=effective_batch(row))
-    return json.dumps({**spec, "config_hash": row.get("config_hash")}, sort_keys=True, default=str)
-
-
-def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per point (:func:`point_key`): the last ok one in the file, so a point
-    rerun by newer code replaces the older code's row instead of standing beside it."""
-    by: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r.get("status") == "ok":
-            by[point_key(r)] = r
-    return list(by.values())

@@ -6,21 +6,19 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
-
-from acf.evaluation import baselines, report
+from acf.evaluation import baselines, labels, outputs, points, report
 from acf.evaluation.sweep import Grid, SweepError, read_rows, run_sweep
 from acf.evaluation.workloads import (
     Workload,
     WorkloadError,
     gemm_ir,
+    model_layers,
     sample_plan,
     training_gemms,
-    model_layers,
     weight_mask,
 )
-
-import numpy as np
 
 CI = dict(models=["tiny-mlp"], sparsities=[0.0, 0.9], targets=["acf-base", "acf-dense"])
 
@@ -132,7 +130,7 @@ def test_noc_configuration_off_ablation() -> None:
                                   noc=noc, max_k_chunks=1)) for noc in ("auto", "unicast")}
     assert all(r["status"] == "ok" and r["noc"] == n for n, r in rows.items())
     assert rows["unicast"]["cycles"] > 1.05 * rows["auto"]["cycles"]
-    assert report.label(rows["unicast"]) == "acf-base[noc=unicast]"
+    assert labels.label(rows["unicast"]) == "acf-base[noc=unicast]"
 
 
 def test_report_writes_every_output(sweep_dir) -> None:
@@ -143,7 +141,7 @@ def test_report_writes_every_output(sweep_dir) -> None:
                                comparisons=(("tiny-mlp", 0.9),))
     text = path.read_text()
     assert "tiny-mlp at 90 %" in text and "Amdahl bound" in text and "fraction of ideal" in text
-    for name in report.PLOTS:
+    for name in outputs.PLOTS:
         p = sweep_dir / name
         assert p.exists() and p.stat().st_size > 1000, name
     assert "## GPU baselines" in text and "cuSPARSE CSR" in text and "2:4 cuSPARSELt" in text
@@ -211,7 +209,7 @@ def test_a_point_rerun_by_newer_code_replaces_its_row_in_reports(tmp_path, monke
     """rows.jsonl keeps both rows, but a report reads one per point (the newer), a value
     listed twice is one point, and an error row a later run replaced is not reported."""
     from acf.evaluation import runner, sweep
-    from acf.evaluation.sweep import latest_rows
+    from acf.evaluation.points import latest_rows
 
     grid = Grid(models=["tiny-mlp"], sparsities=[0.9, 0.9], targets=["acf-base", "acf-base"])
     first = run_sweep(grid, tmp_path, jobs=1, progress=False)
@@ -402,14 +400,14 @@ def test_report_without_accuracy_runs_draws_no_placeholder(sweep_dir, tmp_path) 
     path = report.write_report(_rows(sweep_dir), tmp_path, anchors=None)
     assert not (tmp_path / "accuracy_vs_sparsity.png").exists()
     assert "accuracy_vs_sparsity.png" not in path.read_text()
-    assert all((tmp_path / name).stat().st_size > 1000 for name in report.PLOTS[:6])
+    assert all((tmp_path / name).stat().st_size > 1000 for name in outputs.PLOTS[:6])
 
 
 def test_speedup_against_another_peak_is_marked() -> None:
     r = {"peak_macs_per_s": 121e12, "seconds": 1.0}
     d = {"peak_macs_per_s": 1e12, "seconds": 2.0}
-    assert report._iso_peak(r, d) is None and report._iso_peak(r, {**d, "peak_macs_per_s": 121e12})
-    assert round(report.peak_ratio(r, d)) == 121
+    assert points.same_peak_or_none(r, d) is None and points.same_peak_or_none(r, {**d, "peak_macs_per_s": 121e12})
+    assert round(points.peak_ratio(r, d)) == 121
 
 
 def test_gpu_live_without_cuda_says_why() -> None:

@@ -8,8 +8,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-
-from acf.evaluation import baselines, report
+from acf.evaluation import baselines, gpu_tables, report
 from acf.evaluation.workloads import Workload, model_layers
 
 from .test_report_points import fake_row
@@ -110,7 +109,7 @@ def test_summary_roofline_table_uses_real_tensor_bytes() -> None:
     rows = [fake_row("acf-base", 2.0, model="resnet18-cifar", sparsity=sp) for sp in (0.0, 0.9)]
     for r in rows:
         r["gemms"] = _gemm_rows("resnet18-cifar", r["sparsity"])
-    text = "\n".join(report._md_gpu_baselines(baselines.load_anchors(), rows))
+    text = "\n".join(gpu_tables.md_gpu_baselines(baselines.load_anchors(), rows))
     line = next(x for x in text.splitlines() if x.startswith("| resnet18-cifar | H200 | tf32 |"))
     assert line.startswith("| resnet18-cifar | H200 | tf32 | 0.895 |")
     assert "not a convolution's im2col matrix" in text
@@ -145,7 +144,7 @@ def test_bf16_iso_peak_line_is_flagged_where_bf16_ran_slower() -> None:
     """ResNet-18's H200 step took 8.33 ms in bf16-amp and 7.07 ms in TF32: the bf16 iso-peak
     line (at the dense bf16 peak, 989.5 / 494.5 = 2.001x the TF32 one) gives ACF
     2.001 x 1.178 = 2.36x the TF32 line's speedup."""
-    lines = report.gpu_comparison(_acf(), baselines.load_anchors(), "resnet18-cifar")
+    lines = gpu_tables.gpu_comparison(_acf(), baselines.load_anchors(), "resnet18-cifar")
     tf32, bf16 = lines
     assert bf16["gpu_row"] == "train resnet18-cifar bs=128 bf16-amp"
     assert bf16["bf16_amp_not_faster_than_tf32"] is True
@@ -161,7 +160,7 @@ def test_bf16_iso_peak_line_is_flagged_where_bf16_ran_slower() -> None:
 def test_bf16_iso_peak_line_is_not_flagged_where_bf16_ran_faster() -> None:
     """ResNet-50's bf16-amp step (28.47 ms) beat its TF32 one (32.06 ms): no caveat."""
     acf = fake_row("acf-base", 1e-3, model="resnet50-imagenet")
-    bf16 = report.gpu_comparison(acf, baselines.load_anchors(), "resnet50-imagenet")[1]
+    bf16 = gpu_tables.gpu_comparison(acf, baselines.load_anchors(), "resnet50-imagenet")[1]
     assert bf16["bf16_amp_not_faster_than_tf32"] is False
     assert bf16["bf16_amp_over_tf32_time"] == pytest.approx(0.88798, rel=1e-4)
     assert bf16["iso_peak_caveat"] == "" and "caution" not in bf16["iso_peak"]

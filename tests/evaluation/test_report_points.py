@@ -8,10 +8,10 @@ import random
 import sys
 
 import pytest
-
-from acf.evaluation import baselines, report
+from acf.evaluation import baselines, comparison, gpu_tables, labels, points, report
+from acf.evaluation.points import latest_rows, point_key
 from acf.evaluation.runner import RunSpec, hardware_figures, load, run_spec
-from acf.evaluation.sweep import Grid, SweepError, latest_rows, parse_sets, point_key
+from acf.evaluation.sweep import Grid, SweepError, parse_sets
 
 
 def fake_row(target: str, seconds: float, energy_j: float = 1.0, model: str = "tiny-mlp",
@@ -46,11 +46,11 @@ def test_comparison_pairs_only_rows_of_the_same_point() -> None:
     dense = fake_row("acf-dense", 1.04)
     other_batch = fake_row("acf-dense", 1.69, batch=128)
     for rows in ([base, dense, other_batch], [base, other_batch, dense]):
-        c = report.comparison(rows, "tiny-mlp", 0.9)
+        c = comparison.comparison(rows, "tiny-mlp", 0.9)
         assert vs(c, "acf-dense")["speedup"] == pytest.approx(1.04)
-        assert len(report.compare_points(rows, "tiny-mlp", 0.9)[0]) == 1  # no acf-base at batch 128
+        assert len(comparison.compare_points(rows, "tiny-mlp", 0.9)[0]) == 1  # no acf-base at batch 128
     explicit_default = fake_row("acf-dense", 1.10, batch=32)
-    c = report.comparison([base, explicit_default], "tiny-mlp", 0.9)
+    c = comparison.comparison([base, explicit_default], "tiny-mlp", 0.9)
     assert vs(c, "acf-dense")["speedup"] == pytest.approx(1.10)
 
 
@@ -63,9 +63,9 @@ def test_comparison_does_not_depend_on_the_order_rows_finished_in() -> None:
     for seed in range(4):
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)
-        default = report.comparison(shuffled, "tiny-mlp", 0.9)
+        default = comparison.comparison(shuffled, "tiny-mlp", 0.9)
         assert (default["mask"], vs(default, "acf-dense")["speedup"]) == ("random", 2.0)
-        found, why = report.compare_points(shuffled, "tiny-mlp", 0.9)
+        found, why = comparison.compare_points(shuffled, "tiny-mlp", 0.9)
         assert why is None
         results.append([(c["mask"], vs(c, "acf-dense")["speedup"]) for c in found])
     assert all(r == [("random", 2.0), ("magnitude", 3.0)] for r in results)
@@ -78,7 +78,7 @@ def test_gpu_baseline_tables_pair_rows_of_one_point() -> None:
             fake_row("acf-base", 1.0, model="mlp", batch=64), fake_row("acf-dense", 5.0, model="mlp", batch=64),
             fake_row("acf-base", 4.0, model="mlp", sparsity=0.0), fake_row("acf-base", 7.0, model="mlp",
                                                                            sparsity=0.0, batch=64)]
-    text = "\n".join(report._md_gpu_baselines(baselines.load_anchors(), rows[::-1]))
+    text = "\n".join(gpu_tables.md_gpu_baselines(baselines.load_anchors(), rows[::-1]))
     assert ("| 2.00x (random masks; activation density 0.5; batch 128); "
             "5.00x (random masks; activation density 0.5; batch 64) |") in text
     h200 = baselines.iso_peak_time(1.0, rows[0]["peak_macs_per_s"], "H200", "tf32")["time_s"]
@@ -96,7 +96,7 @@ def test_comparison_states_each_targets_hardware() -> None:
     (the rows here carry no hardware figures: the targets are loaded)."""
     rows = [fake_row(t, 1.0) for t in ("acf-base", "acf-dense", "tpu-like", "acf-h200-iso")]
     rows = [{k: v for k, v in r.items() if k != "hardware"} for r in rows]
-    c = report.comparison(rows, "tiny-mlp", 0.9)
+    c = comparison.comparison(rows, "tiny-mlp", 0.9)
     assert vs(c, "acf-dense")["normalization"] == (
         "same hardware: peak (4.10 TMAC/s fp32), clock (1 GHz), memory ports (4 x 32 B/cycle), "
         "DRAM (8 channels, 256 GB/s), global buffer (8 MiB) and node (45 nm)")
@@ -141,7 +141,7 @@ def test_gpu_comparison_scales_from_the_rows_node(scaled_rows) -> None:
     """The same design at 45 nm and reported at 7 nm is the same design at the H200's node:
     every normalized figure agrees (before, the 7 nm row was scaled 45->7 nm again)."""
     anchors = baselines.load_anchors()
-    g45, g7 = (report.gpu_comparison(scaled_rows[nm], anchors, "resnet18-cifar")[0] for nm in ("0", "7"))
+    g45, g7 = (gpu_tables.gpu_comparison(scaled_rows[nm], anchors, "resnet18-cifar")[0] for nm in ("0", "7"))
     for key in ("acf_energy_j_scaled", "energy_reduction_scaled", "speedup_iso_power", "speedup_iso_area"):
         assert g7[key] == pytest.approx(g45[key], rel=1e-9), key
     assert g7["acf_energy_j_scaled"] == pytest.approx(scaled_rows["7"]["energy_j"])
@@ -163,10 +163,10 @@ def test_rows_without_hardware_figures_are_read_at_their_real_node(scaled_rows) 
     old = {k: v for k, v in new.items() if k != "hardware"}
     old.update(tech_node_nm=45, area_mm2=new["area_mm2"] / 0.059)
     anchors = baselines.load_anchors()
-    found, _ = report.compare_points([old], "resnet18-cifar", 0.9, anchors)
+    found, _ = comparison.compare_points([old], "resnet18-cifar", 0.9, anchors)
     c = found[0]  # the only point (tech.scale_to_nm=7: not the default settings)
-    assert report.comparison([old], "resnet18-cifar", 0.9, anchors) is None
-    right = report.gpu_comparison(new, anchors, "resnet18-cifar")
+    assert comparison.comparison([old], "resnet18-cifar", 0.9, anchors) is None
+    right = gpu_tables.gpu_comparison(new, anchors, "resnet18-cifar")
     for key in ("energy_reduction_scaled", "speedup_iso_area", "speedup_iso_power"):
         assert c["gpu"][0][key] == pytest.approx(right[0][key], rel=1e-12), key
     assert c["acf_node_nm"] == 7
@@ -198,7 +198,7 @@ def test_a_value_written_two_ways_runs_once(tmp_path) -> None:
 def test_rows_of_one_value_written_two_ways_are_one_point() -> None:
     a = fake_row("acf-base", 1.0, overrides={"noc.link_bytes": "32"})
     b = {**a, "overrides": {"noc.link_bytes": "0x20"}}
-    assert point_key(a) == point_key(b) and report._point(a) == report._point(b)
+    assert point_key(a) == point_key(b) and points.point_of(a) == points.point_of(b)
     assert latest_rows([a, b]) == [b]
 
 
@@ -250,7 +250,7 @@ def test_compare_at_each_setting_when_no_row_has_the_defaults(tmp_path) -> None:
             "each is compared on its own below") in text
     assert ("## tiny-mlp at 90 % weight sparsity (random masks; activation density 0.5; batch 32; "
             "cluster.lookahead=8; NoC unicast)") in text
-    found, why = report.compare_points(rows, "tiny-mlp", 0.9)
+    found, why = comparison.compare_points(rows, "tiny-mlp", 0.9)
     assert why is None
     assert [(c["point"]["overrides"], c["point"]["noc"]) for c in found] == [
         ({"cluster.lookahead": "1"}, "auto"), ({"cluster.lookahead": "8"}, "auto"),
@@ -278,11 +278,11 @@ def test_labels_name_what_sets_points_apart(tmp_path) -> None:
     rows = [fake_row("acf-base", 1.0), fake_row("acf-base", 2.0, batch=64),
             fake_row("acf-base", 3.0, act_density=0.3), fake_row("acf-base", 4.0, seed=1)]
     text = report.write_report(rows, tmp_path, comparisons=()).read_text()
-    labels = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| tiny-mlp | ")]
-    assert labels == ["acf-base[batch=32,act_density=0.3,seed=0]", "acf-base[batch=32,act_density=0.5,seed=0]",
+    shown = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| tiny-mlp | ")]
+    assert shown == ["acf-base[batch=32,act_density=0.3,seed=0]", "acf-base[batch=32,act_density=0.5,seed=0]",
                       "acf-base[batch=32,act_density=0.5,seed=1]", "acf-base[batch=64,act_density=0.5,seed=0]"]
     # one value of each in the table: nothing to name
-    assert report.label(rows[0], report.distinguishing(rows[:1])["tiny-mlp"]) == "acf-base"
+    assert labels.label(rows[0], labels.distinguishing(rows[:1])["tiny-mlp"]) == "acf-base"
 
 
 # ---- 8: rows from another sweep ------------------------------------------------------------
