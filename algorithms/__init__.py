@@ -40,6 +40,12 @@ def create(name: str, model, optimizer, **options) -> SparsityAlgorithm:
     (``uniform`` | ``erk``), ``params``, ``exclude_first_conv``, ``exclude_last_linear``,
     ``delta_t``, ``t_start``, ``t_end``, ``seed``, ``binder``. Algorithm-specific ones are
     documented on each class. Raises ValueError for unknown names or impossible options.
+
+    The schedule options ``delta_t``, ``t_start``, ``t_end`` only matter to algorithms that
+    update masks on a schedule (``gmp``, ``set``, ``rigl``, ``block``/``vector`` with
+    ``schedule="gmp"``). The others (``static-*``, ``nm``, ``nm-srste``, which remasks every
+    step, and ``schedule="static"``) accept and ignore them, so one set of options fits every
+    algorithm; ``algorithm.ignored_options`` names those given and ignored.
     """
     try:
         cls = REGISTRY[name]

@@ -28,13 +28,18 @@ class GroupMagnitude(GradualMagnitude):
         self.group = group_shape(group, "group")
         self.schedule = schedule
         if schedule == "static":
-            kwargs.setdefault("t_end", 0)
+            self.schedule_options = ()  # pruned once, at construction
         super().__init__(*args, **kwargs)
 
     def sparsity_at(self, name: str, step: int) -> float:
         if self.schedule == "static":
             return 1.0 - self.densities[name]
         return super().sparsity_at(name, step)
+
+    def nnz_at(self, name: str, step: int) -> int:
+        if self.schedule == "static":
+            return self.nnz_target(name)
+        return super().nnz_at(name, step)
 
     def is_update_step(self, step: int) -> bool:
         return self.schedule == "gmp" and super().is_update_step(step)
@@ -45,15 +50,15 @@ class GroupMagnitude(GradualMagnitude):
         for n, p in self.params.items():
             scores = group_scores(p.detach().abs(), br, bc)
             alive = scores.numel()
-            if n in self.masks:  # pruned groups stay pruned
-                live = group_scores(self.masks[n].float(), br, bc) > 0
+            if n in self._masks:  # pruned groups stay pruned
+                live = group_scores(self.mask(n).float(), br, bc) > 0
                 scores = scores.masked_fill(~live, -1.0)
                 alive = int(live.sum())
             density = 1.0 - self.sparsity_at(n, step)
             # at least one group while any density is asked for: a layer smaller than a few
             # groups would otherwise round to none and be pruned whole
             keep = keep_by_size(scores, group_sizes(p.shape, br, bc),
-                                round(density * p.numel()), alive, density > 0)
+                                self.nnz_at(n, step), alive, density > 0)
             masks[n] = expand_groups(keep, br, bc, p.shape)
         return masks
 

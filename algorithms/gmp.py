@@ -6,7 +6,10 @@ for ``t = t0, t0 + dt, ..., t0 + n dt`` (``t0 = t_start``, ``n dt = t_end - t_st
 ``s_i`` (option ``initial_sparsity``, default 0) the same for every layer. As in Zhu & Gupta,
 the model is dense before ``t0``; pruning starts at ``t0`` with ``s_i``, and from ``t_end`` on
 the sparsity is ``s_f`` (so ``t_end == t_start`` prunes once, to ``s_f``, at ``t_start``). At
-each update the smallest-magnitude active weights are removed; pruned weights never return.
+each update the smallest-magnitude active weights are removed; pruned weights never return
+(an update only ever chooses among the active positions). The final count of every layer is
+``nnz_target``, the count the other algorithms use; intermediate counts are the schedule's
+``round((1 - s_t) * numel)``, never below the final one.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class GradualMagnitude(SparsityAlgorithm):
         super().__init__(*args, **kwargs)
 
     def _validate(self) -> None:
-        if self.t_end is None:
+        if self.t_end is None and "t_end" in self.schedule_options:
             raise ValueError(f"{self.name} needs t_end (the step at which pruning ends)")
         for n, d in self.densities.items():
             if 1.0 - d < self.initial_sparsity:
@@ -50,15 +53,23 @@ class GradualMagnitude(SparsityAlgorithm):
         return super().is_update_step(step) or (step == self.t_end and step > self.t_start)
 
     def nnz_at(self, name: str, step: int) -> int:
-        return round((1.0 - self.sparsity_at(name, step)) * self.params[name].numel())
+        """Active weights of ``name`` the schedule asks for at ``step``."""
+        final = self.nnz_target(name)
+        if step >= self.t_end:  # computed from 1 - s_f, the count could miss nnz_target by one
+            return final
+        count = round((1.0 - self.sparsity_at(name, step)) * self.params[name].numel())
+        return max(count, final)
 
     def _prune(self, step: int) -> dict[str, torch.Tensor]:
         masks = {}
         for n, p in self.params.items():
             score = p.detach().abs()
-            if n in self.masks:
-                score = score.masked_fill(~self.masks[n], -1.0)
-            masks[n] = topk_mask(score, self.nnz_at(n, step))
+            k = self.nnz_at(n, step)
+            if n in self._masks:
+                mask = self.mask(n)
+                score = score.masked_fill(~mask, -1.0)
+                k = min(k, int(mask.sum()))  # monotone, even when step_count is off
+            masks[n] = topk_mask(score, k)
         return masks
 
     def init_masks(self) -> dict[str, torch.Tensor]:

@@ -22,7 +22,8 @@ Contract:
 on the module that owns the parameter (``<param>_mask``, so it is saved in ``state_dict``),
 zeroes the masked weights when bound and after every optimizer step, and zeroes masked
 gradient entries before the optimizer step when the algorithm says the step's gradient
-is sparse.
+is sparse. The buffer is the mask in force: moving the model (``model.to(device)``) or
+loading a ``state_dict`` into it moves or replaces the masks with it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class MaskBinder(Protocol):
 
     A binder may also define ``attach(algorithm)``; the algorithm calls it once, at the end
     of its construction, so the binder can read ``needs_dense_grad``/``masks_weights`` later.
+    It may define ``current_mask(param_name)`` when the masks it holds can change without a
+    ``bind`` (EagerBinder: model buffers); the algorithm then reads masks back through it
+    instead of its own copies. ``detach()``, if defined, is called by ``algorithm.close()``.
     """
 
     def bind(self, param_name: str, mask: torch.Tensor) -> None:
@@ -58,29 +62,35 @@ class EagerBinder:
       ``algorithm.masks_grads(step)`` is False (SR-STE lets them through on purpose).
     * after ``optimizer.step()``: inactive weights are zeroed again (weight decay and
       momentum would otherwise revive them), when ``algorithm.masks_weights`` is True.
+
+    The module buffer is the one copy of each mask: it is looked up every time a mask is
+    applied (:meth:`current_mask`), so the masks follow ``model.to(device)`` and a mask
+    loaded with ``model.load_state_dict`` is the one enforced.
     """
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self._params = dict(model.named_parameters())
-        self.masks: dict[str, torch.Tensor] = {}
+        self._owners: dict[str, tuple[nn.Module, str]] = {}  # param -> (module, its leaf name)
         self.algorithm: SparsityAlgorithm | None = None
         self._handles: list[Any] = []
 
     # ---- MaskBinder --------------------------------------------------------------------
     def bind(self, param_name: str, mask: torch.Tensor) -> None:
-        if param_name not in self._params:
+        module_name, _, leaf = param_name.rpartition(".")
+        try:
+            module = self.model.get_submodule(module_name) if module_name else self.model
+        except AttributeError:
+            module = None
+        if module is None or not isinstance(module._parameters.get(leaf), nn.Parameter):
             raise KeyError(f"model has no parameter {param_name!r}")
-        param = self._params[param_name]
+        param = module._parameters[leaf]
         if mask.shape != param.shape:
             raise ValueError(
                 f"mask for {param_name!r} has shape {tuple(mask.shape)}, "
                 f"parameter has {tuple(param.shape)}"
             )
         mask = mask.to(device=param.device, dtype=torch.bool)
-        self.masks[param_name] = mask
-        module_name, _, leaf = param_name.rpartition(".")
-        module = self.model.get_submodule(module_name) if module_name else self.model
+        self._owners[param_name] = (module, leaf)
         buffer = f"{leaf}_mask"
         if buffer in module._buffers:
             module._buffers[buffer] = mask
@@ -89,6 +99,26 @@ class EagerBinder:
         if self.algorithm is None or self.algorithm.masks_weights:
             with torch.no_grad():
                 param.mul_(mask)
+
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """The bound masks, as the model holds them now."""
+        return {name: self.current_mask(name) for name in self._owners}
+
+    def current_mask(self, param_name: str) -> torch.Tensor:
+        """The mask of ``param_name`` in force: the module buffer, as a bool tensor on the
+        parameter's device (a buffer a dtype or device change left otherwise is converted
+        and stored back, so it is converted once)."""
+        module, leaf = self._owners[param_name]
+        buffer = f"{leaf}_mask"
+        mask = module._buffers.get(buffer)
+        if mask is None:
+            raise KeyError(f"the mask buffer {buffer!r} of {param_name!r} is gone from the model")
+        param = module._parameters[leaf]
+        if mask.dtype != torch.bool or mask.device != param.device:
+            mask = mask.to(device=param.device, dtype=torch.bool)
+            module._buffers[buffer] = mask
+        return mask
 
     # ---- eager enforcement -------------------------------------------------------------
     def attach(self, algorithm: SparsityAlgorithm) -> None:
@@ -101,10 +131,17 @@ class EagerBinder:
             self.mask_weights()
 
     def detach(self) -> None:
-        """Remove the optimizer hooks (the masks stay on the model as buffers)."""
+        """Remove the optimizer hooks, the binder's and the attached algorithm's (the masks
+        stay on the model as buffers), so the optimizer trains densely from here."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self.algorithm is not None:
+            self.algorithm.remove_hooks()
+
+    def _bound(self):
+        for name, (module, leaf) in self._owners.items():
+            yield module._parameters[leaf], self.current_mask(name)
 
     @torch.no_grad()
     def mask_grads(self) -> None:
@@ -112,15 +149,14 @@ class EagerBinder:
         alg = self.algorithm
         if alg is not None and not alg.masks_grads(alg.step_count):
             return
-        for name, mask in self.masks.items():
-            grad = self._params[name].grad
-            if grad is not None:
-                grad.mul_(mask)
+        for param, mask in self._bound():
+            if param.grad is not None:
+                param.grad.mul_(mask)
 
     @torch.no_grad()
     def mask_weights(self) -> None:
         """Zero the weights at inactive positions."""
         if self.algorithm is not None and not self.algorithm.masks_weights:
             return
-        for name, mask in self.masks.items():
-            self._params[name].mul_(mask)
+        for param, mask in self._bound():
+            param.mul_(mask)

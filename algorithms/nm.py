@@ -7,10 +7,18 @@ reduction dimension of the per-tap GEMMs the hardware runs (``structure.as_taps`
 ``nm-srste``: Zhou et al. 2021. The forward pass uses the N:M-masked weights, the gradient
 reaches the dense weights straight through (STE), refined by ``lambda_w * (1 - M) * W``:
 ``W <- W - lr * (g(W * M) + lambda_w * (1 - M) * W)``. The mask is recomputed from the dense
-weights after every step, so every step needs the dense weight gradient.
+weights after every step, so every step needs the dense weight gradient. The dense weights
+are taken from the parameter only after an optimizer step: when AMP's ``GradScaler`` skips
+one, ``step()`` keeps the dense weights and the mask as they were.
+
+Neither follows a schedule: ``delta_t``, ``t_start`` and ``t_end`` are accepted (callers pass
+them to every algorithm) and ignored, as ``ignored_options`` lists.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from acf.algorithms.base import SparsityAlgorithm, is_count
@@ -20,6 +28,7 @@ from acf.algorithms.structure import as_taps, nm_mask
 class NM(SparsityAlgorithm):
     name = "nm"
     updates_masks = False
+    schedule_options = ()
 
     def __init__(self, model, optimizer, density=None, *, n: int = 2, m: int = 4, **kwargs):
         if not (is_count(n, 0) and is_count(m, 1)) or n > m:
@@ -62,6 +71,7 @@ class NMSRSTE(NM):
     updates_masks = True
     masks_weights = False  # the dense weights live on; only the forward sees W * M
     zero_grown = False
+    update_needs_optimizer_step = True  # the dense weights come out of the optimizer step
 
     def __init__(self, *args, lambda_w: float = 2e-4, **kwargs):
         if lambda_w < 0:
@@ -94,9 +104,18 @@ class NMSRSTE(NM):
     def before_optimizer_step(self) -> None:
         for name, p in self.params.items():
             dense = self.dense[name]
+            if dense.device != p.device or dense.dtype != p.dtype:  # the model was moved
+                dense = self.dense[name] = dense.to(device=p.device, dtype=p.dtype)
             if p.grad is not None:
-                p.grad.add_(dense * ~self.masks[name], alpha=self.lambda_w)
+                p.grad.add_(dense * ~self.mask(name), alpha=self.lambda_w)
             p.copy_(dense)  # the optimizer updates the dense weights
 
     def update(self, step: int) -> dict[str, torch.Tensor]:
         return self._remask()
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"dense": {n: d.clone() for n, d in self.dense.items()}}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.dense = {n: state["dense"][n].to(device=p.device, dtype=p.dtype)
+                      for n, p in self.params.items()}

@@ -1,4 +1,5 @@
-"""Static sparsity: a mask fixed at construction, random or by weight magnitude."""
+"""Static sparsity: a mask fixed at construction, random or by weight magnitude. The schedule
+options (``delta_t``, ``t_start``, ``t_end``) are accepted and ignored (``ignored_options``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class StaticRandom(SparsityAlgorithm):
 
     name = "static-random"
     updates_masks = False
+    schedule_options = ()
 
     def init_masks(self) -> dict[str, torch.Tensor]:
         return {
@@ -25,6 +27,7 @@ class StaticMagnitude(SparsityAlgorithm):
 
     name = "static-magnitude"
     updates_masks = False
+    schedule_options = ()
 
     def init_masks(self) -> dict[str, torch.Tensor]:
         return {n: topk_mask(p.detach().abs(), self.nnz_target(n)) for n, p in self.params.items()}

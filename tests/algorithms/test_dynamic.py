@@ -115,25 +115,62 @@ def test_set_drops_smallest_magnitudes():
     assert w[dropped].max() <= torch.sort(w[old]).values[k - 1]
 
 
-def test_regrown_positions_restart_from_zero():
-    """Evci et al. 2020, Alg. 1: every grown connection starts at zero, a just-dropped one
-    grown again included, and so does its optimizer state (momentum here)."""
+def test_only_new_connections_restart_from_zero():
+    """The RigL reference code (reinit_when_same=False): a connection grown where the mask
+    was off starts at zero with zero momentum; a just-dropped weight grown again keeps its
+    value and momentum; the event counts only the positions that flipped."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 1, bias=False))
     opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
     alg = algorithms.create("rigl", model, opt, density=0.5, delta_t=1, t_end=100, alpha=1.0)
     weight = alg.params["0.weight"]
-    with torch.no_grad():
-        weight.copy_(torch.tensor([[0.5, 0.1, 0.2, 0.3]]))
     old = alg.masks["0.weight"].clone()
-    weight.data.mul_(old)
-    # the largest gradients sit on the active positions: both are dropped and grown again
-    weight.grad = old.float() * 10.0
-    opt.step()  # lr 0: the weights stay, the momentum becomes the gradient
-    alg.step()
-    assert torch.equal(alg.masks["0.weight"], old)
-    assert torch.all(weight.detach() == 0)
-    assert torch.all(opt.state[weight]["momentum_buffer"] == 0)
+    (kept, dropped), (new, off) = old[0].nonzero().flatten(), (~old[0]).nonzero().flatten()
+    with torch.no_grad():
+        weight.copy_(torch.tensor([[0.5, 0.1, 0.2, 0.3]]) * old)
+    opt.state[weight]["momentum_buffer"] = torch.ones_like(weight)
+    # drop fraction ~1: both active weights are dropped; the two largest gradients regrow
+    # one of them and one position that was off
+    grad = torch.zeros_like(weight)
+    grad[0, kept], grad[0, new] = 10.0, 9.0
+    weight.grad = grad
+    value = float(weight.detach()[0, kept])
+    opt.step()  # lr 0: the weights stay; momentum 0.9 + masked gradient
+    (event,) = alg.step()
+    assert alg.masks["0.weight"][0].nonzero().flatten().tolist() == sorted([int(kept), int(new)])
+    momentum = opt.state[weight]["momentum_buffer"][0]
+    assert float(weight.detach()[0, kept]) == value and float(momentum[kept]) == pytest.approx(10.9)
+    assert float(weight.detach()[0, new]) == 0.0 and float(momentum[new]) == 0.0
+    assert float(weight.detach()[0, dropped]) == 0.0  # masked by the binder
+    assert (event.grown, event.pruned, event.nnz) == (1, 1, 2)
+    assert int(off) not in alg.masks["0.weight"][0].nonzero().flatten().tolist()
+
+
+@pytest.mark.parametrize("name", ["rigl", "set"])
+def test_a_dense_layer_is_left_untouched(name):
+    """ERK makes the small first layer dense (density 1): its update drops and regrows the
+    same positions, so neither its weights nor its momentum may change (77 of its 256
+    weights used to be zeroed after one update)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
+                              torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    alg = algorithms.create(name, net, opt, density=0.3, distribution="erk", delta_t=2,
+                            t_end=100)
+    assert alg.densities["0.weight"] == 1.0
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    events = []
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        before = net[0].weight.detach().clone(), opt.state[net[0].weight]["momentum_buffer"].clone()
+        events += alg.step()
+    assert alg.update_steps == [2] and any(e.layer == "2.weight" for e in events)
+    assert not [e for e in events if e.layer == "0.weight"]
+    assert int((net[0].weight == 0).sum()) == 0
+    assert torch.equal(net[0].weight.detach(), before[0])
+    assert torch.equal(opt.state[net[0].weight]["momentum_buffer"], before[1])
 
 
 def frozen_first_layer():

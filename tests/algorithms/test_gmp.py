@@ -78,3 +78,28 @@ def test_gmp_initial_sparsity_starts_at_t_start():
         fake_step(alg, seed=t)
     assert alg.update_steps == [3]
     assert int(alg.masks["0.weight"].sum()) == 200
+
+
+@pytest.mark.parametrize("density", [0.05, 0.15, 0.35, 0.45, 0.55, 0.85])
+@pytest.mark.parametrize("out_features", [1, 3, 7])
+def test_gmp_ends_at_the_count_of_the_other_algorithms(density, out_features):
+    """The final count is nnz_target: computed as (1 - (1 - d)) * numel it used to differ
+    by one (Linear(10, 1) at 0.05: 1 weight under gmp, 0 under the others)."""
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(10, out_features))
+
+    model = make()
+    alg = algorithms.create("gmp", model, sgd(model), density=density, t_end=4, delta_t=2)
+    other = make()
+    static = algorithms.create("static-magnitude", other, sgd(other), density=density)
+    for t in range(5):
+        fake_step(alg, seed=t)
+    numel = 10 * out_features
+    assert alg.update_steps == [2, 4]
+    assert int(alg.masks["0.weight"].sum()) == alg.nnz_target("0.weight")
+    assert alg.nnz_target("0.weight") == int(static.masks["0.weight"].sum())
+    assert alg.nnz_at("0.weight", 4) == alg.nnz_target("0.weight")
+    # the intermediate count follows the cubic schedule (never below the final count)
+    mid = round((1 - cubic(2, 0, 4, 2, 0.0, 1 - density)) * numel)
+    assert alg.nnz_at("0.weight", 2) == max(mid, alg.nnz_target("0.weight"))

@@ -3,7 +3,7 @@ import pytest
 import torch
 from acf import algorithms
 
-from tests.algorithms.helpers import mlp, sgd
+from tests.algorithms.helpers import fake_step, mlp, sgd
 
 
 def test_names():
@@ -122,3 +122,26 @@ def test_integer_like_options_are_accepted():
     model = mlp(16, 16, 4)
     alg = algorithms.create("block", model, sgd(model), block=4, density=0.25, schedule="static")
     assert alg.group == (4, 4)
+
+
+@pytest.mark.parametrize(("name", "options", "ignored"), [
+    ("static-random", {"density": 0.5, "delta_t": 5, "t_end": 10}, ("delta_t", "t_end")),
+    ("static-magnitude", {"density": 0.5, "t_start": 2}, ("t_start",)),
+    ("nm", {"t_end": 10}, ("t_end",)),
+    ("nm-srste", {"delta_t": 7, "t_start": 3, "t_end": 5}, ("delta_t", "t_start", "t_end")),
+    ("block", {"density": 0.5, "schedule": "static", "delta_t": 3}, ("delta_t",)),
+    ("rigl", {"density": 0.5, "delta_t": 3, "t_end": 9}, ()),
+    ("gmp", {"density": 0.5, "delta_t": 3, "t_start": 1, "t_end": 9}, ()),
+])
+def test_ignored_schedule_options_are_listed(name, options, ignored):
+    """Schedule options are accepted by every algorithm (train() and the accuracy runs pass
+    them to all) and those an algorithm ignores are listed, not silently dropped."""
+    model = mlp(16, 16, 4)
+    alg = algorithms.create(name, model, sgd(model), **options)
+    assert alg.ignored_options == ignored
+    for t in range(12):
+        fake_step(alg, seed=t)
+    if name == "nm-srste":  # remasks after every step, whatever t_start/t_end say
+        assert alg.update_steps == list(range(1, 13))
+    elif ignored:
+        assert alg.update_steps == []
