@@ -1,9 +1,10 @@
 """Code generation: a verified ``graph`` function -> an ACF :class:`~acf.isa.program.Program`.
 
-Modules, one concern each: ``tiling`` (tile sizes vs. the target's buffers), ``memory``
-(DRAM plan, ``.tensor`` symbols), ``placement`` (output tiles -> clusters), ``schedule``
-(tokens, barriers, interleaving), ``context`` (what a kernel emits through), ``kernels/``
-(one emitter family per module), ``lower`` (the driver). Entry point::
+Modules, one concern each: ``tiling`` (tile sizes vs. the target's buffers and the
+function's N:M groups), ``memory`` (DRAM plan, ``.tensor`` symbols), ``placement`` (output
+tiles -> clusters), ``schedule`` (tokens, barriers, interleaving), ``context`` (what a
+kernel emits through), ``kernels/`` (one emitter family per module), ``lower`` (the
+driver). Entry point::
 
     from acf.compiler.codegen import compile_module
     compiled = compile_module(module, load_target("acf-small"))

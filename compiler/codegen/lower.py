@@ -12,7 +12,6 @@ op, clusters work on disjoint output tiles, synchronized by tokens only.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,10 +27,11 @@ from .context import HyperTable, KernelContext, OpStats
 from .errors import error_at
 from .kernels import load_all, scratch_shapes
 from .kernels.conv import CONV_OPS, read_guard_bytes
+from .kernels.optim import packed_update_fits
 from .memory import Buffer, MemoryPlan, dram_align, plan_memory
 from .placement import row_spread
 from .schedule import TokensExhausted, merge
-from .tiling import Tiling, choose_tiling
+from .tiling import Tiling, check_nm_tile, choose_tiling, tiler_choice
 
 NO_CODE = ("graph.constant", "graph.return")
 OPTIMIZERS = ("graph.sgd_update", "graph.adam_update")
@@ -125,19 +125,6 @@ class CompiledProgram:
         return inputs
 
 
-def fit_packed_updates(func: FuncOp, target: Target, tiling: Tiling) -> Tiling:
-    """The tiler's side, smaller where an optimizer update over packed sparse tiles would
-    not fit the scratchpad with it (a packed tile loads whole; Adam keeping a pattern holds
-    nine of them): the largest PE-aligned side that fits every such update."""
-    from .kernels.optim import packed_update_fits
-
-    step = math.lcm(int(target.cluster.pe_rows), int(target.cluster.pe_cols))
-    t = tiling.t
-    while t > step and not all(packed_update_fits(op, t, tiling.spad_bytes) for op in func.body.ops):
-        t -= step
-    return tiling if t == tiling.t else choose_tiling(target, t)
-
-
 #: ops whose integer results the fabric's fp32 arithmetic gets wrong at any size: true
 #: division (a mean divides its integer sum)
 INTEGER_DIVISION = {"graph.div": "division", "graph.reduce_mean": "mean"}
@@ -159,77 +146,6 @@ def _integer_arithmetic_refusal(op: Operation) -> str | None:
         return (f"integer {INTEGER_DIVISION[op.name]} ({op.results[0].type}): the fabric "
                 "computes in fp32, where it is true division; no ACF kernel divides integers")
     return None
-
-
-def _nm_group(v: Value) -> int:
-    """M of a value stored N:M (its packed tiles hold whole groups of M columns), else 0."""
-    from ..sparse_encoding import encoding_to_format
-
-    enc = getattr(v.type, "encoding", None)
-    if enc is None:
-        return 0
-    try:
-        match = re.fullmatch(r"nm\d+:(\d+)", encoding_to_format(enc))
-    except ValueError:
-        return 0
-    return int(match[1]) if match else 0
-
-
-def _nm_values(func: FuncOp) -> list[Value]:
-    values = list(func.arguments) + [r for op in func.body.ops for r in op.results]
-    return [v for v in values if _nm_group(v)]
-
-
-def _splits_groups(v: Value, side: int) -> bool:
-    """Whether packed tiles of ``side`` columns cut an N:M value's groups of M columns (a
-    value no wider than the side is one tile: nothing to cut)."""
-    from acf.isa.symbols import as_2d_shape
-
-    m = _nm_group(v)
-    return bool(m) and side < as_2d_shape(v.type.shape)[1] and side % m != 0  # type: ignore[union-attr]
-
-
-def fit_nm_groups(func: FuncOp, target: Target, tiling: Tiling) -> Tiling:
-    """The tiler's side, smaller where it would cut the M-column groups of an N:M tensor
-    wider than one tile (a packed tile holds whole groups, e.g. nm2:8 on acf-small, whose
-    side is 52): the largest multiple of every such M, and of the PE array where one fits,
-    not above it."""
-    groups = {_nm_group(v) for v in _nm_values(func) if _splits_groups(v, tiling.t)}
-    if not groups:
-        return tiling
-    group = math.lcm(*groups)
-    step = math.lcm(int(target.cluster.pe_rows), int(target.cluster.pe_cols))
-    for unit in (math.lcm(group, step), group):
-        t = tiling.t // unit * unit
-        if t:
-            return tiling if t == tiling.t else choose_tiling(target, t)
-    return tiling  # a side below one group: _check_nm_tile reports the tensors it splits
-
-
-def tiler_choice(func: FuncOp, target: Target) -> Tiling:
-    """The tiling compile_module picks without a forced tile (and the tile pass records)."""
-    tiling = choose_tiling(target)
-    return fit_nm_groups(func, target, fit_packed_updates(func, target, tiling))
-
-
-def _check_nm_tile(where: Operation | FuncOp, v: Value, tiling: Tiling, tile: object) -> None:
-    """A packed tile side narrower than an N:M tensor must hold whole groups of M columns:
-    the format cannot store part of a group."""
-    from acf.isa.symbols import as_2d_shape
-
-    if not _splits_groups(v, tiling.t):
-        return
-    m = _nm_group(v)
-    cols = as_2d_shape(v.type.shape)[1]  # type: ignore[union-attr]
-    forced = "x".join(map(str, tile)) if isinstance(tile, tuple | list) else str(tile)
-    if not tile:  # the tiler's own side (no tile was forced) still cut the groups
-        side = f"the tiler's side {tiling.t}"
-    else:
-        side = f"tile {forced}" if forced == str(tiling.t) else f"tile {forced} (packed side {tiling.t})"
-    name = f"'%{v.name_hint}'" if v.name_hint else "a value"
-    raise error_at(where, f"{side} splits the groups of {m} columns of {name}, stored "
-                          f"N:M with M = {m} (a packed tile holds whole groups): use a tile "
-                          f"side that is a multiple of {m}, or at least {cols}")
 
 
 def _check_storage(where: Operation | FuncOp, v: Value) -> None:
@@ -314,7 +230,8 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
     """Step 1: tiling, kernel availability, the memory plan and the program's symbols."""
     kernels = load_all()
     try:
-        tiling = choose_tiling(target, options.tile) if options.tile else tiler_choice(func, target)
+        tiling = (choose_tiling(target, options.tile) if options.tile
+                  else tiler_choice(func, target, packed_update_fits))
     except ValueError as err:
         raise error_at(func, str(err)) from None
     for op in func.body.ops:
@@ -328,10 +245,10 @@ def begin(func: FuncOp, target: Target, options: CompileOptions) -> Lowering:
                 raise error_at(op, f"an empty tensor ({v.type}): the kernels "
                                    "need every dimension at least 1")
             _check_storage(op, v)
-            _check_nm_tile(op, v, tiling, options.tile)
+            check_nm_tile(op, v, tiling, options.tile)
     for v in func.arguments:
         _check_storage(func, v)
-        _check_nm_tile(func, v, tiling, options.tile)
+        check_nm_tile(func, v, tiling, options.tile)
         name = v.name_hint or f"arg{v.index}"
         if re.fullmatch(r"(result|const)\d+|hyper", name):
             raise error_at(func, f"argument '%{name}' takes a name the program gives its own "

@@ -10,14 +10,25 @@ square (M = N = K = T): the largest multiple of the PE array (rows and columns) 
 double-buffered A and B tiles plus a double-buffered sampling tile fit the scratchpad and
 a double-buffered C tile fits the accumulator. The conv kernels tile with ``T``; vector
 kernels use tiles of at most ``T*T`` elements.
+
+For one function, :func:`tiler_choice` narrows that side where an optimizer update over
+packed tiles would not fit the scratchpad, or where it would cut the M-column groups of an
+N:M tensor; :func:`check_nm_tile` refuses a side (forced or not) that still cuts them.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from acf.isa.symbols import as_2d_shape
 from acf.isa.target import Target
+
+from ..ir import FuncOp, Operation, Value
+from ..sparse_encoding import encoding_to_format
+from .errors import error_at
 
 F32 = 4
 MAX_DIM = 65535  # rows/cols fields are 16 bits
@@ -71,6 +82,11 @@ def matmul_acc_bytes(t: int) -> int:
     return gemm_bytes(t, t, t)[1]
 
 
+def pe_step(target: Target) -> int:
+    """The PE alignment of a tile side: a multiple of both PE array dimensions."""
+    return math.lcm(int(target.cluster.pe_rows), int(target.cluster.pe_cols))
+
+
 def choose_tiling(target: Target, tile: int | tuple[int, int, int] = 0) -> Tiling:
     """The largest PE-aligned tile side that fits (or ``tile`` if given and it fits: one
     side, or GEMM sizes ``(m, n, k)``, whose smallest is the packed side).
@@ -79,7 +95,7 @@ def choose_tiling(target: Target, tile: int | tuple[int, int, int] = 0) -> Tilin
     """
     c = target.cluster
     spad, acc = int(c.spad_bytes), int(c.acc_bytes)
-    step = math.lcm(int(c.pe_rows), int(c.pe_cols))
+    step = pe_step(target)
     if isinstance(tile, tuple | list):
         m, n, k = (int(v) for v in tile)
         if len(set(tile)) == 1:
@@ -118,6 +134,93 @@ def choose_tiling(target: Target, tile: int | tuple[int, int, int] = 0) -> Tilin
     ):
         t += step
     return Tiling(t, spad, acc)
+
+
+#: ``update_fits(op, t, spad_bytes)``: False for an optimizer update over packed ``t x t``
+#: tiles that does not fit a scratchpad of ``spad_bytes`` (``kernels.optim.packed_update_fits``)
+UpdateFits = Callable[[Operation, int, int], bool]
+
+
+def fit_packed_updates(func: FuncOp, target: Target, tiling: Tiling,
+                       update_fits: UpdateFits) -> Tiling:
+    """The tiler's side, smaller where an optimizer update over packed sparse tiles would
+    not fit the scratchpad with it (a packed tile loads whole; Adam keeping a pattern holds
+    nine of them): the largest PE-aligned side that fits every such update.
+
+    ``update_fits`` is the optimizer kernel's rule, passed in rather than imported: the
+    kernels import this module."""
+    step = pe_step(target)
+    t = tiling.t
+    while t > step and not all(update_fits(op, t, tiling.spad_bytes) for op in func.body.ops):
+        t -= step
+    return tiling if t == tiling.t else choose_tiling(target, t)
+
+
+def _nm_group(v: Value) -> int:
+    """M of a value stored N:M (its packed tiles hold whole groups of M columns), else 0."""
+    enc = getattr(v.type, "encoding", None)
+    if enc is None:
+        return 0
+    try:
+        match = re.fullmatch(r"nm\d+:(\d+)", encoding_to_format(enc))
+    except ValueError:
+        return 0
+    return int(match[1]) if match else 0
+
+
+def _nm_values(func: FuncOp) -> list[Value]:
+    values = list(func.arguments) + [r for op in func.body.ops for r in op.results]
+    return [v for v in values if _nm_group(v)]
+
+
+def _splits_groups(v: Value, side: int) -> bool:
+    """Whether packed tiles of ``side`` columns cut an N:M value's groups of M columns (a
+    value no wider than the side is one tile: nothing to cut)."""
+    m = _nm_group(v)
+    return bool(m) and side < as_2d_shape(v.type.shape)[1] and side % m != 0  # type: ignore[union-attr]
+
+
+def fit_nm_groups(func: FuncOp, target: Target, tiling: Tiling) -> Tiling:
+    """The tiler's side, smaller where it would cut the M-column groups of an N:M tensor
+    wider than one tile (a packed tile holds whole groups, e.g. nm2:8 on acf-small, whose
+    side is 52): the largest multiple of every such M, and of the PE array where one fits,
+    not above it."""
+    groups = {_nm_group(v) for v in _nm_values(func) if _splits_groups(v, tiling.t)}
+    if not groups:
+        return tiling
+    group = math.lcm(*groups)
+    step = pe_step(target)
+    for unit in (math.lcm(group, step), group):
+        t = tiling.t // unit * unit
+        if t:
+            return tiling if t == tiling.t else choose_tiling(target, t)
+    return tiling  # a side below one group: check_nm_tile reports the tensors it splits
+
+
+def tiler_choice(func: FuncOp, target: Target, update_fits: UpdateFits) -> Tiling:
+    """The tiling compile_module picks without a forced tile (and the tile pass records);
+    ``update_fits``: the optimizer kernel's rule (:func:`fit_packed_updates`)."""
+    tiling = choose_tiling(target)
+    return fit_nm_groups(func, target, fit_packed_updates(func, target, tiling, update_fits))
+
+
+def check_nm_tile(where: Operation | FuncOp, v: Value, tiling: Tiling, tile: object) -> None:
+    """A packed tile side narrower than an N:M tensor must hold whole groups of M columns:
+    the format cannot store part of a group. ``tile``: the forced tile (0: none), named in
+    the error."""
+    if not _splits_groups(v, tiling.t):
+        return
+    m = _nm_group(v)
+    cols = as_2d_shape(v.type.shape)[1]  # type: ignore[union-attr]
+    forced = "x".join(map(str, tile)) if isinstance(tile, tuple | list) else str(tile)
+    if not tile:  # the tiler's own side (no tile was forced) still cut the groups
+        side = f"the tiler's side {tiling.t}"
+    else:
+        side = f"tile {forced}" if forced == str(tiling.t) else f"tile {forced} (packed side {tiling.t})"
+    name = f"'%{v.name_hint}'" if v.name_hint else "a value"
+    raise error_at(where, f"{side} splits the groups of {m} columns of {name}, stored "
+                          f"N:M with M = {m} (a packed tile holds whole groups): use a tile "
+                          f"side that is a multiple of {m}, or at least {cols}")
 
 
 def gemm_output_tile(m: int, n: int, t: int, clusters: int, batch: int = 1, *, step_m: int = 1,

@@ -28,8 +28,8 @@ from __future__ import annotations
 from acf.isa.target import load_target
 
 from ..codegen.errors import error_at
-from ..codegen.lower import tiler_choice
-from ..codegen.tiling import gemm_bytes
+from ..codegen.kernels.optim import packed_update_fits
+from ..codegen.tiling import gemm_bytes, tiler_choice
 from ..dialects.tiled import TILE, code_ops
 from ..ir import FuncOp, Location, Module
 from .base import ModulePass, OptionValueError, PassOption, target_option
@@ -66,7 +66,7 @@ class Tile(ModulePass):
         for func in module.funcs:
             # the tiler's side, as compile_module picks it (smaller where a packed update
             # would not fit the scratchpad, or where it would split an N:M tensor's groups)
-            side = tiler_choice(func, target).t
+            side = tiler_choice(func, target, packed_update_fits).t
             sizes = [v or side for v in (self.m, self.n, self.k)]
             self._check(func, target, *sizes)
             for _, op in code_ops(func):
