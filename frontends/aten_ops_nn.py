@@ -6,7 +6,8 @@ Compositions used where the graph dialect has no exact op (documented per conver
 batch-norm running statistics (``mul``/``add`` of the saved mean and of the unbiased
 variance ``reduce_mean((x - mean)^2) * n/(n-1)``), ``nll_loss_forward/backward`` (via
 ``graph.cross_entropy(_backward)``; fused with the preceding ``_log_softmax`` when there is
-one), ``_adaptive_avg_pool2d`` / ``adaptive_max_pool2d`` (an average / max pool whose
+one; with an ``ignore_index`` naming a class, a select by the one-hot labels less that
+class), ``_adaptive_avg_pool2d`` / ``adaptive_max_pool2d`` (an average / max pool whose
 window divides the input).
 """
 
@@ -583,7 +584,8 @@ def _softmax_backward(ctx: ConvertContext, node: fx.Node) -> Value:
 @converter(aten._log_softmax_backward_data.default)
 def _log_softmax_backward(ctx: ConvertContext, node: fx.Node) -> Value:
     grad, out = node.args[:2]
-    if _is_nll_backward(grad) and _rank2_axis1(node.args[2], out):
+    if (_is_nll_backward(grad) and _rank2_axis1(node.args[2], out)
+            and _ignored_class(ctx, grad, 3) is None):
         # log_softmax_backward(nll_loss_backward(g, logp, t), logp) = ce_backward(g, logp, t):
         # softmax(logp) = softmax(logits), so the logits themselves are not needed.
         g, _logp, target = grad.args[:3]
@@ -604,17 +606,31 @@ def _rank2_axis1(axis: int, node: Any) -> bool:
 
 
 def _check_nll(ctx: ConvertContext, node: fx.Node, first: int) -> None:
-    weight, reduction, ignore_index = node.args[first:first + 3]
+    weight, reduction = node.args[first:first + 2]
     if weight is not None:
         raise ctx.unsupported("class weights")
     if reduction not in (1, 2):
         raise ctx.unsupported("reduction='none'")
     if len(ctx.meta(node.args[first - 1]).shape) != 1:
         raise ctx.unsupported("targets that are not one label per row")
+
+
+def _ignored_class(ctx: ConvertContext, node: fx.Node, first: int) -> int | None:
+    """The class an ``nll_loss`` node's ``ignore_index`` (argument ``first + 2``) names, or
+    None where it names none (PyTorch's -100: no label is ignored, and the runtime refuses
+    a label outside the classes)."""
+    ignore_index = int(node.args[first + 2])
     classes = ctx.meta(node.args[first - 2]).shape[1]
-    if 0 <= int(ignore_index) < classes:  # a class would be left out of the mean: not modelled
-        raise ctx.unsupported(f"ignore_index={ignore_index} (a class label; only labels outside "
-                              f"[0, {classes}) may be ignored, and none may occur)")
+    return ignore_index if 0 <= ignore_index < classes else None
+
+
+def _kept_one_hot(ctx: ConvertContext, target: Value, classes: int, ignored: int) -> Value:
+    """``one_hot(t)`` with the ignored class's column zeroed: row i is 1 at t_i, or all 0
+    where t_i is ignored (its weight in torch's mean)."""
+    rows = ctx.emit("graph.one_hot", [target], classes=classes)
+    kept = np.ones(classes, np.float32)
+    kept[ignored] = 0.0
+    return ctx.emit("graph.mul", [rows, ctx.const(kept)])
 
 
 def _sum_reduction(ctx: ConvertContext, nll: fx.Node, reduction_arg: int, v: Value) -> Value:
@@ -634,6 +650,17 @@ def _nll_loss_forward(ctx: ConvertContext, node: fx.Node) -> tuple:
     _check_nll(ctx, node, 2)
     logp, t = ctx.value(logp_node), ctx.value(target)
     n = logp.type.shape[0]  # type: ignore[union-attr]
+    ignored = _ignored_class(ctx, node, 2)
+    if ignored is not None:
+        # the rows labelled with the ignored class left out: -sum(logp where w), over the
+        # rows kept for the mean (sum(w): torch's total_weight; NaN if none is kept)
+        w = _kept_one_hot(ctx, t, logp.type.shape[1], ignored)  # type: ignore[union-attr]
+        picked = ctx.emit("graph.reduce_sum", [ctx.emit("graph.relu_backward", [logp, w])])
+        loss = ctx.emit("graph.neg", [picked])
+        total = ctx.emit("graph.reduce_sum", [w])
+        if node.args[3] == 1:
+            loss = ctx.emit("graph.div", [loss, total])
+        return loss, total
     src = logp_node
     if (isinstance(src, fx.Node) and src.target == aten._log_softmax.default
             and _rank2_axis1(src.args[1], src)):
@@ -647,11 +674,19 @@ def _nll_loss_forward(ctx: ConvertContext, node: fx.Node) -> tuple:
 
 @converter(aten.nll_loss_backward.default)
 def _nll_loss_backward(ctx: ConvertContext, node: fx.Node) -> Value:
-    """-onehot(t) * g / N = ce_backward(g, 0, t) - g / (N * C): softmax(0) is 1/C."""
+    """-onehot(t) * g / N = ce_backward(g, 0, t) - g / (N * C): softmax(0) is 1/C. With an
+    ``ignore_index`` naming a class, ``-w * g / sum(w)`` (``-w * g`` for a sum), ``w`` the
+    one-hot labels less that class: ignored rows get no gradient."""
     g, logp_node, target = node.args[:3]
     _check_nll(ctx, node, 3)
     n, c = ctx.shape(logp_node)
     gv = ctx.value(g)
+    ignored = _ignored_class(ctx, node, 3)
+    if ignored is not None:
+        w = _kept_one_hot(ctx, ctx.value(target), c, ignored)
+        if node.args[4] == 1:
+            gv = ctx.emit("graph.div", [gv, ctx.emit("graph.reduce_sum", [w])])
+        return ctx.emit("graph.neg", [ctx.emit("graph.mul", [w, gv])])
     zeros = ctx.const(np.zeros((n, c), np.float32))
     ce = ctx.emit("graph.cross_entropy_backward", [gv, zeros, ctx.value(target)])
     uniform = ctx.emit("graph.mul", [gv, ctx.const(1.0 / (n * c))])

@@ -140,6 +140,7 @@ class FabricGraph:
         self.pool_indices: dict[int, PoolIndices] = {}  # output -> computed on the host
         self.dropouts: list[DropoutNode] = []
         self.bool_outputs: set[int] = set()
+        self.int_outputs: dict[int, torch.dtype] = {}  # output -> eager's integer dtype
         self.passthrough: dict[int, int] = {}  # output -> the input it returns unchanged
         self.constants: dict[int, np.ndarray] = {}  # output -> its value (host-folded indices)
         self.n_outputs = 0
@@ -179,6 +180,13 @@ class FabricGraph:
         self.bool_outputs = {i for i, a in enumerate(out_node.args[0])
                              if isinstance(a, torch.fx.Node) and isinstance(a.meta.get("val"), torch.Tensor)
                              and a.meta["val"].dtype == torch.bool}
+        # integer outputs (a count, labels + 1) come back from the fabric as numbers:
+        # returned in eager's dtype
+        self.int_outputs = {i: a.meta["val"].dtype for i, a in enumerate(out_node.args[0])
+                            if isinstance(a, torch.fx.Node)
+                            and isinstance(a.meta.get("val"), torch.Tensor)
+                            and not a.meta["val"].is_floating_point()
+                            and a.meta["val"].dtype != torch.bool}
         self.n_outputs = len(outs)
         self.none_outputs = [i for i, v in enumerate(outs) if v is None]
         self.pool_indices = {i: v for i, v in enumerate(outs) if isinstance(v, PoolIndices)}
@@ -225,6 +233,10 @@ class FabricGraph:
             value = None if i in self.none_outputs else np.asarray(next(it))
             if value is not None and i in self.bool_outputs:
                 value = value != 0
+            elif value is not None and i in self.int_outputs and i not in self.pool_indices:
+                # exact: the fabric's integers are exact in fp32 below 2^24
+                out.append(to_torch(np.rint(value)).to(self.int_outputs[i]))
+                continue
             out.append(None if value is None else to_torch(value))
         for i, p in self.pool_indices.items():  # the fabric returned the pool input
             out[i] = torch.ops.aten.max_pool2d_with_indices(out[i], list(p.kernel_size),

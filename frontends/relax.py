@@ -23,12 +23,17 @@ pass has no batch-norm, layer-norm or GELU gradients.
 
 Conversion notes: a transpose feeding a matmul folds into its flags and ``bias + x·wᵀ``
 becomes ``graph.linear``; ``log_softmax`` followed by ``nll_loss`` becomes
-``graph.cross_entropy`` of the logits; ``where`` of a comparison becomes
-``graph.relu_backward`` of a difference (Relax's ReLU gradient ``where(x < 0, 0, g)`` is
-``g - relu_backward(g, -x)``: it keeps g where x == 0, as TVM does); Relax's
-``CNHW``/``IOHW`` weight-gradient convolution becomes ``graph.conv2d_backward_weight`` and
-``conv2d_transpose`` becomes ``graph.conv2d_backward_input``. A comparison is only read by a
-``where``: a function result that is one raises :class:`UnsupportedRelaxOpError` naming it.
+``graph.cross_entropy`` of the logits (with an ``ignore_index`` naming a class, a select
+by the one-hot labels less that class, over the rows kept); arithmetic on two one-number
+constants is folded (Relax's power gradient writes its exponent so); ``where`` of a
+comparison becomes ``graph.relu_backward`` of a difference (Relax's ReLU gradient
+``where(x < 0, 0, g)`` is ``relu_backward(g, 1 - [-x > 0])``: it keeps g where x == 0, as
+TVM does); Relax's ``CNHW``/``IOHW`` weight-gradient convolution becomes
+``graph.conv2d_backward_weight`` and ``conv2d_transpose`` becomes
+``graph.conv2d_backward_input``. A comparison is only read by a ``where``: a function
+result that is one raises :class:`UnsupportedRelaxOpError` naming it. An op the graph
+dialect rejects for its operands (an int64 matmul) raises it too, naming the op and the
+binding.
 
 TVM is imported lazily (``import tvm`` takes seconds and imports torch): importing this
 module does not import it.
@@ -75,23 +80,28 @@ def _ints(seq: Any) -> list[int]:
     return [int(d) for d in seq]
 
 
-def tensor_type(ty: Any, what: str = "value") -> TensorType:
-    """The graph type of a Relax ``TensorType`` with a static shape."""
+def tensor_type(ty: Any, what: str = "value", op: str = "?",
+                binding: str | None = None) -> TensorType:
+    """The graph type of a Relax ``TensorType`` with a static shape; otherwise an
+    :class:`UnsupportedRelaxOpError` naming ``op`` and ``binding`` (the Relax op and var the
+    type belongs to)."""
     from tvm import relax
 
+    def refuse(reason: str) -> UnsupportedRelaxOpError:
+        return UnsupportedRelaxOpError(op, reason, binding)
+
     if not isinstance(ty, relax.TensorType):
-        raise UnsupportedRelaxOpError("?", f"{what} has type {ty}, not a tensor")
+        raise refuse(f"{what} has type {ty}, not a tensor")
     shape = ty.shape
     if shape is None or not isinstance(shape, relax.ShapeExpr):
-        raise UnsupportedRelaxOpError("?", f"{what} has no static shape ({ty})")
+        raise refuse(f"{what} has no static shape ({ty})")
     try:
         dims = tuple(int(d) for d in shape.values)
     except TypeError:
-        raise UnsupportedRelaxOpError("?", f"{what} has a symbolic shape ({ty})") from None
+        raise refuse(f"{what} has a symbolic shape ({ty})") from None
     dtype = str(ty.dtype)
     if dtype not in RELAX_ELEMENT:
-        raise UnsupportedRelaxOpError("?", f"{what} has element type {dtype} "
-                                      "(the fabric model has f32, i64, i1)")
+        raise refuse(f"{what} has element type {dtype} (the fabric model has f32, i64, i1)")
     return TensorType(dims, RELAX_ELEMENT[dtype])
 
 
@@ -154,7 +164,8 @@ class RelaxContext:
             from .relax_ops import convert_call
 
             return convert_call(self, expr)
-        raise self.unsupported(f"expression {type(expr).__name__}")
+        raise self.unsupported(f"a {type(expr).__name__} expression has no graph-dialect "
+                               "lowering")
 
     def value(self, expr: Any) -> Value:
         v = self.lookup(expr)
@@ -174,7 +185,8 @@ class RelaxContext:
 
     def result_type(self) -> TensorType:
         ty = self.var.ty if self.var is not None else self.call.ty
-        return tensor_type(ty, "the result")
+        return tensor_type(ty, "the result", self.op_name(),
+                           self.var.name if self.var is not None else None)
 
     def attr(self, name: str, default: Any = None) -> Any:
         attrs = self.call.attrs
@@ -205,8 +217,13 @@ class RelaxContext:
         return self.b.constant(np.asarray(value), element)
 
     def op_name(self) -> str:
+        """The Relax op of the current call (``relax.add``); for a binding that is not an op
+        call, the kind of its expression (``relax.If``, ``relax.ShapeExpr``, a called
+        function's name)."""
         op = getattr(self.call, "op", None)
-        return str(getattr(op, "name", op)) if op is not None else "?"
+        if op is not None:
+            return str(getattr(op, "name", None) or getattr(op, "name_hint", None) or op)
+        return f"relax.{type(self.call).__name__}" if self.call is not None else "?"
 
     def unsupported(self, reason: str = "") -> UnsupportedRelaxOpError:
         name = self.var.name if self.var is not None else None
@@ -246,7 +263,9 @@ def _flatten(ctx: RelaxContext, v: Any) -> list[Value]:
             v.op, "a comparison result (a boolean tensor) is only read as the condition of "
             "relax.where", var.name if var is not None else None)
     if not isinstance(v, Value):
-        raise UnsupportedRelaxOpError("?", "a result is not a tensor")
+        var = next((k for k, val in ctx.env.items() if val is v), None)
+        raise UnsupportedRelaxOpError("relax.Function", "a function result is not a tensor",
+                                      var.name if var is not None else None)
     return [v]
 
 
@@ -258,7 +277,8 @@ def convert_function(func: Any, name: str = "main") -> FuncOp:
 
     if not isinstance(func, relax.Function):
         raise TypeError(f"expected a relax.Function, got {type(func).__name__}")
-    types = [tensor_type(p.ty, f"parameter '{p.name}'") for p in func.params]
+    types = [tensor_type(p.ty, f"parameter '{p.name}'", "relax.Function", p.name)
+             for p in func.params]
     b = FuncBuilder(name, types, [p.name for p in func.params])
     ctx = RelaxContext(b, _count_uses(func))
     ctx.env.update(zip(func.params, b.args))
@@ -275,7 +295,7 @@ def convert_function(func: Any, name: str = "main") -> FuncOp:
                 if out.name_hint is None and out.defining_op is not None:
                     out.name_hint = binding.var.name
             ctx.env[binding.var] = out
-    ctx.var = ctx.call = None
+    ctx.var, ctx.call = None, func.body.body  # an error names the result's expression
     out = b.finish(_flatten(ctx, ctx.lookup(func.body.body)))
     _drop_dead_ops(out)
     return out
@@ -358,8 +378,12 @@ def relax_gradient_module(mod: Any, func_name: str = "main", *,
     """Append a loss to ``mod[func_name]`` and differentiate it with Relax's ``Gradient``.
 
     ``loss``: a ``relax.training.loss.Loss`` instance or a loss ``relax.Function``
-    (predictions, targets) -> scalar; default: ``CrossEntropyLoss(reduction)`` against int64
-    labels of ``labels_shape`` (default: the predictions' batch dim). ``require_grads``:
+    (predictions, targets) -> scalar; default: ``CrossEntropyLoss(reduction)``. A ``Loss``
+    instance gets the targets it takes: int64 labels of ``labels_shape`` (default: the
+    predictions' batch dim) for ``CrossEntropyLoss``, int64 one-hot rows shaped like the
+    predictions for ``CategoricalCrossEntropyLoss``, and for a regression loss (``MSELoss``,
+    ``L1Loss``) targets of the predictions' type (``labels_shape``, when given, overrides
+    the shape). ``require_grads``:
     indices of the parameters to differentiate; default: every parameter after the first
     ``num_inputs`` (default: the function's ``num_input`` attribute, else 1).
 
@@ -377,9 +401,7 @@ def relax_gradient_module(mod: Any, func_name: str = "main", *,
     if loss is None:
         loss = CrossEntropyLoss(reduction=reduction)
     if isinstance(loss, Loss):
-        pred = tensor_type(pred_ty, "the prediction")
-        shape = tuple(labels_shape) if labels_shape is not None else pred.shape[:1]
-        loss = loss(pred_ty, relax.TensorType(list(shape), "int64"))
+        loss = loss(pred_ty, _targets_type(loss, pred_ty, labels_shape))
     loss_name = f"{func_name}_loss"
     mod = AppendLoss(func_name, loss, num_backbone_outputs=1, new_func_name=loss_name)(mod)
     loss_func = mod[loss_name]
@@ -394,6 +416,26 @@ def relax_gradient_module(mod: Any, func_name: str = "main", *,
     mod = relax.transform.Gradient(loss_name, require_grads=grads)(mod)
     del tvm
     return mod, f"{loss_name}_adjoint"
+
+
+def _targets_type(loss: Any, pred_ty: Any, labels_shape: Sequence[int] | None) -> Any:
+    """The Relax type of the targets ``loss`` compares the predictions with: class labels
+    (int64, one per row) for cross entropy, int64 one-hot rows for the categorical form,
+    else (a regression loss: a difference of predictions and targets) the predictions' own
+    type."""
+    from tvm import relax
+    from tvm.relax.training.loss import CategoricalCrossEntropyLoss, CrossEntropyLoss
+
+    pred = tensor_type(pred_ty, "the prediction", "relax.training.loss", None)
+    if isinstance(loss, CrossEntropyLoss):
+        shape, dtype = pred.shape[:1], "int64"
+    elif isinstance(loss, CategoricalCrossEntropyLoss):
+        shape, dtype = pred.shape, "int64"
+    else:
+        shape, dtype = pred.shape, str(pred_ty.dtype)
+    if labels_shape is not None:
+        shape = tuple(labels_shape)
+    return relax.TensorType([int(d) for d in shape], dtype)
 
 
 def relax_training_step(mod: Any, func_name: str = "main", *, name: str = "train_step",
@@ -415,7 +457,8 @@ def run_relax(mod: Any, args: Sequence[np.ndarray], func_name: str = "main",
 
     ex = tvm.compile(mod, target=target)
     vm = relax.VirtualMachine(ex, tvm.cpu())
-    out = vm[func_name](*[tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args])
+    # np.ascontiguousarray would make a 0-d argument 1-d
+    out = vm[func_name](*[tvm.runtime.tensor(np.array(a, order="C", copy=True)) for a in args])
 
     def flat(o: Any) -> list[np.ndarray]:
         if hasattr(o, "numpy"):

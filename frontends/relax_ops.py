@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..compiler.dialect import VerifyError
 from ..compiler.ir import Value
+from ..compiler.shape_rules import ShapeError
 from .gathers import along
 from .ir_builder import constant_array
 from .relax import RELAX_ELEMENT, Compare, RelaxContext
@@ -51,7 +53,12 @@ def convert_call(ctx: RelaxContext, call: Any) -> Any:
     fn = CONVERTERS.get(ctx.op_name())
     if fn is None:
         raise ctx.unsupported("no graph-dialect lowering")
-    return fn(ctx)
+    try:
+        return fn(ctx)
+    except (ShapeError, VerifyError) as err:
+        # an op the converter emits that the graph dialect rejects (an int64 matmul, a
+        # shape it has no rule for) is a form of the Relax op with no lowering
+        raise ctx.unsupported(f"no graph-dialect lowering of this form ({err})") from None
 
 
 def _element(ctx: RelaxContext) -> str:
@@ -62,6 +69,9 @@ def _element(ctx: RelaxContext) -> str:
 def _binary(name: str) -> RelaxConverter:
     def convert(ctx: RelaxContext) -> Value:
         a, b = ctx.arg(0), ctx.arg(1)
+        folded = _fold_scalars(ctx, name, a, b)
+        if folded is not None:
+            return folded
         if name == "add":
             fused = _linear_of(ctx, a, b) or _linear_of(ctx, b, a)
             if fused is not None:
@@ -73,6 +83,27 @@ def _binary(name: str) -> RelaxConverter:
 for _relax, _graph in {"add": "add", "subtract": "sub", "multiply": "mul",
                        "divide": "div", "maximum": "maximum", "minimum": "minimum"}.items():
     converter(f"relax.{_relax}")(_binary(_graph))
+
+
+#: arithmetic folded on the host when both operands are one-number constants: numpy's
+#: float32 (int64) operations round (wrap) as the compiled Relax op does
+_FOLDABLE = {"f32": {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide},
+             "i64": {"add": np.add, "sub": np.subtract, "mul": np.multiply}}
+
+
+def _fold_scalars(ctx: RelaxContext, name: str, a: Value, b: Value) -> Value | None:
+    """``a <name> b`` as a constant when both are constants of one number (Relax's Gradient
+    writes power's new exponent as ``subtract(3.0, 1.0)``: folded, ``power`` sees the
+    constant 2.0 it needs); None otherwise."""
+    el = _element(ctx)
+    fn = _FOLDABLE.get(el, {}).get(name)
+    x, y = constant_array(a), constant_array(b)
+    if fn is None or x is None or y is None or x.size != 1 or y.size != 1:
+        return None
+    dtype = np.float32 if el == "f32" else np.int64
+    with np.errstate(all="ignore"):
+        value = fn(dtype(x.reshape(-1)[0]), dtype(y.reshape(-1)[0]))
+    return _broadcast(ctx, ctx.const(dtype(value), el), ctx.shape())
 
 
 def _linear_of(ctx: RelaxContext, prod: Value, bias: Value) -> Value | None:
@@ -120,14 +151,17 @@ def _silu(ctx: RelaxContext) -> Value:
 
 @converter("relax.power")
 def _power(ctx: RelaxContext) -> Value:
-    """``x ** p`` for a constant p (one value, any shape): the graph dialect has no pow, so
-    only the exponents it writes exactly or to within rounding: 0, integers up to 4 in
-    magnitude (products, a reciprocal for negative ones), 0.5 and -0.5 (sqrt, rsqrt)."""
+    """``x ** p`` for a constant p (one value, any shape; constant arithmetic such as the
+    ``subtract(3.0, 1.0)`` of Relax's power gradient is folded first): the graph dialect
+    has no pow, so only the exponents it writes exactly or to within rounding: 0, integers
+    up to 4 in magnitude (products, a reciprocal for negative ones), 0.5 and -0.5
+    (``abs(sqrt(x))``, ``abs(rsqrt(x))``: IEEE pow(-0, ±0.5) is +0 and +inf where sqrt and
+    rsqrt keep the zero's sign; abs leaves every other result, NaN included, as it is)."""
     x, y = ctx.arg(0), ctx.arg(1)
-    op = y.defining_op
-    if op is None or op.name != "graph.constant":
+    array = constant_array(y)
+    if array is None:
         raise ctx.unsupported("an exponent that is not a constant")
-    values = np.unique(np.asarray(op.attributes["value"].array, np.float64))  # type: ignore[union-attr]
+    values = np.unique(np.asarray(array, np.float64))
     if values.size != 1:
         raise ctx.unsupported("an exponent tensor of different values")
     p = float(values[0])
@@ -137,9 +171,9 @@ def _power(ctx: RelaxContext) -> Value:
     if p == 0.0:
         return _filled(ctx, 1.0)
     if p == 0.5:
-        out = ctx.emit("graph.sqrt", [x])
+        out = ctx.emit("graph.abs", [ctx.emit("graph.sqrt", [x])])
     elif p == -0.5:
-        out = ctx.emit("graph.rsqrt", [x])
+        out = ctx.emit("graph.abs", [ctx.emit("graph.rsqrt", [x])])
     elif p.is_integer() and 1 <= abs(p) <= 4:
         k = int(abs(p))
         sq = ctx.emit("graph.mul", [x, x]) if k >= 2 else x
@@ -189,7 +223,9 @@ def _where(ctx: RelaxContext) -> Value:
     ``FuncBuilder.select_positive(a, b, z)`` is a where z > 0 and b elsewhere (exactly,
     infinite branches included). A zero branch drops its half: ``where(x > 0, g, 0)`` and
     ``where(x <= 0, 0, g)`` are ``relu_backward(g, x)``; Relax's ReLU gradient
-    ``where(x < 0, 0, g)`` is ``g - relu_backward(g, -x)``, which keeps g where x == 0."""
+    ``where(x < 0, 0, g)`` is ``relu_backward(g, 1 - [-x > 0])``, which keeps g where
+    x == 0 (``g - relu_backward(g, -x)`` would be inf - inf = NaN where g is infinite and
+    x < 0: ``where(x < 0, 0, log(x))``)."""
     cond = ctx.lookup(ctx.call.args[0])
     a, b = ctx.arg(1), ctx.arg(2)
     if not isinstance(cond, Compare):
@@ -211,9 +247,10 @@ def _where(ctx: RelaxContext) -> Value:
     if _is_zero(b):
         return ctx.emit("graph.relu_backward", [_broadcast(ctx, a, shape), z])
     b = _broadcast(ctx, b, shape)
-    if _is_zero(a) and constant_array(b) is None:
-        # a gradient (ReLU's), finite: b less its part where z > 0 is exact
-        return ctx.emit("graph.sub", [b, ctx.emit("graph.relu_backward", [b, z])])
+    if _is_zero(a):
+        # b's half of the select alone: b where z > 0 does not hold (NaN included)
+        keep = ctx.b.complement(ctx.b.positive_mask(z))
+        return ctx.emit("graph.relu_backward", [b, keep])
     # maybe a -inf fill (a mask): a select adding an exact 0 for the side not taken
     # (b - relu_backward(b, z) would be -inf - -inf = NaN where a is taken)
     return ctx.b.select_positive(_broadcast(ctx, a, shape), b, z)
@@ -280,7 +317,8 @@ def _strided_slice(ctx: RelaxContext) -> Value:
     ``graph.slice`` box, a negative one the box of the same elements in increasing order
     read backwards (:func:`_reverse`). The crop of an oversized weight-gradient convolution
     (Relax's conv2d gradient with a stride that does not divide the input) re-emits the
-    convolution at the cropped size instead."""
+    convolution at the cropped size instead, where that convolution is one (the same output
+    gradient); any other crop of it is a plain slice."""
     x = ctx.arg(0)
     src = tuple(x.type.shape)  # type: ignore[union-attr]
     rank = len(src)
@@ -319,8 +357,11 @@ def _strided_slice(ctx: RelaxContext) -> Value:
     if (op is not None and op.name == "graph.conv2d_backward_weight" and not any(offsets)
             and all(s == 1 for s in steps) and not backwards):
         attrs = {k: v for k, v in op.attributes.items() if k != "weight_shape"}
-        return ctx.emit("graph.conv2d_backward_weight", list(op.operands),
-                        weight_shape=list(shape), **attrs)  # the oversized one: dead code
+        try:
+            return ctx.emit("graph.conv2d_backward_weight", list(op.operands),
+                            weight_shape=list(shape), **attrs)  # the oversized one: dead code
+        except ShapeError:
+            pass  # a kernel of this size convolves to another output shape: not Relax's crop
     out = x
     if sizes != list(src) or any(offsets):
         out = ctx.emit("graph.slice", [x], offsets=offsets, sizes=sizes, strides=steps)
@@ -416,11 +457,23 @@ def _matmul(ctx: RelaxContext) -> Value:
 
 
 # --- reductions -------------------------------------------------------------------------
+def _reduce_axes(ctx: RelaxContext) -> list[int] | None:
+    """The axes a Relax reduction reduces (``[]``: all of them, as ``graph.reduce_*`` reads
+    an empty list), or None for Relax's empty axis list, which reduces nothing (the
+    identity; no axis at all is every axis)."""
+    axis = ctx.attr("axis")
+    if axis is None:
+        return []
+    axes = [int(a) for a in axis]
+    return axes or None
+
+
 def _reduce(kind: str) -> RelaxConverter:
     def convert(ctx: RelaxContext) -> Value:
         x = ctx.arg(0)
-        axis = ctx.attr("axis")
-        axes = [] if axis is None else [int(a) for a in axis]
+        axes = _reduce_axes(ctx)
+        if axes is None:
+            return x
         return ctx.emit(f"graph.reduce_{kind}", [x], axes=axes,
                         keepdim=bool(ctx.attr("keepdims", False)))
     return convert
@@ -434,8 +487,9 @@ converter("relax.max")(_reduce("max"))
 @converter("relax.min")
 def _min(ctx: RelaxContext) -> Value:
     """``-max(-x)`` (exact: negation only flips the sign bit)."""
-    axis = ctx.attr("axis")
-    axes = [] if axis is None else [int(a) for a in axis]
+    axes = _reduce_axes(ctx)
+    if axes is None:
+        return ctx.arg(0)
     neg = ctx.emit("graph.neg", [ctx.arg(0)])
     top = ctx.emit("graph.reduce_max", [neg], axes=axes, keepdim=bool(ctx.attr("keepdims", False)))
     return ctx.emit("graph.neg", [top])
@@ -583,12 +637,40 @@ def _nll_checks(ctx: RelaxContext, logp: Value, labels: Value) -> str:
     return reduction
 
 
+def _ignored_class(ctx: RelaxContext, logp: Value) -> int | None:
+    """The class ``ignore_index`` names, or None where it names none (TVM's -100: no label
+    is ignored, and the runtime refuses a label outside the classes)."""
+    ignored = int(ctx.attr("ignore_index", -100))
+    return ignored if 0 <= ignored < logp.type.shape[1] else None  # type: ignore[union-attr]
+
+
+def _kept_one_hot(ctx: RelaxContext, labels: Value, classes: int, ignored: int) -> Value:
+    """``one_hot(t)`` with the ignored class's column zeroed: row i is 1 at t_i, or all 0
+    where t_i is ignored (TVM's per-row weight ``t_i != ignore_index``, at t_i)."""
+    rows = ctx.emit("graph.one_hot", [labels], classes=classes)
+    kept = np.ones(classes, np.float32)
+    kept[ignored] = 0.0
+    return ctx.emit("graph.mul", [rows, ctx.const(kept)])
+
+
 @converter("relax.nn.nll_loss")
 def _nll_loss(ctx: RelaxContext) -> Value:
     """``nll_loss(log_softmax(x), t)`` -> ``graph.cross_entropy x, t`` (times N for a sum).
-    Labels equal to ``ignore_index`` are not modeled."""
+
+    An ``ignore_index`` naming a class c leaves the rows labelled c out: with ``w`` the
+    one-hot labels less column c, the loss is ``-sum(logp where w)`` divided, for the mean,
+    by ``sum(w)``, the number of rows kept (TVM's: NaN when every row is ignored)."""
     logp, labels = ctx.arg(0), ctx.arg(1)
     reduction = _nll_checks(ctx, logp, labels)
+    ignored = _ignored_class(ctx, logp)
+    if ignored is not None:
+        w = _kept_one_hot(ctx, labels, logp.type.shape[1], ignored)  # type: ignore[union-attr]
+        # relu_backward selects: a -inf log-probability of a class not picked adds 0
+        picked = ctx.emit("graph.reduce_sum", [ctx.emit("graph.relu_backward", [logp, w])])
+        loss = ctx.emit("graph.neg", [picked])
+        if reduction == "mean":
+            loss = ctx.emit("graph.div", [loss, ctx.emit("graph.reduce_sum", [w])])
+        return loss
     op = logp.defining_op
     if op is None or op.name != "graph.log_softmax" or op.attributes.get("axis", -1) not in (
             -1, 1):
@@ -603,11 +685,19 @@ def _nll_loss(ctx: RelaxContext) -> Value:
 def _nll_loss_backward(ctx: RelaxContext) -> Value:
     """d nll / d logp = -onehot(t)·g/N, written as ``cross_entropy_backward(g, y, t) -
     softmax(y)·g/N`` (true for any ``y``; ``cross_entropy_backward`` is (softmax - onehot)·g/N).
+    With an ``ignore_index`` naming a class, ``-w·g / sum(w)`` (``-w·g`` for a sum), ``w``
+    the one-hot labels less that class's column: ignored rows get no gradient.
     """
     g, logp, labels = ctx.arg(0), ctx.arg(1), ctx.arg(2)
     reduction = _nll_checks(ctx, logp, labels)
     if g.type.rank != 0:  # type: ignore[union-attr]
         raise ctx.unsupported("a non-scalar output gradient")
+    ignored = _ignored_class(ctx, logp)
+    if ignored is not None:
+        w = _kept_one_hot(ctx, labels, logp.type.shape[1], ignored)  # type: ignore[union-attr]
+        if reduction == "mean":
+            g = ctx.emit("graph.div", [g, ctx.emit("graph.reduce_sum", [w])])
+        return ctx.emit("graph.neg", [ctx.emit("graph.mul", [w, g])])
     n = logp.type.shape[0]  # type: ignore[union-attr]
     if reduction == "sum":
         g = ctx.emit("graph.mul", [g, ctx.const(np.float32(n))])

@@ -20,7 +20,9 @@ The optimizer is ``"sgd"``, ``"adam"`` or ``"adamw"`` with ``optimizer_options``
 ``torch.optim.SGD``/``Adam``/``AdamW`` built on ``model``: each of its param groups keeps
 its own settings (e.g. no weight decay on biases and norms). A parameter the optimizer does
 not update (``requires_grad=False``, or in no group) is not an updated result and keeps
-its value, as in torch.
+its value, as in torch. :meth:`CapturedStep.bind` starts from the state such an optimizer
+holds (momentum buffers, Adam's moments and step count), so that a run resumed after
+eager steps continues where they left off; a named optimizer starts from zeros (step 1).
 
 A masked parameter ``w`` enters the forward pass as ``graph.mask_apply %w, %mask``; its
 gradient is masked the same way and so is the updated parameter (pruned weights stay zero).
@@ -152,6 +154,10 @@ class CapturedStep:
     dropouts: list[DropoutNode] = field(default_factory=list)  # keep-mask arguments
     #: the settings each updated parameter is updated with (see :func:`param_settings`)
     settings: dict[str, OptimizerConfig] = field(default_factory=dict)
+    #: the torch optimizer the step was captured with (None for a named one), and the
+    #: parameters it keys its state by, by name: :meth:`bind` starts from that state
+    torch_optimizer: Any = None
+    optimizer_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def func(self):
@@ -163,10 +169,15 @@ class CapturedStep:
     def bind(self, model: nn.Module, inputs: tuple, labels: Any = None,
              masks: dict[str, Any] | None = None,
              state: dict[Binding, Any] | None = None) -> list[np.ndarray]:
-        """Arrays in argument order; optimizer state defaults to zeros (step 1)."""
+        """Arrays in argument order. The optimizer state is, in this order: what ``state``
+        gives; else what the torch optimizer the step was captured with holds now (its
+        ``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, and ``adam_step`` one past its
+        ``step``: a run resumed after eager steps continues as eager would); else zeros
+        (step 1, as a fresh optimizer)."""
         params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
         _check_static(self, inputs, labels)
-        given = {Binding("input", f"input{i}"): x for i, x in enumerate(inputs)}
+        given = self.optimizer_state(without=set(state or {}))
+        given.update({Binding("input", f"input{i}"): x for i, x in enumerate(inputs)})
         given[Binding("label", "labels")] = labels
         for name, m in (masks or {}).items():
             given[Binding("mask", name)] = m
@@ -186,6 +197,42 @@ class CapturedStep:
             if isinstance(value, torch.Tensor):
                 value = value.detach().cpu().numpy()
             out.append(np.asarray(value))
+        return out
+
+    def optimizer_state(self, without: set[Binding] | frozenset[Binding] = frozenset()
+                        ) -> dict[Binding, Any]:
+        """The state of the torch optimizer the step was captured with, as it is now, by
+        argument: SGD's ``momentum_buffer`` and Adam's ``exp_avg`` and ``exp_avg_sq`` of
+        each parameter that has them, and ``adam_step`` = the steps taken + 1 (the step
+        about to be taken, 1-based); arguments in ``without`` are left out. Empty for a
+        named optimizer or one that has not stepped. Raises ValueError where Adam's
+        parameters have taken different numbers of steps: the step has one ``adam_step``
+        for all of them."""
+        opt = self.torch_optimizer
+        if opt is None:
+            return {}
+        keys = {"momentum_buf": "momentum_buffer", "adam_m": "exp_avg", "adam_v": "exp_avg_sq"}
+        out: dict[Binding, Any] = {}
+        taken: dict[str, int] = {}
+        for binding in self.arguments:
+            if binding.kind not in keys or binding in without:
+                continue
+            held = opt.state.get(self.optimizer_params[binding.name], {})
+            value = held.get(keys[binding.kind])
+            if value is not None:
+                out[binding] = value.detach().clone()
+            if binding.kind == "adam_m":
+                taken[binding.name] = int(float(held["step"])) if "step" in held else 0
+        step = Binding("adam_step")
+        if step in self.arguments and step not in without and any(taken.values()):
+            counts = sorted(set(taken.values()))
+            if len(counts) > 1:
+                detail = ", ".join(f"{n}: {c}" for n, c in taken.items())
+                raise ValueError(f"the optimizer's parameters have taken different numbers of "
+                                 f"steps ({detail}); the captured step has one adam_step for "
+                                 "all of them: pass state={Binding('adam_step'): ...} and the "
+                                 "moments to choose")
+            out[step] = float(counts[0] + 1)
         return out
 
     def observe(self, op_name: str) -> list[Binding]:
@@ -261,6 +308,9 @@ def capture_training_step(model: nn.Module, example_inputs: tuple, labels: Any =
     skipped = _without_gradient(graphs, settings)  # torch's optimizer skips a parameter whose
     settings = {n: s for n, s in settings.items() if n not in skipped}  # .grad stays None
     step = _build(model, inputs, labels, graphs, settings, masked, caller, opt)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        step.torch_optimizer = optimizer
+        step.optimizer_params = dict(model.named_parameters())
     _note_densities(step, masks or {})
     return step
 

@@ -193,6 +193,9 @@ class LoadedStep:
         self.arg_names = [a.name_hint or f"arg{a.index}" for a in func.arguments]
         self.arg_types = {n: a.type for n, a in zip(self.arg_names, func.arguments)}
         self.n_results = len(func.return_op.operands) if func.return_op else 0
+        # the fabric returns every value as f32: results are given back in these types
+        self.result_elements = [getattr(v.type, "element", "f32")
+                                for v in (func.return_op.operands if func.return_op else [])]
         self.result_names = list(result_names or [])
         if self.result_names and len(self.result_names) != self.n_results:
             raise BindError(f"result_names: {len(self.result_names)} names for "
@@ -417,9 +420,10 @@ class Session:
 
         Adam's bias corrections use, in this order: ``step`` (1-based) when given; else the
         value bound to the program's Adam step operand (e.g. ``adam_step``, set by
-        ``CapturedStep.bind(state=...)``, :meth:`set_params` or carried from the previous
-        step's result), so that a step resumed from torch's optimizer state continues at
-        torch's count; else, for a program without one, the next step of this program
+        ``CapturedStep.bind``, from ``state=`` or from the torch optimizer's own count, by
+        :meth:`set_params` or carried from the previous step's result), so that a step
+        resumed from torch's optimizer state continues at torch's count; else, for a
+        program without one, the next step of this program
         (``report.step`` is the step used).
 
         A step that raises changes nothing in the session (weights, masks, densities,
@@ -516,7 +520,8 @@ class Session:
                 entry["kept"] = True
             report_extra.append(entry)
 
-        values = [result.outputs[n] for n in compiled.program.outputs]
+        values = [_as_element(result.outputs[n], el)
+                  for n, el in zip(compiled.program.outputs, loaded.result_elements)]
         outputs = dict(zip(compiled.program.outputs, values))
         outputs.update(zip(loaded.result_names, values))
         rep = build_step_report(loaded.step, loaded.name, variant.key(), result,
@@ -657,6 +662,17 @@ def _variant_for(loaded: LoadedStep, formats: dict[str, str], dense_grad: bool) 
         if f != "dense":
             v = v.with_state(p, f)
     return v
+
+
+def _as_element(value: np.ndarray, element: str) -> np.ndarray:
+    """A result the fabric computed in f32 as the graph's element type says: an ``i64``
+    result as int64 (exact: the fabric's integers are exact in fp32 below 2^24, see
+    ``CompiledProgram.bind``), an ``i1`` one as bool."""
+    if element == "i1":
+        return np.asarray(value) != 0
+    if element.startswith("i"):
+        return np.rint(np.asarray(value)).astype(np.int64)
+    return value
 
 
 def _argument_name(value: Any) -> str:

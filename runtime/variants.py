@@ -381,8 +381,11 @@ def lower_transposes(func: FuncOp) -> int:
     return count
 
 
-ELEMENTWISE_BINARY = ("graph.add", "graph.sub", "graph.mul", "graph.div", "graph.relu_backward",
-                      "graph.gelu_backward", "graph.mask_apply")
+#: the graph dialect's elementwise ops of two operands (every op whose shape rule is numpy
+#: broadcasting, and the select-like ops of one shape)
+ELEMENTWISE_BINARY = ("graph.add", "graph.sub", "graph.mul", "graph.div", "graph.maximum",
+                      "graph.minimum", "graph.relu_backward", "graph.gelu_backward",
+                      "graph.mask_apply")
 
 
 def materialize_broadcasts(func: FuncOp) -> int:

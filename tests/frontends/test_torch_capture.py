@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 from acf.frontends.torch_capture import GraphInput, module_path
@@ -62,18 +63,38 @@ def test_int32_token_ids_are_captured_as_the_fabrics_integers() -> None:
     assert types[0] == types[1] and any(t.element == "i64" for t in types[1])
 
 
-def test_an_ignore_index_that_is_a_class_is_refused() -> None:
-    """cross_entropy(ignore_index=c) for a class c would drop those rows from the mean,
-    which the capture does not model: refused (it was silently dropped); an index outside
-    the classes (PyTorch's -100) is no label at all and is captured."""
-    import pytest
-    from acf.frontends.aten_to_ir import UnsupportedOpError
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_an_ignore_index_that_is_a_class_leaves_its_rows_out(reduction) -> None:
+    """cross_entropy(ignore_index=c) for a class c drops the rows labelled c from the loss,
+    the mean's count and the gradient, as eager does (it was refused); an index outside
+    the classes (PyTorch's -100) ignores nothing. Captured and through torch.compile."""
+    import acf.frontends.backend  # noqa: F401  (registers backend="acf")
+    from acf.compiler.interp import run_func
+    from acf.frontends.training_step import Binding
+
+    def loss_fn(o, t):
+        return F.cross_entropy(o, t, ignore_index=0, reduction=reduction)
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
-    x, y = torch.randn(2, 4), torch.tensor([0, 2])
-    with pytest.raises(UnsupportedOpError, match=r"ignore_index=0 \(a class label"):
-        capture_training_step(model, (x,), labels=y,
-                              loss_fn=lambda o, t: F.cross_entropy(o, t, ignore_index=0))
+    x, y = torch.randn(5, 4), torch.tensor([0, 2, 0, 1, 2])
+    ref = copy.deepcopy(model)
+    want = loss_fn(ref(x), y)
+    want.backward()
+    assert abs(want.item() - F.cross_entropy(ref(x), y, reduction=reduction).item()) > 0.01
+    step = capture_training_step(model, (x,), labels=y, loss_fn=loss_fn, optimizer="sgd",
+                                 optimizer_options={"lr": 0.1})
+    out = step.unpack(run_func(step.func, step.bind(model, (x,), y)))
+    torch.testing.assert_close(torch.from_numpy(out[Binding("loss")]), want.detach())
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(torch.from_numpy(out[Binding("grad", name)]), p.grad,
+                                   rtol=1e-5, atol=1e-6)
+    fabric = copy.deepcopy(model)
+    torch._dynamo.reset()
+    got = torch.compile(lambda a, t: loss_fn(fabric(a), t), backend="acf", dynamic=False)(x, y)
+    got.backward()
+    torch.testing.assert_close(got, want)
+    for (name, p), (_, q) in zip(fabric.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
     capture_training_step(model, (x,), labels=y,
                           loss_fn=lambda o, t: F.cross_entropy(o, t, ignore_index=-100))

@@ -139,3 +139,67 @@ def test_transformer_block_gradients() -> None:
     names = {op.name for op in step.func.body.ops}
     assert {"graph.layer_norm", "graph.layer_norm_backward", "graph.softmax",
             "graph.softmax_backward", "graph.gelu", "graph.gelu_backward"} <= names
+
+
+# --- resuming from a torch optimizer's state ----------------------------------------------
+OPTIMIZERS = {
+    "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    "sgd_nesterov": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True,
+                                              weight_decay=1e-2),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.01),
+}
+STATE_KINDS = ("momentum_buf", "adam_m", "adam_v", "adam_step")
+
+
+def _eager_steps(model, opt, x, y, n: int) -> None:
+    for _ in range(n):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
+def test_bind_resumes_from_the_torch_optimizers_state(kind) -> None:
+    """3 eager steps, then 2 captured ones = 5 eager steps: bind starts from the state the
+    optimizer holds (it started from zeros at step 1, losing the momentum and Adam's
+    moments and bias-correction count)."""
+    torch.manual_seed(0)
+    model = MLP(6, 8, 3)
+    x, y = torch.randn(4, 6), torch.tensor([0, 2, 1, 2])
+    ref = copy.deepcopy(model)
+    _eager_steps(ref, OPTIMIZERS[kind](ref.parameters()), x, y, 5)
+    opt = OPTIMIZERS[kind](model.parameters())
+    _eager_steps(model, opt, x, y, 3)
+    step = capture_training_step(model, (x,), labels=y, optimizer=opt)
+    if kind.startswith("adam"):
+        assert float(step.optimizer_state()[Binding("adam_step")]) == 4.0
+    current = copy.deepcopy(model)
+    state = None
+    for _ in range(2):
+        out = step.unpack(run_func(step.func, step.bind(current, (x,), y, state=state)))
+        with torch.no_grad():
+            for name, p in current.named_parameters():
+                p.copy_(torch.from_numpy(out[Binding("param", name)]))
+        state = {b: v for b, v in out.items() if b.kind in STATE_KINDS}
+    for (name, p), (_, q) in zip(current.named_parameters(), ref.named_parameters()):
+        assert_close(p.detach().numpy(), q, f"{kind}: {name} after 3 eager + 2 captured steps")
+
+
+def test_bind_refuses_adam_parameters_at_different_step_counts() -> None:
+    """The step has one adam_step: parameters torch has stepped a different number of
+    times (one was frozen for a while) cannot all continue as eager would."""
+    torch.manual_seed(0)
+    model = MLP(6, 8, 3)
+    x, y = torch.randn(4, 6), torch.tensor([0, 2, 1, 2])
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.fc1.weight.requires_grad_(False)
+    _eager_steps(model, opt, x, y, 2)
+    model.fc1.weight.requires_grad_(True)
+    _eager_steps(model, opt, x, y, 1)
+    step = capture_training_step(model, (x,), labels=y, optimizer=opt)
+    with pytest.raises(ValueError, match=r"different numbers of steps \(fc1.weight: 1, "
+                                         r"fc1.bias: 3"):
+        step.bind(model, (x,), y)
+    state = {Binding("adam_step"): 4.0}  # the caller's choice is taken as it is
+    assert float(step.bind(model, (x,), y, state=state)[-1]) == 4.0

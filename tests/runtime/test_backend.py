@@ -290,3 +290,34 @@ def test_comparisons_where_clamp_and_a_padding_mask_through_the_backend() -> Non
 
     with sdpa_kernel(SDPBackend.MATH):  # eager's reference on the backend's attention path
         classifier_matches_eager(MaskedAttentionNet, torch.randn(2, 5, 8), torch.tensor([2, 1]), 11)
+
+
+def test_integer_outputs_keep_eagers_dtype() -> None:
+    """An integer result computed on the fabric (``t + 1``, ``t.sum()``) came back as
+    float32; eager returns int64 (int32 stays int32)."""
+    def f(x, t, u):
+        return x * 2, t + 1, t.sum(), u * 3
+
+    x, t = torch.randn(3), torch.tensor([1, 2, 3])
+    u = torch.tensor([4, -5], dtype=torch.int32)
+    torch._dynamo.reset()
+    got = torch.compile(f, backend="acf", dynamic=False)(x, t, u)
+    want = f(x, t, u)
+    assert [g.dtype for g in got] == [w.dtype for w in want] == [
+        torch.float32, torch.int64, torch.int64, torch.int32]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("other", [(2, 1, 4), (3, 1)])
+def test_maximum_and_minimum_of_a_broadcast_operand_through_the_backend(other) -> None:
+    """[2, 1, 4] or [3, 1] against [2, 3, 4] failed to compile ("broadcast ... is not
+    supported"): the runtime now expands such an operand as it does for add and mul."""
+    def f(x, y):
+        return torch.maximum(x, y) * 2 + torch.minimum(y, x)
+
+    x, y = torch.randn(2, 3, 4), torch.randn(*other)
+    torch._dynamo.reset()
+    got = torch.compile(f, backend="acf", dynamic=False)(x, y)
+    torch.testing.assert_close(got, f(x, y))
+    assert backend.REPORTS[-1].variant != "host"

@@ -230,3 +230,39 @@ def test_dropout_keep_masks_are_drawn_each_step_unless_given() -> None:
     sess.load(text)
     given = (np.arange(64 * 32).reshape(64, 32) % 3 == 0).astype(np.float32)
     np.testing.assert_array_equal(sess.run_step({"x": x, "keep": given}).values[0], given)
+
+
+INTEGER_RESULTS = """graph.func @f(%x: tensor<2x3xf32>, %t: tensor<2x3xi64>) -> (tensor<2x3xf32>, tensor<2x3xi64>, tensor<2xi64>) {
+  %y = graph.mul %x, %x : tensor<2x3xf32>, tensor<2x3xf32> -> tensor<2x3xf32>
+  %u = graph.add %t, %t : tensor<2x3xi64>, tensor<2x3xi64> -> tensor<2x3xi64>
+  %s = graph.reduce_sum %t {axes = [1], keepdim = false} : tensor<2x3xi64> -> tensor<2xi64>
+  graph.return %y, %u, %s : tensor<2x3xf32>, tensor<2x3xi64>, tensor<2xi64>
+}
+"""
+
+
+def test_integer_results_come_back_in_the_graphs_element_type() -> None:
+    """The fabric computes in fp32 (integers exact below 2^24); run_step returned the i64
+    results as float32 too."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = np.array([[1, -2, 3], [2**20, 5, -6]], np.int64)
+    sess = Session("acf-small")
+    sess.load(INTEGER_RESULTS)
+    res = sess.run_step([x, t])
+    want = interp(INTEGER_RESULTS, [x, t])
+    assert [v.dtype for v in res.values] == [np.float32, np.int64, np.int64]
+    for got, w in zip(res.values, want):
+        np.testing.assert_array_equal(got, w)
+    assert res.outputs["result2"].dtype == np.int64
+
+
+def test_every_broadcasting_op_of_the_dialect_has_its_operands_expanded() -> None:
+    """``materialize_broadcasts`` covers each graph op whose shape rule is numpy
+    broadcasting (graph.maximum and graph.minimum were missing)."""
+    from acf.compiler import shape_rules
+    from acf.compiler.dialect import registered_ops
+    from acf.runtime.variants import ELEMENTWISE_BINARY
+
+    broadcasting = {d.name for d in registered_ops() if d.infer is shape_rules.broadcast}
+    assert {"graph.add", "graph.maximum", "graph.minimum"} <= broadcasting
+    assert broadcasting <= set(ELEMENTWISE_BINARY)
