@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,6 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class UserError(Exception):
     """An error caused by the user's input; printed without a traceback."""
+
+
+def target_error(exc: Exception, flag: str = "") -> str:
+    """A target's error as printed: one about a file already names it (``t.toml:3:5:
+    error: ...``); any other gets ``acfc: error:`` and the option it came from."""
+    msg = str(exc)
+    if ": error: " in msg.split("\n")[0]:
+        return msg
+    return f"acfc: error: {flag + ': ' if flag else ''}{msg}"
 
 
 def register(name: str, module: str, help_text: str) -> None:
@@ -141,7 +150,21 @@ def read_input(path: str, binary: bool = False) -> tuple[str | bytes, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(_not_utf8(data, name)) from None
+    # a byte-order mark (some editors on Windows write one) is no part of the text
+    text = text.removeprefix("\ufeff")
     return text.replace("\r\n", "\n").replace("\r", "\n"), name
+
+
+def looks_like_text(data: bytes) -> bool:
+    """Whether bytes read as UTF-8 text (no NUL, which text never holds): a binary input
+    that is text was most likely given in place of its source."""
+    if b"\0" in data[:4096]:
+        return False
+    try:
+        data[:4096].decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the 4096th byte is still text
+        return exc.start >= 4093
+    return True
 
 
 def _not_utf8(data: bytes, name: str) -> str:
@@ -154,6 +177,40 @@ def _not_utf8(data: bytes, name: str) -> str:
     except IRError as exc:
         return str(exc)
     return f"{name}: error: not UTF-8 text"
+
+
+def refuse_same_files(outputs: Sequence[tuple[str, str | None]],
+                      inputs: Sequence[tuple[str, str | None]] = ()) -> None:
+    """UserError, before anything is written, when two outputs name one file (the second
+    write would replace the first) or an output names an input (it would replace what it
+    was made from). Each item is ``(flag, path)``; None and '-' (stdout) are skipped, and
+    so is anything that is not a regular file (``/dev/null`` may take every output)."""
+    outs = [(flag, path) for flag, path in outputs if path not in (None, "-")]
+    ins = [(flag, path) for flag, path in inputs if path not in (None, "-")]
+    for i, (flag, path) in enumerate(outs):
+        for other_flag, other in outs[:i]:
+            if _same_file(path, other):
+                raise UserError(f"acfc: error: {other_flag} and {flag} name the same file "
+                                f"({other}): one would replace the other; give each its own")
+        for in_flag, in_path in ins:
+            if _same_file(path, in_path):
+                raise UserError(f"acfc: error: {flag} names the {in_flag} ({in_path}): writing "
+                                "it would replace what is read; choose another output file")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one regular file (both there: the same device and inode,
+    through links; one yet to be made: the same resolved path)."""
+    import stat
+
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):  # one is not there (yet), or cannot name a file
+        try:
+            return os.path.realpath(a) == os.path.realpath(b)
+        except (OSError, ValueError):
+            return False
+    return stat.S_ISREG(sa.st_mode) and os.path.samestat(sa, sb)
 
 
 def write_output(path: str | None, data: str | bytes) -> None:

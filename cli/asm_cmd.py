@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from acf.cli import UserError, read_input, write_output
+from acf.cli import UserError, read_input, refuse_same_files, write_output
 from acf.isa.asm import AsmError, assemble
 from acf.isa.container import write
 
@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_same_files([("-o", args.output)], [("input", args.input)])
     text, name = read_input(args.input)
     try:
         prog = assemble(str(text), name, check="fit")  # against the .target it names

@@ -10,10 +10,13 @@ the target of its ``acf.target``. Never imports torch or TVM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
+from collections.abc import Iterator
 
-from acf.cli import UserError, read_input, write_output
+from acf.cli import UserError, read_input, refuse_same_files, write_output
 
 
 def tile_sizes(text: str) -> int | tuple[int, int, int]:
@@ -50,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # with --train the input is model.py:factory, and the file read is model.py
+    source = (args.input.rpartition(":")[0] or args.input) if args.train else args.input
+    refuse_same_files([("-o", args.output)], [("input", source), ("--target file", (
+        args.target if args.target and os.path.isfile(args.target) else None))])
     if args.train:
         return run_train(args)
     from acf.compiler.codegen import CompileOptions, compile_module
@@ -138,7 +145,6 @@ def _shape(text: str | None) -> tuple[int, ...]:
 
 def _factory(spec: str):
     import importlib.util
-    import os
 
     path, sep, name = spec.rpartition(":")
     if not sep or not path or not name:
@@ -198,8 +204,9 @@ def run_train(args: argparse.Namespace) -> int:
     opts = {} if args.lr is None else {"lr": args.lr}
     pipeline = args.pipeline or "sparse-training"
     try:
-        step = capture_training_step(model, (x,), labels=y, optimizer=args.optimizer,
-                                     optimizer_options=opts, masks=masks or None)
+        with _quiet_fake_tensor_log():
+            step = capture_training_step(model, (x,), labels=y, optimizer=args.optimizer,
+                                         optimizer_options=opts, masks=masks or None)
         sess = Session(target, SessionOptions(pipeline=pipeline, tile=args.tile,
                                               respecialize="off"))
         sess.load(step.module)
@@ -210,9 +217,11 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(f"acfc: error: {err}") from None
     except Exception as exc:  # noqa: BLE001 - the user's model failed while being traced
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        cause = _innermost(exc)  # tracing wraps the model's own error ("when making fake
+        # tensor call"): what went wrong is the innermost one
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         raise UserError(f"{path}: error: running {args.input} on input {list(shape)} with "
-                        f"{args.num_classes} classes failed: {type(exc).__name__}: {first}"
+                        f"{args.num_classes} classes failed: {type(cause).__name__}: {first}"
                         ) from None
     (compiled,) = sess._cache.values()
     emit = args.emit or ("bin" if args.output not in (None, "-") else None)
@@ -234,6 +243,34 @@ def run_train(args: argparse.Namespace) -> int:
 
         write_output(args.output, write(compiled.program.program))
     return 0
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception at the bottom of a chain of ``raise ... from``, or of exceptions
+    raised while handling another (torch wraps the model's error in ones of its own, the
+    outermost raised ``from None``, which hides its context from tracebacks only)."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_log() -> Iterator[None]:
+    """torch logs a traceback on stderr when an op fails on fake tensors during capture
+    (a shape mismatch in the model), before raising: the error acfc reports says it once."""
+    import logging
+
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    was = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = was
 
 
 def macs_by_kind(compiled) -> dict[str, int]:

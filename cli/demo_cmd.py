@@ -13,7 +13,7 @@ import argparse
 import copy
 import time
 
-from acf.cli import UserError
+from acf.cli import UserError, target_error
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
         target = load_target(args.target)
         dense_fabric = load_target(args.target, {"cluster.skip": "none"})
     except TargetError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(target_error(exc, "--target")) from None
     torch.manual_seed(args.seed)
     data = load_digits()
+    if args.batch > len(data.x_train):  # a slice past the end would train on fewer samples
+        raise UserError(f"acfc demo: error: --batch {args.batch} is larger than the digits "
+                        f"training split ({len(data.x_train)} samples)")
     x, y = data.x_train[: args.batch], data.y_train[: args.batch]
     model = MLP(data.input_shape, data.num_classes, hidden=(256, 256))
     hidden = ["1.weight", "3.weight"]

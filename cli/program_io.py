@@ -26,7 +26,18 @@ def load_program(path: str, check_target: bool = False) -> Any:
     try:
         return container.read(bytes(data))
     except container.ContainerError as exc:
-        raise UserError(f"{name}: error: {exc}") from None
+        raise UserError(f"{name}: error: {exc}{text_hint(bytes(data))}") from None
+
+
+def text_hint(data: bytes) -> str:
+    """What to add to "not an ACF binary" when the input is text: assembly is read from a
+    file named ``.s`` (or stdin)."""
+    from acf.cli import looks_like_text
+    from acf.isa import container
+
+    if data.startswith(container.MAGIC) or not data or not looks_like_text(data):
+        return ""
+    return "; it is text: assembly is read from a file named .s, or from stdin ('-')"
 
 
 def load_target_for(prog: Any, name: str | None, sets: list[str] | None = None,
@@ -64,12 +75,53 @@ def load_inputs(path: str | None) -> dict[str, Any]:
         if not zipfile.is_zipfile(path):  # np.load would try a .npy or a pickle instead
             raise UserError(f"{path}: error: cannot read inputs: not an .npz archive "
                             "(numpy.savez writes one)")
+        _check_declared_sizes(path)
         with np.load(path) as npz:
-            return {k: npz[k] for k in npz.files}
+            out = {}
+            for k in npz.files:
+                try:
+                    out[k] = npz[k]
+                except MemoryError:
+                    raise UserError(f"{path}: error: cannot read inputs: input '{k}' needs more "
+                                    "memory than there is") from None
+            return out
     except OSError as exc:
         raise UserError(f"{path}: error: cannot read inputs: {exc.strerror or exc}") from None
     except (ValueError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: error: cannot read inputs: {exc}") from None
+
+
+def _check_declared_sizes(path: str) -> None:
+    """UserError when a member's ``.npy`` header declares more bytes than the member holds:
+    a few bytes claiming a shape of 10^13 elements would otherwise be allocated (and fail
+    for want of memory) before the missing data is noticed. Headers numpy cannot read are
+    left to ``numpy.load``, which says what is wrong with them."""
+    import math
+    import zipfile
+
+    import numpy as np
+
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as fh:
+                try:
+                    reader = readers.get(np.lib.format.read_magic(fh))
+                    if reader is None:
+                        continue
+                    shape, _, dtype = reader(fh)
+                except (ValueError, OSError, zipfile.BadZipFile):
+                    continue
+                held = info.file_size - fh.tell()
+            needed = math.prod(shape) * dtype.itemsize
+            if needed > held:
+                name = info.filename[: -len(".npy")]
+                raise UserError(f"{path}: error: cannot read inputs: input '{name}' declares "
+                                f"shape {tuple(shape)} of {dtype} ({needed:,} bytes), but its "
+                                f"member holds {max(held, 0):,} bytes")
 
 
 def symbol_error(path: str, prog: Any, exc: Any) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 
-from acf.cli import UserError, write_output
+from acf.cli import UserError, refuse_same_files, write_output
 from acf.cli.program_io import positive_int
 
 
@@ -33,14 +34,20 @@ def run(args: argparse.Namespace) -> int:
     from acf.emulator.emulator import SymbolError
     from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS
 
+    outputs = [("--outputs", args.outputs), ("--report", args.report), ("--csv", args.csv),
+               ("--trace", args.trace)]
+    target_file = args.target if args.target and os.path.isfile(args.target) else None
+    refuse_same_files(outputs, [("program", args.program), ("--inputs file", args.inputs),
+                                ("--target file", target_file)])
     prog = load_program(args.program, check_target=not args.target)
     target = load_target_for(prog, args.target, args.set, args.program)
     inputs = load_inputs(args.inputs)
-    to_stdout = [flag for flag, path in (("--outputs", args.outputs), ("--report", args.report),
-                                         ("--csv", args.csv), ("--trace", args.trace)) if path == "-"]
+    to_stdout = [flag for flag, path in outputs if path == "-"]
     if len(to_stdout) > 1:
-        raise UserError(f"{args.program}: error: {', '.join(to_stdout[:-1])} and {to_stdout[-1]} "
-                        "all write to stdout ('-'); send all but one to files")
+        flags = (f"{to_stdout[0]} and {to_stdout[1]} both" if len(to_stdout) == 2 else
+                 f"{', '.join(to_stdout[:-1])} and {to_stdout[-1]} all")
+        raise UserError(f"{args.program}: error: {flags} write to stdout ('-'); send all but "
+                        "one to files")
     for path in (args.outputs, args.report, args.csv, args.trace):
         _check_writable(path)  # before the run: a long run must not end unable to save
     limit = args.max_instructions or DEFAULT_MAX_INSTRUCTIONS
@@ -102,8 +109,6 @@ def trap_text(path: str, prog, exc) -> str:
 
 
 def _check_writable(path: str | None) -> None:
-    import os
-
     from acf.isa.outfiles import check_file_path
 
     if path in (None, "-"):
@@ -124,7 +129,6 @@ def _check_writable(path: str | None) -> None:
 def _run_traced(prog, target, inputs, path: str, limit: int):  # type: ignore[no-untyped-def]
     """Stream the trace to a temporary file and move it into place only on success ('-':
     copy it to stdout then)."""
-    import os
     import shutil
     import tempfile
 

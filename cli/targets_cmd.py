@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from acf.cli import UserError
+from acf.cli import UserError, target_error
 from acf.isa.target import Cost, TargetError, available_targets, load_target, parse_set_args
 from acf.isa.target_schema import SCHEMA
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         t = load_target(args.name, parse_set_args(args.set))
     except TargetError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(target_error(exc)) from None
     if args.json:
         print(json.dumps({"name": t.name, "config": t.as_dict(), "derived": t.derived(),
                           "hash": t.config_hash()}, indent=1))

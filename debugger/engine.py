@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from acf.debugger import points as pt
-from acf.debugger.expr import Expr
+from acf.debugger.expr import Expr, ExprError, ExprValueError
 from acf.debugger.machine import Event, Machine
 from acf.emulator.engine import DEFAULT_MAX_INSTRUCTIONS, MAX_LOOP_DEPTH
 from acf.isa import symbols
@@ -71,7 +71,12 @@ class Debugger:
         if bp.kind == "unit" and bp.value not in self.m.queue_names:  # c99.mac on 4 clusters
             raise pt.PointError(self._no_unit(bp.value))
         if bp.cond is not None:
-            bp.cond.evaluate(self.lookup)  # unknown names are reported now, not at a stop
+            try:  # unknown names are reported now, not at a stop
+                bp.cond.evaluate(self.lookup)
+            except ExprValueError as exc:
+                if exc.constant:  # 1/0: it fails whatever the machine holds
+                    raise
+                # otherwise the values of this moment (1/cycle at cycle 0): later ones may do
         self.breakpoints[bp.id] = bp
         self._next_id += 1
         return bp
@@ -118,7 +123,12 @@ class Debugger:
         return f"no unit {unit!r} (e.g. {self.m.queue_names[0]}, dma, cfg)"
 
     def run_to_cycle(self, cycle: int) -> Stop:
-        """Run forward until every event before ``cycle`` is processed (or a point fires)."""
+        """Run forward until every event before ``cycle`` is processed (or a point fires);
+        a cycle already past does not move (``goto`` goes back)."""
+        if self.m.pos > 0 and self.m.cycle >= cycle:  # an event at or after it is done
+            return Stop("cycle", self.m.pos, self.m.cycle, message=(
+                f"cycle {cycle} is in the past: the last event was at cycle {self.m.cycle} "
+                f"(until only runs forward; goto {cycle} goes back to it)"))
         stop = self._forward(lambda evs: self._next_at_or_after(cycle), "cycle")
         return self._stop_cycle(cycle) if stop.reason == "cycle" else stop
 
@@ -179,8 +189,9 @@ class Debugger:
                 if not bp.enabled or bp.kind not in ("addr", "unit", "mnemonic"):
                     continue
                 key = {"addr": e.index, "unit": e.queue, "mnemonic": ins.mnemonic}[bp.kind]
-                if key == bp.value and self._cond_true(bp):
-                    out.append(pt.Hit(bp, e))
+                hit = self._cond_hit(bp, e) if key == bp.value else None
+                if hit is not None:
+                    out.append(hit)
         ranges = e.reads if e.kind == "start" else e.writes
         for wp in self.watchpoints.values():
             if not wp.enabled or (wp.kind == "read") != (e.kind == "start"):
@@ -207,25 +218,38 @@ class Debugger:
                     self.m.pos > 0
                     and (nxt is None or nxt >= bp.value)
                     and self.m.cycle < bp.value
-                    and self._cond_true(bp)
                 ):
-                    out.append(pt.Hit(bp))
+                    hit = self._cond_hit(bp)
+                    if hit is not None:
+                        out.append(hit)
             elif bp.kind == "cond":
-                now = bool(self._cond_true(bp))
-                if now and not self._cond_prev.get(bp.id, False):
-                    out.append(pt.Hit(bp))
+                hit = self._cond_hit(bp)
+                now = hit is not None and not hit.detail
+                if hit is not None and (hit.detail or not self._cond_prev.get(bp.id, False)):
+                    out.append(hit)
                 self._cond_prev[bp.id] = now
         return out
 
     def _prime_conditions(self) -> None:
-        self._cond_prev = {
-            bp.id: bool(self._cond_true(bp))
-            for bp in self.breakpoints.values()
-            if bp.kind == "cond" and bp.enabled
-        }
+        """Each condition's value before a command moves (one that cannot be evaluated here
+        counts as false: the stop for it, if any, was the last one)."""
+        self._cond_prev = {}
+        for bp in self.breakpoints.values():
+            if bp.kind == "cond" and bp.enabled:
+                hit = self._cond_hit(bp)
+                self._cond_prev[bp.id] = hit is not None and not hit.detail
 
-    def _cond_true(self, bp: pt.Breakpoint) -> bool:
-        return True if bp.cond is None else bool(bp.cond.evaluate(self.lookup))
+    def _cond_hit(self, bp: pt.Breakpoint, event: Event | None = None) -> pt.Hit | None:
+        """A hit when the breakpoint's condition holds (or it has none); a condition that
+        fails to evaluate (a division by zero) is a hit too, whose ``detail`` says why: the
+        run stops where it failed, rather than going back to where the command began."""
+        if bp.cond is None:
+            return pt.Hit(bp, event)
+        try:
+            holds = bool(bp.cond.evaluate(self.lookup))
+        except ExprError as exc:
+            return pt.Hit(bp, event, detail=str(exc).splitlines()[0])
+        return pt.Hit(bp, event) if holds else None
 
     def _stop(self, reason: str, hits: list[pt.Hit], evs: list[Event]) -> Stop:
         return Stop(reason, self.m.pos, self.m.cycle, hits, evs)
@@ -256,7 +280,9 @@ class Debugger:
             found = self._scan(base, seg_end, match) + found
             if len(found) >= n:
                 break
-            seg_end = base
+            # the next segment ends at this checkpoint, included: the event that led to
+            # it is the last one of the earlier segment
+            seg_end = base + 1
         if len(found) < n:
             self._quiet_goto(0)
             return Stop("beginning", 0, self.m.cycle, message="reached the start of the program")
@@ -314,7 +340,11 @@ class Debugger:
         m, eng, st = self.m, self.m.engine, self.m.state
         sym = self.program.symbols.get(name)
         if sym is not None:
-            return self._element(sym, idx) if idx else float("nan")
+            if not idx:  # an expression's values are numbers: a whole tensor is not one
+                letters = ",".join("ijklmn"[: max(1, len(sym.shape))])
+                raise KeyError(f"{name} is a tensor; index it, {name}[{letters}] "
+                               f"(it is f32{list(sym.shape)}; print {name} shows it whole)")
+            return self._element(sym, idx)
         if idx:
             raise KeyError(f"{name!r} is not a tensor")
         if name == "cycle":

@@ -12,7 +12,8 @@ Names: ``cycle``, ``pc``, ``arN``, ``frN`` (cluster 0), ``cK.frN``, ``tN`` / ``c
 count; a local ``tN`` is cluster 0's),
 ``cK.UNIT.depth`` / ``dma.depth`` / ``cfg.depth``, ``loopN`` (remaining iterations of loop
 level N), a ``.tensor`` symbol indexed with ``[i, j, ...]``; functions ``isnan``, ``isinf``,
-``abs``. Errors are :class:`ExprError` with the column of the offending text.
+``abs``. Errors are :class:`ExprError` with the column of the offending text;
+:class:`ExprValueError` where only the values met make it fail (a division by zero).
 """
 
 from __future__ import annotations
@@ -84,6 +85,18 @@ class ExprError(ValueError):
         super().__init__(f"{msg} at column {column}: {shown}\n{' ' * (column_shown - 1)}^")
 
 
+class ExprValueError(ExprError):
+    """An expression that is well formed and names what exists, failing on the values it
+    meets (a division by zero, a result past the largest float, an index that is not a
+    whole number). ``constant``: the failing part reads no name, so it fails whatever the
+    machine holds; otherwise a condition may still be set, failing only where those
+    values occur."""
+
+    def __init__(self, text: str, column: int, msg: str, constant: bool = False):
+        super().__init__(text, column, msg)
+        self.constant = constant
+
+
 class Expr:
     """A parsed condition; ``evaluate(lookup)`` with ``lookup(name, indices) -> value``."""
 
@@ -114,11 +127,15 @@ class Expr:
         kind, kids = node.data, node.children
         if kind == "number":
             text = str(kids[0])
-            return int(text, 0) if re.fullmatch(r"0x[0-9a-fA-F]+|\d+", text) else float(text)
+            try:
+                return int(text, 0) if re.fullmatch(r"0x[0-9a-fA-F]+|\d+", text) else float(text)
+            except ValueError:  # past Python's limit on the digits of an integer
+                raise ExprError(self.text, kids[0].column or 1,
+                                f"number too long ({len(text)} digits)") from None
         if kind == "name":
             return self._lookup(lookup, kids[0], ())
         if kind == "index":
-            idx = tuple(int(self._eval(k, lookup)) for k in kids[1:])
+            idx = tuple(self._index(k, lookup) for k in kids[1:])
             return self._lookup(lookup, kids[0], idx)
         if kind == "call":
             fn = _FUNCS.get(str(kids[0]))
@@ -128,7 +145,13 @@ class Expr:
                     kids[0].column,
                     f"unknown function {str(kids[0])!r} ({', '.join(sorted(_FUNCS))})",
                 )
-            return fn(float(self._eval(kids[1], lookup)))
+            value = self._eval(kids[1], lookup)
+            try:
+                return fn(float(value))
+            except OverflowError:  # an integer past the largest float
+                raise ExprValueError(self.text, _column(kids[1]),
+                                     f"{kids[0]!s}: the value is too large for a float",
+                                     _constant(kids[1])) from None
         if kind == "neg":
             return -self._eval(kids[0], lookup)
         if kind == "not_":
@@ -144,9 +167,22 @@ class Expr:
                 try:
                     value = _OPS[str(op)](value, right)
                 except ZeroDivisionError:
-                    raise ExprError(self.text, op.column, "division by zero") from None
+                    raise ExprValueError(self.text, op.column, "division by zero",
+                                         _constant(node)) from None
+                except OverflowError:  # integers whose quotient is past the largest float
+                    raise ExprValueError(self.text, op.column, f"the result of {str(op)!r} is "
+                                         "too large for a float", _constant(node)) from None
             return value
         raise ExprError(self.text, 1, f"internal error: unhandled node {kind}")
+
+    def _index(self, node: Any, lookup: Callable) -> int:
+        """A tensor index: a whole number (``X[1.5,0]``, ``X[inf,0]`` or ``X[nan,0]`` name
+        no element)."""
+        value = self._eval(node, lookup)
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise ExprValueError(self.text, _column(node), f"index {value} is not a whole number",
+                                 _constant(node))
+        return int(value)
 
     def _lookup(self, lookup: Callable, tok: Token, idx: tuple[int, ...]) -> Any:
         try:
@@ -157,6 +193,28 @@ class Expr:
                 tok.column or 1,
                 str(exc.args[0]) if exc.args else f"unknown name {str(tok)!r}",
             ) from None
+
+
+def _constant(node: Any) -> bool:
+    """Whether a subtree reads no name (its value is the same whatever the machine holds)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if getattr(item, "data", None) in ("name", "index"):
+            return False
+        stack.extend(getattr(item, "children", ()))
+    return True
+
+
+def _column(node: Any) -> int:
+    """Column of the first token of a subtree (1 when it has none)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Token):
+            return item.column or 1
+        stack.extend(reversed(getattr(item, "children", ())))
+    return 1
 
 
 def _check_depth(text: str, tree: Any) -> None:

@@ -11,7 +11,13 @@ deterministic, so ``pos`` names a machine state exactly and replaying from a che
 Checkpoints copy the engine (queues, in-flight instructions, tokens, registers, NoC state)
 with :func:`copy.deepcopy`, but never the memories (a DRAM may be a 150 GB lazy mapping):
 memory is tracked in 4 KiB pages made dirty by inputs and by each retiring write, and a
-checkpoint keeps the dirty pages only.
+checkpoint keeps the dirty pages only, sharing the bytes of every page not written since
+the checkpoint before it. Nor do they copy what only grows as the program runs (the
+retirement records, the ends of sends, see :data:`HISTORY`): a checkpoint stores how long
+each was, and a restore takes that prefix of the longest one seen (the engine is
+deterministic, so every run to a position appends the same entries). Caches of pure
+functions (decoded tiles, bank cycles) are shared. A checkpoint's size thus depends on the
+machine's state, not on how far into the program it was taken.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import heapq
+import itertools
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +38,18 @@ from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS
 
 PAGE = 4096
 PHASE_RETIRE, PHASE_START = 0, 1
+#: Engine attributes that only grow, by appending (the list of records) or by inserting
+#: keys never inserted before (a send's end, keyed by its unique pairing): a checkpoint
+#: keeps their length instead of a copy.
+HISTORY = ("records", "send_end")
+#: The race detector's access lists (by memory, address bucket and queue): every list in
+#: them only grows by appending (a pruning replaces a list by a new one, a barrier drops
+#: them all), and the archive grows with the program. A checkpoint keeps each list with
+#: its length, not a copy of its entries.
+RACE_LISTS = ("history", "archive")
+#: Engine and state attributes that are caches of pure functions (a decoded tile is used
+#: only when its bytes match; bank cycles depend on addresses alone): shared, not copied.
+SHARED_CACHES = (("engine", "gather_cache"), ("engine", "bank_cache"), ("state", "decode_cache"))
 
 
 @dataclass
@@ -48,6 +67,18 @@ class Event:
     record: Any
     reads: list[tuple[str, int, int, int]] = field(default_factory=list)
     writes: list[tuple[str, int, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Checkpoint:
+    """The machine after some events: an engine copy without its HISTORY (``lengths``
+    says how long each was), the dirty pages' bytes, and whether the program was over."""
+
+    emu: Emulator
+    pages: dict[tuple[str, int, int], bytes]
+    finished: bool
+    lengths: dict[str, int]
+    races: dict[str, Any]
 
 
 def queue_names(num_clusters: int) -> list[str]:
@@ -90,8 +121,14 @@ class Machine:
         self.finished = False
         self.every = checkpoint_every
         self._dirty: set[tuple[str, int, int]] = set()
-        for sym in program.symbols.values():
-            if inputs and sym.name in inputs:
+        # pages written since the checkpoint last taken or restored, whose pages
+        # (``_base_pages``) hold the bytes of every other dirty page
+        self._changed: set[tuple[str, int, int]] = set()
+        self._base_pages: dict[tuple[str, int, int], bytes] = {}
+        # the longest run of each HISTORY attribute seen (see the module doc)
+        self._history: dict[str, Any] = {name: getattr(self.engine, name) for name in HISTORY}
+        for sym in program.symbols.values():  # bound from inputs or from .data
+            if sym.name in (inputs or {}) or sym.name in program.data:
                 self._mark(sym.space, sym.cluster, sym.addr, sym.addr + sym.nbytes)
         self._checkpoints: dict[int, tuple] = {}
         self._checkpoint()
@@ -197,7 +234,7 @@ class Machine:
 
     def checkpoint_cycle(self, pos: int) -> int:
         """The clock of the checkpoint at ``pos``."""
-        return self._checkpoints[pos][0].engine.now
+        return self._checkpoints[pos].emu.engine.now
 
     def checkpoints_before(self, pos: int) -> list[int]:
         """Checkpoint positions strictly before ``pos``, latest first."""
@@ -206,35 +243,58 @@ class Machine:
     # ---- checkpoints -------------------------------------------------------------------------
     def _mark(self, space: str, cl: int, lo: int, hi: int) -> None:
         for page in range(lo // PAGE, (max(hi, lo + 1) - 1) // PAGE + 1):
-            self._dirty.add((space, cl if space in ("sp", "acc") else 0, page))
+            key = (space, cl if space in ("sp", "acc") else 0, page)
+            self._dirty.add(key)
+            self._changed.add(key)
 
     def _pages(self) -> dict[tuple[str, int, int], bytes]:
-        out = {}
-        for key in self._dirty:
+        """The dirty pages' bytes: copies of the pages written since the last checkpoint
+        taken or restored, that checkpoint's bytes objects for the others."""
+        out = {key: data for key, data in self._base_pages.items() if key in self._dirty}
+        for key in self._changed:
             space, cl, page = key
             buf = self.state.buf(space, cl)
             out[key] = bytes(buf[page * PAGE : (page + 1) * PAGE])
         return out
 
     def _checkpoint(self) -> None:
-        self._checkpoints[self.pos] = (self._clone(self.emu), self._pages(), self.finished)
+        eng = self.engine
+        lengths = {}
+        for name in HISTORY:
+            live = getattr(eng, name)
+            lengths[name] = len(live)
+            if len(live) > len(self._history[name]):
+                self._history[name] = live  # never changed in place: a restore takes a copy
+        pages = self._pages()
+        self._base_pages, self._changed = pages, set()
+        races = {name: _freeze(getattr(eng.races, name)) for name in RACE_LISTS}
+        self._checkpoints[self.pos] = Checkpoint(self._clone(self.emu), pages, self.finished,
+                                                 lengths, races)
 
     def _restore(self, pos: int) -> None:
-        emu, pages, finished = self._checkpoints[pos]
+        cp = self._checkpoints[pos]
         live = self.state
-        self.emu = self._clone(emu, live)
-        for key in self._dirty - set(pages):
+        self.emu = self._clone(cp.emu, live)
+        for name, n in cp.lengths.items():
+            full = self._history[name]
+            prefix = full[:n] if isinstance(full, list) else dict(itertools.islice(full.items(), n))
+            setattr(self.emu.engine, name, prefix)
+        for name, frozen in cp.races.items():
+            setattr(self.emu.engine.races, name, _thaw(frozen))
+        for key in self._dirty - set(cp.pages):
             space, cl, page = key
             live.buf(space, cl)[page * PAGE : (page + 1) * PAGE] = 0
-        for (space, cl, page), data in pages.items():
+        for (space, cl, page), data in cp.pages.items():
             live.buf(space, cl)[page * PAGE : page * PAGE + len(data)] = np.frombuffer(
                 data, np.uint8
             )
-        self._dirty = set(pages)
-        self.pos, self.trap, self.finished = pos, None, finished
+        self._dirty = set(cp.pages)
+        self._base_pages, self._changed = cp.pages, set()
+        self.pos, self.trap, self.finished = pos, None, cp.finished
 
     def _clone(self, emu: Emulator, state_from: Any = None) -> Emulator:
-        """Deep copy of an emulator sharing the program, target and memory buffers.
+        """Deep copy of an emulator sharing the program, target, memory buffers and caches,
+        without the HISTORY attributes (empty in the copy; :meth:`_restore` fills them in).
 
         Memory buffers are shared (their contents are restored page by page); closures the
         engine keeps in its event queue get fresh cells so they refer to the copies."""
@@ -247,6 +307,13 @@ class Machine:
         for name in ("sp", "acc"):
             for a, b in zip(getattr(src, name), getattr(live, name)):
                 memo[id(a)] = b
+        for owner, name in SHARED_CACHES:
+            cache = getattr(getattr(emu, owner), name)
+            memo[id(cache)] = cache
+        for name in HISTORY:
+            memo[id(getattr(emu.engine, name))] = type(getattr(emu.engine, name))()
+        for name in RACE_LISTS:
+            memo[id(getattr(emu.engine.races, name))] = {}
         fixups = []
         for fn in _closures(emu):
             cells = tuple(types.CellType() for _ in fn.__closure__)
@@ -303,3 +370,31 @@ def _closures(emu: Emulator) -> list[types.FunctionType]:
             if isinstance(item, types.FunctionType) and item.__closure__:
                 found.append(item)
     return found
+
+
+class _Prefix:
+    """The entries an append-only list holds now: the list and its length."""
+
+    __slots__ = ("items", "n")
+
+    def __init__(self, items: list):
+        self.items, self.n = items, len(items)
+
+
+def _freeze(tree: Any) -> Any:
+    """Nested dicts and tuples of append-only lists, each list as a :class:`_Prefix`: its
+    entries as they are now, however the list grows later."""
+    if isinstance(tree, dict):
+        return {key: _freeze(value) for key, value in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_freeze(value) for value in tree)
+    return _Prefix(tree)
+
+
+def _thaw(frozen: Any) -> Any:
+    """What :func:`_freeze` saw, in fresh containers (the entries are shared)."""
+    if isinstance(frozen, dict):
+        return {key: _thaw(value) for key, value in frozen.items()}
+    if isinstance(frozen, tuple):
+        return tuple(_thaw(value) for value in frozen)
+    return frozen.items[: frozen.n]

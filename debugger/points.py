@@ -9,6 +9,13 @@ Breakpoint locations (``break LOC [UNIT] [if COND]``)::
     cycle 1200      the clock reaching a cycle (stops before the first event at or after it)
     if t3 > 1       no location: stops when the condition becomes true
 
+A condition is evaluated at every event; where it cannot be (``1/(cycle-11)`` at cycle 11)
+the breakpoint stops there, saying why, as if it held.
+
+Instructions the dispatcher runs itself (``loop``, ``setar``, ``addar``, ``barrier``,
+``halt``) never start or retire on a unit, so no breakpoint can stop at them: one is
+refused, naming the next instruction a unit runs.
+
 Watchpoints (``watch [-read|-write|-change|-nan] WHAT``): WHAT is a ``.tensor`` name or a
 byte range ``[cK.]SPACE[LO:HI]`` / ``[cK.]SPACE[ADDR]`` (4 bytes). ``-write`` (default)
 fires when a retiring instruction writes the range, ``-read`` when a starting instruction
@@ -126,13 +133,34 @@ def make_breakpoint(bid: int, prog: Program, text: str) -> Breakpoint:
     if len(words) == 1 and is_unit(words[0]):
         return Breakpoint(bid, "unit", words[0], words[0], cond)
     if len(words) == 1 and words[0] in BY_MNEMONIC and words[0] not in prog.labels:
+        if not BY_MNEMONIC[words[0]].queued:
+            raise PointError(f"{words[0]} {_DISPATCHER_RUNS} (break on an instruction a unit "
+                             "runs, or on a unit such as c0.vec)")
         return Breakpoint(bid, "mnemonic", words[0], words[0], cond)
     if len(words) > 2 or (len(words) == 2 and not is_unit(words[1])):
         raise PointError(f"cannot read location {loc!r} (LOC [UNIT] [if COND])")
     addr = resolve_address(prog, words[0])
     if len(words) == 2:
         addr = _first_on_unit(prog, addr, words[1], words[0])
+    ins = prog.instructions[addr]
+    if not ins.op.queued:
+        nxt = next((i for i in range(addr + 1, len(prog.instructions))
+                    if prog.instructions[i].op.queued), None)
+        if nxt is None:
+            hint = "no instruction after it runs on a unit"
+        else:
+            after = prog.instructions[nxt]
+            hint = (f"the next one in the program that a unit runs is #{nxt} {after.mnemonic} "
+                    f"on {unit_name(after)}: break {nxt}")
+        at = "" if re.fullmatch(r"\d+|0[xX][0-9a-fA-F]+", words[0]) else f" (at {words[0]})"
+        raise PointError(f"#{addr} {ins.mnemonic}{at} {_DISPATCHER_RUNS} ({hint})")
     return Breakpoint(bid, "addr", loc, addr, cond)
+
+
+# Why a breakpoint on loop, setar, addar, barrier or halt could never stop: the dispatcher
+# runs them ahead of the event clock, and stops come from events (starts, retirements).
+_DISPATCHER_RUNS = ("runs in the dispatcher, ahead of the units, and never starts or retires: "
+                    "a breakpoint on it could never stop")
 
 
 def _first_on_unit(prog: Program, addr: int, unit: str, loc: str) -> int:
@@ -151,6 +179,9 @@ def make_watchpoint(wid: int, prog: Program, kind: str, text: str) -> Watchpoint
     text = text.strip()
     sym = prog.symbols.get(text)
     if sym is not None:
+        if not sym.nbytes:  # no byte of it can be written, read or changed
+            raise PointError(f"tensor {text!r} is f32{list(sym.shape)}: it holds no elements, "
+                             "so a watch on it could never fire")
         cl = sym.cluster if sym.space in ("sp", "acc") else 0
         return Watchpoint(wid, kind, text, [(sym.space, cl, sym.addr, sym.addr + sym.nbytes)], sym)
     return Watchpoint(wid, kind, text, [parse_range(text, prog)])

@@ -3,17 +3,18 @@
 Commands (unique prefixes work too; ``help`` lists them)::
 
     break/b LOC [UNIT] [if COND]      watch [-read|-write|-change|-nan] TENSOR|RANGE
-    delete/d [N]                      continue/c      step/s [N]      stepi/si [N]
+    delete/d [N...]                   continue/c      step/s [N]      stepi/si [N]
     next/n UNIT [N]                   until CYCLE     goto CYCLE
     reverse-step/rs [N]               reverse-stepi/rsi [N]           reverse-continue/rc
     info/i queues|tokens|registers|noc|breakpoints
-    print/p TENSOR|TENSOR[tile I,J]|EXPR               x/NF RANGE
+    print/p TENSOR|TENSOR[tile I,J]|EXPR               x/NF RANGE|TENSOR
     disas/list [UNIT|ADDR|LABEL] [N]  why UNIT        where/bt        digest
     history                           help            quit/q
 
 A session reads commands from a file (``-x``) then stdin unless ``--batch``; in batch mode
 each command is echoed after the prompt, so a transcript reads like an interactive session.
-Mistakes print ``error: ...`` and the session goes on.
+Mistakes print ``error: ...`` and the session goes on; a command given words it does not
+take (``step 3 extra``, ``continue 5``) is one of them.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Shell:
             "break": self.do_break,
             "watch": self.do_watch,
             "delete": self.do_delete,
-            "continue": lambda a: self._show(dbg.cont()),
+            "continue": _bare("continue", lambda: self._show(dbg.cont())),
             "step": lambda a: self._show(dbg.step(_n(a))),
             "stepi": lambda a: self._show(dbg.stepi(_n(a))),
             "next": self.do_next,
@@ -72,20 +73,22 @@ class Shell:
             "goto": lambda a: self._show(dbg.goto_cycle(_cycle(a))),
             "reverse-step": lambda a: self._show(dbg.reverse_step(_n(a))),
             "reverse-stepi": lambda a: self._show(dbg.reverse_stepi(_n(a))),
-            "reverse-continue": lambda a: self._show(dbg.reverse_cont()),
+            "reverse-continue": _bare("reverse-continue", lambda: self._show(dbg.reverse_cont())),
             "info": self.do_info,
             "print": self.do_print,
             "x": self.do_x,
             "disas": self.do_disas,
             "why": lambda a: self._lines(why(dbg.m, a.strip())),
-            "where": lambda a: self._lines(views.where(dbg)),
-            "digest": lambda a: self.out(
+            "where": _bare("where", lambda: self._lines(views.where(dbg))),
+            "digest": _bare("digest", lambda: self.out(
                 f"{dbg.m.digest()[:16]} at position {dbg.m.pos}, cycle {dbg.m.cycle}"
-            ),
-            "history": lambda a: self._lines(
+            )),
+            "history": _bare("history", lambda: self._lines(
                 [f"{i + 1:>4}  {h}" for i, h in enumerate(self.history)]
-            ),
-            "help": lambda a: self._lines((__doc__ or "").split("::")[1].strip("\n").splitlines()),
+            )),
+            "help": _bare("help", lambda: self._lines(
+                (__doc__ or "").split("::")[1].strip("\n").splitlines()
+            )),
             "quit": self.do_quit,
         }
 
@@ -112,7 +115,8 @@ class Shell:
             fn(arg)
         except Quit:
             return False
-        except (PointError, ExprError, KeyError, ValueError, IndexError, RecursionError) as exc:
+        except (PointError, ExprError, KeyError, ValueError, IndexError, ArithmeticError,
+                RecursionError) as exc:
             self._undo(pos, before)
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             if isinstance(exc, RecursionError):
@@ -182,8 +186,16 @@ class Shell:
         self.out(f"watchpoint {wp.id}: {wp.describe()}")
 
     def do_delete(self, arg: str) -> None:
-        self.dbg.delete(_int(arg) if arg.strip() else None)
-        self.out(f"deleted {arg.strip() or 'all points'}")
+        ids = [_int(word) for word in arg.split()]
+        known = {*self.dbg.breakpoints, *self.dbg.watchpoints}
+        missing = [i for i in ids if i not in known]
+        if missing:  # checked first: a list with a wrong number deletes nothing
+            raise PointError(f"no breakpoint or watchpoint number {missing[0]}")
+        if not ids:
+            self.dbg.delete()
+        for ident in dict.fromkeys(ids):
+            self.dbg.delete(ident)
+        self.out(f"deleted {' '.join(map(str, dict.fromkeys(ids))) or 'all points'}")
 
     def do_next(self, arg: str) -> None:
         words = arg.split()
@@ -212,7 +224,12 @@ class Shell:
         if name in self.dbg.program.symbols and ("[" not in text or "tile" in text):
             self._lines(views.tensor(self.dbg, text))
             return
-        self.out(f"{text} = {self.dbg.evaluate(text)}")
+        value = self.dbg.evaluate(text)
+        try:
+            shown = str(value)
+        except ValueError:  # an integer past Python's limit on the digits it prints
+            raise ValueError("the result has too many digits to print") from None
+        self.out(f"{text} = {shown}")
 
     def do_x(self, arg: str) -> None:
         fmt, _, where = arg.strip().partition(" ")
@@ -234,6 +251,7 @@ class Shell:
         self._lines(views.disassemble(self.dbg, center, count))
 
     def do_quit(self, arg: str) -> None:
+        _no_words("quit", arg)
         raise Quit
 
 
@@ -242,9 +260,32 @@ def _split(text: str) -> tuple[str, str]:
     return name, rest
 
 
+def _no_words(command: str, arg: str) -> None:
+    """A command that takes nothing refuses words rather than ignore them."""
+    if arg.strip():
+        raise ValueError(f"{command} takes no arguments, got {arg.strip()!r}")
+
+
+def _bare(command: str, action: Callable[[], None]) -> Callable[[str], None]:
+    """A command without arguments: ``action`` once :func:`_no_words` has checked."""
+
+    def run(arg: str) -> None:
+        _no_words(command, arg)
+        action()
+
+    return run
+
+
 def _int(arg: str) -> int:
+    """The one number ``arg`` holds (a second word is a mistake, not something to drop)."""
     try:
-        return int(shlex.split(arg)[0], 0)
+        words = shlex.split(arg)
+    except ValueError:
+        words = []
+    if len(words) > 1:
+        raise ValueError(f"expected one number, got {arg.strip()!r}")
+    try:
+        return int(words[0], 0)
     except (ValueError, IndexError):
         raise ValueError(f"expected a number, got {arg.strip()!r}") from None
 

@@ -42,9 +42,13 @@ def stop_lines(dbg: Debugger, stop: Stop) -> list[str]:
             what = f"breakpoint {p.id} ({p.describe()})"
         else:
             what = f"watchpoint {p.id} ({p.kind} {p.spec})"
+        failed = f"its condition failed at cycle {stop.cycle}: {h.detail}" if h.detail else ""
         if e is not None:
             verb = "started" if e.kind == "start" else "retired"
-            out.append(f"{what}: {e.queue} {verb} {location(dbg, e.index)} at cycle {e.cycle}")
+            out.append(f"{what}: {e.queue} {verb} {location(dbg, e.index)} at cycle {e.cycle}"
+                       + (f"; {failed}" if failed else ""))
+        elif failed:
+            out.append(f"{what}: {failed}")
         else:
             nxt = dbg.m.next_cycle()
             later = f", next at cycle {nxt}" if nxt is not None else ""
@@ -192,9 +196,14 @@ def where(dbg: Debugger) -> list[str]:
 
 def tensor(dbg: Debugger, text: str) -> list[str]:
     """``NAME`` or ``NAME[tile I,J]`` (one packed tile of a sparse tensor, with its header)."""
-    m = re.fullmatch(r"(\w+)\s*(?:\[\s*tile\s+(\d+)\s*,\s*(\d+)\s*\])?", text.strip())
+    m = re.fullmatch(r"(\w+)\s*(?:\[\s*tile\s+([-+]?\d+)\s*,\s*([-+]?\d+)\s*\])?",
+                     text.strip())
     sym = dbg.program.symbols.get(m.group(1)) if m else None
     if sym is None:
+        name = text.split("[")[0].strip()
+        if name in dbg.program.symbols:  # the tensor is there; what follows it is not read
+            raise KeyError(f"cannot read {text.strip()!r}: {name}[tile I,J] shows one packed "
+                           f"tile, I and J whole numbers from 0")
         raise KeyError(f"no tensor {text.strip()!r}")
     head = f"{sym.name}: {sym.space}[{sym.addr:#x}] f32{list(sym.shape)} {sym.fmt}"
     if sym.tile:
@@ -205,8 +214,8 @@ def tensor(dbg: Debugger, text: str) -> list[str]:
             raise KeyError(f"{sym.name} is dense: it has no packed tiles")
         ti, tj = int(m.group(2)), int(m.group(3))
         gr, gc = symbols.tile_grid(sym)
-        if not (ti < gr and tj < gc):
-            raise KeyError(f"{sym.name} has a {gr}x{gc} tile grid")
+        if not (0 <= ti < gr and 0 <= tj < gc):
+            raise KeyError(f"{sym.name} has a {gr}x{gc} tile grid: tile ({ti},{tj}) is not in it")
         addr = symbols.tile_address(sym, ti, tj)
         raw = buf[addr : addr + symbols.slot_bytes(sym)]
         hdr = formats.header(raw)
@@ -229,14 +238,19 @@ def _array(values: np.ndarray) -> list[str]:
 
 
 def examine(dbg: Debugger, fmt: str, where: str) -> list[str]:
-    """``x/NF RANGE``: N units of f (f32), x (u32 hex), d (i32) or b (bytes)."""
+    """``x/NF WHERE``: N units of f (f32), x (u32 hex), d (i32) or b (bytes) from a memory
+    range or address, or from the first byte of a ``.tensor``."""
     m = re.fullmatch(r"(\d*)([fxdb]?)", fmt)
     if not m:
         raise KeyError(f"bad format /{fmt} (x/NF with F one of f x d b)")
     count, kind = int(m.group(1) or 8), m.group(2) or "x"
     if count < 1:
         raise KeyError(f"bad format /{fmt}: the count must be at least 1")
-    space, cl, lo, _ = pt.parse_range(where, dbg.program)
+    sym = dbg.program.symbols.get(where)
+    if sym is not None:  # a tensor's first bytes, as the message for a bad range says
+        space, cl, lo = sym.space, sym.cluster if sym.space in ("sp", "acc") else 0, sym.addr
+    else:
+        space, cl, lo, _ = pt.parse_range(where, dbg.program)
     size = 1 if kind == "b" else 4
     pt.check_range(dbg.m.state, (space, cl, 0, 0), where)  # the cluster exists
     buf = dbg.m.state.buf(space, cl)

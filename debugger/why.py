@@ -5,7 +5,8 @@ queue head cannot start: a token count is short (the producer is the in-flight, 
 not yet dispatched instruction that signals it), a ``recv`` waits for its ``send``, or the
 head was dispatched this cycle. Following each blocked instruction to what it waits for
 gives the critical path: it ends at the instruction everything depends on (one running, or
-one the dispatcher has not reached) or closes a cycle (a deadlock).
+one the dispatcher has not reached) or closes a cycle (a deadlock). After a trap the run has
+stopped: ``why`` says so first, then what the unit was doing when it stopped.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def dispatcher_state(m: Machine) -> str:
 
 
 def explain(m: Machine, q: int) -> Link:
-    """Why queue ``q`` is not making progress right now."""
+    """Why queue ``q`` is not making progress right now (after a trap: when the run
+    stopped, in the past tense where it speaks of what comes next)."""
+    stopped = m.trap is not None
     eng, name = m.engine, m.queue_names[q]
     inflight = m.inflight()
     queue = eng.queues[q]
@@ -98,7 +101,7 @@ def explain(m: Machine, q: int) -> Link:
             kinds = sorted({e[5][1] for e in eng.heap if isinstance(e[5], tuple) and e[5][0] is ex})
             busy = f"waiting for {', '.join(kinds) or 'shared-resource'} grants"
         else:
-            busy = f"ends at cycle {ex.end}"
+            busy = f"{'would end' if stopped else 'ends'} at cycle {ex.end}"
         text = f"{name} is busy: {_name(m, ex.p.index)} running since cycle {ex.start}, {busy}"
         if queue:
             text += f"; next: #{queue[0].index} {queue[0].ins.mnemonic}"
@@ -108,7 +111,7 @@ def explain(m: Machine, q: int) -> Link:
     p = queue[0]
     head = f"{name}: head {_name(m, p.index)} (dispatched at cycle {p.D})"
     if eng.now < p.D + 1:
-        return Link(f"{head} can start at cycle {p.D + 1}")
+        return Link(f"{head} {'could' if stopped else 'can'} start at cycle {p.D + 1}")
     need = Counter(p.ins.wait_counters)
     missing = [(tok, k) for tok, k in sorted(need.items()) if eng.tokens[tok] < k]
     if missing:
@@ -138,7 +141,22 @@ def explain(m: Machine, q: int) -> Link:
             return Link(
                 f"{head} waits for a send from c{p.ins['frm']} not dispatched yet ({dispatcher_state(m)})"
             )
+    if stopped:
+        return Link(f"{head} was ready to start at cycle {eng.now}")
     return Link(f"{head} is ready and starts at cycle {eng.now}")
+
+
+def _trapped_here(m: Machine, q: int, trap: Any) -> bool:
+    """Whether queue ``q``'s own instruction trapped as it started or retired (not one
+    that still waits at its head, as in a deadlock)."""
+    index = trap.index
+    if not 0 <= index < len(m.program.instructions):
+        return False
+    if unit_name(m.program.instructions[index]) != m.queue_names[q]:
+        return False
+    queue, running = m.engine.queues[q], m.inflight().get(q)
+    return not (queue and queue[0].index == index) and not (
+        running is not None and running.p.index == index)
 
 
 def why(m: Machine, unit: str) -> list[str]:
@@ -148,6 +166,13 @@ def why(m: Machine, unit: str) -> list[str]:
     q = m.queue_names.index(unit)
     first = explain(m, q)
     lines = [first.what]
+    trap = m.trap
+    if trap is not None:  # nothing moves any more: what follows is the state it left
+        lines = [f"the run has stopped: {trap}; nothing starts or ends any more"]
+        if _trapped_here(m, q, trap):
+            lines.append(f"{unit} trapped in {_name(m, trap.index)}")
+        else:
+            lines.append(f"when it stopped, {first.what}")
     if first.next_q is None:
         return lines
     lines.append("critical path:")

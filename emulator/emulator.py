@@ -57,6 +57,7 @@ class Emulator:
         written: list[tuple[str, int, int, int]] = []  # (space, cluster, lo, hi) bound so far
         for sym in program.symbols.values():
             self._check_fits(sym)
+        given = set(inputs or {})
         inputs = dict(inputs or {})
         for name, raw in program.data.items():  # initial contents an input may replace
             if name not in inputs and name in program.symbols:
@@ -66,7 +67,10 @@ class Emulator:
             if sym is None:
                 known = ", ".join(sorted(program.symbols)) or "none"
                 raise ValueError(f"input {name!r} is not a .tensor symbol of the program (symbols: {known})")
-            self._bind(sym, _as_f32(name, value), written)
+            try:
+                self._bind(sym, _as_f32(name, value), written)
+            except ValueError as exc:  # every error binding it names it, and where it came from
+                raise ValueError(_binding_error(name, name in given, exc)) from None
         self.engine = Engine(program, self.target, self.state, self.ic, max_instructions)
 
     def _check_fits(self, sym) -> None:
@@ -121,6 +125,15 @@ class Emulator:
     def result(self) -> Result:
         outputs, bad = read_outputs(self.program, self.state)
         return Result(outputs, build_report(self), list(self.engine.records), bad)
+
+
+def _binding_error(name: str, given: bool, exc: ValueError) -> str:
+    """``input 'X': ...`` (or ``.data of 'X': ...`` for a program's initial contents), once:
+    the packing's own ``tensor 'X': `` prefix is replaced, not repeated."""
+    msg = str(exc)
+    for prefix in (f"input {name!r}: ", f"tensor {name!r}: "):
+        msg = msg.removeprefix(prefix)
+    return f"{'input' if given else '.data of'} {name!r}: {msg}"
 
 
 def _as_f32(name: str, value) -> np.ndarray:

@@ -13,6 +13,8 @@ Syntax (one statement per line; ``#`` or ``;`` start a comment)::
 
 Positional operands fill the row's fields in order (queued rows take an optional leading
 cluster ``cN``); ``name=value`` sets any field; fields with a default may be left out.
+A program has at most one ``.target``; a label, ``.equ`` constant or ``.tensor`` name is
+defined once (a second definition is an error naming the first).
 Errors are :class:`AsmError`: ``file:line:col: error: message`` plus the source line.
 """
 
@@ -69,6 +71,9 @@ class _Ctx:
     consts: dict[str, int]
     target_token: Any = None  # the ``.target`` name, where errors about it point
     symbol_tokens: dict[str, Any] = field(default_factory=dict)  # name -> its .tensor name
+    # where each label and .equ constant was defined (a second definition names the first)
+    label_tokens: dict[str, Any] = field(default_factory=dict)
+    const_tokens: dict[str, Any] = field(default_factory=dict)
 
     def error(self, node: Any, msg: str) -> AsmError:
         line = getattr(node, "line", None) or getattr(getattr(node, "meta", None), "line", 1)
@@ -232,7 +237,7 @@ def _syntax_error(exc: UnexpectedInput, filename: str, source: str) -> AsmError:
     line, col = getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1
     unknown = _unknown_mnemonic(source, line)
     if unknown:
-        return AsmError(filename, line, unknown[0], f"unknown instruction {unknown[1]!r}", source)
+        return AsmError(filename, line, unknown[0], unknown[1], source)
     if isinstance(exc, UnexpectedCharacters):
         # the text up to the next blank the grammar skips (space or tab): a character it
         # does not know (a no-break space, a form feed) is quoted, not taken as a blank
@@ -255,17 +260,42 @@ def _syntax_error(exc: UnexpectedInput, filename: str, source: str) -> AsmError:
 
 
 def _unknown_mnemonic(source: str, line: int) -> tuple[int, str] | None:
-    """(column, word) when the statement on ``line`` starts with a word that is no mnemonic."""
+    """(column, message) when the statement on ``line`` starts with a word that is no
+    mnemonic, or a label is named after one (``halt:``)."""
     text = source_line(source, line)
     if text is None:
         return None
     text = re.split(r"[#;]", text)[0]
     # only the blanks the grammar skips, and ASCII names: a no-break space before a word
     # is the error, not the word
-    m = re.match(r"([ \t]*(?:[A-Za-z_][\w.$]*[ \t]*:[ \t]*)?)([A-Za-z_][\w.$]*)(?![ \t]*:)", text, re.ASCII)
-    if m and m.group(2) not in BY_MNEMONIC:
-        return len(m.group(1)) + 1, m.group(2)
+    m = re.match(r"([ \t]*(?:[A-Za-z_][\w.$]*[ \t]*:[ \t]*)?)[A-Za-z_]", text, re.ASCII)
+    if not m:
+        return None
+    col = len(m.group(1)) + 1
+    # the whole word: a letter or control character no name may hold belongs to it
+    # ("hält", "ha\0lt"); a blank of any kind or ASCII punctuation ends it
+    rest = text[col - 1:]
+    end = next((i for i, c in enumerate(rest) if not _in_word(c)), len(rest))
+    word = rest[:end]
+    if text[col - 1 + len(word):].lstrip(" \t").startswith(":"):
+        if word in BY_MNEMONIC:
+            return col, f"'{word}' is an instruction; a label cannot be named after one"
+        return None
+    if word not in BY_MNEMONIC:
+        return col, f"unknown instruction {word!r}"
     return None
+
+
+def _in_word(c: str) -> bool:
+    """Whether ``c`` continues a word an error names: a name's characters, and any letter
+    or control character no name holds (a blank or ASCII punctuation ends the word)."""
+    if c.isalnum() or c in "_.$":
+        return True
+    return not c.isspace() and (not c.isascii() or not c.isprintable())
+
+
+def _line_col(tok: Any) -> str:
+    return f"line {getattr(tok, 'line', '?')}, column {getattr(tok, 'column', '?')}"
 
 
 def _first_pass(tree: Tree, ctx: _Ctx, prog: Program) -> list[Tree]:
@@ -276,8 +306,10 @@ def _first_pass(tree: Tree, ctx: _Ctx, prog: Program) -> list[Tree]:
         if node.data == "label":
             name = str(node.children[0])
             if name in ctx.labels:
-                raise ctx.error(node.children[0], f"label {name!r} defined twice")
+                raise ctx.error(node.children[0], f"label {name!r} defined twice (first at "
+                                                  f"{_line_col(ctx.label_tokens[name])})")
             ctx.labels[name] = count
+            ctx.label_tokens[name] = node.children[0]
         elif node.data == "instr":
             count += 1
             out.append(node)
@@ -293,16 +325,26 @@ def _directive_first_pass(node: Tree, ctx: _Ctx, prog: Program) -> None:
     if name == "target":
         if len(args) != 1 or not isinstance(args[0], Token) or args[0].type not in ("DNAME", "NAME"):
             raise ctx.error(node.children[0], ".target takes one target name")
+        if ctx.target_token is not None:  # a second one would silently win
+            raise ctx.error(node.children[0], f".target given twice (first at "
+                                              f"{_line_col(ctx.target_token)}: "
+                                              f"{str(ctx.target_token)!r})")
         prog.target = str(args[0])
         ctx.target_token = args[0]
     elif name == "equ":
         if len(args) != 2 or not isinstance(args[1], Token) or args[1].type != "NUMBER":
             raise ctx.error(node.children[0], ".equ takes a name and a number")
-        ctx.consts[str(args[0])] = _int(ctx, args[1])
+        const = str(args[0])
+        if const in ctx.consts:
+            raise ctx.error(args[0], f".equ {const!r} defined twice (first at "
+                                     f"{_line_col(ctx.const_tokens[const])})")
+        ctx.consts[const] = _int(ctx, args[1])
+        ctx.const_tokens[const] = args[0]
     elif name == "tensor":
         sym = _tensor_directive(node, ctx)
         if sym.name in ctx.symbols:
-            raise ctx.error(args[0], f"symbol {sym.name!r} defined twice")
+            raise ctx.error(args[0], f"symbol {sym.name!r} defined twice (first at "
+                                     f"{_line_col(ctx.symbol_tokens[sym.name])})")
         ctx.symbol_tokens[sym.name] = args[0]
         other = _overlapping(sym, ctx.symbols.values())
         if other is not None:  # inputs bound to both would overwrite each other

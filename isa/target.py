@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -184,12 +185,43 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:  # a folder, no permission, a name too long for the system...
         raise TargetError(f"{path}: error: cannot read a target file there: "
                           f"{exc.strerror or exc}") from None
-    except UnicodeDecodeError:  # TOML is UTF-8 (tomllib decodes before it parses)
-        raise TargetError(f"{path}: error: not valid TOML: the file is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes before it parses)
+        where = _byte_line_col(path, exc.start)
+        raise TargetError(f"{path}:{where}: error: not valid TOML: the file is not UTF-8 text "
+                          f"(byte {exc.object[exc.start]:#04x})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise TargetError(f"{path}: error: not valid TOML: {exc}") from None
+        raise TargetError(_toml_error(path, exc)) from None
     except ValueError as exc:  # a NUL in the name (after the two ValueErrors above)
         raise TargetError(f"{str(path)!r}: error: cannot read a target file there: {exc}") from None
+
+
+def _toml_error(path: Path, exc: Exception) -> str:
+    """``path:line:col: error: not valid TOML: ...`` at the position tomllib gives (its
+    message ends ``(at line L, column C)``, or ``(at end of document)``)."""
+    msg = str(exc)
+    m = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", msg, re.DOTALL)
+    if m:
+        return f"{path}:{m.group(2)}:{m.group(3)}: error: not valid TOML: {m.group(1)}"
+    m = re.fullmatch(r"(.*) \(at end of document\)", msg, re.DOTALL)
+    if m:
+        try:
+            text = path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return f"{path}: error: not valid TOML: {msg}"
+        lines = text.split("\n")
+        return (f"{path}:{len(lines)}:{len(lines[-1]) + 1}: error: not valid TOML: "
+                f"{m.group(1)} (at the end of the file)")
+    return f"{path}: error: not valid TOML: {msg}"
+
+
+def _byte_line_col(path: Path, offset: int) -> str:
+    """``line:col`` of a byte offset in a file (col counts characters before it)."""
+    try:
+        head = path.read_bytes()[:offset]
+    except OSError:
+        return "1:1"
+    text = head.decode("utf-8", "replace")
+    return f"{text.count(chr(10)) + 1}:{len(text) - text.rfind(chr(10))}"
 
 
 def _exists(path: Path) -> bool:

@@ -215,3 +215,171 @@ def test_disassembly_of_any_loc_text_reassembles_through_files(tmp_path: Path) -
     assert acfc(["disasm", str(binary), "-o", str(text)]) == 0
     assert acfc(["asm", str(text), "-o", str(again)]) == 0
     assert again.read_bytes() == binary.read_bytes()
+
+
+# ---- outputs that name one file -------------------------------------------------------------
+
+A_S = """.target acf-small
+.tensor A dram 0 f32[1,4]
+.data A 1 2 3 4
+    setar ar1, 0
+    loop 3, e
+        vop c0, mul, sp[0x200], sp[0x0], rows=1, cols=32, bmode=imm, imm=3.0
+        addar ar1, 4
+e:
+    halt
+"""
+
+
+@pytest.mark.parametrize(("flags", "why"), [
+    (["--outputs", "same.out", "--report", "same.out"],
+     "--outputs and --report name the same file"),
+    (["--trace", "X", "--report", "X"], "--report and --trace name the same file"),
+    (["--csv", "c.csv", "--report", "./c.csv"], "--report and --csv name the same file"),
+    (["--csv", "c.csv", "--outputs", "sub/../c.csv"], "--outputs and --csv name the same file"),
+    (["--report", "a.s"], ("--report names the program (a.s): writing it would replace what "
+                           "is read")),
+    (["--inputs", "in.npz", "--outputs", "in.npz"], "--outputs names the --inputs file"),
+    (["--outputs", "link.npz", "--inputs", "in.npz"], "--outputs names the --inputs file"),
+])
+def test_outputs_that_name_one_file_are_refused_before_anything_is_written(
+        tmp_path: Path, capsys, monkeypatch, flags: list[str], why: str) -> None:
+    """Only the last write survived (exit 0), or the program itself was replaced."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.s").write_text(A_S)
+    (tmp_path / "sub").mkdir()
+    np.savez(tmp_path / "in.npz", A=np.ones((1, 4), np.float32))
+    (tmp_path / "link.npz").symlink_to(tmp_path / "in.npz")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert acfc(["run", "a.s", "--quiet", *flags]) == 1
+    assert capsys.readouterr().err.startswith(f"acfc: error: {why}")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_devices_may_take_every_output(tmp_path: Path) -> None:
+    (tmp_path / "a.s").write_text(A_S)
+    assert acfc(["run", str(tmp_path / "a.s"), "--quiet", "--report", os.devnull, "--csv",
+                 os.devnull, "--outputs", os.devnull]) == 0
+
+
+@pytest.mark.parametrize("command", ["asm", "disasm", "compile", "opt"])
+def test_an_output_that_names_the_input_is_refused(tmp_path: Path, capfd, command: str) -> None:
+    src = {"asm": tmp_path / "g.s", "disasm": tmp_path / "g.acfbin",
+           "compile": tmp_path / "m.acfir", "opt": tmp_path / "m.acfir"}[command]
+    if command == "asm":
+        src.write_text(A_S)
+    elif command == "disasm":
+        (tmp_path / "g.s").write_text(A_S)
+        assert acfc(["asm", str(tmp_path / "g.s"), "-o", str(src)]) == 0
+    else:
+        src.write_text((ROOT / "examples" / "mlp_sparse.acfir").read_text())
+    before = src.read_bytes()
+    link = tmp_path / "link"
+    link.symlink_to(src)
+    for out in (str(src), str(link)):
+        extra = ["-p", "canonicalize"] if command == "opt" else []
+        assert acfc([command, str(src), *extra, "-o", out]) == 1
+        assert capfd.readouterr().err == (f"acfc: error: -o names the input ({src}): writing it "
+                                          "would replace what is read; choose another output "
+                                          "file\n")
+    assert src.read_bytes() == before
+
+
+def test_opt_refuses_a_reproducer_over_its_output(tmp_path: Path, capfd) -> None:
+    src = tmp_path / "m.acfir"
+    src.write_text((ROOT / "examples" / "mlp_sparse.acfir").read_text())
+    out = tmp_path / "o.acfir"
+    assert acfc(["opt", str(src), "-p", "canonicalize", "-o", str(out), "--reproducer",
+                 str(out)]) == 1
+    assert "-o and --reproducer name the same file" in capfd.readouterr().err
+    assert not out.exists()
+
+
+def test_compile_train_refuses_to_write_over_the_model(tmp_path: Path) -> None:
+    model = tmp_path / "m.py"
+    model.write_text("import torch\ndef f(): return torch.nn.Linear(4,2)\n")
+    proc = _acfc("compile", f"{model}:f", "--train", "--input-shape", "2,4", "-o", str(model))
+    assert proc.returncode == 1
+    assert proc.stderr == (f"acfc: error: -o names the input ({model}): writing it would "
+                           "replace what is read; choose another output file\n")
+    assert model.read_text().startswith("import torch")
+
+
+def test_compile_train_reports_the_models_own_error_once(tmp_path: Path) -> None:
+    """torch logged a traceback of the fake-tensor failure, and the error named only its
+    wrapper ("RuntimeError when making fake tensor call")."""
+    model = tmp_path / "m.py"
+    model.write_text("import torch\ndef f(): return torch.nn.Linear(4,2)\n")
+    proc = _acfc("compile", f"{model}:f", "--train", "--input-shape", "2,5")
+    assert proc.returncode == 1
+    assert proc.stderr == (f"{model}: error: running {model}:f on input [2, 5] with 10 classes "
+                           "failed: RuntimeError: a and b must have same reduction dim, but got "
+                           "[2, 5] X [4, 2].\n")
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+
+
+def test_an_npz_declaring_a_huge_shape_is_one_error(tmp_path: Path, capsys) -> None:
+    """Its header claims 10^13 elements in 64 bytes: numpy ran out of memory allocating it."""
+    import io
+    import zipfile
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (10**13,)})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("X.npy", head.getvalue() + b"\0" * 64)
+    (tmp_path / "a.s").write_text(A_S)
+    assert acfc(["run", str(tmp_path / "a.s"), "--inputs", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"{path}: error: cannot read inputs: input 'X' declares shape (10000000000000,) of "
+        "float32 (40,000,000,000,000 bytes), but its member holds 64 bytes\n")
+
+
+def test_an_input_that_is_not_n_m_sparse_is_named(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "nm.s"
+    src.write_text(".target acf-small\n.tensor X dram 0 f32[16,16] nm2:4\n    halt\n")
+    np.savez(tmp_path / "in.npz", X=np.ones((16, 16), np.float32))
+    assert acfc(["run", str(src), "--inputs", str(tmp_path / "in.npz")]) == 1
+    assert capsys.readouterr().err.startswith(f"{src}: error: input 'X': tile is not 2:4 sparse")
+    np.savez(tmp_path / "in.npz", X=np.ones((2, 2), np.float32))
+    assert acfc(["run", str(src), "--inputs", str(tmp_path / "in.npz")]) == 1
+    assert capsys.readouterr().err == (f"{src}: error: input 'X': expected shape [16, 16], "
+                                       "got [2, 2]\n")
+
+
+def test_assembly_with_a_byte_order_mark_assembles(tmp_path: Path) -> None:
+    src = tmp_path / "bom.s"
+    src.write_bytes(b"\xef\xbb\xbf" + A_S.encode())
+    assert acfc(["asm", str(src), "-o", str(tmp_path / "bom.acfbin")]) == 0
+    assert acfc(["run", str(src), "--quiet"]) == 0
+
+
+def test_assembly_under_another_extension_gets_a_hint(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "prog.asm"
+    src.write_text(A_S)
+    assert acfc(["run", str(src)]) == 1
+    assert capsys.readouterr().err == (f"{src}: error: not an ACF binary (bad magic); it is "
+                                       "text: assembly is read from a file named .s, or from "
+                                       "stdin ('-')\n")
+    assert acfc(["disasm", str(src)]) == 1
+    assert capsys.readouterr().err.endswith("it is text: acfc asm makes a binary container of "
+                                            "assembly\n")
+
+
+@pytest.mark.parametrize("argv", [["targets", "nope"], ["targets", "nope", "--json"]])
+def test_an_unknown_target_has_the_acfc_prefix(capsys, argv: list[str]) -> None:
+    assert acfc(argv) == 1
+    assert capsys.readouterr().err.startswith("acfc: error: unknown target 'nope' (known: ")
+
+
+def test_a_bad_target_file_is_located(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cluster]\nx = = 3\n")
+    assert acfc(["targets", str(bad)]) == 1
+    assert capsys.readouterr().err == f"{bad}:2:5: error: not valid TOML: Invalid value\n"
+    bad.write_text("x = [1,\n")
+    assert acfc(["targets", str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"{bad}:2:1: error: not valid TOML: ")

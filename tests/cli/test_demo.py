@@ -24,3 +24,19 @@ def test_demo_rejects_bad_density() -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "--density must be in (0, 1]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_refuses_a_batch_past_the_training_split() -> None:
+    """It printed "batch 100000" and trained on the 1,348 samples there are."""
+    proc = subprocess.run([sys.executable, "-m", "acf.cli", "demo", "--batch", "100000"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == ("acfc demo: error: --batch 100000 is larger than the digits "
+                           "training split (1348 samples)\n")
+
+
+def test_demo_names_an_unknown_target_as_an_acfc_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "acf.cli", "demo", "--target", "nope"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("acfc: error: --target: unknown target 'nope'")

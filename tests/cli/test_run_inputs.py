@@ -86,4 +86,4 @@ def test_a_file_written_to_stdout_is_not_mixed_with_the_summary(tmp_path: Path, 
     assert "total cycles" in err
     assert not (Path.cwd() / "-").exists()
     assert acfc(argv + ["--outputs", "-"]) == 1
-    assert f"--outputs and {flag} all write to stdout" in capfd.readouterr().err
+    assert f"--outputs and {flag} both write to stdout" in capfd.readouterr().err

@@ -51,6 +51,32 @@ def pipeline() -> tuple[Shell, list[str]]:
     ("next c0.vec 0", "error: expected a positive count, got 0"),
     ("disas 0 abc", "error: expected a number, got 'abc'"),
     ("disas 0 -2", "error: expected a positive count, got -2"),
+    # a whole tensor is no number (it evaluated to NaN, and a condition on it never held)
+    ("print X + 1", ("error: X is a tensor; index it, X[i,j] (it is f32[4, 32]; print X "
+                     "shows it whole) at column 1: X + 1")),
+    ("break if Z > 0", "error: Z is a tensor; index it, Z[i,j]"),
+    # words a command does not take are refused, not dropped
+    ("step 3 extra", "error: expected one number, got '3 extra'"),
+    ("goto 5 6", "error: expected one number, got '5 6'"),
+    ("until 500 6", "error: expected one number, got '500 6'"),
+    ("next c0.vec 1 2", "error: expected one number, got '1 2'"),
+    ("continue 5", "error: continue takes no arguments, got '5'"),
+    ("reverse-continue now", "error: reverse-continue takes no arguments, got 'now'"),
+    ("where x", "error: where takes no arguments, got 'x'"),
+    ("delete 1 2", "error: no breakpoint or watchpoint number 1"),
+    # values past what a float or an index holds are located errors, not internal ones
+    ("print X[inf,0]", "error: index inf is not a whole number at column 3: X[inf,0]"),
+    ("print X[1e999,0]", "error: index inf is not a whole number at column 3: X[1e999,0]"),
+    ("print X[nan,0]", "error: index nan is not a whole number at column 3: X[nan,0]"),
+    ("print X[0.5,0]", "error: index 0.5 is not a whole number at column 3"),
+    ("break if X[inf,0] > 0", "error: index inf is not a whole number at column 3"),
+    ("print isnan(" + "1" * 400 + ")", ("error: isnan: the value is too large for a float "
+                                       "at column 7")),
+    ("print " + "1" * 400 + " / 3", ("error: the result of '/' is too large for a float at "
+                                    "column 402")),
+    ("print " + "9" * 5000, "error: number too long (5000 digits) at column 1"),
+    ("break if 1 + " + "1" * 400 + " / 3 > 0", "error: the result of '/' is too large"),
+    ("watch -nan X Y", "error: no tensor or memory range 'X Y'"),
 ])
 def test_a_bad_command_is_one_error_and_moves_nothing(pipeline, command: str, error: str) -> None:
     shell, out = pipeline
@@ -115,3 +141,65 @@ def test_debug_api_counts_are_positive(pipeline) -> None:
         with pytest.raises(ValueError, match="positive count"):
             call(0)
     assert dbg.m.pos == 0
+
+
+def test_delete_takes_every_number_given(pipeline) -> None:
+    shell, out = pipeline
+    for command in ("break body c0.vec", "watch Y", "watch Z", "delete 1 3"):
+        shell.execute(command)
+    assert out[-1] == "deleted 1 3"
+    assert sorted([*shell.dbg.breakpoints, *shell.dbg.watchpoints]) == [2]
+    out.clear()
+    shell.execute("delete 2 9")  # one wrong number: nothing is deleted
+    assert out == ["error: no breakpoint or watchpoint number 9"]
+    assert list(shell.dbg.watchpoints) == [2]
+
+
+def test_a_failing_condition_stops_at_its_event(tmp_path: Path) -> None:
+    """It rewound to where ``continue`` began and failed there again at every later one."""
+    src = tmp_path / "v.s"
+    src.write_text(".target acf-small\n    loop 200, e\n"
+                   "        vop c0, mul, sp[0x200], sp[0x0], rows=1, cols=32, bmode=imm, imm=3.0\n"
+                   "e:\n    halt\n")
+    shell, out = _shell(src)
+    shell.execute("break if 1/(cycle-11) > 1")
+    shell.execute("continue")
+    assert out[-1] == ("breakpoint 1 (condition if 1/(cycle-11) > 1): its condition failed at "
+                       "cycle 11: division by zero at column 2: 1/(cycle-11) > 1")
+    assert shell.dbg.m.cycle == 11 and shell.dbg.m.pos > 0
+    for _ in range(5):
+        shell.execute("continue")
+        if out[-1].startswith("program finished"):
+            break
+    assert out[-1] == "program finished at cycle 1802"
+
+
+def test_until_a_past_cycle_suggests_goto(pipeline) -> None:
+    shell, out = pipeline
+    shell.execute("until 100")
+    out.clear()
+    shell.execute("until 5")
+    assert out[0].startswith("cycle 5 is in the past: the last event was at cycle ")
+    assert out[0].endswith("(until only runs forward; goto 5 goes back to it)")
+
+
+def test_examine_a_tensor_and_tiles_named_wrongly() -> None:
+    shell, out = _shell(RELU, {"X": np.eye(16, dtype=np.float32)})
+    shell.execute("x/4f X")  # the message for a bad range said a tensor name would do
+    assert out == ["  dram[0x0]: 1  0  0  0"]
+    out.clear()
+    shell.execute("print H[tile -1,0]")
+    assert out == ["error: H has a 1x1 tile grid: tile (-1,0) is not in it"]
+    out.clear()
+    shell.execute("print H[tile x]")
+    assert out[0].startswith("error: cannot read 'H[tile x]': H[tile I,J] shows one packed tile")
+
+
+def test_a_watch_on_a_tensor_without_elements_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "z.s"
+    src.write_text(".target acf-small\n.tensor Z dram 0x100 f32[0,4]\n    halt\n")
+    shell, out = _shell(src)
+    shell.execute("watch Z")
+    assert out == [("error: tensor 'Z' is f32[0, 4]: it holds no elements, so a watch on it "
+                    "could never fire")]
+    assert not shell.dbg.watchpoints

@@ -149,7 +149,8 @@ def test_a_tensor_the_named_target_cannot_hold_is_located(decl: str, why: str) -
 def test_a_target_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b"\xff\xfe[clock]\n")
-    with pytest.raises(TargetError, match=r"bad\.toml: error: not valid TOML: the file is not UTF-8"):
+    with pytest.raises(TargetError,
+                       match=r"bad\.toml:1:1: error: not valid TOML: the file is not UTF-8"):
         load_target(bad)
 
 
@@ -322,3 +323,41 @@ def test_a_path_ending_in_a_separator_is_not_written_as_a_file(tmp_path: Path) -
         install_file(tmp, str(tmp_path / "r.json") + "/")
     assert not (tmp_path / "newdir").exists() and (tmp_path / "r.json").read_text() == "KEEP"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary left
+
+
+# ---- the word an error names, and definitions given twice ---------------------------------
+
+
+@pytest.mark.parametrize(("source", "line", "col", "msg"), [
+    # the word was cut where a backtracking pattern could end it ('hal', 'h', 'ha')
+    (".target acf-small\nhalt:\n", 2, 1,
+     "'halt' is an instruction; a label cannot be named after one"),
+    (".target acf-small\n    h\u00e4lt c0\n", 2, 5, "unknown instruction 'h\u00e4lt'"),
+    (".target acf-small\n    ha\0lt\n", 2, 5, "unknown instruction 'ha\\x00lt'"),
+    (".target acf-small\nx: frob\n", 2, 4, "unknown instruction 'frob'"),
+    # a second definition took the place of the first without a word
+    (".target acf-small\n.target acf-base\n    halt\n", 2, 2,
+     ".target given twice (first at line 1, column 9: 'acf-small')"),
+    (".target acf-small\n.equ N 4\n  .equ N 5\n    halt\n", 3, 8,
+     ".equ 'N' defined twice (first at line 2, column 6)"),
+    (".target acf-small\nx:\nx:  halt\n", 3, 1,
+     "label 'x' defined twice (first at line 2, column 1)"),
+])
+def test_errors_name_the_whole_word_and_the_first_definition(source, line, col, msg) -> None:
+    with pytest.raises(AsmError) as info:
+        assemble(source, "p.s")
+    assert (info.value.line, info.value.col, info.value.msg) == (line, col, msg)
+
+
+@pytest.mark.parametrize(("text", "where", "msg"), [
+    (b"[cluster]\nx = = 3\n", "2:5", "Invalid value"),
+    (b"[cluster]\nx = 1\n[cluster]\n", "3:9", "Cannot declare ('cluster',) twice"),
+    (b"[cluster]\n# \xff\n", "2:3", "the file is not UTF-8 text (byte 0xff)"),
+])
+def test_a_target_file_error_has_its_line_and_column(tmp_path: Path, text: bytes, where: str,
+                                                      msg: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(text)
+    with pytest.raises(TargetError) as info:
+        load_target(bad)
+    assert str(info.value) == f"{bad}:{where}: error: not valid TOML: {msg}"
