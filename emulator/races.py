@@ -31,8 +31,19 @@ _PRUNE_EVERY = 4096
 _SHIFT = {"sp": 14, "acc": 14, "gb": 18, "dram": 18}
 
 
+#: an archive list is first cut to the latest instance of each access past this length
+_ARCHIVE_MIN = 32
+
+
 def _epoch(entry: tuple) -> int:
     return entry[4]
+
+
+def _latest_instances(entries: list[tuple]) -> list[tuple]:
+    """The entries less every one that a later entry repeats (same access by the same
+    instruction), in their order (epoch order)."""
+    last = {(e[2], e[5]): i for i, e in enumerate(entries)}
+    return [entries[i] for i in sorted(last.values())]
 
 
 def _contiguous(a: Access) -> bool:
@@ -117,6 +128,8 @@ class RaceDetector:
         # every active queue had reached then: a queue behind it must still check them
         self.archive: dict[tuple[str, int], dict[int, dict[int, list[tuple]]]] = {}
         self.archived = np.zeros(nqueues, np.int64)
+        # archive list -> its length after it was last cut to latest instances
+        self._archive_cut: dict[tuple, int] = {}
         self._added = 0
 
     def start(self, q: int, where: Where | int, waits: tuple[int, ...], accesses: list[Access],
@@ -218,6 +231,7 @@ class RaceDetector:
         self.Q[:] = self.Q.max(axis=0)
         self.history.clear()
         self.archive.clear()
+        self._archive_cut.clear()
 
     def _prune(self) -> None:
         """Drop the entries every active queue's clock has passed. While some queue has
@@ -249,9 +263,21 @@ class RaceDetector:
                     del buckets[key]
 
     def _to_archive(self, hkey: tuple, key: int, pq: int, every: list, writes: list) -> None:
-        lists = self.archive.setdefault(hkey, {}).setdefault(key, {}).get(pq)
+        per_q = self.archive.setdefault(hkey, {}).setdefault(key, {})
+        lists = per_q.get(pq)
         if lists is None:
-            self.archive[hkey][key][pq] = (list(every), list(writes))
-        else:  # later prunings cut later epochs: the lists stay in epoch order
-            lists[0].extend(every)
-            lists[1].extend(writes)
+            per_q[pq] = (list(every), list(writes))
+            return
+        # later prunings cut later epochs: the lists stay in epoch order
+        lists[0].extend(every)
+        lists[1].extend(writes)
+        # While a queue never starts, nothing leaves the archive: a loop would grow it with
+        # every iteration. Of one instruction's repeated access only its latest instance
+        # matters (a clock that does not order an earlier one does not order the latest),
+        # so the lists keep that one once they have doubled since they were last cut. New
+        # lists replace the old ones, which stay as they were (the debugger's checkpoints
+        # hold prefixes of them).
+        where = (hkey, key, pq)
+        if len(lists[0]) > 2 * self._archive_cut.get(where, _ARCHIVE_MIN):
+            per_q[pq] = cut = (_latest_instances(lists[0]), _latest_instances(lists[1]))
+            self._archive_cut[where] = len(cut[0])

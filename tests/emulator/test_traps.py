@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from acf.emulator import EmulatorTrap, run
+from acf.emulator.emulator import Emulator
 from acf.isa.asm import assemble
+from acf.isa.target import load_target
 
 
 def trap_of(src: str, target="acf-small", inputs=None, mode="batched") -> EmulatorTrap:
@@ -225,7 +227,6 @@ def test_capacity_overflow() -> None:
 
 
 def test_routing_deadlock_and_undefined_group() -> None:
-    from acf.isa.target import load_target
 
     t1 = load_target("acf-base", {"noc.virtual_channels": 1})
     t = trap_of("    noc.topo torus\n    halt\n", target=t1)
@@ -322,3 +323,29 @@ def test_inputs_fp32_cannot_hold_are_refused(value, message) -> None:
         run(prog, "acf-small", {"A": value})
     out = run(prog, "acf-small", {"A": np.full((4, 4), 3.0, np.float64)}).outputs["A"]
     assert out.dtype == np.float32 and (out == 3).all()
+
+
+def _archived(emu: Emulator) -> int:
+    return sum(len(lists[0]) for buckets in emu.engine.races.archive.values()
+               for per_q in buckets.values() for lists in per_q.values())
+
+
+LOOP = """
+    loop {n}, e
+        vop c0, mul, sp[0x200], sp[0x0], rows=1, cols=1, bmode=imm, imm=3.0
+e:
+"""
+
+
+def test_the_race_archive_stays_small_over_a_long_loop() -> None:
+    """While some queue never starts, pruned accesses are archived for it; a loop repeating
+    one access keeps only its latest instance there (12,000 iterations archived about
+    20,000 entries before), and an access of a queue that starts after the loop still races
+    with the loop's."""
+    emu = Emulator(assemble(".target acf-small\n" + LOOP.format(n=12000) + "    halt\n"),
+                   load_target("acf-small"))
+    emu.run()
+    assert 0 < _archived(emu) <= 4
+    t = trap_of(LOOP.format(n=6000) + "    ld c0, sp[0x200], dram[0x0], dense, rows=1, cols=1\n"
+                "    halt\n")
+    assert t.kind == "race" and "c0.vec #1 vop and c0.ld #2 ld" in str(t)
