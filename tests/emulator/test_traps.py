@@ -227,7 +227,6 @@ def test_capacity_overflow() -> None:
 
 
 def test_routing_deadlock_and_undefined_group() -> None:
-
     t1 = load_target("acf-base", {"noc.virtual_channels": 1})
     t = trap_of("    noc.topo torus\n    halt\n", target=t1)
     assert t.kind == "routing" and t.mnemonic == "noc.topo" and t.cycle == 1 + 4 + 64
