@@ -17,7 +17,7 @@ import time
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--target", default="acf-base")

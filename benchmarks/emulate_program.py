@@ -55,7 +55,7 @@ def random_inputs(compiled, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--target", default="acf-base")

@@ -6,8 +6,8 @@ The default layer (16 rows of activations, a 576 x 288 sparse weight) has fewer 
 tiles than clusters: its rows are one PE fold and its packed sparse weight fixes the
 column tiles, so where the four tiles go decides which row ports carry the traffic.
 Weight non-zeros: uniform (10 %), all in a quarter of the rows, all in a quarter of the
-columns (40 % inside). Placements: round-robin (tile i -> cluster i mod clusters, rows filled
-first), row-spread, and ``balanced`` (greedy on per-tile encoded bytes, row ports first).
+columns (40 % inside). Placements compared: round-robin (tile i -> cluster i mod clusters,
+rows filled first) and ``balanced`` (greedy on per-tile encoded bytes, row ports first).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def measure(target_name: str, m: int, n: int, k: int, case: str, seed: int = 0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--target", default="acf-base")
     ap.add_argument("--shape", type=int, nargs=3, default=(16, 576, 288), metavar=("M", "N", "K"))
     a = ap.parse_args(argv)

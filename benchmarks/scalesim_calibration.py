@@ -145,7 +145,7 @@ def acf_cycles(M: int, N: int, K: int) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--venv", default=os.environ.get("SCALESIM_VENV", "/tmp/scalesim-venv"))
     ap.add_argument("--keep", help="directory to keep SCALE-Sim's inputs and reports in")
     args = ap.parse_args(argv)

@@ -46,7 +46,7 @@ def run(target, m: int, n: int, k: int, x: np.ndarray, w: np.ndarray, *, sparse:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--target", default="acf-base")
     ap.add_argument("--density", type=float, default=0.1)
     args = ap.parse_args(argv)

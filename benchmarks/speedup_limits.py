@@ -85,7 +85,7 @@ def emulate(target: Target, m: int, n: int, k: int, x: np.ndarray, w: np.ndarray
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--density", type=float, default=0.1, help="weight density (default 0.1)")
     ap.add_argument("--shapes", default="64x256x512,1024x3072x768,2048x2048x2048",
                     help="comma-separated MxNxK layer shapes")

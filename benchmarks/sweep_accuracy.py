@@ -41,7 +41,7 @@ def _main(argv=None) -> int:
     from acf.evaluation.accuracy import AccuracyError, grid, write_report
     from acf.evaluation.sweep import read_rows, repair_rows, write_csv
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--out", default="results/accuracy")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (0: one per CPU)")
     p.add_argument("--seeds", type=int, default=3)

@@ -2,7 +2,7 @@
 
     python -m acf.benchmarks.train_step                 # ResNet-18/CIFAR, batch 32, acf-base
     python -m acf.benchmarks.train_step --quick         # MLP rows only
-    python -m acf.benchmarks.train_step --batch 8 --target acf-small --width 16
+    python -m acf.benchmarks.train_step --batch 8 --target acf-small --width 8   # fits its 16 MiB DRAM
 
 Rows: ResNet-18/CIFAR (3x32x32, 10 classes; SGD with momentum) dense and with 90 % random
 weight masks on every conv and linear weight (the masked weight gradients compiled as SDDMM
@@ -170,7 +170,7 @@ def run_row(*args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--target", default="acf-base")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--width", type=int, default=64, help="ResNet-18 base width (64: CIFAR)")

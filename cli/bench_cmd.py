@@ -49,7 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate", action="store_true", help="also run the peer calibration cases")
     p.add_argument("--accuracy", default="", help="algorithms to train for accuracy vs sparsity")
     p.add_argument("--accuracy-steps", type=int, default=200)
-    p.add_argument("--compare", default="resnet18-cifar:0.9", help="MODEL:SPARSITY tables in the summary")
+    p.add_argument("--compare", default=None,
+                   help="MODEL:SPARSITY tables in the summary (default: every model of the sweep "
+                        "at 90 %% sparsity, or at its highest swept sparsity without 90 %%)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -75,6 +77,13 @@ def _comparisons(text: str) -> list[tuple[str, float]]:
     return out
 
 
+def _swept_comparisons(models: list[str], sparsities: list[float]) -> list[tuple[str, float]]:
+    """The default ``--compare``: each swept model at 90 % sparsity where the sweep has it,
+    else at its highest sparsity (none for a dense-only sweep): a table of what ran."""
+    top = 0.9 if 0.9 in sparsities else max((s for s in sparsities if s > 0), default=None)
+    return [] if top is None else [(m, top) for m in models]
+
+
 def run(args: argparse.Namespace) -> int:
     from acf.evaluation import baselines, calibration, report
     from acf.evaluation.points import latest_rows
@@ -84,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         sparsities = list(dict.fromkeys(float(s) for s in _csv(args.sparsity, "--sparsity")))
     except ValueError:
         raise UserError(f"acfc: error: --sparsity {args.sparsity!r}: expected numbers in [0, 1)") from None
-    comps = _comparisons(args.compare)
+    comps = (_comparisons(args.compare) if args.compare is not None
+             else _swept_comparisons(_csv(args.models, "--models"), sparsities))
     algorithms = _csv(args.accuracy)
     if algorithms:
         from acf.algorithms import NAMES

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:  # this command runs outside acfc's handler of user errors
         print(str(exc), file=sys.stderr)
         return 1
-    return main(list(args.args))
+    return main(list(args.args), prog="acfc opt")
 
 
 class _Unparsed(Exception):

@@ -46,8 +46,8 @@ def _names(values: list[str]) -> set[str]:
     return out
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    ap = _ArgumentParser(prog="acf-opt", description="Run passes over ACF IR.")
+def build_arg_parser(prog: str = "acf-opt") -> argparse.ArgumentParser:
+    ap = _ArgumentParser(prog=prog, description="Run passes over ACF IR.")
     ap.add_argument("input", nargs="?", default="-", help="IR file, or - for stdin")
     ap.add_argument("-p", "--pipeline", default="", help="e.g. 'canonicalize,cse,tile{m=32}'")
     ap.add_argument("-o", "--output", default="-", help="output file (default stdout)")
@@ -130,19 +130,20 @@ def _process(
         return 3, ""
 
 
-def main(argv: list[str]) -> int:
-    """Entry point; returns the process exit status (0 ok, 1 IR error, 2 usage, 3 crash)."""
+def main(argv: list[str], prog: str = "acf-opt") -> int:
+    """Entry point; returns the process exit status (0 ok, 1 IR error, 2 usage, 3 crash).
+    ``prog``: the command's name in help and errors (``acfc opt`` when run through acfc)."""
     try:
-        args = build_arg_parser().parse_args(argv)
+        args = build_arg_parser(prog).parse_args(argv)
     except _UsageError as err:
-        sys.stderr.write(f"acf-opt: error: {err}\n")
+        sys.stderr.write(f"{prog}: error: {err}\n")
         return 2
     if args.list_passes:
         sys.stdout.write(_list_passes())
         return 0
     unknown = sorted((_names(args.print_ir_before) | _names(args.print_ir_after)) - set(PASSES))
     if unknown:
-        sys.stderr.write(f"acf-opt: error: --print-ir-before/after: unknown pass '{unknown[0]}'; "
+        sys.stderr.write(f"{prog}: error: --print-ir-before/after: unknown pass '{unknown[0]}'; "
                          f"valid passes: {', '.join(sorted(PASSES))}\n")
         return 2
     instr = Instrumentation(
@@ -161,7 +162,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"{err}\n")
         return 1
     except OSError as err:
-        sys.stderr.write(f"acf-opt: error: {err.strerror}: {err.filename}\n")
+        sys.stderr.write(f"{prog}: error: {err.strerror}: {err.filename}\n")
         return 1
     chunks = split_chunks(text) if args.split_input_file else [text]
     outcomes = [_process(chunk, name, args.pipeline, args, instr) for chunk in chunks]
@@ -175,7 +176,7 @@ def main(argv: list[str]) -> int:
     try:
         _write_atomically(args.output, result)
     except OSError as err:
-        sys.stderr.write(f"acf-opt: error: cannot write {args.output}: {err.strerror}\n")
+        sys.stderr.write(f"{prog}: error: cannot write {args.output}: {err.strerror}\n")
         return 1
     return status
 

@@ -193,7 +193,7 @@ OPS: tuple[Op, ...] = (
        "scalar", (),
        "Set a view register of the cluster's MAC unit: an mm/sddmm operand read through it is "
        "a strided block (e.g. conv windows of resident input slabs: im2col on the fly), its "
-       "element (r, c) at base + r*s0 + b*s3 + u*s1 + (c mod d2)*s2, u the run in its block b."),
+       "element (r, c) at byte base + 4*(r*s0 + b*s3 + u*s1 + (c mod d2)*s2), u the run in its block b."),
     # ---- vector ------------------------------------------------------------------------
     Op("vop", 0x20, "vector", "vec",
        (F("fn", VFN), F("dst", mem("sp", "acc")), F("a", mem("sp", "acc")),

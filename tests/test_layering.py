@@ -1,4 +1,4 @@
-"""DESIGN.md's dependency direction, enforced by import-linter's contracts in pyproject.toml."""
+"""The README's dependency direction, enforced by import-linter's contracts in pyproject.toml."""
 
 import shutil
 import subprocess

@@ -301,3 +301,16 @@ def test_rows_from_another_sweep_are_marked(tmp_path) -> None:
     assert "| tiny-mlp | acf-base[cluster.lookahead=1] | 90 % |" in text
     borrowed = json.loads((tmp_path / "comparison.json").read_text())["borrowed_rows"]
     assert borrowed == {r["run_id"]: "../sweep_main" for r in reference}
+
+
+def test_bench_compares_what_it_swept_by_default(tmp_path, capsys) -> None:
+    """Without --compare the summary compares the swept model at its highest sparsity (it
+    compared resnet18-cifar at 90 %, which a tiny-mlp sweep never has, and said so)."""
+    from acf.cli import main
+
+    out = tmp_path / "out"
+    assert main(["bench", "--models", "tiny-mlp", "--targets", "acf-base,acf-dense", "--sparsity",
+                 "0,0.5", "--no-progress", "--jobs", "1", "--out", str(out)]) == 0
+    assert "no comparison" not in capsys.readouterr().err
+    compared = json.loads((out / "comparison.json").read_text())["comparisons"]
+    assert [(c["model"], c["sparsity"]) for c in compared] == [("tiny-mlp", 0.5)]
