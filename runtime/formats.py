@@ -2,8 +2,12 @@
 
 The runtime uses a documented density-band rule: ``dense`` above ``dense_above`` (0.5),
 ``bitmap`` between ``csr_below`` and ``dense_above`` (0.2-0.5), ``csr`` below ``csr_below``
-(0.2). A band is only left when the density is past the boundary by more than
-``hysteresis`` (0.02), so a density hovering at a threshold does not flip formats every step.
+(0.2). A weight leaves its band only for a band the density is in by more than
+``hysteresis`` (0.02), so a density hovering at a threshold does not flip formats every step:
+moving up it must still be in the higher band at ``density - hysteresis``, moving down in
+the lower one at ``density + hysteresis``. The rule is the same at every edge and whichever
+band the weight comes from, also when one step jumps across two bands (from ``csr`` at 0.51
+the weight goes to ``bitmap``, as it would from ``bitmap``; see :meth:`DensityBands.band`).
 
 The band rule is a proxy. ``select-formats``' cost model (``acf.compiler.cost_model``)
 ranks a weight's formats by its GEMMs alone, while in a training step the weight's format
@@ -23,6 +27,9 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+
+#: the bands from the sparsest to the densest
+_ORDER = ("csr", "bitmap", "dense")
 
 
 @dataclass(frozen=True)
@@ -51,18 +58,26 @@ class DensityBands:
         return "bitmap"
 
     def band(self, density: float, current: str | None = None) -> str:
-        """The band of ``density``; stays in ``current`` while within the hysteresis."""
-        new = self.format_for(density)
-        if current is None or new == current:
-            return new
-        h = self.hysteresis
-        edges = {("dense", "bitmap"): self.dense_above, ("bitmap", "dense"): self.dense_above,
-                 ("bitmap", "csr"): self.csr_below, ("csr", "bitmap"): self.csr_below}
-        edge = edges.get((current, new))
-        if edge is not None and abs(density - edge) <= h:
-            return current
-        return new
+        """The band of ``density`` for a weight now in band ``current`` (None: no band yet).
 
+        The weight moves to a higher band only as far as ``density - hysteresis`` reaches,
+        to a lower one only as far as ``density + hysteresis`` reaches, and otherwise stays:
+        with the defaults, ``bitmap`` -> ``dense`` above 0.52 and ``dense`` -> ``bitmap`` at
+        0.48 or below; ``bitmap`` -> ``csr`` below 0.18 and ``csr`` -> ``bitmap`` at 0.22
+        or above. A jump across two bands stops short of the far one when the density is
+        within the hysteresis of its edge (``csr`` at 0.51 -> ``bitmap``, ``dense`` at
+        0.19 -> ``bitmap``), so the band a density leads to does not depend on how far the
+        weight came. With ``hysteresis`` 0 this is :meth:`format_for`."""
+        if current not in _ORDER:
+            return self.format_for(density)
+        h = self.hysteresis
+        # format_for is monotone in the density, so reached_up ranks at most reached_down
+        reached_up, reached_down = self.format_for(density - h), self.format_for(density + h)
+        if _ORDER.index(reached_up) > _ORDER.index(current):
+            return reached_up
+        if _ORDER.index(reached_down) < _ORDER.index(current):
+            return reached_down
+        return current
 
 def codec_keeps_up(target) -> bool:
     """Whether a dense-stored weight's optimizer state pays for being stored compressed on

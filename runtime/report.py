@@ -93,8 +93,10 @@ class StepReport:
     by_op: dict[str, dict[str, Any]] = field(default_factory=dict)
     respecialized: list[dict[str, Any]] = field(default_factory=list)
     #: the fabric's cost of applying masks that changed since the previous step
-    #: (``{"params", "cycles", "seconds", "energy_j"}``; empty when none changed), reported
-    #: apart: ``total_cycles`` and ``energy_j`` are the training step's own
+    #: (``{"params", "cycles", "seconds", "energy_j"}``, and ``"converted"``: ``{param:
+    #: [from, to]}`` for weights the new mask moved to another storage format, converted in
+    #: the same pass; empty when none changed), reported apart: ``total_cycles`` and
+    #: ``energy_j`` are the training step's own
     mask_update: dict[str, Any] = field(default_factory=dict)
     host_ops: list[str] = field(default_factory=list)
     effectual_macs: int = 0

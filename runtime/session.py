@@ -19,20 +19,28 @@ is *re-specialization*: when the measured density of a masked weight crosses a d
 variant is compiled once (recorded in ``report.respecialized``).
 
 A mask that differs from the previous step's is also costed: the session emulates a small
-mask-update program (each changed weight brought to its new mask in its storage format),
+mask-update program (each changed weight brought to its new mask in the format it was
+stored in, and written in its new format when the new mask's density re-specializes it),
 compiled once per set of changed weights and logged in ``compile_log`` (``reason``
 ``"mask-update"``; ``compile_count`` counts the step programs only), and reports it in
-``report.mask_update``, apart from the step.
+``report.mask_update``, apart from the step; :meth:`Session.cost_mask_update` gives the
+same figure ahead of the step.
+
+A mask bound over another one follows the sparsity algorithms' contract: the connections it
+turns active start from zero, weight and optimizer state (:meth:`Session.bind_mask`).
+
+The arrays a step hands back (``StepResult``) are the caller's: the results carried to the
+next step are copied, so editing them in place changes nothing in the session.
 
 Only a 2-D weight (a linear layer's) changes format: the conv kernels read their weights
 dense, so a conv kernel (4-D) stays dense-stored whatever its density (its zeros are still
 skipped by the PEs); with ``formats="auto"`` its optimizer state takes the band's format
 instead, as its matrix view, where the target's codecs keep up with its memory ports
 (:func:`acf.runtime.formats.codec_keeps_up`). A compressed weight's sampled gradient,
-optimizer state and mask are stored in its format (:func:`~acf.runtime.variants.
-compress_with_weights`). Should the re-specialized program still fail to compile for the
-target, the step runs the previous program and the entry says why (``kept`` False,
-``error``).
+optimizer state and mask are stored in its format (an N:M weight's gradient and state, which
+no op makes N:M, bitmap: :func:`~acf.runtime.variants.compress_with_weights`). Should the
+re-specialized program still fail to compile for the target, the step runs the previous
+program and the entry says why (``kept`` False, ``error``).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from acf.compiler.pass_manager import PassManager, parse_pipeline
 from acf.compiler.printer import print_module
 from acf.compiler.sparse_encoding import format_to_encoding
 from acf.compiler.verifier import verify_module
+from acf.isa.formats import Format, FormatSpec
 from acf.isa.target import Target, load_target
 
 from .errors import BindError, RuntimeOptionError
@@ -63,6 +72,7 @@ from .formats import DensityBands, codec_keeps_up
 from .report import StepReport, build_step_report, record
 from .torch_io import to_numpy
 from .variants import (
+    OPTIMIZERS,
     Variant,
     apply_formats,
     compress_with_weights,
@@ -201,6 +211,17 @@ class LoadedStep:
             raise BindError(f"result_names: {len(self.result_names)} names for "
                             f"{self.n_results} results")
         self.masks_of = masked_params(func)          # param -> mask argument
+        # param -> its optimizer-state arguments (momentum; Adam's moments): zeroed with the
+        # weight where a new mask turns a connection active
+        self.state_args: dict[str, list[str]] = {p: [] for p in self.masks_of}
+        for op in func.body.walk():
+            if op.name not in OPTIMIZERS or op.operands[0].defining_op is not None:
+                continue
+            param = _argument_name(op.operands[0])
+            n_state = 1 if op.name == "graph.sgd_update" else 2
+            if param in self.state_args:
+                self.state_args[param] += [_argument_name(v) for v in op.operands[2:2 + n_state]
+                                           if v.defining_op is None]
         # dropout keep-mask argument -> drop probability (drawn each step unless given)
         self.dropout = {n: float(attrs["dropout"])  # type: ignore[arg-type]
                         for n, attrs in zip(self.arg_names, func.body.arg_attributes)
@@ -261,7 +282,13 @@ class Session:
     """Compiles, caches and runs training-step programs on one target (see module doc).
 
     Implements the ``MaskBinder`` protocol of :mod:`acf.algorithms.masks` structurally
-    (``bind_mask``/``bind``)."""
+    (``bind_mask``/``bind``, and ``attach``): an algorithm built with ``binder=session``
+    binds its masks as data, and a mask update restarts the connections it grows from zero
+    (weight and optimizer state, see :meth:`bind_mask`), as the algorithms' contract says.
+
+    Not for SR-STE (or any algorithm with ``masks_weights`` False): the session stores each
+    masked weight multiplied by its mask, so the pruned weights SR-STE keeps training are
+    lost; :meth:`attach` refuses such an algorithm. Train it eagerly (``EagerBinder``)."""
 
     def __init__(self, target: Target | str = "acf-small",
                  options: SessionOptions | None = None) -> None:
@@ -297,6 +324,10 @@ class Session:
         ``module`` may also be a captured training step
         (:func:`acf.frontends.training_step.capture_training_step`): its ``.module`` is
         loaded.
+
+        A load that raises (a module that does not parse, verify or compile) changes nothing:
+        the programs loaded before, the current one and their weights, masks and state stay
+        as they were.
         """
         if not isinstance(module, Module | str) and isinstance(getattr(module, "module", None), Module):
             module = module.module  # a CapturedStep: the runtime does not import torch
@@ -306,12 +337,24 @@ class Session:
             raise BindError(f"load takes a graph-dialect Module, its text, or a captured "
                             f"training step; got {type(module).__name__}")
         loaded = LoadedStep(self, name, module, carry or {}, result_names)
+        # all or nothing: the program is registered (and made current) only once its
+        # variants compiled, so a load that fails leaves the loaded programs, the current
+        # one with its weights, masks and state, and the compile count as they were
+        cached, count, logged = set(self._cache), self.compile_count, len(self.compile_log)
+        try:
+            # with formats="auto", the storage formats follow the first bound masks: a masked
+            # step's variants are compiled then
+            if not (self.options.formats == "auto" and loaded.masks_of):
+                for g in self.options.grad_variants:
+                    self._compiled(loaded, loaded.variant(g == "dense"), "initial")
+        except BaseException:
+            for key in set(self._cache) - cached:
+                del self._cache[key]
+            self.compile_count = count
+            del self.compile_log[logged:]
+            raise
         self._steps[name] = loaded
         self._current = loaded
-        if self.options.formats == "auto" and loaded.masks_of:
-            return loaded  # the storage formats follow the first bound masks: compiled then
-        for g in self.options.grad_variants:
-            self._compiled(loaded, loaded.variant(g == "dense"), "initial")
         return loaded
 
     def _get(self, name: str | None) -> LoadedStep:
@@ -365,28 +408,65 @@ class Session:
     def bind_mask(self, param_name: str, mask: Any, program: str | None = None) -> None:
         """Make ``mask`` (bool / 0-1, the parameter's shape) the active set of a masked
         parameter. Data only: never recompiles (a density-band crossing is acted on at the
-        next :meth:`run_step`)."""
+        next :meth:`run_step`).
+
+        As the sparsity algorithms' contract has it (:mod:`acf.algorithms.base`), a
+        connection the mask turns active (on where the mask bound before was off) starts
+        from zero: the session's stored weight and the parameter's optimizer state
+        (momentum, Adam's moments) are zeroed there. Where both masks are on, weight and
+        state are kept. The first mask bound to a parameter zeroes nothing."""
         loaded = self._get(program)
+        _take_mask(loaded, param_name, self._checked_mask(loaded, param_name, mask))
+
+    bind = bind_mask  # the MaskBinder protocol's method name
+
+    def attach(self, algorithm: Any) -> None:
+        """The ``MaskBinder`` hook a sparsity algorithm calls once it is built: refuses an
+        algorithm whose pruned weights live on (``masks_weights`` False: SR-STE), which a
+        session cannot train (see the class doc). The masks it bound while being built stay
+        bound (data; the algorithm is not built)."""
+        if not getattr(algorithm, "masks_weights", True):
+            name = getattr(algorithm, "name", type(algorithm).__name__)
+            raise BindError(f"algorithm {name!r} keeps its pruned weights (masks_weights is "
+                            f"False, as SR-STE's), which a Session cannot train: it stores "
+                            f"each masked weight multiplied by its mask, so the pruned values "
+                            f"are lost; train it eagerly (EagerBinder) instead")
+
+    def _checked_mask(self, loaded: LoadedStep, param_name: str, mask: Any) -> np.ndarray:
         if param_name not in loaded.masks_of:
-            known = ", ".join(sorted(loaded.masks_of)) or "none"
-            raise BindError(f"{param_name!r} is not a masked parameter of {loaded.name!r} "
-                            f"(masked parameters: {known})")
+            raise BindError(_not_masked(loaded, param_name))
         m = to_numpy(mask, param_name)
         shape = loaded.arg_types[param_name].shape  # type: ignore[union-attr]
         if tuple(m.shape) != tuple(shape):
             raise BindError(f"mask for {param_name!r}: expected shape {list(shape)}, "
                             f"got {list(m.shape)}")
-        loaded.masks[param_name] = _mask01(m, param_name)
-
-    bind = bind_mask  # the MaskBinder protocol's method name
+        return _mask01(m, param_name)
 
     def set_params(self, values: Mapping[str, Any], program: str | None = None) -> None:
-        """Set persistent argument values (weights, optimizer state) by argument name."""
+        """Set persistent argument values (weights, optimizer state) by argument name.
+
+        A mask argument (``mask.<param>``, or whatever the program names it) is bound as
+        :meth:`bind_mask` binds it, before the other values are set (so weights and state
+        given in the same call are kept as given). A dropout keep-mask is refused: the
+        session draws it each step unless :meth:`run_step` is given one."""
         loaded = self._get(program)
-        # a copy: to_numpy shares a torch tensor's memory, and a later in-place edit of the
-        # model must not change the session's weights; all checked before any is set
-        checked = {name: np.array(self._check(loaded, name, value))
-                   for name, value in values.items()}
+        param_of_mask = {m: p for p, m in loaded.masks_of.items()}
+        masks: dict[str, np.ndarray] = {}
+        checked: dict[str, np.ndarray] = {}
+        # all checked before any is set
+        for name, value in values.items():
+            if name in param_of_mask:
+                param = param_of_mask[name]
+                masks[param] = self._checked_mask(loaded, param, value)
+            elif name in loaded.dropout:
+                raise BindError(f"{name!r} is a dropout keep-mask, drawn each step: pass it "
+                                f"to run_step to fix one step's, not to set_params")
+            else:
+                # a copy: to_numpy shares a torch tensor's memory, and a later in-place
+                # edit of the model must not change the session's weights
+                checked[name] = np.array(self._check(loaded, name, value))
+        for param, m in masks.items():
+            _take_mask(loaded, param, m)
         loaded.state.update(checked)
 
     def _check(self, loaded: LoadedStep, name: str, value: Any) -> np.ndarray:
@@ -397,7 +477,9 @@ class Session:
         t = loaded.arg_types[name]
         shape = tuple(t.shape) if isinstance(t, TensorType) else ()
         if tuple(x.shape) != shape:
-            raise BindError(f"tensor {name!r}: expected shape {list(shape)}, got {list(x.shape)}")
+            raise BindError(f"tensor {name!r}: expected shape {list(shape)}, got {list(x.shape)}; "
+                            f"the program's shapes are static: capture the step again at the "
+                            f"new shape (e.g. another batch size) and load it")
         if x.dtype.kind not in "biuf":
             raise BindError(f"tensor {name!r}: dtype {x.dtype} is not numeric")
         if isinstance(t, TensorType) and t.element.startswith("i") and t.element != "i1" \
@@ -451,8 +533,8 @@ class Session:
         for name, value in (inputs or {}).items():
             given[name] = self._check(loaded, name, value)
         for param, mask_arg in loaded.masks_of.items():
-            if mask_arg in given:
-                loaded.masks[param] = _mask01(given[mask_arg], mask_arg)
+            if mask_arg in given:  # bound as bind_mask binds it (grown connections at zero)
+                _take_mask(loaded, param, _mask01(given[mask_arg], mask_arg))
         args = {**loaded.state, **given}
         stored: dict[str, np.ndarray] = {}  # changed masks: each weight as stored before them
         for param, mask_arg in loaded.masks_of.items():
@@ -481,6 +563,8 @@ class Session:
         elif step is None:
             step = bind_step = loaded.step + 1
         loaded.step = step
+        # the changed masks are applied to the weights as stored before this step
+        stored_as = {p: self._format_of(loaded, p) for p in stored}
         respec, state_changes = self._track_density(loaded)
 
         ordered = [args[n] for n in loaded.arg_names]
@@ -527,7 +611,13 @@ class Session:
         rep = build_step_report(loaded.step, loaded.name, variant.key(), result,
                                 compiled.program.program, compiled.op_kinds, compiled.op_layers,
                                 {i: op.name for i, op in enumerate(compiled.func.body.ops)})
-        rep.mask_update = self._mask_update(loaded, stored) if stored else {}
+        # a weight this step re-specialized ran in its new format (also when verify then
+        # kept the old program): bringing it to its mask converted it (not after a compile
+        # failure, which left the weight as stored)
+        converted = {param: new_fmt for param, _, new_fmt in respec}
+        rep.mask_update = self._mask_update(
+            loaded, stored, formats={p: (f, converted.get(p, f)) for p, f in stored_as.items()}
+        ) if stored else {}
         loaded.last_masks = {p: m.copy() for p, m in loaded.masks.items()}
         loaded.last_weights = {p: args[p] for p in loaded.masks_of if p in args}
         rep.compiled = self.compile_count > before
@@ -535,7 +625,9 @@ class Session:
         rep.formats = {p: loaded.formats.get(p, loaded.ir_formats[p]) for p in loaded.masks_of}
         rep.respecialized = report_extra
         for res, arg in loaded.carry.items():
-            loaded.state[arg] = outputs[res]
+            # a copy: the caller owns the returned arrays, and editing them in place must
+            # not change what the next step starts from
+            loaded.state[arg] = np.array(outputs[res])
         record(rep)
         return StepResult(outputs, values, rep)
 
@@ -543,36 +635,57 @@ class Session:
         """The fabric's cost of moving the last step's stored weights to ``masks``
         (``{param: mask}``; those equal to the last step's cost nothing), as the next
         :meth:`run_step` would report it in ``report.mask_update``, without running a step
-        or binding the masks."""
+        or binding the masks: each weight in the format it is stored in now, and, where the
+        new mask's density makes the next step re-specialize it, converted to its new format
+        (see :meth:`_mask_update`; a new format that then fails to compile for the target is
+        not converted to, and not foreseen here)."""
         loaded = self._get(program)
-        stored, new = {}, {}
+        stored, new, formats = {}, {}, {}
         for param, mask in masks.items():
+            if param not in loaded.masks_of:
+                raise BindError(_not_masked(loaded, param))
             if param not in loaded.last_weights:
-                raise BindError(f"{param!r}: no step has run with it masked yet (masked "
-                                f"parameters: {', '.join(sorted(loaded.masks_of)) or 'none'})")
+                raise BindError(f"{param!r}: no step has run with it masked yet (the first "
+                                f"step's mask costs no mask update)")
             m = _mask01(to_numpy(mask, param), param)
             if m.shape != loaded.last_masks[param].shape:
                 raise BindError(f"mask for {param!r}: expected shape "
                                 f"{list(loaded.last_masks[param].shape)}, got {list(m.shape)}")
             if not np.array_equal(m, loaded.last_masks[param]):
                 stored[param], new[param] = loaded.last_weights[param], m
-        return self._mask_update(loaded, stored, new) if stored else {}
+                now = self._format_of(loaded, param)
+                formats[param] = (now, self._crossing(loaded, param, m) or now)
+        return self._mask_update(loaded, stored, new, formats) if stored else {}
+
+    @staticmethod
+    def _format_of(loaded: LoadedStep, param: str) -> str:
+        """The format ``param`` is stored in now."""
+        return loaded.formats.get(param, loaded.ir_formats[param])
 
     def _mask_update(self, loaded: LoadedStep, stored: dict[str, np.ndarray],
-                     masks: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+                     masks: Mapping[str, np.ndarray] | None = None,
+                     formats: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
         """Cycles, time and energy on the fabric of bringing the weights whose masks
         changed since the previous step to their new masks (``report.mask_update``, apart
-        from the step's own totals): each weight, in its storage format, is read, masked and
-        written back (a compressed one decoded and re-encoded with its new pattern), and a
-        compressed weight's mask, stored encoded beside it, is encoded anew. The session
-        applies the same masks to the values it binds, so the step computes on them either
-        way; this is what the fabric would spend doing it."""
+        from the step's own totals): each weight, in the format it is stored in when the
+        mask is applied (the previous step's), is read, masked and written back (a
+        compressed one decoded and re-encoded with its new pattern), and a compressed
+        weight's mask, stored encoded beside it, is encoded anew. ``formats``: ``{param:
+        (stored format, new format)}``; a weight whose new mask moves it to another format
+        (a re-specialization) is written in the new one, its mask encoded in it: the
+        conversion is part of the mask update (``converted``: ``{param: [from, to]}``).
+        The session applies the same masks to the values it binds, so the step computes on
+        them either way; this is what the fabric would spend doing it."""
         names = sorted(stored)
+        formats = formats or {}
         inputs = []
+        weights = []
         for p in names:
             inputs += [stored[p], (masks or loaded.masks)[p]]
-        text = mask_update_ir([(tuple(loaded.arg_types[p].shape),  # type: ignore[union-attr]
-                                loaded.formats.get(p, loaded.ir_formats[p])) for p in names])
+            now = self._format_of(loaded, p)
+            weights.append((tuple(loaded.arg_types[p].shape),  # type: ignore[union-attr]
+                            *formats.get(p, (now, now))))
+        text = mask_update_ir(weights)
         key = ("mask-update", hashlib.sha256(text.encode()).hexdigest()[:16], self.target.config_hash(),
                str(self.options.tile))
         program = self._updates.get(key)
@@ -585,14 +698,30 @@ class Session:
                                      "reason": "mask-update", "seconds": time.perf_counter() - t0})
         result = emulator.run(program.program, self.target, program.bind(inputs), mode=self.options.mode)
         rep = result.report
-        return {"params": names, "cycles": int(rep.total_cycles), "seconds": float(rep.time_s),
-                "energy_j": float(rep.energy_total_j)}
+        out = {"params": names, "cycles": int(rep.total_cycles), "seconds": float(rep.time_s),
+               "energy_j": float(rep.energy_total_j)}
+        converted = {p: [old, new] for p, (_, old, new) in zip(names, weights) if old != new}
+        if converted:
+            out["converted"] = converted
+        return out
 
     def _emulate(self, compiled: Compiled, ordered: list[np.ndarray], step: int | None) -> Any:
         """``step``: Adam's step for the bias corrections; None: the step operands' values."""
         _check_indices(compiled.program, ordered)
         inputs = compiled.program.bind(ordered, step)
         return emulator.run(compiled.program.program, self.target, inputs, mode=self.options.mode)
+
+    def _crossing(self, loaded: LoadedStep, param: str, mask: np.ndarray) -> str | None:
+        """The storage format a step run with ``mask`` re-specializes the 2-D weight
+        ``param`` to (its density crossed into another band), or None: it stays."""
+        if (param not in loaded.storable or param not in loaded.bands
+                or self.options.respecialize == "off"):
+            return None  # a conv kernel, a first measurement, or no re-specialization
+        d = float(mask.mean()) if mask.size else 0.0
+        band = self.options.bands.band(d, loaded.bands[param])
+        if band == loaded.bands[param] or band == self._format_of(loaded, param):
+            return None
+        return band
 
     def _track_density(self, loaded: LoadedStep
                        ) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
@@ -610,8 +739,10 @@ class Session:
             mask = loaded.masks[param]
             d = float(mask.mean()) if mask.size else 0.0
             loaded.densities[param] = d
-            current = loaded.formats.get(param, loaded.ir_formats[param])
+            current = self._format_of(loaded, param)
             first = param not in loaded.bands
+            # computed before the band is updated below (cost_mask_update asks the same)
+            crossing = self._crossing(loaded, param, mask)
             band = bands.band(d) if first else bands.band(d, loaded.bands[param])
             changed = not first and band != loaded.bands[param]
             loaded.bands[param] = band
@@ -627,30 +758,40 @@ class Session:
                 if auto:
                     loaded.formats[param] = bands.format_for(d)
                 continue
-            if not changed or not follow or band == current:
-                continue
-            loaded.formats[param] = band
-            out.append((param, current, band))
+            if crossing is not None:
+                loaded.formats[param] = crossing
+                out.append((param, current, crossing))
         return out, changes
 
 
-def mask_update_ir(weights: Sequence[tuple[tuple[int, ...], str]]) -> str:
-    """IR of a mask update: each weight (shape, storage format), argument ``%wI`` with its
-    new 0/1 mask ``%mI`` after it, brought to the mask in its format (``graph.mask_apply``:
-    a compressed one decoded and re-encoded with the new pattern), and a compressed
-    weight's mask encoded anew beside it."""
+def mask_update_ir(weights: Sequence[tuple[tuple[int, ...], str] | tuple[tuple[int, ...], str, str]]
+                   ) -> str:
+    """IR of a mask update: each weight (shape, storage format[, new storage format]),
+    argument ``%wI`` with its new 0/1 mask ``%mI`` after it, brought to the mask
+    (``graph.mask_apply``: a compressed one decoded and re-encoded with the new pattern) and
+    written in its new format (by default its storage format: a conversion rides on the
+    same pass), and a compressed weight's mask encoded anew, in the new format, beside it.
+
+    An N:M weight's mask comes in N:M-encoded: only a mask that is N:M makes the masked
+    weight N:M (the verifier's rule), and it is then already stored as the weight needs it."""
     sig, ops, rets = [], [], []
-    for i, (shape, fmt) in enumerate(weights):
-        tw, tm = TensorType(shape, "f32", format_to_encoding(fmt)), TensorType(shape)
+    for i, (shape, fmt, *rest) in enumerate(weights):
+        new = rest[0] if rest else fmt
+        tw, tn = (TensorType(shape, "f32", format_to_encoding(f)) for f in (fmt, new))
+        tm = TensorType(shape, "f32", format_to_encoding(new)) if _is_nm(new) else TensorType(shape)
         sig += [f"%w{i}: {tw}", f"%m{i}: {tm}"]
-        ops.append(f"  %r{i} = graph.mask_apply %w{i}, %m{i} : {tw}, {tm} -> {tw}")
-        rets.append((f"%r{i}", tw))
-        if fmt != "dense":
-            ops.append(f"  %e{i} = graph.mask_apply %m{i}, %m{i} : {tm}, {tm} -> {tw}")
-            rets.append((f"%e{i}", tw))
+        ops.append(f"  %r{i} = graph.mask_apply %w{i}, %m{i} : {tw}, {tm} -> {tn}")
+        rets.append((f"%r{i}", tn))
+        if new != "dense" and not _is_nm(new):
+            ops.append(f"  %e{i} = graph.mask_apply %m{i}, %m{i} : {tm}, {tm} -> {tn}")
+            rets.append((f"%e{i}", tn))
     types = ", ".join(str(t) for _, t in rets)
     return (f"graph.func @mask_update({', '.join(sig)}) -> ({types}) {{\n" + "\n".join(ops)
             + f"\n  graph.return {', '.join(v for v, _ in rets)} : {types}\n}}\n")
+
+
+def _is_nm(fmt: str) -> bool:
+    return FormatSpec.parse(fmt).format == Format.NM
 
 
 def _variant_for(loaded: LoadedStep, formats: dict[str, str], dense_grad: bool) -> Variant:
@@ -688,6 +829,28 @@ def _check_step(value: Any, what: str) -> int:
         shown = v.item() if ok else value
         raise BindError(f"{what}: Adam's step must be an integer >= 1 (1-based), got {shown!r}")
     return int(v)
+
+
+def _not_masked(loaded: LoadedStep, name: str) -> str:
+    known = ", ".join(sorted(loaded.masks_of)) or "none"
+    return f"{name!r} is not a masked parameter of {loaded.name!r} (masked parameters: {known})"
+
+
+def _take_mask(loaded: LoadedStep, param: str, mask: np.ndarray) -> None:
+    """Make the checked 0/1 ``mask`` the active set of ``param``; the connections it turns
+    active start from zero (see :meth:`Session.bind_mask`)."""
+    old = loaded.masks.get(param)
+    loaded.masks[param] = mask
+    if old is None:
+        return
+    grown = (mask != 0) & (old == 0)
+    if not grown.any():
+        return
+    for name in (param, *loaded.state_args[param]):
+        value = loaded.state.get(name)
+        if value is not None:
+            # a new array, never an in-place edit: a failed step restores the old one
+            loaded.state[name] = np.where(grown, np.zeros((), value.dtype), value)
 
 
 def _mask01(m: np.ndarray, name: str) -> np.ndarray:

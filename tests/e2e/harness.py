@@ -164,7 +164,8 @@ class FabricTrainer:
 
 @dataclass
 class EagerTrainer:
-    """The same steps in eager PyTorch (masks applied to weights, gradients and updates)."""
+    """The same steps in eager PyTorch (masks applied to weights, gradients and updates;
+    a new mask's grown connections restart from zero, see :meth:`bind_mask`)."""
 
     model: nn.Module
     optimizer: Any = "sgd"  # a name, or model -> torch optimizer (param groups)
@@ -189,7 +190,20 @@ class EagerTrainer:
                 params[n].mul_(m)
 
     def bind_mask(self, name: str, mask: torch.Tensor) -> None:
+        """A mask update as the sparsity algorithms make one (``acf.algorithms.base``): the
+        connections it turns active start from zero, weight and optimizer state (momentum,
+        Adam's moments); those that stay active keep both. ``Session.bind_mask`` does the
+        same with the session's weights and state."""
+        old = self.masks.get(name)
         self.masks[name] = mask
+        if old is not None:
+            param = dict(self.model.named_parameters())[name]
+            grown = (mask != 0) & (old == 0)
+            with torch.no_grad():
+                param.masked_fill_(grown, 0.0)
+                for value in self.opt.state.get(param, {}).values():
+                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                        value.masked_fill_(grown, 0.0)
         self._apply({name: mask})
 
     def step(self, inputs: tuple, labels: torch.Tensor) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Weight masks on the fabric: fewer cycles and SDDMM weight gradients at 90 % sparsity,
-mask changes as data (no recompiles), and one re-specialization when the density crosses
-a band."""
+mask changes as data (no recompiles), regrown connections restarting from zero, and one
+re-specialization when the density crosses a band."""
 
 from __future__ import annotations
 
@@ -119,6 +119,33 @@ def test_mask_changes_do_not_recompile() -> None:
         rep = fabric.reports[-1]
         assert not rep.compiled and not rep.respecialized
     assert fabric.session.compile_count == 1
+
+
+def test_regrown_connections_restart_from_zero_as_in_eager() -> None:
+    """Masks pruned, then regrown (as SET/RigL move them): on the fabric and in the eager
+    reference alike, a regrown connection starts from a zero weight and a zero momentum
+    (acf.algorithms.base's contract), and every step equals eager PyTorch."""
+    torch.manual_seed(9)
+    model = MLP(16, 32, 4)
+    g = torch.Generator().manual_seed(10)
+    data = [(torch.randn(8, 16, generator=g), torch.randint(0, 4, (8,), generator=g))
+            for _ in range(4)]
+    a = masks_of(model, 0.5, seed=11)["fc1.weight"]
+    b = a & (torch.rand(a.shape, generator=g) < 0.5)
+    grown = a & ~b
+    fabric = FabricTrainer(model, (data[0][0],), data[0][1], options=SGD,
+                           masks={"fc1.weight": a})
+    eager = EagerTrainer(model, "sgd", SGD, {"fc1.weight": a})
+    for i, ((x, y), mask) in enumerate(zip(data, (a, b, a, a)), 1):
+        if i > 1:
+            fabric.bind_mask("fc1.weight", mask)
+            eager.bind_mask("fc1.weight", mask)
+        if i == 3:
+            state = fabric.session._get(None).state
+            param = dict(eager.model.named_parameters())["fc1.weight"]
+            assert not state["momentum_buf.fc1.weight"][grown.numpy()].any()
+            assert not eager.opt.state[param]["momentum_buffer"][grown].any()
+        compare(fabric.step((x,), y), eager.step((x,), y), i)
 
 
 def test_density_crossing_respecializes_once() -> None:

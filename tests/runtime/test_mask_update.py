@@ -1,13 +1,19 @@
-"""A mask change between steps is costed on the fabric and reported apart from the step."""
+"""A mask change between steps is costed on the fabric and reported apart from the step; a
+mask that changes a weight's format is priced from the format the weight was stored in."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from acf import emulator
+from acf.compiler.codegen import compile_module
+from acf.compiler.parser import parse_module
 from acf.runtime import BindError, Session, SessionOptions
+from acf.runtime.session import mask_update_ir
 
-from .programs import CONV_LINEAR, conv_linear_args
+from .programs import CONV_LINEAR, MLP, conv_linear_args, mlp_args, random_mask
 from .test_respecialization import INPUTS, _conv_masks
 
 
@@ -56,3 +62,68 @@ def test_cost_mask_update_without_a_step() -> None:
     assert _step(sess, mw2, mv).mask_update == asked
     with pytest.raises(BindError, match="expected shape"):
         sess.cost_mask_update({"w": mv})
+
+
+@pytest.mark.parametrize("densities, crossing", [
+    ((0.8, 0.05), ("dense", "csr")),
+    ((0.35, 0.9), ("bitmap", "dense")),
+])
+def test_a_format_change_is_priced_from_the_stored_format(densities, crossing) -> None:
+    """A mask that moves a weight to another band: the step's mask update reads the weight
+    in the format it was stored in and writes it in the new one (the conversion is part of
+    the update), as cost_mask_update foresaw, not as if it had been stored in the new
+    format already."""
+    args = mlp_args()
+    sess = Session("acf-small", SessionOptions(formats="auto", verify=False))
+    sess.load(MLP, carry={"result3": "w1", "result4": "w2"})
+    sess.set_params({"w1": args["w1"], "w2": args["w2"]})
+    sess.bind_mask("w1", random_mask((48, 32), densities[0], 1))
+    first = sess.run_step({"x": args["x"], "labels": args["labels"]}).report
+    assert first.formats == {"w1": crossing[0]}
+    stored = sess._get(None).last_weights["w1"]
+    m2 = random_mask((48, 32), densities[1], 2)
+    asked = sess.cost_mask_update({"w1": m2})
+    sess.bind_mask("w1", m2)
+    rep = sess.run_step({"x": args["x"], "labels": args["labels"]}).report
+    assert [(e["from"], e["to"], e["kept"]) for e in rep.respecialized] == [(*crossing, True)]
+    assert rep.mask_update == asked
+    assert asked["converted"] == {"w1": list(crossing)}
+
+    def cycles(stored_as: str, written_as: str) -> int:
+        program = compile_module(parse_module(mask_update_ir([((48, 32), stored_as, written_as)])),
+                                 sess.target)
+        return emulator.run(program.program, sess.target,
+                            program.bind([stored, m2])).report.total_cycles
+
+    # the weight read in the format it was stored in, written in the new one; not the
+    # price of an update of a weight already stored in the new format
+    assert asked["cycles"] == cycles(*crossing) != cycles(crossing[1], crossing[1])
+
+
+def test_cost_mask_update_names_what_is_not_a_masked_parameter() -> None:
+    sess = Session("acf-base", SessionOptions(formats="auto", verify=False))
+    sess.load(CONV_LINEAR)
+    with pytest.raises(BindError, match="'nope' is not a masked parameter of 'step' \\(masked "
+                                        "parameters: v, w\\)"):
+        sess.cost_mask_update({"nope": np.ones((2, 2))})
+    with pytest.raises(BindError, match="'x' is not a masked parameter"):
+        sess.cost_mask_update({"x": np.ones((2, 4, 6, 6))})
+    with pytest.raises(BindError, match="'w': no step has run with it masked yet"):
+        sess.cost_mask_update({"w": np.ones((8, 4, 3, 3))})
+
+
+def test_a_verified_format_change_is_foreseen_too() -> None:
+    """With verify (the default) the step runs the new program on the converted weight
+    whichever program it keeps: the conversion is priced either way, as foreseen."""
+    args = mlp_args()
+    sess = Session("acf-small")
+    sess.load(MLP, carry={"result3": "w1", "result4": "w2"})
+    sess.set_params({"w1": args["w1"], "w2": args["w2"]})
+    sess.bind_mask("w1", random_mask((48, 32), 0.8, 1))
+    sess.run_step({"x": args["x"], "labels": args["labels"]})
+    m2 = random_mask((48, 32), 0.05, 2)
+    asked = sess.cost_mask_update({"w1": m2})
+    sess.bind_mask("w1", m2)
+    rep = sess.run_step({"x": args["x"], "labels": args["labels"]}).report
+    assert [(e["from"], e["to"]) for e in rep.respecialized] == [("dense", "csr")]
+    assert rep.mask_update == asked and asked["converted"] == {"w1": ["dense", "csr"]}

@@ -1,7 +1,7 @@
 """Re-specialization across density bands: a conv kernel stays dense-stored, a linear weight
 changes format, a format that does not compile falls back to the previous program, a
-compressed weight is still trained wherever its mask holds it (also at zero), and what
-only its update touches is stored compressed with it."""
+compressed weight is still trained wherever its mask holds it (also at zero), what only its
+update touches is stored compressed with it, and a 2:4-stored weight loads and trains."""
 
 from __future__ import annotations
 
@@ -193,3 +193,63 @@ def test_compressed_weight_feeds_the_relu_gated_input_gradient_encoded() -> None
     compiled = sess._cache[next(k for k in sess._cache if "w=csr" in k[-1])]
     names = [op.name for op in compiled.func.body.ops]
     assert "graph.mask_apply" not in names and "graph.sddmm" in names
+
+
+NM24 = "#sparse<{map = (i, j) -> (i : dense, j floordiv 4 : dense, j mod 4 : structured[2, 4])}>"
+#: LAYER with its weight and mask stored 2:4
+LAYER_NM = LAYER.replace("#csr = #sparse<{map = (i, j) -> (i : dense, j : compressed)}>",
+                         "#nm = " + NM24).replace("#csr", "#nm")
+
+
+def _mask_2_4(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((40, 64), np.float32)
+    for row in mask:
+        for g in range(16):
+            row[4 * g + rng.choice(4, 2, replace=False)] = 1
+    return mask
+
+
+def test_a_2_4_weight_trains_like_the_interpreter() -> None:
+    """A weight stored 2:4 loads and trains as a CSR one does: its mask stays 2:4, its
+    sampled gradient and momentum (which no op makes 2:4) are stored bitmap; both gradient
+    variants equal the interpreter, a new 2:4 mask restarts its grown connections at zero
+    and is costed as cost_mask_update foresaw."""
+    assert "#csr" not in LAYER_NM and LAYER_NM.count("#nm") > 3
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((8, 64)), 0).astype(np.float32)
+    gy = rng.standard_normal((8, 40)).astype(np.float32)
+    m1, m2 = _mask_2_4(1), _mask_2_4(2)
+    w = rng.standard_normal((40, 64)).astype(np.float32) * m1
+    buf = rng.standard_normal((40, 64)).astype(np.float32) * m1
+    sess = Session("acf-small", SessionOptions(grad_variants=("sddmm", "dense")))
+    sess.load(LAYER_NM, carry={"result3": "w", "result4": "buf"})
+    compiled = sess._cache[next(iter(sess._cache))]
+    formats = {a.name_hint: value_format(a) for a in compiled.func.arguments}
+    assert formats == {"x": "dense", "w": "nm2:4", "mask": "nm2:4", "gy": "dense", "buf": "bitmap"}
+    sddmm = next(op for op in compiled.func.body.ops if op.name == "graph.sddmm")
+    assert value_format(sddmm.result) == "bitmap"
+    sess.set_params({"w": w, "buf": buf})
+    sess.bind_mask("w", m1)
+    res = sess.run_step({"x": x, "gy": gy})
+    want = interp(LAYER_NM, [x, w, m1, gy, buf])
+    for got, ref in zip(res.values, want):
+        close(got, ref)
+    dense = Session("acf-small", SessionOptions(grad_variants=("dense",)))
+    dense.load(LAYER_NM)
+    dense.bind_mask("w", m1)
+    full = dense.run_step({"x": x, "w": w, "gy": gy, "buf": buf}, dense_grad=True)
+    gh = np.where(want[0] > 0, gy, 0).astype(np.float32)
+    close(full.values[2], gh.T @ x)
+    for i in (0, 1, 3, 4):
+        close(full.values[i], want[i])
+
+    asked = sess.cost_mask_update({"w": m2})
+    sess.bind_mask("w", m2)
+    grown = (m2 != 0) & (m1 == 0)
+    res2 = sess.run_step({"x": x, "gy": gy})
+    w1, buf1 = (np.where(grown, 0, v.reshape(40, 64)) for v in want[3:5])
+    for got, ref in zip(res2.values, interp(LAYER_NM, [x, w1 * m2, m2, gy, buf1])):
+        close(got, ref)
+    assert res2.report.formats == {"w": "nm2:4"} and not res2.report.compiled
+    assert res2.report.mask_update == asked and asked["cycles"] > 0

@@ -1,7 +1,8 @@
-"""Session inputs and options: Adam's step from the bound operand, a failed step that
-leaves the session as it was, clear one-line errors for bad steps, labels, masks, inputs
-and options, copies of set parameters, formats="auto" with re-specialization off, and the
-backend's report path, int32 token ids and ignored labels."""
+"""Session inputs and options: Adam's step from the bound operand, a failed step (or load)
+that leaves the session as it was, clear one-line errors for bad steps, labels, masks,
+inputs, batch sizes and options, copies of set parameters and of carried results,
+formats="auto" with re-specialization off, and the backend's report path, int32 token ids
+and ignored labels."""
 
 from __future__ import annotations
 
@@ -352,3 +353,67 @@ def test_density_bands_are_checked_when_built(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         DensityBands(**kwargs)
     assert DensityBands(csr_below=np.float32(0.1)).format_for(0.05) == "csr"
+
+
+# ---- what a step hands back, what a failed load leaves -----------------------------------
+def test_editing_a_result_in_place_does_not_change_the_next_step() -> None:
+    """The carried results are the session's own copies: the caller may edit what it got."""
+    args = mlp_args()
+
+    def second_loss(edit: bool) -> float:
+        sess = Session("acf-small")
+        sess.load(MLP, carry={"result3": "w1", "result4": "w2"})
+        sess.set_params({"w1": args["w1"], "w2": args["w2"]})
+        sess.bind_mask("w1", random_mask((48, 32), 0.4, 1))
+        res = sess.run_step({"x": args["x"], "labels": args["labels"]})
+        if edit:
+            res.outputs["result4"] *= 0
+            res.values[3][...] = 7.0
+        return float(sess.run_step({"x": args["x"], "labels": args["labels"]}).outputs["result0"])
+
+    assert second_loss(True) == second_loss(False)
+
+
+def test_a_failed_load_leaves_the_session_as_it_was() -> None:
+    """A second program whose dense-gradient variant does not compile (after its SDDMM one
+    did): the trained program stays loaded and current with its weights, masks and
+    state, and neither the cache nor the compile count keeps a trace of the failed load."""
+    from .programs import LAYER
+
+    bad = LAYER.replace(
+        "%nw, %nb = graph.sgd_update %w, %gw, %buf {lr = 0.1, momentum = 0.9, weight_decay = 0.01} "
+        ": tensor<40x64xf32, #csr>, tensor<40x64xf32>, tensor<40x64xf32>",
+        "%nw, %nb = graph.sgd_update %w, %gw, %buf, %mask {lr = 0.1, momentum = 0.9, "
+        "weight_decay = 0.01} : tensor<40x64xf32, #csr>, tensor<40x64xf32>, tensor<40x64xf32>, "
+        "tensor<40x64xf32, #csr>")
+    assert bad != LAYER
+    args = mlp_args()
+    sess = Session("acf-small", SessionOptions(grad_variants=("sddmm", "dense")))
+    sess.load(MLP, carry={"result3": "w1", "result4": "w2"})
+    sess.set_params({"w1": args["w1"], "w2": args["w2"]})
+    sess.bind_mask("w1", random_mask((48, 32), 0.4, 1))
+    sess.run_step({"x": args["x"], "labels": args["labels"]})
+    loaded = sess._get(None)
+    before = loaded.snapshot()
+    count, log, cached = sess.compile_count, list(sess.compile_log), set(sess._cache)
+    for name in ("other", "step"):  # a new name, and the loaded program's own
+        with pytest.raises(ValueError, match="dense weight gradient: a sparse-encoded mask"):
+            sess.load(bad, name=name)
+        assert sess._get(None) is loaded and sess._steps == {"step": loaded}
+        assert (sess.compile_count, sess.compile_log, set(sess._cache)) == (count, log, cached)
+        after = loaded.snapshot()
+        assert after.keys() == before.keys()
+        for key in ("state", "masks"):
+            assert after[key].keys() == before[key].keys()
+            assert all(np.array_equal(after[key][k], before[key][k]) for k in after[key])
+    res = sess.run_step({"x": args["x"], "labels": args["labels"]})
+    assert res.report.step == 2 and not res.report.compiled
+
+
+def test_a_new_batch_size_names_the_fix() -> None:
+    sess = Session("acf-small")
+    sess.load(MLP)
+    with pytest.raises(BindError, match="tensor 'x': expected shape \\[16, 32\\], got \\[8, 32\\]; "
+                                        ".*capture the step again at the new shape \\(e.g. "
+                                        "another batch size\\)"):
+        sess.run_step({"x": np.zeros((8, 32), np.float32)})
