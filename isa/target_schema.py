@@ -105,7 +105,7 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "skip": _s("zero-skipping hardware: none | a (first operand only) | ab (either)", ("none", "a", "ab")),
         "lookahead": _i("pairs", "operand window a PE searches for effectual pairs per step", hi=4096),
         "fold_cycles": _i("cycles", "per-fold overhead (accumulator drain / reload)", lo=0, hi=4096),
-        "issue_cycles": _i("cycles", "fixed overhead of every queued instruction", lo=0, hi=1024),
+        "issue_cycles": _i("cycles", "fixed overhead of every queued instruction", hi=1024),
         "reduce_cycles": _i("cycles", "adder-tree depth of the flexible dataflow", lo=0, hi=64, default=0),
         "spad_bytes": _i("bytes", "scratchpad capacity", lo=1024, hi=MAX_MEMORY_BYTES),
         "spad_banks": _i("banks", "scratchpad banks", hi=1024),

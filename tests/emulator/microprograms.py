@@ -10,6 +10,7 @@ summation order.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -448,6 +449,57 @@ class Builder:
             self.emit(f"reduce c{cl}, {grp}, sp[{dst:#x}], sp[{src:#x}], {n}" + self.clauses((t_cfg,)))
             self.blocks.append("reduce")
 
+    def b_mcast_redefine(self) -> None:
+        """A bcast or reduce whose group a second noc.mcast redefines while it waits. The
+        group binds at the start and the routes at the NoC request; a vop of chosen length
+        delays the start so that, on an otherwise idle fabric, the redefinition ends between
+        the two (now and then anywhere near them; contending blocks move it too)."""
+        tg = target_of(self.overrides)
+        grp = self.groups % 16
+        self.groups += 1
+        X, Y = self.grid
+        rects = []
+        for _ in range(2):
+            x0, x1 = sorted((self.int_draw(0, X - 1), self.int_draw(0, X - 1)))
+            y0, y1 = sorted((self.int_draw(0, Y - 1), self.int_draw(0, Y - 1)))
+            rects.append(f"{x0}, {y0}, {x1}, {y1}")
+        t_delay, t_op, t_vop = self.token(), self.token(), self.token()
+        cl = self.cluster()
+        bcast = self.draw(st.booleans())
+        space = self.pick(["sp", "gb", "dram"]) if bcast else "sp"
+        nbytes = self.pick([4, 64, 200]) if bcast else 4 * self.pick([1, 8, 30])
+        # whichever group is in force, the members' buffer is this block's alone
+        shared = max(self.sp)
+        for m in range(self.ncl):
+            self.sp[m] = shared + -(-nbytes // 64) * 64
+        if shared + nbytes > 60_000:
+            raise OverflowError
+        own = self.alloc(space, nbytes, cl)
+        # The first noc.mcast ends at e, the redefinition at e + mcast_cycles; the vop runs
+        # from e for `delay` cycles, the bcast/reduce starts at its end and makes its request
+        # I (plus the source latency) later: a delay in the drawn range puts the start before
+        # the redefinition's end and the request at or after it.
+        issue = tg.cluster.issue_cycles
+        latency = {"sp": 0, "gb": tg.gbuf.latency_cycles, "dram": tg.dram.latency_cycles}[space]
+        mcast_cycles = issue + tg.noc.reconfig_cycles
+        delay = self.int_draw(max(issue + 1, mcast_cycles - issue - latency), mcast_cycles - 1)
+        if self.int_draw(0, 3) == 0:
+            delay = self.int_draw(issue + 1, mcast_cycles + issue + latency + 4)
+        cols = copy_cols_for(tg, delay)
+        a = self.alloc("sp", 4 * cols, cl)
+        d = self.alloc("acc", 4 * cols, cl)
+        self.emit(f"noc.mcast {grp}, {rects[0]}" + self.clauses(sig=(t_delay, t_op)))
+        self.emit(f"noc.mcast {grp}, {rects[1]}")
+        self.emit(f"vop c{cl}, copy, acc[{d:#x}], sp[{a:#x}], sp[{a:#x}], rows=1, cols={cols}"
+                  + self.clauses((t_delay,), (t_vop,)))
+        if bcast:
+            self.emit(f"bcast c{cl}, {grp}, sp[{shared:#x}], {space}[{own:#x}], {nbytes}"
+                      + self.clauses((t_op, t_vop)))
+        else:
+            self.emit(f"reduce c{cl}, {grp}, sp[{own:#x}], sp[{shared:#x}], {nbytes // 4}"
+                      + self.clauses((t_op, t_vop)))
+        self.blocks.append("mcast_redefine:" + (f"bcast:{space}" if bcast else "reduce"))
+
     def b_noc_cfg(self) -> None:
         """Switch the routing order, or pin a route through its xy corner (deadlock-free with
         xy routing; a program does only one of the two)."""
@@ -579,6 +631,7 @@ class Builder:
         "codec": (lambda b: b.b_codec(), 2), "multiload": (lambda b: b.b_multiload(), 3),
         "ldg": (lambda b: b.b_ldg(), 1), "mm_view": (lambda b: b.b_mm_view(), 2), "dma": (lambda b: b.b_dma(), 1),
         "send": (lambda b: b.b_send(), 3), "mcast": (lambda b: b.b_mcast(), 3),
+        "mcast_redefine": (lambda b: b.b_mcast_redefine(), 2),
         "noc_cfg": (lambda b: b.b_noc_cfg(), 1), "tokens": (lambda b: b.b_tokens(), 1),
         "loop": (lambda b: b.b_loop(), 2), "barrier": (lambda b: b.b_barrier(), 1),
         "burst": (lambda b: b.b_burst(), 4),
@@ -586,6 +639,36 @@ class Builder:
 
     def text(self) -> str:
         return "\n".join([".target acf-small", *self.decls, *self.lines, "    halt", ""])
+
+
+@functools.cache
+def _target(overrides: tuple):
+    from acf.isa.target import load_target
+
+    return load_target("acf-small", overrides={k: list(v) if isinstance(v, tuple) else v
+                                               for k, v in overrides} or None)
+
+
+def target_of(overrides: dict):
+    """The target a generated program runs on (for blocks that aim at its timing)."""
+    return _target(tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items())))
+
+
+def copy_cols_for(target, cycles: int) -> int:
+    """Columns of a one-row ``vop copy`` from sp to acc (both word-aligned) that takes
+    ``cycles`` or just more on an idle vec queue (docs/timing.md section 4: each operand is
+    a contiguous run of words on its own buffer's banks, so it puts
+    ``ceil(words / spad_banks)`` accesses on its busiest bank)."""
+    c = target.cluster
+
+    def ceil_div(a: int, b: int) -> int:
+        return -(-a // b)
+
+    for cols in range(1, 4096):
+        banks = ceil_div(ceil_div(4 * cols, c.spad_bank_bytes), c.spad_banks)
+        if c.issue_cycles + max(ceil_div(cols, c.vec_lanes), banks) >= cycles:
+            return cols
+    return 4095
 
 
 def _weighted_names() -> list[str]:

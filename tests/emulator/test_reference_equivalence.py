@@ -143,6 +143,17 @@ def test_operand_views_match_reference(m):
     assert not diffs, "\n".join([repr(m), *diffs[:20]])
 
 
+@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(mp.microprograms(max_blocks=3, blocks=["mcast_redefine", "mcast_redefine", "mcast", "burst"]))
+def test_group_redefinition_matches_reference(m):
+    """A bcast or reduce whose group a second noc.mcast redefines between its start and its
+    NoC request, or near them (docs/timing.md section 7: the group binds at the start, the
+    routes at the request)."""
+    diffs = check_program(m)
+    assert not diffs, "\n".join([repr(m), *diffs[:20]])
+
+
 # ---- the reference on its own: runs every generated program ---------------------------------
 
 
@@ -372,3 +383,208 @@ def test_reference_hardware_loop_dispatch():
     # dispatch: setar 0, loop 1, sync 2, addar 3, sync 4, addar 5, sync 6, addar 7, halt 8
     assert starts == [3, 5, 7]
     assert r.total_cycles == 9
+
+
+# ---- crafted programs: both models against cycles counted by hand -----------------------------
+#
+# acf-small unless overridden: I = 1, 2x2 grid, W = 32 B, r = 2, noc.* take I + 64; DRAM 2
+# channels of 32 B/cycle, bursts of 64 B, latency 20; global buffer 128 B/cycle, latency 8;
+# 4 scratchpad banks of 8 B, 8 vector lanes, vec_special_cycles 3. Each case lists every
+# executed instance as (index, start, end), and the program's cycle count.
+
+GRID4 = {"fabric.grid": [4, 4]}
+CRAFTED = {
+    # -- section 7: bcast binds its group at the start, its routes at the request ----------
+    # group 1 = {c0} until the second noc.mcast ends at 131. relu over 1008 elements: 126
+    # lane groups, and a's 504 words put 126 on each sp bank (dst's likewise on the acc
+    # banks): 3..130. The bcast starts at 130 with group {c0}; its request at 131 finds
+    # group 1 = all 16 clusters but keeps {c0}: no link, ends 131 + F(2) = 133 (with the
+    # group read at the request: Hmax 6 from c0, 131 + 12 + 2 = 145).
+    "bcast from sp keeps the group of its start": (GRID4, """
+        noc.mcast 1, 0, 0, 0, 0 sig(t130)
+        noc.mcast 1, 0, 0, 3, 3
+        vop c0, relu, acc[0x0], sp[0x0], rows=1, cols=1008 sig(t1)
+        bcast c0, 1, sp[0x3000], sp[0x1000], bytes=64 wait(t130, t1)
+        halt""", [(0, 1, 66), (1, 66, 131), (2, 3, 130), (3, 130, 133)], 133),
+    # exp over 232 elements: 29 lane groups x (1 + 3) = 116 > 58 bank accesses: 3..120. The
+    # bcast from dram starts at 120 with group {c0}: DRAM 121 + 2 + 20 = 143; multicast from
+    # P0 requested at 141, after the redefinition (131): still {c0}, one link: 141 + 2 + 2 =
+    # 145 (with the group read at the request: Hmax 7 from P0, 141 + 14 + 2 = 157).
+    "bcast from dram keeps the group of its start": (GRID4, """
+        noc.mcast 1, 0, 0, 0, 0 sig(t130)
+        noc.mcast 1, 0, 0, 3, 3
+        vop c0, exp, sp[0x1000], sp[0x0], rows=1, cols=232 sig(t1)
+        bcast c0, 1, sp[0x100], dram[0x0], bytes=64 wait(t130, t1)
+        halt""", [(0, 1, 66), (1, 66, 131), (2, 3, 120), (3, 120, 145)], 145),
+    # -- section 6: transfers of no bytes ---------------------------------------------------
+    # DRAM part ends at its request s' = 2; NoC from P0 still requested at 2 + 20, one flit,
+    # one hop: 25
+    "ld of 0 rows from dram": ({}, """
+        ld c0, sp[0x0], dram[0x1000], fmt=dense, rows=0, cols=8
+        halt""", [(0, 1, 25)], 25),
+    "ld of 0 columns from dram": ({}, """
+        ld c0, sp[0x0], dram[0x1000], fmt=dense, rows=4, cols=0
+        halt""", [(0, 1, 25)], 25),
+    "ldg of nothing from dram": ({}, """
+        ldg c0, sp[0x0], dram[0x1000], 0, 1, 1, 1, 1, 1
+        halt""", [(0, 1, 25)], 25),
+    # the global buffer part of no bytes still pays its latency: 2 + 0 + 8, NoC 10 + 2 + 1
+    "ld of 0 rows from gb": ({}, """
+        ld c0, sp[0x0], gb[0x100], fmt=dense, rows=0, cols=8
+        halt""", [(0, 1, 13)], 13),
+    # DRAM part at 2, global buffer 2 + 0 + 8 = 10
+    "dma.ld of 0 rows": ({}, """
+        dma.ld gb[0x0], dram[0x1000], rows=0, rowbytes=64
+        halt""", [(0, 1, 10)], 10),
+    "dma.st of 0-byte rows": ({}, """
+        dma.st dram[0x1000], gb[0x0], rows=3, rowbytes=0
+        halt""", [(0, 1, 10)], 10),
+    # NoC c0 -> P0 at 2: 2 + 2 + 1 = 5; the DRAM part requested at 5 ends at 5, and its
+    # token lets the sync start at 5
+    "st of 0 rows to dram ends with its NoC part": ({}, """
+        st c0, dram[0x1000], sp[0x0], fmt=dense, rows=0, cols=8 sig(t1)
+        sync c0, mac wait(t1)
+        halt""", [(0, 1, 5), (1, 5, 7)], 7),
+    # the barrier the store releases at 5 resumes dispatch at 5: the sync starts at 6
+    "st of 0 rows to dram releases a barrier": ({}, """
+        st c0, dram[0x1000], sp[0x0], fmt=dense, rows=0, cols=8
+        barrier
+        sync c1, mac
+        halt""", [(0, 1, 5), (2, 6, 8)], 8),
+    # the bcast of 0 bytes: DRAM part at 67, multicast from P0 at 87, one flit over the
+    # P0 tree of the 2x2 grid (Hmax 3): 87 + 6 + 1 = 94
+    "bcast of 0 bytes from dram": ({}, """
+        noc.mcast 0, 0, 0, 1, 1 sig(t128)
+        bcast c0, 0, sp[0x100], dram[0x0], 0 wait(t128)
+        halt""", [(0, 1, 66), (1, 66, 94)], 94),
+    # no latency at all: the dma.ld ends at its request 2, the sync on cfg starts there
+    "dma.ld of 0 rows, global buffer without latency": ({"gbuf.latency_cycles": 0}, """
+        dma.ld gb[0x0], dram[0x1000], rows=0, rowbytes=64 sig(t1)
+        sync cfg wait(t1)
+        halt""", [(0, 1, 2), (1, 2, 4)], 4),
+    "st of 0 rows to gb without latency": ({"gbuf.latency_cycles": 0}, """
+        st c0, gb[0x1000], sp[0x0], fmt=dense, rows=0, cols=8 sig(t1)
+        sync c0, mac wait(t1)
+        halt""", [(0, 1, 5), (1, 5, 7)], 7),
+    # -- section 6: a dense tile's DRAM runs are its rows ----------------------------------
+    # 3 rows of 12 B back to back on channel 0: 3 bursts, busy 6: 2 + 6 + 20 = 28 (one run of
+    # 36 B would be 1 burst: 24, and the NoC end 22 + 2 + 2 = 26 would decide)
+    "ld of a dense tile: one DRAM run per row": ({}, """
+        ld c0, sp[0x0], dram[0x1000], fmt=dense, rows=3, cols=3
+        halt""", [(0, 1, 28)], 28),
+    # NoC c0 -> P0 2 + 2 + 2 = 6, then 3 bursts: 6 + 6 + 20 = 32
+    "st of a dense tile: one DRAM run per row": ({}, """
+        st c0, dram[0x1000], sp[0x0], fmt=dense, rows=3, cols=3
+        halt""", [(0, 1, 32)], 32),
+    "dma.ld: one DRAM run per row": ({}, """
+        dma.ld gb[0x0], dram[0x1000], rows=3, rowbytes=12
+        halt""", [(0, 1, 28)], 28),
+    # -- section 4: bank operands ----------------------------------------------------------
+    # pitch 16: each row's 16 B are words 8r, 8r+1 (banks 0, 1). relu is unary: dst and a
+    # only, 4 + 4 on bank 0: 1 + 8; add counts b too: 1 + 12
+    "unary vop leaves b out of the banks": ({}, """
+        vop c0, relu, sp[0x0], sp[0x400], sp[0x800], rows=4, cols=4, pitch=16
+        vop c1, add, sp[0x0], sp[0x400], sp[0x800], rows=4, cols=4, pitch=16
+        halt""", [(0, 1, 10), (1, 2, 15)], 15),
+    # one bank: sgd's w, g, mom are 4 words each, 12 > 3 compute; nesterov 4 compute;
+    # adam's 4 operands 16 > 1 x (6 + 3)
+    "sgd and adam operands on the banks": ({"cluster.spad_banks": 1}, """
+        sgd c0, sp[0x0], sp[0x100], sp[0x200], 8, fr4
+        sgd c1, sp[0x0], sp[0x100], sp[0x200], 8, fr4, nesterov=1
+        adam c2, sp[0x0], sp[0x100], sp[0x200], sp[0x300], 8, fr4
+        halt""", [(0, 1, 14), (1, 2, 15), (2, 3, 20)], 20),
+    # -- section 2: repeated tokens ----------------------------------------------------------
+    # t1 counts 1 at 4 (mac) and 2 at 6 (vec): wait(t1, t1) starts at 6
+    "wait(t1, t1) needs a count of 2": ({}, """
+        sync c0, codec wait(t1, t1)
+        sync c0, mac sig(t1, t2)
+        sync c0, vec wait(t2) sig(t1)
+        halt""", [(0, 6, 8), (1, 2, 4), (2, 4, 6)], 8),
+    "sig(t1, t1) adds 2": ({}, """
+        sync c0, mac sig(t1, t1)
+        sync c0, vec wait(t1, t1)
+        halt""", [(0, 1, 3), (1, 3, 5)], 5),
+    # -- section 1: dispatch -------------------------------------------------------------------
+    # the last setar is dispatched at 4: the program counts 5, later than the sync's end 3
+    "no halt: the cycle after the last dispatch": ({}, """
+        sync c0, mac
+        setar ar1, 1
+        setar ar1, 1
+        setar ar1, 1
+        setar ar1, 1""", [(0, 1, 3)], 5),
+    # outer loop 0, inner loop 1, mac syncs 2, 3, vec sync 4, inner loop again 5, mac syncs
+    # 6, 7, vec sync 8, halt 9
+    "an inner loop is dispatched on every outer iteration": ({}, """
+        loop 2, outer
+        loop 2, inner
+        sync c0, mac
+    inner:
+        sync c0, vec
+    outer:
+        halt""", [(2, 3, 5), (2, 5, 7), (2, 7, 9), (2, 9, 11), (3, 5, 7), (3, 9, 11)], 11),
+    # -- section 3: no outputs on the flexible dataflow: I + 1 + reduce_cycles + Fo ----------
+    "flexible mm with m = 0": ({"cluster.dataflow": "flexible", "cluster.reduce_cycles": 3}, """
+        mm c0, acc[0x0], sp[0x0], sp[0x1000], m=0, n=4, k=4
+        halt""", [(0, 1, 1 + 1 + 1 + 3 + 2)], 8),
+    # -- section 7b: recv and bcast ends -------------------------------------------------------
+    # I = 3: send s' = 4, one hop, 2 flits: 8; recv starts at 8 and takes I
+    "recv takes I cycles": ({"cluster.issue_cycles": 3}, """
+        send c0, c1, sp[0x100], sp[0x0], bytes=64
+        recv c1, c0
+        halt""", [(0, 1, 8), (1, 8, 11)], 11),
+    # one DRAM channel of 8 B/cycle: 64 B busy 8: 67 + 8 + 20 = 95, after the multicast from
+    # P0 to {c0} requested at 87: 87 + 2 + 2 = 91
+    "bcast from dram ends with its later part": ({"dram.channels": 1, "dram.bytes_per_cycle": 8}, """
+        noc.mcast 0, 0, 0, 0, 0 sig(t128)
+        bcast c0, 0, sp[0x100], dram[0x0], 64 wait(t128)
+        halt""", [(0, 1, 66), (1, 66, 95)], 95),
+    # -- section 7: pins, 2-wide torus ---------------------------------------------------------
+    # the pinned send c0 -> c10 -> c5 takes 6 hops: 67 + 12 + 2 = 81; the bcast to {c5} the
+    # default 2: 132 + 4 + 2 = 138
+    "multicast trees ignore pins": (GRID4, """
+        noc.pin c0, c5, c10 sig(t130, t131)
+        noc.mcast 1, 1, 1, 1, 1 sig(t132)
+        send c0, c5, sp[0x100], sp[0x0], bytes=64 wait(t130)
+        bcast c0, 1, sp[0x200], sp[0x0], bytes=64 wait(t131, t132)
+        halt""", [(0, 1, 66), (1, 66, 131), (2, 66, 81), (3, 131, 138)], 138),
+    # reduction of {c5} into c0 over the default tree (Hmax 2): 132 + 2 * 3 + 2 = 140
+    "reduction trees ignore pins": (GRID4, """
+        noc.pin c5, c0, c10 sig(t128)
+        noc.mcast 1, 1, 1, 1, 1 sig(t129)
+        reduce c0, 1, sp[0x200], sp[0x0], 16 wait(t128, t129)
+        halt""", [(0, 1, 66), (1, 66, 131), (2, 131, 140)], 140),
+    # memory traffic ignores pins: P1 -> c4 -> c5 (H 2) despite the c4 -> c5 pin:
+    # DRAM 67 + 2 + 20 = 89, NoC 87 + 4 + 2 = 93
+    "port traffic ignores pins": (GRID4, """
+        noc.pin c4, c5, c8 sig(t128)
+        ld c5, sp[0x0], dram[0x0], fmt=dense, rows=1, cols=16 wait(t128)
+        halt""", [(0, 1, 66), (1, 66, 93)], 93),
+    # the send c1 -> c0 (100 flits) holds link c1 -> c0 over [2, 102). On the 2x2 torus the
+    # st's route c1 -> c0 -> P0 wraps (tie: positive direction) over that same link: t0 =
+    # 102, NoC 102 + 4 + 1 = 107, DRAM 107 + 2 + 20 = 129 (a separate wrap link: 96)
+    "a 2-wide torus has no separate wrap links": ({}, """
+        send c1, c0, sp[0x0], sp[0x0], 3200
+        recv c0, c1
+        noc.topo torus sig(t128)
+        st c1, dram[0x1000], sp[0x0], fmt=dense, rows=1, cols=8 wait(t128)
+        halt""", [(0, 1, 104), (1, 104, 105), (2, 3, 68), (3, 68, 129)], 129),
+}
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_crafted_program_cycles(name):
+    overrides, body, want, total = CRAFTED[name]
+    prog = assemble(".target acf-small\n" + "\n".join(line.strip() if line.strip().endswith(":")
+                                                       else line for line in body.splitlines()))
+    target = load_target("acf-small", overrides=overrides or None)
+    ref = simulate(prog, target, {})
+    assert sorted((r.index, r.start, r.end) for r in ref.records) == sorted(want)
+    assert ref.total_cycles == total
+    diffs = compare(ref, fast_run()(prog, target, inputs={}))
+    assert not diffs, "\n".join(diffs)
+
+
+def test_issue_cycles_below_one_is_refused():
+    """Every queued instruction takes at least one issue cycle (docs/timing.md symbols)."""
+    with pytest.raises(ValueError, match="issue_cycles"):
+        load_target("acf-small", overrides={"cluster.issue_cycles": 0})

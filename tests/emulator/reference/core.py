@@ -10,6 +10,12 @@ Each cycle ``t`` runs these phases in order:
 4. resource requests made for cycle ``t`` are granted, ordered by queue id;
 5. DRAM channels and the global buffer serve one cycle;
 6. every active unit machine (MAC array, vector lanes and bank arbiters, codec) steps once.
+
+A request or a server may find in phase 4 or 5 that an instruction ends at ``t`` itself (a
+memory part with no bytes to move and no latency ends at its request, so a store of nothing
+to DRAM ends with its NoC part). It retires at once, and the heads it unblocks start in
+cycle ``t`` (a barrier it releases resumes dispatch at ``t``), as they would after an end
+retired in phase 1.
 """
 
 from __future__ import annotations
@@ -133,6 +139,7 @@ class Sim:
         self.halted = False
         self.halt_cycle = 0
         self.barrier = False
+        self.barrier_cycle = 0  # dispatch cycle of the barrier being waited on
         self.seq = 0
         # queues
         self.queues: dict[tuple, list[Pending]] = {}
@@ -149,6 +156,7 @@ class Sim:
         self.machines: list = []
         self.ending: dict[int, list[Exec]] = {}
         self.live = 0  # dispatched, not yet ended
+        self.last_end = 0
         self.records: list[Record] = []
         self.stats = {"issued_macs": 0, "effectual_macs": 0}
 
@@ -174,25 +182,23 @@ class Sim:
     # ---- main loop ------------------------------------------------------------------------
     def run(self) -> RefResult:
         t = 0
-        last_end = 0
         while True:
             self.now = t
             # 1. retire
-            for ex in sorted(self.ending.pop(t, []), key=lambda e: e.qk):
-                self.retire(ex, t)
-                last_end = max(last_end, t)
+            self.retire_due(t)
             # 2. dispatch
             self.dispatch(t)
             # 3. starts
-            for qk in sorted(k for k, q in self.queues.items() if q and k not in self.busy):
-                self.try_start(qk, t)
+            self.start_heads(t)
             # 4. requests
             while self.actions and self.actions[0][0] == t:
                 heapq.heappop(self.actions)[3]()
+                self.settle_late_ends(t)
             if self.actions and self.actions[0][0] < t:
                 raise RefError("internal: an action was scheduled in the past")
             # 5. memory servers
             self.ms.tick(t)
+            self.settle_late_ends(t)
             # 6. unit machines
             keep = []
             for entry in self.machines:
@@ -215,9 +221,30 @@ class Sim:
                     and not self.ending and self.ms.idle and self._dispatch_blocked(t)
                     and not any(self.can_start(k, t) for k, q in self.queues.items() if q)):
                 raise RefError(f"deadlock at cycle {t}: nothing can start")
-        total = max(last_end, self.halt_cycle)
+        total = max(self.last_end, self.halt_cycle)
         self.stats["noc_flit_hops"] = self.noc.flits
         return RefResult(sorted(self.records, key=lambda r: (r.start, r.index)), total, self.stats)
+
+    def retire_due(self, t: int) -> None:
+        for ex in sorted(self.ending.pop(t, []), key=lambda e: e.qk):
+            self.retire(ex, t)
+            self.last_end = max(self.last_end, t)
+
+    def start_heads(self, t: int) -> None:
+        for qk in sorted(k for k, q in self.queues.items() if q and k not in self.busy):
+            self.try_start(qk, t)
+
+    def settle_late_ends(self, t: int) -> None:
+        """Retire instructions found, by a request of cycle ``t`` or by the servers, to end at
+        ``t`` itself (a part that moves no bytes and waits for no latency ends at its
+        request): their tokens are usable by starts at ``t``, as any end's, and a barrier they
+        release resumes dispatch at ``t``."""
+        if t not in self.ending:
+            return
+        self.retire_due(t)
+        if self.barrier and not self.live and self.barrier_cycle < t:
+            self.dispatch(t)
+        self.start_heads(t)
 
     def halted_and_drained(self) -> bool:
         return self.halted and self.live == 0
@@ -257,7 +284,7 @@ class Sim:
             self.halted, self.halt_cycle = True, t + 1
             return
         if m == "barrier":
-            self.barrier = True
+            self.barrier, self.barrier_cycle = True, t
         elif m == "setar":
             if inst["ar"]:
                 self.ar[inst["ar"]] = inst["value"]
@@ -383,7 +410,7 @@ class Sim:
     def _ld_common(self, ex, t, cl, sspace, runs, nbytes, vx, dst_addrs):
         s1 = t + self.I
         _, y = self.noc.xy(cl)
-        ex.at(s1, lambda: self.ms.source(sspace, runs, ex.expect()))
+        ex.at(s1, lambda: self.ms.source(sspace, s1, runs, ex.expect()))
         ex.at(s1 + self.ms.latency(sspace),
               lambda: ex.expect()(self.noc.unicast(ex_now(self), self.noc.from_port(y, cl), nbytes)))
         V, X = vx
@@ -440,7 +467,7 @@ class Sim:
 
         def noc():
             end = self.noc.unicast(ex_now(self), self.noc.to_port(cl), nbytes)
-            ex.at(end, lambda: self.ms.source(dspace, runs, done))
+            ex.at(end, lambda: self.ms.source(dspace, end, runs, done))
 
         if V or X:
             codec = U.Codec(V, X, self.c.codec_values_per_cycle, self.c.codec_index_per_cycle)
@@ -455,7 +482,7 @@ class Sim:
         pitch = a["stride"] or rb
         runs = [(daddr + r * pitch, rb) for r in range(rows)]
         s1 = t + self.I
-        ex.at(s1, lambda: self.ms.dram(runs, ex.expect()))
+        ex.at(s1, lambda: self.ms.dram(s1, runs, ex.expect()))
         ex.at(s1, lambda: self.ms.gb(rows * rb, ex.expect()))
         return runs, gaddr
 
@@ -689,19 +716,21 @@ class Sim:
         sspace, saddr = a["src"]
         data = self.mem.read(sspace, cl, saddr, n).tobytes()
         daddr = a["dst"][1]
+        # the group binds at the start, as reduce's: a noc.mcast ending before the multicast's
+        # request does not change who receives; the routes to the members bind at the request
+        members = self._group(a["grp"])
+        for mbr in members:
+            ex.writes.append(lambda mbr=mbr: self.mem.write("sp", mbr, daddr, data))
         s1 = t + self.I
 
         def go(request, routes_of):
-            members = self._group(a["grp"])
-            for mbr in members:
-                ex.writes.append(lambda mbr=mbr: self.mem.write("sp", mbr, daddr, data))
             ex.expect()(self.noc.multicast(request, [routes_of(mbr) for mbr in members], n))
 
         if sspace == "sp":
             ex.at(s1, lambda: go(s1, lambda mbr: self.noc.cluster_route(cl, mbr)))
         else:
             _, y = self.noc.xy(cl)
-            ex.at(s1, lambda: self.ms.source(sspace, [(saddr, n)], ex.expect()))
+            ex.at(s1, lambda: self.ms.source(sspace, s1, [(saddr, n)], ex.expect()))
             s2 = s1 + self.ms.latency(sspace)
             ex.at(s2, lambda: go(s2, lambda mbr: self.noc.from_port(y, mbr)))
 

@@ -81,8 +81,9 @@ class MemorySystem:
         self.gbuf = Server("gbuf", g.banks * g.bank_bytes)
         self.gbuf_latency = g.latency_cycles
 
-    def dram(self, runs: list[tuple[int, int]], on_done: Callable[[int], None]) -> None:
-        """Request DRAM runs ``(address, length)`` now; ``on_done(end)`` when they are served."""
+    def dram(self, request: int, runs: list[tuple[int, int]], on_done: Callable[[int], None]) -> None:
+        """Request DRAM runs ``(address, length)`` at cycle ``request`` (now); ``on_done(end)``
+        when they are served."""
         bursts: dict[int, int] = {}
         for addr, length in runs:
             a, end = addr, addr + length
@@ -91,19 +92,22 @@ class MemorySystem:
                 ch = (a // self.interleave) % len(self.channels)
                 bursts[ch] = bursts.get(ch, 0) + -(-(stop - a) // self.burst)
                 a = stop
-        if not bursts:
-            raise RuntimeError("a DRAM transfer with no bytes")
+        if not bursts:  # no channel touched: nothing to wait for, not even the latency
+            on_done(request)
+            return
         tr = Transfer(len(bursts), self.dram_latency, on_done)
         for ch in sorted(bursts):
             self.channels[ch].submit(Job(bursts[ch] * self.burst, tr.part_done))
 
     def gb(self, nbytes: int, on_done: Callable[[int], None]) -> None:
+        """Request ``nbytes`` from the global buffer now; an empty request still waits for its
+        turn and pays the latency."""
         tr = Transfer(1, self.gbuf_latency, on_done)
         self.gbuf.submit(Job(nbytes, tr.part_done))
 
-    def source(self, space: str, runs, on_done) -> None:
+    def source(self, space: str, request: int, runs, on_done) -> None:
         if space == "dram":
-            self.dram(runs, on_done)
+            self.dram(request, runs, on_done)
         else:
             self.gb(sum(n for _, n in runs), on_done)
 
