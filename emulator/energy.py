@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
 from acf.isa.semantics import SPECIAL
 
 #: Report component of each energy event.
@@ -43,6 +44,38 @@ def _add(c: dict[str, int], event: str, n: int) -> None:
     c[event] = c.get(event, 0) + n
 
 
+def operand_read_bytes(cfg, cls: str, M: int, N: int, K: int, sampled=None) -> int:
+    """Scratchpad bytes of A (M x K) and B (K x N) an ``mm``/``sddmm`` streams into the MAC
+    array, as the timing model runs it (docs/timing.md section 3; ``cfg`` is the engine's
+    :class:`~acf.emulator.timing_compute.ClusterTiming`). Zeros are read too: the skip logic
+    looks at them.
+
+    * ``os`` and ``systolic`` ``mm`` (and ``systolic`` ``sddmm``, timed as a dense ``mm``):
+      the outputs are computed in folds of R x C, each streaming its A rows (R x K) and B
+      columns (K x C) past the array, shared along its PE rows and columns. A is read once
+      per column fold, B once per row fold: ``4 K (M ceil(N/C) + N ceil(M/R))``.
+    * ``os`` ``sddmm``: the sampled outputs (``sampled``, the nonzeros of S) in row-major
+      chunks of R*C, each streaming the distinct A rows and B columns its outputs use.
+    * ``flexible``: no folds; the distribution network hands each operand element to the
+      PEs that need it, so A and B are read once: ``4 K (M + N)``.
+    """
+    R, C = cfg.R, cfg.C
+    if cfg.dataflow == "flexible":
+        return 4 * K * (M + N)
+    if cls == "sddmm" and cfg.dataflow == "os":
+        if sampled is None:  # no sampling tile: every output is sampled (a dense mm's folds)
+            sampled = np.ones((M, N), bool)
+        rows, cols = np.nonzero(sampled)  # row-major
+        if rows.size == 0:
+            return 0
+        chunk = np.arange(rows.size) // (R * C)
+        # (chunk, row) pairs come sorted, so a new pair is a change of either
+        a_rows = 1 + int(np.count_nonzero((chunk[1:] != chunk[:-1]) | (rows[1:] != rows[:-1])))
+        b_cols = int(np.unique(chunk * N + cols).size)
+        return 4 * K * (a_rows + b_cols)
+    return 4 * K * (M * -(-N // C) + N * -(-M // R))
+
+
 def _counts(engine, ex) -> dict[str, int]:
     """Event counts of one retired instruction, added to ``ex.counts`` (which holds only the
     NoC flits of its grants). Scratchpad and accumulator bytes are counted per operand, in
@@ -56,7 +89,8 @@ def _counts(engine, ex) -> dict[str, int]:
         M, N, K = ins["m"], ins["n"], ins["k"]
         c[engine.mac_event] = rec.effectual_macs
         c["mac_skipped"] = rec.issued_macs - rec.effectual_macs
-        c["spad_read_byte"] = 4 * (M * K + K * N) + (4 * M * N if cls == "sddmm" else 0)
+        c["spad_read_byte"] = (operand_read_bytes(engine.cfg, cls, M, N, K, info.get("S"))
+                               + (4 * M * N if cls == "sddmm" else 0))
         if ins["dst"].space == "acc":  # written, and read first when accumulating
             c["acc_access_byte"] = 4 * M * N * (2 if ins["accum"] else 1)
         else:
@@ -174,6 +208,28 @@ def leakage_mw(target) -> dict[str, float]:
         "leakage_global_buffer": cost["leak_gbuf_mw"] * target.gbuf.bytes / (1 << 20) / ref["gbuf_mib"],
         "leakage_noc": cost["leak_noc_mw"] * target.num_clusters / ref["routers"],
     }
+
+
+# ---- technology scaling ------------------------------------------------------------------
+# tech.scale_to_nm scales the CMOS logic and SRAM of the fabric (acf.isa.tech). The DRAM
+# energy is an HBM interface figure (pJ/bit at the pins and in the DRAM dies), set by the
+# memory technology, not by the node the fabric is built in; a PHY is mostly analog and I/O
+# (drivers, ESD, bumps), whose area barely shrinks with the logic node. Both stay as given.
+#: report components (energy, area) technology scaling leaves as the target gives them
+UNSCALED_ENERGY = ("dram",)
+UNSCALED_AREA = ("dram_phy",)
+
+
+def scale_energy_components(energy: dict[str, float], factor: float) -> dict[str, float]:
+    """Per-component energies at another node: each on-chip component times ``factor``,
+    DRAM (:data:`UNSCALED_ENERGY`) as it is."""
+    return {k: v if k in UNSCALED_ENERGY else v * factor for k, v in energy.items()}
+
+
+def scale_area_components(area: dict[str, float], factor: float) -> dict[str, float]:
+    """Per-component areas at another node: logic and SRAM times ``factor``, the DRAM PHY
+    (:data:`UNSCALED_AREA`) as it is."""
+    return {k: v if k in UNSCALED_AREA else v * factor for k, v in area.items()}
 
 
 def events_of_row(op: Any, target) -> list[str]:

@@ -25,9 +25,12 @@ Statistics (cumulative; ``reset_stats()`` clears them with the contention state)
 ``link_flits`` (link -> flits carried), ``link_busy_until`` (link -> end of its latest
 booking), ``dram_bytes`` (exact run bytes), ``dram_bursts``, ``channel_bytes`` and
 ``channel_bursts`` (per channel, int64 arrays), ``channel_free``, ``gbuf_bytes``, and
-``flit_hops = {"router": ..., "link": ...}``: flits x routers traversed (every cluster
-router on the route or tree, source and destination included; ports are not routers) and
-flits x links. ``last_flit_hops`` holds the same two counts for the latest NoC operation.
+``flit_hops = {"router": ..., "link": ...}``: flits x router traversals and flits x links.
+A unicast's flits traverse every cluster router on their route, source and destination
+included, once each time they pass it (a route pinned through a cluster and back, c0 -> c3
+-> c1 on a row c0..c3, passes c1 and c2 twice: 6 traversals); a multicast or reduction
+tree counts each cluster router of the tree once. Ports are not routers.
+``last_flit_hops`` holds the same two counts for the latest NoC operation.
 ``snapshot()`` / ``restore()`` copy all of it plus the configuration. ``last_free`` is
 the end the latest DRAM or NoC request would have had on idle resources (its duration
 without contention: the engine's resource-stall statistic).
@@ -67,14 +70,23 @@ def _cdiv(a: int, b: int) -> int:
 
 class _Plan:
     """Links of one NoC operation with their reservation offsets from t0, the end offset
-    (``H*r``, ``Hmax*r`` or ``Hmax*(r+1)``) and the routers it traverses."""
+    (``H*r``, ``Hmax*r`` or ``Hmax*(r+1)``) and the router traversals of one flit.
+
+    ``path``: the links are one route in order (a unicast), which a flit follows through
+    every cluster router on it, each time it passes one (a pinned route can come back
+    through a router); otherwise a multicast or reduction tree, whose flit copies traverse
+    each router of the tree once. Ports are not routers."""
 
     __slots__ = ("links", "routers", "tail")
 
-    def __init__(self, links: list[tuple[Link, int]], tail: int):
+    def __init__(self, links: list[tuple[Link, int]], tail: int, path: bool = False):
         self.links = links
         self.tail = tail
-        self.routers = len({n for link, _ in links for n in link if n[0] == "c"})
+        if path:
+            nodes = [links[0][0][0]] + [link[1] for link, _ in links] if links else []
+            self.routers = sum(1 for n in nodes if n[0] == "c")
+        else:
+            self.routers = len({n for link, _ in links for n in link if n[0] == "c"})
 
 
 class Interconnect:
@@ -202,7 +214,7 @@ class Interconnect:
         r = self.r
         if kind == "u":
             links = self._route(src, dsts[0])
-            plan = _Plan([(link, h * r) for h, link in enumerate(links)], len(links) * r)
+            plan = _Plan([(link, h * r) for h, link in enumerate(links)], len(links) * r, path=True)
         else:
             for n in (src, *dsts):
                 self._check_node(n)

@@ -43,7 +43,9 @@ class Report:
     area_mm2: dict[str, float] = field(default_factory=dict)
     area_total_mm2: float = 0.0
     tech_node_nm: int = 0  # node the energy and area figures refer to
-    tech_energy_scale: float = 1.0  # factor applied to the target's tables (tech.scale_to_nm)
+    # factors applied to the on-chip components (tech.scale_to_nm); DRAM energy and the DRAM
+    # PHY area are reported as the target gives them (docs/energy.md)
+    tech_energy_scale: float = 1.0
     tech_area_scale: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:

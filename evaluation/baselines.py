@@ -7,8 +7,10 @@
   2x these), each GEMM moving its layer's real tensors (no im2col matrix).
 * **Local CPU** (:func:`cpu_gemm`): a GEMM timed live with torch.
 * **Normalization** (:func:`iso_peak_time`, :func:`iso_power_time`, :func:`iso_area_time`):
-  iso-peak MAC/s *for a named dtype*, iso-power, iso-area; fabric energies scaled to the
-  compared chip's node by Stillmaker & Baas 2017 (:func:`scale_energy`).
+  iso-peak MAC/s *for a named dtype*, iso-power, iso-area; the fabric's on-chip energies
+  and areas scaled to the compared chip's node by Stillmaker & Baas 2017
+  (:func:`scale_energy`), its DRAM energy (an HBM interface figure) and DRAM PHY area not
+  (docs/energy.md).
 """
 
 from __future__ import annotations
@@ -368,15 +370,23 @@ def _nvml_energy_mj(dev) -> float | None:
 # ---- technology scaling: the shared implementation lives in acf.isa.tech ----------------------
 from acf.isa.tech import (  # noqa: E402
     SCALING_CITATION,
-    _node,
     area_factor,
+    check_node,
     energy_factor,
 )
 
 
-def scale_energy(joules: float, from_nm: float, to_nm: float) -> dict[str, Any]:
-    f = energy_factor(from_nm, to_nm)
-    return {"energy_j": joules * f, "factor": f, "from_nm": from_nm, "to_nm": _node(to_nm),
+def scale_energy(joules: float, from_nm: float, to_nm: float, dram_j: float = 0.0) -> dict[str, Any]:
+    """``joules`` of the fabric at ``to_nm``: its on-chip part (``joules - dram_j``, leakage
+    included) scaled by Stillmaker & Baas, its DRAM part ``dram_j`` as it is (an HBM
+    interface energy per bit is set by the memory, not by the fabric's node). Both nodes
+    must be tabulated (:func:`acf.isa.tech.check_node`)."""
+    a, b = check_node(from_nm), check_node(to_nm)
+    f = energy_factor(a, b)
+    on_chip = joules - dram_j
+    return {"energy_j": on_chip * f + dram_j, "on_chip_j": on_chip * f, "dram_j": dram_j,
+            "factor": f, "from_nm": a, "to_nm": b,
+            "text": f"on-chip x{f:.4f} {a}->{b} nm, DRAM (HBM interface) unscaled",
             "method": SCALING_CITATION}
 
 
@@ -395,29 +405,38 @@ def iso_peak_time(acf_seconds: float, acf_peak_macs_per_s: float, gpu_name: str,
 
 
 def iso_power_time(acf_seconds: float, acf_energy_j: float, gpu_name: str,
-                   acf_node_nm: float | None = None) -> dict[str, Any]:
+                   acf_node_nm: float | None = None, acf_dram_j: float = 0.0) -> dict[str, Any]:
     """ACF time if replicated up to the GPU's TDP (power-proportional replication). With
     ``acf_node_nm`` the fabric's power is first scaled to the GPU's node, as its energy and
-    area are in the same comparison; without, it is taken at its own node."""
+    area are in the same comparison (:func:`scale_energy`: the on-chip part of
+    ``acf_energy_j``, not its DRAM part ``acf_dram_j``); without, it is taken at its own
+    node."""
     g = gpu(gpu_name)
-    p = acf_energy_j / max(acf_seconds, 1e-30)
+    energy = acf_energy_j
     at = "at its own node"
     if acf_node_nm is not None:
-        f = energy_factor(acf_node_nm, g.node_nm)
-        p, at = p * f, f"scaled {acf_node_nm:g}->{g.node_nm} nm by {SCALING_CITATION}"
+        scaled = scale_energy(acf_energy_j, acf_node_nm, g.node_nm, acf_dram_j)
+        energy = scaled["energy_j"]
+        at = (f"scaled {scaled['from_nm']}->{scaled['to_nm']} nm (on-chip x{scaled['factor']:.4f}, "
+              f"DRAM (HBM interface) unscaled) by {SCALING_CITATION}")
+    p = energy / max(acf_seconds, 1e-30)
     return {"time_s": acf_seconds * p / g.tdp_w, "acf_power_w": p,
             "normalization": f"iso-power at {g.name} TDP {g.tdp_w:.0f} W ({g.source}); ACF "
                              f"power {p:.3g} W, {at}"}
 
 
-def iso_area_time(acf_seconds: float, acf_area_mm2: float, acf_node_nm: float, gpu_name: str
-                  ) -> dict[str, Any]:
-    """ACF time if its area, scaled to the GPU's node, were replicated to the GPU's die area."""
+def iso_area_time(acf_seconds: float, acf_area_mm2: float, acf_node_nm: float, gpu_name: str,
+                  acf_phy_mm2: float = 0.0) -> dict[str, Any]:
+    """ACF time if its area, scaled to the GPU's node, were replicated to the GPU's die area.
+    ``acf_phy_mm2``: the DRAM PHY part of ``acf_area_mm2``, kept as it is (a PHY's analog
+    and I/O area barely shrinks with the node, as in the emulator's report)."""
     g = gpu(gpu_name)
-    area = acf_area_mm2 * area_factor(acf_node_nm, g.node_nm)
+    f = area_factor(acf_node_nm, g.node_nm)
+    area = (acf_area_mm2 - acf_phy_mm2) * f + acf_phy_mm2
+    phy = " (DRAM PHY area unscaled)" if acf_phy_mm2 else ""
     return {"time_s": acf_seconds * area / g.die_mm2, "acf_area_scaled_mm2": area,
             "normalization": f"iso-area: {g.name} die {g.die_mm2:.0f} mm2 ({g.process}); ACF area "
-                             f"scaled {acf_node_nm:g}->{g.node_nm} nm by {SCALING_CITATION}"}
+                             f"scaled {acf_node_nm:g}->{g.node_nm} nm{phy} by {SCALING_CITATION}"}
 
 
 def shape_of(name: str) -> tuple[int, int, int] | None:

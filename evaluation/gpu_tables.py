@@ -10,6 +10,8 @@ rooflines of A100/H100/H200 beside the fabric at iso-peak.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections import defaultdict
 from typing import Any
@@ -24,7 +26,7 @@ from acf.evaluation.points import (
     point_of,
     point_order,
 )
-from acf.evaluation.runner import default_settings
+from acf.evaluation.runner import RunSpec, default_settings, hardware_figures, load
 
 GEMM_SCOPE = "ACF: GEMMs of the step only (no elementwise/optimizer); GPU: whole measured step"
 #: the measured step's precision and the dtype whose dense peak its iso-peak line scales to
@@ -58,8 +60,10 @@ def gpu_comparison(acf: dict[str, Any], anchors, model: str, per_sample: float =
     """ACF vs the measured H200 step, one line per normalization. ``per_sample``: the GPU
     step's time and energy scaled by it (ACF's batch / the anchor's batch); ``scope``: what
     each side covers. The row's energy and area are at its ``tech_node_nm`` (its
-    ``tech.scale_to_nm`` when set): they are scaled from there to the GPU's node. A bf16-amp
-    step no faster than the fp32 one carries :func:`bf16_iso_peak_caveat`'s flag and caveat."""
+    ``tech.scale_to_nm`` when set): their on-chip parts are scaled from there to the GPU's
+    node, its DRAM energy (``energy_dram_j``, an HBM interface figure) and DRAM PHY area are
+    kept as they are. A bf16-amp step no faster than the fp32 one carries
+    :func:`bf16_iso_peak_caveat`'s flag and caveat."""
     steps = {prec: anchors.training_step(model, prec) for prec, _ in GPU_PRECISIONS}
     bf16_caveat = bf16_iso_peak_caveat(steps["fp32"], steps["bf16-amp"])
     out = []
@@ -76,10 +80,11 @@ def _gpu_line(acf: dict[str, Any], step: dict[str, Any], dtype: str, per_sample:
     """One measured step against ACF under each normalization (iso-peak at ``dtype``'s peak)."""
     node = acf["tech_node_nm"]
     step = {**step, "time_s": step["time_s"] * per_sample, "energy_j": step["energy_j"] * per_sample}
-    scaled = bl.scale_energy(acf["energy_j"], node, bl.GPUS["H200"].node_nm)
+    dram_j = float(acf.get("energy_dram_j", 0.0))
+    scaled = bl.scale_energy(acf["energy_j"], node, bl.GPUS["H200"].node_nm, dram_j)
     iso = bl.iso_peak_time(acf["seconds"], acf["peak_macs_per_s"], "H200", dtype)
-    pw = bl.iso_power_time(acf["seconds"], acf["energy_j"], "H200", node)
-    ar = bl.iso_area_time(acf["seconds"], acf["area_mm2"], node, "H200")
+    pw = bl.iso_power_time(acf["seconds"], acf["energy_j"], "H200", node, dram_j)
+    ar = bl.iso_area_time(acf["seconds"], acf["area_mm2"], node, "H200", dram_phy_mm2(acf))
     iso_text = iso["normalization"]  # the caveat is stated once, below the table
     return {
         "gpu_row": step["name"], "gpu_time_s": step["time_s"], "gpu_energy_j": step["energy_j"],
@@ -91,10 +96,33 @@ def _gpu_line(acf: dict[str, Any], step: dict[str, Any], dtype: str, per_sample:
         "speedup_iso_power": step["time_s"] / pw["time_s"], "iso_power": pw["normalization"],
         "speedup_iso_area": step["time_s"] / ar["time_s"], "iso_area": ar["normalization"],
         "acf_energy_j": acf["energy_j"], "acf_node_nm": node, "acf_energy_j_scaled": scaled["energy_j"],
-        "energy_scaling": f"x{scaled['factor']:.4f} {node}->{scaled['to_nm']} nm, {scaled['method']}",
+        "acf_energy_dram_j": dram_j,
+        "energy_scaling": f"{scaled['text']}, {scaled['method']}",
         "energy_reduction_scaled": step["energy_j"] / scaled["energy_j"],
         "scope": scope, **caveat,
     }
+
+
+def dram_phy_mm2(row: dict[str, Any]) -> float:
+    """The DRAM PHY area in the row's ``area_mm2`` (not scaled with the node): from its
+    hardware figures, or, for a row made before they recorded it, from its target as loaded
+    now if its config is unchanged (0 where neither says: all of the area is scaled)."""
+    hw = row.get("hardware") or {}
+    if "dram_phy_mm2" in hw:
+        return float(hw["dram_phy_mm2"])
+    return _loaded_dram_phy_mm2(row["target"], json.dumps(row.get("overrides") or {}, sort_keys=True),
+                                row.get("config_hash", ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded_dram_phy_mm2(target: str, overrides: str, config_hash: str) -> float:
+    try:
+        t = load(RunSpec("", 0.0, target, overrides=tuple(json.loads(overrides).items())))
+    except (OSError, ValueError):  # a target gone or changed past loading
+        return 0.0
+    if config_hash and t.config_hash() != config_hash:
+        return 0.0
+    return hardware_figures(t)["dram_phy_mm2"]
 
 
 def gpu_samples_scale(row: dict[str, Any], anchors, model: str) -> float:

@@ -114,11 +114,14 @@ def load(spec: RunSpec):
 def hardware_figures(target) -> dict[str, Any]:
     """What a comparison of two targets must state (peak MAC rate and multiply type, clock,
     memory ports, DRAM, global buffer, node, area), with energy and area at the node the
-    emulator reports them at: ``tech.scale_to_nm`` when set, else the tables' node."""
-    from acf.isa.tech import area_factor
+    emulator reports them at: ``tech.scale_to_nm`` when set, else the tables' node (the
+    DRAM PHY area, ``dram_phy_mm2``, is not scaled)."""
+    from acf.emulator.energy import scale_area_components
+    from acf.isa.tech import area_factor, check_node
 
-    tables_nm = int(target.tech.node_nm)
-    node_nm = int(target.tech.scale_to_nm) or tables_nm
+    tables_nm = check_node(target.tech.node_nm)
+    node_nm = check_node(target.tech.scale_to_nm) if target.tech.scale_to_nm else tables_nm
+    area = scale_area_components(target.area_breakdown_mm2(), area_factor(tables_nm, node_nm))
     return {
         "peak_macs_per_s": target.peak_macs_per_s,
         "numeric_mode": str(target.numeric.mode),
@@ -133,7 +136,8 @@ def hardware_figures(target) -> dict[str, Any]:
         "tech_node_nm": node_nm,
         "tech_tables_nm": tables_nm,
         # the emulator scales its area report the same way (emulator.emulator)
-        "area_mm2": target.total_area_mm2() * area_factor(tables_nm, node_nm),
+        "area_mm2": sum(area.values()),
+        "dram_phy_mm2": area["dram_phy"],
     }
 
 

@@ -32,6 +32,7 @@ from acf.isa.target_schema import (
     SCHEMA,
     FieldSpec,
 )
+from acf.isa.tech import check_node
 
 
 class TargetError(ValueError):
@@ -351,6 +352,39 @@ def _check_consistency(where: str, d: dict[str, dict[str, Any]]) -> None:
         raise TargetError(
             f"{where}: error: key 'noc.virtual_channels': a torus needs >= 2 (dateline) virtual channels"
         )
+    # a node the scaling tables lack would be scaled as another node while the report named
+    # the one asked for: refused (acf.isa.tech); scale_to_nm = 0 means no scaling
+    for key in ("node_nm", "scale_to_nm"):
+        nm = d["tech"][key]
+        if key == "node_nm" or nm:
+            try:
+                check_node(nm)
+            except ValueError as exc:
+                raise TargetError(f"{where}: error: key 'tech.{key}': {exc}") from None
+
+
+#: Energy per flit of a NoC router traversal and of a link hop: set per flit width.
+FLIT_ENERGIES = ("noc_router_flit", "noc_link_flit")
+
+
+def _scale_flit_energies(data: dict[str, dict[str, Any]], inherited_link_bytes: Any,
+                         overrides: dict[str, Any]) -> None:
+    """A ``--set noc.link_bytes`` widens or narrows every flit; the flit energies, given per
+    flit of the file's width, are rescaled to keep the energy per bit, unless they are set
+    too. The source text says so."""
+    new = data["noc"]["link_bytes"]
+    old = inherited_link_bytes
+    if not isinstance(old, int) or isinstance(old, bool) or old <= 0 or old == new:
+        return
+    ratio = new / old
+    for key in FLIT_ENERGIES:
+        if f"energy.{key}" in overrides:
+            continue
+        cost = data["energy"][key]
+        data["energy"][key] = Cost(
+            cost.value * ratio, cost.unit,
+            f"{cost.value:g} pJ per {8 * old}-bit flit x{ratio:g} for {8 * new}-bit flits "
+            f"(noc.link_bytes={new} set; same energy per bit): {cost.source}")
 
 
 def load_target(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Target:
@@ -363,6 +397,8 @@ def load_target(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     raw = _merge_raw(path)
     where = str(path)
     name = raw.get("target", {}).get("name", path.stem)
+    noc = raw.get("noc")
+    inherited_link_bytes = noc.get("link_bytes") if isinstance(noc, dict) else None
     for dotted, value in (overrides or {}).items():
         section, dot, key = dotted.partition(".")
         if not dot or section not in raw or not isinstance(raw[section], dict):
@@ -372,6 +408,8 @@ def load_target(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         raw[section][key] = _parse_override(value) if isinstance(value, str) else value
     data = validate(raw, where + (" with --set " + " ".join(f"{k}={v}" for k, v in overrides.items())
                                   if overrides else ""))
+    if overrides and "noc.link_bytes" in overrides:
+        _scale_flit_energies(data, inherited_link_bytes, overrides)
     if overrides:
         name = name + "+" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
     return Target(name, where, data)

@@ -261,7 +261,9 @@ def test_normalizations_state_themselves() -> None:
     f = baselines.energy_factor(45, 7)
     assert 0.01 < f < 0.2  # 45 nm -> 7 nm lowers energy per op
     assert math.isclose(baselines.energy_factor(45, 45), 1.0)
-    assert "Stillmaker" in baselines.scale_energy(1.0, 45, 5)["method"]
+    assert "Stillmaker" in baselines.scale_energy(1.0, 45, 7)["method"]
+    with pytest.raises(ValueError, match="nearest node is 7 nm"):  # no 5 nm row in the tables
+        baselines.scale_energy(1.0, 45, 5)
 
 
 def test_cpu_measured_live() -> None:

@@ -133,6 +133,38 @@ def test_node_scaling_uses_the_high_performance_fits() -> None:
     assert "high-performance" in baselines.scale_energy(1.0, 45, 7)["method"]
 
 
+def test_gpu_comparison_scales_the_on_chip_energy_only() -> None:
+    """The DRAM energy of a row is HBM interface energy (3.9 pJ/bit), which a logic node does
+    not change: only the rest (on-chip dynamic and leakage) is scaled 45->7 nm. Scaling all of
+    it made ResNet-18's 90 % step (half of it DRAM) 51.7x below the H200's energy, not 5.4x."""
+    f = baselines.energy_factor(45, 7)
+    row = {**_acf(), "energy_j": 1.0, "energy_dram_j": 0.5, "energy_mac_arrays_j": 0.4,
+           "energy_leakage_clusters_j": 0.1}
+    anchors = baselines.load_anchors()
+    g = gpu_tables.gpu_comparison(row, anchors, "resnet18-cifar")[0]
+    assert g["acf_energy_j_scaled"] == pytest.approx(0.5 * f + 0.5)
+    assert g["acf_energy_dram_j"] == 0.5
+    assert g["energy_reduction_scaled"] == pytest.approx(g["gpu_energy_j"] / (0.5 * f + 0.5))
+    assert g["energy_scaling"].startswith("on-chip x0.0555 45->7 nm, DRAM (HBM interface) unscaled")
+    assert "DRAM (HBM interface) unscaled" in g["iso_power"]
+    power = baselines.iso_power_time(2.0, 1.0, "H200", 45, acf_dram_j=0.5)
+    assert power["acf_power_w"] == pytest.approx((0.5 * f + 0.5) / 2.0)
+    scaled = baselines.scale_energy(1.0, 45, 7, dram_j=0.5)
+    assert (scaled["energy_j"], scaled["dram_j"]) == (pytest.approx(0.5 * f + 0.5), 0.5)
+    # iso-area keeps the DRAM PHY's area (8 channels x 1.25 mm2 on acf-base) as it is
+    area = row["area_mm2"]
+    assert row["hardware"]["dram_phy_mm2"] == 10.0
+    assert g["speedup_iso_area"] == pytest.approx(
+        g["gpu_time_s"] / (row["seconds"] * ((area - 10.0) * 0.059 + 10.0) / 814.0))
+
+
+def test_rows_without_a_recorded_phy_area_take_it_from_their_target() -> None:
+    row = _acf()
+    row["hardware"] = {k: v for k, v in row["hardware"].items() if k != "dram_phy_mm2"}
+    assert gpu_tables.dram_phy_mm2(row) == 10.0
+    assert gpu_tables.dram_phy_mm2({**row, "config_hash": "000000000000"}) == 0.0  # another config
+
+
 # ---- 3: a bf16-amp step no faster than TF32 is not bound by the bf16 peak -------------------------
 
 

@@ -130,11 +130,18 @@ def scaled_rows():
 
 
 def test_rows_record_the_node_their_energy_and_area_are_at(scaled_rows) -> None:
+    """The on-chip energy and area are at 7 nm; the DRAM energy (HBM interface) and the DRAM
+    PHY area are as at 45 nm (neither is CMOS logic)."""
     at45, at7 = scaled_rows["0"], scaled_rows["7"]
     assert (at45["tech_node_nm"], at7["tech_node_nm"]) == (45, 7)
     assert at7["hardware"]["tech_tables_nm"] == 45
-    assert at7["energy_j"] == pytest.approx(at45["energy_j"] * baselines.energy_factor(45, 7), rel=1e-9)
-    assert at7["area_mm2"] == pytest.approx(at45["area_mm2"] * 0.059, rel=1e-9)
+    dram = at45["energy_dram_j"]
+    assert dram > 0 and at7["energy_dram_j"] == pytest.approx(dram, rel=1e-9)
+    assert at7["energy_j"] == pytest.approx((at45["energy_j"] - dram) * baselines.energy_factor(45, 7) + dram,
+                                            rel=1e-9)
+    phy = at45["hardware"]["dram_phy_mm2"]
+    assert phy == 8 * 1.25 and at7["hardware"]["dram_phy_mm2"] == phy
+    assert at7["area_mm2"] == pytest.approx((at45["area_mm2"] - phy) * 0.059 + phy, rel=1e-9)
 
 
 def test_gpu_comparison_scales_from_the_rows_node(scaled_rows) -> None:
@@ -145,7 +152,8 @@ def test_gpu_comparison_scales_from_the_rows_node(scaled_rows) -> None:
     for key in ("acf_energy_j_scaled", "energy_reduction_scaled", "speedup_iso_power", "speedup_iso_area"):
         assert g7[key] == pytest.approx(g45[key], rel=1e-9), key
     assert g7["acf_energy_j_scaled"] == pytest.approx(scaled_rows["7"]["energy_j"])
-    assert g7["acf_node_nm"] == 7 and g7["energy_scaling"].startswith("x1.0000 7->7 nm")
+    assert g7["acf_node_nm"] == 7 and g7["energy_scaling"].startswith("on-chip x1.0000 7->7 nm")
+    assert g45["energy_scaling"].startswith("on-chip x0.0555 45->7 nm, DRAM (HBM interface) unscaled")
 
 
 def test_summary_names_the_node_of_each_row(scaled_rows, tmp_path) -> None:
@@ -161,7 +169,8 @@ def test_rows_without_hardware_figures_are_read_at_their_real_node(scaled_rows) 
     energy: the report takes the node and area from the target's config."""
     new = {**scaled_rows["7"], "model": "resnet18-cifar"}  # a model with a measured H200 step
     old = {k: v for k, v in new.items() if k != "hardware"}
-    old.update(tech_node_nm=45, area_mm2=new["area_mm2"] / 0.059)
+    phy = new["hardware"]["dram_phy_mm2"]
+    old.update(tech_node_nm=45, area_mm2=(new["area_mm2"] - phy) / 0.059 + phy)
     anchors = baselines.load_anchors()
     found, _ = comparison.compare_points([old], "resnet18-cifar", 0.9, anchors)
     c = found[0]  # the only point (tech.scale_to_nm=7: not the default settings)

@@ -61,6 +61,8 @@ def test_overrides_apply_and_rename() -> None:
         ("[energy]\nmac_fp32 = 4.6\n", "energy.mac_fp32", "value = "),
         ("[energy]\nmac_fp32 = { value = 4.6, unit = \"pJ\", source = \"\" }\n", "energy.mac_fp32.source", "needs a source"),
         ("[fabric]\ngrid = [4]\n", "fabric.grid", "[x, y]"),
+        ("[tech]\nscale_to_nm = 5\n", "tech.scale_to_nm", "nearest node is 7 nm"),
+        ("[tech]\nnode_nm = 28\n", "tech.node_nm", "nearest one is 32 nm"),
     ],
 )
 def test_bad_config_names_key_and_reason(tmp_path, body: str, key: str, reason: str) -> None:
@@ -82,3 +84,39 @@ def test_not_toml(tmp_path) -> None:
     path.write_text("[cluster\n")
     with pytest.raises(TargetError, match="not valid TOML"):
         load_target(path)
+
+
+#: flit energies of the shipped targets, pJ per flit of their own link width
+SHIPPED_FLIT_PJ = {"acf-base": (25.6, 10.3), "acf-wide": (102.4, 41.2), "tpu-like": (25.6, 10.3),
+                   "tpu-like-iso-ports": (51.2, 20.6)}
+
+
+def _flit_pj(t) -> tuple[float, float]:
+    return (t.energy.noc_router_flit.value, t.energy.noc_link_flit.value)
+
+
+def test_shipped_flit_energies_are_as_their_files_give_them() -> None:
+    for name, pj in SHIPPED_FLIT_PJ.items():
+        assert _flit_pj(load_target(name)) == pj, name
+    # an override of another field, or of link_bytes to its own value, changes none of them
+    assert _flit_pj(load_target("acf-base", {"noc.link_bytes": 32, "cluster.lookahead": 4})) == (25.6, 10.3)
+    same = load_target("acf-base", {"noc.link_bytes": "32"})
+    assert same.config_hash() == load_target("acf-base").config_hash()
+
+
+def test_set_link_bytes_keeps_the_flit_energy_per_bit() -> None:
+    """--set noc.link_bytes=128 makes acf-base's flits 1024 bits: each costs 4x the 256-bit
+    flit's energy (it kept 25.6 pJ, a quarter of acf-base's energy per bit), and the source
+    text says where the number comes from."""
+    wide = load_target("acf-base", {"noc.link_bytes": "128"})
+    assert _flit_pj(wide) == pytest.approx((102.4, 41.2))
+    # acf-wide's own figures
+    assert _flit_pj(wide) == pytest.approx(_flit_pj(load_target("acf-wide")))
+    src = wide.energy.noc_router_flit.source
+    assert "x4" in src and "1024-bit" in src and "noc.link_bytes=128" in src and "DSENT" in src
+    narrow = load_target("tpu-like-iso-ports", {"noc.link_bytes": 16})  # from its own 64 B
+    assert _flit_pj(narrow) == pytest.approx((51.2 / 4, 20.6 / 4))
+    # a flit energy set alongside is taken as given
+    link = {"value": 30.0, "unit": "pJ", "source": "given"}
+    given = load_target("acf-base", {"noc.link_bytes": 128, "energy.noc_link_flit": link})
+    assert _flit_pj(given) == pytest.approx((102.4, 30.0))
