@@ -22,18 +22,25 @@ def _prune_then_regrow() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, (a != 0) & (b == 0)
 
 
-def test_regrown_connections_restart_from_zero_weight_and_momentum() -> None:
-    """Prune (mask b), then regrow (back to a): before the third step the momentum and the
-    weight are zero where a grows, kept where b holds; the step equals the interpreter's
-    run from that state."""
-    rng = np.random.default_rng(0)
-    a, b, grown = _prune_then_regrow()
+def _layer_session(seed: int, mask: np.ndarray):
+    """A session with LAYER loaded, its weight and momentum drawn under ``mask``, and the
+    step's inputs: (session, loaded step, x, gy)."""
+    rng = np.random.default_rng(seed)
     x = np.maximum(rng.standard_normal((8, 64)), 0).astype(np.float32)
     gy = rng.standard_normal((8, 40)).astype(np.float32)
     sess = Session("acf-small", SessionOptions(respecialize="off"))
     loaded = sess.load(LAYER, carry=LAYER_CARRY)
-    sess.set_params({"w": rng.standard_normal((40, 64)).astype(np.float32) * a,
-                     "buf": rng.standard_normal((40, 64)).astype(np.float32) * a})
+    sess.set_params({"w": rng.standard_normal((40, 64)).astype(np.float32) * mask,
+                     "buf": rng.standard_normal((40, 64)).astype(np.float32) * mask})
+    return sess, loaded, x, gy
+
+
+def test_regrown_connections_restart_from_zero_weight_and_momentum() -> None:
+    """Prune (mask b), then regrow (back to a): before the third step the momentum and the
+    weight are zero where a grows, kept where b holds; the step equals the interpreter's
+    run from that state."""
+    a, b, grown = _prune_then_regrow()
+    sess, loaded, x, gy = _layer_session(0, a)
     for mask in (a, b):
         sess.bind_mask("w", mask)
         res = sess.run_step({"x": x, "gy": gy})
@@ -55,13 +62,7 @@ def test_regrown_connections_restart_from_zero_weight_and_momentum() -> None:
 def test_a_mask_given_to_the_step_regrows_at_zero_too() -> None:
     """The mask argument passed to run_step is bound as bind_mask binds it."""
     a, b, grown = _prune_then_regrow()
-    rng = np.random.default_rng(1)
-    x = np.maximum(rng.standard_normal((8, 64)), 0).astype(np.float32)
-    gy = rng.standard_normal((8, 40)).astype(np.float32)
-    sess = Session("acf-small", SessionOptions(respecialize="off"))
-    loaded = sess.load(LAYER, carry=LAYER_CARRY)
-    sess.set_params({"w": rng.standard_normal((40, 64)).astype(np.float32) * a,
-                     "buf": rng.standard_normal((40, 64)).astype(np.float32) * a})
+    sess, loaded, x, gy = _layer_session(1, a)
     for mask in (a, b):
         res = sess.run_step({"x": x, "gy": gy, "mask": mask})
     w_after, buf_after = res.values[3].reshape(40, 64), res.values[4].reshape(40, 64)
