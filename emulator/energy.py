@@ -62,9 +62,7 @@ def operand_read_bytes(cfg, cls: str, M: int, N: int, K: int, sampled=None) -> i
     R, C = cfg.R, cfg.C
     if cfg.dataflow == "flexible":
         return 4 * K * (M + N)
-    if cls == "sddmm" and cfg.dataflow == "os":
-        if sampled is None:  # no sampling tile: every output is sampled (a dense mm's folds)
-            sampled = np.ones((M, N), bool)
+    if cls == "sddmm" and cfg.dataflow == "os":  # sampled: the semantics' S mask, always set
         rows, cols = np.nonzero(sampled)  # row-major
         if rows.size == 0:
             return 0

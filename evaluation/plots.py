@@ -35,6 +35,12 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    """Lay out, write (110 dpi) and close a figure: every plot ends so."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 def _series(rows, value) -> dict[tuple[str, str], list[tuple[float, float]]]:
     s: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     shown = distinguishing(rows)
@@ -62,9 +68,7 @@ def _line_plot(path: Path, series, ylabel: str, title: str, logy: bool = False) 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _energy_breakdown(path: Path, rows) -> None:
@@ -86,9 +90,7 @@ def _energy_breakdown(path: Path, rows) -> None:
     ax.set_ylabel(f"energy per training step (J, {node})", fontsize=8 if "except" in node else 10)
     ax.set_title("energy by component")
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _noc_heatmap(path: Path, rows) -> None:
@@ -116,9 +118,7 @@ def _noc_heatmap(path: Path, rows) -> None:
         ax.set_ylabel("y")
     else:
         ax.text(0.5, 0.5, "no NoC traffic recorded", ha="center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _realized_vs_ideal(path: Path, rows) -> None:
@@ -143,9 +143,7 @@ def _realized_vs_ideal(path: Path, rows) -> None:
     ax.set_xlabel("ideal speedup (dense MACs / products of two nonzeros)")
     ax.set_ylabel("realized speedup vs acf-dense (same peak)")
     ax.set_title("per-GEMM realized vs ideal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _accuracy(path: Path, accuracy: list[dict[str, Any]] | None) -> None:
@@ -164,9 +162,7 @@ def _accuracy(path: Path, accuracy: list[dict[str, Any]] | None) -> None:
     ax.set_xlabel("weight sparsity (%)")
     ax.set_ylabel("test accuracy")
     ax.set_title("accuracy vs sparsity (algorithms.train)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def write_plots(rows: list[dict[str, Any]], out_dir: Path, accuracy=None) -> list[Path]:
