@@ -26,9 +26,9 @@ from functools import lru_cache
 from typing import Any
 
 from acf.isa.asm_grammar import parser
-from acf.isa.fields import F32, FieldError, FmtSpec, Kind, MemRef
+from acf.isa.fields import CL, F32, FieldError, FmtSpec, Kind, MemRef
 from acf.isa.program import Instruction, Program, SourceLoc, Symbol, make_op
-from acf.isa.spec import BY_MNEMONIC, CLUSTER_UNITS, Op
+from acf.isa.spec import BY_MNEMONIC, CLUSTER_UNITS, REGISTER_PREFIX, Op
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -490,7 +490,7 @@ def _instruction(node: Tree, ctx: _Ctx, index: int) -> Instruction:
     if op.queued and positional and _is_cluster(positional[0]) and (
         op.unit in CLUSTER_UNITS or op.unit.startswith("field:")
     ):
-        args["cl"] = int(str(positional[0])[1:])
+        args["cl"] = _cluster(ctx, op, positional[0])
         positional = positional[1:]
     if len(positional) > len(op.fields):
         raise ctx.error(_pos(positional[len(op.fields)]), f"{op.mnemonic} takes at most {len(op.fields)} operands")
@@ -500,7 +500,11 @@ def _instruction(node: Tree, ctx: _Ctx, index: int) -> Instruction:
         name_tok, value = kw.children
         name = str(name_tok)
         if name == "cl" and op.queued and _is_cluster(value):
-            args["cl"] = int(str(value)[1:])
+            # checked like any operand: a second cl= (or cl= after a leading cN) would
+            # silently move the instruction to another cluster
+            if name in args:
+                raise ctx.error(name_tok, f"operand {name!r} given twice")
+            args["cl"] = _cluster(ctx, op, value)
             continue
         try:
             field = op.field(name)
@@ -510,13 +514,22 @@ def _instruction(node: Tree, ctx: _Ctx, index: int) -> Instruction:
         if name in args:
             raise ctx.error(name_tok, f"operand {name!r} given twice")
         args[name] = _value(ctx, op, name, field.kind, value, index)
+    given: set[str] = set()
     for clause in clauses:
-        _clause(ctx, op, clause, args)
+        _clause(ctx, op, clause, args, given)
     try:
         return make_op(op, args)
     except FieldError as exc:
         msg = str(exc)
         raise ctx.error(mnemonic_tok, msg if msg.startswith(op.mnemonic) else f"{op.mnemonic}: {msg}") from None
+
+
+def _cluster(ctx: _Ctx, op: Op, tok: Any) -> int:
+    """A ``cN`` cluster operand, range-checked here so an error points at it."""
+    try:
+        return CL.check("cl", int(str(tok)[1:]))
+    except FieldError as exc:
+        raise ctx.error(tok, f"{op.mnemonic}: {exc}") from None
 
 
 def _is_cluster(node: Any) -> bool:
@@ -527,10 +540,16 @@ def _pos(node: Any) -> Any:
     return node if isinstance(node, Token) else node.meta
 
 
-def _clause(ctx: _Ctx, op: Op, clause: Tree, args: dict[str, Any]) -> None:
+def _clause(ctx: _Ctx, op: Op, clause: Tree, args: dict[str, Any], given: set[str]) -> None:
+    """One ``wait(...)`` or ``sig(...)`` clause; ``given`` holds the kinds seen before on
+    the instruction (a second clause of a kind would silently replace the first's tokens)."""
     kind = str(clause.children[0])
     if not op.queued:
         raise ctx.error(clause.children[0], f"{op.mnemonic} is executed by the dispatcher and takes no tokens")
+    if kind in given:
+        raise ctx.error(clause.children[0], f"{kind}(...) given twice; name up to two tokens in one "
+                                            f"{kind}(...)")
+    given.add(kind)
     names = clause.children[1:]
     if len(names) > 2:
         raise ctx.error(names[2], f"at most two tokens in {kind}(...)")
@@ -544,7 +563,7 @@ def _clause(ctx: _Ctx, op: Op, clause: Tree, args: dict[str, Any]) -> None:
 def _value(ctx: _Ctx, op: Op, fname: str, kind: Kind, node: Any, index: int) -> Any:
     where = _pos(node)
     try:
-        return _convert(ctx, kind, node, index)
+        value = _convert(ctx, fname, kind, node, index)
     except AsmError:
         raise
     except FieldError as exc:
@@ -552,6 +571,10 @@ def _value(ctx: _Ctx, op: Op, fname: str, kind: Kind, node: Any, index: int) -> 
     except (ValueError, KeyError):
         text = _text(node)
         raise ctx.error(where, f"{op.mnemonic}: field '{fname}' expects {kind.describe()}, got {text!r}") from None
+    try:  # the range check make_op does too, here so the error points at the value
+        return kind.check(fname, value)
+    except FieldError as exc:  # its message names the field already
+        raise ctx.error(where, f"{op.mnemonic}: {exc}") from None
 
 
 def _text(node: Any) -> str:
@@ -560,7 +583,7 @@ def _text(node: Any) -> str:
     return "".join(_text(c) for c in node.children)
 
 
-def _convert(ctx: _Ctx, kind: Kind, node: Any, index: int) -> Any:
+def _convert(ctx: _Ctx, fname: str, kind: Kind, node: Any, index: int) -> Any:
     k = kind.name
     if k == "mem":
         if not (isinstance(node, Tree) and node.data == "memref"):
@@ -572,7 +595,7 @@ def _convert(ctx: _Ctx, kind: Kind, node: Any, index: int) -> Any:
     if k in ("u", "s"):
         return ctx.consts[text] if text in ctx.consts else int(text, 0)
     if k == "f32":
-        return float(int(text, 0)) if "0x" in text.lower() else float(text)
+        return _float(text)
     if k == "enum":
         if text not in kind.choices:
             raise FieldError(f"{text!r} is not one of {', '.join(kind.choices)}")
@@ -585,6 +608,12 @@ def _convert(ctx: _Ctx, kind: Kind, node: Any, index: int) -> Any:
         m = re.fullmatch(r"(ar|fr)(\d+)", text)
         if not m:
             raise ValueError
+        # address and float registers are separate files with the same numbers: the
+        # other class's name would silently stand for this class's register
+        prefix = REGISTER_PREFIX.get(fname, "ar")  # as the disassembler spells the field
+        if m.group(1) != prefix:
+            raise FieldError(f"expects {_REGISTER_CLASS[prefix]} register {prefix}N, got "
+                             f"{_REGISTER_CLASS[m.group(1)]} register {text!r}")
         return int(m.group(2))
     if k == "fmt":
         return FmtSpec.parse(text)
@@ -598,6 +627,29 @@ def _convert(ctx: _Ctx, kind: Kind, node: Any, index: int) -> Any:
             raise FieldError(f"undefined label {text!r}")
         return int(text, 0)
     raise ValueError
+
+
+_REGISTER_CLASS = {"ar": "an address", "fr": "a float"}
+
+
+def _float(text: str) -> float:
+    """A float immediate's text (decimal, hex integer, inf, nan) as a double; FieldError
+    when it is past the double range, as ``.data`` refuses it: a hex integer too large for
+    a double, or a decimal that rounds to an infinity it does not spell."""
+    if "0x" in text.lower():
+        try:
+            return float(int(text, 0))
+        except OverflowError:
+            raise FieldError(f"{_shown(text)} overflows fp32") from None
+    value = float(text)
+    if value in (float("inf"), float("-inf")) and "inf" not in text.lower():
+        raise FieldError(f"{_shown(text)} overflows fp32")
+    return value
+
+
+def _shown(text: str) -> str:
+    """A number's text for a message; a very long one is cut to its start."""
+    return text if len(text) <= 40 else f"{text[:24]}... ({len(text)} characters)"
 
 
 def _prefixed(text: str, prefix: str) -> int:

@@ -167,9 +167,17 @@ def unpack_symbol(sym: Symbol, data: bytes | np.ndarray,
     for i in range(gr):
         for j in range(gc):
             off = (i * gc + j) * slot
-            size = formats.header(buf[off:off + slot]).encoded_size
+            head = formats.header(buf[off:off + slot])
+            size = head.encoded_size
             if size > slot:
                 raise formats.FormatError(f"tensor {sym.name!r} tile ({i},{j}): {size} bytes overflow its {slot}-byte slot")
+            # a valid tile of another shape would be broadcast into (or not fit) the block
+            # (edge tiles are smaller)
+            want = (min(tr, rows - i * tr), min(tc, cols - j * tc))
+            if (head.rows, head.cols) != want:
+                raise formats.FormatError(f"tensor {sym.name!r} tile ({i},{j}): the slot holds a "
+                                          f"{head.rows}x{head.cols} tile; tile ({i},{j}) is "
+                                          f"{want[0]}x{want[1]}")
             raw = buf[off:off + size]
             out[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc] = decode(off, raw) if decode else formats.unpack(raw)
     return out.reshape(sym.shape)

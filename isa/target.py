@@ -12,7 +12,15 @@ and ``source``::
 
 Files may ``inherit = "acf-base"`` and override single fields; ``load_target(name,
 overrides={"cluster.lookahead": 4})`` applies ``--set``-style overrides. Errors name the file,
-the key and the reason (:class:`TargetError`).
+the key and the reason (:class:`TargetError`). The ``[energy]`` and ``[area]`` tables take
+only the numbers the cost model reads (a misspelt key is an error, not ignored).
+
+A target is named by a shipped name (``acf-small``) or a file path: a name is a path when
+it is an existing file, holds a path separator, or ends in ``.toml`` (so a folder that
+happens to share a shipped target's name does not hide it). ``inherit`` is looked up beside
+the inheriting file first (``inherit = "mybase"`` or ``"mybase.toml"`` finds
+``mybase.toml`` in that file's folder; a path is taken from that folder), then as a shipped
+name.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -234,22 +243,70 @@ def _exists(path: Path) -> bool:
         return False
 
 
+def _is_file(path: Path) -> bool:
+    """:func:`_exists`, for a file only (a folder named like a target is no target)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _names_a_path(text: str) -> bool:
+    """Whether a target name is meant as a file path: it has a folder part or ends in .toml."""
+    return text.endswith(".toml") or any(sep and sep in text for sep in (os.sep, os.altsep))
+
+
+def _shown_name(name: str) -> str:
+    if len(name) > 80:  # a name this long is no target: show its start
+        return name[:60] + f"... ({len(name)} characters)"
+    return name
+
+
 def _resolve_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
-    if p.suffix == ".toml" or _exists(p):
+    if _is_file(p):
+        return p
+    if _names_a_path(str(name_or_path)):
+        if not _exists(p):  # said here, where a name too long to show is shortened
+            raise TargetError(f"{_shown_name(str(name_or_path))}: error: no such target file")
         return p
     shipped = _targets_dir() / f"{name_or_path}.toml"
     if not _exists(shipped):
         known = ", ".join(available_targets())
-        shown = str(name_or_path)
-        if len(shown) > 80:  # a name this long is no target: show its start
-            shown = shown[:60] + f"... ({len(shown)} characters)"
-        raise TargetError(f"unknown target {shown!r} (known: {known})")
+        raise TargetError(f"unknown target {_shown_name(str(name_or_path))!r} (known: {known})")
     return shipped
 
 
-def _merge_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    if path in seen:
+def _resolve_inherit(path: Path, parent_name: str) -> Path:
+    """The file ``inherit = parent_name`` in ``path`` names: beside ``path`` first (as a
+    path, or ``NAME.toml``), then a shipped target; errors name ``path`` and the key."""
+    if _names_a_path(parent_name):
+        parent = path.parent / parent_name  # an absolute path stays as it is
+        if not _exists(parent):
+            raise TargetError(f"{path}: error: key 'inherit': no such target file {str(parent)!r}")
+        return parent
+    for parent in (path.parent / f"{parent_name}.toml", path.parent / parent_name):
+        if _is_file(parent):
+            return parent
+    shipped = _targets_dir() / f"{parent_name}.toml"
+    if _exists(shipped):
+        return shipped
+    known = ", ".join(available_targets())
+    raise TargetError(f"{path}: error: key 'inherit': unknown target "
+                      f"{_shown_name(parent_name)!r} (no {parent_name}.toml beside this file; "
+                      f"known: {known})")
+
+
+def _real(path: Path) -> str:
+    """A path's canonical form, so an inherit cycle is found however its files are named."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
+def _merge_raw(path: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    if _real(path) in seen:
         raise TargetError(f"{path}: error: inherit cycle through {path.name}")
     raw = _read_toml(path)
     parent_name = raw.pop("inherit", None)
@@ -257,10 +314,7 @@ def _merge_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     if not isinstance(parent_name, str):
         raise TargetError(f"{path}: error: key 'inherit': must be a target name string")
-    parent_path = _resolve_path(parent_name) if not Path(parent_name).is_absolute() else Path(parent_name)
-    if not _exists(parent_path):
-        parent_path = path.parent / f"{parent_name}.toml"
-    base = _merge_raw(parent_path, seen + (path,))
+    base = _merge_raw(_resolve_inherit(path, parent_name), seen + (_real(path),))
     for section, values in raw.items():
         if isinstance(values, dict) and isinstance(base.get(section), dict):
             base[section] = {**base[section], **values}
@@ -336,6 +390,9 @@ def validate(raw: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
         for key in required:
             if key not in values:
                 raise TargetError(f"{where}: error: key '{section}.{key}': missing")
+        for key in values:  # a misspelt key would leave its number unused, as --set refuses it
+            if key not in required:
+                raise TargetError(f"{where}: error: key '{section}.{key}': unknown field")
         data[section] = {
             key: _check_cost(where, f"{section}.{key}", value, unit_of(key))
             for key, value in values.items()
