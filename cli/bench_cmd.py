@@ -124,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
                     max_k_chunks=args.max_k_chunks, full=args.full)
         res = run_sweep(grid, args.out, jobs=args.jobs, executor=args.executor,
                         progress=not args.no_progress)
-    except SweepError as exc:
-        raise UserError(f"acfc: error: {exc}") from None
+    except SweepError as exc:  # a target file's or --set's own "WHERE: error: ..." stands alone
+        msg = str(exc)
+        raise UserError(msg if ": error: " in msg else f"acfc: error: {msg}") from None
     print(f"{res.ran} runs done, {res.skipped} already finished; rows in {res.out_dir}/rows.jsonl")
     errors = res.errors  # this grid's points whose last run failed
     for r in errors[-5:]:

@@ -342,6 +342,17 @@ def test_cli_bench_bad_input(capsys) -> None:
     assert "unknown model" in capsys.readouterr().err
 
 
+def test_cli_bench_bad_set_field_is_said_once(capsys, tmp_path) -> None:
+    """A --set naming no field carries its own location and 'error:'; the command adds
+    no second prefix."""
+    from acf.cli import main
+
+    assert main(["bench", "--models", "tiny-mlp", "--set", "cluster.nosuch=1", "--out",
+                 str(tmp_path), "--no-progress"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "--set cluster.nosuch: error: key 'cluster.nosuch': unknown field")
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--jobs", "-2"], "--jobs -2: must be 0 (every CPU) or more"),
     (["--accuracy", "nope"], "--accuracy: unknown sparsity algorithm 'nope'; choose one of "),
