@@ -45,9 +45,22 @@ class ClusterTiming:
                              int(c.spad_banks), int(c.codec_values_per_cycle), int(c.codec_index_per_cycle))
 
 
+#: The fewest MAC slots (m * n * k) of an ``mm`` whose windows the compiled kernels count;
+#: smaller ones take the numpy paths below, which give the same counts (exact small
+#: integers in float32). A short run then never loads numba: its import and the load of
+#: its cached kernels took ~0.9 s, most of ``acfc run``'s start on a small sparse program.
+COMPILED_MIN_MACS = 1 << 15
+
+
+def _compiled(m: int, n: int, k: int, d: int) -> bool:
+    """Whether the window counts of an (m, n, k) ``mm`` with lookahead d use the kernels."""
+    return d <= 64 and m * n * k >= COMPILED_MIN_MACS
+
+
 def _kernels():
     """The compiled window counts, imported on first use: a run with no zero-skipped
-    operand (dense, or a target without skipping) never loads numba (~0.2 s, ~120 MB)."""
+    operand (dense, or a target without skipping), or only small ones, never loads numba
+    (~0.9 s with its cached kernels, ~120 MB)."""
     from . import window_kernels
     return window_kernels
 
@@ -113,8 +126,9 @@ def pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: i
         return np.zeros((m, n), np.float32)
     if za is None and zb is None:
         return np.full((m, n), k, np.float32)
-    if d <= 64:  # the common lookaheads: a compiled loop over bit-packed masks
+    if _compiled(m, n, k, d):  # the common lookaheads: a compiled loop over bit-packed masks
         return _kernels().window_cycles(za, zb, m, n, k, d)[0]
+    za, zb = _f32(za, zb)  # the products below count: bool operands would only OR
     if zb is None:  # effectual pairs depend on the row only
         return np.broadcast_to(_window_sums(za, d)[:, None], (m, n))
     if za is None:
@@ -169,7 +183,7 @@ def mm_cycles(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming) -> tu
     issued = m * n * k
     folds = _cdiv(m, cfg.R) * _cdiv(n, cfg.C)
     za, zb = _nonzero(A, B, skip, cfg)
-    if (za is not None or zb is not None) and cfg.dataflow == "os" and cfg.d <= 64:
+    if (za is not None or zb is not None) and cfg.dataflow == "os" and _compiled(m, n, k, cfg.d):
         # zeros skipped on either side: one compiled pass over the packed masks
         busy, eff = _kernels().fold_cycles(za, zb, m, n, k, cfg.d, cfg.R, cfg.C)
         return cfg.I + busy + folds * cfg.Fo, issued, eff

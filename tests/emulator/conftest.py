@@ -26,6 +26,17 @@ def random_inputs(prog, seed: int = 0, zero_frac: float = 0.4) -> dict[str, np.n
     return out
 
 
+@pytest.fixture(autouse=True)
+def compiled_window_counts(monkeypatch):
+    """Every ``mm`` with zero-skipping counts its windows with the compiled kernels, as the
+    reference-equivalence and mutation suites were written against (a run outside the
+    tests gives small ``mm``s to numpy; test_timing checks both paths against the closed
+    form)."""
+    from acf.emulator import timing_compute
+
+    monkeypatch.setattr(timing_compute, "COMPILED_MIN_MACS", 0)
+
+
 @pytest.fixture(scope="session")
 def small():
     from acf.isa.target import load_target
