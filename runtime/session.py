@@ -61,6 +61,7 @@ from acf.compiler.diagnostics import IRError
 from acf.compiler.ir import FuncOp, Module, TensorType
 from acf.compiler.parser import parse_module
 from acf.compiler.pass_manager import PassManager, parse_pipeline
+from acf.compiler.passes.sparsity_propagation import fold_update_masks
 from acf.compiler.printer import print_module
 from acf.compiler.sparse_encoding import format_to_encoding
 from acf.compiler.verifier import verify_module
@@ -379,6 +380,10 @@ class Session:
         for op in func.body.ops:  # a compile error names the user's source line where the
             if op.loc is not None:  # op has one, not the line of this IR text
                 op.pos = None
+        # the update takes the mask that the step's mask_apply applies while its param is
+        # still dense, where that is exact: a sparse-encoded param's update without a mask
+        # keeps the stored pattern, and grown connections (mask 1, weight 0) would not train
+        fold_update_masks(func)
         apply_formats(module, func, dict(variant.formats))
         verify_module(module)
         if o.pipeline:

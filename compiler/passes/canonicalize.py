@@ -1,7 +1,9 @@
 """``canonicalize``: small local simplifications, then removal of dead ops.
 
 Patterns: ``x * 1 -> x``, ``x + 0 -> x``, ``x - 0 -> x``, ``x / 1 -> x`` (when ``x``
-already has the result type, encoding included), ``transpose(transpose(x))`` -> one transpose (or ``x``),
+already has the result type, encoding included; an add with a fused ReLU, ``{activation =
+"relu"}`` from ``fuse-activations``, becomes ``relu(x)``), ``transpose(transpose(x))`` -> one
+transpose (or ``x``),
 ``reshape(reshape(x))`` -> one reshape, reshape/broadcast_to to the same shape -> ``x``,
 ``add(x, broadcast_to(v))`` -> ``add(x, v)`` when ``v`` is a scalar, row, column or
 per-channel vector (elementwise ops broadcast those themselves).
@@ -58,10 +60,22 @@ def fold_identity_operand(op: Operation) -> list[Value] | None:
     neutral, commutative = identities[op.name]
     x, y = op.operands
     if _splat_value(y) == neutral and _same_type(x, op):
-        return [x]
+        return _with_activation(op, x)
     if commutative and _splat_value(x) == neutral and _same_type(y, op):
-        return [y]
+        return _with_activation(op, y)
     return None
+
+
+def _with_activation(op: Operation, x: Value) -> list[Value]:
+    """``x`` for ``op``'s result, through ``op``'s fused activation (``fuse-activations``
+    puts ``{activation = "relu"}`` on an add): dropping it would drop the ReLU."""
+    activation = op.attributes.get("activation", "none")
+    if activation == "none":
+        return [x]
+    assert activation == "relu", activation  # the verifier allows no other
+    relu = new_op_before(op, "graph.relu", [x], [op.result.type], {})
+    relu.loc = op.loc
+    return [relu.result]
 
 
 def fold_transpose_pair(op: Operation) -> list[Value] | None:

@@ -14,15 +14,17 @@ Shape ops (reshape, transpose, broadcast_to) keep their input's annotation; ``mu
 ``mask_apply`` union their operands' zeros; ``add``/``sub`` keep only a source common to
 both. Rewrites first (each result of the ``matmul`` must have no other use):
 
-* ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)``; likewise
-  ``relu_backward(matmul(a, b), y)`` of a ReLU's output ``y`` -> ``sddmm(a, b, y)`` (the
+* ``mask_apply(matmul(a, b), m)`` -> ``sddmm(a, b, m)`` (of the ``mask_apply``'s result
+  type, a sparse encoding included, but for N:M, which only a ``mask_apply`` may declare);
+  likewise ``relu_backward(matmul(a, b), y)`` of a ReLU's output ``y`` -> ``sddmm(a, b, y)`` (the
   input gradient of a linear layer before a ReLU is needed only where the ReLU passed);
 * ``mask_apply(conv2d_backward_weight(g, x), m)`` -> ``conv2d_backward_weight(g, x, m)`` (the
   sampled conv weight gradient: only the mask's non-zeros are computed);
-* ``mask_apply(sgd_update(w, ...)#0, m)`` (likewise ``adam_update``) -> the update with
-  ``m`` as its trailing mask operand (the new weight is masked as it is written, not re-read
-  and rewritten; for a sparse-encoded ``w`` the mask, not ``w``'s pattern, then decides
-  which weights change, as the ``mask_apply`` did);
+* ``mask_apply(sgd_update(w, ...)#0, m)`` (likewise ``adam_update``) of a dense ``w`` ->
+  the update with ``m`` as its trailing mask operand (the new weight is masked as it is
+  written, not re-read and rewritten). Not for a sparse-encoded ``w``: without a mask
+  operand its update keeps ``w``'s zero pattern (``w`` and the momentum stay where
+  ``w == 0``), with one the mask would decide instead, which changes the results;
 * ``sgd_update(w, matmul(a, b), buf)`` / ``adam_update(w, matmul(a, b), ...)`` with a
   sparse-encoded ``w`` -> the gradient becomes ``sddmm(a, b, w)`` (only ``w``'s non-zeros are
   updated, so the other gradient entries were never needed).
@@ -72,11 +74,24 @@ def _non_negative(value: Value) -> bool:
         op.name == "graph.relu" or op.attributes.get("activation", "none") == "relu")
 
 
-def _sddmm_before(anchor: Operation, matmul: Operation, mask: Value) -> Value:
+def _sddmm_before(anchor: Operation, matmul: Operation, mask: Value,
+                  result_type: TensorType | None = None) -> Value:
     attrs = {k: v for k, v in matmul.attributes.items() if k != "sparsity"}
-    op = new_op_before(anchor, "graph.sddmm", [*matmul.operands, mask], [matmul.result.type], attrs)
+    op = new_op_before(anchor, "graph.sddmm", [*matmul.operands, mask],
+                       [result_type or matmul.result.type], attrs)
     op.loc = matmul.loc
     return op.result
+
+
+def _declared_type(mask_apply: Operation) -> TensorType | None:
+    """The ``mask_apply``'s result type for the sddmm replacing it (a sparse encoding it
+    declares is kept: the result is stored as declared), unless N:M, which an sddmm may not
+    declare (``dialect._check_nm_result``): then None, the matmul's dense type."""
+    t = mask_apply.result.type
+    enc = getattr(t, "encoding", None)
+    if enc is not None and any(lvl.kind == "structured" for _, lvl in enc.levels):
+        return None
+    return t  # type: ignore[return-value]
 
 
 def rewrite_masked_gradients(func: FuncOp) -> None:
@@ -93,7 +108,7 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
         if op.name == "graph.mask_apply":
             matmul = _sole_matmul(op.operands[0], counts)
             if matmul is not None:
-                return [_sddmm_before(op, matmul, op.operands[1])]
+                return [_sddmm_before(op, matmul, op.operands[1], _declared_type(op))]
             conv = op.operands[0].defining_op
             if (conv is not None and conv.name == "graph.conv2d_backward_weight"
                     and len(conv.operands) == 2 and counts.get(op.operands[0], 0) == 1
@@ -120,7 +135,8 @@ def rewrite_masked_gradients(func: FuncOp) -> None:
 
 
 def fold_update_masks(func: FuncOp) -> None:
-    """Give an optimizer update the mask that a ``mask_apply`` applies to its new param."""
+    """Give an optimizer update of a dense param the mask that a ``mask_apply`` applies to
+    its new param (see the module docstring for why a sparse-encoded param keeps it)."""
     counts = use_counts(func)
     index = {op: i for i, op in enumerate(func.body.ops)}
     for op in list(func.body.ops):
@@ -131,6 +147,9 @@ def fold_update_masks(func: FuncOp) -> None:
         if (upd is None or upd.name not in ("graph.sgd_update", "graph.adam_update")
                 or op.operands[0] is not upd.results[0] or counts.get(upd.results[0], 0) != 1
                 or update_mask(upd) is not None  # it has one already
+                # a sparse-encoded param's update keeps its zero pattern (param and
+                # momentum untouched where it is zero); a mask operand would decide instead
+                or keeps_pattern(upd)
                 or not (isinstance(mask.type, TensorType)
                         and mask.type.same_shape_and_element(upd.operands[0].type))
                 or mask.defining_op is not None and index[mask.defining_op] > index[upd]):
@@ -144,7 +163,7 @@ def fold_update_masks(func: FuncOp) -> None:
         op.erase()
         upd.erase()
     ret = func.return_op
-    if ret is not None:  # a sparse-encoded new param is returned encoded
+    if ret is not None:  # the update's result replaces the mask_apply's (which may declare N:M)
         func.function_result_types = [v.type for v in ret.operands]
 
 
