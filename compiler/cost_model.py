@@ -9,7 +9,8 @@ Three levels, each a closed form of the timing contract:
   from a mask when one is given, expected values from a density otherwise.
 * :func:`mm_cycles` - the MAC array time of one ``mm`` (section 3) given the skip hardware:
   exact from masks (the lookahead-window formula), or its expectation from densities
-  (``E[max(1, Binomial(d, p))]`` per window, plus the expected maximum over a fold).
+  (``E[max(1, Binomial(d, p))]`` per window, plus the expected maximum over a fold);
+  :func:`sddmm_cycles` the same for one ``sddmm`` (chunks of sampled outputs, not folds).
 * :func:`gemm_cost` - a whole GEMM as ``compiler/codegen/kernels/matmul.py`` emits it: the
   kernel itself emits its instructions (output tiles, placement, operand reuse, multicast
   layouts) into a recording context, and ``compiler/gemm_replay.py`` times them with the two
@@ -199,6 +200,27 @@ def _expected_max(mean: float, var: float, n: int) -> float:
     return mean + math.sqrt(var) * math.sqrt(2.0 * math.log(n)) * 0.85
 
 
+def _pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: int,
+               d: int) -> np.ndarray:
+    """c(i, j), the cycles of each output's PE (section 3's window formula), from the
+    effectual masks of the skipped operands (None: all ones)."""
+    if za is None and zb is None:
+        return np.full((m, n), float(k), np.float32)
+    if za is not None and zb is not None:
+        ca = np.zeros((m, n), np.float32)
+        nw = _cdiv(k, d)
+        a = np.zeros((m, nw * d), np.float32)
+        a[:, :k] = za
+        b = np.zeros((nw * d, n), np.float32)
+        b[:k] = zb
+        for w in range(nw):
+            ca += np.maximum(a[:, w * d:(w + 1) * d] @ b[w * d:(w + 1) * d], 1)
+        return ca
+    if za is not None:
+        return np.broadcast_to(_window_sums(za.astype(np.float32), d)[:, None], (m, n))
+    return np.broadcast_to(_window_sums(zb.T.astype(np.float32), d)[None, :], (m, n))  # type: ignore[union-attr]
+
+
 def mm_cycles(target: Target, m: int, n: int, k: int, *, a_mask: np.ndarray | None = None,
               b_mask: np.ndarray | None = None, a_density: float = 1.0, b_density: float = 1.0,
               skip: str = "ab") -> float:
@@ -238,20 +260,7 @@ def mm_cycles(target: Target, m: int, n: int, k: int, *, a_mask: np.ndarray | No
             zb = None
         if za is None and zb is None:
             return I + folds * (k + Fo)
-        if za is not None and zb is not None:
-            ca = np.zeros((m, n), np.float32)
-            nw = _cdiv(k, d)
-            a = np.zeros((m, nw * d), np.float32)
-            a[:, :k] = za
-            b = np.zeros((nw * d, n), np.float32)
-            b[:k] = zb
-            for w in range(nw):
-                ca += np.maximum(a[:, w * d:(w + 1) * d] @ b[w * d:(w + 1) * d], 1)
-            cij = ca
-        elif za is not None:
-            cij = np.broadcast_to(_window_sums(za.astype(np.float32), d)[:, None], (m, n))
-        else:
-            cij = np.broadcast_to(_window_sums(zb.T.astype(np.float32), d)[None, :], (m, n))
+        cij = _pe_cycles(za, zb, m, n, k, d)
         fm, fn = _cdiv(m, R), _cdiv(n, C)
         pad = np.zeros((fm * R, fn * C), np.float32)
         pad[:m, :n] = cij
@@ -259,6 +268,61 @@ def mm_cycles(target: Target, m: int, n: int, k: int, *, a_mask: np.ndarray | No
     mean, var = _expected_window_sum(k, d, pa * pb)
     per_fold = min(float(k), _expected_max(mean, var, min(m, R) * min(n, C)))
     return I + folds * (per_fold + Fo)
+
+
+def sddmm_cycles(target: Target, m: int, n: int, k: int, *, s_mask: np.ndarray | None = None,
+                 s_density: float = 1.0, a_mask: np.ndarray | None = None,
+                 b_mask: np.ndarray | None = None, a_density: float = 1.0,
+                 b_density: float = 1.0, skip: str = "ab") -> float:
+    """Cycles of one ``sddmm`` (m x k by k x n, outputs sampled where the (m, n) sample S is
+    non-zero; section 3): ``os`` cuts the sampled outputs, in row-major order, into chunks
+    of ``R*C``, each as long as its slowest output plus the drain; ``flexible`` counts the
+    sampled effectual MACs; ``systolic`` runs a dense ``mm``. Exact from masks; from
+    densities the expectation (S's sampled count, then as :func:`mm_cycles`)."""
+    c = target.cluster
+    R, C, d, I, Fo = int(c.pe_rows), int(c.pe_cols), max(1, int(c.lookahead)), int(c.issue_cycles), int(c.fold_cycles)
+    sample = (np.asarray(s_mask) != 0) if s_mask is not None else None
+    P = int(sample.sum()) if sample is not None else round(s_density * m * n)
+    if P == 0:  # nothing sampled, in every dataflow
+        return I
+    if str(c.dataflow) == "systolic":
+        return mm_cycles(target, m, n, k, skip=skip)
+    sa, sb = _skips(target, skip)
+    # an empty mask (k = 0) has no density, and none is needed
+    has_a = a_mask is not None and np.size(a_mask) > 0
+    has_b = b_mask is not None and np.size(b_mask) > 0
+    pa = float(np.mean(np.asarray(a_mask) != 0)) if has_a else a_density
+    pb = float(np.mean(np.asarray(b_mask) != 0)) if has_b else b_density
+    pa, pb = (pa if sa else 1.0), (pb if sb else 1.0)
+    exact_a = a_mask is not None or pa >= 1.0
+    exact_b = b_mask is not None or pb >= 1.0
+    za = (np.asarray(a_mask) != 0) if (a_mask is not None and sa) else None
+    zb = (np.asarray(b_mask) != 0) if (b_mask is not None and sb) else None
+    if str(c.dataflow) == "flexible":
+        if exact_a and exact_b and sample is not None:
+            a = za.astype(np.float32) if za is not None else np.ones((m, k), np.float32)
+            b = zb.astype(np.float32) if zb is not None else np.ones((k, n), np.float32)
+            eff = float((a @ b)[sample].sum(dtype=np.float64))
+        else:
+            eff = P * k * pa * pb
+        return I + max(1, math.ceil(eff / (R * C))) + int(c.reduce_cycles) + Fo
+    chunks = _cdiv(P, R * C)
+    if k == 0:
+        return I + chunks * Fo
+    if exact_a and exact_b:
+        if za is not None and za.all():
+            za = None
+        if zb is not None and zb.all():
+            zb = None
+        if za is None and zb is None:
+            return I + chunks * (k + Fo)
+        if sample is not None:
+            pad = np.zeros(chunks * R * C, np.float32)
+            pad[:P] = _pe_cycles(za, zb, m, n, k, d)[sample]  # row-major sampled outputs
+            return I + float(pad.reshape(chunks, -1).max(axis=1).sum()) + chunks * Fo
+    mean, var = _expected_window_sum(k, d, pa * pb)
+    per_chunk = min(float(k), _expected_max(mean, var, min(P, R * C)))
+    return I + chunks * (per_chunk + Fo)
 
 
 # ---- a whole GEMM -----------------------------------------------------------------------
@@ -394,14 +458,17 @@ def memory_route(x: int, y: int, inbound: bool = True) -> list[tuple]:
 
 def gemm_cost(target: Target, m: int, n: int, k: int, a: Operand, b: Operand, *, t: int,
               placement: Callable | None = None, out_fmt: str = "dense",
-              skip: str = "ab") -> GemmCost:
+              skip: str = "ab", sample: Operand | None = None) -> GemmCost:
     """Model ``C[m,n] = op(A) op(B)`` compiled by the matmul kernel with tile side ``t``:
     the kernel's own instructions (``placement``: the default one, with its multicast
     layouts, when None), each timed by the closed forms above over in-order unit queues,
-    shared row-port links and DRAM channels (``compiler/gemm_replay.py``)."""
+    shared row-port links and DRAM channels (``compiler/gemm_replay.py``). ``sample``: the
+    ``graph.sddmm`` kernel, sampled at this ``m x n`` operand S (in its format, loaded per
+    output tile; the ``mm``s become ``sddmm``s, timed by :func:`sddmm_cycles`)."""
     from .gemm_replay import replay  # it runs the kernel, which this module's callers import
 
-    return replay(target, m, n, k, a, b, t=t, placement=placement, out_fmt=out_fmt, skip=skip)
+    return replay(target, m, n, k, a, b, t=t, placement=placement, out_fmt=out_fmt, skip=skip,
+                  sample=sample)
 
 
 # ---- format choice ----------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """A GEMM's modelled cycles from the kernel's own instructions (``cost_model.gemm_cost``).
 
-The matmul kernel (``codegen.kernels.matmul.emit_gemm``) emits into per-cluster streams
-exactly as it does when compiling: the same output tiles, placement, operand reuse and, under
-the default placement, the same multicast layout (one cluster of a row loads a shared tile
+The matmul kernel (``codegen.kernels.matmul.emit_gemm``; with a ``sample``, the
+``graph.sddmm`` kernel: the sample's tile loaded per output tile, each ``mm`` an ``sddmm``
+timed by ``cost_model.sddmm_cycles``) emits into per-cluster streams exactly as it does when
+compiling: the same output tiles, placement, operand reuse and, under the default
+placement, the same multicast layout (one cluster of a row loads a shared tile
 and ``bcast``s it; ragged turns where a packed operand pins the grid). A recording kernel
 context notes which operand tile each ``ld``/``st`` moves and which tiles each ``mm``
 multiplies. The replay then times every instruction with the cost model's closed forms
@@ -14,9 +16,9 @@ emulator's), none before the dispatcher reaches it (one instruction per cycle in
 ``schedule.merge`` gives the program, tokens paired as the emulator pairs them, the ``sync``
 instructions that carry an instruction's third and later tokens included). What it leaves
 out: dispatch stalls on full queues and torus wrap links (multicast trees follow the mesh
-routes); on the cost-model test layers it gives the emulator's cycle counts exactly. The
-recording depends only on which operands are packed, so the formats ``select-formats``
-compares share it (``_record``).
+routes); on the cost-model test layers (a linear layer and its sampled weight gradient) it
+gives the emulator's cycle counts exactly. The recording depends only on which operands are
+packed, so the formats ``select-formats`` compares share it (``_record``).
 
 Modelling the kernel's instruction list rather than a hand-written copy of its loop keeps
 the model honest when the kernel changes: a multicast layout halves a dense operand's port
@@ -83,8 +85,10 @@ class _Recorder(KernelContext):
     def emit(self, cl: int, mnemonic: str, reads: tuple[Slot, ...] = (),
              writes: tuple[Slot, ...] = (), **args: Any) -> int:
         i = super().emit(cl, mnemonic, reads, writes, **args)
-        if mnemonic in ("mm", "sddmm"):
+        if mnemonic == "mm":
             self.notes[cl, i] = (self.held[cl, reads[0]], self.held[cl, reads[1]])
+        elif mnemonic == "sddmm":  # and the sample tile it is sampled at
+            self.notes[cl, i] = tuple(self.held[cl, r] for r in reads[:3])
         return i
 
 
@@ -155,17 +159,22 @@ def _group(cl: int, i: int, item: Any) -> list[ProgramEntry]:
 
 
 def _record(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand, t: int,
-            placement: Callable, out_fmt: str) -> _Recorder:
+            placement: Callable, out_fmt: str, sample: cm.Operand | None = None) -> _Recorder:
     """The kernel's instructions for these shapes. They depend on which operands are packed,
     not on their formats or masks (a packed tile is one ``ld`` in any format), so the
-    formats ``select-formats`` compares share two or three recordings."""
+    formats ``select-formats`` compares share two or three recordings. With a ``sample``
+    (the ``(m, n)`` mask S) it is the ``sddmm`` kernel: S's tile is loaded per output tile
+    and the ``mm``s are ``sddmm``s sampled at it."""
     key = (target.config_hash(), m, n, k, a.rows, a.cols, a.fmt != "dense", a.transposed,
-           b.rows, b.cols, b.fmt != "dense", b.transposed, out_fmt != "dense", t, placement)
+           b.rows, b.cols, b.fmt != "dense", b.transposed, out_fmt != "dense", t, placement,
+           None if sample is None else sample.fmt != "dense")
     ctx = _RECORDED.get(key)
     if ctx is not None:
         _RECORDED.move_to_end(key)
         return ctx
     shapes = {"a": a, "b": b, "out": cm.Operand(m, n, out_fmt)}
+    if sample is not None:
+        shapes["s"] = sample
 
     def buffer(name: str) -> Buffer:
         op = shapes[name]
@@ -175,7 +184,7 @@ def _record(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand
         ctx = _Recorder(target, t, placement)
         ctx.multicast = multicast
         emit_gemm(ctx, Gemm(buffer("a"), buffer("b"), buffer("out"), m, n, k, ta=a.transposed,
-                            tb=b.transposed))
+                            tb=b.transposed, sample=buffer("s") if sample is not None else None))
         try:
             ctx.program = _program(ctx)
             break
@@ -189,10 +198,16 @@ def _record(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand
 
 
 def replay(target: Target, m: int, n: int, k: int, a: cm.Operand, b: cm.Operand, *, t: int,
-           placement: Callable | None, out_fmt: str, skip: str) -> cm.GemmCost:
+           placement: Callable | None, out_fmt: str, skip: str,
+           sample: cm.Operand | None = None) -> cm.GemmCost:
     """``cost_model.gemm_cost``: see the module docstring."""
-    ctx = _record(target, m, n, k, a, b, t, placement or row_spread, out_fmt)
+    if sample is not None and (sample.rows, sample.cols) != (m, n):
+        raise ValueError(f"an sddmm sample is the {m}x{n} output's shape, not "
+                         f"{sample.rows}x{sample.cols}")
+    ctx = _record(target, m, n, k, a, b, t, placement or row_spread, out_fmt, sample)
     operands = {"a": a, "b": b, "out": cm.Operand(m, n, out_fmt)}
+    if sample is not None:
+        operands["s"] = sample
     return _Replay(target, t, operands, skip, ctx).run()
 
 
@@ -308,7 +323,7 @@ class _Replay:
             self._push(s + self.I, _REQUEST, q,
                        lambda c, _: self._finish(q, node, self.links.reserve_tree(c, tree, flits)), None)
         elif it.mnemonic in ("mm", "sddmm"):
-            e = s + round(self._mm(it.args, *note))
+            e = s + round(self._mm(it.args, *note))  # an sddmm's note has its sample tile too
             self.mac_cycles += e - s
             self._finish(q, node, e)
         elif it.mnemonic == "vop":
@@ -336,11 +351,18 @@ class _Replay:
         mask = op.tile_mask(r0, c0, h, w)
         return mask.T if mask is not None and op.transposed else mask
 
-    def _mm(self, args: dict, a: Tile, b: Tile) -> float:
+    def _mm(self, args: dict, a: Tile, b: Tile, s: Tile | None = None) -> float:
         pa, pb = self.operands[a[0]], self.operands[b[0]]
-        return cm.mm_cycles(self.target, int(args["m"]), int(args["n"]), int(args["k"]),
-                            a_mask=self._tile_mask(a), b_mask=self._tile_mask(b),
-                            a_density=pa.density, b_density=pb.density, skip=self.skip)
+        m, n, k = int(args["m"]), int(args["n"]), int(args["k"])
+        if s is not None:  # sddmm: outputs sampled at the sample tile's non-zeros
+            ps = self.operands[s[0]]
+            return cm.sddmm_cycles(self.target, m, n, k, s_mask=self._tile_mask(s),
+                                   s_density=ps.density, a_mask=self._tile_mask(a),
+                                   b_mask=self._tile_mask(b), a_density=pa.density,
+                                   b_density=pb.density, skip=self.skip)
+        return cm.mm_cycles(self.target, m, n, k, a_mask=self._tile_mask(a),
+                            b_mask=self._tile_mask(b), a_density=pa.density,
+                            b_density=pb.density, skip=self.skip)
 
     def _load(self, q: int, node: tuple, tile: Tile, s: int) -> None:
         """``ld`` (section 7b): DRAM runs requested at ``s + I``, the row port's links at

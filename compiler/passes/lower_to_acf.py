@@ -8,11 +8,15 @@ the tile sizes (all ops must agree: sparse tensors are packed once, in one tile 
 codegen steps ``begin`` / ``lower_op`` / ``finish``. Without annotations changed by hand
 the program is the one ``compile_module`` builds for the same tile sizes.
 
-After ``tile,place,schedule,lower-to-acf{target=acf-small}``::
+A dense ``graph.linear`` of a 16 x 64 ``%x`` by a 64 x 64 ``%w``, after
+``tile{target=acf-small},place,schedule,lower-to-acf{target=acf-small}`` (the tile pass
+sizes the tiles for its own target option, acf-base by default: give both the target)::
 
     graph.func @layer() -> () {
       "acf.target"() {name = "acf-small"} : () -> ()
       "acf.tensor"() {name = "x", space = "dram", addr = 4096, shape = [16, 64]} : () -> ()
+      "acf.tensor"() {name = "w", space = "dram", addr = 8192, shape = [64, 64]} : () -> ()
+      "acf.tensor"() {name = "result0", space = "dram", addr = 24576, shape = [16, 64]} : () -> ()
       "acf.ld"() {dst = "sp[0x0]", src = "dram[0x1000]", fmt = "dense", rows = 16, cols = 52, ...
       ...
       "acf.halt"() : () -> ()

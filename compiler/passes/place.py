@@ -19,6 +19,7 @@ After ``place{policy=balanced}``::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,8 @@ def gemm_tile_load(op: Operation, t: int, t_n: int = 0) -> Callable[[Any], float
     ta = bool(op.attributes.get("transpose_a", False))
     tb = op.name == "graph.linear" or bool(op.attributes.get("transpose_b", False))
     m, k = (a[-1], a[-2]) if ta else (a[-2] if len(a) > 1 else 1, a[-1])
+    if op.name == "graph.linear":  # x[..., K]: every leading dim is a row (the kernel's view)
+        m = math.prod(a[:-1])
     n = b[-2] if tb else b[-1]
     density = _density(op.operands[1])
 

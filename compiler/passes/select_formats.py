@@ -5,14 +5,16 @@ Candidates are the function arguments with a sparse encoding, a ``density`` attr
 (``{density = 0.1}``: the fraction of non-zeros, as measured by the runtime) or a density in
 the ``densities`` option. For each, every format (dense, csr, csc, coo, bitmap, bcsr4x4, and
 nm2:4 when the mask is known to be 2:4) is costed with :mod:`acf.compiler.cost_model` over
-every GEMM that uses the value (``linear``, ``matmul``, the ``sddmm`` sample), compiled the
-way codegen compiles it (the tiler's tile side, the default placement with its multicast
-layouts: ``cost_model.gemm_cost`` times the kernel's own instructions), and the cheapest is
-written into the value's type (``format_to_encoding``). An optimizer update of the value and
-the function results follow the new encoding. A format within 1 % of the cheapest counts as
-a tie: the current format, then dense, win ties. A sparse parameter whose update has no mask
-operand keeps its zero pattern (``graph.sgd_update``), which a dense encoding would drop:
-for it dense is no candidate (nor a ``fixed`` format), the remark says so.
+every GEMM that uses the value (``linear``, ``matmul``, ``sddmm``: as an operand or as the
+sample, whose tiles the sddmm kernel loads per output tile and whose non-zeros it computes),
+compiled the way codegen compiles it (the tiler's tile side, the default placement with its
+multicast layouts: ``cost_model.gemm_cost`` times the kernel's own instructions), and the
+cheapest is written into the value's type (``format_to_encoding``). An optimizer update of
+the value and the function results follow the new encoding. A format within 1 % of the
+cheapest counts as a tie: the current format, then dense, win ties. A sparse parameter whose
+update has no mask operand keeps its zero pattern (``graph.sgd_update``), which a dense
+encoding would drop: for it dense is no candidate (nor a ``fixed`` format), the remark says
+so.
 
 Options: ``target`` (a target name), ``density`` (default density in percent for a sparse
 value that has no measured one; 0: leave such values alone), ``densities`` (per value, in
@@ -43,6 +45,7 @@ from acf.isa.target import Target, load_target
 from .. import cost_model as cm
 from ..codegen.errors import error_at
 from ..codegen.tiling import choose_tiling
+from ..diagnostics import IRError
 from ..graph_nn_ops import keeps_pattern
 from ..ir import FuncOp, Module, Operation, TensorType, Value
 from ..sparse_encoding import encoding_to_format, format_to_encoding
@@ -236,8 +239,21 @@ class SelectFormats(ModulePass):
             gemm = self._gemm(op, value, fmt, mask, density)
             if gemm is None:
                 continue
-            m, n, k, a, b = gemm
-            total += cm.gemm_cost(target, m, n, k, a, b, t=t).cycles
+            m, n, k, a, b, sample = gemm
+            out_enc = op.result.type.encoding  # type: ignore[union-attr]
+            out_fmt = encoding_to_format(out_enc) if out_enc else "dense"  # it pins the tiles
+            try:
+                total += cm.gemm_cost(target, m, n, k, a, b, t=t, sample=sample,
+                                      out_fmt=out_fmt).cycles
+            except IRError as exc:
+                if exc.pos is not None:
+                    raise
+                # the model's kernel context has no IR op to point at: point at this GEMM
+                message = exc.message
+                if message.startswith("'"):  # "'graph.matmul': ...", the context's stand-in op
+                    message = message.split("': ", 1)[-1]
+                name = value.name_hint or f"arg{value.index}"
+                raise error_at(op, f"costing %{name} as {fmt}: {message}") from exc
         if total == 0.0:  # no GEMM use: the cost of loading it once
             total = sum(cm.tile_cost(target, fmt, min(t, rows - r0), min(t, cols - c0),
                                      mask=None if mask is None else mask[r0:r0 + t, c0:c0 + t],
@@ -246,20 +262,23 @@ class SelectFormats(ModulePass):
         return total
 
     def _gemm(self, op: Operation, value: Value, fmt: str, mask, density: float):
-        """(m, n, k, A, B) of a GEMM use, with ``value`` in ``fmt``; None if it is only the
-        sddmm sample (costed as a load of the same tiles as B)."""
-        def operand(v: Value, transposed: bool) -> cm.Operand:
-            r, c = _dims_2d(v.type)  # type: ignore[arg-type]
+        """(m, n, k, A, B, S) of a GEMM use, with ``value`` in ``fmt`` (S: an sddmm's
+        sample, the ``m x n`` mask its outputs are computed at, else None); None for a
+        batched matmul."""
+        def operand(v: Value, rows: int, cols: int, transposed: bool = False) -> cm.Operand:
             if v is value:
-                return cm.Operand(r, c, fmt, mask, density, transposed)
+                return cm.Operand(rows, cols, fmt, mask, density, transposed)
             enc = v.type.encoding  # type: ignore[union-attr]
-            return cm.Operand(r, c, encoding_to_format(enc) if enc else "dense", None, 1.0, transposed)
+            return cm.Operand(rows, cols, encoding_to_format(enc) if enc else "dense", None, 1.0,
+                              transposed)
 
         x, w = op.operands[0], op.operands[1]
         if op.name == "graph.linear":
-            rx, kx = _dims_2d(x.type)  # type: ignore[arg-type]
+            # x[..., K]: every leading dim is a row of the GEMM (as the linear kernel views it)
+            shape = x.type.shape  # type: ignore[union-attr]
+            m, k = int(np.prod(shape[:-1])), shape[-1]
             n = w.type.shape[0]  # type: ignore[union-attr]
-            return rx, n, kx, operand(x, False), operand(w, True)
+            return m, n, k, operand(x, m, k), operand(w, n, k, True), None
         ta = bool(op.attributes.get("transpose_a", False))
         tb = bool(op.attributes.get("transpose_b", False))
         if x.type.rank != 2 or w.type.rank != 2:  # type: ignore[union-attr]
@@ -268,11 +287,10 @@ class SelectFormats(ModulePass):
         rb, cb = w.type.shape  # type: ignore[union-attr]
         m, k = (ca, ra) if ta else (ra, ca)
         n = rb if tb else cb
-        if op.name == "graph.sddmm" and value is op.operands[2] and value not in (x, w):
-            # the sample tile stands in for the B operand's load pattern
-            return m, n, k, operand(x, ta), cm.Operand(n, k, fmt, None if mask is None else mask.T,
-                                                       density, True)
-        return m, n, k, operand(x, ta), operand(w, tb)
+        # an sddmm is costed as its own kernel: the sample's tile loaded per output tile,
+        # only its non-zeros computed (a load of B's tiles it is not: 30-55 % low)
+        sample = operand(op.operands[2], m, n) if op.name == "graph.sddmm" else None
+        return m, n, k, operand(x, ra, ca, ta), operand(w, rb, cb, tb), sample
 
     # ---- rewriting ----------------------------------------------------------------------
     def _rewrite(self, module: Module, func: FuncOp, arg: Value, attrs: dict, fmt: str) -> None:

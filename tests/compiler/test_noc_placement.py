@@ -39,3 +39,24 @@ def test_placements_cover_every_tile_once() -> None:
         out = place(tiles, t)
         assert sorted(tile for _, tile in out) == tiles
         assert all(0 <= cl < 16 for cl, _ in out)
+
+
+def test_linear_tile_loads_count_every_leading_dim_as_rows() -> None:
+    """``place``'s tile weights for a linear of x[..., K]: every leading dim is a row (as
+    the linear kernel views x), so a 2 x 20 x 200 input weighs as the 40 x 200 one (a tile
+    of rows 32-39 moves 8 rows, not a negative count of the first dim's 20)."""
+    from acf.compiler.parser import parse_module
+    from acf.compiler.passes.place import gemm_tile_load
+
+    def load_of(x_shape: str, y_shape: str):
+        text = (f"graph.func @f(%x: tensor<{x_shape}xf32>, %w: tensor<40x200xf32>) -> "
+                f"(tensor<{y_shape}xf32>) {{\n"
+                f"  %y = graph.linear %x, %w : tensor<{x_shape}xf32>, tensor<40x200xf32> -> "
+                f"tensor<{y_shape}xf32>\n  graph.return %y : tensor<{y_shape}xf32>\n}}\n")
+        return gemm_tile_load(parse_module(text).funcs[0].body.ops[0], 32)
+
+    flat, batched, vector = load_of("40x200", "40x40"), load_of("2x20x200", "2x20x40"), load_of("200", "40")
+    tiles = [(0, i0, j0) for i0 in (0, 32) for j0 in (0, 32)]
+    assert [batched(t) for t in tiles] == [flat(t) for t in tiles]
+    assert all(batched(t) > 0 for t in tiles)
+    assert vector((0, 0, 0)) == 4.0 * 200 * (1 + 32)
