@@ -129,6 +129,22 @@ def m_spad_banks(mpatch):
     _cfg_patch(mpatch, banks=1)
 
 
+def m_bank_wrap(mpatch):
+    """A contiguous operand whose words wrap past the last scratchpad bank misses its last
+    wrapped bank (``range(first + rem - nb - 1)`` in ``_bank_cycles_contiguous``)."""
+    import inspect
+
+    from acf.emulator import timing_compute as tc
+
+    src = inspect.getsource(tc._bank_cycles_contiguous)
+    old = "range(first + rem - nb)"
+    assert src.count(old) == 1, "the wrap loop this mutation edits has changed"
+    ns: dict = {}
+    exec(compile(src.replace(old, "range(first + rem - nb - 1)"), tc.__file__, "exec"),  # noqa: S102
+         tc.__dict__, ns)
+    mpatch.setattr(tc, "_bank_cycles_contiguous", ns["_bank_cycles_contiguous"])
+
+
 def m_fold(mpatch):
     """Each fold drains one cycle longer."""
     _cfg_patch(mpatch, Fo=1)
@@ -177,6 +193,10 @@ def m_queue_depth(mpatch):
 SLOW_GB = [{"gbuf.banks": 1, "gbuf.bank_bytes": 8, "cluster.codec_values_per_cycle": 1,
             "cluster.codec_index_per_cycle": 2}]
 SHALLOW = [{"cluster.queue_depth": 1}, {"cluster.queue_depth": 2, "cluster.issue_cycles": 3}]
+# Tensors are 64-byte aligned: with 5 banks of 4 bytes a tensor at word 16 * i starts on bank
+# i mod 5, so operand word ranges wrap past the last bank (with 2^k banks every one starts on
+# bank 0 and never wraps); 64 lanes leave the vector ops bank-bound.
+WRAP_BANKS = [{"cluster.spad_banks": 5, "cluster.spad_bank_bytes": 4, "cluster.vec_lanes": 64}]
 
 MUTATIONS = [
     Mutation("noc link booked one cycle too long", m_link_booking,
@@ -190,6 +210,7 @@ MUTATIONS = [
              lambda: _aimed(["multiload", "dma", "mm"])),
     Mutation("lookahead window off by one", m_lookahead, lambda: _aimed(["mm", "sddmm"])),
     Mutation("scratchpad bank count off by one", m_spad_banks, lambda: _aimed(["vec"])),
+    Mutation("bank wrap drops a bank", m_bank_wrap, lambda: _aimed(["vec"], WRAP_BANKS)),
     Mutation("fold drain off by one", m_fold, lambda: _aimed(["mm"])),
     Mutation("codec index rate off by one", m_codec_index, lambda: _aimed(["codec", "mm"])),
     Mutation("queue depth off by one", m_queue_depth,

@@ -177,6 +177,56 @@ def test_gather_bank_cycles_count_every_word_of_an_element(bank_bytes) -> None:
     assert tc.gather_bank_cycles(addrs, 1000, 9, cfg) == max(want.values())
 
 
+def test_bank_cycles_count_a_range_that_wraps_past_the_last_bank() -> None:
+    """Hand-worked: 4 banks of 4-byte words. Operand A, 3 elements at byte 12, covers words
+    3, 4, 5 = banks 3, 0, 1 (it wraps past bank 3); operand B, 1 element at byte 4, is word 1
+    = bank 1. Bank 1 serves two words (A's word 5 and B's word 1), every other bank at most
+    one: 2 cycles. An operand on another buffer (acc) has banks of its own."""
+    from types import SimpleNamespace
+
+    from acf.emulator import timing_compute as tc
+
+    cfg = SimpleNamespace(bank_bytes=4, banks=4)
+    a, b = ("sp", 12, 1, 3, 0), ("sp", 4, 1, 1, 0)
+    assert tc.bank_cycles([a], cfg) == 1
+    assert tc.bank_cycles([a, b], cfg) == 2
+    assert tc.bank_cycles([a, ("acc", 4, 1, 1, 0)], cfg) == 1
+    # 2 rows of 3 at byte 12 (pitch 3 = contiguous): words 3..8 = banks 3,0,1,2,3,0; with B's
+    # bank 1 that is 2 on banks 3, 0 and 1
+    assert tc.bank_cycles([("sp", 12, 2, 3, 3), b], cfg) == 2
+    # 9 words from word 2: banks 2,3,0,1,2,3,0,1,2 -> bank 2 three times, B adds to bank 1 (2+1)
+    assert tc.bank_cycles([("sp", 8, 1, 9, 0), b], cfg) == 3
+
+
+def test_bank_cycles_equal_a_word_by_word_count() -> None:
+    """Against the rule written out (docs/timing.md 4): every distinct word an operand
+    touches is one access to bank ``word % banks`` of its buffer; the cost is the busiest
+    bank. Contiguous and strided operands, ranges that wrap, several banks and word sizes."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from acf.emulator import timing_compute as tc
+
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        bb, nb = int(rng.choice([2, 4, 8])), int(rng.integers(2, 7))
+        cfg = SimpleNamespace(bank_bytes=bb, banks=nb)
+        ops = []
+        for _ in range(int(rng.integers(1, 4))):
+            rows, cols = int(rng.integers(1, 4)), int(rng.integers(1, 12))
+            pitch = int(rng.choice([0, cols, cols + int(rng.integers(1, 4))]))
+            ops.append((str(rng.choice(["sp", "acc"])), 4 * int(rng.integers(0, 20)), rows, cols,
+                        pitch))
+        want: Counter = Counter()
+        for buf, addr, rows, cols, pitch in ops:
+            words = {w for r in range(rows) for c in range(cols)
+                     for w in range((addr + 4 * (r * (pitch or cols) + c)) // bb,
+                                    (addr + 4 * (r * (pitch or cols) + c) + 3) // bb + 1)}
+            for w in words:
+                want[buf, w % nb] += 1
+        assert tc.bank_cycles(ops, cfg) == max(want.values()), (bb, nb, ops)
+
+
 def _window_closed_form(A, B, use_a: bool, use_b: bool, d: int) -> tuple[np.ndarray, int]:
     """(c(i, j), effectual pairs of each output), window by window."""
     za = (A != 0) if use_a else np.ones(A.shape, bool)

@@ -117,11 +117,25 @@ def test_token_orders_the_same_accesses() -> None:
 
 
 def test_disjoint_strided_blocks_do_not_race() -> None:
-    run(assemble(""".target acf-small
+    """Two unordered stores interleave by rows into one 4 x 8 DRAM matrix: c0's rows land at
+    bytes 32 r .. 32 r + 15 (columns 0-3 of row r, row pitch 8 elements), c1's at
+    0x10 + 32 r .. (columns 4-7). No byte is written twice, so no race, and Y holds c0's
+    block left of c1's."""
+    a = np.arange(1, 17, dtype=np.float32).reshape(4, 4)
+    b = -np.arange(1, 17, dtype=np.float32).reshape(4, 4)
+    res = run(assemble(""".target acf-small
+        .tensor A acc 0x0 f32[4,4] c0
+        .tensor B acc 0x0 f32[4,4] c1
+        .tensor Y dram 0x0 f32[4,8]
         st c0, dram[0x0], acc[0x0], dense, rows=4, cols=4, stride=8
         st c1, dram[0x10], acc[0x0], dense, rows=4, cols=4, stride=8
         halt
-    """), "acf-small")
+    """), "acf-small", {"A": a, "B": b})
+    want = np.zeros((4, 8), np.float32)
+    want[:, :4], want[:, 4:] = a, b
+    np.testing.assert_array_equal(res.outputs["Y"], want)
+    assert [(r.mnemonic, r.cluster, r.bytes) for r in res.records] == [("st", 0, 64),
+                                                                      ("st", 1, 64)]
 
 
 def test_a_senders_reads_may_overlap_its_own_multicast_but_a_receivers_may_not() -> None:

@@ -267,8 +267,22 @@ def test_normalizations_state_themselves() -> None:
 
 
 def test_cpu_measured_live() -> None:
-    r = baselines.cpu_gemm(64, 64, 64, min_time_s=0.01)
-    assert r["time_s"] > 0 and r["gflops"] > 0
+    import time
+
+    # distinct m, n, k so a swapped or dropped dimension shows
+    m, n, k = 48, 32, 16
+    t0 = time.perf_counter()
+    r = baselines.cpu_gemm(m, n, k, dtype="fp32", min_time_s=0.01)
+    wall = time.perf_counter() - t0
+    assert (r["m"], r["n"], r["k"], r["dtype"]) == (m, n, k, "fp32")
+    # time_s is the mean over the timed calls, so it is positive and at most the whole call
+    assert 0 < r["time_s"] <= wall
+    # a GEMM does m*n*k multiply-adds = 2*m*n*k FLOPs per call
+    assert r["gflops"] == pytest.approx(2 * m * n * k / r["time_s"] / 1e9, rel=1e-12)
+    assert r["normalization"] == "measured live, no normalization"
+    rb = baselines.cpu_gemm(8, 4, 2, dtype="bf16", min_time_s=0.001)
+    assert (rb["m"], rb["n"], rb["k"], rb["dtype"]) == (8, 4, 2, "bf16")
+    assert rb["gflops"] == pytest.approx(2 * 8 * 4 * 2 / rb["time_s"] / 1e9, rel=1e-12)
 
 
 def test_workload_densities_and_gemms_follow_the_models_training_step() -> None:

@@ -93,8 +93,41 @@ def test_resnet18_step_roofline_on_h200() -> None:
     gemms = _gemm_rows("resnet18-cifar")
     r = baselines.step_roofline("H200", "resnet18-cifar", gemms, "tf32")
     assert r["unresolved"] == []
-    assert r["time_s"] == pytest.approx(0.8951932633e-3, rel=1e-6)
-    assert r["bytes"] == 1935172096
+    # Independent derivation from the CIFAR ResNet-18 architecture (batch 128, 32x32 input):
+    # (name, C_in, C_out, H_in, H_out, kernel, count, has input gradient). Each conv is a GEMM
+    # of B*H_out^2*C_out*C_in*kernel^2 MACs; fwd, bwd_data and wgrad each move X (the
+    # activation, B*C_in*H_in^2; a strided 1x1 shortcut reads only the B*C_in*H_out^2 pixels
+    # it samples), W (C_out*C_in*kernel^2) and Y (B*C_out*H_out^2) once, 4 bytes each in TF32.
+    # conv1 reads the data, so it has no input-gradient GEMM. H200 datasheet: TF32 494.5
+    # TFLOP/s dense, HBM3e 4.8 TB/s; a GEMM takes max(FLOPs / peak, bytes / bandwidth).
+    batch = 128
+    arch = [("conv1", 3, 64, 32, 32, 3, 1, False),
+            ("layer1.conv", 64, 64, 32, 32, 3, 4, True),
+            ("layer2.0.conv1", 64, 128, 32, 16, 3, 1, True),
+            ("layer2.conv", 128, 128, 16, 16, 3, 3, True),
+            ("layer2.0.shortcut", 64, 128, 32, 16, 1, 1, True),
+            ("layer3.0.conv1", 128, 256, 16, 8, 3, 1, True),
+            ("layer3.conv", 256, 256, 8, 8, 3, 3, True),
+            ("layer3.0.shortcut", 128, 256, 16, 8, 1, 1, True),
+            ("layer4.0.conv1", 256, 512, 8, 4, 3, 1, True),
+            ("layer4.conv", 512, 512, 4, 4, 3, 3, True),
+            ("layer4.0.shortcut", 256, 512, 8, 4, 1, 1, True),
+            ("fc", 512, 10, 1, 1, 1, 1, True)]  # a linear layer: a 1x1 "conv" on 1x1 pixels
+    want_time = want_bytes = 0.0
+    for _, c_in, c_out, h_in, h_out, kern, count, grad in arch:
+        x_pixels = h_out * h_out if kern == 1 else h_in * h_in
+        x, w, y = batch * c_in * x_pixels, c_out * c_in * kern * kern, batch * c_out * h_out ** 2
+        flops = 2 * batch * h_out ** 2 * c_out * c_in * kern * kern
+        nbytes = 4 * (x + w + y)
+        per_gemm = max(flops / H200_TF32, nbytes / H200_BW)
+        gemms_per_layer = 3 if grad else 2  # fwd, (bwd_data,) wgrad
+        want_time += gemms_per_layer * count * per_gemm
+        want_bytes += gemms_per_layer * count * nbytes
+    assert sorted({g["key"].rsplit(".", 1)[0] for g in gemms}) == sorted(a[0] for a in arch)
+    assert len(gemms) == sum(3 if a[7] else 2 for a in arch)
+    assert r["bytes"] == want_bytes
+    assert r["time_s"] == pytest.approx(want_time, rel=1e-12)
+    assert r["time_s"] == pytest.approx(0.895e-3, rel=1e-3)  # the figure the docstring quotes
     im2col = sum(baselines.roofline_gemm("H200", g["m"], g["n"], g["k"], "tf32")["time_s"] * g["count"]
                  for g in gemms)
     assert im2col == pytest.approx(1.671e-3, rel=1e-3)

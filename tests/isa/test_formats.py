@@ -461,6 +461,24 @@ def test_unpack_limits_output_size():
         unpack(huge)
     small = struct.pack("<BBBBIII", Format.COO, 0, 0, 2, 40, 30, 0)
     assert unpack(small, max_elements=None).shape == (40, 30)
+    # the limit is inclusive: 40 * 30 = 1200 elements decode with max_elements=1200 ...
+    assert unpack(small, max_elements=1200).shape == (40, 30)
+    # ... and are refused with one element less
+    with pytest.raises(FormatError, match="max_elements=1199"):
+        unpack(small, max_elements=1199)
+
+
+def test_unpack_limit_counts_bcsr_padding():
+    # a 5 x 7 tile in 2 x 4 blocks: GR = ceil(5/2) = 3, GC = ceil(7/4) = 2, so the decoder
+    # materializes the zero-extended (3*2) x (2*4) = 6 x 8 = 48 elements, not 5 * 7 = 35
+    x = np.zeros((5, 7), np.float32)
+    x[4, 6] = 1.5  # lies in the last (edge) block
+    buf = pack(x, "bcsr2x4")
+    assert header(buf).count == 1
+    np.testing.assert_array_equal(unpack(buf, max_elements=48), x)
+    for limit in (47, 40, 35):  # 35 would do if only rows * cols counted
+        with pytest.raises(FormatError, match=f"max_elements={limit}"):
+            unpack(buf, max_elements=limit)
 
 
 def _mutations(rng: np.random.Generator, corpus: list[bytes], n: int):
@@ -514,15 +532,103 @@ def test_fuzz_only_format_error():
     assert 0 < accepted < n
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=96), st.sampled_from(range(7)))
-def test_fuzz_hypothesis_headers(body, fid):
-    buf = bytes([fid]) + body
-    try:
-        y = unpack(buf)
-    except FormatError:
-        return
-    assert pack(y, header(buf).format_spec) == buf
+def _consistent_header(fid: int, p0: int, p1: int, rows: int, cols: int, frac: float) -> bytes:
+    """A header that passes header validation: parameters, index_bytes and count chosen as
+    the module docstring requires (count: rows*cols for dense, the slot count for nm, any
+    value up to the element / block count otherwise, here ``frac`` of that maximum)."""
+    if fid == Format.NM:
+        n, m = 1 + p0 % 4, 4
+        spec, cols = FormatSpec(Format.NM, n=min(n, m), m=m), cols * 4
+    elif fid == Format.BCSR:
+        spec = FormatSpec(Format.BCSR, block_rows=1 + p0 % 3, block_cols=1 + p1 % 3)
+    else:
+        spec = FormatSpec(Format(fid))
+    ib = 0 if fid in (Format.DENSE, Format.BITMAP) else 1 if fid == Format.NM else 2
+    if fid == Format.DENSE:
+        count = rows * cols
+    elif fid == Format.NM:
+        count = rows * (cols // spec.m) * spec.n
+    elif fid == Format.BCSR:
+        count = int(frac * -(-rows // spec.block_rows) * -(-cols // spec.block_cols))
+    else:
+        count = int(frac * rows * cols)
+    return struct.pack("<BBBBIII", fid, *spec.params, ib, rows, cols, count)
+
+
+_EDITS = ["none", "flip", "byte", "word", "truncate", "extend", "header"]
+
+
+def test_fuzz_hypothesis_headers():
+    """Start from valid encodings of every format (or from a header consistent with the
+    format rules), edit them, and check that every buffer either decodes to a tile that
+    re-encodes to the same bytes or raises FormatError -- and that both outcomes occur, so
+    the round-trip assertion and the decoder's body checks are really reached."""
+    seen = {e: [0, 0] for e in _EDITS}  # edit -> [accepted, rejected]
+
+    @settings(max_examples=700, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(text=st.sampled_from(SPECS), rows=st.integers(0, 6), groups=st.integers(1, 4),
+           density=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 2**32 - 1),
+           edit=st.sampled_from(_EDITS), where=st.integers(0, 2**20), value=st.integers(0, 255),
+           fid=st.sampled_from(list(Format)))
+    def one(text, rows, groups, density, seed, edit, where, value, fid):
+        rng = np.random.default_rng(seed)
+        spec = FormatSpec.parse(text)
+        cols = groups * spec.m if spec.format == Format.NM else groups
+        good = pack(fit_to(make_tile(rng, rows, cols, density, True), text), spec)
+        if edit == "none":
+            buf = good
+        elif edit == "flip":
+            b = bytearray(good)
+            bit = where % (8 * len(b))
+            b[bit // 8] ^= 1 << (bit % 8)
+            buf = bytes(b)
+        elif edit == "byte":
+            b = bytearray(good)
+            b[where % len(b)] = value
+            buf = bytes(b)
+        elif edit == "word":  # an aligned word (a header field, pointer, index or value)
+            b = bytearray(good)
+            off = 4 * (where % (len(b) // 4))
+            w = int.from_bytes(b[off:off + 4], "little")
+            w = [0, 0x80000000, w + 1, w - 1, w + 0x10000, 0xFFFFFFFF][value % 6] % 2**32
+            b[off:off + 4] = w.to_bytes(4, "little")
+            buf = bytes(b)
+        elif edit == "truncate":
+            buf = good[:where % len(good)]
+        elif edit == "extend":
+            buf = good + bytes([value]) * (1 + where % 8)
+        else:
+            head = _consistent_header(int(fid), value, where % 256, rows, groups, density)
+            h = header(head)  # the constructed header itself is valid
+            # a dense body is any float32 bits; other bodies: a valid-length slab of
+            # random bytes, or zeros
+            body = rng.bytes(h.encoded_size - 16) if where % 2 else bytes(h.encoded_size - 16)
+            buf = head + body
+        try:
+            y = unpack(buf)
+        except FormatError:
+            seen[edit][1] += 1
+            if edit == "none":
+                raise
+            return
+        except Exception as e:  # pragma: no cover - the failure report
+            raise AssertionError(f"{type(e).__name__}: {e} for buffer {buf.hex()}") from e
+        seen[edit][0] += 1
+        assert y.shape == (header(buf).rows, header(buf).cols)
+        assert pack(y, header(buf).format_spec) == buf
+        if edit == "none":
+            assert pack(y, spec) == good
+
+    one()
+    # every unedited encoding decodes; a strict prefix or trailing bytes never do
+    assert seen["none"][0] > 0 and seen["none"][1] == 0
+    assert seen["truncate"][0] == 0 and seen["truncate"][1] > 0
+    assert seen["extend"][0] == 0 and seen["extend"][1] > 0
+    # edited bodies and constructed headers: some decode (so the round trip is checked on a
+    # changed buffer), some are refused by checks past the header
+    for edit in ("flip", "byte", "word", "header"):
+        assert seen[edit][0] > 0 and seen[edit][1] > 0, (edit, seen)
 
 
 # ------------------------------------------------------------------- large tiles

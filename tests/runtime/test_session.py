@@ -40,7 +40,11 @@ def test_mlp_training_step_matches_interpreter() -> None:
     assert rep.total_cycles > 0 and rep.energy_j > 0 and rep.seconds > 0
     assert {"forward", "backward_data", "wgrad_sddmm", "wgrad_dense", "optimizer",
             "other"} <= set(rep.by_kind)
-    assert rep.by_kind["wgrad_sddmm"]["effectual_macs"] > 0
+    # the sampled gw1 (acf-small skips zeros on both operands): per set mask[i, j], one MAC
+    # per batch row whose ReLU at unit i is live (h = x @ (w1 * mask)^T > 0; x has no zeros);
+    # derivation in tests/runtime/test_report_spans.py
+    live = (args["x"].astype(np.float64) @ (args["w1"] * mask).T.astype(np.float64) > 0).sum(axis=0)
+    assert rep.by_kind["wgrad_sddmm"]["effectual_macs"] == int(live @ mask.sum(axis=1))
     assert {"fc1", "fc2", "loss"} <= set(rep.by_layer)  # the ReLU ("act") runs fused in fc1/fc2
     assert rep.by_layer["fc1"]["energy_j"] > 0
     ops = rep.by_op.values()  # every op with instructions, with its name, kind and layer
