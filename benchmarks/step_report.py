@@ -10,8 +10,14 @@ and with random masks of density ``--density`` on every conv and linear weight, 
 
 * per GEMM (every conv forward / input gradient / weight gradient and the linear layer, as
   compiled, matched by layer, kind and order): realized speedup (its cycles in the dense
-  step / in the masked step, both on acf-base), ideal speedup (dense MACs / effectual MACs,
-  both measured) and the fraction of the ideal realized;
+  step / in the masked step, both on acf-base), ideal speedup (the dense step's effectual
+  MACs over the masked step's, both measured: the dense step already skips its ReLU and
+  padding zeros, so this is about 1 / weight density, not dense MACs over products of two
+  non-zeros as in the GEMM sweep) and the fraction of the ideal realized. Where the masked
+  step's plan takes the wide-K conv kernel and the dense step's does not (a stride-2 conv:
+  ``conv_wide`` computes about twice the output columns it keeps), the masked effectual MACs
+  include the discarded half and that GEMM's ideal comes out about halved (layer2.0.conv1
+  and layer4.0.conv1 forward: 5.1x where the others are ~10x);
 * per GEMM, its port floor: the bytes the masked GEMM moved through the memory ports, per
   direction, over the ports' bandwidth (one ``noc.link_bytes`` link per fabric row each way;
   DRAM's own rate where lower), and the speedup attainable with the GEMM at the larger of
@@ -23,8 +29,9 @@ and with random masks of density ``--density`` on every conv and linear weight, 
 * the masked step on each target against acf-base (time and energy), and what a mask
   update (every mask re-drawn at the same density) costs there, apart from the step;
 * the H200 step (``evaluation/anchors``: measured at batch 128, scaled per sample to this
-  batch), raw and normalized (iso-peak, iso-power, iso-area; energies scaled to the GPU's
-  node), with the anchor's provenance;
+  batch), raw and normalized (iso-peak at each GPU row's own dtype, iso-power, iso-area;
+  on-chip energies scaled to the GPU's node, DRAM energy as it is), with the anchor's
+  provenance and each row's caveat;
 * the same analysis on other fabrics (``--fabrics``: acf-wide, acf-base with four times the
   port and link width; acf-h200-iso, the H200's peak in bf16 MACs; or a variant written
   ``NAME+section.field=value``), each masked step against its own dense step, and the
@@ -50,7 +57,12 @@ def fabric_target(spec: str):
     co-design variant of a shipped target)."""
     from acf.isa.target import load_target
 
+    from acf.isa.target import TargetError
+
     name, *sets = spec.split("+")
+    bad = [s for s in sets if "=" not in s]
+    if bad:
+        raise TargetError(f"{bad[0]!r}: a variant's override is section.field=value")
     return load_target(name, dict(s.split("=", 1) for s in sets))
 
 
@@ -87,6 +99,8 @@ def _row(target: str, density: float, batch: int, width: int, queue) -> None:
     queue.put({"target": target, "density": density, "cycles": rep.total_cycles,
                "mask_update": update,
                "seconds": rep.seconds, "energy_j": rep.energy_j,
+               # the DRAM (HBM interface) part stays unscaled in the GPU comparison
+               "energy_dram_j": float(rep.emulator.energy_j.get("dram", 0.0)), "hardware": hw,
                "effectual_macs": rep.effectual_macs, "by_op": rep.by_op,
                "peak_macs_per_s": t.peak_macs_per_s, "area_mm2": hw["area_mm2"],
                "port_bytes_per_cycle": t.port_bytes_per_cycle,
@@ -104,13 +118,16 @@ def run_row(target: str, density: float, batch: int, width: int) -> dict:
 
 
 def gemms(row: dict) -> dict[tuple, dict]:
-    """The row's GEMM ops keyed (layer, kind, op, n-th such op of that layer and kind)."""
+    """The row's GEMM ops keyed (layer, kind, n-th GEMM of that layer and kind), in program
+    order. The op's name is no part of the key: a masked step may compute a GEMM with
+    another op than the dense step (the linear layer's weight gradient: ``matmul`` dense,
+    ``sddmm`` masked), and it must still be paired."""
     seen: Counter = Counter()
     out = {}
     for op in row["by_op"].values():
         if op["kind"] in GEMM_KINDS and op["effectual_macs"] > 0:
             kind = "wgrad" if op["kind"].startswith("wgrad") else op["kind"]
-            k = (op["layer"], kind, op["op"])
+            k = (op["layer"], kind)
             out[(*k, seen[k])] = op
             seen[k] += 1
     return out
@@ -135,7 +152,8 @@ def analyse(dense: dict, sparse: dict) -> dict:
             continue
         realized = d["span_cycles"] / max(s["span_cycles"], 1)
         ideal = d["effectual_macs"] / max(s["effectual_macs"], 1)
-        row = {"layer": key[0], "kind": key[1], "op": key[2], "dense_cycles": d["span_cycles"],
+        op = d["op"] if d["op"] == s["op"] else f"{d['op']} / {s['op']}"  # dense / masked
+        row = {"layer": key[0], "kind": key[1], "op": op, "dense_cycles": d["span_cycles"],
                "sparse_cycles": s["span_cycles"], "realized": realized, "ideal": ideal,
                "fraction_of_ideal": realized / ideal}
         floor = port_floor(s, sparse)
@@ -171,6 +189,18 @@ def versus_h200(acf: dict, batch: int) -> list[dict]:
                       f"energy {g['energy_scaling']}",
                       f"GPU step measured at batch 128, scaled x{batch / 128:g} per sample"]
     return rows
+
+
+def gpu_notes(gpu: list[dict]) -> list[str]:
+    """The notes under the H200 table: the first row's in full, then each other row's
+    iso-peak normalization (its own dtype's peak), and every row's caveat."""
+    out = list(gpu[0]["notes"]) if gpu else []
+    for g in gpu[1:]:
+        out.append(f"{g['gpu_row']}: {g['iso_peak']}")
+    for g in gpu:
+        if g.get("iso_peak_caveat"):
+            out.append(f"{g['gpu_row']}: {g['iso_peak_caveat']}")
+    return out
 
 
 def fabric_rows(rows: list[dict], batch: int) -> list[dict]:
@@ -246,7 +276,7 @@ def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
         prov = gpu[0]["provenance"]
         prov = (f"{prov.get('what', '')} (file {prov.get('anchor_file', '?')}, {prov.get('device', '')})"
                 if isinstance(prov, dict) else str(prov))
-        lines += [""] + [f"- {n}" for n in gpu[0]["notes"]] + [f"- H200 provenance: {prov}"]
+        lines += [""] + [f"- {n}" for n in gpu_notes(gpu)] + [f"- H200 provenance: {prov}"]
     if fabrics:
         lines += ["", "## Other fabrics: each masked step against its own dense step", "",
                   ("| fabric | peak TMAC/s | dense cycles | masked cycles | masked ms | speedup | "
@@ -298,9 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t for t in a.targets.split(",") if t]
     if "acf-base" not in targets:
         targets.insert(0, "acf-base")
+    fabrics = [f for f in a.fabrics.split(",") if f]
+    for spec in targets + fabrics:  # before the first step runs, not in its process
+        try:
+            fabric_target(spec)
+        except ValueError as exc:  # TargetError is one
+            ap.error(f"{spec}: {exc}")
     rows = [run_row("acf-base", 1.0, a.batch, a.width)]
     rows += [run_row(t, a.density, a.batch, a.width) for t in targets]
-    for f in (f for f in a.fabrics.split(",") if f):
+    for f in fabrics:
         rows += [{**run_row(f, d, a.batch, a.width), "fabric": True} for d in (1.0, a.density)]
     failed = [r for r in rows if "error" in r]
     for r in failed:
@@ -318,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "step_report.md").write_text(text)
         slim = [{k: v for k, v in r.items() if k != "by_op"} for r in rows]
         (out / "step_report.json").write_text(json.dumps({"rows": slim, **data}, indent=2) + "\n")
-    return 0
+    return 1 if failed else 0  # the report leaves the failed rows out
 
 
 if __name__ == "__main__":

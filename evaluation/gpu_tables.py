@@ -80,7 +80,9 @@ def _gpu_line(acf: dict[str, Any], step: dict[str, Any], dtype: str, per_sample:
     """One measured step against ACF under each normalization (iso-peak at ``dtype``'s peak)."""
     node = acf["tech_node_nm"]
     step = {**step, "time_s": step["time_s"] * per_sample, "energy_j": step["energy_j"] * per_sample}
-    dram_j = float(acf.get("energy_dram_j", 0.0))
+    # required: a row without it would have its DRAM energy scaled with the logic while the
+    # notes say it is not (the step report's rows lacked it: 37x instead of 6.4x)
+    dram_j = float(acf["energy_dram_j"])
     scaled = bl.scale_energy(acf["energy_j"], node, bl.GPUS["H200"].node_nm, dram_j)
     iso = bl.iso_peak_time(acf["seconds"], acf["peak_macs_per_s"], "H200", dtype)
     pw = bl.iso_power_time(acf["seconds"], acf["energy_j"], "H200", node, dram_j)

@@ -27,7 +27,8 @@ def fake_row(target: str, seconds: float, energy_j: float = 1.0, model: str = "t
             "status": "ok", "numeric_mode": hw["numeric_mode"], "tech_node_nm": hw["tech_node_nm"],
             "peak_macs_per_s": hw["peak_macs_per_s"], "area_mm2": hw["area_mm2"], "hardware": hw,
             "cycles": seconds * 1e9, "seconds": seconds, "energy_j": energy_j,
-            "energy_mac_arrays_j": energy_j, "utilization": 0.5, "ideal_speedup": 10.0,
+            "energy_mac_arrays_j": energy_j, "energy_dram_j": 0.0, "utilization": 0.5,
+            "ideal_speedup": 10.0,
             "noc_max_link_load": 0.1, "sampled": 1.0, "gemms": [gemm], "mask_update_seconds": 0.0}
 
 

@@ -99,3 +99,53 @@ def test_port_floor_caps_each_gemms_ideal_and_the_step_bound() -> None:
     # a row measured without port byte counts keeps the Amdahl analysis only
     old = analyse(row(1000, dense["by_op"].values()), row(900, sparse["by_op"].values()))
     assert "step_port_bound" not in old and "attainable" not in old["gemms"][0]
+
+
+def test_a_gemm_computed_by_another_op_when_masked_is_still_paired() -> None:
+    """The linear layer's weight gradient is a matmul in the dense step and an sddmm in the
+    masked one: it is one GEMM of the table, its op named both ways, not non-GEMM work."""
+    dense = row(1000, [op("graph.linear", "forward", "fc", 100, 1000),
+                       op("graph.matmul", "wgrad_dense", "fc", 200, 2000)])
+    sparse = row(400, [op("graph.linear", "forward", "fc", 50, 100),
+                       op("graph.sddmm", "wgrad_sddmm", "fc", 40, 200)])
+    a = analyse(dense, sparse)
+    wg = next(g for g in a["gemms"] if g["kind"] == "wgrad")
+    assert wg["op"] == "graph.matmul / graph.sddmm"
+    assert wg["realized"] == pytest.approx(5.0) and wg["ideal"] == pytest.approx(10.0)
+    # non-GEMM 1000 - 300 = 700; both GEMMs at their ideal (10x): 10 + 20
+    assert a["step_amdahl_bound"] == pytest.approx(1000 / 730)
+
+
+def test_the_h200_lines_leave_dram_energy_unscaled_and_state_each_rows_peak() -> None:
+    """The step's DRAM (HBM interface) energy is kept as it is and only the on-chip rest
+    scaled to the H200's node; each GPU row's notes name its own iso-peak dtype, and the
+    bf16-amp row its caveat (the H200's bf16-amp ResNet-18 step ran slower than TF32)."""
+    from acf.benchmarks.step_report import gpu_notes, versus_h200
+    from acf.evaluation import baselines
+    from acf.evaluation.runner import hardware_figures
+    from acf.isa.target import load_target
+
+    hw = hardware_figures(load_target("acf-base"))
+    acf = {"target": "acf-base", "seconds": 0.0125, "energy_j": 0.18, "energy_dram_j": 0.05,
+           "peak_macs_per_s": hw["peak_macs_per_s"], "area_mm2": hw["area_mm2"], "hardware": hw,
+           "tech_node_nm": 45, "numeric_mode": "fp32"}
+    tf32, bf16 = versus_h200(acf, 32)
+    factor = baselines.scale_energy(1.0, 45, baselines.GPUS["H200"].node_nm)["energy_j"]
+    assert 0.01 < factor < 0.2
+    assert tf32["acf_energy_j_scaled"] == pytest.approx(0.13 * factor + 0.05)
+    assert tf32["energy_reduction_scaled"] == pytest.approx(tf32["gpu_energy_j"] / (0.13 * factor + 0.05))
+    notes = gpu_notes([tf32, bf16])
+    assert any(n.startswith(bf16["gpu_row"]) and "bf16" in n for n in notes)
+    assert bf16["bf16_amp_not_faster_than_tf32"] is True
+    assert any(n == f"{bf16['gpu_row']}: {bf16['iso_peak_caveat']}" for n in notes)
+
+
+@pytest.mark.parametrize("spec", ["nosuch", "acf-base+cluster.bogus=3", "acf-base+cluster.lookahead"])
+def test_a_bad_target_or_fabric_is_refused_before_any_step_runs(spec, capsys) -> None:
+    from acf.benchmarks.step_report import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--targets", "acf-base", "--fabrics", spec])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {spec}:" in err and "Traceback" not in err
