@@ -24,23 +24,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pipeline", default="sparse-training",
                     help="graph-level passes before code generation (\"\": none)")
     args = ap.parse_args(argv)
+    for flag, value in (("--batch", args.batch), ("--width", args.width)):
+        if value < 1:
+            ap.error(f"{flag} must be at least 1, got {value}")
 
     from acf.compiler.codegen import CompileOptions, compile_module
+    from acf.compiler.diagnostics import IRError
     from acf.compiler.models.resnet_ir import resnet18_train_step
     from acf.compiler.parser import parse_module
     from acf.compiler.pass_manager import PassManager
-    from acf.isa.target import load_target
+    from acf.isa.target import TargetError, load_target
+
+    try:  # bad names fail here, before the (slow) IR generation and passes
+        target = load_target(args.target)
+    except TargetError as exc:
+        ap.error(f"--target: {exc}")
+    try:
+        pm = PassManager.from_text(args.pipeline) if args.pipeline else None
+    except IRError as exc:
+        ap.error(f"--pipeline: {str(exc).splitlines()[0].split('error: ', 1)[-1]}")
 
     t0 = time.perf_counter()
     text = resnet18_train_step(batch=args.batch, width=args.width)
     t1 = time.perf_counter()
     module = parse_module(text, "resnet18.acfir")
     t2 = time.perf_counter()
-    pm = PassManager.from_text(args.pipeline) if args.pipeline else None
     if pm is not None:
         pm.run(module)
     tp = time.perf_counter()
-    target = load_target(args.target)
     compiled = compile_module(module, target, CompileOptions())
     t3 = time.perf_counter()
     prog = compiled.program

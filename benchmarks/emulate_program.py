@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also profile one run and print the N costliest functions")
     args = ap.parse_args(argv)
+    for flag, value in (("--batch", args.batch), ("--width", args.width)):
+        if value < 1:
+            ap.error(f"{flag} must be at least 1, got {value}")
+    from acf.isa.target import TargetError, load_target
+
+    try:  # bad names fail here, before compiling
+        load_target(args.target)
+    except TargetError as exc:
+        ap.error(f"--target: {exc}")
 
     from acf.emulator import Emulator
 

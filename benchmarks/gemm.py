@@ -32,7 +32,7 @@ import numpy as np
 from acf.emulator.emulator import Emulator
 from acf.emulator.gemm import gemm_asm
 from acf.isa.asm import assemble
-from acf.isa.target import load_target
+from acf.isa.target import TargetError, load_target
 
 CASES = [(0.0, 0.0), (0.5, 0.0), (0.9, 0.0), (0.99, 0.0), (0.5, 0.5), (0.9, 0.5), (0.99, 0.5)]
 
@@ -108,6 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--interleave", action="store_true",
                     help="take each target's repeats round-robin over its cases")
     args = ap.parse_args(argv)
+    for flag, value in (("--size", args.size), ("--repeat", args.repeat)):
+        if value < 1:
+            ap.error(f"{flag} must be at least 1, got {value}")
+    for name in args.targets:  # bad names fail here, before any case runs
+        try:
+            load_target(name)
+        except TargetError as exc:
+            ap.error(f"--targets: {exc}")
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"{'target':10} {'W sp':>5} {'X sp':>5} {'sim cycles':>11} {'bind s':>8} {'emul. s':>8} "
           f"{'wall s':>8} {'cpu s':>8} {'sim MAC/s':>10} {'eff. MACs':>11} {'peak MB':>8} {'max err':>8}")

@@ -21,7 +21,7 @@ from acf.compiler.codegen import CompileOptions, compile_module
 from acf.compiler.codegen import placement as pl
 from acf.compiler.parser import parse_module
 from acf.compiler.sparse_encoding import format_to_encoding
-from acf.isa.target import load_target
+from acf.isa.target import TargetError, load_target
 
 CASES = ("uniform", "rows", "cols")
 
@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default="acf-base")
     ap.add_argument("--shape", type=int, nargs=3, default=(16, 576, 288), metavar=("M", "N", "K"))
     a = ap.parse_args(argv)
+    if min(a.shape) < 1:
+        ap.error(f"--shape must be three positive sizes M N K, got {' '.join(map(str, a.shape))}")
+    try:
+        load_target(a.target)
+    except TargetError as exc:
+        ap.error(f"--target: {exc}")
     print(f"{'case':9} {'rr cycles':>10} {'bal cycles':>10} {'cyc -%':>7} "
           f"{'rr maxlink':>11} {'bal maxlink':>11} {'link -%':>8}")
     for case in CASES:

@@ -21,7 +21,7 @@ from acf import emulator
 from acf.benchmarks.noc_placement import layer
 from acf.compiler.codegen import CompileOptions, compile_module
 from acf.compiler.parser import parse_module
-from acf.isa.target import load_target
+from acf.isa.target import TargetError, load_target
 
 #: (name, m, n, k)
 LAYERS = [
@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not 0.0 < args.density <= 1.0:
         ap.error(f"--density must be in (0, 1], got {args.density}")
-    target = load_target(args.target)
+    try:
+        target = load_target(args.target)
+    except TargetError as exc:
+        ap.error(f"--target: {exc}")
     print(f"{args.target}, weight density {args.density:g} (CSR), x dense")
     print(f"{'layer':42} {'mcast off':>11} {'mcast on':>11} {'gain':>6} {'DRAM MB off/on':>15} "
           f"{'dense w':>11} {'vs dense':>8} {'max err':>8}")

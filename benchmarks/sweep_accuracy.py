@@ -59,7 +59,8 @@ def _main(argv=None) -> int:
         raise AccuracyError(f"--jobs {a.jobs}: must be at least 0 (0: one per CPU)")
     jobs = a.jobs or os.cpu_count() or 1
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not a.report_only:  # --report-only reads rows; it makes no directory of its own
+        out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
     cmd = "python benchmarks/sweep_accuracy.py " + " ".join(  # the command that made the rows
         x for x in (argv if argv is not None else sys.argv[1:]) if x != "--report-only")
@@ -113,6 +114,8 @@ def _main(argv=None) -> int:
         rows = [r for r in rows if r.get("run_id") in current]
     else:  # the latest row of each configuration and seed
         rows = list({(r["key"], r["seed"]): r for r in rows}.values())
+        if not rows:  # before write_report makes anything in OUT
+            raise AccuracyError(f"--report-only: no rows to report in {rows_path}")
     summary = write_report(rows, out, target_fraction=a.target_fraction, command=cmd)
     write_csv(out, rows)  # the report's rows, one per line (curves stay in rows.jsonl)
     (out / "groups.json").write_text(json.dumps(summary, indent=1, sort_keys=True, default=str) + "\n")

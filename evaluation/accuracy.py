@@ -565,6 +565,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: Any, *, target_fraction: f
     accuracy-time-energy trade-off) of ``rows``; returns the summary as a dict."""
     from pathlib import Path
 
+    if not rows:
+        raise AccuracyError(f"no rows to report in {out_dir}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     time_to_target(rows, target_fraction)
