@@ -383,7 +383,10 @@ class Session:
         # the update takes the mask that the step's mask_apply applies while its param is
         # still dense, where that is exact: a sparse-encoded param's update without a mask
         # keeps the stored pattern, and grown connections (mask 1, weight 0) would not train
-        fold_update_masks(func)
+        # (verified first: the rewrite assumes well-typed IR)
+        if variant.formats:
+            verify_module(module)
+            fold_update_masks(func)
         apply_formats(module, func, dict(variant.formats))
         verify_module(module)
         if o.pipeline:
