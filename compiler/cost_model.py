@@ -221,6 +221,25 @@ def _pe_cycles(za: np.ndarray | None, zb: np.ndarray | None, m: int, n: int, k: 
     return np.broadcast_to(_window_sums(zb.T.astype(np.float32), d)[None, :], (m, n))  # type: ignore[union-attr]
 
 
+def _skipped_operands(target: Target, skip: str, a_mask, b_mask, a_density: float,
+                      b_density: float) -> tuple[float, float, np.ndarray | None, np.ndarray | None]:
+    """(pa, pb, za, zb) of an ``mm``/``sddmm``'s operands as the skip hardware sees them: the
+    density of each (its mask's, else the given one; 1 where its zeros are not skipped),
+    and the non-zero mask of each skipped operand given as a mask (None otherwise). An
+    empty mask (k = 0) has no density and takes the given one."""
+    sa, sb = _skips(target, skip)
+    pa = float(np.mean(np.asarray(a_mask) != 0)) if a_mask is not None and np.size(a_mask) else a_density
+    pb = float(np.mean(np.asarray(b_mask) != 0)) if b_mask is not None and np.size(b_mask) else b_density
+    za = (np.asarray(a_mask) != 0) if (a_mask is not None and sa) else None
+    zb = (np.asarray(b_mask) != 0) if (b_mask is not None and sb) else None
+    return (pa if sa else 1.0), (pb if sb else 1.0), za, zb
+
+
+def _all_ones_as_none(z: np.ndarray | None) -> np.ndarray | None:
+    """A mask with no zero counts as all ones (the closed forms' short cut)."""
+    return None if z is not None and z.all() else z
+
+
 def mm_cycles(target: Target, m: int, n: int, k: int, *, a_mask: np.ndarray | None = None,
               b_mask: np.ndarray | None = None, a_density: float = 1.0, b_density: float = 1.0,
               skip: str = "ab") -> float:
@@ -230,16 +249,14 @@ def mm_cycles(target: Target, m: int, n: int, k: int, *, a_mask: np.ndarray | No
     R, C, d, I, Fo = int(c.pe_rows), int(c.pe_cols), max(1, int(c.lookahead)), int(c.issue_cycles), int(c.fold_cycles)
     sa, sb = _skips(target, skip)
     folds = _cdiv(m, R) * _cdiv(n, C)
-    pa = float(np.mean(np.asarray(a_mask) != 0)) if a_mask is not None else a_density
-    pb = float(np.mean(np.asarray(b_mask) != 0)) if b_mask is not None else b_density
-    pa, pb = (pa if sa else 1.0), (pb if sb else 1.0)
+    pa, pb, za, zb = _skipped_operands(target, skip, a_mask, b_mask, a_density, b_density)
     if str(c.dataflow) == "systolic":
         return I + folds * (k + R + C - 2 + Fo)
     if str(c.dataflow) == "flexible":
         if a_mask is not None or b_mask is not None:
-            za = (np.asarray(a_mask) != 0) if (a_mask is not None and sa) else np.ones((m, k), bool)
-            zb = (np.asarray(b_mask) != 0) if (b_mask is not None and sb) else np.ones((k, n), bool)
-            eff = float(za.sum(axis=0) @ zb.sum(axis=1)) if (za.size and zb.size) else 0.0
+            ones_a = za if za is not None else np.ones((m, k), bool)
+            ones_b = zb if zb is not None else np.ones((k, n), bool)
+            eff = float(ones_a.sum(axis=0) @ ones_b.sum(axis=1)) if (ones_a.size and ones_b.size) else 0.0
             if a_mask is None and sa:
                 eff *= a_density
             if b_mask is None and sb:
@@ -252,12 +269,7 @@ def mm_cycles(target: Target, m: int, n: int, k: int, *, a_mask: np.ndarray | No
     exact_a = a_mask is not None or pa >= 1.0
     exact_b = b_mask is not None or pb >= 1.0
     if exact_a and exact_b:
-        za = (np.asarray(a_mask) != 0) if (a_mask is not None and sa) else None
-        zb = (np.asarray(b_mask) != 0) if (b_mask is not None and sb) else None
-        if za is not None and za.all():
-            za = None
-        if zb is not None and zb.all():
-            zb = None
+        za, zb = _all_ones_as_none(za), _all_ones_as_none(zb)
         if za is None and zb is None:
             return I + folds * (k + Fo)
         cij = _pe_cycles(za, zb, m, n, k, d)
@@ -287,17 +299,9 @@ def sddmm_cycles(target: Target, m: int, n: int, k: int, *, s_mask: np.ndarray |
         return I
     if str(c.dataflow) == "systolic":
         return mm_cycles(target, m, n, k, skip=skip)
-    sa, sb = _skips(target, skip)
-    # an empty mask (k = 0) has no density, and none is needed
-    has_a = a_mask is not None and np.size(a_mask) > 0
-    has_b = b_mask is not None and np.size(b_mask) > 0
-    pa = float(np.mean(np.asarray(a_mask) != 0)) if has_a else a_density
-    pb = float(np.mean(np.asarray(b_mask) != 0)) if has_b else b_density
-    pa, pb = (pa if sa else 1.0), (pb if sb else 1.0)
+    pa, pb, za, zb = _skipped_operands(target, skip, a_mask, b_mask, a_density, b_density)
     exact_a = a_mask is not None or pa >= 1.0
     exact_b = b_mask is not None or pb >= 1.0
-    za = (np.asarray(a_mask) != 0) if (a_mask is not None and sa) else None
-    zb = (np.asarray(b_mask) != 0) if (b_mask is not None and sb) else None
     if str(c.dataflow) == "flexible":
         if exact_a and exact_b and sample is not None:
             a = za.astype(np.float32) if za is not None else np.ones((m, k), np.float32)
@@ -310,10 +314,7 @@ def sddmm_cycles(target: Target, m: int, n: int, k: int, *, s_mask: np.ndarray |
     if k == 0:
         return I + chunks * Fo
     if exact_a and exact_b:
-        if za is not None and za.all():
-            za = None
-        if zb is not None and zb.all():
-            zb = None
+        za, zb = _all_ones_as_none(za), _all_ones_as_none(zb)
         if za is None and zb is None:
             return I + chunks * (k + Fo)
         if sample is not None:

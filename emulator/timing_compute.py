@@ -86,7 +86,7 @@ def _nonzero(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
 
 def _f32(*masks: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
     """Bool masks as float32 0/1 (the BLAS paths' operands); None stays None."""
-    return tuple(None if z is None else z.astype(np.float32) for z in masks)
+    return tuple(None if z is None else z.astype(np.float32, copy=False) for z in masks)
 
 
 def skip_masks(A: np.ndarray, B: np.ndarray, skip: str, cfg: ClusterTiming
