@@ -154,9 +154,9 @@ class RaceDetector:
         archive = self.archive if self.archive and (clock < self.archived).any() else None
         for acc in accesses:
             space, cl, lo, rows, rowbytes, pitch, write = acc
-            hi = lo + (rows - 1) * pitch + rowbytes if rows else lo  # Access.end
-            if hi <= lo:
+            if rows <= 0 or rowbytes <= 0:  # touches no byte (rows of nothing reach no row)
                 continue
+            hi = lo + (rows - 1) * pitch + rowbytes  # Access.end
             # DRAM and the global buffer are one memory for every cluster: an access's
             # cluster names its issuer, not its memory
             hkey = (space, cl if space in ("sp", "acc") else -1)
