@@ -46,7 +46,7 @@ HISTORY = ("records", "send_end")
 #: them only grows by appending (a pruning replaces a list by a new one, a barrier drops
 #: them all), and the archive grows with the program. A checkpoint keeps each list with
 #: its length, not a copy of its entries.
-RACE_LISTS = ("history", "archive")
+RACE_LISTS = ("history", "archive", "tiles", "tile_archive")
 #: Engine and state attributes that are caches of pure functions (a decoded tile is used
 #: only when its bytes match; bank cycles depend on addresses alone): shared, not copied.
 SHARED_CACHES = (("engine", "gather_cache"), ("engine", "bank_cache"), ("state", "decode_cache"))

@@ -84,14 +84,17 @@ STEP = st.tuples(st.integers(0, 3), accesses(), st.integers(0, 9), st.integers(0
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(STEP, min_size=1, max_size=40), st.sampled_from((1, 3, 7)), st.sampled_from((6, 10)))
-def test_detector_equals_brute_force(steps, prune_every: int, shift: int) -> None:
+@given(st.lists(STEP, min_size=1, max_size=40), st.sampled_from((1, 3, 7)), st.sampled_from((6, 10)),
+       st.sampled_from((2, 4, 6)))
+def test_detector_equals_brute_force(steps, prune_every: int, shift: int, col_shift: int) -> None:
     nq = 4
     with pytest.MonkeyPatch.context() as mp:
-        # prune often (idle queues send entries to the archive) and use small address
-        # buckets, so accesses span several and the history is cut up as on big programs
+        # prune often (idle queues send entries to the archive) and use small address and
+        # column buckets, so accesses span several and the history is cut up as on big
+        # programs
         mp.setattr(races, "_PRUNE_EVERY", prune_every)
         mp.setattr(races, "_SHIFT", {"sp": shift, "acc": shift, "dram": shift, "gb": shift})
+        mp.setattr(races, "_col_shift", lambda pitch: col_shift)
         mp.setattr(races, "_ARCHIVE_MIN", 2)
         fast, slow = RaceDetector(nq), BruteForce(nq)
         for index, (q, accs, wait, signal, barrier) in enumerate(steps):
@@ -108,3 +111,23 @@ def test_detector_equals_brute_force(steps, prune_every: int, shift: int) -> Non
             signals = (signal,) if signal < 4 else ()
             fast.end(clock, signals)
             slow.end(clock, signals)
+
+
+@pytest.mark.parametrize("col_shift", [2, 3, 6])
+def test_two_tiles_of_one_pitch_race_exactly_when_they_share_a_byte(col_shift: int) -> None:
+    """Every placement of a second tile against a first of the same pitch (either one
+    starting in a later column bucket, or a later address bucket, than the other)."""
+    pitch = 64
+    first = Access("dram", 0, 2 * pitch + 20, 3, 12, pitch, True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(races, "_SHIFT", {"sp": 7, "acc": 7, "dram": 7, "gb": 7})
+        mp.setattr(races, "_col_shift", lambda p: col_shift)
+        for row in range(6):
+            for col in range(0, pitch - 8):
+                for write in (False, True):
+                    second = Access("dram", 1, row * pitch + col, 2, 8, pitch, write)
+                    det = RaceDetector(2)
+                    clock, race = det.start(0, 0, (), [first])
+                    det.end(clock, ())
+                    _, race = det.start(1, 1, (), [second])
+                    assert (race is not None) == bool(_bytes(first) & _bytes(second)), (row, col)
