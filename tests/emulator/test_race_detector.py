@@ -123,7 +123,7 @@ def test_two_tiles_of_one_pitch_race_exactly_when_they_share_a_byte(col_shift: i
         mp.setattr(races, "_SHIFT", {"sp": 7, "acc": 7, "dram": 7, "gb": 7})
         mp.setattr(races, "_col_shift", lambda p: col_shift)
         for row in range(6):
-            for col in range(0, pitch - 8):
+            for col in range(pitch - 8):
                 for write in (False, True):
                     second = Access("dram", 1, row * pitch + col, 2, 8, pitch, write)
                     det = RaceDetector(2)
