@@ -31,7 +31,7 @@ from acf.emulator.state import State
 from acf.emulator.traps import EmulatorTrap, Where, label_of
 from acf.isa.program import Program, gc_paused
 from acf.isa.semantics import SEMANTICS, SemanticError, advance_loops
-from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS, token_name
+from acf.isa.spec import CLUSTER_UNITS, GLOBAL_UNITS, token_counter, token_name, unit_of
 
 RETIRE, START, REQUEST = 0, 1, 2
 MAX_LOOP_DEPTH = 4
@@ -85,7 +85,7 @@ class ProgramInfo:
                 self.kind[i] = _CTL_KIND.get(m, _OTHER)
                 continue
             self.kind[i] = _QUEUED
-            unit, cl = ins.unit, ins.cluster
+            unit, cl = unit_of(op, args), int(args.get("cl", 0))
             if unit in CLUSTER_UNITS and not 0 <= cl < ncl:
                 raise EmulatorTrap(f"cluster c{cl} does not exist ({ncl} clusters)", 0,
                                    Where(i, m, unit, cl, label_of(program.labels, i)), "out-of-bounds",
@@ -97,8 +97,10 @@ class ProgramInfo:
             if names is None:
                 names = mem_fields[m] = tuple(f.name for f in op.fields if f.kind.name == "mem")
             self.mem[i] = tuple((name, args[name].offset, args[name].areg) for name in names)
-            # token ids become counters (local ids scoped to the cluster, isa.spec.token_counter)
-            waits = ins.wait_counters
+            # token ids become counters (local ids scoped to the cluster, isa.spec.token_counter;
+            # Instruction.wait_counters and signal_counters, without finding the unit again)
+            owner = cl if unit in CLUSTER_UNITS else None
+            waits = tuple(token_counter(t, owner) for t in (args.get("wait0", 0), args.get("wait1", 0)) if t)
             if len(waits) == 2:
                 w0, w1 = waits
                 self.waits[i] = waits
@@ -106,7 +108,7 @@ class ProgramInfo:
             elif waits:
                 self.waits[i] = waits
                 self.need[i] = ((waits[0], 1),)
-            self.signals[i] = ins.signal_counters
+            self.signals[i] = tuple(token_counter(t, owner) for t in (args.get("sig0", 0), args.get("sig1", 0)) if t)
             self.semantic[i] = SEMANTICS.get(m)
         # nearest label at or before each index (ties: the smallest name), as acf.emulator.traps.label_of
         first: dict[int, str] = {}
@@ -212,7 +214,8 @@ class Engine(Durations):
         self.reconfig = int(target.noc.reconfig_cycles)
         self.gather_cache: dict[tuple, int] = {}  # on-chip gather bank cycles by addresses
         self.bank_cache: dict[tuple, int] = {}  # vector bank cycles by operand placement
-        self.info = ProgramInfo(program, self.ncl)
+        with gc_paused():  # a few tuples per instruction: see the first dispatch below
+            self.info = ProgramInfo(program, self.ncl)
         self.queues: list[deque] = [deque() for _ in range(self.nq)]
         self.busy = [False] * self.nq
         self.tokens: Counter = Counter()

@@ -24,16 +24,18 @@ from acf.isa.semantics import Access
 #: prunings cost less than the longer lists they leave (ResNet-18 b16 step: 24 s -> 20 s
 #: at 4096 instead of 256)
 _PRUNE_EVERY = 4096
-# History is bucketed by address region (16 KiB on chip, 256 KiB in DRAM and the global
-# buffer) and, inside a bucket, by queue in epoch order: a check skips every entry its
-# clock already orders in one bisection, and looks only at nearby addresses. A queue's
-# writes are also listed on their own: a read need only look at those. Tiles (strided rows
-# that do not wrap past a row of the grid their pitch draws over memory) are bucketed
-# further by pitch and column: the tiles of one tensor that other clusters store between
-# two barriers share address regions (a tile's rows span most of a tensor's rows) but not
-# columns, and comparing each store with all of them made the check quadratic (a
-# ResNet-18 step: 460 candidates per DRAM store, 19 % of the emulation time).
-_SHIFT = {"sp": 14, "acc": 14, "gb": 18, "dram": 18}
+# History is bucketed by address region (64 KiB on chip, 1 MiB in DRAM and the global
+# buffer: a ResNet-18 b32 step emulated in 17.1 s, against 19.5 s at 16 KiB and 256 KiB,
+# where an access spanned four buckets on average) and, inside a bucket, by queue in epoch
+# order: a check skips every entry its clock already orders in one bisection, and looks
+# only at nearby addresses. A queue's writes are also listed on their own: a read need
+# only look at those. Tiles (strided rows that do not wrap past a row of the grid their
+# pitch draws over memory) are bucketed further by pitch and column: the tiles of one
+# tensor that other clusters store between two barriers share address regions (a tile's
+# rows span most of a tensor's rows) but not columns, and comparing each store with all
+# of them made the check quadratic (a ResNet-18 step: 460 candidates per DRAM store, 19 %
+# of the emulation time).
+_SHIFT = {"sp": 16, "acc": 16, "gb": 20, "dram": 20}
 
 
 def _col_shift(pitch: int) -> int:
@@ -143,6 +145,10 @@ class RaceDetector:
         self.archive: dict[tuple[str, int], dict[int, dict[int, tuple[list, list]]]] = {}
         self.tile_archive: dict[tuple[str, int], dict[int, dict[int, dict[int, dict]]]] = {}
         self.archived = np.zeros(nqueues, np.int64)
+        # (space, cluster) -> queue -> the latest epoch of that queue's entries there: a
+        # check looks only at the queues whose entries its clock may not order (most
+        # accesses find one to three of them, or none)
+        self.latest: dict[tuple[str, int], dict[int, int]] = {}
         # archive list (by its path) -> its length after it was last cut to latest instances
         self._archive_cut: dict[tuple, int] = {}
         self._added = 0
@@ -165,7 +171,7 @@ class RaceDetector:
         self.Q[q] = clock
         self.active[q] = True
         race = None
-        history, tiles = self.history, self.tiles
+        history, tiles, item = self.history, self.tiles, clock.item
         behind = (self.archive or self.tile_archive) and (clock < self.archived).any()
         for acc in accesses:
             space, cl, lo, rows, rowbytes, pitch, write = acc
@@ -182,12 +188,18 @@ class RaceDetector:
             hkey = (space, cl if space in ("sp", "acc") else -1)
             sh = _SHIFT[space]
             k0, k1 = lo >> sh, ((hi - 1) >> sh) + 1
+            latest = self.latest.get(hkey)
+            if latest is None:
+                latest = self.latest[hkey] = {}
             if race is None:
-                race = self._check(history.get(hkey), tiles.get(hkey), k0, k1, sh, acc, lo, hi,
-                                   grid, q, clock, where)
-            if race is None and behind:
-                race = self._check(self.archive.get(hkey), self.tile_archive.get(hkey), k0, k1,
-                                   sh, acc, lo, hi, grid, q, clock, where)
+                unknown = [(pq, item(pq)) for pq, ep in latest.items() if pq != q and ep > item(pq)]
+                if unknown:
+                    race = self._check(history.get(hkey), tiles.get(hkey), k0, k1, sh, acc, lo,
+                                       hi, grid, unknown, clock, where)
+                    if race is None and behind:
+                        race = self._check(self.archive.get(hkey), self.tile_archive.get(hkey),
+                                           k0, k1, sh, acc, lo, hi, grid, unknown, clock, where)
+            latest[q] = epoch
             entry = (lo, hi, acc, q, epoch, where) + grid
             if grid:
                 buckets = tiles.get(hkey)
@@ -227,11 +239,11 @@ class RaceDetector:
 
     @staticmethod
     def _check(buckets: dict | None, tile_buckets: dict | None, k0: int, k1: int, sh: int,
-               acc: Access, lo: int, hi: int, grid: tuple, q: int, clock: np.ndarray,
-               where: Where | int) -> tuple | None:
-        """The first earlier entry of another queue that ``clock`` does not order and whose
-        bytes meet ``acc``'s (a read looks only at writes)."""
-        item = clock.item
+               acc: Access, lo: int, hi: int, grid: tuple, unknown: list[tuple[int, int]],
+               clock: np.ndarray, where: Where | int) -> tuple | None:
+        """The first earlier entry, of the ``unknown`` queues (each with what ``clock``
+        knows of it), that ``clock`` does not order and whose bytes meet ``acc``'s (a read
+        looks only at writes)."""
         which = 0 if acc.write else 1  # a read conflicts only with writes
         # An entry spanning several buckets is looked at in the first one the two share
         # (where an archive list was cut to latest instances, a later instance of the
@@ -241,11 +253,14 @@ class RaceDetector:
         for key in range(k0, k1):
             per_q = buckets.get(key) if buckets else None
             if per_q:
-                for pq, lists in per_q.items():
-                    lst = lists[which]
-                    if pq == q or not lst or lst[-1][4] <= item(pq):
+                for pq, known in unknown:
+                    lists = per_q.get(pq)
+                    if lists is None:
                         continue
-                    for entry in lst[bisect_right(lst, item(pq), key=_epoch):]:
+                    lst = lists[which]
+                    if not lst or lst[-1][4] <= known:
+                        continue
+                    for entry in lst[bisect_right(lst, known, key=_epoch):]:
                         plo = entry[0]
                         if plo >= hi or lo >= entry[1] or several and key != k0 and plo >> sh < key:
                             continue
@@ -263,11 +278,14 @@ class RaceDetector:
                         per_q = by_col.get(cb)
                         if not per_q:
                             continue
-                        for pq, lists in per_q.items():
-                            lst = lists[which]
-                            if pq == q or not lst or lst[-1][4] <= item(pq):
+                        for pq, known in unknown:
+                            lists = per_q.get(pq)
+                            if lists is None:
                                 continue
-                            for entry in lst[bisect_right(lst, item(pq), key=_epoch):]:
+                            lst = lists[which]
+                            if not lst or lst[-1][4] <= known:
+                                continue
+                            for entry in lst[bisect_right(lst, known, key=_epoch):]:
                                 if (several and key != k0 and entry[0] >> sh < key
                                         or cb != b0 and entry[9] >> cs < cb):
                                     continue
@@ -275,11 +293,14 @@ class RaceDetector:
                                     return (entry[5], where)
                     continue
                 for cb, per_q in by_col.items():  # each entry in its first column bucket
-                    for pq, lists in per_q.items():
-                        lst = lists[which]
-                        if pq == q or not lst or lst[-1][4] <= item(pq):
+                    for pq, known in unknown:
+                        lists = per_q.get(pq)
+                        if lists is None:
                             continue
-                        for entry in lst[bisect_right(lst, item(pq), key=_epoch):]:
+                        lst = lists[which]
+                        if not lst or lst[-1][4] <= known:
+                            continue
+                        for entry in lst[bisect_right(lst, known, key=_epoch):]:
                             plo = entry[0]
                             if (plo >= hi or lo >= entry[1] or entry[9] >> cs != cb
                                     or several and key != k0 and plo >> sh < key):
@@ -300,7 +321,7 @@ class RaceDetector:
         Every queue then knows every access so far (an entry's epoch is at most the column
         maximum), so no later check could report one: the history is dropped."""
         self.Q[:] = self.Q.max(axis=0)
-        for tree in (self.history, self.tiles, self.archive, self.tile_archive):
+        for tree in (self.history, self.tiles, self.archive, self.tile_archive, self.latest):
             tree.clear()
         self._archive_cut.clear()
 
