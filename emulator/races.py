@@ -253,19 +253,12 @@ class RaceDetector:
         for key in range(k0, k1):
             per_q = buckets.get(key) if buckets else None
             if per_q:
-                for pq, known in unknown:
-                    lists = per_q.get(pq)
-                    if lists is None:
+                for entry in _unordered(per_q, unknown, which):
+                    plo = entry[0]
+                    if plo >= hi or lo >= entry[1] or several and key != k0 and plo >> sh < key:
                         continue
-                    lst = lists[which]
-                    if not lst or lst[-1][4] <= known:
-                        continue
-                    for entry in lst[bisect_right(lst, known, key=_epoch):]:
-                        plo = entry[0]
-                        if plo >= hi or lo >= entry[1] or several and key != k0 and plo >> sh < key:
-                            continue
-                        if _meets(entry[2], acc):
-                            return (entry[5], where)
+                    if _meets(entry[2], acc):
+                        return (entry[5], where)
             by_pitch = tile_buckets.get(key) if tile_buckets else None
             if not by_pitch:
                 continue
@@ -278,35 +271,21 @@ class RaceDetector:
                         per_q = by_col.get(cb)
                         if not per_q:
                             continue
-                        for pq, known in unknown:
-                            lists = per_q.get(pq)
-                            if lists is None:
+                        for entry in _unordered(per_q, unknown, which):
+                            if (several and key != k0 and entry[0] >> sh < key
+                                    or cb != b0 and entry[9] >> cs < cb):
                                 continue
-                            lst = lists[which]
-                            if not lst or lst[-1][4] <= known:
-                                continue
-                            for entry in lst[bisect_right(lst, known, key=_epoch):]:
-                                if (several and key != k0 and entry[0] >> sh < key
-                                        or cb != b0 and entry[9] >> cs < cb):
-                                    continue
-                                if entry[7] < r1 and r0 < entry[8] and entry[9] < c1 and c0 < entry[10]:
-                                    return (entry[5], where)
+                            if entry[7] < r1 and r0 < entry[8] and entry[9] < c1 and c0 < entry[10]:
+                                return (entry[5], where)
                     continue
                 for cb, per_q in by_col.items():  # each entry in its first column bucket
-                    for pq, known in unknown:
-                        lists = per_q.get(pq)
-                        if lists is None:
+                    for entry in _unordered(per_q, unknown, which):
+                        plo = entry[0]
+                        if (plo >= hi or lo >= entry[1] or entry[9] >> cs != cb
+                                or several and key != k0 and plo >> sh < key):
                             continue
-                        lst = lists[which]
-                        if not lst or lst[-1][4] <= known:
-                            continue
-                        for entry in lst[bisect_right(lst, known, key=_epoch):]:
-                            plo = entry[0]
-                            if (plo >= hi or lo >= entry[1] or entry[9] >> cs != cb
-                                    or several and key != k0 and plo >> sh < key):
-                                continue
-                            if _meets(entry[2], acc):
-                                return (entry[5], where)
+                        if _meets(entry[2], acc):
+                            return (entry[5], where)
         return None
 
     def end(self, clock: np.ndarray, signals: tuple[int, ...], send_key: tuple | None = None) -> None:
@@ -391,6 +370,19 @@ class RaceDetector:
         if len(lists[0]) > 2 * self._archive_cut.get(where, _ARCHIVE_MIN):
             per_q[pq] = cut = (_latest_instances(lists[0]), _latest_instances(lists[1]))
             self._archive_cut[where] = len(cut[0])
+
+
+def _unordered(per_q: dict, unknown: list[tuple[int, int]], which: int) -> list[tuple]:
+    """A bucket's entries (``which``: 0 every one, 1 the writes) of the ``unknown`` queues
+    that their clock, what it knows of each, does not order."""
+    out: list[tuple] = []
+    for pq, known in unknown:
+        lists = per_q.get(pq)
+        if lists is not None:
+            lst = lists[which]
+            if lst and lst[-1][4] > known:
+                out += lst[bisect_right(lst, known, key=_epoch):]
+    return out
 
 
 def _append(per_q: dict, q: int, entry: tuple, write: bool) -> None:
