@@ -195,20 +195,28 @@ def test_a_checkpoint_costs_the_same_late_as_early() -> None:
     assert cost[1] < cost[0] * 2, cost  # it was 11 times as much here
 
 
-def test_a_restore_rebuilds_records_and_race_history_exactly() -> None:
+#: VLOOP on 4 x 8 tiles of 16-element rows: the race detector keeps them as tiles
+VLOOP_TILES = VLOOP.replace("rows=1, cols=32", "rows=4, cols=8, pitch=16")
+
+
+@pytest.mark.parametrize("text", [VLOOP, VLOOP_TILES])
+def test_a_restore_rebuilds_records_and_race_history_exactly(text: str) -> None:
     """What a checkpoint keeps by length (records, ends of sends, the race detector's
     access lists) reads back as a straight run to the same position has it."""
-    prog = assemble(VLOOP.format(n=2500), "vloop.s")
+    prog = assemble(text.format(n=2500), "vloop.s")
 
     def state(m: Machine) -> tuple:
         eng = m.engine
+        races = eng.races
         return ([(r.index, r.start, r.end) for r in eng.records], dict(eng.send_end),
-                eng.races.history, eng.races.archive, m.digest())
+                races.history, races.archive, races.tiles, races.tile_archive, races.latest,
+                m.digest())
 
     m = Machine(prog, "acf-small", checkpoint_every=97)
     while m.advance() is not None:
         pass
     end, at_end = m.pos, state(m)
+    assert bool(m.engine.races.tiles or m.engine.races.tile_archive) == (text is VLOOP_TILES)
     for pos in (end // 2, 5, end - 3, end // 3):
         m.goto(pos)
         straight = Machine(prog, "acf-small", checkpoint_every=10**9)
