@@ -3,12 +3,15 @@ without 50 % activation sparsity, on acf-base and tpu-like.
 
     python -m acf.benchmarks.gemm   (or: python benchmarks/gemm.py [--size 512] [--repeat 3])
 
-Prints simulated cycles; wall seconds of input binding (``Emulator(...)``: packing the
-inputs into simulated memory, CSR tiles for a sparse W) and of emulation (``.run()``: the
-program, reading the outputs back and the report), each the best of ``--repeat`` after one
-warm-up run (``--interleave``: the repeats taken round-robin over a target's cases, so each
-run follows one on other data), and their sum; simulated MAC/s (dense MACs / total wall seconds); process CPU
-seconds of binding + emulation (all threads; steadier on a shared machine); and peak memory:
+A sparse W runs stored as CSR tiles (``--w-formats``: and/or ``dense``, the same zeros in
+a dense tile: the PEs skip them alike, the codec is idle). Prints simulated cycles; wall
+seconds of input binding (``Emulator(...)``: packing the inputs into simulated memory,
+encoding a CSR W's tiles) and of emulation (``.run()``: the program, reading the outputs
+back and the report), each the best of ``--repeat`` after one warm-up run
+(``--interleave``: the repeats taken round-robin over a target's cases, so each run
+follows one on other data), their sum and its ratio to the dense case's; simulated MAC/s
+(dense MACs / total wall seconds); process CPU seconds of binding + emulation (all
+threads; steadier on a shared machine); and peak memory:
 the tracemalloc peak of one run and the process's maximum resident set size.
 
 OpenBLAS runs single-threaded here (``OPENBLAS_NUM_THREADS=1`` unless already set): the
@@ -46,13 +49,15 @@ def _operands(n: int, w_sp: float, x_sp: float, seed: int = 0) -> tuple[np.ndarr
     return W, X
 
 
-def _setup(target_name: str, n: int, w_sp: float, x_sp: float) -> dict:
+def _setup(target_name: str, n: int, w_sp: float, x_sp: float, w_fmt: str = "csr") -> dict:
     t = load_target(target_name)
-    prog = assemble(gemm_asm(t, n, n, n, w_fmt="csr" if w_sp else "dense"))
+    w_fmt = w_fmt if w_sp else "dense"
+    prog = assemble(gemm_asm(t, n, n, n, w_fmt=w_fmt))
     W, X = _operands(n, w_sp, x_sp)
     inputs = {"W": W, "X": X}
     res = Emulator(prog, t, inputs).run()  # warm-up (and the result we check)
-    return {"target": target_name, "w_sparsity": w_sp, "x_sparsity": x_sp, "t": t, "prog": prog,
+    return {"target": target_name, "w_sparsity": w_sp, "x_sparsity": x_sp, "w_fmt": w_fmt,
+            "t": t, "prog": prog,
             "inputs": inputs, "res": res, "err": float(np.abs(res.outputs["Y"] - W @ X).max()),
             "bind_s": float("inf"), "emulate_s": float("inf"), "cpu_s": float("inf")}
 
@@ -76,24 +81,32 @@ def _row(case: dict, n: int) -> dict:
     tracemalloc.stop()
     res, wall = case["res"], case["bind_s"] + case["emulate_s"]
     return {"target": case["target"], "w_sparsity": case["w_sparsity"],
-            "x_sparsity": case["x_sparsity"], "cycles": res.report.total_cycles,
+            "x_sparsity": case["x_sparsity"], "w_fmt": case["w_fmt"],
+            "cycles": res.report.total_cycles,
             "bind_s": case["bind_s"], "emulate_s": case["emulate_s"], "wall_s": wall,
             "cpu_s": case["cpu_s"], "mac_per_s": n ** 3 / wall,
             "effectual_macs": res.report.macs_effectual_count, "peak_mb": peak / 2 ** 20,
             "max_err": case["err"]}
 
 
-def bench(target_name: str, n: int, w_sp: float, x_sp: float, repeat: int) -> dict:
-    case = _setup(target_name, n, w_sp, x_sp)
+def _cases(w_formats: list[str]) -> list[tuple[float, float, str]]:
+    """(W sparsity, X sparsity, W format): the dense case once, each sparse one per format."""
+    return [(w, x, f) for w, x in CASES for f in (w_formats if w else ["dense"])]
+
+
+def bench(target_name: str, n: int, w_sp: float, x_sp: float, repeat: int,
+          w_fmt: str = "csr") -> dict:
+    case = _setup(target_name, n, w_sp, x_sp, w_fmt)
     for _ in range(repeat):
         _time_once(case)
     return _row(case, n)
 
 
-def bench_interleaved(target_name: str, n: int, repeat: int) -> list[dict]:
+def bench_interleaved(target_name: str, n: int, repeat: int,
+                      w_formats: tuple[str, ...] = ("csr",)) -> list[dict]:
     """Every case of a target, its repeats taken round-robin: each run follows a run of
     another case on other data (as in a sweep), so no run finds its data in the caches."""
-    cases = [_setup(target_name, n, w_sp, x_sp) for w_sp, x_sp in CASES]
+    cases = [_setup(target_name, n, w_sp, x_sp, f) for w_sp, x_sp, f in _cases(list(w_formats))]
     for _ in range(repeat):
         for case in cases:
             _time_once(case)
@@ -107,7 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--targets", nargs="*", default=["acf-base", "tpu-like"])
     ap.add_argument("--interleave", action="store_true",
                     help="take each target's repeats round-robin over its cases")
+    ap.add_argument("--w-formats", default="csr",
+                    help="comma-separated storage of a sparse W: csr and/or dense")
     args = ap.parse_args(argv)
+    w_formats = [f.strip() for f in args.w_formats.split(",") if f.strip()]
+    bad = [f for f in w_formats if f not in ("csr", "dense")]
+    if bad or not w_formats:
+        ap.error(f"--w-formats: csr and/or dense, got {args.w_formats!r}")
     for flag, value in (("--size", args.size), ("--repeat", args.repeat)):
         if value < 1:
             ap.error(f"{flag} must be at least 1, got {value}")
@@ -117,16 +136,19 @@ def main(argv: list[str] | None = None) -> None:
         except TargetError as exc:
             ap.error(f"--targets: {exc}")
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
-    print(f"{'target':10} {'W sp':>5} {'X sp':>5} {'sim cycles':>11} {'bind s':>8} {'emul. s':>8} "
-          f"{'wall s':>8} {'cpu s':>8} {'sim MAC/s':>10} {'eff. MACs':>11} {'peak MB':>8} {'max err':>8}")
+    print(f"{'target':10} {'W sp':>5} {'X sp':>5} {'W fmt':>5} {'sim cycles':>11} {'bind s':>8} "
+          f"{'emul. s':>8} {'wall s':>8} {'vs dense':>8} {'cpu s':>8} {'sim MAC/s':>10} "
+          f"{'eff. MACs':>11} {'peak MB':>8} {'max err':>8}")
     for name in args.targets:
-        rows = (bench_interleaved(name, args.size, args.repeat) if args.interleave else
-                (bench(name, args.size, w, x, args.repeat) for w, x in CASES))
+        rows = (bench_interleaved(name, args.size, args.repeat, tuple(w_formats)) if args.interleave
+                else [bench(name, args.size, w, x, args.repeat, f) for w, x, f in _cases(w_formats)])
+        dense_wall = rows[0]["wall_s"]  # the first case is the dense one
         for r in rows:
             w_sp, x_sp = r["w_sparsity"], r["x_sparsity"]
-            print(f"{r['target']:10} {w_sp:5.2f} {x_sp:5.2f} {r['cycles']:11,d} {r['bind_s']:8.4f} "
-                  f"{r['emulate_s']:8.4f} {r['wall_s']:8.4f} {r['cpu_s']:8.4f} "
-                  f"{r['mac_per_s']:10.3g} {r['effectual_macs']:11,d} {r['peak_mb']:8.1f} {r['max_err']:8.1e}")
+            print(f"{r['target']:10} {w_sp:5.2f} {x_sp:5.2f} {r['w_fmt']:>5} {r['cycles']:11,d} "
+                  f"{r['bind_s']:8.4f} {r['emulate_s']:8.4f} {r['wall_s']:8.4f} "
+                  f"{r['wall_s'] / dense_wall:8.3f} {r['cpu_s']:8.4f} {r['mac_per_s']:10.3g} "
+                  f"{r['effectual_macs']:11,d} {r['peak_mb']:8.1f} {r['max_err']:8.1e}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process max RSS: {rss:.0f} MB")
 

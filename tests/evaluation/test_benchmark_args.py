@@ -14,6 +14,7 @@ CASES = [
     ("gemm", ["--size", "0"], "--size must be at least 1, got 0"),
     ("gemm", ["--repeat", "0"], "--repeat must be at least 1, got 0"),
     ("gemm", ["--targets", "acf-base", BAD_TARGET], f"unknown target '{BAD_TARGET}'"),
+    ("gemm", ["--w-formats", "bitmap"], "--w-formats: csr and/or dense, got 'bitmap'"),
     ("sparse_linear", ["--target", BAD_TARGET], f"unknown target '{BAD_TARGET}'"),
     ("noc_placement", ["--shape", "16", "-5", "288"], "got 16 -5 288"),
     ("noc_placement", ["--shape", "0", "576", "288"], "got 0 576 288"),
