@@ -263,7 +263,8 @@ def report(rows: list[dict], batch: int, density: float) -> tuple[str, dict]:
                      f"{r['energy_j'] / acf['energy_j']:.2f}x | {upd} |")
     lines += ["", ("Mask update: every mask re-drawn at the same density (as SET does), each "
                    "weight brought to its new mask in its storage format (compressed ones "
-                   "re-encoded with their masks); emulated apart from the step "
+                   "re-encoded with their masks) and its momentum zeroed where a connection "
+                   "grows, in the momentum's storage format; emulated apart from the step "
                    "(`Session.cost_mask_update`).")]
     if gpu:
         lines += ["", "| vs H200 | GPU ms | GPU mJ | raw | iso-peak | iso-power | iso-area | energy red. (scaled) |",

@@ -20,7 +20,9 @@ variant is compiled once (recorded in ``report.respecialized``).
 
 A mask that differs from the previous step's is also costed: the session emulates a small
 mask-update program (each changed weight brought to its new mask in the format it was
-stored in, and written in its new format when the new mask's density re-specializes it),
+stored in, and written in its new format when the new mask's density re-specializes it;
+its optimizer state, as the previous step left it, zeroed where the mask grows a
+connection),
 compiled once per set of changed weights and logged in ``compile_log`` (``reason``
 ``"mask-update"``; ``compile_count`` counts the step programs only), and reports it in
 ``report.mask_update``, apart from the step; :meth:`Session.cost_mask_update` gives the
@@ -215,14 +217,23 @@ class LoadedStep:
         # param -> its optimizer-state arguments (momentum; Adam's moments): zeroed with the
         # weight where a new mask turns a connection active
         self.state_args: dict[str, list[str]] = {p: [] for p in self.masks_of}
+        # a state argument -> the position of its updated value among the results (a mask
+        # update zeroes that value where the new mask grows a connection)
+        self.state_results: dict[str, int] = {}
+        returned = list(func.return_op.operands) if func.return_op else []
         for op in func.body.walk():
             if op.name not in OPTIMIZERS or op.operands[0].defining_op is not None:
                 continue
             param = _argument_name(op.operands[0])
             n_state = 1 if op.name == "graph.sgd_update" else 2
             if param in self.state_args:
-                self.state_args[param] += [_argument_name(v) for v in op.operands[2:2 + n_state]
-                                           if v.defining_op is None]
+                for j, v in enumerate(op.operands[2:2 + n_state]):
+                    if v.defining_op is None:
+                        self.state_args[param].append(_argument_name(v))
+                        new = op.results[1 + j]
+                        if any(r is new for r in returned):
+                            self.state_results[_argument_name(v)] = next(
+                                i for i, r in enumerate(returned) if r is new)
         # dropout keep-mask argument -> drop probability (drawn each step unless given)
         self.dropout = {n: float(attrs["dropout"])  # type: ignore[arg-type]
                         for n, attrs in zip(self.arg_names, func.body.arg_attributes)
@@ -250,6 +261,9 @@ class LoadedStep:
         self.state_formats: dict[str, str] = {}      # dense-stored param -> its state's format
         self.last_masks: dict[str, np.ndarray] = {}  # the masks the previous step ran with
         self.last_weights: dict[str, np.ndarray] = {}  # its masked weights, as stored
+        # the optimizer state it left (momentum; Adam's moments), with the formats its
+        # program stored them in
+        self.last_states: dict[str, tuple[np.ndarray, str]] = {}
         self.step = 0
 
     def _arg_list(self) -> str:
@@ -257,7 +271,7 @@ class LoadedStep:
 
     # what a step changes; restored when it fails, so a failed step leaves no trace
     _STEP_STATE = ("state", "masks", "densities", "bands", "formats", "state_formats",
-                   "last_masks", "last_weights")
+                   "last_masks", "last_weights", "last_states")
 
     def snapshot(self) -> dict[str, Any]:
         # the values are arrays and strings a step replaces, never mutates: copy the dicts
@@ -628,6 +642,9 @@ class Session:
         ) if stored else {}
         loaded.last_masks = {p: m.copy() for p, m in loaded.masks.items()}
         loaded.last_weights = {p: args[p] for p in loaded.masks_of if p in args}
+        symbols = compiled.program.symbols
+        loaded.last_states = {a: (np.asarray(values[i], np.float32), symbols[a].fmt)
+                              for a, i in loaded.state_results.items() if a in symbols}
         rep.compiled = self.compile_count > before
         rep.densities = dict(loaded.densities)
         rep.formats = {p: loaded.formats.get(p, loaded.ir_formats[p]) for p in loaded.masks_of}
@@ -682,6 +699,10 @@ class Session:
         (stored format, new format)}``; a weight whose new mask moves it to another format
         (a re-specialization) is written in the new one, its mask encoded in it: the
         conversion is part of the mask update (``converted``: ``{param: [from, to]}``).
+        Its optimizer state (momentum; Adam's moments: what the previous step left, in the
+        format its program stored it in) is zeroed where the new mask grows a connection,
+        each read and written back in that format (a state that a re-specialization stores
+        in another format next is not charged the conversion).
         The session applies the same masks to the values it binds, so the step computes on
         them either way; this is what the fabric would spend doing it."""
         names = sorted(stored)
@@ -689,10 +710,15 @@ class Session:
         inputs = []
         weights = []
         for p in names:
-            inputs += [stored[p], (masks or loaded.masks)[p]]
+            new = (masks or loaded.masks)[p]
+            inputs += [stored[p], new]
             now = self._format_of(loaded, p)
+            states = [loaded.last_states[a] for a in loaded.state_args[p] if a in loaded.last_states]
+            if states:  # kept: off where the new mask turns a connection on
+                old = loaded.last_masks[p]
+                inputs += [v for v, _ in states] + [1 - ((new != 0) & (old == 0)).astype(np.float32)]
             weights.append((tuple(loaded.arg_types[p].shape),  # type: ignore[union-attr]
-                            *formats.get(p, (now, now))))
+                            *formats.get(p, (now, now)), tuple(f for _, f in states)))
         text = mask_update_ir(weights)
         key = ("mask-update", hashlib.sha256(text.encode()).hexdigest()[:16], self.target.config_hash(),
                str(self.options.tile))
@@ -708,7 +734,7 @@ class Session:
         rep = result.report
         out = {"params": names, "cycles": int(rep.total_cycles), "seconds": float(rep.time_s),
                "energy_j": float(rep.energy_total_j)}
-        converted = {p: [old, new] for p, (_, old, new) in zip(names, weights) if old != new}
+        converted = {p: [old, new] for p, (_, old, new, _) in zip(names, weights) if old != new}
         if converted:
             out["converted"] = converted
         return out
@@ -772,19 +798,25 @@ class Session:
         return out, changes
 
 
-def mask_update_ir(weights: Sequence[tuple[tuple[int, ...], str] | tuple[tuple[int, ...], str, str]]
+def mask_update_ir(weights: Sequence[tuple[tuple[int, ...], str]
+                                     | tuple[tuple[int, ...], str, str]
+                                     | tuple[tuple[int, ...], str, str, tuple[str, ...]]]
                    ) -> str:
-    """IR of a mask update: each weight (shape, storage format[, new storage format]),
-    argument ``%wI`` with its new 0/1 mask ``%mI`` after it, brought to the mask
-    (``graph.mask_apply``: a compressed one decoded and re-encoded with the new pattern) and
-    written in its new format (by default its storage format: a conversion rides on the
-    same pass), and a compressed weight's mask encoded anew, in the new format, beside it.
+    """IR of a mask update: each weight (shape, storage format[, new storage format[,
+    its optimizer state's storage formats]]), argument ``%wI`` with its new 0/1 mask ``%mI``
+    after it, brought to the mask (``graph.mask_apply``: a compressed one decoded and
+    re-encoded with the new pattern) and written in its new format (by default its storage
+    format: a conversion rides on the same pass), and a compressed weight's mask encoded
+    anew, in the new format, beside it. Each optimizer-state tensor (``%sI_J``, after the
+    mask; then ``%kI``, 0 where the new mask grows a connection) is zeroed where ``%kI`` is
+    0 and written back in its format.
 
     An N:M weight's mask comes in N:M-encoded: only a mask that is N:M makes the masked
     weight N:M (the verifier's rule), and it is then already stored as the weight needs it."""
     sig, ops, rets = [], [], []
     for i, (shape, fmt, *rest) in enumerate(weights):
         new = rest[0] if rest else fmt
+        states = rest[1] if len(rest) > 1 else ()
         tw, tn = (TensorType(shape, "f32", format_to_encoding(f)) for f in (fmt, new))
         tm = TensorType(shape, "f32", format_to_encoding(new)) if _is_nm(new) else TensorType(shape)
         sig += [f"%w{i}: {tw}", f"%m{i}: {tm}"]
@@ -793,6 +825,14 @@ def mask_update_ir(weights: Sequence[tuple[tuple[int, ...], str] | tuple[tuple[i
         if new != "dense" and not _is_nm(new):
             ops.append(f"  %e{i} = graph.mask_apply %m{i}, %m{i} : {tm}, {tm} -> {tn}")
             rets.append((f"%e{i}", tn))
+        if states:
+            tk = TensorType(shape)
+            for j, sf in enumerate(states):
+                ts = TensorType(shape, "f32", format_to_encoding(sf))
+                sig.append(f"%s{i}_{j}: {ts}")
+                ops.append(f"  %z{i}_{j} = graph.mask_apply %s{i}_{j}, %k{i} : {ts}, {tk} -> {ts}")
+                rets.append((f"%z{i}_{j}", ts))
+            sig.append(f"%k{i}: {tk}")
     types = ", ".join(str(t) for _, t in rets)
     return (f"graph.func @mask_update({', '.join(sig)}) -> ({types}) {{\n" + "\n".join(ops)
             + f"\n  graph.return {', '.join(v for v, _ in rets)} : {types}\n}}\n")

@@ -127,3 +127,36 @@ def test_a_verified_format_change_is_foreseen_too() -> None:
     rep = sess.run_step({"x": args["x"], "labels": args["labels"]}).report
     assert [(e["from"], e["to"]) for e in rep.respecialized] == [("dense", "csr")]
     assert rep.mask_update == asked and asked["converted"] == {"w1": ["dense", "csr"]}
+
+
+def test_the_optimizer_state_is_zeroed_where_a_connection_grows() -> None:
+    """A mask update also brings each changed weight's optimizer state (the momentum the
+    previous step left, in the format its program stored it in) to the new mask: zeroed
+    where the mask grows a connection, kept elsewhere. The fabric's work for it is charged:
+    the same update without the state costs fewer cycles."""
+    sess = Session("acf-base", SessionOptions(formats="auto", verify=False))
+    sess.load(CONV_LINEAR)
+    mw, mv = _conv_masks(0.1, 0)
+    _step(sess, mw, mv)
+    loaded = sess._get(None)
+    momentum, fmt = loaded.last_states["bv"]
+    assert set(loaded.last_states) == {"bw", "bv"} and fmt == loaded.formats["v"] == "csr"
+    _, mv2 = _conv_masks(0.1, 5)
+    asked = sess.cost_mask_update({"w": mw, "v": mv2})
+    assert asked["params"] == ["v"]
+
+    text = mask_update_ir([((16, 32), "csr", "csr", (fmt,))])
+    assert "graph.mask_apply %s0_0, %k0" in text
+    program = compile_module(parse_module(text), sess.target)
+    stored = conv_linear_args()["v"] * mv
+    keep = 1 - ((mv2 != 0) & (mv == 0)).astype(np.float32)
+    res = emulator.run(program.program, sess.target, program.bind([stored, mv2, momentum, keep]))
+    assert res.report.total_cycles == asked["cycles"]
+    zeroed = res.outputs[program.outputs[-1]]
+    grown = (mv2 != 0) & (mv == 0)
+    assert grown.any() and not zeroed[grown].any()
+    np.testing.assert_array_equal(zeroed[~grown], momentum[~grown])
+    alone = compile_module(parse_module(mask_update_ir([((16, 32), "csr", "csr")])), sess.target)
+    without = emulator.run(alone.program, sess.target, alone.bind([stored, mv2])).report
+    assert without.total_cycles < asked["cycles"]
+    assert _step(sess, mw, mv2).mask_update == asked
