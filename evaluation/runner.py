@@ -252,7 +252,9 @@ def mask_update_cost(g: Gemm, fmt: str, target, kind: str, rng: np.random.Genera
     """The fabric's cost of bringing one layer's stored weight (``g``'s, ``n x k``, stored as
     ``fmt``) to a new mask, as the runtime emulates it (``Session.cost_mask_update``): the
     weight read, masked and written back (a compressed one decoded and re-encoded with its
-    new pattern) and, when compressed, its mask encoded anew. The first
+    new pattern) and, when compressed, its mask encoded anew. A sweep point is the layer's
+    GEMMs alone, with no optimizer state: the runtime's update also zeroes a weight's
+    momentum where a connection grows, which this leaves out. The first
     :data:`MASK_UPDATE_ROWS` rows are emulated and the totals scaled to all ``n``."""
     from acf import emulator
     from acf.compiler.codegen import compile_module
