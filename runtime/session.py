@@ -220,7 +220,7 @@ class LoadedStep:
         # a state argument -> the position of its updated value among the results (a mask
         # update zeroes that value where the new mask grows a connection)
         self.state_results: dict[str, int] = {}
-        returned = list(func.return_op.operands) if func.return_op else []
+        position = {id(v): i for i, v in enumerate(func.return_op.operands if func.return_op else [])}
         for op in func.body.walk():
             if op.name not in OPTIMIZERS or op.operands[0].defining_op is not None:
                 continue
@@ -230,10 +230,8 @@ class LoadedStep:
                 for j, v in enumerate(op.operands[2:2 + n_state]):
                     if v.defining_op is None:
                         self.state_args[param].append(_argument_name(v))
-                        new = op.results[1 + j]
-                        if any(r is new for r in returned):
-                            self.state_results[_argument_name(v)] = next(
-                                i for i, r in enumerate(returned) if r is new)
+                        if id(op.results[1 + j]) in position:
+                            self.state_results[_argument_name(v)] = position[id(op.results[1 + j])]
         # dropout keep-mask argument -> drop probability (drawn each step unless given)
         self.dropout = {n: float(attrs["dropout"])  # type: ignore[arg-type]
                         for n, attrs in zip(self.arg_names, func.body.arg_attributes)
