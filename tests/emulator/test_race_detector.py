@@ -58,7 +58,7 @@ class BruteForce:
         self.seen.clear()
 
 
-PITCHES = (48, 64, 100)
+PITCHES = (48, 64, 100, 4096)
 
 
 @st.composite
@@ -71,33 +71,34 @@ def accesses(draw) -> list[Access]:
         if draw(st.booleans()):  # a tile of a tensor: rows at one of a few pitches
             pitch = draw(st.sampled_from(PITCHES))
             acc = Access(space, cl, draw(st.integers(0, 900)), draw(st.integers(1, 12)),
-                         draw(st.integers(1, pitch)), pitch, write)
-        else:
-            acc = Access(space, cl, draw(st.integers(0, 1100)), draw(st.integers(1, 3)),
-                         draw(st.integers(0, 80)), draw(st.integers(1, 120)), write)
+                         draw(st.integers(1, min(pitch, 200))), pitch, write)
+        else:  # runs, rows that overlap (pitch <= rowbytes), no rows, a zero pitch
+            acc = Access(space, cl, draw(st.integers(0, 1100)), draw(st.integers(0, 3)),
+                         draw(st.integers(0, 80)), draw(st.integers(0, 120)), write)
         out.append(acc)
     return out
 
 
 STEP = st.tuples(st.integers(0, 3), accesses(), st.integers(0, 9), st.integers(0, 9),
                  st.integers(0, 30))
+#: a step of a loop-like program: which of a few fixed instructions runs again
+REPEAT = st.tuples(st.integers(0, 5), st.integers(0, 9), st.integers(0, 9), st.integers(0, 30))
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(STEP, min_size=1, max_size=40), st.sampled_from((1, 3, 7)), st.sampled_from((6, 10)),
-       st.sampled_from((2, 4, 6)))
-def test_detector_equals_brute_force(steps, prune_every: int, shift: int, col_shift: int) -> None:
+def _check_against_brute_force(runs, prune_every: int, shift: int, col_shift: int | None) -> None:
+    """``runs``: (instruction index, queue, accesses, wait, signal, barrier) in order."""
     nq = 4
     with pytest.MonkeyPatch.context() as mp:
         # prune often (idle queues send entries to the archive) and use small address and
         # column buckets, so accesses span several and the history is cut up as on big
-        # programs
+        # programs (col_shift None: the detector's own column buckets)
         mp.setattr(races, "_PRUNE_EVERY", prune_every)
         mp.setattr(races, "_SHIFT", {"sp": shift, "acc": shift, "dram": shift, "gb": shift})
-        mp.setattr(races, "_col_shift", lambda pitch: col_shift)
+        if col_shift is not None:
+            mp.setattr(races, "_col_shift", lambda pitch: col_shift)
         mp.setattr(races, "_ARCHIVE_MIN", 2)
         fast, slow = RaceDetector(nq), BruteForce(nq)
-        for index, (q, accs, wait, signal, barrier) in enumerate(steps):
+        for index, q, accs, wait, signal, barrier in runs:
             if barrier == 0:
                 fast.barrier()
                 slow.barrier()
@@ -111,6 +112,34 @@ def test_detector_equals_brute_force(steps, prune_every: int, shift: int, col_sh
             signals = (signal,) if signal < 4 else ()
             fast.end(clock, signals)
             slow.end(clock, signals)
+
+
+BUCKETS = (st.sampled_from((1, 3, 7)), st.sampled_from((6, 10)), st.sampled_from((2, 4, 6, None)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(STEP, min_size=1, max_size=40), *BUCKETS)
+def test_detector_equals_brute_force(steps, prune_every: int, shift: int, col_shift) -> None:
+    _check_against_brute_force([(i, *step) for i, step in enumerate(steps)], prune_every, shift,
+                               col_shift)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), accesses()), min_size=5, max_size=5), accesses(),
+       st.lists(REPEAT, min_size=1, max_size=60), st.lists(REPEAT, min_size=1, max_size=10),
+       *BUCKETS)
+def test_detector_equals_brute_force_on_repeated_instructions(program, late, steps, tail,
+                                                              prune_every: int, shift: int,
+                                                              col_shift) -> None:
+    """A loop runs the same few instructions again and again while one queue has not
+    started (instruction 5, on queue 3, comes only in the tail): the archive keeps what is
+    pruned meanwhile, only each instruction's latest instance of an access, cut at
+    different times in different buckets, and a check must still find every race (naming
+    the instruction)."""
+    program = [*program, (3, late)]
+    runs = [(i % 5, *program[i % 5], wait, signal, barrier) for i, wait, signal, barrier in steps]
+    runs += [(i, *program[i], wait, signal, barrier) for i, wait, signal, barrier in tail]
+    _check_against_brute_force(runs, prune_every, shift, col_shift)
 
 
 @pytest.mark.parametrize("col_shift", [2, 3, 6])
@@ -131,3 +160,30 @@ def test_two_tiles_of_one_pitch_race_exactly_when_they_share_a_byte(col_shift: i
                     det.end(clock, ())
                     _, race = det.start(1, 1, (), [second])
                     assert (race is not None) == bool(_bytes(first) & _bytes(second)), (row, col)
+
+
+def test_a_loop_archived_while_a_queue_idles_still_races_with_its_latest_instance() -> None:
+    """Queue 0 runs two instructions again and again while queue 1 has not started: each
+    pruning moves their entries to the archive, whose lists keep only each instruction's
+    latest instance, cut at different times where the two share a bucket. Queue 1 then
+    waits for the token of instruction A's first instance (so it knows only that one) and
+    reads A's bytes: A's later instances race with it, and the check must find one."""
+    a = Access("dram", 0, 72, 4, 40, 64, True)  # rows 1-4 of a 64-byte pitch, columns 8-48
+    b = Access("dram", 0, 264, 2, 8, 64, True)  # rows 4-5, columns 8-16: another bucket's list
+    read = Access("dram", 0, 72, 2, 40, 64, False)  # rows 1-2 of A: not B's
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(races, "_PRUNE_EVERY", 1)
+        mp.setattr(races, "_ARCHIVE_MIN", 1)
+        mp.setattr(races, "_SHIFT", {"sp": 7, "acc": 7, "dram": 7, "gb": 7})
+        mp.setattr(races, "_col_shift", lambda pitch: 4)
+        det = RaceDetector(2)
+        clock, race = det.start(0, "A", (), [a])
+        det.end(clock, (1,))  # token 1: after A's first instance
+        for _ in range(6):
+            for name, acc in (("A", a), ("B", b), ("B", b)):
+                clock, race = det.start(0, name, (), [acc])
+                assert race is None
+                det.end(clock, ())
+        assert det.tile_archive and not any(det.tiles.values())  # all pruned, kept for queue 1
+        clock, race = det.start(1, "read", (1,), [read])
+        assert clock.tolist() == [1, 1] and race == ("A", "read")
