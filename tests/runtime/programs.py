@@ -92,3 +92,15 @@ def mlp_args(seed: int = 0) -> dict[str, np.ndarray]:
 def random_mask(shape: tuple[int, int], density: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.random(shape) < density).astype(np.float32)
+
+
+def run_masked_mlp_step():
+    """MLP's training step on acf-small with fc1 40 % masked: (StepResult, args, mask)."""
+    from acf.runtime import Session
+
+    sess = Session("acf-small")
+    sess.load(MLP)
+    args = mlp_args()
+    mask = random_mask((48, 32), 0.4, 1)
+    sess.bind_mask("w1", mask)
+    return sess.run_step(args), args, mask

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from acf.emulator.engine import Record
 from acf.isa.program import SourceLoc
-from acf.runtime import Session
 from acf.runtime.report import build_step_report
 
-from .programs import MLP, mlp_args, random_mask
+from .programs import run_masked_mlp_step
 
 
 def _rec(index: int, start: int, end: int, eff: int = 0) -> Record:
@@ -67,12 +66,7 @@ def mlp_step():
     mp = pytest.MonkeyPatch()
     mp.setattr(session_mod, "build_step_report", spy)
     try:
-        sess = Session("acf-small")
-        sess.load(MLP)
-        args = mlp_args()
-        mask = random_mask((48, 32), 0.4, 1)
-        sess.bind_mask("w1", mask)
-        res = sess.run_step(args)
+        res, args, mask = run_masked_mlp_step()
     finally:
         mp.undo()
     return res.report, seen, args, mask

@@ -12,7 +12,7 @@ from acf.compiler.interp import run_func
 from acf.compiler.parser import parse_module
 from acf.runtime import BindError, Session, SessionOptions, profile
 
-from .programs import LAYER, MLP, layer_args, mlp_args, random_mask
+from .programs import LAYER, MLP, layer_args, mlp_args, random_mask, run_masked_mlp_step
 
 
 def interp(text: str, args: list[np.ndarray]) -> list[np.ndarray]:
@@ -27,12 +27,7 @@ def close(got: np.ndarray, want: np.ndarray) -> None:
 
 
 def test_mlp_training_step_matches_interpreter() -> None:
-    sess = Session("acf-small")
-    sess.load(MLP)
-    args = mlp_args()
-    mask = random_mask((48, 32), 0.4, 1)
-    sess.bind_mask("w1", mask)
-    res = sess.run_step(args)
+    res, args, mask = run_masked_mlp_step()
     want = interp(MLP, [args["w1"] * mask, args["w2"], args["x"], args["labels"], mask])
     for got, w in zip(res.values, want):
         close(got, w)
